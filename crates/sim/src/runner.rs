@@ -1,0 +1,36 @@
+//! Runs a test scenario over many seeds and turns a failure into a replay
+//! command.
+//!
+//! Environment: `FLOTILLA_SEEDS=N` runs seeds `1..=N` (default: the test's
+//! own count), `FLOTILLA_SEED_START=S` shifts them, `FLOTILLA_SEED=S` runs
+//! seed `S` alone, `FLOTILLA_TRACE=1` records a step-by-step trace that is
+//! printed when the run fails.
+
+use crate::cluster::Failure;
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+/// The seeds to run: `default_count` unless the environment says otherwise.
+pub fn seeds(default_count: u64) -> Vec<u64> {
+    if let Some(seed) = env_u64("FLOTILLA_SEED") {
+        return vec![seed];
+    }
+    let count = env_u64("FLOTILLA_SEEDS").unwrap_or(default_count);
+    let start = env_u64("FLOTILLA_SEED_START").unwrap_or(1);
+    (start..start + count).collect()
+}
+
+/// Runs `scenario` for every seed; panics on the first failure with the
+/// seed and the command that replays it.
+pub fn run_seeds(test: &str, default_count: u64, scenario: impl Fn(u64) -> Result<(), Failure>) {
+    for seed in seeds(default_count) {
+        if let Err(f) = scenario(seed) {
+            panic!(
+                "{test} failed: {f}\nreplay with a trace: FLOTILLA_SEED={seed} FLOTILLA_TRACE=1 \
+                 cargo test -p flotilla-sim {test} -- --exact --nocapture"
+            );
+        }
+    }
+}
