@@ -13,22 +13,31 @@ use crate::types::{NodeId, Role, Term};
 impl Raft {
     /// Starts a (pre-)election.
     pub(crate) fn campaign(&mut self, kind: CampaignKind) {
-        let pre = kind == CampaignKind::PreVote;
-        let vote_term = if pre {
+        if kind == CampaignKind::PreVote {
             self.become_pre_candidate();
-            self.term.next()
         } else {
             self.become_candidate();
-            self.term
-        };
+        }
+        self.campaign_transfer = kind == CampaignKind::Transfer;
         if self.record_vote(self.id, true) {
             return;
         }
+        self.request_votes();
+    }
+
+    /// Asks every voter that has not answered yet. Called when a campaign
+    /// starts and again every heartbeat interval while it runs, so a lost
+    /// request or answer costs a heartbeat interval, not a whole election
+    /// timeout (requests are idempotent: a voter grants the same candidate
+    /// again in the same term).
+    pub(crate) fn request_votes(&mut self) {
+        let pre = self.role == Role::PreCandidate;
+        let vote_term = if pre { self.term.next() } else { self.term };
         let request = VoteRequest {
             pre,
             last_index: self.log.last_index(),
             last_term: self.log.last_term(),
-            transfer: kind == CampaignKind::Transfer,
+            transfer: self.campaign_transfer,
         };
         let voters: Vec<NodeId> = self
             .conf
@@ -39,7 +48,7 @@ impl Raft {
             .collect();
         let mut sent = Vec::with_capacity(voters.len());
         for id in voters {
-            if id != self.id && !sent.contains(&id) {
+            if id != self.id && !sent.contains(&id) && !self.votes.contains_key(&id) {
                 sent.push(id);
                 self.send_with_term(id, vote_term, MessageBody::Vote(request.clone()));
             }

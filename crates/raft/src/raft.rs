@@ -103,6 +103,8 @@ pub(crate) struct Raft {
     conf_applied: LogIndex,
     pub(crate) progress: BTreeMap<NodeId, Progress>,
     pub(crate) votes: BTreeMap<NodeId, bool>,
+    /// The running campaign is a leadership transfer (voters ignore leases).
+    pub(crate) campaign_transfer: bool,
     pub(crate) election_elapsed: u32,
     pub(crate) heartbeat_elapsed: u32,
     randomized_timeout: u32,
@@ -149,6 +151,7 @@ impl Raft {
             conf_applied,
             progress: BTreeMap::new(),
             votes: BTreeMap::new(),
+            campaign_transfer: false,
             election_elapsed: 0,
             heartbeat_elapsed: 0,
             randomized_timeout: cfg.election_ticks,
@@ -312,6 +315,13 @@ impl Raft {
 
     fn tick_election(&mut self) {
         self.election_elapsed += 1;
+        if matches!(self.role, Role::Candidate | Role::PreCandidate) {
+            self.heartbeat_elapsed += 1;
+            if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
+                self.heartbeat_elapsed = 0;
+                self.request_votes();
+            }
+        }
         if self.promotable() && self.election_elapsed >= self.randomized_timeout {
             self.election_elapsed = 0;
             let kind = if self.cfg.pre_vote {

@@ -240,8 +240,14 @@ impl Cluster {
         &self.trace
     }
 
-    /// A failure at the current time.
+    /// A failure at the current time. With tracing on, the trace so far is
+    /// printed to stderr first, so a replayed failure shows how it came about.
     pub fn fail(&self, what: impl Into<String>) -> Failure {
+        if self.cfg.trace {
+            for line in &self.trace {
+                eprintln!("{line}");
+            }
+        }
         Failure {
             seed: self.cfg.seed,
             at_ns: self.now,

@@ -140,14 +140,14 @@ impl Cluster {
     }
 
     /// The course's `wait`: until `n` nodes applied `index`, backing off
-    /// from 10 ms to 1 s for 30 rounds. `None` if some term passed
-    /// `start_term` (the caller retries).
+    /// from 10 ms to 1 s for 30 rounds. Reports [`Waited::TermMoved`] if
+    /// some term passed `start_term` (the caller retries).
     pub fn wait(
         &mut self,
         index: LogIndex,
         n: usize,
         start_term: Option<Term>,
-    ) -> Result<Option<Bytes>, Failure> {
+    ) -> Result<Waited, Failure> {
         let mut to = 10 * MS;
         for _ in 0..30 {
             if self.n_committed(index).0 >= n {
@@ -164,7 +164,7 @@ impl Cluster {
                     .filter_map(|x| x.state())
                     .any(|(t, _)| t > start);
                 if passed {
-                    return Ok(None);
+                    return Ok(Waited::TermMoved);
                 }
             }
         }
@@ -172,7 +172,7 @@ impl Cluster {
         if nd < n {
             return Err(self.fail(format!("only {nd} decided for index {index}; wanted {n}")));
         }
-        Ok(cmd)
+        Ok(Waited::Applied(cmd))
     }
 
     /// The course's `crash1`: cut node `idx` off, then kill it.
@@ -198,6 +198,16 @@ impl Cluster {
     pub fn idx(id: NodeId) -> usize {
         id.get() as usize - 1
     }
+}
+
+/// What [`Cluster::wait`] saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Waited {
+    /// Enough nodes applied the index; the command there (`None` for a
+    /// no-op or a conf change).
+    Applied(Option<Bytes>),
+    /// A term passed the one the caller started in.
+    TermMoved,
 }
 
 /// The result of one step of [`OneCall`].

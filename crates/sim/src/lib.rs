@@ -20,6 +20,6 @@ pub mod net;
 pub mod runner;
 
 pub use cluster::{Actor, AppState, Cluster, ClusterConfig, Failure, SimNode};
-pub use lab::{ELECTION_TIMEOUT_NS, OneActor, OneCall, cmd};
+pub use lab::{ELECTION_TIMEOUT_NS, OneActor, OneCall, Waited, cmd};
 pub use net::{MS, NetConfig, Network};
 pub use runner::run_seeds;

@@ -22,6 +22,15 @@ pub fn seeds(default_count: u64) -> Vec<u64> {
     (start..start + count).collect()
 }
 
+/// Runs `scenario` for one pinned seed (a regression test).
+pub fn run_seed(test: &str, seed: u64, scenario: impl Fn(u64) -> Result<(), Failure>) {
+    if let Err(f) = scenario(seed) {
+        panic!(
+            "{test} failed: {f}\nreplay with a trace: FLOTILLA_TRACE=1 cargo test -p flotilla-sim {test} -- --exact --nocapture"
+        );
+    }
+}
+
 /// Runs `scenario` for every seed; panics on the first failure with the
 /// seed and the command that replays it.
 pub fn run_seeds(test: &str, default_count: u64, scenario: impl Fn(u64) -> Result<(), Failure>) {

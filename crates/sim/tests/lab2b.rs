@@ -7,7 +7,7 @@
 //! right after what they observed.
 
 use flotilla_raft::LogIndex;
-use flotilla_sim::{Cluster, ELECTION_TIMEOUT_NS, MS, cmd, run_seeds};
+use flotilla_sim::{Cluster, ELECTION_TIMEOUT_NS, MS, Waited, cmd, run_seeds};
 
 const SEEDS: u64 = 20;
 
@@ -197,8 +197,9 @@ fn concurrent_starts_2b() {
             let mut retry = false;
             for &(index, _) in &starts {
                 match c.wait(index, 3, Some(term))? {
-                    Some(v) => values.push(v),
-                    None => retry = true,
+                    Waited::Applied(Some(v)) => values.push(v),
+                    Waited::Applied(None) => return Err(c.fail(format!("no command at {index}"))),
+                    Waited::TermMoved => retry = true,
                 }
             }
             if retry || (0..3).any(|i| c.get_state(i).is_some_and(|(t, _)| t != term)) {
@@ -332,14 +333,14 @@ fn count_2b() {
             }
             for i in 1..=10u64 {
                 match c.wait(start.plus(i), 3, Some(term))? {
-                    None => continue 'attempt,
-                    Some(v) if v != cmd(cmds[i as usize - 1]) => {
+                    Waited::TermMoved => continue 'attempt,
+                    Waited::Applied(v) if v != Some(cmd(cmds[i as usize - 1])) => {
                         return Err(c.fail(format!(
                             "wrong value {v:?} committed for index {}",
                             start.plus(i)
                         )));
                     }
-                    Some(_) => {}
+                    Waited::Applied(_) => {}
                 }
             }
             if (0..3).any(|i| c.get_state(i).is_some_and(|(t, _)| t != term)) {
