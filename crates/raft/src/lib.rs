@@ -86,6 +86,8 @@ mod leader;
 mod log;
 pub mod message;
 mod progress;
+#[cfg(test)]
+mod props;
 mod quorum;
 mod raft;
 mod raw_node;
