@@ -9,6 +9,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod sim;
+
 /// Flotilla: Raft, a linearizable replicated KV store, a sharded store and
 /// MapReduce, with a deterministic simulator to prove them.
 #[derive(Debug, Parser)]
@@ -19,14 +21,17 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Run the deterministic simulator.
+    #[command(subcommand)]
+    Sim(sim::SimCommand),
+}
 
-// The allow goes with the first subcommand: an empty enum makes the dispatch
-// below unreachable.
-#[allow(unreachable_code, unused_variables)]
 fn main() -> ExitCode {
     let Cli { command } = Cli::parse();
-    let result: anyhow::Result<ExitCode> = match command {};
+    let result: anyhow::Result<ExitCode> = match command {
+        Command::Sim(cmd) => sim::run(cmd),
+    };
     match result {
         Ok(code) => code,
         Err(err) => {

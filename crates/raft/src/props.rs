@@ -79,8 +79,8 @@ proptest! {
             match f.maybe_append(LogIndex(prev as u64), prev_term, &leader[prev..end]) {
                 AppendOutcome::Appended(last) => {
                     prop_assert_eq!(last, LogIndex(end as u64));
-                    for i in 0..end {
-                        prop_assert_eq!(f.entry(LogIndex(i as u64 + 1)), Some(&leader[i]));
+                    for e in &leader[..end] {
+                        prop_assert_eq!(f.entry(e.index), Some(e));
                     }
                     for i in matched_before {
                         prop_assert_eq!(f.entry(LogIndex(i as u64 + 1)), Some(&leader[i]));

@@ -68,6 +68,9 @@ pub struct ClusterConfig {
     pub trace: bool,
     /// On a crash, lose a random part of the unsynced writes (else keep them).
     pub lose_unsynced_on_crash: bool,
+    /// The voters at bootstrap (default: every node). Other nodes start as
+    /// outsiders that join through membership changes.
+    pub initial_voters: Option<Vec<NodeId>>,
     /// Settings for every node (id, voters and seed are filled in).
     pub raft: Config,
 }
@@ -88,6 +91,7 @@ impl ClusterConfig {
             serialize: true,
             trace: false,
             lose_unsynced_on_crash: true,
+            initial_voters: None,
             raft,
         }
     }
@@ -178,6 +182,11 @@ pub struct Cluster {
     pub(crate) failure: Option<Failure>,
     /// Events processed.
     pub steps: u64,
+    /// Reads in flight: (node index, ctx) to the committed length when the
+    /// read was issued; a read index below it would be stale.
+    pub(crate) pending_reads: BTreeMap<(usize, u64), LogIndex>,
+    /// Reads confirmed and checked so far.
+    pub reads_checked: u64,
 }
 
 impl Cluster {
@@ -209,6 +218,8 @@ impl Cluster {
             trace: Vec::new(),
             failure: None,
             steps: 0,
+            pending_reads: BTreeMap::new(),
+            reads_checked: 0,
             cfg,
         };
         for i in 0..c.nodes.len() {
@@ -258,7 +269,10 @@ impl Cluster {
     fn node_config(&mut self, idx: usize) -> Config {
         let mut cfg = self.cfg.raft.clone();
         cfg.id = self.nodes[idx].id;
-        cfg.voters = self.nodes.iter().map(|n| n.id).collect();
+        cfg.voters = match &self.cfg.initial_voters {
+            Some(v) => v.clone(),
+            None => self.nodes.iter().map(|n| n.id).collect(),
+        };
         cfg.seed = self.rng.next_u64();
         cfg
     }

@@ -93,9 +93,34 @@ impl Cluster {
                 Err(v) => return self.violation(v),
             }
         }
+        self.check_reads(idx, rd);
         let node = &mut self.nodes[idx];
         node.reads.extend_from_slice(&rd.read_states);
         node.dropped_reads.extend_from_slice(&rd.dropped_reads);
+    }
+
+    /// Linearizable reads (§6.4 of the thesis): a read index is at least
+    /// every index committed before the read was issued.
+    fn check_reads(&mut self, idx: usize, rd: &Ready) {
+        for &ctx in &rd.dropped_reads {
+            self.pending_reads.remove(&(idx, ctx));
+        }
+        for r in &rd.read_states {
+            let Some(floor) = self.pending_reads.remove(&(idx, r.ctx)) else {
+                continue;
+            };
+            self.reads_checked += 1;
+            if r.index < floor {
+                let id = self.nodes[idx].id;
+                return self.violation(Violation {
+                    invariant: "linearizable read (§6.4 of the thesis)",
+                    detail: format!(
+                        "node {id} read {} at index {}, but {floor} was committed before it was issued",
+                        r.ctx, r.index
+                    ),
+                });
+            }
+        }
     }
 
     fn restore(&mut self, idx: usize, data: &Bytes) {

@@ -17,7 +17,9 @@ mod driver;
 pub mod invariants;
 pub mod lab;
 pub mod net;
+mod ops;
 pub mod runner;
+pub mod swarm;
 
 pub use cluster::{Actor, AppState, Cluster, ClusterConfig, Failure, SimNode};
 pub use lab::{ELECTION_TIMEOUT_NS, OneActor, OneCall, Waited, cmd};

@@ -60,6 +60,8 @@ pub struct NetCounters {
     pub delivered_requests: BTreeMap<u64, u64>,
     /// Messages lost to faults or partitions.
     pub dropped: u64,
+    /// Messages sent to each address (delivered or not).
+    pub sent_to: BTreeMap<u64, u64>,
 }
 
 /// Link state and message fates.
@@ -152,6 +154,7 @@ impl Network {
             self.counters.requests += 1;
         }
         self.counters.bytes += bytes;
+        *self.counters.sent_to.entry(to).or_insert(0) += 1;
         if !self.link_up(from, to) {
             self.counters.dropped += 1;
             return Vec::new();

@@ -1,0 +1,189 @@
+//! `flotilla sim ...`: run the deterministic simulator from the command
+//! line. `sim raft` runs random workloads under random faults over many
+//! seeds, in parallel, and prints the command that replays any failure.
+
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use clap::{Args, Subcommand};
+use flotilla_sim::MS;
+use flotilla_sim::swarm::{self, Faults, SwarmConfig, SwarmReport};
+
+/// Simulate a cluster on virtual time with injected faults.
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// A Raft group under random faults; checks every safety invariant
+    /// after every step, then that the group recovers once faults stop.
+    /// Exit code: 0 if every seed passed, 1 on any violation.
+    Raft(RaftArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RaftArgs {
+    /// Nodes in the group (0: the seed chooses 3 or 5).
+    #[arg(long, default_value_t = 5)]
+    nodes: u64,
+    /// How many seeds to run.
+    #[arg(long, default_value_t = 100)]
+    seeds: u64,
+    /// The first seed.
+    #[arg(long, default_value_t = 1)]
+    start: u64,
+    /// Run this one seed (a replay); overrides --seeds and --start.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Faults to inject: a comma-separated list of partition, crash, drop,
+    /// reorder, snapshot, membership, transfer, reads; or all, none.
+    #[arg(long, default_value = "all", value_parser = parse_faults)]
+    faults: Faults,
+    /// Concurrent readers checking linearizable reads.
+    #[arg(long, default_value_t = 2)]
+    readers: u32,
+    /// Virtual seconds of faults per seed.
+    #[arg(long, default_value_t = 20)]
+    safety_secs: u64,
+    /// Virtual seconds allowed to recover once the faults stop.
+    #[arg(long, default_value_t = 30)]
+    liveness_secs: u64,
+    /// Print a step-by-step trace (use with --seed).
+    #[arg(long)]
+    trace: bool,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+fn parse_faults(s: &str) -> Result<Faults, String> {
+    s.parse()
+}
+
+pub fn run(cmd: SimCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        SimCommand::Raft(args) => run_raft(&args),
+    }
+}
+
+/// Results of finished seeds, printed in seed order per block of 100.
+#[derive(Default)]
+struct Tally {
+    done: std::collections::BTreeMap<u64, Result<SwarmReport, String>>,
+    printed_to: u64,
+    seeds: u64,
+    violations: u64,
+    commits: u64,
+    virtual_ns: u64,
+}
+
+impl Tally {
+    fn record(
+        &mut self,
+        seed: u64,
+        r: Result<SwarmReport, String>,
+        first: u64,
+        last: u64,
+        began: Instant,
+    ) {
+        self.done.insert(seed, r);
+        // Print every complete block of 100 seeds, in order.
+        loop {
+            let block_end = (self.printed_to + 100).min(last);
+            if !(self.printed_to + 1..=block_end).all(|s| self.done.contains_key(&s)) {
+                break;
+            }
+            let block: Vec<_> = (self.printed_to + 1..=block_end)
+                .filter_map(|s| self.done.remove(&s))
+                .collect();
+            let fails = block.iter().filter(|r| r.is_err()).count();
+            let commits: u64 = block
+                .iter()
+                .filter_map(|r| r.as_ref().ok())
+                .map(|r| r.commits)
+                .sum();
+            println!(
+                "seeds {}..={}: passed={} violations={} commits={} wall_s={:.1}",
+                self.printed_to + 1,
+                block_end,
+                block.len() - fails,
+                fails,
+                commits,
+                began.elapsed().as_secs_f64()
+            );
+            self.printed_to = block_end;
+            if block_end == last {
+                break;
+            }
+        }
+        let _ = first;
+    }
+}
+
+fn run_raft(args: &RaftArgs) -> anyhow::Result<ExitCode> {
+    let cfg = SwarmConfig {
+        nodes: args.nodes,
+        faults: args.faults,
+        safety_ns: args.safety_secs * 1000 * MS,
+        liveness_ns: args.liveness_secs * 1000 * MS,
+        readers: args.readers,
+        trace: args.trace,
+    };
+    let (first, count) = match args.seed {
+        Some(s) => (s, 1),
+        None => (args.start, args.seeds),
+    };
+    let last = first + count - 1;
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let next = AtomicU64::new(first);
+    let tally = Mutex::new(Tally {
+        printed_to: first - 1,
+        ..Tally::default()
+    });
+    let began = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed > last {
+                        break;
+                    }
+                    let result = swarm::run(seed, &cfg).map_err(|f| f.to_string());
+                    let mut t = tally.lock().unwrap_or_else(|e| e.into_inner());
+                    t.seeds += 1;
+                    match &result {
+                        Ok(r) => {
+                            t.commits += r.commits;
+                            t.virtual_ns += r.virtual_ns;
+                        }
+                        Err(what) => {
+                            t.violations += 1;
+                            println!("VIOLATION {what}");
+                            println!(
+                                "  replay: flotilla sim raft --nodes {} --seed {seed} --faults {} --readers {} --safety-secs {} --liveness-secs {} --trace",
+                                args.nodes, args.faults, args.readers, args.safety_secs, args.liveness_secs
+                            );
+                        }
+                    }
+                    t.record(seed, result, first, last, began);
+                }
+            });
+        }
+    });
+    let t = tally.into_inner().unwrap_or_else(|e| e.into_inner());
+    println!(
+        "seeds={} violations={} commits={} virtual_s={:.0} wall_s={:.1}",
+        t.seeds,
+        t.violations,
+        t.commits,
+        t.virtual_ns as f64 / 1e9,
+        began.elapsed().as_secs_f64()
+    );
+    Ok(if t.violations == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

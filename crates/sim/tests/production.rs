@@ -1,0 +1,412 @@
+//! What production Raft adds to the course (issue 6), each on the
+//! simulator with the safety invariants on: pre-vote, check-quorum,
+//! ReadIndex and lease reads, leadership transfer, learners, membership
+//! changes by joint consensus, and flow control.
+
+use flotilla_raft::{
+    ConfChange, ConfChangeOp, NodeId, ProposeError, ReadMode, Role, TransferError,
+};
+use flotilla_sim::{Cluster, ClusterConfig, ELECTION_TIMEOUT_NS, Failure, MS, cmd, run_seeds};
+
+const SEEDS: u64 = 20;
+
+fn cluster(n: u64, seed: u64, tune: impl FnOnce(&mut ClusterConfig)) -> Cluster {
+    let mut cfg = ClusterConfig::new(n, seed);
+    cfg.trace = std::env::var_os("FLOTILLA_TRACE").is_some();
+    tune(&mut cfg);
+    Cluster::new(cfg)
+}
+
+fn term_of(c: &Cluster, i: usize) -> u64 {
+    c.get_state(i).map_or(0, |(t, _)| t.get())
+}
+
+/// A follower partitioned away for many election timeouts comes back
+/// without raising the term or deposing the leader: pre-vote.
+#[test]
+fn pre_vote_keeps_the_leader_when_a_partitioned_node_returns() {
+    run_seeds(
+        "pre_vote_keeps_the_leader_when_a_partitioned_node_returns",
+        SEEDS,
+        |seed| {
+            let mut c = cluster(5, seed, |_| {});
+            let leader = c.check_one_leader()?;
+            c.one(cmd(1), 5, true)?;
+            let term = term_of(&c, leader);
+            let follower = (leader + 1) % 5;
+            c.disconnect(follower);
+            c.run_for(20 * ELECTION_TIMEOUT_NS)?;
+            c.connect(follower);
+            c.run_for(5 * ELECTION_TIMEOUT_NS)?;
+            c.one(cmd(2), 5, true)?;
+            if c.leader() != Some(leader) || term_of(&c, leader) != term {
+                return Err(c.fail(format!("leader {leader} in term {term} was disturbed")));
+            }
+            if term_of(&c, follower) != term {
+                return Err(c.fail("the returning follower did not rejoin the leader's term"));
+            }
+            Ok(())
+        },
+    );
+}
+
+/// The same scenario without pre-vote and check-quorum raises the term:
+/// the feature above is what prevents it.
+#[test]
+fn without_pre_vote_a_returning_node_raises_the_term() {
+    let mut c = cluster(5, 3, |cfg| {
+        cfg.raft.pre_vote = false;
+        cfg.raft.check_quorum = false;
+    });
+    let leader = c.check_one_leader().unwrap();
+    let term = term_of(&c, leader);
+    let follower = (leader + 1) % 5;
+    c.disconnect(follower);
+    c.run_for(20 * ELECTION_TIMEOUT_NS).unwrap();
+    c.connect(follower);
+    c.run_for(5 * ELECTION_TIMEOUT_NS).unwrap();
+    assert!(
+        term_of(&c, leader) > term,
+        "the term should have been raised"
+    );
+}
+
+/// An isolated leader steps down within two election timeouts.
+#[test]
+fn check_quorum_deposes_an_isolated_leader() {
+    run_seeds("check_quorum_deposes_an_isolated_leader", SEEDS, |seed| {
+        let mut c = cluster(3, seed, |_| {});
+        let leader = c.check_one_leader()?;
+        c.disconnect(leader);
+        c.run_until_cond(
+            2 * ELECTION_TIMEOUT_NS + 20 * MS,
+            "isolated leader kept leading",
+            |c| c.role(leader) != Some(Role::Leader),
+        )?;
+        c.check_one_leader()?;
+        Ok(())
+    });
+}
+
+/// Readers and writers under partitions, crashes and leader changes: no
+/// read index is below what was committed before the read was issued.
+fn reads_under_faults(seed: u64, mode: ReadMode) -> Result<(), Failure> {
+    let mut c = cluster(5, seed, |cfg| cfg.raft.read_mode = mode);
+    c.check_one_leader()?;
+    let mut ctx = 0;
+    for round in 0..40 {
+        let fault = c.rng.range(0, 4);
+        let victim = c.rng.range(0, 5) as usize;
+        match fault {
+            0 => c.disconnect(victim),
+            1 => c.crash1(victim),
+            _ => {}
+        }
+        for _ in 0..5 {
+            for i in 0..5 {
+                let x = c.rng.next_u64();
+                c.start(i, cmd(x));
+                ctx += 1;
+                let reader = c.rng.range(0, 5) as usize;
+                c.read(reader, ctx);
+            }
+            let pause = c.rng.range(5, 150);
+            c.run_for(pause * MS)?;
+        }
+        if !c.nodes[victim].alive() {
+            c.restart(victim);
+        }
+        c.connect(victim);
+        if round % 10 == 9 {
+            c.one(cmd(round), 5, true)?;
+        }
+    }
+    if c.reads_checked < 100 {
+        return Err(c.fail(format!("only {} reads completed", c.reads_checked)));
+    }
+    Ok(())
+}
+
+#[test]
+fn read_index_reads_are_linearizable_under_faults() {
+    run_seeds(
+        "read_index_reads_are_linearizable_under_faults",
+        SEEDS,
+        |seed| reads_under_faults(seed, ReadMode::Safe),
+    );
+}
+
+#[test]
+fn lease_reads_are_linearizable_under_faults() {
+    run_seeds("lease_reads_are_linearizable_under_faults", SEEDS, |seed| {
+        reads_under_faults(seed, ReadMode::Lease)
+    });
+}
+
+/// A burst of reads shares one heartbeat round: far fewer than one message
+/// per read, and no log entry.
+#[test]
+fn a_burst_of_reads_costs_one_heartbeat_round() {
+    let mut c = cluster(3, 11, |_| {});
+    let leader = c.check_one_leader().unwrap();
+    c.one(cmd(1), 3, true).unwrap();
+    let (msgs0, last0) = (
+        c.net.counters.requests,
+        c.nodes[leader].raft.as_ref().unwrap().status().last_index,
+    );
+    let raft = c.nodes[leader].raft.as_mut().unwrap();
+    for ctx in 0..100 {
+        raft.read_index(ctx);
+    }
+    c.run_for(5 * MS).unwrap();
+    let reads = c.nodes[leader].reads.len();
+    let requests = c.net.counters.requests - msgs0;
+    assert_eq!(reads, 100, "every read confirmed");
+    assert_eq!(requests, 2, "one heartbeat to each of the two followers");
+    let last = c.nodes[leader].raft.as_ref().unwrap().status().last_index;
+    assert_eq!(last, last0, "reads wrote nothing to the log");
+}
+
+/// Followers serve reads by asking the leader for the index.
+#[test]
+fn follower_reads_get_their_index_from_the_leader() {
+    let mut c = cluster(3, 5, |_| {});
+    let leader = c.check_one_leader().unwrap();
+    let follower = (leader + 1) % 3;
+    let index = c.one(cmd(7), 3, true).unwrap();
+    assert!(c.read(follower, 42));
+    c.run_for(10 * MS).unwrap();
+    let got = c.nodes[follower]
+        .reads
+        .iter()
+        .find(|r| r.ctx == 42)
+        .copied();
+    assert!(
+        got.is_some_and(|r| r.index >= index),
+        "follower read {got:?}, committed {index}"
+    );
+}
+
+/// Leadership moves to the named node; proposals are refused meanwhile.
+#[test]
+fn leadership_transfer_to_a_named_node() {
+    run_seeds("leadership_transfer_to_a_named_node", SEEDS, |seed| {
+        let mut c = cluster(5, seed, |_| {});
+        let leader = c.check_one_leader()?;
+        let target = (leader + 2) % 5;
+        // Make the target lag, so the transfer must first catch it up.
+        c.disconnect(target);
+        for x in 0..20 {
+            c.one(cmd(x), 4, true)?;
+        }
+        c.connect(target);
+        c.transfer_leader(leader, target)
+            .map_err(|e| c.fail(e.to_string()))?;
+        let refused = c.nodes[leader].raft.as_mut().map(|r| r.propose(cmd(99)));
+        if let Some(Ok(_)) = refused {
+            return Err(c.fail("a proposal was accepted during the transfer"));
+        }
+        c.run_until_cond(ELECTION_TIMEOUT_NS, "transfer did not complete", |c| {
+            c.leader() == Some(target)
+        })?;
+        c.one(cmd(100), 5, true)?;
+        Ok(())
+    });
+}
+
+/// A transfer to an unreachable node is abandoned after an election
+/// timeout, and the leader takes proposals again.
+#[test]
+fn transfer_to_an_unreachable_node_is_abandoned() {
+    let mut c = cluster(3, 9, |_| {});
+    let leader = c.check_one_leader().unwrap();
+    let target = (leader + 1) % 3;
+    c.disconnect(target);
+    c.transfer_leader(leader, target).unwrap();
+    let r = c.nodes[leader].raft.as_mut().unwrap().propose(cmd(1));
+    assert!(
+        matches!(r, Err(ProposeError::TransferInProgress { .. })),
+        "{r:?}"
+    );
+    c.run_for(ELECTION_TIMEOUT_NS + 20 * MS).unwrap();
+    assert_eq!(c.leader(), Some(leader));
+    assert!(
+        c.nodes[leader]
+            .raft
+            .as_mut()
+            .unwrap()
+            .propose(cmd(2))
+            .is_ok()
+    );
+    let stranger = c.nodes[leader]
+        .raft
+        .as_mut()
+        .unwrap()
+        .transfer_leader(NodeId(9));
+    assert_eq!(stranger, Err(TransferError::NotVoter(NodeId(9))));
+    assert!(matches!(
+        c.nodes[target]
+            .raft
+            .as_mut()
+            .unwrap()
+            .transfer_leader(NodeId(1)),
+        Err(TransferError::NotLeader { .. })
+    ));
+}
+
+/// Waits until every live member applied a fresh command.
+fn commit_everywhere(c: &mut Cluster, members: usize) -> Result<(), Failure> {
+    let x = c.rng.next_u64();
+    c.one(cmd(x), members, true).map(|_| ())
+}
+
+/// A learner receives the log but does not count towards quorums.
+#[test]
+fn learners_receive_the_log_but_do_not_vote() {
+    let mut c = cluster(4, 2, |cfg| {
+        cfg.initial_voters = Some(vec![NodeId(1), NodeId(2), NodeId(3)])
+    });
+    let leader = c.check_one_leader().unwrap();
+    let add = ConfChange {
+        ops: vec![ConfChangeOp::AddLearner(NodeId(4))],
+    };
+    c.propose_conf_change(leader, &add).unwrap();
+    commit_everywhere(&mut c, 4).unwrap();
+    assert!(
+        c.nodes[3].app.last_applied > flotilla_raft::LogIndex(2),
+        "the learner applies the log"
+    );
+    // Two voters gone: the leader and the learner are no quorum.
+    let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    for &i in &others {
+        c.disconnect(i);
+    }
+    let before = c.committed.len();
+    c.start(leader, cmd(5));
+    c.run_for(3 * ELECTION_TIMEOUT_NS).unwrap();
+    assert_eq!(
+        c.committed.len(),
+        before,
+        "a learner must not make a quorum"
+    );
+    assert_ne!(c.role(3), Some(Role::Leader));
+    for &i in &others {
+        c.connect(i);
+    }
+    commit_everywhere(&mut c, 4).unwrap();
+}
+
+/// Joint consensus replaces the whole voter set in one change.
+#[test]
+fn joint_consensus_replaces_every_voter() {
+    run_seeds("joint_consensus_replaces_every_voter", SEEDS, |seed| {
+        let ids = |v: &[u64]| v.iter().map(|&i| NodeId(i)).collect::<Vec<_>>();
+        let mut c = cluster(6, seed, |cfg| cfg.initial_voters = Some(ids(&[1, 2, 3])));
+        let leader = c.check_one_leader()?;
+        commit_everywhere(&mut c, 3)?;
+        let ops = vec![
+            ConfChangeOp::AddVoter(NodeId(4)),
+            ConfChangeOp::AddVoter(NodeId(5)),
+            ConfChangeOp::AddVoter(NodeId(6)),
+            ConfChangeOp::Remove(NodeId(1)),
+            ConfChangeOp::Remove(NodeId(2)),
+            ConfChangeOp::Remove(NodeId(3)),
+        ];
+        c.propose_conf_change(leader, &ConfChange { ops })
+            .map_err(|e| c.fail(e.to_string()))?;
+        c.run_until_cond(
+            10 * ELECTION_TIMEOUT_NS,
+            "new configuration not reached",
+            |c| {
+                (3..6).all(|i| {
+                    c.nodes[i].raft.as_ref().is_some_and(|r| {
+                        r.status().conf_state.voters == ids(&[4, 5, 6])
+                            && !r.status().conf_state.is_joint()
+                    })
+                })
+            },
+        )?;
+        for i in 0..3 {
+            c.crash1(i);
+        }
+        commit_everywhere(&mut c, 3)?;
+        Ok(())
+    });
+}
+
+/// Membership changes again and again while nodes crash, partitions come
+/// and go and the network loses messages; the invariants hold throughout
+/// and the group makes progress once the faults stop.
+#[test]
+fn membership_changes_under_faults() {
+    run_seeds("membership_changes_under_faults", SEEDS, |seed| {
+        let mut c = cluster(5, seed, |cfg| {
+            cfg.initial_voters = Some(vec![NodeId(1), NodeId(2), NodeId(3)]);
+            cfg.net.reliable = false;
+        });
+        c.check_one_leader()?;
+        for _ in 0..60 {
+            flotilla_sim::swarm::random_membership_change(&mut c);
+            let victim = c.rng.range(0, 5) as usize;
+            match c.rng.range(0, 5) {
+                0 => c.crash1(victim),
+                1 => c.disconnect(victim),
+                _ => {}
+            }
+            for i in 0..5 {
+                let x = c.rng.next_u64();
+                c.start(i, cmd(x));
+            }
+            let pause = c.rng.range(50, 500);
+            c.run_for(pause * MS)?;
+            if !c.nodes[victim].alive() {
+                c.restart(victim);
+            }
+            c.connect(victim);
+        }
+        c.set_reliable(true);
+        flotilla_sim::swarm::converge(&mut c)?;
+        Ok(())
+    });
+}
+
+/// A follower that does not answer gets at most one probe per heartbeat,
+/// however much the leader appends: the leader neither floods it nor
+/// buffers without bound.
+#[test]
+fn flow_control_bounds_traffic_to_a_silent_follower() {
+    let mut c = cluster(3, 4, |_| {});
+    let leader = c.check_one_leader().unwrap();
+    let silent = (leader + 1) % 3;
+    c.one(cmd(0), 3, true).unwrap();
+    // Block only the answers: the follower receives but the leader never hears back.
+    c.net
+        .set_link(c.nodes[silent].id.get(), c.nodes[leader].id.get(), false);
+    let sent0 = c
+        .net
+        .counters
+        .sent_to
+        .get(&c.nodes[silent].id.get())
+        .copied()
+        .unwrap_or(0);
+    for x in 0..2000 {
+        c.start(leader, cmd(x));
+        if x % 100 == 0 {
+            c.run_for(10 * MS).unwrap();
+        }
+    }
+    c.run_for(1000 * MS).unwrap();
+    let sent = c
+        .net
+        .counters
+        .sent_to
+        .get(&c.nodes[silent].id.get())
+        .copied()
+        .unwrap_or(0)
+        - sent0;
+    // 1.2 s of heartbeats (~12) plus at most the in-flight window.
+    assert!(
+        sent < 12 + 256 + 20,
+        "sent {sent} messages to a silent follower"
+    );
+}
