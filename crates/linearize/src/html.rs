@@ -1,0 +1,1 @@
+//! Writes a history and its verdict as a self-contained HTML page.
