@@ -3,7 +3,11 @@
 //!
 //! Exit codes: every subcommand returns its own [`ExitCode`] (documented in its
 //! `--help`); an error that escapes a subcommand is printed with its whole
-//! context chain and exits with 1.
+//! context chain and exits with 1. A command-line usage error exits with 3
+//! (bad input), not clap's usual 2, because `flotilla check` gives 2 the
+//! meaning "unknown"; `--help` and `--version` exit with 0.
+
+mod check;
 
 use std::process::ExitCode;
 
@@ -19,14 +23,29 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Checks recorded histories (linearizability).
+    #[command(subcommand)]
+    Check(check::CheckCommand),
+}
 
-// The allow goes with the first subcommand: an empty enum makes the dispatch
-// below unreachable.
-#[allow(unreachable_code, unused_variables)]
 fn main() -> ExitCode {
-    let Cli { command } = Cli::parse();
-    let result: anyhow::Result<ExitCode> = match command {};
+    let command = match Cli::try_parse() {
+        Ok(Cli { command }) => command,
+        Err(err) => {
+            let code = if err.use_stderr() {
+                check::BAD_INPUT
+            } else {
+                0
+            };
+            // Printing help or a usage error; nothing useful to do if stdout is gone.
+            let _ = err.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result: anyhow::Result<ExitCode> = match command {
+        Command::Check(command) => check::run(command),
+    };
     match result {
         Ok(code) => code,
         Err(err) => {

@@ -87,6 +87,19 @@ pub struct PartitionReport {
     pub states: usize,
 }
 
+impl PartitionReport {
+    fn new(part: &Partition) -> Self {
+        Self {
+            name: part.name.clone(),
+            ops: part.ops.len(),
+            outcome: PartitionOutcome::Unknown,
+            steps: 0,
+            memo_entries: 0,
+            states: 0,
+        }
+    }
+}
+
 /// The verdict and how it was reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
@@ -153,17 +166,7 @@ pub fn check_report<M: Model>(
     let ops = history.ops();
     let deadline = limits.timeout.map(|t| Instant::now() + t);
     let parts = partitions(model, ops);
-    let mut reports: Vec<PartitionReport> = parts
-        .iter()
-        .map(|p| PartitionReport {
-            name: p.name.clone(),
-            ops: p.ops.len(),
-            outcome: PartitionOutcome::Unknown,
-            steps: 0,
-            memo_entries: 0,
-            states: 0,
-        })
-        .collect();
+    let mut reports: Vec<PartitionReport> = parts.iter().map(PartitionReport::new).collect();
     let mut searches: Vec<Option<Search<'_, M>>> = parts
         .iter()
         .map(|p| Some(Search::new(model, ops, &p.ops)))
@@ -208,11 +211,11 @@ pub fn check_report<M: Model>(
         }
     }
     if failure.is_some() {
-        for (report, search) in reports.iter_mut().zip(&searches) {
-            if search.is_some() {
-                report.outcome = PartitionOutcome::Skipped;
-            }
-        }
+        let open = reports
+            .iter_mut()
+            .zip(&searches)
+            .filter(|(_, s)| s.is_some());
+        open.for_each(|(report, _)| report.outcome = PartitionOutcome::Skipped);
     }
     let verdict = match failure {
         Some(c) => Verdict::NotLinearizable(Box::new(c)),

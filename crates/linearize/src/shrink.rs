@@ -117,60 +117,65 @@ pub(crate) fn shrink<M: Model>(
     // Candidates: operations with a known outcome, by call time.
     let mut order: Vec<usize> = (0..part.len()).filter(|&i| !part[i].relaxed).collect();
     order.sort_by_key(|&i| (ops[part[i].id].call, part[i].id));
+    let (end, bisected) = s.shortest_failing_prefix(&order);
     let mut kept = vec![false; part.len()];
-    // Phase 1: the shortest prefix by call time that fails when everything
-    // after it is relaxed. Relaxing more can only allow more orders, so
-    // failure is monotone in the prefix length and bisection is exact.
-    let Some(last) = order.len().checked_sub(1) else {
-        return Shrunk {
-            core: Vec::new(),
-            minimal: true,
-        };
-    };
-    // Invariant: the prefix `order[..=hi]` fails (at first, the whole).
-    let (mut lo, mut hi) = (0, last);
-    let mut minimal = true;
-    while lo < hi {
-        let mid = (lo + hi) / 2;
-        let mut trial = vec![false; part.len()];
-        for &i in &order[..=mid] {
-            trial[i] = true;
-        }
-        match s.fails(&trial) {
-            Some(true) => hi = mid,
-            Some(false) => lo = mid + 1,
-            None => {
-                minimal = false;
-                break;
-            }
-        }
-    }
-    let end = hi + 1;
     for &i in &order[..end] {
         kept[i] = true;
     }
-    // Phase 2: relax each kept operation in turn, keeping the relaxation
-    // when the rest still fails: read-only ones first (dropping them makes
-    // every later search smaller), then the others; latest first in each.
-    let (reads, writes): (Vec<usize>, Vec<usize>) = order[..end].iter().rev().partition(|&&i| {
-        let op = &ops[part[i].id];
-        model.is_read_only(&op.input, op.output.as_ref())
-    });
-    for i in reads.into_iter().chain(writes) {
-        kept[i] = false;
-        match s.fails(&kept) {
-            Some(true) => {}
-            Some(false) => kept[i] = true,
-            None => {
-                kept[i] = true;
-                minimal = false;
-                break;
-            }
-        }
-    }
+    let relaxed_all = s.relax_each(&order[..end], &mut kept);
     let core = order.into_iter().filter(|&i| kept[i]).collect();
     Shrunk {
         core,
-        minimal: minimal && !s.gave_up,
+        minimal: bisected && relaxed_all && !s.gave_up,
+    }
+}
+
+impl<M: Model> Shrinker<'_, M> {
+    /// Phase 1: the length of the shortest prefix of `order` that fails
+    /// when everything after it is relaxed, and false if the budget ran out
+    /// first. Relaxing more can only allow more orders, so failure is
+    /// monotone in the prefix length and bisection is exact.
+    fn shortest_failing_prefix(&mut self, order: &[usize]) -> (usize, bool) {
+        let Some(last) = order.len().checked_sub(1) else {
+            return (0, true);
+        };
+        // Invariant: the prefix `order[..=hi]` fails (at first, the whole).
+        let (mut lo, mut hi) = (0, last);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let mut trial = vec![false; self.part.len()];
+            for &i in &order[..=mid] {
+                trial[i] = true;
+            }
+            match self.fails(&trial) {
+                Some(true) => hi = mid,
+                Some(false) => lo = mid + 1,
+                None => return (hi + 1, false),
+            }
+        }
+        (hi + 1, true)
+    }
+
+    /// Phase 2: relaxes each of `candidates` in turn, keeping the
+    /// relaxation when the rest still fails: read-only ones first (dropping
+    /// them makes every later search smaller), then the others; latest
+    /// first in each. Returns false if the budget ran out first.
+    fn relax_each(&mut self, candidates: &[usize], kept: &mut [bool]) -> bool {
+        let (reads, writes): (Vec<usize>, Vec<usize>) = candidates.iter().rev().partition(|&&i| {
+            let op = &self.ops[self.part[i].id];
+            self.model.is_read_only(&op.input, op.output.as_ref())
+        });
+        for i in reads.into_iter().chain(writes) {
+            kept[i] = false;
+            match self.fails(kept) {
+                Some(true) => {}
+                Some(false) => kept[i] = true,
+                None => {
+                    kept[i] = true;
+                    return false;
+                }
+            }
+        }
+        true
     }
 }

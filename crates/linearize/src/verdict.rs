@@ -146,20 +146,30 @@ impl fmt::Display for Unresolved {
         let limit = self
             .timeout
             .map_or_else(|| "the search budget".to_string(), |t| format!("{t:?}"));
-        let names: Vec<String> = self.partitions.iter().take(5).cloned().collect();
+        let names: Vec<String> = self
+            .partitions
+            .iter()
+            .take(5)
+            .map(|p| format!("{p:?}"))
+            .collect();
         let more = self.partitions.len().saturating_sub(names.len());
+        let more = if more > 0 {
+            format!(", and {more} more")
+        } else {
+            String::new()
+        };
+        let others = if self.partitions.len() < self.total {
+            "no violation was found in the others"
+        } else {
+            "none was decided"
+        };
         write!(
             f,
-            "UNKNOWN: the time limit ({limit}) ran out with {} of {} partitions undecided ({}{}); \
-             no violation was found in the others, but this is NOT a pass",
+            "UNKNOWN: the time limit ({limit}) ran out with {} of {} partitions undecided ({}{more}); \
+             {others}: this is NOT a pass",
             self.partitions.len(),
             self.total,
             names.join(", "),
-            if more > 0 {
-                format!(", and {more} more")
-            } else {
-                String::new()
-            },
         )
     }
 }

@@ -85,11 +85,17 @@ impl Line<'_> {
     }
 }
 
-/// The common fields: client, call, return and the op name.
-fn header(
-    n: usize,
-    text: &str,
-) -> Result<(Map<String, Value>, u64, u64, Option<u64>, String), ParseError> {
+/// The common fields of a line.
+struct Header {
+    obj: Map<String, Value>,
+    client: u64,
+    call: u64,
+    ret: Option<u64>,
+    op: String,
+}
+
+/// Parses a line's object and its common fields: client, call, return, op.
+fn header(n: usize, text: &str) -> Result<Header, ParseError> {
     let value: Value = serde_json::from_str(text)
         .map_err(|e| ParseError::new(n, format!("not valid JSON: {e}")))?;
     let Value::Object(obj) = value else {
@@ -114,7 +120,13 @@ fn header(
         );
     }
     let op = line.string("op")?;
-    Ok((obj, client, call, ret, op))
+    Ok(Header {
+        obj,
+        client,
+        call,
+        ret,
+        op,
+    })
 }
 
 fn parse_lines<I, O>(
@@ -124,7 +136,13 @@ fn parse_lines<I, O>(
     let mut history = History::new();
     let mut lines = Vec::new();
     for (n, l) in numbered(text) {
-        let (obj, client, call, ret, name) = header(n, l)?;
+        let Header {
+            obj,
+            client,
+            call,
+            ret,
+            op: name,
+        } = header(n, l)?;
         let line = Line { n, obj: &obj };
         let (input, output) = op(&line, &name, ret.is_some())?;
         let output = if ret.is_some() { output } else { None };
