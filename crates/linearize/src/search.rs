@@ -13,7 +13,12 @@
 //! Operations with an unknown outcome have no return event (it is at
 //! infinity): they may be linearized any time after their call. The search
 //! succeeds as soon as every completed operation is linearized; the pending
-//! ones left over simply never took effect. Invariants: the memo only grows;
+//! ones left over simply never took effect. A read-only operation that is
+//! legal when the walk starts at a node is linearized there without trying
+//! alternatives (moving it to the front of any linearization from that node
+//! keeps it legal), which removes most branching on reads. The states are
+//! interned and each (state, op) transition computed once. Partitions are
+//! searched resumably, a slice of steps at a time. Invariants: the memo only grows;
 //! the walk never reaches the end of the list while a completed operation is
 //! left, since its return event is still in the list.
 
