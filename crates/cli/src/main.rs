@@ -3,13 +3,16 @@
 //!
 //! Exit codes: every subcommand returns its own [`ExitCode`] (documented in its
 //! `--help`); an error that escapes a subcommand is printed with its whole
-//! context chain and exits with 1.
+//! context chain and exits with 1. A command-line usage error exits with 3
+//! (bad input), not clap's usual 2, because `flotilla check` gives 2 the
+//! meaning "unknown"; `--help` and `--version` exit with 0.
+
+mod check;
+mod sim;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-
-mod sim;
 
 /// Flotilla: Raft, a linearizable replicated KV store, a sharded store and
 /// MapReduce, with a deterministic simulator to prove them.
@@ -22,14 +25,30 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Checks recorded histories (linearizability).
+    #[command(subcommand)]
+    Check(check::CheckCommand),
     /// Run the deterministic simulator.
     #[command(subcommand)]
     Sim(sim::SimCommand),
 }
 
 fn main() -> ExitCode {
-    let Cli { command } = Cli::parse();
+    let command = match Cli::try_parse() {
+        Ok(Cli { command }) => command,
+        Err(err) => {
+            let code = if err.use_stderr() {
+                check::BAD_INPUT
+            } else {
+                0
+            };
+            // Printing help or a usage error; nothing useful to do if stdout is gone.
+            let _ = err.print();
+            return ExitCode::from(code);
+        }
+    };
     let result: anyhow::Result<ExitCode> = match command {
+        Command::Check(command) => check::run(command),
         Command::Sim(cmd) => sim::run(cmd),
     };
     match result {
