@@ -7,6 +7,7 @@
 //! (bad input), not clap's usual 2, because `flotilla check` gives 2 the
 //! meaning "unknown"; `--help` and `--version` exit with 0.
 
+mod bench;
 mod check;
 mod sim;
 
@@ -25,6 +26,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Benchmarks that print figures.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Checks recorded histories (linearizability).
     #[command(subcommand)]
     Check(check::CheckCommand),
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
         }
     };
     let result: anyhow::Result<ExitCode> = match command {
+        Command::Bench(cmd) => bench::run(cmd),
         Command::Check(command) => check::run(command),
         Command::Sim(cmd) => sim::run(cmd),
     };

@@ -11,6 +11,7 @@
 //! time over many seeds (`tests/lab2_*.rs`); `swarm` runs random workloads
 //! under random faults for `flotilla sim raft`.
 
+pub mod bench;
 pub mod cluster;
 pub mod disk;
 mod driver;

@@ -20,6 +20,26 @@ impl Cluster {
             .map(|(_, i)| i)
     }
 
+    /// Proposes several commands at node `idx` in one batch (one Ready, so
+    /// they travel in the same append messages). Returns how many were
+    /// accepted (0 if it does not lead).
+    pub fn start_batch(
+        &mut self,
+        idx: usize,
+        cmds: impl IntoIterator<Item = bytes::Bytes>,
+    ) -> usize {
+        let Some(raft) = self.nodes[idx].raft.as_mut() else {
+            return 0;
+        };
+        let before = raft.status().last_index;
+        if raft.propose_batch(cmds).is_err() {
+            return 0;
+        }
+        let accepted = (raft.status().last_index.get() - before.get()) as usize;
+        self.drain(idx);
+        accepted
+    }
+
     /// Asks node `idx` for a linearizable read with request id `ctx`. The
     /// answer is checked when it comes (see `driver.rs`) and lands in the
     /// node's `reads` or `dropped_reads`. Returns false if the node is down.

@@ -1,0 +1,68 @@
+//! `flotilla bench ...`: benchmarks that print figures (no pass/fail).
+//! `bench raft` measures the consensus core's throughput in the simulator
+//! without faults: committed entries per wall second for 3- and 5-node
+//! groups, with one command per proposal and with batches.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+/// Measure throughput and latency.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Committed entries per second of the Raft core in the simulator
+    /// (one thread, no faults, no message encoding).
+    Raft(RaftBenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RaftBenchArgs {
+    /// Entries to commit per configuration.
+    #[arg(long, default_value_t = 1_000_000)]
+    entries: u64,
+    /// Bytes per command.
+    #[arg(long, default_value_t = 100)]
+    payload: usize,
+    /// Commands per proposal call in the batched runs.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+}
+
+pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        BenchCommand::Raft(args) => bench_raft(&args),
+    }
+}
+
+fn bench_raft(args: &RaftBenchArgs) -> anyhow::Result<ExitCode> {
+    println!(
+        "{:>5} {:>6} {:>10} {:>8} {:>12} {:>12}",
+        "nodes", "batch", "entries", "wall_s", "entries/s", "events/s"
+    );
+    for nodes in [3, 5] {
+        for batch in [1, args.batch] {
+            // Unbatched runs are slower: a tenth of the entries suffices.
+            let entries = if batch == 1 {
+                (args.entries / 10).max(1)
+            } else {
+                args.entries
+            };
+            let began = Instant::now();
+            let r = flotilla_sim::bench::throughput(nodes, batch, entries, args.payload)
+                .with_context(|| format!("benchmark of {nodes} nodes, batch {batch}"))?;
+            let wall = began.elapsed().as_secs_f64();
+            println!(
+                "{:>5} {:>6} {:>10} {:>8.2} {:>12.0} {:>12.0}",
+                nodes,
+                batch,
+                r.entries,
+                wall,
+                r.entries as f64 / wall,
+                r.steps as f64 / wall
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
