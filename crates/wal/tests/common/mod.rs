@@ -73,3 +73,33 @@ pub fn model_states(model: &Model, groups: &[GroupId]) -> BTreeMap<GroupId, Init
         })
         .collect()
 }
+
+/// splitmix64, for seeded workloads.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// A number in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+    /// Random bytes, never all zero.
+    pub fn bytes(&mut self, len: usize) -> bytes::Bytes {
+        let mut v: Vec<u8> = (0..len).map(|_| self.next() as u8).collect();
+        if let Some(b) = v.first_mut() {
+            *b |= 1;
+        }
+        bytes::Bytes::from(v)
+    }
+}
+
+pub mod workload;
