@@ -56,11 +56,7 @@ impl GroupHandle {
         self.shared.check_poisoned()?;
         let (end, pending) = {
             let mut st = self.shared.state();
-            if !st.groups.contains_key(&self.group) {
-                let log = self.shared.new_group_log();
-                st.groups.insert(self.group, log);
-            }
-            let log = &st.groups[&self.group];
+            let log = self.log_mut(&mut st);
             let rest = log.uncovered(self.group, entries)?;
             if rest.is_empty() {
                 return Ok(st.next_lsn);

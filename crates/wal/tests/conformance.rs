@@ -19,15 +19,15 @@ impl Harness for OnDisk {
     type S = GroupHandle;
     fn fresh(&mut self) -> GroupHandle {
         let dir = TempDir::new("conformance");
-        let wal = Wal::open(dir.path(), self.options.clone()).unwrap();
+        let wal = Wal::open(dir.path(), self.options.clone()).expect("open WAL");
         self.dirs.push(dir);
-        wal.group(GroupId(1)).unwrap()
+        wal.group(GroupId(1)).expect("group handle")
     }
     fn reopen(&mut self, s: GroupHandle) -> GroupHandle {
         let dir = s.wal().dir().to_path_buf();
         drop(s);
-        let wal = Wal::open(&dir, self.options.clone()).unwrap();
-        wal.group(GroupId(1)).unwrap()
+        let wal = Wal::open(&dir, self.options.clone()).expect("open WAL");
+        wal.group(GroupId(1)).expect("group handle")
     }
 }
 
@@ -42,17 +42,17 @@ impl Harness for InMemory {
     fn fresh(&mut self) -> GroupHandle {
         self.fs = MemFs::new();
         let wal = common::open_mem(&self.fs, self.options.clone());
-        wal.group(GroupId(7)).unwrap()
+        wal.group(GroupId(7)).expect("group handle")
     }
     fn reopen(&mut self, mut s: GroupHandle) -> GroupHandle {
-        s.sync().unwrap();
+        s.sync().expect("sync");
         // Reopen from a crash image taken after the sync: nothing synced may
         // be missing, whatever else the crash loses.
         self.seed += 1;
         self.fs = self.fs.image().crash(self.seed);
         drop(s);
         let wal = common::open_mem(&self.fs, self.options.clone());
-        wal.group(GroupId(7)).unwrap()
+        wal.group(GroupId(7)).expect("group handle")
     }
 }
 

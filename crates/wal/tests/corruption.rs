@@ -53,7 +53,7 @@ fn recover(fs: &MemFs, states: &[States], what: &str) -> Outcome {
         Ok(wal) => {
             let got = recovered_states(&wal, &GROUPS);
             assert!(
-                states.iter().any(|s| *s == got),
+                states.contains(&got),
                 "{what}: recovered a state the model never had"
             );
             Outcome::Prefix

@@ -31,14 +31,14 @@ fn sample_log() -> (MemFs, BTreeMap<(u64, u64), u64>) {
     let wal = common::open_mem(&fs, options());
     let mut terms = BTreeMap::new();
     for g in [1u64, 2] {
-        let mut h = wal.group(GroupId(g)).unwrap();
+        let mut h = wal.group(GroupId(g)).expect("group handle");
         for i in 1..=40 {
             let term = 1 + i / 15;
-            Storage::append(&mut h, &[entry(term, i)]).unwrap();
+            Storage::append(&mut h, &[entry(term, i)]).expect("test setup");
             terms.insert((g, i), term);
         }
     }
-    wal.sync().unwrap();
+    wal.sync().expect("sync");
     (fs.image().intact(), terms)
 }
 
@@ -95,7 +95,7 @@ fn apply(fs: &MemFs, names: &[String], m: &Mangle) {
         | Mangle::Splice { file, at, .. } => (*file, *at),
     };
     let name = &names[file % names.len()];
-    let mut bytes = fs.file(name).unwrap();
+    let mut bytes = fs.file(name).expect("file");
     let at = at % (bytes.len() + 1);
     match m {
         Mangle::Flip { bit, .. } if at < bytes.len() => bytes[at] ^= 1 << bit,
