@@ -22,7 +22,7 @@ use bytes::Bytes;
 use flotilla_raft::{Entry, EntryKind, LogIndex, Storage, Term};
 use flotilla_wal::{GroupId, Options, Wal};
 
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 const ROUND_TIME: Duration = Duration::from_millis(700);
 
 struct Scratch(PathBuf);
