@@ -69,8 +69,9 @@ fn payload(size: usize, seed: u64) -> Bytes {
     Bytes::from(v)
 }
 
-/// Time per batch of the raw loop: write the batch's payload, fdatasync.
-fn raw_round(dir: &Path, size: usize, batch: usize) -> (Duration, u64) {
+/// Time per batch of the raw loop: write `len` bytes (the batch's payload,
+/// or as many bytes as the WAL writes for it), fdatasync.
+fn raw_round(dir: &Path, len: usize) -> (Duration, u64) {
     let path = dir.join("raw.dat");
     let _ = std::fs::remove_file(&path);
     let mut f: File = OpenOptions::new()
@@ -78,9 +79,7 @@ fn raw_round(dir: &Path, size: usize, batch: usize) -> (Duration, u64) {
         .append(true)
         .open(&path)
         .expect("open raw file");
-    let bytes: Vec<u8> = (0..batch)
-        .flat_map(|k| payload(size, k as u64).to_vec())
-        .collect();
+    let bytes = payload(len, 7);
     let (start, mut n) = (Instant::now(), 0u64);
     while start.elapsed() < ROUND_TIME || n < 5 {
         f.write_all(&bytes).expect("raw write");
@@ -120,43 +119,61 @@ fn entry(index: u64, data: Bytes) -> Entry {
     }
 }
 
+/// The bytes the WAL writes for one batch: its Entries record.
+fn framed_len(size: usize, batch: usize) -> usize {
+    let entries: Vec<Entry> = (0..batch as u64)
+        .map(|k| entry(1 + k, payload(size, k)))
+        .collect();
+    let mut out = Vec::new();
+    flotilla_wal::record::put_entries(&mut out, GroupId(1), &entries);
+    out.len()
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
 
 fn throughput(dir: &Path) {
+    println!("raw = write+fdatasync of the payload; raw+ = of as many bytes as the WAL writes");
     println!(
-        "{:>6} {:>5} | {:>11} {:>9} {:>10} | {:>11} {:>9} {:>10} | {:>6}",
+        "{:>5} {:>5} | {:>9} {:>8} {:>9} | {:>9} | {:>9} {:>8} {:>9} | {:>7} {:>7}",
         "entry",
         "batch",
         "raw app/s",
         "raw MB/s",
         "raw/batch",
+        "raw+/bat",
         "wal app/s",
         "wal MB/s",
         "wal/batch",
-        "wal/raw"
+        "wal/raw",
+        "wal/raw+"
     );
     for size in [100usize, 4096] {
         for batch in [1usize, 16, 256] {
-            let (mut raw, mut wal) = (Vec::new(), Vec::new());
+            let framed = framed_len(size, batch);
+            let (mut raw, mut raw_framed, mut wal) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..ROUNDS {
-                raw.push(raw_round(dir, size, batch).0);
+                raw.push(raw_round(dir, size * batch).0);
+                raw_framed.push(raw_round(dir, framed).0);
                 wal.push(wal_round(dir, size, batch).0);
             }
-            let (raw, wal) = (median(raw), median(wal));
+            let (raw, raw_framed, wal) = (median(raw), median(raw_framed), median(wal));
             let rate = |d: Duration| batch as f64 / d.as_secs_f64();
             let mbs = |d: Duration| (batch * size) as f64 / d.as_secs_f64() / 1e6;
+            let us = |d: Duration| d.as_secs_f64() * 1e6;
             println!(
-                "{size:>6} {batch:>5} | {:>11.0} {:>9.2} {:>8.0}µs | {:>11.0} {:>9.2} {:>8.0}µs | {:>6.3}",
+                "{size:>5} {batch:>5} | {:>9.0} {:>8.2} {:>7.0}µs | {:>7.0}µs | {:>9.0} {:>8.2} {:>7.0}µs | {:>7.3} {:>7.3}",
                 rate(raw),
                 mbs(raw),
-                raw.as_secs_f64() * 1e6,
+                us(raw),
+                us(raw_framed),
                 rate(wal),
                 mbs(wal),
-                wal.as_secs_f64() * 1e6,
-                wal.as_secs_f64() / raw.as_secs_f64()
+                us(wal),
+                wal.as_secs_f64() / raw.as_secs_f64(),
+                wal.as_secs_f64() / raw_framed.as_secs_f64()
             );
         }
     }

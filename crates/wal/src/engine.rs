@@ -152,6 +152,7 @@ impl Wal {
             next_lsn: r.end,
             ops: Vec::new(),
             buf: Vec::new(),
+            spare: Vec::new(),
             snap_files: r.snap_files,
             dooms: Vec::new(),
             segment_bytes: options.segment_bytes,
@@ -329,14 +330,19 @@ impl Shared {
             st.seal();
             (std::mem::take(&mut st.ops), st.next_lsn)
         };
+        let mut written = Vec::new();
         for op in ops {
-            self.apply_op(io, op).map_err(|e| self.poison(e))?;
+            if let Some(bytes) = self.apply_op(io, op).map_err(|e| self.poison(e))? {
+                written = bytes;
+            }
         }
         io.flushed = upto;
+        self.state().recycle(written);
         Ok(())
     }
 
-    fn apply_op(&self, io: &mut Io, op: Op) -> Result<(), WalError> {
+    /// Carries out one operation; returns a written buffer for reuse.
+    fn apply_op(&self, io: &mut Io, op: Op) -> Result<Option<Vec<u8>>, WalError> {
         match op {
             Op::Create { seq } => {
                 // The previous segment is complete and durable, and its name
@@ -360,6 +366,7 @@ impl Shared {
                 file.write_all(&bytes)
                     .map_err(|e| WalError::io("write", path.as_path(), e))?;
                 io.file_dirty = true;
+                return Ok(Some(bytes));
             }
             Op::SnapFile {
                 group,
@@ -367,7 +374,7 @@ impl Shared {
                 snapshot,
             } => self.write_snapshot_file(group, file, &snapshot)?,
         }
-        Ok(())
+        Ok(None)
     }
 
     fn sync_file(&self, io: &mut Io) -> Result<(), WalError> {

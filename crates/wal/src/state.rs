@@ -72,6 +72,9 @@ pub(crate) struct State {
     pub next_lsn: Lsn,
     pub ops: Vec<Op>,
     pub buf: Vec<u8>,
+    /// A written buffer kept for reuse, so a steady stream of batches does
+    /// not allocate (and page-fault) a fresh buffer each time.
+    pub spare: Vec<u8>,
     pub snap_files: BTreeMap<GroupId, BTreeSet<Lsn>>,
     pub dooms: Vec<Doom>,
     pub segment_bytes: u64,
@@ -94,8 +97,16 @@ impl State {
     /// Moves `buf` into `ops`.
     pub fn seal(&mut self) {
         if !self.buf.is_empty() {
-            let bytes = std::mem::take(&mut self.buf);
+            let bytes = std::mem::replace(&mut self.buf, std::mem::take(&mut self.spare));
             self.ops.push(Op::Write { bytes });
+        }
+    }
+
+    /// Takes back a written buffer for reuse.
+    pub fn recycle(&mut self, mut bytes: Vec<u8>) {
+        if bytes.capacity() > self.spare.capacity() {
+            bytes.clear();
+            self.spare = bytes;
         }
     }
 
