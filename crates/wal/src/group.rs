@@ -163,13 +163,37 @@ impl GroupLog {
     /// Applies an Entries record at `rec` (rule 2: replaces the log from
     /// the first index on). Entries the snapshot covers are skipped.
     pub fn append(&mut self, entries: &[Entry], rec: Lsn) {
-        let covered = self.snapshot_index();
-        let skip = entries.iter().take_while(|e| e.index <= covered).count();
-        let entries = &entries[skip..];
-        let Some(head) = entries.first() else {
+        let skip = self.covered(entries);
+        let Some(head) = entries.get(skip) else {
             return;
         };
-        let i = head.index;
+        self.start_append(head.index, entries.len() - skip);
+        for e in &entries[skip..] {
+            self.push(e.clone(), rec);
+        }
+        self.finish_append(head.index);
+    }
+
+    /// [`GroupLog::append`] taking the entries (replay: no refcount churn).
+    pub fn append_owned(&mut self, mut entries: Vec<Entry>, rec: Lsn) {
+        let skip = self.covered(&entries);
+        entries.drain(..skip);
+        let Some(i) = entries.first().map(|e| e.index) else {
+            return;
+        };
+        self.start_append(i, entries.len());
+        for e in entries {
+            self.push(e, rec);
+        }
+        self.finish_append(i);
+    }
+
+    fn covered(&self, entries: &[Entry]) -> usize {
+        let covered = self.snapshot_index();
+        entries.iter().take_while(|e| e.index <= covered).count()
+    }
+
+    fn start_append(&mut self, i: LogIndex, n: usize) {
         if self.locs.is_empty() || i < self.first || i > self.last_index().next() {
             // Only replay gets here with a non-empty log: it may have begun
             // after deleted segments, so this record starts the known log.
@@ -182,11 +206,16 @@ impl GroupLog {
                 self.pop_cache_back();
             }
         }
-        for e in entries {
-            self.locs.push_back(Loc { term: e.term, rec });
-            self.cache_bytes += e.data.len();
-            self.cache.push_back(e.clone());
-        }
+        self.locs.reserve(n);
+    }
+
+    fn push(&mut self, e: Entry, rec: Lsn) {
+        self.locs.push_back(Loc { term: e.term, rec });
+        self.cache_bytes += e.data.len();
+        self.cache.push_back(e);
+    }
+
+    fn finish_append(&mut self, i: LogIndex) {
         self.evict();
         self.durable_clamp(i.prev());
     }
@@ -278,8 +307,11 @@ impl GroupLog {
     }
 
     /// Notes a write ending at `end`; the durable index reaches the log's
-    /// last index once the write is durable.
-    pub fn note_write(&mut self, end: Lsn) {
+    /// last index once the write is durable. `durable` (the watermark now)
+    /// retires older writes, so the queue stays as short as the unsynced
+    /// writes even if nobody asks for the durable index.
+    pub fn note_write(&mut self, end: Lsn, durable: Lsn) {
+        self.durable_index(durable);
         self.unsynced.push_back((end, self.last_index()));
         self.recovered = None;
     }
@@ -347,10 +379,10 @@ mod tests {
         let mut g = GroupLog::new(1 << 20);
         let es: Vec<Entry> = (1..=5).map(|i| entry(1, i)).collect();
         g.append(&es, Lsn(0));
-        g.note_write(Lsn(100));
+        g.note_write(Lsn(100), Lsn(0));
         assert_eq!(g.durable_index(Lsn(100)), LogIndex(5));
         g.append(&[entry(2, 3)], Lsn(100));
-        g.note_write(Lsn(200));
+        g.note_write(Lsn(200), Lsn(0));
         assert_eq!(g.durable_index(Lsn(150)), LogIndex(2));
         assert_eq!(g.durable_index(Lsn(200)), LogIndex(3));
     }

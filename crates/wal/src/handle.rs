@@ -70,7 +70,7 @@ impl GroupHandle {
             let (start, end) = st.write(|b| put_entries(b, self.group, rest));
             let log = st.groups.get_mut(&self.group).expect("inserted above");
             log.append(rest, start);
-            log.note_write(end);
+            log.note_write(end, self.shared.durable());
             (end, st.pending_bytes())
         };
         self.shared.flush_if_big(pending)?;
@@ -86,7 +86,7 @@ impl GroupHandle {
             let (_, end) = st.write(|b| put_hard_state(b, self.group, hard_state));
             let log = self.log_mut(&mut st);
             log.hard_state = *hard_state;
-            log.note_write(end);
+            log.note_write(end, self.shared.durable());
             (end, st.pending_bytes())
         };
         self.shared.flush_if_big(pending)?;
@@ -116,7 +116,7 @@ impl GroupHandle {
         });
         let log = self.log_mut(&mut st);
         log.apply_snapshot(snapshot.meta.clone(), file, keep);
-        log.note_write(end);
+        log.note_write(end, self.shared.durable());
         Ok(end)
     }
 

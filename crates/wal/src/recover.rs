@@ -213,7 +213,7 @@ impl Replay<'_> {
             .entry(group)
             .or_insert_with(|| GroupLog::new(usize::MAX));
         match record {
-            Record::Entries { entries, .. } => log.append(&entries, lsn),
+            Record::Entries { entries, .. } => log.append_owned(entries, lsn),
             Record::HardState { hard_state, .. } => log.hard_state = hard_state,
             Record::Snapshot {
                 file,
