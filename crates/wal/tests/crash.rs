@@ -76,6 +76,9 @@ fn check_crash(image: &Image, seed: u64, states: &[States]) {
         (image.label & 0xffff_ffff) as usize,
     );
     let crashed = image.crash(seed);
+    // Keep images of the recovery's own writes (cut tail, deleted files,
+    // new segment) and of the write after it, to crash those too.
+    crashed.record(true);
     let wal =
         flotilla_wal::Wal::open_with_fs("/wal", options(), std::sync::Arc::new(crashed.clone()))
             .unwrap_or_else(|e| panic!("op {} seed {seed}: recovery failed: {e}", image.op));
@@ -110,20 +113,33 @@ fn check_crash(image: &Image, seed: u64, states: &[States]) {
     h.sync().expect("sync after recovery");
     drop(h);
     let again = crashed.image().crash(seed + 1);
+    let images = crashed.take_images();
     drop(wal);
-    let wal = common::open_mem(&again, options());
-    let mut expected = states[j].clone();
-    expected
+    let mut with_new = states[j].clone();
+    with_new
         .get_mut(&GroupId(1))
         .expect("group 1")
         .entries
         .push(new);
+    let wal = common::open_mem(&again, options());
     assert_eq!(
         recovered_states(&wal, &GROUPS),
-        expected,
+        with_new,
         "op {} seed {seed}",
         image.op
     );
+    // A crash at any point of that recovery and write: the state of
+    // before, or with the new entry.
+    for (k, nested) in images.iter().enumerate() {
+        let wal = common::open_mem(&nested.crash(seed ^ k as u64), options());
+        let got = recovered_states(&wal, &GROUPS);
+        assert!(
+            got == states[j] || got == with_new,
+            "op {} seed {seed}: crash {k} during recovery gave\n{}",
+            image.op,
+            describe(&got)
+        );
+    }
 }
 
 #[test]
