@@ -10,7 +10,7 @@
 //! | 3    | Snapshot   | file LSN, keep-log flag, a `SnapshotMeta`        |
 //! | 4    | Clear      | nothing: the group is removed                    |
 //!
-//! Replaying records in order with [`crate::group::GroupLog`] rebuilds each
+//! Replaying records in order (the engine's `GroupLog`) rebuilds each
 //! group's state. An Entries record replaces the log from its first index
 //! on (the Storage contract's rule 2). A Snapshot record carries the
 //! decision its writer took under rule 3 (keep the suffix or drop the log),
