@@ -4,8 +4,10 @@
 //! each batch appended and synced (one `fdatasync`), it prints appends/s,
 //! MB/s of payload and the time per batch, beside a raw loop that
 //! `write`s the same payload bytes to a file in the same directory and
-//! `fdatasync`s it, measured in the same run. Rounds alternate raw and WAL
-//! and the median is reported. Then it times recovery (open plus
+//! `fdatasync`s it, measured in the same run: batches of the three loops
+//! alternate, so a change in the disk's speed hits them alike, and the
+//! median time per batch is reported. A second table repeats the loops
+//! without `fdatasync`, to show the WAL's CPU cost (encode, CRC32C, copy). Then it times recovery (open plus
 //! `initial_state`) of a log of `WAL_BENCH_RECOVERY_MB` MiB (default 128;
 //! set 1024 for the 1 GiB figure), with the page cache warm and, where
 //! `dd iflag=nocache` can drop it, cold.
@@ -72,9 +74,8 @@ fn payload(size: usize, seed: u64) -> Bytes {
     Bytes::from(v)
 }
 
-/// Time per batch of the raw loop: write `len` bytes (the batch's payload,
-/// or as many bytes as the WAL writes for it), fdatasync.
-fn raw_round(dir: &Path, len: usize, sync: bool) -> (Duration, u64) {
+/// Time per batch of `write`s of `len` bytes, without syncing.
+fn raw_round(dir: &Path, len: usize) -> (Duration, u64) {
     let path = dir.join("raw.dat");
     let _ = std::fs::remove_file(&path);
     let mut f: File = OpenOptions::new()
@@ -86,16 +87,13 @@ fn raw_round(dir: &Path, len: usize, sync: bool) -> (Duration, u64) {
     let (start, mut n) = (Instant::now(), 0u64);
     while (start.elapsed() < ROUND_TIME || n < 5) && n * (len as u64) < ROUND_BYTES_MAX {
         f.write_all(&bytes).expect("raw write");
-        if sync {
-            f.sync_data().expect("raw fdatasync");
-        }
         n += 1;
     }
     (start.elapsed() / n as u32, n)
 }
 
-/// Time per batch of the WAL: append the batch, sync.
-fn wal_round(dir: &Path, size: usize, batch: usize, sync: bool) -> (Duration, u64) {
+/// Time per batch of WAL appends handed to the OS, without syncing.
+fn wal_round(dir: &Path, size: usize, batch: usize) -> (Duration, u64) {
     let wal_dir = Scratch::new(dir, "wal");
     let wal = Wal::open(&wal_dir.0, Options::default()).expect("open WAL");
     let mut h = wal.group(GroupId(1)).expect("handle");
@@ -110,11 +108,7 @@ fn wal_round(dir: &Path, size: usize, batch: usize, sync: bool) -> (Duration, u6
             .collect();
         next += batch as u64;
         h.append(&entries).expect("append");
-        if sync {
-            wal.sync().expect("sync");
-        } else {
-            wal.flush().expect("flush");
-        }
+        wal.flush().expect("flush");
         n += 1;
     }
     (start.elapsed() / n as u32, n)
@@ -144,6 +138,63 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// Appends `batch` entries of `data` at `next` and syncs.
+fn wal_batch(wal: &Wal, h: &mut flotilla_wal::GroupHandle, data: &[Bytes], next: &mut u64) {
+    let entries: Vec<Entry> = data
+        .iter()
+        .enumerate()
+        .map(|(k, d)| entry(*next + k as u64, d.clone()))
+        .collect();
+    *next += data.len() as u64;
+    h.append(&entries).expect("append");
+    wal.sync().expect("sync");
+}
+
+fn timed(f: impl FnOnce()) -> Duration {
+    let t = Instant::now();
+    f();
+    t.elapsed()
+}
+
+/// One synced batch of each contender in turn (raw payload, raw framed
+/// size, WAL), so a change in the disk's speed hits all three alike;
+/// returns the median time per batch of each.
+fn interleaved(dir: &Path, size: usize, batch: usize) -> [Duration; 3] {
+    let open = |name: &str| {
+        let path = dir.join(name);
+        let _ = std::fs::remove_file(&path);
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .expect("open raw file")
+    };
+    let (mut raw, mut raw_framed) = (open("raw.dat"), open("raw-framed.dat"));
+    let plain = payload(size * batch, 7);
+    let framed = payload(framed_len(size, batch), 9);
+    let wal_dir = Scratch::new(dir, "wal");
+    let wal = Wal::open(&wal_dir.0, Options::default()).expect("open WAL");
+    let mut h = wal.group(GroupId(1)).expect("handle");
+    let data: Vec<Bytes> = (0..batch).map(|k| payload(size, k as u64)).collect();
+    let mut times: [Vec<Duration>; 3] = Default::default();
+    let (start, mut next) = (Instant::now(), 1u64);
+    let budget = ROUND_TIME * ROUNDS as u32;
+    while (start.elapsed() < budget || times[0].len() < 15)
+        && (times[0].len() * framed.len()) < (256 << 20)
+    {
+        let write = |f: &mut File, b: &[u8]| {
+            f.write_all(b).expect("raw write");
+            f.sync_data().expect("raw fdatasync");
+        };
+        times[0].push(timed(|| write(&mut raw, &plain)));
+        times[1].push(timed(|| write(&mut raw_framed, &framed)));
+        times[2].push(timed(|| wal_batch(&wal, &mut h, &data, &mut next)));
+    }
+    let _ = std::fs::remove_file(dir.join("raw.dat"));
+    let _ = std::fs::remove_file(dir.join("raw-framed.dat"));
+    times.map(median)
+}
+
 fn throughput(dir: &Path) {
     println!("raw = write+fdatasync of the payload; raw+ = of as many bytes as the WAL writes");
     println!(
@@ -162,14 +213,7 @@ fn throughput(dir: &Path) {
     );
     for size in [100usize, 4096] {
         for batch in [1usize, 16, 256] {
-            let framed = framed_len(size, batch);
-            let (mut raw, mut raw_framed, mut wal) = (Vec::new(), Vec::new(), Vec::new());
-            for _ in 0..ROUNDS {
-                raw.push(raw_round(dir, size * batch, true).0);
-                raw_framed.push(raw_round(dir, framed, true).0);
-                wal.push(wal_round(dir, size, batch, true).0);
-            }
-            let (raw, raw_framed, wal) = (median(raw), median(raw_framed), median(wal));
+            let [raw, raw_framed, wal] = interleaved(dir, size, batch);
             let rate = |d: Duration| batch as f64 / d.as_secs_f64();
             let mbs = |d: Duration| (batch * size) as f64 / d.as_secs_f64() / 1e6;
             let us = |d: Duration| d.as_secs_f64() * 1e6;
@@ -197,8 +241,8 @@ fn cpu_floor(dir: &Path) {
         for batch in [1usize, 16, 256] {
             let (mut raw, mut wal) = (Vec::new(), Vec::new());
             for _ in 0..ROUNDS {
-                raw.push(raw_round(dir, size * batch, false).0);
-                wal.push(wal_round(dir, size, batch, false).0);
+                raw.push(raw_round(dir, size * batch).0);
+                wal.push(wal_round(dir, size, batch).0);
             }
             let (raw, wal) = (median(raw), median(wal));
             println!(
