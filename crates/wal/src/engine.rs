@@ -23,6 +23,7 @@ use crate::record::put_clear;
 use crate::recover::{RecoveryReport, recover};
 use crate::snapfile;
 use crate::state::{Doom, Op, State};
+use crate::stream::Stream;
 
 /// Tuning knobs; the defaults suit a server.
 #[derive(Debug, Clone)]
@@ -151,8 +152,8 @@ impl Wal {
             next_seq: r.next_seq,
             next_lsn: r.end,
             ops: Vec::new(),
-            buf: Vec::new(),
-            spare: Vec::new(),
+            buf: Default::default(),
+            spare: Default::default(),
             snap_files: r.snap_files,
             dooms: Vec::new(),
             segment_bytes: options.segment_bytes,
@@ -330,7 +331,7 @@ impl Shared {
             st.seal();
             (std::mem::take(&mut st.ops), st.next_lsn)
         };
-        let mut written = Vec::new();
+        let mut written = Stream::default();
         for op in ops {
             if let Some(bytes) = self.apply_op(io, op).map_err(|e| self.poison(e))? {
                 written = bytes;
@@ -342,7 +343,7 @@ impl Shared {
     }
 
     /// Carries out one operation; returns a written buffer for reuse.
-    fn apply_op(&self, io: &mut Io, op: Op) -> Result<Option<Vec<u8>>, WalError> {
+    fn apply_op(&self, io: &mut Io, op: Op) -> Result<Option<Stream>, WalError> {
         match op {
             Op::Create { seq } => {
                 // The previous segment is complete and durable, and its name
@@ -363,7 +364,7 @@ impl Shared {
                     .file
                     .as_mut()
                     .expect("a Create op precedes every Write op");
-                file.write_all(&bytes)
+                file.write_all_vectored(&mut bytes.slices())
                     .map_err(|e| WalError::io("write", path.as_path(), e))?;
                 io.file_dirty = true;
                 return Ok(Some(bytes));

@@ -12,6 +12,7 @@
 
 use crate::error::Corruption;
 use crate::ids::Lsn;
+use crate::stream::Sink;
 
 /// The first 8 bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"FLOTWAL\0";
@@ -99,24 +100,35 @@ pub(crate) fn le_u64(b: &[u8]) -> u64 {
     u64::from_le_bytes(a)
 }
 
-/// Starts a frame at the end of `out`; write the body after it, then call
-/// [`end_frame`] with the returned position.
-pub fn begin_frame(out: &mut Vec<u8>) -> usize {
-    let at = out.len();
-    out.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
-    at
+/// Where a frame begins: its owned offset (to patch the header) and its
+/// logical offset (to measure the body).
+#[derive(Debug, Clone, Copy)]
+pub struct FrameStart {
+    at: usize,
+    logical: usize,
 }
 
-/// Fills in the header of the frame begun at `at`: the body's length, its
-/// CRC32C, and a CRC32C of those 8 bytes.
-pub fn end_frame(out: &mut [u8], at: usize) {
-    let body_start = at + FRAME_HEADER_LEN;
-    let len = (out.len() - body_start) as u32;
-    let body_crc = crc32c::crc32c(&out[body_start..]);
-    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
-    out[at + 4..at + 8].copy_from_slice(&body_crc.to_le_bytes());
-    let header_crc = crc32c::crc32c(&out[at..at + 8]);
-    out[at + 8..at + 12].copy_from_slice(&header_crc.to_le_bytes());
+/// Starts a frame at the end of `out`; write the body after it, then call
+/// [`end_frame`] with the returned position.
+pub fn begin_frame<S: Sink + ?Sized>(out: &mut S) -> FrameStart {
+    let logical = out.len();
+    let buf = out.buf();
+    let at = buf.len();
+    buf.extend_from_slice(&[0u8; FRAME_HEADER_LEN]);
+    FrameStart { at, logical }
+}
+
+/// Fills in the header of the frame begun at `start`: the body's length,
+/// its CRC32C, and a CRC32C of those 8 bytes.
+pub fn end_frame<S: Sink + ?Sized>(out: &mut S, start: FrameStart) {
+    let len = (out.len() - start.logical - FRAME_HEADER_LEN) as u32;
+    let body_crc = out.crc_from(start.at + FRAME_HEADER_LEN);
+    let at = start.at;
+    let buf = out.buf();
+    buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    buf[at + 4..at + 8].copy_from_slice(&body_crc.to_le_bytes());
+    let header_crc = crc32c::crc32c(&buf[at..at + 8]);
+    buf[at + 8..at + 12].copy_from_slice(&header_crc.to_le_bytes());
 }
 
 /// The bytes a frame with a body of `body` bytes takes.

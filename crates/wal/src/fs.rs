@@ -10,7 +10,7 @@
 
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -18,6 +18,13 @@ use std::path::Path;
 pub trait FsFile: Send + Debug {
     /// Appends all of `buf`.
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()>;
+    /// Appends the slices in order (one `writev` where the OS allows).
+    fn write_all_vectored(&mut self, bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+        for b in bufs.iter() {
+            self.write_all(b)?;
+        }
+        Ok(())
+    }
     /// Makes the file's data (and its size) durable: `fdatasync`.
     fn sync_data(&mut self) -> io::Result<()>;
 }
@@ -69,6 +76,17 @@ struct StdFile(File);
 impl FsFile for StdFile {
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         self.0.write_all(buf)
+    }
+    fn write_all_vectored(&mut self, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
+        // At most IOV_MAX (1024 on Linux) slices per call.
+        while !bufs.is_empty() {
+            let n = self.0.write_vectored(&bufs[..bufs.len().min(1024)])?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            IoSlice::advance_slices(&mut bufs, n);
+        }
+        Ok(())
     }
     fn sync_data(&mut self) -> io::Result<()> {
         self.0.sync_data()

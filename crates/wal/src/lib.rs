@@ -56,6 +56,7 @@ pub mod record;
 mod recover;
 pub mod snapfile;
 mod state;
+mod stream;
 
 pub use engine::{LOCK_FILE, Options, Stats, Wal, segment_name};
 pub use error::{Corruption, WalError};
@@ -64,3 +65,4 @@ pub use handle::GroupHandle;
 pub use ids::{GroupId, Lsn};
 pub use memfs::{Image, MemFs};
 pub use recover::RecoveryReport;
+pub use stream::Sink;

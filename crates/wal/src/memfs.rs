@@ -323,6 +323,12 @@ impl FsFile for MemFile {
         })
     }
 
+    fn write_all_vectored(&mut self, bufs: &mut [io::IoSlice<'_>]) -> io::Result<()> {
+        // One write: a crash may tear it anywhere, as it may a writev.
+        let joined: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+        self.write_all(&joined)
+    }
+
     fn sync_data(&mut self) -> io::Result<()> {
         let id = self.inode;
         self.fs.mutate(|d| {

@@ -23,6 +23,7 @@ use flotilla_raft::{Entry, HardState, SnapshotMeta};
 use crate::error::Corruption;
 use crate::format::{begin_frame, end_frame};
 use crate::ids::{GroupId, Lsn};
+use crate::stream::Sink;
 
 const ENTRIES: u8 = 1;
 const HARD_STATE: u8 = 2;
@@ -64,46 +65,58 @@ pub enum Record {
     },
 }
 
-fn frame(out: &mut Vec<u8>, kind: u8, group: GroupId, payload: impl FnOnce(&mut Vec<u8>)) {
-    let at = begin_frame(out);
-    out.push(kind);
-    put_u64(out, group.0);
+fn frame<S: Sink + ?Sized>(out: &mut S, kind: u8, group: GroupId, payload: impl FnOnce(&mut S)) {
+    let start = begin_frame(out);
+    out.buf().push(kind);
+    put_u64(out.buf(), group.0);
     payload(out);
-    end_frame(out, at);
+    end_frame(out, start);
 }
 
-/// Appends an Entries record.
-pub fn put_entries(out: &mut Vec<u8>, group: GroupId, entries: &[Entry]) {
+/// Appends an Entries record. Large payloads go to the sink by reference
+/// (see [`Sink::share`]); the bytes are those of `Entry::encode`.
+pub fn put_entries<S: Sink + ?Sized>(out: &mut S, group: GroupId, entries: &[Entry]) {
     frame(out, ENTRIES, group, |out| {
-        put_u64(out, entries.len() as u64);
+        put_u64(out.buf(), entries.len() as u64);
         for e in entries {
-            e.encode(out);
+            let head = Entry {
+                term: e.term,
+                index: e.index,
+                kind: e.kind,
+                data: Bytes::new(),
+            };
+            head.encode(out.buf());
+            // Drop the empty payload's length (one zero byte), then write
+            // the real length and share the payload.
+            out.buf().pop();
+            put_u64(out.buf(), e.data.len() as u64);
+            out.share(&e.data);
         }
     });
 }
 
 /// Appends a HardState record.
-pub fn put_hard_state(out: &mut Vec<u8>, group: GroupId, hard_state: &HardState) {
-    frame(out, HARD_STATE, group, |out| hard_state.encode(out));
+pub fn put_hard_state<S: Sink + ?Sized>(out: &mut S, group: GroupId, hard_state: &HardState) {
+    frame(out, HARD_STATE, group, |out| hard_state.encode(out.buf()));
 }
 
 /// Appends a Snapshot record.
-pub fn put_snapshot(
-    out: &mut Vec<u8>,
+pub fn put_snapshot<S: Sink + ?Sized>(
+    out: &mut S,
     group: GroupId,
     file: Lsn,
     keep_log: bool,
     meta: &SnapshotMeta,
 ) {
     frame(out, SNAPSHOT, group, |out| {
-        put_u64(out, file.0);
-        out.push(u8::from(keep_log));
-        meta.encode(out);
+        put_u64(out.buf(), file.0);
+        out.buf().push(u8::from(keep_log));
+        meta.encode(out.buf());
     });
 }
 
 /// Appends a Clear record.
-pub fn put_clear(out: &mut Vec<u8>, group: GroupId) {
+pub fn put_clear<S: Sink + ?Sized>(out: &mut S, group: GroupId) {
     frame(out, CLEAR, group, |_| {});
 }
 
@@ -243,6 +256,27 @@ mod tests {
             assert!(bytes.len() as u64 <= entries_record_len(&entries) + 64);
             assert_eq!(Record::decode(body_of(&bytes)).unwrap(), record);
         }
+    }
+
+    #[test]
+    fn shared_payloads_encode_exactly_as_entry_encode() {
+        let big = Entry {
+            data: Bytes::from(vec![3u8; 5000]),
+            ..entry(2, 8)
+        };
+        let entries = vec![entry(2, 7), big, entry(2, 9)];
+        let mut stream = crate::stream::Stream::default();
+        put_entries(&mut stream, GroupId(4), &entries);
+        let mut plain = Vec::new();
+        let at = begin_frame(&mut plain);
+        plain.push(ENTRIES);
+        put_u64(&mut plain, 4);
+        put_u64(&mut plain, 3);
+        for e in &entries {
+            e.encode(&mut plain);
+        }
+        end_frame(&mut plain, at);
+        assert_eq!(stream.to_vec(), plain);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::format::SegmentHeader;
 use crate::group::GroupLog;
 use crate::ids::{GroupId, Lsn};
 use crate::record::{put_hard_state, put_snapshot};
+use crate::stream::{Sink, Stream};
 
 /// A file operation waiting for the next flush, in stream order.
 #[derive(Debug)]
@@ -26,7 +27,7 @@ pub(crate) enum Op {
     /// Sync the current segment, then create segment `seq`.
     Create { seq: u64 },
     /// Append bytes to the current segment.
-    Write { bytes: Vec<u8> },
+    Write { bytes: Stream },
     /// Write a snapshot file durably.
     SnapFile {
         group: GroupId,
@@ -71,10 +72,10 @@ pub(crate) struct State {
     pub next_seq: u64,
     pub next_lsn: Lsn,
     pub ops: Vec<Op>,
-    pub buf: Vec<u8>,
+    pub buf: Stream,
     /// A written buffer kept for reuse, so a steady stream of batches does
     /// not allocate (and page-fault) a fresh buffer each time.
-    pub spare: Vec<u8>,
+    pub spare: Stream,
     pub snap_files: BTreeMap<GroupId, BTreeSet<Lsn>>,
     pub dooms: Vec<Doom>,
     pub segment_bytes: u64,
@@ -103,7 +104,7 @@ impl State {
     }
 
     /// Takes back a written buffer for reuse.
-    pub fn recycle(&mut self, mut bytes: Vec<u8>) {
+    pub fn recycle(&mut self, mut bytes: Stream) {
         if bytes.capacity() > self.spare.capacity() {
             bytes.clear();
             self.spare = bytes;
@@ -117,7 +118,7 @@ impl State {
 
     /// Appends one record, written by `encode` into the stream; returns
     /// its start and end LSNs.
-    pub fn write(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> (Lsn, Lsn) {
+    pub fn write(&mut self, encode: impl FnOnce(&mut Stream)) -> (Lsn, Lsn) {
         self.rotate_if_full();
         let start = self.next_lsn;
         let before = self.buf.len();
@@ -144,6 +145,7 @@ impl State {
         let base = self.next_lsn;
         self.push_op(Op::Create { seq });
         self.buf
+            .buf()
             .extend_from_slice(&SegmentHeader { seq, base }.encode());
         for (&group, log) in &self.groups {
             if log.hard_state != Default::default() {

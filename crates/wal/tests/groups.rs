@@ -159,3 +159,26 @@ fn threads_share_one_engine_and_its_syncs() {
         assert_eq!(state.entries, expected, "group {g}");
     }
 }
+
+#[test]
+fn large_payloads_are_written_in_place_and_read_back_on_disk() {
+    let dir = common::TempDir::new("large");
+    let entries: Vec<Entry> = (1..=40)
+        .map(|i| Entry {
+            data: Bytes::from(vec![i as u8; if i % 3 == 0 { 5000 } else { 700 }]),
+            ..entry(1, i)
+        })
+        .collect();
+    {
+        let wal = Wal::open(dir.path(), options()).expect("open WAL");
+        let mut a = wal.group(A).expect("group handle");
+        for chunk in entries.chunks(6) {
+            a.append(chunk).unwrap();
+        }
+        wal.sync().unwrap();
+        assert_eq!(a.entries(LogIndex(1), LogIndex(41)).unwrap(), entries);
+    }
+    let wal = Wal::open(dir.path(), options()).expect("reopen WAL");
+    let state = wal.group(A).unwrap().initial_state().unwrap();
+    assert_eq!(state.entries, entries);
+}

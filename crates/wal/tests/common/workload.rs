@@ -56,7 +56,12 @@ pub fn next_call(rng: &mut Rng, model: &Model, term: &mut u64) -> Call {
             let n = rng.range(1, 4);
             let entries = (start..start + n)
                 .map(|i| {
-                    let len = rng.range(1, 40) as usize;
+                    // Some payloads are large enough to be written in place.
+                    let len = if rng.chance(8) {
+                        1500
+                    } else {
+                        rng.range(1, 40) as usize
+                    };
                     Entry {
                         data: rng.bytes(len),
                         ..entry(*term, i)
