@@ -115,9 +115,7 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, options: &Options) -> Result<Reco
         cut: None,
         drop_last: None,
     };
-    for (k, &seq) in seqs.iter().enumerate() {
-        r.segment(seq, k + 1 == seqs.len())?;
-    }
+    replay_all(&mut r, &seqs)?;
     // A dropped last segment's number is reused: numbers stay gapless.
     let next_seq = r
         .segments
@@ -135,14 +133,56 @@ pub(crate) fn recover(fs: &dyn Fs, dir: &Path, options: &Options) -> Result<Reco
     })
 }
 
+/// Segments at least this large are read ahead on a second thread.
+const READ_AHEAD_MIN: usize = 1 << 20;
+
+/// Replays the segments in order. When they are large, a second thread
+/// reads the next one while this one is decoded, so a cold recovery costs
+/// about the larger of reading and decoding rather than their sum.
+fn replay_all(r: &mut Replay<'_>, seqs: &[u64]) -> Result<(), WalError> {
+    let read = |seq: u64| {
+        let path = r.dir.join(segment_name(seq));
+        r.fs.read(&path).map_err(|e| WalError::io("read", &path, e))
+    };
+    let Some((&first, rest)) = seqs.split_first() else {
+        return Ok(());
+    };
+    let bytes = read(first)?;
+    let ahead = bytes.len() >= READ_AHEAD_MIN;
+    r.segment(first, rest.is_empty(), Bytes::from(bytes))?;
+    if !ahead {
+        for (k, &seq) in rest.iter().enumerate() {
+            let bytes = read(seq)?;
+            r.segment(seq, k + 1 == rest.len(), Bytes::from(bytes))?;
+        }
+        return Ok(());
+    }
+    let (fs, dir) = (r.fs, r.dir);
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        scope.spawn(move || {
+            for &seq in rest {
+                let path = dir.join(segment_name(seq));
+                let read = fs.read(&path).map_err(|e| WalError::io("read", &path, e));
+                // A closed channel means replay stopped at an error.
+                if tx.send(read).is_err() {
+                    break;
+                }
+            }
+        });
+        for (k, &seq) in rest.iter().enumerate() {
+            let bytes = rx
+                .recv()
+                .expect("the reader sends one result per segment")?;
+            r.segment(seq, k + 1 == rest.len(), Bytes::from(bytes))?;
+        }
+        Ok(())
+    })
+}
+
 impl Replay<'_> {
-    fn segment(&mut self, seq: u64, last: bool) -> Result<(), WalError> {
+    fn segment(&mut self, seq: u64, last: bool, bytes: Bytes) -> Result<(), WalError> {
         let path = self.dir.join(segment_name(seq));
-        let bytes = self
-            .fs
-            .read(&path)
-            .map_err(|e| WalError::io("read", &path, e))?;
-        let bytes = Bytes::from(bytes);
         self.report.bytes += bytes.len() as u64;
         let header = match SegmentHeader::decode(&bytes) {
             Ok(h) => h,

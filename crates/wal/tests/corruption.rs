@@ -213,3 +213,39 @@ fn the_workload_makes_every_kind_of_record() {
     }
     assert_eq!(kinds.len(), 5, "{kinds:?}");
 }
+
+#[test]
+fn large_segments_are_read_ahead_and_a_bad_one_still_stops_recovery() {
+    let options = Options {
+        segment_bytes: 1 << 20,
+        ..Options::default()
+    };
+    let fs = MemFs::new();
+    let entries: Vec<flotilla_raft::Entry> = (1..=1200)
+        .map(|i| flotilla_raft::Entry {
+            data: bytes::Bytes::from(vec![i as u8 | 1; 4000]),
+            ..flotilla_raft::storage::conformance::entry(1, i)
+        })
+        .collect();
+    {
+        let wal = Wal::open_with_fs("/wal", options.clone(), Arc::new(fs.clone())).expect("open");
+        let mut h = wal.group(GroupId(1)).expect("group handle");
+        for chunk in entries.chunks(50) {
+            h.append(chunk).expect("append");
+        }
+        wal.sync().expect("sync");
+    }
+    let segs = segments(&fs);
+    assert!(segs.len() >= 4, "{segs:?}");
+    let intact = fs.image().intact();
+    let wal = Wal::open_with_fs("/wal", options.clone(), Arc::new(intact)).expect("recover");
+    let mut h = wal.group(GroupId(1)).expect("group handle");
+    let state = flotilla_raft::Storage::initial_state(&mut h).expect("initial state");
+    assert_eq!(state.entries, entries);
+    let damaged = fs.image().intact();
+    let mut bytes = damaged.file(&segs[2]).expect("segment");
+    bytes[5000] ^= 4;
+    damaged.set_file(&segs[2], bytes);
+    let err = Wal::open_with_fs("/wal", options, Arc::new(damaged)).unwrap_err();
+    assert!(err.to_string().contains(&segs[2]), "{err}");
+}
