@@ -68,6 +68,20 @@ fn describe(s: &States) -> String {
         .collect()
 }
 
+/// An entry to append after the last one of `state`.
+fn next_entry(state: &InitialState) -> Entry {
+    let last = match (state.entries.last(), &state.snapshot) {
+        (Some(e), _) => e.index.0,
+        (None, Some(s)) => s.meta.index.0,
+        (None, None) => 0,
+    };
+    Entry {
+        term: Term(1000),
+        index: LogIndex(last + 1),
+        ..common::workload::sample_entry()
+    }
+}
+
 /// Recovers `image` crashed with `seed`; checks it against the allowed
 /// prefixes, and that the recovered WAL keeps a new write across a crash.
 fn check_crash(image: &Image, seed: u64, states: &[States]) {
@@ -94,20 +108,7 @@ fn check_crash(image: &Image, seed: u64, states: &[States]) {
     };
     // The recovered log takes new writes, durable across another crash.
     let mut h = wal.group(GroupId(1)).expect("handle");
-    let next = got[&GroupId(1)].entries.last().map_or_else(
-        || {
-            got[&GroupId(1)]
-                .snapshot
-                .as_ref()
-                .map_or(0, |s| s.meta.index.0)
-        },
-        |e| e.index.0,
-    ) + 1;
-    let new = Entry {
-        term: Term(1000),
-        index: LogIndex(next),
-        ..common::workload::sample_entry()
-    };
+    let new = next_entry(&got[&GroupId(1)]);
     h.append(std::slice::from_ref(&new))
         .expect("append after recovery");
     h.sync().expect("sync after recovery");
