@@ -228,6 +228,9 @@ pub mod conformance {
         compaction_keeps_the_suffix(h);
         diverging_snapshot_replaces_the_log(h);
         append_after_snapshot_continues_the_log(h);
+        append_skips_entries_the_snapshot_covers(h);
+        latest_hard_state_wins(h);
+        writes_read_back_before_reopen(h);
     }
 
     fn empty_store_has_default_state<H: Harness>(h: &mut H) {
@@ -301,6 +304,41 @@ pub mod conformance {
         let (_, state) = reopened(h, s);
         assert_eq!(state.entries, vec![entry(2, 11), entry(4, 12)]);
         assert_eq!(state.snapshot.map(|s| s.meta.index), Some(LogIndex(10)));
+    }
+
+    fn append_skips_entries_the_snapshot_covers<H: Harness>(h: &mut H) {
+        let mut s = h.fresh();
+        s.save_snapshot(&snapshot(1, 5)).expect("save snapshot");
+        let entries: Vec<Entry> = (4..=7).map(|i| entry(1, i)).collect();
+        s.append(&entries).expect("append overlapping the snapshot");
+        let (_, state) = reopened(h, s);
+        assert_eq!(state.entries, vec![entry(1, 6), entry(1, 7)]);
+    }
+
+    fn latest_hard_state_wins<H: Harness>(h: &mut H) {
+        let mut s = h.fresh();
+        for term in 1..=3 {
+            let hs = HardState {
+                term: Term(term),
+                vote: Some(NodeId(term)),
+                commit: LogIndex(0),
+            };
+            s.save_hard_state(&hs).expect("save hard state");
+        }
+        let (_, state) = reopened(h, s);
+        assert_eq!(state.hard_state.term, Term(3));
+        assert_eq!(state.hard_state.vote, Some(NodeId(3)));
+    }
+
+    fn writes_read_back_before_reopen<H: Harness>(h: &mut H) {
+        let mut s = h.fresh();
+        s.append(&[entry(1, 1), entry(1, 2), entry(2, 3)])
+            .expect("append");
+        s.save_snapshot(&snapshot(1, 2)).expect("save snapshot");
+        let before = s.initial_state().expect("initial state before reopen");
+        assert_eq!(before.entries, vec![entry(2, 3)]);
+        let (_, after) = reopened(h, s);
+        assert_eq!(before, after);
     }
 }
 
