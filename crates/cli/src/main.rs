@@ -5,6 +5,10 @@
 //! `--help`); an error that escapes a subcommand is printed with its whole
 //! context chain and exits with 1.
 
+mod bench;
+mod mr;
+mod units;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -19,14 +23,19 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Run MapReduce jobs: embedded (`run`), or a coordinator and workers.
+    Mr(Box<mr::MrArgs>),
+    /// Benchmarks that print figures.
+    Bench(bench::BenchArgs),
+}
 
-// The allow goes with the first subcommand: an empty enum makes the dispatch
-// below unreachable.
-#[allow(unreachable_code, unused_variables)]
 fn main() -> ExitCode {
     let Cli { command } = Cli::parse();
-    let result: anyhow::Result<ExitCode> = match command {};
+    let result: anyhow::Result<ExitCode> = match command {
+        Command::Mr(args) => mr::main(*args),
+        Command::Bench(args) => bench::main(args),
+    };
     match result {
         Ok(code) => code,
         Err(err) => {

@@ -225,7 +225,7 @@ fn run(seed: u64, faults: bool) -> Sim {
         n_reduce,
         ..Config::default()
     };
-    let coord = Coordinator::new(config, splits).unwrap();
+    let coord = Coordinator::new(config, splits).expect("valid config");
     let mut sim = Sim {
         rng,
         coord,

@@ -110,7 +110,6 @@ fn input(map_index: u32, attempt: u64, host: &str) -> MapOutput {
 fn hands_out_maps_then_reduces_then_exit() {
     let mut c = coordinator(2, 1);
     let (w1, w2) = (register(&mut c, ""), register(&mut c, ""));
-    assert_eq!((w1, w2), (W(1), W(2)));
     assert_eq!(
         request(&mut c, w1, 0),
         [map_reply(w1, 0, 1), started(map_ref(0, 1), w1, false)]
@@ -177,7 +176,6 @@ fn hands_out_maps_then_reduces_then_exit() {
             reply: Reply::Exit(ExitReason::JobDone)
         }]
     );
-    assert_eq!(c.stats().reexecuted, 0);
 }
 
 #[test]

@@ -97,19 +97,13 @@ impl Shared {
     }
 
     fn handle(&self, event: Event) -> Vec<Action> {
-        let (actions, progress, ended) = {
-            let mut coord = self.coord.lock().unwrap_or_else(|p| p.into_inner());
-            let actions = coord.handle(event);
-            (
-                actions,
-                coord.progress(),
-                *coord.outcome() != Outcome::Running,
-            )
-        };
-        if ended && self.ended.borrow().is_none() {
+        let mut coord = self.coord.lock().unwrap_or_else(|p| p.into_inner());
+        let actions = coord.handle(event);
+        if *coord.outcome() != Outcome::Running && self.ended.borrow().is_none() {
             self.ended.send_replace(Some(self.start.elapsed()));
         }
-        self.observer.on_actions(&actions, &progress);
+        // Under the lock, so observers see events in the order they happened.
+        self.observer.on_actions(&actions, &coord.progress());
         actions
     }
 }
