@@ -177,9 +177,16 @@ pub fn prepare(config: JobConfig) -> Result<PreparedJob, JobError> {
     // Check the tunables before touching the file system.
     flotilla_mapreduce::coordinator::Coordinator::new(config.core.clone(), Vec::new())?;
     prepare_output(&config.output_dir, config.force)?;
-    if let Some(dir) = &config.shared_dir {
-        ensure_writable(dir)?;
-    }
+    // Workers may run in other directories: hand them absolute paths (input
+    // paths stay as given, since they are also the documents' names).
+    let output_dir = absolute(&config.output_dir)?;
+    let shared_dir = match &config.shared_dir {
+        Some(dir) => {
+            ensure_writable(dir)?;
+            Some(absolute(dir)?)
+        }
+        None => None,
+    };
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -188,8 +195,8 @@ pub fn prepare(config: JobConfig) -> Result<PreparedJob, JobError> {
         job_id: nanos ^ u64::from(std::process::id()),
         app: config.app,
         n_reduce: config.core.n_reduce,
-        output_dir: config.output_dir,
-        shared_dir: config.shared_dir,
+        output_dir,
+        shared_dir,
         sort_buffer_bytes: config.sort_buffer_bytes,
         progress_interval: config.progress_interval,
     };
@@ -278,6 +285,14 @@ fn prepare_output(dir: &Path, force: bool) -> Result<(), JobError> {
         Err(_) => {}
     }
     ensure_writable(dir)
+}
+
+/// `dir` made absolute (it exists).
+fn absolute(dir: &Path) -> Result<PathBuf, JobError> {
+    fs::canonicalize(dir).map_err(|source| JobError::NotWritable {
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
 /// Creates `dir` if needed and checks that a file can be created in it.
