@@ -43,6 +43,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     let shared = args.job.out.join(SHARED_DIR);
     let job = prepare(args.job.config(Some(shared.clone()))?)?;
     let exe = std::env::current_exe().context("finding the flotilla binary to start workers")?;
+    let out_dir = job.spec.output_dir.clone();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let result = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -63,6 +64,8 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         let summary_result = server.await.context("coordinator task")??;
         pool.stop(Duration::from_secs(5)).await;
+        // A worker killed while it wrote a backup copy leaves a hidden temp.
+        flotilla_node::mr::files::remove_stale_temps(&out_dir);
         display.finish();
         anyhow::Ok(summary_result)
     });

@@ -123,6 +123,14 @@ pub fn course_layout(scratch: &Scratch) -> (PathBuf, Vec<String>) {
     (dir, TEXTS.iter().map(|t| format!("../{t}")).collect())
 }
 
+/// Links the texts into `dir` under their bare names; returns the names.
+pub fn link_texts(dir: &Path) -> Vec<String> {
+    for text in TEXTS {
+        std::os::unix::fs::symlink(testdata().join(text), dir.join(text)).unwrap();
+    }
+    TEXTS.iter().map(|t| t.to_string()).collect()
+}
+
 /// The `flotilla` binary, run in `cwd`.
 pub fn flotilla(cwd: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
