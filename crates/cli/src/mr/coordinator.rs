@@ -56,8 +56,12 @@ pub fn main(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
             linger: args.linger,
             ..ServeOptions::default()
         };
+        let shared_dir = job.spec.shared_dir.clone();
         let result = serve(listener, job, options, display.clone()).await?;
         display.finish();
+        if let Some(dir) = shared_dir {
+            flotilla_node::mr::files::remove_map_outputs(&dir);
+        }
         println!("{}", summary(&result));
         Ok(match result.outcome {
             Outcome::Done => ExitCode::SUCCESS,

@@ -14,6 +14,9 @@ pub struct WordCount;
 
 /// Parses a partial count written by `wc`'s map or combiner.
 fn count_of(key: &[u8], value: &[u8]) -> Result<u64, AppError> {
+    if value == b"1" {
+        return Ok(1);
+    }
     std::str::from_utf8(value)
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
@@ -58,7 +61,19 @@ impl App for WordCount {
     fn combine(&self, key: &[u8], acc: &mut Vec<u8>, value: &[u8]) -> Result<(), AppError> {
         let sum = count_of(key, acc)?.saturating_add(count_of(key, value)?);
         acc.clear();
-        acc.extend_from_slice(sum.to_string().as_bytes());
+        // Digits written in place: this runs once per word occurrence.
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = sum;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        acc.extend_from_slice(&digits[at..]);
         Ok(())
     }
 }

@@ -98,9 +98,49 @@ pub fn remove_stale_temps(dir: &Path) -> usize {
     n
 }
 
+/// Whether `name` is a map output's name (`mr-M-R.aA`, see
+/// `flotilla_mapreduce::task::map_output_name`).
+fn is_map_output(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix("mr-") else {
+        return false;
+    };
+    let Some((parts, attempt)) = rest.split_once(".a") else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match parts.split_once('-') {
+        Some((m, r)) => digits(m) && digits(r) && digits(attempt),
+        None => false,
+    }
+}
+
+/// Removes the map outputs (and only them) from a job's shared directory
+/// once the job has ended; returns how many.
+pub fn remove_map_outputs(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut n = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_map_output(&name) && fs::remove_file(entry.path()).is_ok() {
+            n += 1;
+        }
+    }
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_map_output_names_match() {
+        assert!(is_map_output("mr-3-7.a12"));
+        assert!(!is_map_output("mr-out-3"));
+        assert!(!is_map_output("mr-3-7.a12.tmp"));
+        assert!(!is_map_output("mr-x-7.a1"));
+    }
 
     #[test]
     fn a_file_appears_only_on_commit_and_vanishes_if_dropped() {

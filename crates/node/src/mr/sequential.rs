@@ -5,6 +5,8 @@
 //! are emitted, so word count holds one entry per distinct word.
 
 use std::collections::HashMap;
+
+use foldhash::fast::FixedState;
 use std::path::{Path, PathBuf};
 
 use flotilla_mapreduce::apps::{self, App};
@@ -23,8 +25,8 @@ pub fn run(
 ) -> Result<Vec<u8>, TaskError> {
     let app = apps::build(name, params)?;
     let fx = RealEffects::new(marker_dir.to_path_buf());
-    let mut single: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-    let mut many: HashMap<Vec<u8>, Vec<Vec<u8>>> = HashMap::new();
+    let mut single: HashMap<Vec<u8>, Vec<u8>, FixedState> = HashMap::default();
+    let mut many: HashMap<Vec<u8>, Vec<Vec<u8>>, FixedState> = HashMap::default();
     let combine = app.has_combiner();
     for input in inputs {
         let path = PathBuf::from(input);

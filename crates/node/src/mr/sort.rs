@@ -13,6 +13,8 @@
 //! followed by the app's key, so byte order is `(partition, key)` order.
 
 use std::collections::HashMap;
+
+use foldhash::fast::FixedState;
 use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
@@ -37,8 +39,12 @@ pub struct SortBuffer<'a> {
     /// Without a combiner: all bytes, and one index entry per record.
     arena: Vec<u8>,
     index: Vec<Entry>,
-    /// With a combiner: partition-prefixed key to folded value.
-    table: HashMap<Vec<u8>, Vec<u8>>,
+    /// With a combiner: partition-prefixed key to folded value. A fixed-seed
+    /// fast hash: keys are the app's, and order never leaks (records are
+    /// sorted before they leave).
+    table: HashMap<Vec<u8>, Vec<u8>, FixedState>,
+    /// The partition-prefixed key being looked up, reused.
+    key_buf: Vec<u8>,
     used: u64,
     runs: Vec<PathBuf>,
 }
@@ -61,7 +67,8 @@ impl<'a> SortBuffer<'a> {
             spill_prefix: prefix.to_string(),
             arena: Vec::new(),
             index: Vec::new(),
-            table: HashMap::new(),
+            table: HashMap::default(),
+            key_buf: Vec::new(),
             used: 0,
             runs: Vec::new(),
         }
@@ -69,28 +76,28 @@ impl<'a> SortBuffer<'a> {
 
     /// Adds one record.
     pub fn push(&mut self, partition: u32, key: &[u8], value: &[u8]) -> Result<(), TaskError> {
-        let mut pkey = Vec::with_capacity(4 + key.len());
-        pkey.extend_from_slice(&partition.to_be_bytes());
-        pkey.extend_from_slice(key);
+        self.key_buf.clear();
+        self.key_buf.extend_from_slice(&partition.to_be_bytes());
+        self.key_buf.extend_from_slice(key);
         if let Some(app) = self.combiner {
-            if let Some(acc) = self.table.get_mut(&pkey) {
+            if let Some(acc) = self.table.get_mut(self.key_buf.as_slice()) {
                 let before = acc.len();
                 app.combine(key, acc, value)?;
                 self.used = (self.used + acc.len() as u64).saturating_sub(before as u64);
             } else {
-                self.used += (pkey.len() + value.len()) as u64 + RECORD_OVERHEAD;
-                self.table.insert(pkey, value.to_vec());
+                self.used += (self.key_buf.len() + value.len()) as u64 + RECORD_OVERHEAD;
+                self.table.insert(self.key_buf.clone(), value.to_vec());
             }
         } else {
             let at = self.arena.len();
-            self.arena.extend_from_slice(&pkey);
+            self.arena.extend_from_slice(&self.key_buf);
             self.arena.extend_from_slice(value);
             self.index.push(Entry {
                 at,
-                key_len: pkey.len() as u32,
+                key_len: self.key_buf.len() as u32,
                 value_len: value.len() as u32,
             });
-            self.used += (pkey.len() + value.len()) as u64 + RECORD_OVERHEAD;
+            self.used += (self.key_buf.len() + value.len()) as u64 + RECORD_OVERHEAD;
         }
         if self.used >= self.budget {
             self.spill()?;
@@ -133,7 +140,7 @@ impl<'a> SortBuffer<'a> {
         self.runs.push(path);
         self.arena = Vec::new();
         self.index = Vec::new();
-        self.table = HashMap::new();
+        self.table = HashMap::default();
         self.used = 0;
         Ok(())
     }

@@ -5,8 +5,8 @@
 //!
 //! Files: map outputs go to the job's shared directory when it has one,
 //! else to `<work dir>/out` (served by the shuffle); spills and fetched
-//! inputs go to `<work dir>/scratch`. A work directory the worker created
-//! itself is removed when it exits.
+//! inputs go to `<work dir>/scratch`. Both are removed when the worker exits
+//! (with the work directory itself if the worker created it).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -150,6 +150,12 @@ pub async fn run(options: WorkerOptions) -> Result<WorkerExit, WorkerError> {
     server.abort();
     if owned {
         let _ = std::fs::remove_dir_all(&work_dir);
+    } else {
+        // The job has ended (or its coordinator is gone): nothing here is
+        // wanted any more.
+        for sub in ["out", "scratch"] {
+            let _ = std::fs::remove_dir_all(work_dir.join(sub));
+        }
     }
     result
 }
