@@ -123,6 +123,11 @@ impl Display {
 impl Observer for Display {
     fn on_actions(&self, actions: &[Action], p: &Progress) {
         for action in actions {
+            if let (Action::MapPhaseDone, Some(b)) = (action, &self.bars) {
+                // The reduce rate and ETA count from the reduce phase on.
+                b.reduce.reset_elapsed();
+                b.reduce.reset_eta();
+            }
             if let Some(line) = self.describe(action, p) {
                 self.say(line);
             }
