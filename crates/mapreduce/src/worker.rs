@@ -129,6 +129,9 @@ pub enum WorkerExit {
     CoordinatorGone {
         /// The last call's error.
         error: String,
+        /// Whether it had been reached before (it exits when its job ends)
+        /// or never was (wrong address, not started).
+        was_connected: bool,
     },
 }
 
@@ -253,7 +256,11 @@ impl Worker {
             (self.started, self.config.connect_timeout)
         };
         if now.since(since) >= limit {
-            return vec![WorkerAction::Exit(WorkerExit::CoordinatorGone { error })];
+            let was_connected = self.connected;
+            return vec![WorkerAction::Exit(WorkerExit::CoordinatorGone {
+                error,
+                was_connected,
+            })];
         }
         vec![WorkerAction::SleepUntil(now + self.config.retry_interval)]
     }
@@ -397,7 +404,29 @@ mod tests {
         assert_eq!(
             w.handle(fail(2300)),
             [WorkerAction::Exit(WorkerExit::CoordinatorGone {
-                error: "refused".into()
+                error: "refused".into(),
+                was_connected: true,
+            })]
+        );
+    }
+
+    #[test]
+    fn a_coordinator_never_reached_is_reported_as_such() {
+        let config = WorkerConfig {
+            connect_timeout: Millis(500),
+            ..WorkerConfig::default()
+        };
+        let mut w = Worker::new(config);
+        w.handle(WorkerEvent::Start { now: Millis(0) });
+        let failed = WorkerEvent::RpcFailed {
+            error: "refused".into(),
+            now: Millis(500),
+        };
+        assert_eq!(
+            w.handle(failed),
+            [WorkerAction::Exit(WorkerExit::CoordinatorGone {
+                error: "refused".into(),
+                was_connected: false,
             })]
         );
     }

@@ -2,7 +2,7 @@
 //! process on a loopback port; N worker processes (this same binary, as
 //! `flotilla mr worker`) share an intermediate directory inside the output
 //! directory. A worker that dies while the job runs is restarted (up to
-//! `--max-restarts` times). When the job ends: the summary on stdout, the
+//! `--max-restarts` times), unless it exited because the job failed. When the job ends: the summary on stdout, the
 //! intermediate directory removed, exit 0 (done) or 1 (failed).
 
 use std::path::Path;
@@ -18,6 +18,7 @@ use flotilla_node::mr::job::prepare;
 
 use super::JobArgs;
 use super::progress::{Display, summary};
+use super::worker::EXIT_NO_RESTART;
 
 /// The intermediate directory's name inside the output directory.
 const SHARED_DIR: &str = ".mr-intermediate";
@@ -126,7 +127,9 @@ impl Pool {
         for i in 0..self.children.len() {
             let status = self.children[i].try_wait().context("checking a worker")?;
             match status {
-                Some(status) if !status.success() => {
+                Some(status)
+                    if !status.success() && status.code() != Some(i32::from(EXIT_NO_RESTART)) =>
+                {
                     if self.restarts >= max_restarts {
                         anyhow::bail!(
                             "workers died {} times (last: {status}); giving up",

@@ -1,6 +1,9 @@
-//! `flotilla mr worker`: works for a coordinator until the job is done
-//! (exit 0), the job failed (exit 1) or the coordinator is gone (exit 0: a
-//! coordinator exits once its job has ended).
+//! `flotilla mr worker`: works for a coordinator until the job is done.
+//!
+//! Exit codes: 0 when the job is done or its coordinator, once reached, is
+//! gone (a coordinator exits when its job ends); 2 when the job failed or the
+//! coordinator rejected this worker (restarting it would not help); 1 for
+//! anything else, including a coordinator that was never reached.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +17,9 @@ use flotilla_node::mr::worker::{WorkerOptions, run};
 
 use super::millis;
 use crate::units::parse_duration;
+
+/// The exit code that tells `mr run` not to restart a worker.
+pub const EXIT_NO_RESTART: u8 = 2;
 
 /// `flotilla mr worker` arguments.
 #[derive(Debug, Args)]
@@ -57,21 +63,30 @@ pub fn main(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         WorkerExit::JobDone => ExitCode::SUCCESS,
         WorkerExit::JobFailed(msg) => {
             eprintln!("flotilla: worker: the job failed: {msg}");
-            ExitCode::FAILURE
+            ExitCode::from(EXIT_NO_RESTART)
         }
         WorkerExit::UnknownWorker => {
+            let addr = &args.coordinator;
+            eprintln!("flotilla: worker: the coordinator at {addr} does not know this worker");
+            ExitCode::from(EXIT_NO_RESTART)
+        }
+        WorkerExit::CoordinatorGone {
+            error,
+            was_connected: true,
+        } => {
+            let addr = &args.coordinator;
+            eprintln!("flotilla: worker: coordinator at {addr} is gone ({error}); exiting");
+            ExitCode::SUCCESS
+        }
+        WorkerExit::CoordinatorGone {
+            error,
+            was_connected: false,
+        } => {
+            let (addr, limit) = (&args.coordinator, args.connect_timeout);
             eprintln!(
-                "flotilla: worker: the coordinator at {} does not know this worker",
-                args.coordinator
+                "flotilla: error: cannot reach the coordinator at {addr} within {limit:?}: {error}"
             );
             ExitCode::FAILURE
-        }
-        WorkerExit::CoordinatorGone { error } => {
-            eprintln!(
-                "flotilla: worker: coordinator at {} unreachable ({error}); exiting",
-                args.coordinator
-            );
-            ExitCode::SUCCESS
         }
     })
 }

@@ -97,15 +97,18 @@ pub fn run(
         });
         let tail = s.spawn(move || tail_of(stderr));
         let read = read_lines(stdout, &mut on_line);
+        if read.is_err() {
+            // The command may be blocked writing output nobody reads, and
+            // so never drain its stdin: stop it before waiting for the
+            // writer.
+            let _ = child.kill();
+        }
         let fed = feeder
             .join()
             .unwrap_or_else(|_| Err(fail("stdin writer panicked".into(), String::new())));
         let tail = tail.join().unwrap_or_default();
         (fed, read, tail)
     });
-    if read.is_err() {
-        let _ = child.kill();
-    }
     let status = child
         .wait()
         .map_err(|e| fail(format!("could not be waited for: {e}"), tail.clone()))?;
