@@ -352,3 +352,25 @@ fn mr_run_restarts_crashed_workers() {
         "{err}"
     );
 }
+
+// An unreachable peer is an error that names it: a worker whose coordinator
+// never answers.
+#[test]
+fn a_worker_that_never_reaches_its_coordinator_says_so() {
+    let s = Scratch::new("unreachable");
+    let mut cmd = flotilla(&s.path);
+    cmd.args([
+        "mr",
+        "worker",
+        "--coordinator",
+        "127.0.0.1:1",
+        "--connect-timeout",
+        "300ms",
+    ]);
+    let (status, _, err) = run(&mut cmd);
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        err.contains("cannot reach the coordinator at 127.0.0.1:1 within 300ms"),
+        "{err}"
+    );
+}
