@@ -113,6 +113,8 @@ fn each_map_task_runs_exactly_once() {
         "--speculate-after",
         t.jobcount_speculate_after,
     ];
+    // A late heartbeat on a loaded machine must not re-run a map either.
+    args.extend(["--task-timeout", t.jobcount_task_timeout]);
     args.extend(param_args(&p));
     let (mut coord, addr) = start_coordinator(&dir, &args, &inputs);
     let _bg = start_worker(&dir, &addr, &[]);

@@ -287,7 +287,7 @@ fn a_reducer_that_cannot_fetch_from_a_dead_worker_makes_the_map_run_again() {
         "--app",
         "early_exit",
         "--app-param",
-        "reduce_sleep_ms=1500",
+        "reduce_sleep_ms=2000",
         "--reduces",
         "1",
         "--out",

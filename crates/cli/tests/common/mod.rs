@@ -48,6 +48,7 @@ pub struct Timing {
     pub speculate_after: &'static str,
     pub jobcount_speculate_after: &'static str,
     pub crash_speculate_after: &'static str,
+    pub jobcount_task_timeout: &'static str,
     pub progress_interval: &'static str,
 }
 
@@ -63,6 +64,7 @@ pub fn timing() -> Timing {
             speculate_after: "10s",
             jobcount_speculate_after: "10s",
             crash_speculate_after: "10s",
+            jobcount_task_timeout: "10s",
             progress_interval: "1s",
         }
     } else {
@@ -76,6 +78,7 @@ pub fn timing() -> Timing {
             speculate_after: "1s",
             jobcount_speculate_after: "2s",
             crash_speculate_after: "2s",
+            jobcount_task_timeout: "4s",
             progress_interval: "100ms",
         }
     }
@@ -283,17 +286,15 @@ pub fn start_coordinator(cwd: &Path, args: &[&str], inputs: &[String]) -> (Proc,
         "--addr-file",
     ])
     .arg(&addr_file)
-    .args([
-        "--task-timeout",
-        t.task_timeout,
-        "--progress-interval",
-        t.progress_interval,
-    ])
+    .args(["--progress-interval", t.progress_interval])
     .args(["--wait-hint", "50ms"])
     .args(args)
     .args(inputs)
     .stdout(Stdio::piped())
     .stderr(log);
+    if !args.contains(&"--task-timeout") {
+        cmd.args(["--task-timeout", t.task_timeout]);
+    }
     let mut proc = Proc::spawn("coordinator", &mut cmd);
     let addr = wait_for("the coordinator's address", Duration::from_secs(30), || {
         if let Some(status) = proc.exited() {
