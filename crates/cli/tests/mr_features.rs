@@ -269,6 +269,19 @@ fn bad_inputs_are_refused_with_clear_errors() {
         ],
         "the number of reduce tasks must be at least 1",
     );
+    refused(
+        dir,
+        &[
+            "--app",
+            "wc",
+            "--split-size",
+            "2GiB",
+            "--out",
+            "o",
+            "pg-grimm.txt",
+        ],
+        "split size 2147483648 is out of range",
+    );
     assert!(!dir.join("o").exists(), "nothing was created");
     let (ok, _, err) = mr_run(
         dir,

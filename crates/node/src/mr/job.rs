@@ -21,6 +21,12 @@ use flotilla_proto::mapreduce::v1 as pb;
 
 use super::streaming::ReduceInput;
 
+/// The smallest split size allowed.
+pub const SPLIT_BYTES_MIN: u64 = 1 << 10;
+/// The largest split size allowed: a map task reads its whole split into
+/// memory, which bounds a worker's memory.
+pub const SPLIT_BYTES_MAX: u64 = 1 << 30;
+
 /// Which app a job runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AppSpec {
@@ -143,6 +149,14 @@ pub enum JobError {
     /// The scheduling tunables are wrong.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The split size is out of range.
+    #[error(
+        "split size {bytes} is out of range: a map task holds its split in memory, so it must be between 1 KiB and 1 GiB"
+    )]
+    SplitSize {
+        /// As given.
+        bytes: u64,
+    },
     /// A streaming job lacks a command.
     #[error("a streaming job needs both --map-cmd and --reduce-cmd")]
     StreamingIncomplete,
@@ -166,6 +180,11 @@ pub fn prepare(config: JobConfig) -> Result<PreparedJob, JobError> {
     }
     if config.inputs.is_empty() {
         return Err(JobError::NoInputs);
+    }
+    if !(SPLIT_BYTES_MIN..=SPLIT_BYTES_MAX).contains(&config.split_bytes) {
+        return Err(JobError::SplitSize {
+            bytes: config.split_bytes,
+        });
     }
     let mut splits = Vec::new();
     let mut input_bytes = 0;

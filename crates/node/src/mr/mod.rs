@@ -7,7 +7,7 @@
 //!   machine's clock and publishing progress.
 //! - [`worker`]: a worker process's loop: register, ask, run, heartbeat,
 //!   report.
-//! - [`map_task`], [`reduce_task`]: running one task; map output is sorted
+//! - `map_task`, `reduce_task`: running one task; map output is sorted
 //!   with a memory budget ([`sort`]), reduce merges sorted runs.
 //! - [`shuffle`]: the service that serves a worker's map outputs to reducers
 //!   on other machines, and its client.
