@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use flotilla_mapreduce::apps::App;
-use flotilla_mapreduce::partition::partition;
 use flotilla_mapreduce::record;
 use flotilla_mapreduce::task::{DoneReport, MapTask, map_output_name};
 
@@ -90,6 +89,7 @@ pub(crate) fn run(
     let prefix = format!(".spill-m{}-a{}", task.index, task.attempt.0);
     let mut buffer = SortBuffer::new(
         env.app.as_deref(),
+        n_reduce,
         env.spec.sort_buffer_bytes,
         &env.scratch,
         &prefix,
@@ -99,7 +99,7 @@ pub(crate) fn run(
             let mut failed = None;
             app.map(&env.fx, &task.split.file, &data, &mut |k, v| {
                 if failed.is_none()
-                    && let Err(e) = buffer.push(partition(k, n_reduce), k, v)
+                    && let Err(e) = buffer.push(k, v)
                 {
                     failed = Some(e);
                 }
@@ -119,7 +119,7 @@ pub(crate) fn run(
                 |w| streaming::write_all(w, &data),
                 |line| {
                     let (k, v) = streaming::split_line(line);
-                    buffer.push(partition(k, n_reduce), k, v)
+                    buffer.push(k, v)
                 },
             )?;
         }
