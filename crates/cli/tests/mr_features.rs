@@ -217,76 +217,66 @@ fn bad_inputs_are_refused_with_clear_errors() {
     std::fs::create_dir(dir.join("a-dir")).unwrap();
     std::fs::write(dir.join("a-file"), "x").unwrap();
     std::fs::create_dir(dir.join("taken")).unwrap();
+    let grimm = "pg-grimm.txt";
+    let cases: [(&[&str], &str); 8] = [
+        (
+            &["--out", "o", "missing.txt"],
+            "cannot read input file missing.txt: No such file or directory",
+        ),
+        (&["--out", "o"], "no input files given"),
+        (
+            &["--out", "o", "a-dir"],
+            "input a-dir is not a regular file",
+        ),
+        (
+            &["--out", "a-file/o", grimm],
+            "directory a-file/o is not writable: Not a directory",
+        ),
+        (
+            &["--out", "taken", grimm],
+            "output directory taken already exists (use --force",
+        ),
+        (
+            &["--reduces", "0", "--out", "o", grimm],
+            "the number of reduce tasks must be at least 1",
+        ),
+        (
+            &["--split-size", "2GiB", "--out", "o", grimm],
+            "split size 2147483648 is out of range",
+        ),
+        (
+            &["--app-param", "sleep=1", "--out", "o", grimm],
+            "app `wc` has no parameter `sleep`",
+        ),
+    ];
+    for (args, message) in cases {
+        refused(dir, &[&["--app", "wc"], args].concat(), message);
+    }
+    let unknown = ["--app", "wordcount", "--out", "o", grimm];
     refused(
         dir,
-        &["--app", "wc", "--out", "o", "missing.txt"],
-        "cannot read input file missing.txt: No such file or directory",
-    );
-    refused(dir, &["--app", "wc", "--out", "o"], "no input files given");
-    refused(
-        dir,
-        &["--app", "wc", "--out", "o", "a-dir"],
-        "input a-dir is not a regular file",
-    );
-    refused(
-        dir,
-        &["--app", "wordcount", "--out", "o", "pg-grimm.txt"],
+        &unknown,
         "unknown app `wordcount` (built-in apps: wc, indexer",
     );
-    refused(
-        dir,
-        &[
-            "--app",
-            "mtiming",
-            "--app-param",
-            "sleep=1",
-            "--out",
-            "o",
-            "pg-grimm.txt",
-        ],
-        "app `mtiming` has no parameter `sleep`",
-    );
-    refused(
-        dir,
-        &["--app", "wc", "--out", "a-file/o", "pg-grimm.txt"],
-        "directory a-file/o is not writable: Not a directory",
-    );
-    refused(
-        dir,
-        &["--app", "wc", "--out", "taken", "pg-grimm.txt"],
-        "output directory taken already exists (use --force",
-    );
-    refused(
-        dir,
-        &[
-            "--app",
-            "wc",
-            "--reduces",
-            "0",
-            "--out",
-            "o",
-            "pg-grimm.txt",
-        ],
-        "the number of reduce tasks must be at least 1",
-    );
-    refused(
-        dir,
-        &[
-            "--app",
-            "wc",
-            "--split-size",
-            "2GiB",
-            "--out",
-            "o",
-            "pg-grimm.txt",
-        ],
-        "split size 2147483648 is out of range",
+    let mut cmd = flotilla(dir);
+    cmd.args([
+        "mr",
+        "run",
+        "--app",
+        "wc",
+        "--progress-interval",
+        "20s",
+        "--out",
+        "o",
+        grimm,
+    ]);
+    let (status, _, err) = run(&mut cmd);
+    assert!(
+        !status.success() && err.contains("must be shorter than --task-timeout"),
+        "{err}"
     );
     assert!(!dir.join("o").exists(), "nothing was created");
-    let (ok, _, err) = mr_run(
-        dir,
-        &["--app", "wc", "--force", "--out", "taken", "pg-grimm.txt"],
-    );
+    let (ok, _, err) = mr_run(dir, &["--app", "wc", "--force", "--out", "taken", grimm]);
     assert!(ok, "--force replaces: {err}");
 }
 
