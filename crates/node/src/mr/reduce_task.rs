@@ -2,6 +2,19 @@
 //! run per map task): merge them, group equal keys, reduce each group with
 //! the app (or the reduce command), and write `mr-out-R` under a hidden
 //! temporary name, renamed into place at the end.
+//!
+//! Memory: the inputs are already sorted (map tasks sort and spill with a
+//! budget), so the reduce side is a streaming merge, each input read through
+//! a small buffer, more than [`super::sort::MERGE_FAN_IN`] inputs merged in
+//! passes through scratch files. Built-in apps hold one key's values at a
+//! time (their reduce takes them all, as the course's do); a `sorted`
+//! streaming reduce holds none.
+//!
+//! Duplicates: an attempt checks, just before its rename, whether the
+//! coordinator has told it (through the heartbeat) that another attempt
+//! finished first, and abandons if so. Within one heartbeat period two
+//! attempts can both rename; both wrote the same partition from the same
+//! inputs, so for a deterministic reduce the file is the same either way.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
