@@ -271,9 +271,10 @@ pub async fn serve(
     };
     let shutdown = wait_for_end(shared.clone(), ended_rx, options.linger);
     let service = pb::coordinator_server::CoordinatorServer::new(Service(shared.clone()));
+    // One service per port: served directly, without tonic's router.
     let result = tonic::transport::Server::builder()
-        .add_service(service)
         .serve_with_incoming_shutdown(
+            service,
             tonic::transport::server::TcpIncoming::from(listener),
             shutdown,
         )

@@ -120,11 +120,10 @@ pub async fn run(options: WorkerOptions) -> Result<WorkerExit, WorkerError> {
     })?;
     let job_id = Arc::new(AtomicU64::new(0));
     let shuffle = ShuffleService::new(work_dir.join("out"), job_id.clone());
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(pb::shuffle_server::ShuffleServer::new(shuffle))
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-    );
+    let server = tokio::spawn(tonic::transport::Server::builder().serve_with_incoming(
+        pb::shuffle_server::ShuffleServer::new(shuffle),
+        tonic::transport::server::TcpIncoming::from(listener),
+    ));
     let channel =
         tonic::transport::Endpoint::from_shared(format!("http://{}", options.coordinator))
             .map_err(|e| WorkerError::Address {
