@@ -45,6 +45,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     let job = prepare(args.job.config(Some(shared.clone()))?)?;
     let exe = std::env::current_exe().context("finding the flotilla binary to start workers")?;
     let out_dir = job.spec.output_dir.clone();
+    let work_root = shared.join("workers");
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let result = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -58,7 +59,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
             ServeOptions::default(),
             display.clone(),
         ));
-        let mut pool = Pool::start(&exe, &addr.to_string(), args.workers)?;
+        let mut pool = Pool::start(&exe, &addr.to_string(), &work_root, args.workers)?;
         while !server.is_finished() {
             pool.restart_dead(args.max_restarts)?;
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -94,15 +95,19 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
 struct Pool {
     exe: std::path::PathBuf,
     addr: String,
+    work_root: std::path::PathBuf,
+    spawned: u32,
     children: Vec<Child>,
     restarts: u32,
 }
 
 impl Pool {
-    fn start(exe: &Path, addr: &str, n: u32) -> anyhow::Result<Pool> {
+    fn start(exe: &Path, addr: &str, work_root: &Path, n: u32) -> anyhow::Result<Pool> {
         let mut pool = Pool {
             exe: exe.to_path_buf(),
             addr: addr.to_string(),
+            work_root: work_root.to_path_buf(),
+            spawned: 0,
             children: Vec::new(),
             restarts: 0,
         };
@@ -113,9 +118,14 @@ impl Pool {
         Ok(pool)
     }
 
-    fn spawn(&self) -> anyhow::Result<Child> {
+    /// Starts a worker whose work directory lies inside the intermediate
+    /// directory, so even a crashed worker leaves nothing behind.
+    fn spawn(&mut self) -> anyhow::Result<Child> {
+        self.spawned += 1;
+        let work_dir = self.work_root.join(format!("worker-{}", self.spawned));
         Command::new(&self.exe)
-            .args(["mr", "worker", "--coordinator", &self.addr])
+            .args(["mr", "worker", "--coordinator", &self.addr, "--work-dir"])
+            .arg(work_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()

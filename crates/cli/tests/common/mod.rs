@@ -320,9 +320,13 @@ pub fn start_worker(cwd: &Path, addr: &str, extra: &[&str]) -> Proc {
     let log = std::fs::File::create(cwd.join(format!("worker-{n}.log"))).unwrap();
     let mut cmd = flotilla(cwd);
     cmd.args(["mr", "worker", "--coordinator", addr])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(log);
+        .args(extra);
+    if !extra.contains(&"--work-dir") {
+        // Inside the scratch directory, so a crashed worker leaves nothing
+        // in the system's temporary directory.
+        cmd.arg("--work-dir").arg(cwd.join(format!("work-{n}")));
+    }
+    cmd.stdout(Stdio::null()).stderr(log);
     Proc::spawn(&format!("worker {n}"), &mut cmd)
 }
 
