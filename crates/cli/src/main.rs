@@ -9,7 +9,9 @@
 
 mod bench;
 mod check;
+mod mr;
 mod sim;
+mod units;
 
 use std::process::ExitCode;
 
@@ -27,11 +29,12 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Benchmarks that print figures.
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
+    Bench(bench::BenchArgs),
     /// Checks recorded histories (linearizability).
     #[command(subcommand)]
     Check(check::CheckCommand),
+    /// Run MapReduce jobs: embedded (`run`), or a coordinator and workers.
+    Mr(Box<mr::MrArgs>),
     /// Run the deterministic simulator.
     #[command(subcommand)]
     Sim(sim::SimCommand),
@@ -52,7 +55,8 @@ fn main() -> ExitCode {
         }
     };
     let result: anyhow::Result<ExitCode> = match command {
-        Command::Bench(cmd) => bench::run(cmd),
+        Command::Bench(args) => bench::main(args),
+        Command::Mr(args) => mr::main(*args),
         Command::Check(command) => check::run(command),
         Command::Sim(cmd) => sim::run(cmd),
     };

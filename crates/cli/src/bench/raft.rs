@@ -1,5 +1,4 @@
-//! `flotilla bench ...`: benchmarks that print figures (no pass/fail).
-//! `bench raft` measures the consensus core's throughput in the simulator
+//! `flotilla bench raft` measures the consensus core's throughput in the simulator
 //! without faults: committed entries per wall second for 3- and 5-node
 //! groups, with one command per proposal and with batches.
 
@@ -7,15 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
-
-/// Measure throughput and latency.
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Committed entries per second of the Raft core in the simulator
-    /// (one thread, no faults, no message encoding).
-    Raft(RaftBenchArgs),
-}
+use clap::Args;
 
 #[derive(Debug, Args)]
 pub struct RaftBenchArgs {
@@ -30,13 +21,7 @@ pub struct RaftBenchArgs {
     batch: usize,
 }
 
-pub fn run(cmd: BenchCommand) -> anyhow::Result<ExitCode> {
-    match cmd {
-        BenchCommand::Raft(args) => bench_raft(&args),
-    }
-}
-
-fn bench_raft(args: &RaftBenchArgs) -> anyhow::Result<ExitCode> {
+pub fn main(args: RaftBenchArgs) -> anyhow::Result<ExitCode> {
     println!(
         "{:>5} {:>6} {:>10} {:>8} {:>12} {:>12}",
         "nodes", "batch", "entries", "wall_s", "entries/s", "events/s"

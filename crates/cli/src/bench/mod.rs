@@ -1,0 +1,33 @@
+//! `flotilla bench`: benchmarks that print figures.
+
+mod corpus;
+mod mr;
+mod raft;
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+/// `flotilla bench` arguments.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Word count over a generated corpus: sequential, 1 worker, 2 workers.
+    Mr(mr::MrBenchArgs),
+    /// Committed entries per second of the Raft core in the simulator
+    /// (one thread, no faults, no message encoding).
+    Raft(raft::RaftBenchArgs),
+}
+
+/// Runs `flotilla bench`.
+pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        BenchCommand::Mr(a) => mr::main(a),
+        BenchCommand::Raft(a) => raft::main(a),
+    }
+}

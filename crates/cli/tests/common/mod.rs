@@ -1,0 +1,344 @@
+//! Helpers for the MapReduce tests that drive the built `flotilla` binary:
+//! scratch directories, the course's directory layout, starting and
+//! reaping processes, polling with deadlines (never sleeping to
+//! synchronize), and reading outputs the way the course's script does
+//! (`sort mr-out* | grep .`).
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// sha256 of the C-locale-sorted outputs on the 8 texts (spec §1.4).
+pub const WC_SHA256: &str = "08d25f8329d8b7054a8330033736775249ffd98ca861f12e24e0cda079322c19";
+/// Indexer on `../pg-*.txt` (the test script's layout).
+pub const INDEXER_SHA256: &str = "f038ad1d663919a5a86dc537f704236792f101c19e03999479cd00fdac560eb5";
+/// nocrash on `../pg-*.txt`.
+pub const NOCRASH_SHA256: &str = "c3a7a1747c70eb7a4de09289a2b6daf52855e23888ee54806f0dc1de9c9ba578";
+
+/// The eight texts, by name.
+pub const TEXTS: [&str; 8] = [
+    "pg-being_ernest.txt",
+    "pg-dorian_gray.txt",
+    "pg-frankenstein.txt",
+    "pg-grimm.txt",
+    "pg-huckleberry_finn.txt",
+    "pg-metamorphosis.txt",
+    "pg-sherlock_holmes.txt",
+    "pg-tom_sawyer.txt",
+];
+
+/// Whether to use the course's full timings (`FLOTILLA_MR_LONG=1`).
+pub fn long() -> bool {
+    std::env::var("FLOTILLA_MR_LONG").is_ok_and(|v| v == "1")
+}
+
+/// Durations the tests pass to coordinators and apps: small by default, the
+/// course's with `FLOTILLA_MR_LONG=1`. Ratios that the checks rely on are
+/// kept (the job-count maps stay well under the speculation threshold).
+pub struct Timing {
+    pub probe_sleep_ms: u64,
+    pub jobcount_min_ms: u64,
+    pub jobcount_span_ms: u64,
+    pub early_exit_sleep_ms: u64,
+    pub stall_max_ms: u64,
+    pub task_timeout: &'static str,
+    pub speculate_after: &'static str,
+    pub jobcount_speculate_after: &'static str,
+    pub crash_speculate_after: &'static str,
+    pub jobcount_task_timeout: &'static str,
+    pub progress_interval: &'static str,
+}
+
+pub fn timing() -> Timing {
+    if long() {
+        Timing {
+            probe_sleep_ms: 1000,
+            jobcount_min_ms: 2000,
+            jobcount_span_ms: 3000,
+            early_exit_sleep_ms: 3000,
+            stall_max_ms: 10000,
+            task_timeout: "10s",
+            speculate_after: "10s",
+            jobcount_speculate_after: "10s",
+            crash_speculate_after: "10s",
+            jobcount_task_timeout: "10s",
+            progress_interval: "1s",
+        }
+    } else {
+        Timing {
+            probe_sleep_ms: 300,
+            jobcount_min_ms: 150,
+            jobcount_span_ms: 250,
+            early_exit_sleep_ms: 800,
+            stall_max_ms: 1500,
+            task_timeout: "1s",
+            speculate_after: "1s",
+            jobcount_speculate_after: "2s",
+            crash_speculate_after: "2s",
+            jobcount_task_timeout: "4s",
+            progress_interval: "100ms",
+        }
+    }
+}
+
+/// A directory removed when dropped.
+pub struct Scratch {
+    pub path: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("flotilla-mr-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Scratch { path }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// `testdata/mr` in the repository.
+pub fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/mr")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The course's layout: the texts beside a fresh `mr-tmp/` in which the
+/// processes run, with inputs named `../pg-*.txt`. Returns (mr-tmp, inputs).
+pub fn course_layout(scratch: &Scratch) -> (PathBuf, Vec<String>) {
+    for text in TEXTS {
+        std::os::unix::fs::symlink(testdata().join(text), scratch.path.join(text)).unwrap();
+    }
+    let dir = scratch.path.join("mr-tmp");
+    std::fs::create_dir_all(&dir).unwrap();
+    (dir, TEXTS.iter().map(|t| format!("../{t}")).collect())
+}
+
+/// Links the texts into `dir` under their bare names; returns the names.
+pub fn link_texts(dir: &Path) -> Vec<String> {
+    for text in TEXTS {
+        std::os::unix::fs::symlink(testdata().join(text), dir.join(text)).unwrap();
+    }
+    TEXTS.iter().map(|t| t.to_string()).collect()
+}
+
+/// The `flotilla` binary, run in `cwd`.
+pub fn flotilla(cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+    cmd.current_dir(cwd).stdin(Stdio::null());
+    cmd
+}
+
+/// Runs a command to completion; returns (status, stdout, stderr).
+pub fn run(cmd: &mut Command) -> (ExitStatus, String, String) {
+    let out = cmd.output().unwrap();
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    (out.status, text(out.stdout), text(out.stderr))
+}
+
+/// Sorted non-empty lines of every `mr-out*` file in `dir`, as `sort mr-out* |
+/// grep .` gives them in the C locale.
+pub fn sorted_output(dir: &Path) -> String {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name().to_string_lossy().starts_with("mr-out") {
+            let data = std::fs::read(entry.path()).unwrap();
+            for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                lines.push(line.to_vec());
+            }
+        }
+    }
+    lines.sort();
+    let mut out = Vec::new();
+    for l in lines {
+        out.extend_from_slice(&l);
+        out.push(b'\n');
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// The sequential reference (`flotilla mr sequential`), sorted.
+pub fn sequential(cwd: &Path, app: &str, params: &[String], inputs: &[String]) -> String {
+    let out = cwd.join(format!("seq-{app}.txt"));
+    let mut cmd = flotilla(cwd);
+    cmd.args(["mr", "sequential", "--app", app, "--out"])
+        .arg(&out);
+    for p in params {
+        cmd.args(["--app-param", p]);
+    }
+    let (status, _, stderr) = run(cmd.args(inputs));
+    assert!(status.success(), "sequential {app}: {stderr}");
+    let mut lines: Vec<String> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    std::fs::remove_file(&out).unwrap();
+    lines.retain(|l| !l.is_empty());
+    lines.sort();
+    lines.into_iter().map(|l| l + "\n").collect()
+}
+
+/// sha256 of `data`, by the system's `sha256sum`.
+pub fn sha256(data: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sha256sum (coreutils) is installed");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(data.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, failing after `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A process this test started; killed (by pid) if still running on drop.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Proc {
+            name: name.to_string(),
+            child,
+        }
+    }
+
+    /// The exit status, if it has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
+    /// Waits (polling) for the process to exit.
+    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let name = self.name.clone();
+        wait_for(&format!("{name} to exit"), limit, || self.exited())
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.kill();
+        }
+    }
+}
+
+/// Starts `flotilla mr coordinator` on a free loopback port in `cwd`, its
+/// stderr in `cwd/coordinator.log`; returns it and its address.
+pub fn start_coordinator(cwd: &Path, args: &[&str], inputs: &[String]) -> (Proc, String) {
+    let addr_file = cwd.join("coordinator.addr");
+    let log = std::fs::File::create(cwd.join("coordinator.log")).unwrap();
+    let t = timing();
+    let mut cmd = flotilla(cwd);
+    cmd.args([
+        "mr",
+        "coordinator",
+        "--listen",
+        "127.0.0.1:0",
+        "--addr-file",
+    ])
+    .arg(&addr_file)
+    .args(["--progress-interval", t.progress_interval])
+    .args(["--wait-hint", "50ms"])
+    .args(args)
+    .args(inputs)
+    .stdout(Stdio::piped())
+    .stderr(log);
+    if !args.contains(&"--task-timeout") {
+        cmd.args(["--task-timeout", t.task_timeout]);
+    }
+    let mut proc = Proc::spawn("coordinator", &mut cmd);
+    let addr = wait_for("the coordinator's address", Duration::from_secs(30), || {
+        if let Some(status) = proc.exited() {
+            panic!(
+                "coordinator exited early ({status}): {}",
+                coordinator_log(cwd)
+            );
+        }
+        std::fs::read_to_string(&addr_file).ok()
+    });
+    (proc, addr)
+}
+
+/// What the coordinator printed on stderr so far.
+pub fn coordinator_log(cwd: &Path) -> String {
+    std::fs::read_to_string(cwd.join("coordinator.log")).unwrap_or_default()
+}
+
+/// Starts `flotilla mr worker` in `cwd`, its stderr in `cwd/worker-N.log`.
+pub fn start_worker(cwd: &Path, addr: &str, extra: &[&str]) -> Proc {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let log = std::fs::File::create(cwd.join(format!("worker-{n}.log"))).unwrap();
+    let mut cmd = flotilla(cwd);
+    cmd.args(["mr", "worker", "--coordinator", addr])
+        .args(extra);
+    if !extra.contains(&"--work-dir") {
+        // Inside the scratch directory, so a crashed worker leaves nothing
+        // in the system's temporary directory.
+        cmd.arg("--work-dir").arg(cwd.join(format!("work-{n}")));
+    }
+    cmd.stdout(Stdio::null()).stderr(log);
+    Proc::spawn(&format!("worker {n}"), &mut cmd)
+}
+
+/// `--app-param` arguments.
+pub fn params(kv: &[(&str, u64)]) -> Vec<String> {
+    kv.iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// `["--app-param", p, ...]`.
+pub fn param_args(params: &[String]) -> Vec<&str> {
+    params
+        .iter()
+        .flat_map(|p| ["--app-param", p.as_str()])
+        .collect()
+}

@@ -1,0 +1,5 @@
+//! Flotilla's runtime: tokio tasks, gRPC (tonic) servers and clients, real
+//! files and processes around the I/O-free state machines of the core
+//! crates. Each subsystem is one module.
+
+pub mod mr;

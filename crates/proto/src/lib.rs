@@ -1,0 +1,20 @@
+//! Flotilla's wire protocols: the `.proto` files in `proto/` and the Rust code
+//! that `build.rs` generates from them (prost messages, tonic clients and
+//! servers).
+//!
+//! Modules follow the protobuf packages: package `flotilla.mapreduce.v1` is
+//! [`mapreduce::v1`]. The `.proto` files are the contract: any language with a
+//! protobuf compiler can speak to Flotilla from them.
+
+#[allow(
+    missing_docs,
+    clippy::all,
+    clippy::pedantic,
+    unreachable_pub,
+    rustdoc::all
+)]
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/_includes.rs"));
+}
+
+pub use generated::flotilla::mapreduce;
