@@ -51,3 +51,72 @@ pub fn throughput(
         steps: c.steps,
     })
 }
+
+/// What a read benchmark did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reads {
+    /// Reads confirmed (ReadIndex) or applied (through the log).
+    pub reads: u64,
+    /// Messages the group sent for them.
+    pub messages: u64,
+    /// Payload bytes the group sent for them.
+    pub bytes: u64,
+}
+
+/// How a read is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadPath {
+    /// ReadIndex: one leadership-confirmation round, no log write.
+    ReadIndex,
+    /// A read committed through the log as an entry (the course's way).
+    Log,
+}
+
+/// Serves `reads` linearizable reads at the leader of a `nodes`-node group,
+/// `burst` issued together, and counts what the group sent for them
+/// (messages are encoded, so their bytes are real).
+pub fn reads(nodes: u64, path: ReadPath, reads: u64, burst: u64) -> Result<Reads, Failure> {
+    let mut cfg = ClusterConfig::new(nodes, 1);
+    cfg.checks = false;
+    cfg.snapshot_every = Some(50_000);
+    let mut c = Cluster::new(cfg);
+    let leader = c.check_one_leader()?;
+    // Settle the election's own traffic before counting.
+    c.run_until(c.now)?;
+    let sent = |c: &Cluster| c.net.counters.sent_to.values().sum::<u64>();
+    let (msgs0, bytes0) = (sent(&c), c.net.counters.bytes);
+    let key = Bytes::from_static(b"get k");
+    let mut done = 0;
+    let mut ctx = 0;
+    while done < reads {
+        let n = burst.min(reads - done).max(1);
+        match path {
+            ReadPath::ReadIndex => {
+                let before = c.nodes[leader].reads.len();
+                c.read_batch(leader, ctx + 1..=ctx + n);
+                ctx += n;
+                let want = before + n as usize;
+                c.run_until_cond(10_000_000_000, "reads confirmed", |c| {
+                    c.nodes[leader].reads.len() >= want
+                })?;
+                // Confirmed reads are only counted, not kept.
+                c.nodes[leader].reads.clear();
+            }
+            ReadPath::Log => {
+                let target = LogIndex(c.nodes[leader].app.last_applied.get() + n);
+                if c.start_batch(leader, std::iter::repeat_n(key.clone(), n as usize)) == 0 {
+                    return Err(c.fail("the leader lost leadership during the benchmark"));
+                }
+                c.run_until_cond(10_000_000_000, "reads applied", |c| {
+                    c.nodes[leader].app.last_applied >= target
+                })?;
+            }
+        }
+        done += n;
+    }
+    Ok(Reads {
+        reads: done,
+        messages: sent(&c) - msgs0,
+        bytes: c.net.counters.bytes - bytes0,
+    })
+}

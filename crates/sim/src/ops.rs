@@ -44,12 +44,20 @@ impl Cluster {
     /// answer is checked when it comes (see `driver.rs`) and lands in the
     /// node's `reads` or `dropped_reads`. Returns false if the node is down.
     pub fn read(&mut self, idx: usize, ctx: u64) -> bool {
+        self.read_batch(idx, [ctx])
+    }
+
+    /// Asks node `idx` for several reads in one batch (one Ready, so they
+    /// share one leadership-confirmation round).
+    pub fn read_batch(&mut self, idx: usize, ctxs: impl IntoIterator<Item = u64>) -> bool {
         let floor = self.committed.len();
         let Some(raft) = self.nodes[idx].raft.as_mut() else {
             return false;
         };
-        self.pending_reads.insert((idx, ctx), floor);
-        raft.read_index(ctx);
+        for ctx in ctxs {
+            self.pending_reads.insert((idx, ctx), floor);
+            raft.read_index(ctx);
+        }
         self.drain(idx);
         true
     }
