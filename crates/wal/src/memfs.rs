@@ -86,21 +86,12 @@ fn not_found(name: &str) -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, format!("no file {name}"))
 }
 
-/// splitmix64: a small, seedable, portable PRNG.
-struct Rng(u64);
+/// The crash's choices: a seeded PRNG, so one seed gives one crash.
+type Rng = flotilla_raft::rng::SplitMix64;
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    /// A number in `0..=max`.
-    fn upto(&mut self, max: u64) -> u64 {
-        self.next() % (max + 1)
-    }
+/// A number in `0..=max`.
+fn upto(rng: &mut Rng, max: u64) -> u64 {
+    rng.range(0, max.saturating_add(1))
 }
 
 impl MemFs {
@@ -201,10 +192,10 @@ impl Image {
     /// The disk after a power loss at this moment; `seed` picks what of the
     /// unsynced state survives (see the module docs).
     pub fn crash(&self, seed: u64) -> MemFs {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let d = &self.disk;
         let mut names = d.durable_names.clone();
-        let kept = rng.upto(d.dir_log.len() as u64) as usize;
+        let kept = upto(&mut rng, d.dir_log.len() as u64) as usize;
         for op in &d.dir_log[..kept] {
             apply_dir_op(&mut names, op);
         }
@@ -283,12 +274,12 @@ fn surviving_bytes(inode: &Inode, rng: &mut Rng) -> Vec<u8> {
         return data.clone();
     }
     if !data.starts_with(durable) {
-        let pick = if rng.upto(1) == 0 { durable } else { data };
+        let pick = if upto(rng, 1) == 0 { durable } else { data };
         return pick.clone();
     }
     let (start, end) = (durable.len(), data.len());
-    let cut = start + rng.upto((end - start) as u64) as usize;
-    match rng.upto(3) {
+    let cut = start + upto(rng, (end - start) as u64) as usize;
+    match upto(rng, 3) {
         0 => durable.clone(),
         1 => data.clone(),
         2 => data[..cut].to_vec(),
@@ -297,7 +288,7 @@ fn surviving_bytes(inode: &Inode, rng: &mut Rng) -> Vec<u8> {
             let mut at = start;
             while at < cut {
                 let next = ((at / SECTOR_BYTES + 1) * SECTOR_BYTES).min(cut);
-                if rng.upto(1) == 0 {
+                if upto(rng, 1) == 0 {
                     out[at..next].fill(0);
                 }
                 at = next;

@@ -10,22 +10,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use flotilla_raft::rng::SplitMix64 as Rng;
 
 const SYLLABLES: [&str; 24] = [
     "ka", "to", "ri", "ne", "sa", "lo", "mi", "du", "the", "an", "er", "in", "qu", "ell", "or",
@@ -51,16 +36,16 @@ fn vocabulary(rng: &mut Rng) -> Vec<String> {
     let mut words = Vec::with_capacity(VOCABULARY);
     for i in 0..VOCABULARY {
         if i % 50 == 49 {
-            let base = FOREIGN[rng.below(FOREIGN.len() as u64) as usize];
+            let base = FOREIGN[rng.range(0, FOREIGN.len() as u64) as usize];
             words.push(format!("{base}{}", SYLLABLES[i % 16]));
             continue;
         }
-        let n = 1 + rng.below(4);
+        let n = 1 + rng.range(0, 4);
         let mut w = String::new();
         for _ in 0..n {
-            w.push_str(SYLLABLES[rng.below(SYLLABLES.len() as u64) as usize]);
+            w.push_str(SYLLABLES[rng.range(0, SYLLABLES.len() as u64) as usize]);
         }
-        if rng.below(10) == 0 {
+        if rng.range(0, 10) == 0 {
             // Capitalised variants are distinct words (case-sensitive).
             let mut c = w.chars();
             if let Some(first) = c.next() {
@@ -75,7 +60,7 @@ fn vocabulary(rng: &mut Rng) -> Vec<String> {
 /// Writes about `bytes` bytes of text to `path` (whole lines, so slightly
 /// more); returns the exact size.
 pub fn generate(path: &Path, bytes: u64, seed: u64) -> anyhow::Result<u64> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let words = vocabulary(&mut rng);
     let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
@@ -84,15 +69,15 @@ pub fn generate(path: &Path, bytes: u64, seed: u64) -> anyhow::Result<u64> {
     let ln_vocab = (VOCABULARY as f64).ln();
     while written < bytes {
         line.clear();
-        let n = 6 + rng.below(10);
+        let n = 6 + rng.range(0, 10);
         for i in 0..n {
             // Log-uniform rank: frequent words are very frequent.
-            let u = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+            let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
             let rank = ((u * ln_vocab).exp() as usize)
                 .saturating_sub(1)
                 .min(VOCABULARY - 1);
             line.push_str(&words[rank]);
-            line.push_str(match (i + 1 == n, rng.below(12)) {
+            line.push_str(match (i + 1 == n, rng.range(0, 12)) {
                 (true, _) => ".\n",
                 (false, 0) => ", ",
                 (false, 1) => "; ",
