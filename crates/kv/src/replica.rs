@@ -123,7 +123,7 @@ impl Replica {
         self.clock_ms = self.clock_ms.max(cmd.stamp_ms);
         self.sessions.expire(self.clock_ms);
         let r = cmd.request;
-        let outcome = match self.sessions.admit(r.client, r.seq) {
+        let outcome = match self.sessions.admit(r.client, r.seq, r.resumed) {
             Admission::Duplicate(o) => o,
             Admission::Expired => Outcome::SessionExpired,
             Admission::Apply => {
@@ -158,7 +158,7 @@ impl Replica {
     /// The answer already recorded for request `seq` of `client`, if it is
     /// the last one applied.
     pub fn cached(&self, client: u64, seq: u64) -> Option<Outcome> {
-        match self.sessions.admit(client, seq) {
+        match self.sessions.admit(client, seq, true) {
             Admission::Duplicate(o) => Some(o),
             Admission::Apply | Admission::Expired => None,
         }
@@ -199,6 +199,7 @@ mod tests {
                 client,
                 seq,
                 read: ReadConsistency::Linearizable,
+                resumed: seq > 1,
                 op,
             },
         };
