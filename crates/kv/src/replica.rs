@@ -164,10 +164,13 @@ impl Replica {
         }
     }
 
-    /// Whether a snapshot is due: the persisted Raft state is `raft_bytes`
+    /// Whether a snapshot is due: the persisted Raft log is `raft_bytes`
     /// long and `max_raft_state` is the limit (`None`: never snapshot).
+    /// It is due at half the limit, so that the log stays below the limit
+    /// while entries keep coming during compaction, and a follower that
+    /// lags by about the limit is caught up with a snapshot.
     pub fn snapshot_due(&self, raft_bytes: u64, max_raft_state: Option<u64>) -> bool {
-        max_raft_state.is_some_and(|max| raft_bytes >= max)
+        max_raft_state.is_some_and(|max| raft_bytes >= max / 2)
     }
 
     /// The state as a snapshot, at `applied()`. See `snapshot.rs` for the

@@ -34,8 +34,9 @@ use crate::snapshot::SnapshotError;
 /// How a server behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServerConfig {
-    /// Snapshot once the Raft log held since the last snapshot reaches this
-    /// many bytes (`None`: never, the course's `maxraftstate = -1`).
+    /// Keep the Raft log held since the last snapshot under this many
+    /// bytes: snapshot once it reaches half of it (`None`: never snapshot,
+    /// the course's `maxraftstate = -1`).
     pub max_raft_state: Option<u64>,
     /// Bounds of the session table.
     pub sessions: SessionLimits,

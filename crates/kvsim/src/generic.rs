@@ -241,7 +241,11 @@ pub fn generic_test(seed: u64, g: &Generic) -> Result<RunStats, Failure> {
 /// Checks the history and collects the figures of a run.
 pub fn finish(t: &KvCluster, began: Instant) -> Result<RunStats, Failure> {
     let sim_wall = began.elapsed();
-    let check = t.check_history()?;
+    stats(t, sim_wall, t.check_history()?)
+}
+
+/// The figures of a run whose history was checked (`check`).
+pub fn stats(t: &KvCluster, sim_wall: Duration, check: CheckStats) -> Result<RunStats, Failure> {
     Ok(RunStats {
         ops: t.stats.borrow().ops,
         virtual_ns: t.c.now,

@@ -39,6 +39,13 @@ pub struct Ck {
     script: Rc<RefCell<ScriptState>>,
 }
 
+impl Ck {
+    /// How many of its operations completed.
+    pub fn completed(&self) -> usize {
+        self.script.borrow().results.len()
+    }
+}
+
 /// What checking a history cost.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CheckStats {
@@ -243,11 +250,23 @@ impl KvCluster {
         }
     }
 
-    /// Checks the whole history; a violation fails with the counterexample.
+    /// Checks the whole history; a violation, or a check that runs out of
+    /// time, fails with the counterexample.
     pub fn check_history(&self) -> Result<CheckStats, Failure> {
+        self.check_history_within(CHECK_TIMEOUT, false)
+    }
+
+    /// Checks the whole history within `timeout`. With `unknown_ok`, a
+    /// timeout passes as in the course (its one-key test gives the checker
+    /// 50 concurrent appends to order), after a loud message.
+    pub fn check_history_within(
+        &self,
+        timeout: Duration,
+        unknown_ok: bool,
+    ) -> Result<CheckStats, Failure> {
         let h = self.history.history();
         let began = Instant::now();
-        let verdict = check(&Kv, &h, &Limits::timeout(CHECK_TIMEOUT));
+        let verdict = check(&Kv, &h, &Limits::timeout(timeout));
         let stats = CheckStats {
             ops: h.len(),
             wall: began.elapsed(),
@@ -257,8 +276,16 @@ impl KvCluster {
             Verdict::NotLinearizable(cx) => {
                 Err(self.c.fail(format!("history is not linearizable:\n{cx}")))
             }
+            Verdict::Unknown(_) if unknown_ok => {
+                eprintln!(
+                    "info: seed {}: linearizability check timed out after {timeout:?}, \
+                     assuming history is ok (as the course does)",
+                    self.c.cfg.seed
+                );
+                Ok(stats)
+            }
             Verdict::Unknown(u) => Err(self.c.fail(format!(
-                "linearizability check timed out after {CHECK_TIMEOUT:?} on {} of {} keys",
+                "linearizability check timed out after {timeout:?} on {} of {} keys",
                 u.partitions.len(),
                 u.total
             ))),
