@@ -14,7 +14,9 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 use bytes::Bytes;
-use flotilla_kv::{Clerk, ClerkConfig, ClerkError, ClerkStep, Op, ReadConsistency, Response};
+use flotilla_kv::{
+    Clerk, ClerkConfig, ClerkError, ClerkStep, CmpOp, Op, ReadConsistency, Response, Target,
+};
 use flotilla_linearize::{KvInput, KvOutput, OpId, Recorder};
 use flotilla_raft::NodeId;
 use flotilla_sim::{Actor, Cluster, Failure, MS};
@@ -52,6 +54,10 @@ pub const CLERK_TIMING: ClerkConfig = ClerkConfig {
 };
 
 /// What the checker's model makes of an operation (`None`: not recorded).
+/// Besides get, put, append and delete, a transaction that is a
+/// single-key compare-and-swap (one comparison on a version, or on a
+/// non-empty value, and one put of that key) is recorded as the model's
+/// `cas_version` or `cas`.
 pub fn model_input(op: &Op, read: ReadConsistency) -> Option<KvInput> {
     let s = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
     Some(match op {
@@ -59,17 +65,36 @@ pub fn model_input(op: &Op, read: ReadConsistency) -> Option<KvInput> {
         Op::Put { key, value } => KvInput::put(s(key), s(value)),
         Op::Append { key, value } => KvInput::append(s(key), s(value)),
         Op::Delete { key } => KvInput::delete(s(key)),
+        Op::Txn(t) => {
+            let ([cmp], [Op::Put { key, value }], []) =
+                (&t.compares[..], &t.success[..], &t.failure[..])
+            else {
+                return None;
+            };
+            if cmp.key != key || cmp.op != CmpOp::Equal {
+                return None;
+            }
+            match &cmp.target {
+                Target::Version(v) => KvInput::cas_version(s(key), *v, s(value)),
+                // The model matches "" with an absent key; etcd does not.
+                Target::Value(e) if !e.is_empty() => KvInput::cas(s(key), s(e), s(value)),
+                _ => return None,
+            }
+        }
         _ => return None,
     })
 }
 
 fn model_output(resp: &Response) -> KvOutput {
     match resp {
-        Response::Get(kv) => KvOutput::Value(
-            kv.as_ref()
+        Response::Get(kv) => KvOutput::Versioned {
+            value: kv
+                .as_ref()
                 .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
                 .unwrap_or_default(),
-        ),
+            version: kv.as_ref().map_or(0, |kv| kv.version),
+        },
+        Response::Txn { succeeded, .. } => KvOutput::Cas(*succeeded),
         _ => KvOutput::Ok,
     }
 }
