@@ -205,7 +205,7 @@ impl Actor for ClerkActor {
 #[derive(Default)]
 pub struct ScriptState {
     /// Operations to run.
-    pub queue: VecDeque<Op>,
+    pub queue: VecDeque<(Op, ReadConsistency)>,
     /// Results of those completed, in order.
     pub results: Vec<OpResult>,
     /// Stop once the queue is empty.
@@ -219,7 +219,7 @@ impl Workload for Script {
     fn next(&mut self, c: &mut Cluster) -> Next {
         let mut s = self.0.borrow_mut();
         match s.queue.pop_front() {
-            Some(op) => Next::Op(op, ReadConsistency::Linearizable),
+            Some((op, read)) => Next::Op(op, read),
             None if s.stop => Next::Stop,
             None => Next::Sleep(c.now + 1000 * MS),
         }

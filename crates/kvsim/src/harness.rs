@@ -13,7 +13,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use flotilla_kv::{ClerkError, Op, Response, ServerConfig};
+use flotilla_kv::{ClerkError, Op, ReadConsistency, Response, ServerConfig};
 use flotilla_linearize::{Kv, Limits, Recorder, Verdict, check};
 use flotilla_raft::NodeId;
 use flotilla_sim::{Cluster, ClusterConfig, Failure, MS};
@@ -139,7 +139,12 @@ impl KvCluster {
 
     /// Starts `op` on `ck` without waiting.
     pub fn start_op(&mut self, ck: &Ck, op: Op) {
-        ck.script.borrow_mut().queue.push_back(op);
+        self.start_read(ck, op, ReadConsistency::Linearizable);
+    }
+
+    /// Starts `op` on `ck` with the given read consistency.
+    pub fn start_read(&mut self, ck: &Ck, op: Op, read: ReadConsistency) {
+        ck.script.borrow_mut().queue.push_back((op, read));
         self.c.wake_actor(ck.actor);
     }
 
@@ -151,8 +156,13 @@ impl KvCluster {
     /// Runs `op` on `ck` to completion (the course's clerk calls block
     /// forever; the test's 120 s limit bounds them here).
     pub fn op(&mut self, ck: &Ck, op: Op) -> Result<Response, Failure> {
+        self.op_with(ck, op, ReadConsistency::Linearizable)
+    }
+
+    /// Runs `op` on `ck` to completion with the given read consistency.
+    pub fn op_with(&mut self, ck: &Ck, op: Op, read: ReadConsistency) -> Result<Response, Failure> {
         let before = self.results(ck);
-        self.start_op(ck, op);
+        self.start_read(ck, op, read);
         self.c
             .run_until_cond(120_000 * MS, "a clerk operation never completed", |_| {
                 ck.script.borrow().results.len() > before
@@ -304,4 +314,11 @@ pub fn server_partition(c: &mut Cluster, p1: &[usize], p2: &[usize]) {
             c.net.set_link(ids[i], ids[j], same);
         }
     }
+}
+
+/// The KV replica of node `i`, if it runs.
+pub fn replica(c: &Cluster, i: usize) -> Option<&flotilla_kv::Replica> {
+    c.service(i)
+        .and_then(|s| s.as_any().downcast_ref::<crate::service::KvService>())
+        .map(|s| s.server.replica())
 }

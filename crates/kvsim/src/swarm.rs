@@ -21,8 +21,7 @@ use flotilla_sim::swarm::Faults;
 use flotilla_sim::{Cluster, Failure, MS};
 
 use crate::client::{Next, OpResult, Workload};
-use crate::harness::{KvCluster, server_partition};
-use crate::service::KvService;
+use crate::harness::{KvCluster, replica, server_partition};
 
 /// How to run one seed.
 #[derive(Clone, Debug)]
@@ -216,12 +215,6 @@ fn replicas_agree(t: &mut KvCluster) -> Result<(), Failure> {
         }
     }
     Ok(())
-}
-
-fn replica(c: &Cluster, i: usize) -> Option<&flotilla_kv::Replica> {
-    c.service(i)
-        .and_then(|s| s.as_any().downcast_ref::<KvService>())
-        .map(|s| s.server.replica())
 }
 
 /// Runs one seed: faults, then convergence, then the history check.
