@@ -74,6 +74,16 @@ impl std::fmt::Display for Totals {
     }
 }
 
+/// Runs `scenario` for one pinned seed (a regression test).
+pub fn run_seed(test: &str, seed: u64, scenario: impl Fn(u64) -> Result<RunStats, Failure>) {
+    if let Err(f) = scenario(seed) {
+        panic!(
+            "{test} failed: {f}\nreplay with a trace: FLOTILLA_TRACE=1 \
+             cargo test -p flotilla-kvsim {test} -- --exact --nocapture"
+        );
+    }
+}
+
 /// Runs `scenario` for every seed (`FLOTILLA_SEEDS`, `FLOTILLA_SEED`, ...,
 /// see `flotilla_sim::runner`); panics on the first failure with the seed,
 /// what went wrong and the command that replays it. Prints the figures.

@@ -10,7 +10,7 @@ use flotilla_kv::{Op, ReadConsistency};
 use flotilla_kvsim::client::{Next, OpResult, Workload};
 use flotilla_kvsim::generic::{check_clnt_appends, finish, stats};
 use flotilla_kvsim::harness::ELECTION_TIMEOUT_NS;
-use flotilla_kvsim::{Generic, KvCluster, RunStats, generic_test, run_seeds, speed_test};
+use flotilla_kvsim::{Generic, KvCluster, RunStats, generic_test, run_seed, run_seeds, speed_test};
 use flotilla_sim::{Cluster, Failure, MS};
 
 const SEEDS: u64 = 10;
@@ -67,6 +67,19 @@ fn many_partitions_many_clients_3a() {
     generic(
         "many_partitions_many_clients_3a",
         g(5, 5, false, false, true),
+    );
+}
+
+/// Seed 73 elected a leader in term 1 whose votes were delayed while term
+/// 2 committed its no-op; the leader-completeness check wrongly required
+/// the term-1 leader to hold that later-term entry.
+#[test]
+fn many_partitions_many_clients_3a_seed_73_stale_leader() {
+    let g = g(5, 5, false, false, true);
+    run_seed(
+        "many_partitions_many_clients_3a_seed_73_stale_leader",
+        73,
+        |seed| generic_test(seed, &g),
     );
 }
 
