@@ -11,6 +11,7 @@ mod bench;
 mod check;
 mod mr;
 mod sim;
+mod sim_kv;
 mod units;
 
 use std::process::ExitCode;
