@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 use flotilla_raft::codec::{Decode, Decoder, Encode, put_u64};
-use flotilla_raft::{LogIndex, Message, Ready, Role, StepError, persist};
+use flotilla_raft::{LogIndex, Message, Ready, Role, StepError, Term, persist};
 
 use crate::cluster::{Cluster, Event};
 use crate::invariants::Violation;
@@ -96,10 +96,14 @@ impl Cluster {
                 self.nodes[idx].app.last_applied = last.index;
             }
         }
+        let term = self.nodes[idx]
+            .raft
+            .as_ref()
+            .map_or(Term(0), |r| r.status().term);
         for e in rd.committed_entries.iter().filter(|_| self.cfg.checks) {
             let node = &self.nodes[idx];
             let (last, digest) = (node.app.last_applied, node.app.digest);
-            match self.committed.observe_apply(id, last, digest, e) {
+            match self.committed.observe_apply((id, term), last, digest, e) {
                 Ok(d) => {
                     let app = &mut self.nodes[idx].app;
                     app.last_applied = e.index;
@@ -257,21 +261,10 @@ impl Cluster {
             return;
         };
         let status = raft.status();
-        // A leader elected in a term that others have already left (its
-        // votes were in flight while a later term began) owes nothing to
-        // entries committed in those later terms: §5.4 binds the leaders
-        // of higher terms only. Its log is checked by the other invariants.
-        let stale = self.nodes.iter().any(|n| n.last_term > status.term);
         let result = self
             .election
             .observe_leader(status.term, status.id)
-            .and_then(|()| {
-                if stale {
-                    Ok(())
-                } else {
-                    check_new_leader(raft, &self.committed)
-                }
-            });
+            .and_then(|()| check_new_leader(raft, &self.committed));
         if let Err(v) = result {
             self.violation(v);
         }

@@ -7,7 +7,7 @@
 //! node that restores a snapshot prove its state equals the committed
 //! prefix without storing the prefix.
 
-use flotilla_raft::{Entry, LogIndex, NodeId};
+use flotilla_raft::{Entry, LogIndex, NodeId, Term};
 
 use super::{EntryId, Violation, chain_digest};
 
@@ -17,6 +17,10 @@ pub struct CommittedLog {
     ids: Vec<EntryId>,
     digests: Vec<u64>,
     commands: Vec<Option<bytes::Bytes>>,
+    /// Per index, the term of the first node seen applying it: an upper
+    /// bound of the term in which it was committed (the applier learned of
+    /// the commit from a leader of that term or a later one).
+    learned_in: Vec<Term>,
 }
 
 impl CommittedLog {
@@ -37,6 +41,14 @@ impl CommittedLog {
             .copied()
     }
 
+    /// An upper bound of the term in which the entry at `index` was
+    /// committed (see the field).
+    pub fn learned_in(&self, index: LogIndex) -> Option<Term> {
+        self.learned_in
+            .get((index.get() as usize).checked_sub(1)?)
+            .copied()
+    }
+
     /// The command committed at `index` (`None` for a no-op or conf change,
     /// or if unknown).
     pub fn command(&self, index: LogIndex) -> Option<&bytes::Bytes> {
@@ -53,11 +65,11 @@ impl CommittedLog {
         }
     }
 
-    /// Records that `node`, whose state machine digest is `digest` after
-    /// `last_applied`, applies `e`. Returns the new digest.
+    /// Records that `node`, in `term`, whose state machine digest is
+    /// `digest` after `last_applied`, applies `e`. Returns the new digest.
     pub fn observe_apply(
         &mut self,
-        node: NodeId,
+        (node, term): (NodeId, Term),
         last_applied: LogIndex,
         digest: u64,
         e: &Entry,
@@ -87,6 +99,7 @@ impl CommittedLog {
             self.digests.push(next);
             let cmd = (e.kind == flotilla_raft::EntryKind::Command).then(|| e.data.clone());
             self.commands.push(cmd);
+            self.learned_in.push(term);
         } else {
             return Err(Violation {
                 invariant: "state machine safety (§5.4.3)",
@@ -130,18 +143,18 @@ mod tests {
     fn different_entries_at_one_index_are_a_violation() {
         let mut c = CommittedLog::default();
         let d1 = c
-            .observe_apply(NodeId(1), LogIndex(0), 0, &entry(1, 1))
+            .observe_apply((NodeId(1), Term(1)), LogIndex(0), 0, &entry(1, 1))
             .unwrap();
         let d2 = c
-            .observe_apply(NodeId(2), LogIndex(0), 0, &entry(1, 1))
+            .observe_apply((NodeId(2), Term(1)), LogIndex(0), 0, &entry(1, 1))
             .unwrap();
         assert_eq!(d1, d2);
         assert!(
-            c.observe_apply(NodeId(3), LogIndex(0), 0, &entry(2, 1))
+            c.observe_apply((NodeId(3), Term(1)), LogIndex(0), 0, &entry(2, 1))
                 .is_err()
         );
         assert!(
-            c.observe_apply(NodeId(1), LogIndex(1), d1, &entry(1, 3))
+            c.observe_apply((NodeId(1), Term(1)), LogIndex(1), d1, &entry(1, 3))
                 .is_err(),
             "gap"
         );
