@@ -188,6 +188,21 @@ impl Model for Kv {
         Some(input.key.clone())
     }
 
+    fn only_extends(&self, input: &KvInput) -> bool {
+        matches!(input.op, KvOp::Get | KvOp::Append(_))
+    }
+
+    fn may_precede(&self, state: &KvState, input: &KvInput, output: &KvOutput) -> bool {
+        // Appends only lengthen the value and raise the version.
+        match (&input.op, output) {
+            (KvOp::Get, KvOutput::Value(v)) => v.starts_with(&state.value),
+            (KvOp::Get, KvOutput::Versioned { value, version }) => {
+                value.starts_with(&state.value) && *version >= state.version
+            }
+            _ => true,
+        }
+    }
+
     fn is_read_only(&self, input: &KvInput, output: Option<&KvOutput>) -> bool {
         matches!(
             (&input.op, output),

@@ -65,6 +65,26 @@ pub trait Model {
         false
     }
 
+    /// True if `input` can only extend the state, never take anything back
+    /// (an append, or a read). Once every operation still to be linearized
+    /// does, the search asks [`Model::may_precede`] to cut dead branches.
+    /// The default, `false`, never prunes.
+    fn only_extends(&self, input: &Self::Input) -> bool {
+        let _ = input;
+        false
+    }
+
+    /// Asked only when every operation still to come only extends the
+    /// state: false if a read answered `output` can never be legal after
+    /// `state`, whatever comes between (for appends: the value read does not
+    /// start with the current value). Returning false wrongly would make the
+    /// checker report a violation that is not there; the default, `true`,
+    /// never prunes.
+    fn may_precede(&self, state: &Self::State, input: &Self::Input, output: &Self::Output) -> bool {
+        let _ = (state, input, output);
+        true
+    }
+
     /// A short human-readable form of an input, e.g. `append("k1", "x")`.
     fn describe_input(&self, input: &Self::Input) -> String {
         format!("{input:?}")

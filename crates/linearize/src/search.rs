@@ -265,6 +265,15 @@ pub(crate) struct Search<'a, M: Model> {
     /// Read-only given its (known) output.
     pure: Vec<bool>,
     completed_left: usize,
+    /// Ops that may take something back (see [`Model::only_extends`]).
+    non_extending: Vec<bool>,
+    /// How many of those are not linearized yet; while none is left, new
+    /// states are checked against the reads still to come.
+    non_extending_left: usize,
+    /// The reads with a known output, earliest return first, checked by
+    /// [`Model::may_precede`] against each new state once only extending
+    /// ops are left.
+    lookahead: Vec<u32>,
     events: Events,
     states: States<'a, M>,
     memo: Memo,
@@ -290,9 +299,14 @@ impl<'a, M: Model> Search<'a, M> {
             .map(|p| (ops[p.id].call, if p.relaxed { None } else { ops[p.id].ret }))
             .collect();
         let completed: Vec<bool> = times.iter().map(|t| t.1.is_some()).collect();
-        let pure = part
+        let pure: Vec<bool> = part
             .iter()
             .map(|p| !p.relaxed && model.is_read_only(&ops[p.id].input, ops[p.id].output.as_ref()))
+            .collect();
+        let lookahead = lookahead_reads(ops, part, &pure);
+        let non_extending: Vec<bool> = part
+            .iter()
+            .map(|p| !model.only_extends(&ops[p.id].input))
             .collect();
         let events = Events::new(&times);
         let words = part.len().div_ceil(64);
@@ -303,6 +317,9 @@ impl<'a, M: Model> Search<'a, M> {
             completed_left: completed.iter().filter(|c| **c).count(),
             completed,
             pure,
+            non_extending_left: non_extending.iter().filter(|n| **n).count(),
+            non_extending,
+            lookahead,
             events,
             states: States::new(model),
             memo: Memo::new(words),
@@ -399,6 +416,25 @@ impl<'a, M: Model> Search<'a, M> {
         self.hash ^= zobrist(op);
     }
 
+    /// Whether state `to`, reached by linearizing `op` when only extending
+    /// ops are left, can still precede the next few reads that must come
+    /// later (see `lookahead`). Checking
+    /// a few suffices to cut most dead branches and keeps each push cheap.
+    fn viable(&self, to: u32, op: u32) -> bool {
+        const CHECKED: usize = 8;
+        let state = &self.states.list[to as usize];
+        self.lookahead
+            .iter()
+            .filter(|&&r| r != op && self.bits[r as usize / 64] & (1 << (r % 64)) == 0)
+            .take(CHECKED)
+            .all(|&r| {
+                let o = &self.ops[self.part[r as usize].id];
+                o.output
+                    .as_ref()
+                    .is_none_or(|out| self.states.model.may_precede(state, &o.input, out))
+            })
+    }
+
     /// Linearizes `op` next if it is legal and leads somewhere new.
     fn push(&mut self, op: u32, forced: bool) -> bool {
         let to = self.next_state(op);
@@ -406,6 +442,10 @@ impl<'a, M: Model> Search<'a, M> {
             return false;
         }
         let o = op as usize;
+        let non_extending_left = self.non_extending_left - usize::from(self.non_extending[o]);
+        if non_extending_left == 0 && !self.viable(to, op) {
+            return false;
+        }
         self.toggle(o);
         if !self.memo.insert(self.hash ^ state_hash(to), &self.bits, to) {
             self.toggle(o);
@@ -422,6 +462,7 @@ impl<'a, M: Model> Search<'a, M> {
         if self.completed[o] {
             self.completed_left -= 1;
         }
+        self.non_extending_left = non_extending_left;
         true
     }
 
@@ -458,12 +499,23 @@ impl<'a, M: Model> Search<'a, M> {
             if self.completed[o] {
                 self.completed_left += 1;
             }
+            self.non_extending_left += usize::from(self.non_extending[o]);
             if !frame.forced {
                 self.cur = self.events.next[self.events.call_of[o] as usize];
                 return None;
             }
         }
     }
+}
+
+/// The reads to look ahead to (see `Search::lookahead`).
+fn lookahead_reads<I, O>(ops: &[Operation<I, O>], part: &[PartOp], pure: &[bool]) -> Vec<u32> {
+    let mut reads: Vec<u32> = (0..part.len())
+        .filter(|&i| pure[i] && ops[part[i].id].ret.is_some())
+        .map(|i| i as u32)
+        .collect();
+    reads.sort_by_key(|&i| ops[part[i as usize].id].ret);
+    reads
 }
 
 /// Searches `part` (positions into `ops`) to the end or the budget.

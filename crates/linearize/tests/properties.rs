@@ -5,7 +5,7 @@
 
 use flotilla_linearize::format::{kv_to_jsonl, parse_jsonl_kv};
 use flotilla_linearize::{
-    History, Kv, KvInput, KvOp, KvOutput, Limits, OpId, Operation, Register, RegisterInput,
+    History, Kv, KvInput, KvOp, KvOutput, Limits, Model, OpId, Operation, Register, RegisterInput,
     RegisterOutput, Verdict, check,
 };
 use proptest::prelude::*;
@@ -83,8 +83,6 @@ fn run<I: Clone, O: Clone>(
 }
 
 fn kv_history(seed: u64, clients: u64, total: usize) -> History<KvInput, KvOutput> {
-    let mut rng = Rng(seed);
-    let mut store: Vec<(String, u64)> = vec![(String::new(), 0); 3];
     let make = |rng: &mut Rng, n: usize| {
         let key = rng.below(3).to_string();
         match rng.below(8) {
@@ -95,6 +93,31 @@ fn kv_history(seed: u64, clients: u64, total: usize) -> History<KvInput, KvOutpu
             _ => KvInput::cas(key, format!("p{};", n.saturating_sub(3)), format!("c{n};")),
         }
     };
+    kv_history_of(seed, clients, total, make)
+}
+
+/// Mostly appends and gets, on two keys, with a rare put: the histories the
+/// append lookahead (`Model::may_precede`) prunes.
+fn append_history(seed: u64, clients: u64, total: usize) -> History<KvInput, KvOutput> {
+    let make = |rng: &mut Rng, n: usize| {
+        let key = rng.below(2).to_string();
+        match rng.below(10) {
+            0..=3 => KvInput::get(key),
+            4..=8 => KvInput::append(key, format!("a{n};")),
+            _ => KvInput::put(key, format!("p{n};")),
+        }
+    };
+    kv_history_of(seed, clients, total, make)
+}
+
+fn kv_history_of(
+    seed: u64,
+    clients: u64,
+    total: usize,
+    make: impl FnMut(&mut Rng, usize) -> KvInput,
+) -> History<KvInput, KvOutput> {
+    let mut rng = Rng(seed);
+    let mut store: Vec<(String, u64)> = vec![(String::new(), 0); 3];
     let apply = |input: &KvInput| {
         let slot = &mut store[input.key.parse::<usize>().expect("key")];
         match &input.op {
@@ -155,6 +178,47 @@ fn register_history(
         }
     };
     run(&mut rng, clients, total, make, apply)
+}
+
+/// The KV model without the append lookahead: the plain search, to compare
+/// the pruned one with.
+struct Unpruned;
+
+impl Model for Unpruned {
+    type Input = KvInput;
+    type Output = KvOutput;
+    type State = <Kv as Model>::State;
+
+    fn init(&self) -> Self::State {
+        Kv.init()
+    }
+    fn step(&self, s: &Self::State, i: &KvInput, o: Option<&KvOutput>) -> Option<Self::State> {
+        Kv.step(s, i, o)
+    }
+    fn partition(&self, input: &KvInput) -> Option<String> {
+        Kv.partition(input)
+    }
+    fn is_read_only(&self, input: &KvInput, output: Option<&KvOutput>) -> bool {
+        Kv.is_read_only(input, output)
+    }
+}
+
+/// Gives the `pick`-th completed get the output of another get (on any
+/// key): sometimes still linearizable, often not.
+fn swap_a_get(
+    h: &History<KvInput, KvOutput>,
+    pick: usize,
+    other: usize,
+) -> History<KvInput, KvOutput> {
+    let gets: Vec<usize> = (0..h.len())
+        .filter(|&i| matches!(h.ops()[i].output, Some(KvOutput::Value(_))))
+        .collect();
+    let mut ops = h.ops().to_vec();
+    if !gets.is_empty() {
+        let (a, b) = (gets[pick % gets.len()], gets[other % gets.len()]);
+        ops[a].output = ops[b].output.clone();
+    }
+    History::try_from(ops).expect("valid")
 }
 
 /// Changes the output of the `pick`-th completed get to a value that no
@@ -228,6 +292,20 @@ proptest! {
             let c = verdict.counterexample();
             prop_assert!(c.is_some_and(|c| c.core.contains(&OpId(target))), "{}", verdict);
         }
+    }
+
+    #[test]
+    fn the_append_lookahead_changes_no_verdict(
+        seed in any::<u64>(), clients in 1u64..6, total in 1usize..40,
+        pick in any::<usize>(), other in any::<usize>(),
+    ) {
+        let h = swap_a_get(&append_history(seed, clients, total), pick, other);
+        let pruned = check(&Kv, &h, &Limits::unlimited());
+        let plain = check(&Unpruned, &h, &Limits::unlimited());
+        prop_assert_eq!(
+            pruned.is_linearizable(), plain.is_linearizable(),
+            "pruned: {}\nplain: {}\n{}", pruned, plain, kv_to_jsonl(&h)
+        );
     }
 
     #[test]
