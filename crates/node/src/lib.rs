@@ -3,3 +3,4 @@
 //! crates. Each subsystem is one module.
 
 pub mod mr;
+pub mod raft;
