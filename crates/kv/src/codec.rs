@@ -1,0 +1,605 @@
+//! The binary encoding of the KV service's messages and log entries, in the
+//! style of `flotilla_raft::codec`: varints, length-prefixed byte strings,
+//! one-byte tags. Every top-level value ([`Command`], [`ClientMsg`],
+//! [`Reply`]) starts with a format version byte, so a later release can
+//! change the layout and still read old logs.
+//!
+//! Decoding is a gateway: bytes from a client, a peer or a log are
+//! untrusted. Every failure is a [`CodecError`] that names what was being
+//! read (and, for malformed bytes, the field and offset), never a panic.
+
+use bytes::Bytes;
+use flotilla_raft::codec::{DecodeError, Decoder, put_bytes, put_u64};
+use thiserror::Error;
+
+use crate::command::{
+    ClientMsg, CmpOp, Command, Compare, KeyValue, Op, Outcome, ReadConsistency, Reply, Request,
+    Response, Target, Txn,
+};
+
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Why bytes are not a valid KV value.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum CodecError {
+    /// The bytes are malformed.
+    #[error("malformed {what}: {source}")]
+    Malformed {
+        /// The value being decoded.
+        what: &'static str,
+        /// What was wrong, where.
+        source: DecodeError,
+    },
+    /// The value was written by a format this build does not read.
+    #[error("{what} has format version {found}; this build reads version {FORMAT_VERSION}")]
+    Version {
+        /// The value being decoded.
+        what: &'static str,
+        /// The version byte found.
+        found: u8,
+    },
+    /// A key is empty.
+    #[error("{what} holds an empty key")]
+    EmptyKey {
+        /// The value being decoded.
+        what: &'static str,
+    },
+    /// A transaction holds a transaction.
+    #[error("{what} holds a nested transaction")]
+    NestedTxn {
+        /// The value being decoded.
+        what: &'static str,
+    },
+}
+
+/// Errors inside one top-level value; `what` is added at the top.
+enum Inner {
+    Decode(DecodeError),
+    EmptyKey,
+    NestedTxn,
+}
+
+impl From<DecodeError> for Inner {
+    fn from(e: DecodeError) -> Inner {
+        Inner::Decode(e)
+    }
+}
+
+impl Inner {
+    fn named(self, what: &'static str) -> CodecError {
+        match self {
+            Inner::Decode(source) => CodecError::Malformed { what, source },
+            Inner::EmptyKey => CodecError::EmptyKey { what },
+            Inner::NestedTxn => CodecError::NestedTxn { what },
+        }
+    }
+}
+
+type R<T> = Result<T, Inner>;
+
+fn bad_tag(d: &Decoder, what: &'static str, tag: u8) -> Inner {
+    Inner::Decode(DecodeError::BadTag {
+        what,
+        tag: u64::from(tag),
+        offset: d.offset().saturating_sub(1),
+    })
+}
+
+fn key(d: &mut Decoder, what: &'static str) -> R<Bytes> {
+    let k = d.bytes(what)?;
+    if k.is_empty() {
+        return Err(Inner::EmptyKey);
+    }
+    Ok(k)
+}
+
+fn put_opt(out: &mut Vec<u8>, b: Option<&Bytes>) {
+    match b {
+        None => out.push(0),
+        Some(b) => {
+            out.push(1);
+            put_bytes(out, b);
+        }
+    }
+}
+
+fn opt(d: &mut Decoder, what: &'static str) -> R<Option<Bytes>> {
+    Ok(if d.bool(what)? {
+        Some(d.bytes(what)?)
+    } else {
+        None
+    })
+}
+
+fn put_op(out: &mut Vec<u8>, op: &Op) {
+    match op {
+        Op::Get { key } => {
+            out.push(0);
+            put_bytes(out, key);
+        }
+        Op::Put { key, value } | Op::Append { key, value } => {
+            out.push(if matches!(op, Op::Put { .. }) { 1 } else { 2 });
+            put_bytes(out, key);
+            put_bytes(out, value);
+        }
+        Op::Delete { key } => {
+            out.push(3);
+            put_bytes(out, key);
+        }
+        Op::Range { start, end, limit } => {
+            out.push(4);
+            put_bytes(out, start);
+            put_opt(out, end.as_ref());
+            put_u64(out, *limit);
+        }
+        Op::Txn(t) => {
+            out.push(5);
+            put_txn(out, t);
+        }
+    }
+}
+
+fn op(d: &mut Decoder, nested: bool) -> R<Op> {
+    let tag = d.u8("op tag")?;
+    Ok(match tag {
+        0 => Op::Get {
+            key: key(d, "get key")?,
+        },
+        1 | 2 => {
+            let key = key(d, "write key")?;
+            let value = d.bytes("write value")?;
+            if tag == 1 {
+                Op::Put { key, value }
+            } else {
+                Op::Append { key, value }
+            }
+        }
+        3 => Op::Delete {
+            key: key(d, "delete key")?,
+        },
+        4 => Op::Range {
+            start: d.bytes("range start")?,
+            end: opt(d, "range end")?,
+            limit: d.u64("range limit")?,
+        },
+        5 if nested => return Err(Inner::NestedTxn),
+        5 => Op::Txn(txn(d)?),
+        t => return Err(bad_tag(d, "op", t)),
+    })
+}
+
+fn put_txn(out: &mut Vec<u8>, t: &Txn) {
+    put_u64(out, t.compares.len() as u64);
+    for c in &t.compares {
+        put_bytes(out, &c.key);
+        out.push(match c.op {
+            CmpOp::Equal => 0,
+            CmpOp::NotEqual => 1,
+            CmpOp::Less => 2,
+            CmpOp::Greater => 3,
+        });
+        match &c.target {
+            Target::Value(v) => {
+                out.push(0);
+                put_bytes(out, v);
+            }
+            Target::Version(n) | Target::CreateRev(n) | Target::ModRev(n) => {
+                out.push(match c.target {
+                    Target::Version(_) => 1,
+                    Target::CreateRev(_) => 2,
+                    _ => 3,
+                });
+                put_u64(out, *n);
+            }
+        }
+    }
+    for branch in [&t.success, &t.failure] {
+        put_u64(out, branch.len() as u64);
+        for o in branch {
+            put_op(out, o);
+        }
+    }
+}
+
+fn compare(d: &mut Decoder) -> R<Compare> {
+    let key = key(d, "compare key")?;
+    let op = match d.u8("compare op")? {
+        0 => CmpOp::Equal,
+        1 => CmpOp::NotEqual,
+        2 => CmpOp::Less,
+        3 => CmpOp::Greater,
+        t => return Err(bad_tag(d, "compare op", t)),
+    };
+    let target = match d.u8("compare target")? {
+        0 => Target::Value(d.bytes("compare value")?),
+        1 => Target::Version(d.u64("compare version")?),
+        2 => Target::CreateRev(d.u64("compare create revision")?),
+        3 => Target::ModRev(d.u64("compare mod revision")?),
+        t => return Err(bad_tag(d, "compare target", t)),
+    };
+    Ok(Compare { key, op, target })
+}
+
+fn txn(d: &mut Decoder) -> R<Txn> {
+    let n = d.count("txn compares")?;
+    let compares = (0..n).map(|_| compare(d)).collect::<R<Vec<_>>>()?;
+    let n = d.count("txn success ops")?;
+    let success = (0..n).map(|_| op(d, true)).collect::<R<Vec<_>>>()?;
+    let n = d.count("txn failure ops")?;
+    let failure = (0..n).map(|_| op(d, true)).collect::<R<Vec<_>>>()?;
+    Ok(Txn {
+        compares,
+        success,
+        failure,
+    })
+}
+
+fn put_request(out: &mut Vec<u8>, r: &Request) {
+    put_u64(out, r.client);
+    put_u64(out, r.seq);
+    out.push(match r.read {
+        ReadConsistency::Linearizable => 0,
+        ReadConsistency::Serializable => 1,
+    });
+    put_op(out, &r.op);
+}
+
+fn request(d: &mut Decoder) -> R<Request> {
+    let client = d.u64("client id")?;
+    let seq = d.u64("request seq")?;
+    let read = match d.u8("read consistency")? {
+        0 => ReadConsistency::Linearizable,
+        1 => ReadConsistency::Serializable,
+        t => return Err(bad_tag(d, "read consistency", t)),
+    };
+    let op = op(d, false)?;
+    Ok(Request {
+        client,
+        seq,
+        read,
+        op,
+    })
+}
+
+/// Appends a key/value pair.
+pub(crate) fn put_kv(out: &mut Vec<u8>, kv: &KeyValue) {
+    put_bytes(out, &kv.key);
+    put_bytes(out, &kv.value);
+    put_u64(out, kv.create_rev);
+    put_u64(out, kv.mod_rev);
+    put_u64(out, kv.version);
+}
+
+/// Reads a key/value pair.
+pub(crate) fn get_kv(d: &mut Decoder) -> Result<KeyValue, DecodeError> {
+    Ok(KeyValue {
+        key: d.bytes("key")?,
+        value: d.bytes("value")?,
+        create_rev: d.u64("create revision")?,
+        mod_rev: d.u64("mod revision")?,
+        version: d.u64("version")?,
+    })
+}
+
+/// Appends a response.
+pub(crate) fn put_response(out: &mut Vec<u8>, r: &Response) {
+    match r {
+        Response::Get(None) => out.push(0),
+        Response::Get(Some(kv)) => {
+            out.push(1);
+            put_kv(out, kv);
+        }
+        Response::Written => out.push(2),
+        Response::Deleted(existed) => out.push(if *existed { 4 } else { 3 }),
+        Response::Range { kvs, count } => {
+            out.push(5);
+            put_u64(out, *count);
+            put_u64(out, kvs.len() as u64);
+            for kv in kvs {
+                put_kv(out, kv);
+            }
+        }
+        Response::Txn {
+            succeeded,
+            responses,
+        } => {
+            out.push(if *succeeded { 7 } else { 6 });
+            put_u64(out, responses.len() as u64);
+            for r in responses {
+                put_response(out, r);
+            }
+        }
+    }
+}
+
+/// Reads a response (`depth` bounds the nesting of transactions).
+pub(crate) fn get_response(d: &mut Decoder, depth: u8) -> Result<Response, DecodeError> {
+    let tag = d.u8("response tag")?;
+    Ok(match tag {
+        0 => Response::Get(None),
+        1 => Response::Get(Some(get_kv(d)?)),
+        2 => Response::Written,
+        3 | 4 => Response::Deleted(tag == 4),
+        5 => {
+            let count = d.u64("range count")?;
+            let n = d.count("range pairs")?;
+            let kvs = (0..n).map(|_| get_kv(d)).collect::<Result<_, _>>()?;
+            Response::Range { kvs, count }
+        }
+        6 | 7 if depth == 0 => {
+            let n = d.count("txn responses")?;
+            let responses = (0..n)
+                .map(|_| get_response(d, depth + 1))
+                .collect::<Result<_, _>>()?;
+            Response::Txn {
+                succeeded: tag == 7,
+                responses,
+            }
+        }
+        t => {
+            return Err(DecodeError::BadTag {
+                what: "response",
+                tag: u64::from(t),
+                offset: d.offset() - 1,
+            });
+        }
+    })
+}
+
+/// Appends an outcome.
+pub(crate) fn put_outcome(out: &mut Vec<u8>, o: &Outcome) {
+    match o {
+        Outcome::Ok { revision, response } => {
+            out.push(0);
+            put_u64(out, *revision);
+            put_response(out, response);
+        }
+        Outcome::WrongLeader { leader } => {
+            out.push(1);
+            put_u64(out, leader.unwrap_or(0));
+        }
+        Outcome::SessionExpired => out.push(2),
+    }
+}
+
+fn outcome(d: &mut Decoder) -> R<Outcome> {
+    Ok(match d.u8("outcome tag")? {
+        0 => Outcome::Ok {
+            revision: d.u64("revision")?,
+            response: get_response(d, 0)?,
+        },
+        1 => Outcome::WrongLeader {
+            leader: Some(d.u64("leader hint")?).filter(|&l| l != 0),
+        },
+        2 => Outcome::SessionExpired,
+        t => return Err(bad_tag(d, "outcome", t)),
+    })
+}
+
+/// Reads an outcome.
+pub(crate) fn get_outcome(d: &mut Decoder) -> Result<Outcome, DecodeError> {
+    outcome(d).map_err(|e| match e {
+        Inner::Decode(e) => e,
+        // Outcomes hold no keys to check and no transactions to nest.
+        Inner::EmptyKey | Inner::NestedTxn => DecodeError::BadTag {
+            what: "outcome",
+            tag: 0,
+            offset: d.offset(),
+        },
+    })
+}
+
+fn decode_top<T>(
+    bytes: &Bytes,
+    what: &'static str,
+    body: impl FnOnce(&mut Decoder) -> R<T>,
+) -> Result<T, CodecError> {
+    let mut d = Decoder::new(bytes.clone());
+    let version = d
+        .u8("format version")
+        .map_err(|e| Inner::from(e).named(what))?;
+    if version != FORMAT_VERSION {
+        return Err(CodecError::Version {
+            what,
+            found: version,
+        });
+    }
+    let v = body(&mut d).map_err(|e| e.named(what))?;
+    d.finish(what).map_err(|e| Inner::from(e).named(what))?;
+    Ok(v)
+}
+
+impl Command {
+    /// The encoding carried by a log entry.
+    pub fn encode(&self) -> Bytes {
+        let mut out = vec![FORMAT_VERSION];
+        put_u64(&mut out, self.stamp_ms);
+        put_request(&mut out, &self.request);
+        Bytes::from(out)
+    }
+
+    /// Reads a log entry's payload.
+    pub fn decode(bytes: &Bytes) -> Result<Command, CodecError> {
+        decode_top(bytes, "log command", |d| {
+            Ok(Command {
+                stamp_ms: d.u64("stamp")?,
+                request: request(d)?,
+            })
+        })
+    }
+}
+
+impl ClientMsg {
+    /// The encoding sent to a server.
+    pub fn encode(&self) -> Bytes {
+        let mut out = vec![FORMAT_VERSION];
+        match self {
+            ClientMsg::Request(r) => {
+                out.push(0);
+                put_request(&mut out, r);
+            }
+        }
+        Bytes::from(out)
+    }
+
+    /// Reads what a client sent.
+    pub fn decode(bytes: &Bytes) -> Result<ClientMsg, CodecError> {
+        decode_top(bytes, "client message", |d| {
+            match d.u8("client message tag")? {
+                0 => Ok(ClientMsg::Request(request(d)?)),
+                t => Err(bad_tag(d, "client message", t)),
+            }
+        })
+    }
+}
+
+impl Reply {
+    /// The encoding sent to a client.
+    pub fn encode(&self) -> Bytes {
+        let mut out = vec![FORMAT_VERSION];
+        put_u64(&mut out, self.client);
+        put_u64(&mut out, self.seq);
+        put_outcome(&mut out, &self.outcome);
+        Bytes::from(out)
+    }
+
+    /// Reads what a server answered.
+    pub fn decode(bytes: &Bytes) -> Result<Reply, CodecError> {
+        decode_top(bytes, "reply", |d| {
+            Ok(Reply {
+                client: d.u64("client id")?,
+                seq: d.u64("request seq")?,
+                outcome: outcome(d)?,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_txn() -> Op {
+        Op::Txn(Txn {
+            compares: vec![
+                Compare::value_is("a", "1"),
+                Compare::absent("b"),
+                Compare {
+                    key: Bytes::from_static(b"c"),
+                    op: CmpOp::Less,
+                    target: Target::ModRev(7),
+                },
+            ],
+            success: vec![Op::put("b", "2"), Op::prefix("a", 3)],
+            failure: vec![Op::get("a"), Op::delete("c"), Op::append("d", "x")],
+        })
+    }
+
+    #[test]
+    fn commands_round_trip() {
+        for op in [Op::get("k"), Op::range("a", None, 0), sample_txn()] {
+            let c = Command {
+                stamp_ms: 1234,
+                request: Request {
+                    client: 9,
+                    seq: 3,
+                    read: ReadConsistency::Serializable,
+                    op,
+                },
+            };
+            assert_eq!(Command::decode(&c.encode()), Ok(c.clone()));
+            let m = ClientMsg::Request(c.request);
+            assert_eq!(ClientMsg::decode(&m.encode()), Ok(m));
+        }
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        let kv = KeyValue {
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from_static(b"v"),
+            create_rev: 2,
+            mod_rev: 5,
+            version: 3,
+        };
+        let outcomes = [
+            Outcome::Ok {
+                revision: 5,
+                response: Response::Txn {
+                    succeeded: true,
+                    responses: vec![
+                        Response::Get(Some(kv.clone())),
+                        Response::Range {
+                            kvs: vec![kv],
+                            count: 4,
+                        },
+                        Response::Deleted(true),
+                        Response::Written,
+                    ],
+                },
+            },
+            Outcome::WrongLeader { leader: Some(3) },
+            Outcome::WrongLeader { leader: None },
+            Outcome::SessionExpired,
+        ];
+        for outcome in outcomes {
+            let r = Reply {
+                client: 1,
+                seq: 2,
+                outcome,
+            };
+            assert_eq!(Reply::decode(&r.encode()), Ok(r.clone()));
+        }
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_what_was_wrong() {
+        let c = Command {
+            stamp_ms: 1,
+            request: Request {
+                client: 1,
+                seq: 1,
+                read: ReadConsistency::Linearizable,
+                op: Op::put("k", "v"),
+            },
+        };
+        let bytes = c.encode();
+        let err = Command::decode(&bytes.slice(..bytes.len() - 1)).unwrap_err();
+        assert!(err.to_string().contains("malformed log command"), "{err}");
+        let mut v = bytes.to_vec();
+        v[0] = 9;
+        let err = Command::decode(&Bytes::from(v)).unwrap_err();
+        assert_eq!(
+            err,
+            CodecError::Version {
+                what: "log command",
+                found: 9
+            }
+        );
+        let empty = ClientMsg::Request(Request {
+            op: Op::get(""),
+            ..c.request.clone()
+        });
+        assert_eq!(
+            ClientMsg::decode(&empty.encode()),
+            Err(CodecError::EmptyKey {
+                what: "client message"
+            })
+        );
+        let Op::Txn(mut t) = sample_txn() else {
+            unreachable!()
+        };
+        t.success.push(sample_txn());
+        let nested = ClientMsg::Request(Request {
+            op: Op::Txn(t),
+            ..c.request
+        });
+        assert_eq!(
+            ClientMsg::decode(&nested.encode()),
+            Err(CodecError::NestedTxn {
+                what: "client message"
+            })
+        );
+    }
+}

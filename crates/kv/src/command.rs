@@ -1,0 +1,348 @@
+//! What clients ask of the store and what it answers: [`Request`] (a
+//! client's numbered [`Op`]), [`Response`], and the envelopes that travel
+//! in log entries ([`Command`]) and between clients and servers
+//! ([`ClientMsg`], [`Reply`]). Their binary encoding is in `codec.rs`.
+//!
+//! Invariants:
+//! - keys are non-empty byte strings (checked when a request is decoded);
+//! - a transaction's branches hold no nested transaction (etcd allows
+//!   nesting; one level keeps decoding bounded and covers compare-and-swap);
+//! - a `seq` numbers a client's requests from 1, one at a time: a client
+//!   sends request `n + 1` only after request `n` was answered.
+
+use bytes::Bytes;
+
+/// A key/value pair with its revisions, as etcd's `mvccpb.KeyValue`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct KeyValue {
+    /// The key.
+    pub key: Bytes,
+    /// The value.
+    pub value: Bytes,
+    /// The store revision at which the key was (last) created.
+    pub create_rev: u64,
+    /// The store revision of the key's last change.
+    pub mod_rev: u64,
+    /// Changes since the key was created (1 after the creating write).
+    pub version: u64,
+}
+
+/// The first key after every key that starts with `prefix`, or `None` if
+/// no such key exists (the prefix is empty or all `0xff`): etcd's
+/// `GetPrefixRangeEnd`.
+pub fn prefix_end(prefix: &[u8]) -> Option<Bytes> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(Bytes::from(end));
+        }
+    }
+    None
+}
+
+/// One operation on the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Reads one key.
+    Get {
+        /// The key.
+        key: Bytes,
+    },
+    /// Sets a key.
+    Put {
+        /// The key.
+        key: Bytes,
+        /// Its new value.
+        value: Bytes,
+    },
+    /// Appends to a key's value (creating the key if absent): the course's.
+    Append {
+        /// The key.
+        key: Bytes,
+        /// What to append.
+        value: Bytes,
+    },
+    /// Removes a key (nothing happens if it is absent).
+    Delete {
+        /// The key.
+        key: Bytes,
+    },
+    /// Reads the keys in `[start, end)`, in key order, at most `limit` of
+    /// them (0: no limit).
+    Range {
+        /// The first key.
+        start: Bytes,
+        /// The first key past the range; `None`: to the end of the keys.
+        end: Option<Bytes>,
+        /// The largest number of pairs returned (0: all).
+        limit: u64,
+    },
+    /// If every comparison holds apply `success`, else `failure`; atomic.
+    Txn(Txn),
+}
+
+impl Op {
+    /// `get(key)`.
+    pub fn get(key: impl Into<Bytes>) -> Op {
+        Op::Get { key: key.into() }
+    }
+    /// `put(key, value)`.
+    pub fn put(key: impl Into<Bytes>, value: impl Into<Bytes>) -> Op {
+        Op::Put {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+    /// `append(key, value)`.
+    pub fn append(key: impl Into<Bytes>, value: impl Into<Bytes>) -> Op {
+        Op::Append {
+            key: key.into(),
+            value: value.into(),
+        }
+    }
+    /// `delete(key)`.
+    pub fn delete(key: impl Into<Bytes>) -> Op {
+        Op::Delete { key: key.into() }
+    }
+    /// The keys that start with `prefix`, at most `limit` (0: all).
+    pub fn prefix(prefix: impl Into<Bytes>, limit: u64) -> Op {
+        let start: Bytes = prefix.into();
+        let end = prefix_end(&start);
+        Op::Range { start, end, limit }
+    }
+    /// The keys in `[start, end)`, at most `limit` (0: all).
+    pub fn range(start: impl Into<Bytes>, end: Option<Bytes>, limit: u64) -> Op {
+        Op::Range {
+            start: start.into(),
+            end,
+            limit,
+        }
+    }
+
+    /// Whether the operation never changes the store (it may then be served
+    /// by a read index instead of a log entry).
+    pub fn is_read_only(&self) -> bool {
+        match self {
+            Op::Get { .. } | Op::Range { .. } => true,
+            Op::Put { .. } | Op::Append { .. } | Op::Delete { .. } => false,
+            Op::Txn(t) => t.success.iter().chain(&t.failure).all(Op::is_read_only),
+        }
+    }
+}
+
+/// An etcd-style transaction: `if compares { success } else { failure }`.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Txn {
+    /// Conditions that must all hold.
+    pub compares: Vec<Compare>,
+    /// Applied, in order, if they do.
+    pub success: Vec<Op>,
+    /// Applied, in order, if one does not.
+    pub failure: Vec<Op>,
+}
+
+/// What a comparison looks at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The value (an absent key matches no value, as in etcd).
+    Value(Bytes),
+    /// The version (0: absent).
+    Version(u64),
+    /// The create revision (0: absent).
+    CreateRev(u64),
+    /// The modification revision (0: absent).
+    ModRev(u64),
+}
+
+/// How a comparison compares the key's field with the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmpOp {
+    /// Field == target.
+    Equal,
+    /// Field != target.
+    NotEqual,
+    /// Field < target.
+    Less,
+    /// Field > target.
+    Greater,
+}
+
+/// One condition of a [`Txn`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Compare {
+    /// The key looked at.
+    pub key: Bytes,
+    /// The comparison.
+    pub op: CmpOp,
+    /// The field and the value to compare it with.
+    pub target: Target,
+}
+
+impl Compare {
+    /// The key's value equals `value` (false if the key is absent).
+    pub fn value_is(key: impl Into<Bytes>, value: impl Into<Bytes>) -> Compare {
+        Compare {
+            key: key.into(),
+            op: CmpOp::Equal,
+            target: Target::Value(value.into()),
+        }
+    }
+    /// The key's version equals `version` (0: the key is absent).
+    pub fn version_is(key: impl Into<Bytes>, version: u64) -> Compare {
+        Compare {
+            key: key.into(),
+            op: CmpOp::Equal,
+            target: Target::Version(version),
+        }
+    }
+    /// The key is absent.
+    pub fn absent(key: impl Into<Bytes>) -> Compare {
+        Compare::version_is(key, 0)
+    }
+    /// The key exists.
+    pub fn exists(key: impl Into<Bytes>) -> Compare {
+        Compare {
+            key: key.into(),
+            op: CmpOp::Greater,
+            target: Target::Version(0),
+        }
+    }
+}
+
+/// How a read may be served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ReadConsistency {
+    /// Linearizable, through a ReadIndex round (no log write).
+    #[default]
+    Linearizable,
+    /// From the replica's current state, possibly stale; any replica may
+    /// answer.
+    Serializable,
+}
+
+/// A client's request: its `seq`-th operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// The client (its session).
+    pub client: u64,
+    /// The request's number, from 1.
+    pub seq: u64,
+    /// How a read-only `op` may be served (ignored for writes).
+    pub read: ReadConsistency,
+    /// The operation.
+    pub op: Op,
+}
+
+/// What the store answered to one operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Response {
+    /// A get: the pair, or `None` if the key is absent.
+    Get(Option<KeyValue>),
+    /// A put or an append.
+    Written,
+    /// A delete: whether the key existed.
+    Deleted(bool),
+    /// A range: the pairs (at most the limit), and how many matched.
+    Range {
+        /// The pairs, in key order.
+        kvs: Vec<KeyValue>,
+        /// How many keys were in the range (may exceed `kvs.len()`).
+        count: u64,
+    },
+    /// A transaction: which branch ran, and its operations' answers.
+    Txn {
+        /// Whether every comparison held.
+        succeeded: bool,
+        /// The answers of the branch's operations, in order.
+        responses: Vec<Response>,
+    },
+}
+
+impl Response {
+    /// The value a get read (`""` for an absent key, as the course's KV).
+    pub fn value(&self) -> Option<&Bytes> {
+        match self {
+            Response::Get(Some(kv)) => Some(&kv.value),
+            _ => None,
+        }
+    }
+}
+
+/// The outcome of a request, as a server reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done: the store's revision after it, and the answer.
+    Ok {
+        /// The store revision once the request took effect (or was read).
+        revision: u64,
+        /// The answer.
+        response: Response,
+    },
+    /// This server cannot serve the request (not the leader, leadership
+    /// lost, or another entry took the request's log slot): try another,
+    /// `leader` if it is known.
+    WrongLeader {
+        /// The leader this server knows of.
+        leader: Option<u64>,
+    },
+    /// The client's session expired (or this request is older than one
+    /// already answered): the outcome of the request is unknown and the
+    /// client must start a new session.
+    SessionExpired,
+}
+
+/// A server's answer to a [`Request`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// The client it answers.
+    pub client: u64,
+    /// The request it answers.
+    pub seq: u64,
+    /// The outcome.
+    pub outcome: Outcome,
+}
+
+/// What a client sends to a server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientMsg {
+    /// A request.
+    Request(Request),
+}
+
+/// The payload of a log entry written by the KV service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command {
+    /// The proposing leader's clock, in ms: the replicated clock that
+    /// expires idle sessions (replicas take the maximum seen, so it never
+    /// goes back).
+    pub stamp_ms: u64,
+    /// The request to apply.
+    pub request: Request,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_increments_the_last_byte_below_ff() {
+        assert_eq!(prefix_end(b"ab"), Some(Bytes::from_static(b"ac")));
+        assert_eq!(prefix_end(b"a\xff"), Some(Bytes::from_static(b"b")));
+        assert_eq!(prefix_end(b"\xff\xff"), None);
+        assert_eq!(prefix_end(b""), None);
+    }
+
+    #[test]
+    fn read_only_ops_and_txns() {
+        assert!(Op::get("k").is_read_only());
+        assert!(Op::prefix("k", 0).is_read_only());
+        assert!(!Op::put("k", "v").is_read_only());
+        let t = Txn {
+            compares: vec![Compare::exists("k")],
+            success: vec![Op::get("k")],
+            failure: vec![Op::put("k", "v")],
+        };
+        assert!(!Op::Txn(t).is_read_only());
+    }
+}

@@ -1,0 +1,265 @@
+//! The replica state machine: the [`Store`] and the [`Sessions`] table, fed
+//! committed Raft entries in log order. It knows nothing of who proposed an
+//! entry or who waits for its answer (that is `server.rs`), nor of which
+//! group it belongs to: a sharded store runs many replicas side by side.
+//!
+//! Invariants:
+//! - entries are applied exactly once each, at `applied + 1`;
+//! - the replicated clock `clock_ms` is the largest leader stamp applied;
+//! - `snapshot()` then `restore()` gives a replica equal to the original
+//!   (store, sessions, applied index and term, clock): restarting from a
+//!   snapshot plus the log after it gives the same state as the whole log.
+
+use bytes::Bytes;
+use flotilla_raft::{Entry, EntryKind, LogIndex, Term};
+use thiserror::Error;
+
+use crate::codec::CodecError;
+use crate::command::{Command, Op, Outcome};
+use crate::session::{Admission, SessionLimits, Sessions};
+use crate::store::Store;
+
+/// The answer to one applied request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// The entry's index.
+    pub index: LogIndex,
+    /// The entry's term (with the index, it identifies the entry).
+    pub term: Term,
+    /// The client that sent the request.
+    pub client: u64,
+    /// The request's number.
+    pub seq: u64,
+    /// Its outcome (taken from the session table for a duplicate).
+    pub outcome: Outcome,
+}
+
+/// Why an entry was not applied normally.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ApplyError {
+    /// The driver skipped or repeated an entry: a bug in the driver.
+    #[error("entry {got} applied out of order: expected {expected}")]
+    OutOfOrder {
+        /// The index expected.
+        expected: LogIndex,
+        /// The index given.
+        got: LogIndex,
+    },
+    /// The entry's payload is not a KV command. Every replica skips it the
+    /// same way (the index still counts as applied).
+    #[error("entry {index} skipped: {source}")]
+    BadCommand {
+        /// The entry.
+        index: LogIndex,
+        /// What was wrong with it.
+        source: CodecError,
+    },
+}
+
+/// The KV state machine of one Raft group.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Replica {
+    pub(crate) store: Store,
+    pub(crate) sessions: Sessions,
+    pub(crate) applied: LogIndex,
+    pub(crate) applied_term: Term,
+    pub(crate) clock_ms: u64,
+}
+
+impl Replica {
+    /// An empty replica (nothing applied).
+    pub fn new(limits: SessionLimits) -> Replica {
+        Replica {
+            sessions: Sessions::new(limits),
+            ..Replica::default()
+        }
+    }
+
+    /// The last index applied (or restored).
+    pub fn applied(&self) -> LogIndex {
+        self.applied
+    }
+
+    /// The term of the last entry applied.
+    pub fn applied_term(&self) -> Term {
+        self.applied_term
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The session table.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    /// The replicated clock, in ms.
+    pub fn clock_ms(&self) -> u64 {
+        self.clock_ms
+    }
+
+    /// Applies the committed entry `e`, which must be at `applied + 1`.
+    /// Returns the answer of the request it carried (`None` for a no-op or
+    /// a membership change).
+    pub fn apply(&mut self, e: &Entry) -> Result<Option<Applied>, ApplyError> {
+        let expected = self.applied.next();
+        if e.index != expected {
+            return Err(ApplyError::OutOfOrder {
+                expected,
+                got: e.index,
+            });
+        }
+        self.applied = e.index;
+        self.applied_term = e.term;
+        if e.kind != EntryKind::Command {
+            return Ok(None);
+        }
+        let cmd = Command::decode(&e.data).map_err(|source| ApplyError::BadCommand {
+            index: e.index,
+            source,
+        })?;
+        self.clock_ms = self.clock_ms.max(cmd.stamp_ms);
+        self.sessions.expire(self.clock_ms);
+        let r = cmd.request;
+        let outcome = match self.sessions.admit(r.client, r.seq) {
+            Admission::Duplicate(o) => o,
+            Admission::Expired => Outcome::SessionExpired,
+            Admission::Apply => {
+                let response = self.store.apply(&r.op);
+                let outcome = Outcome::Ok {
+                    revision: self.store.revision(),
+                    response,
+                };
+                self.sessions
+                    .record(r.client, r.seq, outcome.clone(), self.clock_ms);
+                outcome
+            }
+        };
+        Ok(Some(Applied {
+            index: e.index,
+            term: e.term,
+            client: r.client,
+            seq: r.seq,
+            outcome,
+        }))
+    }
+
+    /// Answers a read-only operation from the current state (the caller
+    /// decides whether that state is recent enough).
+    pub fn read(&self, op: &Op) -> Outcome {
+        Outcome::Ok {
+            revision: self.store.revision(),
+            response: self.store.read(op),
+        }
+    }
+
+    /// The answer already recorded for request `seq` of `client`, if it is
+    /// the last one applied.
+    pub fn cached(&self, client: u64, seq: u64) -> Option<Outcome> {
+        match self.sessions.admit(client, seq) {
+            Admission::Duplicate(o) => Some(o),
+            Admission::Apply | Admission::Expired => None,
+        }
+    }
+
+    /// Whether a snapshot is due: the persisted Raft state is `raft_bytes`
+    /// long and `max_raft_state` is the limit (`None`: never snapshot).
+    pub fn snapshot_due(&self, raft_bytes: u64, max_raft_state: Option<u64>) -> bool {
+        max_raft_state.is_some_and(|max| raft_bytes >= max)
+    }
+
+    /// The state as a snapshot, at `applied()`. See `snapshot.rs` for the
+    /// format.
+    pub fn snapshot(&self) -> Bytes {
+        crate::snapshot::encode(self)
+    }
+
+    /// Replaces the state with the snapshot `data`; on error the replica is
+    /// left unchanged.
+    pub fn restore(&mut self, data: &Bytes) -> Result<(), crate::SnapshotError> {
+        let limits = self.sessions.limits;
+        let mut r = crate::snapshot::decode(data, limits)?;
+        r.sessions.limits = limits;
+        *self = r;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{ReadConsistency, Request, Response};
+
+    fn entry(index: u64, client: u64, seq: u64, op: Op) -> Entry {
+        let c = Command {
+            stamp_ms: index * 10,
+            request: Request {
+                client,
+                seq,
+                read: ReadConsistency::Linearizable,
+                op,
+            },
+        };
+        Entry {
+            term: Term(1),
+            index: LogIndex(index),
+            kind: EntryKind::Command,
+            data: c.encode(),
+        }
+    }
+
+    #[test]
+    fn a_retried_request_is_applied_once() {
+        let mut r = Replica::new(SessionLimits::default());
+        let a = r.apply(&entry(1, 5, 1, Op::append("k", "x"))).unwrap();
+        let b = r.apply(&entry(2, 5, 1, Op::append("k", "x"))).unwrap();
+        assert_eq!(a.unwrap().outcome, b.unwrap().outcome);
+        assert_eq!(r.store().get(b"k").unwrap().value.as_ref(), b"x");
+        let old = r.apply(&entry(3, 5, 0, Op::append("k", "y"))).unwrap();
+        assert_eq!(old.unwrap().outcome, Outcome::SessionExpired);
+        assert_eq!(r.store().revision(), 1);
+    }
+
+    #[test]
+    fn out_of_order_and_garbage_entries_are_reported() {
+        let mut r = Replica::new(SessionLimits::default());
+        let err = r.apply(&entry(2, 1, 1, Op::get("k"))).unwrap_err();
+        assert!(matches!(err, ApplyError::OutOfOrder { .. }));
+        let mut bad = entry(1, 1, 1, Op::get("k"));
+        bad.data = Bytes::from_static(b"\x01\xff");
+        assert!(matches!(r.apply(&bad), Err(ApplyError::BadCommand { .. })));
+        assert_eq!(
+            r.applied(),
+            LogIndex(1),
+            "a bad entry still counts as applied"
+        );
+        let noop = Entry {
+            term: Term(2),
+            index: LogIndex(2),
+            kind: EntryKind::Noop,
+            data: Bytes::new(),
+        };
+        assert_eq!(r.apply(&noop), Ok(None));
+        assert_eq!(r.applied_term(), Term(2));
+    }
+
+    #[test]
+    fn reads_see_the_applied_state() {
+        let mut r = Replica::new(SessionLimits::default());
+        r.apply(&entry(1, 1, 1, Op::put("k", "v"))).unwrap();
+        let Outcome::Ok { revision, response } = r.read(&Op::get("k")) else {
+            panic!("read failed")
+        };
+        assert_eq!(revision, 1);
+        assert_eq!(response.value().map(|v| v.as_ref()), Some(&b"v"[..]));
+        assert_eq!(
+            r.cached(1, 1),
+            Some(Outcome::Ok {
+                revision: 1,
+                response: Response::Written
+            })
+        );
+    }
+}

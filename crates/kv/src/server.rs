@@ -1,0 +1,328 @@
+//! The KV server of one Raft node: it turns client requests into proposals
+//! and read-index requests on the node's [`RawNode`], and the node's
+//! [`Ready`]s into replies. It owns the [`Replica`]; the driver owns the
+//! node, the network and the disk, and calls in:
+//!
+//! 1. [`KvServer::on_request`] when a client's request arrives;
+//! 2. [`KvServer::on_ready`] for each Ready, after persisting it and before
+//!    `advance` (it restores a snapshot, applies committed entries, serves
+//!    confirmed reads);
+//! 3. [`KvServer::snapshot_if_due`] after `advance`, and hands what it
+//!    returns to [`RawNode::compact`].
+//!
+//! Each returns the replies to send. Invariants:
+//! - a write is answered only after the entry carrying it is applied, with
+//!   the outcome recorded by the replica; if a different entry lands at its
+//!   index, or this node stops leading first, the client is told
+//!   [`Outcome::WrongLeader`] (with the leader if known), never left hanging
+//!   while the node lives;
+//! - a linearizable read is answered from a state that has applied at least
+//!   the read index Raft confirmed for it (Raft thesis §6.4); a dropped
+//!   read is answered `WrongLeader`;
+//! - a serializable read is answered at once from the local state.
+
+use std::collections::BTreeMap;
+
+use flotilla_raft::{LogIndex, RawNode, Ready, Role, Snapshot, Term};
+use thiserror::Error;
+
+use crate::command::{Command, Op, Outcome, ReadConsistency, Reply, Request};
+use crate::replica::{ApplyError, Replica};
+use crate::session::SessionLimits;
+use crate::snapshot::SnapshotError;
+
+/// How a server behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Snapshot once the Raft log held since the last snapshot reaches this
+    /// many bytes (`None`: never, the course's `maxraftstate = -1`).
+    pub max_raft_state: Option<u64>,
+    /// Bounds of the session table.
+    pub sessions: SessionLimits,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            max_raft_state: Some(1 << 20),
+            sessions: SessionLimits::default(),
+        }
+    }
+}
+
+/// A reply to send to the client at address `to`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outgoing {
+    /// Where the request came from.
+    pub to: u64,
+    /// The reply.
+    pub reply: Reply,
+}
+
+/// What stops a server: its state can no longer be trusted.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ServerError {
+    /// A snapshot to restore was refused.
+    #[error("cannot restore the snapshot at {index}: {source}")]
+    Restore {
+        /// The snapshot's index.
+        index: LogIndex,
+        /// Why.
+        source: SnapshotError,
+    },
+    /// The driver handed entries out of order.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
+#[derive(Clone, Debug)]
+struct Waiting {
+    from: u64,
+    client: u64,
+    seq: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Proposal {
+    term: Term,
+    who: Waiting,
+}
+
+#[derive(Clone, Debug)]
+struct Read {
+    who: Waiting,
+    op: Op,
+}
+
+/// The server. See the module docs.
+#[derive(Debug)]
+pub struct KvServer {
+    cfg: ServerConfig,
+    replica: Replica,
+    proposals: BTreeMap<LogIndex, Proposal>,
+    reads: BTreeMap<u64, Read>,
+    confirmed: BTreeMap<(LogIndex, u64), Read>,
+    next_ctx: u64,
+    last_snapshot: LogIndex,
+    /// Committed entries that were not KV commands (skipped the same way on
+    /// every replica).
+    pub skipped_entries: u64,
+}
+
+fn reply(w: &Waiting, outcome: Outcome) -> Outgoing {
+    Outgoing {
+        to: w.from,
+        reply: Reply {
+            client: w.client,
+            seq: w.seq,
+            outcome,
+        },
+    }
+}
+
+impl KvServer {
+    /// A server for a node starting from `snapshot` (the one on its disk,
+    /// if any); Raft then hands it the committed entries after it.
+    pub fn new(cfg: ServerConfig, snapshot: Option<&Snapshot>) -> Result<KvServer, ServerError> {
+        let mut replica = Replica::new(cfg.sessions);
+        let mut last_snapshot = LogIndex(0);
+        if let Some(s) = snapshot {
+            replica
+                .restore(&s.data)
+                .map_err(|source| ServerError::Restore {
+                    index: s.meta.index,
+                    source,
+                })?;
+            last_snapshot = s.meta.index;
+        }
+        Ok(KvServer {
+            cfg,
+            replica,
+            proposals: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            confirmed: BTreeMap::new(),
+            next_ctx: 0,
+            last_snapshot,
+            skipped_entries: 0,
+        })
+    }
+
+    /// The replica state machine.
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+
+    /// Requests waiting for their entry or read index.
+    pub fn waiting(&self) -> usize {
+        self.proposals.len() + self.reads.len() + self.confirmed.len()
+    }
+
+    /// A request from the client at address `from`; `now_ms` is this node's
+    /// clock, stamped on the entry (the replicated clock of sessions).
+    pub fn on_request(
+        &mut self,
+        raft: &mut RawNode,
+        from: u64,
+        req: Request,
+        now_ms: u64,
+    ) -> Vec<Outgoing> {
+        let who = Waiting {
+            from,
+            client: req.client,
+            seq: req.seq,
+        };
+        if req.op.is_read_only() {
+            if req.read == ReadConsistency::Serializable {
+                return vec![reply(&who, self.replica.read(&req.op))];
+            }
+            self.next_ctx += 1;
+            let ctx = self.next_ctx;
+            self.reads.insert(ctx, Read { who, op: req.op });
+            raft.read_index(ctx);
+            return Vec::new();
+        }
+        if let Some(done) = self.replica.cached(req.client, req.seq) {
+            return vec![reply(&who, done)];
+        }
+        let status = raft.status();
+        if status.role != Role::Leader {
+            let leader = status.leader.map(|l| l.get());
+            return vec![reply(&who, Outcome::WrongLeader { leader })];
+        }
+        let data = Command {
+            stamp_ms: now_ms,
+            request: req,
+        }
+        .encode();
+        match raft.propose(data) {
+            Ok(index) => {
+                let p = Proposal {
+                    term: status.term,
+                    who,
+                };
+                match self.proposals.insert(index, p) {
+                    Some(old) => vec![reply(&old.who, Outcome::WrongLeader { leader: None })],
+                    None => Vec::new(),
+                }
+            }
+            Err(flotilla_raft::ProposeError::NotLeader { leader_hint }) => {
+                let leader = leader_hint.map(|l| l.get());
+                vec![reply(&who, Outcome::WrongLeader { leader })]
+            }
+            Err(_) => vec![reply(&who, Outcome::WrongLeader { leader: None })],
+        }
+    }
+
+    /// Handles a Ready of `raft` (persisted, not yet advanced past).
+    pub fn on_ready(&mut self, raft: &RawNode, rd: &Ready) -> Result<Vec<Outgoing>, ServerError> {
+        let mut out = Vec::new();
+        let status = raft.status();
+        if status.role != Role::Leader || self.proposals.values().any(|p| p.term != status.term) {
+            let leader = status.leader.map(|l| l.get());
+            let keep = |p: &Proposal| status.role == Role::Leader && p.term == status.term;
+            let (kept, lost): (BTreeMap<_, _>, BTreeMap<_, _>) =
+                std::mem::take(&mut self.proposals)
+                    .into_iter()
+                    .partition(|(_, p)| keep(p));
+            self.proposals = kept;
+            out.extend(
+                lost.values()
+                    .map(|p| reply(&p.who, Outcome::WrongLeader { leader })),
+            );
+        }
+        if rd.restore_snapshot
+            && let Some(snap) = &rd.snapshot
+        {
+            self.restore(snap, &mut out)?;
+        }
+        for e in &rd.committed_entries {
+            self.apply(e, &mut out)?;
+        }
+        for rs in &rd.read_states {
+            if let Some(r) = self.reads.remove(&rs.ctx) {
+                self.confirmed.insert((rs.index, rs.ctx), r);
+            }
+        }
+        let leader = status.leader.map(|l| l.get());
+        for ctx in &rd.dropped_reads {
+            if let Some(r) = self.reads.remove(ctx) {
+                out.push(reply(&r.who, Outcome::WrongLeader { leader }));
+            }
+        }
+        self.serve_reads(&mut out);
+        Ok(out)
+    }
+
+    fn restore(&mut self, snap: &Snapshot, out: &mut Vec<Outgoing>) -> Result<(), ServerError> {
+        let index = snap.meta.index;
+        self.replica
+            .restore(&snap.data)
+            .map_err(|source| ServerError::Restore { index, source })?;
+        self.last_snapshot = index;
+        let later = self.proposals.split_off(&index.next());
+        for p in std::mem::replace(&mut self.proposals, later).into_values() {
+            let w = &p.who;
+            let outcome = self
+                .replica
+                .cached(w.client, w.seq)
+                .unwrap_or(Outcome::WrongLeader { leader: None });
+            out.push(reply(w, outcome));
+        }
+        Ok(())
+    }
+
+    fn apply(
+        &mut self,
+        e: &flotilla_raft::Entry,
+        out: &mut Vec<Outgoing>,
+    ) -> Result<(), ServerError> {
+        let applied = match self.replica.apply(e) {
+            Ok(a) => a,
+            Err(ApplyError::BadCommand { .. }) => {
+                self.skipped_entries += 1;
+                None
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let Some(p) = self.proposals.remove(&e.index) else {
+            return Ok(());
+        };
+        let outcome = match applied {
+            Some(a) if a.term == p.term && a.client == p.who.client && a.seq == p.who.seq => {
+                a.outcome
+            }
+            // Another entry took the slot: the request may still be in the
+            // log elsewhere, or lost; the client retries.
+            _ => Outcome::WrongLeader { leader: None },
+        };
+        out.push(reply(&p.who, outcome));
+        Ok(())
+    }
+
+    fn serve_reads(&mut self, out: &mut Vec<Outgoing>) {
+        let applied = self.replica.applied();
+        while let Some(entry) = self.confirmed.first_entry() {
+            if entry.key().0 > applied {
+                break;
+            }
+            let r = entry.remove();
+            out.push(reply(&r.who, self.replica.read(&r.op)));
+        }
+    }
+
+    /// The snapshot to hand to [`RawNode::compact`] if the log held since
+    /// the last one (`log_bytes`) reached `max_raft_state`: its index and
+    /// data.
+    pub fn snapshot_if_due(&mut self, log_bytes: u64) -> Option<(LogIndex, bytes::Bytes)> {
+        let applied = self.replica.applied();
+        if applied <= self.last_snapshot
+            || !self
+                .replica
+                .snapshot_due(log_bytes, self.cfg.max_raft_state)
+        {
+            return None;
+        }
+        self.last_snapshot = applied;
+        Some((applied, self.replica.snapshot()))
+    }
+}

@@ -1,0 +1,342 @@
+//! The key space: the current value of every key with etcd's revisions, and
+//! the operations on it. No history is kept (no MVCC): a read sees the
+//! latest state.
+//!
+//! Invariants:
+//! - `revision` is the number of write operations (a transaction with
+//!   writes counts once) applied since the store was created; it never goes
+//!   back;
+//! - every stored key has `0 < create_rev <= mod_rev <= revision` and
+//!   `version >= 1`; an absent key has no entry (version 0, as etcd);
+//! - a delete of an absent key, and a transaction that writes nothing,
+//!   leave `revision` unchanged.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use bytes::Bytes;
+
+use crate::command::{CmpOp, Compare, KeyValue, Op, Response, Target, Txn};
+
+/// One key's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Slot {
+    pub(crate) value: Bytes,
+    pub(crate) create_rev: u64,
+    pub(crate) mod_rev: u64,
+    pub(crate) version: u64,
+}
+
+/// The store. See the module docs for its invariants.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Store {
+    pub(crate) kvs: BTreeMap<Bytes, Slot>,
+    pub(crate) revision: u64,
+}
+
+fn pair(key: &Bytes, s: &Slot) -> KeyValue {
+    KeyValue {
+        key: key.clone(),
+        value: s.value.clone(),
+        create_rev: s.create_rev,
+        mod_rev: s.mod_rev,
+        version: s.version,
+    }
+}
+
+impl Store {
+    /// An empty store at revision 0.
+    pub fn new() -> Store {
+        Store::default()
+    }
+
+    /// The store revision.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// The number of keys.
+    pub fn len(&self) -> usize {
+        self.kvs.len()
+    }
+
+    /// Whether no key is stored.
+    pub fn is_empty(&self) -> bool {
+        self.kvs.is_empty()
+    }
+
+    /// A key's pair, if present.
+    pub fn get(&self, key: &[u8]) -> Option<KeyValue> {
+        self.kvs.get_key_value(key).map(|(k, s)| pair(k, s))
+    }
+
+    /// Applies `op` and returns its answer; writes take revision
+    /// `self.revision + 1`.
+    pub fn apply(&mut self, op: &Op) -> Response {
+        let rev = self.revision + 1;
+        let mut wrote = false;
+        let r = self.apply_at(op, rev, &mut wrote);
+        if wrote {
+            self.revision = rev;
+        }
+        r
+    }
+
+    /// Answers a read-only `op` without changing anything.
+    ///
+    /// # Panics
+    /// If `op` writes (a bug in the caller, which checks
+    /// [`Op::is_read_only`]).
+    pub fn read(&self, op: &Op) -> Response {
+        assert!(op.is_read_only(), "Store::read given a write: {op:?}");
+        StoreView(self).read(op)
+    }
+
+    fn apply_at(&mut self, op: &Op, rev: u64, wrote: &mut bool) -> Response {
+        match op {
+            Op::Get { .. } | Op::Range { .. } => StoreView(self).read(op),
+            Op::Put { key, value } => {
+                self.write(key, rev, |_| value.clone());
+                *wrote = true;
+                Response::Written
+            }
+            Op::Append { key, value } => {
+                self.write(key, rev, |old| {
+                    let mut v = Vec::with_capacity(old.len() + value.len());
+                    v.extend_from_slice(old);
+                    v.extend_from_slice(value);
+                    Bytes::from(v)
+                });
+                *wrote = true;
+                Response::Written
+            }
+            Op::Delete { key } => {
+                let existed = self.kvs.remove(key).is_some();
+                *wrote |= existed;
+                Response::Deleted(existed)
+            }
+            Op::Txn(t) => self.txn(t, rev, wrote),
+        }
+    }
+
+    fn write(&mut self, key: &Bytes, rev: u64, value: impl FnOnce(&Bytes) -> Bytes) {
+        match self.kvs.get_mut(key) {
+            Some(s) => {
+                s.value = value(&s.value);
+                s.mod_rev = rev;
+                s.version += 1;
+            }
+            None => {
+                let slot = Slot {
+                    value: value(&Bytes::new()),
+                    create_rev: rev,
+                    mod_rev: rev,
+                    version: 1,
+                };
+                self.kvs.insert(key.clone(), slot);
+            }
+        }
+    }
+
+    fn txn(&mut self, t: &Txn, rev: u64, wrote: &mut bool) -> Response {
+        let succeeded = t.compares.iter().all(|c| self.holds(c));
+        let branch = if succeeded { &t.success } else { &t.failure };
+        let responses = branch
+            .iter()
+            .map(|op| self.apply_at(op, rev, wrote))
+            .collect();
+        Response::Txn {
+            succeeded,
+            responses,
+        }
+    }
+
+    /// Whether a comparison holds now.
+    pub fn holds(&self, c: &Compare) -> bool {
+        let slot = self.kvs.get(&c.key);
+        let ord = match (&c.target, slot) {
+            // etcd: a value comparison on an absent key is false.
+            (Target::Value(_), None) => return false,
+            (Target::Value(v), Some(s)) => s.value.as_ref().cmp(v.as_ref()),
+            (Target::Version(n), s) => s.map_or(0, |s| s.version).cmp(n),
+            (Target::CreateRev(n), s) => s.map_or(0, |s| s.create_rev).cmp(n),
+            (Target::ModRev(n), s) => s.map_or(0, |s| s.mod_rev).cmp(n),
+        };
+        match c.op {
+            CmpOp::Equal => ord.is_eq(),
+            CmpOp::NotEqual => ord.is_ne(),
+            CmpOp::Less => ord.is_lt(),
+            CmpOp::Greater => ord.is_gt(),
+        }
+    }
+}
+
+/// Read access shared by [`Store::read`] and reads inside a transaction.
+struct StoreView<'a>(&'a Store);
+
+impl StoreView<'_> {
+    fn read(&self, op: &Op) -> Response {
+        match op {
+            Op::Get { key } => Response::Get(self.0.get(key)),
+            Op::Range { start, end, limit } => self.range(start, end.as_ref(), *limit),
+            Op::Txn(t) => {
+                let succeeded = t.compares.iter().all(|c| self.0.holds(c));
+                let branch = if succeeded { &t.success } else { &t.failure };
+                let responses = branch.iter().map(|op| self.read(op)).collect();
+                Response::Txn {
+                    succeeded,
+                    responses,
+                }
+            }
+            Op::Put { .. } | Op::Append { .. } | Op::Delete { .. } => {
+                unreachable!("StoreView::read given a write")
+            }
+        }
+    }
+
+    fn range(&self, start: &Bytes, end: Option<&Bytes>, limit: u64) -> Response {
+        let upper = match end {
+            Some(e) if e <= start => {
+                return Response::Range {
+                    kvs: Vec::new(),
+                    count: 0,
+                };
+            }
+            Some(e) => Bound::Excluded(e.clone()),
+            None => Bound::Unbounded,
+        };
+        let iter = self.0.kvs.range((Bound::Included(start.clone()), upper));
+        let mut kvs = Vec::new();
+        let mut count = 0;
+        for (k, s) in iter {
+            count += 1;
+            if limit == 0 || (kvs.len() as u64) < limit {
+                kvs.push(pair(k, s));
+            }
+        }
+        Response::Range { kvs, count }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(r: &Response) -> Vec<&[u8]> {
+        match r {
+            Response::Range { kvs, .. } => kvs.iter().map(|kv| kv.key.as_ref()).collect(),
+            other => panic!("not a range: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn revisions_and_versions_follow_etcd() {
+        let mut s = Store::new();
+        s.apply(&Op::put("a", "1"));
+        s.apply(&Op::put("b", "1"));
+        s.apply(&Op::append("a", "2"));
+        let a = s.get(b"a").unwrap();
+        assert_eq!((a.create_rev, a.mod_rev, a.version), (1, 3, 2));
+        assert_eq!(a.value.as_ref(), b"12");
+        assert_eq!(s.apply(&Op::delete("a")), Response::Deleted(true));
+        assert_eq!(s.revision(), 4);
+        assert_eq!(s.apply(&Op::delete("a")), Response::Deleted(false));
+        assert_eq!(s.revision(), 4, "deleting an absent key is not a write");
+        s.apply(&Op::append("a", "x"));
+        let a = s.get(b"a").unwrap();
+        assert_eq!((a.create_rev, a.mod_rev, a.version), (5, 5, 1));
+    }
+
+    #[test]
+    fn range_by_prefix_and_bounds_with_limit() {
+        let mut s = Store::new();
+        for k in ["a", "ab", "abc", "abd", "b", "c"] {
+            s.apply(&Op::put(k, "v"));
+        }
+        assert_eq!(
+            keys(&s.read(&Op::prefix("ab", 0))),
+            [&b"ab"[..], b"abc", b"abd"]
+        );
+        let r = s.read(&Op::prefix("ab", 2));
+        assert_eq!(keys(&r), [&b"ab"[..], b"abc"]);
+        assert!(matches!(r, Response::Range { count: 3, .. }));
+        let r = s.read(&Op::range("abc", Some(Bytes::from_static(b"c")), 0));
+        assert_eq!(keys(&r), [&b"abc"[..], b"abd", b"b"]);
+        assert_eq!(keys(&s.read(&Op::range("b", None, 0))), [&b"b"[..], b"c"]);
+        let empty = s.read(&Op::range("c", Some(Bytes::from_static(b"a")), 0));
+        assert_eq!(keys(&empty), Vec::<&[u8]>::new());
+        assert_eq!(keys(&s.read(&Op::prefix("", 1))), [&b"a"[..]]);
+    }
+
+    #[test]
+    fn txn_compares_value_version_and_absence() {
+        let mut s = Store::new();
+        let cas = |expected: &str, new: &str| {
+            Op::Txn(Txn {
+                compares: vec![Compare::value_is("k", expected.to_string())],
+                success: vec![Op::put("k", new.to_string())],
+                failure: vec![Op::get("k")],
+            })
+        };
+        let r = s.apply(&cas("", "x"));
+        assert!(
+            matches!(
+                r,
+                Response::Txn {
+                    succeeded: false,
+                    ..
+                }
+            ),
+            "absent key matches no value"
+        );
+        let create = Op::Txn(Txn {
+            compares: vec![Compare::absent("k")],
+            success: vec![Op::put("k", "a")],
+            failure: vec![],
+        });
+        assert!(matches!(
+            s.apply(&create),
+            Response::Txn {
+                succeeded: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            s.apply(&create),
+            Response::Txn {
+                succeeded: false,
+                ..
+            }
+        ));
+        assert_eq!(
+            s.revision(),
+            1,
+            "a failed txn with only reads is not a write"
+        );
+        assert!(matches!(
+            s.apply(&cas("a", "b")),
+            Response::Txn {
+                succeeded: true,
+                ..
+            }
+        ));
+        let by_version = Op::Txn(Txn {
+            compares: vec![Compare::version_is("k", 2), Compare::exists("k")],
+            success: vec![Op::put("k", "c"), Op::put("j", "c"), Op::get("k")],
+            failure: vec![],
+        });
+        let Response::Txn {
+            succeeded: true,
+            responses,
+        } = s.apply(&by_version)
+        else {
+            panic!("version compare failed")
+        };
+        assert_eq!(s.revision(), 3, "one revision for the whole txn");
+        let Response::Get(Some(k)) = &responses[2] else {
+            panic!("no get")
+        };
+        assert_eq!((k.value.as_ref(), k.mod_rev), (&b"c"[..], 3));
+        assert_eq!(s.get(b"j").unwrap().create_rev, 3);
+    }
+}
