@@ -8,17 +8,18 @@
 //! the state at the last applied index.
 
 use bytes::Bytes;
-use flotilla_raft::{LogIndex, Term};
+use flotilla_raft::Entry;
 
 /// A replicated state machine, driven by [`super::RaftNode`].
 pub trait StateMachine: Send + 'static {
     /// What applying one command yields for the client that proposed it.
     type Output: Send + 'static;
 
-    /// Applies the committed command `data` at `index` (of `term`).
-    /// A command the machine cannot decode must yield an error output,
-    /// never a panic: every replica will see the same bytes.
-    fn apply(&mut self, index: LogIndex, term: Term, data: &Bytes) -> Self::Output;
+    /// Applies the committed entry `entry` (every entry, in index order,
+    /// no-ops and membership changes included, so the machine can track
+    /// its applied index). A command the machine cannot decode must yield
+    /// an error output, never a panic: every replica sees the same bytes.
+    fn apply(&mut self, entry: &Entry) -> Self::Output;
 
     /// The machine's state, encoded (taken when the log is compacted).
     fn snapshot(&self) -> Bytes;

@@ -278,7 +278,9 @@ impl<SM: StateMachine> Driver<SM> {
         if rd.soft_state.is_some_and(|s| s.role != Role::Leader) {
             // Proposals made as leader may still commit, but nothing here
             // would tell: the client retries through the new leader.
-            self.fail_proposals_up_to(LogIndex(u64::MAX));
+            for (_, (_, tx)) in std::mem::take(&mut self.proposals) {
+                let _ = tx.send(Err(NodeError::Retry));
+            }
         }
         self.maybe_compact();
         self.status.send_replace(status_of(&self.raw));
@@ -292,8 +294,8 @@ impl<SM: StateMachine> Driver<SM> {
         let sm = Arc::clone(&self.sm);
         let mut sm = lock(&sm);
         for e in &rd.committed_entries {
-            let output = (e.kind == EntryKind::Command).then(|| sm.apply(e.index, e.term, &e.data));
-            self.answer(e, output);
+            let output = sm.apply(e);
+            self.answer(e, (e.kind == EntryKind::Command).then_some(output));
         }
     }
 

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use flotilla_proto::raft::v1::raft_transport_server::RaftTransport;
 use flotilla_proto::raft::v1::{MessageBatch, SendSummary};
 use flotilla_raft::{Decode, Message, NodeId};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status, Streaming};
 
 /// The `RaftTransport` service of one node.
@@ -24,16 +24,25 @@ pub struct InboundService {
     me: NodeId,
     node: mpsc::Sender<Message>,
     rejected: Arc<AtomicU64>,
+    closing: watch::Receiver<bool>,
 }
 
 impl InboundService {
-    /// Steps what peers of `cluster_id` send to `me` into `node`.
-    pub fn new(cluster_id: u64, me: NodeId, node: mpsc::Sender<Message>) -> InboundService {
+    /// Steps what peers of `cluster_id` send to `me` into `node`. Open
+    /// streams end when `closing` turns true, so a graceful shutdown of
+    /// the server does not wait for peers to hang up.
+    pub fn new(
+        cluster_id: u64,
+        me: NodeId,
+        node: mpsc::Sender<Message>,
+        closing: watch::Receiver<bool>,
+    ) -> InboundService {
         InboundService {
             cluster_id,
             me,
             node,
             rejected: Arc::new(AtomicU64::new(0)),
+            closing,
         }
     }
 
@@ -56,7 +65,13 @@ impl RaftTransport for InboundService {
     ) -> Result<Response<SendSummary>, Status> {
         let mut stream = request.into_inner();
         let mut received = 0u64;
-        while let Some(mut batch) = stream.message().await? {
+        let mut closing = self.closing.clone();
+        loop {
+            let next = tokio::select! {
+                next = stream.message() => next?,
+                _ = closing.wait_for(|c| *c) => None,
+            };
+            let Some(mut batch) = next else { break };
             if batch.cluster_id != self.cluster_id {
                 return Err(Status::failed_precondition(format!(
                     "peer belongs to cluster {:016x}, this node to {:016x}",
