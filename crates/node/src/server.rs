@@ -133,6 +133,20 @@ fn claim_data_dir(dir: &Path, cluster: u64, member: NodeId) -> Result<(), Server
     }
 }
 
+/// Accepted connections, with Nagle's algorithm off: Raft messages and
+/// replies are small and latency-bound.
+fn incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(c) = &conn {
+            let _ = c.set_nodelay(true);
+        }
+        conn
+    })
+}
+
 /// Runs a server on `listener` until `shutdown` resolves.
 pub async fn run(
     cfg: ServerConfig,
@@ -189,7 +203,7 @@ pub async fn run(
         .add_service(RaftTransportServer::new(InboundService::new(
             cluster, cfg.id, inbound_tx, closing,
         )))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+        .serve_with_incoming_shutdown(incoming(listener), shutdown);
     let mut task = node.task;
     tokio::select! {
         served = serve => served?,
