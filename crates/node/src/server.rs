@@ -1,7 +1,7 @@
 //! A Flotilla server process: one Raft group replicating the KV store,
 //! serving etcd's v3 API and the peer transport on one port.
 //!
-//! [`run`] takes a bound listener (the caller binds, so tests use port 0
+//! [`run`] takes bound listeners (the caller binds, so tests use port 0
 //! and the CLI reports "port in use" itself) and a shutdown future. On
 //! shutdown it stops accepting, lets in-flight requests finish, stops the
 //! Raft task (which syncs the WAL) and returns.
@@ -22,12 +22,13 @@ use flotilla_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use flotilla_proto::raft::v1::proposals_server::ProposalsServer;
 use flotilla_proto::raft::v1::raft_transport_server::RaftTransportServer;
 use flotilla_raft::{Config, NodeId};
-use flotilla_wal::{GroupId, Options, Wal, WalError};
+use flotilla_wal::{GroupHandle, GroupId, Options, Wal, WalError};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::etcd::{ClusterService, Core, KvMachine, KvService};
+use crate::metrics::Metrics;
 use crate::raft::{FatalError, InboundService, NodeOptions, RaftNode, StartError, Transport};
 
 /// What a server needs to know.
@@ -41,6 +42,15 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// The Raft tick.
     pub tick: Duration,
+}
+
+/// The sockets a server serves on, bound by the caller.
+#[derive(Debug)]
+pub struct Listeners {
+    /// etcd's API and the peer transport.
+    pub grpc: TcpListener,
+    /// `GET /metrics`, if wanted.
+    pub metrics: Option<TcpListener>,
 }
 
 /// Why a server could not start or stopped with an error.
@@ -147,12 +157,8 @@ fn incoming(
     })
 }
 
-/// Runs a server on `listener` until `shutdown` resolves.
-pub async fn run(
-    cfg: ServerConfig,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServerError> {
+/// Checks the configuration and the data directory; opens the WAL.
+fn open_storage(cfg: &ServerConfig) -> Result<(u64, GroupHandle), ServerError> {
     if !cfg.peers.contains_key(&cfg.id) {
         return Err(ServerError::NotAMember(cfg.id));
     }
@@ -165,6 +171,26 @@ pub async fn run(
     };
     let wal = Wal::open(&wal_dir, Options::default()).map_err(wal_err)?;
     let storage = wal.group(GroupId(1)).map_err(wal_err)?;
+    Ok((cluster, storage))
+}
+
+/// Turns the shutdown future into a flag that several parties can watch.
+fn closing_flag(shutdown: impl Future<Output = ()> + Send + 'static) -> watch::Receiver<bool> {
+    let (closing_tx, closing) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = closing_tx.send(true);
+    });
+    closing
+}
+
+/// Runs a server on `listeners` until `shutdown` resolves.
+pub async fn run(
+    cfg: ServerConfig,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let (cluster, storage) = open_storage(&cfg)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let transport = Transport::start(cluster, cfg.id, &cfg.peers, stop_rx.clone());
     let (inbound_tx, inbound_rx) = mpsc::channel(4096);
@@ -174,7 +200,9 @@ pub async fn run(
         tick: cfg.tick,
         snapshot_entries: 10_000,
         request_queue: 8192,
+        metrics: Arc::new(Metrics::default()),
     };
+    let metrics = Arc::clone(&opts.metrics);
     let sm = Arc::new(Mutex::new(KvMachine::default()));
     let node = RaftNode::start(
         opts,
@@ -182,19 +210,29 @@ pub async fn run(
         Arc::clone(&sm),
         transport,
         inbound_rx,
-        stop_rx,
+        stop_rx.clone(),
     )?;
-    let core = Core::new(cluster, cfg.id, node.handle, sm, Arc::new(cfg.peers));
+    if let Some(l) = listeners.metrics {
+        let status = node.handle.watch_status();
+        tokio::spawn(crate::metrics::serve(
+            l,
+            Arc::clone(&metrics),
+            status,
+            stop_rx,
+        ));
+    }
+    let core = Core::new(
+        cluster,
+        cfg.id,
+        node.handle,
+        sm,
+        Arc::new(cfg.peers),
+        metrics,
+    );
     let cs = ClusterService::new(core.clone());
-    let (closing_tx, closing) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = closing_tx.send(true);
-    });
+    let closing = closing_flag(shutdown);
     let mut closed = closing.clone();
-    let shutdown = async move {
-        let _ = closed.wait_for(|c| *c).await;
-    };
+    let shutdown = async move { drop(closed.wait_for(|c| *c).await) };
     let serve = tonic::transport::Server::builder()
         .add_service(KvServer::new(KvService::new(core)))
         .add_service(MaintenanceServer::new(cs.clone()))
@@ -203,7 +241,7 @@ pub async fn run(
         .add_service(RaftTransportServer::new(InboundService::new(
             cluster, cfg.id, inbound_tx, closing,
         )))
-        .serve_with_incoming_shutdown(incoming(listener), shutdown);
+        .serve_with_incoming_shutdown(incoming(listeners.grpc), shutdown);
     let mut task = node.task;
     tokio::select! {
         served = serve => served?,

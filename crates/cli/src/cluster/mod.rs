@@ -28,10 +28,10 @@ pub struct EndpointArgs {
     /// Comma-separated `host:port` list (default: the cluster `flotilla up`
     /// started here, from ./flotilla-data/endpoints, else
     /// 127.0.0.1:12379,127.0.0.1:12380,127.0.0.1:12381).
-    #[arg(long, env = "FLOTILLA_ENDPOINTS", value_delimiter = ',')]
+    #[arg(long, global = true, env = "FLOTILLA_ENDPOINTS", value_delimiter = ',')]
     pub endpoints: Vec<String>,
     /// Per-request timeout, in seconds.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, global = true, default_value_t = 5)]
     pub timeout_secs: u64,
 }
 

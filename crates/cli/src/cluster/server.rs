@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use flotilla_node::server::{ServerConfig, run};
+use flotilla_node::server::{Listeners, ServerConfig, run};
 use flotilla_raft::NodeId;
 
 use super::{runtime, shutdown_signal};
@@ -29,6 +29,9 @@ pub struct ServerArgs {
     /// Where this member keeps its state (created if missing).
     #[arg(long, env = "FLOTILLA_DATA_DIR")]
     pub data_dir: PathBuf,
+    /// Serve Prometheus metrics (`GET /metrics`) on this address.
+    #[arg(long, env = "FLOTILLA_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// The Raft tick in milliseconds (heartbeats every 10 ticks, elections
     /// after 100-200).
     #[arg(long, default_value_t = 10)]
@@ -70,16 +73,24 @@ pub fn main(args: ServerArgs) -> anyhow::Result<ExitCode> {
     };
     let rt = runtime()?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&args.listen)
+        let grpc = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let metrics = match &args.metrics_listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} for metrics"))?,
+            ),
+            None => None,
+        };
         eprintln!(
             "flotilla: member {} serving on {} (data in {})",
             args.id,
             args.listen,
             cfg.data_dir.display()
         );
-        run(cfg, listener, shutdown_signal()).await?;
+        run(cfg, Listeners { grpc, metrics }, shutdown_signal()).await?;
         eprintln!("flotilla: member {} stopped", args.id);
         Ok(ExitCode::SUCCESS)
     })

@@ -54,7 +54,8 @@ pub fn main(args: UpArgs) -> anyhow::Result<ExitCode> {
     let endpoints: Vec<String> = (args.base_port..=last)
         .map(|p| format!("127.0.0.1:{p}"))
         .collect();
-    for e in &endpoints {
+    let metric_ports: Vec<String> = endpoints.iter().map(|e| metrics_addr(e)).collect();
+    for e in endpoints.iter().chain(&metric_ports) {
         std::net::TcpListener::bind(e)
             .with_context(|| format!("port {e} is not free (is a cluster already running?)"))?;
     }
@@ -86,6 +87,7 @@ fn spawn_all(args: &UpArgs, endpoints: &[String]) -> anyhow::Result<Vec<Member>>
             .arg("server")
             .args(["--id", &id.to_string(), "--listen", e])
             .args(["--peers", &peers.join(",")])
+            .args(["--metrics-listen", &metrics_addr(e)])
             .arg("--data-dir")
             .arg(args.data_dir.join(format!("node{id}")))
             .stdin(Stdio::null())
@@ -101,6 +103,15 @@ fn spawn_all(args: &UpArgs, endpoints: &[String]) -> anyhow::Result<Vec<Member>>
         }
     }
     Ok(members)
+}
+
+/// A member's metrics address: its port plus 1000.
+fn metrics_addr(endpoint: &str) -> String {
+    let port: u16 = endpoint
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(0);
+    format!("127.0.0.1:{}", port.wrapping_add(1000))
 }
 
 fn open_log(path: &Path) -> anyhow::Result<File> {
@@ -137,6 +148,11 @@ async fn supervise(
         members.len()
     );
     println!("endpoints: {}", endpoints.join(","));
+    let metrics: Vec<String> = endpoints
+        .iter()
+        .map(|e| format!("http://{}/metrics", metrics_addr(e)))
+        .collect();
+    println!("metrics: {}", metrics.join(" "));
     println!("data and logs: {}", args.data_dir.display());
     println!("try: flotilla kv put hello world; flotilla kv get hello; flotilla status");
     println!("press Ctrl-C to stop");

@@ -27,6 +27,7 @@ use tonic::Status;
 use tonic::transport::{Channel, Endpoint};
 
 use super::machine::{KvMachine, KvOutput, SessionIds};
+use crate::metrics::Metrics;
 use crate::raft::driver::lock;
 use crate::raft::{NodeError, NodeHandle};
 
@@ -47,6 +48,8 @@ pub struct Core {
     pub ids: Arc<SessionIds>,
     /// How long a request may take.
     pub timeout: Duration,
+    /// Request latencies go here.
+    pub metrics: Arc<Metrics>,
     channels: Arc<Mutex<HashMap<NodeId, Channel>>>,
 }
 
@@ -62,6 +65,7 @@ impl Core {
         node: NodeHandle<KvOutput>,
         sm: Arc<Mutex<KvMachine>>,
         peers: Arc<BTreeMap<NodeId, String>>,
+        metrics: Arc<Metrics>,
     ) -> Core {
         Core {
             cluster_id,
@@ -71,6 +75,7 @@ impl Core {
             peers,
             ids: Arc::new(SessionIds::new(me.get())),
             timeout: Duration::from_secs(5),
+            metrics,
             channels: Arc::new(Mutex::new(HashMap::new())),
         }
     }

@@ -26,9 +26,19 @@ impl KvService {
     }
 }
 
-#[tonic::async_trait]
-impl Kv for KvService {
-    async fn range(
+impl KvService {
+    async fn timed<T>(
+        &self,
+        method: &str,
+        f: impl Future<Output = Result<Response<T>, Status>>,
+    ) -> Result<Response<T>, Status> {
+        let started = std::time::Instant::now();
+        let out = f.await;
+        self.core.metrics.request(method, started.elapsed());
+        out
+    }
+
+    async fn do_range(
         &self,
         request: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
@@ -47,7 +57,7 @@ impl Kv for KvService {
         Ok(Response::new(out))
     }
 
-    async fn put(
+    async fn do_put(
         &self,
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
@@ -61,7 +71,7 @@ impl Kv for KvService {
         Ok(Response::new(out))
     }
 
-    async fn delete_range(
+    async fn do_delete_range(
         &self,
         request: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
@@ -75,7 +85,7 @@ impl Kv for KvService {
         Ok(Response::new(out))
     }
 
-    async fn txn(
+    async fn do_txn(
         &self,
         request: Request<pb::TxnRequest>,
     ) -> Result<Response<pb::TxnResponse>, Status> {
@@ -101,7 +111,7 @@ impl Kv for KvService {
         }))
     }
 
-    async fn compact(
+    async fn do_compact(
         &self,
         request: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
@@ -130,4 +140,43 @@ fn single(shape: Shape, resp: KvResponse) -> Result<pb::response_op::Response, S
         other => vec![other],
     };
     convert::response_op(shape, &mut responses.into_iter())
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(
+        &self,
+        request: Request<pb::RangeRequest>,
+    ) -> Result<Response<pb::RangeResponse>, Status> {
+        self.timed("Range", self.do_range(request)).await
+    }
+
+    async fn put(
+        &self,
+        request: Request<pb::PutRequest>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
+        self.timed("Put", self.do_put(request)).await
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<pb::DeleteRangeRequest>,
+    ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
+        self.timed("DeleteRange", self.do_delete_range(request))
+            .await
+    }
+
+    async fn txn(
+        &self,
+        request: Request<pb::TxnRequest>,
+    ) -> Result<Response<pb::TxnResponse>, Status> {
+        self.timed("Txn", self.do_txn(request)).await
+    }
+
+    async fn compact(
+        &self,
+        request: Request<pb::CompactionRequest>,
+    ) -> Result<Response<pb::CompactionResponse>, Status> {
+        self.timed("Compact", self.do_compact(request)).await
+    }
 }

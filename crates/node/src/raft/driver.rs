@@ -24,6 +24,7 @@
 //! client's proposal is answered only after its entry is applied here.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ use tokio::task::JoinHandle;
 use super::app::{RestoreError, StateMachine};
 use super::handle::{Applied, NodeError, NodeHandle, NodeStatus, ProposeReply, ReadReply, Request};
 use super::transport::Transport;
+use crate::metrics::Metrics;
 
 /// How a node runs.
 #[derive(Clone, Debug)]
@@ -50,6 +52,8 @@ pub struct NodeOptions {
     pub snapshot_entries: u64,
     /// Requests queued for the node beyond which callers wait.
     pub request_queue: usize,
+    /// Where the node records what it does.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Why a node could not start.
@@ -100,6 +104,7 @@ struct Driver<SM: StateMachine> {
     confirmed: Vec<(LogIndex, ReadReply)>,
     next_ctx: u64,
     status: watch::Sender<NodeStatus>,
+    metrics: Arc<Metrics>,
 }
 
 /// Locks the state machine. Nothing awaits under this lock; a panic while
@@ -139,6 +144,7 @@ impl<SM: StateMachine> RaftNode<SM> {
             confirmed: Vec::new(),
             next_ctx: 1,
             status: status_tx,
+            metrics: opts.metrics.clone(),
         };
         let task = tokio::spawn(driver.run(opts.tick, inbound, req_rx, shutdown));
         let handle = NodeHandle {
@@ -239,6 +245,9 @@ impl<SM: StateMachine> Driver<SM> {
         let commands: Vec<bytes::Bytes> = batch.iter().map(|(d, _)| d.clone()).collect();
         match self.raw.propose_batch(commands) {
             Ok(first) => {
+                self.metrics
+                    .proposals
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 let term = self.raw.status().term;
                 for (i, (_, tx)) in batch.drain(..).enumerate() {
                     let index = LogIndex(first.0 + i as u64);
@@ -246,6 +255,9 @@ impl<SM: StateMachine> Driver<SM> {
                 }
             }
             Err(flotilla_raft::ProposeError::NotLeader { leader_hint }) => {
+                self.metrics
+                    .proposals_refused
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 for (_, tx) in batch.drain(..) {
                     let _ = tx.send(Err(NodeError::NotLeader { leader_hint }));
                 }
@@ -264,7 +276,15 @@ impl<SM: StateMachine> Driver<SM> {
         let lsn = self.storage.write(rd.writes())?;
         if rd.must_sync {
             let wal = self.wal.clone();
+            let started = std::time::Instant::now();
             tokio::task::spawn_blocking(move || wal.sync_to(lsn)).await??;
+            self.metrics.fsync.observe(started.elapsed());
+        }
+        if rd
+            .soft_state
+            .is_some_and(|s| s.leader != self.status.borrow().leader)
+        {
+            self.metrics.leader_changes.fetch_add(1, Ordering::Relaxed);
         }
         self.transport
             .send(std::mem::take(&mut rd.persisted_messages));
@@ -291,6 +311,9 @@ impl<SM: StateMachine> Driver<SM> {
         if rd.committed_entries.is_empty() {
             return;
         }
+        self.metrics
+            .applied_entries
+            .fetch_add(rd.committed_entries.len() as u64, Ordering::Relaxed);
         let sm = Arc::clone(&self.sm);
         let mut sm = lock(&sm);
         for e in &rd.committed_entries {
@@ -350,6 +373,8 @@ impl<SM: StateMachine> Driver<SM> {
         }
         let data = lock(&self.sm).snapshot();
         // Refusals (a restore pending) are retried after a later Ready.
-        let _ = self.raw.compact(status.applied, data);
+        if self.raw.compact(status.applied, data).is_ok() {
+            self.metrics.snapshots.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
