@@ -18,6 +18,10 @@ pub enum SimCommand {
     /// after every step, then that the group recovers once faults stop.
     /// Exit code: 0 if every seed passed, 1 on any violation.
     Raft(RaftArgs),
+    /// The KV service under random faults: random clients' histories are
+    /// checked for linearizability, replicas must agree once faults stop.
+    /// Exit code: 0 if every seed passed, 1 on any violation.
+    Kv(crate::sim_kv::KvArgs),
 }
 
 #[derive(Debug, Args)]
@@ -55,13 +59,14 @@ pub struct RaftArgs {
     jobs: Option<usize>,
 }
 
-fn parse_faults(s: &str) -> Result<Faults, String> {
+pub(crate) fn parse_faults(s: &str) -> Result<Faults, String> {
     s.parse()
 }
 
 pub fn run(cmd: SimCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         SimCommand::Raft(args) => run_raft(&args),
+        SimCommand::Kv(args) => crate::sim_kv::run_kv(&args),
     }
 }
 

@@ -89,6 +89,7 @@ pub struct Clerk {
     servers: Vec<u64>,
     leader: usize,
     inflight: Option<InFlight>,
+    wrote: bool,
 }
 
 impl Clerk {
@@ -106,6 +107,7 @@ impl Clerk {
             servers,
             leader: 0,
             inflight: None,
+            wrote: false,
         }
     }
 
@@ -137,6 +139,7 @@ impl Clerk {
             client: self.client,
             seq: self.seq,
             read,
+            resumed: self.wrote,
             op,
         };
         let mut f = InFlight {
@@ -178,6 +181,7 @@ impl Clerk {
         match outcome {
             Outcome::Ok { revision, response } => {
                 self.leader = self.servers.iter().position(|&s| s == from).unwrap_or(f.to);
+                self.wrote |= !f.req.op.is_read_only();
                 ClerkStep::Done(Ok((revision, response)))
             }
             Outcome::SessionExpired => ClerkStep::Done(Err(ClerkError::SessionExpired {

@@ -242,6 +242,7 @@ fn put_request(out: &mut Vec<u8>, r: &Request) {
         ReadConsistency::Linearizable => 0,
         ReadConsistency::Serializable => 1,
     });
+    out.push(u8::from(r.resumed));
     put_op(out, &r.op);
 }
 
@@ -253,11 +254,13 @@ fn request(d: &mut Decoder) -> R<Request> {
         1 => ReadConsistency::Serializable,
         t => return Err(bad_tag(d, "read consistency", t)),
     };
+    let resumed = d.bool("resumed flag")?;
     let op = op(d, false)?;
     Ok(Request {
         client,
         seq,
         read,
+        resumed,
         op,
     })
 }
@@ -505,6 +508,7 @@ mod tests {
                     client: 9,
                     seq: 3,
                     read: ReadConsistency::Serializable,
+                    resumed: true,
                     op,
                 },
             };
@@ -561,6 +565,7 @@ mod tests {
                 client: 1,
                 seq: 1,
                 read: ReadConsistency::Linearizable,
+                resumed: false,
                 op: Op::put("k", "v"),
             },
         };

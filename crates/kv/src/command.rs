@@ -230,6 +230,10 @@ pub struct Request {
     pub seq: u64,
     /// How a read-only `op` may be served (ignored for writes).
     pub read: ReadConsistency,
+    /// Whether a write of this client was answered before: the servers
+    /// then must know its session, and if they do not (it expired) they
+    /// refuse the request rather than risk applying a retry twice.
+    pub resumed: bool,
     /// The operation.
     pub op: Op,
 }

@@ -123,7 +123,7 @@ impl Replica {
         self.clock_ms = self.clock_ms.max(cmd.stamp_ms);
         self.sessions.expire(self.clock_ms);
         let r = cmd.request;
-        let outcome = match self.sessions.admit(r.client, r.seq) {
+        let outcome = match self.sessions.admit(r.client, r.seq, r.resumed) {
             Admission::Duplicate(o) => o,
             Admission::Expired => Outcome::SessionExpired,
             Admission::Apply => {
@@ -158,16 +158,19 @@ impl Replica {
     /// The answer already recorded for request `seq` of `client`, if it is
     /// the last one applied.
     pub fn cached(&self, client: u64, seq: u64) -> Option<Outcome> {
-        match self.sessions.admit(client, seq) {
+        match self.sessions.admit(client, seq, true) {
             Admission::Duplicate(o) => Some(o),
             Admission::Apply | Admission::Expired => None,
         }
     }
 
-    /// Whether a snapshot is due: the persisted Raft state is `raft_bytes`
+    /// Whether a snapshot is due: the persisted Raft log is `raft_bytes`
     /// long and `max_raft_state` is the limit (`None`: never snapshot).
+    /// It is due at half the limit, so that the log stays below the limit
+    /// while entries keep coming during compaction, and a follower that
+    /// lags by about the limit is caught up with a snapshot.
     pub fn snapshot_due(&self, raft_bytes: u64, max_raft_state: Option<u64>) -> bool {
-        max_raft_state.is_some_and(|max| raft_bytes >= max)
+        max_raft_state.is_some_and(|max| raft_bytes >= max / 2)
     }
 
     /// The state as a snapshot, at `applied()`. See `snapshot.rs` for the
@@ -199,6 +202,7 @@ mod tests {
                 client,
                 seq,
                 read: ReadConsistency::Linearizable,
+                resumed: seq > 1,
                 op,
             },
         };

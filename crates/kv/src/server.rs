@@ -34,8 +34,9 @@ use crate::snapshot::SnapshotError;
 /// How a server behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServerConfig {
-    /// Snapshot once the Raft log held since the last snapshot reaches this
-    /// many bytes (`None`: never, the course's `maxraftstate = -1`).
+    /// Keep the Raft log held since the last snapshot under this many
+    /// bytes: snapshot once it reaches half of it (`None`: never snapshot,
+    /// the course's `maxraftstate = -1`).
     pub max_raft_state: Option<u64>,
     /// Bounds of the session table.
     pub sessions: SessionLimits,
@@ -324,5 +325,160 @@ impl KvServer {
         }
         self.last_snapshot = applied;
         Some((applied, self.replica.snapshot()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use flotilla_raft::{
+        Config, Entry, EntryKind, InitialState, MemStorage, NodeId, Role, persist,
+    };
+
+    use super::*;
+    use crate::command::Response;
+
+    fn request(client: u64, seq: u64, op: Op, read: ReadConsistency) -> Request {
+        Request {
+            client,
+            seq,
+            read,
+            resumed: seq > 1,
+            op,
+        }
+    }
+
+    fn leader() -> (RawNode, MemStorage, KvServer) {
+        leader_with(ServerConfig::default())
+    }
+
+    fn leader_with(server_cfg: ServerConfig) -> (RawNode, MemStorage, KvServer) {
+        let cfg = Config::new(NodeId(1), vec![NodeId(1)]);
+        let mut node = RawNode::new(cfg, InitialState::default()).unwrap();
+        node.campaign();
+        let mut storage = MemStorage::new();
+        let mut server = KvServer::new(server_cfg, None).unwrap();
+        drive(&mut node, &mut storage, &mut server);
+        assert_eq!(node.status().role, Role::Leader);
+        (node, storage, server)
+    }
+
+    fn drive(node: &mut RawNode, storage: &mut MemStorage, server: &mut KvServer) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        while node.has_ready() {
+            let rd = node.ready();
+            let Ok(()) = persist(storage, rd.writes());
+            out.extend(server.on_ready(node, &rd).unwrap());
+            node.advance(&rd);
+        }
+        out
+    }
+
+    fn ok(to: u64, client: u64, seq: u64, revision: u64, response: Response) -> Outgoing {
+        Outgoing {
+            to,
+            reply: Reply {
+                client,
+                seq,
+                outcome: Outcome::Ok { revision, response },
+            },
+        }
+    }
+
+    #[test]
+    fn writes_are_answered_once_applied_and_retries_from_the_table() {
+        let (mut node, mut storage, mut server) = leader();
+        let put = request(7, 1, Op::put("k", "v"), ReadConsistency::Linearizable);
+        assert_eq!(server.on_request(&mut node, 100, put.clone(), 5), vec![]);
+        let out = drive(&mut node, &mut storage, &mut server);
+        assert_eq!(out, vec![ok(100, 7, 1, 1, Response::Written)]);
+        // The retry of an applied request is answered at once, not applied.
+        let again = server.on_request(&mut node, 101, put, 6);
+        assert_eq!(again, vec![ok(101, 7, 1, 1, Response::Written)]);
+        assert_eq!(server.replica().store().revision(), 1);
+    }
+
+    #[test]
+    fn reads_wait_for_their_read_index_and_serializable_ones_do_not() {
+        let (mut node, mut storage, mut server) = leader();
+        let put = request(7, 1, Op::put("k", "v"), ReadConsistency::Linearizable);
+        server.on_request(&mut node, 100, put, 5);
+        drive(&mut node, &mut storage, &mut server);
+        let get = request(7, 2, Op::get("k"), ReadConsistency::Linearizable);
+        assert_eq!(server.on_request(&mut node, 100, get, 6), vec![]);
+        let out = drive(&mut node, &mut storage, &mut server);
+        let kv = server.replica().store().get(b"k");
+        assert_eq!(out, vec![ok(100, 7, 2, 1, Response::Get(kv.clone()))]);
+        let stale_ok = request(8, 1, Op::get("k"), ReadConsistency::Serializable);
+        let out = server.on_request(&mut node, 200, stale_ok, 7);
+        assert_eq!(out, vec![ok(200, 8, 1, 1, Response::Get(kv))]);
+    }
+
+    #[test]
+    fn a_follower_sends_writes_elsewhere() {
+        let cfg = Config::new(NodeId(1), vec![NodeId(1), NodeId(2), NodeId(3)]);
+        let mut node = RawNode::new(cfg, InitialState::default()).unwrap();
+        let mut server = KvServer::new(ServerConfig::default(), None).unwrap();
+        let put = request(7, 1, Op::put("k", "v"), ReadConsistency::Linearizable);
+        let out = server.on_request(&mut node, 100, put, 5);
+        assert_eq!(out[0].reply.outcome, Outcome::WrongLeader { leader: None });
+    }
+
+    #[test]
+    fn another_entry_at_the_index_fails_the_proposal() {
+        let (mut node, _storage, mut server) = leader();
+        let put = request(7, 1, Op::put("k", "v"), ReadConsistency::Linearizable);
+        server.on_request(&mut node, 100, put, 5);
+        // Pretend a new leader overwrote the slot with another client's entry.
+        let other = Command {
+            stamp_ms: 9,
+            request: request(8, 1, Op::put("k", "w"), ReadConsistency::Linearizable),
+        };
+        let index = server.replica().applied().next();
+        let rd = Ready {
+            committed_entries: vec![Entry {
+                term: node.status().term,
+                index,
+                kind: EntryKind::Command,
+                data: other.encode(),
+            }],
+            ..Ready::default()
+        };
+        let out = server.on_ready(&node, &rd).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].to, 100);
+        assert_eq!(out[0].reply.outcome, Outcome::WrongLeader { leader: None });
+        assert_eq!(server.waiting(), 0);
+    }
+
+    #[test]
+    fn snapshots_are_due_at_half_the_limit_and_restore_on_restart() {
+        let cfg = ServerConfig {
+            max_raft_state: Some(200),
+            ..ServerConfig::default()
+        };
+        let (mut node, mut storage, mut server) = leader_with(cfg);
+        for seq in 1..=20 {
+            let put = request(7, seq, Op::append("k", "x"), ReadConsistency::Linearizable);
+            server.on_request(&mut node, 100, put, seq);
+            drive(&mut node, &mut storage, &mut server);
+        }
+        let (index, data) = server
+            .snapshot_if_due(node.status().log_bytes)
+            .expect("a snapshot is due");
+        assert_eq!(index, server.replica().applied());
+        let snap = flotilla_raft::Snapshot {
+            meta: flotilla_raft::SnapshotMeta {
+                index,
+                term: node.status().term,
+                conf_state: node.status().conf_state,
+            },
+            data,
+        };
+        let restarted = KvServer::new(cfg, Some(&snap)).unwrap();
+        assert_eq!(restarted.replica(), server.replica());
+        let mut corrupt = snap.clone();
+        corrupt.data = corrupt.data.slice(..corrupt.data.len() - 1);
+        let err = KvServer::new(cfg, Some(&corrupt)).unwrap_err();
+        assert!(err.to_string().contains("cannot restore"), "{err}");
     }
 }

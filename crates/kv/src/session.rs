@@ -8,10 +8,13 @@
 //! active session goes first. Both depend only on the applied log, so every
 //! replica expires the same sessions at the same entry.
 //!
-//! A request from an unknown client is applied only if it is the client's
-//! first (`seq == 1`); otherwise the client's session must have expired and
-//! it gets [`crate::Outcome::SessionExpired`] (its request may or may not
-//! have been applied before: the caller cannot know, so it is told).
+//! A request from an unknown client is applied only if the client never had
+//! a write answered (`resumed` is false); otherwise its session must have
+//! expired and it gets [`crate::Outcome::SessionExpired`] (its request may
+//! or may not have been applied before: the caller cannot know, so it is
+//! told). One case stays open, as in any TTL scheme: a first write applied,
+//! its answer lost, and the client silent past the TTL before retrying.
+//! The TTL (minutes) is far above a clerk's retry interval.
 //!
 //! Invariants: `by_activity` holds exactly one `(last_active_ms, client)`
 //! per session; `len() <= max_sessions`.
@@ -89,10 +92,11 @@ impl Sessions {
         self.map.get(&client).map(|s| s.last_seq)
     }
 
-    /// Decides what to do with request `seq` of `client`.
-    pub fn admit(&self, client: u64, seq: u64) -> Admission {
+    /// Decides what to do with request `seq` of `client` (`resumed`: the
+    /// client had a write answered before).
+    pub fn admit(&self, client: u64, seq: u64, resumed: bool) -> Admission {
         match self.map.get(&client) {
-            None if seq == 1 => Admission::Apply,
+            None if !resumed => Admission::Apply,
             None => Admission::Expired,
             Some(s) if seq == s.last_seq => Admission::Duplicate(s.reply.clone()),
             Some(s) if seq > s.last_seq => Admission::Apply,
@@ -161,17 +165,13 @@ mod tests {
     #[test]
     fn duplicates_are_answered_from_the_table() {
         let mut s = Sessions::new(SessionLimits::default());
-        assert_eq!(s.admit(7, 1), Admission::Apply);
-        assert_eq!(
-            s.admit(7, 2),
-            Admission::Expired,
-            "unknown client past seq 1"
-        );
-        s.record(7, 1, ok(1), 0);
-        assert_eq!(s.admit(7, 1), Admission::Duplicate(ok(1)));
-        assert_eq!(s.admit(7, 2), Admission::Apply);
-        s.record(7, 2, ok(2), 0);
-        assert_eq!(s.admit(7, 1), Admission::Expired);
+        assert_eq!(s.admit(7, 3, false), Admission::Apply);
+        assert_eq!(s.admit(7, 3, true), Admission::Expired, "resumed, unknown");
+        s.record(7, 3, ok(1), 0);
+        assert_eq!(s.admit(7, 3, true), Admission::Duplicate(ok(1)));
+        assert_eq!(s.admit(7, 4, true), Admission::Apply);
+        s.record(7, 4, ok(2), 0);
+        assert_eq!(s.admit(7, 3, true), Admission::Expired);
     }
 
     #[test]

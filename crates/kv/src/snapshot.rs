@@ -228,6 +228,7 @@ mod tests {
                     client: i % 2 + 1,
                     seq: i.div_ceil(2),
                     read: ReadConsistency::Linearizable,
+                    resumed: false,
                     op,
                 },
             };

@@ -148,9 +148,23 @@ impl SimNode {
 /// Something scheduled on virtual time.
 #[derive(Debug)]
 pub(crate) enum Event {
-    Tick { node: usize, incarnation: u32 },
-    Deliver { msg: Message },
-    Wake { actor: usize },
+    Tick {
+        node: usize,
+        incarnation: u32,
+    },
+    Deliver {
+        msg: Message,
+    },
+    Wake {
+        actor: usize,
+        epoch: u64,
+    },
+    Client {
+        from: u64,
+        to: u64,
+        data: Bytes,
+        request: bool,
+    },
 }
 
 /// A concurrent client of the cluster (the course's goroutines).
@@ -178,6 +192,9 @@ pub struct Cluster {
     /// The committed log as observed through applications.
     pub committed: CommittedLog,
     pub(crate) actors: Vec<Option<Box<dyn Actor>>>,
+    /// Each actor's wake generation: only its latest wake-up counts.
+    actor_epochs: Vec<u64>,
+    pub(crate) svc: crate::service::Services,
     pub(crate) trace: Vec<String>,
     pub(crate) failure: Option<Failure>,
     /// Events processed.
@@ -192,6 +209,13 @@ pub struct Cluster {
 impl Cluster {
     /// Builds and starts a cluster.
     pub fn new(cfg: ClusterConfig) -> Cluster {
+        Cluster::build(cfg, None)
+    }
+
+    pub(crate) fn build(
+        cfg: ClusterConfig,
+        factory: Option<crate::service::ServiceFactory>,
+    ) -> Cluster {
         let mut c = Cluster {
             now: 0,
             rng: SplitMix64::new(cfg.seed),
@@ -215,6 +239,8 @@ impl Cluster {
             log_matching: LogMatching::default(),
             committed: CommittedLog::default(),
             actors: Vec::new(),
+            actor_epochs: Vec::new(),
+            svc: crate::service::Services::new(factory, cfg.nodes as usize),
             trace: Vec::new(),
             failure: None,
             steps: 0,
@@ -301,6 +327,7 @@ impl Cluster {
                 }
             }
         }
+        self.start_service(idx, init.snapshot.as_ref());
         let node = &mut self.nodes[idx];
         node.last_commit = LogIndex(0);
         node.raft = Some(RawNode::new(cfg, init).expect("simulator configs are valid"));
@@ -320,6 +347,7 @@ impl Cluster {
         let lose = self.cfg.lose_unsynced_on_crash;
         let node = &mut self.nodes[idx];
         if node.raft.take().is_some() {
+            self.svc.stop(idx);
             node.incarnation += 1;
             node.disk.crash(&mut self.rng, lose);
             let id = node.id;
@@ -355,11 +383,29 @@ impl Cluster {
         !self.net.is_isolated(self.nodes[idx].id.get())
     }
 
-    /// Starts an actor now.
-    pub fn spawn(&mut self, actor: Box<dyn Actor>) {
+    /// Starts an actor now; returns its id.
+    pub fn spawn(&mut self, actor: Box<dyn Actor>) -> usize {
         self.actors.push(Some(actor));
+        self.actor_epochs.push(0);
         let id = self.actors.len() - 1;
-        self.schedule(self.now, Event::Wake { actor: id });
+        self.schedule(
+            self.now,
+            Event::Wake {
+                actor: id,
+                epoch: 0,
+            },
+        );
+        id
+    }
+
+    /// Wakes actor `id` now (e.g. a message reached it), replacing its
+    /// pending wake-up: the actor tells again when it wants the next one.
+    pub fn wake_actor(&mut self, id: usize) {
+        if self.actors.get(id).is_some_and(Option::is_some) {
+            self.actor_epochs[id] += 1;
+            let epoch = self.actor_epochs[id];
+            self.schedule(self.now, Event::Wake { actor: id, epoch });
+        }
     }
 
     /// Whether every spawned actor has finished.
@@ -431,7 +477,17 @@ impl Cluster {
                 self.schedule(next, Event::Tick { node, incarnation });
             }
             Event::Deliver { msg } => self.deliver(msg),
-            Event::Wake { actor } => self.wake(actor),
+            Event::Wake { actor, epoch } => {
+                if self.actor_epochs.get(actor) == Some(&epoch) {
+                    self.wake(actor);
+                }
+            }
+            Event::Client {
+                from,
+                to,
+                data,
+                request,
+            } => self.deliver_client(from, to, data, request),
         }
     }
 
@@ -442,7 +498,9 @@ impl Cluster {
         match actor.wake(self) {
             Ok(Some(at)) => {
                 self.actors[id] = Some(actor);
-                self.schedule(at.max(self.now), Event::Wake { actor: id });
+                self.actor_epochs[id] += 1;
+                let epoch = self.actor_epochs[id];
+                self.schedule(at.max(self.now), Event::Wake { actor: id, epoch });
             }
             Ok(None) => {}
             Err(f) => {

@@ -24,6 +24,15 @@ pub(crate) fn encode_app_snapshot(index: LogIndex, digest: u64, padding: usize) 
     Bytes::from(out)
 }
 
+/// The length of the model's header at the start of a snapshot.
+pub(crate) fn app_snapshot_header_len(data: &Bytes) -> usize {
+    let mut d = Decoder::new(data.clone());
+    let _ = d
+        .u64("snapshot index")
+        .and_then(|_| d.u64("snapshot digest"));
+    d.offset()
+}
+
 /// Decodes the model application's snapshot.
 pub(crate) fn decode_app_snapshot(data: &Bytes) -> Option<(LogIndex, u64)> {
     let mut d = Decoder::new(data.clone());
@@ -33,7 +42,7 @@ pub(crate) fn decode_app_snapshot(data: &Bytes) -> Option<(LogIndex, u64)> {
 }
 
 impl Cluster {
-    fn violation(&mut self, v: Violation) {
+    pub(crate) fn violation(&mut self, v: Violation) {
         let f = self.fail(v.to_string());
         self.failure.get_or_insert(f);
     }
@@ -103,6 +112,9 @@ impl Cluster {
         let node = &mut self.nodes[idx];
         node.reads.extend_from_slice(&rd.read_states);
         node.dropped_reads.extend_from_slice(&rd.dropped_reads);
+        if self.svc.enabled() {
+            self.service_ready(idx, rd);
+        }
     }
 
     /// Linearizable reads (§6.4 of the thesis): a read index is at least
@@ -149,6 +161,9 @@ impl Cluster {
     /// The model application's snapshot policy: every `snapshot_every`
     /// applied entries. Returns whether it took one.
     fn maybe_snapshot(&mut self, idx: usize) -> bool {
+        if self.svc.enabled() {
+            return self.service_snapshot(idx);
+        }
         let Some(every) = self.cfg.snapshot_every else {
             return false;
         };
@@ -242,10 +257,21 @@ impl Cluster {
             return;
         };
         let status = raft.status();
+        // A leader elected in a term that others have already left (its
+        // votes were in flight while a later term began) owes nothing to
+        // entries committed in those later terms: §5.4 binds the leaders
+        // of higher terms only. Its log is checked by the other invariants.
+        let stale = self.nodes.iter().any(|n| n.last_term > status.term);
         let result = self
             .election
             .observe_leader(status.term, status.id)
-            .and_then(|()| check_new_leader(raft, &self.committed));
+            .and_then(|()| {
+                if stale {
+                    Ok(())
+                } else {
+                    check_new_leader(raft, &self.committed)
+                }
+            });
         if let Err(v) = result {
             self.violation(v);
         }

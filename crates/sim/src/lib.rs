@@ -20,9 +20,11 @@ pub mod lab;
 pub mod net;
 mod ops;
 pub mod runner;
+pub mod service;
 pub mod swarm;
 
 pub use cluster::{Actor, AppState, Cluster, ClusterConfig, Failure, SimNode};
 pub use lab::{ELECTION_TIMEOUT_NS, OneActor, OneCall, Waited, cmd};
 pub use net::{MS, NetConfig, Network};
 pub use runner::run_seeds;
+pub use service::{CLIENT_ADDR_BASE, Outbox, Service, ServiceFactory};

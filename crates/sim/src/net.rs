@@ -34,6 +34,10 @@ pub struct NetConfig {
     /// Duplication of a message on an unreliable network, per mille (not a
     /// course fault; the swarm runner turns it on).
     pub duplicate_per_mille: u64,
+    /// Latency of every message, reliable or not (0 by default, as the Raft
+    /// tests assume). Services set it so that client operations take
+    /// virtual time, as real RPCs do.
+    pub base_delay_ns: u64,
 }
 
 impl Default for NetConfig {
@@ -45,6 +49,7 @@ impl Default for NetConfig {
             drop_response_per_mille: 100,
             max_delay_ns: 26 * MS,
             duplicate_per_mille: 0,
+            base_delay_ns: 0,
         }
     }
 }
@@ -159,6 +164,7 @@ impl Network {
             self.counters.dropped += 1;
             return Vec::new();
         }
+        let now = now + self.cfg.base_delay_ns;
         if self.cfg.reliable {
             return vec![now];
         }

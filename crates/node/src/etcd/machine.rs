@@ -75,6 +75,7 @@ impl SessionIds {
                 client: self.base | n,
                 seq: 1,
                 read: ReadConsistency::Linearizable,
+                resumed: false,
                 op,
             },
         }

@@ -1,0 +1,148 @@
+//! `flotilla sim kv`: random KV workloads under random faults over many
+//! seeds, in parallel; prints the figures and, for any violation, the seed
+//! and the command that replays it.
+
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use flotilla_kvsim::swarm::{self, KvSwarmConfig};
+use flotilla_sim::MS;
+use flotilla_sim::swarm::Faults;
+
+#[derive(Debug, Args)]
+pub struct KvArgs {
+    /// Servers (0: the seed chooses 3 or 5).
+    #[arg(long, default_value_t = 0)]
+    nodes: u64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 5)]
+    clients: usize,
+    /// Distinct keys the clients use.
+    #[arg(long, default_value_t = 4)]
+    keys: u64,
+    /// How many seeds to run.
+    #[arg(long, default_value_t = 100)]
+    seeds: u64,
+    /// The first seed.
+    #[arg(long, default_value_t = 1)]
+    start: u64,
+    /// Run this one seed (a replay); overrides --seeds and --start.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Faults to inject: a comma-separated list of partition, crash, drop,
+    /// reorder, snapshot; or all, none.
+    #[arg(long, default_value = "all", value_parser = crate::sim::parse_faults)]
+    faults: Faults,
+    /// Virtual seconds of faults per seed.
+    #[arg(long, default_value_t = 10)]
+    safety_secs: u64,
+    /// Virtual seconds allowed to finish once the faults stop.
+    #[arg(long, default_value_t = 30)]
+    liveness_secs: u64,
+    /// Print a step-by-step trace on failure (use with --seed).
+    #[arg(long)]
+    trace: bool,
+    /// Worker threads (default: one per core).
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+#[derive(Default)]
+struct Totals {
+    seeds: u64,
+    violations: u64,
+    ops: u64,
+    checked_ops: u64,
+    virtual_ns: u64,
+    sim_wall: Duration,
+    check_wall: Duration,
+}
+
+impl KvArgs {
+    fn replay(&self, seed: u64) -> String {
+        format!(
+            "flotilla sim kv --nodes {} --clients {} --keys {} --seed {seed} --faults {} \
+             --safety-secs {} --liveness-secs {} --trace",
+            self.nodes, self.clients, self.keys, self.faults, self.safety_secs, self.liveness_secs
+        )
+    }
+}
+
+pub fn run_kv(args: &KvArgs) -> anyhow::Result<ExitCode> {
+    let cfg = KvSwarmConfig {
+        nodes: args.nodes,
+        clients: args.clients,
+        keys: args.keys,
+        faults: args.faults,
+        safety_ns: args.safety_secs * 1000 * MS,
+        liveness_ns: args.liveness_secs * 1000 * MS,
+        trace: args.trace,
+    };
+    let (first, count) = match args.seed {
+        Some(s) => (s, 1),
+        None => (args.start, args.seeds),
+    };
+    let last = first + count.max(1) - 1;
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let next = AtomicU64::new(first);
+    let totals = Mutex::new(Totals::default());
+    let began = Instant::now();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed > last {
+                        break;
+                    }
+                    let result = swarm::run(seed, &cfg);
+                    let mut t = totals.lock().unwrap_or_else(|e| e.into_inner());
+                    t.seeds += 1;
+                    match result {
+                        Ok(r) => {
+                            t.ops += r.ops;
+                            t.checked_ops += r.checked_ops;
+                            t.virtual_ns += r.virtual_ns;
+                            t.sim_wall += r.sim_wall;
+                            t.check_wall += r.check_wall;
+                        }
+                        Err(f) => {
+                            t.violations += 1;
+                            println!("VIOLATION {f}");
+                            println!("  replay: {}", args.replay(seed));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let t = totals.into_inner().unwrap_or_else(|e| e.into_inner());
+    print_totals(&t, began);
+    Ok(if t.violations == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn print_totals(t: &Totals, began: Instant) {
+    let vs = t.virtual_ns as f64 / 1e9;
+    let ws = t.sim_wall.as_secs_f64();
+    println!(
+        "seeds={} violations={} ops={} virtual_s={vs:.0} ops_per_virtual_s={:.0} \
+         sim_thread_s={ws:.1} ops_per_thread_s={:.0} checked_ops={} check_thread_s={:.2} wall_s={:.1}",
+        t.seeds,
+        t.violations,
+        t.ops,
+        t.ops as f64 / vs.max(1e-9),
+        t.ops as f64 / ws.max(1e-9),
+        t.checked_ops,
+        t.check_wall.as_secs_f64(),
+        began.elapsed().as_secs_f64()
+    );
+}

@@ -1,0 +1,285 @@
+//! Random KV workloads under random faults, for `flotilla sim kv` (the
+//! swarm testing of `flotilla_sim::swarm`, with clients): the seed decides
+//! the cluster size (unless given), the fault rates, `max_raft_state`, and
+//! every operation.
+//!
+//! A run has two phases. In the *safety* phase, clients issue random gets
+//! (linearizable, and some serializable), puts, appends, deletes, ranges
+//! and compare-and-swap transactions on a few keys while a nemesis crashes,
+//! restarts and partitions servers, with Raft's invariants checked after
+//! every step. In the *liveness* phase the faults stop: every client must
+//! finish, a final write must reach every replica, and all replicas must
+//! then hold the same store and sessions. The whole history is checked for
+//! linearizability.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use flotilla_kv::{Compare, Op, ReadConsistency, Response, Txn};
+use flotilla_sim::swarm::Faults;
+use flotilla_sim::{Cluster, Failure, MS};
+
+use crate::client::{Next, OpResult, Workload};
+use crate::harness::{KvCluster, replica, server_partition};
+
+/// How to run one seed.
+#[derive(Clone, Debug)]
+pub struct KvSwarmConfig {
+    /// Servers; 0 lets the seed choose 3 or 5.
+    pub nodes: u64,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Distinct keys the clients use.
+    pub keys: u64,
+    /// Faults to inject (`partition`, `crash`, `drop`, `reorder`,
+    /// `snapshot`; others are ignored).
+    pub faults: Faults,
+    /// Length of the safety phase, virtual ns.
+    pub safety_ns: u64,
+    /// Time allowed to finish once the faults stop, virtual ns.
+    pub liveness_ns: u64,
+    /// Keep a step-by-step trace (printed on failure).
+    pub trace: bool,
+}
+
+impl Default for KvSwarmConfig {
+    fn default() -> KvSwarmConfig {
+        KvSwarmConfig {
+            nodes: 0,
+            clients: 5,
+            keys: 4,
+            faults: Faults::all(),
+            safety_ns: 10_000 * MS,
+            liveness_ns: 30_000 * MS,
+            trace: false,
+        }
+    }
+}
+
+/// What a passing run did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KvSwarmReport {
+    /// Client operations completed.
+    pub ops: u64,
+    /// Virtual time simulated, ns.
+    pub virtual_ns: u64,
+    /// Wall time simulating.
+    pub sim_wall: Duration,
+    /// Operations in the checked history.
+    pub checked_ops: u64,
+    /// Wall time checking the history.
+    pub check_wall: Duration,
+}
+
+/// A client issuing random operations until stopped.
+struct RandomClient {
+    me: usize,
+    keys: u64,
+    n: u64,
+    /// The last version seen per key, to aim compare-and-swaps.
+    seen: Vec<u64>,
+    stop: Rc<Cell<bool>>,
+    finished: Rc<Cell<usize>>,
+}
+
+impl RandomClient {
+    fn cas(&mut self, c: &mut Cluster, key: String, k: usize, value: String) -> Op {
+        let compare = match c.rng.range(0, 3) {
+            0 => Compare::value_is(
+                key.clone(),
+                format!("c{}-{}", self.me, self.n.saturating_sub(1)),
+            ),
+            1 => Compare::absent(key.clone()),
+            _ => Compare::version_is(key.clone(), self.seen[k]),
+        };
+        Op::Txn(Txn {
+            compares: vec![compare],
+            success: vec![Op::put(key, value)],
+            failure: Vec::new(),
+        })
+    }
+}
+
+impl Workload for RandomClient {
+    fn next(&mut self, c: &mut Cluster) -> Next {
+        if self.stop.get() {
+            self.finished.set(self.finished.get() + 1);
+            return Next::Stop;
+        }
+        let k = c.rng.range(0, self.keys) as usize;
+        let key = format!("k{k}");
+        self.n += 1;
+        let value = format!("c{}-{}", self.me, self.n);
+        let lin = ReadConsistency::Linearizable;
+        let (op, read) = match c.rng.range(0, 100) {
+            0..30 => (Op::get(key), lin),
+            30..35 => (Op::get(key), ReadConsistency::Serializable),
+            35..50 => (Op::put(key, value), lin),
+            50..65 => (Op::append(key, value), lin),
+            65..72 => (Op::delete(key), lin),
+            72..77 => (Op::prefix("k", c.rng.range(0, 3)), lin),
+            _ => (self.cas(c, key, k, value), lin),
+        };
+        Next::Op(op, read)
+    }
+
+    fn done(&mut self, c: &mut Cluster, op: &Op, r: &OpResult) -> Result<(), Failure> {
+        let (_, resp) = r
+            .as_ref()
+            .map_err(|e| c.fail(format!("client {}: {e}", self.me)))?;
+        if let (Op::Get { key }, Response::Get(kv)) = (op, resp) {
+            let k: usize = key
+                .get(1..)
+                .and_then(|d| std::str::from_utf8(d).ok())
+                .and_then(|d| d.parse().ok())
+                .unwrap_or(0);
+            if let Some(seen) = self.seen.get_mut(k) {
+                *seen = kv.as_ref().map_or(0, |kv| kv.version);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn build(seed: u64, cfg: &KvSwarmConfig) -> KvCluster {
+    let mut rng = flotilla_raft::rng::SplitMix64::new(seed ^ 0x6b76_5eed);
+    let nodes = match cfg.nodes {
+        0 => [3, 5][rng.range(0, 2) as usize],
+        n => n,
+    };
+    let f = cfg.faults;
+    let maxraftstate = f.snapshot.then(|| rng.range(300, 3000));
+    let mut t = KvCluster::new(nodes, seed, false, maxraftstate);
+    t.c.cfg.trace |= cfg.trace;
+    let net = &mut t.c.net.cfg;
+    if f.drop {
+        net.reliable = false;
+        net.drop_request_per_mille = rng.range(0, 200);
+        net.drop_response_per_mille = rng.range(0, 200);
+    }
+    if f.reorder {
+        net.reliable = false;
+        net.long_reordering = rng.range(0, 2) == 0;
+        net.duplicate_per_mille = rng.range(0, 100);
+    }
+    t
+}
+
+fn nemesis_step(t: &mut KvCluster, f: Faults) {
+    let n = t.c.n();
+    let victim = t.c.rng.range(0, n as u64) as usize;
+    match t.c.rng.range(0, 4) {
+        0 if f.crash && t.c.nodes[victim].alive() => t.c.crash(victim),
+        0 | 1 if f.crash && !t.c.nodes[victim].alive() => t.c.restart(victim),
+        2 if f.partition => {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for i in 0..n {
+                if t.c.rng.range(0, 2) == 0 {
+                    a.push(i);
+                } else {
+                    b.push(i);
+                }
+            }
+            server_partition(&mut t.c, &a, &b);
+        }
+        3 if f.partition => t.connect_all(),
+        _ => {}
+    }
+}
+
+/// Every replica applied the same prefix and holds the same state.
+fn replicas_agree(t: &mut KvCluster) -> Result<(), Failure> {
+    let all: Vec<usize> = (0..t.c.n()).collect();
+    let ck = t.make_client(&all);
+    t.put(&ck, "final", "x")?;
+    let target =
+        t.c.nodes
+            .iter()
+            .filter_map(|n| n.raft.as_ref())
+            .map(|r| r.status().commit)
+            .max();
+    let target = target.unwrap_or_default();
+    t.c.run_until_cond(10_000 * MS, "replicas did not catch up", |c| {
+        (0..c.n()).all(|i| replica(c, i).is_some_and(|r| r.applied() >= target))
+    })?;
+    let first = replica(&t.c, 0).map(|r| (r.store().clone(), r.sessions().clone()));
+    for i in 1..t.c.n() {
+        let other = replica(&t.c, i).map(|r| (r.store().clone(), r.sessions().clone()));
+        // No client writes any more, so every replica stops at the same
+        // index.
+        if other != first {
+            return Err(t
+                .c
+                .fail(format!("replica {} differs from replica 1", i + 1)));
+        }
+    }
+    Ok(())
+}
+
+/// Runs one seed: faults, then convergence, then the history check.
+pub fn run(seed: u64, cfg: &KvSwarmConfig) -> Result<KvSwarmReport, Failure> {
+    let began = Instant::now();
+    let mut t = build(seed, cfg);
+    let stop = Rc::new(Cell::new(false));
+    let finished = Rc::new(Cell::new(0));
+    for me in 0..cfg.clients {
+        t.spawn(Box::new(RandomClient {
+            me,
+            keys: cfg.keys.max(1),
+            n: 0,
+            seen: vec![0; cfg.keys.max(1) as usize],
+            stop: stop.clone(),
+            finished: finished.clone(),
+        }));
+    }
+    while t.c.now < cfg.safety_ns {
+        let pause = t.c.rng.range(50, 1000);
+        t.c.run_for(pause * MS)?;
+        nemesis_step(&mut t, cfg.faults);
+    }
+    stop.set(true);
+    t.c.net.cfg.reliable = true;
+    t.c.net.cfg.long_reordering = false;
+    t.connect_all();
+    for i in 0..t.c.n() {
+        if !t.c.nodes[i].alive() {
+            t.start_server(i);
+        }
+    }
+    let clients = cfg.clients;
+    t.c.run_until_cond(
+        cfg.liveness_ns,
+        "clients did not finish after the faults stopped",
+        |_| finished.get() == clients,
+    )?;
+    replicas_agree(&mut t)?;
+    let ops = t.stats.borrow().ops;
+    let sim_wall = began.elapsed();
+    let check = t.check_history()?;
+    Ok(KvSwarmReport {
+        ops,
+        virtual_ns: t.c.now,
+        sim_wall,
+        checked_ops: check.ops as u64,
+        check_wall: check.wall,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_few_seeds_with_every_fault_pass() {
+        let cfg = KvSwarmConfig {
+            safety_ns: 5_000 * MS,
+            ..KvSwarmConfig::default()
+        };
+        for seed in 1..=4 {
+            if let Err(f) = run(seed, &cfg) {
+                panic!("{f}\nreplay: flotilla sim kv --seed {seed} --faults all --trace");
+            }
+        }
+    }
+}
