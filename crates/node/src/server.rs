@@ -243,6 +243,7 @@ pub async fn run(
         )))
         .serve_with_incoming_shutdown(incoming(listeners.grpc), shutdown);
     let mut task = node.task;
+    tracing::info!(member = %cfg.id, cluster = %format!("{cluster:016x}"), "started");
     tokio::select! {
         served = serve => served?,
         ended = &mut task => {

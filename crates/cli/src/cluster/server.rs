@@ -56,6 +56,17 @@ pub fn parse_peers(items: &[String]) -> anyhow::Result<BTreeMap<NodeId, String>>
     Ok(peers)
 }
 
+/// Logs to stderr with `tracing`; `RUST_LOG` picks the level (default
+/// `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 /// Runs `flotilla server`.
 pub fn main(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let peers = parse_peers(&args.peers)?;
@@ -71,6 +82,7 @@ pub fn main(args: ServerArgs) -> anyhow::Result<ExitCode> {
         data_dir: args.data_dir,
         tick: Duration::from_millis(args.tick_ms),
     };
+    init_logging();
     let rt = runtime()?;
     rt.block_on(async move {
         let grpc = tokio::net::TcpListener::bind(&args.listen)
@@ -84,14 +96,14 @@ pub fn main(args: ServerArgs) -> anyhow::Result<ExitCode> {
             ),
             None => None,
         };
-        eprintln!(
-            "flotilla: member {} serving on {} (data in {})",
-            args.id,
-            args.listen,
-            cfg.data_dir.display()
+        tracing::info!(
+            member = args.id,
+            listen = %args.listen,
+            data_dir = %cfg.data_dir.display(),
+            "serving"
         );
         run(cfg, Listeners { grpc, metrics }, shutdown_signal()).await?;
-        eprintln!("flotilla: member {} stopped", args.id);
+        tracing::info!(member = args.id, "stopped");
         Ok(ExitCode::SUCCESS)
     })
 }

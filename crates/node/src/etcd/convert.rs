@@ -255,3 +255,126 @@ pub fn range_response(r: Response, keys_only: bool, count_only: bool) -> pb::Ran
         count: count as i64,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::from(s.to_string())
+    }
+
+    #[test]
+    fn range_end_selects_get_prefix_or_open_range() {
+        let get = pb::RangeRequest {
+            key: b("k"),
+            ..Default::default()
+        };
+        assert_eq!(range_op(&get).unwrap().0, Op::get("k"));
+        let prefix = pb::RangeRequest {
+            key: b("k"),
+            range_end: b("l"),
+            limit: 5,
+            ..Default::default()
+        };
+        assert_eq!(
+            range_op(&prefix).unwrap().0,
+            Op::range("k", Some(b("l")), 5)
+        );
+        let open = pb::RangeRequest {
+            key: b("k"),
+            range_end: Bytes::from_static(b"\0"),
+            ..Default::default()
+        };
+        assert_eq!(range_op(&open).unwrap().0, Op::range("k", None, 0));
+    }
+
+    #[test]
+    fn what_the_store_cannot_do_is_refused_not_ignored() {
+        let past = pb::RangeRequest {
+            key: b("k"),
+            revision: 3,
+            ..Default::default()
+        };
+        assert_eq!(
+            range_op(&past).unwrap_err().code(),
+            tonic::Code::Unimplemented
+        );
+        let lease = pb::PutRequest {
+            key: b("k"),
+            lease: 7,
+            ..Default::default()
+        };
+        assert_eq!(
+            put_ops(&lease).unwrap_err().code(),
+            tonic::Code::Unimplemented
+        );
+        let range_delete = pb::DeleteRangeRequest {
+            key: b("a"),
+            range_end: b("b"),
+            ..Default::default()
+        };
+        assert!(delete_ops(&range_delete).is_err());
+    }
+
+    #[test]
+    fn put_with_prev_kv_reads_the_old_pair_in_the_same_transaction() {
+        let req = pb::PutRequest {
+            key: b("k"),
+            value: b("new"),
+            prev_kv: true,
+            ..Default::default()
+        };
+        let (ops, shape) = put_ops(&req).unwrap();
+        assert_eq!(ops, vec![Op::get("k"), Op::put("k", "new")]);
+        let old = KeyValue {
+            key: b("k"),
+            value: b("old"),
+            create_rev: 2,
+            mod_rev: 4,
+            version: 3,
+        };
+        let answers = vec![Response::Get(Some(old)), Response::Written];
+        let r = response_op(shape, &mut answers.into_iter()).unwrap();
+        let pb::response_op::Response::ResponsePut(p) = r else {
+            panic!("not a put response: {r:?}")
+        };
+        let prev = p.prev_kv.unwrap();
+        assert_eq!(
+            (prev.value, prev.mod_revision, prev.version),
+            (b("old"), 4, 3)
+        );
+    }
+
+    #[test]
+    fn txn_compares_map_to_the_store_s() {
+        use pb::compare::{CompareResult, CompareTarget, TargetUnion};
+        let req = pb::TxnRequest {
+            compare: vec![pb::Compare {
+                result: CompareResult::Greater as i32,
+                target: CompareTarget::Mod as i32,
+                key: b("k"),
+                target_union: Some(TargetUnion::ModRevision(9)),
+                range_end: Bytes::new(),
+            }],
+            success: vec![pb::RequestOp {
+                request: Some(pb::request_op::Request::RequestDeleteRange(
+                    pb::DeleteRangeRequest {
+                        key: b("k"),
+                        ..Default::default()
+                    },
+                )),
+            }],
+            failure: Vec::new(),
+        };
+        let (op, success, failure) = txn_op(&req).unwrap();
+        let Op::Txn(t) = op else {
+            panic!("not a txn: {op:?}")
+        };
+        assert_eq!(t.compares[0].op, CmpOp::Greater);
+        assert_eq!(t.compares[0].target, Target::ModRev(9));
+        assert_eq!(t.success, vec![Op::get("k"), Op::delete("k")]);
+        assert_eq!(success, vec![Shape::Delete { prev_kv: false }]);
+        assert!(failure.is_empty());
+    }
+}

@@ -280,12 +280,7 @@ impl<SM: StateMachine> Driver<SM> {
             tokio::task::spawn_blocking(move || wal.sync_to(lsn)).await??;
             self.metrics.fsync.observe(started.elapsed());
         }
-        if rd
-            .soft_state
-            .is_some_and(|s| s.leader != self.status.borrow().leader)
-        {
-            self.metrics.leader_changes.fetch_add(1, Ordering::Relaxed);
-        }
+        self.note_soft_state(&rd);
         self.transport
             .send(std::mem::take(&mut rd.persisted_messages));
         if let Some(snap) = rd.snapshot.as_ref().filter(|_| rd.restore_snapshot) {
@@ -305,6 +300,16 @@ impl<SM: StateMachine> Driver<SM> {
         self.maybe_compact();
         self.status.send_replace(status_of(&self.raw));
         Ok(())
+    }
+
+    fn note_soft_state(&self, rd: &Ready) {
+        let Some(soft) = rd.soft_state else { return };
+        let before = self.status.borrow().clone();
+        if soft.leader != before.leader {
+            self.metrics.leader_changes.fetch_add(1, Ordering::Relaxed);
+        }
+        let term = rd.hard_state.map_or(before.term, |h| h.term);
+        tracing::info!(role = ?soft.role, leader = ?soft.leader, term = %term, "raft state changed");
     }
 
     fn apply(&mut self, rd: &Ready) {

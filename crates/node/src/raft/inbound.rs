@@ -73,6 +73,11 @@ impl RaftTransport for InboundService {
             };
             let Some(mut batch) = next else { break };
             if batch.cluster_id != self.cluster_id {
+                tracing::warn!(
+                    from = batch.from,
+                    cluster = batch.cluster_id,
+                    "refused messages from a node of another cluster"
+                );
                 return Err(Status::failed_precondition(format!(
                     "peer belongs to cluster {:016x}, this node to {:016x}",
                     batch.cluster_id, self.cluster_id

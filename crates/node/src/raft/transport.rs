@@ -123,9 +123,14 @@ impl PeerLink {
         let endpoint = endpoint
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true);
-        let Ok(channel) = endpoint.connect().await else {
-            return false;
+        let channel = match endpoint.connect().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(peer = %self.addr, error = %e, "cannot connect to peer");
+                return false;
+            }
         };
+        tracing::debug!(peer = %self.addr, "connected to peer");
         let mut client = RaftTransportClient::new(channel);
         let (btx, brx) = mpsc::channel::<MessageBatch>(16);
         let mut call = tokio::spawn(async move {
