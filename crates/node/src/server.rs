@@ -198,7 +198,9 @@ pub async fn run(
     let opts = NodeOptions {
         raft: Config::new(cfg.id, voters),
         tick: cfg.tick,
-        snapshot_entries: 10_000,
+        // etcd's default snapshot count: a snapshot encodes the whole store
+        // on the Raft task, so it must be rare.
+        snapshot_entries: 100_000,
         request_queue: 8192,
         metrics: Arc::new(Metrics::default()),
     };
