@@ -2,7 +2,9 @@
 //! etcd's v3 API: concurrent clients while the leader is killed with
 //! SIGKILL and restarted, then every member killed and restarted. The
 //! recorded history (real times) must be linearizable, and no
-//! acknowledged write may be missing afterwards. Loops are bounded in
+//! acknowledged write may be missing afterwards. Members snapshot every 20
+//! entries, so recovery from snapshots and snapshot transfer to a member
+//! that missed entries are exercised too. Loops are bounded in
 //! count; waits poll with deadlines; only processes this test started are
 //! killed, by PID.
 
@@ -109,7 +111,9 @@ async fn run_phase(
 #[test]
 fn killing_members_loses_no_acknowledged_write_and_history_is_linearizable() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut cluster = Cluster::start("kill9", 3);
+    // Frequent snapshots, so that restarts recover from a snapshot plus a
+    // log suffix and a restarted member may need one sent by the leader.
+    let mut cluster = Cluster::start_with("kill9", 3, &["--snapshot-entries", "20"]);
     cluster.wait_leader(&rt);
     let client = {
         let _g = rt.enter();

@@ -42,6 +42,10 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// The Raft tick.
     pub tick: Duration,
+    /// Compact the log once this many entries are applied past the last
+    /// snapshot. A snapshot encodes the whole store on the Raft task, so
+    /// it must be rare; etcd's default is 100,000.
+    pub snapshot_entries: u64,
 }
 
 /// The sockets a server serves on, bound by the caller.
@@ -198,9 +202,7 @@ pub async fn run(
     let opts = NodeOptions {
         raft: Config::new(cfg.id, voters),
         tick: cfg.tick,
-        // etcd's default snapshot count: a snapshot encodes the whole store
-        // on the Raft task, so it must be rare.
-        snapshot_entries: 100_000,
+        snapshot_entries: cfg.snapshot_entries,
         request_queue: 8192,
         metrics: Arc::new(Metrics::default()),
     };

@@ -36,6 +36,10 @@ pub struct ServerArgs {
     /// after 100-200).
     #[arg(long, default_value_t = 10)]
     pub tick_ms: u64,
+    /// Compact the log (snapshot the store) every this many applied
+    /// entries (etcd's default: 100,000).
+    #[arg(long, default_value_t = 100_000)]
+    pub snapshot_entries: u64,
 }
 
 /// Parses `1=host:port` items.
@@ -81,6 +85,7 @@ pub fn main(args: ServerArgs) -> anyhow::Result<ExitCode> {
         peers,
         data_dir: args.data_dir,
         tick: Duration::from_millis(args.tick_ms),
+        snapshot_entries: args.snapshot_entries.max(1),
     };
     init_logging();
     let rt = runtime()?;

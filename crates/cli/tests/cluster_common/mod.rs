@@ -19,6 +19,8 @@ pub struct Cluster {
     pub endpoints: Vec<String>,
     pub procs: Vec<Option<Proc>>,
     peers: String,
+    /// Extra flags for every member.
+    pub extra: Vec<String>,
 }
 
 /// `n` loopback ports that were free a moment ago.
@@ -35,6 +37,11 @@ fn free_ports(n: usize) -> Vec<u16> {
 impl Cluster {
     /// Starts `n` members.
     pub fn start(name: &str, n: usize) -> Cluster {
+        Cluster::start_with(name, n, &[])
+    }
+
+    /// Starts `n` members with `extra` flags.
+    pub fn start_with(name: &str, n: usize, extra: &[&str]) -> Cluster {
         let scratch = Scratch::new(name);
         let endpoints: Vec<String> = free_ports(n)
             .into_iter()
@@ -51,6 +58,7 @@ impl Cluster {
             endpoints,
             procs: (0..n).map(|_| None).collect(),
             peers,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         for i in 0..n {
             c.restart(i);
@@ -76,6 +84,7 @@ impl Cluster {
             .args(["--peers", &self.peers])
             .arg("--data-dir")
             .arg(self.scratch.path.join(format!("node{}", i + 1)))
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);

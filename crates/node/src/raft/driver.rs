@@ -284,6 +284,7 @@ impl<SM: StateMachine> Driver<SM> {
         self.transport
             .send(std::mem::take(&mut rd.persisted_messages));
         if let Some(snap) = rd.snapshot.as_ref().filter(|_| rd.restore_snapshot) {
+            tracing::info!(index = %snap.meta.index, term = %snap.meta.term, "restoring a snapshot from the leader");
             lock(&self.sm).restore(&snap.data)?;
             self.fail_proposals_up_to(snap.meta.index);
         }
@@ -379,6 +380,7 @@ impl<SM: StateMachine> Driver<SM> {
         let data = lock(&self.sm).snapshot();
         // Refusals (a restore pending) are retried after a later Ready.
         if self.raw.compact(status.applied, data).is_ok() {
+            tracing::debug!(index = %status.applied, "compacted the log");
             self.metrics.snapshots.fetch_add(1, Ordering::Relaxed);
         }
     }
