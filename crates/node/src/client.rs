@@ -1,11 +1,12 @@
 //! A small Rust client for a Flotilla (or etcd) cluster over etcd's v3
 //! API, used by the `flotilla` CLI and the tests.
 //!
-//! It knows several endpoints and fails over: a call that finds an
-//! endpoint unreachable (or answering `UNAVAILABLE`) is retried on the next
-//! one, each endpoint once per call, starting from the last that answered.
-//! Writes through it keep etcd's semantics (at most once per attempt; a
-//! retried write after an unknown outcome may apply twice, as with etcd).
+//! It knows several endpoints and fails over, each endpoint once per call,
+//! starting from the last that answered. Reads move on whenever an
+//! endpoint is unreachable or unavailable. Writes move on only when the
+//! connection could not be made, so the request never left: a write whose
+//! outcome is unknown (the connection broke after it was sent) is reported
+//! as an error, never re-sent, so it is applied at most once.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -82,7 +83,7 @@ impl Client {
         self.endpoints.get(i).map(|(_, c)| c.clone())
     }
 
-    async fn call<T, F, Fut>(&self, f: F) -> Result<T, ClientError>
+    async fn call<T, F, Fut>(&self, write: bool, f: F) -> Result<T, ClientError>
     where
         F: Fn(Channel) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
@@ -97,8 +98,8 @@ impl Client {
                     self.current.store(i, Ordering::Relaxed);
                     return Ok(r.into_inner());
                 }
-                Err(s) if failover(&s) => {
-                    last = format!("{}: {}", self.endpoints[i].0, s.message())
+                Err(s) if failover(&s) && (!write || never_sent(&s)) => {
+                    last = format!("{}: {}", self.endpoints[i].0, s.message());
                 }
                 Err(s) => return Err(ClientError::Server(s)),
             }
@@ -111,7 +112,7 @@ impl Client {
 
     /// `Put`.
     pub async fn put(&self, req: pb::PutRequest) -> Result<pb::PutResponse, ClientError> {
-        self.call(|c| {
+        self.call(true, |c| {
             let req = req.clone();
             async move { KvClient::new(c).put(req).await }
         })
@@ -120,7 +121,7 @@ impl Client {
 
     /// `Range`.
     pub async fn range(&self, req: pb::RangeRequest) -> Result<pb::RangeResponse, ClientError> {
-        self.call(|c| {
+        self.call(false, |c| {
             let req = req.clone();
             async move { KvClient::new(c).range(req).await }
         })
@@ -132,7 +133,7 @@ impl Client {
         &self,
         req: pb::DeleteRangeRequest,
     ) -> Result<pb::DeleteRangeResponse, ClientError> {
-        self.call(|c| {
+        self.call(true, |c| {
             let req = req.clone();
             async move { KvClient::new(c).delete_range(req).await }
         })
@@ -141,7 +142,7 @@ impl Client {
 
     /// `Txn`.
     pub async fn txn(&self, req: pb::TxnRequest) -> Result<pb::TxnResponse, ClientError> {
-        self.call(|c| {
+        self.call(true, |c| {
             let req = req.clone();
             async move { KvClient::new(c).txn(req).await }
         })
@@ -150,7 +151,7 @@ impl Client {
 
     /// `MemberList`.
     pub async fn member_list(&self) -> Result<pb::MemberListResponse, ClientError> {
-        self.call(|c| async move {
+        self.call(false, |c| async move {
             ClusterClient::new(c)
                 .member_list(pb::MemberListRequest {
                     linearizable: false,
@@ -188,6 +189,12 @@ impl Client {
             .await?;
         Ok(r.kvs.into_iter().next().map(|kv| kv.value))
     }
+}
+
+/// Whether the request never reached the server (the connection could
+/// not be made), so sending it elsewhere cannot apply it twice.
+fn never_sent(s: &Status) -> bool {
+    s.code() == Code::Unavailable && s.message().contains("connect")
 }
 
 /// Whether an error means "try another endpoint".
