@@ -1,6 +1,7 @@
 //! Real `flotilla server` processes on loopback ports, driven through
 //! etcd's v3 API: concurrent clients while the leader is killed with
-//! SIGKILL and restarted, then every member killed and restarted. The
+//! SIGKILL and restarted, while the leader is paused (SIGSTOP) and resumed,
+//! then every member killed and restarted. The
 //! recorded history (real times) must be linearizable, and no
 //! acknowledged write may be missing afterwards. Members snapshot every 20
 //! entries, so recovery from snapshots and snapshot transfer to a member
@@ -128,6 +129,13 @@ fn killing_members_loses_no_acknowledged_write_and_history_is_linearizable() {
     rt.block_on(run_phase(&client, &rec, 2, &acked));
     cluster.restart(leader);
     rt.block_on(run_phase(&client, &rec, 3, &acked));
+    // Pause the leader (SIGSTOP): the others elect a new one while it
+    // sleeps; on SIGCONT it must step down, not serve stale state.
+    let leader = cluster.wait_leader(&rt);
+    cluster.signal(leader, "STOP");
+    rt.block_on(run_phase(&client, &rec, 4, &acked));
+    cluster.signal(leader, "CONT");
+    rt.block_on(run_phase(&client, &rec, 5, &acked));
     for i in 0..3 {
         cluster.kill(i);
     }

@@ -101,7 +101,14 @@ impl Client {
                 Err(s) if failover(&s) && (!write || never_sent(&s)) => {
                     last = format!("{}: {}", self.endpoints[i].0, s.message());
                 }
-                Err(s) => return Err(ClientError::Server(s)),
+                Err(s) => {
+                    if failover(&s) {
+                        // Unknown outcome: not re-sent, but later calls
+                        // start at the next endpoint.
+                        self.current.store((i + 1) % n, Ordering::Relaxed);
+                    }
+                    return Err(ClientError::Server(s));
+                }
             }
         }
         Err(ClientError::Unreachable {
@@ -198,6 +205,11 @@ fn never_sent(s: &Status) -> bool {
 }
 
 /// Whether an error means "try another endpoint".
+/// A server's own answers (etcd's "etcdserver: ..." messages) are not;
+/// transport failures and this client's timeouts (`CANCELLED`) are.
 fn failover(s: &Status) -> bool {
-    matches!(s.code(), Code::Unavailable | Code::Unknown) && !s.message().starts_with("etcdserver")
+    matches!(
+        s.code(),
+        Code::Unavailable | Code::Unknown | Code::Cancelled
+    ) && !s.message().starts_with("etcdserver")
 }

@@ -98,6 +98,16 @@ impl Cluster {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to member `i`, by PID.
+    pub fn signal(&self, i: usize, signal: &str) {
+        let p = self.procs[i].as_ref().expect("member is running");
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &p.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
     /// A client over every endpoint (call inside a runtime).
     pub fn client(&self) -> Client {
         Client::new(&self.endpoints, Duration::from_secs(3)).unwrap()
