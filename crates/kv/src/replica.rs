@@ -227,6 +227,26 @@ mod tests {
     }
 
     #[test]
+    fn idle_sessions_expire_on_the_clock_carried_by_the_log() {
+        let limits = SessionLimits {
+            ttl_ms: 15,
+            max_sessions: 10,
+        };
+        let mut r = Replica::new(limits);
+        // Entry i is stamped 10 * i ms: client 5 is last active at 10 ms.
+        r.apply(&entry(1, 5, 1, Op::put("a", "1"))).unwrap();
+        r.apply(&entry(2, 6, 1, Op::put("b", "1"))).unwrap();
+        assert_eq!(r.sessions().last_seq(5), Some(1), "idle 10 ms < ttl");
+        r.apply(&entry(3, 6, 2, Op::put("b", "2"))).unwrap();
+        assert_eq!(r.sessions().last_seq(5), None, "idle 20 ms > ttl");
+        assert_eq!(r.clock_ms(), 30);
+        // Its retry is refused rather than applied a second time.
+        let retry = r.apply(&entry(4, 5, 2, Op::append("a", "x"))).unwrap();
+        assert_eq!(retry.unwrap().outcome, Outcome::SessionExpired);
+        assert_eq!(r.store().get(b"a").unwrap().value.as_ref(), b"1");
+    }
+
+    #[test]
     fn out_of_order_and_garbage_entries_are_reported() {
         let mut r = Replica::new(SessionLimits::default());
         let err = r.apply(&entry(2, 1, 1, Op::get("k"))).unwrap_err();

@@ -244,8 +244,15 @@ pub fn finish(t: &KvCluster, began: Instant) -> Result<RunStats, Failure> {
     stats(t, sim_wall, t.check_history()?)
 }
 
-/// The figures of a run whose history was checked (`check`).
+/// The course's limit on every test (spec §0.5), in virtual time.
+pub const TEST_LIMIT_NS: u64 = 120_000 * MS;
+
+/// The figures of a run whose history was checked (`check`); fails if the
+/// run took longer than the course's 120 s.
 pub fn stats(t: &KvCluster, sim_wall: Duration, check: CheckStats) -> Result<RunStats, Failure> {
+    if t.c.now > TEST_LIMIT_NS {
+        return Err(t.c.fail("test took longer than 120 seconds"));
+    }
     Ok(RunStats {
         ops: t.stats.borrow().ops,
         virtual_ns: t.c.now,

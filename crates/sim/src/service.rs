@@ -155,6 +155,11 @@ impl Cluster {
             request,
             data.len() as u64,
         );
+        let kind = if request { "request" } else { "reply" };
+        self.trace(|| {
+            let lost = if fates.is_empty() { " (lost)" } else { "" };
+            format!("client {kind} {from}->{to} {}B{lost}", data.len())
+        });
         for at in fates {
             self.schedule(
                 at,
