@@ -188,7 +188,7 @@ impl<SM: StateMachine> Driver<SM> {
         let mut batch = Vec::new();
         loop {
             tokio::select! {
-                _ = ticker.tick() => self.raw.tick(),
+                _ = ticker.tick() => self.tick(),
                 Some(m) = inbound.recv() => self.step(m),
                 Some(r) = requests.recv() => self.request(r, &mut batch),
                 _ = shutdown.wait_for(|stop| *stop) => break,
@@ -214,6 +214,14 @@ impl<SM: StateMachine> Driver<SM> {
         let wal = self.wal.clone();
         tokio::task::spawn_blocking(move || wal.sync()).await??;
         Ok(())
+    }
+
+    fn tick(&mut self) {
+        self.raw.tick();
+        // Forget reads whose caller gave up (its deadline passed): Raft
+        // may never answer a read whose forwarded request was lost.
+        self.reads.retain(|_, tx| !tx.is_closed());
+        self.confirmed.retain(|(_, tx)| !tx.is_closed());
     }
 
     fn step(&mut self, m: Message) {
