@@ -3,6 +3,7 @@
 //!
 //! `status` asks every endpoint and prints a row for each; an unreachable
 //! member gets a row saying so, and the command exits 1 if none answered.
+//! `--output json` prints one JSON object per line instead of the table.
 
 use std::process::ExitCode;
 
@@ -11,11 +12,49 @@ use clap::{Args, Subcommand};
 
 use super::{EndpointArgs, runtime};
 
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Aligned columns.
+    Table,
+    /// One JSON object per line.
+    Json,
+}
+
 /// `flotilla status` arguments.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
     endpoints: EndpointArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
+
+fn role(leader: u64, id: u64) -> &'static str {
+    match leader {
+        0 => "no leader",
+        l if l == id => "leader",
+        _ => "follower",
+    }
+}
+
+fn print_status(output: Output, e: &str, s: &flotilla_proto::etcdserverpb::StatusResponse) {
+    let id = s.header.as_ref().map_or(0, |h| h.member_id);
+    let role = role(s.leader, id);
+    if output == Output::Json {
+        let v = serde_json::json!({
+            "endpoint": e, "id": id, "role": role, "term": s.raft_term,
+            "commit": s.raft_index, "applied": s.raft_applied_index,
+            "leader": s.leader, "log_bytes": s.db_size, "version": s.version,
+        });
+        println!("{v}");
+        return;
+    }
+    println!(
+        "{e:<22} {id:>6} {role:<9} {:>6} {:>9} {:>9} {:>7} {:>10}",
+        s.raft_term, s.raft_index, s.raft_applied_index, s.leader, s.db_size
+    );
 }
 
 /// Runs `flotilla status`.
@@ -24,27 +63,22 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let client = args.endpoints.client(&rt)?;
     let endpoints = client.endpoints();
     rt.block_on(async move {
-        println!(
-            "{:<22} {:>6} {:<9} {:>6} {:>9} {:>9} {:>7} {:>10}",
-            "ENDPOINT", "ID", "ROLE", "TERM", "COMMIT", "APPLIED", "LEADER", "LOG BYTES"
-        );
+        if args.output == Output::Table {
+            println!(
+                "{:<22} {:>6} {:<9} {:>6} {:>9} {:>9} {:>7} {:>10}",
+                "ENDPOINT", "ID", "ROLE", "TERM", "COMMIT", "APPLIED", "LEADER", "LOG BYTES"
+            );
+        }
         let mut answered = 0;
         for (i, e) in endpoints.iter().enumerate() {
             match client.status_of(i).await {
                 Ok(s) => {
                     answered += 1;
-                    let id = s.header.as_ref().map_or(0, |h| h.member_id);
-                    let role = if s.leader == id {
-                        "leader"
-                    } else if s.leader == 0 {
-                        "candidate"
-                    } else {
-                        "follower"
-                    };
-                    println!(
-                        "{e:<22} {id:>6} {role:<9} {:>6} {:>9} {:>9} {:>7} {:>10}",
-                        s.raft_term, s.raft_index, s.raft_applied_index, s.leader, s.db_size
-                    );
+                    print_status(args.output, e, &s);
+                }
+                Err(err) if args.output == Output::Json => {
+                    let v = serde_json::json!({"endpoint": e, "error": err.to_string()});
+                    println!("{v}");
                 }
                 Err(err) => println!("{e:<22} unreachable: {err}"),
             }
