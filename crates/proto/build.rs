@@ -19,6 +19,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = protox::compile(&protos, [root])?;
     tonic_prost_build::configure()
         .include_file("_includes.rs")
+        // Zero-copy `Bytes` for keys, values and Raft messages.
+        .bytes(".flotilla.raft")
+        .bytes(".etcdserverpb")
+        .bytes(".mvccpb")
         .compile_fds(descriptors)?;
     Ok(())
 }

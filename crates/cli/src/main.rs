@@ -9,6 +9,7 @@
 
 mod bench;
 mod check;
+mod cluster;
 mod mr;
 mod sim;
 mod sim_kv;
@@ -34,8 +35,18 @@ enum Command {
     /// Checks recorded histories (linearizability).
     #[command(subcommand)]
     Check(check::CheckCommand),
+    /// Reads and writes keys of a running cluster (etcd's v3 API).
+    Kv(cluster::kv::KvArgs),
+    /// Lists the members of a running cluster.
+    Member(cluster::status::MemberArgs),
     /// Run MapReduce jobs: embedded (`run`), or a coordinator and workers.
     Mr(Box<mr::MrArgs>),
+    /// Runs one member of a cluster in the foreground.
+    Server(cluster::server::ServerArgs),
+    /// Shows each member's role, term, commit and applied index.
+    Status(cluster::status::StatusArgs),
+    /// Starts a local cluster on loopback (3 members by default).
+    Up(cluster::up::UpArgs),
     /// Run the deterministic simulator.
     #[command(subcommand)]
     Sim(sim::SimCommand),
@@ -57,7 +68,12 @@ fn main() -> ExitCode {
     };
     let result: anyhow::Result<ExitCode> = match command {
         Command::Bench(args) => bench::main(args),
+        Command::Kv(args) => cluster::kv::main(args),
+        Command::Member(args) => cluster::status::member_main(args),
         Command::Mr(args) => mr::main(*args),
+        Command::Server(args) => cluster::server::main(args),
+        Command::Status(args) => cluster::status::main(args),
+        Command::Up(args) => cluster::up::main(args),
         Command::Check(command) => check::run(command),
         Command::Sim(cmd) => sim::run(cmd),
     };

@@ -2,4 +2,9 @@
 //! files and processes around the I/O-free state machines of the core
 //! crates. Each subsystem is one module.
 
+pub mod client;
+pub mod etcd;
+pub mod metrics;
 pub mod mr;
+pub mod raft;
+pub mod server;

@@ -1,6 +1,7 @@
 //! `flotilla bench`: benchmarks that print figures.
 
 mod corpus;
+mod kv;
 mod mr;
 mod raft;
 
@@ -17,6 +18,9 @@ pub struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
+    /// Closed-loop load over etcd's v3 API (Flotilla or etcd): throughput
+    /// and latency percentiles.
+    Kv(kv::KvBenchArgs),
     /// Word count over a generated corpus: sequential, 1 worker, 2 workers.
     Mr(mr::MrBenchArgs),
     /// Committed entries per second of the Raft core in the simulator
@@ -27,6 +31,7 @@ enum BenchCommand {
 /// Runs `flotilla bench`.
 pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.command {
+        BenchCommand::Kv(a) => kv::main(a),
         BenchCommand::Mr(a) => mr::main(a),
         BenchCommand::Raft(a) => raft::main(a),
     }

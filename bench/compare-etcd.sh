@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: a fresh 3-member etcd and a fresh 3-member
+# Flotilla on loopback (fsync on for both), each driven by the same
+# `flotilla bench kv` over etcd's v3 API against its leader:
+#   1 client writes; 64 clients writes; 64 clients linearizable reads;
+#   64 clients serializable reads.
+# Prints each run's line, the ratios and the members' RSS; the last line is
+# machine-readable: writes64_ratio=R1 reads64_ratio=R2 (Flotilla over etcd).
+# Installs Debian's etcd-server if etcd is missing. Stops only the
+# processes it started, by PID. Usage: bench/compare-etcd.sh [SECONDS]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+SECS="${1:-10}"
+if ! command -v etcd >/dev/null; then
+    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq etcd-server
+fi
+cargo build --release -q -p flotilla-cli
+F="$PWD/target/release/flotilla"
+WORK="$(mktemp -d /tmp/flotilla-compare.XXXXXX)"
+PIDS=()
+stop() {
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do
+        for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null || true
+    done
+    PIDS=()
+}
+trap 'stop; rm -rf "$WORK"' EXIT
+
+# leader ENDPOINTS...: prints the endpoint of the leader (waits up to 30 s).
+leader() {
+    for _ in $(seq 1 300); do
+        for e in "$@"; do
+            if ETCDCTL_API=3 etcdctl --endpoints "$e" --command-timeout 1s endpoint status 2>/dev/null | grep -q ', true, '; then
+                echo "$e"; return 0
+            fi
+        done
+        sleep 0.1
+    done
+    echo "no leader among $*" >&2; return 1
+}
+
+# workload NAME EP ARGS...: one bench run; appends "NAME throughput p50" to $WORK/NAME.
+workload() {
+    local sys="$1" name="$2" ep="$3"; shift 3
+    local line
+    line=$("$F" bench kv --endpoints "$ep" --duration "${SECS}s" --warmup 2s "$@" | tail -1)
+    echo "$sys $name: $line"
+    echo "$line" | sed -E 's/.*throughput=([0-9]+).*p50=([0-9.]+)ms.*/\1 \2/' > "$WORK/$sys-$name"
+}
+
+rss() { for p in "${PIDS[@]}"; do ps -o rss= -p "$p"; done | awk '{printf "%d MiB ", $1/1024}'; }
+
+run_suite() {
+    local sys="$1" ep="$2"
+    workload "$sys" writes1 "$ep" --clients 1 --conns 1
+    workload "$sys" writes64 "$ep" --clients 64 --conns 8
+    workload "$sys" reads64 "$ep" --clients 64 --conns 8 --read-ratio 1
+    workload "$sys" sreads64 "$ep" --clients 64 --conns 8 --read-ratio 1 --serializable
+    echo "$sys RSS per member: $(rss)"
+}
+
+start_etcd() {
+    local cl="e1=http://127.0.0.1:32380,e2=http://127.0.0.1:32480,e3=http://127.0.0.1:32580"
+    for i in 1 2 3; do
+        local cp=$((32279 + i * 100)) pp=$((32280 + i * 100))
+        etcd --name "e$i" --data-dir "$WORK/etcd$i" \
+            --listen-client-urls "http://127.0.0.1:$cp" --advertise-client-urls "http://127.0.0.1:$cp" \
+            --listen-peer-urls "http://127.0.0.1:$pp" --initial-advertise-peer-urls "http://127.0.0.1:$pp" \
+            --initial-cluster "$cl" --initial-cluster-state new >"$WORK/etcd$i.log" 2>&1 &
+        PIDS+=($!)
+    done
+}
+
+start_flotilla() {
+    local peers="1=127.0.0.1:32379,2=127.0.0.1:32479,3=127.0.0.1:32579"
+    for i in 1 2 3; do
+        "$F" server --id "$i" --listen "127.0.0.1:$((32279 + i * 100))" --peers "$peers" \
+            --data-dir "$WORK/flotilla$i" >"$WORK/flotilla$i.log" 2>&1 &
+        PIDS+=($!)
+    done
+}
+
+EPS=(127.0.0.1:32379 127.0.0.1:32479 127.0.0.1:32579)
+start_etcd
+run_suite etcd "$(leader "${EPS[@]}")"
+stop
+start_flotilla
+run_suite flotilla "$(leader "${EPS[@]}")"
+stop
+
+ratio() { awk -v a="$(cut -d' ' -f1 "$WORK/flotilla-$1")" -v b="$(cut -d' ' -f1 "$WORK/etcd-$1")" 'BEGIN { printf "%.2f", a / b }'; }
+printf '%-10s %12s %12s %8s\n' workload etcd/s flotilla/s ratio
+for w in writes1 writes64 reads64 sreads64; do
+    printf '%-10s %12s %12s %8s\n' "$w" "$(cut -d' ' -f1 "$WORK/etcd-$w")" "$(cut -d' ' -f1 "$WORK/flotilla-$w")" "$(ratio "$w")"
+done
+echo "p50 1 client: etcd $(cut -d' ' -f2 "$WORK/etcd-writes1") ms, flotilla $(cut -d' ' -f2 "$WORK/flotilla-writes1") ms"
+echo "writes64_ratio=$(ratio writes64) reads64_ratio=$(ratio reads64)"

@@ -1,0 +1,235 @@
+//! `flotilla bench kv`: a closed-loop load generator over etcd's v3 API,
+//! so the same command measures Flotilla and etcd alike.
+//!
+//! `--clients` tasks share `--conns` HTTP/2 connections (spread over the
+//! endpoints); each task keeps one request in flight: a put of a
+//! `--value-size` value, or (with probability `--read-ratio`) a
+//! linearizable (or `--serializable`) get, of a random 8-byte key. The
+//! first `--warmup` is not measured. It prints throughput, latency
+//! percentiles (exact, from every sample) and the CPU this process used.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::Args;
+use flotilla_proto::etcdserverpb as pb;
+use flotilla_proto::etcdserverpb::kv_client::KvClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::cluster::{EndpointArgs, runtime};
+use crate::units::parse_duration;
+
+/// `flotilla bench kv` arguments.
+#[derive(Debug, Args)]
+pub struct KvBenchArgs {
+    #[command(flatten)]
+    endpoints: EndpointArgs,
+    /// Concurrent clients, each with one request in flight.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// gRPC connections the clients share.
+    #[arg(long, default_value_t = 8)]
+    conns: usize,
+    /// How long to measure (after the warm-up).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// How long to run before measuring.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Bytes per value written.
+    #[arg(long, default_value_t = 256)]
+    value_size: usize,
+    /// Fraction of requests that are gets (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    read_ratio: f64,
+    /// Gets are serializable (served by the contacted member) rather than
+    /// linearizable.
+    #[arg(long)]
+    serializable: bool,
+    /// Distinct keys to draw from.
+    #[arg(long, default_value_t = 100_000)]
+    keys: u64,
+}
+
+struct ClientResult {
+    latencies_us: Vec<u32>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+/// Runs `flotilla bench kv`.
+pub fn main(args: KvBenchArgs) -> anyhow::Result<ExitCode> {
+    if args.clients == 0 || args.conns == 0 || args.keys == 0 {
+        bail!("--clients, --conns and --keys must be at least 1");
+    }
+    if !(0.0..=1.0).contains(&args.read_ratio) {
+        bail!("--read-ratio must be between 0 and 1");
+    }
+    let endpoints = args.endpoints.resolve();
+    let rt = runtime()?;
+    let cpu_before = cpu_secs();
+    let results = rt.block_on(run(&args, &endpoints))?;
+    let cpu = cpu_secs() - cpu_before;
+    report(&args, &endpoints, results, cpu);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(args: &KvBenchArgs, endpoints: &[String]) -> anyhow::Result<Vec<ClientResult>> {
+    let mut channels = Vec::new();
+    for i in 0..args.conns {
+        let e = &endpoints[i % endpoints.len()];
+        let channel = Endpoint::from_shared(format!("http://{e}"))
+            .with_context(|| format!("bad endpoint {e}"))?
+            .tcp_nodelay(true)
+            .timeout(Duration::from_secs(10))
+            .connect()
+            .await
+            .with_context(|| format!("cannot reach {e}"))?;
+        channels.push(channel);
+    }
+    let start = Instant::now();
+    let measure_from = start + args.warmup;
+    let end = measure_from + args.duration;
+    let tasks: Vec<_> = (0..args.clients)
+        .map(|c| {
+            let channel = channels[c % channels.len()].clone();
+            let load = Load {
+                value: Bytes::from(vec![b'v'; args.value_size]),
+                read_ratio: args.read_ratio,
+                serializable: args.serializable,
+                keys: args.keys,
+            };
+            tokio::spawn(client(channel, load, c as u64, measure_from, end))
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.context("a client task failed")?);
+    }
+    Ok(results)
+}
+
+#[derive(Clone)]
+struct Load {
+    value: Bytes,
+    read_ratio: f64,
+    serializable: bool,
+    keys: u64,
+}
+
+async fn client(
+    channel: Channel,
+    load: Load,
+    seed: u64,
+    measure_from: Instant,
+    end: Instant,
+) -> ClientResult {
+    let mut kv = KvClient::new(channel);
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = ClientResult {
+        latencies_us: Vec::new(),
+        errors: 0,
+        first_error: None,
+    };
+    loop {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let key = Bytes::copy_from_slice(&(x % load.keys).to_be_bytes());
+        let read = ((x >> 11) as f64 / (1u64 << 53) as f64) < load.read_ratio;
+        let t0 = Instant::now();
+        if t0 >= end {
+            return out;
+        }
+        let result = if read {
+            let req = pb::RangeRequest {
+                key,
+                serializable: load.serializable,
+                ..Default::default()
+            };
+            kv.range(req).await.map(|_| ())
+        } else {
+            let req = pb::PutRequest {
+                key,
+                value: load.value.clone(),
+                ..Default::default()
+            };
+            kv.put(req).await.map(|_| ())
+        };
+        if t0 < measure_from {
+            continue;
+        }
+        match result {
+            Ok(()) => {
+                let us = t0.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                out.latencies_us.push(us);
+            }
+            Err(e) => {
+                out.errors += 1;
+                out.first_error
+                    .get_or_insert_with(|| e.message().to_string());
+            }
+        }
+    }
+}
+
+fn report(args: &KvBenchArgs, endpoints: &[String], results: Vec<ClientResult>, cpu: f64) {
+    let mut all: Vec<u32> = Vec::new();
+    let mut errors = 0;
+    let mut first_error = None;
+    for r in results {
+        all.extend(r.latencies_us);
+        errors += r.errors;
+        first_error = first_error.or(r.first_error);
+    }
+    all.sort_unstable();
+    let secs = args.duration.as_secs_f64();
+    let pct = |p: f64| {
+        let i = ((all.len() as f64 * p).ceil() as usize).clamp(1, all.len().max(1)) - 1;
+        all.get(i).map_or(0.0, |&us| f64::from(us) / 1000.0)
+    };
+    println!(
+        "endpoints={} clients={} conns={} value_size={} read_ratio={} serializable={}",
+        endpoints.join(","),
+        args.clients,
+        args.conns,
+        args.value_size,
+        args.read_ratio,
+        args.serializable
+    );
+    println!(
+        "requests={} errors={} throughput={:.0}/s p50={:.2}ms p99={:.2}ms p999={:.2}ms max={:.2}ms client_cpu={:.0}%",
+        all.len(),
+        errors,
+        all.len() as f64 / secs,
+        pct(0.50),
+        pct(0.99),
+        pct(0.999),
+        pct(1.0),
+        cpu / (secs + args.warmup.as_secs_f64()) * 100.0
+    );
+    if let Some(e) = first_error {
+        println!("first error: {e}");
+    }
+}
+
+/// CPU seconds (user + system) this process used so far, from
+/// /proc/self/stat (0 where that is unavailable).
+fn cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which is in parentheses).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    (ticks(11) + ticks(12)) / 100.0
+}

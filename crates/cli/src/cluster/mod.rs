@@ -1,0 +1,86 @@
+//! The cluster commands: `flotilla server`, `flotilla up`, and the clients
+//! `flotilla kv`, `flotilla status`, `flotilla member`.
+//!
+//! Client commands default to the cluster that `flotilla up` started in
+//! this directory: `up` writes its endpoints to `flotilla-data/endpoints`;
+//! without that file the default is `up`'s default ports.
+
+pub mod kv;
+pub mod server;
+pub mod status;
+pub mod up;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use flotilla_node::client::Client;
+
+/// `up`'s default data directory.
+pub const DEFAULT_DATA_DIR: &str = "flotilla-data";
+/// `up`'s first port.
+pub const DEFAULT_BASE_PORT: u16 = 12379;
+
+/// Where client commands connect.
+#[derive(Debug, Args)]
+pub struct EndpointArgs {
+    /// Comma-separated `host:port` list (default: the cluster `flotilla up`
+    /// started here, from ./flotilla-data/endpoints, else
+    /// 127.0.0.1:12379,127.0.0.1:12380,127.0.0.1:12381).
+    #[arg(long, global = true, env = "FLOTILLA_ENDPOINTS", value_delimiter = ',')]
+    pub endpoints: Vec<String>,
+    /// Per-request timeout, in seconds.
+    #[arg(long, global = true, default_value_t = 5)]
+    pub timeout_secs: u64,
+}
+
+impl EndpointArgs {
+    /// The endpoints to use.
+    pub fn resolve(&self) -> Vec<String> {
+        if !self.endpoints.is_empty() {
+            return self.endpoints.clone();
+        }
+        let file = Path::new(DEFAULT_DATA_DIR).join("endpoints");
+        if let Ok(s) = std::fs::read_to_string(file) {
+            let list: Vec<String> = s.split_whitespace().map(str::to_string).collect();
+            if !list.is_empty() {
+                return list;
+            }
+        }
+        (0..3)
+            .map(|i| format!("127.0.0.1:{}", DEFAULT_BASE_PORT + i))
+            .collect()
+    }
+
+    /// A client for the endpoints (its connections belong to `rt`).
+    pub fn client(&self, rt: &tokio::runtime::Runtime) -> anyhow::Result<Client> {
+        let _guard = rt.enter();
+        Client::new(&self.resolve(), Duration::from_secs(self.timeout_secs))
+            .context("creating the client")
+    }
+}
+
+/// A multi-threaded tokio runtime for one command.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

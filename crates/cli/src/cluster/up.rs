@@ -1,0 +1,217 @@
+//! `flotilla up`: a whole cluster on loopback in one command. It starts
+//! `--nodes` copies of this binary as `flotilla server` child processes on
+//! consecutive ports, with their data under `./flotilla-data/nodeN` and
+//! their logs in `./flotilla-data/nodeN.log`, waits for a leader, prints
+//! the endpoints and stays in the foreground. On Ctrl-C or SIGTERM it
+//! stops its children (SIGTERM by PID, then SIGKILL after a grace period)
+//! and exits 0; if a child dies on its own, it stops the others and exits
+//! with 1. Running it again in the same directory restarts the same
+//! cluster with its data.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use flotilla_node::client::Client;
+
+use super::{DEFAULT_BASE_PORT, DEFAULT_DATA_DIR, runtime, shutdown_signal};
+
+/// `flotilla up` arguments.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// How many members (1 to 9).
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u16,
+    /// Where the members keep their data and logs.
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// The first member's port on 127.0.0.1; the others follow.
+    #[arg(long, default_value_t = DEFAULT_BASE_PORT)]
+    pub base_port: u16,
+    /// Seconds to wait for a leader before giving up.
+    #[arg(long, default_value_t = 30)]
+    pub wait_secs: u64,
+}
+
+struct Member {
+    id: u16,
+    child: Child,
+    log: PathBuf,
+}
+
+/// Runs `flotilla up`.
+pub fn main(args: UpArgs) -> anyhow::Result<ExitCode> {
+    if !(1..=9).contains(&args.nodes) {
+        bail!("--nodes must be between 1 and 9");
+    }
+    let last = args
+        .base_port
+        .checked_add(args.nodes - 1)
+        .context("--base-port too high")?;
+    let endpoints: Vec<String> = (args.base_port..=last)
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    let metric_ports: Vec<String> = endpoints.iter().map(|e| metrics_addr(e)).collect();
+    for e in endpoints.iter().chain(&metric_ports) {
+        std::net::TcpListener::bind(e)
+            .with_context(|| format!("port {e} is not free (is a cluster already running?)"))?;
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let mut members = spawn_all(&args, &endpoints)?;
+    std::fs::write(args.data_dir.join("endpoints"), endpoints.join("\n") + "\n")
+        .context("writing the endpoints file")?;
+    let rt = runtime()?;
+    let outcome = rt.block_on(supervise(&args, &endpoints, &mut members));
+    stop_all(&mut members);
+    outcome
+}
+
+fn spawn_all(args: &UpArgs, endpoints: &[String]) -> anyhow::Result<Vec<Member>> {
+    let exe = std::env::current_exe().context("finding the flotilla binary")?;
+    let peers: Vec<String> = endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, e)| format!("{}={e}", i + 1))
+        .collect();
+    let mut members = Vec::new();
+    for (i, e) in endpoints.iter().enumerate() {
+        let id = i as u16 + 1;
+        let log = args.data_dir.join(format!("node{id}.log"));
+        let out = open_log(&log)?;
+        let err = out.try_clone().context("opening the log")?;
+        let spawned = Command::new(&exe)
+            .arg("server")
+            .args(["--id", &id.to_string(), "--listen", e])
+            .args(["--peers", &peers.join(",")])
+            .args(["--metrics-listen", &metrics_addr(e)])
+            .arg("--data-dir")
+            .arg(args.data_dir.join(format!("node{id}")))
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn();
+        match spawned {
+            Ok(child) => members.push(Member { id, child, log }),
+            Err(e) => {
+                stop_all(&mut members);
+                return Err(e).context("starting a member process");
+            }
+        }
+    }
+    Ok(members)
+}
+
+/// A member's metrics address: its port plus 1000.
+fn metrics_addr(endpoint: &str) -> String {
+    let port: u16 = endpoint
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(0);
+    format!("127.0.0.1:{}", port.wrapping_add(1000))
+}
+
+fn open_log(path: &Path) -> anyhow::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
+async fn supervise(
+    args: &UpArgs,
+    endpoints: &[String],
+    members: &mut [Member],
+) -> anyhow::Result<ExitCode> {
+    let client = Client::new(endpoints, Duration::from_secs(1))?;
+    let deadline = Instant::now() + Duration::from_secs(args.wait_secs);
+    let leader = loop {
+        check_alive(members)?;
+        if let Some(l) = find_leader(&client, endpoints.len()).await {
+            break l;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "no leader elected within {}s; see the logs in {}",
+                args.wait_secs,
+                args.data_dir.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!(
+        "flotilla: {} members up, leader is member {leader}",
+        members.len()
+    );
+    println!("endpoints: {}", endpoints.join(","));
+    let metrics: Vec<String> = endpoints
+        .iter()
+        .map(|e| format!("http://{}/metrics", metrics_addr(e)))
+        .collect();
+    println!("metrics: {}", metrics.join(" "));
+    println!("data and logs: {}", args.data_dir.display());
+    println!("try: flotilla kv put hello world; flotilla kv get hello; flotilla status");
+    println!("press Ctrl-C to stop");
+    let mut ticker = tokio::time::interval(Duration::from_millis(200));
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            _ = &mut signal => break,
+            _ = ticker.tick() => check_alive(members)?,
+        }
+    }
+    eprintln!("flotilla: stopping {} members", members.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn find_leader(client: &Client, n: usize) -> Option<u64> {
+    for i in 0..n {
+        if let Ok(s) = client.status_of(i).await
+            && s.leader != 0
+        {
+            return Some(s.leader);
+        }
+    }
+    None
+}
+
+fn check_alive(members: &mut [Member]) -> anyhow::Result<()> {
+    for m in members.iter_mut() {
+        if let Ok(Some(status)) = m.child.try_wait() {
+            bail!(
+                "member {} exited ({status}); its log is {}",
+                m.id,
+                m.log.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Stops the members: SIGTERM by PID, a grace period, then SIGKILL.
+fn stop_all(members: &mut [Member]) {
+    for m in members.iter() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &m.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for m in members.iter_mut() {
+        while Instant::now() < deadline {
+            if !matches!(m.child.try_wait(), Ok(None)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if matches!(m.child.try_wait(), Ok(None)) {
+            let _ = m.child.kill();
+        }
+        let _ = m.child.wait();
+    }
+}

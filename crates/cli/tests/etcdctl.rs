@@ -1,0 +1,96 @@
+//! A real client no one here wrote: Debian's `etcdctl` (package
+//! `etcd-client`, which `.ci/run` installs) against a 3-member Flotilla
+//! cluster: put, get (with a prefix, and as JSON through a follower), del,
+//! txn, endpoint status and member list, checking the output. Skipped,
+//! with a message, where etcdctl is not installed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cluster_common;
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use cluster_common::Cluster;
+
+fn etcdctl(endpoints: &str, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", endpoints, "--command-timeout", "10s"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    (out.status.success(), text(out.stdout), text(out.stderr))
+}
+
+fn ok(endpoints: &str, args: &[&str]) -> String {
+    let (success, out, err) = etcdctl(endpoints, args, "");
+    assert!(success, "etcdctl {args:?} failed: {out}{err}");
+    out
+}
+
+#[test]
+fn etcdctl_works_against_flotilla() {
+    if Command::new("etcdctl").arg("version").output().is_err() {
+        eprintln!("SKIPPED: etcdctl is not installed (Debian package etcd-client)");
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cluster = Cluster::start("etcdctl", 3);
+    let leader = cluster.wait_leader(&rt);
+    let all = cluster.endpoints.join(",");
+    let follower = &cluster.endpoints[(leader + 1) % 3];
+
+    assert_eq!(ok(&all, &["put", "app/a", "1"]), "OK\n");
+    assert_eq!(
+        ok(follower, &["put", "app/b", "2"]),
+        "OK\n",
+        "a follower forwards"
+    );
+    assert_eq!(ok(&all, &["put", "other", "3"]), "OK\n");
+    assert_eq!(
+        ok(&all, &["get", "app/", "--prefix"]),
+        "app/a\n1\napp/b\n2\n"
+    );
+    let json = ok(follower, &["get", "app/a", "-w", "json"]);
+    assert!(json.contains("\"count\":1"), "{json}");
+    assert!(json.contains("\"raft_term\""), "{json}");
+    // A serializable read on the leader, which applied the put before
+    // acknowledging it (a follower's may lag).
+    let at_leader = &cluster.endpoints[leader];
+    assert_eq!(
+        ok(at_leader, &["get", "--consistency=s", "other"]),
+        "other\n3\n"
+    );
+    assert_eq!(ok(&all, &["del", "other"]), "1\n");
+    assert_eq!(ok(&all, &["get", "other"]), "");
+
+    let txn = "value(\"app/a\") = \"1\"\n\nput app/a 10\n\nput app/a 0\n\n";
+    let (success, out, err) = etcdctl(&all, &["txn"], txn);
+    assert!(success, "txn failed: {out}{err}");
+    assert_eq!(out, "SUCCESS\n\nOK\n");
+    assert_eq!(ok(&all, &["get", "app/a", "--print-value-only"]), "10\n");
+
+    let status = ok(&all, &["endpoint", "status"]);
+    assert_eq!(status.lines().count(), 3, "{status}");
+    assert_eq!(
+        status.matches(", true, ").count(),
+        1,
+        "one leader: {status}"
+    );
+    let members = ok(&all, &["member", "list"]);
+    assert_eq!(members.lines().count(), 3, "{members}");
+    assert!(members.contains(&format!("http://{follower}")), "{members}");
+}

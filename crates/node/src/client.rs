@@ -1,0 +1,215 @@
+//! A small Rust client for a Flotilla (or etcd) cluster over etcd's v3
+//! API, used by the `flotilla` CLI and the tests.
+//!
+//! It knows several endpoints and fails over, each endpoint once per call,
+//! starting from the last that answered. Reads move on whenever an
+//! endpoint is unreachable or unavailable. Writes move on only when the
+//! connection could not be made, so the request never left: a write whose
+//! outcome is unknown (the connection broke after it was sent) is reported
+//! as an error, never re-sent, so it is applied at most once.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use flotilla_proto::etcdserverpb as pb;
+use flotilla_proto::etcdserverpb::cluster_client::ClusterClient;
+use flotilla_proto::etcdserverpb::kv_client::KvClient;
+use flotilla_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// An endpoint is not a valid address.
+    #[error("invalid endpoint {0:?}: expected host:port")]
+    BadEndpoint(String),
+    /// No endpoint could be reached.
+    #[error("no endpoint reachable ({endpoints}): {last}")]
+    Unreachable {
+        /// The endpoints tried.
+        endpoints: String,
+        /// The last error.
+        last: String,
+    },
+    /// The server answered with an error.
+    #[error("{}: {}", .0.code(), .0.message())]
+    Server(Status),
+}
+
+/// A client over a list of endpoints.
+#[derive(Debug)]
+pub struct Client {
+    endpoints: Vec<(String, Channel)>,
+    current: AtomicUsize,
+}
+
+impl Client {
+    /// A client for `endpoints` (`host:port`, optionally with `http://`).
+    /// Connections are made on first use.
+    pub fn new(endpoints: &[String], timeout: Duration) -> Result<Client, ClientError> {
+        let mut out = Vec::new();
+        for e in endpoints {
+            let url = if e.starts_with("http://") {
+                e.clone()
+            } else {
+                format!("http://{e}")
+            };
+            let ep = Endpoint::from_shared(url).map_err(|_| ClientError::BadEndpoint(e.clone()))?;
+            let channel = ep
+                .connect_timeout(Duration::from_secs(1))
+                .timeout(timeout)
+                .tcp_nodelay(true)
+                .connect_lazy();
+            out.push((e.clone(), channel));
+        }
+        if out.is_empty() {
+            return Err(ClientError::BadEndpoint(String::new()));
+        }
+        Ok(Client {
+            endpoints: out,
+            current: AtomicUsize::new(0),
+        })
+    }
+
+    /// The endpoints, in order.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.endpoints.iter().map(|(e, _)| e.clone()).collect()
+    }
+
+    /// The channel to endpoint `i`.
+    pub fn channel(&self, i: usize) -> Option<Channel> {
+        self.endpoints.get(i).map(|(_, c)| c.clone())
+    }
+
+    async fn call<T, F, Fut>(&self, write: bool, f: F) -> Result<T, ClientError>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let n = self.endpoints.len();
+        let start = self.current.load(Ordering::Relaxed);
+        let mut last = String::new();
+        for k in 0..n {
+            let i = (start + k) % n;
+            match f(self.endpoints[i].1.clone()).await {
+                Ok(r) => {
+                    self.current.store(i, Ordering::Relaxed);
+                    return Ok(r.into_inner());
+                }
+                Err(s) if failover(&s) && (!write || never_sent(&s)) => {
+                    last = format!("{}: {}", self.endpoints[i].0, s.message());
+                }
+                Err(s) => {
+                    if failover(&s) {
+                        // Unknown outcome: not re-sent, but later calls
+                        // start at the next endpoint.
+                        self.current.store((i + 1) % n, Ordering::Relaxed);
+                    }
+                    return Err(ClientError::Server(s));
+                }
+            }
+        }
+        Err(ClientError::Unreachable {
+            endpoints: self.endpoints().join(","),
+            last,
+        })
+    }
+
+    /// `Put`.
+    pub async fn put(&self, req: pb::PutRequest) -> Result<pb::PutResponse, ClientError> {
+        self.call(true, |c| {
+            let req = req.clone();
+            async move { KvClient::new(c).put(req).await }
+        })
+        .await
+    }
+
+    /// `Range`.
+    pub async fn range(&self, req: pb::RangeRequest) -> Result<pb::RangeResponse, ClientError> {
+        self.call(false, |c| {
+            let req = req.clone();
+            async move { KvClient::new(c).range(req).await }
+        })
+        .await
+    }
+
+    /// `DeleteRange`.
+    pub async fn delete(
+        &self,
+        req: pb::DeleteRangeRequest,
+    ) -> Result<pb::DeleteRangeResponse, ClientError> {
+        self.call(true, |c| {
+            let req = req.clone();
+            async move { KvClient::new(c).delete_range(req).await }
+        })
+        .await
+    }
+
+    /// `Txn`.
+    pub async fn txn(&self, req: pb::TxnRequest) -> Result<pb::TxnResponse, ClientError> {
+        self.call(true, |c| {
+            let req = req.clone();
+            async move { KvClient::new(c).txn(req).await }
+        })
+        .await
+    }
+
+    /// `MemberList`.
+    pub async fn member_list(&self) -> Result<pb::MemberListResponse, ClientError> {
+        self.call(false, |c| async move {
+            ClusterClient::new(c)
+                .member_list(pb::MemberListRequest {
+                    linearizable: false,
+                })
+                .await
+        })
+        .await
+    }
+
+    /// `Status` of endpoint `i` alone (no failover).
+    pub async fn status_of(&self, i: usize) -> Result<pb::StatusResponse, ClientError> {
+        let Some((name, channel)) = self.endpoints.get(i) else {
+            return Err(ClientError::BadEndpoint(format!("#{i}")));
+        };
+        match MaintenanceClient::new(channel.clone())
+            .status(pb::StatusRequest {})
+            .await
+        {
+            Ok(r) => Ok(r.into_inner()),
+            Err(s) if failover(&s) => Err(ClientError::Unreachable {
+                endpoints: name.clone(),
+                last: s.message().to_string(),
+            }),
+            Err(s) => Err(ClientError::Server(s)),
+        }
+    }
+
+    /// A simple get of `key`: its value, if present.
+    pub async fn get(&self, key: impl Into<Bytes>) -> Result<Option<Bytes>, ClientError> {
+        let r = self
+            .range(pb::RangeRequest {
+                key: key.into(),
+                ..Default::default()
+            })
+            .await?;
+        Ok(r.kvs.into_iter().next().map(|kv| kv.value))
+    }
+}
+
+/// Whether the request never reached the server (the connection could
+/// not be made), so sending it elsewhere cannot apply it twice.
+fn never_sent(s: &Status) -> bool {
+    s.code() == Code::Unavailable && s.message().contains("connect")
+}
+
+/// Whether an error means "try another endpoint".
+/// A server's own answers (etcd's "etcdserver: ..." messages) are not;
+/// transport failures and this client's timeouts (`CANCELLED`) are.
+fn failover(s: &Status) -> bool {
+    matches!(
+        s.code(),
+        Code::Unavailable | Code::Unknown | Code::Cancelled
+    ) && !s.message().starts_with("etcdserver")
+}

@@ -1,0 +1,380 @@
+//! Translation between etcd's v3 messages and the KV crate's operations.
+//!
+//! Each etcd request becomes one [`Op`] (a put with `prev_kv` becomes a
+//! transaction "get, then put", so the old pair is read atomically with
+//! the write), and each [`Response`] is mapped back. What Flotilla's store
+//! cannot do yet is refused with `InvalidArgument`/`Unimplemented` and a
+//! message saying so, never silently ignored: leases, historical
+//! revisions, range deletes, sorting by anything but the key, nested
+//! transactions.
+
+use bytes::Bytes;
+use flotilla_kv::{CmpOp, Compare, KeyValue, Op, Response, Target, Txn};
+use flotilla_proto::etcdserverpb as pb;
+use flotilla_proto::mvccpb;
+use tonic::Status;
+
+/// How the answers of an etcd operation are read back from the KV ops it
+/// became.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// A range: one read.
+    Range { keys_only: bool, count_only: bool },
+    /// A put; `prev_kv`: preceded by a get.
+    Put { prev_kv: bool },
+    /// A single-key delete, always preceded by a get (for `deleted` and
+    /// `prev_kvs`).
+    Delete { prev_kv: bool },
+}
+
+fn unsupported(what: &str) -> Status {
+    Status::unimplemented(format!("flotilla does not support {what} yet"))
+}
+
+/// The read op of a range request.
+pub fn range_op(r: &pb::RangeRequest) -> Result<(Op, Shape), Status> {
+    if r.revision > 0 {
+        return Err(unsupported("reads at a past revision"));
+    }
+    if r.min_mod_revision != 0
+        || r.max_mod_revision != 0
+        || r.min_create_revision != 0
+        || r.max_create_revision != 0
+    {
+        return Err(unsupported("revision filters on ranges"));
+    }
+    let key_order = r.sort_target == pb::range_request::SortTarget::Key as i32
+        && r.sort_order != pb::range_request::SortOrder::Descend as i32;
+    if !key_order {
+        return Err(unsupported("sorting by anything but ascending key"));
+    }
+    let limit = u64::try_from(r.limit.max(0)).unwrap_or(0);
+    let op = if r.range_end.is_empty() {
+        Op::Get { key: r.key.clone() }
+    } else if r.range_end.as_ref() == b"\0" {
+        Op::range(r.key.clone(), None, limit)
+    } else {
+        Op::range(r.key.clone(), Some(r.range_end.clone()), limit)
+    };
+    let shape = Shape::Range {
+        keys_only: r.keys_only,
+        count_only: r.count_only,
+    };
+    Ok((op, shape))
+}
+
+/// The ops of a put request.
+pub fn put_ops(r: &pb::PutRequest) -> Result<(Vec<Op>, Shape), Status> {
+    if r.lease != 0 || r.ignore_lease {
+        return Err(unsupported("leases"));
+    }
+    if r.ignore_value {
+        return Err(unsupported("ignore_value"));
+    }
+    let put = Op::put(r.key.clone(), r.value.clone());
+    let ops = if r.prev_kv {
+        vec![Op::get(r.key.clone()), put]
+    } else {
+        vec![put]
+    };
+    Ok((ops, Shape::Put { prev_kv: r.prev_kv }))
+}
+
+/// The ops of a delete request.
+pub fn delete_ops(r: &pb::DeleteRangeRequest) -> Result<(Vec<Op>, Shape), Status> {
+    if !r.range_end.is_empty() {
+        return Err(unsupported(
+            "deleting a range of keys (range_end, --prefix)",
+        ));
+    }
+    let ops = vec![Op::get(r.key.clone()), Op::delete(r.key.clone())];
+    Ok((ops, Shape::Delete { prev_kv: r.prev_kv }))
+}
+
+/// Wraps a list of ops as one op (a transaction without compares when
+/// there are several).
+pub fn one_op(mut ops: Vec<Op>) -> Op {
+    if ops.len() == 1
+        && let Some(op) = ops.pop()
+    {
+        return op;
+    }
+    Op::Txn(Txn {
+        compares: Vec::new(),
+        success: ops,
+        failure: Vec::new(),
+    })
+}
+
+/// A transaction request as one op, with the shapes of each branch.
+pub fn txn_op(r: &pb::TxnRequest) -> Result<(Op, Vec<Shape>, Vec<Shape>), Status> {
+    let compares = r.compare.iter().map(compare).collect::<Result<_, _>>()?;
+    let (success, s_shapes) = branch(&r.success)?;
+    let (failure, f_shapes) = branch(&r.failure)?;
+    let txn = Txn {
+        compares,
+        success,
+        failure,
+    };
+    Ok((Op::Txn(txn), s_shapes, f_shapes))
+}
+
+fn branch(ops: &[pb::RequestOp]) -> Result<(Vec<Op>, Vec<Shape>), Status> {
+    let mut out = Vec::new();
+    let mut shapes = Vec::new();
+    for op in ops {
+        let (mut kv_ops, shape) = match &op.request {
+            Some(pb::request_op::Request::RequestRange(r)) => {
+                let (op, shape) = range_op(r)?;
+                (vec![op], shape)
+            }
+            Some(pb::request_op::Request::RequestPut(r)) => put_ops(r)?,
+            Some(pb::request_op::Request::RequestDeleteRange(r)) => delete_ops(r)?,
+            Some(pb::request_op::Request::RequestTxn(_)) => {
+                return Err(unsupported("nested transactions"));
+            }
+            None => return Err(Status::invalid_argument("empty operation in a transaction")),
+        };
+        out.append(&mut kv_ops);
+        shapes.push(shape);
+    }
+    Ok((out, shapes))
+}
+
+fn compare(c: &pb::Compare) -> Result<Compare, Status> {
+    use pb::compare::{CompareResult, TargetUnion};
+    if !c.range_end.is_empty() {
+        return Err(unsupported("compares over a range of keys"));
+    }
+    let op = match CompareResult::try_from(c.result) {
+        Ok(CompareResult::Equal) => CmpOp::Equal,
+        Ok(CompareResult::Greater) => CmpOp::Greater,
+        Ok(CompareResult::Less) => CmpOp::Less,
+        Ok(CompareResult::NotEqual) => CmpOp::NotEqual,
+        Err(_) => return Err(Status::invalid_argument("unknown compare result")),
+    };
+    let rev = |v: i64| u64::try_from(v).map_err(|_| Status::invalid_argument("negative revision"));
+    let target = match &c.target_union {
+        Some(TargetUnion::Version(v)) => Target::Version(rev(*v)?),
+        Some(TargetUnion::CreateRevision(v)) => Target::CreateRev(rev(*v)?),
+        Some(TargetUnion::ModRevision(v)) => Target::ModRev(rev(*v)?),
+        Some(TargetUnion::Value(v)) => Target::Value(v.clone()),
+        Some(TargetUnion::Lease(_)) => return Err(unsupported("leases")),
+        None => return Err(Status::invalid_argument("compare without a target value")),
+    };
+    Ok(Compare {
+        key: c.key.clone(),
+        op,
+        target,
+    })
+}
+
+/// etcd's form of a pair.
+pub fn key_value(kv: &KeyValue, keys_only: bool) -> mvccpb::KeyValue {
+    mvccpb::KeyValue {
+        key: kv.key.clone(),
+        create_revision: kv.create_rev as i64,
+        mod_revision: kv.mod_rev as i64,
+        version: kv.version as i64,
+        value: if keys_only {
+            Bytes::new()
+        } else {
+            kv.value.clone()
+        },
+        lease: 0,
+    }
+}
+
+/// Reads the answer of one etcd operation off the front of `responses`.
+pub fn response_op(
+    shape: Shape,
+    responses: &mut impl Iterator<Item = Response>,
+) -> Result<pb::response_op::Response, Status> {
+    use pb::response_op::Response as R;
+    let mut next = || {
+        responses
+            .next()
+            .ok_or_else(|| Status::internal("store answered fewer operations than sent"))
+    };
+    Ok(match shape {
+        Shape::Range {
+            keys_only,
+            count_only,
+        } => R::ResponseRange(range_response(next()?, keys_only, count_only)),
+        Shape::Put { prev_kv } => {
+            let prev = if prev_kv { got(next()?) } else { None };
+            next()?;
+            R::ResponsePut(pb::PutResponse {
+                header: None,
+                prev_kv: prev.map(|kv| key_value(&kv, false)),
+            })
+        }
+        Shape::Delete { prev_kv } => {
+            let prev = got(next()?);
+            next()?;
+            R::ResponseDeleteRange(pb::DeleteRangeResponse {
+                header: None,
+                deleted: i64::from(prev.is_some()),
+                prev_kvs: prev
+                    .filter(|_| prev_kv)
+                    .map(|kv| key_value(&kv, false))
+                    .into_iter()
+                    .collect(),
+            })
+        }
+    })
+}
+
+fn got(r: Response) -> Option<KeyValue> {
+    match r {
+        Response::Get(kv) => kv,
+        _ => None,
+    }
+}
+
+/// The answer of a range.
+pub fn range_response(r: Response, keys_only: bool, count_only: bool) -> pb::RangeResponse {
+    let (kvs, count) = match r {
+        Response::Get(kv) => {
+            let kvs: Vec<KeyValue> = kv.into_iter().collect();
+            let n = kvs.len() as u64;
+            (kvs, n)
+        }
+        Response::Range { kvs, count } => (kvs, count),
+        _ => (Vec::new(), 0),
+    };
+    let more = count > kvs.len() as u64;
+    pb::RangeResponse {
+        header: None,
+        kvs: if count_only {
+            Vec::new()
+        } else {
+            kvs.iter().map(|kv| key_value(kv, keys_only)).collect()
+        },
+        more,
+        count: count as i64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::from(s.to_string())
+    }
+
+    #[test]
+    fn range_end_selects_get_prefix_or_open_range() {
+        let get = pb::RangeRequest {
+            key: b("k"),
+            ..Default::default()
+        };
+        assert_eq!(range_op(&get).unwrap().0, Op::get("k"));
+        let prefix = pb::RangeRequest {
+            key: b("k"),
+            range_end: b("l"),
+            limit: 5,
+            ..Default::default()
+        };
+        assert_eq!(
+            range_op(&prefix).unwrap().0,
+            Op::range("k", Some(b("l")), 5)
+        );
+        let open = pb::RangeRequest {
+            key: b("k"),
+            range_end: Bytes::from_static(b"\0"),
+            ..Default::default()
+        };
+        assert_eq!(range_op(&open).unwrap().0, Op::range("k", None, 0));
+    }
+
+    #[test]
+    fn what_the_store_cannot_do_is_refused_not_ignored() {
+        let past = pb::RangeRequest {
+            key: b("k"),
+            revision: 3,
+            ..Default::default()
+        };
+        assert_eq!(
+            range_op(&past).unwrap_err().code(),
+            tonic::Code::Unimplemented
+        );
+        let lease = pb::PutRequest {
+            key: b("k"),
+            lease: 7,
+            ..Default::default()
+        };
+        assert_eq!(
+            put_ops(&lease).unwrap_err().code(),
+            tonic::Code::Unimplemented
+        );
+        let range_delete = pb::DeleteRangeRequest {
+            key: b("a"),
+            range_end: b("b"),
+            ..Default::default()
+        };
+        assert!(delete_ops(&range_delete).is_err());
+    }
+
+    #[test]
+    fn put_with_prev_kv_reads_the_old_pair_in_the_same_transaction() {
+        let req = pb::PutRequest {
+            key: b("k"),
+            value: b("new"),
+            prev_kv: true,
+            ..Default::default()
+        };
+        let (ops, shape) = put_ops(&req).unwrap();
+        assert_eq!(ops, vec![Op::get("k"), Op::put("k", "new")]);
+        let old = KeyValue {
+            key: b("k"),
+            value: b("old"),
+            create_rev: 2,
+            mod_rev: 4,
+            version: 3,
+        };
+        let answers = vec![Response::Get(Some(old)), Response::Written];
+        let r = response_op(shape, &mut answers.into_iter()).unwrap();
+        let pb::response_op::Response::ResponsePut(p) = r else {
+            panic!("not a put response: {r:?}")
+        };
+        let prev = p.prev_kv.unwrap();
+        assert_eq!(
+            (prev.value, prev.mod_revision, prev.version),
+            (b("old"), 4, 3)
+        );
+    }
+
+    #[test]
+    fn txn_compares_map_to_the_store_s() {
+        use pb::compare::{CompareResult, CompareTarget, TargetUnion};
+        let req = pb::TxnRequest {
+            compare: vec![pb::Compare {
+                result: CompareResult::Greater as i32,
+                target: CompareTarget::Mod as i32,
+                key: b("k"),
+                target_union: Some(TargetUnion::ModRevision(9)),
+                range_end: Bytes::new(),
+            }],
+            success: vec![pb::RequestOp {
+                request: Some(pb::request_op::Request::RequestDeleteRange(
+                    pb::DeleteRangeRequest {
+                        key: b("k"),
+                        ..Default::default()
+                    },
+                )),
+            }],
+            failure: Vec::new(),
+        };
+        let (op, success, failure) = txn_op(&req).unwrap();
+        let Op::Txn(t) = op else {
+            panic!("not a txn: {op:?}")
+        };
+        assert_eq!(t.compares[0].op, CmpOp::Greater);
+        assert_eq!(t.compares[0].target, Target::ModRev(9));
+        assert_eq!(t.success, vec![Op::get("k"), Op::delete("k")]);
+        assert_eq!(success, vec![Shape::Delete { prev_kv: false }]);
+        assert!(failure.is_empty());
+    }
+}

@@ -1,0 +1,228 @@
+//! What every etcd service of a node shares: the Raft node's handle, the
+//! KV state machine, and the two paths of a request.
+//!
+//! - Writes become one log command, proposed here if this node leads and
+//!   otherwise forwarded to the leader over `flotilla.raft.v1.Proposals`.
+//!   Retries (after a leader change, or to a new leader) resend the *same*
+//!   command bytes, so the replica's session table applies it at most once.
+//! - Linearizable reads wait for a ReadIndex confirmed by the leader (a
+//!   follower's Raft core asks the leader) and for this node to apply up to
+//!   it, then read the local replica; serializable reads read it at once.
+//!
+//! Every request has a deadline; on it the client gets etcd's
+//! "request timed out" (`DEADLINE_EXCEEDED`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use flotilla_kv::{Op, Outcome, Reply, Response};
+use flotilla_proto::etcdserverpb as pb;
+use flotilla_proto::raft::v1::ProposeRequest;
+use flotilla_proto::raft::v1::proposals_client::ProposalsClient;
+use flotilla_raft::{NodeId, Term};
+use tokio::time::{Instant, timeout_at};
+use tonic::Status;
+use tonic::transport::{Channel, Endpoint};
+
+use super::machine::{KvMachine, KvOutput, SessionIds};
+use crate::metrics::Metrics;
+use crate::raft::driver::lock;
+use crate::raft::{NodeError, NodeHandle};
+
+/// A node's shared service state. Cheap to clone.
+#[derive(Clone)]
+pub struct Core {
+    /// The cluster's id (in every response header).
+    pub cluster_id: u64,
+    /// This node.
+    pub me: NodeId,
+    /// The Raft node.
+    pub node: NodeHandle<KvOutput>,
+    /// The state machine (read under its lock; nothing awaits under it).
+    pub sm: Arc<Mutex<KvMachine>>,
+    /// Every member's address.
+    pub peers: Arc<BTreeMap<NodeId, String>>,
+    /// Session ids for plain etcd requests.
+    pub ids: Arc<SessionIds>,
+    /// How long a request may take.
+    pub timeout: Duration,
+    /// Request latencies go here.
+    pub metrics: Arc<Metrics>,
+    channels: Arc<Mutex<HashMap<NodeId, Channel>>>,
+}
+
+/// A write's result: the term it committed in, the store's revision after
+/// it, and the store's answer.
+pub type Written = (Term, u64, Response);
+
+impl Core {
+    /// The shared state of node `me`.
+    pub fn new(
+        cluster_id: u64,
+        me: NodeId,
+        node: NodeHandle<KvOutput>,
+        sm: Arc<Mutex<KvMachine>>,
+        peers: Arc<BTreeMap<NodeId, String>>,
+        metrics: Arc<Metrics>,
+    ) -> Core {
+        Core {
+            cluster_id,
+            me,
+            node,
+            sm,
+            peers,
+            ids: Arc::new(SessionIds::new(me.get())),
+            timeout: Duration::from_secs(5),
+            metrics,
+            channels: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// A response header at store revision `revision`.
+    pub fn header(&self, revision: u64, term: Term) -> Option<pb::ResponseHeader> {
+        Some(pb::ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.me.get(),
+            revision: revision as i64,
+            raft_term: term.0,
+        })
+    }
+
+    /// Proposes `op` (here or at the leader) and waits for its outcome.
+    pub async fn write(&self, op: Op) -> Result<Written, Status> {
+        let command = self.ids.command(op);
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let leader = self.node.status().leader;
+            let attempt = timeout_at(deadline, async {
+                match leader {
+                    Some(l) if l == self.me => self.propose_here(&command).await,
+                    Some(l) => self.propose_at(l, &command).await,
+                    None => Err(Attempt::Wait),
+                }
+            });
+            let Ok(attempt) = attempt.await else {
+                return Err(Status::deadline_exceeded("etcdserver: request timed out"));
+            };
+            match attempt {
+                Ok(done) => return Ok(done),
+                Err(Attempt::Fail(status)) => return Err(status),
+                Err(Attempt::Wait) => self.wait_for_change(deadline).await?,
+            }
+        }
+    }
+
+    async fn propose_here(&self, command: &Bytes) -> Result<Written, Attempt> {
+        match self.node.propose(command.clone()).await {
+            Ok(applied) => outcome(applied.term, applied.output),
+            Err(NodeError::Stopped) => Err(Attempt::Fail(Status::unavailable(
+                "etcdserver: server stopped",
+            ))),
+            Err(NodeError::NotLeader { .. } | NodeError::Retry) => Err(Attempt::Wait),
+        }
+    }
+
+    async fn propose_at(&self, leader: NodeId, command: &Bytes) -> Result<Written, Attempt> {
+        let channel = self.channel(leader).ok_or(Attempt::Wait)?;
+        let request = ProposeRequest {
+            cluster_id: self.cluster_id,
+            command: command.clone(),
+        };
+        let Ok(resp) = ProposalsClient::new(channel).propose(request).await else {
+            return Err(Attempt::Wait);
+        };
+        let resp = resp.into_inner();
+        if resp.not_leader {
+            return Err(Attempt::Wait);
+        }
+        let reply = Reply::decode(&resp.reply)
+            .map_err(|e| Attempt::Fail(Status::internal(format!("leader's reply: {e}"))))?;
+        match reply.outcome {
+            Outcome::Ok { revision, response } => Ok((Term(resp.term), revision, response)),
+            Outcome::WrongLeader { .. } => Err(Attempt::Wait),
+            Outcome::SessionExpired => Err(Attempt::Fail(session_expired())),
+        }
+    }
+
+    /// Waits (at most a short while) for the node's status to change, e.g.
+    /// for a leader to be elected; fails at the deadline.
+    async fn wait_for_change(&self, deadline: Instant) -> Result<(), Status> {
+        if Instant::now() >= deadline {
+            return Err(Status::deadline_exceeded("etcdserver: request timed out"));
+        }
+        let mut watch = self.node.watch_status();
+        let soon = (Instant::now() + Duration::from_millis(50)).min(deadline);
+        let _ = timeout_at(soon, watch.changed()).await;
+        Ok(())
+    }
+
+    fn channel(&self, id: NodeId) -> Option<Channel> {
+        let mut channels = lock(&self.channels);
+        if let Some(c) = channels.get(&id) {
+            return Some(c.clone());
+        }
+        let addr = self.peers.get(&id)?;
+        let endpoint = Endpoint::from_shared(format!("http://{addr}")).ok()?;
+        let channel = endpoint
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        channels.insert(id, channel.clone());
+        Some(channel)
+    }
+
+    /// Serves a read-only `op`: linearizable unless `serializable`.
+    pub async fn read(&self, op: &Op, serializable: bool) -> Result<(Term, u64, Response), Status> {
+        if !serializable {
+            self.read_barrier().await?;
+        }
+        let term = self.node.status().term;
+        let sm = lock(&self.sm);
+        match sm.replica.read(op) {
+            Outcome::Ok { revision, response } => Ok((term, revision, response)),
+            _ => Err(Status::internal("the store refused a read")),
+        }
+    }
+
+    async fn read_barrier(&self) -> Result<(), Status> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            match timeout_at(deadline, self.node.read_index()).await {
+                Err(_) => return Err(Status::deadline_exceeded("etcdserver: request timed out")),
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(NodeError::Stopped)) => {
+                    return Err(Status::unavailable("etcdserver: server stopped"));
+                }
+                Ok(Err(_)) => self.wait_for_change(deadline).await?,
+            }
+        }
+    }
+}
+
+enum Attempt {
+    /// Try again once something changes (a leader, a term).
+    Wait,
+    /// Give up with this error.
+    Fail(Status),
+}
+
+fn session_expired() -> Status {
+    Status::internal("the request's session expired before it was answered; retry")
+}
+
+/// The outcome of a command applied here.
+fn outcome(term: Term, output: KvOutput) -> Result<Written, Attempt> {
+    match output {
+        Ok(Some(applied)) => match applied.outcome {
+            Outcome::Ok { revision, response } => Ok((term, revision, response)),
+            Outcome::WrongLeader { .. } => Err(Attempt::Wait),
+            Outcome::SessionExpired => Err(Attempt::Fail(session_expired())),
+        },
+        Ok(None) => Err(Attempt::Fail(Status::internal(
+            "a command applied as a no-op",
+        ))),
+        Err(e) => Err(Attempt::Fail(Status::internal(format!("applying: {e}")))),
+    }
+}

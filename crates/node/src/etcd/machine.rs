@@ -1,0 +1,90 @@
+//! The KV replica ([`flotilla_kv::Replica`]) as the state machine of the
+//! Raft driver, and how etcd requests become log commands.
+//!
+//! Requests that come through the plain etcd API carry no client session:
+//! each gets a fresh session id (this node's id, its boot nonce and a
+//! counter, with the top bit set so it never collides with a Rust clerk's
+//! id) and sequence number 1. The replica's session table then records
+//! each one like any other (it is bounded and expires old sessions), and
+//! such a request is applied at most once, as in etcd.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use flotilla_kv::{ApplyError, Command, Op, ReadConsistency, Replica, Request};
+use flotilla_raft::Entry;
+
+use crate::raft::{RestoreError, StateMachine};
+
+/// What applying one entry gave.
+pub type KvOutput = Result<Option<flotilla_kv::Applied>, ApplyError>;
+
+/// The replicated KV state machine.
+#[derive(Debug, Default)]
+pub struct KvMachine {
+    /// The replica.
+    pub replica: Replica,
+}
+
+impl StateMachine for KvMachine {
+    type Output = KvOutput;
+
+    fn apply(&mut self, entry: &Entry) -> KvOutput {
+        self.replica.apply(entry)
+    }
+
+    fn snapshot(&self) -> Bytes {
+        self.replica.snapshot()
+    }
+
+    fn restore(&mut self, data: &Bytes) -> Result<(), RestoreError> {
+        self.replica
+            .restore(data)
+            .map_err(|e| RestoreError(Box::new(e)))
+    }
+}
+
+/// Mints the session ids of plain etcd requests.
+#[derive(Debug)]
+pub struct SessionIds {
+    base: u64,
+    next: AtomicU64,
+}
+
+impl SessionIds {
+    /// Ids for node `node`, unique across its restarts.
+    pub fn new(node: u64) -> SessionIds {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        // 1 | 15 bits of node | 24 bits of boot time | 24-bit counter.
+        let base = (1 << 63) | ((node & 0x7fff) << 48) | ((nanos >> 20) & 0xff_ffff) << 24;
+        SessionIds {
+            base,
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// The command that carries `op` for a session-less request.
+    pub fn command(&self, op: Op) -> Bytes {
+        let n = self.next.fetch_add(1, Ordering::Relaxed) & 0xff_ffff;
+        Command {
+            stamp_ms: now_ms(),
+            request: Request {
+                client: self.base | n,
+                seq: 1,
+                read: ReadConsistency::Linearizable,
+                resumed: false,
+                op,
+            },
+        }
+        .encode()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

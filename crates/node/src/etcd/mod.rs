@@ -1,0 +1,21 @@
+//! etcd's v3 gRPC API on a Flotilla node, wire-compatible so that etcdctl
+//! and etcd's client libraries work unchanged.
+//!
+//! - [`machine`]: the KV replica as the Raft state machine; session ids
+//!   for plain etcd requests.
+//! - [`convert`]: etcd messages to and from KV operations.
+//! - [`core`]: the write path (propose or forward) and the read path
+//!   (ReadIndex or serializable).
+//! - [`kv_service`]: `etcdserverpb.KV`; [`cluster`]: `Maintenance.Status`,
+//!   `Cluster.MemberList`, and Flotilla's write forwarding.
+
+pub mod cluster;
+pub mod convert;
+pub mod core;
+pub mod kv_service;
+pub mod machine;
+
+pub use cluster::ClusterService;
+pub use core::Core;
+pub use kv_service::KvService;
+pub use machine::KvMachine;

@@ -1,0 +1,220 @@
+//! Prometheus metrics: counters and histograms kept in atomics, and a tiny
+//! HTTP endpoint (`GET /metrics`, text exposition format 0.0.4) on its own
+//! port, hand-written on tokio TCP rather than pulling in an HTTP stack.
+//!
+//! Invariants: recording never blocks or allocates (atomics only);
+//! histogram buckets are cumulative when rendered, as Prometheus requires;
+//! the endpoint reads at most one request head of bounded size per
+//! connection and answers with `Connection: close`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::raft::NodeStatus;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// A latency histogram.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(BUCKETS.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(
+            d.as_micros().min(u128::from(u64::MAX)) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, count) in self.counts.iter().enumerate() {
+            cumulative += count.load(Ordering::Relaxed);
+            let le = BUCKETS.get(i).map_or("+Inf".to_string(), |b| b.to_string());
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(out, "{name}_count{braces} {cumulative}");
+    }
+}
+
+/// The etcd methods whose latency is recorded.
+pub const METHODS: [&str; 5] = ["Range", "Put", "DeleteRange", "Txn", "Compact"];
+
+/// A node's metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Commands proposed by this node as leader.
+    pub proposals: AtomicU64,
+    /// Proposals refused (not the leader, transfer in progress).
+    pub proposals_refused: AtomicU64,
+    /// Committed entries applied to the state machine.
+    pub applied_entries: AtomicU64,
+    /// Times the known leader changed.
+    pub leader_changes: AtomicU64,
+    /// Snapshots taken (log compactions).
+    pub snapshots: AtomicU64,
+    /// WAL sync latency.
+    pub fsync: Histogram,
+    /// etcd request latency, per method of [`METHODS`].
+    pub requests: [Histogram; METHODS.len()],
+}
+
+impl Metrics {
+    /// Records one etcd request of `method` (one of [`METHODS`]).
+    pub fn request(&self, method: &str, d: Duration) {
+        if let Some(i) = METHODS.iter().position(|m| *m == method) {
+            self.requests[i].observe(d);
+        }
+    }
+
+    /// The exposition text, with gauges from `status`.
+    pub fn render(&self, status: &NodeStatus) -> String {
+        let mut out = String::new();
+        self.render_counters(&mut out);
+        render_gauges(&mut out, status);
+        let name = "flotilla_wal_fsync_seconds";
+        let _ = writeln!(out, "# HELP {name} WAL sync latency.");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        self.fsync.render(&mut out, name, "");
+        let name = "flotilla_grpc_request_seconds";
+        let _ = writeln!(out, "# HELP {name} etcd request latency.");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (m, h) in METHODS.iter().zip(&self.requests) {
+            h.render(&mut out, name, &format!("method=\"{m}\""));
+        }
+        out
+    }
+
+    fn render_counters(&self, out: &mut String) {
+        let counters = [
+            (
+                "flotilla_proposals_total",
+                "Commands proposed as leader.",
+                &self.proposals,
+            ),
+            (
+                "flotilla_proposals_refused_total",
+                "Proposals refused.",
+                &self.proposals_refused,
+            ),
+            (
+                "flotilla_applied_entries_total",
+                "Committed entries applied.",
+                &self.applied_entries,
+            ),
+            (
+                "flotilla_leader_changes_total",
+                "Changes of the known leader.",
+                &self.leader_changes,
+            ),
+            (
+                "flotilla_snapshots_total",
+                "Log compactions.",
+                &self.snapshots,
+            ),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
+        }
+    }
+}
+
+fn render_gauges(out: &mut String, status: &NodeStatus) {
+    let is_leader = u64::from(status.leader == Some(status.id));
+    let lag = status.commit.0.saturating_sub(status.applied.0);
+    let gauges = [
+        ("flotilla_raft_term", "The Raft term.", status.term.0),
+        (
+            "flotilla_raft_commit_index",
+            "The commit index.",
+            status.commit.0,
+        ),
+        (
+            "flotilla_raft_applied_index",
+            "The applied index.",
+            status.applied.0,
+        ),
+        (
+            "flotilla_raft_apply_lag",
+            "Committed entries not yet applied.",
+            lag,
+        ),
+        (
+            "flotilla_raft_is_leader",
+            "1 if this member leads.",
+            is_leader,
+        ),
+        (
+            "flotilla_raft_log_bytes",
+            "Log bytes since the snapshot.",
+            status.log_bytes,
+        ),
+    ];
+    for (name, help, v) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: std::sync::Arc<Metrics>,
+    status: watch::Receiver<NodeStatus>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let conn = tokio::select! {
+            c = listener.accept() => c,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        let Ok((mut stream, _)) = conn else { continue };
+        let metrics = std::sync::Arc::clone(&metrics);
+        let status = status.borrow().clone();
+        tokio::spawn(async move {
+            let mut head = [0u8; 1024];
+            let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut head)).await;
+            let Ok(Ok(n)) = read else { return };
+            let request = String::from_utf8_lossy(&head[..n]);
+            let (code, body) = if request.starts_with("GET /metrics ") {
+                ("200 OK", metrics.render(&status))
+            } else {
+                ("404 Not Found", "only GET /metrics is served\n".to_string())
+            };
+            let reply = format!(
+                "HTTP/1.1 {code}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes()).await;
+        });
+    }
+}

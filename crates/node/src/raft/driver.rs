@@ -1,0 +1,395 @@
+//! The task that drives one Raft group: it owns the I/O-free
+//! [`RawNode`], the group's WAL handle and the application's state
+//! machine, and does the duties of each `Ready` in the order the Raft
+//! crate requires.
+//!
+//! ```text
+//!  tick (timer) ──┐
+//!  peer messages ─┼─► step/tick/propose ─► ready() ─► 1. send `messages`
+//!  requests ──────┘   (all that is queued,            2. write to the WAL (memory)
+//!                      one batch)                     3. one fdatasync for it all
+//!                                                     4. send `persisted_messages`
+//!                                                     5. restore snapshot, apply
+//!                                                     6. answer reads and proposals
+//!                                                     7. advance, publish status
+//! ```
+//!
+//! Group commit: every request and message that is queued when a loop
+//! iteration starts joins the same Ready, so one sync covers them all;
+//! while a sync runs, new work queues up for the next one. The sync runs on
+//! tokio's blocking pool, never on a runtime worker.
+//!
+//! Invariant: nothing that reports durable state (a vote, an appended
+//! entry, a reply to a client) leaves before the WAL has synced it; a
+//! client's proposal is answered only after its entry is applied here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use flotilla_raft::{
+    Config, ConfigError, Entry, EntryKind, LogIndex, Message, RawNode, Ready, Role, Storage, Term,
+};
+use flotilla_wal::{GroupHandle, Wal, WalError};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::app::{RestoreError, StateMachine};
+use super::handle::{Applied, NodeError, NodeHandle, NodeStatus, ProposeReply, ReadReply, Request};
+use super::transport::Transport;
+use crate::metrics::Metrics;
+
+/// How a node runs.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// The Raft core's configuration (its ticks are `tick` long).
+    pub raft: Config,
+    /// The tick interval.
+    pub tick: Duration,
+    /// Compact the log once this many entries are applied past the last
+    /// snapshot.
+    pub snapshot_entries: u64,
+    /// Requests queued for the node beyond which callers wait.
+    pub request_queue: usize,
+    /// Where the node records what it does.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The WAL could not be read.
+    #[error("reading the write-ahead log")]
+    Wal(#[from] WalError),
+    /// The Raft configuration is invalid.
+    #[error("invalid Raft configuration")]
+    Config(#[from] ConfigError),
+    /// The saved snapshot could not be restored.
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+}
+
+/// Why a running node stopped on its own.
+#[derive(Debug, thiserror::Error)]
+pub enum FatalError {
+    /// Writing or syncing the WAL failed: the node cannot keep its promises.
+    #[error("write-ahead log failure")]
+    Wal(#[from] WalError),
+    /// A snapshot from the leader could not be restored.
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+    /// The blocking sync task panicked or was cancelled.
+    #[error("the WAL sync task failed: {0}")]
+    SyncTask(#[from] tokio::task::JoinError),
+}
+
+/// A running node: its handle and its task.
+pub struct RaftNode<SM: StateMachine> {
+    /// Sends requests to the node.
+    pub handle: NodeHandle<SM::Output>,
+    /// The node's task; ends with `Ok` on shutdown.
+    pub task: JoinHandle<Result<(), FatalError>>,
+}
+
+struct Driver<SM: StateMachine> {
+    raw: RawNode,
+    storage: GroupHandle,
+    wal: Wal,
+    sm: Arc<Mutex<SM>>,
+    transport: Transport,
+    snapshot_entries: u64,
+    proposals: BTreeMap<LogIndex, (Term, ProposeReply<SM::Output>)>,
+    reads: HashMap<u64, ReadReply>,
+    confirmed: Vec<(LogIndex, ReadReply)>,
+    next_ctx: u64,
+    status: watch::Sender<NodeStatus>,
+    metrics: Arc<Metrics>,
+}
+
+/// Locks the state machine. Nothing awaits under this lock; a panic while
+/// holding it is a bug, so a poisoned lock is used as is.
+pub(crate) fn lock<SM>(sm: &Mutex<SM>) -> MutexGuard<'_, SM> {
+    sm.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<SM: StateMachine> RaftNode<SM> {
+    /// Recovers the node from `storage` (restoring `sm` from the saved
+    /// snapshot) and starts its task. The task runs until `shutdown`
+    /// becomes true or the WAL fails.
+    pub fn start(
+        opts: NodeOptions,
+        mut storage: GroupHandle,
+        sm: Arc<Mutex<SM>>,
+        transport: Transport,
+        inbound: mpsc::Receiver<Message>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<RaftNode<SM>, StartError> {
+        let init = storage.initial_state()?;
+        if let Some(snap) = &init.snapshot {
+            lock(&sm).restore(&snap.data)?;
+        }
+        let raw = RawNode::new(opts.raft.clone(), init)?;
+        let (status_tx, status_rx) = watch::channel(status_of(&raw));
+        let (req_tx, req_rx) = mpsc::channel(opts.request_queue);
+        let driver = Driver {
+            raw,
+            wal: storage.wal(),
+            storage,
+            sm,
+            transport,
+            snapshot_entries: opts.snapshot_entries,
+            proposals: BTreeMap::new(),
+            reads: HashMap::new(),
+            confirmed: Vec::new(),
+            next_ctx: 1,
+            status: status_tx,
+            metrics: opts.metrics.clone(),
+        };
+        let task = tokio::spawn(driver.run(opts.tick, inbound, req_rx, shutdown));
+        let handle = NodeHandle {
+            requests: req_tx,
+            status: status_rx,
+        };
+        Ok(RaftNode { handle, task })
+    }
+}
+
+fn status_of(raw: &RawNode) -> NodeStatus {
+    let s = raw.status();
+    NodeStatus {
+        id: s.id,
+        role: s.role,
+        term: s.term,
+        leader: s.leader,
+        commit: s.commit,
+        applied: s.applied,
+        last_index: s.last_index,
+        log_bytes: s.log_bytes,
+        voters: s.conf_state.voters.to_vec(),
+        learners: s.conf_state.learners.to_vec(),
+    }
+}
+
+/// Most queued items taken per loop iteration, so a flood of one kind
+/// cannot starve the timer.
+const DRAIN_MAX: usize = 4096;
+
+impl<SM: StateMachine> Driver<SM> {
+    async fn run(
+        mut self,
+        tick: Duration,
+        mut inbound: mpsc::Receiver<Message>,
+        mut requests: mpsc::Receiver<Request<SM::Output>>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), FatalError> {
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut batch = Vec::new();
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => self.tick(),
+                Some(m) = inbound.recv() => self.step(m),
+                Some(r) = requests.recv() => self.request(r, &mut batch),
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+            for _ in 0..DRAIN_MAX {
+                match inbound.try_recv() {
+                    Ok(m) => self.step(m),
+                    Err(_) => break,
+                }
+            }
+            for _ in 0..DRAIN_MAX {
+                match requests.try_recv() {
+                    Ok(r) => self.request(r, &mut batch),
+                    Err(_) => break,
+                }
+            }
+            self.propose_batch(&mut batch);
+            while self.raw.has_ready() {
+                self.handle_ready().await?;
+            }
+        }
+        // Everything written so far becomes durable before the task ends.
+        let wal = self.wal.clone();
+        tokio::task::spawn_blocking(move || wal.sync()).await??;
+        Ok(())
+    }
+
+    fn tick(&mut self) {
+        self.raw.tick();
+        // Forget reads whose caller gave up (its deadline passed): Raft
+        // may never answer a read whose forwarded request was lost.
+        self.reads.retain(|_, tx| !tx.is_closed());
+        self.confirmed.retain(|(_, tx)| !tx.is_closed());
+    }
+
+    fn step(&mut self, m: Message) {
+        // A message the core refuses (stale, from a non-member) is dropped:
+        // peers are untrusted input, and Raft tolerates lost messages.
+        let _ = self.raw.step(m);
+    }
+
+    fn request(
+        &mut self,
+        r: Request<SM::Output>,
+        batch: &mut Vec<(bytes::Bytes, ProposeReply<SM::Output>)>,
+    ) {
+        match r {
+            Request::Propose(data, tx) => batch.push((data, tx)),
+            Request::ReadIndex(tx) => {
+                let ctx = self.next_ctx;
+                self.next_ctx += 1;
+                self.reads.insert(ctx, tx);
+                self.raw.read_index(ctx);
+            }
+        }
+    }
+
+    fn propose_batch(&mut self, batch: &mut Vec<(bytes::Bytes, ProposeReply<SM::Output>)>) {
+        if batch.is_empty() {
+            return;
+        }
+        let commands: Vec<bytes::Bytes> = batch.iter().map(|(d, _)| d.clone()).collect();
+        match self.raw.propose_batch(commands) {
+            Ok(first) => {
+                self.metrics
+                    .proposals
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                let term = self.raw.status().term;
+                for (i, (_, tx)) in batch.drain(..).enumerate() {
+                    let index = LogIndex(first.0 + i as u64);
+                    self.proposals.insert(index, (term, tx));
+                }
+            }
+            Err(flotilla_raft::ProposeError::NotLeader { leader_hint }) => {
+                self.metrics
+                    .proposals_refused
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                for (_, tx) in batch.drain(..) {
+                    let _ = tx.send(Err(NodeError::NotLeader { leader_hint }));
+                }
+            }
+            Err(_) => {
+                for (_, tx) in batch.drain(..) {
+                    let _ = tx.send(Err(NodeError::Retry));
+                }
+            }
+        }
+    }
+
+    async fn handle_ready(&mut self) -> Result<(), FatalError> {
+        let mut rd = self.raw.ready();
+        self.transport.send(std::mem::take(&mut rd.messages));
+        let lsn = self.storage.write(rd.writes())?;
+        if rd.must_sync {
+            let wal = self.wal.clone();
+            let started = std::time::Instant::now();
+            tokio::task::spawn_blocking(move || wal.sync_to(lsn)).await??;
+            self.metrics.fsync.observe(started.elapsed());
+        }
+        self.note_soft_state(&rd);
+        self.transport
+            .send(std::mem::take(&mut rd.persisted_messages));
+        if let Some(snap) = rd.snapshot.as_ref().filter(|_| rd.restore_snapshot) {
+            tracing::info!(index = %snap.meta.index, term = %snap.meta.term, "restoring a snapshot from the leader");
+            lock(&self.sm).restore(&snap.data)?;
+            self.fail_proposals_up_to(snap.meta.index);
+        }
+        self.apply(&rd);
+        self.raw.advance(&rd);
+        self.finish_reads(&rd);
+        if rd.soft_state.is_some_and(|s| s.role != Role::Leader) {
+            // Proposals made as leader may still commit, but nothing here
+            // would tell: the client retries through the new leader.
+            for (_, (_, tx)) in std::mem::take(&mut self.proposals) {
+                let _ = tx.send(Err(NodeError::Retry));
+            }
+        }
+        self.maybe_compact();
+        self.status.send_replace(status_of(&self.raw));
+        Ok(())
+    }
+
+    fn note_soft_state(&self, rd: &Ready) {
+        let Some(soft) = rd.soft_state else { return };
+        let before = self.status.borrow().clone();
+        if soft.leader != before.leader {
+            self.metrics.leader_changes.fetch_add(1, Ordering::Relaxed);
+        }
+        let term = rd.hard_state.map_or(before.term, |h| h.term);
+        tracing::info!(role = ?soft.role, leader = ?soft.leader, term = %term, "raft state changed");
+    }
+
+    fn apply(&mut self, rd: &Ready) {
+        if rd.committed_entries.is_empty() {
+            return;
+        }
+        self.metrics
+            .applied_entries
+            .fetch_add(rd.committed_entries.len() as u64, Ordering::Relaxed);
+        let sm = Arc::clone(&self.sm);
+        let mut sm = lock(&sm);
+        for e in &rd.committed_entries {
+            let output = sm.apply(e);
+            self.answer(e, (e.kind == EntryKind::Command).then_some(output));
+        }
+    }
+
+    fn answer(&mut self, e: &Entry, output: Option<SM::Output>) {
+        let Some((term, tx)) = self.proposals.remove(&e.index) else {
+            return;
+        };
+        let reply = match output {
+            Some(output) if term == e.term => Ok(Applied {
+                index: e.index,
+                term: e.term,
+                output,
+            }),
+            _ => Err(NodeError::Retry),
+        };
+        let _ = tx.send(reply);
+    }
+
+    fn fail_proposals_up_to(&mut self, index: LogIndex) {
+        let keep = self.proposals.split_off(&index.next());
+        for (_, (_, tx)) in std::mem::replace(&mut self.proposals, keep) {
+            let _ = tx.send(Err(NodeError::Retry));
+        }
+    }
+
+    fn finish_reads(&mut self, rd: &Ready) {
+        for rs in &rd.read_states {
+            if let Some(tx) = self.reads.remove(&rs.ctx) {
+                self.confirmed.push((rs.index, tx));
+            }
+        }
+        for ctx in &rd.dropped_reads {
+            if let Some(tx) = self.reads.remove(ctx) {
+                let _ = tx.send(Err(NodeError::Retry));
+            }
+        }
+        let applied = self.raw.status().applied;
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.confirmed)
+            .into_iter()
+            .partition(|(index, _)| *index <= applied);
+        self.confirmed = waiting;
+        for (index, tx) in ready {
+            let _ = tx.send(Ok(index));
+        }
+    }
+
+    fn maybe_compact(&mut self) {
+        let status = self.raw.status();
+        let snap_index = self.raw.snapshot().map_or(LogIndex(0), |s| s.meta.index);
+        if status.applied.0.saturating_sub(snap_index.0) < self.snapshot_entries {
+            return;
+        }
+        let data = lock(&self.sm).snapshot();
+        // Refusals (a restore pending) are retried after a later Ready.
+        if self.raw.compact(status.applied, data).is_ok() {
+            tracing::debug!(index = %status.applied, "compacted the log");
+            self.metrics.snapshots.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The client side of a running [`super::RaftNode`]: proposals and read
+//! requests go to the node's task over a bounded channel, each with a
+//! oneshot for its answer; the node's status is a `watch` that the task
+//! updates after every Ready.
+//!
+//! Invariant: an `Ok` from [`NodeHandle::propose`] means the command is
+//! committed (durable on a quorum) and applied here; an `Ok(index)` from
+//! [`NodeHandle::read_index`] means this node has applied at least
+//! `index`, which the leader confirmed was its commit index after the read
+//! arrived, so reading the local state machine now is linearizable.
+
+use bytes::Bytes;
+use flotilla_raft::{LogIndex, NodeId, Role, Term};
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Why a request to the node failed.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum NodeError {
+    /// This node does not lead; propose at the leader.
+    #[error("not the leader (leader: {leader_hint:?})")]
+    NotLeader {
+        /// The leader this node knows of.
+        leader_hint: Option<NodeId>,
+    },
+    /// The request may or may not have taken effect: leadership changed
+    /// before the outcome was known, or the read could not be confirmed.
+    /// Retry (idempotently).
+    #[error("leadership changed before the request completed; retry")]
+    Retry,
+    /// The node is shutting down or has stopped after a fatal error.
+    #[error("the node has stopped")]
+    Stopped,
+}
+
+/// Where a proposal's outcome goes.
+pub(crate) type ProposeReply<O> = oneshot::Sender<Result<Applied<O>, NodeError>>;
+/// Where a read index goes.
+pub(crate) type ReadReply = oneshot::Sender<Result<LogIndex, NodeError>>;
+
+/// A request for the node's task.
+pub(crate) enum Request<O> {
+    Propose(Bytes, ProposeReply<O>),
+    ReadIndex(ReadReply),
+}
+
+/// A command's outcome once applied.
+#[derive(Debug)]
+pub struct Applied<O> {
+    /// Where it sits in the log.
+    pub index: LogIndex,
+    /// The term it was committed in.
+    pub term: Term,
+    /// What the state machine returned.
+    pub output: O,
+}
+
+/// The node's state as of its last Ready.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// This node.
+    pub id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// Its term.
+    pub term: Term,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    /// Its commit index.
+    pub commit: LogIndex,
+    /// The index its state machine has applied.
+    pub applied: LogIndex,
+    /// Its last log index.
+    pub last_index: LogIndex,
+    /// Bytes of log since the last snapshot.
+    pub log_bytes: u64,
+    /// The voters of the group.
+    pub voters: Vec<NodeId>,
+    /// The learners of the group.
+    pub learners: Vec<NodeId>,
+}
+
+/// A cheap, cloneable handle on a running node.
+pub struct NodeHandle<O> {
+    pub(crate) requests: mpsc::Sender<Request<O>>,
+    pub(crate) status: watch::Receiver<NodeStatus>,
+}
+
+impl<O> Clone for NodeHandle<O> {
+    fn clone(&self) -> Self {
+        NodeHandle {
+            requests: self.requests.clone(),
+            status: self.status.clone(),
+        }
+    }
+}
+
+impl<O: Send + 'static> NodeHandle<O> {
+    /// Proposes `command`; resolves once it is committed and applied here.
+    pub async fn propose(&self, command: Bytes) -> Result<Applied<O>, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Propose(command, tx))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Waits until a linearizable read may be served from this node's
+    /// state machine; returns the confirmed index.
+    pub async fn read_index(&self) -> Result<LogIndex, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(Request::ReadIndex(tx))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// The node's latest status.
+    pub fn status(&self) -> NodeStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every status change.
+    pub fn watch_status(&self) -> watch::Receiver<NodeStatus> {
+        self.status.clone()
+    }
+}

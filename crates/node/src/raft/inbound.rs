@@ -1,0 +1,99 @@
+//! Inbound peer transport: the `RaftTransport` gRPC service. Each peer's
+//! stream of batches is decoded and stepped into the node's task.
+//!
+//! Peers are untrusted input (STYLE.md practice 11): a batch from another
+//! cluster is refused, and a message that fails to decode, or is not
+//! addressed to this node, or claims another sender than the batch is
+//! dropped and counted, never a panic. Backpressure: the node's inbound
+//! queue is bounded and this service awaits room in it, so a flooding peer
+//! is slowed by HTTP/2 flow control rather than growing memory.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use flotilla_proto::raft::v1::raft_transport_server::RaftTransport;
+use flotilla_proto::raft::v1::{MessageBatch, SendSummary};
+use flotilla_raft::{Decode, Message, NodeId};
+use tokio::sync::{mpsc, watch};
+use tonic::{Request, Response, Status, Streaming};
+
+/// The `RaftTransport` service of one node.
+#[derive(Clone, Debug)]
+pub struct InboundService {
+    cluster_id: u64,
+    me: NodeId,
+    node: mpsc::Sender<Message>,
+    rejected: Arc<AtomicU64>,
+    closing: watch::Receiver<bool>,
+}
+
+impl InboundService {
+    /// Steps what peers of `cluster_id` send to `me` into `node`. Open
+    /// streams end when `closing` turns true, so a graceful shutdown of
+    /// the server does not wait for peers to hang up.
+    pub fn new(
+        cluster_id: u64,
+        me: NodeId,
+        node: mpsc::Sender<Message>,
+        closing: watch::Receiver<bool>,
+    ) -> InboundService {
+        InboundService {
+            cluster_id,
+            me,
+            node,
+            rejected: Arc::new(AtomicU64::new(0)),
+            closing,
+        }
+    }
+
+    /// Messages dropped as invalid so far.
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+
+    fn decode(&self, batch: &MessageBatch, raw: bytes::Bytes) -> Option<Message> {
+        let m = Message::from_bytes(&raw).ok()?;
+        (m.to == self.me && m.from.get() == batch.from).then_some(m)
+    }
+}
+
+#[tonic::async_trait]
+impl RaftTransport for InboundService {
+    async fn send(
+        &self,
+        request: Request<Streaming<MessageBatch>>,
+    ) -> Result<Response<SendSummary>, Status> {
+        let mut stream = request.into_inner();
+        let mut received = 0u64;
+        let mut closing = self.closing.clone();
+        loop {
+            let next = tokio::select! {
+                next = stream.message() => next?,
+                _ = closing.wait_for(|c| *c) => None,
+            };
+            let Some(mut batch) = next else { break };
+            if batch.cluster_id != self.cluster_id {
+                tracing::warn!(
+                    from = batch.from,
+                    cluster = batch.cluster_id,
+                    "refused messages from a node of another cluster"
+                );
+                return Err(Status::failed_precondition(format!(
+                    "peer belongs to cluster {:016x}, this node to {:016x}",
+                    batch.cluster_id, self.cluster_id
+                )));
+            }
+            for raw in std::mem::take(&mut batch.messages) {
+                let Some(m) = self.decode(&batch, raw) else {
+                    self.rejected.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                received += 1;
+                if self.node.send(m).await.is_err() {
+                    return Err(Status::unavailable("the node is shutting down"));
+                }
+            }
+        }
+        Ok(Response::new(SendSummary { received }))
+    }
+}

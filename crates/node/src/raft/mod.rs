@@ -1,0 +1,21 @@
+//! The Raft runtime: a tokio task per Raft group drives the I/O-free
+//! [`flotilla_raft::RawNode`] with a timer, peer messages over gRPC
+//! streams, the durable WAL ([`flotilla_wal`]) with group commit, and the
+//! application's [`StateMachine`].
+//!
+//! - [`driver`]: the node's task and its Ready loop (the durability order).
+//! - [`handle`]: how services propose commands and ask for read indexes.
+//! - [`transport`] / [`inbound`]: peer messages out and in.
+//! - [`app`]: the trait the replicated application implements.
+
+pub mod app;
+pub mod driver;
+pub mod handle;
+pub mod inbound;
+pub mod transport;
+
+pub use app::{RestoreError, StateMachine};
+pub use driver::{FatalError, NodeOptions, RaftNode, StartError};
+pub use handle::{Applied, NodeError, NodeHandle, NodeStatus};
+pub use inbound::InboundService;
+pub use transport::Transport;

@@ -1,0 +1,261 @@
+//! A Flotilla server process: one Raft group replicating the KV store,
+//! serving etcd's v3 API and the peer transport on one port.
+//!
+//! [`run`] takes bound listeners (the caller binds, so tests use port 0
+//! and the CLI reports "port in use" itself) and a shutdown future. On
+//! shutdown it stops accepting, lets in-flight requests finish, stops the
+//! Raft task (which syncs the WAL) and returns.
+//!
+//! The data directory holds `member` (which cluster and member it belongs
+//! to, checked at every start so a directory is never reused by another
+//! cluster or node) and `wal/` (the Raft log, [`flotilla_wal`]).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flotilla_proto::etcdserverpb::cluster_server::ClusterServer;
+use flotilla_proto::etcdserverpb::kv_server::KvServer;
+use flotilla_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use flotilla_proto::raft::v1::proposals_server::ProposalsServer;
+use flotilla_proto::raft::v1::raft_transport_server::RaftTransportServer;
+use flotilla_raft::{Config, NodeId};
+use flotilla_wal::{GroupHandle, GroupId, Options, Wal, WalError};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::etcd::{ClusterService, Core, KvMachine, KvService};
+use crate::metrics::Metrics;
+use crate::raft::{FatalError, InboundService, NodeOptions, RaftNode, StartError, Transport};
+
+/// What a server needs to know.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// This node's id.
+    pub id: NodeId,
+    /// Every member (this one included) and its `host:port`.
+    pub peers: BTreeMap<NodeId, String>,
+    /// Where the node keeps its state.
+    pub data_dir: PathBuf,
+    /// The Raft tick.
+    pub tick: Duration,
+    /// Compact the log once this many entries are applied past the last
+    /// snapshot. A snapshot encodes the whole store on the Raft task, so
+    /// it must be rare; etcd's default is 100,000.
+    pub snapshot_entries: u64,
+}
+
+/// The sockets a server serves on, bound by the caller.
+#[derive(Debug)]
+pub struct Listeners {
+    /// etcd's API and the peer transport.
+    pub grpc: TcpListener,
+    /// `GET /metrics`, if wanted.
+    pub metrics: Option<TcpListener>,
+}
+
+/// Why a server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// `--id` is not among `--peers`.
+    #[error("node {0} is not in the member list (--peers)")]
+    NotAMember(NodeId),
+    /// The data directory cannot be used.
+    #[error("data directory {dir}: {source}")]
+    DataDir {
+        /// The directory.
+        dir: PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+    /// The data directory was made for another cluster or member.
+    #[error(
+        "data directory {dir} belongs to {found}, not to cluster {cluster:016x} member {member}; \
+         use another --data-dir, or remove it to start this member afresh"
+    )]
+    OtherCluster {
+        /// The directory.
+        dir: PathBuf,
+        /// What its `member` file says.
+        found: String,
+        /// This cluster.
+        cluster: u64,
+        /// This member.
+        member: NodeId,
+    },
+    /// The WAL could not be opened (in use by another process, corrupt).
+    #[error("opening the write-ahead log in {dir}")]
+    Wal {
+        /// The WAL directory.
+        dir: PathBuf,
+        /// Why.
+        source: WalError,
+    },
+    /// The Raft node did not start.
+    #[error("starting the Raft node")]
+    Start(#[from] StartError),
+    /// The Raft node stopped on a fatal error.
+    #[error("the Raft node failed")]
+    Fatal(#[from] FatalError),
+    /// The Raft task panicked.
+    #[error("the Raft task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// The gRPC server failed.
+    #[error("serving gRPC")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// The cluster's id: a hash (FNV-1a) of its member list, so that nodes
+/// configured with different member lists refuse each other's messages.
+pub fn cluster_id(peers: &BTreeMap<NodeId, String>) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (id, addr) in peers {
+        for b in format!("{id}={addr};").bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// Checks (or, in a new directory, writes) the `member` file.
+fn claim_data_dir(dir: &Path, cluster: u64, member: NodeId) -> Result<(), ServerError> {
+    let io = |source| ServerError::DataDir {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir.join("wal")).map_err(io)?;
+    let path = dir.join("member");
+    let want = format!("flotilla data v1: cluster {cluster:016x} member {member}\n");
+    match std::fs::read_to_string(&path) {
+        Ok(found) if found == want => Ok(()),
+        Ok(found) => Err(ServerError::OtherCluster {
+            dir: dir.to_path_buf(),
+            found: found.trim().to_string(),
+            cluster,
+            member,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let tmp = dir.join("member.tmp");
+            std::fs::write(&tmp, want).map_err(io)?;
+            std::fs::rename(&tmp, &path).map_err(io)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// Accepted connections, with Nagle's algorithm off: Raft messages and
+/// replies are small and latency-bound.
+fn incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(c) = &conn {
+            let _ = c.set_nodelay(true);
+        }
+        conn
+    })
+}
+
+/// Checks the configuration and the data directory; opens the WAL.
+fn open_storage(cfg: &ServerConfig) -> Result<(u64, GroupHandle), ServerError> {
+    if !cfg.peers.contains_key(&cfg.id) {
+        return Err(ServerError::NotAMember(cfg.id));
+    }
+    let cluster = cluster_id(&cfg.peers);
+    claim_data_dir(&cfg.data_dir, cluster, cfg.id)?;
+    let wal_dir = cfg.data_dir.join("wal");
+    let wal_err = |source| ServerError::Wal {
+        dir: wal_dir.clone(),
+        source,
+    };
+    let wal = Wal::open(&wal_dir, Options::default()).map_err(wal_err)?;
+    let storage = wal.group(GroupId(1)).map_err(wal_err)?;
+    Ok((cluster, storage))
+}
+
+/// Turns the shutdown future into a flag that several parties can watch.
+fn closing_flag(shutdown: impl Future<Output = ()> + Send + 'static) -> watch::Receiver<bool> {
+    let (closing_tx, closing) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = closing_tx.send(true);
+    });
+    closing
+}
+
+/// Runs a server on `listeners` until `shutdown` resolves.
+pub async fn run(
+    cfg: ServerConfig,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let (cluster, storage) = open_storage(&cfg)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let transport = Transport::start(cluster, cfg.id, &cfg.peers, stop_rx.clone());
+    let (inbound_tx, inbound_rx) = mpsc::channel(4096);
+    let voters: Vec<NodeId> = cfg.peers.keys().copied().collect();
+    let opts = NodeOptions {
+        raft: Config::new(cfg.id, voters),
+        tick: cfg.tick,
+        snapshot_entries: cfg.snapshot_entries,
+        request_queue: 8192,
+        metrics: Arc::new(Metrics::default()),
+    };
+    let metrics = Arc::clone(&opts.metrics);
+    let sm = Arc::new(Mutex::new(KvMachine::default()));
+    let node = RaftNode::start(
+        opts,
+        storage,
+        Arc::clone(&sm),
+        transport,
+        inbound_rx,
+        stop_rx.clone(),
+    )?;
+    if let Some(l) = listeners.metrics {
+        let status = node.handle.watch_status();
+        tokio::spawn(crate::metrics::serve(
+            l,
+            Arc::clone(&metrics),
+            status,
+            stop_rx,
+        ));
+    }
+    let core = Core::new(
+        cluster,
+        cfg.id,
+        node.handle,
+        sm,
+        Arc::new(cfg.peers),
+        metrics,
+    );
+    let cs = ClusterService::new(core.clone());
+    let closing = closing_flag(shutdown);
+    let mut closed = closing.clone();
+    let shutdown = async move { drop(closed.wait_for(|c| *c).await) };
+    let serve = tonic::transport::Server::builder()
+        .add_service(KvServer::new(KvService::new(core)))
+        .add_service(MaintenanceServer::new(cs.clone()))
+        .add_service(ClusterServer::new(cs.clone()))
+        .add_service(ProposalsServer::new(cs))
+        .add_service(RaftTransportServer::new(InboundService::new(
+            cluster, cfg.id, inbound_tx, closing,
+        )))
+        .serve_with_incoming_shutdown(incoming(listeners.grpc), shutdown);
+    let mut task = node.task;
+    tracing::info!(member = %cfg.id, cluster = %format!("{cluster:016x}"), "started");
+    tokio::select! {
+        served = serve => served?,
+        ended = &mut task => {
+            ended??;
+            return Ok(());
+        }
+    }
+    let _ = stop_tx.send(true);
+    task.await??;
+    Ok(())
+}
