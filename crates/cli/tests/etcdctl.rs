@@ -1,8 +1,10 @@
 //! A real client no one here wrote: Debian's `etcdctl` (package
 //! `etcd-client`, which `.ci/run` installs) against a 3-member Flotilla
-//! cluster: put, get (with a prefix, and as JSON through a follower), del,
-//! txn, endpoint status and member list, checking the output. Skipped,
-//! with a message, where etcdctl is not installed.
+//! cluster: put, get (with a prefix, and as JSON through a follower), del
+//! (one key, a range, a prefix, with prev_kv), txn, endpoint status and
+//! member list, checking the output. Skipped, with a message, where
+//! etcdctl is not installed. Also `flotilla kv del` of ranges and
+//! prefixes, which needs no etcdctl.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -83,6 +85,8 @@ fn etcdctl_works_against_flotilla() {
     assert_eq!(out, "SUCCESS\n\nOK\n");
     assert_eq!(ok(&all, &["get", "app/a", "--print-value-only"]), "10\n");
 
+    range_deletes(&all);
+
     let status = ok(&all, &["endpoint", "status"]);
     assert_eq!(status.lines().count(), 3, "{status}");
     assert_eq!(
@@ -93,4 +97,63 @@ fn etcdctl_works_against_flotilla() {
     let members = ok(&all, &["member", "list"]);
     assert_eq!(members.lines().count(), 3, "{members}");
     assert!(members.contains(&format!("http://{follower}")), "{members}");
+}
+
+/// `del KEY END`, `del --prefix`, `del --prev-kv`, `del "" --prefix`:
+/// each prints the number of keys deleted; the keys are gone afterwards.
+/// Keys under `r/` keep clear of the `app/` keys already there.
+fn range_deletes(all: &str) {
+    for k in ["r/a", "r/b", "r/c", "r/d/1", "r/d/2", "r/dz"] {
+        assert_eq!(ok(all, &["put", k, &format!("v{k}")]), "OK\n");
+    }
+    assert_eq!(ok(all, &["del", "r/a", "r/c"]), "2\n", "[r/a, r/c)");
+    assert_eq!(ok(all, &["get", "r/a", "r/c"]), "");
+    assert_eq!(ok(all, &["get", "r/c"]), "r/c\nvr/c\n", "end excluded");
+    assert_eq!(ok(all, &["del", "--prefix", "r/d/"]), "2\n");
+    assert_eq!(ok(all, &["get", "--prefix", "r/d"]), "r/dz\nvr/dz\n");
+    assert_eq!(ok(all, &["del", "--prefix", "r/nothing/"]), "0\n");
+    assert_eq!(
+        ok(all, &["del", "--prev-kv", "r/c", "r/e"]),
+        "2\nr/c\nvr/c\nr/dz\nvr/dz\n"
+    );
+    let json = ok(all, &["del", "--prefix", "", "-w", "json"]);
+    assert!(json.contains("\"deleted\":2"), "app/a and app/b: {json}");
+    assert_eq!(ok(all, &["get", "--prefix", ""]), "");
+}
+
+fn flotilla(endpoints: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(["kv", "--endpoints", endpoints])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    assert!(
+        out.status.success(),
+        "flotilla kv {args:?} failed: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+#[test]
+fn flotilla_kv_del_deletes_ranges_and_prefixes() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cluster = Cluster::start("kv-del", 3);
+    cluster.wait_leader(&rt);
+    let all = cluster.endpoints.join(",");
+    for k in ["a", "b", "c", "p/1", "p/2", "q"] {
+        assert_eq!(flotilla(&all, &["put", k, "v"]), "OK\n");
+    }
+    assert_eq!(flotilla(&all, &["del", "a", "c"]), "2\n");
+    assert_eq!(
+        flotilla(&all, &["range", "a", "z"]),
+        "c\nv\np/1\nv\np/2\nv\nq\nv\n"
+    );
+    assert_eq!(flotilla(&all, &["del", "p/", "--prefix"]), "2\n");
+    assert_eq!(flotilla(&all, &["del", "p/", "--prefix"]), "0\n");
+    assert_eq!(flotilla(&all, &["del", "c"]), "1\n");
+    assert_eq!(flotilla(&all, &["del", "", "--prefix"]), "1\n");
+    assert_eq!(flotilla(&all, &["get", "", "--prefix"]), "");
 }

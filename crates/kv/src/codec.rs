@@ -4,6 +4,12 @@
 //! [`Reply`]) starts with a format version byte, so a later release can
 //! change the layout and still read old logs.
 //!
+//! Tags are only ever added, never renumbered or reused, so the format
+//! version stays 1 while new operations appear (op tag 6 and response tag
+//! 8, delete-range, came after the first release): this build reads every
+//! log written before, and a build that predates a tag refuses a value
+//! holding it with a `BadTag` error that names the tag and its offset.
+//!
 //! Decoding is a gateway: bytes from a client, a peer or a log are
 //! untrusted. Every failure is a [`CodecError`] that names what was being
 //! read (and, for malformed bytes, the field and offset), never a panic.
@@ -137,6 +143,16 @@ fn put_op(out: &mut Vec<u8>, op: &Op) {
             out.push(5);
             put_txn(out, t);
         }
+        Op::DeleteRange {
+            start,
+            end,
+            prev_kv,
+        } => {
+            out.push(6);
+            put_bytes(out, start);
+            put_opt(out, end.as_ref());
+            out.push(u8::from(*prev_kv));
+        }
     }
 }
 
@@ -165,6 +181,11 @@ fn op(d: &mut Decoder, nested: bool) -> R<Op> {
         },
         5 if nested => return Err(Inner::NestedTxn),
         5 => Op::Txn(txn(d)?),
+        6 => Op::DeleteRange {
+            start: d.bytes("delete-range start")?,
+            end: opt(d, "delete-range end")?,
+            prev_kv: d.bool("delete-range prev_kv flag")?,
+        },
         t => return Err(bad_tag(d, "op", t)),
     })
 }
@@ -303,6 +324,14 @@ pub(crate) fn put_response(out: &mut Vec<u8>, r: &Response) {
                 put_kv(out, kv);
             }
         }
+        Response::DeletedRange { deleted, prev_kvs } => {
+            out.push(8);
+            put_u64(out, *deleted);
+            put_u64(out, prev_kvs.len() as u64);
+            for kv in prev_kvs {
+                put_kv(out, kv);
+            }
+        }
         Response::Txn {
             succeeded,
             responses,
@@ -329,6 +358,12 @@ pub(crate) fn get_response(d: &mut Decoder, depth: u8) -> Result<Response, Decod
             let n = d.count("range pairs")?;
             let kvs = (0..n).map(|_| get_kv(d)).collect::<Result<_, _>>()?;
             Response::Range { kvs, count }
+        }
+        8 => {
+            let deleted = d.u64("delete-range count")?;
+            let n = d.count("delete-range prev_kvs")?;
+            let prev_kvs = (0..n).map(|_| get_kv(d)).collect::<Result<_, _>>()?;
+            Response::DeletedRange { deleted, prev_kvs }
         }
         6 | 7 if depth == 0 => {
             let n = d.count("txn responses")?;
@@ -494,14 +529,25 @@ mod tests {
                     target: Target::ModRev(7),
                 },
             ],
-            success: vec![Op::put("b", "2"), Op::prefix("a", 3)],
+            success: vec![
+                Op::put("b", "2"),
+                Op::prefix("a", 3),
+                Op::delete_prefix("p", true),
+            ],
             failure: vec![Op::get("a"), Op::delete("c"), Op::append("d", "x")],
         })
     }
 
     #[test]
     fn commands_round_trip() {
-        for op in [Op::get("k"), Op::range("a", None, 0), sample_txn()] {
+        let ops = [
+            Op::get("k"),
+            Op::range("a", None, 0),
+            Op::delete_range("a", Some(Bytes::from_static(b"c")), false),
+            Op::delete_range(Bytes::from_static(b"\0"), None, true),
+            sample_txn(),
+        ];
+        for op in ops {
             let c = Command {
                 stamp_ms: 1234,
                 request: Request {
@@ -535,10 +581,18 @@ mod tests {
                     responses: vec![
                         Response::Get(Some(kv.clone())),
                         Response::Range {
-                            kvs: vec![kv],
+                            kvs: vec![kv.clone()],
                             count: 4,
                         },
                         Response::Deleted(true),
+                        Response::DeletedRange {
+                            deleted: 2,
+                            prev_kvs: vec![kv.clone(), kv.clone()],
+                        },
+                        Response::DeletedRange {
+                            deleted: 1,
+                            prev_kvs: vec![],
+                        },
                         Response::Written,
                     ],
                 },
@@ -605,6 +659,61 @@ mod tests {
             Err(CodecError::NestedTxn {
                 what: "client message"
             })
+        );
+    }
+
+    #[test]
+    fn old_encodings_still_decode_and_unknown_tags_are_named() {
+        // A delete written by the first release: version 1, stamp 1,
+        // client 1, seq 1, linearizable, not resumed, op tag 3, key "k".
+        let old = Bytes::from_static(b"\x01\x01\x01\x01\x00\x00\x03\x01k");
+        let c = Command::decode(&old).unwrap();
+        assert_eq!(c.request.op, Op::delete("k"));
+        // The same entry with an op tag no build knows.
+        let mut v = old.to_vec();
+        v[6] = 0x7f;
+        let err = Command::decode(&Bytes::from(v)).unwrap_err();
+        let CodecError::Malformed { what, source } = &err else {
+            panic!("not malformed: {err:?}")
+        };
+        assert_eq!(*what, "log command");
+        assert!(
+            matches!(
+                source,
+                DecodeError::BadTag {
+                    what: "op",
+                    tag: 0x7f,
+                    offset: 6
+                }
+            ),
+            "{err}"
+        );
+        let r = Reply {
+            client: 1,
+            seq: 1,
+            outcome: Outcome::Ok {
+                revision: 1,
+                response: Response::Written,
+            },
+        };
+        let mut v = r.encode().to_vec();
+        let last = v.len() - 1;
+        v[last] = 0x7e;
+        let err = Reply::decode(&Bytes::from(v)).unwrap_err();
+        assert!(err.to_string().contains("reply"), "{err}");
+        assert!(
+            matches!(
+                err,
+                CodecError::Malformed {
+                    source: DecodeError::BadTag {
+                        what: "response",
+                        tag: 0x7e,
+                        ..
+                    },
+                    ..
+                }
+            ),
+            "{err}"
         );
     }
 }

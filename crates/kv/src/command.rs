@@ -4,6 +4,8 @@
 //! ([`ClientMsg`], [`Reply`]). Their binary encoding is in `codec.rs`.
 //!
 //! Invariants:
+//! - ranges ([`Op::Range`], [`Op::DeleteRange`]) are `[start, end)` with
+//!   `end: None` meaning "to the last key" (etcd's `range_end = "\0"`);
 //! - keys are non-empty byte strings (checked when a request is decoded);
 //! - a transaction's branches hold no nested transaction (etcd allows
 //!   nesting; one level keeps decoding bounded and covers compare-and-swap);
@@ -78,6 +80,17 @@ pub enum Op {
         /// The largest number of pairs returned (0: all).
         limit: u64,
     },
+    /// Removes the keys in `[start, end)` (the range of [`Op::Range`]),
+    /// as etcd's DeleteRange: one store revision if at least one key was
+    /// removed, none otherwise.
+    DeleteRange {
+        /// The first key.
+        start: Bytes,
+        /// The first key past the range; `None`: to the end of the keys.
+        end: Option<Bytes>,
+        /// Whether to answer with the removed pairs (etcd's `prev_kv`).
+        prev_kv: bool,
+    },
     /// If every comparison holds apply `success`, else `failure`; atomic.
     Txn(Txn),
 }
@@ -119,13 +132,34 @@ impl Op {
             limit,
         }
     }
+    /// Removes the keys in `[start, end)`; `prev_kv`: answer with them.
+    pub fn delete_range(start: impl Into<Bytes>, end: Option<Bytes>, prev_kv: bool) -> Op {
+        Op::DeleteRange {
+            start: start.into(),
+            end,
+            prev_kv,
+        }
+    }
+    /// Removes the keys that start with `prefix`; `prev_kv`: answer with
+    /// them.
+    pub fn delete_prefix(prefix: impl Into<Bytes>, prev_kv: bool) -> Op {
+        let start: Bytes = prefix.into();
+        let end = prefix_end(&start);
+        Op::DeleteRange {
+            start,
+            end,
+            prev_kv,
+        }
+    }
 
     /// Whether the operation never changes the store (it may then be served
     /// by a read index instead of a log entry).
     pub fn is_read_only(&self) -> bool {
         match self {
             Op::Get { .. } | Op::Range { .. } => true,
-            Op::Put { .. } | Op::Append { .. } | Op::Delete { .. } => false,
+            Op::Put { .. } | Op::Append { .. } | Op::Delete { .. } | Op::DeleteRange { .. } => {
+                false
+            }
             Op::Txn(t) => t.success.iter().chain(&t.failure).all(Op::is_read_only),
         }
     }
@@ -247,6 +281,14 @@ pub enum Response {
     Written,
     /// A delete: whether the key existed.
     Deleted(bool),
+    /// A delete-range: how many keys it removed, and (if asked) their
+    /// pairs as they were, in key order.
+    DeletedRange {
+        /// The number of keys removed.
+        deleted: u64,
+        /// The removed pairs (empty unless `prev_kv` was asked).
+        prev_kvs: Vec<KeyValue>,
+    },
     /// A range: the pairs (at most the limit), and how many matched.
     Range {
         /// The pairs, in key order.
@@ -342,6 +384,11 @@ mod tests {
         assert!(Op::get("k").is_read_only());
         assert!(Op::prefix("k", 0).is_read_only());
         assert!(!Op::put("k", "v").is_read_only());
+        assert!(!Op::delete_prefix("k", false).is_read_only());
+        assert_eq!(
+            Op::delete_prefix("ab", true),
+            Op::delete_range("ab", Some(Bytes::from_static(b"ac")), true)
+        );
         let t = Txn {
             compares: vec![Compare::exists("k")],
             success: vec![Op::get("k")],

@@ -10,8 +10,9 @@
 //! ```
 //!
 //! - [`command`]: requests ([`Op`]: get, put, append, delete, range,
-//!   compare-and-swap transactions), responses, and the envelopes of log
-//!   entries and client messages; [`codec`]: their versioned encoding.
+//!   delete-range, compare-and-swap transactions), responses, and the
+//!   envelopes of log entries and client messages; [`codec`]: their
+//!   versioned encoding.
 //! - [`store`]: the key space with etcd's create/mod revisions and
 //!   versions, and a store revision that each write increments.
 //! - [`session`]: exactly-once: per client, the last request applied and its

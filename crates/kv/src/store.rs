@@ -8,8 +8,9 @@
 //!   back;
 //! - every stored key has `0 < create_rev <= mod_rev <= revision` and
 //!   `version >= 1`; an absent key has no entry (version 0, as etcd);
-//! - a delete of an absent key, and a transaction that writes nothing,
-//!   leave `revision` unchanged.
+//! - a delete of an absent key, a delete-range that matches no key, and a
+//!   transaction that writes nothing, leave `revision` unchanged; a
+//!   delete-range that removes several keys is one write (one revision).
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -115,7 +116,37 @@ impl Store {
                 *wrote |= existed;
                 Response::Deleted(existed)
             }
+            Op::DeleteRange {
+                start,
+                end,
+                prev_kv,
+            } => {
+                let r = self.delete_range(start, end.as_ref(), *prev_kv);
+                *wrote |= matches!(r, Response::DeletedRange { deleted, .. } if deleted > 0);
+                r
+            }
             Op::Txn(t) => self.txn(t, rev, wrote),
+        }
+    }
+
+    /// Removes the keys in `[start, end)`, answering how many there were
+    /// and, if `prev_kv`, their pairs.
+    fn delete_range(&mut self, start: &Bytes, end: Option<&Bytes>, prev_kv: bool) -> Response {
+        let keys: Vec<Bytes> = match bounds(start, end) {
+            Some(b) => self.kvs.range(b).map(|(k, _)| k.clone()).collect(),
+            None => Vec::new(),
+        };
+        let mut prev_kvs = Vec::new();
+        for k in &keys {
+            if let Some(s) = self.kvs.remove(k)
+                && prev_kv
+            {
+                prev_kvs.push(pair(k, &s));
+            }
+        }
+        Response::DeletedRange {
+            deleted: keys.len() as u64,
+            prev_kvs,
         }
     }
 
@@ -171,6 +202,17 @@ impl Store {
     }
 }
 
+/// The map bounds of `[start, end)` (`end: None`: unbounded), or `None`
+/// if the range is empty (`end <= start`).
+fn bounds(start: &Bytes, end: Option<&Bytes>) -> Option<(Bound<Bytes>, Bound<Bytes>)> {
+    let upper = match end {
+        Some(e) if e <= start => return None,
+        Some(e) => Bound::Excluded(e.clone()),
+        None => Bound::Unbounded,
+    };
+    Some((Bound::Included(start.clone()), upper))
+}
+
 /// Read access shared by [`Store::read`] and reads inside a transaction.
 struct StoreView<'a>(&'a Store);
 
@@ -188,24 +230,20 @@ impl StoreView<'_> {
                     responses,
                 }
             }
-            Op::Put { .. } | Op::Append { .. } | Op::Delete { .. } => {
+            Op::Put { .. } | Op::Append { .. } | Op::Delete { .. } | Op::DeleteRange { .. } => {
                 unreachable!("StoreView::read given a write")
             }
         }
     }
 
     fn range(&self, start: &Bytes, end: Option<&Bytes>, limit: u64) -> Response {
-        let upper = match end {
-            Some(e) if e <= start => {
-                return Response::Range {
-                    kvs: Vec::new(),
-                    count: 0,
-                };
-            }
-            Some(e) => Bound::Excluded(e.clone()),
-            None => Bound::Unbounded,
+        let Some(b) = bounds(start, end) else {
+            return Response::Range {
+                kvs: Vec::new(),
+                count: 0,
+            };
         };
-        let iter = self.0.kvs.range((Bound::Included(start.clone()), upper));
+        let iter = self.0.kvs.range(b);
         let mut kvs = Vec::new();
         let mut count = 0;
         for (k, s) in iter {
@@ -338,5 +376,96 @@ mod tests {
         };
         assert_eq!((k.value.as_ref(), k.mod_rev), (&b"c"[..], 3));
         assert_eq!(s.get(b"j").unwrap().create_rev, 3);
+    }
+
+    fn store_with(keys: &[&str]) -> Store {
+        let mut s = Store::new();
+        for k in keys {
+            s.apply(&Op::put(k.to_string(), "v"));
+        }
+        s
+    }
+
+    fn deleted(r: &Response) -> (u64, Vec<&[u8]>) {
+        match r {
+            Response::DeletedRange { deleted, prev_kvs } => (
+                *deleted,
+                prev_kvs.iter().map(|kv| kv.key.as_ref()).collect(),
+            ),
+            other => panic!("not a delete-range: {other:?}"),
+        }
+    }
+
+    fn all_keys(s: &Store) -> Vec<&[u8]> {
+        s.kvs.keys().map(|k| k.as_ref()).collect()
+    }
+
+    #[test]
+    fn delete_prefix_removes_the_prefix_s_keys_in_one_revision() {
+        let mut s = store_with(&["a", "ab", "abc", "abd", "b"]);
+        let r = s.apply(&Op::delete_prefix("ab", false));
+        assert_eq!(deleted(&r), (3, vec![]), "no prev_kvs unless asked");
+        assert_eq!(all_keys(&s), [&b"a"[..], b"b"]);
+        assert_eq!(s.revision(), 6, "one revision for the three keys");
+        s.apply(&Op::put("ab", "w"));
+        let ab = s.get(b"ab").unwrap();
+        assert_eq!((ab.create_rev, ab.version), (7, 1), "recreated fresh");
+    }
+
+    #[test]
+    fn delete_range_is_half_open_and_returns_prev_kvs() {
+        let mut s = store_with(&["a", "b", "c", "d"]);
+        s.apply(&Op::append("b", "2"));
+        let r = s.apply(&Op::delete_range("a", Some(Bytes::from_static(b"c")), true));
+        let Response::DeletedRange { deleted, prev_kvs } = &r else {
+            panic!("not a delete-range: {r:?}")
+        };
+        assert_eq!(*deleted, 2);
+        let got: Vec<_> = prev_kvs
+            .iter()
+            .map(|kv| (kv.key.as_ref(), kv.value.as_ref(), kv.mod_rev, kv.version))
+            .collect();
+        let want: [(&[u8], &[u8], u64, u64); 2] = [(b"a", b"v", 1, 1), (b"b", b"v2", 5, 2)];
+        assert_eq!(got, want);
+        assert_eq!(all_keys(&s), [&b"c"[..], b"d"]);
+        assert_eq!(s.revision(), 6);
+    }
+
+    #[test]
+    fn delete_all_and_no_op_deletes() {
+        let mut s = store_with(&["a", "b", "z"]);
+        let backwards = Op::delete_range("c", Some(Bytes::from_static(b"a")), true);
+        assert_eq!(deleted(&s.apply(&backwards)), (0, vec![]));
+        let none = Op::delete_prefix("zz", true);
+        assert_eq!(deleted(&s.apply(&none)), (0, vec![]));
+        assert_eq!(s.revision(), 3, "deleting nothing is not a write");
+        // etcd's `del "" --prefix`: key "\0", range_end "\0".
+        let all = Op::delete_range(Bytes::from_static(b"\0"), None, false);
+        assert_eq!(deleted(&s.apply(&all)), (3, vec![]));
+        assert!(s.is_empty());
+        assert_eq!(s.revision(), 4);
+        assert_eq!(deleted(&s.apply(&all)), (0, vec![]));
+        assert_eq!(s.revision(), 4);
+    }
+
+    #[test]
+    fn delete_range_in_a_txn_shares_the_txn_s_revision() {
+        let mut s = store_with(&["a1", "a2"]);
+        let t = Op::Txn(Txn {
+            compares: vec![Compare::exists("a1")],
+            success: vec![Op::delete_prefix("a", true), Op::put("b", "x")],
+            failure: vec![],
+        });
+        let Response::Txn {
+            succeeded,
+            responses,
+        } = s.apply(&t)
+        else {
+            panic!("not a txn")
+        };
+        assert!(succeeded);
+        assert_eq!(deleted(&responses[0]), (2, vec![&b"a1"[..], b"a2"]));
+        assert_eq!(s.revision(), 3);
+        assert_eq!(s.get(b"b").unwrap().mod_rev, 3);
     }
 }

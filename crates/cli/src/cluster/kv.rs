@@ -1,7 +1,8 @@
 //! `flotilla kv put|get|del|range`: etcdctl-style key/value commands over
 //! etcd's v3 API. Output follows etcdctl's simple format: `put` prints
 //! `OK`, `get` and `range` print each key and value on their own lines,
-//! `del` prints how many keys it deleted.
+//! `del` prints how many keys it deleted (one key, a range `KEY END`, or
+//! `--prefix`).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -48,10 +49,16 @@ enum KvCommand {
         #[arg(long, default_value_t = 0)]
         limit: i64,
     },
-    /// Deletes KEY.
+    /// Deletes KEY (or the keys in [KEY, END), or with the prefix KEY).
     Del {
         /// The key.
         key: String,
+        /// The first key past the range to delete.
+        #[arg(conflicts_with = "prefix")]
+        end: Option<String>,
+        /// Delete every key that starts with KEY.
+        #[arg(long)]
+        prefix: bool,
     },
     /// Reads the keys in [START, END).
     Range {
@@ -99,7 +106,7 @@ pub fn main(args: KvArgs) -> anyhow::Result<ExitCode> {
             } => {
                 let key = Bytes::from(key);
                 let range_end = if prefix {
-                    flotilla_kv::prefix_end(&key).unwrap_or(Bytes::from_static(b"\0"))
+                    prefix_range_end(&key)
                 } else {
                     Bytes::new()
                 };
@@ -112,11 +119,8 @@ pub fn main(args: KvArgs) -> anyhow::Result<ExitCode> {
                 };
                 print_pairs(&client.range(req).await.context("get")?.kvs)?;
             }
-            KvCommand::Del { key } => {
-                let req = pb::DeleteRangeRequest {
-                    key: Bytes::from(key),
-                    ..Default::default()
-                };
+            KvCommand::Del { key, end, prefix } => {
+                let req = delete_request(key, end, prefix);
                 println!("{}", client.delete(req).await.context("del")?.deleted);
             }
             KvCommand::Range {
@@ -137,6 +141,32 @@ pub fn main(args: KvArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The request of `del KEY [END] [--prefix]`.
+fn delete_request(key: String, end: Option<String>, prefix: bool) -> pb::DeleteRangeRequest {
+    let range_end = match end {
+        Some(end) => Bytes::from(end),
+        None if prefix => prefix_range_end(key.as_bytes()),
+        None => Bytes::new(),
+    };
+    // As etcdctl: `del "" --prefix` deletes every key from "\0".
+    let key = if key.is_empty() && prefix {
+        Bytes::from_static(b"\0")
+    } else {
+        Bytes::from(key)
+    };
+    pb::DeleteRangeRequest {
+        key,
+        range_end,
+        ..Default::default()
+    }
+}
+
+/// etcd's `range_end` for the keys that start with `prefix` (`"\0"`, every
+/// key, when no key is past them all).
+fn prefix_range_end(prefix: &[u8]) -> Bytes {
+    flotilla_kv::prefix_end(prefix).unwrap_or(Bytes::from_static(b"\0"))
 }
 
 fn print_pairs(kvs: &[flotilla_proto::mvccpb::KeyValue]) -> anyhow::Result<()> {

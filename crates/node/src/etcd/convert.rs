@@ -2,11 +2,11 @@
 //!
 //! Each etcd request becomes one [`Op`] (a put with `prev_kv` becomes a
 //! transaction "get, then put", so the old pair is read atomically with
-//! the write), and each [`Response`] is mapped back. What Flotilla's store
-//! cannot do yet is refused with `InvalidArgument`/`Unimplemented` and a
-//! message saying so, never silently ignored: leases, historical
-//! revisions, range deletes, sorting by anything but the key, nested
-//! transactions.
+//! the write; a delete with `range_end` becomes one [`Op::DeleteRange`]),
+//! and each [`Response`] is mapped back. What Flotilla's store cannot do
+//! yet is refused with `InvalidArgument`/`Unimplemented` and a message
+//! saying so, never silently ignored: leases, historical revisions,
+//! sorting by anything but the key, nested transactions.
 
 use bytes::Bytes;
 use flotilla_kv::{CmpOp, Compare, KeyValue, Op, Response, Target, Txn};
@@ -25,6 +25,9 @@ pub enum Shape {
     /// A single-key delete, always preceded by a get (for `deleted` and
     /// `prev_kvs`).
     Delete { prev_kv: bool },
+    /// A delete with a `range_end`: one delete-range (which answers with
+    /// `prev_kvs` itself when asked).
+    DeleteRange,
 }
 
 fn unsupported(what: &str) -> Status {
@@ -49,12 +52,9 @@ pub fn range_op(r: &pb::RangeRequest) -> Result<(Op, Shape), Status> {
         return Err(unsupported("sorting by anything but ascending key"));
     }
     let limit = u64::try_from(r.limit.max(0)).unwrap_or(0);
-    let op = if r.range_end.is_empty() {
-        Op::Get { key: r.key.clone() }
-    } else if r.range_end.as_ref() == b"\0" {
-        Op::range(r.key.clone(), None, limit)
-    } else {
-        Op::range(r.key.clone(), Some(r.range_end.clone()), limit)
+    let op = match range_end(&r.range_end) {
+        None => Op::Get { key: r.key.clone() },
+        Some(end) => Op::range(r.key.clone(), end, limit),
     };
     let shape = Shape::Range {
         keys_only: r.keys_only,
@@ -80,15 +80,32 @@ pub fn put_ops(r: &pb::PutRequest) -> Result<(Vec<Op>, Shape), Status> {
     Ok((ops, Shape::Put { prev_kv: r.prev_kv }))
 }
 
-/// The ops of a delete request.
-pub fn delete_ops(r: &pb::DeleteRangeRequest) -> Result<(Vec<Op>, Shape), Status> {
-    if !r.range_end.is_empty() {
-        return Err(unsupported(
-            "deleting a range of keys (range_end, --prefix)",
-        ));
+/// etcd's `range_end`: empty for one key (`None`), `"\0"` for every key
+/// from `key` on (`Some(None)`), else the first key past the range.
+fn range_end(range_end: &Bytes) -> Option<Option<Bytes>> {
+    match range_end.as_ref() {
+        b"" => None,
+        b"\0" => Some(None),
+        _ => Some(Some(range_end.clone())),
     }
-    let ops = vec![Op::get(r.key.clone()), Op::delete(r.key.clone())];
-    Ok((ops, Shape::Delete { prev_kv: r.prev_kv }))
+}
+
+/// The ops of a delete request. A single-key delete keeps the encoding
+/// it had before delete-ranges existed (a get, then a delete).
+pub fn delete_ops(r: &pb::DeleteRangeRequest) -> Result<(Vec<Op>, Shape), Status> {
+    if r.key.is_empty() {
+        return Err(Status::invalid_argument("etcdserver: key is not provided"));
+    }
+    match range_end(&r.range_end) {
+        None => {
+            let ops = vec![Op::get(r.key.clone()), Op::delete(r.key.clone())];
+            Ok((ops, Shape::Delete { prev_kv: r.prev_kv }))
+        }
+        Some(end) => {
+            let op = Op::delete_range(r.key.clone(), end, r.prev_kv);
+            Ok((vec![op], Shape::DeleteRange))
+        }
+    }
 }
 
 /// Wraps a list of ops as one op (a transaction without compares when
@@ -222,6 +239,18 @@ pub fn response_op(
                     .collect(),
             })
         }
+        Shape::DeleteRange => {
+            let Response::DeletedRange { deleted, prev_kvs } = next()? else {
+                return Err(Status::internal(
+                    "a delete-range answered as something else",
+                ));
+            };
+            R::ResponseDeleteRange(pb::DeleteRangeResponse {
+                header: None,
+                deleted: i64::try_from(deleted).unwrap_or(i64::MAX),
+                prev_kvs: prev_kvs.iter().map(|kv| key_value(kv, false)).collect(),
+            })
+        }
     })
 }
 
@@ -309,12 +338,50 @@ mod tests {
             put_ops(&lease).unwrap_err().code(),
             tonic::Code::Unimplemented
         );
-        let range_delete = pb::DeleteRangeRequest {
-            key: b("a"),
+        let no_key = pb::DeleteRangeRequest {
             range_end: b("b"),
             ..Default::default()
         };
-        assert!(delete_ops(&range_delete).is_err());
+        assert_eq!(
+            delete_ops(&no_key).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn delete_range_end_selects_one_key_a_range_or_all_from_key() {
+        let del = |key: &str, end: &[u8], prev_kv| pb::DeleteRangeRequest {
+            key: b(key),
+            range_end: Bytes::from(end.to_vec()),
+            prev_kv,
+        };
+        let (ops, shape) = delete_ops(&del("k", b"", false)).unwrap();
+        assert_eq!(ops, vec![Op::get("k"), Op::delete("k")]);
+        assert_eq!(shape, Shape::Delete { prev_kv: false });
+        let (ops, shape) = delete_ops(&del("a", b"c", true)).unwrap();
+        assert_eq!(ops, vec![Op::delete_range("a", Some(b("c")), true)]);
+        assert_eq!(shape, Shape::DeleteRange);
+        let (ops, _) = delete_ops(&del("\0", b"\0", false)).unwrap();
+        assert_eq!(ops, vec![Op::delete_range(b("\0"), None, false)]);
+        let old = KeyValue {
+            key: b("a"),
+            value: b("1"),
+            create_rev: 2,
+            mod_rev: 3,
+            version: 2,
+        };
+        let answers = vec![Response::DeletedRange {
+            deleted: 2,
+            prev_kvs: vec![old.clone(), KeyValue { key: b("b"), ..old }],
+        }];
+        let r = response_op(Shape::DeleteRange, &mut answers.into_iter()).unwrap();
+        let pb::response_op::Response::ResponseDeleteRange(d) = r else {
+            panic!("not a delete response: {r:?}")
+        };
+        assert_eq!(d.deleted, 2);
+        let keys: Vec<_> = d.prev_kvs.iter().map(|kv| kv.key.clone()).collect();
+        assert_eq!(keys, [b("a"), b("b")]);
+        assert_eq!(d.prev_kvs[0].mod_revision, 3);
     }
 
     #[test]
