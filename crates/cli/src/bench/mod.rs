@@ -1,6 +1,7 @@
 //! `flotilla bench`: benchmarks that print figures.
 
 mod corpus;
+mod floor;
 mod kv;
 mod mr;
 mod raft;
@@ -18,6 +19,9 @@ pub struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
+    /// The latency floor of a 1-client write: p50 of one fsync (append +
+    /// fdatasync in --dir) plus one loopback round trip.
+    Floor(floor::FloorBenchArgs),
     /// Closed-loop load over etcd's v3 API (Flotilla or etcd): throughput
     /// and latency percentiles.
     Kv(kv::KvBenchArgs),
@@ -31,6 +35,7 @@ enum BenchCommand {
 /// Runs `flotilla bench`.
 pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.command {
+        BenchCommand::Floor(a) => floor::main(a),
         BenchCommand::Kv(a) => kv::main(a),
         BenchCommand::Mr(a) => mr::main(a),
         BenchCommand::Raft(a) => raft::main(a),
