@@ -111,10 +111,24 @@ async fn run_phase(
 
 #[test]
 fn killing_members_loses_no_acknowledged_write_and_history_is_linearizable() {
+    kill_and_pause_members("kill9", 3);
+}
+
+#[test]
+fn five_members_survive_two_kills_and_a_pause() {
+    kill_and_pause_members("kill9x5", 5);
+}
+
+/// Phases of concurrent clients between faults: kill -9 of the leader
+/// (and, with five members, of a follower too: a minority of two), its
+/// restart, SIGSTOP/SIGCONT of the leader, and the kill and restart of
+/// every member; then no acknowledged write may be missing and the history
+/// must be linearizable.
+fn kill_and_pause_members(name: &str, n: usize) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     // Frequent snapshots, so that restarts recover from a snapshot plus a
     // log suffix and a restarted member may need one sent by the leader.
-    let mut cluster = Cluster::start_with("kill9", 3, &["--snapshot-entries", "20"]);
+    let mut cluster = Cluster::start_with(name, n, &["--snapshot-entries", "20"]);
     cluster.wait_leader(&rt);
     let client = {
         let _g = rt.enter();
@@ -126,8 +140,15 @@ fn killing_members_loses_no_acknowledged_write_and_history_is_linearizable() {
     rt.block_on(run_phase(&client, &rec, 1, &acked));
     let leader = cluster.wait_leader(&rt);
     cluster.kill(leader);
+    let follower = (leader + 1) % n;
+    if n >= 5 {
+        cluster.kill(follower);
+    }
     rt.block_on(run_phase(&client, &rec, 2, &acked));
     cluster.restart(leader);
+    if n >= 5 {
+        cluster.restart(follower);
+    }
     rt.block_on(run_phase(&client, &rec, 3, &acked));
     // Pause the leader (SIGSTOP): the others elect a new one while it
     // sleeps; on SIGCONT it must step down, not serve stale state.
@@ -136,10 +157,10 @@ fn killing_members_loses_no_acknowledged_write_and_history_is_linearizable() {
     rt.block_on(run_phase(&client, &rec, 4, &acked));
     cluster.signal(leader, "CONT");
     rt.block_on(run_phase(&client, &rec, 5, &acked));
-    for i in 0..3 {
+    for i in 0..n {
         cluster.kill(i);
     }
-    for i in 0..3 {
+    for i in 0..n {
         cluster.restart(i);
     }
     cluster.wait_leader(&rt);
