@@ -164,22 +164,25 @@ fn kill_and_pause_members(name: &str, n: usize) {
         cluster.restart(i);
     }
     cluster.wait_leader(&rt);
-
     let acked = acked.lock().unwrap().clone();
+    rt.block_on(check_after_restart(&client, &rec, &acked));
+}
+
+/// Every acknowledged write is readable, and the whole history (with a
+/// final read of each key) is linearizable.
+async fn check_after_restart(client: &Client, rec: &Rec, acked: &[String]) {
     assert!(!acked.is_empty(), "no write was acknowledged");
-    rt.block_on(async {
-        for key in &acked {
-            let r = client.range(get(key)).await.expect("read after restart");
-            assert_eq!(r.kvs.len(), 1, "acknowledged write of {key} is lost");
-        }
-        for k in 0..KEYS {
-            let key = format!("k{k}");
-            let op = rec.invoke(999_999, KvInput::get(&key));
-            let r = client.range(get(&key)).await.expect("final read");
-            let v = r.kvs.first().map(|kv| kv.value.clone()).unwrap_or_default();
-            rec.ok(op, KvOutput::Value(String::from_utf8(v.to_vec()).unwrap()));
-        }
-    });
+    for key in acked {
+        let r = client.range(get(key)).await.expect("read after restart");
+        assert_eq!(r.kvs.len(), 1, "acknowledged write of {key} is lost");
+    }
+    for k in 0..KEYS {
+        let key = format!("k{k}");
+        let op = rec.invoke(999_999, KvInput::get(&key));
+        let r = client.range(get(&key)).await.expect("final read");
+        let v = r.kvs.first().map(|kv| kv.value.clone()).unwrap_or_default();
+        rec.ok(op, KvOutput::Value(String::from_utf8(v.to_vec()).unwrap()));
+    }
     let limits = Limits {
         timeout: Some(Duration::from_secs(60)),
         ..Limits::default()
