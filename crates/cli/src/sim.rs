@@ -63,6 +63,26 @@ pub(crate) fn parse_faults(s: &str) -> Result<Faults, String> {
     s.parse()
 }
 
+/// Runs `run(seed)` once for every seed of `first..=last`, on `jobs`
+/// threads (default: one per core), each taking the next seed not yet run.
+pub(crate) fn for_each_seed(first: u64, last: u64, jobs: Option<usize>, run: impl Fn(u64) + Sync) {
+    let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let next = AtomicU64::new(first);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed > last {
+                        break;
+                    }
+                    run(seed);
+                }
+            });
+        }
+    });
+}
+
 pub fn run(cmd: SimCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         SimCommand::Raft(args) => run_raft(&args),
@@ -82,14 +102,7 @@ struct Tally {
 }
 
 impl Tally {
-    fn record(
-        &mut self,
-        seed: u64,
-        r: Result<SwarmReport, String>,
-        first: u64,
-        last: u64,
-        began: Instant,
-    ) {
+    fn record(&mut self, seed: u64, r: Result<SwarmReport, String>, last: u64, began: Instant) {
         self.done.insert(seed, r);
         // Print every complete block of 100 seeds, in order.
         loop {
@@ -120,7 +133,6 @@ impl Tally {
                 break;
             }
         }
-        let _ = first;
     }
 }
 
@@ -138,44 +150,30 @@ fn run_raft(args: &RaftArgs) -> anyhow::Result<ExitCode> {
         None => (args.start, args.seeds),
     };
     let last = first + count - 1;
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let next = AtomicU64::new(first);
     let tally = Mutex::new(Tally {
         printed_to: first - 1,
         ..Tally::default()
     });
     let began = Instant::now();
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.max(1) {
-            scope.spawn(|| {
-                loop {
-                    let seed = next.fetch_add(1, Ordering::Relaxed);
-                    if seed > last {
-                        break;
-                    }
-                    let result = swarm::run(seed, &cfg).map_err(|f| f.to_string());
-                    let mut t = tally.lock().unwrap_or_else(|e| e.into_inner());
-                    t.seeds += 1;
-                    match &result {
-                        Ok(r) => {
-                            t.commits += r.commits;
-                            t.virtual_ns += r.virtual_ns;
-                        }
-                        Err(what) => {
-                            t.violations += 1;
-                            println!("VIOLATION {what}");
-                            println!(
-                                "  replay: flotilla sim raft --nodes {} --seed {seed} --faults {} --readers {} --safety-secs {} --liveness-secs {} --trace",
-                                args.nodes, args.faults, args.readers, args.safety_secs, args.liveness_secs
-                            );
-                        }
-                    }
-                    t.record(seed, result, first, last, began);
-                }
-            });
+    for_each_seed(first, last, args.jobs, |seed| {
+        let result = swarm::run(seed, &cfg).map_err(|f| f.to_string());
+        let mut t = tally.lock().unwrap_or_else(|e| e.into_inner());
+        t.seeds += 1;
+        match &result {
+            Ok(r) => {
+                t.commits += r.commits;
+                t.virtual_ns += r.virtual_ns;
+            }
+            Err(what) => {
+                t.violations += 1;
+                println!("VIOLATION {what}");
+                println!(
+                    "  replay: flotilla sim raft --nodes {} --seed {seed} --faults {} --readers {} --safety-secs {} --liveness-secs {} --trace",
+                    args.nodes, args.faults, args.readers, args.safety_secs, args.liveness_secs
+                );
+            }
         }
+        t.record(seed, result, last, began);
     });
     let t = tally.into_inner().unwrap_or_else(|e| e.into_inner());
     println!(

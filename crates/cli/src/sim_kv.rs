@@ -4,7 +4,6 @@
 
 use std::process::ExitCode;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -86,39 +85,25 @@ pub fn run_kv(args: &KvArgs) -> anyhow::Result<ExitCode> {
         None => (args.start, args.seeds),
     };
     let last = first + count.max(1) - 1;
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let next = AtomicU64::new(first);
     let totals = Mutex::new(Totals::default());
     let began = Instant::now();
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.max(1) {
-            scope.spawn(|| {
-                loop {
-                    let seed = next.fetch_add(1, Ordering::Relaxed);
-                    if seed > last {
-                        break;
-                    }
-                    let result = swarm::run(seed, &cfg);
-                    let mut t = totals.lock().unwrap_or_else(|e| e.into_inner());
-                    t.seeds += 1;
-                    match result {
-                        Ok(r) => {
-                            t.ops += r.ops;
-                            t.checked_ops += r.checked_ops;
-                            t.virtual_ns += r.virtual_ns;
-                            t.sim_wall += r.sim_wall;
-                            t.check_wall += r.check_wall;
-                        }
-                        Err(f) => {
-                            t.violations += 1;
-                            println!("VIOLATION {f}");
-                            println!("  replay: {}", args.replay(seed));
-                        }
-                    }
-                }
-            });
+    crate::sim::for_each_seed(first, last, args.jobs, |seed| {
+        let result = swarm::run(seed, &cfg);
+        let mut t = totals.lock().unwrap_or_else(|e| e.into_inner());
+        t.seeds += 1;
+        match result {
+            Ok(r) => {
+                t.ops += r.ops;
+                t.checked_ops += r.checked_ops;
+                t.virtual_ns += r.virtual_ns;
+                t.sim_wall += r.sim_wall;
+                t.check_wall += r.check_wall;
+            }
+            Err(f) => {
+                t.violations += 1;
+                println!("VIOLATION {f}");
+                println!("  replay: {}", args.replay(seed));
+            }
         }
     });
     let t = totals.into_inner().unwrap_or_else(|e| e.into_inner());
