@@ -18,6 +18,19 @@ pub struct Throughput {
     pub steps: u64,
 }
 
+/// A `nodes`-node group without faults or invariant checks, with its
+/// leader elected; `serialize` encodes messages (so their bytes count).
+fn quiet_group(nodes: u64, serialize: bool) -> Result<(Cluster, usize), Failure> {
+    let mut cfg = ClusterConfig::new(nodes, 1);
+    cfg.checks = false;
+    cfg.serialize = serialize;
+    // Compaction keeps memory flat over millions of entries.
+    cfg.snapshot_every = Some(50_000);
+    let mut c = Cluster::new(cfg);
+    let leader = c.check_one_leader()?;
+    Ok((c, leader))
+}
+
 /// Commits `entries` commands of `payload` bytes through a `nodes`-node
 /// group, proposing `batch` commands per proposal call.
 pub fn throughput(
@@ -26,13 +39,7 @@ pub fn throughput(
     entries: u64,
     payload: usize,
 ) -> Result<Throughput, Failure> {
-    let mut cfg = ClusterConfig::new(nodes, 1);
-    cfg.checks = false;
-    cfg.serialize = false;
-    // Compaction keeps memory flat over millions of entries.
-    cfg.snapshot_every = Some(50_000);
-    let mut c = Cluster::new(cfg);
-    let leader = c.check_one_leader()?;
+    let (mut c, leader) = quiet_group(nodes, false)?;
     let data = Bytes::from(vec![0x5a; payload]);
     let start = c.nodes[leader].app.last_applied;
     let target = LogIndex(start.get() + entries);
@@ -76,11 +83,7 @@ pub enum ReadPath {
 /// `burst` issued together, and counts what the group sent for them
 /// (messages are encoded, so their bytes are real).
 pub fn reads(nodes: u64, path: ReadPath, reads: u64, burst: u64) -> Result<Reads, Failure> {
-    let mut cfg = ClusterConfig::new(nodes, 1);
-    cfg.checks = false;
-    cfg.snapshot_every = Some(50_000);
-    let mut c = Cluster::new(cfg);
-    let leader = c.check_one_leader()?;
+    let (mut c, leader) = quiet_group(nodes, true)?;
     // Settle the election's own traffic before counting.
     c.run_until(c.now)?;
     let sent = |c: &Cluster| c.net.counters.sent_to.values().sum::<u64>();
