@@ -96,10 +96,12 @@ impl Cluster {
                 self.nodes[idx].app.last_applied = last.index;
             }
         }
-        let term = self.nodes[idx]
-            .raft
-            .as_ref()
-            .map_or(Term(0), |r| r.status().term);
+        // The applier's current term bounds the entries' commit term (see
+        // `CommittedLog::learned_in`); read only when there is work to check.
+        let term = match &self.nodes[idx].raft {
+            Some(r) if self.cfg.checks && !rd.committed_entries.is_empty() => r.status().term,
+            _ => Term(0),
+        };
         for e in rd.committed_entries.iter().filter(|_| self.cfg.checks) {
             let node = &self.nodes[idx];
             let (last, digest) = (node.app.last_applied, node.app.digest);
