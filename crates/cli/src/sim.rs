@@ -29,15 +29,8 @@ pub struct RaftArgs {
     /// Nodes in the group (0: the seed chooses 3 or 5).
     #[arg(long, default_value_t = 5)]
     nodes: u64,
-    /// How many seeds to run.
-    #[arg(long, default_value_t = 100)]
-    seeds: u64,
-    /// The first seed.
-    #[arg(long, default_value_t = 1)]
-    start: u64,
-    /// Run this one seed (a replay); overrides --seeds and --start.
-    #[arg(long)]
-    seed: Option<u64>,
+    #[command(flatten)]
+    run: SeedArgs,
     /// Faults to inject: a comma-separated list of partition, crash, drop,
     /// reorder, snapshot, membership, transfer, reads; or all, none.
     #[arg(long, default_value = "all", value_parser = parse_faults)]
@@ -54,9 +47,35 @@ pub struct RaftArgs {
     /// Print a step-by-step trace (use with --seed).
     #[arg(long)]
     trace: bool,
+}
+
+/// Which seeds to run, and on how many threads (shared by the `sim`
+/// commands).
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// How many seeds to run.
+    #[arg(long, default_value_t = 100)]
+    seeds: u64,
+    /// The first seed.
+    #[arg(long, default_value_t = 1)]
+    start: u64,
+    /// Run this one seed (a replay); overrides --seeds and --start.
+    #[arg(long)]
+    seed: Option<u64>,
     /// Worker threads (default: one per core).
     #[arg(long)]
-    jobs: Option<usize>,
+    pub(crate) jobs: Option<usize>,
+}
+
+impl SeedArgs {
+    /// The first seed and how many: `--seed` alone, or `--seeds` from
+    /// `--start`.
+    pub(crate) fn first_and_count(&self) -> (u64, u64) {
+        match self.seed {
+            Some(s) => (s, 1),
+            None => (self.start, self.seeds),
+        }
+    }
 }
 
 pub(crate) fn parse_faults(s: &str) -> Result<Faults, String> {
@@ -145,17 +164,14 @@ fn run_raft(args: &RaftArgs) -> anyhow::Result<ExitCode> {
         readers: args.readers,
         trace: args.trace,
     };
-    let (first, count) = match args.seed {
-        Some(s) => (s, 1),
-        None => (args.start, args.seeds),
-    };
+    let (first, count) = args.run.first_and_count();
     let last = first + count - 1;
     let tally = Mutex::new(Tally {
         printed_to: first - 1,
         ..Tally::default()
     });
     let began = Instant::now();
-    for_each_seed(first, last, args.jobs, |seed| {
+    for_each_seed(first, last, args.run.jobs, |seed| {
         let result = swarm::run(seed, &cfg).map_err(|f| f.to_string());
         let mut t = tally.lock().unwrap_or_else(|e| e.into_inner());
         t.seeds += 1;

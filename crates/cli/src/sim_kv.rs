@@ -22,15 +22,8 @@ pub struct KvArgs {
     /// Distinct keys the clients use.
     #[arg(long, default_value_t = 4)]
     keys: u64,
-    /// How many seeds to run.
-    #[arg(long, default_value_t = 100)]
-    seeds: u64,
-    /// The first seed.
-    #[arg(long, default_value_t = 1)]
-    start: u64,
-    /// Run this one seed (a replay); overrides --seeds and --start.
-    #[arg(long)]
-    seed: Option<u64>,
+    #[command(flatten)]
+    run: crate::sim::SeedArgs,
     /// Faults to inject: a comma-separated list of partition, crash, drop,
     /// reorder, snapshot; or all, none.
     #[arg(long, default_value = "all", value_parser = crate::sim::parse_faults)]
@@ -44,9 +37,6 @@ pub struct KvArgs {
     /// Print a step-by-step trace on failure (use with --seed).
     #[arg(long)]
     trace: bool,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
-    jobs: Option<usize>,
 }
 
 #[derive(Default)]
@@ -80,14 +70,11 @@ pub fn run_kv(args: &KvArgs) -> anyhow::Result<ExitCode> {
         liveness_ns: args.liveness_secs * 1000 * MS,
         trace: args.trace,
     };
-    let (first, count) = match args.seed {
-        Some(s) => (s, 1),
-        None => (args.start, args.seeds),
-    };
+    let (first, count) = args.run.first_and_count();
     let last = first + count.max(1) - 1;
     let totals = Mutex::new(Totals::default());
     let began = Instant::now();
-    crate::sim::for_each_seed(first, last, args.jobs, |seed| {
+    crate::sim::for_each_seed(first, last, args.run.jobs, |seed| {
         let result = swarm::run(seed, &cfg);
         let mut t = totals.lock().unwrap_or_else(|e| e.into_inner());
         t.seeds += 1;
