@@ -52,6 +52,9 @@ fn server(s: &Scratch, addr: &str, metrics: Option<&str>) -> Proc {
         &format!("1={addr}"),
         "--data-dir",
         "d",
+        // Small, so that the metrics test sees the log compacted.
+        "--snapshot-entries",
+        "4",
     ]);
     if let Some(m) = metrics {
         cmd.args(["--metrics-listen", m]);
@@ -106,4 +109,20 @@ fn a_server_serves_metrics() {
         text.contains("flotilla_wal_fsync_seconds_bucket{le=\"+Inf\"}"),
         "{text}"
     );
+    // Snapshots are encoded off the Raft task and come back to compact the
+    // log: after a few more writes one must have landed.
+    for k in ["b", "c", "d", "e"] {
+        let (status, _, err) =
+            run(flotilla(&s.path).args(["kv", "put", k, "1", "--endpoints", &addr]));
+        assert!(status.success(), "{err}");
+    }
+    wait_for("a snapshot", Duration::from_secs(30), || {
+        let text = scrape(&maddr);
+        let n: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("flotilla_snapshots_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("flotilla_snapshots_total in /metrics");
+        (n > 0).then_some(())
+    });
 }

@@ -12,12 +12,19 @@
 //!                                                     5. restore snapshot, apply
 //!                                                     6. answer reads and proposals
 //!                                                     7. advance, publish status
+//!  snapshot done ─► compact the log                   8. maybe start a snapshot
 //! ```
 //!
 //! Group commit: every request and message that is queued when a loop
 //! iteration starts joins the same Ready, so one sync covers them all;
 //! while a sync runs, new work queues up for the next one. The sync runs on
 //! tokio's blocking pool, never on a runtime worker.
+//!
+//! Log compaction: when enough entries are applied past the last snapshot,
+//! the state machine hands over a [`super::app::SnapshotJob`] (a copy of
+//! its state) that encodes on the blocking pool while the task goes on; the
+//! encoded snapshot comes back through a channel and compacts the log at
+//! the index it was taken at. One job runs at a time.
 //!
 //! Invariant: nothing that reports durable state (a vote, an appended
 //! entry, a reply to a client) leaves before the WAL has synced it; a
@@ -105,6 +112,11 @@ struct Driver<SM: StateMachine> {
     next_ctx: u64,
     status: watch::Sender<NodeStatus>,
     metrics: Arc<Metrics>,
+    /// Where snapshot jobs send their result: the index they were taken
+    /// at, and the encoded state (`None` if the job panicked).
+    snapshots: mpsc::UnboundedSender<(LogIndex, Option<bytes::Bytes>)>,
+    /// A snapshot job is running.
+    snapshotting: bool,
 }
 
 /// Locks the state machine. Nothing awaits under this lock; a panic while
@@ -132,6 +144,7 @@ impl<SM: StateMachine> RaftNode<SM> {
         let raw = RawNode::new(opts.raft.clone(), init)?;
         let (status_tx, status_rx) = watch::channel(status_of(&raw));
         let (req_tx, req_rx) = mpsc::channel(opts.request_queue);
+        let (snap_tx, snap_rx) = mpsc::unbounded_channel();
         let driver = Driver {
             raw,
             wal: storage.wal(),
@@ -145,8 +158,15 @@ impl<SM: StateMachine> RaftNode<SM> {
             next_ctx: 1,
             status: status_tx,
             metrics: opts.metrics.clone(),
+            snapshots: snap_tx,
+            snapshotting: false,
         };
-        let task = tokio::spawn(driver.run(opts.tick, inbound, req_rx, shutdown));
+        let queues = Queues {
+            inbound,
+            requests: req_rx,
+            snapshots: snap_rx,
+        };
+        let task = tokio::spawn(driver.run(opts.tick, queues, shutdown));
         let handle = NodeHandle {
             requests: req_tx,
             status: status_rx,
@@ -175,14 +195,25 @@ fn status_of(raw: &RawNode) -> NodeStatus {
 /// cannot starve the timer.
 const DRAIN_MAX: usize = 4096;
 
+/// What the driver's task receives.
+struct Queues<Output> {
+    inbound: mpsc::Receiver<Message>,
+    requests: mpsc::Receiver<Request<Output>>,
+    snapshots: mpsc::UnboundedReceiver<(LogIndex, Option<bytes::Bytes>)>,
+}
+
 impl<SM: StateMachine> Driver<SM> {
     async fn run(
         mut self,
         tick: Duration,
-        mut inbound: mpsc::Receiver<Message>,
-        mut requests: mpsc::Receiver<Request<SM::Output>>,
+        queues: Queues<SM::Output>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), FatalError> {
+        let Queues {
+            mut inbound,
+            mut requests,
+            mut snapshots,
+        } = queues;
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Vec::new();
@@ -191,6 +222,7 @@ impl<SM: StateMachine> Driver<SM> {
                 _ = ticker.tick() => self.tick(),
                 Some(m) = inbound.recv() => self.step(m),
                 Some(r) = requests.recv() => self.request(r, &mut batch),
+                Some((index, data)) = snapshots.recv() => self.compact(index, data),
                 _ = shutdown.wait_for(|stop| *stop) => break,
             }
             for _ in 0..DRAIN_MAX {
@@ -379,17 +411,44 @@ impl<SM: StateMachine> Driver<SM> {
         }
     }
 
+    /// Starts a snapshot job once enough entries are applied past the last
+    /// snapshot and none is running.
     fn maybe_compact(&mut self) {
+        if self.snapshotting {
+            return;
+        }
         let status = self.raw.status();
         let snap_index = self.raw.snapshot().map_or(LogIndex(0), |s| s.meta.index);
         if status.applied.0.saturating_sub(snap_index.0) < self.snapshot_entries {
             return;
         }
-        let data = lock(&self.sm).snapshot();
-        // Refusals (a restore pending) are retried after a later Ready.
-        if self.raw.compact(status.applied, data).is_ok() {
-            tracing::debug!(index = %status.applied, "compacted the log");
-            self.metrics.snapshots.fetch_add(1, Ordering::Relaxed);
+        // The machine has applied exactly `status.applied` (apply runs
+        // before advance), so the job captures the state at that index.
+        let job = lock(&self.sm).snapshot_job();
+        let index = status.applied;
+        let done = self.snapshots.clone();
+        self.snapshotting = true;
+        tokio::spawn(async move {
+            let data = tokio::task::spawn_blocking(job).await.ok();
+            let _ = done.send((index, data));
+        });
+    }
+
+    /// Compacts the log with a finished snapshot job's result.
+    fn compact(&mut self, index: LogIndex, data: Option<bytes::Bytes>) {
+        self.snapshotting = false;
+        let Some(data) = data else {
+            tracing::error!(index = %index, "encoding a snapshot failed (the job panicked); the log is not compacted");
+            return;
+        };
+        // A refusal means a snapshot from the leader was restored (or is
+        // pending) in the meantime, covering this one: a later job retries.
+        match self.raw.compact(index, data) {
+            Ok(()) => {
+                tracing::debug!(index = %index, "compacted the log");
+                self.metrics.snapshots.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => tracing::debug!(index = %index, error = %e, "snapshot not used"),
         }
     }
 }
