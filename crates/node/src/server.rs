@@ -43,8 +43,10 @@ pub struct ServerConfig {
     /// The Raft tick.
     pub tick: Duration,
     /// Compact the log once this many entries are applied past the last
-    /// snapshot. A snapshot encodes the whole store on the Raft task, so
-    /// it must be rare; etcd's default is 100,000.
+    /// snapshot. A snapshot clones the store on the Raft task (the
+    /// encoding runs on the blocking pool) and its file is written and
+    /// synced before the next Ready goes on, so it must be rare; etcd's
+    /// default is 100,000.
     pub snapshot_entries: u64,
 }
 

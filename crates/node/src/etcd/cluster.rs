@@ -4,7 +4,7 @@
 //! Status answers from this node's own view (as etcd's does): its leader,
 //! commit and applied index, term, and the size of its Raft log.
 
-use flotilla_kv::Reply;
+use flotilla_kv::{Command, Reply};
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::cluster_server::Cluster;
 use flotilla_proto::etcdserverpb::maintenance_server::Maintenance;
@@ -102,6 +102,13 @@ impl Proposals for ClusterService {
             reply: bytes::Bytes::new(),
             term: 0,
         };
+        // Only a command this build can apply is proposed: a committed one
+        // it could not apply would stop every member of its version.
+        if let Err(e) = Command::decode(&r.command) {
+            return Err(Status::invalid_argument(format!(
+                "forwarded command does not decode: {e}"
+            )));
+        }
         let applied = match self.core.node.propose(r.command).await {
             Ok(applied) => applied,
             Err(NodeError::NotLeader { leader_hint }) => {
@@ -110,10 +117,8 @@ impl Proposals for ClusterService {
             Err(NodeError::Retry) => return Ok(Response::new(not_leader(None))),
             Err(NodeError::Stopped) => return Err(Status::unavailable("server stopped")),
         };
-        let a = match applied.output {
-            Ok(Some(a)) => a,
-            Ok(None) => return Err(Status::internal("a command applied as a no-op")),
-            Err(e) => return Err(Status::invalid_argument(format!("applying: {e}"))),
+        let Some(a) = applied.output else {
+            return Err(Status::internal("a command applied as a no-op"));
         };
         let reply = Reply {
             client: a.client,

@@ -215,14 +215,13 @@ fn session_expired() -> Status {
 /// The outcome of a command applied here.
 fn outcome(term: Term, output: KvOutput) -> Result<Written, Attempt> {
     match output {
-        Ok(Some(applied)) => match applied.outcome {
+        Some(applied) => match applied.outcome {
             Outcome::Ok { revision, response } => Ok((term, revision, response)),
             Outcome::WrongLeader { .. } => Err(Attempt::Wait),
             Outcome::SessionExpired => Err(Attempt::Fail(session_expired())),
         },
-        Ok(None) => Err(Attempt::Fail(Status::internal(
+        None => Err(Attempt::Fail(Status::internal(
             "a command applied as a no-op",
         ))),
-        Err(e) => Err(Attempt::Fail(Status::internal(format!("applying: {e}")))),
     }
 }

@@ -12,13 +12,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use flotilla_kv::{ApplyError, Command, Op, ReadConsistency, Replica, Request};
+use flotilla_kv::{Command, Op, ReadConsistency, Replica, Request};
 use flotilla_raft::Entry;
 
-use crate::raft::{RestoreError, SnapshotJob, StateMachine};
+use crate::raft::{ApplyError, RestoreError, SnapshotJob, StateMachine};
 
-/// What applying one entry gave.
-pub type KvOutput = Result<Option<flotilla_kv::Applied>, ApplyError>;
+/// What applying one entry gave: the request's answer, `None` for an
+/// entry that is not a command.
+pub type KvOutput = Option<flotilla_kv::Applied>;
 
 /// The replicated KV state machine.
 #[derive(Debug, Default)]
@@ -30,8 +31,16 @@ pub struct KvMachine {
 impl StateMachine for KvMachine {
     type Output = KvOutput;
 
-    fn apply(&mut self, entry: &Entry) -> KvOutput {
-        self.replica.apply(entry)
+    /// Every error of the replica stops the node: an undecodable command
+    /// (a newer version's op, during a rolling upgrade) or an entry out of
+    /// order (a driver bug). Commands are encoded by servers of this
+    /// cluster, and a forwarded one is decoded before it is proposed, so
+    /// no client can make a member stop this way.
+    fn apply(&mut self, entry: &Entry) -> Result<KvOutput, ApplyError> {
+        self.replica.apply(entry).map_err(|e| ApplyError {
+            index: entry.index,
+            source: Box::new(e),
+        })
     }
 
     fn snapshot(&self) -> Bytes {

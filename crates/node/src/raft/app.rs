@@ -19,9 +19,15 @@ pub trait StateMachine: Send + 'static {
 
     /// Applies the committed entry `entry` (every entry, in index order,
     /// no-ops and membership changes included, so the machine can track
-    /// its applied index). A command the machine cannot decode must yield
-    /// an error output, never a panic: every replica sees the same bytes.
-    fn apply(&mut self, entry: &Entry) -> Self::Output;
+    /// its applied index).
+    ///
+    /// A committed command the machine cannot apply (one written by a
+    /// newer version during a rolling upgrade, say) is an [`ApplyError`]:
+    /// the node stops rather than skip it, since replicas that can apply
+    /// it would diverge from this one (etcd panics likewise). Never a
+    /// panic: the operator gets the error and can upgrade the member, which
+    /// then replays the entry from its log.
+    fn apply(&mut self, entry: &Entry) -> Result<Self::Output, ApplyError>;
 
     /// The machine's state, encoded.
     fn snapshot(&self) -> Bytes;
@@ -44,6 +50,17 @@ pub trait StateMachine: Send + 'static {
 
 /// Encodes a snapshot of a state captured earlier; runs off the Raft task.
 pub type SnapshotJob = Box<dyn FnOnce() -> Bytes + Send>;
+
+/// A committed entry the state machine cannot apply.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot apply committed entry {index}")]
+pub struct ApplyError {
+    /// The entry's index.
+    pub index: flotilla_raft::LogIndex,
+    /// Why.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
 
 /// A snapshot the state machine cannot read.
 #[derive(Debug, thiserror::Error)]

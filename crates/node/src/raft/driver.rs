@@ -42,7 +42,7 @@ use flotilla_wal::{GroupHandle, Wal, WalError};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::app::{RestoreError, StateMachine};
+use super::app::{ApplyError, RestoreError, StateMachine};
 use super::handle::{Applied, NodeError, NodeHandle, NodeStatus, ProposeReply, ReadReply, Request};
 use super::transport::Transport;
 use crate::metrics::Metrics;
@@ -86,6 +86,9 @@ pub enum FatalError {
     /// A snapshot from the leader could not be restored.
     #[error(transparent)]
     Restore(#[from] RestoreError),
+    /// A committed entry could not be applied.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
     /// The blocking sync task panicked or was cancelled.
     #[error("the WAL sync task failed: {0}")]
     SyncTask(#[from] tokio::task::JoinError),
@@ -328,7 +331,7 @@ impl<SM: StateMachine> Driver<SM> {
             lock(&self.sm).restore(&snap.data)?;
             self.fail_proposals_up_to(snap.meta.index);
         }
-        self.apply(&rd);
+        self.apply(&rd)?;
         self.raw.advance(&rd);
         self.finish_reads(&rd);
         if rd.soft_state.is_some_and(|s| s.role != Role::Leader) {
@@ -353,9 +356,9 @@ impl<SM: StateMachine> Driver<SM> {
         tracing::info!(role = ?soft.role, leader = ?soft.leader, term = %term, "raft state changed");
     }
 
-    fn apply(&mut self, rd: &Ready) {
+    fn apply(&mut self, rd: &Ready) -> Result<(), ApplyError> {
         if rd.committed_entries.is_empty() {
-            return;
+            return Ok(());
         }
         self.metrics
             .applied_entries
@@ -363,9 +366,10 @@ impl<SM: StateMachine> Driver<SM> {
         let sm = Arc::clone(&self.sm);
         let mut sm = lock(&sm);
         for e in &rd.committed_entries {
-            let output = sm.apply(e);
+            let output = sm.apply(e)?;
             self.answer(e, (e.kind == EntryKind::Command).then_some(output));
         }
+        Ok(())
     }
 
     fn answer(&mut self, e: &Entry, output: Option<SM::Output>) {

@@ -1,0 +1,72 @@
+//! A committed entry the state machine cannot apply stops the node with
+//! an error naming the entry, instead of being skipped: replicas of a
+//! newer version that can apply it would otherwise diverge from this one
+//! (a rolling upgrade meeting a new operation). The entry stays in the
+//! log, so an upgraded member replays it on restart.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use flotilla_node::etcd::KvMachine;
+use flotilla_node::metrics::Metrics;
+use flotilla_node::raft::{FatalError, NodeError, NodeOptions, RaftNode, Transport};
+use flotilla_raft::{Config, NodeId, Role};
+use flotilla_wal::{GroupId, Options, Wal};
+use tokio::sync::{mpsc, watch};
+
+#[tokio::test]
+async fn an_undecodable_committed_command_stops_the_node() {
+    let dir = std::env::temp_dir().join(format!("flotilla-fail-stop-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let wal = Wal::open(&dir, Options::default()).unwrap();
+    let storage = wal.group(GroupId(1)).unwrap();
+    let me = NodeId(1);
+    let (_stop_tx, stop) = watch::channel(false);
+    let peers = BTreeMap::from([(me, String::new())]);
+    let transport = Transport::start(7, me, &peers, stop.clone());
+    let (_inbound_tx, inbound) = mpsc::channel(16);
+    let opts = NodeOptions {
+        raft: Config::new(me, vec![me]),
+        tick: Duration::from_millis(1),
+        snapshot_entries: 1000,
+        request_queue: 16,
+        metrics: Arc::new(Metrics::default()),
+    };
+    let sm = Arc::new(Mutex::new(KvMachine::default()));
+    let node = RaftNode::start(opts, storage, sm, transport, inbound, stop).unwrap();
+    // A single voter elects itself after an election timeout.
+    let mut status = node.handle.watch_status();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        status.wait_for(|s| s.role == Role::Leader),
+    )
+    .await
+    .expect("the single voter becomes leader")
+    .unwrap();
+
+    // Bytes that are no KV command, proposed straight to the Raft task
+    // (the Proposals service refuses them before that).
+    let proposed = tokio::time::timeout(
+        Duration::from_secs(30),
+        node.handle
+            .propose(Bytes::from_static(b"\xffnot a command")),
+    )
+    .await
+    .expect("the proposal is answered");
+    // The proposer learns nothing good: the node stopped under it.
+    assert!(matches!(proposed, Err(NodeError::Stopped)), "{proposed:?}");
+    let ended = tokio::time::timeout(Duration::from_secs(30), node.task)
+        .await
+        .expect("the node task ends")
+        .expect("the node task does not panic");
+    let err = ended.expect_err("the node stops with an error");
+    assert!(matches!(err, FatalError::Apply(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("cannot apply committed entry 2"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
