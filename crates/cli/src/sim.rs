@@ -53,14 +53,14 @@ pub struct RaftArgs {
 /// commands).
 #[derive(Debug, Args)]
 pub struct SeedArgs {
-    /// How many seeds to run.
-    #[arg(long, default_value_t = 100)]
+    /// How many seeds to run (at least 1).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     seeds: u64,
-    /// The first seed.
-    #[arg(long, default_value_t = 1)]
+    /// The first seed (seeds are numbered from 1).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     start: u64,
     /// Run this one seed (a replay); overrides --seeds and --start.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     seed: Option<u64>,
     /// Worker threads (default: one per core).
     #[arg(long)]
@@ -165,7 +165,7 @@ fn run_raft(args: &RaftArgs) -> anyhow::Result<ExitCode> {
         trace: args.trace,
     };
     let (first, count) = args.run.first_and_count();
-    let last = first + count - 1;
+    let last = first.saturating_add(count - 1);
     let tally = Mutex::new(Tally {
         printed_to: first - 1,
         ..Tally::default()

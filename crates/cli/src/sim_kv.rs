@@ -71,7 +71,7 @@ pub fn run_kv(args: &KvArgs) -> anyhow::Result<ExitCode> {
         trace: args.trace,
     };
     let (first, count) = args.run.first_and_count();
-    let last = first + count.max(1) - 1;
+    let last = first.saturating_add(count.max(1) - 1);
     let totals = Mutex::new(Totals::default());
     let began = Instant::now();
     crate::sim::for_each_seed(first, last, args.run.jobs, |seed| {
