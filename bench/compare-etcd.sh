@@ -7,6 +7,9 @@
 # Before them, `flotilla bench floor --dir` on the filesystem of the data
 # dirs measures the floor of a 1-client write: p50 of one fsync (append +
 # fdatasync) plus p50 of one loopback TCP round trip.
+# Last, the same workloads against `flotilla bench noop-server` (etcd's KV
+# service answering at once: no Raft, no disk) give the ceiling that the
+# gRPC layer and this load generator allow on the machine.
 # Prints each run's line, the ratios, the members' RSS and the floor; the
 # last line is machine-readable:
 #   writes64_ratio=R1 reads64_ratio=R2 p50_1client_over_floor=R3
@@ -113,13 +116,18 @@ sync
 start_flotilla
 run_suite flotilla "$(leader "${EPS[@]}")"
 stop
+"$F" bench noop-server --listen 127.0.0.1:32379 2>"$WORK/noop.log" &
+PIDS+=($!)
+for _ in $(seq 1 100); do grep -q "no-op etcd KV server" "$WORK/noop.log" && break; sleep 0.1; done
+run_suite noop 127.0.0.1:32379
+stop
 
 ratio() { awk -v a="$(cut -d' ' -f1 "$WORK/flotilla-$1")" -v b="$(cut -d' ' -f1 "$WORK/etcd-$1")" 'BEGIN { printf "%.2f", a / b }'; }
-printf '%-10s %12s %12s %8s\n' workload etcd/s flotilla/s ratio
+printf '%-10s %12s %12s %8s %12s\n' workload etcd/s flotilla/s ratio noop/s
 for w in writes1 writes64 reads64 sreads64; do
-    printf '%-10s %12s %12s %8s\n' "$w" "$(cut -d' ' -f1 "$WORK/etcd-$w")" "$(cut -d' ' -f1 "$WORK/flotilla-$w")" "$(ratio "$w")"
+    printf '%-10s %12s %12s %8s %12s\n' "$w" "$(cut -d' ' -f1 "$WORK/etcd-$w")" "$(cut -d' ' -f1 "$WORK/flotilla-$w")" "$(ratio "$w")" "$(cut -d' ' -f1 "$WORK/noop-$w")"
 done
-echo "p50 1 client: etcd $(cut -d' ' -f2 "$WORK/etcd-writes1") ms, flotilla $(cut -d' ' -f2 "$WORK/flotilla-writes1") ms"
+echo "p50 1 client: etcd $(cut -d' ' -f2 "$WORK/etcd-writes1") ms, flotilla $(cut -d' ' -f2 "$WORK/flotilla-writes1") ms, no-op gRPC server $(cut -d' ' -f2 "$WORK/noop-writes1") ms"
 FW1=$(cut -d' ' -f2 "$WORK/flotilla-writes1")
 R3=$(awk -v a="$FW1" -v b="$FLOOR_P50" 'BEGIN { printf "%.2f", a / b }')
 echo "p50 1 client over the floor (one fsync + one loopback round trip): flotilla $FW1 ms / floor $FLOOR_P50 ms = $R3"

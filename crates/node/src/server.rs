@@ -151,7 +151,7 @@ fn claim_data_dir(dir: &Path, cluster: u64, member: NodeId) -> Result<(), Server
 
 /// Accepted connections, with Nagle's algorithm off: Raft messages and
 /// replies are small and latency-bound.
-fn incoming(
+pub fn incoming(
     listener: TcpListener,
 ) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
     use tokio_stream::StreamExt;

@@ -4,6 +4,7 @@ mod corpus;
 mod floor;
 mod kv;
 mod mr;
+mod noop;
 mod raft;
 
 use std::process::ExitCode;
@@ -27,6 +28,9 @@ enum BenchCommand {
     Kv(kv::KvBenchArgs),
     /// Word count over a generated corpus: sequential, 1 worker, 2 workers.
     Mr(mr::MrBenchArgs),
+    /// etcd's KV service answering at once (no Raft, no disk): the floor
+    /// of the gRPC layer, to drive with `bench kv`.
+    NoopServer(noop::NoopServerArgs),
     /// Committed entries per second of the Raft core in the simulator
     /// (one thread, no faults, no message encoding).
     Raft(raft::RaftBenchArgs),
@@ -38,6 +42,7 @@ pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchCommand::Floor(a) => floor::main(a),
         BenchCommand::Kv(a) => kv::main(a),
         BenchCommand::Mr(a) => mr::main(a),
+        BenchCommand::NoopServer(a) => noop::main(a),
         BenchCommand::Raft(a) => raft::main(a),
     }
 }

@@ -1,0 +1,53 @@
+//! `flotilla bench noop-server` answers etcd's KV API (so `bench kv` can
+//! measure the gRPC floor against it), and `bench kv` drives it without
+//! errors and reports its figures.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Proc, Scratch, flotilla, run, wait_for};
+
+#[test]
+fn the_noop_server_answers_and_bench_kv_drives_it() {
+    let s = Scratch::new("noop");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut server = Proc::spawn(
+        "noop-server",
+        flotilla(&s.path).args(["bench", "noop-server", "--listen", &addr]),
+    );
+    wait_for("the no-op server", Duration::from_secs(30), || {
+        let (status, _, _) =
+            run(flotilla(&s.path).args(["kv", "put", "a", "1", "--endpoints", &addr]));
+        status.success().then_some(())
+    });
+    // Nothing is stored: a get finds no key.
+    let (status, out, err) = run(flotilla(&s.path).args(["kv", "get", "a", "--endpoints", &addr]));
+    assert!(status.success(), "{err}");
+    assert!(!out.contains('1'), "{out}");
+    let (status, out, err) = run(flotilla(&s.path).args([
+        "bench",
+        "kv",
+        "--endpoints",
+        &addr,
+        "--clients",
+        "4",
+        "--conns",
+        "2",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "100ms",
+    ]));
+    assert!(status.success(), "{err}");
+    assert!(out.contains("errors=0"), "{out}");
+    assert!(!out.contains("requests=0 "), "{out}");
+    server.kill();
+}
