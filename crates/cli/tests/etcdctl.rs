@@ -1,7 +1,8 @@
 //! A real client no one here wrote: Debian's `etcdctl` (package
 //! `etcd-client`, which `.ci/run` installs) against a 3-member Flotilla
 //! cluster: put, get (with a prefix, and as JSON through a follower), del
-//! (one key, a range, a prefix, with prev_kv), txn, endpoint status and
+//! (one key, a range, a prefix, with prev_kv), txn, get sorted and at a
+//! revision, endpoint status and
 //! member list, checking the output. Skipped, with a message, where
 //! etcdctl is not installed. Also `flotilla kv del` of ranges and
 //! prefixes, which needs no etcdctl.
@@ -85,6 +86,7 @@ fn etcdctl_works_against_flotilla() {
     assert_eq!(out, "SUCCESS\n\nOK\n");
     assert_eq!(ok(&all, &["get", "app/a", "--print-value-only"]), "10\n");
 
+    sorted_and_revision_reads(&all);
     range_deletes(&all);
 
     let status = ok(&all, &["endpoint", "status"]);
@@ -97,6 +99,46 @@ fn etcdctl_works_against_flotilla() {
     let members = ok(&all, &["member", "list"]);
     assert_eq!(members.lines().count(), 3, "{members}");
     assert!(members.contains(&format!("http://{follower}")), "{members}");
+}
+
+/// `get --sort-by --order --limit` and `get --rev`: app/a was written
+/// last (by the txn, value "10"), app/b before it (value "2"). Flotilla
+/// keeps no history, so only the current revision can be read at.
+fn sorted_and_revision_reads(all: &str) {
+    let by_mod = [
+        "get",
+        "app/",
+        "--prefix",
+        "--sort-by=MODIFY",
+        "--order=DESCEND",
+    ];
+    assert_eq!(ok(all, &by_mod), "app/a\n10\napp/b\n2\n");
+    let by_value = [
+        "get",
+        "app/",
+        "--prefix",
+        "--sort-by=VALUE",
+        "--order=DESCEND",
+    ];
+    assert_eq!(ok(all, &by_value), "app/b\n2\napp/a\n10\n");
+    let newest = [&by_mod[..], &["--limit", "1"]].concat();
+    assert_eq!(ok(all, &newest), "app/a\n10\n");
+    let json = ok(all, &["get", "app/a", "-w", "json"]);
+    let rev: u64 = json
+        .split("\"revision\":")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no header revision in {json}"));
+    let at = |r: u64| etcdctl(all, &["get", "app/a", "--rev", &r.to_string()], "");
+    assert_eq!(at(rev), (true, "app/a\n10\n".to_string(), String::new()));
+    let (success, _, err) = at(rev - 1);
+    assert!(
+        !success && err.contains("required revision has been compacted"),
+        "{err}"
+    );
+    let (success, _, err) = at(rev + 1);
+    assert!(!success && err.contains("future revision"), "{err}");
 }
 
 /// `del KEY END`, `del --prefix`, `del --prev-kv`, `del "" --prefix`:

@@ -5,8 +5,9 @@
 //! the write; a delete with `range_end` becomes one [`Op::DeleteRange`]),
 //! and each [`Response`] is mapped back. What Flotilla's store cannot do
 //! yet is refused with `InvalidArgument`/`Unimplemented` and a message
-//! saying so, never silently ignored: leases, historical revisions,
-//! sorting by anything but the key, nested transactions.
+//! saying so, never silently ignored: leases, reads at a revision inside
+//! a transaction, nested transactions. Sorting, revision filters and
+//! reads at a revision are in [`super::range`].
 
 use bytes::Bytes;
 use flotilla_kv::{CmpOp, Compare, KeyValue, Op, Response, Target, Txn};
@@ -14,12 +15,14 @@ use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::mvccpb;
 use tonic::Status;
 
+use super::range::RangeView;
+
 /// How the answers of an etcd operation are read back from the KV ops it
 /// became.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
-    /// A range: one read.
-    Range { keys_only: bool, count_only: bool },
+    /// A range: one read, shaped by the view.
+    Range(RangeView),
     /// A put; `prev_kv`: preceded by a get.
     Put { prev_kv: bool },
     /// A single-key delete, always preceded by a get (for `deleted` and
@@ -35,32 +38,15 @@ fn unsupported(what: &str) -> Status {
 }
 
 /// The read op of a range request.
+/// The read op of a range request (its `revision` is checked by the
+/// caller against the revision the read is served at).
 pub fn range_op(r: &pb::RangeRequest) -> Result<(Op, Shape), Status> {
-    if r.revision > 0 {
-        return Err(unsupported("reads at a past revision"));
-    }
-    if r.min_mod_revision != 0
-        || r.max_mod_revision != 0
-        || r.min_create_revision != 0
-        || r.max_create_revision != 0
-    {
-        return Err(unsupported("revision filters on ranges"));
-    }
-    let key_order = r.sort_target == pb::range_request::SortTarget::Key as i32
-        && r.sort_order != pb::range_request::SortOrder::Descend as i32;
-    if !key_order {
-        return Err(unsupported("sorting by anything but ascending key"));
-    }
-    let limit = u64::try_from(r.limit.max(0)).unwrap_or(0);
+    let view = RangeView::of(r)?;
     let op = match range_end(&r.range_end) {
         None => Op::Get { key: r.key.clone() },
-        Some(end) => Op::range(r.key.clone(), end, limit),
+        Some(end) => Op::range(r.key.clone(), end, view.fetch_limit()),
     };
-    let shape = Shape::Range {
-        keys_only: r.keys_only,
-        count_only: r.count_only,
-    };
-    Ok((op, shape))
+    Ok((op, Shape::Range(view)))
 }
 
 /// The ops of a put request.
@@ -142,6 +128,9 @@ fn branch(ops: &[pb::RequestOp]) -> Result<(Vec<Op>, Vec<Shape>), Status> {
     for op in ops {
         let (mut kv_ops, shape) = match &op.request {
             Some(pb::request_op::Request::RequestRange(r)) => {
+                if r.revision != 0 {
+                    return Err(unsupported("reads at a revision inside a transaction"));
+                }
                 let (op, shape) = range_op(r)?;
                 (vec![op], shape)
             }
@@ -214,10 +203,7 @@ pub fn response_op(
             .ok_or_else(|| Status::internal("store answered fewer operations than sent"))
     };
     Ok(match shape {
-        Shape::Range {
-            keys_only,
-            count_only,
-        } => R::ResponseRange(range_response(next()?, keys_only, count_only)),
+        Shape::Range(view) => R::ResponseRange(range_response(next()?, &view)),
         Shape::Put { prev_kv } => {
             let prev = if prev_kv { got(next()?) } else { None };
             next()?;
@@ -262,7 +248,7 @@ fn got(r: Response) -> Option<KeyValue> {
 }
 
 /// The answer of a range.
-pub fn range_response(r: Response, keys_only: bool, count_only: bool) -> pb::RangeResponse {
+pub fn range_response(r: Response, view: &RangeView) -> pb::RangeResponse {
     let (kvs, count) = match r {
         Response::Get(kv) => {
             let kvs: Vec<KeyValue> = kv.into_iter().collect();
@@ -272,17 +258,7 @@ pub fn range_response(r: Response, keys_only: bool, count_only: bool) -> pb::Ran
         Response::Range { kvs, count } => (kvs, count),
         _ => (Vec::new(), 0),
     };
-    let more = count > kvs.len() as u64;
-    pb::RangeResponse {
-        header: None,
-        kvs: if count_only {
-            Vec::new()
-        } else {
-            kvs.iter().map(|kv| key_value(kv, keys_only)).collect()
-        },
-        more,
-        count: count as i64,
-    }
+    view.finish(kvs, count)
 }
 
 #[cfg(test)]
@@ -320,13 +296,18 @@ mod tests {
 
     #[test]
     fn what_the_store_cannot_do_is_refused_not_ignored() {
-        let past = pb::RangeRequest {
-            key: b("k"),
-            revision: 3,
+        let past = pb::TxnRequest {
+            success: vec![pb::RequestOp {
+                request: Some(pb::request_op::Request::RequestRange(pb::RangeRequest {
+                    key: b("k"),
+                    revision: 3,
+                    ..Default::default()
+                })),
+            }],
             ..Default::default()
         };
         assert_eq!(
-            range_op(&past).unwrap_err().code(),
+            txn_op(&past).unwrap_err().code(),
             tonic::Code::Unimplemented
         );
         let lease = pb::PutRequest {

@@ -45,14 +45,11 @@ impl KvService {
         let r = request.into_inner();
         let (op, shape) = convert::range_op(&r)?;
         let (term, revision, resp) = self.core.read(&op, r.serializable).await?;
-        let Shape::Range {
-            keys_only,
-            count_only,
-        } = shape
-        else {
+        super::range::check_revision(r.revision, revision)?;
+        let Shape::Range(view) = shape else {
             return Err(Status::internal("a range became a write"));
         };
-        let mut out = convert::range_response(resp, keys_only, count_only);
+        let mut out = convert::range_response(resp, &view);
         out.header = self.core.header(revision, term);
         Ok(Response::new(out))
     }

@@ -3,7 +3,8 @@
 //!
 //! - [`machine`]: the KV replica as the Raft state machine; session ids
 //!   for plain etcd requests.
-//! - [`convert`]: etcd messages to and from KV operations.
+//! - [`convert`]: etcd messages to and from KV operations; [`range`]: a
+//!   range's sort, filters and limit, and reads at a revision.
 //! - [`core`]: the write path (propose or forward) and the read path
 //!   (ReadIndex or serializable).
 //! - [`kv_service`]: `etcdserverpb.KV`; [`cluster`]: `Maintenance.Status`,
@@ -14,6 +15,7 @@ pub mod convert;
 pub mod core;
 pub mod kv_service;
 pub mod machine;
+pub mod range;
 
 pub use cluster::ClusterService;
 pub use core::Core;
