@@ -324,15 +324,17 @@ fn outcome_of(
     }
 }
 
-async fn run_map(session: &mut Session, task: MapTask) -> WorkerEvent {
-    let task_ref = TaskRef {
-        kind: TaskKind::Map,
-        index: task.index,
-        attempt: task.attempt,
-    };
+/// Runs one task: `work` gets the job's environment and the task's
+/// control, and runs while heartbeats report progress; its result becomes
+/// the task's outcome. A worker that has no job fails the task.
+async fn run_task<F, Fut>(session: &mut Session, task: TaskRef, work: F) -> WorkerEvent
+where
+    F: FnOnce(Arc<TaskEnv>, Arc<Control>) -> Fut,
+    Fut: std::future::Future<Output = Result<flotilla_mapreduce::task::DoneReport, TaskError>>,
+{
     let Some(env) = session.env.clone() else {
         let outcome = TaskOutcome::Failed {
-            task: task_ref,
+            task,
             error: "worker has no job".into(),
         };
         return WorkerEvent::TaskFinished {
@@ -341,25 +343,34 @@ async fn run_map(session: &mut Session, task: MapTask) -> WorkerEvent {
         };
     };
     let control = Arc::new(Control::default());
-    let work = {
-        let control = control.clone();
-        async move {
-            tokio::task::spawn_blocking(move || map_task::run(&env, &task, &control))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(TaskError::Command {
-                        cmd: "map".into(),
-                        status: format!("panicked: {e}"),
-                        stderr_tail: String::new(),
-                    })
-                })
-        }
-    };
-    let result = with_heartbeat(session, task_ref, &control, work).await;
+    let result = with_heartbeat(session, task, &control, work(env, control.clone())).await;
     WorkerEvent::TaskFinished {
-        outcome: outcome_of(task_ref, result),
+        outcome: outcome_of(task, result),
         now: session.now(),
     }
+}
+
+/// A task's blocking part that panicked, as a task failure.
+fn panicked(cmd: &str, e: tokio::task::JoinError) -> TaskError {
+    TaskError::Command {
+        cmd: cmd.into(),
+        status: format!("panicked: {e}"),
+        stderr_tail: String::new(),
+    }
+}
+
+async fn run_map(session: &mut Session, task: MapTask) -> WorkerEvent {
+    let task_ref = TaskRef {
+        kind: TaskKind::Map,
+        index: task.index,
+        attempt: task.attempt,
+    };
+    run_task(session, task_ref, |env, control| async move {
+        tokio::task::spawn_blocking(move || map_task::run(&env, &task, &control))
+            .await
+            .unwrap_or_else(|e| Err(panicked("map", e)))
+    })
+    .await
 }
 
 async fn run_reduce(session: &mut Session, task: ReduceTask) -> WorkerEvent {
@@ -368,37 +379,13 @@ async fn run_reduce(session: &mut Session, task: ReduceTask) -> WorkerEvent {
         index: task.index,
         attempt: task.attempt,
     };
-    let Some(env) = session.env.clone() else {
-        let outcome = TaskOutcome::Failed {
-            task: task_ref,
-            error: "worker has no job".into(),
-        };
-        return WorkerEvent::TaskFinished {
-            outcome,
-            now: session.now(),
-        };
-    };
-    let control = Arc::new(Control::default());
-    let work = {
-        let control = control.clone();
-        async move {
-            let inputs = gather_inputs(&env, &task).await?;
-            tokio::task::spawn_blocking(move || reduce_task::run(&env, &task, inputs, &control))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(TaskError::Command {
-                        cmd: "reduce".into(),
-                        status: format!("panicked: {e}"),
-                        stderr_tail: String::new(),
-                    })
-                })
-        }
-    };
-    let result = with_heartbeat(session, task_ref, &control, work).await;
-    WorkerEvent::TaskFinished {
-        outcome: outcome_of(task_ref, result),
-        now: session.now(),
-    }
+    run_task(session, task_ref, |env, control| async move {
+        let inputs = gather_inputs(&env, &task).await?;
+        tokio::task::spawn_blocking(move || reduce_task::run(&env, &task, inputs, &control))
+            .await
+            .unwrap_or_else(|e| Err(panicked("reduce", e)))
+    })
+    .await
 }
 
 /// Local paths of a reduce task's inputs: shared files checked in place,
