@@ -19,6 +19,7 @@ use std::time::Duration;
 use flotilla_proto::etcdserverpb::cluster_server::ClusterServer;
 use flotilla_proto::etcdserverpb::kv_server::KvServer;
 use flotilla_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use flotilla_proto::kv::v1::kv_server::KvServer as SessionServer;
 use flotilla_proto::raft::v1::proposals_server::ProposalsServer;
 use flotilla_proto::raft::v1::raft_transport_server::RaftTransportServer;
 use flotilla_raft::{Config, NodeId};
@@ -27,7 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::etcd::{ClusterService, Core, KvMachine, KvService};
+use crate::etcd::{ClusterService, Core, KvMachine, KvService, SessionService};
 use crate::metrics::Metrics;
 use crate::raft::{FatalError, InboundService, NodeOptions, RaftNode, StartError, Transport};
 
@@ -238,6 +239,7 @@ pub async fn run(
     let mut closed = closing.clone();
     let shutdown = async move { drop(closed.wait_for(|c| *c).await) };
     let serve = tonic::transport::Server::builder()
+        .add_service(SessionServer::new(SessionService::new(core.clone())))
         .add_service(KvServer::new(KvService::new(core)))
         .add_service(MaintenanceServer::new(cs.clone()))
         .add_service(ClusterServer::new(cs.clone()))
