@@ -55,6 +55,42 @@ fn append_txn_and_output_formats_against_a_cluster() {
     assert_eq!(ok(all, &["kv", "get", "log"], ""), "log\na;b;\n");
     txn(all);
     outputs(all);
+    same_txn_output_as_etcdctl(all);
+}
+
+/// `etcdctl txn` with `stdin` (None where etcdctl is not installed).
+fn etcdctl_txn(all: &str, stdin: &str) -> Option<String> {
+    let mut child = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", all, "txn"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "etcdctl txn: {out:?}");
+    Some(String::from_utf8(out.stdout).unwrap())
+}
+
+/// The same script through etcdctl and `flotilla kv txn`, from the same
+/// state, prints the same, on both branches.
+fn same_txn_output_as_etcdctl(all: &str) {
+    let script = "value(\"x\") = \"1\"\n\nput x 2\nget x\n\nput x 1\nget x --prefix\n\n";
+    let Some(failure) = etcdctl_txn(all, script) else {
+        eprintln!("etcdctl is not installed: skipping the comparison with etcdctl txn");
+        return;
+    };
+    assert!(failure.starts_with("FAILURE"), "{failure}");
+    ok(all, &["kv", "del", "x"], "");
+    assert_eq!(ok(all, &["kv", "txn"], script), failure);
+    let success = etcdctl_txn(all, script).unwrap();
+    assert!(success.starts_with("SUCCESS"), "{success}");
+    ok(all, &["kv", "put", "x", "1"], "");
+    assert_eq!(ok(all, &["kv", "txn"], script), success);
 }
 
 /// etcdctl's txn syntax on stdin: both branches, and a bad line.

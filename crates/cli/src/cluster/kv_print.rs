@@ -12,7 +12,8 @@ use flotilla_proto::kv::v1::AppendResponse;
 use serde_json::json;
 
 use super::output::{
-    Format, Table, delete_json, header_json, kvs_table, put_json, range_json, txn_json, write_pairs,
+    Format, Table, delete_json, header_json, kvs_table, omit_empty, put_json, range_json, txn_json,
+    write_pairs,
 };
 
 /// What a `flotilla kv` command got back.
@@ -34,7 +35,7 @@ pub fn print(format: Format, answer: &Answer) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     match format {
         Format::Simple => simple(&mut out, answer),
-        Format::Json => writeln!(out, "{}", json_of(answer)),
+        Format::Json => writeln!(out, "{}", omit_empty(json_of(answer))),
         Format::Table => out.write_all(table_of(answer).render().as_bytes()),
     }
 }

@@ -4,7 +4,8 @@
 //! - `simple`: etcdctl's simple format (`OK`, key and value lines, a count);
 //! - `json`: etcdctl's `-w json` shape: the response with its `header`
 //!   (`cluster_id`, `member_id`, `revision`, `raft_term`), keys and values
-//!   in base64, one JSON object per response;
+//!   in base64, zero and empty fields left out ([`omit_empty`]), one JSON
+//!   object per response;
 //! - `table`: aligned columns in etcdctl's box style.
 //!
 //! Invariant: keys and values are printed as bytes in `simple` (they need
@@ -17,6 +18,32 @@ use base64::engine::general_purpose::STANDARD;
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::mvccpb::KeyValue;
 use serde_json::{Value, json};
+
+/// Drops, at every depth, the fields that are zero, false, empty or null,
+/// as etcdctl's JSON does (Go's `omitempty`).
+pub fn omit_empty(v: Value) -> Value {
+    match v {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, omit_empty(v)))
+                .filter(|(_, v)| !is_empty(v))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(omit_empty).collect()),
+        v => v,
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(_) => false,
+    }
+}
 
 /// An output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -245,5 +272,9 @@ mod tests {
         assert_eq!(v["kvs"][0]["key"], "Zm9v");
         assert_eq!(v["kvs"][0]["value"], "YmFy");
         assert_eq!(v["count"], 1);
+        let v = omit_empty(v);
+        assert_eq!(v.get("more"), None, "false is left out, as etcdctl does");
+        let empty = omit_empty(delete_json(&pb::DeleteRangeResponse::default()));
+        assert_eq!(empty.to_string(), "{\"header\":{}}");
     }
 }

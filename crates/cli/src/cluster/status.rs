@@ -15,7 +15,7 @@ use clap::{Args, Subcommand};
 use flotilla_proto::etcdserverpb as pb;
 use serde_json::json;
 
-use super::output::{Format, OutputArgs, Table, header_json};
+use super::output::{Format, OutputArgs, Table, header_json, omit_empty};
 use super::{EndpointArgs, runtime};
 
 /// `flotilla status` arguments.
@@ -155,7 +155,7 @@ pub fn print_members(format: Format, r: &pb::MemberListResponse) {
                 })
                 .collect();
             let v = json!({"header": header_json(r.header.as_ref()), "members": members});
-            println!("{v}");
+            println!("{}", omit_empty(v));
         }
         Format::Table => {
             let mut t = Table::new(&[
