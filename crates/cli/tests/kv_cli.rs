@@ -158,3 +158,19 @@ fn outputs(all: &str) {
     let status = ok(all, &["status"], "");
     assert!(status.contains("| ENDPOINT "), "{status}");
 }
+
+#[test]
+fn a_write_to_no_reachable_member_fails_at_once_and_says_it_was_not_applied() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    for args in [&["kv", "put", "a", "1"][..], &["kv", "append", "a", "1"]] {
+        let out = flotilla(&port, args, "");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("no endpoint reachable"), "{args:?}: {err}");
+        assert!(err.contains("not applied"), "{args:?}: {err}");
+    }
+}

@@ -10,7 +10,9 @@
 //! or the session's deadline; the servers' session table applies it once
 //! and answers a retry with the recorded reply. So a write is applied
 //! exactly once and reported once, or reported as
-//! [`SessionError::Indeterminate`] when no member answered in time.
+//! [`SessionError::Indeterminate`] when no member answered in time, or as
+//! [`SessionError::Unreachable`] (not applied) when a whole round of
+//! endpoints refused the connection before any attempt got through.
 //!
 //! Invariants:
 //! - `seq` only grows; a write that got no answer is never re-sent with
@@ -38,7 +40,7 @@ use tokio::time::{Instant, sleep, timeout_at};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-use crate::client::Client;
+use crate::client::{Client, never_sent};
 
 /// How a session retries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +79,16 @@ pub enum SessionError {
         /// How many times it was sent.
         attempts: u32,
         /// The last error seen.
+        last: String,
+    },
+    /// No member could be connected to: the write was not applied.
+    #[error("no endpoint reachable ({endpoints}): {last}; write {seq} was not applied")]
+    Unreachable {
+        /// The endpoints tried.
+        endpoints: String,
+        /// The write's number.
+        seq: u64,
+        /// The last error.
         last: String,
     },
     /// The servers no longer know the session: the write may or may not
@@ -217,8 +229,9 @@ impl Session {
         self.seq
     }
 
-    /// How many times a write was sent again after an unknown outcome,
-    /// over the session's life.
+    /// How many times a write was tried again after a failed attempt
+    /// (an unknown outcome or a refused connection), over the session's
+    /// life.
     pub fn resent(&self) -> u64 {
         self.resent
     }
@@ -236,9 +249,15 @@ impl Session {
         let mut attempts = 0;
         let mut backoff = self.opts.backoff;
         let mut last = String::from("not sent");
+        // Whether an attempt may have reached a member (else the write was
+        // certainly not applied).
+        let mut reached = false;
         loop {
             for _ in 0..self.endpoints.len() {
                 let (name, channel) = &self.endpoints[self.current];
+                if attempts > 0 {
+                    self.resent += 1;
+                }
                 attempts += 1;
                 let mut kv = KvClient::new(channel.clone());
                 let status = match timeout_at(deadline, kv.write(request.clone())).await {
@@ -253,20 +272,30 @@ impl Session {
                     Ok(Err(s)) => s,
                 };
                 match classify(&status) {
-                    Next::Retry => {
-                        last = format!("{name}: {}", status.message());
-                        self.resent += 1;
-                    }
+                    Next::Retry => last = format!("{name}: {}", status.message()),
                     Next::Expired => return Err(self.expired()),
                     Next::Fail => return Err(SessionError::Server(status)),
                 }
+                reached |= !never_sent(&status);
                 self.current = (self.current + 1) % self.endpoints.len();
+            }
+            if !reached {
+                return Err(self.unreachable(last));
             }
             if Instant::now() + backoff >= deadline {
                 return Err(self.indeterminate(attempts, last));
             }
             sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    fn unreachable(&self, last: String) -> SessionError {
+        let endpoints: Vec<&str> = self.endpoints.iter().map(|(e, _)| e.as_str()).collect();
+        SessionError::Unreachable {
+            endpoints: endpoints.join(","),
+            seq: self.seq,
+            last,
         }
     }
 

@@ -147,3 +147,22 @@ async fn a_refusal_is_not_retried() {
     assert!(matches!(&err, SessionError::Server(st) if st.code() == Code::InvalidArgument));
     assert_eq!(log.lock().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_write_no_member_accepts_fails_at_once_as_not_applied() {
+    let ports: Vec<String> = (0..2)
+        .map(|_| {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().to_string()
+        })
+        .collect();
+    // The listeners are dropped: every connection is refused.
+    let client = Client::new(&ports, Duration::from_secs(2)).unwrap();
+    let mut s = Session::new(&client, opts(60_000));
+    let err = s.append("k", "x").await.unwrap_err();
+    assert!(
+        matches!(err, SessionError::Unreachable { seq: 1, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("not applied"), "{err}");
+}
