@@ -21,6 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .include_file("_includes.rs")
         // Zero-copy `Bytes` for keys, values and Raft messages.
         .bytes(".flotilla.raft")
+        .bytes(".flotilla.kv")
         .bytes(".etcdserverpb")
         .bytes(".mvccpb")
         .compile_fds(descriptors)?;

@@ -200,7 +200,7 @@ impl Client {
 
 /// Whether the request never reached the server (the connection could
 /// not be made), so sending it elsewhere cannot apply it twice.
-fn never_sent(s: &Status) -> bool {
+pub(crate) fn never_sent(s: &Status) -> bool {
     s.code() == Code::Unavailable && s.message().contains("connect")
 }
 

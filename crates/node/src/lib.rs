@@ -8,3 +8,4 @@ pub mod metrics;
 pub mod mr;
 pub mod raft;
 pub mod server;
+pub mod session;

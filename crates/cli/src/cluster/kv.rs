@@ -1,17 +1,25 @@
-//! `flotilla kv put|get|del|range`: etcdctl-style key/value commands over
-//! etcd's v3 API. Output follows etcdctl's simple format: `put` prints
-//! `OK`, `get` and `range` print each key and value on their own lines,
-//! `del` prints how many keys it deleted (one key, a range `KEY END`, or
-//! `--prefix`).
+//! `flotilla kv put|get|del|range|append|txn`: etcdctl-style key/value
+//! commands. Reads use etcd's v3 API; writes go through an exactly-once
+//! client session (`flotilla.kv.v1.Kv`, see `flotilla_node::session`), so
+//! a write retried across a leader change is applied once. Against a
+//! server without Flotilla's sessions (etcd itself), `put`, `del` and
+//! `txn` fall back to etcd's plain API; `append` needs Flotilla.
+//! Output: `--output simple|json|table` (see [`super::kv_print`]).
 
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
+use flotilla_node::client::Client;
+use flotilla_node::session::{Session, SessionError, SessionOptions};
 use flotilla_proto::etcdserverpb as pb;
 
+use super::kv_print::{Answer, print};
+use super::output::OutputArgs;
+use super::txn::{Section, TxnReader};
 use super::{EndpointArgs, runtime};
 
 /// `flotilla kv` arguments.
@@ -21,6 +29,8 @@ pub struct KvArgs {
     command: KvCommand,
     #[command(flatten)]
     endpoints: EndpointArgs,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,6 +69,9 @@ enum KvCommand {
         /// Delete every key that starts with KEY.
         #[arg(long)]
         prefix: bool,
+        /// Also print the deleted pairs.
+        #[arg(long)]
+        prev_kv: bool,
     },
     /// Reads the keys in [START, END).
     Range {
@@ -73,74 +86,189 @@ enum KvCommand {
         #[arg(long)]
         serializable: bool,
     },
+    /// Appends VALUE to KEY's value (creating KEY if absent), exactly once
+    /// (the course's Append; Flotilla only).
+    Append {
+        /// The key.
+        key: String,
+        /// What to append.
+        value: String,
+    },
+    /// Applies a transaction read from stdin, in etcdctl's syntax:
+    /// compares (`value("k") = "v"`, `version("k") > "0"`, `mod("k") <
+    /// "5"`, `create("k") = "0"`), a blank line, the success requests
+    /// (`put k v`, `get k`, `del k`), a blank line, the failure requests.
+    Txn {
+        /// Prompt for each section.
+        #[arg(long, short = 'i')]
+        interactive: bool,
+    },
 }
 
 /// Runs `flotilla kv`.
 pub fn main(args: KvArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     let client = args.endpoints.client(&rt)?;
+    // A write may be retried across leader changes: give it a few
+    // per-request timeouts in all.
+    let opts = SessionOptions {
+        deadline: Duration::from_secs(args.endpoints.timeout_secs.max(1) * 4),
+        ..SessionOptions::default()
+    };
+    let txn = match &args.command {
+        KvCommand::Txn { interactive } => Some(read_txn(*interactive)?),
+        _ => None,
+    };
     rt.block_on(async move {
-        match args.command {
-            KvCommand::Put {
-                key,
-                value,
-                prev_kv,
-            } => {
-                let req = pb::PutRequest {
-                    key: Bytes::from(key),
-                    value: Bytes::from(value),
-                    prev_kv,
-                    ..Default::default()
-                };
-                let resp = client.put(req).await.context("put")?;
-                println!("OK");
-                if let Some(kv) = resp.prev_kv {
-                    print_pairs(&[kv])?;
-                }
-            }
-            KvCommand::Get {
-                key,
-                prefix,
-                serializable,
-                limit,
-            } => {
-                let key = Bytes::from(key);
-                let range_end = if prefix {
-                    prefix_range_end(&key)
-                } else {
-                    Bytes::new()
-                };
-                let req = pb::RangeRequest {
-                    key,
-                    range_end,
-                    limit,
-                    serializable,
-                    ..Default::default()
-                };
-                print_pairs(&client.range(req).await.context("get")?.kvs)?;
-            }
-            KvCommand::Del { key, end, prefix } => {
-                let req = delete_request(key, end, prefix);
-                println!("{}", client.delete(req).await.context("del")?.deleted);
-            }
-            KvCommand::Range {
-                start,
-                end,
-                limit,
-                serializable,
-            } => {
-                let req = pb::RangeRequest {
-                    key: Bytes::from(start),
-                    range_end: Bytes::from(end),
-                    limit,
-                    serializable,
-                    ..Default::default()
-                };
-                print_pairs(&client.range(req).await.context("range")?.kvs)?;
-            }
-        }
+        let mut w = Writer {
+            session: Session::new(&client, opts),
+            client: &client,
+        };
+        let answer = match (args.command, txn) {
+            (_, Some(txn)) => Answer::Txn(w.txn(txn).await.context("txn")?),
+            (command, None) => run(command, &mut w).await?,
+        };
+        print(args.output.output, &answer).context("writing the output")?;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The answer of every command but `txn`.
+async fn run(command: KvCommand, w: &mut Writer<'_>) -> anyhow::Result<Answer> {
+    Ok(match command {
+        KvCommand::Put {
+            key,
+            value,
+            prev_kv,
+        } => {
+            let req = pb::PutRequest {
+                key: Bytes::from(key),
+                value: Bytes::from(value),
+                prev_kv,
+                ..Default::default()
+            };
+            Answer::Put(w.put(req).await.context("put")?)
+        }
+        KvCommand::Get {
+            key,
+            prefix,
+            serializable,
+            limit,
+        } => {
+            let req = get_request(Bytes::from(key), prefix, serializable, limit);
+            Answer::Range(w.client.range(req).await.context("get")?)
+        }
+        KvCommand::Del {
+            key,
+            end,
+            prefix,
+            prev_kv,
+        } => {
+            let mut req = delete_request(key, end, prefix);
+            req.prev_kv = prev_kv;
+            Answer::Delete(w.delete(req).await.context("del")?)
+        }
+        KvCommand::Range {
+            start,
+            end,
+            limit,
+            serializable,
+        } => {
+            let req = pb::RangeRequest {
+                key: Bytes::from(start),
+                range_end: Bytes::from(end),
+                limit,
+                serializable,
+                ..Default::default()
+            };
+            Answer::Range(w.client.range(req).await.context("range")?)
+        }
+        KvCommand::Append { key, value } => {
+            let r = w.session.append(key, value).await;
+            if r.as_ref().is_err_and(SessionError::is_unimplemented) {
+                bail!("append: the server does not serve Flotilla's sessions (is it etcd?)");
+            }
+            Answer::Append(r.context("append")?)
+        }
+        KvCommand::Txn { .. } => bail!("txn is read from stdin before it runs"),
+    })
+}
+
+/// Writes through the session, or through etcd's plain API when the
+/// server does not serve sessions (nothing was applied then).
+struct Writer<'c> {
+    session: Session,
+    client: &'c Client,
+}
+
+impl Writer<'_> {
+    async fn put(&mut self, req: pb::PutRequest) -> anyhow::Result<pb::PutResponse> {
+        match self.session.put(req.clone()).await {
+            Err(e) if e.is_unimplemented() => Ok(self.client.put(req).await?),
+            r => Ok(r?),
+        }
+    }
+
+    async fn delete(
+        &mut self,
+        req: pb::DeleteRangeRequest,
+    ) -> anyhow::Result<pb::DeleteRangeResponse> {
+        match self.session.delete(req.clone()).await {
+            Err(e) if e.is_unimplemented() => Ok(self.client.delete(req).await?),
+            r => Ok(r?),
+        }
+    }
+
+    async fn txn(&mut self, req: pb::TxnRequest) -> anyhow::Result<pb::TxnResponse> {
+        match self.session.txn(req.clone()).await {
+            Err(e) if e.is_unimplemented() => Ok(self.client.txn(req).await?),
+            r => Ok(r?),
+        }
+    }
+}
+
+/// Reads a transaction from stdin: a bad line is an error naming it.
+/// Interactive: prompts for each section (on stdout, as etcdctl) and asks
+/// again for a line it cannot parse.
+fn read_txn(interactive: bool) -> anyhow::Result<pb::TxnRequest> {
+    let stdin = std::io::stdin();
+    if !interactive {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stdin.lock(), &mut text)
+            .context("reading the transaction from stdin")?;
+        return super::txn::parse(&text).context("txn: bad input on stdin");
+    }
+    let mut reader = TxnReader::default();
+    println!("{}", Section::Compares.prompt());
+    for line in stdin.lock().lines() {
+        let line = line.context("reading the transaction from stdin")?;
+        let before = reader.section();
+        match reader.feed(&line) {
+            Ok(Section::Done) => break,
+            Ok(s) if s != before => println!("\n{}", s.prompt()),
+            Ok(_) => {}
+            Err(e) => eprintln!("{e}; type it again"),
+        }
+        std::io::stdout().flush().context("writing the prompt")?;
+    }
+    println!();
+    Ok(reader.finish())
+}
+
+/// The request of `get KEY [--prefix] [--serializable] [--limit N]`.
+fn get_request(key: Bytes, prefix: bool, serializable: bool, limit: i64) -> pb::RangeRequest {
+    let range_end = if prefix {
+        prefix_range_end(&key)
+    } else {
+        Bytes::new()
+    };
+    pb::RangeRequest {
+        key,
+        range_end,
+        limit,
+        serializable,
+        ..Default::default()
+    }
 }
 
 /// The request of `del KEY [END] [--prefix]`.
@@ -165,17 +293,6 @@ fn delete_request(key: String, end: Option<String>, prefix: bool) -> pb::DeleteR
 
 /// etcd's `range_end` for the keys that start with `prefix` (`"\0"`, every
 /// key, when no key is past them all).
-fn prefix_range_end(prefix: &[u8]) -> Bytes {
+pub(crate) fn prefix_range_end(prefix: &[u8]) -> Bytes {
     flotilla_kv::prefix_end(prefix).unwrap_or(Bytes::from_static(b"\0"))
-}
-
-fn print_pairs(kvs: &[flotilla_proto::mvccpb::KeyValue]) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    for kv in kvs {
-        out.write_all(&kv.key)?;
-        out.write_all(b"\n")?;
-        out.write_all(&kv.value)?;
-        out.write_all(b"\n")?;
-    }
-    Ok(())
 }

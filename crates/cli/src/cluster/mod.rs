@@ -6,8 +6,11 @@
 //! without that file the default is `up`'s default ports.
 
 pub mod kv;
+pub mod kv_print;
+pub mod output;
 pub mod server;
 pub mod status;
+pub mod txn;
 pub mod up;
 
 use std::path::Path;

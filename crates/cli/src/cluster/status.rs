@@ -3,32 +3,29 @@
 //!
 //! `status` asks every endpoint and prints a row for each; an unreachable
 //! member gets a row saying so, and the command exits 1 if none answered.
-//! `--output json` prints one JSON object per line instead of the table.
+//! Output (`--output`, see [`super::output`]): `table` (the default for
+//! `status`), `json` (one object per member, with etcd's header), or
+//! `simple` (etcdctl's `endpoint status` line). `member list` prints
+//! etcdctl's simple line per member by default, or its table or JSON.
 
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use flotilla_proto::etcdserverpb as pb;
+use serde_json::json;
 
+use super::output::{Format, OutputArgs, Table, header_json, omit_empty};
 use super::{EndpointArgs, runtime};
-
-/// How results are printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
-    /// Aligned columns.
-    Table,
-    /// One JSON object per line.
-    Json,
-}
 
 /// `flotilla status` arguments.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
     endpoints: EndpointArgs,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Output::Table)]
-    output: Output,
+    /// Output format: table, json or simple.
+    #[arg(long, short = 'w', value_enum, default_value_t = Format::Table)]
+    output: Format,
 }
 
 fn role(leader: u64, id: u64) -> &'static str {
@@ -39,22 +36,73 @@ fn role(leader: u64, id: u64) -> &'static str {
     }
 }
 
-fn print_status(output: Output, e: &str, s: &flotilla_proto::etcdserverpb::StatusResponse) {
+const STATUS_COLUMNS: [&str; 8] = [
+    "ENDPOINT",
+    "ID",
+    "ROLE",
+    "TERM",
+    "COMMIT",
+    "APPLIED",
+    "LEADER",
+    "LOG BYTES",
+];
+
+/// One member's answer (or why it gave none) in `output`; table rows go
+/// to `table`.
+fn print_status(
+    output: Format,
+    table: &mut Table,
+    e: &str,
+    s: Result<&pb::StatusResponse, String>,
+) {
+    let s = match s {
+        Ok(s) => s,
+        Err(err) => {
+            match output {
+                Format::Json => println!("{}", json!({"endpoint": e, "error": err})),
+                Format::Table => {
+                    table.row(vec![e.into(), String::new(), format!("unreachable: {err}")])
+                }
+                Format::Simple => println!("{e}, unreachable: {err}"),
+            }
+            return;
+        }
+    };
     let id = s.header.as_ref().map_or(0, |h| h.member_id);
     let role = role(s.leader, id);
-    if output == Output::Json {
-        let v = serde_json::json!({
-            "endpoint": e, "id": id, "role": role, "term": s.raft_term,
-            "commit": s.raft_index, "applied": s.raft_applied_index,
-            "leader": s.leader, "log_bytes": s.db_size, "version": s.version,
-        });
-        println!("{v}");
-        return;
+    match output {
+        Format::Json => println!(
+            "{}",
+            json!({
+                "endpoint": e, "id": id, "role": role, "term": s.raft_term,
+                "commit": s.raft_index, "applied": s.raft_applied_index,
+                "leader": s.leader, "log_bytes": s.db_size, "version": s.version,
+                "header": header_json(s.header.as_ref()),
+            })
+        ),
+        Format::Table => table.row(vec![
+            e.into(),
+            id.to_string(),
+            role.into(),
+            s.raft_term.to_string(),
+            s.raft_index.to_string(),
+            s.raft_applied_index.to_string(),
+            s.leader.to_string(),
+            s.db_size.to_string(),
+        ]),
+        // etcdctl's `endpoint status`: endpoint, id, version, db size, is
+        // leader, is learner, raft term, raft index, raft applied index.
+        Format::Simple => println!(
+            "{e}, {id:x}, {}, {}, {}, {}, {}, {}, {}",
+            s.version,
+            s.db_size,
+            s.leader == id,
+            s.is_learner,
+            s.raft_term,
+            s.raft_index,
+            s.raft_applied_index
+        ),
     }
-    println!(
-        "{e:<22} {id:>6} {role:<9} {:>6} {:>9} {:>9} {:>7} {:>10}",
-        s.raft_term, s.raft_index, s.raft_applied_index, s.leader, s.db_size
-    );
 }
 
 /// Runs `flotilla status`.
@@ -63,31 +111,74 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let client = args.endpoints.client(&rt)?;
     let endpoints = client.endpoints();
     rt.block_on(async move {
-        if args.output == Output::Table {
-            println!(
-                "{:<22} {:>6} {:<9} {:>6} {:>9} {:>9} {:>7} {:>10}",
-                "ENDPOINT", "ID", "ROLE", "TERM", "COMMIT", "APPLIED", "LEADER", "LOG BYTES"
-            );
-        }
+        let mut table = Table::new(&STATUS_COLUMNS);
         let mut answered = 0;
         for (i, e) in endpoints.iter().enumerate() {
-            match client.status_of(i).await {
-                Ok(s) => {
-                    answered += 1;
-                    print_status(args.output, e, &s);
-                }
-                Err(err) if args.output == Output::Json => {
-                    let v = serde_json::json!({"endpoint": e, "error": err.to_string()});
-                    println!("{v}");
-                }
-                Err(err) => println!("{e:<22} unreachable: {err}"),
-            }
+            let s = client.status_of(i).await.map_err(|err| err.to_string());
+            answered += usize::from(s.is_ok());
+            print_status(args.output, &mut table, e, s.as_ref().map_err(Clone::clone));
+        }
+        if args.output == Format::Table {
+            print!("{}", table.render());
         }
         if answered == 0 {
             bail!("no member answered");
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The member list in `format`: etcdctl's simple lines, table or JSON.
+pub fn print_members(format: Format, r: &pb::MemberListResponse) {
+    match format {
+        Format::Simple => {
+            for m in &r.members {
+                println!(
+                    "{:x}, started, {}, {}, {}, {}",
+                    m.id,
+                    m.name,
+                    m.peer_ur_ls.join(","),
+                    m.client_ur_ls.join(","),
+                    m.is_learner
+                );
+            }
+        }
+        Format::Json => {
+            let members: Vec<_> = r
+                .members
+                .iter()
+                .map(|m| {
+                    json!({
+                        "ID": m.id, "name": m.name, "peerURLs": m.peer_ur_ls,
+                        "clientURLs": m.client_ur_ls, "isLearner": m.is_learner,
+                    })
+                })
+                .collect();
+            let v = json!({"header": header_json(r.header.as_ref()), "members": members});
+            println!("{}", omit_empty(v));
+        }
+        Format::Table => {
+            let mut t = Table::new(&[
+                "ID",
+                "STATUS",
+                "NAME",
+                "PEER ADDRS",
+                "CLIENT ADDRS",
+                "IS LEARNER",
+            ]);
+            for m in &r.members {
+                t.row(vec![
+                    format!("{:x}", m.id),
+                    "started".into(),
+                    m.name.clone(),
+                    m.peer_ur_ls.join(","),
+                    m.client_ur_ls.join(","),
+                    m.is_learner.to_string(),
+                ]);
+            }
+            print!("{}", t.render());
+        }
+    }
 }
 
 /// `flotilla member` arguments.
@@ -97,6 +188,8 @@ pub struct MemberArgs {
     command: MemberCommand,
     #[command(flatten)]
     endpoints: EndpointArgs,
+    #[command(flatten)]
+    output: OutputArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,16 +206,7 @@ pub fn member_main(args: MemberArgs) -> anyhow::Result<ExitCode> {
         match args.command {
             MemberCommand::List => {
                 let r = client.member_list().await.context("member list")?;
-                for m in r.members {
-                    println!(
-                        "{:x}, started, {}, {}, {}, {}",
-                        m.id,
-                        m.name,
-                        m.peer_ur_ls.join(","),
-                        m.client_ur_ls.join(","),
-                        m.is_learner
-                    );
-                }
+                print_members(args.output.output, &r);
             }
         }
         Ok(ExitCode::SUCCESS)

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use flotilla_kv::{Op, Outcome, Reply, Response};
+use flotilla_kv::{Command, Op, Outcome, ReadConsistency, Reply, Request, Response};
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::raft::v1::ProposeRequest;
 use flotilla_proto::raft::v1::proposals_client::ProposalsClient;
@@ -26,7 +26,7 @@ use tokio::time::{Instant, timeout_at};
 use tonic::Status;
 use tonic::transport::{Channel, Endpoint};
 
-use super::machine::{KvMachine, KvOutput, SessionIds};
+use super::machine::{KvMachine, KvOutput, SessionIds, now_ms};
 use crate::metrics::Metrics;
 use crate::raft::driver::lock;
 use crate::raft::{NodeError, NodeHandle};
@@ -90,9 +90,38 @@ impl Core {
         })
     }
 
-    /// Proposes `op` (here or at the leader) and waits for its outcome.
+    /// Proposes `op` (here or at the leader) and waits for its outcome:
+    /// a plain etcd request, in a session of its own.
     pub async fn write(&self, op: Op) -> Result<Written, Status> {
-        let command = self.ids.command(op);
+        self.write_command(self.ids.command(op)).await
+    }
+
+    /// Proposes request `seq` of the client session `client` (see
+    /// `flotilla.kv.v1.Kv`): the session table applies it at most once,
+    /// and answers a retry with the recorded reply.
+    pub async fn write_session(
+        &self,
+        client: u64,
+        seq: u64,
+        resumed: bool,
+        op: Op,
+    ) -> Result<Written, Status> {
+        let command = Command {
+            stamp_ms: now_ms(),
+            request: Request {
+                client,
+                seq,
+                read: ReadConsistency::Linearizable,
+                resumed,
+                op,
+            },
+        };
+        self.write_command(command.encode()).await
+    }
+
+    /// Proposes an encoded command and waits for its outcome; a retry
+    /// (after a leader change) resends the same bytes.
+    async fn write_command(&self, command: Bytes) -> Result<Written, Status> {
         let deadline = Instant::now() + self.timeout;
         loop {
             let leader = self.node.status().leader;
@@ -208,8 +237,13 @@ enum Attempt {
     Fail(Status),
 }
 
+/// `FAILED_PRECONDITION`: the outcome is unknown and a retry in the same
+/// session cannot tell; the client must start a new session.
 fn session_expired() -> Status {
-    Status::internal("the request's session expired before it was answered; retry")
+    Status::failed_precondition(
+        "flotilla: the client session expired before the request was answered; \
+         its outcome is unknown: start a new session",
+    )
 }
 
 /// The outcome of a command applied here.

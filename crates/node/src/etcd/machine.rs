@@ -101,7 +101,8 @@ impl SessionIds {
     }
 }
 
-fn now_ms() -> u64 {
+/// The wall clock in ms: the stamp of a proposed command.
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

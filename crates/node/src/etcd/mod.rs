@@ -9,6 +9,8 @@
 //!   (ReadIndex or serializable).
 //! - [`kv_service`]: `etcdserverpb.KV`; [`cluster`]: `Maintenance.Status`,
 //!   `Cluster.MemberList`, and Flotilla's write forwarding.
+//! - [`session_service`]: `flotilla.kv.v1.Kv`, exactly-once writes in
+//!   client sessions and the course's Append.
 
 pub mod cluster;
 pub mod convert;
@@ -16,8 +18,10 @@ pub mod core;
 pub mod kv_service;
 pub mod machine;
 pub mod range;
+pub mod session_service;
 
 pub use cluster::ClusterService;
 pub use core::Core;
 pub use kv_service::KvService;
 pub use machine::KvMachine;
+pub use session_service::SessionService;
