@@ -168,6 +168,38 @@ impl Client {
         .await
     }
 
+    /// `MemberAdd` (a write: sent elsewhere only if it never left).
+    pub async fn member_add(
+        &self,
+        req: pb::MemberAddRequest,
+    ) -> Result<pb::MemberAddResponse, ClientError> {
+        self.call(true, |c| {
+            let req = req.clone();
+            async move { ClusterClient::new(c).member_add(req).await }
+        })
+        .await
+    }
+
+    /// `MemberRemove`.
+    pub async fn member_remove(&self, id: u64) -> Result<pb::MemberRemoveResponse, ClientError> {
+        self.call(true, |c| async move {
+            ClusterClient::new(c)
+                .member_remove(pb::MemberRemoveRequest { id })
+                .await
+        })
+        .await
+    }
+
+    /// `MemberPromote`.
+    pub async fn member_promote(&self, id: u64) -> Result<pb::MemberPromoteResponse, ClientError> {
+        self.call(true, |c| async move {
+            ClusterClient::new(c)
+                .member_promote(pb::MemberPromoteRequest { id })
+                .await
+        })
+        .await
+    }
+
     /// `Status` of endpoint `i` alone (no failover).
     pub async fn status_of(&self, i: usize) -> Result<pb::StatusResponse, ClientError> {
         let Some((name, channel)) = self.endpoints.get(i) else {

@@ -6,6 +6,7 @@
 //! without that file the default is `up`'s default ports.
 
 pub mod kv;
+pub mod member;
 pub mod server;
 pub mod status;
 pub mod up;

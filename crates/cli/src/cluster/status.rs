@@ -1,5 +1,5 @@
-//! `flotilla status` (each member's own view: id, role, term, commit and
-//! applied index, leader, log size) and `flotilla member list`.
+//! `flotilla status`: each member's own view (id, role, term, commit and
+//! applied index, leader, log size, learner or voter).
 //!
 //! `status` asks every endpoint and prints a row for each; an unreachable
 //! member gets a row saying so, and the command exits 1 if none answered.
@@ -7,8 +7,8 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
-use clap::{Args, Subcommand};
+use anyhow::bail;
+use clap::Args;
 
 use super::{EndpointArgs, runtime};
 
@@ -41,12 +41,17 @@ fn role(leader: u64, id: u64) -> &'static str {
 
 fn print_status(output: Output, e: &str, s: &flotilla_proto::etcdserverpb::StatusResponse) {
     let id = s.header.as_ref().map_or(0, |h| h.member_id);
-    let role = role(s.leader, id);
+    let role = if s.is_learner {
+        "learner"
+    } else {
+        role(s.leader, id)
+    };
     if output == Output::Json {
         let v = serde_json::json!({
             "endpoint": e, "id": id, "role": role, "term": s.raft_term,
             "commit": s.raft_index, "applied": s.raft_applied_index,
             "leader": s.leader, "log_bytes": s.db_size, "version": s.version,
+            "is_learner": s.is_learner,
         });
         println!("{v}");
         return;
@@ -85,45 +90,6 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
         }
         if answered == 0 {
             bail!("no member answered");
-        }
-        Ok(ExitCode::SUCCESS)
-    })
-}
-
-/// `flotilla member` arguments.
-#[derive(Debug, Args)]
-pub struct MemberArgs {
-    #[command(subcommand)]
-    command: MemberCommand,
-    #[command(flatten)]
-    endpoints: EndpointArgs,
-}
-
-#[derive(Debug, Subcommand)]
-enum MemberCommand {
-    /// Lists the members: id, name, peer and client URLs, learner or not.
-    List,
-}
-
-/// Runs `flotilla member`.
-pub fn member_main(args: MemberArgs) -> anyhow::Result<ExitCode> {
-    let rt = runtime()?;
-    let client = args.endpoints.client(&rt)?;
-    rt.block_on(async move {
-        match args.command {
-            MemberCommand::List => {
-                let r = client.member_list().await.context("member list")?;
-                for m in r.members {
-                    println!(
-                        "{:x}, started, {}, {}, {}, {}",
-                        m.id,
-                        m.name,
-                        m.peer_ur_ls.join(","),
-                        m.client_ur_ls.join(","),
-                        m.is_learner
-                    );
-                }
-            }
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -1,5 +1,12 @@
-//! The KV replica ([`flotilla_kv::Replica`]) as the state machine of the
-//! Raft driver, and how etcd requests become log commands.
+//! The KV replica ([`flotilla_kv::Replica`]) and the member table
+//! ([`Members`]) as the state machine of the Raft driver, and how etcd
+//! requests become log commands.
+//!
+//! The KV replica knows nothing of membership; this wrapper applies
+//! conf-change entries to the member table as well, and saves both in
+//! one snapshot: `FLOTILLA-MEMBERS-1`, the table, then the replica's own
+//! snapshot. A snapshot without that prefix (written before the table
+//! existed) restores the replica and keeps the bootstrap table.
 //!
 //! Requests that come through the plain etcd API carry no client session:
 //! each gets a fresh session id (this node's id, its boot nonce and a
@@ -11,37 +18,88 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use flotilla_kv::{ApplyError, Command, Op, ReadConsistency, Replica, Request};
-use flotilla_raft::Entry;
+use flotilla_raft::codec::Decoder;
+use flotilla_raft::{ConfChange, Decode, Entry, EntryKind, NodeId};
 
-use crate::raft::{RestoreError, StateMachine};
+use super::members::Members;
+use crate::raft::{PeerTable, RestoreError, StateMachine};
+
+/// Opens a snapshot that carries the member table.
+const SNAPSHOT_MAGIC: &[u8] = b"FLOTILLA-MEMBERS-1";
 
 /// What applying one entry gave.
 pub type KvOutput = Result<Option<flotilla_kv::Applied>, ApplyError>;
 
 /// The replicated KV state machine.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct KvMachine {
     /// The replica.
     pub replica: Replica,
+    /// The member table.
+    pub members: Members,
+}
+
+impl KvMachine {
+    /// The machine of a cluster whose initial members are `initial`.
+    pub fn new(initial: &BTreeMap<NodeId, String>) -> KvMachine {
+        KvMachine {
+            replica: Replica::default(),
+            members: Members::bootstrap(initial),
+        }
+    }
 }
 
 impl StateMachine for KvMachine {
     type Output = KvOutput;
 
     fn apply(&mut self, entry: &Entry) -> KvOutput {
+        if entry.kind == EntryKind::ConfChange {
+            // One the Raft core cannot decode it skips, and so do we.
+            if let Ok(cc) = ConfChange::from_bytes(&entry.data) {
+                self.members.apply(&cc);
+            }
+        }
         self.replica.apply(entry)
     }
 
     fn snapshot(&self) -> Bytes {
-        self.replica.snapshot()
+        let mut out = SNAPSHOT_MAGIC.to_vec();
+        self.members.encode(&mut out);
+        out.extend_from_slice(&self.replica.snapshot());
+        Bytes::from(out)
     }
 
     fn restore(&mut self, data: &Bytes) -> Result<(), RestoreError> {
+        let replica = if data.starts_with(SNAPSHOT_MAGIC) {
+            let mut d = Decoder::new(data.slice(SNAPSHOT_MAGIC.len()..));
+            let members = Members::decode(&mut d).map_err(|e| RestoreError(Box::new(e)))?;
+            let rest = data.slice(SNAPSHOT_MAGIC.len() + d.offset()..);
+            self.members = members;
+            rest
+        } else {
+            data.clone()
+        };
         self.replica
-            .restore(data)
+            .restore(&replica)
             .map_err(|e| RestoreError(Box::new(e)))
+    }
+
+    fn peer_table(&self) -> Option<PeerTable> {
+        Some(PeerTable {
+            addrs: self.members.addrs.clone(),
+            // A removed voter still votes while the group is joint.
+            removed: self
+                .members
+                .removed
+                .iter()
+                .copied()
+                .filter(|&id| !self.members.is_member(id))
+                .collect(),
+        })
     }
 }
 

@@ -1,0 +1,331 @@
+//! Membership changes of a running cluster of real `flotilla server`
+//! processes, through `flotilla member`, while clients keep writing: a
+//! fourth member is added as a learner and started with `--join`, catches
+//! up (from a snapshot: members snapshot every 20 entries), is promoted,
+//! then the leader is removed (it must stop by itself, and the others
+//! elect a new leader), and the joined member is killed and restarted
+//! from its own data. Afterwards no acknowledged write may be missing and
+//! the recorded history must be linearizable. Refusals (unknown member,
+//! promoting a voter, a peer URL in use, re-adding a removed id) are
+//! checked with their messages. Waits poll with deadlines; only processes
+//! this test started are killed, by PID.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cluster_common;
+mod common;
+
+use std::fs::OpenOptions;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cluster_common::Cluster;
+use common::{Proc, run, wait_for};
+use flotilla_linearize::{Kv, KvInput, KvOutput, Limits, Recorder, check};
+use flotilla_node::client::Client;
+use flotilla_proto::etcdserverpb as pb;
+
+type Rec = Recorder<KvInput, KvOutput>;
+
+const CLIENTS: u64 = 3;
+const OPS_PER_PHASE: u64 = 20;
+const KEYS: u64 = 3;
+
+fn get(key: &str) -> pb::RangeRequest {
+    pb::RangeRequest {
+        key: Bytes::from(key.to_string()),
+        ..Default::default()
+    }
+}
+
+fn put(key: &str, value: &str) -> pb::PutRequest {
+    pb::PutRequest {
+        key: Bytes::from(key.to_string()),
+        value: Bytes::from(value.to_string()),
+        ..Default::default()
+    }
+}
+
+/// One client's share of a phase: gets and puts of shared keys (checked
+/// for linearizability) and puts of unique keys (checked for loss).
+async fn client_phase(c: Arc<Client>, rec: Arc<Rec>, id: u64, phase: u64, acked: Acked) {
+    let mut x = id * 7919 + phase * 104_729 + 1;
+    for n in 0..OPS_PER_PHASE {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let key = format!("k{}", x % KEYS);
+        // A client whose request had an unknown outcome continues as a
+        // new client, so its operations never overlap in the history.
+        let who = id * 1000 + phase * 100 + n;
+        match x % 3 {
+            0 => {
+                let op = rec.invoke(who, KvInput::get(&key));
+                if let Ok(r) = c.range(get(&key)).await {
+                    let v = r.kvs.first().map(|kv| kv.value.clone()).unwrap_or_default();
+                    rec.ok(op, KvOutput::Value(String::from_utf8(v.to_vec()).unwrap()));
+                }
+            }
+            1 => {
+                let value = format!("c{id}p{phase}n{n}");
+                let op = rec.invoke(who, KvInput::put(&key, &value));
+                if c.put(put(&key, &value)).await.is_ok() {
+                    rec.ok(op, KvOutput::Ok);
+                }
+            }
+            _ => {
+                let key = format!("u-{id}-{phase}-{n}");
+                if c.put(put(&key, "1")).await.is_ok() {
+                    acked.lock().unwrap().push(key);
+                }
+            }
+        }
+    }
+}
+
+type Acked = Arc<Mutex<Vec<String>>>;
+
+/// Writers for one phase, running while the caller changes membership.
+fn start_phase(
+    rt: &tokio::runtime::Runtime,
+    c: &Arc<Client>,
+    rec: &Arc<Rec>,
+    phase: u64,
+    acked: &Acked,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (1..=CLIENTS)
+        .map(|id| {
+            rt.spawn(client_phase(
+                Arc::clone(c),
+                Arc::clone(rec),
+                id,
+                phase,
+                Arc::clone(acked),
+            ))
+        })
+        .collect()
+}
+
+fn finish(rt: &tokio::runtime::Runtime, tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for t in tasks {
+        rt.block_on(t).unwrap();
+    }
+}
+
+/// `flotilla member ARGS` against `endpoints`: (success, stdout, stderr).
+fn member(cluster: &Cluster, endpoints: &str, args: &[&str]) -> (bool, String, String) {
+    let mut cmd = common::flotilla(&cluster.scratch.path);
+    cmd.args(["member", "--endpoints", endpoints, "--timeout-secs", "10"])
+        .args(args);
+    let (status, out, err) = run(&mut cmd);
+    (status.success(), out, err)
+}
+
+fn member_ok(cluster: &Cluster, endpoints: &str, args: &[&str]) -> String {
+    let (ok, out, err) = member(cluster, endpoints, args);
+    assert!(ok, "flotilla member {args:?} failed: {out}{err}");
+    out
+}
+
+fn member_refused(cluster: &Cluster, endpoints: &str, args: &[&str], reason: &str) {
+    let (ok, out, err) = member(cluster, endpoints, args);
+    assert!(!ok, "flotilla member {args:?} should fail: {out}");
+    assert!(err.contains(reason), "{args:?}: wanted {reason:?} in {err}");
+}
+
+/// Starts member `id` (index `id - 1`, at `cluster.endpoints[id - 1]`)
+/// with `--join`, asking `ask`.
+fn start_joiner(cluster: &mut Cluster, id: usize, ask: &str) {
+    let i = id - 1;
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(cluster.log(i))
+        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+    cmd.arg("server")
+        .args(["--id", &id.to_string(), "--listen", &cluster.endpoints[i]])
+        .args(["--join", "--peers", ask, "--snapshot-entries", "20"])
+        .arg("--data-dir")
+        .arg(cluster.scratch.path.join(format!("node{id}")))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    cluster.procs[i] = Some(Proc::spawn(&format!("member {id}"), &mut cmd));
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// Waits until member `i` has applied at least what `leader` had
+/// committed when asked, and returns its status.
+fn caught_up(rt: &tokio::runtime::Runtime, c: &Client, leader: usize, i: usize) {
+    let target = rt.block_on(c.status_of(leader)).unwrap().raft_index;
+    wait_for(
+        "the new member to catch up",
+        Duration::from_secs(60),
+        || {
+            let s = rt.block_on(c.status_of(i)).ok()?;
+            (s.raft_applied_index >= target).then_some(())
+        },
+    );
+}
+
+#[test]
+fn members_join_are_promoted_and_removed_under_load() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut cluster = Cluster::start_with("membership", 3, &["--snapshot-entries", "20"]);
+    let founders = cluster.endpoints.join(",");
+    let leader = cluster.wait_leader(&rt);
+    let client = {
+        let _g = rt.enter();
+        Arc::new(cluster.client())
+    };
+    let rec = Arc::new(Rec::new());
+    let acked: Acked = Arc::new(Mutex::new(Vec::new()));
+    finish(&rt, start_phase(&rt, &client, &rec, 1, &acked));
+
+    // Add member 4 as a learner while clients write, and start it.
+    let addr4 = format!("127.0.0.1:{}", free_port());
+    cluster.endpoints.push(addr4.clone());
+    cluster.procs.push(None);
+    let phase = start_phase(&rt, &client, &rec, 2, &acked);
+    let follower = &cluster.endpoints[(leader + 1) % 3].clone();
+    let list = member_ok(
+        &cluster,
+        follower,
+        &[
+            "add",
+            "--id",
+            "4",
+            "--peer-url",
+            &format!("http://{addr4}"),
+            "--learner",
+        ],
+    );
+    assert!(list.contains(&addr4) && list.contains("learner"), "{list}");
+    start_joiner(&mut cluster, 4, &founders);
+    finish(&rt, phase);
+    let all = {
+        let _g = rt.enter();
+        Client::new(&cluster.endpoints, Duration::from_secs(3)).unwrap()
+    };
+    caught_up(&rt, &all, leader, 3);
+    let s4 = rt.block_on(all.status_of(3)).unwrap();
+    assert!(s4.is_learner, "member 4 should report itself a learner");
+    refusals(&cluster, &founders, &addr4);
+
+    promote_and_remove_the_leader(&mut cluster, &client, &rec, &acked, &founders, &rt);
+
+    // The joined member survives kill -9 and restarts from its own data.
+    cluster.wait_leader(&rt);
+    cluster.kill(3);
+    let phase = start_phase(&rt, &client, &rec, 5, &acked);
+    start_joiner(&mut cluster, 4, "127.0.0.1:1");
+    finish(&rt, phase);
+    let new_leader = cluster.wait_leader(&rt);
+    caught_up(&rt, &all, new_leader, 3);
+    let list = member_ok(
+        &cluster,
+        &cluster.endpoints[3],
+        &["list", "--output", "json"],
+    );
+    assert_eq!(list.lines().count(), 3, "{list}");
+    let acked = acked.lock().unwrap().clone();
+    rt.block_on(check_history(&all, &rec, &acked));
+}
+
+/// Promotes member 4, then removes the leader, writing throughout; the
+/// removed member must stop by itself, and its id cannot come back.
+fn promote_and_remove_the_leader(
+    cluster: &mut Cluster,
+    client: &Arc<Client>,
+    rec: &Arc<Rec>,
+    acked: &Acked,
+    founders: &str,
+    rt: &tokio::runtime::Runtime,
+) {
+    let phase = start_phase(rt, client, rec, 3, acked);
+    let list = member_ok(cluster, founders, &["promote", "4"]);
+    assert!(!list.contains("learner"), "{list}");
+    finish(rt, phase);
+    let leader = cluster.wait_leader(rt);
+    let phase = start_phase(rt, client, rec, 4, acked);
+    let gone = (leader + 1).to_string();
+    let list = member_ok(cluster, founders, &["remove", &gone]);
+    assert!(!list.contains(&cluster.endpoints[leader]), "{list}");
+    let status = cluster.procs[leader]
+        .as_mut()
+        .unwrap()
+        .wait(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "a removed member stops cleanly: {status:?}"
+    );
+    cluster.procs[leader] = None;
+    finish(rt, phase);
+    member_refused(cluster, founders, &["remove", &gone], "member not found");
+    let url = format!("http://{}", cluster.endpoints[leader]);
+    member_refused(
+        cluster,
+        &cluster.endpoints[3],
+        &["add", "--id", &gone, "--peer-url", &url],
+        "removed",
+    );
+}
+
+/// Refusals, with etcd's messages.
+fn refusals(cluster: &Cluster, endpoints: &str, addr4: &str) {
+    member_refused(cluster, endpoints, &["remove", "99"], "member not found");
+    member_refused(
+        cluster,
+        endpoints,
+        &["promote", "2"],
+        "can only promote a learner",
+    );
+    let url = format!("http://{addr4}");
+    member_refused(
+        cluster,
+        endpoints,
+        &["add", "--id", "5", "--peer-url", &url],
+        "Peer URLs already exists",
+    );
+    member_refused(cluster, endpoints, &["promote", "0"], "not a member id");
+}
+
+/// Every acknowledged write is readable, and the whole history (with a
+/// final read of each key) is linearizable.
+async fn check_history(client: &Client, rec: &Rec, acked: &[String]) {
+    assert!(!acked.is_empty(), "no write was acknowledged");
+    for key in acked {
+        let r = client.range(get(key)).await.expect("read at the end");
+        assert_eq!(r.kvs.len(), 1, "acknowledged write of {key} is lost");
+    }
+    for k in 0..KEYS {
+        let key = format!("k{k}");
+        let op = rec.invoke(999_999, KvInput::get(&key));
+        let r = client.range(get(&key)).await.expect("final read");
+        let v = r.kvs.first().map(|kv| kv.value.clone()).unwrap_or_default();
+        rec.ok(op, KvOutput::Value(String::from_utf8(v.to_vec()).unwrap()));
+    }
+    let limits = Limits {
+        timeout: Some(Duration::from_secs(60)),
+        ..Limits::default()
+    };
+    let verdict = check(&Kv, &rec.history(), &limits);
+    assert!(
+        verdict.is_linearizable(),
+        "history is not linearizable: {:?}",
+        verdict.counterexample().map(ToString::to_string)
+    );
+    eprintln!(
+        "checked {} operations and {} acknowledged unique writes",
+        rec.len(),
+        acked.len()
+    );
+}
