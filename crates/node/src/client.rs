@@ -156,13 +156,11 @@ impl Client {
         .await
     }
 
-    /// `MemberList`.
+    /// `MemberList`, linearizable (it reflects every change made before).
     pub async fn member_list(&self) -> Result<pb::MemberListResponse, ClientError> {
         self.call(false, |c| async move {
             ClusterClient::new(c)
-                .member_list(pb::MemberListRequest {
-                    linearizable: false,
-                })
+                .member_list(pb::MemberListRequest { linearizable: true })
                 .await
         })
         .await

@@ -5,10 +5,11 @@
 //! A founding member has it from `--peers`. A member that joins an
 //! existing cluster (`--join`) asks the members it is pointed at
 //! (`flotilla.raft.v1.Proposals/Join`), which answer only for an id that
-//! was added and not removed. Either way it is written to
-//! `<data-dir>/initial-cluster` on first start and read from there on
-//! every later start, so a restart needs no network and cannot pick up a
-//! different list.
+//! was added and not removed, and saves the answer in
+//! `<data-dir>/initial-cluster`, which later starts with `--join` read, so
+//! a restart needs no network and cannot pick up a different list. (A
+//! founder writes the file too; its `--peers` stays authoritative, and the
+//! data directory's `member` file refuses a different list.)
 
 use std::collections::BTreeMap;
 use std::path::Path;

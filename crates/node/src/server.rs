@@ -173,25 +173,26 @@ fn incoming(
     })
 }
 
-/// The founding members: saved in the data directory, else asked of the
-/// running cluster (`join`), else `--peers`; saved for later starts.
+/// The founding members: `--peers` for a founder (its data directory's
+/// `member` file then refuses another list, as it always did); for a
+/// joining member, the list saved in its data directory, else asked of
+/// the running cluster. Saved for later starts.
 async fn initial_members(cfg: &ServerConfig) -> Result<BTreeMap<NodeId, String>, ServerError> {
-    if let Some(saved) = crate::join::read_saved(&cfg.data_dir)? {
-        if !cfg.join && saved != cfg.peers {
-            tracing::warn!("--peers differs from the saved initial-cluster file; using the file");
-        }
-        return Ok(saved);
-    }
-    let initial = if cfg.join {
-        let addrs: Vec<String> = cfg.peers.values().cloned().collect();
-        crate::join::ask(cfg.id, &addrs).await?
-    } else {
+    let saved = crate::join::read_saved(&cfg.data_dir)?;
+    let initial = if !cfg.join {
         if !cfg.peers.contains_key(&cfg.id) {
             return Err(ServerError::NotAMember(cfg.id));
         }
         cfg.peers.clone()
+    } else if let Some(saved) = saved.clone() {
+        saved
+    } else {
+        let addrs: Vec<String> = cfg.peers.values().cloned().collect();
+        crate::join::ask(cfg.id, &addrs).await?
     };
-    crate::join::save(&cfg.data_dir, &initial)?;
+    if saved.is_none() {
+        crate::join::save(&cfg.data_dir, &initial)?;
+    }
     Ok(initial)
 }
 

@@ -26,14 +26,15 @@ pub struct ServerArgs {
     pub listen: String,
     /// Every founding member, this one included: `1=127.0.0.1:12379,2=...`.
     /// With --join: members of the running cluster to ask (`ID=HOST:PORT`
-    /// or `HOST:PORT`). Read only on the first start: the data directory
-    /// keeps the cluster's initial member list.
+    /// or `HOST:PORT`), on the first start only (the data directory then
+    /// keeps the cluster's initial member list; restart with --join too).
     #[arg(long, env = "FLOTILLA_PEERS", value_delimiter = ',', required = true)]
     pub peers: Vec<String>,
     /// Join a running cluster instead of founding one (etcd's
     /// `--initial-cluster-state existing`): add the member first with
     /// `flotilla member add --id ID --peer-url HOST:PORT [--learner]`; it
     /// starts without a vote and learns the membership from the leader.
+    /// Restart a joined member with --join as well.
     #[arg(long, env = "FLOTILLA_JOIN")]
     pub join: bool,
     /// Where this member keeps its state (created if missing).

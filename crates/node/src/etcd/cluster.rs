@@ -75,8 +75,12 @@ impl Maintenance for ClusterService {
 impl Cluster for ClusterService {
     async fn member_list(
         &self,
-        _: Request<pb::MemberListRequest>,
+        request: Request<pb::MemberListRequest>,
     ) -> Result<Response<pb::MemberListResponse>, Status> {
+        if request.into_inner().linearizable {
+            // Everything committed before the request is applied here.
+            self.core.read_barrier().await?;
+        }
         let s = self.core.node.status();
         Ok(Response::new(pb::MemberListResponse {
             header: self.core.header(self.revision(), s.term),

@@ -190,7 +190,8 @@ impl Core {
         }
     }
 
-    async fn read_barrier(&self) -> Result<(), Status> {
+    /// Waits until a linearizable read may be served here.
+    pub(crate) async fn read_barrier(&self) -> Result<(), Status> {
         let deadline = Instant::now() + self.timeout;
         loop {
             match timeout_at(deadline, self.node.read_index()).await {

@@ -139,10 +139,14 @@ impl<SM: StateMachine> RaftNode<SM> {
             lock(&sm).restore(&snap.data)?;
         }
         let raw = RawNode::new(opts.raft.clone(), init)?;
+        // A member that applied its own removal before a restart knows at
+        // once (a snapshot carries the table).
+        let mut removed = false;
         if let Some(table) = lock(&sm).peer_table() {
             transport.set_peers(&table.addrs, &table.removed);
+            removed = table.removed.contains(&opts.raft.id);
         }
-        let (status_tx, status_rx) = watch::channel(status_of(&raw, false));
+        let (status_tx, status_rx) = watch::channel(status_of(&raw, removed));
         let (req_tx, req_rx) = mpsc::channel(opts.request_queue);
         let driver = Driver {
             raw,
@@ -154,7 +158,7 @@ impl<SM: StateMachine> RaftNode<SM> {
             proposals: BTreeMap::new(),
             conf_proposals: BTreeMap::new(),
             conf_applied: Vec::new(),
-            removed: false,
+            removed,
             reads: HashMap::new(),
             confirmed: Vec::new(),
             next_ctx: 1,
