@@ -277,6 +277,14 @@ fn promote_and_remove_the_leader(
     );
     cluster.procs[leader] = None;
     finish(rt, phase);
+    // Restarted with its old data, a removed member stops again by itself.
+    cluster.restart(leader);
+    let status = cluster.procs[leader]
+        .as_mut()
+        .unwrap()
+        .wait(Duration::from_secs(30));
+    assert!(status.success(), "a removed member stays out: {status:?}");
+    cluster.procs[leader] = None;
     member_refused(cluster, founders, &["remove", &gone], "member not found");
     let url = format!("http://{}", cluster.endpoints[leader]);
     member_refused(

@@ -146,3 +146,65 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use flotilla_raft::{ConfChangeOp, Encode, LogIndex, Term};
+
+    use super::*;
+    use crate::etcd::members::encode_context;
+
+    fn entry(index: u64, kind: EntryKind, data: Bytes) -> Entry {
+        Entry {
+            term: Term(1),
+            index: LogIndex(index),
+            kind,
+            data,
+        }
+    }
+
+    fn initial() -> BTreeMap<NodeId, String> {
+        (1..=3)
+            .map(|i| (NodeId(i), format!("127.0.0.1:{}", 9000 + i)))
+            .collect()
+    }
+
+    #[test]
+    fn conf_changes_reach_the_table_and_the_snapshot_keeps_it() {
+        let mut m = KvMachine::new(&initial());
+        let add = ConfChange {
+            ops: vec![ConfChangeOp::AddLearner(NodeId(4))],
+            context: encode_context(&BTreeMap::from([(NodeId(4), "h:4".to_string())])),
+        };
+        m.apply(&entry(1, EntryKind::ConfChange, add.to_bytes()));
+        let remove = ConfChange::new(vec![ConfChangeOp::Remove(NodeId(1))]);
+        m.apply(&entry(2, EntryKind::ConfChange, remove.to_bytes()));
+        m.apply(&entry(
+            3,
+            EntryKind::ConfChange,
+            ConfChange::leave_joint().to_bytes(),
+        ));
+        let table = m.peer_table().unwrap();
+        assert_eq!(table.addrs.get(&NodeId(4)).map(String::as_str), Some("h:4"));
+        assert!(table.removed.contains(&NodeId(1)));
+        assert!(!table.addrs.contains_key(&NodeId(1)));
+
+        let mut restored = KvMachine::new(&initial());
+        restored.restore(&m.snapshot()).unwrap();
+        assert_eq!(restored.members, m.members);
+        assert_eq!(restored.replica.applied(), LogIndex(3));
+    }
+
+    #[test]
+    fn old_snapshots_restore_and_damaged_ones_are_errors() {
+        let mut m = KvMachine::new(&initial());
+        // A snapshot written before the member table existed: the bare
+        // replica's.
+        let old = Replica::default().snapshot();
+        m.restore(&old).unwrap();
+        assert_eq!(m.members, Members::bootstrap(&initial()));
+        let mut cut = KvMachine::new(&initial()).snapshot().to_vec();
+        cut.truncate(SNAPSHOT_MAGIC.len() + 2);
+        assert!(m.restore(&Bytes::from(cut)).is_err());
+    }
+}
