@@ -176,14 +176,13 @@ mod tests {
             ops: vec![ConfChangeOp::AddLearner(NodeId(4))],
             context: encode_context(&BTreeMap::from([(NodeId(4), "h:4".to_string())])),
         };
-        m.apply(&entry(1, EntryKind::ConfChange, add.to_bytes()));
+        m.apply(&entry(1, EntryKind::ConfChange, add.to_bytes()))
+            .unwrap();
         let remove = ConfChange::new(vec![ConfChangeOp::Remove(NodeId(1))]);
-        m.apply(&entry(2, EntryKind::ConfChange, remove.to_bytes()));
-        m.apply(&entry(
-            3,
-            EntryKind::ConfChange,
-            ConfChange::leave_joint().to_bytes(),
-        ));
+        m.apply(&entry(2, EntryKind::ConfChange, remove.to_bytes()))
+            .unwrap();
+        let leave = ConfChange::leave_joint().to_bytes();
+        m.apply(&entry(3, EntryKind::ConfChange, leave)).unwrap();
         let table = m.peer_table().unwrap();
         assert_eq!(table.addrs.get(&NodeId(4)).map(String::as_str), Some("h:4"));
         assert!(table.removed.contains(&NodeId(1)));
