@@ -67,10 +67,7 @@ impl StateMachine for KvMachine {
     }
 
     fn snapshot(&self) -> Bytes {
-        let mut out = SNAPSHOT_MAGIC.to_vec();
-        self.members.encode(&mut out);
-        out.extend_from_slice(&self.replica.snapshot());
-        Bytes::from(out)
+        encode_snapshot(&self.members, &self.replica.snapshot())
     }
 
     fn restore(&mut self, data: &Bytes) -> Result<(), RestoreError> {
@@ -101,6 +98,16 @@ impl StateMachine for KvMachine {
                 .collect(),
         })
     }
+}
+
+/// The machine's snapshot: [`SNAPSHOT_MAGIC`], the member table, then the
+/// replica's own snapshot (`replica`). Whatever takes a snapshot of the
+/// machine must go through here, or the member table would be lost.
+pub fn encode_snapshot(members: &Members, replica: &[u8]) -> Bytes {
+    let mut out = SNAPSHOT_MAGIC.to_vec();
+    members.encode(&mut out);
+    out.extend_from_slice(replica);
+    Bytes::from(out)
 }
 
 /// Mints the session ids of plain etcd requests.
