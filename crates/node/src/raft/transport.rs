@@ -108,6 +108,16 @@ impl Transport {
         removed.clone_into(&mut crate::raft::driver::lock(&self.removed));
     }
 
+    /// The peers there are links to, sorted.
+    pub fn peers(&self) -> Vec<NodeId> {
+        let mut ids: Vec<NodeId> = crate::raft::driver::lock(&self.peers)
+            .keys()
+            .copied()
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// Whether `id` was removed from the group.
     pub fn is_removed(&self, id: NodeId) -> bool {
         crate::raft::driver::lock(&self.removed).contains(&id)
@@ -234,5 +244,49 @@ impl PeerLink {
             from: self.me.get(),
             messages,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use flotilla_raft::{MessageBody, Term};
+
+    use super::*;
+
+    fn table(ids: &[u64]) -> BTreeMap<NodeId, String> {
+        ids.iter()
+            .map(|&i| (NodeId(i), format!("127.0.0.1:{}", 1 + i)))
+            .collect()
+    }
+
+    #[test]
+    fn the_peer_set_follows_the_member_table() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (stop_tx, stop) = watch::channel(false);
+            let t = Transport::start(7, NodeId(1), &table(&[1, 2, 3]), stop);
+            assert_eq!(t.peers(), [NodeId(2), NodeId(3)], "not itself");
+            t.set_peers(&table(&[1, 3, 4]), &BTreeSet::from([NodeId(2)]));
+            assert_eq!(t.peers(), [NodeId(3), NodeId(4)]);
+            assert!(t.is_removed(NodeId(2)) && !t.is_removed(NodeId(4)));
+            let to = |id| Message {
+                from: NodeId(1),
+                to: NodeId(id),
+                term: Term(1),
+                body: MessageBody::TimeoutNow,
+            };
+            t.send(vec![to(2), to(4)]);
+            assert_eq!(t.dropped(), 1, "the removed peer's message is dropped");
+            // A moved member gets a new link at its new address.
+            let mut moved = table(&[1, 3, 4]);
+            moved.insert(NodeId(4), "127.0.0.1:9".to_string());
+            t.set_peers(&moved, &BTreeSet::new());
+            let addr = crate::raft::driver::lock(&t.peers)[&NodeId(4)].addr.clone();
+            assert_eq!(addr, "127.0.0.1:9");
+            stop_tx.send_replace(true);
+        });
     }
 }
