@@ -2,9 +2,10 @@
 //! processes, through `flotilla member`, while clients keep writing: a
 //! fourth member is added as a learner and started with `--join`, catches
 //! up (from a snapshot: members snapshot every 20 entries), is promoted,
-//! then the leader is removed (it must stop by itself, and the others
-//! elect a new leader), and the joined member is killed and restarted
-//! from its own data. Afterwards no acknowledged write may be missing and
+//! then the leader is removed (it must stop by itself, also when
+//! restarted, and the others elect a new leader), and the joined member
+//! is moved to a new address (`member update`), killed and restarted
+//! there from its own data. Afterwards no acknowledged write may be missing and
 //! the recorded history must be linearizable. Refusals (unknown member,
 //! promoting a voter, a peer URL in use, re-adding a removed id) are
 //! checked with their messages. Waits poll with deadlines; only processes
@@ -230,22 +231,35 @@ fn members_join_are_promoted_and_removed_under_load() {
 
     promote_and_remove_the_leader(&mut cluster, &client, &rec, &acked, &founders, &rt);
 
-    // The joined member survives kill -9 and restarts from its own data.
+    // The joined member moves (its new address goes through the log), is
+    // killed with -9 and restarts at the new address from its own data
+    // (its --peers is not even reachable: the data directory has all).
     cluster.wait_leader(&rt);
+    let moved = format!("127.0.0.1:{}", free_port());
+    member_ok(&cluster, &founders, &["update", "4", "--peer-url", &moved]);
     cluster.kill(3);
+    cluster.endpoints[3] = moved.clone();
     let phase = start_phase(&rt, &client, &rec, 5, &acked);
     start_joiner(&mut cluster, 3, 4, "127.0.0.1:1", SNAPSHOTS);
     finish(&rt, phase);
-    let new_leader = cluster.wait_leader(&rt);
-    caught_up(&rt, &all, new_leader, 3);
-    let list = member_ok(
-        &cluster,
-        &cluster.endpoints[3],
-        &["list", "--output", "json"],
-    );
-    assert_eq!(list.lines().count(), 3, "{list}");
+    let all = moved_member_caught_up(&cluster, &rt, &moved);
     let acked = acked.lock().unwrap().clone();
     rt.block_on(check_history(&all, &rec, &acked));
+}
+
+/// Member 4, restarted at `moved`, catches up and is listed there; a
+/// client over the members' current addresses.
+fn moved_member_caught_up(cluster: &Cluster, rt: &tokio::runtime::Runtime, moved: &str) -> Client {
+    let leader = cluster.wait_leader(rt);
+    let all = {
+        let _g = rt.enter();
+        Client::new(&cluster.endpoints, Duration::from_secs(3)).unwrap()
+    };
+    caught_up(rt, &all, leader, 3);
+    let list = member_ok(cluster, moved, &["list", "--output", "json"]);
+    assert_eq!(list.lines().count(), 3, "{list}");
+    assert!(list.contains(&format!("http://{moved}")), "{list}");
+    all
 }
 
 /// Promotes member 4, then removes the leader, writing throughout; the
@@ -415,6 +429,8 @@ fn etcdctl_adds_promotes_and_removes_members() {
     );
     let promoted = etcdctl_ok(&founders, &["member", "promote", &hex]);
     assert!(promoted.contains("promoted"), "{promoted}");
+    let updated = etcdctl_ok(&founders, &["member", "update", &hex, &url]);
+    assert!(updated.contains("updated"), "{updated}");
     let follower = (leader + 1) % 3;
     let gone = format!("{:x}", follower + 1);
     etcdctl_ok(&founders, &["member", "remove", &gone]);

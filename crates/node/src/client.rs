@@ -198,6 +198,23 @@ impl Client {
         .await
     }
 
+    /// `MemberUpdate`: member `id` now serves at `peer_url`.
+    pub async fn member_update(
+        &self,
+        id: u64,
+        peer_url: &str,
+    ) -> Result<pb::MemberUpdateResponse, ClientError> {
+        self.call(true, |c| async move {
+            ClusterClient::new(c)
+                .member_update(pb::MemberUpdateRequest {
+                    id,
+                    peer_ur_ls: vec![peer_url.to_string()],
+                })
+                .await
+        })
+        .await
+    }
+
     /// `Status` of endpoint `i` alone (no failover).
     pub async fn status_of(&self, i: usize) -> Result<pb::StatusResponse, ClientError> {
         let Some((name, channel)) = self.endpoints.get(i) else {

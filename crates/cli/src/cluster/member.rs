@@ -1,4 +1,4 @@
-//! `flotilla member list|add|remove|promote`: the cluster's membership
+//! `flotilla member list|add|remove|promote|update`: the cluster's membership
 //! through etcd's `Cluster` API, in the style of `etcdctl member`.
 //!
 //! Ids are printed and read in decimal, as `flotilla server --id` takes
@@ -57,6 +57,16 @@ enum MemberCommand {
         /// The learner's id.
         #[arg(value_parser = parse_id)]
         id: u64,
+    },
+    /// Records a member's new peer URL (restart it there with the same
+    /// data directory).
+    Update {
+        /// The member's id.
+        #[arg(value_parser = parse_id)]
+        id: u64,
+        /// Its new `host:port` (or `http://host:port`).
+        #[arg(long)]
+        peer_url: String,
     },
 }
 
@@ -141,6 +151,14 @@ pub fn main(args: MemberArgs) -> anyhow::Result<ExitCode> {
                     .await
                     .with_context(|| format!("member promote {id}"))?;
                 eprintln!("member {id} promoted to voter");
+                r.members
+            }
+            MemberCommand::Update { id, peer_url } => {
+                let r = client
+                    .member_update(id, &peer_url)
+                    .await
+                    .with_context(|| format!("member update {id} {peer_url}"))?;
+                eprintln!("member {id} updated");
                 r.members
             }
         };

@@ -1,5 +1,5 @@
 //! etcd's `Maintenance.Status` and `Cluster` (member list, add, remove,
-//! promote: see [`super::membership`]), and Flotilla's `Proposals`
+//! promote, update: see [`super::membership`]), and Flotilla's `Proposals`
 //! service (write forwarding from followers, and the initial member list
 //! for a member that joins).
 //!
@@ -115,6 +115,23 @@ impl Cluster for ClusterService {
         let op = MemberOp::Remove(request.into_inner().id);
         let done = self.core.change_members(op, forwarded).await?;
         Ok(Response::new(pb::MemberRemoveResponse {
+            header: self.header(),
+            members: done.members,
+        }))
+    }
+
+    async fn member_update(
+        &self,
+        request: Request<pb::MemberUpdateRequest>,
+    ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
+        let forwarded = request.metadata().contains_key(FORWARDED);
+        let r = request.into_inner();
+        let op = MemberOp::Update {
+            id: r.id,
+            peer_urls: r.peer_ur_ls,
+        };
+        let done = self.core.change_members(op, forwarded).await?;
+        Ok(Response::new(pb::MemberUpdateResponse {
             header: self.header(),
             members: done.members,
         }))

@@ -1,5 +1,10 @@
 //! Membership changes through etcd's `Cluster` API: add (as a voter or a
-//! learner), remove, promote a learner.
+//! learner), remove, promote a learner, update a member's peer URL.
+//!
+//! An update is a conf change that re-adds the member in its current role
+//! (a no-op for Raft) with the new address in its context, so it travels
+//! through the log like any other change and every member re-points its
+//! link.
 //!
 //! A change is checked against the replicated member table and proposed
 //! as a Raft conf change by the leader; a follower forwards the request
@@ -54,6 +59,13 @@ pub enum MemberOp {
     Remove(u64),
     /// Make a learner a voter.
     Promote(u64),
+    /// Give a member a new peer URL.
+    Update {
+        /// The member.
+        id: u64,
+        /// Its new peer URLs (one).
+        peer_urls: Vec<String>,
+    },
 }
 
 /// What a change answers: the member added (for an add) and the members
@@ -135,6 +147,7 @@ pub fn plan(
             }
             Ok((ConfChange::new(vec![ConfChangeOp::Remove(id)]), None))
         }
+        MemberOp::Update { id, ref peer_urls } => plan_update(members, NodeId(id), peer_urls),
         MemberOp::Promote(id) => {
             let id = NodeId(id);
             if !members.is_member(id) {
@@ -150,19 +163,50 @@ pub fn plan(
     }
 }
 
-fn plan_add(
+fn plan_update(
     members: &Members,
+    id: NodeId,
     peer_urls: &[String],
-    learner: bool,
-    id: u64,
 ) -> Result<(ConfChange, Option<MemberInfo>), Status> {
+    if !members.is_member(id) {
+        return Err(Status::not_found("etcdserver: member not found"));
+    }
+    let addr = one_url(peer_urls)?;
+    if members.by_addr(&addr).is_some_and(|other| other != id) {
+        return Err(Status::failed_precondition(
+            "etcdserver: Peer URLs already exists",
+        ));
+    }
+    let op = if members.conf.is_learner(id) {
+        ConfChangeOp::AddLearner(id)
+    } else {
+        ConfChangeOp::AddVoter(id)
+    };
+    let cc = ConfChange {
+        ops: vec![op],
+        context: encode_context(&BTreeMap::from([(id, addr)])),
+    };
+    Ok((cc, None))
+}
+
+/// The one peer URL a member has, as `host:port`.
+fn one_url(peer_urls: &[String]) -> Result<String, Status> {
     let [url] = peer_urls else {
         return Err(Status::invalid_argument(format!(
             "flotilla: a member has exactly one peer URL, got {}",
             peer_urls.len()
         )));
     };
-    let addr = parse_peer_url(url)?;
+    parse_peer_url(url)
+}
+
+fn plan_add(
+    members: &Members,
+    peer_urls: &[String],
+    learner: bool,
+    id: u64,
+) -> Result<(ConfChange, Option<MemberInfo>), Status> {
+    let addr = one_url(peer_urls)?;
     if members.by_addr(&addr).is_some() {
         return Err(Status::failed_precondition(
             "etcdserver: Peer URLs already exists",
@@ -357,6 +401,13 @@ impl Core {
                 .member_promote(mark(pb::MemberPromoteRequest { id }))
                 .await
                 .map(|r| (None, r.into_inner().members)),
+            MemberOp::Update { id, peer_urls } => client
+                .member_update(mark(pb::MemberUpdateRequest {
+                    id,
+                    peer_ur_ls: peer_urls,
+                }))
+                .await
+                .map(|r| (None, r.into_inner().members)),
         };
         match answer {
             Ok((member, members)) => Ok(MemberChange { member, members }),
@@ -431,6 +482,25 @@ mod tests {
         let (_, added) = plan(&m, &add("http://127.0.0.1:9006", false, 0), 77).unwrap();
         assert_eq!(added.unwrap().id, NodeId(77));
         assert!(fresh_id(&m, "x") != 0);
+    }
+
+    #[test]
+    fn updates_move_a_member_and_keep_its_role() {
+        let mut m = three();
+        let update = |id, url: &str| MemberOp::Update {
+            id,
+            peer_urls: vec![url.to_string()],
+        };
+        let (cc, _) = plan(&m, &update(2, "http://127.0.0.1:9102"), 77).unwrap();
+        m.apply(&cc);
+        assert_eq!(m.addrs[&NodeId(2)], "127.0.0.1:9102");
+        assert!(!m.conf.is_joint() && m.conf.voters.len() == 3);
+        // Its own URL again is fine; another member's is not.
+        assert!(plan(&m, &update(2, "http://127.0.0.1:9102"), 77).is_ok());
+        let s = refusal(&m, update(2, "http://127.0.0.1:9001"));
+        assert_eq!(s.message(), "etcdserver: Peer URLs already exists");
+        let s = refusal(&m, update(9, "http://127.0.0.1:9009"));
+        assert_eq!(s.code(), tonic::Code::NotFound);
     }
 
     #[test]
