@@ -384,8 +384,17 @@ fn etcdctl_ok(endpoints: &str, args: &[&str]) -> String {
     out
 }
 
-/// etcdctl's own `member add --learner`, `member promote` and `member
-/// remove` (with the ids the server picks, in etcdctl's hex), and its
+/// The id in etcdctl's "Member ID added to cluster ..." (hex).
+fn added_id(added: &str) -> String {
+    added
+        .strip_prefix("Member ")
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no member id in {added:?}"))
+        .to_string()
+}
+
+/// etcdctl's own `member add --learner`, `member promote`, `member
+/// update` and `member remove` (with the ids the server picks, in etcdctl's hex), and its
 /// refusals. The new member has no snapshot to start from here: it
 /// replays the log from its first entry. Skipped, with a message, where
 /// etcdctl is not installed.
@@ -405,11 +414,7 @@ fn etcdctl_adds_promotes_and_removes_members() {
     let addr = format!("127.0.0.1:{}", free_port());
     let url = format!("--peer-urls=http://{addr}");
     let added = etcdctl_ok(&founders, &["member", "add", "newbie", &url, "--learner"]);
-    let hex = added
-        .strip_prefix("Member ")
-        .and_then(|r| r.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no member id in {added:?}"))
-        .to_string();
+    let hex = added_id(&added);
     let id = u64::from_str_radix(&hex, 16).unwrap();
     cluster.endpoints.push(addr.clone());
     cluster.procs.push(None);
