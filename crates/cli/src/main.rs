@@ -37,8 +37,8 @@ enum Command {
     Check(check::CheckCommand),
     /// Reads and writes keys of a running cluster (etcd's v3 API).
     Kv(cluster::kv::KvArgs),
-    /// Lists the members of a running cluster.
-    Member(cluster::status::MemberArgs),
+    /// Lists, adds, removes and promotes the members of a running cluster.
+    Member(cluster::member::MemberArgs),
     /// Run MapReduce jobs: embedded (`run`), or a coordinator and workers.
     Mr(Box<mr::MrArgs>),
     /// Runs one member of a cluster in the foreground.
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
     let result: anyhow::Result<ExitCode> = match command {
         Command::Bench(args) => bench::main(args),
         Command::Kv(args) => cluster::kv::main(args),
-        Command::Member(args) => cluster::status::member_main(args),
+        Command::Member(args) => cluster::member::main(args),
         Command::Mr(args) => mr::main(*args),
         Command::Server(args) => cluster::server::main(args),
         Command::Status(args) => cluster::status::main(args),

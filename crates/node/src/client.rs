@@ -156,12 +156,59 @@ impl Client {
         .await
     }
 
-    /// `MemberList`.
+    /// `MemberList`, linearizable (it reflects every change made before).
     pub async fn member_list(&self) -> Result<pb::MemberListResponse, ClientError> {
         self.call(false, |c| async move {
             ClusterClient::new(c)
-                .member_list(pb::MemberListRequest {
-                    linearizable: false,
+                .member_list(pb::MemberListRequest { linearizable: true })
+                .await
+        })
+        .await
+    }
+
+    /// `MemberAdd` (a write: sent elsewhere only if it never left).
+    pub async fn member_add(
+        &self,
+        req: pb::MemberAddRequest,
+    ) -> Result<pb::MemberAddResponse, ClientError> {
+        self.call(true, |c| {
+            let req = req.clone();
+            async move { ClusterClient::new(c).member_add(req).await }
+        })
+        .await
+    }
+
+    /// `MemberRemove`.
+    pub async fn member_remove(&self, id: u64) -> Result<pb::MemberRemoveResponse, ClientError> {
+        self.call(true, |c| async move {
+            ClusterClient::new(c)
+                .member_remove(pb::MemberRemoveRequest { id })
+                .await
+        })
+        .await
+    }
+
+    /// `MemberPromote`.
+    pub async fn member_promote(&self, id: u64) -> Result<pb::MemberPromoteResponse, ClientError> {
+        self.call(true, |c| async move {
+            ClusterClient::new(c)
+                .member_promote(pb::MemberPromoteRequest { id })
+                .await
+        })
+        .await
+    }
+
+    /// `MemberUpdate`: member `id` now serves at `peer_url`.
+    pub async fn member_update(
+        &self,
+        id: u64,
+        peer_url: &str,
+    ) -> Result<pb::MemberUpdateResponse, ClientError> {
+        self.call(true, |c| async move {
+            ClusterClient::new(c)
+                .member_update(pb::MemberUpdateRequest {
+                    id,
+                    peer_ur_ls: vec![peer_url.to_string()],
                 })
                 .await
         })

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod etcd;
+pub mod join;
 pub mod metrics;
 pub mod mr;
 pub mod raft;

@@ -8,7 +8,11 @@
 //!
 //! The data directory holds `member` (which cluster and member it belongs
 //! to, checked at every start so a directory is never reused by another
-//! cluster or node) and `wal/` (the Raft log, [`flotilla_wal`]).
+//! cluster or node), `initial-cluster` (the founding members, see
+//! [`crate::join`]) and `wal/` (the Raft log, [`flotilla_wal`]).
+//!
+//! Members come and go through the log (`Cluster.MemberAdd` and friends);
+//! a member that learns it was removed stops, as etcd's does.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -37,8 +41,13 @@ use crate::raft::{FatalError, InboundService, NodeOptions, RaftNode, StartError,
 pub struct ServerConfig {
     /// This node's id.
     pub id: NodeId,
-    /// Every member (this one included) and its `host:port`.
+    /// Every founding member (this one included) and its `host:port`;
+    /// with `join`, members of the running cluster to ask.
     pub peers: BTreeMap<NodeId, String>,
+    /// Join a running cluster (which has added this member) instead of
+    /// founding one: start with no vote, learn the configuration from the
+    /// leader.
+    pub join: bool,
     /// Where the node keeps its state.
     pub data_dir: PathBuf,
     /// The Raft tick.
@@ -109,6 +118,9 @@ pub enum ServerError {
     /// The gRPC server failed.
     #[error("serving gRPC")]
     Serve(#[from] tonic::transport::Error),
+    /// The initial member list could not be had.
+    #[error("finding the cluster's initial members")]
+    Join(#[from] crate::join::JoinError),
 }
 
 /// The cluster's id: a hash (FNV-1a) of its member list, so that nodes
@@ -164,12 +176,35 @@ pub fn incoming(
     })
 }
 
-/// Checks the configuration and the data directory; opens the WAL.
-fn open_storage(cfg: &ServerConfig) -> Result<(u64, GroupHandle), ServerError> {
-    if !cfg.peers.contains_key(&cfg.id) {
-        return Err(ServerError::NotAMember(cfg.id));
+/// The founding members: `--peers` for a founder (its data directory's
+/// `member` file then refuses another list, as it always did); for a
+/// joining member, the list saved in its data directory, else asked of
+/// the running cluster. Saved for later starts.
+async fn initial_members(cfg: &ServerConfig) -> Result<BTreeMap<NodeId, String>, ServerError> {
+    let saved = crate::join::read_saved(&cfg.data_dir)?;
+    let initial = if !cfg.join {
+        if !cfg.peers.contains_key(&cfg.id) {
+            return Err(ServerError::NotAMember(cfg.id));
+        }
+        cfg.peers.clone()
+    } else if let Some(saved) = saved.clone() {
+        saved
+    } else {
+        let addrs: Vec<String> = cfg.peers.values().cloned().collect();
+        crate::join::ask(cfg.id, &addrs).await?
+    };
+    if saved.is_none() {
+        crate::join::save(&cfg.data_dir, &initial)?;
     }
-    let cluster = cluster_id(&cfg.peers);
+    Ok(initial)
+}
+
+/// Checks the configuration and the data directory; opens the WAL.
+fn open_storage(
+    cfg: &ServerConfig,
+    initial: &BTreeMap<NodeId, String>,
+) -> Result<(u64, GroupHandle), ServerError> {
+    let cluster = cluster_id(initial);
     claim_data_dir(&cfg.data_dir, cluster, cfg.id)?;
     let wal_dir = cfg.data_dir.join("wal");
     let wal_err = |source| ServerError::Wal {
@@ -204,34 +239,66 @@ fn router(core: Core, inbound: InboundService) -> tonic::transport::server::Rout
         .add_service(RaftTransportServer::new(inbound))
 }
 
-/// Runs a server on `listeners` until `shutdown` resolves.
-pub async fn run(
-    cfg: ServerConfig,
-    listeners: Listeners,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServerError> {
-    let (cluster, storage) = open_storage(&cfg)?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let transport = Transport::start(cluster, cfg.id, &cfg.peers, stop_rx.clone());
-    let (inbound_tx, inbound_rx) = mpsc::channel(4096);
-    let voters: Vec<NodeId> = cfg.peers.keys().copied().collect();
-    let opts = NodeOptions {
+/// Resolves when this member learns it was removed: it applied its
+/// removal, or a peer refused its messages as a removed member's.
+async fn removal(
+    mut status: watch::Receiver<crate::raft::NodeStatus>,
+    mut evicted: watch::Receiver<bool>,
+) {
+    let applied = async move {
+        if status.wait_for(|s| s.removed).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let told = async move {
+        if evicted.wait_for(|e| *e).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        _ = applied => {}
+        _ = told => {}
+    }
+    tracing::warn!("this member was removed from the cluster; shutting down");
+}
+
+fn node_options(cfg: &ServerConfig, initial: &BTreeMap<NodeId, String>) -> NodeOptions {
+    // A joining member is not among these: it does not campaign until the
+    // log makes it a voter.
+    let voters: Vec<NodeId> = initial.keys().copied().collect();
+    NodeOptions {
         raft: Config::new(cfg.id, voters),
         tick: cfg.tick,
         snapshot_entries: cfg.snapshot_entries,
         request_queue: 8192,
         metrics: Arc::new(Metrics::default()),
-    };
+    }
+}
+
+/// Runs a server on `listeners` until `shutdown` resolves (or the member
+/// is removed from the cluster).
+pub async fn run(
+    cfg: ServerConfig,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let initial = initial_members(&cfg).await?;
+    let (cluster, storage) = open_storage(&cfg, &initial)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let transport = Transport::start(cluster, cfg.id, &initial, stop_rx.clone());
+    let (inbound_tx, inbound_rx) = mpsc::channel(4096);
+    let opts = node_options(&cfg, &initial);
     let metrics = Arc::clone(&opts.metrics);
-    let sm = Arc::new(Mutex::new(KvMachine::default()));
+    let sm = Arc::new(Mutex::new(KvMachine::new(&initial)));
     let node = RaftNode::start(
         opts,
         storage,
         Arc::clone(&sm),
-        transport,
+        transport.clone(),
         inbound_rx,
         stop_rx.clone(),
     )?;
+    let removed = removal(node.handle.watch_status(), transport.evicted());
     if let Some(l) = listeners.metrics {
         let status = node.handle.watch_status();
         tokio::spawn(crate::metrics::serve(
@@ -241,18 +308,17 @@ pub async fn run(
             stop_rx,
         ));
     }
-    let core = Core::new(
-        cluster,
-        cfg.id,
-        node.handle,
-        sm,
-        Arc::new(cfg.peers),
-        metrics,
-    );
-    let closing = closing_flag(shutdown);
+    let core = Core::new(cluster, cfg.id, node.handle, sm, Arc::new(initial), metrics);
+    let closing = closing_flag(async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = removed => {}
+        }
+    });
     let mut closed = closing.clone();
     let shutdown = async move { drop(closed.wait_for(|c| *c).await) };
-    let inbound = InboundService::new(cluster, cfg.id, inbound_tx, closing);
+    let inbound =
+        InboundService::new(cluster, cfg.id, inbound_tx, closing).with_removed_from(transport);
     let serve =
         router(core, inbound).serve_with_incoming_shutdown(incoming(listeners.grpc), shutdown);
     let mut task = node.task;

@@ -37,7 +37,7 @@ async fn an_undecodable_committed_command_stops_the_node() {
         request_queue: 16,
         metrics: Arc::new(Metrics::default()),
     };
-    let sm = Arc::new(Mutex::new(KvMachine::default()));
+    let sm = Arc::new(Mutex::new(KvMachine::new(&peers)));
     let node = RaftNode::start(opts, storage, sm, transport, inbound, stop).unwrap();
     // A single voter elects itself after an election timeout.
     let mut status = node.handle.watch_status();

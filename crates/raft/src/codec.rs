@@ -338,6 +338,11 @@ impl Encode for ConfChange {
             out.push(tag);
             put_u64(out, id.0);
         }
+        // The context is optional and trailing, so entries written before
+        // it existed still decode (with an empty context).
+        if !self.context.is_empty() {
+            put_bytes(out, &self.context);
+        }
     }
 }
 
@@ -355,7 +360,12 @@ impl Decode for ConfChange {
                 t => return Err(d.tag_error("conf change op", u64::from(t))),
             });
         }
-        Ok(ConfChange { ops })
+        let context = if d.remaining() > 0 {
+            d.bytes("conf change context")?
+        } else {
+            Bytes::new()
+        };
+        Ok(ConfChange { ops, context })
     }
 }
 
@@ -606,5 +616,25 @@ mod tests {
         out.push(0);
         let err = HardState::from_bytes(&Bytes::from(out)).unwrap_err();
         assert!(matches!(err, DecodeError::Trailing { extra: 1, .. }));
+    }
+
+    #[test]
+    fn conf_change_context_is_optional_and_trailing() {
+        let plain = ConfChange::new(vec![ConfChangeOp::AddLearner(NodeId(4))]);
+        // Without a context the encoding is the one written before contexts
+        // existed, so old log entries decode unchanged.
+        assert_eq!(plain.to_bytes().as_ref(), &[1, 1, 4]);
+        assert_eq!(ConfChange::from_bytes(&plain.to_bytes()).unwrap(), plain);
+        let with = ConfChange {
+            context: Bytes::from_static(b"4=127.0.0.1:9"),
+            ..plain
+        };
+        assert_eq!(ConfChange::from_bytes(&with.to_bytes()).unwrap(), with);
+        let mut cut = with.to_bytes().to_vec();
+        cut.pop();
+        assert!(matches!(
+            ConfChange::from_bytes(&Bytes::from(cut)),
+            Err(DecodeError::Truncated { .. })
+        ));
     }
 }

@@ -15,6 +15,7 @@
 //! Invariants of the result (checked by [`apply`]): the incoming voters are
 //! not empty, no node is both voter and learner, lists are sorted.
 
+use bytes::Bytes;
 use thiserror::Error;
 
 use crate::types::{ConfState, NodeId};
@@ -36,12 +37,24 @@ pub enum ConfChangeOp {
 pub struct ConfChange {
     /// The edits, in order.
     pub ops: Vec<ConfChangeOp>,
+    /// Opaque to Raft: what the application needs to know about the change
+    /// (etcd's `ConfChange.Context`; Flotilla puts new members' addresses
+    /// here so that every replica learns them from the same entry).
+    pub context: Bytes,
 }
 
 impl ConfChange {
     /// The change that leaves a joint configuration.
     pub fn leave_joint() -> ConfChange {
-        ConfChange { ops: Vec::new() }
+        ConfChange::default()
+    }
+
+    /// The change made of `ops`, with no context.
+    pub fn new(ops: Vec<ConfChangeOp>) -> ConfChange {
+        ConfChange {
+            ops,
+            context: Bytes::new(),
+        }
     }
 
     /// Whether this is the leave-joint change.
@@ -154,9 +167,7 @@ mod tests {
     #[test]
     fn voter_changes_enter_joint_and_leave_it() {
         let cs = ConfState::with_voters(ids(&[1, 2, 3]));
-        let cc = ConfChange {
-            ops: vec![ConfChangeOp::AddVoter(NodeId(4))],
-        };
+        let cc = ConfChange::new(vec![ConfChangeOp::AddVoter(NodeId(4))]);
         let joint = apply(&cs, &cc).unwrap();
         assert_eq!(joint.voters, ids(&[1, 2, 3, 4]));
         assert_eq!(joint.outgoing, ids(&[1, 2, 3]));
@@ -170,18 +181,14 @@ mod tests {
         let cs = ConfState::with_voters(ids(&[1, 2, 3]));
         let with_learner = apply(
             &cs,
-            &ConfChange {
-                ops: vec![ConfChangeOp::AddLearner(NodeId(9))],
-            },
+            &ConfChange::new(vec![ConfChangeOp::AddLearner(NodeId(9))]),
         )
         .unwrap();
         assert!(!with_learner.is_joint());
         assert_eq!(with_learner.learners, ids(&[9]));
         let promoted = apply(
             &with_learner,
-            &ConfChange {
-                ops: vec![ConfChangeOp::AddVoter(NodeId(9))],
-            },
+            &ConfChange::new(vec![ConfChangeOp::AddVoter(NodeId(9))]),
         )
         .unwrap();
         assert!(promoted.is_joint());
@@ -191,20 +198,14 @@ mod tests {
     #[test]
     fn invalid_changes_are_refused_with_a_reason() {
         let cs = ConfState::with_voters(ids(&[1]));
-        let remove_last = ConfChange {
-            ops: vec![ConfChangeOp::Remove(NodeId(1))],
-        };
+        let remove_last = ConfChange::new(vec![ConfChangeOp::Remove(NodeId(1))]);
         assert_eq!(apply(&cs, &remove_last), Err(ConfChangeError::NoVoters));
-        let remove_stranger = ConfChange {
-            ops: vec![ConfChangeOp::Remove(NodeId(7))],
-        };
+        let remove_stranger = ConfChange::new(vec![ConfChangeOp::Remove(NodeId(7))]);
         assert_eq!(
             apply(&cs, &remove_stranger),
             Err(ConfChangeError::NotMember(NodeId(7)))
         );
-        let demote = ConfChange {
-            ops: vec![ConfChangeOp::AddLearner(NodeId(1))],
-        };
+        let demote = ConfChange::new(vec![ConfChangeOp::AddLearner(NodeId(1))]);
         assert_eq!(
             apply(&cs, &demote),
             Err(ConfChangeError::DemoteVoter(NodeId(1)))

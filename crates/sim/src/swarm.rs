@@ -231,7 +231,7 @@ pub fn random_membership_change(c: &mut Cluster) {
         _ => None,
     };
     if let Some(op) = op {
-        let _ = c.propose_conf_change(leader, &ConfChange { ops: vec![op] });
+        let _ = c.propose_conf_change(leader, &ConfChange::new(vec![op]));
     }
 }
 

@@ -267,9 +267,7 @@ fn learners_receive_the_log_but_do_not_vote() {
         cfg.initial_voters = Some(vec![NodeId(1), NodeId(2), NodeId(3)])
     });
     let leader = c.check_one_leader().unwrap();
-    let add = ConfChange {
-        ops: vec![ConfChangeOp::AddLearner(NodeId(4))],
-    };
+    let add = ConfChange::new(vec![ConfChangeOp::AddLearner(NodeId(4))]);
     c.propose_conf_change(leader, &add).unwrap();
     commit_everywhere(&mut c, 4).unwrap();
     assert!(
@@ -312,7 +310,7 @@ fn joint_consensus_replaces_every_voter() {
             ConfChangeOp::Remove(NodeId(2)),
             ConfChangeOp::Remove(NodeId(3)),
         ];
-        c.propose_conf_change(leader, &ConfChange { ops })
+        c.propose_conf_change(leader, &ConfChange::new(ops))
             .map_err(|e| c.fail(e.to_string()))?;
         c.run_until_cond(
             10 * ELECTION_TIMEOUT_NS,

@@ -7,6 +7,7 @@
 
 pub mod kv;
 pub mod kv_print;
+pub mod member;
 pub mod output;
 pub mod server;
 pub mod status;

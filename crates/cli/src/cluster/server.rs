@@ -17,15 +17,26 @@ use super::{runtime, shutdown_signal};
 /// `flotilla server` arguments.
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// This member's id (a positive integer listed in --peers).
+    /// This member's id (a positive integer listed in --peers; with
+    /// --join, the id given to `flotilla member add`).
     #[arg(long, env = "FLOTILLA_ID")]
     pub id: u64,
     /// The address to serve clients and peers on (host:port).
     #[arg(long, env = "FLOTILLA_LISTEN")]
     pub listen: String,
-    /// Every member, this one included: `1=127.0.0.1:12379,2=...`.
+    /// Every founding member, this one included: `1=127.0.0.1:12379,2=...`.
+    /// With --join: members of the running cluster to ask (`ID=HOST:PORT`
+    /// or `HOST:PORT`), on the first start only (the data directory then
+    /// keeps the cluster's initial member list; restart with --join too).
     #[arg(long, env = "FLOTILLA_PEERS", value_delimiter = ',', required = true)]
     pub peers: Vec<String>,
+    /// Join a running cluster instead of founding one (etcd's
+    /// `--initial-cluster-state existing`): add the member first with
+    /// `flotilla member add --id ID --peer-url HOST:PORT [--learner]`; it
+    /// starts without a vote and learns the membership from the leader.
+    /// Restart a joined member with --join as well.
+    #[arg(long, env = "FLOTILLA_JOIN")]
+    pub join: bool,
     /// Where this member keeps its state (created if missing).
     #[arg(long, env = "FLOTILLA_DATA_DIR")]
     pub data_dir: PathBuf,
@@ -60,6 +71,20 @@ pub fn parse_peers(items: &[String]) -> anyhow::Result<BTreeMap<NodeId, String>>
     Ok(peers)
 }
 
+/// Parses `--peers` of `--join`: `ID=HOST:PORT` or `HOST:PORT` items
+/// (only the addresses are used; they are numbered in order).
+fn parse_join_peers(items: &[String]) -> anyhow::Result<BTreeMap<NodeId, String>> {
+    let mut peers = BTreeMap::new();
+    for (i, item) in items.iter().enumerate() {
+        let addr = item.split_once('=').map_or(item.as_str(), |(_, a)| a);
+        if addr.is_empty() {
+            bail!("--peers item {item:?} has no address");
+        }
+        peers.insert(NodeId(i as u64 + 1), addr.to_string());
+    }
+    Ok(peers)
+}
+
 /// Logs to stderr with `tracing`; `RUST_LOG` picks the level (default
 /// `info`).
 fn init_logging() {
@@ -73,8 +98,12 @@ fn init_logging() {
 
 /// Runs `flotilla server`.
 pub fn main(args: ServerArgs) -> anyhow::Result<ExitCode> {
-    let peers = parse_peers(&args.peers)?;
-    if args.id == 0 || !peers.contains_key(&NodeId(args.id)) {
+    let peers = if args.join {
+        parse_join_peers(&args.peers)?
+    } else {
+        parse_peers(&args.peers)?
+    };
+    if args.id == 0 || (!args.join && !peers.contains_key(&NodeId(args.id))) {
         bail!("--id {} is not one of the members in --peers", args.id);
     }
     if args.tick_ms == 0 {
@@ -83,6 +112,7 @@ pub fn main(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let cfg = ServerConfig {
         id: NodeId(args.id),
         peers,
+        join: args.join,
         data_dir: args.data_dir,
         tick: Duration::from_millis(args.tick_ms),
         snapshot_entries: args.snapshot_entries.max(1),

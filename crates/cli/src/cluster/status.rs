@@ -1,21 +1,21 @@
-//! `flotilla status` (each member's own view: id, role, term, commit and
-//! applied index, leader, log size) and `flotilla member list`.
+//! `flotilla status`: each member's own view (id, role, term, commit and
+//! applied index, leader, log size, learner or voter).
 //!
 //! `status` asks every endpoint and prints a row for each; an unreachable
 //! member gets a row saying so, and the command exits 1 if none answered.
 //! Output (`--output`, see [`super::output`]): `table` (the default for
 //! `status`), `json` (one object per member, with etcd's header), or
-//! `simple` (etcdctl's `endpoint status` line). `member list` prints
-//! etcdctl's simple line per member by default, or its table or JSON.
+//! `simple` (etcdctl's `endpoint status` line). The member commands are
+//! in [`super::member`].
 
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
-use clap::{Args, Subcommand};
+use anyhow::bail;
+use clap::Args;
 use flotilla_proto::etcdserverpb as pb;
 use serde_json::json;
 
-use super::output::{Format, OutputArgs, Table, header_json, omit_empty};
+use super::output::{Format, Table, header_json};
 use super::{EndpointArgs, runtime};
 
 /// `flotilla status` arguments.
@@ -69,7 +69,11 @@ fn print_status(
         }
     };
     let id = s.header.as_ref().map_or(0, |h| h.member_id);
-    let role = role(s.leader, id);
+    let role = if s.is_learner {
+        "learner"
+    } else {
+        role(s.leader, id)
+    };
     match output {
         Format::Json => println!(
             "{}",
@@ -77,6 +81,7 @@ fn print_status(
                 "endpoint": e, "id": id, "role": role, "term": s.raft_term,
                 "commit": s.raft_index, "applied": s.raft_applied_index,
                 "leader": s.leader, "log_bytes": s.db_size, "version": s.version,
+                "is_learner": s.is_learner,
                 "header": header_json(s.header.as_ref()),
             })
         ),
@@ -123,91 +128,6 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
         }
         if answered == 0 {
             bail!("no member answered");
-        }
-        Ok(ExitCode::SUCCESS)
-    })
-}
-
-/// The member list in `format`: etcdctl's simple lines, table or JSON.
-pub fn print_members(format: Format, r: &pb::MemberListResponse) {
-    match format {
-        Format::Simple => {
-            for m in &r.members {
-                println!(
-                    "{:x}, started, {}, {}, {}, {}",
-                    m.id,
-                    m.name,
-                    m.peer_ur_ls.join(","),
-                    m.client_ur_ls.join(","),
-                    m.is_learner
-                );
-            }
-        }
-        Format::Json => {
-            let members: Vec<_> = r
-                .members
-                .iter()
-                .map(|m| {
-                    json!({
-                        "ID": m.id, "name": m.name, "peerURLs": m.peer_ur_ls,
-                        "clientURLs": m.client_ur_ls, "isLearner": m.is_learner,
-                    })
-                })
-                .collect();
-            let v = json!({"header": header_json(r.header.as_ref()), "members": members});
-            println!("{}", omit_empty(v));
-        }
-        Format::Table => {
-            let mut t = Table::new(&[
-                "ID",
-                "STATUS",
-                "NAME",
-                "PEER ADDRS",
-                "CLIENT ADDRS",
-                "IS LEARNER",
-            ]);
-            for m in &r.members {
-                t.row(vec![
-                    format!("{:x}", m.id),
-                    "started".into(),
-                    m.name.clone(),
-                    m.peer_ur_ls.join(","),
-                    m.client_ur_ls.join(","),
-                    m.is_learner.to_string(),
-                ]);
-            }
-            print!("{}", t.render());
-        }
-    }
-}
-
-/// `flotilla member` arguments.
-#[derive(Debug, Args)]
-pub struct MemberArgs {
-    #[command(subcommand)]
-    command: MemberCommand,
-    #[command(flatten)]
-    endpoints: EndpointArgs,
-    #[command(flatten)]
-    output: OutputArgs,
-}
-
-#[derive(Debug, Subcommand)]
-enum MemberCommand {
-    /// Lists the members: id, name, peer and client URLs, learner or not.
-    List,
-}
-
-/// Runs `flotilla member`.
-pub fn member_main(args: MemberArgs) -> anyhow::Result<ExitCode> {
-    let rt = runtime()?;
-    let client = args.endpoints.client(&rt)?;
-    rt.block_on(async move {
-        match args.command {
-            MemberCommand::List => {
-                let r = client.member_list().await.context("member list")?;
-                print_members(args.output.output, &r);
-            }
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -1,5 +1,7 @@
-//! etcd's `Maintenance.Status` and `Cluster.MemberList`, and Flotilla's
-//! `Proposals` service (write forwarding from followers).
+//! etcd's `Maintenance.Status` and `Cluster` (member list, add, remove,
+//! promote, update: see [`super::membership`]), and Flotilla's `Proposals`
+//! service (write forwarding from followers, and the initial member list
+//! for a member that joins).
 //!
 //! Status answers from this node's own view (as etcd's does): its leader,
 //! commit and applied index, term, and the size of its Raft log.
@@ -9,10 +11,14 @@ use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::cluster_server::Cluster;
 use flotilla_proto::etcdserverpb::maintenance_server::Maintenance;
 use flotilla_proto::raft::v1::proposals_server::Proposals;
-use flotilla_proto::raft::v1::{ProposeRequest, ProposeResponse};
+use flotilla_proto::raft::v1::{
+    InitialMember, JoinRequest, JoinResponse, ProposeRequest, ProposeResponse,
+};
+use flotilla_raft::NodeId;
 use tonic::{Request, Response, Status};
 
 use super::core::Core;
+use super::membership::{FORWARDED, MemberOp};
 use crate::raft::NodeError;
 use crate::raft::driver::lock;
 
@@ -34,6 +40,11 @@ impl ClusterService {
 
     fn revision(&self) -> u64 {
         lock(&self.core.sm).replica.store().revision()
+    }
+
+    fn header(&self) -> Option<pb::ResponseHeader> {
+        self.core
+            .header(self.revision(), self.core.node.status().term)
     }
 }
 
@@ -64,30 +75,112 @@ impl Maintenance for ClusterService {
 impl Cluster for ClusterService {
     async fn member_list(
         &self,
-        _: Request<pb::MemberListRequest>,
+        request: Request<pb::MemberListRequest>,
     ) -> Result<Response<pb::MemberListResponse>, Status> {
+        if request.into_inner().linearizable {
+            // Everything committed before the request is applied here.
+            self.core.read_barrier().await?;
+        }
         let s = self.core.node.status();
-        let members = self
-            .core
-            .peers
-            .iter()
-            .map(|(id, addr)| pb::Member {
-                id: id.get(),
-                name: format!("node{id}"),
-                peer_ur_ls: vec![format!("http://{addr}")],
-                client_ur_ls: vec![format!("http://{addr}")],
-                is_learner: s.learners.contains(id),
-            })
-            .collect();
         Ok(Response::new(pb::MemberListResponse {
             header: self.core.header(self.revision(), s.term),
-            members,
+            members: self.core.member_list(),
+        }))
+    }
+
+    async fn member_add(
+        &self,
+        request: Request<pb::MemberAddRequest>,
+    ) -> Result<Response<pb::MemberAddResponse>, Status> {
+        let forwarded = request.metadata().contains_key(FORWARDED);
+        let r = request.into_inner();
+        let op = MemberOp::Add {
+            peer_urls: r.peer_ur_ls,
+            learner: r.is_learner,
+            id: r.flotilla_member_id,
+        };
+        let done = self.core.change_members(op, forwarded).await?;
+        Ok(Response::new(pb::MemberAddResponse {
+            header: self.header(),
+            member: done.member,
+            members: done.members,
+        }))
+    }
+
+    async fn member_remove(
+        &self,
+        request: Request<pb::MemberRemoveRequest>,
+    ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
+        let forwarded = request.metadata().contains_key(FORWARDED);
+        let op = MemberOp::Remove(request.into_inner().id);
+        let done = self.core.change_members(op, forwarded).await?;
+        Ok(Response::new(pb::MemberRemoveResponse {
+            header: self.header(),
+            members: done.members,
+        }))
+    }
+
+    async fn member_update(
+        &self,
+        request: Request<pb::MemberUpdateRequest>,
+    ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
+        let forwarded = request.metadata().contains_key(FORWARDED);
+        let r = request.into_inner();
+        let op = MemberOp::Update {
+            id: r.id,
+            peer_urls: r.peer_ur_ls,
+        };
+        let done = self.core.change_members(op, forwarded).await?;
+        Ok(Response::new(pb::MemberUpdateResponse {
+            header: self.header(),
+            members: done.members,
+        }))
+    }
+
+    async fn member_promote(
+        &self,
+        request: Request<pb::MemberPromoteRequest>,
+    ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
+        let forwarded = request.metadata().contains_key(FORWARDED);
+        let op = MemberOp::Promote(request.into_inner().id);
+        let done = self.core.change_members(op, forwarded).await?;
+        Ok(Response::new(pb::MemberPromoteResponse {
+            header: self.header(),
+            members: done.members,
         }))
     }
 }
 
 #[tonic::async_trait]
 impl Proposals for ClusterService {
+    async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        let id = NodeId(request.into_inner().id);
+        {
+            let sm = lock(&self.core.sm);
+            if sm.members.removed.contains(&id) {
+                return Err(Status::failed_precondition(format!(
+                    "member {id} was removed from the cluster; a removed member cannot join again"
+                )));
+            }
+            if !sm.members.is_member(id) {
+                return Err(Status::not_found(format!(
+                    "member {id} has not been added to the cluster (as this member knows it); \
+                     add it first: flotilla member add --id {id} --peer-url ..."
+                )));
+            }
+        }
+        let initial = self
+            .core
+            .initial
+            .iter()
+            .map(|(id, addr)| InitialMember {
+                id: id.get(),
+                addr: addr.clone(),
+            })
+            .collect();
+        Ok(Response::new(JoinResponse { initial }))
+    }
+
     async fn propose(
         &self,
         request: Request<ProposeRequest>,
@@ -114,7 +207,9 @@ impl Proposals for ClusterService {
             Err(NodeError::NotLeader { leader_hint }) => {
                 return Ok(Response::new(not_leader(leader_hint)));
             }
-            Err(NodeError::Retry) => return Ok(Response::new(not_leader(None))),
+            Err(
+                NodeError::Retry | NodeError::ConfChangePending | NodeError::InvalidConfChange(_),
+            ) => return Ok(Response::new(not_leader(None))),
             Err(NodeError::Stopped) => return Err(Status::unavailable("server stopped")),
         };
         let Some(a) = applied.output else {

@@ -42,15 +42,16 @@ pub struct Core {
     pub node: NodeHandle<KvOutput>,
     /// The state machine (read under its lock; nothing awaits under it).
     pub sm: Arc<Mutex<KvMachine>>,
-    /// Every member's address.
-    pub peers: Arc<BTreeMap<NodeId, String>>,
+    /// The members the cluster started with (members' current addresses
+    /// are in the state machine's member table).
+    pub initial: Arc<BTreeMap<NodeId, String>>,
     /// Session ids for plain etcd requests.
     pub ids: Arc<SessionIds>,
     /// How long a request may take.
     pub timeout: Duration,
     /// Request latencies go here.
     pub metrics: Arc<Metrics>,
-    channels: Arc<Mutex<HashMap<NodeId, Channel>>>,
+    channels: Arc<Mutex<HashMap<NodeId, (String, Channel)>>>,
 }
 
 /// A write's result: the term it committed in, the store's revision after
@@ -64,7 +65,7 @@ impl Core {
         me: NodeId,
         node: NodeHandle<KvOutput>,
         sm: Arc<Mutex<KvMachine>>,
-        peers: Arc<BTreeMap<NodeId, String>>,
+        initial: Arc<BTreeMap<NodeId, String>>,
         metrics: Arc<Metrics>,
     ) -> Core {
         Core {
@@ -72,7 +73,7 @@ impl Core {
             me,
             node,
             sm,
-            peers,
+            initial,
             ids: Arc::new(SessionIds::new(me.get())),
             timeout: Duration::from_secs(5),
             metrics,
@@ -149,7 +150,7 @@ impl Core {
             Err(NodeError::Stopped) => Err(Attempt::Fail(Status::unavailable(
                 "etcdserver: server stopped",
             ))),
-            Err(NodeError::NotLeader { .. } | NodeError::Retry) => Err(Attempt::Wait),
+            Err(_) => Err(Attempt::Wait),
         }
     }
 
@@ -177,7 +178,7 @@ impl Core {
 
     /// Waits (at most a short while) for the node's status to change, e.g.
     /// for a leader to be elected; fails at the deadline.
-    async fn wait_for_change(&self, deadline: Instant) -> Result<(), Status> {
+    pub(crate) async fn wait_for_change(&self, deadline: Instant) -> Result<(), Status> {
         if Instant::now() >= deadline {
             return Err(Status::deadline_exceeded("etcdserver: request timed out"));
         }
@@ -187,18 +188,21 @@ impl Core {
         Ok(())
     }
 
-    fn channel(&self, id: NodeId) -> Option<Channel> {
+    /// A channel to member `id`, at the address the member table gives.
+    pub(crate) fn channel(&self, id: NodeId) -> Option<Channel> {
+        let addr = lock(&self.sm).members.addrs.get(&id)?.clone();
         let mut channels = lock(&self.channels);
-        if let Some(c) = channels.get(&id) {
+        if let Some((a, c)) = channels.get(&id)
+            && *a == addr
+        {
             return Some(c.clone());
         }
-        let addr = self.peers.get(&id)?;
         let endpoint = Endpoint::from_shared(format!("http://{addr}")).ok()?;
         let channel = endpoint
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .connect_lazy();
-        channels.insert(id, channel.clone());
+        channels.insert(id, (addr, channel.clone()));
         Some(channel)
     }
 
@@ -215,7 +219,8 @@ impl Core {
         }
     }
 
-    async fn read_barrier(&self) -> Result<(), Status> {
+    /// Waits until a linearizable read may be served here.
+    pub(crate) async fn read_barrier(&self) -> Result<(), Status> {
         let deadline = Instant::now() + self.timeout;
         loop {
             match timeout_at(deadline, self.node.read_index()).await {

@@ -1,5 +1,12 @@
-//! The KV replica ([`flotilla_kv::Replica`]) as the state machine of the
-//! Raft driver, and how etcd requests become log commands.
+//! The KV replica ([`flotilla_kv::Replica`]) and the member table
+//! ([`Members`]) as the state machine of the Raft driver, and how etcd
+//! requests become log commands.
+//!
+//! The KV replica knows nothing of membership; this wrapper applies
+//! conf-change entries to the member table as well, and saves both in
+//! one snapshot: `FLOTILLA-MEMBERS-1`, the table, then the replica's own
+//! snapshot. A snapshot without that prefix (written before the table
+//! existed) restores the replica and keeps the bootstrap table.
 //!
 //! Requests that come through the plain etcd API carry no client session:
 //! each gets a fresh session id (this node's id, its boot nonce and a
@@ -11,32 +18,58 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 use flotilla_kv::{Command, Op, ReadConsistency, Replica, Request};
-use flotilla_raft::Entry;
+use flotilla_raft::codec::Decoder;
+use flotilla_raft::{ConfChange, Decode, Entry, EntryKind, NodeId};
 
-use crate::raft::{ApplyError, RestoreError, SnapshotJob, StateMachine};
+use super::members::Members;
+use crate::raft::{ApplyError, PeerTable, RestoreError, SnapshotJob, StateMachine};
+
+/// Opens a snapshot that carries the member table.
+const SNAPSHOT_MAGIC: &[u8] = b"FLOTILLA-MEMBERS-1";
 
 /// What applying one entry gave: the request's answer, `None` for an
 /// entry that is not a command.
 pub type KvOutput = Option<flotilla_kv::Applied>;
 
 /// The replicated KV state machine.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct KvMachine {
     /// The replica.
     pub replica: Replica,
+    /// The member table.
+    pub members: Members,
+}
+
+impl KvMachine {
+    /// The machine of a cluster whose initial members are `initial`.
+    pub fn new(initial: &BTreeMap<NodeId, String>) -> KvMachine {
+        KvMachine {
+            replica: Replica::default(),
+            members: Members::bootstrap(initial),
+        }
+    }
 }
 
 impl StateMachine for KvMachine {
     type Output = KvOutput;
 
-    /// Every error of the replica stops the node: an undecodable command
-    /// (a newer version's op, during a rolling upgrade) or an entry out of
-    /// order (a driver bug). Commands are encoded by servers of this
-    /// cluster, and a forwarded one is decoded before it is proposed, so
-    /// no client can make a member stop this way.
+    /// Conf-change entries also update the member table. Every error of
+    /// the replica stops the node: an undecodable command (a newer
+    /// version's op, during a rolling upgrade) or an entry out of order (a
+    /// driver bug). Commands are encoded by servers of this cluster, and a
+    /// forwarded one is decoded before it is proposed, so no client can
+    /// make a member stop this way.
     fn apply(&mut self, entry: &Entry) -> Result<KvOutput, ApplyError> {
+        if entry.kind == EntryKind::ConfChange {
+            // One the Raft core cannot decode it skips, and so do we.
+            if let Ok(cc) = ConfChange::from_bytes(&entry.data) {
+                self.members.apply(&cc);
+            }
+        }
         self.replica.apply(entry).map_err(|e| ApplyError {
             index: entry.index,
             source: Box::new(e),
@@ -44,23 +77,58 @@ impl StateMachine for KvMachine {
     }
 
     fn snapshot(&self) -> Bytes {
-        self.replica.snapshot()
+        encode_snapshot(&self.members, &self.replica.snapshot())
     }
 
     /// A clone of the replica (its keys and values are reference-counted
     /// `Bytes`, so the clone copies tree nodes, not data) costs about a
     /// third of the encoding, which moves off the Raft task
-    /// (`cargo bench -p flotilla-kv --bench snapshot`).
+    /// (`cargo bench -p flotilla-kv --bench snapshot`). The member table
+    /// goes with it, through [`encode_snapshot`].
     fn snapshot_job(&self) -> SnapshotJob {
         let copy = self.replica.clone();
-        Box::new(move || copy.snapshot())
+        let members = self.members.clone();
+        Box::new(move || encode_snapshot(&members, &copy.snapshot()))
     }
 
     fn restore(&mut self, data: &Bytes) -> Result<(), RestoreError> {
+        let replica = if data.starts_with(SNAPSHOT_MAGIC) {
+            let mut d = Decoder::new(data.slice(SNAPSHOT_MAGIC.len()..));
+            let members = Members::decode(&mut d).map_err(|e| RestoreError(Box::new(e)))?;
+            let rest = data.slice(SNAPSHOT_MAGIC.len() + d.offset()..);
+            self.members = members;
+            rest
+        } else {
+            data.clone()
+        };
         self.replica
-            .restore(data)
+            .restore(&replica)
             .map_err(|e| RestoreError(Box::new(e)))
     }
+
+    fn peer_table(&self) -> Option<PeerTable> {
+        Some(PeerTable {
+            addrs: self.members.addrs.clone(),
+            // A removed voter still votes while the group is joint.
+            removed: self
+                .members
+                .removed
+                .iter()
+                .copied()
+                .filter(|&id| !self.members.is_member(id))
+                .collect(),
+        })
+    }
+}
+
+/// The machine's snapshot: [`SNAPSHOT_MAGIC`], the member table, then the
+/// replica's own snapshot (`replica`). Whatever takes a snapshot of the
+/// machine must go through here, or the member table would be lost.
+pub fn encode_snapshot(members: &Members, replica: &[u8]) -> Bytes {
+    let mut out = SNAPSHOT_MAGIC.to_vec();
+    members.encode(&mut out);
+    out.extend_from_slice(replica);
+    Bytes::from(out)
 }
 
 /// Mints the session ids of plain etcd requests.
@@ -106,4 +174,65 @@ pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use flotilla_raft::{ConfChangeOp, Encode, LogIndex, Term};
+
+    use super::*;
+    use crate::etcd::members::encode_context;
+
+    fn entry(index: u64, kind: EntryKind, data: Bytes) -> Entry {
+        Entry {
+            term: Term(1),
+            index: LogIndex(index),
+            kind,
+            data,
+        }
+    }
+
+    fn initial() -> BTreeMap<NodeId, String> {
+        (1..=3)
+            .map(|i| (NodeId(i), format!("127.0.0.1:{}", 9000 + i)))
+            .collect()
+    }
+
+    #[test]
+    fn conf_changes_reach_the_table_and_the_snapshot_keeps_it() {
+        let mut m = KvMachine::new(&initial());
+        let add = ConfChange {
+            ops: vec![ConfChangeOp::AddLearner(NodeId(4))],
+            context: encode_context(&BTreeMap::from([(NodeId(4), "h:4".to_string())])),
+        };
+        m.apply(&entry(1, EntryKind::ConfChange, add.to_bytes()))
+            .unwrap();
+        let remove = ConfChange::new(vec![ConfChangeOp::Remove(NodeId(1))]);
+        m.apply(&entry(2, EntryKind::ConfChange, remove.to_bytes()))
+            .unwrap();
+        let leave = ConfChange::leave_joint().to_bytes();
+        m.apply(&entry(3, EntryKind::ConfChange, leave)).unwrap();
+        let table = m.peer_table().unwrap();
+        assert_eq!(table.addrs.get(&NodeId(4)).map(String::as_str), Some("h:4"));
+        assert!(table.removed.contains(&NodeId(1)));
+        assert!(!table.addrs.contains_key(&NodeId(1)));
+
+        let mut restored = KvMachine::new(&initial());
+        restored.restore(&m.snapshot()).unwrap();
+        assert_eq!(restored.members, m.members);
+        assert_eq!(restored.replica.applied(), LogIndex(3));
+    }
+
+    #[test]
+    fn old_snapshots_restore_and_damaged_ones_are_errors() {
+        let mut m = KvMachine::new(&initial());
+        // A snapshot written before the member table existed: the bare
+        // replica's.
+        let old = Replica::default().snapshot();
+        m.restore(&old).unwrap();
+        assert_eq!(m.members, Members::bootstrap(&initial()));
+        let mut cut = KvMachine::new(&initial()).snapshot().to_vec();
+        cut.truncate(SNAPSHOT_MAGIC.len() + 2);
+        assert!(m.restore(&Bytes::from(cut)).is_err());
+    }
 }

@@ -1,8 +1,10 @@
 //! etcd's v3 gRPC API on a Flotilla node, wire-compatible so that etcdctl
 //! and etcd's client libraries work unchanged.
 //!
-//! - [`machine`]: the KV replica as the Raft state machine; session ids
-//!   for plain etcd requests.
+//! - [`machine`]: the KV replica and the member table as the Raft state
+//!   machine; session ids for plain etcd requests.
+//! - [`members`]: the replicated member table (addresses, removed ids).
+//! - [`membership`]: member add, remove and promote (checks, forwarding).
 //! - [`convert`]: etcd messages to and from KV operations; [`range`]: a
 //!   range's sort, filters and limit, and reads at a revision.
 //! - [`core`]: the write path (propose or forward) and the read path
@@ -17,6 +19,8 @@ pub mod convert;
 pub mod core;
 pub mod kv_service;
 pub mod machine;
+pub mod members;
+pub mod membership;
 pub mod range;
 pub mod session_service;
 

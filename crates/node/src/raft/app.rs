@@ -9,8 +9,19 @@
 //! [`SnapshotJob`] runs on a blocking thread while the machine goes on
 //! applying, so it owns what it encodes.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use bytes::Bytes;
-use flotilla_raft::Entry;
+use flotilla_raft::{Entry, NodeId};
+
+/// Where a group's members are, as its replicated state says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerTable {
+    /// Each member's `host:port`.
+    pub addrs: BTreeMap<NodeId, String>,
+    /// Members removed from the group.
+    pub removed: BTreeSet<NodeId>,
+}
 
 /// A replicated state machine, driven by [`super::RaftNode`].
 pub trait StateMachine: Send + 'static {
@@ -46,6 +57,13 @@ pub trait StateMachine: Send + 'static {
     /// node: the snapshot came from a peer and passed Raft's checks, so a
     /// machine that cannot read it is a bug or a version mismatch.
     fn restore(&mut self, data: &Bytes) -> Result<(), RestoreError>;
+
+    /// The member addresses this machine replicates, if it does. The
+    /// driver asks after a conf change is applied or a snapshot restored,
+    /// and points the transport at them.
+    fn peer_table(&self) -> Option<PeerTable> {
+        None
+    }
 }
 
 /// Encodes a snapshot of a state captured earlier; runs off the Raft task.

@@ -43,7 +43,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::app::{ApplyError, RestoreError, StateMachine};
-use super::handle::{Applied, NodeError, NodeHandle, NodeStatus, ProposeReply, ReadReply, Request};
+use super::handle::{
+    Applied, ConfReply, NodeError, NodeHandle, NodeStatus, ProposeReply, ReadReply, Request,
+};
 use super::transport::Transport;
 use crate::metrics::Metrics;
 
@@ -110,6 +112,13 @@ struct Driver<SM: StateMachine> {
     transport: Transport,
     snapshot_entries: u64,
     proposals: BTreeMap<LogIndex, (Term, ProposeReply<SM::Output>)>,
+    /// Membership changes proposed here, by index, until applied.
+    conf_proposals: BTreeMap<LogIndex, (Term, ConfReply)>,
+    /// Membership changes applied, waiting for the joint configuration
+    /// they entered to be left.
+    conf_applied: Vec<(LogIndex, ConfReply)>,
+    /// The node applied its own removal.
+    removed: bool,
     reads: HashMap<u64, ReadReply>,
     confirmed: Vec<(LogIndex, ReadReply)>,
     next_ctx: u64,
@@ -145,7 +154,14 @@ impl<SM: StateMachine> RaftNode<SM> {
             lock(&sm).restore(&snap.data)?;
         }
         let raw = RawNode::new(opts.raft.clone(), init)?;
-        let (status_tx, status_rx) = watch::channel(status_of(&raw));
+        // A member that applied its own removal before a restart knows at
+        // once (a snapshot carries the table).
+        let mut removed = false;
+        if let Some(table) = lock(&sm).peer_table() {
+            transport.set_peers(&table.addrs, &table.removed);
+            removed = table.removed.contains(&opts.raft.id);
+        }
+        let (status_tx, status_rx) = watch::channel(status_of(&raw, removed));
         let (req_tx, req_rx) = mpsc::channel(opts.request_queue);
         let (snap_tx, snap_rx) = mpsc::unbounded_channel();
         let driver = Driver {
@@ -156,6 +172,9 @@ impl<SM: StateMachine> RaftNode<SM> {
             transport,
             snapshot_entries: opts.snapshot_entries,
             proposals: BTreeMap::new(),
+            conf_proposals: BTreeMap::new(),
+            conf_applied: Vec::new(),
+            removed,
             reads: HashMap::new(),
             confirmed: Vec::new(),
             next_ctx: 1,
@@ -178,7 +197,19 @@ impl<SM: StateMachine> RaftNode<SM> {
     }
 }
 
-fn status_of(raw: &RawNode) -> NodeStatus {
+/// The node error for a refused membership change.
+fn conf_error(e: flotilla_raft::ProposeError) -> NodeError {
+    match e {
+        flotilla_raft::ProposeError::NotLeader { leader_hint } => {
+            NodeError::NotLeader { leader_hint }
+        }
+        flotilla_raft::ProposeError::ConfChangePending => NodeError::ConfChangePending,
+        flotilla_raft::ProposeError::InvalidConfChange(e) => NodeError::InvalidConfChange(e),
+        _ => NodeError::Retry,
+    }
+}
+
+fn status_of(raw: &RawNode, removed: bool) -> NodeStatus {
     let s = raw.status();
     NodeStatus {
         id: s.id,
@@ -191,6 +222,7 @@ fn status_of(raw: &RawNode) -> NodeStatus {
         log_bytes: s.log_bytes,
         voters: s.conf_state.voters.to_vec(),
         learners: s.conf_state.learners.to_vec(),
+        removed,
     }
 }
 
@@ -278,6 +310,15 @@ impl<SM: StateMachine> Driver<SM> {
                 self.reads.insert(ctx, tx);
                 self.raw.read_index(ctx);
             }
+            Request::ConfChange(cc, tx) => match self.raw.propose_conf_change(&cc) {
+                Ok(index) => {
+                    let term = self.raw.status().term;
+                    self.conf_proposals.insert(index, (term, tx));
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(conf_error(e)));
+                }
+            },
         }
     }
 
@@ -330,6 +371,7 @@ impl<SM: StateMachine> Driver<SM> {
             tracing::info!(index = %snap.meta.index, term = %snap.meta.term, "restoring a snapshot from the leader");
             lock(&self.sm).restore(&snap.data)?;
             self.fail_proposals_up_to(snap.meta.index);
+            self.peers_changed();
         }
         self.apply(&rd)?;
         self.raw.advance(&rd);
@@ -340,9 +382,13 @@ impl<SM: StateMachine> Driver<SM> {
             for (_, (_, tx)) in std::mem::take(&mut self.proposals) {
                 let _ = tx.send(Err(NodeError::Retry));
             }
+            for (_, (_, tx)) in std::mem::take(&mut self.conf_proposals) {
+                let _ = tx.send(Err(NodeError::Retry));
+            }
         }
+        self.finish_conf_changes();
         self.maybe_compact();
-        self.status.send_replace(status_of(&self.raw));
+        self.status.send_replace(status_of(&self.raw, self.removed));
         Ok(())
     }
 
@@ -365,11 +411,58 @@ impl<SM: StateMachine> Driver<SM> {
             .fetch_add(rd.committed_entries.len() as u64, Ordering::Relaxed);
         let sm = Arc::clone(&self.sm);
         let mut sm = lock(&sm);
+        let mut conf_changed = false;
         for e in &rd.committed_entries {
             let output = sm.apply(e)?;
+            if e.kind == EntryKind::ConfChange {
+                conf_changed = true;
+                self.conf_applied_at(e);
+            }
             self.answer(e, (e.kind == EntryKind::Command).then_some(output));
         }
+        drop(sm);
+        if conf_changed {
+            self.peers_changed();
+        }
         Ok(())
+    }
+
+    /// A conf change at `e` was applied: its proposer waits for the joint
+    /// configuration to be left, unless the entry is not the one proposed.
+    fn conf_applied_at(&mut self, e: &Entry) {
+        if let Some((term, tx)) = self.conf_proposals.remove(&e.index) {
+            if term == e.term {
+                self.conf_applied.push((e.index, tx));
+            } else {
+                let _ = tx.send(Err(NodeError::Retry));
+            }
+        }
+    }
+
+    /// Answers applied membership changes once the group is out of joint
+    /// consensus (or this node no longer leads, so cannot leave it).
+    fn finish_conf_changes(&mut self) {
+        let s = self.raw.status();
+        if s.conf_state.is_joint() && s.role == Role::Leader {
+            return;
+        }
+        for (index, tx) in self.conf_applied.drain(..) {
+            let _ = tx.send(Ok(index));
+        }
+    }
+
+    /// The member table changed: point the transport at it, and note
+    /// whether this node was removed.
+    fn peers_changed(&mut self) {
+        let Some(table) = lock(&self.sm).peer_table() else {
+            return;
+        };
+        self.transport.set_peers(&table.addrs, &table.removed);
+        let me = self.raw.status().id;
+        if table.removed.contains(&me) && !self.removed {
+            tracing::warn!(member = %me, "this member was removed from the cluster");
+            self.removed = true;
+        }
     }
 
     fn answer(&mut self, e: &Entry, output: Option<SM::Output>) {

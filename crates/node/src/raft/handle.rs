@@ -10,7 +10,7 @@
 //! arrived, so reading the local state machine now is linearizable.
 
 use bytes::Bytes;
-use flotilla_raft::{LogIndex, NodeId, Role, Term};
+use flotilla_raft::{ConfChange, ConfChangeError, LogIndex, NodeId, Role, Term};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -31,6 +31,12 @@ pub enum NodeError {
     /// The node is shutting down or has stopped after a fatal error.
     #[error("the node has stopped")]
     Stopped,
+    /// Another membership change is still in progress.
+    #[error("another membership change is in progress")]
+    ConfChangePending,
+    /// The membership change is invalid for the configuration in force.
+    #[error(transparent)]
+    InvalidConfChange(#[from] ConfChangeError),
 }
 
 /// Where a proposal's outcome goes.
@@ -38,10 +44,14 @@ pub(crate) type ProposeReply<O> = oneshot::Sender<Result<Applied<O>, NodeError>>
 /// Where a read index goes.
 pub(crate) type ReadReply = oneshot::Sender<Result<LogIndex, NodeError>>;
 
+/// Where a membership change's outcome goes.
+pub(crate) type ConfReply = oneshot::Sender<Result<LogIndex, NodeError>>;
+
 /// A request for the node's task.
 pub(crate) enum Request<O> {
     Propose(Bytes, ProposeReply<O>),
     ReadIndex(ReadReply),
+    ConfChange(ConfChange, ConfReply),
 }
 
 /// A command's outcome once applied.
@@ -78,6 +88,8 @@ pub struct NodeStatus {
     pub voters: Vec<NodeId>,
     /// The learners of the group.
     pub learners: Vec<NodeId>,
+    /// This node was removed from the group (it applied its removal).
+    pub removed: bool,
 }
 
 /// A cheap, cloneable handle on a running node.
@@ -101,6 +113,19 @@ impl<O: Send + 'static> NodeHandle<O> {
         let (tx, rx) = oneshot::channel();
         self.requests
             .send(Request::Propose(command, tx))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Proposes a membership change (this node must lead); resolves with
+    /// its index once it is applied here and, for a change of voters, the
+    /// joint configuration it entered has been left (or this node stopped
+    /// leading after applying it: the next leader leaves it).
+    pub async fn change_membership(&self, cc: ConfChange) -> Result<LogIndex, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.requests
+            .send(Request::ConfChange(cc, tx))
             .await
             .map_err(|_| NodeError::Stopped)?;
         rx.await.map_err(|_| NodeError::Stopped)?

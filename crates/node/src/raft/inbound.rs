@@ -4,7 +4,9 @@
 //! Peers are untrusted input (STYLE.md practice 11): a batch from another
 //! cluster is refused, and a message that fails to decode, or is not
 //! addressed to this node, or claims another sender than the batch is
-//! dropped and counted, never a panic. Backpressure: the node's inbound
+//! dropped and counted, never a panic. A member removed from the group is
+//! told so ([`super::transport::REMOVED_PREFIX`]), so that it stops.
+//! Backpressure: the node's inbound
 //! queue is bounded and this service awaits room in it, so a flooding peer
 //! is slowed by HTTP/2 flow control rather than growing memory.
 
@@ -17,6 +19,8 @@ use flotilla_raft::{Decode, Message, NodeId};
 use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::transport::{REMOVED_PREFIX, Transport};
+
 /// The `RaftTransport` service of one node.
 #[derive(Clone, Debug)]
 pub struct InboundService {
@@ -25,6 +29,7 @@ pub struct InboundService {
     node: mpsc::Sender<Message>,
     rejected: Arc<AtomicU64>,
     closing: watch::Receiver<bool>,
+    transport: Option<Transport>,
 }
 
 impl InboundService {
@@ -43,7 +48,15 @@ impl InboundService {
             node,
             rejected: Arc::new(AtomicU64::new(0)),
             closing,
+            transport: None,
         }
+    }
+
+    /// Refuses the messages of members that `transport`'s peer table lists
+    /// as removed.
+    pub fn with_removed_from(mut self, transport: Transport) -> InboundService {
+        self.transport = Some(transport);
+        self
     }
 
     /// Messages dropped as invalid so far.
@@ -81,6 +94,16 @@ impl RaftTransport for InboundService {
                 return Err(Status::failed_precondition(format!(
                     "peer belongs to cluster {:016x}, this node to {:016x}",
                     batch.cluster_id, self.cluster_id
+                )));
+            }
+            if self
+                .transport
+                .as_ref()
+                .is_some_and(|t| t.is_removed(NodeId(batch.from)))
+            {
+                return Err(Status::failed_precondition(format!(
+                    "{REMOVED_PREFIX}: member {} was removed from the cluster",
+                    batch.from
                 )));
             }
             for raw in std::mem::take(&mut batch.messages) {

@@ -14,7 +14,7 @@ pub mod handle;
 pub mod inbound;
 pub mod transport;
 
-pub use app::{ApplyError, RestoreError, SnapshotJob, StateMachine};
+pub use app::{ApplyError, PeerTable, RestoreError, SnapshotJob, StateMachine};
 pub use driver::{FatalError, NodeOptions, RaftNode, StartError};
 pub use handle::{Applied, NodeError, NodeHandle, NodeStatus};
 pub use inbound::InboundService;

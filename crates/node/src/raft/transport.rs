@@ -9,10 +9,16 @@
 //! flow control slows the batches to what the peer takes. When the stream
 //! breaks, the task drops what is queued (it is stale by then) and
 //! reconnects with capped exponential backoff.
+//!
+//! The peer set follows the group's replicated member table
+//! ([`Transport::set_peers`]): a new member gets a link, a removed one's
+//! link ends (its queue is dropped). A peer that answers "you were
+//! removed" ([`REMOVED_PREFIX`]) sets [`Transport::evicted`], on which the
+//! server stops, as etcd does when it learns it was removed.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,11 +35,25 @@ const BATCH_MESSAGES_MAX: usize = 512;
 /// Most payload bytes in one batch (beyond the first message).
 const BATCH_BYTES_MAX: usize = 4 << 20;
 
+/// How a peer's refusal of a removed member's messages begins.
+pub const REMOVED_PREFIX: &str = "flotilla: member removed";
+
 /// Sends Raft messages to peers. Cheap to clone.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Transport {
-    peers: Arc<HashMap<NodeId, mpsc::Sender<Bytes>>>,
+    cluster_id: u64,
+    me: NodeId,
+    peers: Arc<Mutex<HashMap<NodeId, Peer>>>,
+    removed: Arc<Mutex<BTreeSet<NodeId>>>,
     dropped: Arc<AtomicU64>,
+    evicted: Arc<watch::Sender<bool>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+#[derive(Debug)]
+struct Peer {
+    addr: String,
+    queue: mpsc::Sender<Bytes>,
 }
 
 impl Transport {
@@ -45,33 +65,79 @@ impl Transport {
         peers: &BTreeMap<NodeId, String>,
         shutdown: watch::Receiver<bool>,
     ) -> Transport {
-        let mut queues = HashMap::new();
+        let t = Transport {
+            cluster_id,
+            me,
+            peers: Arc::new(Mutex::new(HashMap::new())),
+            removed: Arc::new(Mutex::new(BTreeSet::new())),
+            dropped: Arc::new(AtomicU64::new(0)),
+            evicted: Arc::new(watch::channel(false).0),
+            shutdown,
+        };
+        t.set_peers(peers, &BTreeSet::new());
+        t
+    }
+
+    /// Points the transport at `peers`: starts links to new members (or
+    /// moved ones), ends links to those no longer listed, and remembers
+    /// `removed` so that their messages are refused.
+    pub fn set_peers(&self, peers: &BTreeMap<NodeId, String>, removed: &BTreeSet<NodeId>) {
+        let mut links = crate::raft::driver::lock(&self.peers);
+        links.retain(|id, p| peers.get(id) == Some(&p.addr));
         for (&id, addr) in peers {
-            if id == me {
+            if id == self.me || links.contains_key(&id) {
                 continue;
             }
             let (tx, rx) = mpsc::channel(PEER_QUEUE_MESSAGES);
-            queues.insert(id, tx);
             let link = PeerLink {
-                cluster_id,
-                me,
+                cluster_id: self.cluster_id,
+                me: self.me,
                 addr: addr.clone(),
+                evicted: Arc::clone(&self.evicted),
             };
-            tokio::spawn(link.run(rx, shutdown.clone()));
+            tokio::spawn(link.run(rx, self.shutdown.clone()));
+            links.insert(
+                id,
+                Peer {
+                    addr: addr.clone(),
+                    queue: tx,
+                },
+            );
         }
-        Transport {
-            peers: Arc::new(queues),
-            dropped: Arc::new(AtomicU64::new(0)),
-        }
+        drop(links);
+        removed.clone_into(&mut crate::raft::driver::lock(&self.removed));
+    }
+
+    /// The peers there are links to, sorted.
+    pub fn peers(&self) -> Vec<NodeId> {
+        let mut ids: Vec<NodeId> = crate::raft::driver::lock(&self.peers)
+            .keys()
+            .copied()
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Whether `id` was removed from the group.
+    pub fn is_removed(&self, id: NodeId) -> bool {
+        crate::raft::driver::lock(&self.removed).contains(&id)
+    }
+
+    /// Becomes true when a peer says this node was removed.
+    pub fn evicted(&self) -> watch::Receiver<bool> {
+        self.evicted.subscribe()
     }
 
     /// Queues `msgs` for their receivers; drops what does not fit.
     pub fn send(&self, msgs: Vec<Message>) {
+        if msgs.is_empty() {
+            return;
+        }
+        let links = crate::raft::driver::lock(&self.peers);
         for m in msgs {
-            let delivered = self
-                .peers
+            let delivered = links
                 .get(&m.to)
-                .is_some_and(|q| q.try_send(m.to_bytes()).is_ok());
+                .is_some_and(|p| p.queue.try_send(m.to_bytes()).is_ok());
             if !delivered {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -88,6 +154,7 @@ struct PeerLink {
     cluster_id: u64,
     me: NodeId,
     addr: String,
+    evicted: Arc<watch::Sender<bool>>,
 }
 
 impl PeerLink {
@@ -140,7 +207,15 @@ impl PeerLink {
         });
         loop {
             let first = tokio::select! {
-                _ = &mut call => return true,
+                ended = &mut call => {
+                    if let Ok(Err(status)) = ended
+                        && status.message().starts_with(REMOVED_PREFIX)
+                    {
+                        tracing::warn!(peer = %self.addr, "{}", status.message());
+                        self.evicted.send_replace(true);
+                    }
+                    return true;
+                }
                 m = queue.recv() => m,
             };
             let Some(first) = first else { return true };
@@ -169,5 +244,49 @@ impl PeerLink {
             from: self.me.get(),
             messages,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use flotilla_raft::{MessageBody, Term};
+
+    use super::*;
+
+    fn table(ids: &[u64]) -> BTreeMap<NodeId, String> {
+        ids.iter()
+            .map(|&i| (NodeId(i), format!("127.0.0.1:{}", 1 + i)))
+            .collect()
+    }
+
+    #[test]
+    fn the_peer_set_follows_the_member_table() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (stop_tx, stop) = watch::channel(false);
+            let t = Transport::start(7, NodeId(1), &table(&[1, 2, 3]), stop);
+            assert_eq!(t.peers(), [NodeId(2), NodeId(3)], "not itself");
+            t.set_peers(&table(&[1, 3, 4]), &BTreeSet::from([NodeId(2)]));
+            assert_eq!(t.peers(), [NodeId(3), NodeId(4)]);
+            assert!(t.is_removed(NodeId(2)) && !t.is_removed(NodeId(4)));
+            let to = |id| Message {
+                from: NodeId(1),
+                to: NodeId(id),
+                term: Term(1),
+                body: MessageBody::TimeoutNow,
+            };
+            t.send(vec![to(2), to(4)]);
+            assert_eq!(t.dropped(), 1, "the removed peer's message is dropped");
+            // A moved member gets a new link at its new address.
+            let mut moved = table(&[1, 3, 4]);
+            moved.insert(NodeId(4), "127.0.0.1:9".to_string());
+            t.set_peers(&moved, &BTreeSet::new());
+            let addr = crate::raft::driver::lock(&t.peers)[&NodeId(4)].addr.clone();
+            assert_eq!(addr, "127.0.0.1:9");
+            stop_tx.send_replace(true);
+        });
     }
 }

@@ -1,0 +1,517 @@
+//! Membership changes through etcd's `Cluster` API: add (as a voter or a
+//! learner), remove, promote a learner, update a member's peer URL.
+//!
+//! An update is a conf change that re-adds the member in its current role
+//! (a no-op for Raft) with the new address in its context, so it travels
+//! through the log like any other change and every member re-points its
+//! link.
+//!
+//! A change is checked against the replicated member table and proposed
+//! as a Raft conf change by the leader; a follower forwards the request
+//! to the leader's own `Cluster` service, marked with [`FORWARDED`] so a
+//! stale leader hint cannot bounce it around: a forwarded request that
+//! meets a non-leader is answered `UNAVAILABLE` and the forwarder retries
+//! once something changes, until the request's deadline.
+//!
+//! Refusals use etcd's codes and messages where etcd has them ("member
+//! not found", "Peer URLs already exists", "can only promote a learner
+//! member which is in sync with leader", ...), so etcdctl prints what it
+//! would print against etcd.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use flotilla_proto::etcdserverpb as pb;
+use flotilla_proto::etcdserverpb::cluster_client::ClusterClient;
+use flotilla_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use flotilla_raft::{ConfChange, ConfChangeOp, NodeId};
+use tokio::time::{Instant, timeout_at};
+use tonic::Status;
+
+use super::core::Core;
+use super::members::{MemberInfo, Members, encode_context};
+use crate::raft::NodeError;
+use crate::raft::driver::lock;
+
+/// The metadata key that marks a request forwarded by a follower.
+pub const FORWARDED: &str = "flotilla-forwarded";
+/// The message of a forwarded request that met a non-leader.
+const NOT_LEADER: &str = "flotilla: not the leader";
+/// etcd's default limit on learners.
+pub const MAX_LEARNERS: usize = 1;
+/// A learner is in sync when it has applied this share of the leader's
+/// commit index (etcd: 90% of the leader's match index).
+const IN_SYNC_PERCENT: u64 = 90;
+
+/// A membership change asked for.
+#[derive(Clone, Debug)]
+pub enum MemberOp {
+    /// Add a member at `peer_urls` (one URL), with `id` (0: choose).
+    Add {
+        /// The peer URLs as given.
+        peer_urls: Vec<String>,
+        /// Add it as a learner.
+        learner: bool,
+        /// The id asked for (0: the server chooses).
+        id: u64,
+    },
+    /// Remove a member.
+    Remove(u64),
+    /// Make a learner a voter.
+    Promote(u64),
+    /// Give a member a new peer URL.
+    Update {
+        /// The member.
+        id: u64,
+        /// Its new peer URLs (one).
+        peer_urls: Vec<String>,
+    },
+}
+
+/// What a change answers: the member added (for an add) and the members
+/// after the change.
+#[derive(Clone, Debug, Default)]
+pub struct MemberChange {
+    /// The new member, for an add.
+    pub member: Option<pb::Member>,
+    /// Every member afterwards.
+    pub members: Vec<pb::Member>,
+}
+
+/// The etcd form of a member.
+pub fn to_pb(m: &MemberInfo) -> pb::Member {
+    let urls = if m.addr.is_empty() {
+        Vec::new()
+    } else {
+        vec![format!("http://{}", m.addr)]
+    };
+    pb::Member {
+        id: m.id.get(),
+        name: format!("node{}", m.id),
+        peer_ur_ls: urls.clone(),
+        client_ur_ls: urls,
+        is_learner: m.learner,
+    }
+}
+
+/// `host:port` from a peer URL (`http://host:port`, or a bare
+/// `host:port`).
+pub fn parse_peer_url(url: &str) -> Result<String, Status> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| (!url.contains("://")).then_some(url))
+        .ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "flotilla: peer URL {url:?}: only http:// URLs are served"
+            ))
+        })?;
+    let hostport = rest.trim_end_matches('/');
+    let port_ok = hostport
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if !port_ok || hostport.contains('/') {
+        return Err(Status::invalid_argument(format!(
+            "flotilla: peer URL {url:?} is not http://HOST:PORT"
+        )));
+    }
+    Ok(hostport.to_string())
+}
+
+/// Checks `op` against `members` and turns it into a conf change; for an
+/// add, also returns the new member.
+pub fn plan(
+    members: &Members,
+    op: &MemberOp,
+    fresh_id: u64,
+) -> Result<(ConfChange, Option<MemberInfo>), Status> {
+    match *op {
+        MemberOp::Add {
+            ref peer_urls,
+            learner,
+            id,
+        } => plan_add(
+            members,
+            peer_urls,
+            learner,
+            if id == 0 { fresh_id } else { id },
+        ),
+        MemberOp::Remove(id) => {
+            let id = NodeId(id);
+            if !members.is_member(id) {
+                return Err(Status::not_found("etcdserver: member not found"));
+            }
+            if members.conf.voters == [id] {
+                return Err(Status::failed_precondition(
+                    "flotilla: cannot remove the only voting member",
+                ));
+            }
+            Ok((ConfChange::new(vec![ConfChangeOp::Remove(id)]), None))
+        }
+        MemberOp::Update { id, ref peer_urls } => plan_update(members, NodeId(id), peer_urls),
+        MemberOp::Promote(id) => {
+            let id = NodeId(id);
+            if !members.is_member(id) {
+                return Err(Status::not_found("etcdserver: member not found"));
+            }
+            if !members.conf.is_learner(id) {
+                return Err(Status::failed_precondition(
+                    "etcdserver: can only promote a learner member",
+                ));
+            }
+            Ok((ConfChange::new(vec![ConfChangeOp::AddVoter(id)]), None))
+        }
+    }
+}
+
+fn plan_update(
+    members: &Members,
+    id: NodeId,
+    peer_urls: &[String],
+) -> Result<(ConfChange, Option<MemberInfo>), Status> {
+    if !members.is_member(id) {
+        return Err(Status::not_found("etcdserver: member not found"));
+    }
+    let addr = one_url(peer_urls)?;
+    if members.by_addr(&addr).is_some_and(|other| other != id) {
+        return Err(Status::failed_precondition(
+            "etcdserver: Peer URLs already exists",
+        ));
+    }
+    let op = if members.conf.is_learner(id) {
+        ConfChangeOp::AddLearner(id)
+    } else {
+        ConfChangeOp::AddVoter(id)
+    };
+    let cc = ConfChange {
+        ops: vec![op],
+        context: encode_context(&BTreeMap::from([(id, addr)])),
+    };
+    Ok((cc, None))
+}
+
+/// The one peer URL a member has, as `host:port`.
+fn one_url(peer_urls: &[String]) -> Result<String, Status> {
+    let [url] = peer_urls else {
+        return Err(Status::invalid_argument(format!(
+            "flotilla: a member has exactly one peer URL, got {}",
+            peer_urls.len()
+        )));
+    };
+    parse_peer_url(url)
+}
+
+fn plan_add(
+    members: &Members,
+    peer_urls: &[String],
+    learner: bool,
+    id: u64,
+) -> Result<(ConfChange, Option<MemberInfo>), Status> {
+    let addr = one_url(peer_urls)?;
+    if members.by_addr(&addr).is_some() {
+        return Err(Status::failed_precondition(
+            "etcdserver: Peer URLs already exists",
+        ));
+    }
+    let nid = NodeId(id);
+    if id == 0 || members.is_member(nid) {
+        return Err(Status::failed_precondition(
+            "etcdserver: member ID already exist",
+        ));
+    }
+    if members.removed.contains(&nid) {
+        return Err(Status::failed_precondition(format!(
+            "etcdserver: member ID already exist (member {id} was removed, and a removed ID is never reused)"
+        )));
+    }
+    if learner && members.conf.learners.len() >= MAX_LEARNERS {
+        return Err(Status::failed_precondition(
+            "etcdserver: too many learner members in cluster",
+        ));
+    }
+    let op = if learner {
+        ConfChangeOp::AddLearner(nid)
+    } else {
+        ConfChangeOp::AddVoter(nid)
+    };
+    let cc = ConfChange {
+        ops: vec![op],
+        context: encode_context(&BTreeMap::from([(nid, addr.clone())])),
+    };
+    Ok((
+        cc,
+        Some(MemberInfo {
+            id: nid,
+            addr,
+            learner,
+        }),
+    ))
+}
+
+/// A member id nobody has: a hash of the address and the time.
+fn fresh_id(members: &Members, seed: &str) -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ nanos;
+    for b in seed.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    loop {
+        // Below 2^53 so JSON readers keep it exact.
+        let id = h & ((1 << 53) - 1);
+        let nid = NodeId(id);
+        if id != 0 && !members.is_member(nid) && !members.removed.contains(&nid) {
+            return id;
+        }
+        h = h.wrapping_mul(0x0000_0100_0000_01b3).wrapping_add(1);
+    }
+}
+
+enum Attempt {
+    Wait,
+    Fail(Status),
+}
+
+/// `message` as a request marked [`FORWARDED`].
+fn mark<T>(message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut()
+        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    r
+}
+
+impl Core {
+    /// The members as this node's state machine has them.
+    pub fn member_list(&self) -> Vec<pb::Member> {
+        lock(&self.sm).members.list().iter().map(to_pb).collect()
+    }
+
+    /// Carries out `op` at the leader (here or forwarded); `forwarded`
+    /// says whether a follower sent it.
+    pub async fn change_members(
+        &self,
+        op: MemberOp,
+        forwarded: bool,
+    ) -> Result<MemberChange, Status> {
+        let deadline = Instant::now() + self.timeout;
+        let mut last_wait = "no leader";
+        loop {
+            let leader = self.node.status().leader;
+            let attempt = timeout_at(deadline, async {
+                match leader {
+                    Some(l) if l == self.me => self.change_here(&op).await,
+                    _ if forwarded => Err(Attempt::Fail(Status::unavailable(NOT_LEADER))),
+                    Some(l) => self.change_at(l, &op).await,
+                    None => Err(Attempt::Wait),
+                }
+            });
+            let Ok(attempt) = attempt.await else {
+                return Err(Status::deadline_exceeded(format!(
+                    "etcdserver: request timed out ({last_wait})"
+                )));
+            };
+            match attempt {
+                Ok(done) => return Ok(done),
+                Err(Attempt::Fail(status)) => return Err(status),
+                Err(Attempt::Wait) => {
+                    last_wait = "waiting for the leader or for another membership change";
+                    self.wait_for_change(deadline).await?;
+                }
+            }
+        }
+    }
+
+    async fn change_here(&self, op: &MemberOp) -> Result<MemberChange, Attempt> {
+        let (cc, added) = {
+            let sm = lock(&self.sm);
+            let seed = format!("{op:?}");
+            plan(&sm.members, op, fresh_id(&sm.members, &seed)).map_err(Attempt::Fail)?
+        };
+        if let MemberOp::Promote(id) = *op {
+            self.check_in_sync(NodeId(id)).await?;
+        }
+        match self.node.change_membership(cc).await {
+            Ok(_) => Ok(MemberChange {
+                member: added.as_ref().map(to_pb),
+                members: self.member_list(),
+            }),
+            Err(NodeError::Stopped) => Err(Attempt::Fail(Status::unavailable(
+                "etcdserver: server stopped",
+            ))),
+            Err(NodeError::InvalidConfChange(e)) => Err(Attempt::Fail(
+                Status::failed_precondition(format!("flotilla: {e}")),
+            )),
+            // Pending, lost leadership: retry (a change that did commit
+            // is then refused by `plan` as already made, which is what
+            // etcd answers for a retried add too).
+            Err(_) => Err(Attempt::Wait),
+        }
+    }
+
+    /// etcd promotes a learner only once it has caught up with the leader.
+    async fn check_in_sync(&self, id: NodeId) -> Result<(), Attempt> {
+        let not_ready = || {
+            Attempt::Fail(Status::failed_precondition(
+                "etcdserver: can only promote a learner member which is in sync with leader",
+            ))
+        };
+        let channel = self.channel(id).ok_or_else(not_ready)?;
+        let asked = tokio::time::timeout(
+            Duration::from_secs(1),
+            MaintenanceClient::new(channel).status(pb::StatusRequest {}),
+        )
+        .await;
+        let Ok(Ok(status)) = asked else {
+            return Err(not_ready());
+        };
+        let applied = status.into_inner().raft_applied_index;
+        let commit = self.node.status().commit.0;
+        if applied * 100 >= commit * IN_SYNC_PERCENT {
+            Ok(())
+        } else {
+            Err(not_ready())
+        }
+    }
+
+    async fn change_at(&self, leader: NodeId, op: &MemberOp) -> Result<MemberChange, Attempt> {
+        let channel = self.channel(leader).ok_or(Attempt::Wait)?;
+        let mut client = ClusterClient::new(channel);
+        let answer = match op.clone() {
+            MemberOp::Add {
+                peer_urls,
+                learner,
+                id,
+            } => client
+                .member_add(mark(pb::MemberAddRequest {
+                    peer_ur_ls: peer_urls,
+                    is_learner: learner,
+                    flotilla_member_id: id,
+                }))
+                .await
+                .map(|r| {
+                    let r = r.into_inner();
+                    (r.member, r.members)
+                }),
+            MemberOp::Remove(id) => client
+                .member_remove(mark(pb::MemberRemoveRequest { id }))
+                .await
+                .map(|r| (None, r.into_inner().members)),
+            MemberOp::Promote(id) => client
+                .member_promote(mark(pb::MemberPromoteRequest { id }))
+                .await
+                .map(|r| (None, r.into_inner().members)),
+            MemberOp::Update { id, peer_urls } => client
+                .member_update(mark(pb::MemberUpdateRequest {
+                    id,
+                    peer_ur_ls: peer_urls,
+                }))
+                .await
+                .map(|r| (None, r.into_inner().members)),
+        };
+        match answer {
+            Ok((member, members)) => Ok(MemberChange { member, members }),
+            Err(s) if s.message() == NOT_LEADER => Err(Attempt::Wait),
+            Err(s) if s.code() == tonic::Code::Unavailable => Err(Attempt::Wait),
+            Err(s) => Err(Attempt::Fail(s)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn three() -> Members {
+        Members::bootstrap(
+            &(1..=3)
+                .map(|i| (NodeId(i), format!("127.0.0.1:{}", 9000 + i)))
+                .collect(),
+        )
+    }
+
+    fn add(url: &str, learner: bool, id: u64) -> MemberOp {
+        MemberOp::Add {
+            peer_urls: vec![url.to_string()],
+            learner,
+            id,
+        }
+    }
+
+    fn refusal(m: &Members, op: MemberOp) -> Status {
+        plan(m, &op, 77).unwrap_err()
+    }
+
+    #[test]
+    fn refusals_carry_etcds_codes_and_messages() {
+        let m = three();
+        let s = refusal(&m, MemberOp::Remove(9));
+        assert_eq!(s.code(), tonic::Code::NotFound);
+        assert_eq!(s.message(), "etcdserver: member not found");
+        let s = refusal(&m, MemberOp::Promote(2));
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(s.message(), "etcdserver: can only promote a learner member");
+        let s = refusal(&m, add("http://127.0.0.1:9002", true, 0));
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(s.message(), "etcdserver: Peer URLs already exists");
+        let s = refusal(&m, add("http://127.0.0.1:9009", false, 3));
+        assert_eq!(s.message(), "etcdserver: member ID already exist");
+        let s = refusal(&m, add("ftp://x:1", false, 0));
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+        let s = refusal(&m, add("http://nohost", false, 0));
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+    }
+
+    #[test]
+    fn removed_ids_are_never_reused_and_learners_are_limited() {
+        let mut m = three();
+        let (cc, added) = plan(&m, &add("http://127.0.0.1:9004", true, 4), 77).unwrap();
+        assert_eq!(added.unwrap().id, NodeId(4));
+        m.apply(&cc);
+        let s = refusal(&m, add("http://127.0.0.1:9005", true, 5));
+        assert_eq!(
+            s.message(),
+            "etcdserver: too many learner members in cluster"
+        );
+        let (cc, _) = plan(&m, &MemberOp::Remove(4), 77).unwrap();
+        m.apply(&cc);
+        let s = refusal(&m, add("http://127.0.0.1:9004", true, 4));
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
+        assert!(s.message().contains("removed"), "{}", s.message());
+        // With no id asked for, the server's choice is used.
+        let (_, added) = plan(&m, &add("http://127.0.0.1:9006", false, 0), 77).unwrap();
+        assert_eq!(added.unwrap().id, NodeId(77));
+        assert!(fresh_id(&m, "x") != 0);
+    }
+
+    #[test]
+    fn updates_move_a_member_and_keep_its_role() {
+        let mut m = three();
+        let update = |id, url: &str| MemberOp::Update {
+            id,
+            peer_urls: vec![url.to_string()],
+        };
+        let (cc, _) = plan(&m, &update(2, "http://127.0.0.1:9102"), 77).unwrap();
+        m.apply(&cc);
+        assert_eq!(m.addrs[&NodeId(2)], "127.0.0.1:9102");
+        assert!(!m.conf.is_joint() && m.conf.voters.len() == 3);
+        // Its own URL again is fine; another member's is not.
+        assert!(plan(&m, &update(2, "http://127.0.0.1:9102"), 77).is_ok());
+        let s = refusal(&m, update(2, "http://127.0.0.1:9001"));
+        assert_eq!(s.message(), "etcdserver: Peer URLs already exists");
+        let s = refusal(&m, update(9, "http://127.0.0.1:9009"));
+        assert_eq!(s.code(), tonic::Code::NotFound);
+    }
+
+    #[test]
+    fn peer_urls_parse() {
+        assert_eq!(
+            parse_peer_url("http://127.0.0.1:5/").unwrap(),
+            "127.0.0.1:5"
+        );
+        assert_eq!(parse_peer_url("10.0.0.1:80").unwrap(), "10.0.0.1:80");
+        assert!(parse_peer_url("https://a:1").is_err());
+        assert!(parse_peer_url("http://a:0").is_err());
+        assert!(parse_peer_url("http://a:1/x").is_err());
+    }
+}
