@@ -46,6 +46,11 @@ pub struct ServerConfig {
     /// snapshot. A snapshot encodes the whole store on the Raft task, so
     /// it must be rare; etcd's default is 100,000.
     pub snapshot_entries: u64,
+    /// With a token, the cluster's id is derived from the member ids and
+    /// the token instead of the member list with its addresses, so that
+    /// members may reach one another at different addresses (through
+    /// proxies, NAT, or per-host names).
+    pub cluster_token: Option<String>,
 }
 
 /// The sockets a server serves on, bound by the caller.
@@ -111,9 +116,20 @@ pub enum ServerError {
 /// The cluster's id: a hash (FNV-1a) of its member list, so that nodes
 /// configured with different member lists refuse each other's messages.
 pub fn cluster_id(peers: &BTreeMap<NodeId, String>) -> u64 {
+    fnv1a(peers.iter().map(|(id, addr)| format!("{id}={addr};")))
+}
+
+/// The cluster's id given a cluster token: a hash of the member ids and
+/// the token, whatever addresses the members use for one another.
+pub fn cluster_id_with_token(ids: impl Iterator<Item = NodeId>, token: &str) -> u64 {
+    let parts = ids.map(|id| format!("{id};"));
+    fnv1a(parts.chain(std::iter::once(format!("token={token}"))))
+}
+
+fn fnv1a(parts: impl Iterator<Item = String>) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for (id, addr) in peers {
-        for b in format!("{id}={addr};").bytes() {
+    for part in parts {
+        for b in part.bytes() {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
@@ -166,7 +182,10 @@ fn open_storage(cfg: &ServerConfig) -> Result<(u64, GroupHandle), ServerError> {
     if !cfg.peers.contains_key(&cfg.id) {
         return Err(ServerError::NotAMember(cfg.id));
     }
-    let cluster = cluster_id(&cfg.peers);
+    let cluster = match &cfg.cluster_token {
+        Some(token) => cluster_id_with_token(cfg.peers.keys().copied(), token),
+        None => cluster_id(&cfg.peers),
+    };
     claim_data_dir(&cfg.data_dir, cluster, cfg.id)?;
     let wal_dir = cfg.data_dir.join("wal");
     let wal_err = |source| ServerError::Wal {

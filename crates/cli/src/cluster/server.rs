@@ -40,6 +40,12 @@ pub struct ServerArgs {
     /// entries (etcd's default: 100,000).
     #[arg(long, default_value_t = 100_000)]
     pub snapshot_entries: u64,
+    /// Derive the cluster's identity from the member ids and this token
+    /// instead of the --peers addresses, so that members may list one
+    /// another at different addresses (through proxies or NAT). Every
+    /// member must be given the same token, always.
+    #[arg(long, env = "FLOTILLA_CLUSTER_TOKEN")]
+    pub cluster_token: Option<String>,
 }
 
 /// Parses `1=host:port` items.
@@ -86,6 +92,7 @@ pub fn main(args: ServerArgs) -> anyhow::Result<ExitCode> {
         data_dir: args.data_dir,
         tick: Duration::from_millis(args.tick_ms),
         snapshot_entries: args.snapshot_entries.max(1),
+        cluster_token: args.cluster_token,
     };
     init_logging();
     let rt = runtime()?;
