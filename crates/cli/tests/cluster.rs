@@ -40,15 +40,7 @@ fn kill_and_pause_members(name: &str, n: usize) {
     // Frequent snapshots, so that restarts recover from a snapshot plus a
     // log suffix and a restarted member may need one sent by the leader.
     let mut cluster = Cluster::start_proxied(name, n, &["--snapshot-entries", "20"]);
-    cluster.wait_leader(&rt);
-    let (w, client) = {
-        let _g = rt.enter();
-        let client = cluster.client();
-        (
-            Workload::new(cluster.clients(3, Duration::from_secs(3))),
-            client,
-        )
-    };
+    let (w, client) = Workload::on(&cluster, &rt, 3, Duration::from_secs(3));
 
     rt.block_on(w.phase());
     let leader = cluster.wait_leader(&rt);

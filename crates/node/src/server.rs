@@ -278,3 +278,33 @@ pub async fn run(
     task.await??;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peers(list: &[(u64, &str)]) -> BTreeMap<NodeId, String> {
+        list.iter()
+            .map(|&(id, a)| (NodeId(id), a.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn without_a_token_the_addresses_are_part_of_the_identity() {
+        let a = peers(&[(1, "h1:1"), (2, "h2:1")]);
+        let b = peers(&[(1, "h1:1"), (2, "proxy:9")]);
+        assert_ne!(cluster_id(&a), cluster_id(&b));
+        assert_eq!(cluster_id(&a), cluster_id(&a.clone()));
+    }
+
+    #[test]
+    fn with_a_token_only_the_ids_and_the_token_are() {
+        let a = peers(&[(1, "h1:1"), (2, "h2:1")]);
+        let b = peers(&[(1, "h1:1"), (2, "proxy:9")]);
+        let id = |p: &BTreeMap<NodeId, String>, t| cluster_id_with_token(p.keys().copied(), t);
+        assert_eq!(id(&a, "t"), id(&b, "t"));
+        assert_ne!(id(&a, "t"), id(&a, "u"), "another token, another cluster");
+        let c = peers(&[(1, "h1:1"), (3, "h2:1")]);
+        assert_ne!(id(&a, "t"), id(&c, "t"), "other members, another cluster");
+    }
+}

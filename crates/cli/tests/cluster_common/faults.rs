@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use flotilla_node::client::Client;
+use flotilla_raft::rng::SplitMix64;
 use tokio::runtime::Runtime;
 
 use super::Cluster;
@@ -89,18 +90,18 @@ impl Fault {
     }
 
     /// A round picked by `rng` for an `n`-member cluster.
-    pub fn pick(rng: &mut SplitMix, n: usize) -> Fault {
-        let mode = |r: &mut SplitMix| match r.below(2) {
+    pub fn pick(rng: &mut SplitMix64, n: usize) -> Fault {
+        let mode = |r: &mut SplitMix64| match r.range(0, 2) {
             0 => Mode::Stall,
             _ => Mode::Cut,
         };
-        match rng.below(8) {
-            0 => Fault::Kill(rng.below(n as u64) as usize),
+        match rng.range(0, 8) {
+            0 => Fault::Kill(rng.range(0, n as u64) as usize),
             1 => Fault::PauseLeader,
             2 | 3 => Fault::IsolateLeader(mode(rng)),
             4 => Fault::OneWayFromLeader(mode(rng)),
             5 => Fault::SplitMinorities(mode(rng)),
-            6 => Fault::Delay(Duration::from_millis(5 + rng.below(100))),
+            6 => Fault::Delay(Duration::from_millis(rng.range(5, 105))),
             _ => Fault::RestartAll,
         }
     }
@@ -190,7 +191,7 @@ pub fn soak(name: &str, c: &mut Cluster, rt: &Runtime, w: &Workload) {
     eprintln!(
         "{name}: soak of {secs} s; replay with FLOTILLA_SOAK_SECS={secs} FLOTILLA_SOAK_SEED={seed}"
     );
-    let mut rng = SplitMix(seed);
+    let mut rng = SplitMix64::new(seed);
     let deadline = Instant::now() + Duration::from_secs(secs);
     let n = c.procs.len();
     for round in 0..SOAK_ROUNDS_MAX {
@@ -200,23 +201,5 @@ pub fn soak(name: &str, c: &mut Cluster, rt: &Runtime, w: &Workload) {
         let fault = Fault::pick(&mut rng, n);
         eprintln!("{name}: round {round}: {fault:?}");
         fault.run(c, rt, w);
-    }
-}
-
-/// A small seeded PRNG (splitmix64): the same seed picks the same faults.
-pub struct SplitMix(pub u64);
-
-impl SplitMix {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform-enough in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }

@@ -111,6 +111,21 @@ impl Share {
 }
 
 impl Workload {
+    /// Once `cluster` has a leader: a workload of `clients` clients (client
+    /// c starting at member c mod n) with per-request `timeout`, and a
+    /// client over every member for the final checks.
+    pub fn on(
+        cluster: &super::Cluster,
+        rt: &tokio::runtime::Runtime,
+        clients: usize,
+        timeout: Duration,
+    ) -> (Workload, Client) {
+        cluster.wait_leader(rt);
+        let _g = rt.enter();
+        let w = Workload::new(cluster.clients(clients, timeout));
+        (w, cluster.client())
+    }
+
     /// A workload over `clients`.
     pub fn new(clients: Vec<Arc<Client>>) -> Workload {
         Workload {
