@@ -60,17 +60,7 @@ impl Fault {
                 c.signal(leader, "CONT");
             }
             Fault::IsolateLeader(mode) => isolate_leader(c, rt, w, mode),
-            Fault::OneWayFromLeader(mode) => {
-                let leader = c.wait_leader(rt);
-                for j in (0..n).filter(|&j| j != leader) {
-                    c.net().set(leader, j, mode);
-                }
-                let others: Vec<usize> = (0..n).filter(|&j| j != leader).collect();
-                c.wait_leader_of(rt, &others);
-                let acks = rt.block_on(w.phase());
-                assert!(acks > 0, "the majority served nothing");
-                c.net().heal();
-            }
+            Fault::OneWayFromLeader(mode) => one_way_from_leader(c, rt, w, mode),
             Fault::SplitMinorities(mode) => split_minorities(c, rt, w, mode),
             Fault::Delay(d) => {
                 c.net().set_all(Mode::Delay(d));
@@ -140,6 +130,30 @@ fn isolate_leader(c: &mut Cluster, rt: &Runtime, w: &Workload, mode: Mode) {
     assert_eq!(
         acked, 0,
         "the cut-off old leader acknowledged {acked} writes"
+    );
+    c.net().heal();
+}
+
+/// The leader hears the others but cannot reach them: they elect a new
+/// leader and serve; the old one must acknowledge no write.
+fn one_way_from_leader(c: &mut Cluster, rt: &Runtime, w: &Workload, mode: Mode) {
+    let n = c.procs.len();
+    let leader = c.wait_leader(rt);
+    let others: Vec<usize> = (0..n).filter(|&j| j != leader).collect();
+    for &j in &others {
+        c.net().set(leader, j, mode);
+    }
+    let probes = {
+        let _g = rt.enter();
+        member_clients(c, &[leader])
+    };
+    c.wait_leader_of(rt, &others);
+    let acks = rt.block_on(w.phase());
+    assert!(acks > 0, "the majority served nothing");
+    let acked = rt.block_on(w.probe_writes(&probes));
+    assert_eq!(
+        acked, 0,
+        "the old leader, unable to send, acknowledged {acked} writes"
     );
     c.net().heal();
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use flotilla_linearize::{Kv, KvInput, KvOutput, Limits, Recorder, check};
+use flotilla_linearize::{Kv, KvInput, KvOutput, Limits, Recorder, Verdict, check};
 use flotilla_node::client::Client;
 use flotilla_proto::etcdserverpb as pb;
 
@@ -223,12 +223,14 @@ impl Workload {
             timeout: Some(Duration::from_secs(60)),
             ..Limits::default()
         };
-        let verdict = check(&Kv, &self.rec.history(), &limits);
-        assert!(
-            verdict.is_linearizable(),
-            "history is not linearizable: {:?}",
-            verdict.counterexample().map(ToString::to_string)
-        );
+        match check(&Kv, &self.rec.history(), &limits) {
+            Verdict::Linearizable => {}
+            Verdict::NotLinearizable(c) => panic!("history is not linearizable: {c}"),
+            Verdict::Unknown(u) => panic!(
+                "the checker ran out of time on {:?} of {} keys: no verdict",
+                u.partitions, u.total
+            ),
+        }
         eprintln!(
             "checked {} operations on {} keys and {} acknowledged unique writes",
             self.rec.len(),
