@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use cluster_common::Cluster;
 use cluster_common::faults::{Fault, soak};
+use cluster_common::netns::{self, Netns, Where};
 use cluster_common::proxy::Mode;
 use cluster_common::workload::Workload;
 
@@ -111,4 +112,36 @@ fn proxy_stalls_without_loss_and_cuts_connections() {
     let limit = Duration::from_secs(30);
     rt.block_on(async { tokio::time::timeout(limit, steps).await })
         .expect("the proxy steps finish within 30 s");
+}
+
+/// The leader cut off by a network namespace's link going down (where the
+/// machine allows namespaces; otherwise skipped with the reason): the
+/// others elect a new leader and serve; after the link comes back and
+/// every member restarts, no acknowledged write is lost and the history
+/// is linearizable.
+#[test]
+fn leader_cut_off_in_network_namespaces() {
+    match netns::enter("leader_cut_off_in_network_namespaces") {
+        Where::Done => return,
+        Where::Skipped(why) => return eprintln!("skipped: {why}"),
+        Where::Inside => {}
+    }
+    let ns = match Netns::setup(3) {
+        Ok(ns) => ns,
+        Err(why) => return eprintln!("skipped: namespaces cannot be set up: {why}"),
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut cluster = Cluster::start_at("netns", ns.endpoints(), ns.prefixes(), &[]);
+    let (w, client) = Workload::on(&cluster, &rt, 3, Duration::from_secs(2));
+    rt.block_on(w.phase());
+    let leader = cluster.wait_leader(&rt);
+    ns.link(leader, false);
+    let others: Vec<usize> = (0..3).filter(|&j| j != leader).collect();
+    cluster.wait_leader_of(&rt, &others);
+    assert!(rt.block_on(w.phase()) > 0, "the majority served nothing");
+    ns.link(leader, true);
+    cluster.wait_leader(&rt);
+    rt.block_on(w.phase());
+    Fault::RestartAll.run(&mut cluster, &rt, &w);
+    rt.block_on(w.check(&client));
 }

@@ -21,14 +21,17 @@ FLOTILLA_* environment variable, the --config file (key = the flag without dashe
 its default. Unknown keys and values of the wrong type in the file are errors.";
 
 /// `flotilla server` arguments. Each setting may also come from its
-/// environment variable or from the `--config` file; a flag beats its
-/// variable, which beats the file, which beats the default.
-#[derive(Debug, Default, Args)]
+/// environment variable or from the `--config` file, which is read into
+/// this same struct (every key optional, unknown keys refused); a flag
+/// beats its variable, which beats the file, which beats the default.
+#[derive(Debug, Default, Args, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServerArgs {
     /// A TOML file of settings, keyed as the flags without dashes, e.g.
     /// `id = 1`, `listen = "10.0.0.1:2379"`, `peers = ["1=10.0.0.1:2379",
     /// ...]`, `data-dir = "/var/lib/flotilla"`, `tick-ms = 10`.
     #[arg(long, env = "FLOTILLA_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// This member's id (a positive integer listed in --peers). Required.
     #[arg(long, env = "FLOTILLA_ID")]
@@ -62,21 +65,6 @@ pub struct ServerArgs {
     pub cluster_token: Option<String>,
 }
 
-/// The `--config` file of `flotilla server`: the same settings, every one
-/// optional.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct ServerFile {
-    id: Option<u64>,
-    listen: Option<String>,
-    peers: Option<Vec<String>>,
-    data_dir: Option<PathBuf>,
-    metrics_listen: Option<String>,
-    tick_ms: Option<u64>,
-    snapshot_entries: Option<u64>,
-    cluster_token: Option<String>,
-}
-
 /// A server's settings, from flags, environment and file.
 #[derive(Debug)]
 pub struct Settings {
@@ -88,7 +76,7 @@ pub struct Settings {
 /// Merges the flags (and environment) with the file, then checks the
 /// result. One line per setting: the flag's value, else the file's, else
 /// the default.
-pub fn resolve(args: ServerArgs, file: ServerFile) -> anyhow::Result<Settings> {
+pub fn resolve(args: ServerArgs, file: ServerArgs) -> anyhow::Result<Settings> {
     let id = required(args.id.or(file.id), "id", "FLOTILLA_ID")?;
     let listen = required(args.listen.or(file.listen), "listen", "FLOTILLA_LISTEN")?;
     let peers = required(args.peers.or(file.peers), "peers", "FLOTILLA_PEERS")?;
@@ -192,7 +180,7 @@ pub fn main(args: ServerArgs) -> anyhow::Result<ExitCode> {
 mod tests {
     use super::*;
 
-    fn file(text: &str) -> ServerFile {
+    fn file(text: &str) -> ServerArgs {
         config::parse(std::path::Path::new("s.toml"), text).unwrap()
     }
 

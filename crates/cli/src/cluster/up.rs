@@ -19,15 +19,18 @@ use flotilla_node::client::Client;
 
 use super::{DEFAULT_BASE_PORT, DEFAULT_DATA_DIR, runtime, shutdown_signal};
 
-/// `flotilla up` arguments; each may also come from the `--config` file
-/// (a flag beats the file, which beats the default).
-#[derive(Debug, Default, Args)]
+/// `flotilla up` arguments; each may also come from the `--config` file,
+/// read into this same struct (a flag beats the file, which beats the
+/// default).
+#[derive(Debug, Default, Args, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct UpArgs {
     /// A TOML file of settings, keyed as the flags without dashes, e.g.
     /// `nodes = 5`, `base-port = 22379`. (The members, as `flotilla
     /// server`, read FLOTILLA_CONFIG's file, if set, for their other
     /// settings.)
     #[arg(long, env = "FLOTILLA_UP_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// How many members (1 to 9) [default: 3].
     #[arg(long)]
@@ -44,16 +47,6 @@ pub struct UpArgs {
     pub wait_secs: Option<u64>,
 }
 
-/// The `--config` file of `flotilla up`.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct UpFile {
-    nodes: Option<u16>,
-    data_dir: Option<PathBuf>,
-    base_port: Option<u16>,
-    wait_secs: Option<u64>,
-}
-
 /// `up`'s settings, resolved.
 #[derive(Debug, PartialEq, Eq)]
 pub struct UpSettings {
@@ -64,7 +57,7 @@ pub struct UpSettings {
 }
 
 /// The flag's value, else the file's, else the default.
-pub fn resolve(args: UpArgs, file: UpFile) -> UpSettings {
+pub fn resolve(args: UpArgs, file: UpArgs) -> UpSettings {
     UpSettings {
         nodes: args.nodes.or(file.nodes).unwrap_or(3),
         data_dir: (args.data_dir.or(file.data_dir)).unwrap_or(DEFAULT_DATA_DIR.into()),
@@ -264,7 +257,7 @@ mod tests {
 
     #[test]
     fn flags_beat_the_file_which_beats_the_defaults() {
-        let file: UpFile =
+        let file: UpArgs =
             super::super::config::parse(Path::new("up.toml"), "nodes = 5\nbase-port = 22379\n")
                 .unwrap();
         let args = UpArgs {
@@ -285,7 +278,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused() {
-        let e = super::super::config::parse::<UpFile>(Path::new("up.toml"), "tick-ms = 5\n")
+        let e = super::super::config::parse::<UpArgs>(Path::new("up.toml"), "tick-ms = 5\n")
             .unwrap_err();
         assert!(e.to_string().contains("line 1, key `tick-ms`"), "{e}");
     }

@@ -18,6 +18,7 @@ use flotilla_node::client::Client;
 use crate::common::{Proc, Scratch, wait_for};
 
 pub mod faults;
+pub mod netns;
 pub mod proxy;
 pub mod workload;
 
@@ -32,6 +33,9 @@ pub struct Cluster {
     peers: Vec<String>,
     /// The proxies between members, if any.
     net: Option<Net>,
+    /// Per member, the command that runs `flotilla` (e.g. `ip netns exec
+    /// m1`); empty: run it directly.
+    prefixes: Vec<Vec<String>>,
     /// Extra flags for every member.
     pub extra: Vec<String>,
 }
@@ -87,6 +91,34 @@ impl Cluster {
             procs: (0..n).map(|_| None).collect(),
             peers,
             net,
+            prefixes: vec![Vec::new(); n],
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        for i in 0..n {
+            c.restart(i);
+        }
+        c
+    }
+
+    /// Starts members at `endpoints`, member i run through `prefixes[i]`.
+    pub fn start_at(
+        name: &str,
+        endpoints: Vec<String>,
+        prefixes: Vec<Vec<String>>,
+        extra: &[&str],
+    ) -> Cluster {
+        let n = endpoints.len();
+        let peers = (0..n)
+            .map(|j| format!("{}={}", j + 1, endpoints[j]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut c = Cluster {
+            scratch: Scratch::new(name),
+            endpoints,
+            procs: (0..n).map(|_| None).collect(),
+            peers: vec![peers; n],
+            net: None,
+            prefixes,
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         for i in 0..n {
@@ -114,7 +146,15 @@ impl Cluster {
             .append(true)
             .open(self.log(i))
             .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+        let exe = env!("CARGO_BIN_EXE_flotilla");
+        let mut cmd = match self.prefixes[i].split_first() {
+            Some((first, rest)) => {
+                let mut cmd = Command::new(first);
+                cmd.args(rest).arg(exe);
+                cmd
+            }
+            None => Command::new(exe),
+        };
         cmd.arg("server")
             .args(["--id", &(i + 1).to_string(), "--listen", &self.endpoints[i]])
             .args(["--peers", &self.peers[i]])

@@ -173,11 +173,6 @@ impl Net {
         }
     }
 
-    /// Member `i` neither reaches nor is reached by any other member.
-    pub fn isolate(&self, i: usize, mode: Mode) {
-        self.partition(&[vec![i]], mode);
-    }
-
     /// Links between members of different groups in `mode`; members not
     /// listed form one more group. Links inside a group are untouched.
     pub fn partition(&self, groups: &[Vec<usize>], mode: Mode) {
