@@ -42,6 +42,7 @@ enum Command {
     /// Run MapReduce jobs: embedded (`run`), or a coordinator and workers.
     Mr(Box<mr::MrArgs>),
     /// Runs one member of a cluster in the foreground.
+    #[command(after_help = cluster::server::PRECEDENCE)]
     Server(cluster::server::ServerArgs),
     /// Shows each member's role, term, commit and applied index.
     Status(cluster::status::StatusArgs),

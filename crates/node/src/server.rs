@@ -58,6 +58,11 @@ pub struct ServerConfig {
     /// synced before the next Ready goes on, so it must be rare; etcd's
     /// default is 100,000.
     pub snapshot_entries: u64,
+    /// With a token, the cluster's id is derived from the member ids and
+    /// the token instead of the member list with its addresses, so that
+    /// members may reach one another at different addresses (through
+    /// proxies, NAT, or per-host names).
+    pub cluster_token: Option<String>,
 }
 
 /// The sockets a server serves on, bound by the caller.
@@ -126,9 +131,20 @@ pub enum ServerError {
 /// The cluster's id: a hash (FNV-1a) of its member list, so that nodes
 /// configured with different member lists refuse each other's messages.
 pub fn cluster_id(peers: &BTreeMap<NodeId, String>) -> u64 {
+    fnv1a(peers.iter().map(|(id, addr)| format!("{id}={addr};")))
+}
+
+/// The cluster's id given a cluster token: a hash of the member ids and
+/// the token, whatever addresses the members use for one another.
+pub fn cluster_id_with_token(ids: impl Iterator<Item = NodeId>, token: &str) -> u64 {
+    let parts = ids.map(|id| format!("{id};"));
+    fnv1a(parts.chain(std::iter::once(format!("token={token}"))))
+}
+
+fn fnv1a(parts: impl Iterator<Item = String>) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for (id, addr) in peers {
-        for b in format!("{id}={addr};").bytes() {
+    for part in parts {
+        for b in part.bytes() {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
@@ -204,7 +220,10 @@ fn open_storage(
     cfg: &ServerConfig,
     initial: &BTreeMap<NodeId, String>,
 ) -> Result<(u64, GroupHandle), ServerError> {
-    let cluster = cluster_id(initial);
+    let cluster = match &cfg.cluster_token {
+        Some(token) => cluster_id_with_token(initial.keys().copied(), token),
+        None => cluster_id(initial),
+    };
     claim_data_dir(&cfg.data_dir, cluster, cfg.id)?;
     let wal_dir = cfg.data_dir.join("wal");
     let wal_err = |source| ServerError::Wal {
@@ -333,4 +352,34 @@ pub async fn run(
     let _ = stop_tx.send(true);
     task.await??;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peers(list: &[(u64, &str)]) -> BTreeMap<NodeId, String> {
+        list.iter()
+            .map(|&(id, a)| (NodeId(id), a.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn without_a_token_the_addresses_are_part_of_the_identity() {
+        let a = peers(&[(1, "h1:1"), (2, "h2:1")]);
+        let b = peers(&[(1, "h1:1"), (2, "proxy:9")]);
+        assert_ne!(cluster_id(&a), cluster_id(&b));
+        assert_eq!(cluster_id(&a), cluster_id(&a.clone()));
+    }
+
+    #[test]
+    fn with_a_token_only_the_ids_and_the_token_are() {
+        let a = peers(&[(1, "h1:1"), (2, "h2:1")]);
+        let b = peers(&[(1, "h1:1"), (2, "proxy:9")]);
+        let id = |p: &BTreeMap<NodeId, String>, t| cluster_id_with_token(p.keys().copied(), t);
+        assert_eq!(id(&a, "t"), id(&b, "t"));
+        assert_ne!(id(&a, "t"), id(&a, "u"), "another token, another cluster");
+        let c = peers(&[(1, "h1:1"), (3, "h2:1")]);
+        assert_ne!(id(&a, "t"), id(&c, "t"), "other members, another cluster");
+    }
 }

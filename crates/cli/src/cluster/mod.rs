@@ -5,6 +5,7 @@
 //! this directory: `up` writes its endpoints to `flotilla-data/endpoints`;
 //! without that file the default is `up`'s default ports.
 
+pub mod config;
 pub mod kv;
 pub mod kv_print;
 pub mod member;

@@ -12,45 +12,122 @@ use clap::Args;
 use flotilla_node::server::{Listeners, ServerConfig, run};
 use flotilla_raft::NodeId;
 
+use super::config::{self, required};
 use super::{runtime, shutdown_signal};
 
-/// `flotilla server` arguments.
-#[derive(Debug, Args)]
+/// Where settings come from, for `--help`.
+pub const PRECEDENCE: &str = "Each setting comes from, in order of precedence: its flag, its \
+FLOTILLA_* environment variable, the --config file (key = the flag without dashes), \
+its default. Unknown keys and values of the wrong type in the file are errors.";
+
+/// `flotilla server` arguments. Each setting may also come from its
+/// environment variable or from the `--config` file, which is read into
+/// this same struct (every key optional, unknown keys refused); a flag
+/// beats its variable, which beats the file, which beats the default.
+#[derive(Debug, Default, Args, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServerArgs {
+    /// A TOML file of settings, keyed as the flags without dashes, e.g.
+    /// `id = 1`, `listen = "10.0.0.1:2379"`, `peers = ["1=10.0.0.1:2379",
+    /// ...]`, `data-dir = "/var/lib/flotilla"`, `tick-ms = 10`.
+    #[arg(long, env = "FLOTILLA_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
     /// This member's id (a positive integer listed in --peers; with
-    /// --join, the id given to `flotilla member add`).
+    /// --join, the id given to `flotilla member add`). Required.
     #[arg(long, env = "FLOTILLA_ID")]
-    pub id: u64,
-    /// The address to serve clients and peers on (host:port).
+    pub id: Option<u64>,
+    /// The address to serve clients and peers on (host:port). Required.
     #[arg(long, env = "FLOTILLA_LISTEN")]
-    pub listen: String,
+    pub listen: Option<String>,
     /// Every founding member, this one included: `1=127.0.0.1:12379,2=...`.
     /// With --join: members of the running cluster to ask (`ID=HOST:PORT`
     /// or `HOST:PORT`), on the first start only (the data directory then
     /// keeps the cluster's initial member list; restart with --join too).
-    #[arg(long, env = "FLOTILLA_PEERS", value_delimiter = ',', required = true)]
-    pub peers: Vec<String>,
+    /// Required.
+    #[arg(long, env = "FLOTILLA_PEERS", value_delimiter = ',')]
+    pub peers: Option<Vec<String>>,
     /// Join a running cluster instead of founding one (etcd's
     /// `--initial-cluster-state existing`): add the member first with
     /// `flotilla member add --id ID --peer-url HOST:PORT [--learner]`; it
     /// starts without a vote and learns the membership from the leader.
     /// Restart a joined member with --join as well.
     #[arg(long, env = "FLOTILLA_JOIN")]
+    #[serde(default)]
     pub join: bool,
-    /// Where this member keeps its state (created if missing).
+    /// Where this member keeps its state (created if missing). Required.
     #[arg(long, env = "FLOTILLA_DATA_DIR")]
-    pub data_dir: PathBuf,
+    pub data_dir: Option<PathBuf>,
     /// Serve Prometheus metrics (`GET /metrics`) on this address.
     #[arg(long, env = "FLOTILLA_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
     /// The Raft tick in milliseconds (heartbeats every 10 ticks, elections
-    /// after 100-200).
-    #[arg(long, default_value_t = 10)]
-    pub tick_ms: u64,
+    /// after 100-200) [default: 10].
+    #[arg(long, env = "FLOTILLA_TICK_MS")]
+    pub tick_ms: Option<u64>,
     /// Compact the log (snapshot the store) every this many applied
-    /// entries (etcd's default: 100,000).
-    #[arg(long, default_value_t = 100_000)]
-    pub snapshot_entries: u64,
+    /// entries (etcd's default) [default: 100000].
+    #[arg(long, env = "FLOTILLA_SNAPSHOT_ENTRIES")]
+    pub snapshot_entries: Option<u64>,
+    /// Derive the cluster's identity from the member ids and this token
+    /// instead of the --peers addresses, so that members may list one
+    /// another at different addresses (through proxies or NAT). Every
+    /// member must be given the same token, always.
+    #[arg(long, env = "FLOTILLA_CLUSTER_TOKEN")]
+    pub cluster_token: Option<String>,
+}
+
+/// A server's settings, from flags, environment and file.
+#[derive(Debug)]
+pub struct Settings {
+    pub cfg: ServerConfig,
+    pub listen: String,
+    pub metrics_listen: Option<String>,
+}
+
+/// Merges the flags (and environment) with the file, then checks the
+/// result. One line per setting: the flag's value, else the file's, else
+/// the default.
+pub fn resolve(args: ServerArgs, file: ServerArgs) -> anyhow::Result<Settings> {
+    let id = required(args.id.or(file.id), "id", "FLOTILLA_ID")?;
+    let listen = required(args.listen.or(file.listen), "listen", "FLOTILLA_LISTEN")?;
+    let peers = required(args.peers.or(file.peers), "peers", "FLOTILLA_PEERS")?;
+    let data_dir = required(
+        args.data_dir.or(file.data_dir),
+        "data-dir",
+        "FLOTILLA_DATA_DIR",
+    )?;
+    let metrics_listen = args.metrics_listen.or(file.metrics_listen);
+    let tick_ms = args.tick_ms.or(file.tick_ms).unwrap_or(10);
+    let snapshot_entries = args.snapshot_entries.or(file.snapshot_entries);
+    let cluster_token = args.cluster_token.or(file.cluster_token);
+
+    let join = args.join || file.join;
+    let peers = if join {
+        parse_join_peers(&peers)?
+    } else {
+        parse_peers(&peers)?
+    };
+    if id == 0 || (!join && !peers.contains_key(&NodeId(id))) {
+        bail!("--id {id} is not one of the members in --peers");
+    }
+    if tick_ms == 0 {
+        bail!("--tick-ms must be at least 1");
+    }
+    let cfg = ServerConfig {
+        id: NodeId(id),
+        peers,
+        join,
+        data_dir,
+        tick: Duration::from_millis(tick_ms),
+        snapshot_entries: snapshot_entries.unwrap_or(100_000).max(1),
+        cluster_token,
+    };
+    Ok(Settings {
+        cfg,
+        listen,
+        metrics_listen,
+    })
 }
 
 /// Parses `1=host:port` items.
@@ -98,32 +175,20 @@ fn init_logging() {
 
 /// Runs `flotilla server`.
 pub fn main(args: ServerArgs) -> anyhow::Result<ExitCode> {
-    let peers = if args.join {
-        parse_join_peers(&args.peers)?
-    } else {
-        parse_peers(&args.peers)?
-    };
-    if args.id == 0 || (!args.join && !peers.contains_key(&NodeId(args.id))) {
-        bail!("--id {} is not one of the members in --peers", args.id);
-    }
-    if args.tick_ms == 0 {
-        bail!("--tick-ms must be at least 1");
-    }
-    let cfg = ServerConfig {
-        id: NodeId(args.id),
-        peers,
-        join: args.join,
-        data_dir: args.data_dir,
-        tick: Duration::from_millis(args.tick_ms),
-        snapshot_entries: args.snapshot_entries.max(1),
-    };
+    let file = config::load(args.config.as_deref())?;
+    let Settings {
+        cfg,
+        listen,
+        metrics_listen,
+    } = resolve(args, file)?;
+    let member = cfg.id.get();
     init_logging();
     let rt = runtime()?;
     rt.block_on(async move {
-        let grpc = tokio::net::TcpListener::bind(&args.listen)
+        let grpc = tokio::net::TcpListener::bind(&listen)
             .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let metrics = match &args.metrics_listen {
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let metrics = match &metrics_listen {
             Some(addr) => Some(
                 tokio::net::TcpListener::bind(addr)
                     .await
@@ -132,13 +197,80 @@ pub fn main(args: ServerArgs) -> anyhow::Result<ExitCode> {
             None => None,
         };
         tracing::info!(
-            member = args.id,
-            listen = %args.listen,
+            member,
+            listen = %listen,
             data_dir = %cfg.data_dir.display(),
             "serving"
         );
         run(cfg, Listeners { grpc, metrics }, shutdown_signal()).await?;
-        tracing::info!(member = args.id, "stopped");
+        tracing::info!(member, "stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> ServerArgs {
+        config::parse(std::path::Path::new("s.toml"), text).unwrap()
+    }
+
+    const FULL: &str = r#"
+id = 2
+listen = "127.0.0.1:2002"
+peers = ["1=127.0.0.1:2001", "2=127.0.0.1:2002"]
+data-dir = "/var/lib/f"
+metrics-listen = "127.0.0.1:3002"
+tick-ms = 7
+snapshot-entries = 500
+cluster-token = "t"
+"#;
+
+    #[test]
+    fn a_file_alone_gives_every_setting() {
+        let s = resolve(ServerArgs::default(), file(FULL)).unwrap();
+        assert_eq!(s.cfg.id, NodeId(2));
+        assert_eq!(s.listen, "127.0.0.1:2002");
+        assert_eq!(s.cfg.peers.len(), 2);
+        assert_eq!(s.cfg.data_dir, PathBuf::from("/var/lib/f"));
+        assert_eq!(s.metrics_listen.as_deref(), Some("127.0.0.1:3002"));
+        assert_eq!(s.cfg.tick, Duration::from_millis(7));
+        assert_eq!(s.cfg.snapshot_entries, 500);
+        assert_eq!(s.cfg.cluster_token.as_deref(), Some("t"));
+    }
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let args = ServerArgs {
+            id: Some(1),
+            tick_ms: Some(3),
+            ..ServerArgs::default()
+        };
+        let s = resolve(args, file(FULL)).unwrap();
+        assert_eq!(s.cfg.id, NodeId(1), "flag");
+        assert_eq!(s.cfg.tick, Duration::from_millis(3), "flag");
+        assert_eq!(s.cfg.snapshot_entries, 500, "file");
+        let minimal = "id = 1\nlisten = \"a:1\"\npeers = [\"1=a:1\"]\ndata-dir = \"d\"\n";
+        let s = resolve(ServerArgs::default(), file(minimal)).unwrap();
+        assert_eq!(s.cfg.tick, Duration::from_millis(10), "default");
+        assert_eq!(s.cfg.snapshot_entries, 100_000, "default");
+        assert_eq!(s.metrics_listen, None);
+    }
+
+    #[test]
+    fn a_missing_required_setting_names_its_sources() {
+        let e = resolve(ServerArgs::default(), file("id = 1\n")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--listen is required (the flag, FLOTILLA_LISTEN, or `listen` in the --config file)"
+        );
+    }
+
+    #[test]
+    fn settings_from_the_file_are_checked_like_flags() {
+        let text = "id = 3\nlisten = \"a:1\"\npeers = [\"1=a:1\"]\ndata-dir = \"d\"\n";
+        let e = resolve(ServerArgs::default(), file(text)).unwrap_err();
+        assert_eq!(e.to_string(), "--id 3 is not one of the members in --peers");
+    }
 }

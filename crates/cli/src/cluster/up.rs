@@ -19,21 +19,54 @@ use flotilla_node::client::Client;
 
 use super::{DEFAULT_BASE_PORT, DEFAULT_DATA_DIR, runtime, shutdown_signal};
 
-/// `flotilla up` arguments.
-#[derive(Debug, Args)]
+/// `flotilla up` arguments; each may also come from the `--config` file,
+/// read into this same struct (a flag beats the file, which beats the
+/// default).
+#[derive(Debug, Default, Args, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct UpArgs {
-    /// How many members (1 to 9).
-    #[arg(long, default_value_t = 3)]
+    /// A TOML file of settings, keyed as the flags without dashes, e.g.
+    /// `nodes = 5`, `base-port = 22379`. (The members, as `flotilla
+    /// server`, read FLOTILLA_CONFIG's file, if set, for their other
+    /// settings.)
+    #[arg(long, env = "FLOTILLA_UP_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// How many members (1 to 9) [default: 3].
+    #[arg(long)]
+    pub nodes: Option<u16>,
+    /// Where the members keep their data and logs [default: flotilla-data].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// The first member's port on 127.0.0.1; the others follow
+    /// [default: 12379].
+    #[arg(long)]
+    pub base_port: Option<u16>,
+    /// Seconds to wait for a leader before giving up [default: 30].
+    #[arg(long)]
+    pub wait_secs: Option<u64>,
+}
+
+/// `up`'s settings, resolved.
+#[derive(Debug, PartialEq, Eq)]
+pub struct UpSettings {
     pub nodes: u16,
-    /// Where the members keep their data and logs.
-    #[arg(long, default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
-    /// The first member's port on 127.0.0.1; the others follow.
-    #[arg(long, default_value_t = DEFAULT_BASE_PORT)]
     pub base_port: u16,
-    /// Seconds to wait for a leader before giving up.
-    #[arg(long, default_value_t = 30)]
     pub wait_secs: u64,
+}
+
+/// The flag's value, else the file's, else the default.
+pub fn resolve(args: UpArgs, file: UpArgs) -> UpSettings {
+    UpSettings {
+        nodes: args.nodes.or(file.nodes).unwrap_or(3),
+        data_dir: (args.data_dir.or(file.data_dir)).unwrap_or(DEFAULT_DATA_DIR.into()),
+        base_port: args
+            .base_port
+            .or(file.base_port)
+            .unwrap_or(DEFAULT_BASE_PORT),
+        wait_secs: args.wait_secs.or(file.wait_secs).unwrap_or(30),
+    }
 }
 
 struct Member {
@@ -44,6 +77,8 @@ struct Member {
 
 /// Runs `flotilla up`.
 pub fn main(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let file = super::config::load(args.config.as_deref())?;
+    let args = resolve(args, file);
     if !(1..=9).contains(&args.nodes) {
         bail!("--nodes must be between 1 and 9");
     }
@@ -70,7 +105,7 @@ pub fn main(args: UpArgs) -> anyhow::Result<ExitCode> {
     outcome
 }
 
-fn spawn_all(args: &UpArgs, endpoints: &[String]) -> anyhow::Result<Vec<Member>> {
+fn spawn_all(args: &UpSettings, endpoints: &[String]) -> anyhow::Result<Vec<Member>> {
     let exe = std::env::current_exe().context("finding the flotilla binary")?;
     let peers: Vec<String> = endpoints
         .iter()
@@ -123,7 +158,7 @@ fn open_log(path: &Path) -> anyhow::Result<File> {
 }
 
 async fn supervise(
-    args: &UpArgs,
+    args: &UpSettings,
     endpoints: &[String],
     members: &mut [Member],
 ) -> anyhow::Result<ExitCode> {
@@ -213,5 +248,38 @@ fn stop_all(members: &mut [Member]) {
             let _ = m.child.kill();
         }
         let _ = m.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_which_beats_the_defaults() {
+        let file: UpArgs =
+            super::super::config::parse(Path::new("up.toml"), "nodes = 5\nbase-port = 22379\n")
+                .unwrap();
+        let args = UpArgs {
+            nodes: Some(1),
+            ..UpArgs::default()
+        };
+        let s = resolve(args, file);
+        assert_eq!(
+            s,
+            UpSettings {
+                nodes: 1,
+                data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+                base_port: 22379,
+                wait_secs: 30,
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let e = super::super::config::parse::<UpArgs>(Path::new("up.toml"), "tick-ms = 5\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("line 1, key `tick-ms`"), "{e}");
     }
 }

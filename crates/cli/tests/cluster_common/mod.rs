@@ -1,6 +1,10 @@
 //! Helpers for the tests that run real `flotilla server` processes on
 //! loopback ports: start, kill -9 (by PID, only processes the test
 //! started), restart, and find the leader, polling with bounded deadlines.
+//! In a cluster started by [`Cluster::start_proxied`], members reach each
+//! other only through the fault proxies of [`proxy`], so a test can
+//! partition, stall and delay any directed link; clients talk to the
+//! members directly.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,12 +17,25 @@ use flotilla_node::client::Client;
 
 use crate::common::{Proc, Scratch, wait_for};
 
+pub mod faults;
+pub mod netns;
+pub mod proxy;
+pub mod workload;
+
+use proxy::Net;
+
 /// A cluster of server processes.
 pub struct Cluster {
     pub scratch: Scratch,
     pub endpoints: Vec<String>,
     pub procs: Vec<Option<Proc>>,
-    peers: String,
+    /// Each member's `--peers`: its own address, the others' proxies.
+    peers: Vec<String>,
+    /// The proxies between members, if any.
+    net: Option<Net>,
+    /// Per member, the command that runs `flotilla` (e.g. `ip netns exec
+    /// m1`); empty: run it directly.
+    prefixes: Vec<Vec<String>>,
     /// Extra flags for every member.
     pub extra: Vec<String>,
 }
@@ -42,28 +59,79 @@ impl Cluster {
 
     /// Starts `n` members with `extra` flags.
     pub fn start_with(name: &str, n: usize, extra: &[&str]) -> Cluster {
+        Cluster::start_on(name, n, extra, false)
+    }
+
+    /// Starts `n` members with `extra` flags, linked through proxies.
+    pub fn start_proxied(name: &str, n: usize, extra: &[&str]) -> Cluster {
+        Cluster::start_on(name, n, extra, true)
+    }
+
+    fn start_on(name: &str, n: usize, extra: &[&str], proxied: bool) -> Cluster {
         let scratch = Scratch::new(name);
         let endpoints: Vec<String> = free_ports(n)
             .into_iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
-        let peers = endpoints
-            .iter()
-            .enumerate()
-            .map(|(i, e)| format!("{}={e}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",");
+        let net = proxied.then(|| Net::start(&endpoints));
+        let peers = (0..n)
+            .map(|i| {
+                (0..n)
+                    .map(|j| match &net {
+                        Some(net) if i != j => format!("{}={}", j + 1, net.addr(i, j)),
+                        _ => format!("{}={}", j + 1, endpoints[j]),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
         let mut c = Cluster {
             scratch,
             endpoints,
             procs: (0..n).map(|_| None).collect(),
             peers,
+            net,
+            prefixes: vec![Vec::new(); n],
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         for i in 0..n {
             c.restart(i);
         }
         c
+    }
+
+    /// Starts members at `endpoints`, member i run through `prefixes[i]`.
+    pub fn start_at(
+        name: &str,
+        endpoints: Vec<String>,
+        prefixes: Vec<Vec<String>>,
+        extra: &[&str],
+    ) -> Cluster {
+        let n = endpoints.len();
+        let peers = (0..n)
+            .map(|j| format!("{}={}", j + 1, endpoints[j]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut c = Cluster {
+            scratch: Scratch::new(name),
+            endpoints,
+            procs: (0..n).map(|_| None).collect(),
+            peers: vec![peers; n],
+            net: None,
+            prefixes,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        for i in 0..n {
+            c.restart(i);
+        }
+        c
+    }
+
+    /// The proxies between members.
+    pub fn net(&self) -> &Net {
+        self.net
+            .as_ref()
+            .expect("the cluster was started with proxies")
     }
 
     pub fn log(&self, i: usize) -> PathBuf {
@@ -78,13 +146,27 @@ impl Cluster {
             .append(true)
             .open(self.log(i))
             .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+        let exe = env!("CARGO_BIN_EXE_flotilla");
+        let mut cmd = match self.prefixes[i].split_first() {
+            Some((first, rest)) => {
+                let mut cmd = Command::new(first);
+                cmd.args(rest).arg(exe);
+                cmd
+            }
+            None => Command::new(exe),
+        };
         cmd.arg("server")
             .args(["--id", &(i + 1).to_string(), "--listen", &self.endpoints[i]])
-            .args(["--peers", &self.peers])
+            .args(["--peers", &self.peers[i]])
             .arg("--data-dir")
             .arg(self.scratch.path.join(format!("node{}", i + 1)))
             .args(&self.extra)
+            // Members list one another at different (proxy) addresses.
+            .args(
+                self.net
+                    .iter()
+                    .flat_map(|_| ["--cluster-token", "flotilla-test"]),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
@@ -113,8 +195,30 @@ impl Cluster {
         Client::new(&self.endpoints, Duration::from_secs(3)).unwrap()
     }
 
-    /// Waits for members to agree on a leader; returns its 0-based index.
+    /// `k` clients over every endpoint, client `c` starting at member
+    /// `c % n`, so that clients talk to every member (call inside a
+    /// runtime).
+    pub fn clients(&self, k: usize, timeout: Duration) -> Vec<std::sync::Arc<Client>> {
+        let n = self.endpoints.len();
+        (0..k)
+            .map(|c| {
+                let mut eps = self.endpoints.clone();
+                eps.rotate_left(c % n);
+                std::sync::Arc::new(Client::new(&eps, timeout).unwrap())
+            })
+            .collect()
+    }
+
+    /// Waits for the running members to agree on a leader; returns its
+    /// 0-based index.
     pub fn wait_leader(&self, rt: &tokio::runtime::Runtime) -> usize {
+        let all: Vec<usize> = (0..self.procs.len()).collect();
+        self.wait_leader_of(rt, &all)
+    }
+
+    /// Waits for the running members among `members` to agree on a
+    /// leader that is one of them (the rest may be cut off).
+    pub fn wait_leader_of(&self, rt: &tokio::runtime::Runtime, members: &[usize]) -> usize {
         let client = {
             let _g = rt.enter();
             self.client()
@@ -122,7 +226,7 @@ impl Cluster {
         let leader = wait_for("a leader", Duration::from_secs(30), || {
             let mut seen = None;
             for (i, p) in self.procs.iter().enumerate() {
-                if p.is_none() {
+                if p.is_none() || !members.contains(&i) {
                     continue;
                 }
                 let s = rt.block_on(client.status_of(i)).ok()?;
@@ -131,7 +235,10 @@ impl Cluster {
                 }
                 seen = Some(s.leader);
             }
-            seen.filter(|&l| self.procs.get(l as usize - 1).is_some_and(Option::is_some))
+            seen.filter(|&l| {
+                let l = l as usize - 1;
+                members.contains(&l) && self.procs.get(l).is_some_and(Option::is_some)
+            })
         });
         leader as usize - 1
     }
