@@ -10,7 +10,8 @@
 # Last, the same workloads against `flotilla bench noop-server` (etcd's KV
 # service answering at once: no Raft, no disk) give the ceiling that the
 # gRPC layer and this load generator allow on the machine.
-# Prints each run's line, the ratios, the members' RSS and the floor; the
+# Prints each run's line with the CPU all members used per request, the
+# ratios, the members' RSS and the floor; the
 # last line is machine-readable:
 #   writes64_ratio=R1 reads64_ratio=R2 p50_1client_over_floor=R3
 # R1, R2: Flotilla's throughput over etcd's; R3: Flotilla's 1-client write
@@ -53,12 +54,27 @@ leader() {
 }
 
 # workload NAME EP ARGS...: one bench run; appends "NAME throughput p50" to $WORK/NAME.
+# cpu_ticks: user + system CPU of every process started here, in clock ticks.
+cpu_ticks() {
+    local t=0 p
+    for p in "${PIDS[@]}"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+    echo "$t"
+}
+HZ=$(getconf CLK_TCK)
+
+# workload SYS NAME EP ARGS...: one bench run; writes "throughput p50
+# server_cpu_us" to $WORK/SYS-NAME, where server_cpu_us is the CPU the
+# servers (all members) spent per request, warm-up included.
 workload() {
     local sys="$1" name="$2" ep="$3"; shift 3
-    local line
-    line=$("$F" bench kv --endpoints "$ep" --duration "${SECS}s" --warmup 2s "$@" | tail -1)
-    echo "$sys $name: $line"
-    echo "$line" | sed -E 's/.*throughput=([0-9]+).*p50=([0-9.]+)ms.*/\1 \2/' > "$WORK/$sys-$name"
+    local line before after tp cpu
+    before=$(cpu_ticks)
+    line=$("$F" bench kv --endpoints "$ep" --duration "${SECS}s" --warmup 2s "$@" | grep 'throughput=')
+    after=$(cpu_ticks)
+    tp=$(echo "$line" | sed -E 's/.*throughput=([0-9]+).*/\1/')
+    cpu=$(awk -v d=$((after - before)) -v hz="$HZ" -v tp="$tp" -v s="$SECS" 'BEGIN { printf "%.0f", d / hz * 1e6 / (tp * (s + 2)) }')
+    echo "$sys $name: $line server_cpu_per_request=${cpu}us"
+    echo "$(echo "$line" | sed -E 's/.*throughput=([0-9]+).*p50=([0-9.]+)ms.*/\1 \2/') $cpu" > "$WORK/$sys-$name"
 }
 
 rss() { for p in "${PIDS[@]}"; do ps -o rss= -p "$p"; done | awk '{printf "%d MiB ", $1/1024}'; }
@@ -123,10 +139,12 @@ run_suite noop 127.0.0.1:32379
 stop
 
 ratio() { awk -v a="$(cut -d' ' -f1 "$WORK/flotilla-$1")" -v b="$(cut -d' ' -f1 "$WORK/etcd-$1")" 'BEGIN { printf "%.2f", a / b }'; }
-printf '%-10s %12s %12s %8s %12s\n' workload etcd/s flotilla/s ratio noop/s
+printf '%-10s %12s %12s %8s %12s %16s\n' workload etcd/s flotilla/s ratio noop/s 'cpu_us/req e|f|n'
 for w in writes1 writes64 reads64 sreads64; do
-    printf '%-10s %12s %12s %8s %12s\n' "$w" "$(cut -d' ' -f1 "$WORK/etcd-$w")" "$(cut -d' ' -f1 "$WORK/flotilla-$w")" "$(ratio "$w")" "$(cut -d' ' -f1 "$WORK/noop-$w")"
+    printf '%-10s %12s %12s %8s %12s %16s\n' "$w" "$(cut -d' ' -f1 "$WORK/etcd-$w")" "$(cut -d' ' -f1 "$WORK/flotilla-$w")" "$(ratio "$w")" "$(cut -d' ' -f1 "$WORK/noop-$w")" \
+        "$(cut -d' ' -f3 "$WORK/etcd-$w")|$(cut -d' ' -f3 "$WORK/flotilla-$w")|$(cut -d' ' -f3 "$WORK/noop-$w")"
 done
+echo "(cpu_us/req: CPU of all server processes per request, warm-up included; the load generator's own is its client_cpu)"
 echo "p50 1 client: etcd $(cut -d' ' -f2 "$WORK/etcd-writes1") ms, flotilla $(cut -d' ' -f2 "$WORK/flotilla-writes1") ms, no-op gRPC server $(cut -d' ' -f2 "$WORK/noop-writes1") ms"
 FW1=$(cut -d' ' -f2 "$WORK/flotilla-writes1")
 R3=$(awk -v a="$FW1" -v b="$FLOOR_P50" 'BEGIN { printf "%.2f", a / b }')
