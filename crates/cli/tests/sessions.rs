@@ -254,12 +254,13 @@ async fn check_exactly_once(client: &Client, rec: &Rec, seen: &Seen) {
         rec.len(),
         seen.errors
     );
-    // Each kill finds at least one session on the killed leader.
-    assert!(
-        seen.resent >= 2,
-        "{} writes re-sent: the kills did not exercise the retries",
-        seen.resent
-    );
+    // How many writes a kill forces to be re-sent depends on timing (a
+    // session between two writes, or on a follower whose forward had
+    // already returned, re-sends nothing): CI saw 1 where this machine
+    // usually sees 3. So it is reported, not asserted; the re-send rules
+    // themselves are tested deterministically in
+    // `crates/node/tests/session_retry.rs`, and a duplicate delivery by
+    // `a_replayed_session_write_is_answered_from_the_session_table` below.
     let limits = Limits {
         timeout: Some(Duration::from_secs(60)),
         ..Limits::default()
