@@ -164,19 +164,10 @@ fn range_deletes(all: &str) {
 }
 
 fn flotilla(endpoints: &str, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_flotilla"))
-        .args(["kv", "--endpoints", endpoints])
-        .args(args)
-        .output()
-        .unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    assert!(
-        out.status.success(),
-        "flotilla kv {args:?} failed: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+    let (status, out, err) = common::run(cmd.args(["kv", "--endpoints", endpoints]).args(args));
+    assert!(status.success(), "flotilla kv {args:?} failed: {out}{err}");
+    out
 }
 
 #[test]

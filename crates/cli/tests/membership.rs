@@ -24,7 +24,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use cluster_common::Cluster;
 use common::{Proc, run, wait_for};
-use flotilla_linearize::{Kv, KvInput, KvOutput, Limits, Recorder, check};
+use flotilla_linearize::{KvInput, KvOutput, Recorder};
 use flotilla_node::client::Client;
 use flotilla_proto::etcdserverpb as pb;
 
@@ -351,16 +351,7 @@ async fn check_history(client: &Client, rec: &Rec, acked: &[String]) {
         let v = r.kvs.first().map(|kv| kv.value.clone()).unwrap_or_default();
         rec.ok(op, KvOutput::Value(String::from_utf8(v.to_vec()).unwrap()));
     }
-    let limits = Limits {
-        timeout: Some(Duration::from_secs(60)),
-        ..Limits::default()
-    };
-    let verdict = check(&Kv, &rec.history(), &limits);
-    assert!(
-        verdict.is_linearizable(),
-        "history is not linearizable: {:?}",
-        verdict.counterexample().map(ToString::to_string)
-    );
+    cluster_common::workload::assert_linearizable(rec);
     eprintln!(
         "checked {} operations and {} acknowledged unique writes",
         rec.len(),

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cluster_common::Cluster;
 use common::wait_for;
-use flotilla_linearize::{Kv, KvInput, KvOutput, Limits, Recorder, check};
+use flotilla_linearize::{KvInput, KvOutput, Recorder};
 use flotilla_node::client::Client;
 use flotilla_node::session::{Session, SessionError, SessionOptions};
 use flotilla_proto::etcdserverpb as pb;
@@ -261,16 +261,7 @@ async fn check_exactly_once(client: &Client, rec: &Rec, seen: &Seen) {
     // themselves are tested deterministically in
     // `crates/node/tests/session_retry.rs`, and a duplicate delivery by
     // `a_replayed_session_write_is_answered_from_the_session_table` below.
-    let limits = Limits {
-        timeout: Some(Duration::from_secs(60)),
-        ..Limits::default()
-    };
-    let verdict = check(&Kv, &rec.history(), &limits);
-    assert!(
-        verdict.is_linearizable(),
-        "history is not linearizable: {:?}",
-        verdict.counterexample().map(ToString::to_string)
-    );
+    cluster_common::workload::assert_linearizable(rec);
 }
 
 #[test]

@@ -219,23 +219,29 @@ impl Workload {
             let r = client.range(get(key)).await.expect("final read");
             self.rec.ok(op, KvOutput::Value(value_of(&r)));
         }
-        let limits = Limits {
-            timeout: Some(Duration::from_secs(60)),
-            ..Limits::default()
-        };
-        match check(&Kv, &self.rec.history(), &limits) {
-            Verdict::Linearizable => {}
-            Verdict::NotLinearizable(c) => panic!("history is not linearizable: {c}"),
-            Verdict::Unknown(u) => panic!(
-                "the checker ran out of time on {:?} of {} keys: no verdict",
-                u.partitions, u.total
-            ),
-        }
+        assert_linearizable(&self.rec);
         eprintln!(
             "checked {} operations on {} keys and {} acknowledged unique writes",
             self.rec.len(),
             keys.len(),
             acked.len()
         );
+    }
+}
+
+/// Checks `rec`'s history with the KV model (60 s limit), failing with the
+/// counterexample, or saying so when the checker found no verdict in time.
+pub fn assert_linearizable(rec: &Rec) {
+    let limits = Limits {
+        timeout: Some(Duration::from_secs(60)),
+        ..Limits::default()
+    };
+    match check(&Kv, &rec.history(), &limits) {
+        Verdict::Linearizable => {}
+        Verdict::NotLinearizable(c) => panic!("history is not linearizable: {c}"),
+        Verdict::Unknown(u) => panic!(
+            "the checker ran out of time on {:?} of {} keys: no verdict",
+            u.partitions, u.total
+        ),
     }
 }
