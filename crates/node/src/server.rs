@@ -305,6 +305,16 @@ pub async fn run(
     let (cluster, storage) = open_storage(&cfg, &initial)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let transport = Transport::start(cluster, cfg.id, &initial, stop_rx.clone());
+    // With a cluster token, members may see one another at different
+    // addresses (proxies, NAT): a founder keeps reaching the founders at
+    // the addresses its own --peers gives, whatever the replicated member
+    // table (the leader's view, in a snapshot) says.
+    let routes = if cfg.cluster_token.is_some() && !cfg.join {
+        initial.clone()
+    } else {
+        BTreeMap::new()
+    };
+    transport.set_routes(routes.clone());
     let (inbound_tx, inbound_rx) = mpsc::channel(4096);
     let opts = node_options(&cfg, &initial);
     let metrics = Arc::clone(&opts.metrics);
@@ -327,7 +337,8 @@ pub async fn run(
             stop_rx,
         ));
     }
-    let core = Core::new(cluster, cfg.id, node.handle, sm, Arc::new(initial), metrics);
+    let core =
+        Core::new(cluster, cfg.id, node.handle, sm, Arc::new(initial), metrics).with_routes(routes);
     let closing = closing_flag(async move {
         tokio::select! {
             _ = shutdown => {}

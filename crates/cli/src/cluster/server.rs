@@ -72,7 +72,10 @@ pub struct ServerArgs {
     /// Derive the cluster's identity from the member ids and this token
     /// instead of the --peers addresses, so that members may list one
     /// another at different addresses (through proxies or NAT). Every
-    /// member must be given the same token, always.
+    /// member must be given the same token, always. A founding member
+    /// then keeps reaching the founders at the addresses its own --peers
+    /// gives, whatever the replicated member table says (so moving a
+    /// founder with `member update` needs new --peers here too).
     #[arg(long, env = "FLOTILLA_CLUSTER_TOKEN")]
     pub cluster_token: Option<String>,
 }

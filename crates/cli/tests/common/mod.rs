@@ -102,7 +102,13 @@ impl Scratch {
 }
 
 impl Drop for Scratch {
+    /// Kept when `FLOTILLA_KEEP_SCRATCH` is set (server logs, data dirs),
+    /// to look into a failure.
     fn drop(&mut self) {
+        if std::env::var_os("FLOTILLA_KEEP_SCRATCH").is_some() {
+            eprintln!("kept {}", self.path.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.path);
     }
 }

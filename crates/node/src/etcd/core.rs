@@ -51,6 +51,9 @@ pub struct Core {
     pub timeout: Duration,
     /// Request latencies go here.
     pub metrics: Arc<Metrics>,
+    /// Local routes that beat the member table's addresses (see
+    /// [`crate::raft::Transport::set_routes`]).
+    routes: Arc<BTreeMap<NodeId, String>>,
     channels: Arc<Mutex<HashMap<NodeId, (String, Channel)>>>,
 }
 
@@ -77,8 +80,16 @@ impl Core {
             ids: Arc::new(SessionIds::new(me.get())),
             timeout: Duration::from_secs(5),
             metrics,
+            routes: Arc::new(BTreeMap::new()),
             channels: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// The same, reaching the members in `routes` at the addresses given
+    /// there (forwarded writes and membership requests).
+    pub fn with_routes(mut self, routes: BTreeMap<NodeId, String>) -> Core {
+        self.routes = Arc::new(routes);
+        self
     }
 
     /// A response header at store revision `revision`.
@@ -190,7 +201,10 @@ impl Core {
 
     /// A channel to member `id`, at the address the member table gives.
     pub(crate) fn channel(&self, id: NodeId) -> Option<Channel> {
-        let addr = lock(&self.sm).members.addrs.get(&id)?.clone();
+        let addr = match self.routes.get(&id) {
+            Some(a) => a.clone(),
+            None => lock(&self.sm).members.addrs.get(&id)?.clone(),
+        };
         let mut channels = lock(&self.channels);
         if let Some((a, c)) = channels.get(&id)
             && *a == addr

@@ -48,6 +48,9 @@ pub struct Transport {
     dropped: Arc<AtomicU64>,
     evicted: Arc<watch::Sender<bool>>,
     shutdown: watch::Receiver<bool>,
+    /// Local routes: members reached at these addresses whatever the
+    /// member table says (see [`Transport::set_routes`]).
+    routes: Arc<Mutex<BTreeMap<NodeId, String>>>,
 }
 
 #[derive(Debug)]
@@ -73,6 +76,7 @@ impl Transport {
             dropped: Arc::new(AtomicU64::new(0)),
             evicted: Arc::new(watch::channel(false).0),
             shutdown,
+            routes: Arc::new(Mutex::new(BTreeMap::new())),
         };
         t.set_peers(peers, &BTreeSet::new());
         t
@@ -82,6 +86,13 @@ impl Transport {
     /// moved ones), ends links to those no longer listed, and remembers
     /// `removed` so that their messages are refused.
     pub fn set_peers(&self, peers: &BTreeMap<NodeId, String>, removed: &BTreeSet<NodeId>) {
+        let mut peers = peers.clone();
+        for (id, addr) in crate::raft::driver::lock(&self.routes).iter() {
+            if let Some(a) = peers.get_mut(id) {
+                a.clone_from(addr);
+            }
+        }
+        let peers = &peers;
         let mut links = crate::raft::driver::lock(&self.peers);
         links.retain(|id, p| peers.get(id) == Some(&p.addr));
         for (&id, addr) in peers {
@@ -106,6 +117,23 @@ impl Transport {
         }
         drop(links);
         removed.clone_into(&mut crate::raft::driver::lock(&self.removed));
+    }
+
+    /// Local routes: this node reaches each member in `routes` at the
+    /// address given there instead of the member table's, from now on
+    /// (links already open to another address are restarted). For
+    /// deployments where members see one another at different addresses
+    /// (proxies, NAT; `flotilla server --cluster-token`): the replicated
+    /// table holds one address per member, which a snapshot from the
+    /// leader would otherwise impose on every member.
+    pub fn set_routes(&self, routes: BTreeMap<NodeId, String>) {
+        let links: BTreeMap<NodeId, String> = crate::raft::driver::lock(&self.peers)
+            .iter()
+            .map(|(id, p)| (*id, p.addr.clone()))
+            .collect();
+        *crate::raft::driver::lock(&self.routes) = routes;
+        let removed = crate::raft::driver::lock(&self.removed).clone();
+        self.set_peers(&links, &removed);
     }
 
     /// The peers there are links to, sorted.
@@ -286,6 +314,39 @@ mod tests {
             t.set_peers(&moved, &BTreeSet::new());
             let addr = crate::raft::driver::lock(&t.peers)[&NodeId(4)].addr.clone();
             assert_eq!(addr, "127.0.0.1:9");
+            stop_tx.send_replace(true);
+        });
+    }
+
+    #[test]
+    fn local_routes_beat_the_member_table() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (stop_tx, stop) = watch::channel(false);
+            let t = Transport::start(7, NodeId(1), &table(&[1, 2, 3]), stop);
+            let proxy = BTreeMap::from([(NodeId(2), "127.0.0.1:7002".to_string())]);
+            t.set_routes(proxy);
+            let addr = |t: &Transport, id| {
+                crate::raft::driver::lock(&t.peers)[&NodeId(id)]
+                    .addr
+                    .clone()
+            };
+            assert_eq!(
+                addr(&t, 2),
+                "127.0.0.1:7002",
+                "the open link moves to the route"
+            );
+            // A table from elsewhere (a leader's snapshot) changes member 3
+            // but not the routed member 2.
+            let mut theirs = table(&[1, 2, 3]);
+            theirs.insert(NodeId(2), "127.0.0.1:8002".to_string());
+            theirs.insert(NodeId(3), "127.0.0.1:8003".to_string());
+            t.set_peers(&theirs, &BTreeSet::new());
+            assert_eq!(addr(&t, 2), "127.0.0.1:7002");
+            assert_eq!(addr(&t, 3), "127.0.0.1:8003");
             stop_tx.send_replace(true);
         });
     }
