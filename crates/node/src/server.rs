@@ -314,7 +314,7 @@ pub async fn run(
     } else {
         BTreeMap::new()
     };
-    transport.set_routes(routes.clone());
+    transport.set_routes(routes);
     let (inbound_tx, inbound_rx) = mpsc::channel(4096);
     let opts = node_options(&cfg, &initial);
     let metrics = Arc::clone(&opts.metrics);
@@ -337,8 +337,16 @@ pub async fn run(
             stop_rx,
         ));
     }
-    let core =
-        Core::new(cluster, cfg.id, node.handle, sm, Arc::new(initial), metrics).with_routes(routes);
+    let initial = Arc::new(initial);
+    let core = Core::new(
+        cluster,
+        cfg.id,
+        node.handle,
+        sm,
+        initial,
+        metrics,
+        transport.clone(),
+    );
     let closing = closing_flag(async move {
         tokio::select! {
             _ = shutdown => {}

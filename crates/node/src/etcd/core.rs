@@ -29,7 +29,7 @@ use tonic::transport::{Channel, Endpoint};
 use super::machine::{KvMachine, KvOutput, SessionIds, now_ms};
 use crate::metrics::Metrics;
 use crate::raft::driver::lock;
-use crate::raft::{NodeError, NodeHandle};
+use crate::raft::{NodeError, NodeHandle, Transport};
 
 /// A node's shared service state. Cheap to clone.
 #[derive(Clone)]
@@ -51,9 +51,9 @@ pub struct Core {
     pub timeout: Duration,
     /// Request latencies go here.
     pub metrics: Arc<Metrics>,
-    /// Local routes that beat the member table's addresses (see
-    /// [`crate::raft::Transport::set_routes`]).
-    routes: Arc<BTreeMap<NodeId, String>>,
+    /// The peer links; their addresses (the member table's, or a local
+    /// route's) are where writes and membership requests are forwarded.
+    transport: Transport,
     channels: Arc<Mutex<HashMap<NodeId, (String, Channel)>>>,
 }
 
@@ -70,6 +70,7 @@ impl Core {
         sm: Arc<Mutex<KvMachine>>,
         initial: Arc<BTreeMap<NodeId, String>>,
         metrics: Arc<Metrics>,
+        transport: Transport,
     ) -> Core {
         Core {
             cluster_id,
@@ -80,16 +81,9 @@ impl Core {
             ids: Arc::new(SessionIds::new(me.get())),
             timeout: Duration::from_secs(5),
             metrics,
-            routes: Arc::new(BTreeMap::new()),
+            transport,
             channels: Arc::new(Mutex::new(HashMap::new())),
         }
-    }
-
-    /// The same, reaching the members in `routes` at the addresses given
-    /// there (forwarded writes and membership requests).
-    pub fn with_routes(mut self, routes: BTreeMap<NodeId, String>) -> Core {
-        self.routes = Arc::new(routes);
-        self
     }
 
     /// A response header at store revision `revision`.
@@ -199,12 +193,10 @@ impl Core {
         Ok(())
     }
 
-    /// A channel to member `id`, at the address the member table gives.
+    /// A channel to member `id`, at the address the transport's link to
+    /// it uses.
     pub(crate) fn channel(&self, id: NodeId) -> Option<Channel> {
-        let addr = match self.routes.get(&id) {
-            Some(a) => a.clone(),
-            None => lock(&self.sm).members.addrs.get(&id)?.clone(),
-        };
+        let addr = self.transport.addr(id)?;
         let mut channels = lock(&self.channels);
         if let Some((a, c)) = channels.get(&id)
             && *a == addr

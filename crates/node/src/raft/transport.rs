@@ -121,7 +121,8 @@ impl Transport {
 
     /// Local routes: this node reaches each member in `routes` at the
     /// address given there instead of the member table's, from now on
-    /// (links already open to another address are restarted). For
+    /// (links already open to another address are restarted), and so does
+    /// its forwarding (which asks [`Transport::addr`]). For
     /// deployments where members see one another at different addresses
     /// (proxies, NAT; `flotilla server --cluster-token`): the replicated
     /// table holds one address per member, which a snapshot from the
@@ -144,6 +145,13 @@ impl Transport {
             .collect();
         ids.sort_unstable();
         ids
+    }
+
+    /// The address of the link to `id` (none to this node itself).
+    pub fn addr(&self, id: NodeId) -> Option<String> {
+        crate::raft::driver::lock(&self.peers)
+            .get(&id)
+            .map(|p| p.addr.clone())
     }
 
     /// Whether `id` was removed from the group.
