@@ -306,6 +306,20 @@ pub(crate) fn get_kv(d: &mut Decoder) -> Result<KeyValue, DecodeError> {
     })
 }
 
+/// Appends a count, then that many pairs.
+fn put_kvs(out: &mut Vec<u8>, kvs: &[KeyValue]) {
+    put_u64(out, kvs.len() as u64);
+    for kv in kvs {
+        put_kv(out, kv);
+    }
+}
+
+/// Reads what [`put_kvs`] wrote (`what` names the list in errors).
+fn get_kvs(d: &mut Decoder, what: &'static str) -> Result<Vec<KeyValue>, DecodeError> {
+    let n = d.count(what)?;
+    (0..n).map(|_| get_kv(d)).collect()
+}
+
 /// Appends a response.
 pub(crate) fn put_response(out: &mut Vec<u8>, r: &Response) {
     match r {
@@ -319,18 +333,12 @@ pub(crate) fn put_response(out: &mut Vec<u8>, r: &Response) {
         Response::Range { kvs, count } => {
             out.push(5);
             put_u64(out, *count);
-            put_u64(out, kvs.len() as u64);
-            for kv in kvs {
-                put_kv(out, kv);
-            }
+            put_kvs(out, kvs);
         }
         Response::DeletedRange { deleted, prev_kvs } => {
             out.push(8);
             put_u64(out, *deleted);
-            put_u64(out, prev_kvs.len() as u64);
-            for kv in prev_kvs {
-                put_kv(out, kv);
-            }
+            put_kvs(out, prev_kvs);
         }
         Response::Txn {
             succeeded,
@@ -355,14 +363,12 @@ pub(crate) fn get_response(d: &mut Decoder, depth: u8) -> Result<Response, Decod
         3 | 4 => Response::Deleted(tag == 4),
         5 => {
             let count = d.u64("range count")?;
-            let n = d.count("range pairs")?;
-            let kvs = (0..n).map(|_| get_kv(d)).collect::<Result<_, _>>()?;
+            let kvs = get_kvs(d, "range pairs")?;
             Response::Range { kvs, count }
         }
         8 => {
             let deleted = d.u64("delete-range count")?;
-            let n = d.count("delete-range prev_kvs")?;
-            let prev_kvs = (0..n).map(|_| get_kv(d)).collect::<Result<_, _>>()?;
+            let prev_kvs = get_kvs(d, "delete-range prev_kvs")?;
             Response::DeletedRange { deleted, prev_kvs }
         }
         6 | 7 if depth == 0 => {
