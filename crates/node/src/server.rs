@@ -294,6 +294,24 @@ fn node_options(cfg: &ServerConfig, initial: &BTreeMap<NodeId, String>) -> NodeO
     }
 }
 
+/// The peer transport, linked to the initial members. With a cluster
+/// token members may see one another at different addresses (proxies,
+/// NAT): a founder then keeps reaching the founders at the addresses its
+/// own --peers gives (local routes), whatever the replicated member table
+/// (the leader's view, in a snapshot) says.
+fn start_transport(
+    cfg: &ServerConfig,
+    cluster: u64,
+    initial: &BTreeMap<NodeId, String>,
+    stop: watch::Receiver<bool>,
+) -> Transport {
+    let transport = Transport::start(cluster, cfg.id, initial, stop);
+    if cfg.cluster_token.is_some() && !cfg.join {
+        transport.set_routes(initial.clone());
+    }
+    transport
+}
+
 /// Runs a server on `listeners` until `shutdown` resolves (or the member
 /// is removed from the cluster).
 pub async fn run(
@@ -304,17 +322,7 @@ pub async fn run(
     let initial = initial_members(&cfg).await?;
     let (cluster, storage) = open_storage(&cfg, &initial)?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let transport = Transport::start(cluster, cfg.id, &initial, stop_rx.clone());
-    // With a cluster token, members may see one another at different
-    // addresses (proxies, NAT): a founder keeps reaching the founders at
-    // the addresses its own --peers gives, whatever the replicated member
-    // table (the leader's view, in a snapshot) says.
-    let routes = if cfg.cluster_token.is_some() && !cfg.join {
-        initial.clone()
-    } else {
-        BTreeMap::new()
-    };
-    transport.set_routes(routes);
+    let transport = start_transport(&cfg, cluster, &initial, stop_rx.clone());
     let (inbound_tx, inbound_rx) = mpsc::channel(4096);
     let opts = node_options(&cfg, &initial);
     let metrics = Arc::clone(&opts.metrics);
@@ -337,13 +345,12 @@ pub async fn run(
             stop_rx,
         ));
     }
-    let initial = Arc::new(initial);
     let core = Core::new(
         cluster,
         cfg.id,
         node.handle,
         sm,
-        initial,
+        Arc::new(initial),
         metrics,
         transport.clone(),
     );
