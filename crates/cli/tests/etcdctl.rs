@@ -12,42 +12,14 @@
 mod cluster_common;
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use cluster_common::Cluster;
-
-fn etcdctl(endpoints: &str, args: &[&str], stdin: &str) -> (bool, String, String) {
-    let mut child = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args(["--endpoints", endpoints, "--command-timeout", "10s"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
-    (out.status.success(), text(out.stdout), text(out.stderr))
-}
-
-fn ok(endpoints: &str, args: &[&str]) -> String {
-    let (success, out, err) = etcdctl(endpoints, args, "");
-    assert!(success, "etcdctl {args:?} failed: {out}{err}");
-    out
-}
+use common::{etcdctl, etcdctl_missing, etcdctl_ok};
 
 #[test]
 fn etcdctl_works_against_flotilla() {
-    if Command::new("etcdctl").arg("version").output().is_err() {
-        eprintln!("SKIPPED: etcdctl is not installed (Debian package etcd-client)");
+    if etcdctl_missing() {
         return;
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -56,47 +28,50 @@ fn etcdctl_works_against_flotilla() {
     let all = cluster.endpoints.join(",");
     let follower = &cluster.endpoints[(leader + 1) % 3];
 
-    assert_eq!(ok(&all, &["put", "app/a", "1"]), "OK\n");
+    assert_eq!(etcdctl_ok(&all, &["put", "app/a", "1"]), "OK\n");
     assert_eq!(
-        ok(follower, &["put", "app/b", "2"]),
+        etcdctl_ok(follower, &["put", "app/b", "2"]),
         "OK\n",
         "a follower forwards"
     );
-    assert_eq!(ok(&all, &["put", "other", "3"]), "OK\n");
+    assert_eq!(etcdctl_ok(&all, &["put", "other", "3"]), "OK\n");
     assert_eq!(
-        ok(&all, &["get", "app/", "--prefix"]),
+        etcdctl_ok(&all, &["get", "app/", "--prefix"]),
         "app/a\n1\napp/b\n2\n"
     );
-    let json = ok(follower, &["get", "app/a", "-w", "json"]);
+    let json = etcdctl_ok(follower, &["get", "app/a", "-w", "json"]);
     assert!(json.contains("\"count\":1"), "{json}");
     assert!(json.contains("\"raft_term\""), "{json}");
     // A serializable read on the leader, which applied the put before
     // acknowledging it (a follower's may lag).
     let at_leader = &cluster.endpoints[leader];
     assert_eq!(
-        ok(at_leader, &["get", "--consistency=s", "other"]),
+        etcdctl_ok(at_leader, &["get", "--consistency=s", "other"]),
         "other\n3\n"
     );
-    assert_eq!(ok(&all, &["del", "other"]), "1\n");
-    assert_eq!(ok(&all, &["get", "other"]), "");
+    assert_eq!(etcdctl_ok(&all, &["del", "other"]), "1\n");
+    assert_eq!(etcdctl_ok(&all, &["get", "other"]), "");
 
     let txn = "value(\"app/a\") = \"1\"\n\nput app/a 10\n\nput app/a 0\n\n";
     let (success, out, err) = etcdctl(&all, &["txn"], txn);
     assert!(success, "txn failed: {out}{err}");
     assert_eq!(out, "SUCCESS\n\nOK\n");
-    assert_eq!(ok(&all, &["get", "app/a", "--print-value-only"]), "10\n");
+    assert_eq!(
+        etcdctl_ok(&all, &["get", "app/a", "--print-value-only"]),
+        "10\n"
+    );
 
     sorted_and_revision_reads(&all);
     range_deletes(&all);
 
-    let status = ok(&all, &["endpoint", "status"]);
+    let status = etcdctl_ok(&all, &["endpoint", "status"]);
     assert_eq!(status.lines().count(), 3, "{status}");
     assert_eq!(
         status.matches(", true, ").count(),
         1,
         "one leader: {status}"
     );
-    let members = ok(&all, &["member", "list"]);
+    let members = etcdctl_ok(&all, &["member", "list"]);
     assert_eq!(members.lines().count(), 3, "{members}");
     assert!(members.contains(&format!("http://{follower}")), "{members}");
 }
@@ -112,7 +87,7 @@ fn sorted_and_revision_reads(all: &str) {
         "--sort-by=MODIFY",
         "--order=DESCEND",
     ];
-    assert_eq!(ok(all, &by_mod), "app/a\n10\napp/b\n2\n");
+    assert_eq!(etcdctl_ok(all, &by_mod), "app/a\n10\napp/b\n2\n");
     let by_value = [
         "get",
         "app/",
@@ -120,10 +95,10 @@ fn sorted_and_revision_reads(all: &str) {
         "--sort-by=VALUE",
         "--order=DESCEND",
     ];
-    assert_eq!(ok(all, &by_value), "app/b\n2\napp/a\n10\n");
+    assert_eq!(etcdctl_ok(all, &by_value), "app/b\n2\napp/a\n10\n");
     let newest = [&by_mod[..], &["--limit", "1"]].concat();
-    assert_eq!(ok(all, &newest), "app/a\n10\n");
-    let json = ok(all, &["get", "app/a", "-w", "json"]);
+    assert_eq!(etcdctl_ok(all, &newest), "app/a\n10\n");
+    let json = etcdctl_ok(all, &["get", "app/a", "-w", "json"]);
     let rev: u64 = json
         .split("\"revision\":")
         .nth(1)
@@ -146,21 +121,28 @@ fn sorted_and_revision_reads(all: &str) {
 /// Keys under `r/` keep clear of the `app/` keys already there.
 fn range_deletes(all: &str) {
     for k in ["r/a", "r/b", "r/c", "r/d/1", "r/d/2", "r/dz"] {
-        assert_eq!(ok(all, &["put", k, &format!("v{k}")]), "OK\n");
+        assert_eq!(etcdctl_ok(all, &["put", k, &format!("v{k}")]), "OK\n");
     }
-    assert_eq!(ok(all, &["del", "r/a", "r/c"]), "2\n", "[r/a, r/c)");
-    assert_eq!(ok(all, &["get", "r/a", "r/c"]), "");
-    assert_eq!(ok(all, &["get", "r/c"]), "r/c\nvr/c\n", "end excluded");
-    assert_eq!(ok(all, &["del", "--prefix", "r/d/"]), "2\n");
-    assert_eq!(ok(all, &["get", "--prefix", "r/d"]), "r/dz\nvr/dz\n");
-    assert_eq!(ok(all, &["del", "--prefix", "r/nothing/"]), "0\n");
+    assert_eq!(etcdctl_ok(all, &["del", "r/a", "r/c"]), "2\n", "[r/a, r/c)");
+    assert_eq!(etcdctl_ok(all, &["get", "r/a", "r/c"]), "");
     assert_eq!(
-        ok(all, &["del", "--prev-kv", "r/c", "r/e"]),
+        etcdctl_ok(all, &["get", "r/c"]),
+        "r/c\nvr/c\n",
+        "end excluded"
+    );
+    assert_eq!(etcdctl_ok(all, &["del", "--prefix", "r/d/"]), "2\n");
+    assert_eq!(
+        etcdctl_ok(all, &["get", "--prefix", "r/d"]),
+        "r/dz\nvr/dz\n"
+    );
+    assert_eq!(etcdctl_ok(all, &["del", "--prefix", "r/nothing/"]), "0\n");
+    assert_eq!(
+        etcdctl_ok(all, &["del", "--prev-kv", "r/c", "r/e"]),
         "2\nr/c\nvr/c\nr/dz\nvr/dz\n"
     );
-    let json = ok(all, &["del", "--prefix", "", "-w", "json"]);
+    let json = etcdctl_ok(all, &["del", "--prefix", "", "-w", "json"]);
     assert!(json.contains("\"deleted\":2"), "app/a and app/b: {json}");
-    assert_eq!(ok(all, &["get", "--prefix", ""]), "");
+    assert_eq!(etcdctl_ok(all, &["get", "--prefix", ""]), "");
 }
 
 fn flotilla(endpoints: &str, args: &[&str]) -> String {

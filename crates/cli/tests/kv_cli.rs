@@ -6,41 +6,23 @@
 mod cluster_common;
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, ExitStatus};
 
 use cluster_common::Cluster;
+use common::{etcdctl, etcdctl_missing, run_with_input};
 
-/// Runs `flotilla ARGS --endpoints ALL` with `stdin`.
-fn flotilla(all: &str, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
-        .args(args)
-        .args(["--endpoints", all])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+/// Runs `flotilla ARGS --endpoints ALL` with `stdin`: its status, stdout
+/// and stderr.
+fn flotilla(all: &str, args: &[&str], stdin: &str) -> (ExitStatus, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+    run_with_input(cmd.args(args).args(["--endpoints", all]), stdin)
 }
 
 /// Its stdout, asserting success.
 fn ok(all: &str, args: &[&str], stdin: &str) -> String {
-    let out = flotilla(all, args, stdin);
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    assert!(
-        out.status.success(),
-        "flotilla {args:?} failed: {}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
+    let (status, out, err) = flotilla(all, args, stdin);
+    assert!(status.success(), "flotilla {args:?} failed: {out}{err}");
+    out
 }
 
 #[test]
@@ -60,20 +42,12 @@ fn append_txn_and_output_formats_against_a_cluster() {
 
 /// `etcdctl txn` with `stdin` (None where etcdctl is not installed).
 fn etcdctl_txn(all: &str, stdin: &str) -> Option<String> {
-    let mut child = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args(["--endpoints", all, "txn"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .ok()?;
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).unwrap();
-    drop(input);
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "etcdctl txn: {out:?}");
-    Some(String::from_utf8(out.stdout).unwrap())
+    if etcdctl_missing() {
+        return None;
+    }
+    let (success, out, err) = etcdctl(all, &["txn"], stdin);
+    assert!(success, "etcdctl txn: {out}{err}");
+    Some(out)
 }
 
 /// The same script through etcdctl and `flotilla kv txn`, from the same
@@ -112,13 +86,12 @@ fn txn(all: &str) {
     );
     assert!(json.contains("\"succeeded\":true"), "{json}");
     assert!(json.contains("\"deleted\":1"), "{json}");
-    let bad = flotilla(
+    let (status, _, err) = flotilla(
         all,
         &["kv", "txn"],
         "mod(\"k\") > \"0\"\nversion(k) = \"1\"\n",
     );
-    let err = String::from_utf8_lossy(&bad.stderr);
-    assert_eq!(bad.status.code(), Some(1), "{err}");
+    assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("line 2"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     let interactive = ok(all, &["kv", "txn", "-i"], "\nput i 1\n\n\n");
@@ -167,9 +140,8 @@ fn a_write_to_no_reachable_member_fails_at_once_and_says_it_was_not_applied() {
         .unwrap()
         .to_string();
     for args in [&["kv", "put", "a", "1"][..], &["kv", "append", "a", "1"]] {
-        let out = flotilla(&port, args, "");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        let (status, _, err) = flotilla(&port, args, "");
+        assert_eq!(status.code(), Some(1), "{args:?}: {err}");
         assert!(err.contains("no endpoint reachable"), "{args:?}: {err}");
         assert!(err.contains("not applied"), "{args:?}: {err}");
     }

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cluster_common::Cluster;
-use common::{Proc, run, wait_for};
+use common::{Proc, etcdctl, etcdctl_missing, etcdctl_ok, run, wait_for};
 use flotilla_linearize::{KvInput, KvOutput, Recorder};
 use flotilla_node::client::Client;
 use flotilla_proto::etcdserverpb as pb;
@@ -289,24 +289,11 @@ fn promote_and_remove_the_leader(
     let gone = (leader + 1).to_string();
     let list = member_ok(cluster, founders, &["remove", &gone]);
     assert!(!list.contains(&cluster.endpoints[leader]), "{list}");
-    let status = cluster.procs[leader]
-        .as_mut()
-        .unwrap()
-        .wait(Duration::from_secs(30));
-    assert!(
-        status.success(),
-        "a removed member stops cleanly: {status:?}"
-    );
-    cluster.procs[leader] = None;
+    exits_by_itself(cluster, leader, "a removed member stops cleanly");
     finish(rt, phase);
     // Restarted with its old data, a removed member stops again by itself.
     cluster.restart(leader);
-    let status = cluster.procs[leader]
-        .as_mut()
-        .unwrap()
-        .wait(Duration::from_secs(30));
-    assert!(status.success(), "a removed member stays out: {status:?}");
-    cluster.procs[leader] = None;
+    exits_by_itself(cluster, leader, "a removed member stays out");
     member_refused(cluster, founders, &["remove", &gone], "member not found");
     let url = format!("http://{}", cluster.endpoints[leader]);
     member_refused(
@@ -359,22 +346,15 @@ async fn check_history(client: &Client, rec: &Rec, acked: &[String]) {
     );
 }
 
-fn etcdctl(endpoints: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args(["--endpoints", endpoints, "--command-timeout", "10s"])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
-    (out.status.success(), text(out.stdout), text(out.stderr))
-}
-
-fn etcdctl_ok(endpoints: &str, args: &[&str]) -> String {
-    let (success, out, err) = etcdctl(endpoints, args);
-    assert!(success, "etcdctl {args:?} failed: {out}{err}");
-    out
+/// Waits (30 s at most) for member `i` to exit by itself with success,
+/// as a removed member must; its process is then forgotten.
+fn exits_by_itself(cluster: &mut Cluster, i: usize, what: &str) {
+    let status = cluster.procs[i]
+        .as_mut()
+        .unwrap()
+        .wait(Duration::from_secs(30));
+    assert!(status.success(), "{what}: {status:?}");
+    cluster.procs[i] = None;
 }
 
 /// The id in etcdctl's "Member ID added to cluster ..." (hex).
@@ -393,8 +373,7 @@ fn added_id(added: &str) -> String {
 /// etcdctl is not installed.
 #[test]
 fn etcdctl_adds_promotes_and_removes_members() {
-    if Command::new("etcdctl").arg("version").output().is_err() {
-        eprintln!("SKIPPED: etcdctl is not installed (Debian package etcd-client)");
+    if etcdctl_missing() {
         return;
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -416,11 +395,11 @@ fn etcdctl_adds_promotes_and_removes_members() {
         "the learner to serve the data",
         Duration::from_secs(60),
         || {
-            let (ok, out, _) = etcdctl(&addr, &["get", "--consistency=s", "m4"]);
+            let (ok, out, _) = etcdctl(&addr, &["get", "--consistency=s", "m4"], "");
             (ok && out == "m4\nv\n").then_some(())
         },
     );
-    let (ok, _, err) = etcdctl(&founders, &["member", "promote", "1"]);
+    let (ok, _, err) = etcdctl(&founders, &["member", "promote", "1"], "");
     assert!(
         !ok && err.contains("can only promote a learner member"),
         "{err}"
@@ -432,16 +411,8 @@ fn etcdctl_adds_promotes_and_removes_members() {
     let follower = (leader + 1) % 3;
     let gone = format!("{:x}", follower + 1);
     etcdctl_ok(&founders, &["member", "remove", &gone]);
-    let status = cluster.procs[follower]
-        .as_mut()
-        .unwrap()
-        .wait(Duration::from_secs(30));
-    assert!(
-        status.success(),
-        "a removed member stops cleanly: {status:?}"
-    );
-    cluster.procs[follower] = None;
-    let (ok, _, err) = etcdctl(&founders, &["member", "remove", &gone]);
+    exits_by_itself(&mut cluster, follower, "a removed member stops cleanly");
+    let (ok, _, err) = etcdctl(&founders, &["member", "remove", &gone], "");
     assert!(!ok && err.contains("member not found"), "{err}");
     // etcdctl's member list is not linearizable: the new member shows
     // the removal once it has applied it.

@@ -154,6 +154,55 @@ pub fn run(cmd: &mut Command) -> (ExitStatus, String, String) {
     (out.status, text(out.stdout), text(out.stderr))
 }
 
+/// Runs `cmd` with `stdin` as its standard input (closed after it);
+/// returns its status, stdout and stderr.
+pub fn run_with_input(cmd: &mut Command, stdin: &str) -> (ExitStatus, String, String) {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+    (out.status, text(out.stdout), text(out.stderr))
+}
+
+/// Whether Debian's `etcdctl` (package `etcd-client`) is missing; says
+/// so, for the tests that skip then.
+pub fn etcdctl_missing() -> bool {
+    let missing = Command::new("etcdctl").arg("version").output().is_err();
+    if missing {
+        eprintln!("SKIPPED: etcdctl is not installed (Debian package etcd-client)");
+    }
+    missing
+}
+
+/// `etcdctl` (v3 API, 10 s command timeout) against `endpoints` with
+/// `args` and `stdin`: whether it succeeded, its stdout and stderr.
+pub fn etcdctl(endpoints: &str, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut cmd = Command::new("etcdctl");
+    cmd.env("ETCDCTL_API", "3")
+        .args(["--endpoints", endpoints, "--command-timeout", "10s"])
+        .args(args);
+    let (status, out, err) = run_with_input(&mut cmd, stdin);
+    (status.success(), out, err)
+}
+
+/// `etcdctl`'s stdout, asserting it succeeded.
+pub fn etcdctl_ok(endpoints: &str, args: &[&str]) -> String {
+    let (success, out, err) = etcdctl(endpoints, args, "");
+    assert!(success, "etcdctl {args:?} failed: {out}{err}");
+    out
+}
+
 /// Sorted non-empty lines of every `mr-out*` file in `dir`, as `sort mr-out* |
 /// grep .` gives them in the C locale.
 pub fn sorted_output(dir: &Path) -> String {
@@ -200,24 +249,8 @@ pub fn sequential(cwd: &Path, app: &str, params: &[String], inputs: &[String]) -
 
 /// sha256 of `data`, by the system's `sha256sum`.
 pub fn sha256(data: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("sha256sum (coreutils) is installed");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(data.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_string()
+    let (_, out, _) = run_with_input(&mut Command::new("sha256sum"), data);
+    out.split_whitespace().next().unwrap_or("").to_string()
 }
 
 /// Polls `f` every 20 ms until it returns `Some`, failing after `limit`.
