@@ -27,6 +27,7 @@
 //! Nothing here reads a clock or touches the network or a disk: the
 //! simulator (`flotilla-kvsim`) and the runtime drive the same code.
 
+mod chunked;
 pub mod clerk;
 pub mod codec;
 pub mod command;

@@ -19,8 +19,7 @@
 //! Invariants: `by_activity` holds exactly one `(last_active_ms, client)`
 //! per session; `len() <= max_sessions`.
 
-use std::collections::{BTreeMap, BTreeSet};
-
+use crate::chunked::ChunkMap;
 use crate::command::Outcome;
 
 /// One client's session.
@@ -64,8 +63,9 @@ pub enum Admission {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Sessions {
     pub(crate) limits: SessionLimits,
-    pub(crate) map: BTreeMap<u64, Session>,
-    pub(crate) by_activity: BTreeSet<(u64, u64)>,
+    pub(crate) map: ChunkMap<u64, Session>,
+    /// `(last_active_ms, client)` of every session, oldest first.
+    pub(crate) by_activity: ChunkMap<(u64, u64), ()>,
 }
 
 impl Sessions {
@@ -118,7 +118,7 @@ impl Sessions {
                 last_active_ms: now_ms,
             },
         );
-        self.by_activity.insert((now_ms, client));
+        self.by_activity.insert((now_ms, client), ());
         while self.map.len() > self.limits.max_sessions {
             self.evict_oldest();
         }
@@ -126,7 +126,7 @@ impl Sessions {
 
     /// Expires the sessions idle for longer than the TTL at `now_ms`.
     pub fn expire(&mut self, now_ms: u64) {
-        while let Some(&(t, _)) = self.by_activity.first() {
+        while let Some((&(t, _), _)) = self.by_activity.first_key_value() {
             if t.saturating_add(self.limits.ttl_ms) >= now_ms {
                 break;
             }
@@ -135,7 +135,7 @@ impl Sessions {
     }
 
     fn evict_oldest(&mut self) {
-        if let Some((_, client)) = self.by_activity.pop_first() {
+        if let Some(((_, client), ())) = self.by_activity.pop_first() {
             self.map.remove(&client);
         }
     }
@@ -145,7 +145,7 @@ impl Sessions {
         self.by_activity = self
             .map
             .iter()
-            .map(|(&c, s)| (s.last_active_ms, c))
+            .map(|(&c, s)| ((s.last_active_ms, c), ()))
             .collect();
     }
 }

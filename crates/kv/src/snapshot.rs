@@ -80,7 +80,7 @@ pub(crate) fn encode(r: &Replica) -> Bytes {
     put_u64(&mut body, r.clock_ms);
     put_u64(&mut body, r.store.revision);
     put_u64(&mut body, r.store.kvs.len() as u64);
-    for (k, s) in &r.store.kvs {
+    for (k, s) in r.store.kvs.iter() {
         put_bytes(&mut body, k);
         put_bytes(&mut body, &s.value);
         put_u64(&mut body, s.create_rev);
@@ -88,7 +88,7 @@ pub(crate) fn encode(r: &Replica) -> Bytes {
         put_u64(&mut body, s.version);
     }
     put_u64(&mut body, r.sessions.map.len() as u64);
-    for (c, s) in &r.sessions.map {
+    for (c, s) in r.sessions.map.iter() {
         put_u64(&mut body, *c);
         put_u64(&mut body, s.last_seq);
         put_u64(&mut body, s.last_active_ms);

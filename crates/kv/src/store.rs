@@ -12,11 +12,11 @@
 //!   transaction that writes nothing, leave `revision` unchanged; a
 //!   delete-range that removes several keys is one write (one revision).
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use bytes::Bytes;
 
+use crate::chunked::ChunkMap;
 use crate::command::{CmpOp, Compare, KeyValue, Op, Response, Target, Txn};
 
 /// One key's state.
@@ -31,7 +31,7 @@ pub(crate) struct Slot {
 /// The store. See the module docs for its invariants.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Store {
-    pub(crate) kvs: BTreeMap<Bytes, Slot>,
+    pub(crate) kvs: ChunkMap<Bytes, Slot>,
     pub(crate) revision: u64,
 }
 
@@ -133,7 +133,11 @@ impl Store {
     /// and, if `prev_kv`, their pairs.
     fn delete_range(&mut self, start: &Bytes, end: Option<&Bytes>, prev_kv: bool) -> Response {
         let keys: Vec<Bytes> = match bounds(start, end) {
-            Some(b) => self.kvs.range(b).map(|(k, _)| k.clone()).collect(),
+            Some(b) => self
+                .kvs
+                .range(b.0.as_ref(), b.1.as_ref())
+                .map(|(k, _)| k.clone())
+                .collect(),
             None => Vec::new(),
         };
         let mut prev_kvs = Vec::new();
@@ -243,7 +247,7 @@ impl StoreView<'_> {
                 count: 0,
             };
         };
-        let iter = self.0.kvs.range(b);
+        let iter = self.0.kvs.range(b.0.as_ref(), b.1.as_ref());
         let mut kvs = Vec::new();
         let mut count = 0;
         for (k, s) in iter {
@@ -397,7 +401,7 @@ mod tests {
     }
 
     fn all_keys(s: &Store) -> Vec<&[u8]> {
-        s.kvs.keys().map(|k| k.as_ref()).collect()
+        s.kvs.iter().map(|(k, _)| k.as_ref()).collect()
     }
 
     #[test]
