@@ -12,7 +12,9 @@ use crate::message::Message;
 use crate::raft::{CampaignKind, Raft, StepError};
 use crate::read_only::ReadState;
 use crate::storage::{InitialState, Writes};
-use crate::types::{ConfState, Entry, HardState, LogIndex, NodeId, Role, Snapshot, Term};
+use crate::types::{
+    ConfState, Entry, HardState, LogIndex, NodeId, Role, Snapshot, SnapshotMeta, Term,
+};
 
 /// Who leads, as this node sees it. Not persisted.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -335,6 +337,18 @@ impl RawNode {
     /// snapshot boundary).
     pub fn term_at(&self, index: LogIndex) -> Option<Term> {
         self.raft.log.term(index)
+    }
+
+    /// The metadata that [`RawNode::compact`] at `index` would give its
+    /// snapshot, if `index` is still in the log: a driver can write the
+    /// snapshot's file before it compacts.
+    pub fn snapshot_meta_at(&self, index: LogIndex) -> Option<SnapshotMeta> {
+        let term = self.raft.log.term(index)?;
+        Some(SnapshotMeta {
+            index,
+            term,
+            conf_state: self.raft.conf_at(index),
+        })
     }
 
     /// The entry at `index`, if it is in memory.

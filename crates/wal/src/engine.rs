@@ -154,9 +154,11 @@ impl Wal {
             ops: Vec::new(),
             buf: Default::default(),
             spare: Default::default(),
+            last_snap_file: newest_snap_file(&r.snap_files),
             snap_files: r.snap_files,
             dooms: Vec::new(),
             segment_bytes: options.segment_bytes,
+            prepared: Default::default(),
         };
         let io = Io {
             flushed: r.end,
@@ -219,6 +221,29 @@ impl Wal {
         Ok(end)
     }
 
+    /// Writes `snapshot`'s file for `group` and syncs it, on the calling
+    /// thread and outside the group commit: a later
+    /// [`GroupHandle::save_snapshot`] of the same snapshot then writes only
+    /// the record that names the file, so no sync waits for a large file.
+    /// It blocks on the disk: call it from a blocking thread. A failure
+    /// leaves the engine usable (`save_snapshot` then writes the file in
+    /// line, as without this call). A prepared file that is never saved is
+    /// deleted by a later snapshot of the group, or at the next open.
+    pub fn prepare_snapshot(&self, group: GroupId, snapshot: &Snapshot) -> Result<(), WalError> {
+        self.shared.check_poisoned()?;
+        let file = self.shared.state().new_snap_file();
+        self.shared.write_snapshot_file(group, file, snapshot)?;
+        let mut st = self.shared.state();
+        let prepared = crate::state::Prepared {
+            file,
+            meta: snapshot.meta.clone(),
+        };
+        if let Some(old) = st.prepared.insert(group, prepared) {
+            st.snap_files.entry(group).or_default().insert(old.file);
+        }
+        Ok(())
+    }
+
     /// Makes every write made so far durable; returns the durable LSN.
     pub fn sync(&self) -> Result<Lsn, WalError> {
         self.sync_to(self.written_lsn())
@@ -266,6 +291,14 @@ impl Wal {
     pub fn dir(&self) -> &Path {
         &self.shared.dir
     }
+}
+
+/// The highest snapshot file id on disk, so new ids start above it.
+fn newest_snap_file(
+    files: &std::collections::BTreeMap<GroupId, std::collections::BTreeSet<Lsn>>,
+) -> Lsn {
+    let newest = files.values().filter_map(|f| f.last().copied()).max();
+    newest.unwrap_or_default()
 }
 
 impl Shared {
@@ -402,7 +435,7 @@ impl Shared {
 
     /// Temporary file, fsync, rename, fsync the directory: the file is
     /// whole and durable before the record naming it is written.
-    fn write_snapshot_file(
+    pub(crate) fn write_snapshot_file(
         &self,
         group: GroupId,
         file: Lsn,

@@ -94,18 +94,26 @@ impl GroupHandle {
     }
 
     /// Saves a snapshot and drops the log it covers (rule 3). Its file is
-    /// written (and synced) by the next flush, before the record naming it.
+    /// the one [`Wal::prepare_snapshot`] wrote for it, if any; otherwise it
+    /// is written (and synced) by the next flush, before the record naming
+    /// it.
     pub fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<Lsn, WalError> {
         self.shared.check_poisoned()?;
         let mut st = self.shared.state();
         let keep = self.log_mut(&mut st).keeps_log(&snapshot.meta);
         st.rotate_if_full();
-        let file = st.next_lsn;
-        st.push_op(Op::SnapFile {
-            group: self.group,
-            file,
-            snapshot: snapshot.clone(),
-        });
+        let file = match st.take_prepared(self.group, &snapshot.meta) {
+            Some(file) => file,
+            None => {
+                let file = st.new_snap_file();
+                st.push_op(Op::SnapFile {
+                    group: self.group,
+                    file,
+                    snapshot: snapshot.clone(),
+                });
+                file
+            }
+        };
         st.snap_files.entry(self.group).or_default().insert(file);
         let meta = &snapshot.meta;
         let (_, end) = st.write(|b| put_snapshot(b, self.group, file, keep, meta));
@@ -303,7 +311,7 @@ impl GroupHandle {
             let meta = snap.meta;
             return Ok(Some(Snapshot { meta, data }));
         }
-        // Its file is written by the flush that writes its record.
+        // Its file is written ahead, or by the flush that writes its record.
         self.shared.flush_to(snap.file.plus(1))?;
         let path = self
             .shared

@@ -9,11 +9,14 @@
 //!   record of every group that has one. So replay may begin at any
 //!   segment's start, and a segment is deletable once no group's live
 //!   entries lie in it or before it ([`State::plan_purge`]).
-//! - A snapshot file's operation comes before the record naming it.
+//! - A snapshot file's operation comes before the record naming it, or the
+//!   file was written and synced ahead ([`State::prepared`]).
+//! - Snapshot file ids are unique: each is above every id given before
+//!   (and every id on disk at open).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use flotilla_raft::Snapshot;
+use flotilla_raft::{Snapshot, SnapshotMeta};
 
 use crate::format::SegmentHeader;
 use crate::group::GroupLog;
@@ -79,6 +82,18 @@ pub(crate) struct State {
     pub snap_files: BTreeMap<GroupId, BTreeSet<Lsn>>,
     pub dooms: Vec<Doom>,
     pub segment_bytes: u64,
+    /// Per group, a snapshot file already durable that no record names
+    /// yet: the next `save_snapshot` of the same snapshot names it.
+    pub prepared: BTreeMap<GroupId, Prepared>,
+    /// The highest snapshot file id given so far.
+    pub last_snap_file: Lsn,
+}
+
+/// A snapshot file written ahead of its record.
+#[derive(Debug, Clone)]
+pub(crate) struct Prepared {
+    pub file: Lsn,
+    pub meta: SnapshotMeta,
 }
 
 impl State {
@@ -93,6 +108,27 @@ impl State {
                     _ => 0,
                 })
                 .sum::<usize>()
+    }
+
+    /// A fresh snapshot file id: the current LSN, unless an id at or above
+    /// it was given already.
+    pub fn new_snap_file(&mut self) -> Lsn {
+        let id = self.next_lsn.max(self.last_snap_file.plus(1));
+        self.last_snap_file = id;
+        id
+    }
+
+    /// Takes the file prepared for `group` if it holds exactly `meta` and
+    /// is newer than every file the group has; a prepared file that does
+    /// not match is handed to the next doom, to be deleted.
+    pub fn take_prepared(&mut self, group: GroupId, meta: &SnapshotMeta) -> Option<Lsn> {
+        let p = self.prepared.remove(&group)?;
+        let files = self.snap_files.entry(group).or_default();
+        if p.meta == *meta && files.last().is_none_or(|&newest| newest < p.file) {
+            return Some(p.file);
+        }
+        files.insert(p.file);
+        None
     }
 
     /// Moves `buf` into `ops`.

@@ -22,9 +22,11 @@
 //!
 //! Log compaction: when enough entries are applied past the last snapshot,
 //! the state machine hands over a [`super::app::SnapshotJob`] (a copy of
-//! its state) that encodes on the blocking pool while the task goes on; the
-//! encoded snapshot comes back through a channel and compacts the log at
-//! the index it was taken at. One job runs at a time.
+//! its state, cheap to take) that encodes on the blocking pool while the
+//! task goes on, and the snapshot's file is written and synced there too
+//! ([`Wal::prepare_snapshot`]); the encoded snapshot comes back through a
+//! channel and compacts the log at the index it was taken at, which only
+//! adds a small record to the next sync. One job runs at a time.
 //!
 //! Invariant: nothing that reports durable state (a vote, an appended
 //! entry, a reply to a client) leaves before the WAL has synced it; a
@@ -521,12 +523,29 @@ impl<SM: StateMachine> Driver<SM> {
         }
         // The machine has applied exactly `status.applied` (apply runs
         // before advance), so the job captures the state at that index.
-        let job = lock(&self.sm).snapshot_job();
         let index = status.applied;
+        let job = lock(&self.sm).snapshot_job();
+        let (wal, group) = (self.wal.clone(), self.storage.id());
+        let meta = self.raw.snapshot_meta_at(index);
         let done = self.snapshots.clone();
         self.snapshotting = true;
         tokio::spawn(async move {
-            let data = tokio::task::spawn_blocking(job).await.ok();
+            let encode_and_write = move || {
+                let data = job();
+                // The file is written here, off the group commit, so the
+                // sync that writes the compaction record stays small.
+                if let Some(meta) = meta {
+                    let snap = flotilla_raft::Snapshot {
+                        meta,
+                        data: data.clone(),
+                    };
+                    if let Err(e) = wal.prepare_snapshot(group, &snap) {
+                        tracing::warn!(error = %e, "writing the snapshot file ahead failed; the next sync writes it");
+                    }
+                }
+                data
+            };
+            let data = tokio::task::spawn_blocking(encode_and_write).await.ok();
             let _ = done.send((index, data));
         });
     }
