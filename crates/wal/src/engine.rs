@@ -25,6 +25,9 @@ use crate::snapfile;
 use crate::state::{Doom, Op, State};
 use crate::stream::Stream;
 
+/// How much of a snapshot file is written between two syncs.
+const SNAPSHOT_SYNC_BYTES: usize = 4 << 20;
+
 /// Tuning knobs; the defaults suit a server.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -447,7 +450,13 @@ impl Shared {
         let write = || -> std::io::Result<()> {
             let mut f = self.fs.create(&tmp)?;
             f.write_all(&head)?;
-            f.write_all(&snap.data)?;
+            // Synced piece by piece: a large amount of dirty data would make
+            // the file system's next journal commit, and so the log's own
+            // fdatasync, wait for all of it.
+            for piece in snap.data.chunks(SNAPSHOT_SYNC_BYTES) {
+                f.write_all(piece)?;
+                f.sync_data()?;
+            }
             f.write_all(&crc)?;
             f.sync_data()
         };
