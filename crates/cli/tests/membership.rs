@@ -430,3 +430,57 @@ fn etcdctl_adds_promotes_and_removes_members() {
     );
     etcdctl_ok(&addr, &["put", "after", "x"]);
 }
+
+/// Kills a follower of a fresh 3-member cluster and waits until the
+/// leader no longer counts it active: (leader, dead, live follower).
+fn kill_a_follower(cluster: &mut Cluster, rt: &tokio::runtime::Runtime) -> (usize, usize, usize) {
+    let leader = cluster.wait_leader(rt);
+    let (dead, live) = ((leader + 1) % 3, (leader + 2) % 3);
+    let client = {
+        let _in_runtime = rt.enter();
+        cluster.client()
+    };
+    let leader_sees = |what: &str, want: &[u64]| {
+        wait_for(what, Duration::from_secs(30), || {
+            let s = rt.block_on(client.status_of(leader)).ok()?;
+            let mut active = s.flotilla_active_members;
+            active.sort_unstable();
+            (active == want).then_some(())
+        })
+    };
+    leader_sees("the leader to hear from everyone", &[1, 2, 3]);
+    cluster.kill(dead);
+    let mut rest = vec![leader as u64 + 1, live as u64 + 1];
+    rest.sort_unstable();
+    leader_sees("the leader to notice a member is down", &rest);
+    (leader, dead, live)
+}
+
+/// etcd's strict reconfiguration check: with a voter down, the leader
+/// refuses to add a member or to remove a live voter, and allows removing
+/// the dead one; `--strict-reconfig-check=false` lifts the check.
+#[test]
+fn changes_that_risk_the_quorum_are_refused() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut cluster = Cluster::start("strict-reconfig", 3);
+    let (_, dead, live) = kill_a_follower(&mut cluster, &rt);
+    let endpoints = cluster.endpoints.join(",");
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let add = ["add", "--id", "4", "--peer-url", &url, "--learner"];
+    member_refused(&cluster, &endpoints, &add, "etcdserver: unhealthy cluster");
+    let live_id = (live + 1).to_string();
+    member_refused(
+        &cluster,
+        &endpoints,
+        &["remove", &live_id],
+        "unhealthy cluster",
+    );
+    member_ok(&cluster, &endpoints, &["remove", &(dead + 1).to_string()]);
+    drop(cluster);
+
+    let mut lax = Cluster::start_with("lax-reconfig", 3, &["--strict-reconfig-check=false"]);
+    kill_a_follower(&mut lax, &rt);
+    let endpoints = lax.endpoints.join(",");
+    let added = member_ok(&lax, &endpoints, &add);
+    assert!(added.contains('4'), "{added}");
+}

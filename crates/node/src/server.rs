@@ -63,6 +63,10 @@ pub struct ServerConfig {
     /// members may reach one another at different addresses (through
     /// proxies, NAT, or per-host names).
     pub cluster_token: Option<String>,
+    /// Refuse membership changes that would put the quorum at risk given
+    /// the members the leader hears from (etcd's
+    /// `--strict-reconfig-check`).
+    pub strict_reconfig_check: bool,
 }
 
 /// The sockets a server serves on, bound by the caller.
@@ -353,7 +357,8 @@ pub async fn run(
         Arc::new(initial),
         metrics,
         transport.clone(),
-    );
+    )
+    .with_strict_reconfig(cfg.strict_reconfig_check);
     let closing = closing_flag(async move {
         tokio::select! {
             _ = shutdown => {}

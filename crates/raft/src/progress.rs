@@ -89,6 +89,8 @@ pub(crate) struct Progress {
     pub(crate) inflights: Inflights,
     /// Heard from since the last check-quorum round.
     pub(crate) recent_active: bool,
+    /// The leader's tick count when it last heard from it, if ever.
+    pub(crate) heard_at: Option<u64>,
     /// `matched` when the previous heartbeat answer arrived: no movement
     /// between two answers while entries are outstanding means appends were
     /// lost, and the leader falls back to probing.
@@ -106,6 +108,12 @@ pub(crate) struct Progress {
 }
 
 impl Progress {
+    /// Notes an answer from it at leader tick `now`.
+    pub(crate) fn heard(&mut self, now: u64) {
+        self.recent_active = true;
+        self.heard_at = Some(now);
+    }
+
     pub(crate) fn new(next: LogIndex, max_msgs: usize, max_bytes: u64, learner: bool) -> Progress {
         Progress {
             matched: LogIndex(0),
@@ -114,6 +122,7 @@ impl Progress {
             probe_sent: false,
             inflights: Inflights::new(max_msgs, max_bytes),
             recent_active: false,
+            heard_at: None,
             matched_at_heartbeat: LogIndex(0),
             snapshot_index: LogIndex(0),
             snapshot_offset: 0,

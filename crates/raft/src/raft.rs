@@ -285,7 +285,7 @@ impl Raft {
         let stable = self.log.stable_index();
         if let Some(pr) = self.progress.get_mut(&self.id) {
             pr.maybe_update(stable);
-            pr.recent_active = true;
+            pr.heard(self.ticks);
         }
     }
 
@@ -351,6 +351,19 @@ impl Raft {
             self.heartbeat_elapsed = 0;
             self.bcast_heartbeat();
         }
+    }
+
+    /// Leader: the members heard from within the last election timeout,
+    /// itself included, in id order.
+    pub(crate) fn recently_active(&self) -> Vec<NodeId> {
+        let window = u64::from(self.cfg.election_ticks);
+        self.progress
+            .iter()
+            .filter(|&(&id, pr)| {
+                id == self.id || pr.heard_at.is_some_and(|t| self.ticks - t <= window)
+            })
+            .map(|(&id, _)| id)
+            .collect()
     }
 
     /// Check-quorum: whether a quorum was heard from since the last check;

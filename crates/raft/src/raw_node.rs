@@ -339,6 +339,14 @@ impl RawNode {
         self.raft.log.term(index)
     }
 
+    /// On a leader, the members (voters and learners) it heard from within
+    /// the last election timeout, itself included; `None` elsewhere. An
+    /// operator's pre-check uses it, as etcd's strict reconfiguration
+    /// check uses its transport's "active since".
+    pub fn recently_active(&self) -> Option<Vec<NodeId>> {
+        (self.raft.role == Role::Leader).then(|| self.raft.recently_active())
+    }
+
     /// The metadata that [`RawNode::compact`] at `index` would give its
     /// snapshot, if `index` is still in the log: a driver can write the
     /// snapshot's file before it compacts.

@@ -146,10 +146,11 @@ impl Raft {
     }
 
     pub(crate) fn handle_append_resp(&mut self, from: NodeId, resp: &AppendResp) {
+        let now = self.ticks;
         let Some(pr) = self.progress.get_mut(&from) else {
             return;
         };
-        pr.recent_active = true;
+        pr.heard(now);
         if let Some(hint) = resp.reject {
             let probe_to = if hint.term.get() > 0 {
                 self.log.find_conflict_by_term(hint.index, hint.term).0
@@ -187,11 +188,12 @@ impl Raft {
     }
 
     pub(crate) fn handle_heartbeat_resp(&mut self, from: NodeId, read_seq: u64) {
+        let now = self.ticks;
         let last = self.log.last_index();
         let Some(pr) = self.progress.get_mut(&from) else {
             return;
         };
-        pr.recent_active = true;
+        pr.heard(now);
         pr.probe_sent = false;
         pr.read_seq = pr.read_seq.max(read_seq);
         let mut resend_chunk = false;
@@ -223,10 +225,11 @@ impl Raft {
     }
 
     pub(crate) fn handle_snapshot_resp(&mut self, from: NodeId, index: LogIndex, next_offset: u64) {
+        let now = self.ticks;
         let Some(pr) = self.progress.get_mut(&from) else {
             return;
         };
-        pr.recent_active = true;
+        pr.heard(now);
         if pr.state != ProgressState::Snapshot || pr.snapshot_index != index {
             return;
         }

@@ -127,4 +127,9 @@ impl Cluster {
     pub fn role(&self, idx: usize) -> Option<Role> {
         self.nodes[idx].raft.as_ref().map(|r| r.status().role)
     }
+
+    /// Node `idx`'s [`flotilla_raft::RawNode::recently_active`], if it runs.
+    pub fn recently_active(&self, idx: usize) -> Option<Vec<flotilla_raft::NodeId>> {
+        self.nodes[idx].raft.as_ref()?.recently_active()
+    }
 }

@@ -88,6 +88,39 @@ fn check_quorum_deposes_an_isolated_leader() {
     });
 }
 
+/// The leader counts a member as active while it has heard from it within
+/// an election timeout: all three at first, two once one is cut off, all
+/// three again once it is back; a follower answers `None`.
+#[test]
+fn the_leader_knows_which_members_are_active() {
+    run_seeds("the_leader_knows_which_members_are_active", SEEDS, |seed| {
+        let mut c = cluster(3, seed, |_| {});
+        let leader = c.check_one_leader()?;
+        let all: Vec<NodeId> = (1..=3).map(NodeId).collect();
+        c.run_for(ELECTION_TIMEOUT_NS)?;
+        if c.recently_active(leader) != Some(all.clone()) {
+            return Err(c.fail(format!("active {:?}", c.recently_active(leader))));
+        }
+        let follower = (leader + 1) % 3;
+        if c.recently_active(follower).is_some() {
+            return Err(c.fail("a follower reported active members"));
+        }
+        c.disconnect(follower);
+        c.run_for(2 * ELECTION_TIMEOUT_NS)?;
+        let mut rest = all.clone();
+        rest.retain(|&id| id != NodeId(follower as u64 + 1));
+        if c.role(leader) == Some(Role::Leader) && c.recently_active(leader) != Some(rest) {
+            return Err(c.fail(format!("active {:?}", c.recently_active(leader))));
+        }
+        c.connect(follower);
+        let leader = c.check_one_leader()?;
+        c.run_until_cond(2 * ELECTION_TIMEOUT_NS, "the member came back", |c| {
+            c.recently_active(leader) == Some(all.clone())
+        })?;
+        Ok(())
+    });
+}
+
 /// Readers and writers under partitions, crashes and leader changes: no
 /// read index is below what was committed before the read was issued.
 fn reads_under_faults(seed: u64, mode: ReadMode) -> Result<(), Failure> {

@@ -78,6 +78,12 @@ pub struct ServerArgs {
     /// founder with `member update` needs new --peers here too).
     #[arg(long, env = "FLOTILLA_CLUSTER_TOKEN")]
     pub cluster_token: Option<String>,
+    /// Refuse a membership change that would put the quorum at risk, as
+    /// etcd does: adding a member or removing a live voter while some
+    /// voter is not answering the leader, or promoting a learner without
+    /// enough live members [default: true].
+    #[arg(long, env = "FLOTILLA_STRICT_RECONFIG_CHECK", value_name = "BOOL")]
+    pub strict_reconfig_check: Option<bool>,
 }
 
 /// A server's settings, from flags, environment and file.
@@ -125,6 +131,10 @@ pub fn resolve(args: ServerArgs, file: ServerArgs) -> anyhow::Result<Settings> {
         tick: Duration::from_millis(tick_ms),
         snapshot_entries: snapshot_entries.unwrap_or(100_000).max(1),
         cluster_token,
+        strict_reconfig_check: args
+            .strict_reconfig_check
+            .or(file.strict_reconfig_check)
+            .unwrap_or(true),
     };
     Ok(Settings {
         cfg,

@@ -67,6 +67,7 @@ impl Maintenance for ClusterService {
             errors: Vec::new(),
             db_size_in_use: size,
             is_learner: s.learners.contains(&s.id),
+            flotilla_active_members: s.active.iter().map(|id| id.get()).collect(),
         }))
     }
 }

@@ -55,6 +55,8 @@ pub struct Core {
     /// route's) are where writes and membership requests are forwarded.
     transport: Transport,
     channels: Arc<Mutex<HashMap<NodeId, (String, Channel)>>>,
+    /// See [`Core::with_strict_reconfig`].
+    pub(crate) strict_reconfig: bool,
 }
 
 /// A write's result: the term it committed in, the store's revision after
@@ -83,7 +85,15 @@ impl Core {
             metrics,
             transport,
             channels: Arc::new(Mutex::new(HashMap::new())),
+            strict_reconfig: true,
         }
+    }
+
+    /// Whether membership changes that would put the quorum at risk are
+    /// refused (etcd's `--strict-reconfig-check`, on by default).
+    pub fn with_strict_reconfig(mut self, strict: bool) -> Core {
+        self.strict_reconfig = strict;
+        self
     }
 
     /// A response header at store revision `revision`.

@@ -37,6 +37,8 @@ use crate::raft::driver::lock;
 pub const FORWARDED: &str = "flotilla-forwarded";
 /// The message of a forwarded request that met a non-leader.
 const NOT_LEADER: &str = "flotilla: not the leader";
+/// etcd's refusal of a change while some voter is not answering.
+const UNHEALTHY: &str = "etcdserver: unhealthy cluster";
 /// etcd's default limit on learners.
 pub const MAX_LEARNERS: usize = 1;
 /// A learner is in sync when it has applied this share of the leader's
@@ -160,6 +162,50 @@ pub fn plan(
             }
             Ok((ConfChange::new(vec![ConfChangeOp::AddVoter(id)]), None))
         }
+    }
+}
+
+/// etcd's strict reconfiguration check: refuses a change that would put
+/// the quorum at risk, given `active`, the members the leader heard from
+/// lately (itself included). Adding any member needs every voter active
+/// ("unhealthy cluster"); removing a voter that is active needs the other
+/// active voters to make a quorum of the voters left; promoting a learner
+/// needs a quorum of the voters-to-be active ("not enough started
+/// members"). Removing an unresponsive or learner member, and updates, are
+/// always allowed.
+pub fn check_quorum_safe(
+    members: &Members,
+    active: &[NodeId],
+    op: &MemberOp,
+) -> Result<(), Status> {
+    let voters = &members.conf.voters;
+    let is_active = |id: &NodeId| active.contains(id);
+    let live = voters.iter().filter(|v| is_active(v)).count();
+    let unhealthy = || Status::unavailable(UNHEALTHY);
+    match *op {
+        MemberOp::Add { .. } if live < voters.len() => Err(unhealthy()),
+        MemberOp::Remove(id) => {
+            let id = NodeId(id);
+            if !voters.contains(&id) || !is_active(&id) {
+                return Ok(());
+            }
+            let left = voters.len() - 1;
+            if live - 1 < left / 2 + 1 {
+                return Err(unhealthy());
+            }
+            Ok(())
+        }
+        MemberOp::Promote(id) => {
+            let live = live + usize::from(is_active(&NodeId(id)));
+            let after = voters.len() + 1;
+            if live < after / 2 + 1 {
+                return Err(Status::failed_precondition(
+                    "etcdserver: re-configuration failed due to not enough started members",
+                ));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 
@@ -328,6 +374,9 @@ impl Core {
             let seed = format!("{op:?}");
             plan(&sm.members, op, fresh_id(&sm.members, &seed)).map_err(Attempt::Fail)?
         };
+        if self.strict_reconfig {
+            self.check_quorum_safe(op).await?;
+        }
         if let MemberOp::Promote(id) = *op {
             self.check_in_sync(NodeId(id)).await?;
         }
@@ -346,6 +395,25 @@ impl Core {
             // is then refused by `plan` as already made, which is what
             // etcd answers for a retried add too).
             Err(_) => Err(Attempt::Wait),
+        }
+    }
+
+    /// Runs [`check_quorum_safe`], giving a refusal up to one second to
+    /// clear: a leader elected a moment ago has not yet heard from every
+    /// member.
+    async fn check_quorum_safe(&self, op: &MemberOp) -> Result<(), Attempt> {
+        let grace = Instant::now() + Duration::from_secs(1);
+        loop {
+            let active = self.node.status().active;
+            let verdict = check_quorum_safe(&lock(&self.sm).members, &active, op);
+            match verdict {
+                Ok(()) => return Ok(()),
+                Err(refusal) if Instant::now() >= grace => return Err(Attempt::Fail(refusal)),
+                Err(_) => {
+                    let mut watch = self.node.watch_status();
+                    let _ = timeout_at(grace, watch.changed()).await;
+                }
+            }
         }
     }
 
@@ -412,7 +480,10 @@ impl Core {
         match answer {
             Ok((member, members)) => Ok(MemberChange { member, members }),
             Err(s) if s.message() == NOT_LEADER => Err(Attempt::Wait),
-            Err(s) if s.code() == tonic::Code::Unavailable => Err(Attempt::Wait),
+            // Unreachable: retry. The leader's own refusal is final.
+            Err(s) if s.code() == tonic::Code::Unavailable && s.message() != UNHEALTHY => {
+                Err(Attempt::Wait)
+            }
             Err(s) => Err(Attempt::Fail(s)),
         }
     }
@@ -440,6 +511,45 @@ mod tests {
 
     fn refusal(m: &Members, op: MemberOp) -> Status {
         plan(m, &op, 77).unwrap_err()
+    }
+
+    #[test]
+    fn strict_reconfig_check_protects_the_quorum() {
+        let (m, ids) = (three(), |v: &[u64]| {
+            v.iter().map(|&i| NodeId(i)).collect::<Vec<_>>()
+        });
+        let check = |active: &[u64], op: MemberOp| check_quorum_safe(&m, &ids(active), &op);
+        let learner = add("http://127.0.0.1:9004", true, 4);
+        assert!(check(&[1, 2, 3], learner.clone()).is_ok());
+        // Member 3 is down: no add, not even a learner, as in etcd.
+        let s = check(&[1, 2], learner).unwrap_err();
+        assert_eq!(
+            (s.code(), s.message()),
+            (tonic::Code::Unavailable, "etcdserver: unhealthy cluster")
+        );
+        // Removing the live follower would leave 1 of 2: refused. Removing
+        // the dead one leaves 2 of 2 live: allowed.
+        assert!(check(&[1, 2], MemberOp::Remove(2)).is_err());
+        assert!(check(&[1, 2], MemberOp::Remove(3)).is_ok());
+        assert!(check(&[1, 2, 3], MemberOp::Remove(2)).is_ok());
+        let update = MemberOp::Update {
+            id: 3,
+            peer_urls: vec!["http://127.0.0.1:9013".into()],
+        };
+        assert!(check(&[1], update).is_ok());
+        // Promoting 4 makes 4 voters: 3 must be live, 4 included.
+        let mut m = three();
+        let (cc, _) = plan(&m, &add("http://127.0.0.1:9004", true, 4), 77).unwrap();
+        m.apply(&cc);
+        let promote = |active: &[u64]| check_quorum_safe(&m, &ids(active), &MemberOp::Promote(4));
+        assert!(promote(&[1, 2, 4]).is_ok());
+        let s = promote(&[1, 2]).unwrap_err();
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
+        assert!(
+            s.message().contains("not enough started members"),
+            "{}",
+            s.message()
+        );
     }
 
     #[test]

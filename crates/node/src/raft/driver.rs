@@ -225,6 +225,7 @@ fn status_of(raw: &RawNode, removed: bool) -> NodeStatus {
         voters: s.conf_state.voters.to_vec(),
         learners: s.conf_state.learners.to_vec(),
         removed,
+        active: raw.recently_active().unwrap_or_default(),
     }
 }
 

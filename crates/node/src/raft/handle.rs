@@ -90,6 +90,9 @@ pub struct NodeStatus {
     pub learners: Vec<NodeId>,
     /// This node was removed from the group (it applied its removal).
     pub removed: bool,
+    /// On a leader, the members it heard from within the last election
+    /// timeout, itself included; empty elsewhere.
+    pub active: Vec<NodeId>,
 }
 
 /// A cheap, cloneable handle on a running node.
