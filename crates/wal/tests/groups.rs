@@ -4,11 +4,13 @@
 
 mod common;
 
+use common::snapshot;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
 use flotilla_raft::storage::conformance::entry;
-use flotilla_raft::{ConfState, Entry, LogIndex, Snapshot, SnapshotMeta, Storage, Term};
+use flotilla_raft::{Entry, LogIndex, Storage, Term};
 use flotilla_wal::{GroupId, MemFs, Options, Wal};
 
 const A: GroupId = GroupId(1);
@@ -19,17 +21,6 @@ fn options() -> Options {
         segment_bytes: 512,
         cache_bytes_per_group: 32,
         buffer_bytes_max: 1 << 20,
-    }
-}
-
-fn snapshot(index: u64) -> Snapshot {
-    Snapshot {
-        meta: SnapshotMeta {
-            index: LogIndex(index),
-            term: Term(1),
-            conf_state: ConfState::default(),
-        },
-        data: Bytes::from(format!("state at {index}")),
     }
 }
 

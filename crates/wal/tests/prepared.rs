@@ -5,23 +5,13 @@
 
 mod common;
 
-use bytes::Bytes;
+use common::snapshot;
+
 use flotilla_raft::storage::conformance::entry;
-use flotilla_raft::{ConfState, LogIndex, Snapshot, SnapshotMeta, Storage, Term};
+use flotilla_raft::{LogIndex, Storage};
 use flotilla_wal::{GroupId, MemFs, Options, Wal};
 
 const A: GroupId = GroupId(1);
-
-fn snapshot(index: u64) -> Snapshot {
-    Snapshot {
-        meta: SnapshotMeta {
-            index: LogIndex(index),
-            term: Term(1),
-            conf_state: ConfState::default(),
-        },
-        data: Bytes::from(format!("state at {index}")),
-    }
-}
 
 fn snapshot_files(fs: &MemFs) -> Vec<String> {
     let mut names = fs.file_names();

@@ -103,3 +103,15 @@ impl Rng {
 }
 
 pub mod workload;
+
+/// A snapshot at `index` (term 1) whose data names the index.
+pub fn snapshot(index: u64) -> flotilla_raft::Snapshot {
+    flotilla_raft::Snapshot {
+        meta: flotilla_raft::SnapshotMeta {
+            index: flotilla_raft::LogIndex(index),
+            term: flotilla_raft::Term(1),
+            conf_state: flotilla_raft::ConfState::default(),
+        },
+        data: bytes::Bytes::from(format!("state at {index}")),
+    }
+}
