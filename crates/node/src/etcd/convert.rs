@@ -37,7 +37,6 @@ fn unsupported(what: &str) -> Status {
     Status::unimplemented(format!("flotilla does not support {what} yet"))
 }
 
-/// The read op of a range request.
 /// The read op of a range request (its `revision` is checked by the
 /// caller against the revision the read is served at).
 pub fn range_op(r: &pb::RangeRequest) -> Result<(Op, Shape), Status> {
