@@ -4,6 +4,9 @@
 //! through another, in order, and nothing outside the prefix; `watch
 //! --rev 1` gets etcd's "required revision has been compacted" (Flotilla
 //! keeps no history). Skipped, with a message, where etcdctl is missing.
+//! The stream's protocol (ids given and chosen, duplicates, filters,
+//! prev_kv, a later start revision, progress requests, cancel) is driven
+//! with the generated gRPC client, which needs no etcdctl.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -139,4 +142,215 @@ fn etcdctl_watch_sees_changes_made_through_another_member() {
     );
     let status = old.proc.wait(Duration::from_secs(20));
     assert!(!status.success(), "a canceled watch is an error");
+}
+
+mod grpc {
+    //! The stream's protocol, driven over gRPC with the generated client.
+
+    use flotilla_proto::etcdserverpb as pb;
+    use flotilla_proto::etcdserverpb::kv_client::KvClient;
+    use flotilla_proto::etcdserverpb::watch_client::WatchClient;
+    use pb::watch_create_request::FilterType;
+    use pb::watch_request::RequestUnion;
+    use tokio::sync::mpsc;
+    use tonic::Streaming;
+    use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+    use tonic::transport::Channel;
+
+    pub async fn channel(endpoint: &str) -> Channel {
+        Channel::from_shared(format!("http://{endpoint}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    pub async fn put(kv: &mut KvClient<Channel>, key: &str, value: &str) -> i64 {
+        let r = pb::PutRequest {
+            key: key.to_string().into(),
+            value: value.to_string().into(),
+            ..Default::default()
+        };
+        kv.put(r)
+            .await
+            .unwrap()
+            .into_inner()
+            .header
+            .unwrap()
+            .revision
+    }
+
+    pub async fn del(kv: &mut KvClient<Channel>, key: &str) -> i64 {
+        let r = pb::DeleteRangeRequest {
+            key: key.to_string().into(),
+            ..Default::default()
+        };
+        let h = kv.delete_range(r).await.unwrap().into_inner().header;
+        h.unwrap().revision
+    }
+
+    pub struct Stream {
+        tx: mpsc::Sender<pb::WatchRequest>,
+        rx: Streaming<pb::WatchResponse>,
+    }
+
+    impl Stream {
+        pub async fn open(ch: Channel) -> Stream {
+            let (tx, rx) = mpsc::channel(16);
+            let rx = WatchClient::new(ch)
+                .watch(ReceiverStream::new(rx))
+                .await
+                .unwrap()
+                .into_inner();
+            Stream { tx, rx }
+        }
+
+        pub async fn send(&self, r: RequestUnion) {
+            let r = pb::WatchRequest {
+                request_union: Some(r),
+            };
+            self.tx.send(r).await.unwrap();
+        }
+
+        pub async fn create(&self, c: pb::WatchCreateRequest) {
+            self.send(RequestUnion::CreateRequest(c)).await;
+        }
+
+        /// The next response, failing after a bounded wait.
+        pub async fn next(&mut self) -> pb::WatchResponse {
+            let wait = std::time::Duration::from_secs(20);
+            let next = tokio::time::timeout(wait, self.rx.message()).await;
+            next.expect("a watch response in time").unwrap().unwrap()
+        }
+    }
+
+    pub fn create(key: &str, end: &str, start: i64, id: i64) -> pb::WatchCreateRequest {
+        pb::WatchCreateRequest {
+            key: key.to_string().into(),
+            range_end: end.to_string().into(),
+            start_revision: start,
+            watch_id: id,
+            ..Default::default()
+        }
+    }
+
+    pub fn no_delete_with_prev(mut c: pb::WatchCreateRequest) -> pb::WatchCreateRequest {
+        c.filters = vec![FilterType::Nodelete as i32];
+        c.prev_kv = true;
+        c
+    }
+
+    /// (watch id, revision, [(type, key, prev value)]) of an event response.
+    pub type Seen = (i64, i64, Vec<(i32, String, Option<String>)>);
+
+    pub fn seen(r: &pb::WatchResponse) -> Seen {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let events = r
+            .events
+            .iter()
+            .map(|e| {
+                let kv = e.kv.clone().unwrap_or_default();
+                let prev = e.prev_kv.as_ref().map(|p| text(&p.value));
+                (e.r#type, text(&kv.key), prev)
+            })
+            .collect();
+        let rev = r.header.as_ref().map_or(0, |h| h.revision);
+        (r.watch_id, rev, events)
+    }
+
+    /// On a member that applied revision `r` and nothing later: a watch
+    /// from `r` (compacted), watch 1 on `[a, b)` from the next revision,
+    /// watch 7 on `a1` from 3 revisions on, no deletes, with prev_kv, and
+    /// a refused duplicate id 7. Returns the revision the watches start
+    /// after.
+    pub async fn open_watches(s: &mut Stream, r: i64) -> i64 {
+        s.create(create("a", "b", r, 0)).await;
+        let first = s.next().await;
+        assert!(first.created && first.watch_id == 0, "{first:?}");
+        let compacted = s.next().await;
+        assert!(
+            compacted.canceled && compacted.compact_revision == r + 1,
+            "{compacted:?}"
+        );
+        assert!(compacted.cancel_reason.contains("has been compacted"));
+
+        s.create(create("a", "b", 0, 0)).await;
+        let auto = s.next().await;
+        assert!(
+            auto.created && !auto.canceled && auto.watch_id == 1,
+            "{auto:?}"
+        );
+        let r = auto.header.as_ref().unwrap().revision;
+        s.create(no_delete_with_prev(create("a1", "", r + 3, 7)))
+            .await;
+        let seven = s.next().await;
+        assert!(seven.created && seven.watch_id == 7, "{seven:?}");
+        s.create(create("x", "", 0, 7)).await;
+        let dup = s.next().await;
+        assert!(dup.created && dup.canceled && dup.watch_id == -1, "{dup:?}");
+
+        r
+    }
+}
+
+#[test]
+fn the_watch_stream_follows_etcd_s_protocol() {
+    use flotilla_proto::etcdserverpb as pb;
+    use flotilla_proto::etcdserverpb::kv_client::KvClient;
+    use flotilla_proto::etcdserverpb::watch_request::RequestUnion;
+    use flotilla_proto::etcdserverpb::{WatchCancelRequest, WatchProgressRequest};
+    use grpc::*;
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cluster = Cluster::start("watch-grpc", 3);
+    cluster.wait_leader(&rt);
+    rt.block_on(async {
+        let mut kv = KvClient::new(channel(&cluster.endpoints[1]).await);
+        let r = put(&mut kv, "z", "0").await;
+        let watched = channel(&cluster.endpoints[2]).await;
+        // A linearizable read there: that member has applied the put.
+        let range = pb::RangeRequest {
+            key: "z".into(),
+            ..Default::default()
+        };
+        let seen_there = KvClient::new(watched.clone()).range(range).await.unwrap();
+        assert_eq!(seen_there.into_inner().header.unwrap().revision, r);
+        let mut s = Stream::open(watched).await;
+
+        let r = open_watches(&mut s, r).await;
+        assert_eq!(put(&mut kv, "a1", "1").await, r + 1);
+        assert_eq!(put(&mut kv, "a2", "2").await, r + 2);
+        assert_eq!(put(&mut kv, "a1", "3").await, r + 3);
+        assert_eq!(put(&mut kv, "c", "out of range").await, r + 4);
+        assert_eq!(del(&mut kv, "a1").await, r + 5);
+        // The watched member applies on its own time: read until the
+        // last change, then ask for progress, which comes after it.
+        let mut got = Vec::new();
+        while got.last().is_none_or(|g: &Seen| g.1 < r + 5) {
+            got.push(seen(&s.next().await));
+        }
+        s.send(RequestUnion::ProgressRequest(WatchProgressRequest {}))
+            .await;
+        let progress = s.next().await;
+        assert_eq!(progress.watch_id, -1, "{progress:?}");
+        assert!(progress.events.is_empty());
+        assert!(progress.header.unwrap().revision >= r + 5);
+        let (put_, del_) = (0, 1);
+        let ev = |t, k: &str| vec![(t, k.to_string(), None)];
+        let want: Vec<Seen> = vec![
+            (1, r + 1, ev(put_, "a1")),
+            (1, r + 2, ev(put_, "a2")),
+            (1, r + 3, ev(put_, "a1")),
+            (7, r + 3, vec![(put_, "a1".into(), Some("1".into()))]),
+            (1, r + 5, ev(del_, "a1")),
+        ];
+        assert_eq!(got, want);
+
+        s.send(RequestUnion::CancelRequest(WatchCancelRequest {
+            watch_id: 1,
+        }))
+        .await;
+        let canceled = s.next().await;
+        assert!(canceled.canceled && canceled.watch_id == 1, "{canceled:?}");
+    });
 }
