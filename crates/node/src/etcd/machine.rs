@@ -254,6 +254,34 @@ mod tests {
     }
 
     #[test]
+    fn changes_are_published_only_while_watched_and_a_restore_resets() {
+        let ids = SessionIds::new(1);
+        let cmd = |op| entry_at(&ids, op);
+        let mut m = KvMachine::new(&initial());
+        m.apply(&cmd((1, Op::put("a", "1")))).unwrap();
+        let snapshot = m.snapshot();
+        let mut sub = m.watch.subscribe();
+        m.apply(&cmd((2, Op::get("a")))).unwrap();
+        m.apply(&cmd((3, Op::put("a", "2")))).unwrap();
+        let batch = sub.rx.try_recv().unwrap();
+        let Batch::Events { revision, events } = batch.as_ref() else {
+            panic!("{batch:?}")
+        };
+        assert_eq!(*revision, 2, "the read published nothing");
+        assert_eq!(events[0].prev.as_ref().unwrap().value.as_ref(), b"1");
+        m.restore(&snapshot).unwrap();
+        let batch = sub.rx.try_recv().unwrap();
+        assert!(matches!(batch.as_ref(), Batch::Reset { revision: 1 }));
+        drop(sub);
+        m.apply(&cmd((2, Op::put("b", "1")))).unwrap();
+        assert!(!m.watch.active());
+    }
+
+    fn entry_at(ids: &SessionIds, (index, op): (u64, Op)) -> Entry {
+        entry(index, EntryKind::Command, ids.command(op))
+    }
+
+    #[test]
     fn old_snapshots_restore_and_damaged_ones_are_errors() {
         let mut m = KvMachine::new(&initial());
         // A snapshot written before the member table existed: the bare
