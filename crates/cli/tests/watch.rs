@@ -3,7 +3,8 @@
 //! `watch --prefix --prev-kv` on one member see the puts and deletes made
 //! through another, in order, and nothing outside the prefix; `watch
 //! --rev 1` gets etcd's "required revision has been compacted" (Flotilla
-//! keeps no history). Skipped, with a message, where etcdctl is missing.
+//! keeps no history); an open watch does not hold up a member's graceful
+//! stop. Skipped, with a message, where etcdctl is missing.
 //! The stream's protocol (ids given and chosen, duplicates, filters,
 //! prev_kv, a later start revision, progress requests, cancel) is driven
 //! with the generated gRPC client, which needs no etcdctl.
@@ -110,7 +111,7 @@ fn etcdctl_watch_sees_changes_made_through_another_member() {
         return;
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let cluster = Cluster::start("watch", 3);
+    let mut cluster = Cluster::start("watch", 3);
     cluster.wait_leader(&rt);
     let (watch_at, put_at) = (&cluster.endpoints[0], &cluster.endpoints[1]);
     let mut plain = Watcher::start(watch_at, &["--prefix", "foo"]);
@@ -142,6 +143,14 @@ fn etcdctl_watch_sees_changes_made_through_another_member() {
     );
     let status = old.proc.wait(Duration::from_secs(20));
     assert!(!status.success(), "a canceled watch is an error");
+
+    // An open watch does not hold up a graceful stop (SIGTERM).
+    let open = Watcher::start(watch_at, &["--prefix", "foo"]);
+    until_watching(put_at, &[&open]);
+    cluster.signal(0, "TERM");
+    let member = cluster.procs[0].as_mut().unwrap();
+    let stopped = member.wait(Duration::from_secs(20));
+    assert!(stopped.success(), "member 0 stopped with {stopped}");
 }
 
 mod grpc {
