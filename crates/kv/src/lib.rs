@@ -14,7 +14,8 @@
 //!   envelopes of log entries and client messages; [`codec`]: their
 //!   versioned encoding.
 //! - [`store`]: the key space with etcd's create/mod revisions and
-//!   versions, and a store revision that each write increments.
+//!   versions, and a store revision that each write increments;
+//!   [`event`]: the changes a write made, for etcd's watch.
 //! - [`session`]: exactly-once: per client, the last request applied and its
 //!   answer, expired on the replicated clock carried by the log.
 //! - [`replica`]: the state machine fed committed entries; `snapshot` and
@@ -31,6 +32,7 @@ mod chunked;
 pub mod clerk;
 pub mod codec;
 pub mod command;
+pub mod event;
 pub mod replica;
 pub mod server;
 pub mod session;
@@ -43,6 +45,7 @@ pub use command::{
     ClientMsg, CmpOp, Command, Compare, KeyValue, Op, Outcome, ReadConsistency, Reply, Request,
     Response, Target, Txn, prefix_end,
 };
+pub use event::{Event, EventKind};
 pub use replica::{Applied, ApplyError, Replica};
 pub use server::{KvServer, Outgoing, ServerConfig, ServerError};
 pub use session::{Admission, SessionLimits, Sessions};

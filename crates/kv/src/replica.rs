@@ -16,6 +16,7 @@ use thiserror::Error;
 
 use crate::codec::CodecError;
 use crate::command::{Command, Op, Outcome};
+use crate::event::Event;
 use crate::session::{Admission, SessionLimits, Sessions};
 use crate::store::Store;
 
@@ -104,6 +105,17 @@ impl Replica {
     /// Returns the answer of the request it carried (`None` for a no-op or
     /// a membership change).
     pub fn apply(&mut self, e: &Entry) -> Result<Option<Applied>, ApplyError> {
+        self.apply_recording(e, None)
+    }
+
+    /// [`Replica::apply`], and if `events` is given, appends to it the
+    /// changes the entry's write made to the store (none for a read, a
+    /// duplicate, a refused request or an entry that is not a command).
+    pub fn apply_recording(
+        &mut self,
+        e: &Entry,
+        events: Option<&mut Vec<Event>>,
+    ) -> Result<Option<Applied>, ApplyError> {
         let expected = self.applied.next();
         if e.index != expected {
             return Err(ApplyError::OutOfOrder {
@@ -127,7 +139,7 @@ impl Replica {
             Admission::Duplicate(o) => o,
             Admission::Expired => Outcome::SessionExpired,
             Admission::Apply => {
-                let response = self.store.apply(&r.op);
+                let response = self.store.apply_recording(&r.op, events);
                 let outcome = Outcome::Ok {
                     revision: self.store.revision(),
                     response,

@@ -10,7 +10,9 @@
 //!   `version >= 1`; an absent key has no entry (version 0, as etcd);
 //! - a delete of an absent key, a delete-range that matches no key, and a
 //!   transaction that writes nothing, leave `revision` unchanged; a
-//!   delete-range that removes several keys is one write (one revision).
+//!   delete-range that removes several keys is one write (one revision);
+//! - asking for the write's [`Event`]s ([`Store::apply_recording`]) changes
+//!   nothing in the store: it only copies pairs out.
 
 use std::ops::Bound;
 
@@ -18,6 +20,10 @@ use bytes::Bytes;
 
 use crate::chunked::ChunkMap;
 use crate::command::{CmpOp, Compare, KeyValue, Op, Response, Target, Txn};
+use crate::event::Event;
+
+/// Where a write's events go, when someone asked for them.
+type Sink<'a> = Option<&'a mut Vec<Event>>;
 
 /// One key's state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,9 +80,16 @@ impl Store {
     /// Applies `op` and returns its answer; writes take revision
     /// `self.revision + 1`.
     pub fn apply(&mut self, op: &Op) -> Response {
+        self.apply_recording(op, None)
+    }
+
+    /// [`Store::apply`], and if `events` is given, appends to it the
+    /// changes `op` made, in the order it made them (etcd's watch events;
+    /// all at the new revision).
+    pub fn apply_recording(&mut self, op: &Op, events: Option<&mut Vec<Event>>) -> Response {
         let rev = self.revision + 1;
         let mut wrote = false;
-        let r = self.apply_at(op, rev, &mut wrote);
+        let r = self.apply_at(op, rev, &mut wrote, events);
         if wrote {
             self.revision = rev;
         }
@@ -93,16 +106,16 @@ impl Store {
         StoreView(self).read(op)
     }
 
-    fn apply_at(&mut self, op: &Op, rev: u64, wrote: &mut bool) -> Response {
+    fn apply_at(&mut self, op: &Op, rev: u64, wrote: &mut bool, ev: Sink<'_>) -> Response {
         match op {
             Op::Get { .. } | Op::Range { .. } => StoreView(self).read(op),
             Op::Put { key, value } => {
-                self.write(key, rev, |_| value.clone());
+                self.write(key, rev, ev, |_| value.clone());
                 *wrote = true;
                 Response::Written
             }
             Op::Append { key, value } => {
-                self.write(key, rev, |old| {
+                self.write(key, rev, ev, |old| {
                     let mut v = Vec::with_capacity(old.len() + value.len());
                     v.extend_from_slice(old);
                     v.extend_from_slice(value);
@@ -112,7 +125,11 @@ impl Store {
                 Response::Written
             }
             Op::Delete { key } => {
-                let existed = self.kvs.remove(key).is_some();
+                let old = self.kvs.remove(key);
+                let existed = old.is_some();
+                if let (Some(ev), Some(old)) = (ev, old) {
+                    ev.push(Event::deleted(key, rev, pair(key, &old)));
+                }
                 *wrote |= existed;
                 Response::Deleted(existed)
             }
@@ -121,17 +138,24 @@ impl Store {
                 end,
                 prev_kv,
             } => {
-                let r = self.delete_range(start, end.as_ref(), *prev_kv);
+                let r = self.delete_range(start, end.as_ref(), *prev_kv, rev, ev);
                 *wrote |= matches!(r, Response::DeletedRange { deleted, .. } if deleted > 0);
                 r
             }
-            Op::Txn(t) => self.txn(t, rev, wrote),
+            Op::Txn(t) => self.txn(t, rev, wrote, ev),
         }
     }
 
     /// Removes the keys in `[start, end)`, answering how many there were
     /// and, if `prev_kv`, their pairs.
-    fn delete_range(&mut self, start: &Bytes, end: Option<&Bytes>, prev_kv: bool) -> Response {
+    fn delete_range(
+        &mut self,
+        start: &Bytes,
+        end: Option<&Bytes>,
+        prev_kv: bool,
+        rev: u64,
+        mut ev: Sink<'_>,
+    ) -> Response {
         let keys: Vec<Bytes> = match bounds(start, end) {
             Some(b) => self
                 .kvs
@@ -142,10 +166,14 @@ impl Store {
         };
         let mut prev_kvs = Vec::new();
         for k in &keys {
-            if let Some(s) = self.kvs.remove(k)
-                && prev_kv
-            {
+            let Some(s) = self.kvs.remove(k) else {
+                continue;
+            };
+            if prev_kv {
                 prev_kvs.push(pair(k, &s));
+            }
+            if let Some(ev) = ev.as_deref_mut() {
+                ev.push(Event::deleted(k, rev, pair(k, &s)));
             }
         }
         Response::DeletedRange {
@@ -154,12 +182,16 @@ impl Store {
         }
     }
 
-    fn write(&mut self, key: &Bytes, rev: u64, value: impl FnOnce(&Bytes) -> Bytes) {
+    fn write(&mut self, key: &Bytes, rev: u64, ev: Sink<'_>, value: impl FnOnce(&Bytes) -> Bytes) {
         match self.kvs.get_mut(key) {
             Some(s) => {
+                let prev = ev.is_some().then(|| pair(key, s));
                 s.value = value(&s.value);
                 s.mod_rev = rev;
                 s.version += 1;
+                if let Some(ev) = ev {
+                    ev.push(Event::put(pair(key, s), prev));
+                }
             }
             None => {
                 let slot = Slot {
@@ -168,17 +200,20 @@ impl Store {
                     mod_rev: rev,
                     version: 1,
                 };
+                if let Some(ev) = ev {
+                    ev.push(Event::put(pair(key, &slot), None));
+                }
                 self.kvs.insert(key.clone(), slot);
             }
         }
     }
 
-    fn txn(&mut self, t: &Txn, rev: u64, wrote: &mut bool) -> Response {
+    fn txn(&mut self, t: &Txn, rev: u64, wrote: &mut bool, mut ev: Sink<'_>) -> Response {
         let succeeded = t.compares.iter().all(|c| self.holds(c));
         let branch = if succeeded { &t.success } else { &t.failure };
         let responses = branch
             .iter()
-            .map(|op| self.apply_at(op, rev, wrote))
+            .map(|op| self.apply_at(op, rev, wrote, ev.as_deref_mut()))
             .collect();
         Response::Txn {
             succeeded,

@@ -23,6 +23,7 @@ use std::time::Duration;
 use flotilla_proto::etcdserverpb::cluster_server::ClusterServer;
 use flotilla_proto::etcdserverpb::kv_server::KvServer;
 use flotilla_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use flotilla_proto::etcdserverpb::watch_server::WatchServer;
 use flotilla_proto::kv::v1::kv_server::KvServer as SessionServer;
 use flotilla_proto::raft::v1::proposals_server::ProposalsServer;
 use flotilla_proto::raft::v1::raft_transport_server::RaftTransportServer;
@@ -32,7 +33,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::etcd::{ClusterService, Core, KvMachine, KvService, SessionService};
+use crate::etcd::{ClusterService, Core, KvMachine, KvService, SessionService, WatchService};
 use crate::metrics::Metrics;
 use crate::raft::{FatalError, InboundService, NodeOptions, RaftNode, StartError, Transport};
 
@@ -250,12 +251,18 @@ fn closing_flag(shutdown: impl Future<Output = ()> + Send + 'static) -> watch::R
 }
 
 /// Every gRPC service of a node on one port: etcd's KV, Maintenance and
-/// Cluster, Flotilla's sessions and write forwarding, the peer transport.
-fn router(core: Core, inbound: InboundService) -> tonic::transport::server::Router {
+/// Cluster, Watch, Flotilla's sessions and write forwarding, the peer transport.
+fn router(
+    core: Core,
+    inbound: InboundService,
+    closing: watch::Receiver<bool>,
+) -> tonic::transport::server::Router {
     let cs = ClusterService::new(core.clone());
+    let watches = WatchService::new(core.clone(), closing);
     tonic::transport::Server::builder()
         .add_service(SessionServer::new(SessionService::new(core.clone())))
         .add_service(KvServer::new(KvService::new(core)))
+        .add_service(WatchServer::new(watches))
         .add_service(MaintenanceServer::new(cs.clone()))
         .add_service(ClusterServer::new(cs.clone()))
         .add_service(ProposalsServer::new(cs))
@@ -367,10 +374,10 @@ pub async fn run(
     });
     let mut closed = closing.clone();
     let shutdown = async move { drop(closed.wait_for(|c| *c).await) };
-    let inbound =
-        InboundService::new(cluster, cfg.id, inbound_tx, closing).with_removed_from(transport);
-    let serve =
-        router(core, inbound).serve_with_incoming_shutdown(incoming(listeners.grpc), shutdown);
+    let inbound = InboundService::new(cluster, cfg.id, inbound_tx, closing.clone())
+        .with_removed_from(transport);
+    let serve = router(core, inbound, closing)
+        .serve_with_incoming_shutdown(incoming(listeners.grpc), shutdown);
     let mut task = node.task;
     tracing::info!(member = %cfg.id, cluster = %format!("{cluster:016x}"), "started");
     tokio::select! {

@@ -14,7 +14,12 @@
 //! id) and sequence number 1. The replica's session table then records
 //! each one like any other (it is bounded and expires old sessions), and
 //! such a request is applied at most once, as in etcd.
+//!
+//! While anyone watches ([`WatchHub::active`]), each applied entry's store
+//! changes are published to the hub under the machine's lock, and a
+//! restore that moves the revision publishes a reset (see [`super::watch`]).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -26,6 +31,7 @@ use flotilla_raft::codec::Decoder;
 use flotilla_raft::{ConfChange, Decode, Entry, EntryKind, NodeId};
 
 use super::members::Members;
+use super::watch::{Batch, WatchHub};
 use crate::raft::{ApplyError, PeerTable, RestoreError, SnapshotJob, StateMachine};
 
 /// Opens a snapshot that carries the member table.
@@ -42,6 +48,8 @@ pub struct KvMachine {
     pub replica: Replica,
     /// The member table.
     pub members: Members,
+    /// Where applied changes go while anyone watches.
+    pub watch: Arc<WatchHub>,
 }
 
 impl KvMachine {
@@ -50,6 +58,7 @@ impl KvMachine {
         KvMachine {
             replica: Replica::default(),
             members: Members::bootstrap(initial),
+            watch: Arc::new(WatchHub::default()),
         }
     }
 }
@@ -70,10 +79,25 @@ impl StateMachine for KvMachine {
                 self.members.apply(&cc);
             }
         }
-        self.replica.apply(entry).map_err(|e| ApplyError {
-            index: entry.index,
-            source: Box::new(e),
-        })
+        if !self.watch.active() {
+            return self.replica.apply(entry).map_err(|e| ApplyError {
+                index: entry.index,
+                source: Box::new(e),
+            });
+        }
+        let mut events = Vec::new();
+        let out = self
+            .replica
+            .apply_recording(entry, Some(&mut events))
+            .map_err(|e| ApplyError {
+                index: entry.index,
+                source: Box::new(e),
+            })?;
+        if !events.is_empty() {
+            let revision = self.replica.store().revision();
+            self.watch.publish(Batch::Events { revision, events });
+        }
+        Ok(out)
     }
 
     fn snapshot(&self) -> Bytes {
@@ -101,9 +125,15 @@ impl StateMachine for KvMachine {
         } else {
             data.clone()
         };
+        let before = self.replica.store().revision();
         self.replica
             .restore(&replica)
-            .map_err(|e| RestoreError(Box::new(e)))
+            .map_err(|e| RestoreError(Box::new(e)))?;
+        let revision = self.replica.store().revision();
+        if revision != before {
+            self.watch.publish(Batch::Reset { revision });
+        }
+        Ok(())
     }
 
     fn peer_table(&self) -> Option<PeerTable> {
@@ -221,6 +251,34 @@ mod tests {
         restored.restore(&m.snapshot()).unwrap();
         assert_eq!(restored.members, m.members);
         assert_eq!(restored.replica.applied(), LogIndex(3));
+    }
+
+    #[test]
+    fn changes_are_published_only_while_watched_and_a_restore_resets() {
+        let ids = SessionIds::new(1);
+        let cmd = |op| entry_at(&ids, op);
+        let mut m = KvMachine::new(&initial());
+        m.apply(&cmd((1, Op::put("a", "1")))).unwrap();
+        let snapshot = m.snapshot();
+        let mut sub = m.watch.subscribe();
+        m.apply(&cmd((2, Op::get("a")))).unwrap();
+        m.apply(&cmd((3, Op::put("a", "2")))).unwrap();
+        let batch = sub.rx.try_recv().unwrap();
+        let Batch::Events { revision, events } = batch.as_ref() else {
+            panic!("{batch:?}")
+        };
+        assert_eq!(*revision, 2, "the read published nothing");
+        assert_eq!(events[0].prev.as_ref().unwrap().value.as_ref(), b"1");
+        m.restore(&snapshot).unwrap();
+        let batch = sub.rx.try_recv().unwrap();
+        assert!(matches!(batch.as_ref(), Batch::Reset { revision: 1 }));
+        drop(sub);
+        m.apply(&cmd((2, Op::put("b", "1")))).unwrap();
+        assert!(!m.watch.active());
+    }
+
+    fn entry_at(ids: &SessionIds, (index, op): (u64, Op)) -> Entry {
+        entry(index, EntryKind::Command, ids.command(op))
     }
 
     #[test]

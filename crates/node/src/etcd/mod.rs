@@ -13,6 +13,8 @@
 //!   `Cluster.MemberList`, and Flotilla's write forwarding.
 //! - [`session_service`]: `flotilla.kv.v1.Kv`, exactly-once writes in
 //!   client sessions and the course's Append.
+//! - [`watch`]: the hub that carries applied changes to watchers, and which
+//!   changes a watch selects; [`watch_service`]: `etcdserverpb.Watch`.
 
 pub mod cluster;
 pub mod convert;
@@ -23,9 +25,12 @@ pub mod members;
 pub mod membership;
 pub mod range;
 pub mod session_service;
+pub mod watch;
+pub mod watch_service;
 
 pub use cluster::ClusterService;
 pub use core::Core;
 pub use kv_service::KvService;
 pub use machine::KvMachine;
 pub use session_service::SessionService;
+pub use watch_service::WatchService;

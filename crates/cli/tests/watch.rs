@@ -1,0 +1,365 @@
+//! etcd's Watch API against a 3-member Flotilla cluster, with Debian's
+//! `etcdctl` (package `etcd-client`) as the client: `watch --prefix` and
+//! `watch --prefix --prev-kv` on one member see the puts and deletes made
+//! through another, in order, and nothing outside the prefix; `watch
+//! --rev 1` gets etcd's "required revision has been compacted" (Flotilla
+//! keeps no history); an open watch does not hold up a member's graceful
+//! stop. Skipped, with a message, where etcdctl is missing.
+//! The stream's protocol (ids given and chosen, duplicates, filters,
+//! prev_kv, a later start revision, progress requests, cancel) is driven
+//! with the generated gRPC client, which needs no etcdctl.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cluster_common;
+mod common;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cluster_common::Cluster;
+use common::{Proc, etcdctl_missing, etcdctl_ok, wait_for};
+
+/// A running `etcdctl watch` and what it printed so far.
+struct Watcher {
+    proc: Proc,
+    out: Arc<Mutex<String>>,
+    err: Arc<Mutex<String>>,
+}
+
+/// Appends what `from` yields to `to`, on a thread, until it ends.
+fn collect(mut from: impl Read + Send + 'static, to: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            to.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+}
+
+impl Watcher {
+    fn start(endpoint: &str, args: &[&str]) -> Watcher {
+        let mut cmd = Command::new("etcdctl");
+        cmd.env("ETCDCTL_API", "3")
+            .args(["--endpoints", endpoint, "watch"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut proc = Proc::spawn("etcdctl watch", &mut cmd);
+        let out = Arc::new(Mutex::new(String::new()));
+        let err = Arc::new(Mutex::new(String::new()));
+        collect(proc.child.stdout.take().unwrap(), Arc::clone(&out));
+        collect(proc.child.stderr.take().unwrap(), Arc::clone(&err));
+        Watcher { proc, out, err }
+    }
+
+    fn errors(&self) -> String {
+        self.err.lock().unwrap().clone()
+    }
+
+    fn output(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+
+    /// Waits until stdout (or, with `stderr`, stderr) contains `want`.
+    fn wait_for_output(&self, what: &str, want: &str, stderr: bool) {
+        let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wait_for(what, Duration::from_secs(20), || {
+                let text = if stderr { self.errors() } else { self.output() };
+                text.contains(want).then_some(())
+            })
+        }));
+        assert!(
+            found.is_ok(),
+            "{what}: wanted {want:?}\nstdout: {:?}\nstderr: {:?}",
+            self.output(),
+            self.errors()
+        );
+    }
+}
+
+/// Puts `foo0` until every watcher printed it, so that their watches are
+/// surely registered (etcdctl prints nothing when a watch is created).
+fn until_watching(put_at: &str, watchers: &[&Watcher]) {
+    let mut n = 0;
+    wait_for("the watches to start", Duration::from_secs(20), || {
+        n += 1;
+        etcdctl_ok(put_at, &["put", "foo0", &format!("ready{n}")]);
+        let seen = |w: &&Watcher| w.output().contains("foo0\nready");
+        (0..10)
+            .any(|_| {
+                let all = watchers.iter().all(seen);
+                if !all {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                all
+            })
+            .then_some(())
+    });
+}
+
+#[test]
+fn etcdctl_watch_sees_changes_made_through_another_member() {
+    if etcdctl_missing() {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut cluster = Cluster::start("watch", 3);
+    cluster.wait_leader(&rt);
+    let (watch_at, put_at) = (&cluster.endpoints[0], &cluster.endpoints[1]);
+    let mut plain = Watcher::start(watch_at, &["--prefix", "foo"]);
+    let mut prev = Watcher::start(watch_at, &["--prefix", "foo", "--prev-kv"]);
+    until_watching(put_at, &[&plain, &prev]);
+
+    etcdctl_ok(put_at, &["put", "foo1", "a"]);
+    etcdctl_ok(put_at, &["put", "foo2", "b"]);
+    etcdctl_ok(put_at, &["put", "foo1", "c"]);
+    etcdctl_ok(put_at, &["del", "foo1"]);
+    etcdctl_ok(put_at, &["put", "bar", "x"]);
+    etcdctl_ok(put_at, &["put", "foo3", "end"]);
+
+    let want = "PUT\nfoo1\na\nPUT\nfoo2\nb\nPUT\nfoo1\nc\nDELETE\nfoo1\n\nPUT\nfoo3\nend\n";
+    plain.wait_for_output("the plain watcher's events", want, false);
+    let want_prev = "PUT\nfoo1\na\nPUT\nfoo2\nb\nPUT\nfoo1\na\nfoo1\nc\n\
+                     DELETE\nfoo1\nc\nfoo1\n\nPUT\nfoo3\nend\n";
+    prev.wait_for_output("the prev-kv watcher's events", want_prev, false);
+    assert!(!plain.output().contains("bar"), "{}", plain.output());
+    assert!(!prev.output().contains("bar"), "{}", prev.output());
+    plain.proc.kill();
+    prev.proc.kill();
+
+    let mut old = Watcher::start(watch_at, &["foo1", "--rev", "1"]);
+    old.wait_for_output(
+        "the compacted answer",
+        "watch was canceled (etcdserver: mvcc: required revision has been compacted)",
+        true,
+    );
+    let status = old.proc.wait(Duration::from_secs(20));
+    assert!(!status.success(), "a canceled watch is an error");
+
+    // An open watch does not hold up a graceful stop (SIGTERM).
+    let open = Watcher::start(watch_at, &["--prefix", "foo"]);
+    until_watching(put_at, &[&open]);
+    cluster.signal(0, "TERM");
+    let member = cluster.procs[0].as_mut().unwrap();
+    let stopped = member.wait(Duration::from_secs(20));
+    assert!(stopped.success(), "member 0 stopped with {stopped}");
+}
+
+mod grpc {
+    //! The stream's protocol, driven over gRPC with the generated client.
+
+    use flotilla_proto::etcdserverpb as pb;
+    use flotilla_proto::etcdserverpb::kv_client::KvClient;
+    use flotilla_proto::etcdserverpb::watch_client::WatchClient;
+    use pb::watch_create_request::FilterType;
+    use pb::watch_request::RequestUnion;
+    use tokio::sync::mpsc;
+    use tonic::Streaming;
+    use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+    use tonic::transport::Channel;
+
+    pub async fn channel(endpoint: &str) -> Channel {
+        Channel::from_shared(format!("http://{endpoint}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    pub async fn put(kv: &mut KvClient<Channel>, key: &str, value: &str) -> i64 {
+        let r = pb::PutRequest {
+            key: key.to_string().into(),
+            value: value.to_string().into(),
+            ..Default::default()
+        };
+        kv.put(r)
+            .await
+            .unwrap()
+            .into_inner()
+            .header
+            .unwrap()
+            .revision
+    }
+
+    pub async fn del(kv: &mut KvClient<Channel>, key: &str) -> i64 {
+        let r = pb::DeleteRangeRequest {
+            key: key.to_string().into(),
+            ..Default::default()
+        };
+        let h = kv.delete_range(r).await.unwrap().into_inner().header;
+        h.unwrap().revision
+    }
+
+    pub struct Stream {
+        tx: mpsc::Sender<pb::WatchRequest>,
+        rx: Streaming<pb::WatchResponse>,
+    }
+
+    impl Stream {
+        pub async fn open(ch: Channel) -> Stream {
+            let (tx, rx) = mpsc::channel(16);
+            let rx = WatchClient::new(ch)
+                .watch(ReceiverStream::new(rx))
+                .await
+                .unwrap()
+                .into_inner();
+            Stream { tx, rx }
+        }
+
+        pub async fn send(&self, r: RequestUnion) {
+            let r = pb::WatchRequest {
+                request_union: Some(r),
+            };
+            self.tx.send(r).await.unwrap();
+        }
+
+        pub async fn create(&self, c: pb::WatchCreateRequest) {
+            self.send(RequestUnion::CreateRequest(c)).await;
+        }
+
+        /// The next response, failing after a bounded wait.
+        pub async fn next(&mut self) -> pb::WatchResponse {
+            let wait = std::time::Duration::from_secs(20);
+            let next = tokio::time::timeout(wait, self.rx.message()).await;
+            next.expect("a watch response in time").unwrap().unwrap()
+        }
+    }
+
+    pub fn create(key: &str, end: &str, start: i64, id: i64) -> pb::WatchCreateRequest {
+        pb::WatchCreateRequest {
+            key: key.to_string().into(),
+            range_end: end.to_string().into(),
+            start_revision: start,
+            watch_id: id,
+            ..Default::default()
+        }
+    }
+
+    pub fn no_delete_with_prev(mut c: pb::WatchCreateRequest) -> pb::WatchCreateRequest {
+        c.filters = vec![FilterType::Nodelete as i32];
+        c.prev_kv = true;
+        c
+    }
+
+    /// (watch id, revision, [(type, key, prev value)]) of an event response.
+    pub type Seen = (i64, i64, Vec<(i32, String, Option<String>)>);
+
+    pub fn seen(r: &pb::WatchResponse) -> Seen {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let events = r
+            .events
+            .iter()
+            .map(|e| {
+                let kv = e.kv.clone().unwrap_or_default();
+                let prev = e.prev_kv.as_ref().map(|p| text(&p.value));
+                (e.r#type, text(&kv.key), prev)
+            })
+            .collect();
+        let rev = r.header.as_ref().map_or(0, |h| h.revision);
+        (r.watch_id, rev, events)
+    }
+
+    /// On a member that applied revision `r` and nothing later: a watch
+    /// from `r` (compacted), watch 1 on `[a, b)` from the next revision,
+    /// watch 7 on `a1` from 3 revisions on, no deletes, with prev_kv, and
+    /// a refused duplicate id 7. Returns the revision the watches start
+    /// after.
+    pub async fn open_watches(s: &mut Stream, r: i64) -> i64 {
+        s.create(create("a", "b", r, 0)).await;
+        let first = s.next().await;
+        assert!(first.created && first.watch_id == 0, "{first:?}");
+        let compacted = s.next().await;
+        assert!(
+            compacted.canceled && compacted.compact_revision == r + 1,
+            "{compacted:?}"
+        );
+        assert!(compacted.cancel_reason.contains("has been compacted"));
+
+        s.create(create("a", "b", 0, 0)).await;
+        let auto = s.next().await;
+        assert!(
+            auto.created && !auto.canceled && auto.watch_id == 1,
+            "{auto:?}"
+        );
+        let r = auto.header.as_ref().unwrap().revision;
+        s.create(no_delete_with_prev(create("a1", "", r + 3, 7)))
+            .await;
+        let seven = s.next().await;
+        assert!(seven.created && seven.watch_id == 7, "{seven:?}");
+        s.create(create("x", "", 0, 7)).await;
+        let dup = s.next().await;
+        assert!(dup.created && dup.canceled && dup.watch_id == -1, "{dup:?}");
+
+        r
+    }
+}
+
+#[test]
+fn the_watch_stream_follows_etcd_s_protocol() {
+    use flotilla_proto::etcdserverpb as pb;
+    use flotilla_proto::etcdserverpb::kv_client::KvClient;
+    use flotilla_proto::etcdserverpb::watch_request::RequestUnion;
+    use flotilla_proto::etcdserverpb::{WatchCancelRequest, WatchProgressRequest};
+    use grpc::*;
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cluster = Cluster::start("watch-grpc", 3);
+    cluster.wait_leader(&rt);
+    rt.block_on(async {
+        let mut kv = KvClient::new(channel(&cluster.endpoints[1]).await);
+        let r = put(&mut kv, "z", "0").await;
+        let watched = channel(&cluster.endpoints[2]).await;
+        // A linearizable read there: that member has applied the put.
+        let range = pb::RangeRequest {
+            key: "z".into(),
+            ..Default::default()
+        };
+        let seen_there = KvClient::new(watched.clone()).range(range).await.unwrap();
+        assert_eq!(seen_there.into_inner().header.unwrap().revision, r);
+        let mut s = Stream::open(watched).await;
+
+        let r = open_watches(&mut s, r).await;
+        assert_eq!(put(&mut kv, "a1", "1").await, r + 1);
+        assert_eq!(put(&mut kv, "a2", "2").await, r + 2);
+        assert_eq!(put(&mut kv, "a1", "3").await, r + 3);
+        assert_eq!(put(&mut kv, "c", "out of range").await, r + 4);
+        assert_eq!(del(&mut kv, "a1").await, r + 5);
+        // The watched member applies on its own time: read until the
+        // last change, then ask for progress, which comes after it.
+        let mut got = Vec::new();
+        while got.last().is_none_or(|g: &Seen| g.1 < r + 5) {
+            got.push(seen(&s.next().await));
+        }
+        s.send(RequestUnion::ProgressRequest(WatchProgressRequest {}))
+            .await;
+        let progress = s.next().await;
+        assert_eq!(progress.watch_id, -1, "{progress:?}");
+        assert!(progress.events.is_empty());
+        assert!(progress.header.unwrap().revision >= r + 5);
+        let (put_, del_) = (0, 1);
+        let ev = |t, k: &str| vec![(t, k.to_string(), None)];
+        let want: Vec<Seen> = vec![
+            (1, r + 1, ev(put_, "a1")),
+            (1, r + 2, ev(put_, "a2")),
+            (1, r + 3, ev(put_, "a1")),
+            (7, r + 3, vec![(put_, "a1".into(), Some("1".into()))]),
+            (1, r + 5, ev(del_, "a1")),
+        ];
+        assert_eq!(got, want);
+
+        s.send(RequestUnion::CancelRequest(WatchCancelRequest {
+            watch_id: 1,
+        }))
+        .await;
+        let canceled = s.next().await;
+        assert!(canceled.canceled && canceled.watch_id == 1, "{canceled:?}");
+    });
+}

@@ -1,0 +1,360 @@
+//! etcd's `Watch` service: one bidirectional stream carries many watches,
+//! each a key range with filters, fed from the [`WatchHub`].
+//!
+//! Flotilla keeps no history, so a watch starts at the store's current
+//! revision `R` at best: start revision 0 or `R + 1` sees every change from
+//! `R + 1` on; a later one skips the revisions before it; an earlier one
+//! is answered `created` then `canceled` as compacted (`compact_revision`
+//! `R + 1`), exactly as etcd answers a revision it compacted away. Each
+//! member serves the changes it applied itself, as etcd's members do.
+//!
+//! Invariants (per stream):
+//! - one hub subscription serves all the stream's watches; it exists only
+//!   while the stream has a watch, and is taken under the state machine's
+//!   lock with the revision a new watch starts after, so no change is
+//!   missed or sent twice;
+//! - a watch's changes of one revision go in one response, in the order
+//!   they were applied; every response carries etcd's header;
+//! - a progress response at revision `P` follows every change up to `P`;
+//! - a stream that falls behind the hub cancels all its watches with a
+//!   reason instead of skipping changes; a snapshot restore cancels them
+//!   as compacted.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_proto::etcdserverpb as pb;
+use flotilla_proto::etcdserverpb::watch_server::Watch;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::core::Core;
+use super::watch::{Batch, Selector, Subscription};
+use crate::raft::driver::lock;
+
+/// How long a watch with `progress_notify` may stay silent before it gets
+/// an empty progress response (etcd's default).
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+/// What etcd says of a revision older than its history.
+pub const COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
+
+/// Why a stream that fell behind lost its watches.
+pub const FELL_BEHIND: &str = "flotilla: watcher fell behind; re-watch from a newer revision";
+
+/// What etcd says of a watch id already in use on the stream.
+pub const DUPLICATE_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
+
+/// The watch id of progress responses for the whole stream (etcd 3.4).
+const STREAM_PROGRESS_ID: i64 = -1;
+
+/// Responses buffered per stream before the stream waits for the client.
+const OUT_BUFFER: usize = 256;
+
+/// The `etcdserverpb.Watch` service of one node.
+#[derive(Clone)]
+pub struct WatchService {
+    core: Core,
+    closing: watch::Receiver<bool>,
+}
+
+impl WatchService {
+    /// The service over `core`; its streams end when `closing` turns true.
+    pub fn new(core: Core, closing: watch::Receiver<bool>) -> WatchService {
+        WatchService { core, closing }
+    }
+}
+
+#[tonic::async_trait]
+impl Watch for WatchService {
+    type WatchStream = ReceiverStream<Result<pb::WatchResponse, Status>>;
+
+    async fn watch(
+        &self,
+        request: Request<Streaming<pb::WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let (tx, rx) = mpsc::channel(OUT_BUFFER);
+        let stream = WatchStream {
+            core: self.core.clone(),
+            out: tx,
+            watches: BTreeMap::new(),
+            next_id: 0,
+            sub: None,
+            last: 0,
+        };
+        tokio::spawn(stream.run(request.into_inner(), self.closing.clone()));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// The client went away: the stream ends.
+struct Gone;
+
+/// One watch of a stream.
+struct OneWatch {
+    sel: Selector,
+    /// The first revision it reports.
+    from: u64,
+    progress_notify: bool,
+    /// Nothing was sent for it since the last progress tick.
+    quiet: bool,
+}
+
+/// The state of one `Watch` stream; see the module docs.
+struct WatchStream {
+    core: Core,
+    out: mpsc::Sender<Result<pb::WatchResponse, Status>>,
+    watches: BTreeMap<i64, OneWatch>,
+    next_id: i64,
+    sub: Option<Subscription>,
+    /// The last revision received from the hub.
+    last: u64,
+}
+
+/// The next batch of the subscription, or never if there is none.
+async fn next_batch(sub: &mut Option<Subscription>) -> Result<Arc<Batch>, RecvError> {
+    match sub {
+        Some(s) => s.rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves once the server is closing.
+async fn closed(closing: &mut watch::Receiver<bool>) {
+    let _ = closing.wait_for(|c| *c).await;
+}
+
+impl WatchStream {
+    async fn run(
+        mut self,
+        mut inbound: Streaming<pb::WatchRequest>,
+        mut closing: watch::Receiver<bool>,
+    ) {
+        let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
+        ticker.tick().await;
+        loop {
+            let step = tokio::select! {
+                req = inbound.message() => match req {
+                    Ok(Some(r)) => self.handle(r).await,
+                    Ok(None) | Err(_) => Err(Gone),
+                },
+                batch = next_batch(&mut self.sub) => self.on_batch(batch).await,
+                _ = ticker.tick() => self.progress_tick().await,
+                _ = closed(&mut closing) => Err(Gone),
+                _ = self.out.closed() => Err(Gone),
+            };
+            if step.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn handle(&mut self, r: pb::WatchRequest) -> Result<(), Gone> {
+        use pb::watch_request::RequestUnion;
+        match r.request_union {
+            Some(RequestUnion::CreateRequest(c)) => self.create(c).await,
+            Some(RequestUnion::CancelRequest(c)) => {
+                // etcd answers nothing for an id it does not know.
+                if self.watches.remove(&c.watch_id).is_some() {
+                    self.drop_idle_subscription();
+                    let rev = self.current_after_drain().await?;
+                    self.send(self.response(rev, c.watch_id, |r| r.canceled = true))
+                        .await?;
+                }
+                Ok(())
+            }
+            Some(RequestUnion::ProgressRequest(_)) => {
+                let rev = self.current_after_drain().await?;
+                self.send(self.response(rev, STREAM_PROGRESS_ID, |_| {}))
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    async fn create(&mut self, c: pb::WatchCreateRequest) -> Result<(), Gone> {
+        let id = if c.watch_id != 0 {
+            c.watch_id
+        } else {
+            while self.watches.contains_key(&self.next_id) {
+                self.next_id += 1;
+            }
+            self.next_id
+        };
+        let current = {
+            let sm = lock(&self.core.sm);
+            let current = sm.replica.store().revision();
+            if self.sub.is_none() && !self.watches.contains_key(&id) {
+                self.sub = Some(sm.watch.subscribe());
+                self.last = current;
+            }
+            current
+        };
+        if self.watches.contains_key(&id) {
+            return self
+                .send(self.response(current, STREAM_PROGRESS_ID, |r| {
+                    r.created = true;
+                    r.canceled = true;
+                    r.cancel_reason = DUPLICATE_ID.to_string();
+                }))
+                .await;
+        }
+        if c.watch_id == 0 {
+            self.next_id += 1;
+        }
+        self.send(self.response(current, id, |r| r.created = true))
+            .await?;
+        let start = c.start_revision.max(0) as u64;
+        if start != 0 && start <= current {
+            self.drop_idle_subscription();
+            return self
+                .send(self.response(current, id, |r| compacted(r, current)))
+                .await;
+        }
+        let watch = OneWatch {
+            sel: Selector::new(&c),
+            from: start.max(current + 1),
+            progress_notify: c.progress_notify,
+            quiet: true,
+        };
+        self.watches.insert(id, watch);
+        Ok(())
+    }
+
+    async fn on_batch(&mut self, batch: Result<Arc<Batch>, RecvError>) -> Result<(), Gone> {
+        match batch {
+            Ok(b) => self.deliver(&b).await,
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "a watch stream fell behind; canceling its watches");
+                let current = lock(&self.core.sm).replica.store().revision();
+                self.cancel_all(current, |r| r.cancel_reason = FELL_BEHIND.to_string())
+                    .await
+            }
+            // The hub lives as long as the state machine, which outlives
+            // the server; if it went, so did the node.
+            Err(RecvError::Closed) => Err(Gone),
+        }
+    }
+
+    async fn deliver(&mut self, batch: &Batch) -> Result<(), Gone> {
+        match batch {
+            Batch::Events { revision, events } => {
+                self.last = *revision;
+                let mut out = Vec::new();
+                for (id, w) in &mut self.watches {
+                    if w.from > *revision {
+                        continue;
+                    }
+                    let events = w.sel.select(events);
+                    if !events.is_empty() {
+                        w.quiet = false;
+                        out.push((*id, events));
+                    }
+                }
+                for (id, events) in out {
+                    self.send(self.response(*revision, id, |r| r.events = events))
+                        .await?;
+                }
+                Ok(())
+            }
+            Batch::Reset { revision } => {
+                let revision = *revision;
+                self.cancel_all(revision, |r| compacted(r, revision)).await
+            }
+        }
+    }
+
+    /// Cancels every watch of the stream, marking each answer with `mark`.
+    async fn cancel_all(
+        &mut self,
+        revision: u64,
+        mark: impl Fn(&mut pb::WatchResponse),
+    ) -> Result<(), Gone> {
+        let ids: Vec<i64> = self.watches.keys().copied().collect();
+        self.watches.clear();
+        self.sub = None;
+        for id in ids {
+            self.send(self.response(revision, id, |r| {
+                r.canceled = true;
+                mark(r);
+            }))
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn progress_tick(&mut self) -> Result<(), Gone> {
+        if !self.watches.values().any(|w| w.progress_notify) {
+            return Ok(());
+        }
+        let rev = self.current_after_drain().await?;
+        let quiet: Vec<i64> = self
+            .watches
+            .iter()
+            .filter(|(_, w)| w.progress_notify && w.quiet)
+            .map(|(id, _)| *id)
+            .collect();
+        for w in self.watches.values_mut() {
+            w.quiet = true;
+        }
+        for id in quiet {
+            self.send(self.response(rev, id, |_| {})).await?;
+        }
+        Ok(())
+    }
+
+    /// The store's revision, once every change up to it has been sent.
+    async fn current_after_drain(&mut self) -> Result<u64, Gone> {
+        let current = lock(&self.core.sm).replica.store().revision();
+        // Every batch up to `current` was published before it could be
+        // read, so it is in the channel now.
+        while let Some(sub) = self.sub.as_mut() {
+            let batch = match sub.rx.try_recv() {
+                Ok(b) => Ok(b),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                Err(TryRecvError::Closed) => Err(RecvError::Closed),
+            };
+            self.on_batch(batch).await?;
+        }
+        Ok(current.max(self.last))
+    }
+
+    /// Without watches the stream holds no subscription, so that the
+    /// state machine need not record changes for it.
+    fn drop_idle_subscription(&mut self) {
+        if self.watches.is_empty() {
+            self.sub = None;
+        }
+    }
+
+    fn response(
+        &self,
+        revision: u64,
+        watch_id: i64,
+        fill: impl FnOnce(&mut pb::WatchResponse),
+    ) -> pb::WatchResponse {
+        let term = self.core.node.status().term;
+        let mut r = pb::WatchResponse {
+            header: self.core.header(revision, term),
+            watch_id,
+            ..Default::default()
+        };
+        fill(&mut r);
+        r
+    }
+
+    async fn send(&self, r: pb::WatchResponse) -> Result<(), Gone> {
+        self.out.send(Ok(r)).await.map_err(|_| Gone)
+    }
+}
+
+/// Marks `r` as etcd's answer to a revision older than `current + 1`.
+fn compacted(r: &mut pb::WatchResponse, current: u64) {
+    r.canceled = true;
+    r.compact_revision = current as i64 + 1;
+    r.cancel_reason = COMPACTED.to_string();
+}
