@@ -7,7 +7,8 @@
 //! stop. Skipped, with a message, where etcdctl is missing.
 //! The stream's protocol (ids given and chosen, duplicates, filters,
 //! prev_kv, a later start revision, progress requests, cancel) is driven
-//! with the generated gRPC client, which needs no etcdctl.
+//! with the generated gRPC client, which needs no etcdctl, and so is a
+//! stream that stops reading: it is canceled as compacted, never skipped.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -361,5 +362,64 @@ fn the_watch_stream_follows_etcd_s_protocol() {
         .await;
         let canceled = s.next().await;
         assert!(canceled.canceled && canceled.watch_id == 1, "{canceled:?}");
+    });
+}
+
+/// A client that stops reading while writes go on: once its stream is
+/// more than the hub's backlog behind, its watch is canceled as compacted
+/// (so an etcd client re-lists), and every change it did receive before
+/// that came in order, without a gap.
+#[test]
+fn a_watcher_that_falls_behind_is_canceled_as_compacted() {
+    use flotilla_proto::etcdserverpb::kv_client::KvClient;
+    use grpc::*;
+
+    const WRITERS: usize = 64;
+    const PUTS_EACH: usize = 400;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cluster = Cluster::start("watch-lag", 1);
+    cluster.wait_leader(&rt);
+    rt.block_on(async {
+        let ch = channel(&cluster.endpoints[0]).await;
+        let mut s = Stream::open(ch.clone()).await;
+        s.create(create("k", "l", 0, 0)).await;
+        let created = s.next().await;
+        assert!(created.created, "{created:?}");
+        let start = created.header.unwrap().revision;
+        // The stream is not read while the writes go on.
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let mut kv = KvClient::new(ch.clone());
+                // Large enough that the connection's flow-control windows
+                // fill long before the writes end.
+                let value = "v".repeat(2048);
+                tokio::spawn(async move {
+                    for i in 0..PUTS_EACH {
+                        put(&mut kv, &format!("k{w}-{i}"), &value).await;
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.unwrap();
+        }
+        let last = start + (WRITERS * PUTS_EACH) as i64;
+        let mut next_rev = start + 1;
+        let canceled = loop {
+            assert!(next_rev <= last, "the watcher never fell behind");
+            let r = s.next().await;
+            if r.canceled {
+                break r;
+            }
+            let rev = r.header.unwrap().revision;
+            assert_eq!(rev, next_rev, "a change was skipped");
+            assert_eq!(r.events.len(), 1);
+            next_rev += 1;
+        };
+        assert!(canceled.compact_revision > next_rev - 1, "{canceled:?}");
+        assert!(
+            canceled.cancel_reason.contains("has been compacted"),
+            "{canceled:?}"
+        );
     });
 }

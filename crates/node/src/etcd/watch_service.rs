@@ -16,9 +16,8 @@
 //! - a watch's changes of one revision go in one response, in the order
 //!   they were applied; every response carries etcd's header;
 //! - a progress response at revision `P` follows every change up to `P`;
-//! - a stream that falls behind the hub cancels all its watches with a
-//!   reason instead of skipping changes; a snapshot restore cancels them
-//!   as compacted.
+//! - a stream that falls behind the hub, and a snapshot restore, cancel
+//!   all its watches as compacted instead of skipping changes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -41,9 +40,6 @@ pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
 /// What etcd says of a revision older than its history.
 pub const COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
-
-/// Why a stream that fell behind lost its watches.
-pub const FELL_BEHIND: &str = "flotilla: watcher fell behind; re-watch from a newer revision";
 
 /// What etcd says of a watch id already in use on the stream.
 pub const DUPLICATE_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
@@ -228,10 +224,15 @@ impl WatchStream {
         match batch {
             Ok(b) => self.deliver(&b).await,
             Err(RecvError::Lagged(missed)) => {
-                tracing::warn!(missed, "a watch stream fell behind; canceling its watches");
+                // The changes it missed are gone for it: that is a
+                // compaction from its point of view, and answering so makes
+                // etcd clients re-list and re-watch, as they must.
+                tracing::warn!(
+                    missed,
+                    "a watch stream fell behind; canceling its watches as compacted"
+                );
                 let current = lock(&self.core.sm).replica.store().revision();
-                self.cancel_all(current, |r| r.cancel_reason = FELL_BEHIND.to_string())
-                    .await
+                self.cancel_all(current, |r| compacted(r, current)).await
             }
             // The hub lives as long as the state machine, which outlives
             // the server; if it went, so did the node.
