@@ -295,67 +295,56 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn the_peer_set_follows_the_member_table() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (stop_tx, stop) = watch::channel(false);
-            let t = Transport::start(7, NodeId(1), &table(&[1, 2, 3]), stop);
-            assert_eq!(t.peers(), [NodeId(2), NodeId(3)], "not itself");
-            t.set_peers(&table(&[1, 3, 4]), &BTreeSet::from([NodeId(2)]));
-            assert_eq!(t.peers(), [NodeId(3), NodeId(4)]);
-            assert!(t.is_removed(NodeId(2)) && !t.is_removed(NodeId(4)));
-            let to = |id| Message {
-                from: NodeId(1),
-                to: NodeId(id),
-                term: Term(1),
-                body: MessageBody::TimeoutNow,
-            };
-            t.send(vec![to(2), to(4)]);
-            assert_eq!(t.dropped(), 1, "the removed peer's message is dropped");
-            // A moved member gets a new link at its new address.
-            let mut moved = table(&[1, 3, 4]);
-            moved.insert(NodeId(4), "127.0.0.1:9".to_string());
-            t.set_peers(&moved, &BTreeSet::new());
-            let addr = crate::raft::driver::lock(&t.peers)[&NodeId(4)].addr.clone();
-            assert_eq!(addr, "127.0.0.1:9");
-            stop_tx.send_replace(true);
-        });
+    /// The address member `id`'s link dials.
+    fn addr(t: &Transport, id: u64) -> String {
+        crate::raft::driver::lock(&t.peers)[&NodeId(id)]
+            .addr
+            .clone()
     }
 
-    #[test]
-    fn local_routes_beat_the_member_table() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (stop_tx, stop) = watch::channel(false);
-            let t = Transport::start(7, NodeId(1), &table(&[1, 2, 3]), stop);
-            let proxy = BTreeMap::from([(NodeId(2), "127.0.0.1:7002".to_string())]);
-            t.set_routes(proxy);
-            let addr = |t: &Transport, id| {
-                crate::raft::driver::lock(&t.peers)[&NodeId(id)]
-                    .addr
-                    .clone()
-            };
-            assert_eq!(
-                addr(&t, 2),
-                "127.0.0.1:7002",
-                "the open link moves to the route"
-            );
-            // A table from elsewhere (a leader's snapshot) changes member 3
-            // but not the routed member 2.
-            let mut theirs = table(&[1, 2, 3]);
-            theirs.insert(NodeId(2), "127.0.0.1:8002".to_string());
-            theirs.insert(NodeId(3), "127.0.0.1:8003".to_string());
-            t.set_peers(&theirs, &BTreeSet::new());
-            assert_eq!(addr(&t, 2), "127.0.0.1:7002");
-            assert_eq!(addr(&t, 3), "127.0.0.1:8003");
-            stop_tx.send_replace(true);
-        });
+    #[tokio::test]
+    async fn the_peer_set_follows_the_member_table() {
+        let (stop_tx, stop) = watch::channel(false);
+        let t = Transport::start(7, NodeId(1), &table(&[1, 2, 3]), stop);
+        assert_eq!(t.peers(), [NodeId(2), NodeId(3)], "not itself");
+        t.set_peers(&table(&[1, 3, 4]), &BTreeSet::from([NodeId(2)]));
+        assert_eq!(t.peers(), [NodeId(3), NodeId(4)]);
+        assert!(t.is_removed(NodeId(2)) && !t.is_removed(NodeId(4)));
+        let to = |id| Message {
+            from: NodeId(1),
+            to: NodeId(id),
+            term: Term(1),
+            body: MessageBody::TimeoutNow,
+        };
+        t.send(vec![to(2), to(4)]);
+        assert_eq!(t.dropped(), 1, "the removed peer's message is dropped");
+        // A moved member gets a new link at its new address.
+        let mut moved = table(&[1, 3, 4]);
+        moved.insert(NodeId(4), "127.0.0.1:9".to_string());
+        t.set_peers(&moved, &BTreeSet::new());
+        assert_eq!(addr(&t, 4), "127.0.0.1:9");
+        stop_tx.send_replace(true);
+    }
+
+    #[tokio::test]
+    async fn local_routes_beat_the_member_table() {
+        let (stop_tx, stop) = watch::channel(false);
+        let t = Transport::start(7, NodeId(1), &table(&[1, 2, 3]), stop);
+        let proxy = BTreeMap::from([(NodeId(2), "127.0.0.1:7002".to_string())]);
+        t.set_routes(proxy);
+        assert_eq!(
+            addr(&t, 2),
+            "127.0.0.1:7002",
+            "the open link moves to the route"
+        );
+        // A table from elsewhere (a leader's snapshot) changes member 3
+        // but not the routed member 2.
+        let mut theirs = table(&[1, 2, 3]);
+        theirs.insert(NodeId(2), "127.0.0.1:8002".to_string());
+        theirs.insert(NodeId(3), "127.0.0.1:8003".to_string());
+        t.set_peers(&theirs, &BTreeSet::new());
+        assert_eq!(addr(&t, 2), "127.0.0.1:7002");
+        assert_eq!(addr(&t, 3), "127.0.0.1:8003");
+        stop_tx.send_replace(true);
     }
 }
