@@ -67,7 +67,7 @@ pub fn put_ops(r: &pb::PutRequest) -> Result<(Vec<Op>, Shape), Status> {
 
 /// etcd's `range_end`: empty for one key (`None`), `"\0"` for every key
 /// from `key` on (`Some(None)`), else the first key past the range.
-fn range_end(range_end: &Bytes) -> Option<Option<Bytes>> {
+pub(crate) fn range_end(range_end: &Bytes) -> Option<Option<Bytes>> {
     match range_end.as_ref() {
         b"" => None,
         b"\0" => Some(None),

@@ -27,7 +27,7 @@ use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::mvccpb;
 use tokio::sync::broadcast;
 
-use super::convert::key_value;
+use super::convert::{self, key_value};
 
 /// How many batches a subscriber may be behind before it is canceled.
 pub const HUB_CAPACITY: usize = 4096;
@@ -124,10 +124,10 @@ pub enum KeyRange {
 impl KeyRange {
     /// The range of a create request's `key` and `range_end`.
     pub fn new(key: &Bytes, range_end: &Bytes) -> KeyRange {
-        match range_end.as_ref() {
-            b"" => KeyRange::One(key.clone()),
-            b"\0" => KeyRange::From(key.clone()),
-            _ => KeyRange::Between(key.clone(), range_end.clone()),
+        match convert::range_end(range_end) {
+            None => KeyRange::One(key.clone()),
+            Some(None) => KeyRange::From(key.clone()),
+            Some(Some(end)) => KeyRange::Between(key.clone(), end),
         }
     }
 
