@@ -409,10 +409,8 @@ impl Core {
             match verdict {
                 Ok(()) => return Ok(()),
                 Err(refusal) if Instant::now() >= grace => return Err(Attempt::Fail(refusal)),
-                Err(_) => {
-                    let mut watch = self.node.watch_status();
-                    let _ = timeout_at(grace, watch.changed()).await;
-                }
+                // Before the grace ends this only waits for a status change.
+                Err(_) => drop(self.wait_for_change(grace).await),
             }
         }
     }
