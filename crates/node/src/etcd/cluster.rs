@@ -43,8 +43,7 @@ impl ClusterService {
     }
 
     fn header(&self) -> Option<pb::ResponseHeader> {
-        self.core
-            .header(self.revision(), self.core.node.status().term)
+        self.core.header(self.revision(), self.core.node.term())
     }
 }
 

@@ -140,7 +140,7 @@ impl Core {
     async fn write_command(&self, command: Bytes) -> Result<Written, Status> {
         let deadline = Instant::now() + self.timeout;
         loop {
-            let leader = self.node.status().leader;
+            let leader = self.node.leader();
             let attempt = timeout_at(deadline, async {
                 match leader {
                     Some(l) if l == self.me => self.propose_here(&command).await,
@@ -227,7 +227,7 @@ impl Core {
         if !serializable {
             self.read_barrier().await?;
         }
-        let term = self.node.status().term;
+        let term = self.node.term();
         let sm = lock(&self.sm);
         match sm.replica.read(op) {
             Outcome::Ok { revision, response } => Ok((term, revision, response)),

@@ -343,7 +343,7 @@ impl Core {
         let deadline = Instant::now() + self.timeout;
         let mut last_wait = "no leader";
         loop {
-            let leader = self.node.status().leader;
+            let leader = self.node.leader();
             let attempt = timeout_at(deadline, async {
                 match leader {
                     Some(l) if l == self.me => self.change_here(&op).await,

@@ -338,7 +338,7 @@ impl WatchStream {
         watch_id: i64,
         fill: impl FnOnce(&mut pb::WatchResponse),
     ) -> pb::WatchResponse {
-        let term = self.core.node.status().term;
+        let term = self.core.node.term();
         let mut r = pb::WatchResponse {
             header: self.core.header(revision, term),
             watch_id,

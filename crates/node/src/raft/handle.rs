@@ -150,6 +150,17 @@ impl<O: Send + 'static> NodeHandle<O> {
         self.status.borrow().clone()
     }
 
+    /// The leader the node knows of. Cheaper than [`NodeHandle::status`],
+    /// which copies the member lists: requests ask this on every call.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.status.borrow().leader
+    }
+
+    /// The node's term, without copying the rest of its status.
+    pub fn term(&self) -> Term {
+        self.status.borrow().term
+    }
+
     /// A receiver that sees every status change.
     pub fn watch_status(&self) -> watch::Receiver<NodeStatus> {
         self.status.clone()
