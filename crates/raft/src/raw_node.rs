@@ -339,6 +339,12 @@ impl RawNode {
         self.raft.log.term(index)
     }
 
+    /// The membership in force once the entries up to `index` are committed
+    /// (`index` at or after the applied index; older history is pruned).
+    pub fn conf_at(&self, index: LogIndex) -> ConfState {
+        self.raft.conf_at(index)
+    }
+
     /// On a leader, the members (voters and learners) it heard from within
     /// the last election timeout, itself included; `None` elsewhere. An
     /// operator's pre-check uses it, as etcd's strict reconfiguration

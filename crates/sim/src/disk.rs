@@ -11,7 +11,9 @@ use std::convert::Infallible;
 
 use flotilla_raft::codec::Encode;
 use flotilla_raft::rng::SplitMix64;
-use flotilla_raft::{Entry, HardState, InitialState, MemStorage, Snapshot, Storage};
+use flotilla_raft::{
+    Entry, HardState, InitialState, LogIndex, MemStorage, Snapshot, Storage, Term,
+};
 
 #[derive(Clone, Debug)]
 enum Write {
@@ -90,6 +92,27 @@ impl SimDisk {
     /// What a restart would read (after a crash: what survived).
     pub fn contents(&self) -> &InitialState {
         self.view.state()
+    }
+
+    /// Whether the synced state holds the entry at `index` of `term`, itself
+    /// or inside a snapshot (which holds only committed entries).
+    pub fn durably_holds(&self, index: LogIndex, term: Term) -> bool {
+        let state = self.durable.state();
+        if state
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.meta.index >= index)
+        {
+            return true;
+        }
+        let Some(first) = state.entries.first() else {
+            return false;
+        };
+        index
+            .0
+            .checked_sub(first.index.0)
+            .and_then(|offset| state.entries.get(offset as usize))
+            .is_some_and(|e| e.term == term)
     }
 
     fn write(&mut self, w: Write) {

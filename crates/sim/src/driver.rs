@@ -9,10 +9,13 @@
 
 use bytes::Bytes;
 use flotilla_raft::codec::{Decode, Decoder, Encode, put_u64};
-use flotilla_raft::{LogIndex, Message, Ready, Role, StepError, Term, persist};
+use flotilla_raft::{
+    ConfState, EntryKind, LogIndex, Message, Ready, Role, StepError, Term, persist,
+};
 
 use crate::cluster::{Cluster, Event};
 use crate::invariants::Violation;
+use crate::invariants::durable_commit;
 use crate::invariants::leader_completeness::check_new_leader;
 
 /// Encodes the model application's snapshot.
@@ -81,6 +84,7 @@ impl Cluster {
         self.send_all(&rd.messages);
         if self.cfg.checks {
             self.check_log_matching(idx, rd);
+            self.check_durable_commit(idx, rd);
         }
         let node = &mut self.nodes[idx];
         let Ok(()) = persist(&mut node.disk, rd.writes());
@@ -268,6 +272,34 @@ impl Cluster {
             .observe_leader(status.term, status.id)
             .and_then(|()| check_new_leader(raft, &self.committed));
         if let Err(v) = result {
+            self.violation(v);
+        }
+    }
+
+    /// Before the Ready's writes: the entries a leader hands out to apply are
+    /// durable on a majority already (the production driver applies them
+    /// meanwhile). Checked where commits are decided, on the leader; a
+    /// follower's commit index follows the leader's in steps of its own.
+    fn check_durable_commit(&mut self, idx: usize, rd: &Ready) {
+        let (Some(last), Some(raft)) = (rd.committed_entries.last(), &self.nodes[idx].raft) else {
+            return;
+        };
+        if raft.status().role != Role::Leader {
+            return;
+        }
+        let first = rd.committed_entries[0].index;
+        let confs: Vec<ConfState> = std::iter::once(raft.conf_at(first.prev()))
+            .chain(
+                rd.committed_entries
+                    .iter()
+                    .filter(|e| e.kind == EntryKind::ConfChange)
+                    .map(|e| raft.conf_at(e.index)),
+            )
+            .collect();
+        let id = raft.status().id;
+        let nodes = &self.nodes;
+        let disk = |id| nodes.iter().find(|n| n.id == id).map(|n| &n.disk);
+        if let Err(v) = durable_commit::check(id, last, &confs, disk) {
             self.violation(v);
         }
     }

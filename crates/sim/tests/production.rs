@@ -441,3 +441,23 @@ fn flow_control_bounds_traffic_to_a_silent_follower() {
         "sent {sent} messages to a silent follower"
     );
 }
+
+/// A lone voter is its own majority, so nothing but its own sync may commit
+/// an entry: the durable-commit invariant (checked before every Ready's
+/// writes) fails if the core counts the leader's unsynced log, which the
+/// production driver's apply-while-syncing relies on it not doing.
+#[test]
+fn a_single_voter_commits_only_what_it_has_synced() {
+    run_seeds(
+        "a_single_voter_commits_only_what_it_has_synced",
+        SEEDS,
+        |seed| {
+            let mut c = cluster(1, seed, |_| {});
+            c.check_one_leader()?;
+            for i in 0..20 {
+                c.one(cmd(i), 1, false)?;
+            }
+            Ok(())
+        },
+    );
+}

@@ -3,6 +3,7 @@
 //! A broken property becomes a [`Violation`] naming the property, the paper
 //! section, the virtual time and what was seen.
 
+pub mod durable_commit;
 pub mod election_safety;
 pub mod leader_completeness;
 pub mod log_matching;
