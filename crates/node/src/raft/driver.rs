@@ -361,22 +361,31 @@ impl<SM: StateMachine> Driver<SM> {
         let mut rd = self.raw.ready();
         self.transport.send(std::mem::take(&mut rd.messages));
         let lsn = self.storage.write(rd.writes())?;
+        self.note_soft_state(&rd);
+        let restore = rd.snapshot.as_ref().filter(|_| rd.restore_snapshot);
+        if restore.is_none() {
+            // Committed entries are already durable on a quorum (the core
+            // counts the leader's own log only once a Ready has synced
+            // it), so they are applied and answered while this Ready's new
+            // writes sync: a write's answer does not wait for the fsync of
+            // the writes proposed after it.
+            self.apply(&rd)?;
+        }
         if rd.must_sync {
             let wal = self.wal.clone();
             let started = std::time::Instant::now();
             tokio::task::spawn_blocking(move || wal.sync_to(lsn)).await??;
             self.metrics.fsync.observe(started.elapsed());
         }
-        self.note_soft_state(&rd);
         self.transport
             .send(std::mem::take(&mut rd.persisted_messages));
-        if let Some(snap) = rd.snapshot.as_ref().filter(|_| rd.restore_snapshot) {
+        if let Some(snap) = restore {
             tracing::info!(index = %snap.meta.index, term = %snap.meta.term, "restoring a snapshot from the leader");
             lock(&self.sm).restore(&snap.data)?;
             self.fail_proposals_up_to(snap.meta.index);
             self.peers_changed();
+            self.apply(&rd)?;
         }
-        self.apply(&rd)?;
         self.raw.advance(&rd);
         self.finish_reads(&rd);
         if rd.soft_state.is_some_and(|s| s.role != Role::Leader) {
