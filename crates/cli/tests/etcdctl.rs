@@ -63,6 +63,7 @@ fn etcdctl_works_against_flotilla() {
 
     sorted_and_revision_reads(&all);
     range_deletes(&all);
+    rt.block_on(range_compares(follower));
 
     let status = etcdctl_ok(&all, &["endpoint", "status"]);
     assert_eq!(status.lines().count(), 3, "{status}");
@@ -74,6 +75,76 @@ fn etcdctl_works_against_flotilla() {
     let members = etcdctl_ok(&all, &["member", "list"]);
     assert_eq!(members.lines().count(), 3, "{members}");
     assert!(members.contains(&format!("http://{follower}")), "{members}");
+}
+
+/// A txn comparing over a range of keys, which etcdctl's txn syntax cannot
+/// express, through etcd's gRPC API: it holds when it holds on every key
+/// of the range, and on an empty range as on an absent key.
+async fn range_compares(endpoint: &str) {
+    use flotilla_proto::etcdserverpb as pb;
+    use pb::compare::{CompareResult, CompareTarget, TargetUnion};
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut kv = pb::kv_client::KvClient::new(channel);
+    for (k, v) in [("rc/1", "x"), ("rc/2", "y")] {
+        let put = pb::PutRequest {
+            key: k.into(),
+            value: v.into(),
+            ..Default::default()
+        };
+        kv.put(put).await.unwrap();
+    }
+    let compare = |end: &str, result: CompareResult, target: TargetUnion| pb::Compare {
+        result: result as i32,
+        target: match target {
+            TargetUnion::Value(_) => CompareTarget::Value,
+            TargetUnion::Version(_) => CompareTarget::Version,
+            TargetUnion::CreateRevision(_) => CompareTarget::Create,
+            TargetUnion::ModRevision(_) => CompareTarget::Mod,
+            TargetUnion::Lease(_) => CompareTarget::Lease,
+        } as i32,
+        key: "rc/".into(),
+        target_union: Some(target),
+        range_end: end.to_string().into(),
+    };
+    let mut txn = async |c: pb::Compare| {
+        let put_ok = pb::RequestOp {
+            request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
+                key: "rc/ok".into(),
+                value: "1".into(),
+                ..Default::default()
+            })),
+        };
+        let req = pb::TxnRequest {
+            compare: vec![c],
+            success: vec![put_ok],
+            failure: vec![],
+        };
+        kv.txn(req).await.unwrap().into_inner().succeeded
+    };
+    let every_key_exists = compare("rc0", CompareResult::Greater, TargetUnion::Version(0));
+    assert!(txn(every_key_exists).await, "rc/1 and rc/2 both exist");
+    let all_x = compare("rc0", CompareResult::Equal, TargetUnion::Value("x".into()));
+    assert!(!txn(all_x).await, "rc/2 is y, not x");
+    let none_in_range = compare("rc/0", CompareResult::Equal, TargetUnion::CreateRevision(0));
+    assert!(
+        txn(none_in_range).await,
+        "[rc/, rc/0) is empty: as an absent key"
+    );
+    let value_on_empty = compare(
+        "rc/0",
+        CompareResult::NotEqual,
+        TargetUnion::Value("".into()),
+    );
+    assert!(
+        !txn(value_on_empty).await,
+        "a value compare on no key fails"
+    );
+    let from_key_on = compare("\0", CompareResult::Greater, TargetUnion::Version(0));
+    assert!(txn(from_key_on).await, "every key from rc/ on exists");
 }
 
 /// `get --sort-by --order --limit` and `get --rev`: app/a was written

@@ -19,8 +19,8 @@ use flotilla_raft::codec::{DecodeError, Decoder, put_bytes, put_u64};
 use thiserror::Error;
 
 use crate::command::{
-    ClientMsg, CmpOp, Command, Compare, KeyValue, Op, Outcome, ReadConsistency, Reply, Request,
-    Response, Target, Txn,
+    ClientMsg, CmpOp, Command, Compare, CompareSpan, KeyValue, Op, Outcome, ReadConsistency, Reply,
+    Request, Response, Target, Txn,
 };
 
 /// The format version this build writes and reads.
@@ -194,12 +194,16 @@ fn put_txn(out: &mut Vec<u8>, t: &Txn) {
     put_u64(out, t.compares.len() as u64);
     for c in &t.compares {
         put_bytes(out, &c.key);
-        out.push(match c.op {
+        let op = match c.op {
             CmpOp::Equal => 0,
             CmpOp::NotEqual => 1,
             CmpOp::Less => 2,
             CmpOp::Greater => 3,
-        });
+        };
+        // A range compare sets the op byte's top bit and puts its end after
+        // the target; single-key compares encode as before ranges existed.
+        let ranged = matches!(c.span, CompareSpan::Range(_));
+        out.push(if ranged { op | RANGED_COMPARE } else { op });
         match &c.target {
             Target::Value(v) => {
                 out.push(0);
@@ -214,6 +218,9 @@ fn put_txn(out: &mut Vec<u8>, t: &Txn) {
                 put_u64(out, *n);
             }
         }
+        if let CompareSpan::Range(end) = &c.span {
+            put_opt(out, end.as_ref());
+        }
     }
     for branch in [&t.success, &t.failure] {
         put_u64(out, branch.len() as u64);
@@ -223,14 +230,18 @@ fn put_txn(out: &mut Vec<u8>, t: &Txn) {
     }
 }
 
+/// The op byte's flag of a compare over a range of keys.
+const RANGED_COMPARE: u8 = 0x80;
+
 fn compare(d: &mut Decoder) -> R<Compare> {
     let key = key(d, "compare key")?;
-    let op = match d.u8("compare op")? {
+    let tag = d.u8("compare op")?;
+    let op = match tag & !RANGED_COMPARE {
         0 => CmpOp::Equal,
         1 => CmpOp::NotEqual,
         2 => CmpOp::Less,
         3 => CmpOp::Greater,
-        t => return Err(bad_tag(d, "compare op", t)),
+        _ => return Err(bad_tag(d, "compare op", tag)),
     };
     let target = match d.u8("compare target")? {
         0 => Target::Value(d.bytes("compare value")?),
@@ -239,7 +250,17 @@ fn compare(d: &mut Decoder) -> R<Compare> {
         3 => Target::ModRev(d.u64("compare mod revision")?),
         t => return Err(bad_tag(d, "compare target", t)),
     };
-    Ok(Compare { key, op, target })
+    let span = if tag & RANGED_COMPARE != 0 {
+        CompareSpan::Range(opt(d, "compare range end")?)
+    } else {
+        CompareSpan::Key
+    };
+    Ok(Compare {
+        key,
+        op,
+        target,
+        span,
+    })
 }
 
 fn txn(d: &mut Decoder) -> R<Txn> {
@@ -533,6 +554,19 @@ mod tests {
                     key: Bytes::from_static(b"c"),
                     op: CmpOp::Less,
                     target: Target::ModRev(7),
+                    span: CompareSpan::Key,
+                },
+                Compare {
+                    key: Bytes::from_static(b"d"),
+                    op: CmpOp::NotEqual,
+                    target: Target::Value(Bytes::from_static(b"x")),
+                    span: CompareSpan::Range(Some(Bytes::from_static(b"e"))),
+                },
+                Compare {
+                    key: Bytes::from_static(b"f"),
+                    op: CmpOp::Greater,
+                    target: Target::Version(0),
+                    span: CompareSpan::Range(None),
                 },
             ],
             success: vec![
@@ -568,6 +602,28 @@ mod tests {
             let m = ClientMsg::Request(c.request);
             assert_eq!(ClientMsg::decode(&m.encode()), Ok(m));
         }
+    }
+
+    /// Logs written before range compares existed still decode: a
+    /// single-key compare's bytes did not change.
+    #[test]
+    fn a_single_key_compare_encodes_as_before_range_compares() {
+        let txn = Txn {
+            compares: vec![Compare::value_is("a", "1")],
+            success: vec![],
+            failure: vec![],
+        };
+        let mut out = Vec::new();
+        put_txn(&mut out, &txn);
+        // count 1, key "a", op Equal, target Value "1", two empty branches.
+        let mut expected = Vec::new();
+        put_u64(&mut expected, 1);
+        put_bytes(&mut expected, b"a");
+        expected.extend_from_slice(&[0, 0]);
+        put_bytes(&mut expected, b"1");
+        put_u64(&mut expected, 0);
+        put_u64(&mut expected, 0);
+        assert_eq!(out, expected);
     }
 
     #[test]

@@ -202,15 +202,29 @@ pub enum CmpOp {
     Greater,
 }
 
+/// The keys a [`Compare`] looks at, from its `key` on.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum CompareSpan {
+    /// The key alone.
+    #[default]
+    Key,
+    /// Every key in `[key, end)`; `None`: to the last key (etcd's
+    /// `range_end`). The comparison holds if it holds for every key there;
+    /// with no key there, as for an absent key.
+    Range(Option<Bytes>),
+}
+
 /// One condition of a [`Txn`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Compare {
-    /// The key looked at.
+    /// The (first) key looked at.
     pub key: Bytes,
     /// The comparison.
     pub op: CmpOp,
     /// The field and the value to compare it with.
     pub target: Target,
+    /// The key alone, or a range of keys from it.
+    pub span: CompareSpan,
 }
 
 impl Compare {
@@ -220,6 +234,7 @@ impl Compare {
             key: key.into(),
             op: CmpOp::Equal,
             target: Target::Value(value.into()),
+            span: CompareSpan::Key,
         }
     }
     /// The key's version equals `version` (0: the key is absent).
@@ -228,6 +243,7 @@ impl Compare {
             key: key.into(),
             op: CmpOp::Equal,
             target: Target::Version(version),
+            span: CompareSpan::Key,
         }
     }
     /// The key is absent.
@@ -240,6 +256,7 @@ impl Compare {
             key: key.into(),
             op: CmpOp::Greater,
             target: Target::Version(0),
+            span: CompareSpan::Key,
         }
     }
 }

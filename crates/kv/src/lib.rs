@@ -42,8 +42,8 @@ pub mod store;
 pub use clerk::{Clerk, ClerkConfig, ClerkError, ClerkStep, Send};
 pub use codec::{CodecError, FORMAT_VERSION};
 pub use command::{
-    ClientMsg, CmpOp, Command, Compare, KeyValue, Op, Outcome, ReadConsistency, Reply, Request,
-    Response, Target, Txn, prefix_end,
+    ClientMsg, CmpOp, Command, Compare, CompareSpan, KeyValue, Op, Outcome, ReadConsistency, Reply,
+    Request, Response, Target, Txn, prefix_end,
 };
 pub use event::{Event, EventKind};
 pub use replica::{Applied, ApplyError, Replica};

@@ -19,7 +19,7 @@ use std::ops::Bound;
 use bytes::Bytes;
 
 use crate::chunked::ChunkMap;
-use crate::command::{CmpOp, Compare, KeyValue, Op, Response, Target, Txn};
+use crate::command::{CmpOp, Compare, CompareSpan, KeyValue, Op, Response, Target, Txn};
 use crate::event::Event;
 
 /// Where a write's events go, when someone asked for them.
@@ -221,9 +221,24 @@ impl Store {
         }
     }
 
-    /// Whether a comparison holds now.
+    /// Whether a comparison holds now: for a range, on every key in it
+    /// (etcd: on none, as for an absent key).
     pub fn holds(&self, c: &Compare) -> bool {
-        let slot = self.kvs.get(&c.key);
+        let CompareSpan::Range(end) = &c.span else {
+            return Self::holds_on(c, self.kvs.get(&c.key));
+        };
+        let Some((lo, hi)) = bounds(&c.key, end.as_ref()) else {
+            return Self::holds_on(c, None);
+        };
+        let mut slots = self.kvs.range(lo.as_ref(), hi.as_ref()).peekable();
+        if slots.peek().is_none() {
+            return Self::holds_on(c, None);
+        }
+        slots.all(|(_, s)| Self::holds_on(c, Some(s)))
+    }
+
+    /// Whether a comparison holds on one key's slot (`None`: absent).
+    fn holds_on(c: &Compare, slot: Option<&Slot>) -> bool {
         let ord = match (&c.target, slot) {
             // etcd: a value comparison on an absent key is false.
             (Target::Value(_), None) => return false,
@@ -506,5 +521,34 @@ mod tests {
         assert_eq!(deleted(&responses[0]), (2, vec![&b"a1"[..], b"a2"]));
         assert_eq!(s.revision(), 3);
         assert_eq!(s.get(b"b").unwrap().mod_rev, 3);
+    }
+
+    #[test]
+    fn a_range_compare_holds_on_every_key_of_the_range_as_etcd() {
+        // a1 (version 1), a2 (version 2), then b, the newest.
+        let mut s = store_with(&["a1", "a2"]);
+        s.apply(&Op::put("a2", "v2"));
+        s.apply(&Op::put("b", "x"));
+        let b_rev = s.get(b"b").map_or(0, |kv| kv.mod_rev);
+        let cmp = |end: Option<&'static [u8]>, op, target| Compare {
+            key: Bytes::from_static(b"a"),
+            op,
+            target,
+            span: CompareSpan::Range(end.map(Bytes::from_static)),
+        };
+        let a_to_b = Some(&b"b"[..]);
+        // Every key of [a, b) exists; not every one was written once.
+        assert!(s.holds(&cmp(a_to_b, CmpOp::Greater, Target::Version(0))));
+        assert!(!s.holds(&cmp(a_to_b, CmpOp::Equal, Target::Version(1))));
+        assert!(s.holds(&cmp(a_to_b, CmpOp::Less, Target::ModRev(b_rev))));
+        // To the last key: b is in the range now.
+        assert!(!s.holds(&cmp(None, CmpOp::Less, Target::ModRev(b_rev))));
+        // No key in [a, a1): as an absent key, a value compare fails and a
+        // version compare sees 0.
+        let empty = Some(&b"a1"[..]);
+        assert!(!s.holds(&cmp(empty, CmpOp::NotEqual, Target::Value(Bytes::new()))));
+        assert!(s.holds(&cmp(empty, CmpOp::Equal, Target::Version(0))));
+        // An end at or before the key is an empty range too.
+        assert!(s.holds(&cmp(Some(&b"0"[..]), CmpOp::Equal, Target::CreateRev(0))));
     }
 }

@@ -6,11 +6,13 @@
 //! and each [`Response`] is mapped back. What Flotilla's store cannot do
 //! yet is refused with `InvalidArgument`/`Unimplemented` and a message
 //! saying so, never silently ignored: leases, reads at a revision inside
-//! a transaction, nested transactions. Sorting, revision filters and
+//! a transaction, nested transactions. Compares over a range of keys hold
+//! when they hold on every key there (on none: as for an absent key), as
+//! in etcd. Sorting, revision filters and
 //! reads at a revision are in [`super::range`].
 
 use bytes::Bytes;
-use flotilla_kv::{CmpOp, Compare, KeyValue, Op, Response, Target, Txn};
+use flotilla_kv::{CmpOp, Compare, CompareSpan, KeyValue, Op, Response, Target, Txn};
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::mvccpb;
 use tonic::Status;
@@ -148,9 +150,6 @@ fn branch(ops: &[pb::RequestOp]) -> Result<(Vec<Op>, Vec<Shape>), Status> {
 
 fn compare(c: &pb::Compare) -> Result<Compare, Status> {
     use pb::compare::{CompareResult, TargetUnion};
-    if !c.range_end.is_empty() {
-        return Err(unsupported("compares over a range of keys"));
-    }
     let op = match CompareResult::try_from(c.result) {
         Ok(CompareResult::Equal) => CmpOp::Equal,
         Ok(CompareResult::Greater) => CmpOp::Greater,
@@ -167,10 +166,15 @@ fn compare(c: &pb::Compare) -> Result<Compare, Status> {
         Some(TargetUnion::Lease(_)) => return Err(unsupported("leases")),
         None => return Err(Status::invalid_argument("compare without a target value")),
     };
+    let span = match range_end(&c.range_end) {
+        None => CompareSpan::Key,
+        Some(end) => CompareSpan::Range(end),
+    };
     Ok(Compare {
         key: c.key.clone(),
         op,
         target,
+        span,
     })
 }
 
@@ -325,6 +329,32 @@ mod tests {
         assert_eq!(
             delete_ops(&no_key).unwrap_err().code(),
             tonic::Code::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn a_compare_s_range_end_selects_one_key_a_range_or_all_from_key() {
+        use pb::compare::{CompareResult, CompareTarget, TargetUnion};
+        let spans: Vec<CompareSpan> = [&b""[..], b"b", b"\0"]
+            .iter()
+            .map(|end| {
+                let c = pb::Compare {
+                    result: CompareResult::Greater as i32,
+                    target: CompareTarget::Version as i32,
+                    key: b("a"),
+                    target_union: Some(TargetUnion::Version(0)),
+                    range_end: Bytes::from(end.to_vec()),
+                };
+                compare(&c).unwrap().span
+            })
+            .collect();
+        assert_eq!(
+            spans,
+            vec![
+                CompareSpan::Key,
+                CompareSpan::Range(Some(b("b"))),
+                CompareSpan::Range(None)
+            ]
         );
     }
 
