@@ -423,3 +423,65 @@ fn a_watcher_that_falls_behind_is_canceled_as_compacted() {
         );
     });
 }
+
+/// etcd's `fragment`: a watch that asks for it gets a revision whose
+/// events exceed 1.5 MiB in several responses, all but the last marked
+/// `fragment`; a watch that does not gets them in one.
+#[test]
+fn a_large_revision_is_fragmented_for_a_watch_that_asks() {
+    use flotilla_proto::etcdserverpb as pb;
+    use flotilla_proto::etcdserverpb::kv_client::KvClient;
+    use grpc::*;
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cluster = Cluster::start("watch-fragment", 1);
+    cluster.wait_leader(&rt);
+    rt.block_on(async {
+        let ch = channel(&cluster.endpoints[0]).await;
+        let mut s = Stream::open(ch.clone()).await;
+        let mut fragmented = create("f", "g", 0, 0);
+        fragmented.fragment = true;
+        s.create(fragmented).await;
+        s.create(create("f", "g", 0, 1)).await;
+        for id in [0, 1] {
+            let created = s.next().await;
+            assert!(created.created && created.watch_id == id, "{created:?}");
+        }
+        let value = vec![b'v'; 700 << 10];
+        let puts = (0..3)
+            .map(|i| pb::RequestOp {
+                request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
+                    key: format!("f{i}").into(),
+                    value: value.clone().into(),
+                    ..Default::default()
+                })),
+            })
+            .collect();
+        let txn = pb::TxnRequest {
+            success: puts,
+            ..Default::default()
+        };
+        KvClient::new(ch).txn(txn).await.unwrap();
+        let mut parts = Vec::new();
+        loop {
+            let r = s.next().await;
+            assert_eq!(r.watch_id, 0, "{:?}", (r.watch_id, r.fragment));
+            let more = r.fragment;
+            parts.push(r);
+            if !more {
+                break;
+            }
+        }
+        assert!(parts.len() >= 2, "{} responses", parts.len());
+        let keys: Vec<_> = parts
+            .iter()
+            .flat_map(|p| &p.events)
+            .map(|e| String::from_utf8_lossy(&e.kv.as_ref().unwrap().key).into_owned())
+            .collect();
+        assert_eq!(keys, ["f0", "f1", "f2"]);
+        let whole = s.next().await;
+        assert_eq!(whole.watch_id, 1);
+        assert!(!whole.fragment);
+        assert_eq!(whole.events.len(), 3);
+    });
+}

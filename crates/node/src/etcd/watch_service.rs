@@ -14,7 +14,9 @@
 //!   lock with the revision a new watch starts after, so no change is
 //!   missed or sent twice;
 //! - a watch's changes of one revision go in one response, in the order
-//!   they were applied; every response carries etcd's header;
+//!   they were applied (with `fragment`, in consecutive responses of at
+//!   most [`FRAGMENT_BYTES`] each, all but the last marked `fragment`);
+//!   every response carries etcd's header;
 //! - a progress response at revision `P` follows every change up to `P`;
 //! - a stream that falls behind the hub, and a snapshot restore, cancel
 //!   all its watches as compacted instead of skipping changes.
@@ -46,6 +48,11 @@ pub const DUPLICATE_ID: &str = "mvcc: duplicate watch ID provided on the WatchSt
 
 /// The watch id of progress responses for the whole stream (etcd 3.4).
 const STREAM_PROGRESS_ID: i64 = -1;
+
+/// A watch created with `fragment` gets a revision's events split into
+/// responses of about this many bytes (etcd splits at its
+/// `--max-request-bytes`, 1.5 MiB by default).
+pub const FRAGMENT_BYTES: usize = 3 << 19;
 
 /// Responses buffered per stream before the stream waits for the client.
 const OUT_BUFFER: usize = 256;
@@ -95,6 +102,8 @@ struct OneWatch {
     /// The first revision it reports.
     from: u64,
     progress_notify: bool,
+    /// Large responses are split (etcd's `fragment`).
+    fragment: bool,
     /// Nothing was sent for it since the last progress tick.
     quiet: bool,
 }
@@ -214,6 +223,7 @@ impl WatchStream {
             sel: Selector::new(&c),
             from: start.max(current + 1),
             progress_notify: c.progress_notify,
+            fragment: c.fragment,
             quiet: true,
         };
         self.watches.insert(id, watch);
@@ -252,12 +262,18 @@ impl WatchStream {
                     let events = w.sel.select(events);
                     if !events.is_empty() {
                         w.quiet = false;
-                        out.push((*id, events));
+                        out.push((*id, w.fragment, events));
                     }
                 }
-                for (id, events) in out {
-                    self.send(self.response(*revision, id, |r| r.events = events))
-                        .await?;
+                for (id, fragment, events) in out {
+                    let r = self.response(*revision, id, |r| r.events = events);
+                    if fragment {
+                        for part in fragments(r, FRAGMENT_BYTES) {
+                            self.send(part).await?;
+                        }
+                    } else {
+                        self.send(r).await?;
+                    }
                 }
                 Ok(())
             }
@@ -353,9 +369,102 @@ impl WatchStream {
     }
 }
 
+/// Splits `r` as etcd's `sendFragments` does: unchanged if it is under
+/// `max_bytes` encoded or holds one event; else into responses of as many
+/// events as fit under `max_bytes` (at least one each), every one but the
+/// last marked `fragment`.
+fn fragments(r: pb::WatchResponse, max_bytes: usize) -> Vec<pb::WatchResponse> {
+    use prost::Message;
+    if r.encoded_len() < max_bytes || r.events.len() < 2 {
+        return vec![r];
+    }
+    let mut r = r;
+    let mut events = std::mem::take(&mut r.events).into_iter().peekable();
+    let empty = pb::WatchResponse {
+        fragment: true,
+        ..r
+    };
+    let mut parts = Vec::new();
+    while events.peek().is_some() {
+        let mut part = empty.clone();
+        let mut size = part.encoded_len();
+        while let Some(ev) = events.peek() {
+            let ev_size = prost::length_delimiter_len(ev.encoded_len()) + 1 + ev.encoded_len();
+            if !part.events.is_empty() && size + ev_size >= max_bytes {
+                break;
+            }
+            size += ev_size;
+            part.events.extend(events.next());
+        }
+        part.fragment = events.peek().is_some();
+        parts.push(part);
+    }
+    parts
+}
+
 /// Marks `r` as etcd's answer to a revision older than `current + 1`.
 fn compacted(r: &mut pb::WatchResponse, current: u64) {
     r.canceled = true;
     r.compact_revision = current as i64 + 1;
     r.cancel_reason = COMPACTED.to_string();
+}
+
+#[cfg(test)]
+mod tests {
+    use flotilla_proto::mvccpb;
+    use prost::Message;
+
+    use super::*;
+
+    fn put(key: &str, value_len: usize) -> mvccpb::Event {
+        mvccpb::Event {
+            r#type: mvccpb::event::EventType::Put as i32,
+            kv: Some(mvccpb::KeyValue {
+                key: key.to_string().into(),
+                value: vec![b'v'; value_len].into(),
+                ..Default::default()
+            }),
+            prev_kv: None,
+        }
+    }
+
+    fn response(events: Vec<mvccpb::Event>) -> pb::WatchResponse {
+        pb::WatchResponse {
+            watch_id: 7,
+            events,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn small_responses_and_single_events_are_not_split() {
+        let small = response(vec![put("a", 10), put("b", 10)]);
+        assert_eq!(fragments(small.clone(), 1000), vec![small]);
+        let one_big = response(vec![put("a", 5000)]);
+        assert_eq!(fragments(one_big.clone(), 1000), vec![one_big]);
+    }
+
+    #[test]
+    fn a_large_response_is_split_in_order_under_the_limit() {
+        let events: Vec<_> = (0..10).map(|i| put(&format!("k{i}"), 300)).collect();
+        let parts = fragments(response(events.clone()), 1000);
+        assert!(parts.len() > 1, "{} parts", parts.len());
+        let (last, rest) = parts.split_last().unwrap();
+        assert!(
+            rest.iter().all(|p| p.fragment),
+            "all but the last are fragments"
+        );
+        assert!(!last.fragment);
+        for p in &parts {
+            assert_eq!(p.watch_id, 7);
+            assert!(!p.events.is_empty());
+            assert!(
+                p.encoded_len() < 1000 || p.events.len() == 1,
+                "{}",
+                p.encoded_len()
+            );
+        }
+        let rejoined: Vec<_> = parts.into_iter().flat_map(|p| p.events).collect();
+        assert_eq!(rejoined, events);
+    }
 }
