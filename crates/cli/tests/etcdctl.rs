@@ -16,6 +16,7 @@ use std::process::Command;
 
 use cluster_common::Cluster;
 use common::{etcdctl, etcdctl_missing, etcdctl_ok};
+use flotilla_proto::etcdserverpb::kv_client::KvClient;
 
 #[test]
 fn etcdctl_works_against_flotilla() {
@@ -63,7 +64,7 @@ fn etcdctl_works_against_flotilla() {
 
     sorted_and_revision_reads(&all);
     range_deletes(&all);
-    rt.block_on(range_compares(follower));
+    rt.block_on(txns_etcdctl_cannot_express(follower));
 
     let status = etcdctl_ok(&all, &["endpoint", "status"]);
     assert_eq!(status.lines().count(), 3, "{status}");
@@ -77,10 +78,11 @@ fn etcdctl_works_against_flotilla() {
     assert!(members.contains(&format!("http://{follower}")), "{members}");
 }
 
-/// A txn comparing over a range of keys, which etcdctl's txn syntax cannot
-/// express, through etcd's gRPC API: it holds when it holds on every key
-/// of the range, and on an empty range as on an absent key.
-async fn range_compares(endpoint: &str) {
+/// Transactions that etcdctl's txn syntax cannot express, through etcd's
+/// gRPC API: compares over a range of keys (they hold when they hold on
+/// every key of the range, and on an empty range as on an absent key), and
+/// nested transactions.
+async fn txns_etcdctl_cannot_express(endpoint: &str) {
     use flotilla_proto::etcdserverpb as pb;
     use pb::compare::{CompareResult, CompareTarget, TargetUnion};
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))
@@ -88,7 +90,7 @@ async fn range_compares(endpoint: &str) {
         .connect()
         .await
         .unwrap();
-    let mut kv = pb::kv_client::KvClient::new(channel);
+    let mut kv = KvClient::new(channel);
     for (k, v) in [("rc/1", "x"), ("rc/2", "y")] {
         let put = pb::PutRequest {
             key: k.into(),
@@ -145,6 +147,73 @@ async fn range_compares(endpoint: &str) {
     );
     let from_key_on = compare("\0", CompareResult::Greater, TargetUnion::Version(0));
     assert!(txn(from_key_on).await, "every key from rc/ on exists");
+    nested_txns(&mut kv).await;
+}
+
+/// An outer transaction whose success branch holds one that fails: the
+/// answer nests the same way, and the inner failure branch's put applied.
+/// Then etcd's refusal of a key put twice in one transaction.
+async fn nested_txns(kv: &mut KvClient<tonic::transport::Channel>) {
+    use flotilla_proto::etcdserverpb as pb;
+    use pb::request_op::Request as R;
+    let put = |k: &str, v: &str| pb::RequestOp {
+        request: Some(R::RequestPut(pb::PutRequest {
+            key: k.to_string().into(),
+            value: v.to_string().into(),
+            ..Default::default()
+        })),
+    };
+    let absent = |k: &str| pb::Compare {
+        result: pb::compare::CompareResult::Equal as i32,
+        target: pb::compare::CompareTarget::Version as i32,
+        key: k.to_string().into(),
+        target_union: Some(pb::compare::TargetUnion::Version(0)),
+        range_end: Default::default(),
+    };
+    let inner = pb::TxnRequest {
+        compare: vec![absent("rc/1")],
+        success: vec![put("nt/then", "1")],
+        failure: vec![put("nt/else", "2")],
+    };
+    let outer = pb::TxnRequest {
+        compare: vec![absent("nt/outer")],
+        success: vec![
+            put("nt/outer", "0"),
+            pb::RequestOp {
+                request: Some(R::RequestTxn(inner)),
+            },
+        ],
+        failure: vec![],
+    };
+    let r = kv.txn(outer).await.unwrap().into_inner();
+    assert!(r.succeeded);
+    let Some(pb::response_op::Response::ResponseTxn(nested)) = &r.responses[1].response else {
+        panic!("not a nested answer: {r:?}");
+    };
+    assert!(!nested.succeeded, "rc/1 exists");
+    assert_eq!(nested.responses.len(), 1);
+    let get = pb::RangeRequest {
+        key: "nt/".into(),
+        range_end: "nt0".into(),
+        ..Default::default()
+    };
+    let got = kv.range(get).await.unwrap().into_inner().kvs;
+    let keys: Vec<_> = got
+        .iter()
+        .map(|kv| String::from_utf8_lossy(&kv.key))
+        .collect();
+    assert_eq!(keys, ["nt/else", "nt/outer"]);
+    let twice = pb::TxnRequest {
+        compare: vec![],
+        success: vec![put("nt/x", "1"), put("nt/x", "2")],
+        failure: vec![],
+    };
+    let refused = kv.txn(twice).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        refused.message(),
+        "etcdserver: duplicate key given in txn request"
+    );
 }
 
 /// `get --sort-by --order --limit` and `get --rev`: app/a was written

@@ -51,9 +51,9 @@ pub enum CodecError {
         /// The value being decoded.
         what: &'static str,
     },
-    /// A transaction holds a transaction.
-    #[error("{what} holds a nested transaction")]
-    NestedTxn {
+    /// Transactions are nested deeper than [`MAX_TXN_DEPTH`].
+    #[error("{what} holds transactions nested more than {MAX_TXN_DEPTH} deep")]
+    TxnTooDeep {
         /// The value being decoded.
         what: &'static str,
     },
@@ -63,7 +63,7 @@ pub enum CodecError {
 enum Inner {
     Decode(DecodeError),
     EmptyKey,
-    NestedTxn,
+    TxnTooDeep,
 }
 
 impl From<DecodeError> for Inner {
@@ -77,7 +77,7 @@ impl Inner {
         match self {
             Inner::Decode(source) => CodecError::Malformed { what, source },
             Inner::EmptyKey => CodecError::EmptyKey { what },
-            Inner::NestedTxn => CodecError::NestedTxn { what },
+            Inner::TxnTooDeep => CodecError::TxnTooDeep { what },
         }
     }
 }
@@ -156,7 +156,8 @@ fn put_op(out: &mut Vec<u8>, op: &Op) {
     }
 }
 
-fn op(d: &mut Decoder, nested: bool) -> R<Op> {
+/// Reads an op inside `depth` transactions.
+fn op(d: &mut Decoder, depth: usize) -> R<Op> {
     let tag = d.u8("op tag")?;
     Ok(match tag {
         0 => Op::Get {
@@ -179,8 +180,8 @@ fn op(d: &mut Decoder, nested: bool) -> R<Op> {
             end: opt(d, "range end")?,
             limit: d.u64("range limit")?,
         },
-        5 if nested => return Err(Inner::NestedTxn),
-        5 => Op::Txn(txn(d)?),
+        5 if depth >= MAX_TXN_DEPTH => return Err(Inner::TxnTooDeep),
+        5 => Op::Txn(txn(d, depth + 1)?),
         6 => Op::DeleteRange {
             start: d.bytes("delete-range start")?,
             end: opt(d, "delete-range end")?,
@@ -230,6 +231,11 @@ fn put_txn(out: &mut Vec<u8>, t: &Txn) {
     }
 }
 
+/// How deep transactions may nest (a transaction at the top is 1 deep).
+/// Bounds the recursion of decoding, applying and answering; etcd sets no
+/// limit of its own but its request size.
+pub const MAX_TXN_DEPTH: usize = 16;
+
 /// The op byte's flag of a compare over a range of keys.
 const RANGED_COMPARE: u8 = 0x80;
 
@@ -263,13 +269,14 @@ fn compare(d: &mut Decoder) -> R<Compare> {
     })
 }
 
-fn txn(d: &mut Decoder) -> R<Txn> {
+/// Reads a transaction whose ops are inside `depth` transactions.
+fn txn(d: &mut Decoder, depth: usize) -> R<Txn> {
     let n = d.count("txn compares")?;
     let compares = (0..n).map(|_| compare(d)).collect::<R<Vec<_>>>()?;
     let n = d.count("txn success ops")?;
-    let success = (0..n).map(|_| op(d, true)).collect::<R<Vec<_>>>()?;
+    let success = (0..n).map(|_| op(d, depth)).collect::<R<Vec<_>>>()?;
     let n = d.count("txn failure ops")?;
-    let failure = (0..n).map(|_| op(d, true)).collect::<R<Vec<_>>>()?;
+    let failure = (0..n).map(|_| op(d, depth)).collect::<R<Vec<_>>>()?;
     Ok(Txn {
         compares,
         success,
@@ -297,7 +304,7 @@ fn request(d: &mut Decoder) -> R<Request> {
         t => return Err(bad_tag(d, "read consistency", t)),
     };
     let resumed = d.bool("resumed flag")?;
-    let op = op(d, false)?;
+    let op = op(d, 0)?;
     Ok(Request {
         client,
         seq,
@@ -375,7 +382,7 @@ pub(crate) fn put_response(out: &mut Vec<u8>, r: &Response) {
 }
 
 /// Reads a response (`depth` bounds the nesting of transactions).
-pub(crate) fn get_response(d: &mut Decoder, depth: u8) -> Result<Response, DecodeError> {
+pub(crate) fn get_response(d: &mut Decoder, depth: usize) -> Result<Response, DecodeError> {
     let tag = d.u8("response tag")?;
     Ok(match tag {
         0 => Response::Get(None),
@@ -392,7 +399,7 @@ pub(crate) fn get_response(d: &mut Decoder, depth: u8) -> Result<Response, Decod
             let prev_kvs = get_kvs(d, "delete-range prev_kvs")?;
             Response::DeletedRange { deleted, prev_kvs }
         }
-        6 | 7 if depth == 0 => {
+        6 | 7 if depth < MAX_TXN_DEPTH => {
             let n = d.count("txn responses")?;
             let responses = (0..n)
                 .map(|_| get_response(d, depth + 1))
@@ -447,7 +454,7 @@ pub(crate) fn get_outcome(d: &mut Decoder) -> Result<Outcome, DecodeError> {
     outcome(d).map_err(|e| match e {
         Inner::Decode(e) => e,
         // Outcomes hold no keys to check and no transactions to nest.
-        Inner::EmptyKey | Inner::NestedTxn => DecodeError::BadTag {
+        Inner::EmptyKey | Inner::TxnTooDeep => DecodeError::BadTag {
             what: "outcome",
             tag: 0,
             offset: d.offset(),
@@ -708,17 +715,28 @@ mod tests {
                 what: "client message"
             })
         );
-        let Op::Txn(mut t) = sample_txn() else {
-            unreachable!()
+        // Transactions nest up to MAX_TXN_DEPTH deep, no deeper.
+        let nest = |depth: usize| {
+            (1..depth).fold(sample_txn(), |inner, _| {
+                let Op::Txn(mut t) = sample_txn() else {
+                    unreachable!()
+                };
+                t.failure.push(inner);
+                Op::Txn(t)
+            })
         };
-        t.success.push(sample_txn());
-        let nested = ClientMsg::Request(Request {
-            op: Op::Txn(t),
+        let deepest = ClientMsg::Request(Request {
+            op: nest(MAX_TXN_DEPTH),
+            ..c.request.clone()
+        });
+        assert_eq!(ClientMsg::decode(&deepest.encode()), Ok(deepest));
+        let too_deep = ClientMsg::Request(Request {
+            op: nest(MAX_TXN_DEPTH + 1),
             ..c.request
         });
         assert_eq!(
-            ClientMsg::decode(&nested.encode()),
-            Err(CodecError::NestedTxn {
+            ClientMsg::decode(&too_deep.encode()),
+            Err(CodecError::TxnTooDeep {
                 what: "client message"
             })
         );

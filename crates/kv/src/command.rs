@@ -7,8 +7,9 @@
 //! - ranges ([`Op::Range`], [`Op::DeleteRange`]) are `[start, end)` with
 //!   `end: None` meaning "to the last key" (etcd's `range_end = "\0"`);
 //! - keys are non-empty byte strings (checked when a request is decoded);
-//! - a transaction's branches hold no nested transaction (etcd allows
-//!   nesting; one level keeps decoding bounded and covers compare-and-swap);
+//! - transactions nest at most [`crate::MAX_TXN_DEPTH`] deep (etcd sets no
+//!   limit but its request size; the bound keeps decoding, applying and
+//!   answering from recursing without end);
 //! - a `seq` numbers a client's requests from 1, one at a time: a client
 //!   sends request `n + 1` only after request `n` was answered.
 

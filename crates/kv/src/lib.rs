@@ -40,7 +40,7 @@ pub mod snapshot;
 pub mod store;
 
 pub use clerk::{Clerk, ClerkConfig, ClerkError, ClerkStep, Send};
-pub use codec::{CodecError, FORMAT_VERSION};
+pub use codec::{CodecError, FORMAT_VERSION, MAX_TXN_DEPTH};
 pub use command::{
     ClientMsg, CmpOp, Command, Compare, CompareSpan, KeyValue, Op, Outcome, ReadConsistency, Reply,
     Request, Response, Target, Txn, prefix_end,

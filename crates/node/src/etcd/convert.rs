@@ -6,7 +6,7 @@
 //! and each [`Response`] is mapped back. What Flotilla's store cannot do
 //! yet is refused with `InvalidArgument`/`Unimplemented` and a message
 //! saying so, never silently ignored: leases, reads at a revision inside
-//! a transaction, nested transactions. Compares over a range of keys hold
+//! a transaction. Compares over a range of keys hold
 //! when they hold on every key there (on none: as for an absent key), as
 //! in etcd. Sorting, revision filters and
 //! reads at a revision are in [`super::range`].
@@ -21,7 +21,7 @@ use super::range::RangeView;
 
 /// How the answers of an etcd operation are read back from the KV ops it
 /// became.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Shape {
     /// A range: one read, shaped by the view.
     Range(RangeView),
@@ -33,6 +33,14 @@ pub enum Shape {
     /// A delete with a `range_end`: one delete-range (which answers with
     /// `prev_kvs` itself when asked).
     DeleteRange,
+    /// A nested transaction: one transaction op, with the shapes of its
+    /// branches.
+    Txn {
+        /// The shapes of the ops run when the compares hold.
+        success: Vec<Shape>,
+        /// The shapes of the ops run otherwise.
+        failure: Vec<Shape>,
+    },
 }
 
 fn unsupported(what: &str) -> Status {
@@ -110,8 +118,14 @@ pub fn one_op(mut ops: Vec<Op>) -> Op {
     })
 }
 
-/// A transaction request as one op, with the shapes of each branch.
+/// A transaction request as one op, with the shapes of each branch,
+/// after etcd's checks ([`super::txn_check`]).
 pub fn txn_op(r: &pb::TxnRequest) -> Result<(Op, Vec<Shape>, Vec<Shape>), Status> {
+    super::txn_check::check(r)?;
+    nested_txn_op(r)
+}
+
+fn nested_txn_op(r: &pb::TxnRequest) -> Result<(Op, Vec<Shape>, Vec<Shape>), Status> {
     let compares = r.compare.iter().map(compare).collect::<Result<_, _>>()?;
     let (success, s_shapes) = branch(&r.success)?;
     let (failure, f_shapes) = branch(&r.failure)?;
@@ -137,8 +151,9 @@ fn branch(ops: &[pb::RequestOp]) -> Result<(Vec<Op>, Vec<Shape>), Status> {
             }
             Some(pb::request_op::Request::RequestPut(r)) => put_ops(r)?,
             Some(pb::request_op::Request::RequestDeleteRange(r)) => delete_ops(r)?,
-            Some(pb::request_op::Request::RequestTxn(_)) => {
-                return Err(unsupported("nested transactions"));
+            Some(pb::request_op::Request::RequestTxn(t)) => {
+                let (op, success, failure) = nested_txn_op(t)?;
+                (vec![op], Shape::Txn { success, failure })
             }
             None => return Err(Status::invalid_argument("empty operation in a transaction")),
         };
@@ -228,6 +243,7 @@ pub fn response_op(
                     .collect(),
             })
         }
+        Shape::Txn { success, failure } => R::ResponseTxn(txn_response(next()?, success, failure)?),
         Shape::DeleteRange => {
             let Response::DeletedRange { deleted, prev_kvs } = next()? else {
                 return Err(Status::internal(
@@ -240,6 +256,33 @@ pub fn response_op(
                 prev_kvs: prev_kvs.iter().map(|kv| key_value(kv, false)).collect(),
             })
         }
+    })
+}
+
+/// etcd's answer to a transaction, from the store's and the shapes of
+/// each branch's operations (header left empty).
+pub fn txn_response(
+    resp: Response,
+    success: Vec<Shape>,
+    failure: Vec<Shape>,
+) -> Result<pb::TxnResponse, Status> {
+    let Response::Txn {
+        succeeded,
+        responses,
+    } = resp
+    else {
+        return Err(Status::internal("a transaction answered as something else"));
+    };
+    let shapes = if succeeded { success } else { failure };
+    let mut it = responses.into_iter();
+    let responses = shapes
+        .into_iter()
+        .map(|s| response_op(s, &mut it).map(|r| pb::ResponseOp { response: Some(r) }))
+        .collect::<Result<_, _>>()?;
+    Ok(pb::TxnResponse {
+        header: None,
+        succeeded,
+        responses,
     })
 }
 

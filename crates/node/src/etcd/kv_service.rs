@@ -88,7 +88,7 @@ impl KvService {
     ) -> Result<Response<pb::TxnResponse>, Status> {
         let (op, success, failure) = convert::txn_op(request.get_ref())?;
         let (term, revision, resp) = self.core.write(op).await?;
-        let mut out = txn_response(resp, success, failure)?;
+        let mut out = convert::txn_response(resp, success, failure)?;
         out.header = self.core.header(revision, term);
         Ok(Response::new(out))
     }
@@ -112,33 +112,6 @@ impl KvService {
             header: self.core.header(revision, term),
         }))
     }
-}
-
-/// etcd's answer to a transaction, from the store's and the shapes of
-/// each branch's operations (header left empty).
-pub(crate) fn txn_response(
-    resp: KvResponse,
-    success: Vec<Shape>,
-    failure: Vec<Shape>,
-) -> Result<pb::TxnResponse, Status> {
-    let KvResponse::Txn {
-        succeeded,
-        responses,
-    } = resp
-    else {
-        return Err(Status::internal("a transaction answered as something else"));
-    };
-    let shapes = if succeeded { success } else { failure };
-    let mut it = responses.into_iter();
-    let responses = shapes
-        .into_iter()
-        .map(|s| convert::response_op(s, &mut it).map(|r| pb::ResponseOp { response: Some(r) }))
-        .collect::<Result<_, _>>()?;
-    Ok(pb::TxnResponse {
-        header: None,
-        succeeded,
-        responses,
-    })
 }
 
 /// The answer of a single put or delete (which ran as a transaction when
