@@ -16,11 +16,22 @@
 #   writes64_ratio=R1 reads64_ratio=R2 p50_1client_over_floor=R3
 # R1, R2: Flotilla's throughput over etcd's; R3: Flotilla's 1-client write
 # p50 over the floor p50, both measured in this run.
+# With ROUNDS > 1, etcd and Flotilla take turns that many times (a fresh
+# cluster each time) and every figure is the median over the rounds (a
+# ratio: the median of each round's ratio), which damps this VM's swings
+# of tens of percent between runs.
 # Installs Debian's etcd-server if etcd is missing. Stops only the
-# processes it started, by PID. Usage: bench/compare-etcd.sh [SECONDS]
+# processes it started, by PID.
+# Usage: bench/compare-etcd.sh [SECONDS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SECS="${1:-10}"
+ROUNDS="${2:-1}"
+ROUND=1
+if ! [[ "$SECS" =~ ^[1-9][0-9]*$ && "$ROUNDS" =~ ^[1-9][0-9]*$ ]]; then
+    echo "usage: bench/compare-etcd.sh [SECONDS] [ROUNDS] (whole numbers from 1; got '$SECS' '$ROUNDS')" >&2
+    exit 2
+fi
 if ! command -v etcd >/dev/null; then
     sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
     $sudo apt-get update -qq
@@ -74,7 +85,7 @@ workload() {
     tp=$(echo "$line" | sed -E 's/.*throughput=([0-9]+).*/\1/')
     cpu=$(awk -v d=$((after - before)) -v hz="$HZ" -v tp="$tp" -v s="$SECS" 'BEGIN { printf "%.0f", d / hz * 1e6 / (tp * (s + 2)) }')
     echo "$sys $name: $line server_cpu_per_request=${cpu}us"
-    echo "$(echo "$line" | sed -E 's/.*throughput=([0-9]+).*p50=([0-9.]+)ms.*/\1 \2/') $cpu" > "$WORK/$sys-$name"
+    echo "$(echo "$line" | sed -E 's/.*throughput=([0-9]+).*p50=([0-9.]+)ms.*/\1 \2/') $cpu" > "$WORK/$sys-$name.$ROUND"
 }
 
 rss() { for p in "${PIDS[@]}"; do ps -o rss= -p "$p"; done | awk '{printf "%d MiB ", $1/1024}'; }
@@ -125,28 +136,43 @@ FLOOR_P50=$(echo "$FLOOR" | tail -1 | sed -E 's/.*floor_p50_ms=([0-9.]+).*/\1/')
 if ! awk -v f="$FLOOR_P50" 'BEGIN { exit !(f + 0 > 0) }'; then
     echo "cannot read floor_p50_ms from: $(echo "$FLOOR" | tail -1)" >&2; exit 1
 fi
-start_etcd
-run_suite etcd "$(leader "${EPS[@]}")"
-stop
-sync
-start_flotilla
-run_suite flotilla "$(leader "${EPS[@]}")"
-stop
+for ROUND in $(seq 1 "$ROUNDS"); do
+    [ "$ROUNDS" -gt 1 ] && echo "round $ROUND of $ROUNDS"
+    start_etcd
+    run_suite etcd "$(leader "${EPS[@]}")"
+    stop
+    sync
+    start_flotilla
+    run_suite flotilla "$(leader "${EPS[@]}")"
+    stop
+    sync
+done
+ROUND=1
 "$F" bench noop-server --listen 127.0.0.1:32379 2>"$WORK/noop.log" &
 PIDS+=($!)
 for _ in $(seq 1 100); do grep -q "no-op etcd KV server" "$WORK/noop.log" && break; sleep 0.1; done
 run_suite noop 127.0.0.1:32379
 stop
 
-ratio() { awk -v a="$(cut -d' ' -f1 "$WORK/flotilla-$1")" -v b="$(cut -d' ' -f1 "$WORK/etcd-$1")" 'BEGIN { printf "%.2f", a / b }'; }
+# median: the middle of the numbers on stdin (the mean of the middle two).
+median() { sort -g | awk '{ v[NR] = $1 } END { m = int((NR + 1) / 2); print (NR % 2 ? v[m] : (v[m] + v[m + 1]) / 2) }'; }
+# col SYS NAME FIELD: the median of one field over the rounds.
+col() { for f in "$WORK/$1-$2".*; do cut -d' ' -f"$3" "$f"; done | median; }
+# ratio NAME: the median over the rounds of Flotilla's throughput over etcd's.
+ratio() {
+    for r in $(seq 1 "$ROUNDS"); do
+        awk -v a="$(cut -d' ' -f1 "$WORK/flotilla-$1.$r")" -v b="$(cut -d' ' -f1 "$WORK/etcd-$1.$r")" 'BEGIN { print a / b }'
+    done | median | awk '{ printf "%.2f", $1 }'
+}
+[ "$ROUNDS" -gt 1 ] && echo "medians over $ROUNDS rounds:"
 printf '%-10s %12s %12s %8s %12s %16s\n' workload etcd/s flotilla/s ratio noop/s 'cpu_us/req e|f|n'
 for w in writes1 writes64 reads64 sreads64; do
-    printf '%-10s %12s %12s %8s %12s %16s\n' "$w" "$(cut -d' ' -f1 "$WORK/etcd-$w")" "$(cut -d' ' -f1 "$WORK/flotilla-$w")" "$(ratio "$w")" "$(cut -d' ' -f1 "$WORK/noop-$w")" \
-        "$(cut -d' ' -f3 "$WORK/etcd-$w")|$(cut -d' ' -f3 "$WORK/flotilla-$w")|$(cut -d' ' -f3 "$WORK/noop-$w")"
+    printf '%-10s %12s %12s %8s %12s %16s\n' "$w" "$(col etcd "$w" 1)" "$(col flotilla "$w" 1)" "$(ratio "$w")" "$(col noop "$w" 1)" \
+        "$(col etcd "$w" 3)|$(col flotilla "$w" 3)|$(col noop "$w" 3)"
 done
 echo "(cpu_us/req: CPU of all server processes per request, warm-up included; the load generator's own is its client_cpu)"
-echo "p50 1 client: etcd $(cut -d' ' -f2 "$WORK/etcd-writes1") ms, flotilla $(cut -d' ' -f2 "$WORK/flotilla-writes1") ms, no-op gRPC server $(cut -d' ' -f2 "$WORK/noop-writes1") ms"
-FW1=$(cut -d' ' -f2 "$WORK/flotilla-writes1")
+echo "p50 1 client: etcd $(col etcd writes1 2) ms, flotilla $(col flotilla writes1 2) ms, no-op gRPC server $(col noop writes1 2) ms"
+FW1=$(col flotilla writes1 2)
 R3=$(awk -v a="$FW1" -v b="$FLOOR_P50" 'BEGIN { printf "%.2f", a / b }')
 echo "p50 1 client over the floor (one fsync + one loopback round trip): flotilla $FW1 ms / floor $FLOOR_P50 ms = $R3"
 echo "writes64_ratio=$(ratio writes64) reads64_ratio=$(ratio reads64) p50_1client_over_floor=$R3"
