@@ -104,7 +104,9 @@ impl<K: Ord + Clone, V: Clone> ChunkMap<K, V> {
         K: Borrow<Q>,
     {
         let chunk = self.chunk_mut(key);
-        if !chunk.contains_key(key) {
+        // A chunk no clone shares is searched once; a shared one is first
+        // checked for the key, so a miss does not copy it.
+        if Arc::get_mut(chunk).is_none() && !chunk.contains_key(key) {
             return None;
         }
         Arc::make_mut(chunk).get_mut(key)
