@@ -19,7 +19,7 @@ use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::kv_server::{Kv, KvServer};
 use tonic::{Request, Response, Status};
 
-use crate::cluster::{runtime, shutdown_signal};
+use crate::cluster::{server_runtime, shutdown_signal};
 
 /// `flotilla bench noop-server` arguments.
 #[derive(Debug, Args)]
@@ -99,7 +99,7 @@ impl Kv for NoopKv {
 
 /// Runs `flotilla bench noop-server`.
 pub fn main(args: NoopServerArgs) -> anyhow::Result<ExitCode> {
-    let rt = runtime()?;
+    let rt = server_runtime()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await

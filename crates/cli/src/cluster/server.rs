@@ -13,7 +13,7 @@ use flotilla_node::server::{Listeners, ServerConfig, run};
 use flotilla_raft::NodeId;
 
 use super::config::{self, required};
-use super::{runtime, shutdown_signal};
+use super::{server_runtime, shutdown_signal};
 
 /// Where settings come from, for `--help`.
 pub const PRECEDENCE: &str = "Each setting comes from, in order of precedence: its flag, its \
@@ -196,7 +196,7 @@ pub fn main(args: ServerArgs) -> anyhow::Result<ExitCode> {
     } = resolve(args, file)?;
     let member = cfg.id.get();
     init_logging();
-    let rt = runtime()?;
+    let rt = server_runtime()?;
     rt.block_on(async move {
         let grpc = tokio::net::TcpListener::bind(&listen)
             .await
