@@ -138,6 +138,8 @@ if ! awk -v f="$FLOOR_P50" 'BEGIN { exit !(f + 0 > 0) }'; then
 fi
 for ROUND in $(seq 1 "$ROUNDS"); do
     [ "$ROUNDS" -gt 1 ] && echo "round $ROUND of $ROUNDS"
+    # Fresh clusters: no round restarts on the data of the one before.
+    rm -rf "$WORK"/etcd[0-9] "$WORK"/flotilla[0-9]
     start_etcd
     run_suite etcd "$(leader "${EPS[@]}")"
     stop
