@@ -7,13 +7,22 @@
 //!  tick (timer) ──┐
 //!  peer messages ─┼─► step/tick/propose ─► ready() ─► 1. send `messages`
 //!  requests ──────┘   (all that is queued,            2. write to the WAL (memory)
-//!                      one batch)                     3. one fdatasync for it all
-//!                                                     4. send `persisted_messages`
-//!                                                     5. restore snapshot, apply
-//!                                                     6. answer reads and proposals
-//!                                                     7. advance, publish status
+//!                      one batch)                     3. apply committed entries,
+//!                                                        answer their proposals
+//!                                                     4. one fdatasync for it all
+//!                                                     5. send `persisted_messages`
+//!                                                     6. (a snapshot from the
+//!                                                        leader: restore, apply)
+//!                                                     7. answer reads; advance,
+//!                                                        publish status
 //!  snapshot done ─► compact the log                   8. maybe start a snapshot
 //! ```
+//!
+//! Step 3 comes before the sync because committed entries are durable on
+//! a quorum already: the core counts the leader's own log only once a
+//! Ready has synced it (the simulator checks this before every Ready's
+//! writes: `invariants::durable_commit`), so a write's answer does not
+//! wait for the sync of the writes proposed after it.
 //!
 //! Group commit: every request and message that is queued when a loop
 //! iteration starts joins the same Ready, so one sync covers them all;
@@ -29,8 +38,9 @@
 //! adds a small record to the next sync. One job runs at a time.
 //!
 //! Invariant: nothing that reports durable state (a vote, an appended
-//! entry, a reply to a client) leaves before the WAL has synced it; a
-//! client's proposal is answered only after its entry is applied here.
+//! entry) leaves before the WAL has synced it; a client's proposal is
+//! answered only once its entry is committed, hence durable on a quorum,
+//! and applied here.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
