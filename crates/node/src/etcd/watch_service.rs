@@ -55,7 +55,11 @@ const STREAM_PROGRESS_ID: i64 = -1;
 pub const FRAGMENT_BYTES: usize = 3 << 19;
 
 /// Responses buffered per stream before the stream waits for the client.
-const OUT_BUFFER: usize = 256;
+/// Each may hold a whole revision's events (up to a few MiB with prev_kv),
+/// so a client that stops reading pins at most this many of them; the
+/// changes after that wait in the hub, shared by all streams, until the
+/// stream falls behind it and is canceled.
+const OUT_BUFFER: usize = 32;
 
 /// The `etcdserverpb.Watch` service of one node.
 #[derive(Clone)]
