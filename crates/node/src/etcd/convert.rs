@@ -6,10 +6,9 @@
 //! and each [`Response`] is mapped back. What Flotilla's store cannot do
 //! yet is refused with `InvalidArgument`/`Unimplemented` and a message
 //! saying so, never silently ignored: leases, reads at a revision inside
-//! a transaction. Compares over a range of keys hold
-//! when they hold on every key there (on none: as for an absent key), as
-//! in etcd. Sorting, revision filters and
-//! reads at a revision are in [`super::range`].
+//! a transaction. Compares over a range of keys hold when they hold on
+//! every key there (on none: as for an absent key), as in etcd. Sorting,
+//! revision filters and reads at a revision are in [`super::range`].
 
 use bytes::Bytes;
 use flotilla_kv::{CmpOp, Compare, CompareSpan, KeyValue, Op, Response, Target, Txn};

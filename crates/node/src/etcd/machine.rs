@@ -79,16 +79,12 @@ impl StateMachine for KvMachine {
                 self.members.apply(&cc);
             }
         }
-        if !self.watch.active() {
-            return self.replica.apply(entry).map_err(|e| ApplyError {
-                index: entry.index,
-                source: Box::new(e),
-            });
-        }
+        // Events are recorded only while someone watches.
         let mut events = Vec::new();
+        let sink = self.watch.active().then_some(&mut events);
         let out = self
             .replica
-            .apply_recording(entry, Some(&mut events))
+            .apply_recording(entry, sink)
             .map_err(|e| ApplyError {
                 index: entry.index,
                 source: Box::new(e),

@@ -22,8 +22,7 @@ use flotilla_proto::kv::v1::session_write::Op as WriteOp;
 use flotilla_proto::kv::v1::session_write_response::Response as WriteResponse;
 use tonic::{Request, Response, Status};
 
-use super::convert::txn_response;
-use super::convert::{self, Shape};
+use super::convert::{self, Shape, txn_response};
 use super::core::Core;
 use super::kv_service::single;
 

@@ -9,8 +9,8 @@
 //!   ([`WatchHub::active`]); with none, the write path does no extra work;
 //! - [`KvMachine::apply`](super::KvMachine) publishes each entry's events
 //!   while it holds the machine's lock, and a subscriber reads the store
-//!   revision `R` and subscribes under that same lock
-//!   ([`WatchHub::subscribe`] takes the locked machine): the subscription
+//!   revision `R` and calls [`WatchHub::subscribe`] under that same lock
+//!   (the hub lives in the machine): the subscription
 //!   then receives every batch after `R` exactly once, and none before;
 //! - batches arrive in increasing revision order, one per revision;
 //! - the channel is bounded: a subscriber that falls behind learns it

@@ -377,12 +377,11 @@ impl WatchStream {
 /// `max_bytes` encoded or holds one event; else into responses of as many
 /// events as fit under `max_bytes` (at least one each), every one but the
 /// last marked `fragment`.
-fn fragments(r: pb::WatchResponse, max_bytes: usize) -> Vec<pb::WatchResponse> {
+fn fragments(mut r: pb::WatchResponse, max_bytes: usize) -> Vec<pb::WatchResponse> {
     use prost::Message;
     if r.encoded_len() < max_bytes || r.events.len() < 2 {
         return vec![r];
     }
-    let mut r = r;
     let mut events = std::mem::take(&mut r.events).into_iter().peekable();
     let empty = pb::WatchResponse {
         fragment: true,

@@ -144,8 +144,6 @@ struct Driver<SM: StateMachine> {
     snapshotting: bool,
 }
 
-/// Locks the state machine. Nothing awaits under this lock; a panic while
-/// holding it is a bug, so a poisoned lock is used as is.
 /// Whether a member that has applied `applied` and last snapshotted at
 /// `snap_index` should snapshot, with one every `every` entries.
 ///
@@ -163,6 +161,8 @@ fn snapshot_due(id: NodeId, applied: LogIndex, snap_index: LogIndex, every: u64)
     (applied.0 + phase) / every > (snap_index.0 + phase) / every
 }
 
+/// Locks the state machine. Nothing awaits under this lock; a panic while
+/// holding it is a bug, so a poisoned lock is used as is.
 pub(crate) fn lock<SM>(sm: &Mutex<SM>) -> MutexGuard<'_, SM> {
     sm.lock().unwrap_or_else(|p| p.into_inner())
 }
