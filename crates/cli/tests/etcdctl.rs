@@ -15,8 +15,11 @@ mod common;
 use std::process::Command;
 
 use cluster_common::Cluster;
+use cluster_common::workload;
 use common::{etcdctl, etcdctl_missing, etcdctl_ok};
+use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::kv_client::KvClient;
+use pb::compare::{CompareResult, CompareTarget, TargetUnion};
 
 #[test]
 fn etcdctl_works_against_flotilla() {
@@ -78,28 +81,18 @@ fn etcdctl_works_against_flotilla() {
     assert!(members.contains(&format!("http://{follower}")), "{members}");
 }
 
-/// Transactions that etcdctl's txn syntax cannot express, through etcd's
-/// gRPC API: compares over a range of keys (they hold when they hold on
-/// every key of the range, and on an empty range as on an absent key), and
-/// nested transactions.
-async fn txns_etcdctl_cannot_express(endpoint: &str) {
-    use flotilla_proto::etcdserverpb as pb;
-    use pb::compare::{CompareResult, CompareTarget, TargetUnion};
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut kv = KvClient::new(channel);
-    for (k, v) in [("rc/1", "x"), ("rc/2", "y")] {
-        let put = pb::PutRequest {
-            key: k.into(),
-            value: v.into(),
-            ..Default::default()
-        };
-        kv.put(put).await.unwrap();
+/// A txn op putting `value` at `key`.
+fn put_op(key: &str, value: &str) -> pb::RequestOp {
+    pb::RequestOp {
+        request: Some(pb::request_op::Request::RequestPut(workload::put(
+            key, value,
+        ))),
     }
-    let compare = |end: &str, result: CompareResult, target: TargetUnion| pb::Compare {
+}
+
+/// A compare of `key` (with etcd's `range_end` `end`) against `target`.
+fn compare(key: &str, end: &str, result: CompareResult, target: TargetUnion) -> pb::Compare {
+    pb::Compare {
         result: result as i32,
         target: match target {
             TargetUnion::Value(_) => CompareTarget::Value,
@@ -108,35 +101,45 @@ async fn txns_etcdctl_cannot_express(endpoint: &str) {
             TargetUnion::ModRevision(_) => CompareTarget::Mod,
             TargetUnion::Lease(_) => CompareTarget::Lease,
         } as i32,
-        key: "rc/".into(),
+        key: key.to_string().into(),
         target_union: Some(target),
         range_end: end.to_string().into(),
-    };
+    }
+}
+
+/// Transactions that etcdctl's txn syntax cannot express, through etcd's
+/// gRPC API: compares over a range of keys (they hold when they hold on
+/// every key of the range, and on an empty range as on an absent key), and
+/// nested transactions.
+async fn txns_etcdctl_cannot_express(endpoint: &str) {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut kv = KvClient::new(channel);
+    for (k, v) in [("rc/1", "x"), ("rc/2", "y")] {
+        kv.put(workload::put(k, v)).await.unwrap();
+    }
     let mut txn = async |c: pb::Compare| {
-        let put_ok = pb::RequestOp {
-            request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
-                key: "rc/ok".into(),
-                value: "1".into(),
-                ..Default::default()
-            })),
-        };
         let req = pb::TxnRequest {
             compare: vec![c],
-            success: vec![put_ok],
+            success: vec![put_op("rc/ok", "1")],
             failure: vec![],
         };
         kv.txn(req).await.unwrap().into_inner().succeeded
     };
-    let every_key_exists = compare("rc0", CompareResult::Greater, TargetUnion::Version(0));
+    let in_range = |end, result, target| compare("rc/", end, result, target);
+    let every_key_exists = in_range("rc0", CompareResult::Greater, TargetUnion::Version(0));
     assert!(txn(every_key_exists).await, "rc/1 and rc/2 both exist");
-    let all_x = compare("rc0", CompareResult::Equal, TargetUnion::Value("x".into()));
+    let all_x = in_range("rc0", CompareResult::Equal, TargetUnion::Value("x".into()));
     assert!(!txn(all_x).await, "rc/2 is y, not x");
-    let none_in_range = compare("rc/0", CompareResult::Equal, TargetUnion::CreateRevision(0));
+    let none_in_range = in_range("rc/0", CompareResult::Equal, TargetUnion::CreateRevision(0));
     assert!(
         txn(none_in_range).await,
         "[rc/, rc/0) is empty: as an absent key"
     );
-    let value_on_empty = compare(
+    let value_on_empty = in_range(
         "rc/0",
         CompareResult::NotEqual,
         TargetUnion::Value("".into()),
@@ -145,7 +148,7 @@ async fn txns_etcdctl_cannot_express(endpoint: &str) {
         !txn(value_on_empty).await,
         "a value compare on no key fails"
     );
-    let from_key_on = compare("\0", CompareResult::Greater, TargetUnion::Version(0));
+    let from_key_on = in_range("\0", CompareResult::Greater, TargetUnion::Version(0));
     assert!(txn(from_key_on).await, "every key from rc/ on exists");
     nested_txns(&mut kv).await;
 }
@@ -154,33 +157,18 @@ async fn txns_etcdctl_cannot_express(endpoint: &str) {
 /// answer nests the same way, and the inner failure branch's put applied.
 /// Then etcd's refusal of a key put twice in one transaction.
 async fn nested_txns(kv: &mut KvClient<tonic::transport::Channel>) {
-    use flotilla_proto::etcdserverpb as pb;
-    use pb::request_op::Request as R;
-    let put = |k: &str, v: &str| pb::RequestOp {
-        request: Some(R::RequestPut(pb::PutRequest {
-            key: k.to_string().into(),
-            value: v.to_string().into(),
-            ..Default::default()
-        })),
-    };
-    let absent = |k: &str| pb::Compare {
-        result: pb::compare::CompareResult::Equal as i32,
-        target: pb::compare::CompareTarget::Version as i32,
-        key: k.to_string().into(),
-        target_union: Some(pb::compare::TargetUnion::Version(0)),
-        range_end: Default::default(),
-    };
+    let absent = |k| compare(k, "", CompareResult::Equal, TargetUnion::Version(0));
     let inner = pb::TxnRequest {
         compare: vec![absent("rc/1")],
-        success: vec![put("nt/then", "1")],
-        failure: vec![put("nt/else", "2")],
+        success: vec![put_op("nt/then", "1")],
+        failure: vec![put_op("nt/else", "2")],
     };
     let outer = pb::TxnRequest {
         compare: vec![absent("nt/outer")],
         success: vec![
-            put("nt/outer", "0"),
+            put_op("nt/outer", "0"),
             pb::RequestOp {
-                request: Some(R::RequestTxn(inner)),
+                request: Some(pb::request_op::Request::RequestTxn(inner)),
             },
         ],
         failure: vec![],
@@ -205,7 +193,7 @@ async fn nested_txns(kv: &mut KvClient<tonic::transport::Channel>) {
     assert_eq!(keys, ["nt/else", "nt/outer"]);
     let twice = pb::TxnRequest {
         compare: vec![],
-        success: vec![put("nt/x", "1"), put("nt/x", "2")],
+        success: vec![put_op("nt/x", "1"), put_op("nt/x", "2")],
         failure: vec![],
     };
     let refused = kv.txn(twice).await.unwrap_err();

@@ -176,12 +176,7 @@ mod grpc {
     }
 
     pub async fn put(kv: &mut KvClient<Channel>, key: &str, value: &str) -> i64 {
-        let r = pb::PutRequest {
-            key: key.to_string().into(),
-            value: value.to_string().into(),
-            ..Default::default()
-        };
-        kv.put(r)
+        kv.put(crate::cluster_common::workload::put(key, value))
             .await
             .unwrap()
             .into_inner()
@@ -447,14 +442,12 @@ fn a_large_revision_is_fragmented_for_a_watch_that_asks() {
             let created = s.next().await;
             assert!(created.created && created.watch_id == id, "{created:?}");
         }
-        let value = vec![b'v'; 700 << 10];
+        let value = "v".repeat(700 << 10);
         let puts = (0..3)
             .map(|i| pb::RequestOp {
-                request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
-                    key: format!("f{i}").into(),
-                    value: value.clone().into(),
-                    ..Default::default()
-                })),
+                request: Some(pb::request_op::Request::RequestPut(
+                    cluster_common::workload::put(&format!("f{i}"), &value),
+                )),
             })
             .collect();
         let txn = pb::TxnRequest {
