@@ -163,6 +163,11 @@ fn build(seed: u64, cfg: &KvSwarmConfig) -> KvCluster {
         net.long_reordering = rng.range(0, 2) == 0;
         net.duplicate_per_mille = rng.range(0, 100);
     }
+    // Half the runs drive the nodes as production does: asynchronous
+    // writes, with syncs from 50 µs to 4 ms.
+    if rng.range(0, 2) == 1 {
+        t.c.cfg.async_sync_ns = Some((50_000, 4_000_000));
+    }
     t
 }
 

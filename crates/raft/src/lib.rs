@@ -33,6 +33,22 @@
 //! 6. Answer the reads in `read_states` once the state machine has applied
 //!    up to their index; retry those in `dropped_reads`.
 //!
+//! # Asynchronous writes
+//!
+//! A driver may instead let a Ready's writes sync while the node goes on
+//! (etcd's raft calls this asynchronous storage writes): do steps 1, 2
+//! without waiting for the sync, 4–6, then call
+//! [`RawNode::advance_handed`]; the node may now be stepped and ticked and
+//! give further Readys. Once the writes are durable (a sync covers every
+//! write handed out before it), send the Ready's `persisted_messages` and
+//! call [`RawNode::on_persisted`] with its [`Ready::persist_mark`], Ready
+//! after Ready in order. Committed entries may be applied before the
+//! Ready's own writes are durable: a leader counts its own log toward
+//! commitment only from `on_persisted`, so what it hands out to apply is
+//! durable on a quorum already. A Ready with a `snapshot` takes the
+//! synchronous path: wait until every earlier Ready is persisted, then
+//! sync it and [`RawNode::advance`].
+//!
 //! # Example: a one-node group
 //!
 //! ```
@@ -105,7 +121,7 @@ pub use message::{
     Append, AppendResp, Message, MessageBody, RejectHint, SnapshotChunk, VoteRequest,
 };
 pub use raft::StepError;
-pub use raw_node::{CompactError, RawNode, Ready, SoftState, Status};
+pub use raw_node::{CompactError, PersistMark, RawNode, Ready, SoftState, Status};
 pub use read_only::ReadState;
 pub use storage::{InitialState, MemStorage, Storage, Writes, persist};
 pub use types::{

@@ -6,13 +6,16 @@
 //!   |  offset  |  entries[0]  ...        ...            entries[n-1] |
 //!                  applied <= committed <= last
 //!                  unstable: first index not yet known durable here
+//!                  handed:   first index not yet handed out to persist
 //! ```
 //!
 //! Invariants (checked by [`RaftLog::check`]):
 //! - entries are consecutive from `offset + 1`, with non-decreasing terms;
 //! - `offset <= applied <= committed <= last_index` (`applied` may be below
 //!   `offset` only while a received snapshot waits to be restored);
-//! - `offset < unstable <= last_index + 1`.
+//! - `offset < unstable <= handed <= last_index + 1`: entries in
+//!   `unstable..handed` are being written (asynchronous writes), those from
+//!   `handed` on wait for the next Ready.
 
 use std::collections::VecDeque;
 
@@ -55,6 +58,7 @@ pub(crate) struct RaftLog {
     pub(crate) committed: LogIndex,
     pub(crate) applied: LogIndex,
     unstable: LogIndex,
+    handed: LogIndex,
     entry_bytes: u64,
     /// The latest snapshot, kept to send to followers that are behind.
     snapshot: Option<Snapshot>,
@@ -81,11 +85,13 @@ impl RaftLog {
             committed: offset,
             applied: offset,
             unstable: LogIndex(0),
+            handed: LogIndex(0),
             entry_bytes,
             snapshot: init.snapshot.clone(),
             pending_snapshot: None,
         };
         log.unstable = log.last_index().next();
+        log.handed = log.unstable;
         log.committed = init.hard_state.commit.clamp(offset, log.last_index());
         log
     }
@@ -206,6 +212,7 @@ impl RaftLog {
             self.entry_bytes -= entry_encoded_len(&e);
         }
         self.unstable = self.unstable.min(head.index);
+        self.handed = self.handed.min(head.index);
         self.append(entries.iter().cloned());
     }
 
@@ -216,9 +223,9 @@ impl RaftLog {
         }
     }
 
-    /// Entries not yet known durable.
-    pub(crate) fn unstable_entries(&self) -> Vec<Entry> {
-        let from = self.unstable.max(self.first_index());
+    /// Entries not yet handed out to persist.
+    pub(crate) fn unhanded_entries(&self) -> Vec<Entry> {
+        let from = self.handed.max(self.first_index());
         if from > self.last_index() {
             return Vec::new();
         }
@@ -228,8 +235,16 @@ impl RaftLog {
             .collect()
     }
 
-    pub(crate) fn has_unstable(&self) -> bool {
-        self.unstable <= self.last_index()
+    pub(crate) fn has_unhanded(&self) -> bool {
+        self.handed <= self.last_index()
+    }
+
+    /// Records that entries up to `(i, t)` were handed out to persist,
+    /// unless they were replaced meanwhile.
+    pub(crate) fn handed_to(&mut self, i: LogIndex, t: Term) {
+        if self.match_term(i, t) && i >= self.handed {
+            self.handed = i.next();
+        }
     }
 
     /// The last index known durable on this node.
@@ -242,6 +257,7 @@ impl RaftLog {
     pub(crate) fn stable_to(&mut self, i: LogIndex, t: Term) {
         if self.match_term(i, t) && i >= self.unstable {
             self.unstable = i.next();
+            self.handed = self.handed.max(self.unstable);
         }
     }
 
@@ -278,6 +294,7 @@ impl RaftLog {
         self.entry_bytes = 0;
         self.committed = snapshot.meta.index;
         self.unstable = snapshot.meta.index.next();
+        self.handed = self.unstable;
         self.snapshot = Some(snapshot.clone());
         self.pending_snapshot = Some(PendingSnapshot {
             snapshot,
@@ -296,6 +313,7 @@ impl RaftLog {
         self.offset = index;
         self.offset_term = term;
         self.unstable = self.unstable.max(index.next());
+        self.handed = self.handed.max(self.unstable);
         let snapshot = Snapshot {
             meta: SnapshotMeta {
                 index,
@@ -347,8 +365,12 @@ impl RaftLog {
             "unstable mark inside the snapshot"
         );
         assert!(
-            self.unstable <= self.last_index().next(),
-            "unstable mark beyond the log"
+            self.unstable <= self.handed,
+            "unstable mark beyond the handed one"
+        );
+        assert!(
+            self.handed <= self.last_index().next(),
+            "handed mark beyond the log"
         );
     }
 }

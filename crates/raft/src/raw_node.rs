@@ -55,7 +55,21 @@ pub struct Ready {
     pub dropped_reads: Vec<u64>,
 }
 
+/// What a Ready's writes make durable, for [`RawNode::on_persisted`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct PersistMark {
+    /// The last entry the Ready appended, if any.
+    pub last_entry: Option<(LogIndex, Term)>,
+}
+
 impl Ready {
+    /// What this Ready's writes make durable.
+    pub fn persist_mark(&self) -> PersistMark {
+        PersistMark {
+            last_entry: self.entries.last().map(|e| (e.index, e.term)),
+        }
+    }
+
     /// The writes to hand to [`crate::persist`].
     pub fn writes(&self) -> Writes<'_> {
         Writes {
@@ -247,7 +261,7 @@ impl RawNode {
         self.soft_state() != self.prev_soft
             || self.hard_state() != self.prev_hard
             || r.log.pending_snapshot.is_some()
-            || r.log.has_unstable()
+            || r.log.has_unhanded()
             || !r.msgs.is_empty()
             || !r.msgs_after_persist.is_empty()
             || r.log.has_next_committed()
@@ -263,7 +277,7 @@ impl RawNode {
         let soft = self.soft_state();
         let hard = self.hard_state();
         let pending = self.raft.log.pending_snapshot.clone();
-        let entries = self.raft.log.unstable_entries();
+        let entries = self.raft.log.unhanded_entries();
         let hard_changed = hard != self.prev_hard;
         let vote_changed = hard.term != self.prev_hard.term || hard.vote != self.prev_hard.vote;
         Ready {
@@ -282,8 +296,22 @@ impl RawNode {
     }
 
     /// Records that the Ready's writes are durable and its committed entries
-    /// applied.
+    /// applied: [`RawNode::advance_handed`] then [`RawNode::on_persisted`].
     pub fn advance(&mut self, rd: &Ready) {
+        self.advance_handed(rd);
+        self.on_persisted(rd.persist_mark());
+    }
+
+    /// Asynchronous writes: records that the Ready's writes were handed to
+    /// storage (not yet durable) and its committed entries applied. The
+    /// node may then be stepped, ticked and asked for further Readys while
+    /// the writes sync; once they are durable, call
+    /// [`RawNode::on_persisted`] with the Ready's [`Ready::persist_mark`]
+    /// and send its `persisted_messages`, in the order the Readys came.
+    ///
+    /// A Ready that carries a snapshot is not for this path: wait until
+    /// every earlier write is durable, sync it, then [`RawNode::advance`].
+    pub fn advance_handed(&mut self, rd: &Ready) {
         if let Some(soft) = rd.soft_state {
             self.prev_soft = soft;
         }
@@ -304,10 +332,19 @@ impl RawNode {
             }
         }
         if let Some(last) = rd.entries.last() {
-            log.stable_to(last.index, last.term);
+            log.handed_to(last.index, last.term);
         }
         if let Some(last) = rd.committed_entries.last() {
             log.applied_to(last.index);
+        }
+    }
+
+    /// Records that the writes of a Ready handed out earlier are durable
+    /// (with every write handed out before them). A leader counts its own
+    /// log toward commitment only from here.
+    pub fn on_persisted(&mut self, mark: PersistMark) {
+        if let Some((index, term)) = mark.last_entry {
+            self.raft.log.stable_to(index, term);
         }
         if self.raft.role == Role::Leader {
             self.raft.update_self_progress();

@@ -68,6 +68,11 @@ pub struct ClusterConfig {
     pub trace: bool,
     /// On a crash, lose a random part of the unsynced writes (else keep them).
     pub lose_unsynced_on_crash: bool,
+    /// Asynchronous writes, as the production driver does them: a Ready's
+    /// sync completes a random time in this range (ns) after it starts,
+    /// while the node goes on (see `sync.rs`). `None`: each Ready's I/O is
+    /// one step.
+    pub async_sync_ns: Option<(u64, u64)>,
     /// The voters at bootstrap (default: every node). Other nodes start as
     /// outsiders that join through membership changes.
     pub initial_voters: Option<Vec<NodeId>>,
@@ -91,6 +96,7 @@ impl ClusterConfig {
             serialize: true,
             trace: false,
             lose_unsynced_on_crash: true,
+            async_sync_ns: None,
             initial_voters: None,
             raft,
         }
@@ -128,6 +134,8 @@ pub struct SimNode {
     pub dropped_reads: Vec<u64>,
     pub(crate) last_commit: LogIndex,
     pub(crate) last_term: Term,
+    /// Asynchronous writes waiting for their sync (see `sync.rs`).
+    pub(crate) syncs: crate::sync::SyncQueue,
 }
 
 impl SimNode {
@@ -164,6 +172,11 @@ pub(crate) enum Event {
         to: u64,
         data: Bytes,
         request: bool,
+    },
+    Synced {
+        node: usize,
+        incarnation: u32,
+        token: u64,
     },
 }
 
@@ -229,6 +242,7 @@ impl Cluster {
                     app: AppState::default(),
                     reads: Vec::new(),
                     dropped_reads: Vec::new(),
+                    syncs: Default::default(),
                     last_commit: LogIndex(0),
                     last_term: Term(0),
                 })
@@ -350,6 +364,7 @@ impl Cluster {
             self.svc.stop(idx);
             node.incarnation += 1;
             node.disk.crash(&mut self.rng, lose);
+            node.syncs = Default::default();
             let id = node.id;
             self.trace(|| format!("n{id} CRASH"));
         }
@@ -488,6 +503,11 @@ impl Cluster {
                 data,
                 request,
             } => self.deliver_client(from, to, data, request),
+            Event::Synced {
+                node,
+                incarnation,
+                token,
+            } => self.synced(node, incarnation, token),
         }
     }
 

@@ -4,6 +4,11 @@
 //! append keeps only a prefix of its entries), as a real disk with a page
 //! cache does.
 //!
+//! A sync may also be split in two, as an asynchronous write's is: it
+//! covers the writes made before [`SimDisk::begin_sync`], and they become
+//! durable only at [`SimDisk::finish_sync`]; writes made in between wait
+//! for a later sync.
+//!
 //! Invariant: `view` is always `durable` with every pending write applied;
 //! after `crash`, `view == durable`.
 
@@ -28,6 +33,10 @@ pub struct SimDisk {
     durable: MemStorage,
     view: MemStorage,
     pending: Vec<Write>,
+    /// The sequence number of `pending[0]` (writes are numbered from 0 for
+    /// the disk's lifetime, so a sync begun before a crash covers nothing
+    /// after it).
+    pending_base: u64,
     /// Number of syncs so far.
     pub syncs: u64,
 }
@@ -51,6 +60,7 @@ impl SimDisk {
     /// unsynced writes, tearing the last one kept when `tear` allows.
     pub fn crash(&mut self, rng: &mut SplitMix64, lose_unsynced: bool) {
         let pending = std::mem::take(&mut self.pending);
+        self.pending_base += pending.len() as u64;
         let keep = if lose_unsynced {
             rng.range(0, pending.len() as u64 + 1) as usize
         } else {
@@ -115,6 +125,23 @@ impl SimDisk {
             .is_some_and(|e| e.term == term)
     }
 
+    /// Starts a sync of every write made so far; returns the token to
+    /// finish it with.
+    pub fn begin_sync(&self) -> u64 {
+        self.pending_base + self.pending.len() as u64
+    }
+
+    /// Finishes a sync begun with [`SimDisk::begin_sync`]: the writes it
+    /// covers (those still pending) become durable.
+    pub fn finish_sync(&mut self, token: u64) {
+        let n = (token.saturating_sub(self.pending_base) as usize).min(self.pending.len());
+        for w in self.pending.drain(..n) {
+            apply(&mut self.durable, &w);
+        }
+        self.pending_base += n as u64;
+        self.syncs += 1;
+    }
+
     fn write(&mut self, w: Write) {
         apply(&mut self.view, &w);
         self.pending.push(w);
@@ -144,10 +171,7 @@ impl Storage for SimDisk {
     }
 
     fn sync(&mut self) -> Result<(), Infallible> {
-        for w in std::mem::take(&mut self.pending) {
-            apply(&mut self.durable, &w);
-        }
-        self.syncs += 1;
+        self.finish_sync(self.begin_sync());
         Ok(())
     }
 }
@@ -175,6 +199,25 @@ mod tests {
     #[test]
     fn sim_disk_passes_the_conformance_suite() {
         run_all(&mut Disks);
+    }
+
+    #[test]
+    fn a_split_sync_covers_only_the_writes_made_before_it_began() {
+        let mut d = SimDisk::new();
+        d.append(&[entry(1, 1)]).unwrap();
+        let token = d.begin_sync();
+        d.append(&[entry(1, 2)]).unwrap();
+        d.finish_sync(token);
+        assert!(d.durably_holds(LogIndex(1), Term(1)));
+        assert!(!d.durably_holds(LogIndex(2), Term(1)));
+        // A sync begun before a crash covers nothing written after it.
+        let stale = d.begin_sync();
+        d.crash(&mut SplitMix64::new(3), true);
+        d.append(&[entry(2, 2)]).unwrap();
+        d.finish_sync(stale);
+        assert!(!d.durably_holds(LogIndex(2), Term(2)));
+        d.sync().unwrap();
+        assert!(d.durably_holds(LogIndex(2), Term(2)));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The simulator's Raft driver: it carries out each Ready exactly as the
 //! crate docs of `flotilla_raft` prescribe (send, persist and sync, send
-//! what needed durability, restore, apply, advance), and checks the safety
-//! invariants as it goes.
+//! what needed durability, restore, apply, advance; or, with asynchronous
+//! writes, hand the writes over and go on: `sync.rs`), and checks the
+//! safety invariants as it goes.
 //!
 //! The application it drives is a model: a digest chain over the applied
 //! entries. Its snapshots hold `(last applied index, digest)` plus padding,
@@ -10,7 +11,7 @@
 use bytes::Bytes;
 use flotilla_raft::codec::{Decode, Decoder, Encode, put_u64};
 use flotilla_raft::{
-    ConfState, EntryKind, LogIndex, Message, Ready, Role, StepError, Term, persist,
+    ConfState, EntryKind, LogIndex, Message, Ready, Role, StepError, Term, Writes, persist,
 };
 
 use crate::cluster::{Cluster, Event};
@@ -60,11 +61,21 @@ impl Cluster {
                 break;
             }
             let rd = raft.ready();
-            self.handle_ready(idx, &rd);
-            if let Some(raft) = self.nodes[idx].raft.as_mut() {
+            // Asynchronous writes (`sync.rs`), but a snapshot syncs at once.
+            let asynchronous = self.cfg.async_sync_ns.is_some() && rd.snapshot.is_none();
+            self.handle_ready(idx, &rd, asynchronous);
+            let Some(raft) = self.nodes[idx].raft.as_mut() else {
+                return;
+            };
+            if asynchronous {
+                raft.advance_handed(&rd);
+            } else {
                 raft.advance(&rd);
+                self.persisted_all(idx);
             }
+            self.start_sync(idx);
         }
+        self.start_sync(idx);
         if self.maybe_snapshot(idx) {
             self.drain(idx);
         }
@@ -73,7 +84,7 @@ impl Cluster {
         }
     }
 
-    fn handle_ready(&mut self, idx: usize, rd: &Ready) {
+    fn handle_ready(&mut self, idx: usize, rd: &Ready, asynchronous: bool) {
         let id = self.nodes[idx].id;
         if let Some(ss) = rd.soft_state {
             self.trace(|| format!("n{id} is {} (leader {:?})", ss.role, ss.leader));
@@ -87,8 +98,17 @@ impl Cluster {
             self.check_durable_commit(idx, rd);
         }
         let node = &mut self.nodes[idx];
-        let Ok(()) = persist(&mut node.disk, rd.writes());
-        self.send_all(&rd.persisted_messages);
+        if asynchronous {
+            let writes = Writes {
+                must_sync: false,
+                ..rd.writes()
+            };
+            let Ok(()) = persist(&mut node.disk, writes);
+            node.syncs.push(rd);
+        } else {
+            let Ok(()) = persist(&mut node.disk, rd.writes());
+            self.send_all(&rd.persisted_messages);
+        }
         if rd.restore_snapshot
             && let Some(snap) = &rd.snapshot
         {

@@ -105,11 +105,37 @@ impl Drop for Scratch {
     /// Kept when `FLOTILLA_KEEP_SCRATCH` is set (server logs, data dirs),
     /// to look into a failure.
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            print_log_tails(&self.path);
+        }
         if std::env::var_os("FLOTILLA_KEEP_SCRATCH").is_some() {
             eprintln!("kept {}", self.path.display());
             return;
         }
         let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A failing test shows the last lines of every `*.log` in `dir` (the
+/// servers' and workers' logs), so a failure in CI can be read without
+/// rerunning it.
+fn print_log_tails(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut logs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    for log in logs {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(40)..];
+        eprintln!("--- last {} lines of {} ---", tail.len(), log.display());
+        for line in tail {
+            eprintln!("{line}");
+        }
     }
 }
 

@@ -1,33 +1,39 @@
 //! The task that drives one Raft group: it owns the I/O-free
 //! [`RawNode`], the group's WAL handle and the application's state
 //! machine, and does the duties of each `Ready` in the order the Raft
-//! crate requires.
+//! crate requires, with asynchronous writes (the crate docs' path of that
+//! name): the task goes on while a Ready's writes sync.
 //!
 //! ```text
 //!  tick (timer) ──┐
 //!  peer messages ─┼─► step/tick/propose ─► ready() ─► 1. send `messages`
-//!  requests ──────┘   (all that is queued,            2. write to the WAL (memory)
-//!                      one batch)                     3. apply committed entries,
-//!                                                        answer their proposals
-//!                                                     4. one fdatasync for it all
-//!                                                     5. send `persisted_messages`
-//!                                                     6. (a snapshot from the
-//!                                                        leader: restore, apply)
-//!                                                     7. answer reads; advance,
-//!                                                        publish status
-//!  snapshot done ─► compact the log                   8. maybe start a snapshot
+//!  requests ──────┤   (all that is queued,            2. write to the WAL (memory)
+//!  sync done ─────┘    one batch)                     3. apply committed entries,
+//!        │                                               answer their proposals
+//!        │                                            4. queue the Ready for the
+//!        │                                               next sync; advance_handed
+//!        │                                            5. answer reads, publish
+//!        │                                               status, maybe snapshot
+//!        │                                  then, if no sync runs: start one
+//!        │                                  for every queued Ready (blocking pool)
+//!        └─► the Readys it covered: send their `persisted_messages`,
+//!            on_persisted, in order
+//!  snapshot done ─► compact the log
 //! ```
 //!
-//! Step 3 comes before the sync because committed entries are durable on
-//! a quorum already: the core counts the leader's own log only once a
-//! Ready has synced it (the simulator checks this before every Ready's
-//! writes: `invariants::durable_commit`), so a write's answer does not
-//! wait for the sync of the writes proposed after it.
+//! One sync runs at a time; Readys handed out meanwhile wait for the next,
+//! which starts as soon as it ends, so one `fdatasync` covers everything
+//! queued while the previous one ran (group commit). The task never waits
+//! for the disk: a leader steps its followers' acks, commits, applies and
+//! answers while its own sync runs, and its own log counts toward
+//! commitment only from `on_persisted` (the simulator checks this before
+//! every Ready's writes: `invariants::durable_commit`). So committed
+//! entries, durable on a quorum, are applied before this node's sync of
+//! them may have ended.
 //!
-//! Group commit: every request and message that is queued when a loop
-//! iteration starts joins the same Ready, so one sync covers them all;
-//! while a sync runs, new work queues up for the next one. The sync runs on
-//! tokio's blocking pool, never on a runtime worker.
+//! A Ready with a snapshot takes the synchronous path: it syncs at once,
+//! which covers every Ready queued or syncing before it, then restores a
+//! snapshot from the leader and applies.
 //!
 //! Log compaction: when enough entries are applied past the last snapshot,
 //! the state machine hands over a [`super::app::SnapshotJob`] (a copy of
@@ -38,9 +44,9 @@
 //! adds a small record to the next sync. One job runs at a time.
 //!
 //! Invariant: nothing that reports durable state (a vote, an appended
-//! entry) leaves before the WAL has synced it; a client's proposal is
-//! answered only once its entry is committed, hence durable on a quorum,
-//! and applied here.
+//! entry) leaves before the WAL has synced it and every write before it;
+//! a client's proposal is answered only once its entry is committed, hence
+//! durable on a quorum, and applied here.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -48,10 +54,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use flotilla_raft::{
-    Config, ConfigError, Entry, EntryKind, LogIndex, Message, NodeId, RawNode, Ready, Role,
-    Storage, Term,
+    Config, ConfigError, Entry, EntryKind, LogIndex, Message, NodeId, PersistMark, RawNode, Ready,
+    Role, Storage, Term,
 };
-use flotilla_wal::{GroupHandle, Wal, WalError};
+use flotilla_wal::{GroupHandle, Lsn, Wal, WalError};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -142,6 +148,24 @@ struct Driver<SM: StateMachine> {
     snapshots: mpsc::UnboundedSender<(LogIndex, Option<bytes::Bytes>)>,
     /// A snapshot job is running.
     snapshotting: bool,
+    /// Readys handed out that wait for the next sync.
+    queued: Vec<Unsynced>,
+    /// Readys that the running sync covers.
+    syncing: Vec<Unsynced>,
+}
+
+/// A Ready handed out whose writes are not yet known durable.
+struct Unsynced {
+    lsn: Lsn,
+    must_sync: bool,
+    persisted_messages: Vec<Message>,
+    mark: PersistMark,
+}
+
+/// The sync that runs on the blocking pool.
+struct SyncTask {
+    handle: JoinHandle<Result<Lsn, WalError>>,
+    started: std::time::Instant,
 }
 
 /// Whether a member that has applied `applied` and last snapshotted at
@@ -212,6 +236,8 @@ impl<SM: StateMachine> RaftNode<SM> {
             metrics: opts.metrics.clone(),
             snapshots: snap_tx,
             snapshotting: false,
+            queued: Vec::new(),
+            syncing: Vec::new(),
         };
         let queues = Queues {
             inbound,
@@ -283,8 +309,14 @@ impl<SM: StateMachine> Driver<SM> {
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Vec::new();
+        let mut sync: Option<SyncTask> = None;
         loop {
             tokio::select! {
+                done = async { (&mut sync.as_mut().expect("guarded").handle).await }, if sync.is_some() => {
+                    let started = sync.take().map(|t| t.started);
+                    done??;
+                    self.synced(started);
+                }
                 _ = ticker.tick() => self.tick(),
                 Some(m) = inbound.recv() => self.step(m),
                 Some(r) = requests.recv() => self.request(r, &mut batch),
@@ -304,8 +336,18 @@ impl<SM: StateMachine> Driver<SM> {
                 }
             }
             self.propose_batch(&mut batch);
-            while self.raw.has_ready() {
-                self.handle_ready().await?;
+            loop {
+                while self.raw.has_ready() {
+                    self.handle_ready().await?;
+                }
+                if sync.is_none() {
+                    sync = self.start_sync();
+                }
+                // Readys with nothing to sync may have been persisted
+                // just now, and a leader's own log counted.
+                if !self.raw.has_ready() {
+                    break;
+                }
             }
         }
         // Everything written so far becomes durable before the task ends.
@@ -390,31 +432,24 @@ impl<SM: StateMachine> Driver<SM> {
         self.transport.send(std::mem::take(&mut rd.messages));
         let lsn = self.storage.write(rd.writes())?;
         self.note_soft_state(&rd);
-        let restore = rd.snapshot.as_ref().filter(|_| rd.restore_snapshot);
-        if restore.is_none() {
-            // Committed entries are already durable on a quorum (the core
-            // counts the leader's own log only once a Ready has synced
-            // it), so they are applied and answered while this Ready's new
-            // writes sync: a write's answer does not wait for the fsync of
-            // the writes proposed after it.
+        if rd.snapshot.is_some() {
+            self.ready_with_snapshot(&mut rd, lsn).await?;
+        } else {
             self.apply(&rd)?;
+            let unsynced = Unsynced {
+                lsn,
+                must_sync: rd.must_sync,
+                persisted_messages: std::mem::take(&mut rd.persisted_messages),
+                mark: rd.persist_mark(),
+            };
+            self.raw.advance_handed(&rd);
+            if !unsynced.must_sync && self.queued.is_empty() && self.syncing.is_empty() {
+                // Nothing written before it waits for the disk.
+                self.persisted(vec![unsynced]);
+            } else {
+                self.queued.push(unsynced);
+            }
         }
-        if rd.must_sync {
-            let wal = self.wal.clone();
-            let started = std::time::Instant::now();
-            tokio::task::spawn_blocking(move || wal.sync_to(lsn)).await??;
-            self.metrics.fsync.observe(started.elapsed());
-        }
-        self.transport
-            .send(std::mem::take(&mut rd.persisted_messages));
-        if let Some(snap) = restore {
-            tracing::info!(index = %snap.meta.index, term = %snap.meta.term, "restoring a snapshot from the leader");
-            lock(&self.sm).restore(&snap.data)?;
-            self.fail_proposals_up_to(snap.meta.index);
-            self.peers_changed();
-            self.apply(&rd)?;
-        }
-        self.raw.advance(&rd);
         self.finish_reads(&rd);
         if rd.soft_state.is_some_and(|s| s.role != Role::Leader) {
             // Proposals made as leader may still commit, but nothing here
@@ -430,6 +465,72 @@ impl<SM: StateMachine> Driver<SM> {
         self.maybe_compact();
         self.status.send_replace(status_of(&self.raw, self.removed));
         Ok(())
+    }
+
+    /// The synchronous path, for a Ready that carries a snapshot (the
+    /// leader's, to restore, or a local compaction): its sync also covers
+    /// every Ready queued or syncing before it, which are persisted after
+    /// it. The running sync, when it ends, finds nothing left to report.
+    async fn ready_with_snapshot(&mut self, rd: &mut Ready, lsn: Lsn) -> Result<(), FatalError> {
+        let restore = rd.restore_snapshot;
+        if !restore {
+            self.apply(rd)?;
+        }
+        let wal = self.wal.clone();
+        let started = std::time::Instant::now();
+        tokio::task::spawn_blocking(move || wal.sync_to(lsn)).await??;
+        self.metrics.fsync.observe(started.elapsed());
+        self.transport
+            .send(std::mem::take(&mut rd.persisted_messages));
+        if let Some(snap) = rd.snapshot.as_ref().filter(|_| restore) {
+            tracing::info!(index = %snap.meta.index, term = %snap.meta.term, "restoring a snapshot from the leader");
+            lock(&self.sm).restore(&snap.data)?;
+            self.fail_proposals_up_to(snap.meta.index);
+            self.peers_changed();
+            self.apply(rd)?;
+        }
+        self.raw.advance(rd);
+        let mut covered = std::mem::take(&mut self.syncing);
+        covered.append(&mut self.queued);
+        self.persisted(covered);
+        Ok(())
+    }
+
+    /// Starts a sync of every queued Ready, unless none needs one (then
+    /// they are persisted at once).
+    fn start_sync(&mut self) -> Option<SyncTask> {
+        if self.queued.is_empty() {
+            return None;
+        }
+        let batch = std::mem::take(&mut self.queued);
+        let Some(lsn) = batch.iter().filter(|u| u.must_sync).map(|u| u.lsn).max() else {
+            self.persisted(batch);
+            return None;
+        };
+        self.syncing = batch;
+        let wal = self.wal.clone();
+        Some(SyncTask {
+            handle: tokio::task::spawn_blocking(move || wal.sync_to(lsn)),
+            started: std::time::Instant::now(),
+        })
+    }
+
+    /// The running sync ended well (`started`: when it began).
+    fn synced(&mut self, started: Option<std::time::Instant>) {
+        if let Some(started) = started {
+            self.metrics.fsync.observe(started.elapsed());
+        }
+        let batch = std::mem::take(&mut self.syncing);
+        self.persisted(batch);
+    }
+
+    /// Readys whose writes are durable, in the order they were handed out:
+    /// their messages leave and the core hears of each.
+    fn persisted(&mut self, batch: Vec<Unsynced>) {
+        for u in batch {
+            self.transport.send(u.persisted_messages);
+            self.raw.on_persisted(u.mark);
+        }
     }
 
     fn note_soft_state(&self, rd: &Ready) {

@@ -1,0 +1,90 @@
+//! Asynchronous writes: a Ready handed out with `advance_handed` is not
+//! given out again, and a leader counts its own log toward commitment only
+//! once `on_persisted` says it is durable, so acks alone commit only when a
+//! majority of the followers' syncs suffices.
+
+use bytes::Bytes;
+use flotilla_raft::message::{AppendResp, Message, MessageBody};
+use flotilla_raft::{Config, InitialState, LogIndex, NodeId, RawNode, Role, Term};
+
+/// Node 1 of three, leader of term 1 with its no-op (index 1) durable and
+/// committed.
+fn leader() -> RawNode {
+    let mut cfg = Config::new(NodeId(1), (1..=3).map(NodeId).collect());
+    cfg.pre_vote = false;
+    let mut node = RawNode::new(cfg, InitialState::default()).expect("valid config");
+    node.campaign();
+    let rd = node.ready();
+    node.advance(&rd);
+    let granted = MessageBody::VoteResp {
+        pre: false,
+        granted: true,
+    };
+    node.step(msg(2, granted)).expect("vote response");
+    assert_eq!(node.status().role, Role::Leader);
+    let rd = node.ready();
+    node.advance(&rd);
+    node.step(ack(2, 1)).expect("ack");
+    let rd = node.ready();
+    node.advance(&rd);
+    assert_eq!(node.status().commit, LogIndex(1));
+    node
+}
+
+fn msg(from: u64, body: MessageBody) -> Message {
+    Message {
+        from: NodeId(from),
+        to: NodeId(1),
+        term: Term(1),
+        body,
+    }
+}
+
+fn ack(from: u64, index: u64) -> Message {
+    let resp = AppendResp {
+        index: LogIndex(index),
+        reject: None,
+    };
+    msg(from, MessageBody::AppendResp(resp))
+}
+
+#[test]
+fn a_leader_counts_its_own_log_only_once_persisted() {
+    let mut node = leader();
+    node.propose(Bytes::from_static(b"x")).expect("leader");
+    let first = node.ready();
+    assert_eq!(first.entries.len(), 1);
+    node.advance_handed(&first);
+    node.propose(Bytes::from_static(b"y")).expect("leader");
+    let second = node.ready();
+    // Entry 2 is being written: only entry 3 is handed out now.
+    let handed: Vec<u64> = second.entries.iter().map(|e| e.index.get()).collect();
+    assert_eq!(handed, [3]);
+    node.advance_handed(&second);
+    // One follower's ack and an unsynced leader make no majority.
+    node.step(ack(2, 3)).expect("ack");
+    assert_eq!(node.status().commit, LogIndex(1));
+    // The first write is durable: entry 2 commits, entry 3 (still being
+    // written here) does not.
+    node.on_persisted(first.persist_mark());
+    assert_eq!(node.status().commit, LogIndex(2));
+    node.on_persisted(second.persist_mark());
+    assert_eq!(node.status().commit, LogIndex(3));
+}
+
+#[test]
+fn two_followers_commit_while_the_leader_still_syncs() {
+    let mut node = leader();
+    node.propose(Bytes::from_static(b"x")).expect("leader");
+    let handed = node.ready();
+    node.advance_handed(&handed);
+    node.step(ack(2, 2)).expect("ack");
+    node.step(ack(3, 2)).expect("ack");
+    assert_eq!(node.status().commit, LogIndex(2));
+    let rd = node.ready();
+    assert_eq!(rd.committed_entries.len(), 1);
+    node.advance_handed(&rd);
+    node.on_persisted(handed.persist_mark());
+    node.on_persisted(rd.persist_mark());
+    assert_eq!(node.status().applied, LogIndex(2));
+}
