@@ -74,7 +74,14 @@ pub enum SnapshotError {
 
 /// Encodes `r` (see the module docs for the format).
 pub(crate) fn encode(r: &Replica) -> Bytes {
-    let mut body = Vec::new();
+    // Sized up front and encoded in place behind the header, so a snapshot
+    // of a large store is neither copied on every doubling of its buffer
+    // nor once more behind the header: at 10^5 keys and more those copies
+    // and their page faults were most of the encoding's cost.
+    let mut body = Vec::with_capacity(encoded_len_estimate(r));
+    body.extend_from_slice(&SNAPSHOT_MAGIC);
+    body.push(SNAPSHOT_VERSION);
+    body.extend_from_slice(&[0; 4]);
     put_u64(&mut body, r.applied.get());
     put_u64(&mut body, r.applied_term.get());
     put_u64(&mut body, r.clock_ms);
@@ -94,12 +101,22 @@ pub(crate) fn encode(r: &Replica) -> Bytes {
         put_u64(&mut body, s.last_active_ms);
         put_outcome(&mut body, &s.reply);
     }
-    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
-    out.extend_from_slice(&SNAPSHOT_MAGIC);
-    out.push(SNAPSHOT_VERSION);
-    out.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
-    out.extend_from_slice(&body);
-    Bytes::from(out)
+    let crc = crc32c::crc32c(&body[HEADER_LEN..]);
+    body[HEADER_LEN - 4..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
+    Bytes::from(body)
+}
+
+/// About the size of `encode(r)`: exact for the keys and values, an upper
+/// bound for their numbers, a guess for the sessions' replies.
+fn encoded_len_estimate(r: &Replica) -> usize {
+    const NUMBERS: usize = 5 * 10;
+    let kvs: usize = r
+        .store
+        .kvs
+        .iter()
+        .map(|(k, s)| k.len() + s.value.len() + NUMBERS)
+        .sum();
+    HEADER_LEN + 6 * 10 + kvs + r.sessions.map.len() * 64
 }
 
 fn check_header(data: &Bytes) -> Result<Bytes, SnapshotError> {
