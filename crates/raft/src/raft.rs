@@ -121,6 +121,9 @@ pub(crate) struct Raft {
     pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
     /// Ticks since the node started (for lease reads).
     pub(crate) ticks: u64,
+    /// The highest term known durable here (what storage held at start,
+    /// then what the application reports persisted).
+    pub(crate) durable_term: Term,
     /// Leader: entries were appended since appends were last sent.
     pub(crate) needs_bcast: bool,
 }
@@ -164,6 +167,7 @@ impl Raft {
             dropped_reads: Vec::new(),
             incoming_snapshot: None,
             ticks: 0,
+            durable_term: init.hard_state.term,
             needs_bcast: false,
             cfg,
         };
@@ -191,10 +195,14 @@ impl Raft {
 
     /// Queues a message. A leader's replication traffic may leave before
     /// its own writes are durable (§10.2.1 of the thesis: the leader counts
-    /// itself only once durable); everything else reports state that must
-    /// be durable first.
+    /// itself only once durable), once its term is: a lone voter leads
+    /// without asking anyone, and a crash before its term is synced could
+    /// bring it back to win the same term again and send its learners
+    /// other entries under the same index and term. Everything else
+    /// reports state that must be durable first.
     pub(crate) fn send_with_term(&mut self, to: NodeId, term: Term, body: MessageBody) {
         let immediate = self.role == Role::Leader
+            && self.durable_term >= self.term
             && matches!(
                 body,
                 MessageBody::Append(_)

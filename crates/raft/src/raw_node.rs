@@ -60,6 +60,8 @@ pub struct Ready {
 pub struct PersistMark {
     /// The last entry the Ready appended, if any.
     pub last_entry: Option<(LogIndex, Term)>,
+    /// The term of the hard state the Ready saved, if any.
+    pub term: Option<Term>,
 }
 
 impl Ready {
@@ -67,6 +69,7 @@ impl Ready {
     pub fn persist_mark(&self) -> PersistMark {
         PersistMark {
             last_entry: self.entries.last().map(|e| (e.index, e.term)),
+            term: self.hard_state.map(|h| h.term),
         }
     }
 
@@ -345,6 +348,9 @@ impl RawNode {
     pub fn on_persisted(&mut self, mark: PersistMark) {
         if let Some((index, term)) = mark.last_entry {
             self.raft.log.stable_to(index, term);
+        }
+        if let Some(term) = mark.term {
+            self.raft.durable_term = self.raft.durable_term.max(term);
         }
         if self.raft.role == Role::Leader {
             self.raft.update_self_progress();

@@ -134,6 +134,9 @@ pub struct SimNode {
     pub dropped_reads: Vec<u64>,
     pub(crate) last_commit: LogIndex,
     pub(crate) last_term: Term,
+    /// The highest term in a message this node sent (pre-votes aside):
+    /// durable by then, so no restart may come back below it.
+    pub(crate) sent_term: Term,
     /// Asynchronous writes waiting for their sync (see `sync.rs`).
     pub(crate) syncs: crate::sync::SyncQueue,
 }
@@ -245,6 +248,7 @@ impl Cluster {
                     syncs: Default::default(),
                     last_commit: LogIndex(0),
                     last_term: Term(0),
+                    sent_term: Term(0),
                 })
                 .collect(),
             events: BTreeMap::new(),
@@ -365,6 +369,11 @@ impl Cluster {
             node.incarnation += 1;
             node.disk.crash(&mut self.rng, lose);
             node.syncs = Default::default();
+            if self.cfg.async_sync_ns.is_some() {
+                // A term taken but not yet synced (and so never sent) may
+                // be lost; one that left in a message may not.
+                node.last_term = node.sent_term;
+            }
             let id = node.id;
             self.trace(|| format!("n{id} CRASH"));
         }

@@ -10,8 +10,9 @@
 
 use bytes::Bytes;
 use flotilla_raft::codec::{Decode, Decoder, Encode, put_u64};
+use flotilla_raft::message::{MessageBody, VoteRequest};
 use flotilla_raft::{
-    ConfState, EntryKind, LogIndex, Message, Ready, Role, StepError, Term, Writes, persist,
+    ConfState, Entry, EntryKind, LogIndex, Message, Ready, Role, StepError, Term, Writes, persist,
 };
 
 use crate::cluster::{Cluster, Event};
@@ -93,8 +94,8 @@ impl Cluster {
             }
         }
         self.send_all(&rd.messages);
+        let written = self.written_entries(idx, rd);
         if self.cfg.checks {
-            self.check_log_matching(idx, rd);
             self.check_durable_commit(idx, rd);
         }
         let node = &mut self.nodes[idx];
@@ -104,9 +105,10 @@ impl Cluster {
                 ..rd.writes()
             };
             let Ok(()) = persist(&mut node.disk, writes);
-            node.syncs.push(rd);
+            node.syncs.push(rd, written);
         } else {
             let Ok(()) = persist(&mut node.disk, rd.writes());
+            self.check_log_matching(idx, &written);
             self.send_all(&rd.persisted_messages);
         }
         if rd.restore_snapshot
@@ -216,6 +218,15 @@ impl Cluster {
 
     pub(crate) fn send_all(&mut self, msgs: &[Message]) {
         for m in msgs {
+            let pre = matches!(
+                &m.body,
+                MessageBody::Vote(VoteRequest { pre: true, .. })
+                    | MessageBody::VoteResp { pre: true, .. }
+            );
+            let sender = self.nodes.iter_mut().find(|n| n.id == m.from);
+            if let Some(node) = sender.filter(|_| !pre) {
+                node.sent_term = node.sent_term.max(m.term);
+            }
             let is_request = m.body.is_request();
             let msg = if self.cfg.serialize {
                 let bytes = m.to_bytes();
@@ -324,23 +335,34 @@ impl Cluster {
         }
     }
 
-    fn check_log_matching(&mut self, idx: usize, rd: &Ready) {
-        let Some(raft) = self.nodes[idx].raft.as_ref() else {
-            return;
+    /// The entries a Ready writes, each with the term before it, for the
+    /// log-matching check.
+    pub(crate) fn written_entries(&self, idx: usize, rd: &Ready) -> Vec<(Entry, Term)> {
+        let Some(raft) = self.nodes[idx].raft.as_ref().filter(|_| self.cfg.checks) else {
+            return Vec::new();
         };
-        let id = raft.status().id;
-        for e in &rd.entries {
-            let Some(prev_term) = raft.term_at(e.index.prev()) else {
-                continue;
-            };
-            if let Err(v) = self.log_matching.observe(id, e, prev_term) {
+        rd.entries
+            .iter()
+            .filter_map(|e| Some((e.clone(), raft.term_at(e.index.prev())?)))
+            .collect()
+    }
+
+    /// Log matching over what node `idx` wrote durably (with asynchronous
+    /// writes, checked once they sync: entries lost in a crash before, along
+    /// with the term they were written in, never existed for anyone else).
+    pub(crate) fn check_log_matching(&mut self, idx: usize, written: &[(Entry, Term)]) {
+        let id = self.nodes[idx].id;
+        for (e, prev_term) in written {
+            if let Err(v) = self.log_matching.observe(id, e, *prev_term) {
                 return self.violation(v);
             }
         }
     }
 
     /// Per-node invariants: the core's own, a commit index that never goes
-    /// back within an incarnation, and a term that never goes back at all.
+    /// back within an incarnation, and a term that never goes back (with
+    /// asynchronous writes, a crash may lose a term taken but not yet synced,
+    /// never one the node sent in a message).
     fn check_node(&mut self, idx: usize) {
         let node = &mut self.nodes[idx];
         let Some(raft) = node.raft.as_ref() else {

@@ -12,7 +12,7 @@
 //!
 //! [`RawNode::on_persisted`]: flotilla_raft::RawNode::on_persisted
 
-use flotilla_raft::{Message, PersistMark, Ready};
+use flotilla_raft::{Entry, Message, PersistMark, Ready, Term};
 
 use crate::cluster::{Cluster, Event};
 
@@ -20,6 +20,9 @@ use crate::cluster::{Cluster, Event};
 #[derive(Debug)]
 pub(crate) struct PendingSync {
     messages: Vec<Message>,
+    /// The entries it wrote, with the term before each (for the
+    /// log-matching check, made once they are durable).
+    written: Vec<(Entry, Term)>,
     mark: PersistMark,
     must_sync: bool,
 }
@@ -35,9 +38,10 @@ pub(crate) struct SyncQueue {
 
 impl SyncQueue {
     /// Queues a Ready whose writes were just handed to the disk.
-    pub(crate) fn push(&mut self, rd: &Ready) {
+    pub(crate) fn push(&mut self, rd: &Ready, written: Vec<(Entry, Term)>) {
         self.queued.push(PendingSync {
             messages: rd.persisted_messages.clone(),
+            written,
             mark: rd.persist_mark(),
             must_sync: rd.must_sync,
         });
@@ -107,6 +111,7 @@ impl Cluster {
     /// hears of each.
     fn persisted(&mut self, idx: usize, batch: Vec<PendingSync>) {
         for p in batch {
+            self.check_log_matching(idx, &p.written);
             self.send_all(&p.messages);
             if let Some(raft) = self.nodes[idx].raft.as_mut() {
                 raft.on_persisted(p.mark);

@@ -501,3 +501,37 @@ fn asynchronous_writes_commit_only_what_a_majority_synced() {
         },
     );
 }
+
+/// A lone voter becomes leader without asking anyone, so its new term is
+/// not durable when its first appends leave for its learners. A crash then
+/// could bring it back in the old term, win the same term again and send
+/// different entries under the same index and term. The core holds a
+/// leader's appends until its term is durable: the learners' logs must
+/// match (checked at every Ready), and no term they saw may be lost.
+#[test]
+fn a_lone_voter_sends_nothing_in_a_term_it_has_not_synced() {
+    run_seeds(
+        "a_lone_voter_sends_nothing_in_a_term_it_has_not_synced",
+        SEEDS,
+        |seed| {
+            let mut c = cluster(2, seed, |cfg| {
+                cfg.async_sync_ns = Some((MS, 20 * MS));
+                cfg.initial_voters = Some(vec![NodeId(1)]);
+                cfg.raft.learners = vec![NodeId(2)];
+            });
+            for round in 0..50u64 {
+                // Crash it right after it takes the lead, its term and
+                // first appends still syncing.
+                while c.get_state(0).is_none_or(|(_, leader)| !leader) {
+                    c.run_for(MS)?;
+                }
+                c.start(0, cmd(round));
+                let pause = c.rng.range(0, 3);
+                c.run_for(pause * MS)?;
+                c.restart(0);
+            }
+            c.one(cmd(1_000_000), 2, true)?;
+            Ok(())
+        },
+    );
+}
