@@ -4,8 +4,10 @@
 //! majority of the followers' syncs suffices.
 
 use bytes::Bytes;
-use flotilla_raft::message::{AppendResp, Message, MessageBody};
-use flotilla_raft::{Config, InitialState, LogIndex, NodeId, RawNode, Role, Term};
+mod common;
+
+use flotilla_raft::message::{Message, MessageBody};
+use flotilla_raft::{Config, InitialState, LogIndex, NodeId, RawNode, Role};
 
 /// Node 1 of three, leader of term 1 with its no-op (index 1) durable and
 /// committed.
@@ -32,20 +34,11 @@ fn leader() -> RawNode {
 }
 
 fn msg(from: u64, body: MessageBody) -> Message {
-    Message {
-        from: NodeId(from),
-        to: NodeId(1),
-        term: Term(1),
-        body,
-    }
+    common::msg(from, 1, body)
 }
 
 fn ack(from: u64, index: u64) -> Message {
-    let resp = AppendResp {
-        index: LogIndex(index),
-        reject: None,
-    };
-    msg(from, MessageBody::AppendResp(resp))
+    common::ack(from, 1, index)
 }
 
 #[test]

@@ -8,7 +8,9 @@
 //! a follower does when an earlier, shorter append arrives late.
 
 use bytes::Bytes;
-use flotilla_raft::message::{Append, AppendResp, Message, MessageBody};
+mod common;
+
+use flotilla_raft::message::{Append, Message, MessageBody};
 use flotilla_raft::{
     Config, Entry, EntryKind, HardState, InitialState, LogIndex, NodeId, RawNode, Role, Term,
 };
@@ -51,20 +53,11 @@ fn leader_of_term_4() -> RawNode {
 }
 
 fn msg(from: u64, body: MessageBody) -> Message {
-    Message {
-        from: NodeId(from),
-        to: NodeId(1),
-        term: Term(4),
-        body,
-    }
+    common::msg(from, 4, body)
 }
 
 fn ack(from: u64, index: u64) -> Message {
-    let resp = AppendResp {
-        index: LogIndex(index),
-        reject: None,
-    };
-    msg(from, MessageBody::AppendResp(resp))
+    common::ack(from, 4, index)
 }
 
 /// Drains and persists what the leader has, so its own log counts.
