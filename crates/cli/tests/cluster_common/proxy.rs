@@ -72,10 +72,12 @@ async fn connection(inbound: TcpStream, target: String, mut mode: watch::Receive
     let _ = outbound.set_nodelay(true);
     let (ir, iw) = inbound.into_split();
     let (or, ow) = outbound.into_split();
+    let (a, b) = (mode.clone(), mode.clone());
     tokio::select! {
-        _ = pump(ir, ow, mode.clone()) => {}
-        _ = pump(or, iw, mode.clone()) => {}
+        biased;
         _ = mode.wait_for(|m| *m == Mode::Cut) => {}
+        _ = pump(ir, ow, a) => {}
+        _ = pump(or, iw, b) => {}
     }
 }
 
@@ -107,8 +109,16 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mode: watch::Rece
             let Ok(m) = write_mode.wait_for(|m| *m != Mode::Stall).await.map(|m| *m) else {
                 return;
             };
+            // A cut is final at once: nothing read before it (or after it,
+            // before this connection's task noticed) may still pass.
+            if m == Mode::Cut {
+                return;
+            }
             if let Mode::Delay(d) = m {
                 tokio::time::sleep_until(read_at + d).await;
+                if *write_mode.borrow() == Mode::Cut {
+                    return;
+                }
             }
             if to.write_all(&chunk).await.is_err() {
                 return;
