@@ -313,9 +313,10 @@ impl<SM: StateMachine> Driver<SM> {
         loop {
             tokio::select! {
                 done = async { (&mut sync.as_mut().expect("guarded").handle).await }, if sync.is_some() => {
-                    let started = sync.take().map(|t| t.started);
                     done??;
-                    self.synced(started);
+                    if let Some(task) = sync.take() {
+                        self.synced(task.started);
+                    }
                 }
                 _ = ticker.tick() => self.tick(),
                 Some(m) = inbound.recv() => self.step(m),
@@ -476,10 +477,9 @@ impl<SM: StateMachine> Driver<SM> {
         if !restore {
             self.apply(rd)?;
         }
-        let wal = self.wal.clone();
-        let started = std::time::Instant::now();
-        tokio::task::spawn_blocking(move || wal.sync_to(lsn)).await??;
-        self.metrics.fsync.observe(started.elapsed());
+        let task = self.spawn_sync(lsn);
+        task.handle.await??;
+        self.metrics.fsync.observe(task.started.elapsed());
         self.transport
             .send(std::mem::take(&mut rd.persisted_messages));
         if let Some(snap) = rd.snapshot.as_ref().filter(|_| restore) {
@@ -508,18 +508,22 @@ impl<SM: StateMachine> Driver<SM> {
             return None;
         };
         self.syncing = batch;
-        let wal = self.wal.clone();
-        Some(SyncTask {
-            handle: tokio::task::spawn_blocking(move || wal.sync_to(lsn)),
-            started: std::time::Instant::now(),
-        })
+        Some(self.spawn_sync(lsn))
     }
 
-    /// The running sync ended well (`started`: when it began).
-    fn synced(&mut self, started: Option<std::time::Instant>) {
-        if let Some(started) = started {
-            self.metrics.fsync.observe(started.elapsed());
+    /// Syncs the WAL up to `lsn` on the blocking pool, never on a runtime
+    /// worker.
+    fn spawn_sync(&self, lsn: Lsn) -> SyncTask {
+        let wal = self.wal.clone();
+        SyncTask {
+            handle: tokio::task::spawn_blocking(move || wal.sync_to(lsn)),
+            started: std::time::Instant::now(),
         }
+    }
+
+    /// The running sync, begun at `started`, ended well.
+    fn synced(&mut self, started: std::time::Instant) {
+        self.metrics.fsync.observe(started.elapsed());
         let batch = std::mem::take(&mut self.syncing);
         self.persisted(batch);
     }
