@@ -164,9 +164,9 @@ fn build(seed: u64, cfg: &KvSwarmConfig) -> KvCluster {
         net.duplicate_per_mille = rng.range(0, 100);
     }
     // Half the runs drive the nodes as production does: asynchronous
-    // writes, with syncs from 50 µs to 4 ms.
+    // writes.
     if rng.range(0, 2) == 1 {
-        t.c.cfg.async_sync_ns = Some((50_000, 4_000_000));
+        t.c.cfg.async_sync_ns = Some(flotilla_sim::sync::ASYNC_SYNC_NS);
     }
     t
 }

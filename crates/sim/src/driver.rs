@@ -74,8 +74,9 @@ impl Cluster {
                 raft.advance(&rd);
                 self.persisted_all(idx);
             }
-            self.start_sync(idx);
         }
+        // As the production driver does: one sync for every Ready handed
+        // out above, unless one runs already.
         self.start_sync(idx);
         if self.maybe_snapshot(idx) {
             self.drain(idx);

@@ -22,7 +22,7 @@ mod ops;
 pub mod runner;
 pub mod service;
 pub mod swarm;
-mod sync;
+pub mod sync;
 
 pub use cluster::{Actor, AppState, Cluster, ClusterConfig, Failure, SimNode};
 pub use lab::{ELECTION_TIMEOUT_NS, OneActor, OneCall, Waited, cmd};

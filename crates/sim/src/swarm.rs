@@ -319,9 +319,9 @@ fn build(seed: u64, cfg: &SwarmConfig) -> Cluster {
         cc.initial_voters = Some((1..=3).map(NodeId).collect());
     }
     // Half the runs drive the nodes as production does: asynchronous
-    // writes, with syncs from 50 µs to 4 ms.
+    // writes.
     if rng.range(0, 2) == 1 {
-        cc.async_sync_ns = Some((50_000, 4 * MS));
+        cc.async_sync_ns = Some(crate::sync::ASYNC_SYNC_NS);
     }
     Cluster::new(cc)
 }

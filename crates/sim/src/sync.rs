@@ -15,6 +15,13 @@
 use flotilla_raft::{Entry, Message, PersistMark, Ready, Term};
 
 use crate::cluster::{Cluster, Event};
+use crate::net::MS;
+
+/// The sync latencies, in ns, that the randomized runs (`flotilla sim raft`
+/// and `flotilla sim kv`) give half their seeds: 50 µs to 4 ms, from below
+/// an idle `fdatasync` on the benchmark machine (0.12–0.17 ms) to several
+/// times its average under load (0.8 ms).
+pub const ASYNC_SYNC_NS: (u64, u64) = (50_000, 4 * MS);
 
 /// A Ready handed out whose writes are not yet durable.
 #[derive(Debug)]
