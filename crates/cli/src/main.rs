@@ -17,14 +17,14 @@ mod units;
 
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+
 /// mimalloc instead of glibc's malloc: under load a server's requests,
 /// messages and entries are many small short-lived allocations, where
 /// glibc's arenas cost ~9% of the leader's CPU (perf, writes at 64
 /// clients).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-use clap::{Parser, Subcommand};
 
 /// Flotilla: Raft, a linearizable replicated KV store, a sharded store and
 /// MapReduce, with a deterministic simulator to prove them.

@@ -78,32 +78,32 @@ pub(crate) fn encode(r: &Replica) -> Bytes {
     // of a large store is neither copied on every doubling of its buffer
     // nor once more behind the header: at 10^5 keys and more those copies
     // and their page faults were most of the encoding's cost.
-    let mut body = Vec::with_capacity(encoded_len_estimate(r));
-    body.extend_from_slice(&SNAPSHOT_MAGIC);
-    body.push(SNAPSHOT_VERSION);
-    body.extend_from_slice(&[0; 4]);
-    put_u64(&mut body, r.applied.get());
-    put_u64(&mut body, r.applied_term.get());
-    put_u64(&mut body, r.clock_ms);
-    put_u64(&mut body, r.store.revision);
-    put_u64(&mut body, r.store.kvs.len() as u64);
+    let mut out = Vec::with_capacity(encoded_len_estimate(r));
+    out.extend_from_slice(&SNAPSHOT_MAGIC);
+    out.push(SNAPSHOT_VERSION);
+    out.extend_from_slice(&[0; 4]);
+    put_u64(&mut out, r.applied.get());
+    put_u64(&mut out, r.applied_term.get());
+    put_u64(&mut out, r.clock_ms);
+    put_u64(&mut out, r.store.revision);
+    put_u64(&mut out, r.store.kvs.len() as u64);
     for (k, s) in r.store.kvs.iter() {
-        put_bytes(&mut body, k);
-        put_bytes(&mut body, &s.value);
-        put_u64(&mut body, s.create_rev);
-        put_u64(&mut body, s.mod_rev);
-        put_u64(&mut body, s.version);
+        put_bytes(&mut out, k);
+        put_bytes(&mut out, &s.value);
+        put_u64(&mut out, s.create_rev);
+        put_u64(&mut out, s.mod_rev);
+        put_u64(&mut out, s.version);
     }
-    put_u64(&mut body, r.sessions.map.len() as u64);
+    put_u64(&mut out, r.sessions.map.len() as u64);
     for (c, s) in r.sessions.map.iter() {
-        put_u64(&mut body, *c);
-        put_u64(&mut body, s.last_seq);
-        put_u64(&mut body, s.last_active_ms);
-        put_outcome(&mut body, &s.reply);
+        put_u64(&mut out, *c);
+        put_u64(&mut out, s.last_seq);
+        put_u64(&mut out, s.last_active_ms);
+        put_outcome(&mut out, &s.reply);
     }
-    let crc = crc32c::crc32c(&body[HEADER_LEN..]);
-    body[HEADER_LEN - 4..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
-    Bytes::from(body)
+    let crc = crc32c::crc32c(&out[HEADER_LEN..]);
+    out[HEADER_LEN - 4..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
+    Bytes::from(out)
 }
 
 /// About the size of `encode(r)`: exact for the keys and values, an upper
