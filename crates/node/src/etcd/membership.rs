@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::cluster_client::ClusterClient;
 use flotilla_proto::etcdserverpb::maintenance_client::MaintenanceClient;
-use flotilla_raft::{ConfChange, ConfChangeOp, NodeId};
+use flotilla_raft::{ConfChange, ConfChangeError, ConfChangeOp, NodeId};
 use tokio::time::{Instant, timeout_at};
 use tonic::Status;
 
@@ -162,6 +162,18 @@ pub fn plan(
             }
             Ok((ConfChange::new(vec![ConfChangeOp::AddVoter(id)]), None))
         }
+    }
+}
+
+/// The answer to a change the Raft core refused. The core checks against
+/// the committed configuration, which runs up to one Ready ahead of the
+/// applied member table that [`plan`] checks: a member whose removal just
+/// committed is gone for the core while the table still lists it, and
+/// etcd's answer for it is the one `plan` gives once the table catches up.
+fn conf_change_refused(e: &ConfChangeError) -> Status {
+    match e {
+        ConfChangeError::NotMember(_) => Status::not_found("etcdserver: member not found"),
+        e => Status::failed_precondition(format!("flotilla: {e}")),
     }
 }
 
@@ -388,9 +400,7 @@ impl Core {
             Err(NodeError::Stopped) => Err(Attempt::Fail(Status::unavailable(
                 "etcdserver: server stopped",
             ))),
-            Err(NodeError::InvalidConfChange(e)) => Err(Attempt::Fail(
-                Status::failed_precondition(format!("flotilla: {e}")),
-            )),
+            Err(NodeError::InvalidConfChange(e)) => Err(Attempt::Fail(conf_change_refused(&e))),
             // Pending, lost leadership: retry (a change that did commit
             // is then refused by `plan` as already made, which is what
             // etcd answers for a retried add too).
@@ -490,6 +500,16 @@ impl Core {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_removal_the_core_refuses_as_done_is_member_not_found() {
+        let s = conf_change_refused(&ConfChangeError::NotMember(NodeId(2)));
+        assert_eq!(s.code(), tonic::Code::NotFound);
+        assert_eq!(s.message(), "etcdserver: member not found");
+        let s = conf_change_refused(&ConfChangeError::InJoint);
+        assert_eq!(s.code(), tonic::Code::FailedPrecondition);
+        assert!(s.message().starts_with("flotilla: "), "{}", s.message());
+    }
 
     fn three() -> Members {
         Members::bootstrap(
