@@ -13,11 +13,7 @@ use common::{Proc, Scratch, flotilla, run, wait_for};
 #[test]
 fn the_noop_server_answers_and_bench_kv_drives_it() {
     let s = Scratch::new("noop");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let addr = format!("127.0.0.1:{port}");
     let mut server = Proc::spawn(
         "noop-server",

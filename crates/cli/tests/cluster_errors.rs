@@ -10,12 +10,7 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::{Proc, Scratch, flotilla, run, wait_for};
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
+use common::{Proc, Scratch, flotilla, free_port, run, wait_for};
 
 fn assert_clean_failure(status: std::process::ExitStatus, stderr: &str, needle: &str) {
     assert_eq!(status.code(), Some(1), "stderr: {stderr}");

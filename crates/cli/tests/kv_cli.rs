@@ -134,11 +134,7 @@ fn outputs(all: &str) {
 
 #[test]
 fn a_write_to_no_reachable_member_fails_at_once_and_says_it_was_not_applied() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
+    let port = format!("127.0.0.1:{}", common::free_port());
     for args in [&["kv", "put", "a", "1"][..], &["kv", "append", "a", "1"]] {
         let (status, _, err) = flotilla(&port, args, "");
         assert_eq!(status.code(), Some(1), "{args:?}: {err}");

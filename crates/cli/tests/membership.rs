@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cluster_common::Cluster;
-use common::{Proc, etcdctl, etcdctl_missing, etcdctl_ok, run, wait_for};
+use common::{Proc, etcdctl, etcdctl_missing, etcdctl_ok, free_port, run, wait_for};
 use flotilla_linearize::{KvInput, KvOutput, Recorder};
 use flotilla_node::client::Client;
 use flotilla_proto::etcdserverpb as pb;
@@ -157,12 +157,6 @@ fn start_joiner(cluster: &mut Cluster, i: usize, id: u64, ask: &str, extra: &[&s
         .stdout(log.try_clone().unwrap())
         .stderr(log);
     cluster.procs[i] = Some(Proc::spawn(&format!("member {id}"), &mut cmd));
-}
-
-/// A loopback port that was free a moment ago.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 /// Waits until member `i` has applied at least what `leader` had

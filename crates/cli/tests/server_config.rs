@@ -12,8 +12,7 @@ use std::time::Duration;
 use common::{Proc, Scratch, flotilla, run, wait_for};
 
 fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
+    format!("127.0.0.1:{}", common::free_port())
 }
 
 fn write_config(s: &Scratch, text: &str) -> String {

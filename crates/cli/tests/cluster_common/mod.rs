@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use flotilla_node::client::Client;
 
-use crate::common::{Proc, Scratch, wait_for};
+use crate::common::{Proc, Scratch, free_ports, wait_until};
 
 pub mod faults;
 pub mod netns;
@@ -38,17 +38,6 @@ pub struct Cluster {
     prefixes: Vec<Vec<String>>,
     /// Extra flags for every member.
     pub extra: Vec<String>,
-}
-
-/// `n` loopback ports that were free a moment ago.
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
 }
 
 impl Cluster {
@@ -192,7 +181,13 @@ impl Cluster {
 
     /// A client over every endpoint (call inside a runtime).
     pub fn client(&self) -> Client {
-        Client::new(&self.endpoints, Duration::from_secs(3)).unwrap()
+        self.client_with_timeout(Duration::from_secs(3))
+    }
+
+    /// A client over every endpoint whose requests may take `timeout`
+    /// (call inside a runtime).
+    pub fn client_with_timeout(&self, timeout: Duration) -> Client {
+        Client::new(&self.endpoints, timeout).unwrap()
     }
 
     /// `k` clients over every endpoint, client `c` starting at member
@@ -217,29 +212,54 @@ impl Cluster {
     }
 
     /// Waits for the running members among `members` to agree on a
-    /// leader that is one of them (the rest may be cut off).
+    /// leader that is one of them (the rest may be cut off). On timeout,
+    /// the panic says what each member last reported.
     pub fn wait_leader_of(&self, rt: &tokio::runtime::Runtime, members: &[usize]) -> usize {
         let client = {
             let _g = rt.enter();
             self.client()
         };
-        let leader = wait_for("a leader", Duration::from_secs(30), || {
+        let mut last = Vec::new();
+        let found = wait_until(Duration::from_secs(30), || {
+            last.clear();
             let mut seen = None;
+            let mut agreed = true;
             for (i, p) in self.procs.iter().enumerate() {
                 if p.is_none() || !members.contains(&i) {
                     continue;
                 }
-                let s = rt.block_on(client.status_of(i)).ok()?;
-                if s.leader == 0 || seen.is_some_and(|l| l != s.leader) {
-                    return None;
+                match rt.block_on(client.status_of(i)) {
+                    Ok(s) => {
+                        last.push(format!(
+                            "member {}: leader {} term {} commit {} applied {}",
+                            i + 1,
+                            s.leader,
+                            s.raft_term,
+                            s.raft_index,
+                            s.raft_applied_index
+                        ));
+                        agreed &= s.leader != 0 && seen.is_none_or(|l| l == s.leader);
+                        seen = Some(s.leader);
+                    }
+                    Err(e) => {
+                        last.push(format!("member {}: {e}", i + 1));
+                        agreed = false;
+                    }
                 }
-                seen = Some(s.leader);
             }
-            seen.filter(|&l| {
-                let l = l as usize - 1;
-                members.contains(&l) && self.procs.get(l).is_some_and(Option::is_some)
-            })
+            let leader = seen.filter(|_| agreed)?;
+            let l = usize::try_from(leader).ok()?.checked_sub(1)?;
+            (members.contains(&l) && self.procs.get(l).is_some_and(Option::is_some))
+                .then_some(leader)
         });
-        leader as usize - 1
+        match found {
+            Some(leader) => leader as usize - 1,
+            None => panic!(
+                "timed out after 30s waiting for members {:?} to agree on a leader among them; \
+                 last seen:\n  {}",
+                members.iter().map(|i| i + 1).collect::<Vec<_>>(),
+                last.join("\n  ")
+            ),
+        }
     }
 }

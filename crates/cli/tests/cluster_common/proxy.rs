@@ -53,8 +53,20 @@ impl Link {
     }
 }
 
+/// Accepts until the runtime stops. An accept that fails (a connection
+/// aborted before it was accepted) must not end the loop: the link would
+/// then take connections into the kernel's backlog that nobody forwards,
+/// and a member's stream over one would wait forever.
 async fn accept_loop(listener: TcpListener, target: String, mode: watch::Receiver<Mode>) {
-    while let Ok((inbound, _)) = listener.accept().await {
+    loop {
+        let inbound = match listener.accept().await {
+            Ok((inbound, _)) => inbound,
+            Err(e) => {
+                eprintln!("proxy to {target}: accept failed ({e}); accepting on");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+        };
         if *mode.borrow() == Mode::Cut {
             continue; // dropped: closed at once
         }
