@@ -10,6 +10,15 @@
 //! breaks, the task drops what is queued (it is stale by then) and
 //! reconnects with capped exponential backoff.
 //!
+//! A stream can also hang without breaking: the peer's host vanished or
+//! its network drops packets (TCP retries for many minutes), or the peer
+//! accepted the connection but never serves it. HTTP/2 keepalive pings
+//! catch that: a connection whose pings go unanswered for
+//! [`KEEPALIVE_TIMEOUT`] is closed, which ends the call, and the link
+//! reconnects. The task watches the call while it waits for room in the
+//! stream too, so a call that ended never holds the link, and gives up a
+//! stream that takes nothing for [`STREAM_STALL_MAX`] while batches wait.
+//!
 //! The peer set follows the group's replicated member table
 //! ([`Transport::set_peers`]): a new member gets a link, a removed one's
 //! link ends (its queue is dropped). A peer that answers "you were
@@ -22,18 +31,46 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use flotilla_proto::raft::v1::MessageBatch;
 use flotilla_proto::raft::v1::raft_transport_client::RaftTransportClient;
+use flotilla_proto::raft::v1::{MessageBatch, SendSummary};
 use flotilla_raft::{Encode, Message, NodeId};
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinError;
+use tonic::Status;
 use tonic::transport::Endpoint;
 
 /// Messages queued per peer before new ones are dropped.
 pub const PEER_QUEUE_MESSAGES: usize = 4096;
 /// Most messages in one batch.
 const BATCH_MESSAGES_MAX: usize = 512;
-/// Most payload bytes in one batch (beyond the first message).
+/// A batch takes more messages while it holds fewer payload bytes than
+/// this, so it ends up at most this plus one message.
 const BATCH_BYTES_MAX: usize = 4 << 20;
+/// The largest batch a node decodes ([`super::InboundService`]'s server
+/// is built with it). One message is bounded by the Raft configuration's
+/// `max_msg_bytes` and `snapshot_chunk_bytes` (1 MiB by default), or by a
+/// single entry, which the request size limit bounds; a batch is at most
+/// [`BATCH_BYTES_MAX`] plus one message. gRPC's default of 4 MiB was
+/// below that: a link with 4 MiB queued sent batches its peer refused,
+/// reconnected and refused again, and never delivered.
+pub const BATCH_DECODE_MAX: usize = 64 << 20;
+
+/// How often a peer connection is pinged (HTTP/2 keepalive), idle or not.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a ping may go unanswered before the connection is given up.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
+/// A stream that takes no batch for this long, though batches wait, is
+/// given up and the link reconnects. HTTP/2 flow control makes a slow
+/// peer take batches slowly, never not at all; in cluster tests a stream
+/// once waited forever after a cut and heal, its call neither ending nor
+/// taking anything.
+const STREAM_STALL_MAX: Duration = Duration::from_secs(5);
+/// A stream that lived this long proved the peer reachable: the next
+/// reconnect starts from the shortest backoff again.
+const STREAM_HEALTHY_AFTER: Duration = Duration::from_secs(1);
+/// Reconnect backoff bounds.
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// How a peer's refusal of a removed member's messages begins.
 pub const REMOVED_PREFIX: &str = "flotilla: member removed";
@@ -195,17 +232,21 @@ struct PeerLink {
 
 impl PeerLink {
     async fn run(self, mut queue: mpsc::Receiver<Bytes>, mut shutdown: watch::Receiver<bool>) {
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = BACKOFF_MIN;
         loop {
+            let started = tokio::time::Instant::now();
             let stop = tokio::select! {
                 _ = shutdown.wait_for(|s| *s) => true,
-                connected = self.stream(&mut queue) => {
-                    if connected { backoff = Duration::from_millis(50); }
-                    false
-                }
+                () = self.stream(&mut queue) => false,
             };
             if stop || queue.is_closed() {
                 return;
+            }
+            // A peer that accepts connections only to close them (or a
+            // proxy in front of a dead one) is retried with backoff too.
+            if started.elapsed() >= STREAM_HEALTHY_AFTER {
+                tracing::info!(peer = %self.addr, "lost the stream to peer; reconnecting");
+                backoff = BACKOFF_MIN;
             }
             // Drop what queued up while the link was down: it is stale.
             while queue.try_recv().is_ok() {}
@@ -213,24 +254,27 @@ impl PeerLink {
                 _ = shutdown.wait_for(|s| *s) => return,
                 _ = tokio::time::sleep(backoff) => {}
             }
-            backoff = (backoff * 2).min(Duration::from_secs(1));
+            backoff = (backoff * 2).min(BACKOFF_MAX);
         }
     }
 
-    /// Connects and streams batches until the stream breaks; returns
-    /// whether a connection was made.
-    async fn stream(&self, queue: &mut mpsc::Receiver<Bytes>) -> bool {
+    /// Connects and streams batches until the stream breaks, hangs past
+    /// the keepalive timeout, or the queue closes.
+    async fn stream(&self, queue: &mut mpsc::Receiver<Bytes>) {
         let Ok(endpoint) = Endpoint::from_shared(format!("http://{}", self.addr)) else {
-            return false;
+            return;
         };
         let endpoint = endpoint
             .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true);
         let channel = match endpoint.connect().await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(peer = %self.addr, error = %e, "cannot connect to peer");
-                return false;
+                return;
             }
         };
         tracing::debug!(peer = %self.addr, "connected to peer");
@@ -243,23 +287,37 @@ impl PeerLink {
         });
         loop {
             let first = tokio::select! {
-                ended = &mut call => {
-                    if let Ok(Err(status)) = ended
-                        && status.message().starts_with(REMOVED_PREFIX)
-                    {
-                        tracing::warn!(peer = %self.addr, "{}", status.message());
-                        self.evicted.send_replace(true);
-                    }
-                    return true;
-                }
+                ended = &mut call => return self.ended(ended),
                 m = queue.recv() => m,
             };
-            let Some(first) = first else { return true };
+            let Some(first) = first else { return };
             let batch = self.batch(first, queue);
-            if btx.send(batch).await.is_err() {
-                call.abort();
-                return true;
+            tokio::select! {
+                ended = &mut call => return self.ended(ended),
+                sent = btx.send(batch) => if sent.is_err() {
+                    call.abort();
+                    return;
+                },
+                () = tokio::time::sleep(STREAM_STALL_MAX) => {
+                    tracing::warn!(peer = %self.addr, "the stream to peer took nothing for {STREAM_STALL_MAX:?}; reconnecting");
+                    call.abort();
+                    return;
+                }
             }
+        }
+    }
+
+    /// The call ended: a peer that refuses this node as removed evicts it.
+    fn ended(&self, ended: Result<Result<tonic::Response<SendSummary>, Status>, JoinError>) {
+        match ended {
+            Ok(Err(status)) if status.message().starts_with(REMOVED_PREFIX) => {
+                tracing::warn!(peer = %self.addr, "{}", status.message());
+                self.evicted.send_replace(true);
+            }
+            Ok(Err(status)) => {
+                tracing::debug!(peer = %self.addr, error = %status, "stream to peer ended");
+            }
+            Ok(Ok(_)) | Err(_) => {}
         }
     }
 
