@@ -5,7 +5,8 @@
 //! revision, endpoint status and
 //! member list, checking the output. Skipped, with a message, where
 //! etcdctl is not installed. Also `flotilla kv del` of ranges and
-//! prefixes, which needs no etcdctl.
+//! prefixes, and writes near and over the request size limit, which need
+//! no etcdctl.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,10 +14,12 @@ mod cluster_common;
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
 use cluster_common::Cluster;
 use cluster_common::workload;
 use common::{etcdctl, etcdctl_missing, etcdctl_ok};
+use flotilla_node::client::Client;
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::kv_client::KvClient;
 use pb::compare::{CompareResult, CompareTarget, TargetUnion};
@@ -299,4 +302,69 @@ fn flotilla_kv_del_deletes_ranges_and_prefixes() {
     assert_eq!(flotilla(&all, &["del", "c"]), "1\n");
     assert_eq!(flotilla(&all, &["del", "", "--prefix"]), "1\n");
     assert_eq!(flotilla(&all, &["get", "", "--prefix"]), "");
+}
+
+/// Writes of 1 MiB replicate to every member, also to one that was down
+/// while they were made: catching it up, the leader queues many MiB of
+/// appends to it at once, in peer batches larger than gRPC's default
+/// 4 MiB message limit (which its peer once refused, again and again, so
+/// that it never caught up). A write over the request limit (etcd's
+/// `--max-request-bytes`, 1.5 MiB by default) is refused with etcd's
+/// error, and the cluster goes on.
+#[test]
+fn megabyte_writes_replicate_and_too_large_ones_are_refused() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut cluster = Cluster::start("big-writes", 3);
+    let leader = cluster.wait_leader(&rt);
+    let behind = (leader + 1) % 3;
+    cluster.kill(behind);
+    let _g = rt.enter();
+    let client = std::sync::Arc::new(cluster.client_with_timeout(Duration::from_secs(20)));
+    let value: bytes::Bytes = vec![b'v'; 1 << 20].into();
+    let puts: Vec<_> = (0..8)
+        .map(|i| {
+            let (client, value) = (client.clone(), value.clone());
+            rt.spawn(async move {
+                let key = format!("big/{i}").into_bytes().into();
+                client
+                    .put(pb::PutRequest {
+                        key,
+                        value,
+                        ..Default::default()
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for put in puts {
+        rt.block_on(put).unwrap().unwrap();
+    }
+    cluster.restart(behind);
+    for i in 0..3 {
+        let member = Client::new(&cluster.endpoints[i..=i], Duration::from_secs(20)).unwrap();
+        let range = pb::RangeRequest {
+            key: b"big/".to_vec().into(),
+            range_end: b"big0".to_vec().into(),
+            ..Default::default()
+        };
+        let kvs = rt.block_on(member.range(range)).unwrap().kvs;
+        assert_eq!(kvs.len(), 8, "member {} holds every write", i + 1);
+        assert!(kvs.iter().all(|kv| kv.value == value));
+    }
+    let too_large = pb::PutRequest {
+        key: b"huge".to_vec().into(),
+        value: vec![b'v'; 1600 * 1024].into(),
+        ..Default::default()
+    };
+    let err = rt.block_on(client.put(too_large)).unwrap_err();
+    assert!(
+        err.to_string().contains("etcdserver: request is too large"),
+        "{err}"
+    );
+    let small = pb::PutRequest {
+        key: b"after".to_vec().into(),
+        value: b"ok".to_vec().into(),
+        ..Default::default()
+    };
+    rt.block_on(client.put(small)).unwrap();
 }

@@ -45,6 +45,15 @@ pub struct Client {
     current: AtomicUsize,
 }
 
+/// The largest response the client takes, as etcd's client (2 GiB): a
+/// range may return far more than gRPC's default of 4 MiB.
+pub const RESPONSE_BYTES_MAX: usize = i32::MAX as usize;
+
+/// etcd's KV service over `c`.
+fn kv(c: Channel) -> KvClient<Channel> {
+    KvClient::new(c).max_decoding_message_size(RESPONSE_BYTES_MAX)
+}
+
 impl Client {
     /// A client for `endpoints` (`host:port`, optionally with `http://`).
     /// Connections are made on first use.
@@ -121,7 +130,7 @@ impl Client {
     pub async fn put(&self, req: pb::PutRequest) -> Result<pb::PutResponse, ClientError> {
         self.call(true, |c| {
             let req = req.clone();
-            async move { KvClient::new(c).put(req).await }
+            async move { kv(c).put(req).await }
         })
         .await
     }
@@ -130,7 +139,7 @@ impl Client {
     pub async fn range(&self, req: pb::RangeRequest) -> Result<pb::RangeResponse, ClientError> {
         self.call(false, |c| {
             let req = req.clone();
-            async move { KvClient::new(c).range(req).await }
+            async move { kv(c).range(req).await }
         })
         .await
     }
@@ -142,7 +151,7 @@ impl Client {
     ) -> Result<pb::DeleteRangeResponse, ClientError> {
         self.call(true, |c| {
             let req = req.clone();
-            async move { KvClient::new(c).delete_range(req).await }
+            async move { kv(c).delete_range(req).await }
         })
         .await
     }
@@ -151,7 +160,7 @@ impl Client {
     pub async fn txn(&self, req: pb::TxnRequest) -> Result<pb::TxnResponse, ClientError> {
         self.call(true, |c| {
             let req = req.clone();
-            async move { KvClient::new(c).txn(req).await }
+            async move { kv(c).txn(req).await }
         })
         .await
     }

@@ -68,6 +68,10 @@ pub struct ServerConfig {
     /// the members the leader hears from (etcd's
     /// `--strict-reconfig-check`).
     pub strict_reconfig_check: bool,
+    /// The largest write, as its command in the log (etcd's
+    /// `--max-request-bytes`; at most
+    /// [`crate::etcd::core::MAX_REQUEST_BYTES_LIMIT`]).
+    pub max_request_bytes: usize,
 }
 
 /// The sockets a server serves on, bound by the caller.
@@ -257,16 +261,24 @@ fn router(
     inbound: InboundService,
     closing: watch::Receiver<bool>,
 ) -> tonic::transport::server::Router {
+    // Writes larger than the limit get etcd's "request is too large" from
+    // `Core`; gRPC's own limit only stops what is far larger.
+    let writes = core.max_request_bytes + crate::etcd::core::GRPC_OVERHEAD_BYTES;
     let cs = ClusterService::new(core.clone());
     let watches = WatchService::new(core.clone(), closing);
     tonic::transport::Server::builder()
-        .add_service(SessionServer::new(SessionService::new(core.clone())))
-        .add_service(KvServer::new(KvService::new(core)))
+        .add_service(
+            SessionServer::new(SessionService::new(core.clone())).max_decoding_message_size(writes),
+        )
+        .add_service(KvServer::new(KvService::new(core)).max_decoding_message_size(writes))
         .add_service(WatchServer::new(watches))
         .add_service(MaintenanceServer::new(cs.clone()))
         .add_service(ClusterServer::new(cs.clone()))
-        .add_service(ProposalsServer::new(cs))
-        .add_service(RaftTransportServer::new(inbound))
+        .add_service(ProposalsServer::new(cs).max_decoding_message_size(writes))
+        .add_service(
+            RaftTransportServer::new(inbound)
+                .max_decoding_message_size(crate::raft::transport::BATCH_DECODE_MAX),
+        )
 }
 
 /// Resolves when this member learns it was removed: it applied its
@@ -365,7 +377,8 @@ pub async fn run(
         metrics,
         transport.clone(),
     )
-    .with_strict_reconfig(cfg.strict_reconfig_check);
+    .with_strict_reconfig(cfg.strict_reconfig_check)
+    .with_max_request_bytes(cfg.max_request_bytes);
     let closing = closing_flag(async move {
         tokio::select! {
             _ = shutdown => {}

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use flotilla_node::etcd::core::{DEFAULT_MAX_REQUEST_BYTES, MAX_REQUEST_BYTES_LIMIT};
 use flotilla_node::server::{Listeners, ServerConfig, run};
 use flotilla_raft::NodeId;
 
@@ -84,6 +85,11 @@ pub struct ServerArgs {
     /// enough live members [default: true].
     #[arg(long, env = "FLOTILLA_STRICT_RECONFIG_CHECK", value_name = "BOOL")]
     pub strict_reconfig_check: Option<bool>,
+    /// The largest write a client may make, in bytes, as it is stored in
+    /// the log (etcd's flag); larger ones get "etcdserver: request is too
+    /// large". At most 33554432 [default: 1572864].
+    #[arg(long, env = "FLOTILLA_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
 }
 
 /// A server's settings, from flags, environment and file.
@@ -123,6 +129,16 @@ pub fn resolve(args: ServerArgs, file: ServerArgs) -> anyhow::Result<Settings> {
     if tick_ms == 0 {
         bail!("--tick-ms must be at least 1");
     }
+    let max_request_bytes = args
+        .max_request_bytes
+        .or(file.max_request_bytes)
+        .unwrap_or(DEFAULT_MAX_REQUEST_BYTES);
+    if !(1..=MAX_REQUEST_BYTES_LIMIT).contains(&max_request_bytes) {
+        bail!(
+            "--max-request-bytes {max_request_bytes} is out of range: it must be 1 to \
+             {MAX_REQUEST_BYTES_LIMIT}"
+        );
+    }
     let cfg = ServerConfig {
         id: NodeId(id),
         peers,
@@ -135,6 +151,7 @@ pub fn resolve(args: ServerArgs, file: ServerArgs) -> anyhow::Result<Settings> {
             .strict_reconfig_check
             .or(file.strict_reconfig_check)
             .unwrap_or(true),
+        max_request_bytes,
     };
     Ok(Settings {
         cfg,
@@ -238,6 +255,7 @@ metrics-listen = "127.0.0.1:3002"
 tick-ms = 7
 snapshot-entries = 500
 cluster-token = "t"
+max-request-bytes = 2000000
 "#;
 
     #[test]
@@ -251,6 +269,7 @@ cluster-token = "t"
         assert_eq!(s.cfg.tick, Duration::from_millis(7));
         assert_eq!(s.cfg.snapshot_entries, 500);
         assert_eq!(s.cfg.cluster_token.as_deref(), Some("t"));
+        assert_eq!(s.cfg.max_request_bytes, 2_000_000);
     }
 
     #[test]
@@ -268,6 +287,7 @@ cluster-token = "t"
         let s = resolve(ServerArgs::default(), file(minimal)).unwrap();
         assert_eq!(s.cfg.tick, Duration::from_millis(10), "default");
         assert_eq!(s.cfg.snapshot_entries, 100_000, "default");
+        assert_eq!(s.cfg.max_request_bytes, 1536 * 1024, "etcd's default");
         assert_eq!(s.metrics_listen, None);
     }
 
@@ -285,5 +305,20 @@ cluster-token = "t"
         let text = "id = 3\nlisten = \"a:1\"\npeers = [\"1=a:1\"]\ndata-dir = \"d\"\n";
         let e = resolve(ServerArgs::default(), file(text)).unwrap_err();
         assert_eq!(e.to_string(), "--id 3 is not one of the members in --peers");
+    }
+
+    #[test]
+    fn a_request_limit_out_of_range_is_refused() {
+        for bytes in [0, (32 << 20) + 1] {
+            let args = ServerArgs {
+                max_request_bytes: Some(bytes),
+                ..ServerArgs::default()
+            };
+            let e = resolve(args, file(FULL)).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("--max-request-bytes {bytes} is out of range: it must be 1 to 33554432")
+            );
+        }
     }
 }

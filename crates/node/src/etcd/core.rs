@@ -31,6 +31,17 @@ use crate::metrics::Metrics;
 use crate::raft::driver::lock;
 use crate::raft::{NodeError, NodeHandle, Transport};
 
+/// etcd's default `--max-request-bytes`: the largest write a client may
+/// make, measured as the command it becomes in the log.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
+/// What the client-facing gRPC services decode beyond the request limit
+/// (etcd's allowance too): the rest of a request around its command.
+pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+/// The highest request limit a server takes: a command that large must
+/// still fit, as one entry, in a peer batch with room to spare
+/// ([`crate::raft::transport::BATCH_DECODE_MAX`]).
+pub const MAX_REQUEST_BYTES_LIMIT: usize = 32 << 20;
+
 /// A node's shared service state. Cheap to clone.
 #[derive(Clone)]
 pub struct Core {
@@ -57,6 +68,8 @@ pub struct Core {
     channels: Arc<Mutex<HashMap<NodeId, (String, Channel)>>>,
     /// See [`Core::with_strict_reconfig`].
     pub(crate) strict_reconfig: bool,
+    /// See [`Core::with_max_request_bytes`].
+    pub(crate) max_request_bytes: usize,
 }
 
 /// A write's result: the term it committed in, the store's revision after
@@ -86,7 +99,16 @@ impl Core {
             transport,
             channels: Arc::new(Mutex::new(HashMap::new())),
             strict_reconfig: true,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
         }
+    }
+
+    /// Refuses writes whose command would exceed `bytes` in the log
+    /// (etcd's `--max-request-bytes`): every member holds and sends every
+    /// entry, so one huge write would stall replication for all.
+    pub fn with_max_request_bytes(mut self, bytes: usize) -> Core {
+        self.max_request_bytes = bytes;
+        self
     }
 
     /// Whether membership changes that would put the quorum at risk are
@@ -138,6 +160,9 @@ impl Core {
     /// Proposes an encoded command and waits for its outcome; a retry
     /// (after a leader change) resends the same bytes.
     async fn write_command(&self, command: Bytes) -> Result<Written, Status> {
+        if command.len() > self.max_request_bytes {
+            return Err(Status::invalid_argument("etcdserver: request is too large"));
+        }
         let deadline = Instant::now() + self.timeout;
         loop {
             let leader = self.node.leader();
