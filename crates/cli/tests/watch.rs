@@ -421,7 +421,9 @@ fn a_watcher_that_falls_behind_is_canceled_as_compacted() {
 
 /// etcd's `fragment`: a watch that asks for it gets a revision whose
 /// events exceed 1.5 MiB in several responses, all but the last marked
-/// `fragment`; a watch that does not gets them in one.
+/// `fragment`; a watch that does not gets them in one. Such a revision
+/// takes a write over the default request limit, so the server gets a
+/// higher `--max-request-bytes`, as etcd's own test of it does.
 #[test]
 fn a_large_revision_is_fragmented_for_a_watch_that_asks() {
     use flotilla_proto::etcdserverpb as pb;
@@ -429,7 +431,7 @@ fn a_large_revision_is_fragmented_for_a_watch_that_asks() {
     use grpc::*;
 
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let cluster = Cluster::start("watch-fragment", 1);
+    let cluster = Cluster::start_with("watch-fragment", 1, &["--max-request-bytes", "4194304"]);
     cluster.wait_leader(&rt);
     rt.block_on(async {
         let ch = channel(&cluster.endpoints[0]).await;
