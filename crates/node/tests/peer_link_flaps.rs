@@ -26,6 +26,7 @@ use std::time::Duration;
 use flotilla_node::raft::transport::{BATCH_DECODE_MAX, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT};
 use flotilla_node::raft::{InboundService, Transport};
 use flotilla_proto::raft::v1::raft_transport_server::RaftTransportServer;
+use flotilla_raft::rng::SplitMix64;
 use flotilla_raft::{Message, MessageBody, NodeId, Term};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -159,19 +160,6 @@ fn heartbeat(seq: u64) -> Message {
     }
 }
 
-/// A small deterministic generator for the cut and heal lengths.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % n
-    }
-}
-
 /// A node's link to a peer behind a proxy, with numbered messages being
 /// queued on it every millisecond.
 struct Link {
@@ -245,13 +233,13 @@ impl Drop for Link {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_link_delivers_again_after_every_cut() {
     let mut link = Link::start().await;
-    let mut rng = SplitMix(0x5EED);
+    let mut rng = SplitMix64::new(0x5EED);
     for round in 0..CUT_ROUNDS {
-        let cut = Duration::from_millis(1 + rng.below(80));
+        let cut = Duration::from_millis(1 + rng.range(0, 80));
         link.fail_then_heal(Mode::Cut, cut, RECONNECT_LIMIT, round)
             .await;
         // Heal lengths from none to a few reconnect periods.
-        tokio::time::sleep(Duration::from_millis(rng.below(150))).await;
+        tokio::time::sleep(Duration::from_millis(rng.range(0, 150))).await;
     }
 }
 
