@@ -308,13 +308,30 @@ fn node_options(cfg: &ServerConfig, initial: &BTreeMap<NodeId, String>) -> NodeO
     // A joining member is not among these: it does not campaign until the
     // log makes it a voter.
     let voters: Vec<NodeId> = initial.keys().copied().collect();
+    let mut raft = Config::new(cfg.id, voters);
+    raft.seed = start_seed();
     NodeOptions {
-        raft: Config::new(cfg.id, voters),
+        raft,
         tick: cfg.tick,
         snapshot_entries: cfg.snapshot_entries,
         request_queue: 8192,
         metrics: Arc::new(Metrics::default()),
     }
+}
+
+/// A seed for the Raft core that differs on every start of the process
+/// ([`Config::seed`]: forwarded reads' ids derive from it, and must not
+/// repeat across restarts). std's `RandomState` is keyed from the OS's
+/// randomness once per process; the clock and pid are mixed in too.
+fn start_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    h.write_u128(since_epoch.as_nanos());
+    h.write_u32(std::process::id());
+    h.finish()
 }
 
 /// The peer transport, linked to the initial members. With a cluster

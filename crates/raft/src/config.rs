@@ -45,7 +45,12 @@ pub struct Config {
     pub election_ticks: u32,
     /// Heartbeat interval in ticks (less than `election_ticks`).
     pub heartbeat_ticks: u32,
-    /// Seed of the node's PRNG (election jitter).
+    /// Seed of the node's PRNG (election jitter, and the ids under which
+    /// reads are forwarded to the leader). Give each start of a node a
+    /// different seed (the server draws one at random, the simulator from
+    /// its own PRNG): a restarted node with the same seed would reuse its
+    /// forwarded reads' ids, and could take an answer sent to its previous
+    /// incarnation, an old read index, for a new read.
     pub seed: u64,
     /// Run a pre-vote round before raising the term (§9.6).
     pub pre_vote: bool,

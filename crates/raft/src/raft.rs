@@ -162,7 +162,7 @@ impl Raft {
             msgs_after_persist: Vec::new(),
             pending_conf_index: LogIndex(0),
             lead_transferee: None,
-            read_only: ReadOnly::default(),
+            read_only: ReadOnly::new(cfg.seed),
             read_states: Vec::new(),
             dropped_reads: Vec::new(),
             incoming_snapshot: None,
@@ -314,6 +314,7 @@ impl Raft {
 
     pub(crate) fn tick(&mut self) {
         self.ticks += 1;
+        self.expire_forwarded_reads();
         if self.role == Role::Leader {
             self.tick_leader()
         } else {
@@ -494,7 +495,9 @@ impl Raft {
                 }
             }
             MessageBody::ReadIndex { ctx } => self.handle_read_index_request(from, ctx),
-            MessageBody::ReadIndexResp { ctx, index } => self.handle_read_index_resp(ctx, index),
+            MessageBody::ReadIndexResp { ctx, index } => {
+                self.handle_read_index_resp(from, ctx, index)
+            }
         }
         Ok(())
     }

@@ -16,11 +16,24 @@
 //! will vote for another leader before `t + election_ticks` (check-quorum),
 //! minus the clock-drift allowance.
 //!
-//! Followers forward reads to the leader and get the index back. Reads that
-//! cannot complete (the leader stepped down, no leader known) are reported
-//! as dropped, so the application can retry at once.
+//! Followers forward reads to the leader and get the index back. A
+//! forwarded read travels under an id of the core's own, not the
+//! application's `ctx`: ids start at a number drawn from the node's seed,
+//! which differs on every start ([`crate::Config::seed`]), so an answer
+//! sent to an earlier incarnation of this node, delayed or duplicated by
+//! the network, matches no read of this one and is dropped. (With the
+//! application's `ctx` on the wire, a restarted node counting its reads
+//! from 1 again took such an answer, an old read index, for a new read and
+//! served a value deleted since.) An answer is taken only from the node
+//! the read was sent to, and only once.
+//!
+//! Reads that cannot complete (the leader stepped down, no leader known,
+//! no answer within an election timeout) are reported as dropped, so the
+//! application can retry at once. Every map here is bounded that way: a
+//! read leaves it when answered, when this node's role or term changes, or
+//! when it times out.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use crate::config::ReadMode;
 use crate::message::MessageBody;
@@ -46,7 +59,19 @@ struct PendingRead {
     seq: u64,
 }
 
-/// The leader's bookkeeping of reads and heartbeat rounds.
+/// A read this node forwarded to the leader, waiting for its index.
+#[derive(Clone, Copy, Debug)]
+struct ForwardedRead {
+    /// The application's request id.
+    ctx: u64,
+    /// The node it was sent to: only it may answer.
+    to: NodeId,
+    /// When it was sent, in ticks.
+    sent_tick: u64,
+}
+
+/// The bookkeeping of reads: the leader's rounds and pending reads, and a
+/// follower's forwarded reads.
 #[derive(Debug, Default)]
 pub(crate) struct ReadOnly {
     /// The last round opened.
@@ -58,12 +83,32 @@ pub(crate) struct ReadOnly {
     waiting: Vec<(u64, NodeId)>,
     /// Reads arrived that need a round not yet opened.
     pub(crate) round_wanted: bool,
+    /// Reads forwarded to the leader, by the id they travel under.
+    forwarded: BTreeMap<u64, ForwardedRead>,
+    /// The id of the next forwarded read (starts at a per-start random
+    /// number, see the module docs).
+    next_forward_id: u64,
 }
 
 /// How many rounds' send ticks are kept for leases.
 const SENT_ROUNDS_KEPT: usize = 64;
 
+/// Mixed into the seed for the forwarded reads' ids (any constant works;
+/// it keeps their generator apart from the election timeouts').
+const FORWARD_ID_SALT: u64 = 0x7265_6164_6964_7321;
+
 impl ReadOnly {
+    /// Bookkeeping for a node started with PRNG seed `seed`. The forwarded
+    /// reads' ids come from a generator of their own, so that drawing them
+    /// leaves the election timeouts' sequence as it was.
+    pub(crate) fn new(seed: u64) -> ReadOnly {
+        let mut ids = crate::rng::SplitMix64::new(seed ^ FORWARD_ID_SALT);
+        ReadOnly {
+            next_forward_id: ids.next_u64(),
+            ..ReadOnly::default()
+        }
+    }
+
     /// Opens a new round at `tick` and returns its number.
     pub(crate) fn open_round(&mut self, tick: u64) -> u64 {
         self.seq += 1;
@@ -85,9 +130,22 @@ impl Raft {
     pub(crate) fn read_index(&mut self, ctx: u64) {
         match (self.role, self.leader) {
             (Role::Leader, _) => self.leader_read(ctx, self.id),
-            (_, Some(leader)) => self.send(leader, MessageBody::ReadIndex { ctx }),
+            (_, Some(leader)) => self.forward_read(ctx, leader),
             (_, None) => self.dropped_reads.push(ctx),
         }
+    }
+
+    fn forward_read(&mut self, ctx: u64, leader: NodeId) {
+        let ro = &mut self.read_only;
+        let id = ro.next_forward_id;
+        ro.next_forward_id = id.wrapping_add(1);
+        let read = ForwardedRead {
+            ctx,
+            to: leader,
+            sent_tick: self.ticks,
+        };
+        ro.forwarded.insert(id, read);
+        self.send(leader, MessageBody::ReadIndex { ctx: id });
     }
 
     pub(crate) fn handle_read_index_request(&mut self, from: NodeId, ctx: u64) {
@@ -98,11 +156,51 @@ impl Raft {
         }
     }
 
-    pub(crate) fn handle_read_index_resp(&mut self, ctx: u64, index: Option<LogIndex>) {
+    /// An answer to a read this node forwarded, travelling under `id`.
+    /// One that matches no read waiting for `from`'s answer (sent to an
+    /// earlier incarnation, a duplicate, timed out, or from another node)
+    /// is dropped: its index may be older than a write acknowledged since.
+    pub(crate) fn handle_read_index_resp(
+        &mut self,
+        from: NodeId,
+        id: u64,
+        index: Option<LogIndex>,
+    ) {
+        let forwarded = &mut self.read_only.forwarded;
+        let Some(read) = forwarded.get(&id).copied().filter(|r| r.to == from) else {
+            return;
+        };
+        forwarded.remove(&id);
         match index {
-            Some(index) => self.read_states.push(ReadState { ctx, index }),
-            None => self.dropped_reads.push(ctx),
+            Some(index) => self.read_states.push(ReadState {
+                ctx: read.ctx,
+                index,
+            }),
+            None => self.dropped_reads.push(read.ctx),
         }
+    }
+
+    /// Drops the forwarded reads that got no answer within an election
+    /// timeout (the request or its answer was lost), so the application
+    /// retries them instead of waiting for ever.
+    pub(crate) fn expire_forwarded_reads(&mut self) {
+        let timeout = u64::from(self.cfg.election_ticks);
+        let now = self.ticks;
+        let forwarded = &mut self.read_only.forwarded;
+        if forwarded
+            .values()
+            .all(|r| now.saturating_sub(r.sent_tick) < timeout)
+        {
+            return;
+        }
+        let dropped = &mut self.dropped_reads;
+        forwarded.retain(|_, r| {
+            let live = now.saturating_sub(r.sent_tick) < timeout;
+            if !live {
+                dropped.push(r.ctx);
+            }
+            live
+        });
     }
 
     fn committed_in_term(&self) -> bool {
@@ -196,9 +294,13 @@ impl Raft {
         }
     }
 
-    /// The node is leaving leadership (or its term): every read it holds
-    /// fails, so clients retry elsewhere at once.
+    /// The node changes role, term or leader: every read it holds (as a
+    /// leader, or forwarded to a leader) fails, so clients retry elsewhere
+    /// at once.
     pub(crate) fn fail_pending_reads(&mut self) {
+        let forwarded = std::mem::take(&mut self.read_only.forwarded);
+        self.dropped_reads
+            .extend(forwarded.into_values().map(|r| r.ctx));
         let pending: Vec<(u64, NodeId)> = self
             .read_only
             .pending

@@ -5,6 +5,11 @@
 //! own count), `FLOTILLA_SEED_START=S` shifts them, `FLOTILLA_SEED=S` runs
 //! seed `S` alone, `FLOTILLA_TRACE=1` records a step-by-step trace that is
 //! printed when the run fails.
+//!
+//! A *sweep* ([`sweep_seeds`]) starts at a different seed on every run
+//! unless `FLOTILLA_SEED_START` is given, so that each run of the suite
+//! explores seeds no earlier run tried; it prints its start, and a failure
+//! names the seed, so every failure replays.
 
 use crate::cluster::Failure;
 
@@ -20,6 +25,34 @@ pub fn seeds(default_count: u64) -> Vec<u64> {
     let count = env_u64("FLOTILLA_SEEDS").unwrap_or(default_count);
     let start = env_u64("FLOTILLA_SEED_START").unwrap_or(1);
     (start..start + count).collect()
+}
+
+/// The seeds of a sweep: `default_count` (or `FLOTILLA_SEEDS`) from
+/// `FLOTILLA_SEED_START`, or from a random start, printed to
+/// stderr with the command that replays the sweep (`FLOTILLA_SEED=S`
+/// runs one seed, as for [`seeds`]).
+pub fn sweep_seeds(test: &str, package: &str, default_count: u64) -> Vec<u64> {
+    if let Some(seed) = env_u64("FLOTILLA_SEED") {
+        return vec![seed];
+    }
+    let count = env_u64("FLOTILLA_SEEDS").unwrap_or(default_count);
+    let start = env_u64("FLOTILLA_SEED_START").unwrap_or_else(random_start);
+    eprintln!(
+        "{test}: seeds {start}..={last}; replay: FLOTILLA_SEED_START={start} \
+         FLOTILLA_SEEDS={count} cargo test -p {package} {test} -- --exact",
+        last = start.saturating_add(count.saturating_sub(1)),
+    );
+    (start..start.saturating_add(count)).collect()
+}
+
+/// A start for a sweep, drawn from the OS's randomness (std's
+/// `RandomState` keys), kept below 2^48 so that the seed range never
+/// overflows and the number stays short to type. The simulator itself
+/// never reads it: the seeds it is given fix every run.
+fn random_start() -> u64 {
+    use std::hash::BuildHasher;
+    let drawn = std::collections::hash_map::RandomState::new().hash_one(0u8);
+    (drawn >> 16).max(1)
 }
 
 /// Runs `scenario` for one pinned seed (a regression test).
