@@ -11,8 +11,13 @@ use crate::raft::{CampaignKind, Raft};
 use crate::types::{NodeId, Role, Term};
 
 impl Raft {
-    /// Starts a (pre-)election.
+    /// Starts a (pre-)election. At the last term there is none: no term
+    /// follows it (peers cannot bring a node there, see
+    /// `StepError::TermTooFar`, but a corrupt disk might).
     pub(crate) fn campaign(&mut self, kind: CampaignKind) {
+        if self.term.get() == u64::MAX {
+            return;
+        }
         if kind == CampaignKind::PreVote {
             self.become_pre_candidate();
         } else {

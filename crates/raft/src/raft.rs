@@ -39,6 +39,62 @@ pub enum StepError {
     /// The sender id is 0.
     #[error("message from node 0 (not a valid id)")]
     ZeroSender,
+    /// A term so far past this node's own that no run of elections could
+    /// have reached it: a corrupt or hostile peer. Adopting it would bring
+    /// the group's terms toward `u64::MAX`, past which no node could
+    /// campaign again.
+    #[error("node {from} sent term {term}, more than 2^32 past this node's term {ours}")]
+    TermTooFar {
+        /// The sender.
+        from: NodeId,
+        /// The term it sent.
+        term: Term,
+        /// This node's term.
+        ours: Term,
+    },
+    /// An append answer that answers nothing this leader sent: an index
+    /// past its log, or a rejection hint past the rejected index.
+    #[error("malformed append answer from node {from}: {what}")]
+    MalformedAppendAnswer {
+        /// The sender.
+        from: NodeId,
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// A log index no log reaches (over 2^62).
+    #[error("node {from} sent log index {index}, past any log's reach (2^62)")]
+    IndexOutOfRange {
+        /// The sender.
+        from: NodeId,
+        /// The index.
+        index: LogIndex,
+    },
+    /// An entry's term later than the term of the message reporting it.
+    #[error("node {from} reported an entry of term {term} in a message of term {message_term}")]
+    TermPastMessage {
+        /// The sender.
+        from: NodeId,
+        /// The entry's term.
+        term: Term,
+        /// The message's term.
+        message_term: Term,
+    },
+    /// A message claiming to come from this node itself.
+    #[error("message from node {me} to itself over the network")]
+    FromSelf {
+        /// This node.
+        me: NodeId,
+    },
+    /// An append whose entries do not follow its previous entry: indices
+    /// not consecutive from `prev_index + 1`, or terms that decrease, fall
+    /// below `prev_term` or exceed the message's term.
+    #[error("malformed append from node {from}: {what}")]
+    MalformedAppend {
+        /// The sender.
+        from: NodeId,
+        /// What is wrong.
+        what: &'static str,
+    },
     /// A second leader in this node's own term: a broken peer.
     #[error("node {from} claims to lead term {term}, which this node leads")]
     TwoLeaders {
@@ -64,6 +120,85 @@ pub enum StepError {
         /// What is wrong.
         what: &'static str,
     },
+}
+
+/// How far past its own term a node takes a message's term: 2^32
+/// elections, more than a century at one a second, so no real group gets
+/// there, while a forged term cannot exhaust the term space.
+const MAX_TERM_JUMP: u64 = 1 << 32;
+
+/// The largest log index a message may carry: no log reaches 2^62
+/// entries, and staying far below `u64::MAX` keeps `index + 1` sound.
+const MAX_INDEX: u64 = 1 << 62;
+
+/// Checks that a message's indices are below [`MAX_INDEX`] and that the
+/// terms it reports of log entries (its previous entry's, a snapshot's, a
+/// candidate's last, a rejection hint's) are no later than the message's
+/// own term, as Raft guarantees of any honest sender.
+fn check_numbers(m: &Message) -> Result<(), StepError> {
+    let (indices, terms): (Vec<LogIndex>, Vec<Term>) = match &m.body {
+        MessageBody::Append(a) => (
+            [a.prev_index, a.commit]
+                .into_iter()
+                .chain(a.entries.last().map(|e| e.index))
+                .collect(),
+            vec![a.prev_term],
+        ),
+        MessageBody::AppendResp(r) => (
+            [r.index]
+                .into_iter()
+                .chain(r.reject.map(|h| h.index))
+                .collect(),
+            r.reject.map(|h| h.term).into_iter().collect(),
+        ),
+        MessageBody::Heartbeat { commit, .. } => (vec![*commit], Vec::new()),
+        MessageBody::Vote(v) => (vec![v.last_index], vec![v.last_term]),
+        MessageBody::Snapshot(c) => (vec![c.meta.index], vec![c.meta.term]),
+        MessageBody::SnapshotResp { index, .. } => (vec![*index], Vec::new()),
+        MessageBody::ReadIndexResp { index, .. } => (index.iter().copied().collect(), Vec::new()),
+        MessageBody::HeartbeatResp { .. }
+        | MessageBody::VoteResp { .. }
+        | MessageBody::TimeoutNow
+        | MessageBody::ReadIndex { .. } => (Vec::new(), Vec::new()),
+    };
+    if let Some(index) = indices.into_iter().find(|i| i.get() > MAX_INDEX) {
+        return Err(StepError::IndexOutOfRange {
+            from: m.from,
+            index,
+        });
+    }
+    // A pre-vote asks about the term after the candidate's own, and
+    // carries that term; its last entry's term is at most the one before.
+    if let Some(term) = terms.into_iter().find(|t| *t > m.term) {
+        return Err(StepError::TermPastMessage {
+            from: m.from,
+            term,
+            message_term: m.term,
+        });
+    }
+    Ok(())
+}
+
+/// Checks that an append's entries follow its previous entry, as every
+/// leader sends them (the log's append trusts this).
+fn check_append(from: NodeId, term: Term, a: &crate::message::Append) -> Result<(), StepError> {
+    let bad = |what| Err(StepError::MalformedAppend { from, what });
+    let mut want = a.prev_index.get().checked_add(1);
+    let mut prev_term = a.prev_term;
+    for e in &a.entries {
+        if Some(e.index.get()) != want {
+            return bad("entry indices do not run on from prev_index + 1");
+        }
+        if e.term < prev_term {
+            return bad("entry terms decrease");
+        }
+        if e.term > term {
+            return bad("an entry's term is past the message's term");
+        }
+        want = e.index.get().checked_add(1);
+        prev_term = e.term;
+    }
+    Ok(())
 }
 
 /// Why a campaign starts.
@@ -402,6 +537,20 @@ impl Raft {
         if m.from.get() == 0 {
             return Err(StepError::ZeroSender);
         }
+        if m.from == self.id {
+            return Err(StepError::FromSelf { me: self.id });
+        }
+        check_numbers(&m)?;
+        if let MessageBody::Append(a) = &m.body {
+            check_append(m.from, m.term, a)?;
+        }
+        if m.term.get() > self.term.get().saturating_add(MAX_TERM_JUMP) {
+            return Err(StepError::TermTooFar {
+                from: m.from,
+                term: m.term,
+                ours: self.term,
+            });
+        }
         if m.term > self.term {
             if !self.step_higher_term(&m) {
                 return Ok(());
@@ -484,7 +633,22 @@ impl Raft {
                 self.follow(from, m.term)?;
                 return self.handle_snapshot_chunk(from, chunk);
             }
-            MessageBody::AppendResp(r) => self.handle_append_resp(from, &r),
+            MessageBody::AppendResp(r) => {
+                // A leader's log only grows within its term, and a follower
+                // answers only appends of this term, hinting at or before
+                // the index it rejects.
+                let what = if self.role == Role::Leader && r.index > self.log.last_index() {
+                    Some("index past this leader's last index")
+                } else if r.reject.is_some_and(|h| h.index > r.index) {
+                    Some("rejection hint past the rejected index")
+                } else {
+                    None
+                };
+                if let Some(what) = what {
+                    return Err(StepError::MalformedAppendAnswer { from, what });
+                }
+                self.handle_append_resp(from, &r)
+            }
             MessageBody::HeartbeatResp { read_seq } => self.handle_heartbeat_resp(from, read_seq),
             MessageBody::SnapshotResp { index, next_offset } => {
                 self.handle_snapshot_resp(from, index, next_offset);
