@@ -25,6 +25,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{self, Shape, txn_response};
 use super::core::Core;
 use super::kv_service::single;
+use super::validate;
 
 /// `flotilla.kv.v1.Kv` of one node.
 #[derive(Clone)]
@@ -60,13 +61,12 @@ fn parse(w: &kvpb::SessionWrite) -> Result<(Op, Kind), Status> {
     }
     match &w.op {
         Some(WriteOp::Put(p)) => {
-            if p.key.is_empty() {
-                return Err(Status::invalid_argument("etcdserver: key is not provided"));
-            }
+            validate::check_put(p)?;
             let (ops, shape) = convert::put_ops(p)?;
             Ok((convert::one_op(ops), Kind::Put(shape)))
         }
         Some(WriteOp::DeleteRange(d)) => {
+            validate::check_delete(d)?;
             let (ops, shape) = convert::delete_ops(d)?;
             Ok((convert::one_op(ops), Kind::Delete(shape)))
         }
@@ -76,7 +76,7 @@ fn parse(w: &kvpb::SessionWrite) -> Result<(Op, Kind), Status> {
         }
         Some(WriteOp::Append(a)) => {
             if a.key.is_empty() {
-                return Err(Status::invalid_argument("etcdserver: key is not provided"));
+                return Err(validate::Invalid::EmptyKey.into());
             }
             Ok((Op::append(a.key.clone(), a.value.clone()), Kind::Append))
         }
