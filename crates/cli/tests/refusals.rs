@@ -89,29 +89,7 @@ async fn invalid_requests(channel: Channel) {
         ..Default::default()
     });
     refused(kv.txn(compare).await, invalid, EMPTY_KEY);
-    let range = |f: fn(&mut pb::RangeRequest)| {
-        let mut r = pb::RangeRequest {
-            key: b("a"),
-            ..Default::default()
-        };
-        f(&mut r);
-        r
-    };
-    refused(
-        kv.range(range(|r| r.key = Bytes::new())).await,
-        invalid,
-        EMPTY_KEY,
-    );
-    refused(
-        kv.range(range(|r| r.sort_order = 7)).await,
-        invalid,
-        "etcdserver: invalid sort option",
-    );
-    refused(
-        kv.range(range(|r| r.limit = -1)).await,
-        invalid,
-        "flotilla: negative limit: -1",
-    );
+    invalid_ranges(&mut kv).await;
     let delete = pb::DeleteRangeRequest {
         range_end: b("z"),
         ..Default::default()
@@ -142,6 +120,33 @@ async fn invalid_requests(channel: Channel) {
         ..Default::default()
     };
     refused(sessions.write(write).await, invalid, EMPTY_KEY);
+}
+
+async fn invalid_ranges(kv: &mut KvClient<Channel>) {
+    let invalid = Code::InvalidArgument;
+    let range = |f: fn(&mut pb::RangeRequest)| {
+        let mut r = pb::RangeRequest {
+            key: b("a"),
+            ..Default::default()
+        };
+        f(&mut r);
+        r
+    };
+    refused(
+        kv.range(range(|r| r.key = Bytes::new())).await,
+        invalid,
+        EMPTY_KEY,
+    );
+    refused(
+        kv.range(range(|r| r.sort_order = 7)).await,
+        invalid,
+        "etcdserver: invalid sort option",
+    );
+    refused(
+        kv.range(range(|r| r.limit = -1)).await,
+        invalid,
+        "flotilla: negative limit: -1",
+    );
 }
 
 /// Every member answers its status and the cluster takes a write and a
