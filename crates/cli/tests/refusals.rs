@@ -120,6 +120,32 @@ async fn invalid_requests(channel: Channel) {
         ..Default::default()
     };
     refused(sessions.write(write).await, invalid, EMPTY_KEY);
+    reused_seq(&mut sessions).await;
+}
+
+/// A session seq reused for a write of another kind gets
+/// `FAILED_PRECONDITION` (the wire fuzzer found it answered `INTERNAL`).
+async fn reused_seq(sessions: &mut kvpb::kv_client::KvClient<Channel>) {
+    let write = |op| kvpb::SessionWrite {
+        client_id: 9,
+        seq: 1,
+        op: Some(op),
+        ..Default::default()
+    };
+    let put = write(kvpb::session_write::Op::Put(put("s", "1")));
+    sessions.write(put).await.unwrap();
+    let delete = write(kvpb::session_write::Op::DeleteRange(
+        pb::DeleteRangeRequest {
+            key: b("s"),
+            ..Default::default()
+        },
+    ));
+    let status = sessions.write(delete).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains("already used seq 1"),
+        "{status:?}"
+    );
 }
 
 async fn invalid_ranges(kv: &mut KvClient<Channel>) {

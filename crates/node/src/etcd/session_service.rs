@@ -131,7 +131,11 @@ impl Kv for SessionService {
                 .core
                 .write_session(w.client_id, w.seq, w.resumed, op)
                 .await?;
-            let response = answer(kind, resp, self.core.header(revision, term))?;
+            // A write applied now always answers in its own shape, so an
+            // answer of another shape is the one the session table kept
+            // for an earlier write under the same seq.
+            let response = answer(kind, resp, self.core.header(revision, term))
+                .map_err(|_| reused_seq(w.client_id, w.seq))?;
             Ok(Response::new(kvpb::SessionWriteResponse {
                 response: Some(response),
             }))
@@ -140,6 +144,16 @@ impl Kv for SessionService {
         self.core.metrics.request("SessionWrite", started.elapsed());
         out
     }
+}
+
+/// `FAILED_PRECONDITION`: `seq` of session `client` was already used for a
+/// write of another kind, whose recorded answer this one cannot be given
+/// (found by `crates/cli/tests/wire_fuzz.rs`; it was `INTERNAL`).
+fn reused_seq(client: u64, seq: u64) -> Status {
+    Status::failed_precondition(format!(
+        "flotilla: session {client:#x} already used seq {seq} for a write of another kind; \
+         a session numbers its writes from 1, one at a time, and a retry repeats the same write"
+    ))
 }
 
 /// An append request (for clients and tests).
