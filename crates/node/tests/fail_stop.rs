@@ -74,6 +74,9 @@ async fn an_undecodable_committed_command_stops_the_node() {
     let why = std::error::Error::source(&err).map_or(String::new(), |e| e.to_string());
     assert!(why.contains("entry 2 (term 1)"), "{why}");
     assert!(why.contains("format version 255"), "{why}");
-    assert!(why.contains("Recovery: if a newer Flotilla wrote it"), "{why}");
+    assert!(
+        why.contains("Recovery: if a newer Flotilla wrote it"),
+        "{why}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
