@@ -70,6 +70,7 @@ fn refused<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Code, mes
 
 /// Sends every kind of invalid request to the member behind `channel`.
 async fn invalid_requests(channel: Channel) {
+    let kv_channel = channel.clone();
     let mut kv = KvClient::new(channel.clone());
     let invalid = Code::InvalidArgument;
     refused(kv.put(put("", "v")).await, invalid, EMPTY_KEY);
@@ -121,6 +122,37 @@ async fn invalid_requests(channel: Channel) {
     };
     refused(sessions.write(write).await, invalid, EMPTY_KEY);
     reused_seq(&mut sessions).await;
+    invalid_watches(kv_channel).await;
+}
+
+/// A watch etcd would not create is answered created and canceled at
+/// once, under watch id -1, with the reason.
+async fn invalid_watches(channel: Channel) {
+    let create = |start_revision, filters| pb::WatchRequest {
+        request_union: Some(pb::watch_request::RequestUnion::CreateRequest(
+            pb::WatchCreateRequest {
+                key: b("w"),
+                start_revision,
+                filters,
+                ..Default::default()
+            },
+        )),
+    };
+    let cases = [
+        (
+            create(-1, vec![]),
+            "etcdserver: mvcc: required revision has been compacted",
+        ),
+        (create(0, vec![7]), "flotilla: unknown watch filter 7"),
+    ];
+    for (request, reason) in cases {
+        let mut watch = pb::watch_client::WatchClient::new(channel.clone());
+        let stream = tonic::codegen::tokio_stream::iter(vec![request]);
+        let mut answers = watch.watch(stream).await.unwrap().into_inner();
+        let r = answers.message().await.unwrap().expect("an answer");
+        assert!(r.created && r.canceled, "{r:?}");
+        assert_eq!((r.watch_id, r.cancel_reason.as_str()), (-1, reason));
+    }
 }
 
 /// A session seq reused for a write of another kind gets
