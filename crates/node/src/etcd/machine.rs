@@ -188,7 +188,7 @@ pub struct UnreadableCommand {
     pub what: flotilla_kv::CodecError,
 }
 
-/// The machine's snapshot: [`SNAPSHOT_MAGIC`], the member table, then the
+/// The machine's snapshot: `SNAPSHOT_MAGIC`, the member table, then the
 /// replica's own snapshot (`replica`). Whatever takes a snapshot of the
 /// machine must go through here, or the member table would be lost.
 pub fn encode_snapshot(members: &Members, replica: &[u8]) -> Bytes {

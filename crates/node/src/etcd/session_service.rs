@@ -8,8 +8,9 @@
 //! proposed here if this member leads, else forwarded to the leader.
 //!
 //! Invariants: a request is checked before anything is proposed
-//! (`client_id` nonzero with the top bit clear, so it never collides with
-//! the ids minted for plain etcd requests; `seq >= 1`; an operation); a
+//! ([`super::validate::check_session`]: `client_id` nonzero with the top
+//! bit clear, so it never collides with the ids minted for plain etcd
+//! requests; `seq >= 1`; an operation that passes its own checks); a
 //! session write answers with the same etcd message as the plain request
 //! of its kind, header included.
 
@@ -48,25 +49,16 @@ enum Kind {
     Append,
 }
 
-/// Checks a session write and turns it into one store operation.
+/// Checks a session write ([`validate::check_session`]) and turns it into
+/// one store operation.
 fn parse(w: &kvpb::SessionWrite) -> Result<(Op, Kind), Status> {
-    if w.client_id == 0 || w.client_id >> 63 != 0 {
-        return Err(Status::invalid_argument(format!(
-            "flotilla: client_id {:#x} must be nonzero with the top bit clear",
-            w.client_id
-        )));
-    }
-    if w.seq == 0 {
-        return Err(Status::invalid_argument("flotilla: seq starts at 1"));
-    }
+    validate::check_session(w)?;
     match &w.op {
         Some(WriteOp::Put(p)) => {
-            validate::check_put(p)?;
             let (ops, shape) = convert::put_ops(p)?;
             Ok((convert::one_op(ops), Kind::Put(shape)))
         }
         Some(WriteOp::DeleteRange(d)) => {
-            validate::check_delete(d)?;
             let (ops, shape) = convert::delete_ops(d)?;
             Ok((convert::one_op(ops), Kind::Delete(shape)))
         }
@@ -74,15 +66,8 @@ fn parse(w: &kvpb::SessionWrite) -> Result<(Op, Kind), Status> {
             let (op, success, failure) = convert::txn_op(t)?;
             Ok((op, Kind::Txn(success, failure)))
         }
-        Some(WriteOp::Append(a)) => {
-            if a.key.is_empty() {
-                return Err(validate::Invalid::EmptyKey.into());
-            }
-            Ok((Op::append(a.key.clone(), a.value.clone()), Kind::Append))
-        }
-        None => Err(Status::invalid_argument(
-            "flotilla: a session write without an operation",
-        )),
+        Some(WriteOp::Append(a)) => Ok((Op::append(a.key.clone(), a.value.clone()), Kind::Append)),
+        None => Err(validate::Invalid::NoSessionOp.into()),
     }
 }
 

@@ -4,7 +4,8 @@
 //! `checkTxnRequest`, `checkRequestOp`, `checkIntervals`), refused with
 //! etcd's gRPC code and message, and Flotilla's own where its store is
 //! stricter than etcd's (negative numbers, unknown enum values, a nesting
-//! bound), refused with a message that starts `flotilla:`. The README's
+//! bound) and for Flotilla's own session writes, refused with a message
+//! that starts `flotilla:`. The README's
 //! "Requests refused" table lists every refusal.
 //!
 //! Invariants:
@@ -24,6 +25,7 @@ use std::collections::BTreeSet;
 use bytes::Bytes;
 use flotilla_kv::{MAX_TXN_DEPTH, Refusal};
 use flotilla_proto::etcdserverpb as pb;
+use flotilla_proto::kv::v1 as kvpb;
 use pb::compare::{CompareResult, CompareTarget, TargetUnion};
 use pb::range_request::{SortOrder, SortTarget};
 use pb::request_op::Request as R;
@@ -86,6 +88,16 @@ pub enum Invalid {
     /// A watch filter is not one etcd defines.
     #[error("flotilla: unknown watch filter {0}")]
     UnknownWatchFilter(i32),
+    /// A session write's client id is 0 or has the top bit (the servers'
+    /// own ids) set.
+    #[error("flotilla: client_id {0:#x} must be nonzero with the top bit clear")]
+    BadClientId(u64),
+    /// A session write's seq is 0.
+    #[error("flotilla: seq starts at 1")]
+    ZeroSeq,
+    /// A session write holds no operation.
+    #[error("flotilla: a session write without an operation")]
+    NoSessionOp,
 }
 
 impl Invalid {
@@ -175,6 +187,26 @@ pub fn check_watch(r: &pb::WatchCreateRequest) -> Result<(), Invalid> {
     {
         Some(&f) => Err(Invalid::UnknownWatchFilter(f)),
         None => Ok(()),
+    }
+}
+
+/// A write of `flotilla.kv.v1.Kv`: its session (`client_id` nonzero with
+/// the top bit clear, `seq` from 1), then its operation as the plain
+/// request of its kind (an append as a put).
+pub fn check_session(w: &kvpb::SessionWrite) -> Result<(), Invalid> {
+    use kvpb::session_write::Op;
+    if w.client_id == 0 || w.client_id >> 63 != 0 {
+        return Err(Invalid::BadClientId(w.client_id));
+    }
+    if w.seq == 0 {
+        return Err(Invalid::ZeroSeq);
+    }
+    match &w.op {
+        Some(Op::Put(p)) => check_put(p),
+        Some(Op::DeleteRange(d)) => check_delete(d),
+        Some(Op::Txn(t)) => check_txn(t),
+        Some(Op::Append(a)) => key(&a.key),
+        None => Err(Invalid::NoSessionOp),
     }
 }
 

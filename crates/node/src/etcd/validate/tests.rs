@@ -347,3 +347,55 @@ fn too_many_ops_or_too_deep_a_nesting_is_refused() {
     let too_deep = txn(vec![nested(deep)], vec![]);
     assert_eq!(check_txn(&too_deep), Err(Invalid::TooDeep));
 }
+
+#[test]
+fn a_session_write_needs_a_session_a_seq_and_a_valid_op() {
+    use kvpb::session_write::Op;
+    let write = |client_id, seq, op| kvpb::SessionWrite {
+        client_id,
+        seq,
+        resumed: false,
+        op,
+    };
+    let append = |k: &str| {
+        Some(Op::Append(kvpb::AppendRequest {
+            key: b(k),
+            value: b("x"),
+        }))
+    };
+    check_session(&write(7, 1, append("k"))).unwrap();
+    assert_eq!(
+        check_session(&write(0, 1, append("k"))),
+        Err(Invalid::BadClientId(0))
+    );
+    assert_eq!(
+        check_session(&write(1 << 63, 1, append("k"))),
+        Err(Invalid::BadClientId(1 << 63))
+    );
+    assert_eq!(
+        check_session(&write(7, 0, append("k"))),
+        Err(Invalid::ZeroSeq)
+    );
+    assert_eq!(check_session(&write(7, 1, None)), Err(Invalid::NoSessionOp));
+    assert_eq!(
+        check_session(&write(7, 1, append(""))),
+        Err(Invalid::EmptyKey)
+    );
+    let empty_put = Op::Put(pb::PutRequest {
+        key: Bytes::new(),
+        ..Default::default()
+    });
+    assert_eq!(
+        check_session(&write(7, 1, Some(empty_put))),
+        Err(Invalid::EmptyKey)
+    );
+    let txn = Op::Txn(txn(vec![put("a"), put("a")], vec![]));
+    assert_eq!(
+        check_session(&write(7, 1, Some(txn))),
+        Err(Invalid::DuplicateKey)
+    );
+    assert_eq!(
+        Status::from(Invalid::BadClientId(0)).message(),
+        "flotilla: client_id 0x0 must be nonzero with the top bit clear"
+    );
+}
