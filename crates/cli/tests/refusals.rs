@@ -8,9 +8,10 @@
 //!   peers' Proposals service) reaches the log and is refused by every
 //!   replica at the same index, without a revision, instead of stopping
 //!   them;
-//! - a data directory written by the build before the fix, whose log holds
+//! - data directories written by the build before the fix, whose log holds
 //!   a `put ""` that stopped it for good (`tests/fixtures/
-//!   issue19-put-empty-key`, see its README), serves again.
+//!   issue19-put-empty-key` of one member and `issue19-put-empty-key-3` of
+//!   three, see their READMEs), serve again.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -343,8 +344,10 @@ fn a_log_poisoned_by_an_older_build_serves_again() {
     assert_eq!(rt.block_on(client.get("alpha")).unwrap(), Some(b("3")));
     assert_eq!(rt.block_on(client.get("beta")).unwrap(), None);
     assert_eq!(rt.block_on(client.get("gamma")).unwrap(), Some(b("4")));
-    let status = rt.block_on(client.status_of(0)).unwrap();
-    assert!(status.raft_applied_index >= 7, "{status:?}");
+    let status = wait_for("entry 7 applied", Duration::from_secs(20), || {
+        let s = rt.block_on(client.status_of(0)).ok()?;
+        (s.raft_applied_index >= 7).then_some(s)
+    });
     // Five writes, and the refused `put ""` took no revision.
     assert_eq!(status.header.unwrap().revision, 5);
     let log = std::fs::read_to_string(cluster.log(0)).unwrap();
@@ -359,4 +362,56 @@ fn a_log_poisoned_by_an_older_build_serves_again() {
         rt.block_on(client.get("after-recovery")).unwrap(),
         Some(b("ok"))
     );
+}
+
+#[test]
+fn a_three_member_cluster_poisoned_by_an_older_build_serves_again() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/issue19-put-empty-key-3");
+    let data: Vec<PathBuf> = (1..=3).map(|i| dir.join(format!("node{i}"))).collect();
+    let extra = ["--cluster-token", "issue19-fixture-3"];
+    let cluster = Cluster::start_from("poisoned-3", &data, &extra);
+    let leader = cluster.wait_leader(&rt);
+    let client = {
+        let _g = rt.enter();
+        cluster.client()
+    };
+    // The new leader commits its term's first entry, past entry 7.
+    let committed = wait_for("a commit past entry 7", Duration::from_secs(20), || {
+        let s = rt.block_on(client.status_of(leader)).ok()?;
+        (s.raft_index >= 8).then_some(s.raft_index)
+    });
+    for i in 0..3 {
+        let s = wait_for(
+            "the member applies past entry 7",
+            Duration::from_secs(20),
+            || {
+                rt.block_on(client.status_of(i))
+                    .ok()
+                    .filter(|s| s.raft_applied_index >= committed)
+            },
+        );
+        assert_eq!(s.header.unwrap().revision, 5, "member {}", i + 1);
+        let mut kv = KvClient::new(client.channel(i).unwrap());
+        let read = pb::RangeRequest {
+            key: b("a"),
+            range_end: b("z"),
+            serializable: true,
+            ..Default::default()
+        };
+        let r = rt.block_on(kv.range(read)).unwrap().into_inner();
+        let pairs: Vec<_> = r
+            .kvs
+            .iter()
+            .map(|kv| (kv.key.clone(), kv.value.clone()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [(b("alpha"), b("3")), (b("gamma"), b("4"))],
+            "member {}",
+            i + 1
+        );
+    }
+    all_serve(&rt, &cluster, "after-recovery");
 }
