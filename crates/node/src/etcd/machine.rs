@@ -314,6 +314,25 @@ mod tests {
         assert!(!m.watch.active());
     }
 
+    /// Issue 19: an empty key that an older build let into the log is
+    /// answered as refused; the machine goes on.
+    #[test]
+    fn a_committed_empty_key_is_refused_not_fatal() {
+        let ids = SessionIds::new(1);
+        let mut m = KvMachine::new(&initial());
+        let out = m.apply(&entry_at(&ids, (1, Op::put("", "v")))).unwrap();
+        let refused = flotilla_kv::Refusal::EmptyKey {
+            role: flotilla_kv::KeyRole::Write,
+        };
+        assert_eq!(out.unwrap().outcome, Outcome::Refused(refused));
+        assert_eq!(m.replica.store().revision(), 0);
+        let next = m.apply(&entry_at(&ids, (2, Op::put("k", "v")))).unwrap();
+        assert!(matches!(
+            next.unwrap().outcome,
+            Outcome::Ok { revision: 1, .. }
+        ));
+    }
+
     fn entry_at(ids: &SessionIds, (index, op): (u64, Op)) -> Entry {
         entry(index, EntryKind::Command, ids.command(op))
     }
