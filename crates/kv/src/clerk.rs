@@ -49,6 +49,16 @@ pub enum ClerkError {
         /// The request.
         seq: u64,
     },
+    /// The replicas refused the request as invalid; it changed nothing.
+    #[error("client {client}: request {seq} was refused: {refusal}")]
+    Refused {
+        /// The client.
+        client: u64,
+        /// The request.
+        seq: u64,
+        /// Why.
+        refusal: crate::check::Refusal,
+    },
     /// A request is already in flight.
     #[error("client {client}: request {seq} is still in flight")]
     Busy {
@@ -187,6 +197,11 @@ impl Clerk {
             Outcome::SessionExpired => ClerkStep::Done(Err(ClerkError::SessionExpired {
                 client: self.client,
                 seq,
+            })),
+            Outcome::Refused(refusal) => ClerkStep::Done(Err(ClerkError::Refused {
+                client: self.client,
+                seq,
+                refusal,
             })),
             Outcome::WrongLeader { leader } => {
                 let hint = leader

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use flotilla_raft::codec::{DecodeError, Decoder, put_bytes, put_u64};
 use thiserror::Error;
 
+use crate::check::{KeyRole, Refusal};
 use crate::command::{
     ClientMsg, CmpOp, Command, Compare, CompareSpan, KeyValue, Op, Outcome, ReadConsistency, Reply,
     Request, Response, Target, Txn,
@@ -45,12 +46,6 @@ pub enum CodecError {
         /// The version byte found.
         found: u8,
     },
-    /// A key is empty.
-    #[error("{what} holds an empty key")]
-    EmptyKey {
-        /// The value being decoded.
-        what: &'static str,
-    },
     /// Transactions are nested deeper than [`MAX_TXN_DEPTH`].
     #[error("{what} holds transactions nested more than {MAX_TXN_DEPTH} deep")]
     TxnTooDeep {
@@ -62,7 +57,6 @@ pub enum CodecError {
 /// Errors inside one top-level value; `what` is added at the top.
 enum Inner {
     Decode(DecodeError),
-    EmptyKey,
     TxnTooDeep,
 }
 
@@ -76,7 +70,6 @@ impl Inner {
     fn named(self, what: &'static str) -> CodecError {
         match self {
             Inner::Decode(source) => CodecError::Malformed { what, source },
-            Inner::EmptyKey => CodecError::EmptyKey { what },
             Inner::TxnTooDeep => CodecError::TxnTooDeep { what },
         }
     }
@@ -92,12 +85,11 @@ fn bad_tag(d: &Decoder, what: &'static str, tag: u8) -> Inner {
     })
 }
 
+/// Reads a key. An empty one decodes: it is a well-formed command that
+/// every replica refuses the same way when it applies it (`check.rs`),
+/// where a decoding error would stop them all.
 fn key(d: &mut Decoder, what: &'static str) -> R<Bytes> {
-    let k = d.bytes(what)?;
-    if k.is_empty() {
-        return Err(Inner::EmptyKey);
-    }
-    Ok(k)
+    Ok(d.bytes(what)?)
 }
 
 fn put_opt(out: &mut Vec<u8>, b: Option<&Bytes>) {
@@ -432,6 +424,40 @@ pub(crate) fn put_outcome(out: &mut Vec<u8>, o: &Outcome) {
             put_u64(out, leader.unwrap_or(0));
         }
         Outcome::SessionExpired => out.push(2),
+        Outcome::Refused(r) => {
+            out.push(3);
+            put_refusal(out, r);
+        }
+    }
+}
+
+fn put_refusal(out: &mut Vec<u8>, r: &Refusal) {
+    match r {
+        Refusal::EmptyKey { role } => {
+            out.push(0);
+            out.push(match role {
+                KeyRole::Get => 0,
+                KeyRole::Write => 1,
+                KeyRole::Delete => 2,
+                KeyRole::Compare => 3,
+            });
+        }
+    }
+}
+
+fn refusal(d: &mut Decoder) -> R<Refusal> {
+    match d.u8("refusal tag")? {
+        0 => {
+            let role = match d.u8("empty key role")? {
+                0 => KeyRole::Get,
+                1 => KeyRole::Write,
+                2 => KeyRole::Delete,
+                3 => KeyRole::Compare,
+                t => return Err(bad_tag(d, "empty key role", t)),
+            };
+            Ok(Refusal::EmptyKey { role })
+        }
+        t => Err(bad_tag(d, "refusal", t)),
     }
 }
 
@@ -445,6 +471,7 @@ fn outcome(d: &mut Decoder) -> R<Outcome> {
             leader: Some(d.u64("leader hint")?).filter(|&l| l != 0),
         },
         2 => Outcome::SessionExpired,
+        3 => Outcome::Refused(refusal(d)?),
         t => return Err(bad_tag(d, "outcome", t)),
     })
 }
@@ -453,8 +480,8 @@ fn outcome(d: &mut Decoder) -> R<Outcome> {
 pub(crate) fn get_outcome(d: &mut Decoder) -> Result<Outcome, DecodeError> {
     outcome(d).map_err(|e| match e {
         Inner::Decode(e) => e,
-        // Outcomes hold no keys to check and no transactions to nest.
-        Inner::EmptyKey | Inner::TxnTooDeep => DecodeError::BadTag {
+        // Outcomes hold no transactions to nest.
+        Inner::TxnTooDeep => DecodeError::BadTag {
             what: "outcome",
             tag: 0,
             offset: d.offset(),
@@ -549,251 +576,4 @@ impl Reply {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample_txn() -> Op {
-        Op::Txn(Txn {
-            compares: vec![
-                Compare::value_is("a", "1"),
-                Compare::absent("b"),
-                Compare {
-                    key: Bytes::from_static(b"c"),
-                    op: CmpOp::Less,
-                    target: Target::ModRev(7),
-                    span: CompareSpan::Key,
-                },
-                Compare {
-                    key: Bytes::from_static(b"d"),
-                    op: CmpOp::NotEqual,
-                    target: Target::Value(Bytes::from_static(b"x")),
-                    span: CompareSpan::Range(Some(Bytes::from_static(b"e"))),
-                },
-                Compare {
-                    key: Bytes::from_static(b"f"),
-                    op: CmpOp::Greater,
-                    target: Target::Version(0),
-                    span: CompareSpan::Range(None),
-                },
-            ],
-            success: vec![
-                Op::put("b", "2"),
-                Op::prefix("a", 3),
-                Op::delete_prefix("p", true),
-            ],
-            failure: vec![Op::get("a"), Op::delete("c"), Op::append("d", "x")],
-        })
-    }
-
-    #[test]
-    fn commands_round_trip() {
-        let ops = [
-            Op::get("k"),
-            Op::range("a", None, 0),
-            Op::delete_range("a", Some(Bytes::from_static(b"c")), false),
-            Op::delete_range(Bytes::from_static(b"\0"), None, true),
-            sample_txn(),
-        ];
-        for op in ops {
-            let c = Command {
-                stamp_ms: 1234,
-                request: Request {
-                    client: 9,
-                    seq: 3,
-                    read: ReadConsistency::Serializable,
-                    resumed: true,
-                    op,
-                },
-            };
-            assert_eq!(Command::decode(&c.encode()), Ok(c.clone()));
-            let m = ClientMsg::Request(c.request);
-            assert_eq!(ClientMsg::decode(&m.encode()), Ok(m));
-        }
-    }
-
-    /// Logs written before range compares existed still decode: a
-    /// single-key compare's bytes did not change.
-    #[test]
-    fn a_single_key_compare_encodes_as_before_range_compares() {
-        let txn = Txn {
-            compares: vec![Compare::value_is("a", "1")],
-            success: vec![],
-            failure: vec![],
-        };
-        let mut out = Vec::new();
-        put_txn(&mut out, &txn);
-        // count 1, key "a", op Equal, target Value "1", two empty branches.
-        let mut expected = Vec::new();
-        put_u64(&mut expected, 1);
-        put_bytes(&mut expected, b"a");
-        expected.extend_from_slice(&[0, 0]);
-        put_bytes(&mut expected, b"1");
-        put_u64(&mut expected, 0);
-        put_u64(&mut expected, 0);
-        assert_eq!(out, expected);
-    }
-
-    #[test]
-    fn replies_round_trip() {
-        let kv = KeyValue {
-            key: Bytes::from_static(b"k"),
-            value: Bytes::from_static(b"v"),
-            create_rev: 2,
-            mod_rev: 5,
-            version: 3,
-        };
-        let outcomes = [
-            Outcome::Ok {
-                revision: 5,
-                response: Response::Txn {
-                    succeeded: true,
-                    responses: vec![
-                        Response::Get(Some(kv.clone())),
-                        Response::Range {
-                            kvs: vec![kv.clone()],
-                            count: 4,
-                        },
-                        Response::Deleted(true),
-                        Response::DeletedRange {
-                            deleted: 2,
-                            prev_kvs: vec![kv.clone(), kv.clone()],
-                        },
-                        Response::DeletedRange {
-                            deleted: 1,
-                            prev_kvs: vec![],
-                        },
-                        Response::Written,
-                    ],
-                },
-            },
-            Outcome::WrongLeader { leader: Some(3) },
-            Outcome::WrongLeader { leader: None },
-            Outcome::SessionExpired,
-        ];
-        for outcome in outcomes {
-            let r = Reply {
-                client: 1,
-                seq: 2,
-                outcome,
-            };
-            assert_eq!(Reply::decode(&r.encode()), Ok(r.clone()));
-        }
-    }
-
-    #[test]
-    fn bad_input_is_refused_with_what_was_wrong() {
-        let c = Command {
-            stamp_ms: 1,
-            request: Request {
-                client: 1,
-                seq: 1,
-                read: ReadConsistency::Linearizable,
-                resumed: false,
-                op: Op::put("k", "v"),
-            },
-        };
-        let bytes = c.encode();
-        let err = Command::decode(&bytes.slice(..bytes.len() - 1)).unwrap_err();
-        assert!(err.to_string().contains("malformed log command"), "{err}");
-        let mut v = bytes.to_vec();
-        v[0] = 9;
-        let err = Command::decode(&Bytes::from(v)).unwrap_err();
-        assert_eq!(
-            err,
-            CodecError::Version {
-                what: "log command",
-                found: 9
-            }
-        );
-        let empty = ClientMsg::Request(Request {
-            op: Op::get(""),
-            ..c.request.clone()
-        });
-        assert_eq!(
-            ClientMsg::decode(&empty.encode()),
-            Err(CodecError::EmptyKey {
-                what: "client message"
-            })
-        );
-        // Transactions nest up to MAX_TXN_DEPTH deep, no deeper.
-        let nest = |depth: usize| {
-            (1..depth).fold(sample_txn(), |inner, _| {
-                let Op::Txn(mut t) = sample_txn() else {
-                    unreachable!()
-                };
-                t.failure.push(inner);
-                Op::Txn(t)
-            })
-        };
-        let deepest = ClientMsg::Request(Request {
-            op: nest(MAX_TXN_DEPTH),
-            ..c.request.clone()
-        });
-        assert_eq!(ClientMsg::decode(&deepest.encode()), Ok(deepest));
-        let too_deep = ClientMsg::Request(Request {
-            op: nest(MAX_TXN_DEPTH + 1),
-            ..c.request
-        });
-        assert_eq!(
-            ClientMsg::decode(&too_deep.encode()),
-            Err(CodecError::TxnTooDeep {
-                what: "client message"
-            })
-        );
-    }
-
-    #[test]
-    fn old_encodings_still_decode_and_unknown_tags_are_named() {
-        // A delete written by the first release: version 1, stamp 1,
-        // client 1, seq 1, linearizable, not resumed, op tag 3, key "k".
-        let old = Bytes::from_static(b"\x01\x01\x01\x01\x00\x00\x03\x01k");
-        let c = Command::decode(&old).unwrap();
-        assert_eq!(c.request.op, Op::delete("k"));
-        // The same entry with an op tag no build knows.
-        let mut v = old.to_vec();
-        v[6] = 0x7f;
-        let err = Command::decode(&Bytes::from(v)).unwrap_err();
-        let CodecError::Malformed { what, source } = &err else {
-            panic!("not malformed: {err:?}")
-        };
-        assert_eq!(*what, "log command");
-        assert!(
-            matches!(
-                source,
-                DecodeError::BadTag {
-                    what: "op",
-                    tag: 0x7f,
-                    offset: 6
-                }
-            ),
-            "{err}"
-        );
-        let r = Reply {
-            client: 1,
-            seq: 1,
-            outcome: Outcome::Ok {
-                revision: 1,
-                response: Response::Written,
-            },
-        };
-        let mut v = r.encode().to_vec();
-        let last = v.len() - 1;
-        v[last] = 0x7e;
-        let err = Reply::decode(&Bytes::from(v)).unwrap_err();
-        assert!(err.to_string().contains("reply"), "{err}");
-        assert!(
-            matches!(
-                err,
-                CodecError::Malformed {
-                    source: DecodeError::BadTag {
-                        what: "response",
-                        tag: 0x7e,
-                        ..
-                    },
-                    ..
-                }
-            ),
-            "{err}"
-        );
-    }
-}
+mod tests;

@@ -6,7 +6,8 @@
 //! Invariants:
 //! - ranges ([`Op::Range`], [`Op::DeleteRange`]) are `[start, end)` with
 //!   `end: None` meaning "to the last key" (etcd's `range_end = "\0"`);
-//! - keys are non-empty byte strings (checked when a request is decoded);
+//! - keys are non-empty byte strings: checked before a command is
+//!   applied (`check.rs`), where one that is not is refused;
 //! - transactions nest at most [`crate::MAX_TXN_DEPTH`] deep (etcd sets no
 //!   limit but its request size; the bound keeps decoding, applying and
 //!   answering from recursing without end);
@@ -14,6 +15,8 @@
 //!   sends request `n + 1` only after request `n` was answered.
 
 use bytes::Bytes;
+
+use crate::check::Refusal;
 
 /// A key/value pair with its revisions, as etcd's `mvccpb.KeyValue`.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -354,6 +357,9 @@ pub enum Outcome {
     /// already answered): the outcome of the request is unknown and the
     /// client must start a new session.
     SessionExpired,
+    /// The replicas refused the request as invalid (see `check.rs`): it
+    /// changed nothing, and a retry gets the same answer.
+    Refused(Refusal),
 }
 
 /// A server's answer to a [`Request`].

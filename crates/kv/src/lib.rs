@@ -12,7 +12,8 @@
 //! - [`command`]: requests ([`Op`]: get, put, append, delete, range,
 //!   delete-range, compare-and-swap transactions), responses, and the
 //!   envelopes of log entries and client messages; [`codec`]: their
-//!   versioned encoding.
+//!   versioned encoding; [`check`]: what a replica checks of a command
+//!   before applying it, and the refusal it answers instead.
 //! - [`store`]: the key space with etcd's create/mod revisions and
 //!   versions, and a store revision that each write increments;
 //!   [`event`]: the changes a write made, for etcd's watch.
@@ -28,6 +29,7 @@
 //! Nothing here reads a clock or touches the network or a disk: the
 //! simulator (`flotilla-kvsim`) and the runtime drive the same code.
 
+pub mod check;
 mod chunked;
 pub mod clerk;
 pub mod codec;
@@ -39,6 +41,7 @@ pub mod session;
 pub mod snapshot;
 pub mod store;
 
+pub use check::{KeyRole, Refusal, check_op};
 pub use clerk::{Clerk, ClerkConfig, ClerkError, ClerkStep, Send};
 pub use codec::{CodecError, FORMAT_VERSION, MAX_TXN_DEPTH};
 pub use command::{

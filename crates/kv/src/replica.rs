@@ -5,6 +5,8 @@
 //!
 //! Invariants:
 //! - entries are applied exactly once each, at `applied + 1`;
+//! - a command that fails the checks of `check.rs` is answered with
+//!   [`Outcome::Refused`] and changes neither the store nor its revision;
 //! - the replicated clock `clock_ms` is the largest leader stamp applied;
 //! - `snapshot()` then `restore()` gives a replica equal to the original
 //!   (store, sessions, applied index and term, clock): restarting from a
@@ -14,6 +16,7 @@ use bytes::Bytes;
 use flotilla_raft::{Entry, EntryKind, LogIndex, Term};
 use thiserror::Error;
 
+use crate::check::check_op;
 use crate::codec::CodecError;
 use crate::command::{Command, Op, Outcome};
 use crate::event::Event;
@@ -46,8 +49,9 @@ pub enum ApplyError {
         /// The index given.
         got: LogIndex,
     },
-    /// The entry's payload is not a KV command. Every replica skips it the
-    /// same way (the index still counts as applied).
+    /// The entry's payload is not a KV command this build can read (a
+    /// newer build's, or bytes that are no command). The index still
+    /// counts as applied; whether to skip it or stop is the caller's call.
     #[error("entry {index} skipped: {source}")]
     BadCommand {
         /// The entry.
@@ -139,10 +143,17 @@ impl Replica {
             Admission::Duplicate(o) => o,
             Admission::Expired => Outcome::SessionExpired,
             Admission::Apply => {
-                let response = self.store.apply_recording(&r.op, events);
-                let outcome = Outcome::Ok {
-                    revision: self.store.revision(),
-                    response,
+                // A command that fails the checks is answered, not applied,
+                // alike on every replica (see `check.rs`).
+                let outcome = match check_op(&r.op) {
+                    Err(refusal) => Outcome::Refused(refusal),
+                    Ok(()) => {
+                        let response = self.store.apply_recording(&r.op, events);
+                        Outcome::Ok {
+                            revision: self.store.revision(),
+                            response,
+                        }
+                    }
                 };
                 self.sessions
                     .record(r.client, r.seq, outcome.clone(), self.clock_ms);
@@ -279,6 +290,31 @@ mod tests {
         };
         assert_eq!(r.apply(&noop), Ok(None));
         assert_eq!(r.applied_term(), Term(2));
+    }
+
+    /// Issue 19: `put ""` reached the log and stopped every member.
+    #[test]
+    fn an_empty_key_is_refused_alike_everywhere_without_a_revision() {
+        let mut r = Replica::new(SessionLimits::default());
+        r.apply(&entry(1, 1, 1, Op::put("k", "v"))).unwrap();
+        let mut copy = r.clone();
+        let bad = entry(2, 2, 1, Op::put("", "v"));
+        let a = r.apply(&bad).unwrap().unwrap();
+        let b = copy.apply(&bad).unwrap().unwrap();
+        let refused = Outcome::Refused(crate::check::Refusal::EmptyKey {
+            role: crate::check::KeyRole::Write,
+        });
+        assert_eq!(a.outcome, refused);
+        assert_eq!(b, a, "the same answer on every replica");
+        assert_eq!(r, copy, "every replica ends in the same state");
+        assert_eq!(r.store().revision(), 1);
+        assert_eq!(r.applied(), LogIndex(2));
+        assert_eq!(r.cached(2, 1), Some(refused), "a retry gets the refusal");
+        let next = r.apply(&entry(3, 1, 2, Op::put("k", "w"))).unwrap();
+        assert!(matches!(
+            next.unwrap().outcome,
+            Outcome::Ok { revision: 2, .. }
+        ));
     }
 
     #[test]

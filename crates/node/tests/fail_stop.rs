@@ -1,5 +1,7 @@
-//! A committed entry the state machine cannot apply stops the node with
-//! an error naming the entry, instead of being skipped: replicas of a
+//! A committed entry the state machine cannot read stops the node with
+//! an error naming the entry, what was wrong and the recovery, instead of
+//! being skipped (one it reads but refuses, such as an empty key, is
+//! answered instead: `crates/cli/tests/refusals.rs`): replicas of a
 //! newer version that can apply it would otherwise diverge from this one
 //! (a rolling upgrade meeting a new operation). The entry stays in the
 //! log, so an upgraded member replays it on restart.
@@ -68,5 +70,13 @@ async fn an_undecodable_committed_command_stops_the_node() {
     assert!(matches!(err, FatalError::Apply(_)), "{err:?}");
     let text = err.to_string();
     assert!(text.contains("cannot apply committed entry 2"), "{text}");
+    // The cause names the entry, what was wrong and the way out.
+    let why = std::error::Error::source(&err).map_or(String::new(), |e| e.to_string());
+    assert!(why.contains("entry 2 (term 1)"), "{why}");
+    assert!(why.contains("format version 255"), "{why}");
+    assert!(
+        why.contains("Recovery: if a newer Flotilla wrote it"),
+        "{why}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

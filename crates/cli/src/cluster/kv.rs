@@ -263,7 +263,7 @@ fn get_request(key: Bytes, prefix: bool, serializable: bool, limit: i64) -> pb::
         Bytes::new()
     };
     pb::RangeRequest {
-        key,
+        key: prefix_key(key, prefix),
         range_end,
         limit,
         serializable,
@@ -278,16 +278,21 @@ fn delete_request(key: String, end: Option<String>, prefix: bool) -> pb::DeleteR
         None if prefix => prefix_range_end(key.as_bytes()),
         None => Bytes::new(),
     };
-    // As etcdctl: `del "" --prefix` deletes every key from "\0".
-    let key = if key.is_empty() && prefix {
-        Bytes::from_static(b"\0")
-    } else {
-        Bytes::from(key)
-    };
     pb::DeleteRangeRequest {
-        key,
+        key: prefix_key(Bytes::from(key), prefix),
         range_end,
         ..Default::default()
+    }
+}
+
+/// The key of a request for `key` (with `--prefix` if `prefix`): as
+/// etcdctl (clientv3's `WithPrefix`), the empty prefix is sent as the key
+/// `"\0"`, since servers refuse an empty key.
+pub(crate) fn prefix_key(key: Bytes, prefix: bool) -> Bytes {
+    if key.is_empty() && prefix {
+        Bytes::from_static(b"\0")
+    } else {
+        key
     }
 }
 

@@ -318,7 +318,7 @@ fn key_range(cmd: &str, f: &Flags) -> Result<(Bytes, Bytes), String> {
         None if f.prefix => super::kv::prefix_range_end(&key),
         None => Bytes::new(),
     };
-    Ok((key, end))
+    Ok((super::kv::prefix_key(key, f.prefix), end))
 }
 
 /// `put`, `get` or `del`, as etcdctl's commands of the same names.

@@ -56,8 +56,21 @@ impl Cluster {
         Cluster::start_on(name, n, extra, true)
     }
 
-    fn start_on(name: &str, n: usize, extra: &[&str], proxied: bool) -> Cluster {
+    /// Starts one member per directory of `data`, each on a copy of it
+    /// (`data` is a fixture: it is never written), with `extra` flags.
+    pub fn start_from(name: &str, data: &[PathBuf], extra: &[&str]) -> Cluster {
         let scratch = Scratch::new(name);
+        for (i, dir) in data.iter().enumerate() {
+            copy_dir(dir, &scratch.path.join(format!("node{}", i + 1)));
+        }
+        Cluster::start_in(scratch, data.len(), extra, false)
+    }
+
+    fn start_on(name: &str, n: usize, extra: &[&str], proxied: bool) -> Cluster {
+        Cluster::start_in(Scratch::new(name), n, extra, proxied)
+    }
+
+    fn start_in(scratch: Scratch, n: usize, extra: &[&str], proxied: bool) -> Cluster {
         let endpoints: Vec<String> = free_ports(n)
             .into_iter()
             .map(|p| format!("127.0.0.1:{p}"))
@@ -260,6 +273,20 @@ impl Cluster {
                 members.iter().map(|i| i + 1).collect::<Vec<_>>(),
                 last.join("\n  ")
             ),
+        }
+    }
+}
+
+/// Copies the directory tree `from` to `to` (created).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
         }
     }
 }

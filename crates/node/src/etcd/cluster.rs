@@ -6,7 +6,7 @@
 //! Status answers from this node's own view (as etcd's does): its leader,
 //! commit and applied index, term, and the size of its Raft log.
 
-use flotilla_kv::{Command, Reply};
+use flotilla_kv::{Command, Outcome, Reply, check_op};
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::cluster_server::Cluster;
 use flotilla_proto::etcdserverpb::maintenance_server::Maintenance;
@@ -197,10 +197,29 @@ impl Proposals for ClusterService {
         };
         // Only a command this build can apply is proposed: a committed one
         // it could not apply would stop every member of its version.
-        if let Err(e) = Command::decode(&r.command) {
-            return Err(Status::invalid_argument(format!(
-                "forwarded command does not decode: {e}"
-            )));
+        let command = match Command::decode(&r.command) {
+            Ok(c) => c,
+            Err(e) => {
+                return Err(Status::invalid_argument(format!(
+                    "forwarded command does not decode: {e}"
+                )));
+            }
+        };
+        // Nor one the replicas would refuse: answered here, it never
+        // reaches the log, where a member of an older build (during a
+        // rolling upgrade) would stop on it.
+        if let Err(refusal) = check_op(&command.request.op) {
+            let reply = Reply {
+                client: command.request.client,
+                seq: command.request.seq,
+                outcome: Outcome::Refused(refusal),
+            };
+            return Ok(Response::new(ProposeResponse {
+                not_leader: false,
+                leader: self.core.me.get(),
+                reply: reply.encode(),
+                term: self.core.node.term().0,
+            }));
         }
         let applied = match self.core.node.propose(r.command).await {
             Ok(applied) => applied,

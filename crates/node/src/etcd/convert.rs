@@ -118,9 +118,9 @@ pub fn one_op(mut ops: Vec<Op>) -> Op {
 }
 
 /// A transaction request as one op, with the shapes of each branch,
-/// after etcd's checks ([`super::txn_check`]).
+/// after the checks of [`super::validate::check_txn`].
 pub fn txn_op(r: &pb::TxnRequest) -> Result<(Op, Vec<Shape>, Vec<Shape>), Status> {
-    super::txn_check::check(r)?;
+    super::validate::check_txn(r)?;
     nested_txn_op(r)
 }
 

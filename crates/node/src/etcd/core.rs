@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use flotilla_kv::{Command, Op, Outcome, ReadConsistency, Reply, Request, Response};
+use flotilla_kv::{Command, Op, Outcome, ReadConsistency, Refusal, Reply, Request, Response};
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::raft::v1::ProposeRequest;
 use flotilla_proto::raft::v1::proposals_client::ProposalsClient;
@@ -213,6 +213,7 @@ impl Core {
             Outcome::Ok { revision, response } => Ok((Term(resp.term), revision, response)),
             Outcome::WrongLeader { .. } => Err(Attempt::Wait),
             Outcome::SessionExpired => Err(Attempt::Fail(session_expired())),
+            Outcome::Refused(r) => Err(Attempt::Fail(refused(r))),
         }
     }
 
@@ -292,6 +293,12 @@ fn session_expired() -> Status {
     )
 }
 
+/// A command the replicas refused when they applied it (the boundary's
+/// checks should have stopped it first), with etcd's error.
+fn refused(r: Refusal) -> Status {
+    super::validate::Invalid::from(r).into()
+}
+
 /// The outcome of a command applied here.
 fn outcome(term: Term, output: KvOutput) -> Result<Written, Attempt> {
     match output {
@@ -299,6 +306,7 @@ fn outcome(term: Term, output: KvOutput) -> Result<Written, Attempt> {
             Outcome::Ok { revision, response } => Ok((term, revision, response)),
             Outcome::WrongLeader { .. } => Err(Attempt::Wait),
             Outcome::SessionExpired => Err(Attempt::Fail(session_expired())),
+            Outcome::Refused(r) => Err(Attempt::Fail(refused(r))),
         },
         None => Err(Attempt::Fail(Status::internal(
             "a command applied as a no-op",

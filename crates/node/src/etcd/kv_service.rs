@@ -1,6 +1,7 @@
 //! etcd's `KV` service: Range, Put, DeleteRange, Txn and Compact, on the
 //! replicated KV store (see [`super::convert`] for what maps to what and
-//! what is refused).
+//! what is refused). Every request passes [`super::validate`] first
+//! (a transaction's, inside [`convert::txn_op`]).
 //!
 //! Invariant: every successful answer carries etcd's header with the store
 //! revision the request saw or produced and the Raft term.
@@ -12,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{self, Shape};
 use super::core::Core;
+use super::validate;
 
 /// The `etcdserverpb.KV` service of one node.
 #[derive(Clone)]
@@ -43,6 +45,7 @@ impl KvService {
         request: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
         let r = request.into_inner();
+        validate::check_range(&r)?;
         let (op, shape) = convert::range_op(&r)?;
         let (term, revision, resp) = self.core.read(&op, r.serializable).await?;
         super::range::check_revision(r.revision, revision)?;
@@ -58,6 +61,7 @@ impl KvService {
         &self,
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
+        validate::check_put(request.get_ref())?;
         let (ops, shape) = convert::put_ops(request.get_ref())?;
         let (term, revision, resp) = self.core.write(convert::one_op(ops)).await?;
         let mut out = match single(shape, resp)? {
@@ -72,6 +76,7 @@ impl KvService {
         &self,
         request: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
+        validate::check_delete(request.get_ref())?;
         let (ops, shape) = convert::delete_ops(request.get_ref())?;
         let (term, revision, resp) = self.core.write(convert::one_op(ops)).await?;
         let mut out = match single(shape, resp)? {
@@ -97,6 +102,7 @@ impl KvService {
         &self,
         request: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
+        validate::check_compact(request.get_ref())?;
         // Flotilla keeps no history of old revisions, so there is nothing
         // to compact; a future revision is refused as etcd refuses it.
         let (term, revision, _) = self

@@ -26,7 +26,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use flotilla_kv::{Command, Op, ReadConsistency, Replica, Request};
+use flotilla_kv::{Applied, Command, Op, Outcome, ReadConsistency, Replica, Request};
 use flotilla_raft::codec::Decoder;
 use flotilla_raft::{ConfChange, Decode, Entry, EntryKind, NodeId};
 
@@ -66,12 +66,16 @@ impl KvMachine {
 impl StateMachine for KvMachine {
     type Output = KvOutput;
 
-    /// Conf-change entries also update the member table. Every error of
-    /// the replica stops the node: an undecodable command (a newer
-    /// version's op, during a rolling upgrade) or an entry out of order (a
-    /// driver bug). Commands are encoded by servers of this cluster, and a
-    /// forwarded one is decoded before it is proposed, so no client can
-    /// make a member stop this way.
+    /// Conf-change entries also update the member table. A command that
+    /// decodes but fails the replica's checks (an empty key, which an
+    /// older build let into the log) is answered with a refusal on every
+    /// replica and stops nothing. What stops the node is only what no
+    /// replica of this build can interpret: a command it cannot decode
+    /// (a newer version's op, during a rolling upgrade: see
+    /// [`UnreadableCommand`]), or an entry out of order (a driver bug).
+    /// Commands are encoded by servers of this cluster, and a forwarded
+    /// one is decoded before it is proposed, so no client can make a
+    /// member stop this way.
     fn apply(&mut self, entry: &Entry) -> Result<KvOutput, ApplyError> {
         if entry.kind == EntryKind::ConfChange {
             // One the Raft core cannot decode it skips, and so do we.
@@ -87,8 +91,24 @@ impl StateMachine for KvMachine {
             .apply_recording(entry, sink)
             .map_err(|e| ApplyError {
                 index: entry.index,
-                source: Box::new(e),
+                source: match e {
+                    flotilla_kv::ApplyError::BadCommand { source, .. } => {
+                        Box::new(UnreadableCommand {
+                            index: entry.index,
+                            term: entry.term,
+                            what: source,
+                        })
+                    }
+                    e => Box::new(e),
+                },
             })?;
+        if let Some(Applied {
+            outcome: Outcome::Refused(refusal),
+            ..
+        }) = &out
+        {
+            tracing::warn!(index = %entry.index, %refusal, "refused a committed command");
+        }
         if !events.is_empty() {
             let revision = self.replica.store().revision();
             self.watch.publish(Batch::Events { revision, events });
@@ -147,7 +167,28 @@ impl StateMachine for KvMachine {
     }
 }
 
-/// The machine's snapshot: [`SNAPSHOT_MAGIC`], the member table, then the
+/// A committed command this build cannot read: the node stops rather than
+/// skip it, since members that can read it would apply it and diverge
+/// from this one. The message names the entry, what was wrong and what
+/// the operator can do.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "entry {index} (term {term}) holds a command this build cannot read ({what}); \
+     the member stops here rather than diverge from members that can apply it. \
+     Recovery: if a newer Flotilla wrote it (a rolling upgrade), run that build on \
+     this member: the entry stays in the log and is applied on restart; otherwise \
+     replace the member (flotilla member remove, a fresh --data-dir, member add)"
+)]
+pub struct UnreadableCommand {
+    /// The entry's index.
+    pub index: flotilla_raft::LogIndex,
+    /// The entry's term.
+    pub term: flotilla_raft::Term,
+    /// What was wrong with it (in the message, so not a `source` too).
+    pub what: flotilla_kv::CodecError,
+}
+
+/// The machine's snapshot: `SNAPSHOT_MAGIC`, the member table, then the
 /// replica's own snapshot (`replica`). Whatever takes a snapshot of the
 /// machine must go through here, or the member table would be lost.
 pub fn encode_snapshot(members: &Members, replica: &[u8]) -> Bytes {
@@ -271,6 +312,25 @@ mod tests {
         drop(sub);
         m.apply(&cmd((2, Op::put("b", "1")))).unwrap();
         assert!(!m.watch.active());
+    }
+
+    /// Issue 19: an empty key that an older build let into the log is
+    /// answered as refused; the machine goes on.
+    #[test]
+    fn a_committed_empty_key_is_refused_not_fatal() {
+        let ids = SessionIds::new(1);
+        let mut m = KvMachine::new(&initial());
+        let out = m.apply(&entry_at(&ids, (1, Op::put("", "v")))).unwrap();
+        let refused = flotilla_kv::Refusal::EmptyKey {
+            role: flotilla_kv::KeyRole::Write,
+        };
+        assert_eq!(out.unwrap().outcome, Outcome::Refused(refused));
+        assert_eq!(m.replica.store().revision(), 0);
+        let next = m.apply(&entry_at(&ids, (2, Op::put("k", "v")))).unwrap();
+        assert!(matches!(
+            next.unwrap().outcome,
+            Outcome::Ok { revision: 1, .. }
+        ));
     }
 
     fn entry_at(ids: &SessionIds, (index, op): (u64, Op)) -> Entry {

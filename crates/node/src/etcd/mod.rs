@@ -7,7 +7,8 @@
 //! - [`membership`]: member add, remove and promote (checks, forwarding).
 //! - [`convert`]: etcd messages to and from KV operations; [`range`]: a
 //!   range's sort, filters and limit, and reads at a revision;
-//!   [`txn_check`]: etcd's checks of a transaction before it is proposed.
+//!   [`validate`]: the checks of every client request before it is
+//!   proposed, stored or forwarded, with etcd's errors.
 //! - [`core`]: the write path (propose or forward) and the read path
 //!   (ReadIndex or serializable).
 //! - [`kv_service`]: `etcdserverpb.KV`; [`cluster`]: `Maintenance.Status`,
@@ -26,7 +27,7 @@ pub mod members;
 pub mod membership;
 pub mod range;
 pub mod session_service;
-pub mod txn_check;
+pub mod validate;
 pub mod watch;
 pub mod watch_service;
 

@@ -8,8 +8,9 @@
 //! proposed here if this member leads, else forwarded to the leader.
 //!
 //! Invariants: a request is checked before anything is proposed
-//! (`client_id` nonzero with the top bit clear, so it never collides with
-//! the ids minted for plain etcd requests; `seq >= 1`; an operation); a
+//! ([`super::validate::check_session`]: `client_id` nonzero with the top
+//! bit clear, so it never collides with the ids minted for plain etcd
+//! requests; `seq >= 1`; an operation that passes its own checks); a
 //! session write answers with the same etcd message as the plain request
 //! of its kind, header included.
 
@@ -25,6 +26,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{self, Shape, txn_response};
 use super::core::Core;
 use super::kv_service::single;
+use super::validate;
 
 /// `flotilla.kv.v1.Kv` of one node.
 #[derive(Clone)]
@@ -47,22 +49,12 @@ enum Kind {
     Append,
 }
 
-/// Checks a session write and turns it into one store operation.
+/// Checks a session write ([`validate::check_session`]) and turns it into
+/// one store operation.
 fn parse(w: &kvpb::SessionWrite) -> Result<(Op, Kind), Status> {
-    if w.client_id == 0 || w.client_id >> 63 != 0 {
-        return Err(Status::invalid_argument(format!(
-            "flotilla: client_id {:#x} must be nonzero with the top bit clear",
-            w.client_id
-        )));
-    }
-    if w.seq == 0 {
-        return Err(Status::invalid_argument("flotilla: seq starts at 1"));
-    }
+    validate::check_session(w)?;
     match &w.op {
         Some(WriteOp::Put(p)) => {
-            if p.key.is_empty() {
-                return Err(Status::invalid_argument("etcdserver: key is not provided"));
-            }
             let (ops, shape) = convert::put_ops(p)?;
             Ok((convert::one_op(ops), Kind::Put(shape)))
         }
@@ -74,15 +66,8 @@ fn parse(w: &kvpb::SessionWrite) -> Result<(Op, Kind), Status> {
             let (op, success, failure) = convert::txn_op(t)?;
             Ok((op, Kind::Txn(success, failure)))
         }
-        Some(WriteOp::Append(a)) => {
-            if a.key.is_empty() {
-                return Err(Status::invalid_argument("etcdserver: key is not provided"));
-            }
-            Ok((Op::append(a.key.clone(), a.value.clone()), Kind::Append))
-        }
-        None => Err(Status::invalid_argument(
-            "flotilla: a session write without an operation",
-        )),
+        Some(WriteOp::Append(a)) => Ok((Op::append(a.key.clone(), a.value.clone()), Kind::Append)),
+        None => Err(validate::Invalid::NoSessionOp.into()),
     }
 }
 
@@ -131,7 +116,11 @@ impl Kv for SessionService {
                 .core
                 .write_session(w.client_id, w.seq, w.resumed, op)
                 .await?;
-            let response = answer(kind, resp, self.core.header(revision, term))?;
+            // A write applied now always answers in its own shape, so an
+            // answer of another shape is the one the session table kept
+            // for an earlier write under the same seq.
+            let response = answer(kind, resp, self.core.header(revision, term))
+                .map_err(|_| reused_seq(w.client_id, w.seq))?;
             Ok(Response::new(kvpb::SessionWriteResponse {
                 response: Some(response),
             }))
@@ -140,6 +129,16 @@ impl Kv for SessionService {
         self.core.metrics.request("SessionWrite", started.elapsed());
         out
     }
+}
+
+/// `FAILED_PRECONDITION`: `seq` of session `client` was already used for a
+/// write of another kind, whose recorded answer this one cannot be given
+/// (found by `crates/cli/tests/wire_fuzz.rs`; it was `INTERNAL`).
+fn reused_seq(client: u64, seq: u64) -> Status {
+    Status::failed_precondition(format!(
+        "flotilla: session {client:#x} already used seq {seq} for a write of another kind; \
+         a session numbers its writes from 1, one at a time, and a retry repeats the same write"
+    ))
 }
 
 /// An append request (for clients and tests).

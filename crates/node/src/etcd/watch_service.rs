@@ -185,6 +185,16 @@ impl WatchStream {
     }
 
     async fn create(&mut self, c: pb::WatchCreateRequest) -> Result<(), Gone> {
+        if let Some(reason) = refusal(&c) {
+            let current = lock(&self.core.sm).replica.store().revision();
+            return self
+                .send(self.response(current, STREAM_PROGRESS_ID, |r| {
+                    r.created = true;
+                    r.canceled = true;
+                    r.cancel_reason = reason;
+                }))
+                .await;
+        }
         let id = if c.watch_id != 0 {
             c.watch_id
         } else {
@@ -377,6 +387,18 @@ impl WatchStream {
 /// `max_bytes` encoded or holds one event; else into responses of as many
 /// events as fit under `max_bytes` (at least one each), every one but the
 /// last marked `fragment`.
+/// Why a watch is refused before it is created, as etcd answers it:
+/// created and canceled at once, under watch id -1. A negative start
+/// revision is answered as compacted (etcd's answer); an unknown filter
+/// with [`super::validate`]'s message.
+fn refusal(c: &pb::WatchCreateRequest) -> Option<String> {
+    match super::validate::check_watch(c) {
+        Err(e) => Some(e.to_string()),
+        Ok(()) if c.start_revision < 0 => Some(COMPACTED.to_string()),
+        Ok(()) => None,
+    }
+}
+
 fn fragments(mut r: pb::WatchResponse, max_bytes: usize) -> Vec<pb::WatchResponse> {
     use prost::Message;
     if r.encoded_len() < max_bytes || r.events.len() < 2 {

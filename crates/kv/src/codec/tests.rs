@@ -1,0 +1,250 @@
+//! Tests of the KV codec: round trips, old encodings, and bad input named
+//! by what was wrong.
+
+use super::*;
+
+fn sample_txn() -> Op {
+    Op::Txn(Txn {
+        compares: vec![
+            Compare::value_is("a", "1"),
+            Compare::absent("b"),
+            Compare {
+                key: Bytes::from_static(b"c"),
+                op: CmpOp::Less,
+                target: Target::ModRev(7),
+                span: CompareSpan::Key,
+            },
+            Compare {
+                key: Bytes::from_static(b"d"),
+                op: CmpOp::NotEqual,
+                target: Target::Value(Bytes::from_static(b"x")),
+                span: CompareSpan::Range(Some(Bytes::from_static(b"e"))),
+            },
+            Compare {
+                key: Bytes::from_static(b"f"),
+                op: CmpOp::Greater,
+                target: Target::Version(0),
+                span: CompareSpan::Range(None),
+            },
+        ],
+        success: vec![
+            Op::put("b", "2"),
+            Op::prefix("a", 3),
+            Op::delete_prefix("p", true),
+        ],
+        failure: vec![Op::get("a"), Op::delete("c"), Op::append("d", "x")],
+    })
+}
+
+#[test]
+fn commands_round_trip() {
+    let ops = [
+        Op::get("k"),
+        Op::range("a", None, 0),
+        Op::delete_range("a", Some(Bytes::from_static(b"c")), false),
+        Op::delete_range(Bytes::from_static(b"\0"), None, true),
+        sample_txn(),
+    ];
+    for op in ops {
+        let c = Command {
+            stamp_ms: 1234,
+            request: Request {
+                client: 9,
+                seq: 3,
+                read: ReadConsistency::Serializable,
+                resumed: true,
+                op,
+            },
+        };
+        assert_eq!(Command::decode(&c.encode()), Ok(c.clone()));
+        let m = ClientMsg::Request(c.request);
+        assert_eq!(ClientMsg::decode(&m.encode()), Ok(m));
+    }
+}
+
+/// Logs written before range compares existed still decode: a
+/// single-key compare's bytes did not change.
+#[test]
+fn a_single_key_compare_encodes_as_before_range_compares() {
+    let txn = Txn {
+        compares: vec![Compare::value_is("a", "1")],
+        success: vec![],
+        failure: vec![],
+    };
+    let mut out = Vec::new();
+    put_txn(&mut out, &txn);
+    // count 1, key "a", op Equal, target Value "1", two empty branches.
+    let mut expected = Vec::new();
+    put_u64(&mut expected, 1);
+    put_bytes(&mut expected, b"a");
+    expected.extend_from_slice(&[0, 0]);
+    put_bytes(&mut expected, b"1");
+    put_u64(&mut expected, 0);
+    put_u64(&mut expected, 0);
+    assert_eq!(out, expected);
+}
+
+#[test]
+fn replies_round_trip() {
+    let kv = KeyValue {
+        key: Bytes::from_static(b"k"),
+        value: Bytes::from_static(b"v"),
+        create_rev: 2,
+        mod_rev: 5,
+        version: 3,
+    };
+    let outcomes = [
+        Outcome::Ok {
+            revision: 5,
+            response: Response::Txn {
+                succeeded: true,
+                responses: vec![
+                    Response::Get(Some(kv.clone())),
+                    Response::Range {
+                        kvs: vec![kv.clone()],
+                        count: 4,
+                    },
+                    Response::Deleted(true),
+                    Response::DeletedRange {
+                        deleted: 2,
+                        prev_kvs: vec![kv.clone(), kv.clone()],
+                    },
+                    Response::DeletedRange {
+                        deleted: 1,
+                        prev_kvs: vec![],
+                    },
+                    Response::Written,
+                ],
+            },
+        },
+        Outcome::WrongLeader { leader: Some(3) },
+        Outcome::WrongLeader { leader: None },
+        Outcome::SessionExpired,
+        Outcome::Refused(Refusal::EmptyKey { role: KeyRole::Get }),
+        Outcome::Refused(Refusal::EmptyKey {
+            role: KeyRole::Compare,
+        }),
+    ];
+    for outcome in outcomes {
+        let r = Reply {
+            client: 1,
+            seq: 2,
+            outcome,
+        };
+        assert_eq!(Reply::decode(&r.encode()), Ok(r.clone()));
+    }
+}
+
+#[test]
+fn bad_input_is_refused_with_what_was_wrong() {
+    let c = Command {
+        stamp_ms: 1,
+        request: Request {
+            client: 1,
+            seq: 1,
+            read: ReadConsistency::Linearizable,
+            resumed: false,
+            op: Op::put("k", "v"),
+        },
+    };
+    let bytes = c.encode();
+    let err = Command::decode(&bytes.slice(..bytes.len() - 1)).unwrap_err();
+    assert!(err.to_string().contains("malformed log command"), "{err}");
+    let mut v = bytes.to_vec();
+    v[0] = 9;
+    let err = Command::decode(&Bytes::from(v)).unwrap_err();
+    assert_eq!(
+        err,
+        CodecError::Version {
+            what: "log command",
+            found: 9
+        }
+    );
+    // An empty key decodes: the replicas refuse it when they apply it,
+    // where a decoding error would stop them.
+    let empty = ClientMsg::Request(Request {
+        op: Op::get(""),
+        ..c.request.clone()
+    });
+    assert_eq!(ClientMsg::decode(&empty.encode()), Ok(empty));
+    // Transactions nest up to MAX_TXN_DEPTH deep, no deeper.
+    let nest = |depth: usize| {
+        (1..depth).fold(sample_txn(), |inner, _| {
+            let Op::Txn(mut t) = sample_txn() else {
+                unreachable!()
+            };
+            t.failure.push(inner);
+            Op::Txn(t)
+        })
+    };
+    let deepest = ClientMsg::Request(Request {
+        op: nest(MAX_TXN_DEPTH),
+        ..c.request.clone()
+    });
+    assert_eq!(ClientMsg::decode(&deepest.encode()), Ok(deepest));
+    let too_deep = ClientMsg::Request(Request {
+        op: nest(MAX_TXN_DEPTH + 1),
+        ..c.request
+    });
+    assert_eq!(
+        ClientMsg::decode(&too_deep.encode()),
+        Err(CodecError::TxnTooDeep {
+            what: "client message"
+        })
+    );
+}
+
+#[test]
+fn old_encodings_still_decode_and_unknown_tags_are_named() {
+    // A delete written by the first release: version 1, stamp 1,
+    // client 1, seq 1, linearizable, not resumed, op tag 3, key "k".
+    let old = Bytes::from_static(b"\x01\x01\x01\x01\x00\x00\x03\x01k");
+    let c = Command::decode(&old).unwrap();
+    assert_eq!(c.request.op, Op::delete("k"));
+    // The same entry with an op tag no build knows.
+    let mut v = old.to_vec();
+    v[6] = 0x7f;
+    let err = Command::decode(&Bytes::from(v)).unwrap_err();
+    let CodecError::Malformed { what, source } = &err else {
+        panic!("not malformed: {err:?}")
+    };
+    assert_eq!(*what, "log command");
+    assert!(
+        matches!(
+            source,
+            DecodeError::BadTag {
+                what: "op",
+                tag: 0x7f,
+                offset: 6
+            }
+        ),
+        "{err}"
+    );
+    let r = Reply {
+        client: 1,
+        seq: 1,
+        outcome: Outcome::Ok {
+            revision: 1,
+            response: Response::Written,
+        },
+    };
+    let mut v = r.encode().to_vec();
+    let last = v.len() - 1;
+    v[last] = 0x7e;
+    let err = Reply::decode(&Bytes::from(v)).unwrap_err();
+    assert!(err.to_string().contains("reply"), "{err}");
+    assert!(
+        matches!(
+            err,
+            CodecError::Malformed {
+                source: DecodeError::BadTag {
+                    what: "response",
+                    tag: 0x7e,
+                    ..
+                },
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
