@@ -34,6 +34,10 @@ pub struct KvArgs {
     /// Virtual seconds allowed to finish once the faults stop.
     #[arg(long, default_value_t = 30)]
     liveness_secs: u64,
+    /// Per mille of operations that are invalid (an empty key), which
+    /// every replica must refuse.
+    #[arg(long, default_value_t = 20)]
+    invalid_per_mille: u64,
     /// Print a step-by-step trace on failure (use with --seed).
     #[arg(long)]
     trace: bool,
@@ -54,8 +58,14 @@ impl KvArgs {
     fn replay(&self, seed: u64) -> String {
         format!(
             "flotilla sim kv --nodes {} --clients {} --keys {} --seed {seed} --faults {} \
-             --safety-secs {} --liveness-secs {} --trace",
-            self.nodes, self.clients, self.keys, self.faults, self.safety_secs, self.liveness_secs
+             --safety-secs {} --liveness-secs {} --invalid-per-mille {} --trace",
+            self.nodes,
+            self.clients,
+            self.keys,
+            self.faults,
+            self.safety_secs,
+            self.liveness_secs,
+            self.invalid_per_mille
         )
     }
 }
@@ -68,6 +78,7 @@ pub fn run_kv(args: &KvArgs) -> anyhow::Result<ExitCode> {
         faults: args.faults,
         safety_ns: args.safety_secs * 1000 * MS,
         liveness_ns: args.liveness_secs * 1000 * MS,
+        invalid_per_mille: args.invalid_per_mille,
         trace: args.trace,
     };
     let (first, count) = args.run.first_and_count();

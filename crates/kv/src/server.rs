@@ -19,7 +19,8 @@
 //! - a linearizable read is answered from a state that has applied at least
 //!   the read index Raft confirmed for it (Raft thesis §6.4); a dropped
 //!   read is answered `WrongLeader`;
-//! - a serializable read is answered at once from the local state.
+//! - a serializable read is answered at once from the local state;
+//! - a read that fails [`crate::check::check_op`] is refused at once.
 
 use std::collections::BTreeMap;
 
@@ -173,6 +174,13 @@ impl KvServer {
             seq: req.seq,
         };
         if req.op.is_read_only() {
+            // A read never reaches the log, where apply refuses what fails
+            // the checks: it is checked here. A write is left to apply, so
+            // that every replica refuses it the same way (and the
+            // simulator exercises that path).
+            if let Err(refusal) = crate::check::check_op(&req.op) {
+                return vec![reply(&who, Outcome::Refused(refusal))];
+            }
             if req.read == ReadConsistency::Serializable {
                 return vec![reply(&who, self.replica.read(&req.op))];
             }

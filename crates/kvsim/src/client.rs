@@ -58,7 +58,10 @@ pub const CLERK_TIMING: ClerkConfig = ClerkConfig {
 /// single-key compare-and-swap (one comparison on a version, or on a
 /// non-empty value, and one put of that key) is recorded as the model's
 /// `cas_version` or `cas`.
+/// An invalid operation (which the replicas refuse, changing nothing) is
+/// not recorded either.
 pub fn model_input(op: &Op, read: ReadConsistency) -> Option<KvInput> {
+    flotilla_kv::check_op(op).ok()?;
     let s = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
     Some(match op {
         Op::Get { key } if read == ReadConsistency::Linearizable => KvInput::get(s(key)),

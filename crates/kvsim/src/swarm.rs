@@ -11,12 +11,19 @@
 //! finish, a final write must reach every replica, and all replicas must
 //! then hold the same store and sessions. The whole history is checked for
 //! linearizability.
+//!
+//! Clients also send invalid operations (an empty key in a get, put,
+//! delete or compare-and-swap), as hostile or broken clients do, which
+//! reach the log unchecked: every one must come back refused
+//! ([`flotilla_kv::Outcome::Refused`]) and change nothing, so the checker's
+//! model leaves them out of the history, and the replicas, compared at the
+//! end, must agree on them too.
 
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use flotilla_kv::{Compare, Op, ReadConsistency, Response, Txn};
+use flotilla_kv::{ClerkError, Compare, Op, ReadConsistency, Response, Txn};
 use flotilla_sim::swarm::Faults;
 use flotilla_sim::{Cluster, Failure, MS};
 
@@ -39,6 +46,9 @@ pub struct KvSwarmConfig {
     pub safety_ns: u64,
     /// Time allowed to finish once the faults stop, virtual ns.
     pub liveness_ns: u64,
+    /// Per mille of operations that are invalid (0: none; the seeds
+    /// found before they existed replay with 0).
+    pub invalid_per_mille: u64,
     /// Keep a step-by-step trace (printed on failure).
     pub trace: bool,
 }
@@ -52,6 +62,7 @@ impl Default for KvSwarmConfig {
             faults: Faults::all(),
             safety_ns: 10_000 * MS,
             liveness_ns: 30_000 * MS,
+            invalid_per_mille: 20,
             trace: false,
         }
     }
@@ -79,6 +90,8 @@ struct RandomClient {
     n: u64,
     /// The last version seen per key, to aim compare-and-swaps.
     seen: Vec<u64>,
+    /// Per mille of operations that are invalid.
+    invalid_per_mille: u64,
     stop: Rc<Cell<bool>>,
     finished: Rc<Cell<usize>>,
 }
@@ -107,6 +120,13 @@ impl Workload for RandomClient {
             self.finished.set(self.finished.get() + 1);
             return Next::Stop;
         }
+        // Drawn only when enabled, so that runs without invalid operations
+        // replay as they did before these existed.
+        if self.invalid_per_mille > 0 && c.rng.range(0, 1000) < self.invalid_per_mille {
+            self.n += 1;
+            let op = invalid_op(c, format!("c{}-{}", self.me, self.n));
+            return Next::Op(op, ReadConsistency::Linearizable);
+        }
         let k = c.rng.range(0, self.keys) as usize;
         let key = format!("k{k}");
         self.n += 1;
@@ -125,6 +145,15 @@ impl Workload for RandomClient {
     }
 
     fn done(&mut self, c: &mut Cluster, op: &Op, r: &OpResult) -> Result<(), Failure> {
+        if let Err(refusal) = flotilla_kv::check_op(op) {
+            return match r {
+                Err(ClerkError::Refused { refusal: got, .. }) if *got == refusal => Ok(()),
+                other => Err(c.fail(format!(
+                    "client {}: invalid {op:?} ({refusal}) was answered {other:?}, not refused",
+                    self.me
+                ))),
+            };
+        }
         let (_, resp) = r
             .as_ref()
             .map_err(|e| c.fail(format!("client {}: {e}", self.me)))?;
@@ -139,6 +168,21 @@ impl Workload for RandomClient {
             }
         }
         Ok(())
+    }
+}
+
+/// An operation every replica must refuse: an empty key where a key is
+/// needed.
+fn invalid_op(c: &mut Cluster, value: String) -> Op {
+    match c.rng.range(0, 4) {
+        0 => Op::get(""),
+        1 => Op::put("", value),
+        2 => Op::delete(""),
+        _ => Op::Txn(Txn {
+            compares: vec![Compare::absent("")],
+            success: vec![Op::put("k0", value)],
+            failure: Vec::new(),
+        }),
     }
 }
 
@@ -234,6 +278,7 @@ pub fn run(seed: u64, cfg: &KvSwarmConfig) -> Result<KvSwarmReport, Failure> {
             keys: cfg.keys.max(1),
             n: 0,
             seen: vec![0; cfg.keys.max(1) as usize],
+            invalid_per_mille: cfg.invalid_per_mille,
             stop: stop.clone(),
             finished: finished.clone(),
         }));

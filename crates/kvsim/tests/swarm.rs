@@ -8,10 +8,10 @@ use flotilla_kvsim::swarm::{self, KvSwarmConfig};
 use flotilla_sim::runner::sweep_seeds;
 use flotilla_sim::swarm::Faults;
 
-/// The configuration of `flotilla sim kv` with its defaults, which is
-/// what the pinned seeds were found with.
+/// The configuration of `flotilla sim kv` with its defaults.
 fn cli_defaults() -> KvSwarmConfig {
     let cfg = KvSwarmConfig::default();
+    assert_eq!(cfg.invalid_per_mille, 20);
     assert_eq!(
         cfg.faults.to_string(),
         "partition,crash,drop,reorder,snapshot,membership,transfer,reads"
@@ -21,9 +21,15 @@ fn cli_defaults() -> KvSwarmConfig {
     cfg
 }
 
+/// A seed found before the workload sent invalid operations, run as it
+/// was found (`--invalid-per-mille 0`).
 fn pinned(seed: u64) {
-    if let Err(f) = swarm::run(seed, &cli_defaults()) {
-        panic!("{f}\nreplay: flotilla sim kv --seed {seed} --trace");
+    let cfg = KvSwarmConfig {
+        invalid_per_mille: 0,
+        ..cli_defaults()
+    };
+    if let Err(f) = swarm::run(seed, &cfg) {
+        panic!("{f}\nreplay: flotilla sim kv --seed {seed} --invalid-per-mille 0 --trace");
     }
 }
 

@@ -187,12 +187,6 @@ impl Raft {
         let timeout = u64::from(self.cfg.election_ticks);
         let now = self.ticks;
         let forwarded = &mut self.read_only.forwarded;
-        if forwarded
-            .values()
-            .all(|r| now.saturating_sub(r.sent_tick) < timeout)
-        {
-            return;
-        }
         let dropped = &mut self.dropped_reads;
         forwarded.retain(|_, r| {
             let live = now.saturating_sub(r.sent_tick) < timeout;

@@ -3,6 +3,7 @@
 //! error that names it (`tests/hostile_peers.rs` covers the rest of the
 //! message space for panics).
 
+#[allow(dead_code)] // not every test uses every builder
 mod common;
 
 use bytes::Bytes;
@@ -124,16 +125,28 @@ fn an_entry_term_past_the_message_term_is_refused() {
     // Equal and lower terms are what candidates send.
     for last_term in [0, 2] {
         let mut n = follower(1);
-        n.step(common::msg(2, 2, vote(last_term))).expect("an honest vote request");
+        n.step(common::msg(2, 2, vote(last_term)))
+            .expect("an honest vote request");
         assert_eq!(n.status().term, Term(2));
     }
     let mut n = follower(1);
     let err = n.step(common::msg(2, 2, vote(3))).unwrap_err();
     assert!(
-        matches!(err, StepError::TermPastMessage { term: Term(3), message_term: Term(2), .. }),
+        matches!(
+            err,
+            StepError::TermPastMessage {
+                term: Term(3),
+                message_term: Term(2),
+                ..
+            }
+        ),
         "{err:?}"
     );
-    assert_eq!(n.status().term, Term(1), "the refused message changed nothing");
+    assert_eq!(
+        n.status().term,
+        Term(1),
+        "the refused message changed nothing"
+    );
 }
 
 #[test]
@@ -174,7 +187,8 @@ fn a_leader_refuses_answers_past_its_log() {
     let what = malformed_answer(n.step(answer(2, None)));
     assert!(what.contains("past this leader's last index"), "{what}");
     // A rejection hints at or before the index it rejects.
-    n.step(answer(1, Some(1))).expect("a hint at the rejected index");
+    n.step(answer(1, Some(1)))
+        .expect("a hint at the rejected index");
     let what = malformed_answer(n.step(answer(1, Some(2))));
     assert!(what.contains("hint past"), "{what}");
 }
@@ -184,5 +198,6 @@ fn a_follower_ignores_append_answers_without_error() {
     // Only a leader knows its log is the one answered; a follower drops a
     // stray answer (stale, from a term it led) as Raft says, quietly.
     let mut n = follower(1);
-    n.step(answer(5, None)).expect("a stray answer is not an error");
+    n.step(answer(5, None))
+        .expect("a stray answer is not an error");
 }
