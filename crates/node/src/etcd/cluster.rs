@@ -202,7 +202,13 @@ impl Proposals for ClusterService {
                 "forwarded command does not decode: {e}"
             )));
         }
-        let applied = match self.core.node.propose(r.command).await {
+        // The command arrived as a slice of this call's receive buffer
+        // (8 KiB or more); the log and the store keep it, so it gets an
+        // allocation of its own size (issue 19: ~8 KiB kept per
+        // forwarded write).
+        let command = crate::raft::owned::detach(&r.command);
+        drop(r);
+        let applied = match self.core.node.propose(command).await {
             Ok(applied) => applied,
             Err(NodeError::NotLeader { leader_hint }) => {
                 return Ok(Response::new(not_leader(leader_hint)));

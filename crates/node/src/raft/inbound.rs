@@ -64,9 +64,13 @@ impl InboundService {
         self.rejected.load(Ordering::Relaxed)
     }
 
+    /// The message in `raw`, if valid, with its entries copied out of
+    /// the stream's buffer ([`super::owned`]): the log and the store keep
+    /// them far longer than the batch lives.
     fn decode(&self, batch: &MessageBatch, raw: bytes::Bytes) -> Option<Message> {
         let m = Message::from_bytes(&raw).ok()?;
-        (m.to == self.me && m.from.get() == batch.from).then_some(m)
+        let valid = m.to == self.me && m.from.get() == batch.from;
+        valid.then(|| super::owned::detach_entries(m))
     }
 }
 
