@@ -254,6 +254,20 @@ fn closing_flag(shutdown: impl Future<Output = ()> + Send + 'static) -> watch::R
     closing
 }
 
+/// Most concurrent calls (HTTP/2 streams) per connection: each holds its
+/// request, its task and, for a watch, its watches; a client that wants
+/// more waits for one to end (gRPC clients queue them). etcd's Go
+/// clients open one stream per concurrent call and one per watch
+/// context.
+pub const STREAMS_PER_CONNECTION_MAX: u32 = 1024;
+/// How often the server pings an idle client connection: a client whose
+/// host died or whose network dropped it otherwise keeps its connection,
+/// streams and watches until TCP gives up (minutes to hours).
+pub const CLIENT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a ping may go unanswered before the connection, and every
+/// call on it, is ended.
+pub const CLIENT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Every gRPC service of a node on one port: etcd's KV, Maintenance and
 /// Cluster, Watch, Flotilla's sessions and write forwarding, the peer transport.
 fn router(
@@ -267,6 +281,9 @@ fn router(
     let cs = ClusterService::new(core.clone());
     let watches = WatchService::new(core.clone(), closing);
     tonic::transport::Server::builder()
+        .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX)
+        .http2_keepalive_interval(Some(CLIENT_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(CLIENT_KEEPALIVE_TIMEOUT))
         .add_service(
             SessionServer::new(SessionService::new(core.clone())).max_decoding_message_size(writes),
         )

@@ -217,6 +217,7 @@ impl Proposals for ClusterService {
                 NodeError::Retry | NodeError::ConfChangePending | NodeError::InvalidConfChange(_),
             ) => return Ok(Response::new(not_leader(None))),
             Err(NodeError::Stopped) => return Err(Status::unavailable("server stopped")),
+            Err(NodeError::Overloaded { .. }) => return Err(super::core::too_many_requests()),
         };
         let Some(a) = applied.output else {
             return Err(Status::internal("a command applied as a no-op"));

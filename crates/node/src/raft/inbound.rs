@@ -21,7 +21,10 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::transport::{REMOVED_PREFIX, Transport};
 
-/// The `RaftTransport` service of one node.
+/// The `RaftTransport` service of one node. A peer's stream holds no
+/// state beyond the batch being stepped; it ends with the peer's call,
+/// on shutdown, or when the server's HTTP/2 keepalive finds the peer
+/// gone.
 #[derive(Clone, Debug)]
 pub struct InboundService {
     cluster_id: u64,
