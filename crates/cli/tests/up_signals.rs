@@ -62,14 +62,16 @@ fn children(parent: u32) -> Vec<u32> {
 
 /// Starts `flotilla up` in `dir` with members that cannot elect a
 /// leader for several seconds; returns it and its members' pids once all
-/// are running.
+/// serve (so that a member that exited on its own cannot pass for one
+/// that was stopped).
 fn start_up(dir: &Path) -> (Proc, Vec<u32>) {
     let config = dir.join("slow.toml");
     // Ten ticks of 1 s before anyone campaigns.
     std::fs::write(&config, "tick-ms = 1000\n").unwrap();
+    let base = free_base();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
     cmd.current_dir(dir)
-        .args(["up", "--base-port", &free_base().to_string()])
+        .args(["up", "--base-port", &base.to_string()])
         .env("FLOTILLA_CONFIG", &config)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -80,6 +82,16 @@ fn start_up(dir: &Path) -> (Proc, Vec<u32>) {
         let c = children(pid);
         (c.len() == MEMBERS).then_some(c)
     });
+    wait_for("the members to listen", Duration::from_secs(10), || {
+        let listening = (0..MEMBERS as u16)
+            .all(|i| std::net::TcpStream::connect(("127.0.0.1", base + i)).is_ok());
+        listening.then_some(())
+    });
+    assert!(
+        members.iter().all(|&m| running(m)),
+        "a member exited on its own; see its log in {}",
+        dir.display()
+    );
     (up, members)
 }
 
@@ -108,21 +120,24 @@ fn assert_members_stop(members: &[u32], after: &str) {
     );
 }
 
+/// One test, not three: `up` takes consecutive ports, which tests
+/// running in parallel could pick overlapping.
 #[test]
-fn a_stop_signal_while_up_waits_for_a_leader_stops_every_member() {
+fn no_member_outlives_up() {
     for signal in ["TERM", "HUP"] {
         let scratch = Scratch::new(&format!("up-{signal}"));
         let (mut up, members) = start_up(&scratch.path);
         kill(signal, up.child.id());
+        // Members first: a failure must not leave them running.
+        assert_members_stop(
+            &members,
+            &format!("SIG{signal} to up while it waits for a leader"),
+        );
         let status = up.wait(Duration::from_secs(15));
         assert!(status.success(), "up exited with {status} on SIG{signal}");
-        assert_members_stop(&members, &format!("SIG{signal} to up"));
     }
-}
-
-#[test]
-fn members_stop_when_up_is_killed() {
-    let scratch = Scratch::new("up-kill");
+    // SIGKILL: no handler runs; the members see their stdin close.
+    let scratch = Scratch::new("up-KILL");
     let (mut up, members) = start_up(&scratch.path);
     up.kill();
     assert_members_stop(&members, "SIGKILL to up");
