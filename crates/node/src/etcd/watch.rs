@@ -52,10 +52,11 @@ pub enum Batch {
 }
 
 /// The fan-out point between the state machine and the watch streams.
-/// Bound: its ring keeps the last [`HUB_CAPACITY`] batches (one applied
-/// entry's changes each, so at most that many times the request size
-/// limit) until newer ones overwrite them; nothing per subscriber but
-/// its position.
+/// Bound: a batch (one applied entry's changes, at most the request
+/// size limit) is freed once every subscriber has received it, and a
+/// subscriber [`HUB_CAPACITY`] batches behind loses the oldest and is
+/// canceled, so at most that many wait; per subscriber, only its
+/// position.
 #[derive(Debug)]
 pub struct WatchHub {
     tx: broadcast::Sender<Arc<Batch>>,
