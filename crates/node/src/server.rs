@@ -254,6 +254,9 @@ fn closing_flag(shutdown: impl Future<Output = ()> + Send + 'static) -> watch::R
     closing
 }
 
+/// Most connections (clients' and peers') a server holds at once
+/// ([`crate::conns`]); more wait to be accepted until one closes.
+pub const CONNECTIONS_MAX: usize = 4096;
 /// Most concurrent calls (HTTP/2 streams) per connection: each holds its
 /// request, its task and, for a watch, its watches; a client that wants
 /// more waits for one to end (gRPC clients queue them). etcd's Go
@@ -406,8 +409,8 @@ pub async fn run(
     let shutdown = async move { drop(closed.wait_for(|c| *c).await) };
     let inbound = InboundService::new(cluster, cfg.id, inbound_tx, closing.clone())
         .with_removed_from(transport);
-    let serve = router(core, inbound, closing)
-        .serve_with_incoming_shutdown(incoming(listeners.grpc), shutdown);
+    let conns = crate::conns::capped(incoming(listeners.grpc), CONNECTIONS_MAX);
+    let serve = router(core, inbound, closing).serve_with_incoming_shutdown(conns, shutdown);
     let mut task = node.task;
     tracing::info!(member = %cfg.id, cluster = %format!("{cluster:016x}"), "started");
     tokio::select! {
