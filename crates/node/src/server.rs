@@ -333,6 +333,8 @@ fn node_options(cfg: &ServerConfig, initial: &BTreeMap<NodeId, String>) -> NodeO
         tick: cfg.tick,
         snapshot_entries: cfg.snapshot_entries,
         request_queue: 8192,
+        proposals_pending_max: crate::raft::driver::PROPOSALS_PENDING_MAX,
+        reads_pending_max: crate::raft::driver::READS_PENDING_MAX,
         metrics: Arc::new(Metrics::default()),
     }
 }

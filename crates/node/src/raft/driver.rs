@@ -80,6 +80,12 @@ pub struct NodeOptions {
     pub snapshot_entries: u64,
     /// Requests queued for the node beyond which callers wait.
     pub request_queue: usize,
+    /// Proposals waiting for their outcome beyond which more are refused
+    /// as [`NodeError::Overloaded`] ([`PROPOSALS_PENDING_MAX`] in a server).
+    pub proposals_pending_max: usize,
+    /// ReadIndex requests waiting beyond which more are refused as
+    /// [`NodeError::Overloaded`] ([`READS_PENDING_MAX`] in a server).
+    pub reads_pending_max: usize,
     /// Where the node records what it does.
     pub metrics: Arc<Metrics>,
 }
@@ -130,9 +136,13 @@ struct Driver<SM: StateMachine> {
     sm: Arc<Mutex<SM>>,
     transport: Transport,
     snapshot_entries: u64,
+    /// See [`NodeOptions::proposals_pending_max`].
+    proposals_pending_max: usize,
+    /// See [`NodeOptions::reads_pending_max`].
+    reads_pending_max: usize,
     /// Commands proposed here, by index, until applied (answered) or
-    /// this node stops leading (failed with `Retry`). Bound: at most
-    /// [`PROPOSALS_PENDING_MAX`]; more are refused as `Overloaded`.
+    /// this node stops leading (failed with `Retry`). Bound:
+    /// `proposals_pending_max`; more are refused as `Overloaded`.
     proposals: BTreeMap<LogIndex, (Term, ProposeReply<SM::Output>)>,
     /// Membership changes proposed here, by index, until applied. Bound:
     /// one (the core refuses a change while one is pending).
@@ -145,7 +155,7 @@ struct Driver<SM: StateMachine> {
     /// ReadIndex requests, by context, until the core confirms or drops
     /// them. Expiry: at the first tick after the caller gave up (its
     /// request deadline). Bound: with `confirmed`, at most
-    /// [`READS_PENDING_MAX`]; more are refused as `Overloaded`.
+    /// `reads_pending_max`; more are refused as `Overloaded`.
     reads: HashMap<u64, ReadReply>,
     /// Confirmed reads waiting for this node to apply their index. Expiry
     /// and bound: as `reads`.
@@ -238,6 +248,8 @@ impl<SM: StateMachine> RaftNode<SM> {
             sm,
             transport,
             snapshot_entries: opts.snapshot_entries,
+            proposals_pending_max: opts.proposals_pending_max,
+            reads_pending_max: opts.reads_pending_max,
             proposals: BTreeMap::new(),
             conf_proposals: BTreeMap::new(),
             conf_applied: Vec::new(),
@@ -399,14 +411,14 @@ impl<SM: StateMachine> Driver<SM> {
         match r {
             Request::Propose(data, tx) => {
                 let pending = self.proposals.len() + batch.len();
-                if pending >= PROPOSALS_PENDING_MAX {
+                if pending >= self.proposals_pending_max {
                     let _ = tx.send(Err(NodeError::Overloaded { pending }));
                 } else {
                     batch.push((data, tx));
                 }
             }
             Request::ReadIndex(tx)
-                if self.reads.len() + self.confirmed.len() >= READS_PENDING_MAX =>
+                if self.reads.len() + self.confirmed.len() >= self.reads_pending_max =>
             {
                 let pending = self.reads.len() + self.confirmed.len();
                 let _ = tx.send(Err(NodeError::Overloaded { pending }));

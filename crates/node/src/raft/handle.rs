@@ -38,8 +38,8 @@ pub enum NodeError {
     #[error(transparent)]
     InvalidConfChange(#[from] ConfChangeError),
     /// Too many proposals (or reads) wait for an outcome here already
-    /// ([`super::driver::PROPOSALS_PENDING_MAX`],
-    /// [`super::driver::READS_PENDING_MAX`]): the request was not
+    /// ([`super::NodeOptions::proposals_pending_max`],
+    /// [`super::NodeOptions::reads_pending_max`]): the request was not
     /// taken; retry later (etcd's "too many requests").
     #[error("{pending} requests already wait for an outcome here; retry later")]
     Overloaded {
