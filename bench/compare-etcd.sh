@@ -2,8 +2,8 @@
 # Side-by-side benchmark: a fresh 3-member etcd and a fresh 3-member
 # Flotilla on loopback (fsync on for both), each driven by the same
 # `flotilla bench kv` over etcd's v3 API against its leader:
-#   1 client writes; 64 clients writes; 64 clients linearizable reads;
-#   64 clients serializable reads.
+#   1 client writes; 64 clients writes; 64 clients writes through a
+#   follower; 64 clients linearizable reads; 64 clients serializable reads.
 # Before them, `flotilla bench floor --dir` on the filesystem of the data
 # dirs measures the floor of a 1-client write: p50 of one fsync (append +
 # fdatasync) plus p50 of one loopback TCP round trip.
@@ -11,7 +11,10 @@
 # service answering at once: no Raft, no disk) give the ceiling that the
 # gRPC layer and this load generator allow on the machine.
 # Prints each run's line with the CPU all members used per request, the
-# ratios, the members' RSS and the floor; the
+# ratios, each member's RSS after the writes (the leader's marked '*'),
+# and the floor. A fifth workload, writes64f, writes with 64 clients
+# through a follower: etcd and Flotilla both forward those to the
+# leader, whose RSS must not grow with them (issue 19). The
 # last line is machine-readable:
 #   writes64_ratio=R1 reads64_ratio=R2 p50_1client_over_floor=R3
 # R1, R2: Flotilla's throughput over etcd's; R3: Flotilla's 1-client write
@@ -88,12 +91,31 @@ workload() {
     echo "$(echo "$line" | sed -E 's/.*throughput=([0-9]+).*p50=([0-9.]+)ms.*/\1 \2/') $cpu" > "$WORK/$sys-$name.$ROUND"
 }
 
-rss() { for p in "${PIDS[@]}"; do ps -o rss= -p "$p"; done | awk '{printf "%d MiB ", $1/1024}'; }
+# rss: each member's resident set (VmRSS), the leader's marked with '*'.
+rss() {
+    local i=0 p kb
+    for p in "${PIDS[@]}"; do
+        i=$((i + 1))
+        kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
+        printf '%s:%dMiB%s ' "$i" $((kb / 1024)) "$([ "${EPS[$((i - 1))]}" = "$LEADER_EP" ] && echo '*')"
+    done
+}
 
+# run_suite SYS LEADER_EP: the workloads against the leader, then 64
+# clients writing through a follower (forwarded to the leader, the path
+# of issue 19's leak); each member's RSS after every workload.
 run_suite() {
-    local sys="$1" ep="$2"
+    local sys="$1" ep="$2" follower e
+    LEADER_EP="$ep"
+    for e in "${EPS[@]}"; do [ "$e" != "$ep" ] && follower="$e" && break; done
+    # The no-op server is alone: it is its own "follower".
+    follower="${follower:-$ep}"
+    echo "$sys RSS per member at start: $(rss)"
     workload "$sys" writes1 "$ep" --clients 1 --conns 1
     workload "$sys" writes64 "$ep" --clients 64 --conns 8
+    echo "$sys RSS per member after writes64: $(rss)"
+    workload "$sys" writes64f "$follower" --clients 64 --conns 8
+    echo "$sys RSS per member after writes64f (through a follower): $(rss)"
     workload "$sys" reads64 "$ep" --clients 64 --conns 8 --read-ratio 1
     workload "$sys" sreads64 "$ep" --clients 64 --conns 8 --read-ratio 1 --serializable
     echo "$sys RSS per member: $(rss)"
@@ -153,7 +175,10 @@ ROUND=1
 "$F" bench noop-server --listen 127.0.0.1:32379 2>"$WORK/noop.log" &
 PIDS+=($!)
 for _ in $(seq 1 100); do grep -q "no-op etcd KV server" "$WORK/noop.log" && break; sleep 0.1; done
+EPS_SAVED=("${EPS[@]}")
+EPS=(127.0.0.1:32379)
 run_suite noop 127.0.0.1:32379
+EPS=("${EPS_SAVED[@]}")
 stop
 
 # median: the middle of the numbers on stdin (the mean of the middle two).
@@ -168,7 +193,7 @@ ratio() {
 }
 [ "$ROUNDS" -gt 1 ] && echo "medians over $ROUNDS rounds:"
 printf '%-10s %12s %12s %8s %12s %16s\n' workload etcd/s flotilla/s ratio noop/s 'cpu_us/req e|f|n'
-for w in writes1 writes64 reads64 sreads64; do
+for w in writes1 writes64 writes64f reads64 sreads64; do
     printf '%-10s %12s %12s %8s %12s %16s\n' "$w" "$(col etcd "$w" 1)" "$(col flotilla "$w" 1)" "$(ratio "$w")" "$(col noop "$w" 1)" \
         "$(col etcd "$w" 3)|$(col flotilla "$w" 3)|$(col noop "$w" 3)"
 done

@@ -3,6 +3,7 @@
 //! crates. Each subsystem is one module.
 
 pub mod client;
+pub mod conns;
 pub mod etcd;
 pub mod join;
 pub mod metrics;

@@ -254,6 +254,23 @@ fn closing_flag(shutdown: impl Future<Output = ()> + Send + 'static) -> watch::R
     closing
 }
 
+/// Most connections (clients' and peers') a server holds at once
+/// ([`crate::conns`]); more wait to be accepted until one closes.
+pub const CONNECTIONS_MAX: usize = 4096;
+/// Most concurrent calls (HTTP/2 streams) per connection: each holds its
+/// request, its task and, for a watch, its watches; a client that wants
+/// more waits for one to end (gRPC clients queue them). etcd's Go
+/// clients open one stream per concurrent call and one per watch
+/// context.
+pub const STREAMS_PER_CONNECTION_MAX: u32 = 1024;
+/// How often the server pings an idle client connection: a client whose
+/// host died or whose network dropped it otherwise keeps its connection,
+/// streams and watches until TCP gives up (minutes to hours).
+pub const CLIENT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a ping may go unanswered before the connection, and every
+/// call on it, is ended.
+pub const CLIENT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Every gRPC service of a node on one port: etcd's KV, Maintenance and
 /// Cluster, Watch, Flotilla's sessions and write forwarding, the peer transport.
 fn router(
@@ -267,6 +284,9 @@ fn router(
     let cs = ClusterService::new(core.clone());
     let watches = WatchService::new(core.clone(), closing);
     tonic::transport::Server::builder()
+        .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX)
+        .http2_keepalive_interval(Some(CLIENT_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(CLIENT_KEEPALIVE_TIMEOUT))
         .add_service(
             SessionServer::new(SessionService::new(core.clone())).max_decoding_message_size(writes),
         )
@@ -315,6 +335,8 @@ fn node_options(cfg: &ServerConfig, initial: &BTreeMap<NodeId, String>) -> NodeO
         tick: cfg.tick,
         snapshot_entries: cfg.snapshot_entries,
         request_queue: 8192,
+        proposals_pending_max: crate::raft::driver::PROPOSALS_PENDING_MAX,
+        reads_pending_max: crate::raft::driver::READS_PENDING_MAX,
         metrics: Arc::new(Metrics::default()),
     }
 }
@@ -406,8 +428,8 @@ pub async fn run(
     let shutdown = async move { drop(closed.wait_for(|c| *c).await) };
     let inbound = InboundService::new(cluster, cfg.id, inbound_tx, closing.clone())
         .with_removed_from(transport);
-    let serve = router(core, inbound, closing)
-        .serve_with_incoming_shutdown(incoming(listeners.grpc), shutdown);
+    let conns = crate::conns::capped(incoming(listeners.grpc), CONNECTIONS_MAX);
+    let serve = router(core, inbound, closing).serve_with_incoming_shutdown(conns, shutdown);
     let mut task = node.task;
     tracing::info!(member = %cfg.id, cluster = %format!("{cluster:016x}"), "started");
     tokio::select! {

@@ -37,6 +37,8 @@ async fn an_undecodable_committed_command_stops_the_node() {
         tick: Duration::from_millis(1),
         snapshot_entries: 1000,
         request_queue: 16,
+        proposals_pending_max: 16,
+        reads_pending_max: 16,
         metrics: Arc::new(Metrics::default()),
     };
     let sm = Arc::new(Mutex::new(KvMachine::new(&peers)));

@@ -90,6 +90,12 @@ pub struct ServerArgs {
     /// large". At most 33554432 [default: 1572864].
     #[arg(long, env = "FLOTILLA_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
+    /// Stop, as on SIGTERM, when standard input closes: the supervisor
+    /// that started this server holds its other end (`flotilla up`
+    /// does), so the server dies with it, even when it is killed.
+    #[arg(long, hide = true)]
+    #[serde(skip)]
+    pub exit_with_parent: bool,
 }
 
 /// A server's settings, from flags, environment and file.
@@ -206,12 +212,14 @@ fn init_logging() {
 /// Runs `flotilla server`.
 pub fn main(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let file = config::load(args.config.as_deref())?;
+    let args_exit_with_parent = args.exit_with_parent;
     let Settings {
         cfg,
         listen,
         metrics_listen,
     } = resolve(args, file)?;
     let member = cfg.id.get();
+    let exit_with_parent = args_exit_with_parent;
     init_logging();
     let rt = server_runtime()?;
     rt.block_on(async move {
@@ -232,10 +240,36 @@ pub fn main(args: ServerArgs) -> anyhow::Result<ExitCode> {
             data_dir = %cfg.data_dir.display(),
             "serving"
         );
-        run(cfg, Listeners { grpc, metrics }, shutdown_signal()).await?;
+        let shutdown = async move {
+            tokio::select! {
+                () = shutdown_signal() => {}
+                () = stdin_closed(exit_with_parent) => {
+                    tracing::warn!(member, "standard input closed: the parent is gone; stopping");
+                }
+            }
+        };
+        run(cfg, Listeners { grpc, metrics }, shutdown).await?;
         tracing::info!(member, "stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// With `enabled`, resolves once standard input reaches its end or
+/// fails (the parent that held it is gone); otherwise never. The read
+/// blocks a thread of its own, not one of the runtime's blocking pool,
+/// which the runtime would wait for when it shuts down.
+async fn stdin_closed(enabled: bool) {
+    if !enabled {
+        return std::future::pending().await;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 256];
+        while matches!(std::io::stdin().read(&mut buf), Ok(n) if n > 0) {}
+        let _ = tx.send(());
+    });
+    let _ = rx.await;
 }
 
 #[cfg(test)]

@@ -2,11 +2,20 @@
 //! `--nodes` copies of this binary as `flotilla server` child processes on
 //! consecutive ports, with their data under `./flotilla-data/nodeN` and
 //! their logs in `./flotilla-data/nodeN.log`, waits for a leader, prints
-//! the endpoints and stays in the foreground. On Ctrl-C or SIGTERM it
-//! stops its children (SIGTERM by PID, then SIGKILL after a grace period)
-//! and exits 0; if a child dies on its own, it stops the others and exits
-//! with 1. Running it again in the same directory restarts the same
-//! cluster with its data.
+//! the endpoints and stays in the foreground. On Ctrl-C, SIGTERM or
+//! SIGHUP it stops its children (SIGTERM by PID, then SIGKILL after a
+//! grace period) and exits 0; if a child dies on its own, it stops the
+//! others and exits with 1. Running it again in the same directory
+//! restarts the same cluster with its data.
+//!
+//! Invariant: no member outlives `up`. The signals are taken before the
+//! first member starts, so one that arrives at any moment (while members
+//! start, while `up` waits for a leader) stops them. A death that no
+//! handler sees (SIGKILL, a panic that aborts) closes the members' stdin,
+//! whose other end only `up` holds, and a member started with
+//! `--exit-with-parent` stops when its stdin closes. (Linux's
+//! `PR_SET_PDEATHSIG` would need an `unsafe` call, which the workspace
+//! forbids, and fires when the spawning *thread* ends, not the process.)
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -16,8 +25,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Args;
 use flotilla_node::client::Client;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use super::{DEFAULT_BASE_PORT, DEFAULT_DATA_DIR, runtime, shutdown_signal};
+use super::{DEFAULT_BASE_PORT, DEFAULT_DATA_DIR, runtime};
 
 /// `flotilla up` arguments; each may also come from the `--config` file,
 /// read into this same struct (a flag beats the file, which beats the
@@ -96,13 +106,51 @@ pub fn main(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let mut members = spawn_all(&args, &endpoints)?;
-    std::fs::write(args.data_dir.join("endpoints"), endpoints.join("\n") + "\n")
-        .context("writing the endpoints file")?;
     let rt = runtime()?;
-    let outcome = rt.block_on(supervise(&args, &endpoints, &mut members));
+    // Before any member starts: from here a stop signal is only recorded,
+    // and `supervise` answers it by stopping the members.
+    let mut stop = {
+        let _in_runtime = rt.enter();
+        StopSignals::take()?
+    };
+    let mut members = spawn_all(&args, &endpoints)?;
+    let outcome = std::fs::write(args.data_dir.join("endpoints"), endpoints.join("\n") + "\n")
+        .context("writing the endpoints file")
+        .and_then(|()| rt.block_on(supervise(&args, &endpoints, &mut members, &mut stop)));
     stop_all(&mut members);
     outcome
+}
+
+/// The signals on which `up` stops its members and exits: SIGINT
+/// (Ctrl-C), SIGTERM and SIGHUP (its terminal closed).
+struct StopSignals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+impl StopSignals {
+    /// Replaces the signals' default action (exit at once, leaving the
+    /// members running) with a record that [`StopSignals::received`]
+    /// reports, whenever it is polled.
+    fn take() -> anyhow::Result<StopSignals> {
+        let take = |kind: SignalKind| signal(kind).context("handling the stop signals");
+        Ok(StopSignals {
+            int: take(SignalKind::interrupt())?,
+            term: take(SignalKind::terminate())?,
+            hup: take(SignalKind::hangup())?,
+        })
+    }
+
+    /// Resolves once one of the signals has arrived (at once if one
+    /// arrived before).
+    async fn received(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+            _ = self.hup.recv() => {}
+        }
+    }
 }
 
 fn spawn_all(args: &UpSettings, endpoints: &[String]) -> anyhow::Result<Vec<Member>> {
@@ -125,7 +173,10 @@ fn spawn_all(args: &UpSettings, endpoints: &[String]) -> anyhow::Result<Vec<Memb
             .args(["--metrics-listen", &metrics_addr(e)])
             .arg("--data-dir")
             .arg(args.data_dir.join(format!("node{id}")))
-            .stdin(Stdio::null())
+            // `up` holds the pipe's other end (close-on-exec, so no other
+            // member inherits it): it closes when `up` dies, however.
+            .arg("--exit-with-parent")
+            .stdin(Stdio::piped())
             .stdout(out)
             .stderr(err)
             .spawn();
@@ -157,26 +208,21 @@ fn open_log(path: &Path) -> anyhow::Result<File> {
         .with_context(|| format!("opening {}", path.display()))
 }
 
+/// Waits for a leader, reports the cluster, then watches the members
+/// until a stop signal (`Ok`) or a member's death (an error).
 async fn supervise(
     args: &UpSettings,
     endpoints: &[String],
     members: &mut [Member],
+    stop: &mut StopSignals,
 ) -> anyhow::Result<ExitCode> {
     let client = Client::new(endpoints, Duration::from_secs(1))?;
-    let deadline = Instant::now() + Duration::from_secs(args.wait_secs);
-    let leader = loop {
-        check_alive(members)?;
-        if let Some(l) = find_leader(&client, endpoints.len()).await {
-            break l;
+    let leader = tokio::select! {
+        leader = wait_leader(args, &client, members) => leader?,
+        () = stop.received() => {
+            eprintln!("flotilla: stopping {} members before a leader was elected", members.len());
+            return Ok(ExitCode::SUCCESS);
         }
-        if Instant::now() > deadline {
-            bail!(
-                "no leader elected within {}s; see the logs in {}",
-                args.wait_secs,
-                args.data_dir.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     };
     println!(
         "flotilla: {} members up, leader is member {leader}",
@@ -192,16 +238,38 @@ async fn supervise(
     println!("try: flotilla kv put hello world; flotilla kv get hello; flotilla status");
     println!("press Ctrl-C to stop");
     let mut ticker = tokio::time::interval(Duration::from_millis(200));
-    let signal = shutdown_signal();
-    tokio::pin!(signal);
     loop {
         tokio::select! {
-            _ = &mut signal => break,
+            () = stop.received() => break,
             _ = ticker.tick() => check_alive(members)?,
         }
     }
     eprintln!("flotilla: stopping {} members", members.len());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Polls the members until one names a leader, for at most
+/// `--wait-secs`; fails if a member exits meanwhile.
+async fn wait_leader(
+    args: &UpSettings,
+    client: &Client,
+    members: &mut [Member],
+) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + Duration::from_secs(args.wait_secs);
+    loop {
+        check_alive(members)?;
+        if let Some(l) = find_leader(client, members.len()).await {
+            return Ok(l);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "no leader elected within {}s; see the logs in {}",
+                args.wait_secs,
+                args.data_dir.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn find_leader(client: &Client, n: usize) -> Option<u64> {

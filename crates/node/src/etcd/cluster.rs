@@ -221,7 +221,13 @@ impl Proposals for ClusterService {
                 term: self.core.node.term().0,
             }));
         }
-        let applied = match self.core.node.propose(r.command).await {
+        // The command arrived as a slice of this call's receive buffer
+        // (8 KiB or more); the log and the store keep it, so it gets an
+        // allocation of its own size (issue 19: ~8 KiB kept per
+        // forwarded write).
+        let command = crate::raft::owned::detach(&r.command);
+        drop(r);
+        let applied = match self.core.node.propose(command).await {
             Ok(applied) => applied,
             Err(NodeError::NotLeader { leader_hint }) => {
                 return Ok(Response::new(not_leader(leader_hint)));
@@ -230,6 +236,7 @@ impl Proposals for ClusterService {
                 NodeError::Retry | NodeError::ConfChangePending | NodeError::InvalidConfChange(_),
             ) => return Ok(Response::new(not_leader(None))),
             Err(NodeError::Stopped) => return Err(Status::unavailable("server stopped")),
+            Err(NodeError::Overloaded { .. }) => return Err(super::core::too_many_requests()),
         };
         let Some(a) = applied.output else {
             return Err(Status::internal("a command applied as a no-op"));

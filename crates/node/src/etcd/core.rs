@@ -65,6 +65,10 @@ pub struct Core {
     /// The peer links; their addresses (the member table's, or a local
     /// route's) are where writes and membership requests are forwarded.
     transport: Transport,
+    /// Clients of the members writes are forwarded to, with the address
+    /// each dials. Bound: one per member the transport links to; a
+    /// removed member's (or a moved one's) goes when the next channel is
+    /// made.
     channels: Arc<Mutex<HashMap<NodeId, (String, Channel)>>>,
     /// See [`Core::with_strict_reconfig`].
     pub(crate) strict_reconfig: bool,
@@ -190,6 +194,7 @@ impl Core {
             Err(NodeError::Stopped) => Err(Attempt::Fail(Status::unavailable(
                 "etcdserver: server stopped",
             ))),
+            Err(NodeError::Overloaded { .. }) => Err(Attempt::Fail(too_many_requests())),
             Err(_) => Err(Attempt::Wait),
         }
     }
@@ -200,8 +205,14 @@ impl Core {
             cluster_id: self.cluster_id,
             command: command.clone(),
         };
-        let Ok(resp) = ProposalsClient::new(channel).propose(request).await else {
-            return Err(Attempt::Wait);
+        let resp = match ProposalsClient::new(channel).propose(request).await {
+            Ok(resp) => resp,
+            // The leader is overloaded: pass its answer on rather than
+            // add to its load with retries.
+            Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                return Err(Attempt::Fail(status));
+            }
+            Err(_) => return Err(Attempt::Wait),
         };
         let resp = resp.into_inner();
         if resp.not_leader {
@@ -239,6 +250,7 @@ impl Core {
         {
             return Some(c.clone());
         }
+        channels.retain(|&other, _| other == id || self.transport.addr(other).is_some());
         let endpoint = Endpoint::from_shared(format!("http://{addr}")).ok()?;
         let channel = endpoint
             .connect_timeout(Duration::from_secs(1))
@@ -271,6 +283,7 @@ impl Core {
                 Ok(Err(NodeError::Stopped)) => {
                     return Err(Status::unavailable("etcdserver: server stopped"));
                 }
+                Ok(Err(NodeError::Overloaded { .. })) => return Err(too_many_requests()),
                 Ok(Err(_)) => self.wait_for_change(deadline).await?,
             }
         }
@@ -297,6 +310,11 @@ fn session_expired() -> Status {
 /// checks should have stopped it first), with etcd's error.
 fn refused(r: Refusal) -> Status {
     super::validate::Invalid::from(r).into()
+}
+
+/// etcd's answer when too many requests wait at the server.
+pub(crate) fn too_many_requests() -> Status {
+    Status::resource_exhausted("etcdserver: too many requests")
 }
 
 /// The outcome of a command applied here.

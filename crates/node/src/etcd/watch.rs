@@ -28,6 +28,7 @@ use flotilla_proto::mvccpb;
 use tokio::sync::broadcast;
 
 use super::convert::{self, key_value};
+use crate::raft::owned::detach;
 
 /// How many batches a subscriber may be behind before it is canceled.
 pub const HUB_CAPACITY: usize = 4096;
@@ -51,6 +52,11 @@ pub enum Batch {
 }
 
 /// The fan-out point between the state machine and the watch streams.
+/// Bound: a batch (one applied entry's changes, at most the request
+/// size limit) is freed once every subscriber has received it, and a
+/// subscriber [`HUB_CAPACITY`] batches behind loses the oldest and is
+/// canceled, so at most that many wait; per subscriber, only its
+/// position.
 #[derive(Debug)]
 pub struct WatchHub {
     tx: broadcast::Sender<Arc<Batch>>,
@@ -122,12 +128,15 @@ pub enum KeyRange {
 }
 
 impl KeyRange {
-    /// The range of a create request's `key` and `range_end`.
+    /// The range of a create request's `key` and `range_end`. The keys
+    /// are copied out of the request ([`crate::raft::owned`]): a watch
+    /// lives far longer than its stream's receive buffer should.
     pub fn new(key: &Bytes, range_end: &Bytes) -> KeyRange {
+        let key = detach(key);
         match convert::range_end(range_end) {
-            None => KeyRange::One(key.clone()),
-            Some(None) => KeyRange::From(key.clone()),
-            Some(Some(end)) => KeyRange::Between(key.clone(), end),
+            None => KeyRange::One(key),
+            Some(None) => KeyRange::From(key),
+            Some(Some(end)) => KeyRange::Between(key, detach(&end)),
         }
     }
 

@@ -9,6 +9,8 @@
 //! member serves the changes it applied itself, as etcd's members do.
 //!
 //! Invariants (per stream):
+//! - at most [`WATCHES_PER_STREAM_MAX`] watches, and [`OUT_BUFFER`]
+//!   responses waiting for the client;
 //! - one hub subscription serves all the stream's watches; it exists only
 //!   while the stream has a watch, and is taken under the state machine's
 //!   lock with the revision a new watch starts after, so no change is
@@ -61,6 +63,20 @@ pub const FRAGMENT_BYTES: usize = 3 << 19;
 /// stream falls behind it and is canceled.
 const OUT_BUFFER: usize = 32;
 
+/// Most watches on one stream; a create beyond it is answered created
+/// and canceled. Each watch costs its selector and a share of every
+/// applied revision's filtering, so a stream may not grow without end
+/// (etcd sets no limit; its clients multiplex one stream per context,
+/// with far fewer watches).
+pub const WATCHES_PER_STREAM_MAX: usize = 10_000;
+
+/// Why a create beyond [`WATCHES_PER_STREAM_MAX`] is canceled.
+fn too_many_watches() -> String {
+    format!(
+        "flotilla: a watch stream holds at most {WATCHES_PER_STREAM_MAX} watches; cancel some or open another stream"
+    )
+}
+
 /// The `etcdserverpb.Watch` service of one node.
 #[derive(Clone)]
 pub struct WatchService {
@@ -112,10 +128,14 @@ struct OneWatch {
     quiet: bool,
 }
 
-/// The state of one `Watch` stream; see the module docs.
+/// The state of one `Watch` stream; see the module docs. It ends with
+/// the client's stream (or connection: the server's HTTP/2 keepalive
+/// ends a dead one) or the server.
 struct WatchStream {
     core: Core,
+    /// Bound: [`OUT_BUFFER`] responses.
     out: mpsc::Sender<Result<pb::WatchResponse, Status>>,
+    /// Bound: [`WATCHES_PER_STREAM_MAX`].
     watches: BTreeMap<i64, OneWatch>,
     next_id: i64,
     sub: Option<Subscription>,
@@ -218,6 +238,15 @@ impl WatchStream {
                     r.created = true;
                     r.canceled = true;
                     r.cancel_reason = DUPLICATE_ID.to_string();
+                }))
+                .await;
+        }
+        if self.watches.len() >= WATCHES_PER_STREAM_MAX {
+            return self
+                .send(self.response(current, id, |r| {
+                    r.created = true;
+                    r.canceled = true;
+                    r.cancel_reason = too_many_watches();
                 }))
                 .await;
         }

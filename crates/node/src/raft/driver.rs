@@ -80,6 +80,12 @@ pub struct NodeOptions {
     pub snapshot_entries: u64,
     /// Requests queued for the node beyond which callers wait.
     pub request_queue: usize,
+    /// Proposals waiting for their outcome beyond which more are refused
+    /// as [`NodeError::Overloaded`] ([`PROPOSALS_PENDING_MAX`] in a server).
+    pub proposals_pending_max: usize,
+    /// ReadIndex requests waiting beyond which more are refused as
+    /// [`NodeError::Overloaded`] ([`READS_PENDING_MAX`] in a server).
+    pub reads_pending_max: usize,
     /// Where the node records what it does.
     pub metrics: Arc<Metrics>,
 }
@@ -130,25 +136,42 @@ struct Driver<SM: StateMachine> {
     sm: Arc<Mutex<SM>>,
     transport: Transport,
     snapshot_entries: u64,
+    /// See [`NodeOptions::proposals_pending_max`].
+    proposals_pending_max: usize,
+    /// See [`NodeOptions::reads_pending_max`].
+    reads_pending_max: usize,
+    /// Commands proposed here, by index, until applied (answered) or
+    /// this node stops leading (failed with `Retry`). Bound:
+    /// `proposals_pending_max`; more are refused as `Overloaded`.
     proposals: BTreeMap<LogIndex, (Term, ProposeReply<SM::Output>)>,
-    /// Membership changes proposed here, by index, until applied.
+    /// Membership changes proposed here, by index, until applied. Bound:
+    /// one (the core refuses a change while one is pending).
     conf_proposals: BTreeMap<LogIndex, (Term, ConfReply)>,
     /// Membership changes applied, waiting for the joint configuration
-    /// they entered to be left.
+    /// they entered to be left. Bound: as `conf_proposals`.
     conf_applied: Vec<(LogIndex, ConfReply)>,
     /// The node applied its own removal.
     removed: bool,
+    /// ReadIndex requests, by context, until the core confirms or drops
+    /// them. Expiry: at the first tick after the caller gave up (its
+    /// request deadline). Bound: with `confirmed`, at most
+    /// `reads_pending_max`; more are refused as `Overloaded`.
     reads: HashMap<u64, ReadReply>,
+    /// Confirmed reads waiting for this node to apply their index. Expiry
+    /// and bound: as `reads`.
     confirmed: Vec<(LogIndex, ReadReply)>,
     next_ctx: u64,
     status: watch::Sender<NodeStatus>,
     metrics: Arc<Metrics>,
     /// Where snapshot jobs send their result: the index they were taken
-    /// at, and the encoded state (`None` if the job panicked).
+    /// at, and the encoded state (`None` if the job panicked). Unbounded,
+    /// but one job runs at a time, so at most one result waits.
     snapshots: mpsc::UnboundedSender<(LogIndex, Option<bytes::Bytes>)>,
     /// A snapshot job is running.
     snapshotting: bool,
-    /// Readys handed out that wait for the next sync.
+    /// Readys handed out that wait for the next sync. Expiry: all of
+    /// them go to the sync that starts when the running one ends, so
+    /// they are what one `fdatasync`'s time brings.
     queued: Vec<Unsynced>,
     /// Readys that the running sync covers.
     syncing: Vec<Unsynced>,
@@ -225,6 +248,8 @@ impl<SM: StateMachine> RaftNode<SM> {
             sm,
             transport,
             snapshot_entries: opts.snapshot_entries,
+            proposals_pending_max: opts.proposals_pending_max,
+            reads_pending_max: opts.reads_pending_max,
             proposals: BTreeMap::new(),
             conf_proposals: BTreeMap::new(),
             conf_applied: Vec::new(),
@@ -286,6 +311,13 @@ fn status_of(raw: &RawNode, removed: bool) -> NodeStatus {
 /// Most queued items taken per loop iteration, so a flood of one kind
 /// cannot starve the timer.
 const DRAIN_MAX: usize = 4096;
+/// Most proposals waiting for their entry to apply (etcd refuses writes
+/// with "too many requests" once 5,000 committed entries wait to apply;
+/// this counts what waits for commitment too). Each holds its command
+/// until applied, so this, times the request size limit, bounds them.
+pub const PROPOSALS_PENDING_MAX: usize = 32_768;
+/// Most ReadIndex requests waiting to be confirmed and applied.
+pub const READS_PENDING_MAX: usize = 32_768;
 
 /// What the driver's task receives.
 struct Queues<Output> {
@@ -377,7 +409,20 @@ impl<SM: StateMachine> Driver<SM> {
         batch: &mut Vec<(bytes::Bytes, ProposeReply<SM::Output>)>,
     ) {
         match r {
-            Request::Propose(data, tx) => batch.push((data, tx)),
+            Request::Propose(data, tx) => {
+                let pending = self.proposals.len() + batch.len();
+                if pending >= self.proposals_pending_max {
+                    let _ = tx.send(Err(NodeError::Overloaded { pending }));
+                } else {
+                    batch.push((data, tx));
+                }
+            }
+            Request::ReadIndex(tx)
+                if self.reads.len() + self.confirmed.len() >= self.reads_pending_max =>
+            {
+                let pending = self.reads.len() + self.confirmed.len();
+                let _ = tx.send(Err(NodeError::Overloaded { pending }));
+            }
             Request::ReadIndex(tx) => {
                 let ctx = self.next_ctx;
                 self.next_ctx += 1;
@@ -713,64 +758,4 @@ impl<SM: StateMachine> Driver<SM> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The indexes at which member `id` would snapshot, applying one entry
-    /// at a time up to `until`.
-    fn snapshot_points(id: u64, every: u64, until: u64) -> Vec<u64> {
-        let mut last = LogIndex(0);
-        let mut points = Vec::new();
-        for applied in 1..=until {
-            if snapshot_due(NodeId(id), LogIndex(applied), last, every) {
-                points.push(applied);
-                last = LogIndex(applied);
-            }
-        }
-        points
-    }
-
-    #[test]
-    fn members_snapshot_every_interval_at_indexes_of_their_own() {
-        let every = 1000;
-        let all: Vec<Vec<u64>> = (1..=5)
-            .map(|id| snapshot_points(id, every, 20_000))
-            .collect();
-        for (i, points) in all.iter().enumerate() {
-            let mut prev = 0;
-            for &p in points {
-                assert!(p - prev <= every, "member {}: gap {prev}..{p}", i + 1);
-                assert!(
-                    prev == 0 || p - prev == every,
-                    "member {}: gap {prev}..{p}",
-                    i + 1
-                );
-                prev = p;
-            }
-            assert!(20_000 - prev < every, "member {}: none after {prev}", i + 1);
-        }
-        // No two of the first three members (a usual group) snapshot within
-        // a tenth of the interval of each other.
-        for a in 0..3 {
-            for b in a + 1..3 {
-                for &p in &all[a] {
-                    for &q in &all[b] {
-                        assert!(
-                            p.abs_diff(q) >= every / 10,
-                            "members {} and {}: {p} and {q}",
-                            a + 1,
-                            b + 1
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn a_tiny_interval_still_snapshots() {
-        assert!(snapshot_due(NodeId(7), LogIndex(1), LogIndex(0), 1));
-        assert!(snapshot_due(NodeId(7), LogIndex(5), LogIndex(0), 0));
-        assert!(!snapshot_due(NodeId(7), LogIndex(5), LogIndex(5), 3));
-    }
-}
+mod tests;

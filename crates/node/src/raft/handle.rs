@@ -37,6 +37,15 @@ pub enum NodeError {
     /// The membership change is invalid for the configuration in force.
     #[error(transparent)]
     InvalidConfChange(#[from] ConfChangeError),
+    /// Too many proposals (or reads) wait for an outcome here already
+    /// ([`super::NodeOptions::proposals_pending_max`],
+    /// [`super::NodeOptions::reads_pending_max`]): the request was not
+    /// taken; retry later (etcd's "too many requests").
+    #[error("{pending} requests already wait for an outcome here; retry later")]
+    Overloaded {
+        /// How many were waiting.
+        pending: usize,
+    },
 }
 
 /// Where a proposal's outcome goes.

@@ -21,7 +21,10 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::transport::{REMOVED_PREFIX, Transport};
 
-/// The `RaftTransport` service of one node.
+/// The `RaftTransport` service of one node. A peer's stream holds no
+/// state beyond the batch being stepped; it ends with the peer's call,
+/// on shutdown, or when the server's HTTP/2 keepalive finds the peer
+/// gone.
 #[derive(Clone, Debug)]
 pub struct InboundService {
     cluster_id: u64,
@@ -64,9 +67,13 @@ impl InboundService {
         self.rejected.load(Ordering::Relaxed)
     }
 
+    /// The message in `raw`, if valid, with its entries copied out of
+    /// the stream's buffer ([`super::owned`]): the log and the store keep
+    /// them far longer than the batch lives.
     fn decode(&self, batch: &MessageBatch, raw: bytes::Bytes) -> Option<Message> {
         let m = Message::from_bytes(&raw).ok()?;
-        (m.to == self.me && m.from.get() == batch.from).then_some(m)
+        let valid = m.to == self.me && m.from.get() == batch.from;
+        valid.then(|| super::owned::detach_entries(m))
     }
 }
 

@@ -7,11 +7,14 @@
 //! - [`handle`]: how services propose commands and ask for read indexes.
 //! - [`transport`] / [`inbound`]: peer messages out and in.
 //! - [`app`]: the trait the replicated application implements.
+//! - [`owned`]: wire bytes copied out of their receive buffer before
+//!   anything keeps them.
 
 pub mod app;
 pub mod driver;
 pub mod handle;
 pub mod inbound;
+pub(crate) mod owned;
 pub mod transport;
 
 pub use app::{ApplyError, PeerTable, RestoreError, SnapshotJob, StateMachine};

@@ -80,7 +80,11 @@ pub const REMOVED_PREFIX: &str = "flotilla: member removed";
 pub struct Transport {
     cluster_id: u64,
     me: NodeId,
+    /// One link per other member of the replicated member table
+    /// ([`Transport::set_peers`]); a removed or moved member's ends.
     peers: Arc<Mutex<HashMap<NodeId, Peer>>>,
+    /// The members removed from the group: the member table's list, one
+    /// id per removal ever made (etcd keeps the same list).
     removed: Arc<Mutex<BTreeSet<NodeId>>>,
     dropped: Arc<AtomicU64>,
     evicted: Arc<watch::Sender<bool>>,
@@ -93,6 +97,10 @@ pub struct Transport {
 #[derive(Debug)]
 struct Peer {
     addr: String,
+    /// Bound: [`PEER_QUEUE_MESSAGES`] encoded messages, each at most the
+    /// Raft configuration's `max_msg_bytes` of entries (or one entry, or
+    /// one snapshot chunk); the core's in-flight limit stops appends to
+    /// a peer that does not answer long before the queue fills.
     queue: mpsc::Sender<Bytes>,
 }
 
