@@ -82,6 +82,12 @@ pub struct Metrics {
     pub leader_changes: AtomicU64,
     /// Snapshots taken (log compactions).
     pub snapshots: AtomicU64,
+    /// Peer messages the Raft core refused as malformed or impossible
+    /// (`flotilla_raft::StepError`): a broken or hostile peer.
+    pub peer_messages_refused: AtomicU64,
+    /// Peer messages dropped undecoded: bytes that are no message, or a
+    /// message not addressed to this node or not from the batch's sender.
+    pub peer_messages_undecodable: AtomicU64,
     /// WAL sync latency.
     pub fsync: Histogram,
     /// etcd request latency, per method of [`METHODS`].
@@ -140,6 +146,16 @@ impl Metrics {
                 "flotilla_snapshots_total",
                 "Log compactions.",
                 &self.snapshots,
+            ),
+            (
+                "flotilla_peer_messages_refused_total",
+                "Peer messages the Raft core refused as malformed or impossible.",
+                &self.peer_messages_refused,
+            ),
+            (
+                "flotilla_peer_messages_undecodable_total",
+                "Peer messages dropped as undecodable or misaddressed.",
+                &self.peer_messages_undecodable,
             ),
         ];
         for (name, help, v) in counters {

@@ -413,7 +413,7 @@ pub async fn run(
         node.handle,
         sm,
         Arc::new(initial),
-        metrics,
+        Arc::clone(&metrics),
         transport.clone(),
     )
     .with_strict_reconfig(cfg.strict_reconfig_check)
@@ -427,7 +427,8 @@ pub async fn run(
     let mut closed = closing.clone();
     let shutdown = async move { drop(closed.wait_for(|c| *c).await) };
     let inbound = InboundService::new(cluster, cfg.id, inbound_tx, closing.clone())
-        .with_removed_from(transport);
+        .with_removed_from(transport)
+        .with_metrics(metrics);
     let conns = crate::conns::capped(incoming(listeners.grpc), CONNECTIONS_MAX);
     let serve = router(core, inbound, closing).serve_with_incoming_shutdown(conns, shutdown);
     let mut task = node.task;

@@ -164,3 +164,48 @@ fn a_new_leader_fails_the_reads_forwarded_to_the_old_one() {
         .expect("heartbeat of term 2");
     assert_eq!(drain(&mut node).dropped_reads, [77]);
 }
+
+#[test]
+fn a_deposed_leader_fails_its_own_reads_and_refuses_its_followers() {
+    let mut cfg = Config::new(NodeId(1), (1..=3).map(NodeId).collect());
+    cfg.pre_vote = false;
+    let mut node = RawNode::new(cfg, InitialState::default()).expect("valid config");
+    node.campaign();
+    drain(&mut node);
+    let granted = MessageBody::VoteResp {
+        pre: false,
+        granted: true,
+    };
+    node.step(common::msg(2, 1, granted)).expect("vote");
+    drain(&mut node);
+    node.step(common::ack(2, 1, 1)).expect("ack of the no-op");
+    drain(&mut node);
+    // Two reads wait for a heartbeat round: this node's own, and one
+    // that follower 3 forwarded.
+    node.read_index(5);
+    node.step(common::msg(3, 1, MessageBody::ReadIndex { ctx: 9 }))
+        .expect("forwarded read");
+    drain(&mut node);
+    let hb = MessageBody::Heartbeat {
+        commit: LogIndex(0),
+        read_seq: 0,
+    };
+    node.step(common::msg(2, 2, hb)).expect("a newer leader");
+    let rd = drain(&mut node);
+    assert_eq!(rd.dropped_reads, [5]);
+    let refusals: Vec<&Message> = rd
+        .messages
+        .iter()
+        .chain(&rd.persisted_messages)
+        .filter(|m| matches!(m.body, MessageBody::ReadIndexResp { .. }))
+        .collect();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!(refusals[0].to, NodeId(3));
+    assert_eq!(
+        refusals[0].body,
+        MessageBody::ReadIndexResp {
+            ctx: 9,
+            index: None
+        }
+    );
+}

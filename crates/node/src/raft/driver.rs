@@ -398,9 +398,22 @@ impl<SM: StateMachine> Driver<SM> {
     }
 
     fn step(&mut self, m: Message) {
-        // A message the core refuses (stale, from a non-member) is dropped:
-        // peers are untrusted input, and Raft tolerates lost messages.
-        let _ = self.raw.step(m);
+        // A message the core refuses (malformed, impossible for an honest
+        // peer) is dropped and counted: peers are untrusted input, and
+        // Raft tolerates lost messages. The log line comes at the 1st,
+        // 2nd, 4th, 8th... refusal, so a flooding peer cannot flood the
+        // log too.
+        let from = m.from;
+        if let Err(e) = self.raw.step(m) {
+            let n = self
+                .metrics
+                .peer_messages_refused
+                .fetch_add(1, Ordering::Relaxed)
+                + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(%from, refused = n, "dropped a peer message: {e}");
+            }
+        }
     }
 
     fn request(

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::transport::{REMOVED_PREFIX, Transport};
+use crate::metrics::Metrics;
 
 /// The `RaftTransport` service of one node. A peer's stream holds no
 /// state beyond the batch being stepped; it ends with the peer's call,
@@ -33,6 +34,7 @@ pub struct InboundService {
     rejected: Arc<AtomicU64>,
     closing: watch::Receiver<bool>,
     transport: Option<Transport>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl InboundService {
@@ -52,6 +54,7 @@ impl InboundService {
             rejected: Arc::new(AtomicU64::new(0)),
             closing,
             transport: None,
+            metrics: None,
         }
     }
 
@@ -62,9 +65,32 @@ impl InboundService {
         self
     }
 
+    /// Counts the messages dropped as invalid in `metrics` too.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> InboundService {
+        self.metrics = Some(metrics);
+        self
+    }
+
     /// Messages dropped as invalid so far.
     pub fn rejected(&self) -> u64 {
         self.rejected.load(Ordering::Relaxed)
+    }
+
+    /// Counts a dropped message; logs the 1st, 2nd, 4th, 8th... so that a
+    /// flooding peer cannot flood the log too.
+    fn reject(&self, from: u64) {
+        let n = self.rejected.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(m) = &self.metrics {
+            m.peer_messages_undecodable.fetch_add(1, Ordering::Relaxed);
+        }
+        if n.is_power_of_two() {
+            tracing::warn!(
+                from,
+                dropped = n,
+                "dropped a peer message that does not decode, or is not addressed to this \
+                 node, or not from the batch's sender"
+            );
+        }
     }
 
     /// The message in `raw`, if valid, with its entries copied out of
@@ -115,7 +141,7 @@ impl RaftTransport for InboundService {
             }
             for raw in std::mem::take(&mut batch.messages) {
                 let Some(m) = self.decode(&batch, raw) else {
-                    self.rejected.fetch_add(1, Ordering::Relaxed);
+                    self.reject(batch.from);
                     continue;
                 };
                 received += 1;
