@@ -8,50 +8,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+#[allow(dead_code)] // not every test uses every part
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
-use flotilla_node::etcd::KvMachine;
-use flotilla_node::metrics::Metrics;
-use flotilla_node::raft::{FatalError, NodeError, NodeOptions, RaftNode, Transport};
-use flotilla_raft::{Config, NodeId, Role};
-use flotilla_wal::{GroupId, Options, Wal};
-use tokio::sync::{mpsc, watch};
+use flotilla_node::raft::{FatalError, NodeError};
 
 #[tokio::test]
 async fn an_undecodable_committed_command_stops_the_node() {
-    let dir = std::env::temp_dir().join(format!("flotilla-fail-stop-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let wal = Wal::open(&dir, Options::default()).unwrap();
-    let storage = wal.group(GroupId(1)).unwrap();
-    let me = NodeId(1);
-    let (_stop_tx, stop) = watch::channel(false);
-    let peers = BTreeMap::from([(me, String::new())]);
-    let transport = Transport::start(7, me, &peers, stop.clone());
-    let (_inbound_tx, inbound) = mpsc::channel(16);
-    let opts = NodeOptions {
-        raft: Config::new(me, vec![me]),
-        tick: Duration::from_millis(1),
-        snapshot_entries: 1000,
-        request_queue: 16,
-        proposals_pending_max: 16,
-        reads_pending_max: 16,
-        metrics: Arc::new(Metrics::default()),
-    };
-    let sm = Arc::new(Mutex::new(KvMachine::new(&peers)));
-    let node = RaftNode::start(opts, storage, sm, transport, inbound, stop).unwrap();
-    // A single voter elects itself after an election timeout.
-    let mut status = node.handle.watch_status();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        status.wait_for(|s| s.role == Role::Leader),
-    )
-    .await
-    .expect("the single voter becomes leader")
-    .unwrap();
+    let single = common::single_voter("fail-stop", |_| {}).await;
+    let node = single.node;
+    let dir = single.dir;
 
     // Bytes that are no KV command, proposed straight to the Raft task
     // (the Proposals service refuses them before that).

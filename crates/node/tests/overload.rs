@@ -9,50 +9,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+#[allow(dead_code)] // not every test uses every part
+mod common;
 
 use flotilla_kv::Op;
-use flotilla_node::etcd::KvMachine;
 use flotilla_node::etcd::machine::SessionIds;
-use flotilla_node::metrics::Metrics;
-use flotilla_node::raft::{NodeError, NodeOptions, RaftNode, Transport};
-use flotilla_raft::{Config, NodeId, Role};
-use flotilla_wal::{GroupId, Options, Wal};
-use tokio::sync::{mpsc, watch};
+use flotilla_node::raft::NodeError;
 
 #[tokio::test]
 async fn requests_beyond_the_pending_limits_are_refused_and_the_rest_answered() {
-    let dir = std::env::temp_dir().join(format!("flotilla-overload-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let wal = Wal::open(&dir, Options::default()).unwrap();
-    let storage = wal.group(GroupId(1)).unwrap();
-    let me = NodeId(1);
-    let (stop_tx, stop) = watch::channel(false);
-    let peers = BTreeMap::from([(me, String::new())]);
-    let transport = Transport::start(7, me, &peers, stop.clone());
-    let (_inbound_tx, inbound) = mpsc::channel(16);
-    let opts = NodeOptions {
-        raft: Config::new(me, vec![me]),
-        tick: Duration::from_millis(1),
-        snapshot_entries: 1000,
-        request_queue: 16,
-        proposals_pending_max: 1,
-        reads_pending_max: 1,
-        metrics: Arc::new(Metrics::default()),
-    };
-    let sm = Arc::new(Mutex::new(KvMachine::new(&peers)));
-    let node = RaftNode::start(opts, storage, sm, transport, inbound, stop).unwrap();
-    let mut status = node.handle.watch_status();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        status.wait_for(|s| s.role == Role::Leader),
-    )
-    .await
-    .expect("the single voter becomes leader")
-    .unwrap();
+    let single = common::single_voter("overload", |o| {
+        o.proposals_pending_max = 1;
+        o.reads_pending_max = 1;
+    })
+    .await;
+    let node = &single.node;
 
     let ids = SessionIds::new(1);
     let h = &node.handle;
@@ -75,7 +46,7 @@ async fn requests_beyond_the_pending_limits_are_refused_and_the_rest_answered() 
 
     // Nothing waits any more: a new request is taken.
     h.propose(ids.command(Op::put("c", "3"))).await.unwrap();
-    stop_tx.send_replace(true);
-    node.task.await.unwrap().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    single.stop.send_replace(true);
+    single.node.task.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(&single.dir);
 }

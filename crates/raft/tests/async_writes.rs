@@ -6,36 +6,9 @@
 use bytes::Bytes;
 mod common;
 
-use flotilla_raft::message::{Message, MessageBody};
-use flotilla_raft::{Config, InitialState, LogIndex, NodeId, RawNode, Role};
-
-/// Node 1 of three, leader of term 1 with its no-op (index 1) durable and
-/// committed.
-fn leader() -> RawNode {
-    let mut cfg = Config::new(NodeId(1), (1..=3).map(NodeId).collect());
-    cfg.pre_vote = false;
-    let mut node = RawNode::new(cfg, InitialState::default()).expect("valid config");
-    node.campaign();
-    let rd = node.ready();
-    node.advance(&rd);
-    let granted = MessageBody::VoteResp {
-        pre: false,
-        granted: true,
-    };
-    node.step(msg(2, granted)).expect("vote response");
-    assert_eq!(node.status().role, Role::Leader);
-    let rd = node.ready();
-    node.advance(&rd);
-    node.step(ack(2, 1)).expect("ack");
-    let rd = node.ready();
-    node.advance(&rd);
-    assert_eq!(node.status().commit, LogIndex(1));
-    node
-}
-
-fn msg(from: u64, body: MessageBody) -> Message {
-    common::msg(from, 1, body)
-}
+use common::leader;
+use flotilla_raft::LogIndex;
+use flotilla_raft::message::Message;
 
 fn ack(from: u64, index: u64) -> Message {
     common::ack(from, 1, index)

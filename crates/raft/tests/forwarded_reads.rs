@@ -9,7 +9,6 @@
 //! its own under the same number and served it at that old index, a value
 //! deleted since.
 
-#[allow(dead_code)] // not every test uses every builder
 mod common;
 
 use flotilla_raft::message::{Message, MessageBody};
@@ -167,19 +166,7 @@ fn a_new_leader_fails_the_reads_forwarded_to_the_old_one() {
 
 #[test]
 fn a_deposed_leader_fails_its_own_reads_and_refuses_its_followers() {
-    let mut cfg = Config::new(NodeId(1), (1..=3).map(NodeId).collect());
-    cfg.pre_vote = false;
-    let mut node = RawNode::new(cfg, InitialState::default()).expect("valid config");
-    node.campaign();
-    drain(&mut node);
-    let granted = MessageBody::VoteResp {
-        pre: false,
-        granted: true,
-    };
-    node.step(common::msg(2, 1, granted)).expect("vote");
-    drain(&mut node);
-    node.step(common::ack(2, 1, 1)).expect("ack of the no-op");
-    drain(&mut node);
+    let mut node = common::leader();
     // Two reads wait for a heartbeat round: this node's own, and one
     // that follower 3 forwarded.
     node.read_index(5);

@@ -9,7 +9,6 @@
 //! indices, ids around the membership) as well as anywhere in `u64`, so
 //! that both plausible and absurd messages reach the deep branches.
 
-#[allow(dead_code)] // not every test uses every builder
 mod common;
 
 use bytes::Bytes;

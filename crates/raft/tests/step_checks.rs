@@ -3,14 +3,13 @@
 //! error that names it (`tests/hostile_peers.rs` covers the rest of the
 //! message space for panics).
 
-#[allow(dead_code)] // not every test uses every builder
 mod common;
 
 use bytes::Bytes;
 use flotilla_raft::message::{Message, MessageBody};
 use flotilla_raft::{
     Append, AppendResp, Config, Entry, EntryKind, InitialState, LogIndex, NodeId, RawNode,
-    RejectHint, Role, StepError, Term, VoteRequest,
+    RejectHint, StepError, Term, VoteRequest,
 };
 
 /// Node 1 of three, a follower of term `term` that has not heard a leader.
@@ -21,24 +20,7 @@ fn follower(term: u64) -> RawNode {
     RawNode::new(cfg, init).expect("valid config")
 }
 
-/// Node 1 of three, leader of term 1 with its no-op at index 1.
-fn leader() -> RawNode {
-    let mut cfg = Config::new(NodeId(1), (1..=3).map(NodeId).collect());
-    cfg.pre_vote = false;
-    let mut node = RawNode::new(cfg, InitialState::default()).expect("valid config");
-    node.campaign();
-    let rd = node.ready();
-    node.advance(&rd);
-    let granted = MessageBody::VoteResp {
-        pre: false,
-        granted: true,
-    };
-    node.step(common::msg(2, 1, granted)).expect("vote");
-    assert_eq!(node.status().role, Role::Leader);
-    let rd = node.ready();
-    node.advance(&rd);
-    node
-}
+use common::leader;
 
 fn entry(term: u64, index: u64) -> Entry {
     Entry {

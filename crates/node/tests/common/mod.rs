@@ -1,0 +1,67 @@
+//! A single-voter node on a WAL in a scratch directory, leading, for the
+//! driver's integration tests.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flotilla_node::etcd::KvMachine;
+use flotilla_node::metrics::Metrics;
+use flotilla_node::raft::{NodeOptions, RaftNode, Transport};
+use flotilla_raft::{Config, NodeId, Role};
+use flotilla_wal::{GroupId, Options, Wal};
+use tokio::sync::{mpsc, watch};
+
+/// A leading single voter and what keeps it running.
+pub struct Single {
+    pub node: RaftNode<KvMachine>,
+    /// Set to true to stop the node.
+    pub stop: watch::Sender<bool>,
+    /// Its data (the test removes it when done).
+    pub dir: PathBuf,
+    /// Keeps the inbound queue open.
+    _inbound: mpsc::Sender<flotilla_raft::Message>,
+}
+
+/// Starts node 1 alone with 1 ms ticks in a fresh directory named after
+/// `test`, `opts` adjusting the defaults, and waits until it leads.
+pub async fn single_voter(test: &str, opts: impl FnOnce(&mut NodeOptions)) -> Single {
+    let dir = std::env::temp_dir().join(format!("flotilla-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    let wal = Wal::open(&dir, Options::default()).expect("open the WAL");
+    let storage = wal.group(GroupId(1)).expect("the group's storage");
+    let me = NodeId(1);
+    let (stop_tx, stop) = watch::channel(false);
+    let peers = BTreeMap::from([(me, String::new())]);
+    let transport = Transport::start(7, me, &peers, stop.clone());
+    let (inbound_tx, inbound) = mpsc::channel(16);
+    let mut options = NodeOptions {
+        raft: Config::new(me, vec![me]),
+        tick: Duration::from_millis(1),
+        snapshot_entries: 1000,
+        request_queue: 16,
+        proposals_pending_max: 16,
+        reads_pending_max: 16,
+        metrics: Arc::new(Metrics::default()),
+    };
+    opts(&mut options);
+    let sm = Arc::new(Mutex::new(KvMachine::new(&peers)));
+    let node = RaftNode::start(options, storage, sm, transport, inbound, stop).expect("start");
+    // A single voter elects itself after an election timeout.
+    let mut status = node.handle.watch_status();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        status.wait_for(|s| s.role == Role::Leader),
+    )
+    .await
+    .expect("the single voter becomes leader")
+    .expect("the node runs");
+    Single {
+        node,
+        stop: stop_tx,
+        dir,
+        _inbound: inbound_tx,
+    }
+}
