@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use cluster_common::Cluster;
 use cluster_common::workload;
-use common::{etcdctl, etcdctl_missing, etcdctl_ok};
+use common::{etcdctl, etcdctl_missing, etcdctl_ok, wait_for};
 use flotilla_node::client::Client;
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::kv_client::KvClient;
@@ -347,7 +347,13 @@ fn megabyte_writes_replicate_and_too_large_ones_are_refused() {
             range_end: b"big0".to_vec().into(),
             ..Default::default()
         };
-        let kvs = rt.block_on(member.range(range)).unwrap().kvs;
+        // The restarted member listens only once it has opened its data,
+        // which takes a while on a loaded machine.
+        let what = format!("member {} to answer", i + 1);
+        let kvs = wait_for(&what, Duration::from_secs(30), || {
+            rt.block_on(member.range(range.clone())).ok()
+        })
+        .kvs;
         assert_eq!(kvs.len(), 8, "member {} holds every write", i + 1);
         assert!(kvs.iter().all(|kv| kv.value == value));
     }

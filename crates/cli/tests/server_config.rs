@@ -91,3 +91,40 @@ fn bad_config_files_are_clear_errors() {
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("nope.toml"), "{err}");
 }
+
+/// A `--listen` port that is not this member's own `--peers` entry is
+/// refused at start, naming both, unless a cluster token says members
+/// reach one another at other addresses: then it starts with a warning.
+#[test]
+fn a_listen_port_not_in_the_members_peers_entry_is_refused_without_a_token() {
+    let s = Scratch::new("listen-peers");
+    let (listen, listed, other) = (free_addr(), free_addr(), free_addr());
+    let peers = format!("1={listed},2={other}");
+    let server = |extra: &[&str]| {
+        let mut cmd = flotilla(&s.path);
+        cmd.args([
+            "server", "--id", "1", "--listen", &listen, "--peers", &peers,
+        ])
+        .args(["--data-dir", "d"])
+        .args(extra);
+        cmd
+    };
+    let (status, _, err) = run(&mut server(&[]));
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("--listen {listen}")), "{err}");
+    assert!(err.contains(&format!("1={listed}")), "{err}");
+    assert!(err.contains("--cluster-token"), "{err}");
+    assert!(
+        !s.path.join("d").exists(),
+        "nothing is written before the check"
+    );
+
+    let log = s.path.join("token.log");
+    let mut cmd = server(&["--cluster-token", "behind-a-proxy"]);
+    cmd.stderr(std::fs::File::create(&log).unwrap());
+    let _p = Proc::spawn("server", &mut cmd);
+    wait_for("the warning", Duration::from_secs(30), || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.contains("--listen serves another port").then_some(())
+    });
+}

@@ -132,6 +132,9 @@ pub fn resolve(args: ServerArgs, file: ServerArgs) -> anyhow::Result<Settings> {
     if id == 0 || (!join && !peers.contains_key(&NodeId(id))) {
         bail!("--id {id} is not one of the members in --peers");
     }
+    if !join {
+        check_listen_matches_peers(id, &listen, &peers, cluster_token.is_some())?;
+    }
     if tick_ms == 0 {
         bail!("--tick-ms must be at least 1");
     }
@@ -164,6 +167,46 @@ pub fn resolve(args: ServerArgs, file: ServerArgs) -> anyhow::Result<Settings> {
         listen,
         metrics_listen,
     })
+}
+
+/// The port of a `host:port` address (`[v6]:port` too), if it has one.
+fn port_of(addr: &str) -> Option<&str> {
+    addr.rsplit_once(':')
+        .map(|(_, port)| port)
+        .filter(|p| !p.is_empty() && !p.contains(']'))
+}
+
+/// A founder's peers reach it at its own `--peers` entry, so `--listen`
+/// must serve that port (the host may differ: `0.0.0.0` serves every
+/// address), as etcd refuses advertised URLs that `--initial-cluster`
+/// does not list. With a cluster token members may see one another at
+/// other addresses (a proxy, NAT), so a mismatch is only a warning.
+fn check_listen_matches_peers(
+    id: u64,
+    listen: &str,
+    peers: &BTreeMap<NodeId, String>,
+    token: bool,
+) -> anyhow::Result<()> {
+    let Some(own) = peers.get(&NodeId(id)) else {
+        return Ok(());
+    };
+    if port_of(listen) == port_of(own) {
+        return Ok(());
+    }
+    if token {
+        tracing::warn!(
+            listen,
+            peers_entry = %own,
+            "--listen serves another port than this member's --peers entry; with \
+             --cluster-token, peers are expected to reach it through that address"
+        );
+        return Ok(());
+    }
+    bail!(
+        "--listen {listen} does not serve this member's --peers entry {id}={own}: its peers \
+         would send to {own}. Listen on that port, fix --peers, or, if members reach one \
+         another at other addresses (a proxy, NAT), give every member the same --cluster-token"
+    )
 }
 
 /// Parses `1=host:port` items.
@@ -212,6 +255,8 @@ fn init_logging() {
 /// Runs `flotilla server`.
 pub fn main(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let file = config::load(args.config.as_deref())?;
+    // Before the settings are checked, which may warn.
+    init_logging();
     let args_exit_with_parent = args.exit_with_parent;
     let Settings {
         cfg,
@@ -220,7 +265,6 @@ pub fn main(args: ServerArgs) -> anyhow::Result<ExitCode> {
     } = resolve(args, file)?;
     let member = cfg.id.get();
     let exit_with_parent = args_exit_with_parent;
-    init_logging();
     let rt = server_runtime()?;
     rt.block_on(async move {
         let grpc = tokio::net::TcpListener::bind(&listen)
