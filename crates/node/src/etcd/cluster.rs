@@ -33,6 +33,16 @@ pub struct ClusterService {
 }
 
 impl ClusterService {
+    /// The leader's answer to a forwarded command: `reply`, in `term`.
+    fn answered(&self, reply: &Reply, term: u64) -> Response<ProposeResponse> {
+        Response::new(ProposeResponse {
+            not_leader: false,
+            leader: self.core.me.get(),
+            reply: reply.encode(),
+            term,
+        })
+    }
+
     /// The services over `core`.
     pub fn new(core: Core) -> ClusterService {
         ClusterService { core }
@@ -214,12 +224,7 @@ impl Proposals for ClusterService {
                 seq: command.request.seq,
                 outcome: Outcome::Refused(refusal),
             };
-            return Ok(Response::new(ProposeResponse {
-                not_leader: false,
-                leader: self.core.me.get(),
-                reply: reply.encode(),
-                term: self.core.node.term().0,
-            }));
+            return Ok(self.answered(&reply, self.core.node.term().0));
         }
         // The command arrived as a slice of this call's receive buffer
         // (8 KiB or more); the log and the store keep it, so it gets an
@@ -246,11 +251,6 @@ impl Proposals for ClusterService {
             seq: a.seq,
             outcome: a.outcome,
         };
-        Ok(Response::new(ProposeResponse {
-            not_leader: false,
-            leader: self.core.me.get(),
-            reply: reply.encode(),
-            term: applied.term.0,
-        }))
+        Ok(self.answered(&reply, applied.term.0))
     }
 }
