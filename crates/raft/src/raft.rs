@@ -136,30 +136,28 @@ const MAX_INDEX: u64 = 1 << 62;
 /// candidate's last, a rejection hint's) are no later than the message's
 /// own term, as Raft guarantees of any honest sender.
 fn check_numbers(m: &Message) -> Result<(), StepError> {
-    let (indices, terms): (Vec<LogIndex>, Vec<Term>) = match &m.body {
-        MessageBody::Append(a) => (
-            [a.prev_index, a.commit]
-                .into_iter()
-                .chain(a.entries.last().map(|e| e.index))
-                .collect(),
-            vec![a.prev_term],
-        ),
-        MessageBody::AppendResp(r) => (
-            [r.index]
-                .into_iter()
-                .chain(r.reject.map(|h| h.index))
-                .collect(),
-            r.reject.map(|h| h.term).into_iter().collect(),
-        ),
-        MessageBody::Heartbeat { commit, .. } => (vec![*commit], Vec::new()),
-        MessageBody::Vote(v) => (vec![v.last_index], vec![v.last_term]),
-        MessageBody::Snapshot(c) => (vec![c.meta.index], vec![c.meta.term]),
-        MessageBody::SnapshotResp { index, .. } => (vec![*index], Vec::new()),
-        MessageBody::ReadIndexResp { index, .. } => (index.iter().copied().collect(), Vec::new()),
+    // Fixed-size, on the stack: this runs for every peer message. Index 0
+    // and term 0 stand for "none" and never fail a check.
+    let none = LogIndex(0);
+    let (indices, term): ([LogIndex; 3], Term) = match &m.body {
+        MessageBody::Append(a) => {
+            let last = a.entries.last().map_or(none, |e| e.index);
+            ([a.prev_index, a.commit, last], a.prev_term)
+        }
+        MessageBody::AppendResp(r) => {
+            let hint = r.reject.map_or(none, |h| h.index);
+            let hint_term = r.reject.map_or(Term(0), |h| h.term);
+            ([r.index, hint, none], hint_term)
+        }
+        MessageBody::Heartbeat { commit, .. } => ([*commit, none, none], Term(0)),
+        MessageBody::Vote(v) => ([v.last_index, none, none], v.last_term),
+        MessageBody::Snapshot(c) => ([c.meta.index, none, none], c.meta.term),
+        MessageBody::SnapshotResp { index, .. } => ([*index, none, none], Term(0)),
+        MessageBody::ReadIndexResp { index, .. } => ([index.unwrap_or(none), none, none], Term(0)),
         MessageBody::HeartbeatResp { .. }
         | MessageBody::VoteResp { .. }
         | MessageBody::TimeoutNow
-        | MessageBody::ReadIndex { .. } => (Vec::new(), Vec::new()),
+        | MessageBody::ReadIndex { .. } => ([none; 3], Term(0)),
     };
     if let Some(index) = indices.into_iter().find(|i| i.get() > MAX_INDEX) {
         return Err(StepError::IndexOutOfRange {
@@ -169,7 +167,7 @@ fn check_numbers(m: &Message) -> Result<(), StepError> {
     }
     // A pre-vote asks about the term after the candidate's own, and
     // carries that term; its last entry's term is at most the one before.
-    if let Some(term) = terms.into_iter().find(|t| *t > m.term) {
+    if term > m.term {
         return Err(StepError::TermPastMessage {
             from: m.from,
             term,
