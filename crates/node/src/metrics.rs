@@ -8,9 +8,11 @@
 //! connection and answers with `Connection: close`.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use flotilla_host::Counters;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -72,19 +74,9 @@ pub const METHODS: [&str; 5] = ["Range", "Put", "DeleteRange", "Txn", "Compact"]
 /// A node's metrics.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// Commands proposed by this node as leader.
-    pub proposals: AtomicU64,
-    /// Proposals refused (not the leader, transfer in progress).
-    pub proposals_refused: AtomicU64,
-    /// Committed entries applied to the state machine.
-    pub applied_entries: AtomicU64,
-    /// Times the known leader changed.
-    pub leader_changes: AtomicU64,
-    /// Snapshots taken (log compactions).
-    pub snapshots: AtomicU64,
-    /// Peer messages the Raft core refused as malformed or impossible
-    /// (`flotilla_raft::StepError`): a broken or hostile peer.
-    pub peer_messages_refused: AtomicU64,
+    /// What the replica host counts (proposals, applies, leader
+    /// changes, snapshots, refused peer messages).
+    pub replica: Arc<Counters>,
     /// Peer messages dropped undecoded: bytes that are no message, or a
     /// message not addressed to this node or not from the batch's sender.
     pub peer_messages_undecodable: AtomicU64,
@@ -125,32 +117,32 @@ impl Metrics {
             (
                 "flotilla_proposals_total",
                 "Commands proposed as leader.",
-                &self.proposals,
+                &self.replica.proposals,
             ),
             (
                 "flotilla_proposals_refused_total",
                 "Proposals refused.",
-                &self.proposals_refused,
+                &self.replica.proposals_refused,
             ),
             (
                 "flotilla_applied_entries_total",
                 "Committed entries applied.",
-                &self.applied_entries,
+                &self.replica.applied_entries,
             ),
             (
                 "flotilla_leader_changes_total",
                 "Changes of the known leader.",
-                &self.leader_changes,
+                &self.replica.leader_changes,
             ),
             (
                 "flotilla_snapshots_total",
                 "Log compactions.",
-                &self.snapshots,
+                &self.replica.snapshots,
             ),
             (
                 "flotilla_peer_messages_refused_total",
                 "Peer messages the Raft core refused as malformed or impossible.",
-                &self.peer_messages_refused,
+                &self.replica.peer_messages_refused,
             ),
             (
                 "flotilla_peer_messages_undecodable_total",

@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status};
 use super::core::Core;
 use super::membership::{FORWARDED, MemberOp};
 use crate::raft::NodeError;
-use crate::raft::driver::lock;
+use crate::raft::lock;
 
 /// The version reported by `Status`: etcd's API version this server
 /// speaks, and Flotilla's own.

@@ -28,7 +28,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::machine::{KvMachine, KvOutput, SessionIds, now_ms};
 use crate::metrics::Metrics;
-use crate::raft::driver::lock;
+use crate::raft::lock;
 use crate::raft::{NodeError, NodeHandle, Transport};
 
 /// etcd's default `--max-request-bytes`: the largest write a client may

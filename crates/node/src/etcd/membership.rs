@@ -31,7 +31,7 @@ use tonic::Status;
 use super::core::Core;
 use super::members::{MemberInfo, Members, encode_context};
 use crate::raft::NodeError;
-use crate::raft::driver::lock;
+use crate::raft::lock;
 
 /// The metadata key that marks a request forwarded by a follower.
 pub const FORWARDED: &str = "flotilla-forwarded";

@@ -1,24 +1,22 @@
-//! The Raft runtime: a tokio task per Raft group drives the I/O-free
-//! [`flotilla_raft::RawNode`] with a timer, peer messages over gRPC
-//! streams, the durable WAL ([`flotilla_wal`]) with group commit, and the
-//! application's [`StateMachine`].
+//! The Raft runtime: a tokio task per Raft group runs the I/O-free
+//! replica host ([`flotilla_host::Host`]: the Raft core, the durable WAL
+//! with group commit, the application's [`StateMachine`]) with a timer,
+//! peer messages over gRPC streams, and syncs on the blocking pool.
 //!
-//! - [`driver`]: the node's task and its Ready loop (the durability order).
+//! - [`driver`]: the node's task, the host's tokio executor.
 //! - [`handle`]: how services propose commands and ask for read indexes.
 //! - [`transport`] / [`inbound`]: peer messages out and in.
-//! - [`app`]: the trait the replicated application implements.
 //! - [`owned`]: wire bytes copied out of their receive buffer before
 //!   anything keeps them.
 
-pub mod app;
 pub mod driver;
 pub mod handle;
 pub mod inbound;
 pub(crate) mod owned;
 pub mod transport;
 
-pub use app::{ApplyError, PeerTable, RestoreError, SnapshotJob, StateMachine};
 pub use driver::{FatalError, NodeOptions, RaftNode, StartError};
+pub use flotilla_host::{ApplyError, PeerTable, RestoreError, SnapshotJob, StateMachine, lock};
 pub use handle::{Applied, NodeError, NodeHandle, NodeStatus};
 pub use inbound::InboundService;
 pub use transport::Transport;

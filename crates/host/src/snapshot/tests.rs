@@ -1,4 +1,4 @@
-//! Unit tests of the driver's pure helpers.
+//! Unit tests of the snapshot schedule.
 
 use super::*;
 

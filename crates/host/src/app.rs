@@ -2,7 +2,7 @@
 //! that applies committed commands in log order, and can be saved to and
 //! restored from a snapshot.
 //!
-//! Invariants the driver keeps: `apply` sees every committed command
+//! Invariants the host keeps: `apply` sees every committed command
 //! exactly once, in index order, after `restore` of any snapshot that
 //! precedes it; `snapshot` and `snapshot_job` are only called between
 //! applies, so they capture the state at the last applied index. A
@@ -23,7 +23,7 @@ pub struct PeerTable {
     pub removed: BTreeSet<NodeId>,
 }
 
-/// A replicated state machine, driven by [`super::RaftNode`].
+/// A replicated state machine, driven by a [`crate::Host`].
 pub trait StateMachine: Send + 'static {
     /// What applying one command yields for the client that proposed it.
     type Output: Send + 'static;
@@ -44,7 +44,7 @@ pub trait StateMachine: Send + 'static {
     fn snapshot(&self) -> Bytes;
 
     /// The machine's state as a job that encodes it, taken when the log is
-    /// compacted. The driver runs the job on a blocking thread so that the
+    /// compacted. The host's executor runs the job on a blocking thread so that the
     /// Raft task does not stall for the encoding of a large state: the
     /// machine should capture a cheap copy here (reference-counted data)
     /// and leave the encoding to the job. The default encodes at once.
@@ -58,8 +58,8 @@ pub trait StateMachine: Send + 'static {
     /// machine that cannot read it is a bug or a version mismatch.
     fn restore(&mut self, data: &Bytes) -> Result<(), RestoreError>;
 
-    /// The member addresses this machine replicates, if it does. The
-    /// driver asks after a conf change is applied or a snapshot restored,
+    /// The member addresses this machine replicates, if it does. The host
+    /// asks after a conf change is applied or a snapshot restored,
     /// and points the transport at them.
     fn peer_table(&self) -> Option<PeerTable> {
         None

@@ -1,0 +1,29 @@
+//! What a host counts as it goes: plain atomics that an executor shares
+//! with whatever exports them (the server's Prometheus endpoint).
+//!
+//! Invariant: counting never blocks or allocates.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A host's counters.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Commands proposed by this node as leader.
+    pub proposals: AtomicU64,
+    /// Proposals refused (not the leader, transfer in progress).
+    pub proposals_refused: AtomicU64,
+    /// Committed entries applied to the state machine.
+    pub applied_entries: AtomicU64,
+    /// Times the known leader changed.
+    pub leader_changes: AtomicU64,
+    /// Snapshots taken (log compactions).
+    pub snapshots: AtomicU64,
+    /// Peer messages the Raft core refused as malformed or impossible
+    /// (`flotilla_raft::StepError`): a broken or hostile peer.
+    pub peer_messages_refused: AtomicU64,
+}
+
+/// Adds `n` to `counter`; returns the new total.
+pub(crate) fn add(counter: &AtomicU64, n: u64) -> u64 {
+    counter.fetch_add(n, Ordering::Relaxed) + n
+}
