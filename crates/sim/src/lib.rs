@@ -15,6 +15,7 @@ pub mod bench;
 pub mod cluster;
 pub mod disk;
 mod driver;
+pub mod hosted;
 pub mod invariants;
 pub mod lab;
 pub mod net;

@@ -1,0 +1,216 @@
+//! One member as the simulator runs it: the production [`Host`] over the
+//! real WAL on an in-memory file system, or, while the member is down,
+//! the WAL as the crash left it (unsynced writes lost, the tail torn, as
+//! [`flotilla_wal::Image::crash`] decides).
+//!
+//! Invariant: an event scheduled for an earlier incarnation (a sync or a
+//! snapshot job that was running at the crash) never reaches the next.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use flotilla_host::{Counters, Host, HostOptions, StartError, Waiter, Waiters};
+use flotilla_raft::{Config, LogIndex, NodeId};
+use flotilla_wal::{GroupHandle, GroupId, MemFs, Options, Wal, WalError};
+
+use super::machine::{Chain, Ledger};
+
+/// The group every member hosts.
+pub(crate) const GROUP: GroupId = GroupId(1);
+
+/// An answer the host gave, for the simulation to check and pass on.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// A proposal's outcome: the index it applied at, or why not.
+    Proposal(
+        u64,
+        Result<(LogIndex, flotilla_raft::Term), flotilla_host::NodeError>,
+    ),
+    /// A read's outcome: the index to read at, or why not.
+    Read(u64, Result<LogIndex, flotilla_host::NodeError>),
+}
+
+/// Where answers collect until the simulation looks.
+pub(crate) type Inbox = Rc<RefCell<Vec<(u64, Answer)>>>;
+
+/// A waiter that files its answer, with the member that gave it, in the
+/// simulation's inbox. `kind` makes the answer a proposal's or a read's.
+pub(crate) struct SimWaiter {
+    pub(crate) member: u64,
+    pub(crate) request: u64,
+    pub(crate) inbox: Inbox,
+    /// Set when the client gave up on the request.
+    pub(crate) gave_up: Rc<RefCell<bool>>,
+}
+
+impl Waiter<Result<flotilla_host::Applied<LogIndex>, flotilla_host::NodeError>> for SimWaiter {
+    fn answer(self, value: Result<flotilla_host::Applied<LogIndex>, flotilla_host::NodeError>) {
+        let value = value.map(|a| (a.index, a.term));
+        let answer = Answer::Proposal(self.request, value);
+        self.inbox.borrow_mut().push((self.member, answer));
+    }
+
+    fn gave_up(&self) -> bool {
+        *self.gave_up.borrow()
+    }
+}
+
+impl Waiter<Result<LogIndex, flotilla_host::NodeError>> for SimWaiter {
+    fn answer(self, value: Result<LogIndex, flotilla_host::NodeError>) {
+        let answer = Answer::Read(self.request, value);
+        self.inbox.borrow_mut().push((self.member, answer));
+    }
+
+    fn gave_up(&self) -> bool {
+        *self.gave_up.borrow()
+    }
+}
+
+/// The simulator's waiter types.
+pub(crate) struct SimWaiters;
+
+impl Waiters<LogIndex> for SimWaiters {
+    type Propose = SimWaiter;
+    type Index = SimWaiter;
+}
+
+/// The host the simulation runs.
+pub(crate) type SimHost = Host<Chain, SimWaiters>;
+
+/// A member's state.
+pub(crate) enum Life {
+    /// Running.
+    Up(Box<SimHost>),
+    /// Crashed: the WAL recovered from what the crash left, read-only
+    /// until the restart (it answers what is durable here).
+    Down(GroupHandle),
+}
+
+/// One member.
+pub(crate) struct Member {
+    pub(crate) id: u64,
+    pub(crate) fs: MemFs,
+    pub(crate) life: Life,
+    /// Bumped at every crash.
+    pub(crate) incarnation: u64,
+    /// A sync runs (the host asked for one and has not heard back).
+    pub(crate) syncing: bool,
+}
+
+/// Why a member could not start: the simulation's failure.
+pub(crate) fn start_error(id: u64, e: &dyn std::error::Error) -> String {
+    format!("member {id} could not start: {e}")
+}
+
+/// Opens the WAL on `fs` and takes the group's handle.
+pub(crate) fn open_group(fs: &MemFs) -> Result<GroupHandle, WalError> {
+    let options = Options {
+        segment_bytes: 64 << 10,
+        ..Options::default()
+    };
+    let wal = Wal::open_with_fs("/wal", options, Arc::new(fs.clone()))?;
+    wal.group(GROUP)
+}
+
+/// Starts a host over `storage`.
+pub(crate) fn start_host(
+    raft: Config,
+    snapshot_entries: u64,
+    storage: GroupHandle,
+    ledger: &Arc<Mutex<Ledger>>,
+) -> Result<SimHost, StartError> {
+    let opts = HostOptions {
+        snapshot_entries,
+        proposals_pending_max: 1024,
+        reads_pending_max: 1024,
+        raft,
+    };
+    let machine = Chain::new(opts.raft.id.get(), Arc::clone(ledger));
+    Host::new(
+        opts,
+        storage,
+        Arc::new(Mutex::new(machine)),
+        Arc::new(Counters::default()),
+    )
+}
+
+impl Member {
+    /// The member's WAL handle, up or down.
+    pub(crate) fn storage(&self) -> &GroupHandle {
+        match &self.life {
+            Life::Up(host) => host.storage(),
+            Life::Down(storage) => storage,
+        }
+    }
+
+    /// The running host, if the member is up.
+    pub(crate) fn host(&mut self) -> Option<&mut SimHost> {
+        match &mut self.life {
+            Life::Up(host) => Some(host),
+            Life::Down(_) => None,
+        }
+    }
+
+    /// Whether the entry `(index, term)` is durable here: synced, or
+    /// covered by a durable snapshot.
+    pub(crate) fn holds_durably(&self, index: LogIndex, term: flotilla_raft::Term) -> bool {
+        let storage = self.storage();
+        if storage.durable_index() < index {
+            return false;
+        }
+        match storage.term(index) {
+            Some(t) => t == term,
+            None => storage.snapshot_meta().is_some_and(|m| m.index >= index),
+        }
+    }
+
+    /// Power loss: what was not synced is lost (`seed` picks how much of
+    /// it survives), and the WAL is recovered from the rest.
+    pub(crate) fn crash(&mut self, seed: u64) -> Result<(), String> {
+        // The disk as the power went, before the old host is dropped.
+        let image = self.fs.image();
+        self.life = Life::Down(self.storage_placeholder()?);
+        self.fs = image.crash(seed);
+        let storage = open_group(&self.fs).map_err(|e| start_error(self.id, &e))?;
+        self.life = Life::Down(storage);
+        self.incarnation += 1;
+        self.syncing = false;
+        Ok(())
+    }
+
+    /// A handle on an empty disk, to hold while the old WAL is dropped.
+    fn storage_placeholder(&self) -> Result<GroupHandle, String> {
+        open_group(&MemFs::new()).map_err(|e| start_error(self.id, &e))
+    }
+
+    /// Restarts a member that is down.
+    pub(crate) fn restart(
+        &mut self,
+        raft: Config,
+        snapshot_entries: u64,
+        ledger: &Arc<Mutex<Ledger>>,
+    ) -> Result<(), String> {
+        let placeholder = Life::Down(self.storage_placeholder()?);
+        let Life::Down(storage) = std::mem::replace(&mut self.life, placeholder) else {
+            return Ok(());
+        };
+        let host = start_host(raft, snapshot_entries, storage, ledger)
+            .map_err(|e| start_error(self.id, &e))?;
+        self.life = Life::Up(Box::new(host));
+        Ok(())
+    }
+}
+
+/// The Raft configuration of member `id` of `members`, with a seed of
+/// this incarnation's. Committed entries are handed to the host a few
+/// at a time (a small `max_apply_bytes`, drawn from the seed) so that
+/// applying lags committing and reads wait for their index to apply.
+pub(crate) fn raft_config(id: u64, members: u64, seed: u64) -> Config {
+    let mut cfg = Config::new(NodeId(id), (1..=members).map(NodeId).collect());
+    cfg.election_ticks = 20;
+    cfg.heartbeat_ticks = 2;
+    cfg.seed = seed;
+    cfg.max_apply_bytes = if seed.is_multiple_of(2) { 1 } else { 8 << 20 };
+    cfg
+}

@@ -1,0 +1,618 @@
+//! The hosted simulation's world: the event queue on virtual time, the
+//! members, the network, the clients, and the checks made on every
+//! answer (see the module docs of [`super`]).
+
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use flotilla_host::{Action, Pump, SnapshotTask};
+use flotilla_raft::rng::SplitMix64;
+use flotilla_raft::{LogIndex, Message, NodeId, Term};
+
+use super::machine::{self, Ledger};
+use super::member::{Answer, Inbox, Life, Member, SimWaiter, open_group, raft_config, start_error};
+use crate::net::{MS, NetConfig, Network};
+
+/// How a hosted run goes.
+#[derive(Clone, Debug)]
+pub struct HostedConfig {
+    /// Members of the group.
+    pub members: u64,
+    /// Clients.
+    pub clients: u64,
+    /// Virtual time with faults, then as long again without.
+    pub duration_ns: u64,
+    /// Crash and restart members.
+    pub crashes: bool,
+    /// Partition the network now and then.
+    pub partitions: bool,
+    /// Lose, delay, duplicate and reorder messages.
+    pub unreliable: bool,
+    /// Compact the log every this many applied entries.
+    pub snapshot_entries: u64,
+}
+
+impl Default for HostedConfig {
+    fn default() -> Self {
+        HostedConfig {
+            members: 3,
+            clients: 3,
+            duration_ns: 4_000 * MS,
+            crashes: true,
+            partitions: true,
+            unreliable: true,
+            snapshot_entries: 25,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostedReport {
+    /// Entries committed (the ledger's length).
+    pub commits: u64,
+    /// Writes acknowledged to clients.
+    pub acked_writes: u64,
+    /// Linearizable reads answered.
+    pub reads: u64,
+    /// Crashes.
+    pub crashes: u64,
+    /// Snapshot jobs that finished (used or not).
+    pub snapshot_jobs: u64,
+    /// Writes acknowledged after the faults stopped.
+    pub acked_after_faults: u64,
+}
+
+enum Event {
+    Tick(u64, u64),
+    Deliver(Message),
+    SyncDone(u64, u64, flotilla_wal::Lsn),
+    SnapshotDone(u64, u64, SnapshotTask),
+    /// A client's turn; ignored unless the token is the client's latest.
+    Client(u64, u64),
+    Fault,
+    Restart(u64),
+}
+
+/// A request a client has out.
+struct Out {
+    client: u64,
+    /// The command, for a write; `None` for a read.
+    command: Option<Bytes>,
+    /// The highest index acknowledged to any client when it began.
+    acked_floor: LogIndex,
+    gave_up: Rc<RefCell<bool>>,
+}
+
+struct Client {
+    target: u64,
+    /// The token of the client's latest scheduled turn.
+    token: u64,
+    /// The request out, with its deadline.
+    pending: Option<(u64, u64)>,
+    sent: u64,
+}
+
+struct World {
+    cfg: HostedConfig,
+    rng: SplitMix64,
+    now: u64,
+    next_seq: u64,
+    queue: BinaryHeap<Reverse<(u64, u64)>>,
+    events: BTreeMap<u64, Event>,
+    members: Vec<Member>,
+    net: Network,
+    ledger: Arc<Mutex<Ledger>>,
+    inbox: Inbox,
+    clients: Vec<Client>,
+    out: BTreeMap<u64, Out>,
+    next_request: u64,
+    acked_max: LogIndex,
+    faults_end: u64,
+    report: HostedReport,
+    failure: Option<String>,
+}
+
+/// Runs one seed; `Err` names the first rule broken, with the time.
+pub fn run(seed: u64, cfg: &HostedConfig) -> Result<HostedReport, String> {
+    let mut w = World::new(seed, cfg.clone())?;
+    let end = cfg.duration_ns * 2;
+    while let Some(Reverse((at, seq))) = w.queue.pop() {
+        if at > end || w.failure.is_some() {
+            break;
+        }
+        w.now = at;
+        if let Some(event) = w.events.remove(&seq) {
+            w.handle(event);
+        }
+        w.check_ledger();
+    }
+    if let Some(f) = w.failure {
+        return Err(format!("seed {seed}: {f}"));
+    }
+    w.report.commits = machine::lock(&w.ledger).entries.len() as u64;
+    if w.report.acked_after_faults == 0 {
+        return Err(format!(
+            "seed {seed}: no write was acknowledged in the {} ms after the faults stopped",
+            cfg.duration_ns / MS
+        ));
+    }
+    Ok(w.report)
+}
+
+impl World {
+    fn new(seed: u64, cfg: HostedConfig) -> Result<World, String> {
+        let mut rng = SplitMix64::new(seed);
+        let ledger = Arc::new(Mutex::new(Ledger::default()));
+        let mut members = Vec::new();
+        for id in 1..=cfg.members {
+            let fs = flotilla_wal::MemFs::new();
+            let storage = open_group(&fs).map_err(|e| start_error(id, &e))?;
+            let raft = raft_config(id, cfg.members, rng.next_u64());
+            let host = super::member::start_host(raft, cfg.snapshot_entries, storage, &ledger)
+                .map_err(|e| start_error(id, &e))?;
+            let life = Life::Up(Box::new(host));
+            members.push(Member {
+                id,
+                fs,
+                life,
+                incarnation: 0,
+                syncing: false,
+            });
+        }
+        let net = Network::new(NetConfig {
+            reliable: !cfg.unreliable,
+            duplicate_per_mille: 20,
+            base_delay_ns: MS / 2,
+            ..NetConfig::default()
+        });
+        let clients = (0..cfg.clients)
+            .map(|c| Client {
+                target: 1 + c % cfg.members,
+                token: 0,
+                pending: None,
+                sent: 0,
+            })
+            .collect();
+        let mut w = World {
+            faults_end: cfg.duration_ns,
+            cfg,
+            rng,
+            now: 0,
+            next_seq: 0,
+            queue: BinaryHeap::new(),
+            events: BTreeMap::new(),
+            members,
+            net,
+            ledger,
+            inbox: Rc::new(RefCell::new(Vec::new())),
+            clients,
+            out: BTreeMap::new(),
+            next_request: 1,
+            acked_max: LogIndex(0),
+            report: HostedReport::default(),
+            failure: None,
+        };
+        w.start();
+        Ok(w)
+    }
+
+    fn start(&mut self) {
+        for m in 1..=self.cfg.members {
+            let first = self.rng.range(0, 10 * MS);
+            self.schedule(first, Event::Tick(m, 0));
+            self.pump(m);
+        }
+        for c in 0..self.cfg.clients {
+            let first = self.rng.range(50 * MS, 100 * MS);
+            self.wake(c, first);
+        }
+        if self.cfg.crashes || self.cfg.partitions {
+            let first = self.rng.range(200 * MS, 600 * MS);
+            self.schedule(first, Event::Fault);
+        }
+    }
+
+    fn schedule(&mut self, after: u64, event: Event) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.events.insert(seq, event);
+        self.queue.push(Reverse((self.now + after, seq)));
+    }
+
+    /// Schedules client `c`'s next turn, which replaces any earlier one.
+    fn wake(&mut self, c: u64, after: u64) {
+        let client = &mut self.clients[c as usize];
+        client.token += 1;
+        let token = client.token;
+        self.schedule(after, Event::Client(c, token));
+    }
+
+    fn fail(&mut self, what: String) {
+        let at = self.now / MS;
+        self.failure.get_or_insert(format!("at {at} ms: {what}"));
+    }
+
+    fn member(&mut self, id: u64) -> &mut Member {
+        &mut self.members[(id - 1) as usize]
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Tick(m, inc) => self.tick(m, inc),
+            Event::Deliver(msg) => self.deliver(msg),
+            Event::SyncDone(m, inc, lsn) => self.sync_done(m, inc, lsn),
+            Event::SnapshotDone(m, inc, task) => self.snapshot_done(m, inc, task),
+            Event::Client(c, token) => {
+                if self.clients[c as usize].token == token {
+                    self.client_step(c);
+                }
+            }
+            Event::Fault => self.fault(),
+            Event::Restart(m) => self.restart(m),
+        }
+    }
+
+    fn tick(&mut self, m: u64, inc: u64) {
+        let member = self.member(m);
+        if member.incarnation != inc {
+            return;
+        }
+        if let Some(host) = member.host() {
+            host.tick();
+            self.pump(m);
+        }
+        self.schedule(10 * MS, Event::Tick(m, inc));
+    }
+
+    fn deliver(&mut self, msg: Message) {
+        let (from, to) = (msg.from.get(), msg.to.get());
+        if !self.net.link_up(from, to) || to == 0 || to > self.cfg.members {
+            return;
+        }
+        let Some(host) = self.member(to).host() else {
+            return;
+        };
+        // An honest peer's message is never refused.
+        if let Err((e, _)) = host.step(msg) {
+            self.fail(format!("member {to} refused a message from {from}: {e}"));
+            return;
+        }
+        self.pump(to);
+    }
+
+    fn sync_done(&mut self, m: u64, inc: u64, lsn: flotilla_wal::Lsn) {
+        let member = self.member(m);
+        if member.incarnation != inc {
+            return;
+        }
+        member.syncing = false;
+        let Some(host) = member.host() else { return };
+        if let Err(e) = host.wal().sync_to(lsn) {
+            self.fail(format!("member {m}: sync failed: {e}"));
+            return;
+        }
+        host.synced();
+        self.pump(m);
+    }
+
+    fn snapshot_done(&mut self, m: u64, inc: u64, task: SnapshotTask) {
+        let member = self.member(m);
+        if member.incarnation != inc {
+            return;
+        }
+        let Some(host) = member.host() else { return };
+        let index = task.index;
+        let data = task.run(&host.wal());
+        host.snapshot_built(index, Some(data));
+        self.report.snapshot_jobs += 1;
+        self.pump(m);
+    }
+
+    /// Runs member `m`'s host until quiet and carries out its actions.
+    fn pump(&mut self, m: u64) {
+        let Some(host) = self.member(m).host() else {
+            return;
+        };
+        let mut pumped = host.pump();
+        while let Ok(Pump::SyncNow(lsn)) = pumped {
+            pumped = match host.wal().sync_to(lsn) {
+                Ok(_) => host.resume().and_then(|()| host.pump()),
+                Err(e) => Err(e.into()),
+            };
+        }
+        let actions = host.take_actions();
+        if let Err(e) = pumped {
+            self.fail(format!("member {m} stopped: {e}"));
+            return;
+        }
+        for action in actions {
+            self.execute(m, action);
+        }
+        self.answers();
+    }
+
+    fn execute(&mut self, m: u64, action: Action) {
+        let inc = self.member(m).incarnation;
+        match action {
+            Action::Send(messages) => {
+                for msg in messages {
+                    self.send(msg);
+                }
+            }
+            // The membership is fixed here; the transport has no table.
+            Action::SetPeers(_) => {}
+            Action::Sync(lsn) => {
+                if std::mem::replace(&mut self.member(m).syncing, true) {
+                    self.fail(format!("member {m}: a second sync while one runs"));
+                }
+                let took = self.rng.range(50_000, 4 * MS);
+                self.schedule(took, Event::SyncDone(m, inc, lsn));
+            }
+            Action::Snapshot(task) => {
+                let took = self.rng.range(0, 40 * MS);
+                self.schedule(took, Event::SnapshotDone(m, inc, task));
+            }
+        }
+    }
+
+    fn send(&mut self, msg: Message) {
+        let link = (msg.from.get(), msg.to.get());
+        let arrivals = self.net.route(&mut self.rng, self.now, link, true, 0);
+        for at in arrivals {
+            let after = at.saturating_sub(self.now);
+            self.schedule(after, Event::Deliver(msg.clone()));
+        }
+    }
+
+    fn check_ledger(&mut self) {
+        let violation = machine::lock(&self.ledger).violation.take();
+        if let Some(v) = violation {
+            self.fail(v);
+        }
+    }
+}
+
+impl World {
+    fn client_step(&mut self, c: u64) {
+        if let Some((request, deadline)) = self.clients[c as usize].pending {
+            if self.now < deadline {
+                return;
+            }
+            // Gave up: the host may forget it; try another member.
+            if let Some(out) = self.out.get(&request) {
+                *out.gave_up.borrow_mut() = true;
+            }
+            self.next_target(c, None);
+        }
+        self.issue(c);
+    }
+
+    fn next_target(&mut self, c: u64, hint: Option<NodeId>) {
+        let members = self.cfg.members;
+        let client = &mut self.clients[c as usize];
+        client.pending = None;
+        client.target = match hint {
+            Some(leader) if (1..=members).contains(&leader.get()) => leader.get(),
+            _ => 1 + client.target % members,
+        };
+    }
+
+    fn issue(&mut self, c: u64) {
+        let request = self.next_request;
+        self.next_request += 1;
+        let target = self.clients[c as usize].target;
+        let write = self.rng.range(0, 10) < 7;
+        let sent = self.clients[c as usize].sent;
+        self.clients[c as usize].sent += 1;
+        let command = write.then(|| Bytes::from(format!("c{c}-{sent}")));
+        let gave_up = Rc::new(RefCell::new(false));
+        let waiter = SimWaiter {
+            member: target,
+            request,
+            inbox: Rc::clone(&self.inbox),
+            gave_up: Rc::clone(&gave_up),
+        };
+        let out = Out {
+            client: c,
+            command: command.clone(),
+            acked_floor: self.acked_max,
+            gave_up,
+        };
+        self.out.insert(request, out);
+        let deadline = self.now + 500 * MS;
+        self.clients[c as usize].pending = Some((request, deadline));
+        self.wake(c, 500 * MS);
+        let Some(host) = self.member(target).host() else {
+            self.out.remove(&request);
+            self.next_target(c, None);
+            self.wake(c, 10 * MS);
+            return;
+        };
+        match command {
+            Some(data) => host.propose(data, waiter),
+            None => host.read_index(waiter),
+        }
+        self.pump(target);
+    }
+
+    /// Checks and passes on every answer the hosts gave.
+    fn answers(&mut self) {
+        let answers = std::mem::take(&mut *self.inbox.borrow_mut());
+        for (member, answer) in answers {
+            let (request, result) = match answer {
+                Answer::Proposal(r, Ok((index, term))) => {
+                    (r, self.acked_write(member, r, index, term))
+                }
+                Answer::Read(r, Ok(index)) => (r, self.answered_read(member, r, index)),
+                Answer::Proposal(r, Err(e)) | Answer::Read(r, Err(e)) => (r, Err(e)),
+            };
+            self.settle(request, result);
+        }
+    }
+
+    fn acked_write(
+        &mut self,
+        m: u64,
+        request: u64,
+        index: LogIndex,
+        term: Term,
+    ) -> Result<(), flotilla_host::NodeError> {
+        let durable = self
+            .members
+            .iter()
+            .filter(|x| x.holds_durably(index, term))
+            .count();
+        if durable as u64 <= self.cfg.members / 2 {
+            self.fail(format!(
+                "member {m} acknowledged the write at {index} (term {term}) durable on {durable} of {} members",
+                self.cfg.members
+            ));
+        }
+        let expected = self.out.get(&request).and_then(|o| o.command.clone());
+        let applied = machine::lock(&self.ledger)
+            .entries
+            .get(&index)
+            .map(|(_, d, _)| d.clone());
+        if expected.is_none() || applied != expected {
+            self.fail(format!(
+                "member {m} acknowledged request {request} at {index}, which holds {applied:?}, not {expected:?}"
+            ));
+        }
+        self.acked_max = self.acked_max.max(index);
+        self.report.acked_writes += 1;
+        if self.now >= self.faults_end {
+            self.report.acked_after_faults += 1;
+        }
+        Ok(())
+    }
+
+    fn answered_read(
+        &mut self,
+        m: u64,
+        request: u64,
+        index: LogIndex,
+    ) -> Result<(), flotilla_host::NodeError> {
+        let floor = self
+            .out
+            .get(&request)
+            .map_or(LogIndex(0), |o| o.acked_floor);
+        let applied = self
+            .member(m)
+            .host()
+            .map_or(LogIndex(0), |h| h.raw().status().applied);
+        if index < floor || applied < index {
+            self.fail(format!(
+                "member {m} answered read {request} at {index}: writes up to {floor} were acknowledged before it began, and the member applied {applied}"
+            ));
+        }
+        self.report.reads += 1;
+        Ok(())
+    }
+
+    /// The client of `request` goes on.
+    fn settle(&mut self, request: u64, result: Result<(), flotilla_host::NodeError>) {
+        let Some(out) = self.out.remove(&request) else {
+            return;
+        };
+        let c = out.client;
+        if self.clients[c as usize].pending.map(|(r, _)| r) != Some(request) {
+            return;
+        }
+        match result {
+            Ok(()) => self.clients[c as usize].pending = None,
+            Err(flotilla_host::NodeError::NotLeader { leader_hint }) => {
+                self.next_target(c, leader_hint)
+            }
+            Err(_) => self.next_target(c, None),
+        }
+        let think = self.rng.range(0, 5 * MS);
+        self.wake(c, think);
+    }
+}
+
+impl World {
+    fn fault(&mut self) {
+        if self.now >= self.faults_end {
+            self.end_faults();
+            return;
+        }
+        let roll = self.rng.range(0, 10);
+        if self.cfg.crashes && roll < 4 {
+            self.crash_one();
+        } else if self.cfg.partitions && roll < 7 {
+            self.partition();
+        } else {
+            self.net.heal();
+        }
+        let next = self.rng.range(100 * MS, 700 * MS);
+        self.schedule(next, Event::Fault);
+    }
+
+    fn crash_one(&mut self) {
+        let down = self
+            .members
+            .iter()
+            .filter(|m| matches!(m.life, Life::Down(_)))
+            .count() as u64;
+        if down >= (self.cfg.members - 1) / 2 {
+            return;
+        }
+        let m = self.rng.range(1, self.cfg.members + 1);
+        if self.member(m).host().is_none() {
+            return;
+        }
+        let seed = self.rng.next_u64();
+        if let Err(e) = self.member(m).crash(seed) {
+            self.fail(e);
+            return;
+        }
+        self.report.crashes += 1;
+        let back = self.rng.range(50 * MS, 1500 * MS);
+        self.schedule(back, Event::Restart(m));
+    }
+
+    fn restart(&mut self, m: u64) {
+        let member = self.member(m);
+        if member.host().is_some() {
+            return;
+        }
+        let inc = member.incarnation;
+        let raft = raft_config(m, self.cfg.members, self.rng.next_u64());
+        let (every, ledger) = (self.cfg.snapshot_entries, Arc::clone(&self.ledger));
+        if let Err(e) = self.member(m).restart(raft, every, &ledger) {
+            self.fail(e);
+            return;
+        }
+        let first = self.rng.range(0, 10 * MS);
+        self.schedule(first, Event::Tick(m, inc));
+        self.pump(m);
+    }
+
+    fn partition(&mut self) {
+        let n = self.cfg.members;
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for id in 1..=n {
+            if self.rng.range(0, 2) == 0 {
+                a.push(id)
+            } else {
+                b.push(id)
+            }
+        }
+        self.net.partition(&[a, b]);
+    }
+
+    /// The faults stop: the network heals and turns reliable, every member
+    /// comes back, and the clients must get writes through again.
+    fn end_faults(&mut self) {
+        self.net.heal();
+        self.net.cfg.reliable = true;
+        for m in 1..=self.cfg.members {
+            self.restart(m);
+        }
+    }
+}
