@@ -25,7 +25,11 @@
 # of tens of percent between runs.
 # Installs Debian's etcd-server if etcd is missing. Stops only the
 # processes it started, by PID.
-# Usage: bench/compare-etcd.sh [SECONDS] [ROUNDS]
+# With REFERENCE=/path/to/flotilla, the reference cluster is that build of
+# Flotilla instead of etcd (the same ports, flags and workloads): an old
+# build against this one, side by side ("etcd" in the table then reads
+# "reference").
+# Usage: [REFERENCE=BIN] bench/compare-etcd.sh [SECONDS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SECS="${1:-10}"
@@ -35,7 +39,11 @@ if ! [[ "$SECS" =~ ^[1-9][0-9]*$ && "$ROUNDS" =~ ^[1-9][0-9]*$ ]]; then
     echo "usage: bench/compare-etcd.sh [SECONDS] [ROUNDS] (whole numbers from 1; got '$SECS' '$ROUNDS')" >&2
     exit 2
 fi
-if ! command -v etcd >/dev/null; then
+REF_NAME=etcd
+if [ -n "${REFERENCE:-}" ]; then
+    [ -x "$REFERENCE" ] || { echo "REFERENCE=$REFERENCE is not an executable" >&2; exit 2; }
+    REF_NAME=reference
+elif ! command -v etcd >/dev/null; then
     sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq etcd-server
@@ -87,7 +95,7 @@ workload() {
     after=$(cpu_ticks)
     tp=$(echo "$line" | sed -E 's/.*throughput=([0-9]+).*/\1/')
     cpu=$(awk -v d=$((after - before)) -v hz="$HZ" -v tp="$tp" -v s="$SECS" 'BEGIN { printf "%.0f", d / hz * 1e6 / (tp * (s + 2)) }')
-    echo "$sys $name: $line server_cpu_per_request=${cpu}us"
+    echo "$([ "$sys" = etcd ] && echo "$REF_NAME" || echo "$sys") $name: $line server_cpu_per_request=${cpu}us"
     echo "$(echo "$line" | sed -E 's/.*throughput=([0-9]+).*p50=([0-9.]+)ms.*/\1 \2/') $cpu" > "$WORK/$sys-$name.$ROUND"
 }
 
@@ -122,6 +130,10 @@ run_suite() {
 }
 
 start_etcd() {
+    if [ -n "${REFERENCE:-}" ]; then
+        start_flotilla "$REFERENCE" ref
+        return
+    fi
     local cl="e1=http://127.0.0.1:32380,e2=http://127.0.0.1:32480,e3=http://127.0.0.1:32580"
     for i in 1 2 3; do
         local cp=$((32279 + i * 100)) pp=$((32280 + i * 100))
@@ -133,11 +145,13 @@ start_etcd() {
     done
 }
 
+# start_flotilla [BIN] [DIR_PREFIX]: a 3-member cluster of BIN (this build).
 start_flotilla() {
+    local bin="${1:-$F}" prefix="${2:-flotilla}"
     local peers="1=127.0.0.1:32379,2=127.0.0.1:32479,3=127.0.0.1:32579"
     for i in 1 2 3; do
-        "$F" server --id "$i" --listen "127.0.0.1:$((32279 + i * 100))" --peers "$peers" \
-            --data-dir "$WORK/flotilla$i" >"$WORK/flotilla$i.log" 2>&1 &
+        "$bin" server --id "$i" --listen "127.0.0.1:$((32279 + i * 100))" --peers "$peers" \
+            --data-dir "$WORK/$prefix$i" >"$WORK/$prefix$i.log" 2>&1 &
         PIDS+=($!)
     done
 }
@@ -161,7 +175,7 @@ fi
 for ROUND in $(seq 1 "$ROUNDS"); do
     [ "$ROUNDS" -gt 1 ] && echo "round $ROUND of $ROUNDS"
     # Fresh clusters: no round restarts on the data of the one before.
-    rm -rf "$WORK"/etcd[0-9] "$WORK"/flotilla[0-9]
+    rm -rf "$WORK"/etcd[0-9] "$WORK"/flotilla[0-9] "$WORK"/ref[0-9]
     start_etcd
     run_suite etcd "$(leader "${EPS[@]}")"
     stop
@@ -192,13 +206,13 @@ ratio() {
     done | median | awk '{ printf "%.2f", $1 }'
 }
 [ "$ROUNDS" -gt 1 ] && echo "medians over $ROUNDS rounds:"
-printf '%-10s %12s %12s %8s %12s %16s\n' workload etcd/s flotilla/s ratio noop/s 'cpu_us/req e|f|n'
+printf '%-10s %12s %12s %8s %12s %16s\n' workload "$REF_NAME/s" flotilla/s ratio noop/s 'cpu_us/req e|f|n'
 for w in writes1 writes64 writes64f reads64 sreads64; do
     printf '%-10s %12s %12s %8s %12s %16s\n' "$w" "$(col etcd "$w" 1)" "$(col flotilla "$w" 1)" "$(ratio "$w")" "$(col noop "$w" 1)" \
         "$(col etcd "$w" 3)|$(col flotilla "$w" 3)|$(col noop "$w" 3)"
 done
 echo "(cpu_us/req: CPU of all server processes per request, warm-up included; the load generator's own is its client_cpu)"
-echo "p50 1 client: etcd $(col etcd writes1 2) ms, flotilla $(col flotilla writes1 2) ms, no-op gRPC server $(col noop writes1 2) ms"
+echo "p50 1 client: $REF_NAME $(col etcd writes1 2) ms, flotilla $(col flotilla writes1 2) ms, no-op gRPC server $(col noop writes1 2) ms"
 FW1=$(col flotilla writes1 2)
 R3=$(awk -v a="$FW1" -v b="$FLOOR_P50" 'BEGIN { printf "%.2f", a / b }')
 echo "p50 1 client over the floor (one fsync + one loopback round trip): flotilla $FW1 ms / floor $FLOOR_P50 ms = $R3"

@@ -18,6 +18,9 @@
 //! - [`snapshot`]: when to compact, and the job that builds a snapshot.
 //! - [`app`]: the trait the replicated application implements.
 //! - [`reply`]: what callers get back, and the waiter types that carry it.
+//!
+//! `docs/data-path.md` (at the repository's root) follows a write and a
+//! linearizable read through the host, from the gRPC call to the answer.
 
 pub mod app;
 mod counters;
