@@ -19,7 +19,7 @@ use std::time::Duration;
 use cluster_common::Cluster;
 use cluster_common::workload;
 use common::{etcdctl, etcdctl_missing, etcdctl_ok, wait_for};
-use flotilla_node::client::Client;
+use flotilla_client::Client;
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::kv_client::KvClient;
 use pb::compare::{CompareResult, CompareTarget, TargetUnion};

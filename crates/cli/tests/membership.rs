@@ -24,8 +24,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use cluster_common::Cluster;
 use common::{Proc, etcdctl, etcdctl_missing, etcdctl_ok, free_port, run, wait_for};
+use flotilla_client::Client;
 use flotilla_linearize::{KvInput, KvOutput, Recorder};
-use flotilla_node::client::Client;
 use flotilla_proto::etcdserverpb as pb;
 
 type Rec = Recorder<KvInput, KvOutput>;

@@ -46,7 +46,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cluster_common::Cluster;
-use flotilla_node::session::{Session, SessionOptions};
+use flotilla_client::session::{Session, SessionOptions};
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::watch_client::WatchClient;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;

@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cluster_common::Cluster;
 use common::wait_for;
+use flotilla_client::Client;
+use flotilla_client::session::{Session, SessionError, SessionOptions};
 use flotilla_linearize::{KvInput, KvOutput, Recorder};
-use flotilla_node::client::Client;
-use flotilla_node::session::{Session, SessionError, SessionOptions};
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::kv::v1 as kvpb;
 use flotilla_proto::kv::v1::kv_client::KvClient;
@@ -259,7 +259,7 @@ async fn check_exactly_once(client: &Client, rec: &Rec, seen: &Seen) {
     // already returned, re-sends nothing): CI saw 1 where this machine
     // usually sees 3. So it is reported, not asserted; the re-send rules
     // themselves are tested deterministically in
-    // `crates/node/tests/session_retry.rs`, and a duplicate delivery by
+    // `crates/client/tests/session_retry.rs`, and a duplicate delivery by
     // `a_replayed_session_write_is_answered_from_the_session_table` below.
     cluster_common::workload::assert_linearizable(rec);
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cluster_common::Cluster;
-use flotilla_node::etcd::watch_service::WATCHES_PER_STREAM_MAX;
+use flotilla_etcd::watch_service::WATCHES_PER_STREAM_MAX;
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::watch_client::WatchClient;
 use pb::watch_request::RequestUnion;

@@ -9,7 +9,7 @@
 //! [`StateMachine`]. Writes go to the WAL's memory at once; every wait
 //! for the disk (a sync, a snapshot file) is an action its executor
 //! carries out off the host's thread. Two executors run it: tokio on real
-//! files and sockets (`flotilla_node::raft`), and the simulator on
+//! files and sockets (`flotilla_runtime`), and the simulator on
 //! virtual time with the WAL on its in-memory file system, so the code
 //! that runs in production is the code the seeded tests check.
 //!

@@ -6,7 +6,7 @@
 //! Invariants of the whole crate:
 //! 1. No clock, thread, socket or file. Time is an input ([`time::Millis`]),
 //!    side effects of the apps go through [`apps::Effects`], which the runtime
-//!    (`flotilla-node`) implements. `clippy.toml` bans the escape hatches.
+//!    (`flotilla-mr`) implements. `clippy.toml` bans the escape hatches.
 //! 2. Deterministic: the same events in the same order give the same actions
 //!    (no hash-seeded iteration order).
 //! 3. State machines have one shape, `fn handle(&mut self, Event) ->

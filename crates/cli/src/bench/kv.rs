@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
-use flotilla_node::session::{Session, SessionOptions};
+use flotilla_client::session::{Session, SessionOptions};
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::kv_client::KvClient;
 use hdrhistogram::Histogram;

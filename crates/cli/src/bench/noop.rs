@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use anyhow::Context;
 use clap::Args;
-use flotilla_node::server::incoming;
+use flotilla_etcd::server::incoming;
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::kv_server::{Kv, KvServer};
 use tonic::{Request, Response, Status};

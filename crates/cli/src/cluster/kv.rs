@@ -1,6 +1,6 @@
 //! `flotilla kv put|get|del|range|append|txn`: etcdctl-style key/value
 //! commands. Reads use etcd's v3 API; writes go through an exactly-once
-//! client session (`flotilla.kv.v1.Kv`, see `flotilla_node::session`), so
+//! client session (`flotilla.kv.v1.Kv`, see `flotilla_client::session`), so
 //! a write retried across a leader change is applied once. Against a
 //! server without Flotilla's sessions (etcd itself), `put`, `del` and
 //! `txn` fall back to etcd's plain API; `append` needs Flotilla.
@@ -13,8 +13,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
-use flotilla_node::client::Client;
-use flotilla_node::session::{Session, SessionError, SessionOptions};
+use flotilla_client::Client;
+use flotilla_client::session::{Session, SessionError, SessionOptions};
 use flotilla_proto::etcdserverpb as pb;
 
 use super::kv_print::{Answer, print};

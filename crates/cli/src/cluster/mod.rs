@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use flotilla_node::client::Client;
+use flotilla_client::Client;
 
 /// `up`'s default data directory.
 pub const DEFAULT_DATA_DIR: &str = "flotilla-data";

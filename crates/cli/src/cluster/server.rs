@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use flotilla_node::etcd::core::{DEFAULT_MAX_REQUEST_BYTES, MAX_REQUEST_BYTES_LIMIT};
-use flotilla_node::server::{Listeners, ServerConfig, run};
+use flotilla_etcd::core::{DEFAULT_MAX_REQUEST_BYTES, MAX_REQUEST_BYTES_LIMIT};
+use flotilla_etcd::server::{Listeners, ServerConfig, run};
 use flotilla_raft::NodeId;
 
 use super::config::{self, required};

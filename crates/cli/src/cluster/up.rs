@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use flotilla_node::client::Client;
+use flotilla_client::Client;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::{DEFAULT_BASE_PORT, DEFAULT_DATA_DIR, runtime};

@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use flotilla_mapreduce::coordinator::Outcome;
-use flotilla_node::mr::coordinator::{ServeOptions, serve};
-use flotilla_node::mr::job::prepare;
+use flotilla_mr::coordinator::{ServeOptions, serve};
+use flotilla_mr::job::prepare;
 
 use super::JobArgs;
 use super::progress::{Display, summary};
@@ -60,7 +60,7 @@ pub fn main(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
         let result = serve(listener, job, options, display.clone()).await?;
         display.finish();
         if let Some(dir) = shared_dir {
-            flotilla_node::mr::files::remove_map_outputs(&dir);
+            flotilla_mr::files::remove_map_outputs(&dir);
         }
         println!("{}", summary(&result));
         Ok(match result.outcome {

@@ -25,8 +25,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use flotilla_mapreduce::coordinator::Config as CoreConfig;
 use flotilla_mapreduce::time::Millis;
-use flotilla_node::mr::job::{AppSpec, JobConfig};
-use flotilla_node::mr::streaming::ReduceInput;
+use flotilla_mr::job::{AppSpec, JobConfig};
+use flotilla_mr::streaming::ReduceInput;
 
 use crate::units::{parse_duration, parse_size};
 
@@ -234,7 +234,7 @@ fn sequential(args: SequentialArgs) -> anyhow::Result<ExitCode> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let out = flotilla_node::mr::sequential::run(&name, &params, &args.inputs, &marker_dir)?;
+    let out = flotilla_mr::sequential::run(&name, &params, &args.inputs, &marker_dir)?;
     std::fs::write(&args.out, out).with_context(|| format!("writing {}", args.out.display()))?;
     Ok(ExitCode::SUCCESS)
 }

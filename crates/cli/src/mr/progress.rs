@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use flotilla_mapreduce::coordinator::{Action, Progress};
 use flotilla_mapreduce::task::TaskKind;
-use flotilla_node::mr::coordinator::{JobSummary, Observer};
+use flotilla_mr::coordinator::{JobSummary, Observer};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::units::bytes;

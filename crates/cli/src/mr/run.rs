@@ -13,8 +13,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use flotilla_mapreduce::coordinator::Outcome;
-use flotilla_node::mr::coordinator::{ServeOptions, serve};
-use flotilla_node::mr::job::prepare;
+use flotilla_mr::coordinator::{ServeOptions, serve};
+use flotilla_mr::job::prepare;
 
 use super::JobArgs;
 use super::progress::{Display, summary};
@@ -67,7 +67,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         let summary_result = server.await.context("coordinator task")??;
         pool.stop(Duration::from_secs(5)).await;
         // A worker killed while it wrote a backup copy leaves a hidden temp.
-        flotilla_node::mr::files::remove_stale_temps(&out_dir);
+        flotilla_mr::files::remove_stale_temps(&out_dir);
         display.finish();
         anyhow::Ok(summary_result)
     });

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use flotilla_mapreduce::worker::{WorkerConfig, WorkerExit};
-use flotilla_node::mr::worker::{WorkerOptions, run};
+use flotilla_mr::worker::{WorkerOptions, run};
 
 use super::millis;
 use crate::units::parse_duration;

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flotilla_node::client::Client;
+use flotilla_client::Client;
 use flotilla_raft::rng::SplitMix64;
 use tokio::runtime::Runtime;
 

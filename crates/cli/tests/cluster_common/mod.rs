@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use flotilla_node::client::Client;
+use flotilla_client::Client;
 
 use crate::common::{Proc, Scratch, free_ports, wait_until};
 

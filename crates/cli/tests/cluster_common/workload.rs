@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use flotilla_client::Client;
 use flotilla_linearize::{Kv, KvInput, KvOutput, Limits, Recorder, Verdict, check};
-use flotilla_node::client::Client;
 use flotilla_proto::etcdserverpb as pb;
 
 pub type Rec = Recorder<KvInput, KvOutput>;

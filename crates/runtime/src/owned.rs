@@ -23,7 +23,7 @@ use bytes::Bytes;
 use flotilla_raft::{Message, MessageBody};
 
 /// `bytes` in an allocation of its own, exactly its size.
-pub(crate) fn detach(bytes: &Bytes) -> Bytes {
+pub fn detach(bytes: &Bytes) -> Bytes {
     Bytes::copy_from_slice(bytes)
 }
 
@@ -32,7 +32,7 @@ pub(crate) fn detach(bytes: &Bytes) -> Bytes {
 /// itself alive, not the batch it arrived in. Other messages carry
 /// nothing that is kept (a snapshot chunk is copied into the snapshot
 /// being assembled).
-pub(crate) fn detach_entries(mut m: Message) -> Message {
+pub fn detach_entries(mut m: Message) -> Message {
     if let MessageBody::Append(append) = &mut m.body {
         for e in &mut append.entries {
             e.data = detach(&e.data);

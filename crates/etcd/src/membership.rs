@@ -30,8 +30,8 @@ use tonic::Status;
 
 use super::core::Core;
 use super::members::{MemberInfo, Members, encode_context};
-use crate::raft::NodeError;
-use crate::raft::lock;
+use flotilla_runtime::NodeError;
+use flotilla_runtime::lock;
 
 /// The metadata key that marks a request forwarded by a follower.
 pub const FORWARDED: &str = "flotilla-forwarded";

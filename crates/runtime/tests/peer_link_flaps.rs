@@ -23,11 +23,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use flotilla_node::raft::transport::{BATCH_DECODE_MAX, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT};
-use flotilla_node::raft::{InboundService, Transport};
 use flotilla_proto::raft::v1::raft_transport_server::RaftTransportServer;
 use flotilla_raft::rng::SplitMix64;
 use flotilla_raft::{Message, MessageBody, NodeId, Term};
+use flotilla_runtime::transport::{BATCH_DECODE_MAX, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT};
+use flotilla_runtime::{InboundService, Transport};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;

@@ -33,9 +33,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::etcd::{ClusterService, Core, KvMachine, KvService, SessionService, WatchService};
-use crate::metrics::Metrics;
-use crate::raft::{FatalError, InboundService, NodeOptions, RaftNode, StartError, Transport};
+use crate::{ClusterService, Core, KvMachine, KvService, SessionService, WatchService};
+use flotilla_runtime::metrics::Metrics;
+use flotilla_runtime::{FatalError, InboundService, NodeOptions, RaftNode, StartError, Transport};
 
 /// What a server needs to know.
 #[derive(Clone, Debug)]
@@ -70,7 +70,7 @@ pub struct ServerConfig {
     pub strict_reconfig_check: bool,
     /// The largest write, as its command in the log (etcd's
     /// `--max-request-bytes`; at most
-    /// [`crate::etcd::core::MAX_REQUEST_BYTES_LIMIT`]).
+    /// [`crate::core::MAX_REQUEST_BYTES_LIMIT`]).
     pub max_request_bytes: usize,
 }
 
@@ -280,7 +280,7 @@ fn router(
 ) -> tonic::transport::server::Router {
     // Writes larger than the limit get etcd's "request is too large" from
     // `Core`; gRPC's own limit only stops what is far larger.
-    let writes = core.max_request_bytes + crate::etcd::core::GRPC_OVERHEAD_BYTES;
+    let writes = core.max_request_bytes + crate::core::GRPC_OVERHEAD_BYTES;
     let cs = ClusterService::new(core.clone());
     let watches = WatchService::new(core.clone(), closing);
     tonic::transport::Server::builder()
@@ -297,14 +297,14 @@ fn router(
         .add_service(ProposalsServer::new(cs).max_decoding_message_size(writes))
         .add_service(
             RaftTransportServer::new(inbound)
-                .max_decoding_message_size(crate::raft::transport::BATCH_DECODE_MAX),
+                .max_decoding_message_size(flotilla_runtime::transport::BATCH_DECODE_MAX),
         )
 }
 
 /// Resolves when this member learns it was removed: it applied its
 /// removal, or a peer refused its messages as a removed member's.
 async fn removal(
-    mut status: watch::Receiver<crate::raft::NodeStatus>,
+    mut status: watch::Receiver<flotilla_runtime::NodeStatus>,
     mut evicted: watch::Receiver<bool>,
 ) {
     let applied = async move {
@@ -335,8 +335,8 @@ fn node_options(cfg: &ServerConfig, initial: &BTreeMap<NodeId, String>) -> NodeO
         tick: cfg.tick,
         snapshot_entries: cfg.snapshot_entries,
         request_queue: 8192,
-        proposals_pending_max: crate::raft::driver::PROPOSALS_PENDING_MAX,
-        reads_pending_max: crate::raft::driver::READS_PENDING_MAX,
+        proposals_pending_max: flotilla_runtime::driver::PROPOSALS_PENDING_MAX,
+        reads_pending_max: flotilla_runtime::driver::READS_PENDING_MAX,
         metrics: Arc::new(Metrics::default()),
     }
 }
@@ -400,7 +400,7 @@ pub async fn run(
     let removed = removal(node.handle.watch_status(), transport.evicted());
     if let Some(l) = listeners.metrics {
         let status = node.handle.watch_status();
-        tokio::spawn(crate::metrics::serve(
+        tokio::spawn(flotilla_runtime::metrics::serve(
             l,
             Arc::clone(&metrics),
             status,

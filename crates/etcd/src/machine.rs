@@ -32,7 +32,7 @@ use flotilla_raft::{ConfChange, Decode, Entry, EntryKind, NodeId};
 
 use super::members::Members;
 use super::watch::{Batch, WatchHub};
-use crate::raft::{ApplyError, PeerTable, RestoreError, SnapshotJob, StateMachine};
+use flotilla_runtime::{ApplyError, PeerTable, RestoreError, SnapshotJob, StateMachine};
 
 /// Opens a snapshot that carries the member table.
 const SNAPSHOT_MAGIC: &[u8] = b"FLOTILLA-MEMBERS-1";
@@ -248,7 +248,7 @@ mod tests {
     use flotilla_raft::{ConfChangeOp, Encode, LogIndex, Term};
 
     use super::*;
-    use crate::etcd::members::encode_context;
+    use crate::members::encode_context;
 
     fn entry(index: u64, kind: EntryKind, data: Bytes) -> Entry {
         Entry {

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use flotilla_node::etcd::KvMachine;
-use flotilla_node::metrics::Metrics;
-use flotilla_node::raft::{NodeOptions, RaftNode, Transport};
+use flotilla_etcd::KvMachine;
 use flotilla_raft::{Config, NodeId, Role};
+use flotilla_runtime::metrics::Metrics;
+use flotilla_runtime::{NodeOptions, RaftNode, Transport};
 use flotilla_wal::{GroupId, Options, Wal};
 use tokio::sync::{mpsc, watch};
 

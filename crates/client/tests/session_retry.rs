@@ -10,8 +10,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use flotilla_node::client::Client;
-use flotilla_node::session::{Session, SessionError, SessionOptions};
+use flotilla_client::Client;
+use flotilla_client::session::{Session, SessionError, SessionOptions};
 use flotilla_proto::kv::v1 as kvpb;
 use flotilla_proto::kv::v1::kv_server::{Kv, KvServer};
 use tokio::net::TcpListener;

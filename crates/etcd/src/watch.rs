@@ -28,7 +28,7 @@ use flotilla_proto::mvccpb;
 use tokio::sync::broadcast;
 
 use super::convert::{self, key_value};
-use crate::raft::owned::detach;
+use flotilla_runtime::owned::detach;
 
 /// How many batches a subscriber may be behind before it is canceled.
 pub const HUB_CAPACITY: usize = 4096;
@@ -129,7 +129,7 @@ pub enum KeyRange {
 
 impl KeyRange {
     /// The range of a create request's `key` and `range_end`. The keys
-    /// are copied out of the request ([`crate::raft::owned`]): a watch
+    /// are copied out of the request ([`flotilla_runtime::owned`]): a watch
     /// lives far longer than its stream's receive buffer should.
     pub fn new(key: &Bytes, range_end: &Bytes) -> KeyRange {
         let key = detach(key);

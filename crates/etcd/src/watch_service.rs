@@ -36,7 +36,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::core::Core;
 use super::watch::{Batch, Selector, Subscription};
-use crate::raft::lock;
+use flotilla_runtime::lock;
 
 /// How long a watch with `progress_notify` may stay silent before it gets
 /// an empty progress response (etcd's default).

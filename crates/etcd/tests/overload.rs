@@ -12,9 +12,9 @@
 #[allow(dead_code)] // not every test uses every part
 mod common;
 
+use flotilla_etcd::machine::SessionIds;
 use flotilla_kv::Op;
-use flotilla_node::etcd::machine::SessionIds;
-use flotilla_node::raft::NodeError;
+use flotilla_runtime::NodeError;
 
 #[tokio::test]
 async fn requests_beyond_the_pending_limits_are_refused_and_the_rest_answered() {

@@ -27,9 +27,9 @@ use tonic::Status;
 use tonic::transport::{Channel, Endpoint};
 
 use super::machine::{KvMachine, KvOutput, SessionIds, now_ms};
-use crate::metrics::Metrics;
-use crate::raft::lock;
-use crate::raft::{NodeError, NodeHandle, Transport};
+use flotilla_runtime::lock;
+use flotilla_runtime::metrics::Metrics;
+use flotilla_runtime::{NodeError, NodeHandle, Transport};
 
 /// etcd's default `--max-request-bytes`: the largest write a client may
 /// make, measured as the command it becomes in the log.
@@ -39,7 +39,7 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
 pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// The highest request limit a server takes: a command that large must
 /// still fit, as one entry, in a peer batch with room to spare
-/// ([`crate::raft::transport::BATCH_DECODE_MAX`]).
+/// ([`flotilla_runtime::transport::BATCH_DECODE_MAX`]).
 pub const MAX_REQUEST_BYTES_LIMIT: usize = 32 << 20;
 
 /// A node's shared service state. Cheap to clone.

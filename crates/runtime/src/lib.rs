@@ -1,4 +1,4 @@
-//! The Raft runtime: a tokio task per Raft group runs the I/O-free
+//! Flotilla's Raft runtime: a tokio task per Raft group runs the I/O-free
 //! replica host ([`flotilla_host::Host`]: the Raft core, the durable WAL
 //! with group commit, the application's [`StateMachine`]) with a timer,
 //! peer messages over gRPC streams, and syncs on the blocking pool.
@@ -8,11 +8,16 @@
 //! - [`transport`] / [`inbound`]: peer messages out and in.
 //! - [`owned`]: wire bytes copied out of their receive buffer before
 //!   anything keeps them.
+//! - [`metrics`]: Prometheus counters and histograms, and their endpoint.
+//!
+//! `docs/data-path.md` (at the repository's root) follows a write and a
+//! linearizable read through this runtime and the host.
 
 pub mod driver;
 pub mod handle;
 pub mod inbound;
-pub(crate) mod owned;
+pub mod metrics;
+pub mod owned;
 pub mod transport;
 
 pub use driver::{FatalError, NodeOptions, RaftNode, StartError};

@@ -132,13 +132,13 @@ impl Transport {
     /// `removed` so that their messages are refused.
     pub fn set_peers(&self, peers: &BTreeMap<NodeId, String>, removed: &BTreeSet<NodeId>) {
         let mut peers = peers.clone();
-        for (id, addr) in crate::raft::lock(&self.routes).iter() {
+        for (id, addr) in crate::lock(&self.routes).iter() {
             if let Some(a) = peers.get_mut(id) {
                 a.clone_from(addr);
             }
         }
         let peers = &peers;
-        let mut links = crate::raft::lock(&self.peers);
+        let mut links = crate::lock(&self.peers);
         links.retain(|id, p| peers.get(id) == Some(&p.addr));
         for (&id, addr) in peers {
             if id == self.me || links.contains_key(&id) {
@@ -161,7 +161,7 @@ impl Transport {
             );
         }
         drop(links);
-        removed.clone_into(&mut crate::raft::lock(&self.removed));
+        removed.clone_into(&mut crate::lock(&self.removed));
     }
 
     /// Local routes: this node reaches each member in `routes` at the
@@ -173,32 +173,30 @@ impl Transport {
     /// table holds one address per member, which a snapshot from the
     /// leader would otherwise impose on every member.
     pub fn set_routes(&self, routes: BTreeMap<NodeId, String>) {
-        let links: BTreeMap<NodeId, String> = crate::raft::lock(&self.peers)
+        let links: BTreeMap<NodeId, String> = crate::lock(&self.peers)
             .iter()
             .map(|(id, p)| (*id, p.addr.clone()))
             .collect();
-        *crate::raft::lock(&self.routes) = routes;
-        let removed = crate::raft::lock(&self.removed).clone();
+        *crate::lock(&self.routes) = routes;
+        let removed = crate::lock(&self.removed).clone();
         self.set_peers(&links, &removed);
     }
 
     /// The peers there are links to, sorted.
     pub fn peers(&self) -> Vec<NodeId> {
-        let mut ids: Vec<NodeId> = crate::raft::lock(&self.peers).keys().copied().collect();
+        let mut ids: Vec<NodeId> = crate::lock(&self.peers).keys().copied().collect();
         ids.sort_unstable();
         ids
     }
 
     /// The address of the link to `id` (none to this node itself).
     pub fn addr(&self, id: NodeId) -> Option<String> {
-        crate::raft::lock(&self.peers)
-            .get(&id)
-            .map(|p| p.addr.clone())
+        crate::lock(&self.peers).get(&id).map(|p| p.addr.clone())
     }
 
     /// Whether `id` was removed from the group.
     pub fn is_removed(&self, id: NodeId) -> bool {
-        crate::raft::lock(&self.removed).contains(&id)
+        crate::lock(&self.removed).contains(&id)
     }
 
     /// Becomes true when a peer says this node was removed.
@@ -211,7 +209,7 @@ impl Transport {
         if msgs.is_empty() {
             return;
         }
-        let links = crate::raft::lock(&self.peers);
+        let links = crate::lock(&self.peers);
         for m in msgs {
             let delivered = links
                 .get(&m.to)
@@ -360,7 +358,7 @@ mod tests {
 
     /// The address member `id`'s link dials.
     fn addr(t: &Transport, id: u64) -> String {
-        crate::raft::lock(&t.peers)[&NodeId(id)].addr.clone()
+        crate::lock(&t.peers)[&NodeId(id)].addr.clone()
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use flotilla_node::raft::{FatalError, NodeError};
+use flotilla_runtime::{FatalError, NodeError};
 
 #[tokio::test]
 async fn an_undecodable_committed_command_stops_the_node() {

@@ -19,8 +19,8 @@ use tonic::{Request, Response, Status};
 
 use super::core::Core;
 use super::membership::{FORWARDED, MemberOp};
-use crate::raft::NodeError;
-use crate::raft::lock;
+use flotilla_runtime::NodeError;
+use flotilla_runtime::lock;
 
 /// The version reported by `Status`: etcd's API version this server
 /// speaks, and Flotilla's own.
@@ -230,7 +230,7 @@ impl Proposals for ClusterService {
         // (8 KiB or more); the log and the store keep it, so it gets an
         // allocation of its own size (issue 19: ~8 KiB kept per
         // forwarded write).
-        let command = crate::raft::owned::detach(&r.command);
+        let command = flotilla_runtime::owned::detach(&r.command);
         drop(r);
         let applied = match self.core.node.propose(command).await {
             Ok(applied) => applied,

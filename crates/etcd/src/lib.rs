@@ -1,6 +1,10 @@
 //! etcd's v3 gRPC API on a Flotilla node, wire-compatible so that etcdctl
-//! and etcd's client libraries work unchanged.
+//! and etcd's client libraries work unchanged, and the server process
+//! that runs it on the Raft runtime (`flotilla_runtime`).
 //!
+//! - [`server`]: a member's process: settings, WAL, Raft group, listeners;
+//!   [`join`]: joining a running cluster; [`conns`]: the client
+//!   connection limit.
 //! - [`machine`]: the KV replica and the member table as the Raft state
 //!   machine; session ids for plain etcd requests.
 //! - [`members`]: the replicated member table (addresses, removed ids).
@@ -19,20 +23,23 @@
 //!   changes a watch selects; [`watch_service`]: `etcdserverpb.Watch`.
 
 pub mod cluster;
+pub mod conns;
 pub mod convert;
 pub mod core;
+pub mod join;
 pub mod kv_service;
 pub mod machine;
 pub mod members;
 pub mod membership;
 pub mod range;
+pub mod server;
 pub mod session_service;
 pub mod validate;
 pub mod watch;
 pub mod watch_service;
 
+pub use crate::core::Core;
 pub use cluster::ClusterService;
-pub use core::Core;
 pub use kv_service::KvService;
 pub use machine::KvMachine;
 pub use session_service::SessionService;
