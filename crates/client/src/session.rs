@@ -36,6 +36,7 @@ use flotilla_proto::kv::v1 as kvpb;
 use flotilla_proto::kv::v1::kv_client::KvClient;
 use flotilla_proto::kv::v1::session_write::Op as WriteOp;
 use flotilla_proto::kv::v1::session_write_response::Response as WriteResponse;
+use flotilla_proto::signal;
 use tokio::time::{Instant, sleep, timeout_at};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
@@ -144,7 +145,7 @@ fn classify(s: &Status) -> Next {
         | Code::DeadlineExceeded
         | Code::Aborted
         | Code::ResourceExhausted => Next::Retry,
-        Code::FailedPrecondition if s.message().starts_with("flotilla: the client session") => {
+        Code::FailedPrecondition if signal::kind(s) == Some(signal::Kind::SessionExpired) => {
             Next::Expired
         }
         _ => Next::Fail,
@@ -401,8 +402,12 @@ mod tests {
         for code in [Code::Unavailable, Code::DeadlineExceeded, Code::Cancelled] {
             assert!(matches!(classify(&Status::new(code, "x")), Next::Retry));
         }
-        let expired = Status::failed_precondition("flotilla: the client session expired");
+        let text = "flotilla: the client session expired";
+        let expired = signal::status(Code::FailedPrecondition, text, signal::Kind::SessionExpired);
         assert!(matches!(classify(&expired), Next::Expired));
+        // The signal decides, not the text.
+        let plain = Status::failed_precondition(text);
+        assert!(matches!(classify(&plain), Next::Fail));
         for code in [Code::InvalidArgument, Code::Unimplemented, Code::Internal] {
             assert!(matches!(classify(&Status::new(code, "x")), Next::Fail));
         }

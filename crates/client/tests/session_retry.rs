@@ -109,7 +109,11 @@ async fn unknown_outcomes_are_resent_with_the_same_seq_to_the_next_endpoint() {
 
 #[tokio::test]
 async fn an_expired_session_is_reported_and_replaced() {
-    let expired = Status::failed_precondition("flotilla: the client session expired");
+    let expired = flotilla_proto::signal::status(
+        Code::FailedPrecondition,
+        "flotilla: the client session expired",
+        flotilla_proto::signal::Kind::SessionExpired,
+    );
     let (client, log) = servers(vec![None, Some(expired)]).await;
     let mut s = Session::new(&client, opts(10_000)).starting_at(0);
     let first = s.id();

@@ -21,6 +21,7 @@ use flotilla_kv::{Command, Op, Outcome, ReadConsistency, Refusal, Reply, Request
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::raft::v1::ProposeRequest;
 use flotilla_proto::raft::v1::proposals_client::ProposalsClient;
+use flotilla_proto::signal;
 use flotilla_raft::{NodeId, Term};
 use tokio::time::{Instant, timeout_at};
 use tonic::Status;
@@ -300,9 +301,11 @@ enum Attempt {
 /// `FAILED_PRECONDITION`: the outcome is unknown and a retry in the same
 /// session cannot tell; the client must start a new session.
 fn session_expired() -> Status {
-    Status::failed_precondition(
+    signal::status(
+        tonic::Code::FailedPrecondition,
         "flotilla: the client session expired before the request was answered; \
          its outcome is unknown: start a new session",
+        signal::Kind::SessionExpired,
     )
 }
 

@@ -24,9 +24,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::cluster_client::ClusterClient;
 use flotilla_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use flotilla_proto::signal::{self, Kind};
 use flotilla_raft::{ConfChange, ConfChangeError, ConfChangeOp, NodeId};
 use tokio::time::{Instant, timeout_at};
-use tonic::Status;
+use tonic::{Code, Status};
 
 use super::core::Core;
 use super::members::{MemberInfo, Members, encode_context};
@@ -193,7 +194,7 @@ pub fn check_quorum_safe(
     let voters = &members.conf.voters;
     let is_active = |id: &NodeId| active.contains(id);
     let live = voters.iter().filter(|v| is_active(v)).count();
-    let unhealthy = || Status::unavailable(UNHEALTHY);
+    let unhealthy = || signal::status(Code::Unavailable, UNHEALTHY, Kind::UnhealthyCluster);
     match *op {
         MemberOp::Add { .. } if live < voters.len() => Err(unhealthy()),
         MemberOp::Remove(id) => {
@@ -359,7 +360,11 @@ impl Core {
             let attempt = timeout_at(deadline, async {
                 match leader {
                     Some(l) if l == self.me => self.change_here(&op).await,
-                    _ if forwarded => Err(Attempt::Fail(Status::unavailable(NOT_LEADER))),
+                    _ if forwarded => Err(Attempt::Fail(signal::status(
+                        Code::Unavailable,
+                        NOT_LEADER,
+                        Kind::NotLeader,
+                    ))),
                     Some(l) => self.change_at(l, &op).await,
                     None => Err(Attempt::Wait),
                 }
@@ -487,9 +492,12 @@ impl Core {
         };
         match answer {
             Ok((member, members)) => Ok(MemberChange { member, members }),
-            Err(s) if s.message() == NOT_LEADER => Err(Attempt::Wait),
+            Err(s) if signal::kind(&s) == Some(Kind::NotLeader) => Err(Attempt::Wait),
             // Unreachable: retry. The leader's own refusal is final.
-            Err(s) if s.code() == tonic::Code::Unavailable && s.message() != UNHEALTHY => {
+            Err(s)
+                if s.code() == Code::Unavailable
+                    && signal::kind(&s) != Some(Kind::UnhealthyCluster) =>
+            {
                 Err(Attempt::Wait)
             }
             Err(s) => Err(Attempt::Fail(s)),

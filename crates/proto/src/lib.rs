@@ -5,7 +5,8 @@
 //! Modules follow the protobuf packages: package `flotilla.mapreduce.v1` is
 //! [`mapreduce::v1`], `flotilla.raft.v1` (the peer transport) is
 //! [`raft::v1`], `flotilla.kv.v1` (exactly-once sessions, Append) is
-//! [`kv::v1`]. etcd's v3 API keeps etcd's own packages, [`etcdserverpb`]
+//! [`kv::v1`], `flotilla.signal.v1` (typed signals in gRPC errors) is
+//! [`signal::v1`]. etcd's v3 API keeps etcd's own packages, [`etcdserverpb`]
 //! and [`mvccpb`], because the package is part of every gRPC method path
 //! (`/etcdserverpb.KV/Put`) that etcd's clients call. The `.proto` files are the contract: any language with a
 //! protobuf compiler can speak to Flotilla from them.
@@ -26,3 +27,5 @@ pub use generated::flotilla::kv;
 pub use generated::flotilla::mapreduce;
 pub use generated::flotilla::raft;
 pub use generated::mvccpb;
+
+pub mod signal;

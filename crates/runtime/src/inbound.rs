@@ -21,6 +21,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::transport::{REMOVED_PREFIX, Transport};
 use crate::metrics::Metrics;
+use flotilla_proto::signal;
 
 /// The `RaftTransport` service of one node. A peer's stream holds no
 /// state beyond the batch being stepped; it ends with the peer's call,
@@ -134,10 +135,15 @@ impl RaftTransport for InboundService {
                 .as_ref()
                 .is_some_and(|t| t.is_removed(NodeId(batch.from)))
             {
-                return Err(Status::failed_precondition(format!(
+                let message = format!(
                     "{REMOVED_PREFIX}: member {} was removed from the cluster",
                     batch.from
-                )));
+                );
+                return Err(signal::status(
+                    tonic::Code::FailedPrecondition,
+                    message,
+                    signal::Kind::RemovedMember,
+                ));
             }
             for raw in std::mem::take(&mut batch.messages) {
                 let Some(m) = self.decode(&batch, raw) else {

@@ -22,7 +22,7 @@
 //! The peer set follows the group's replicated member table
 //! ([`Transport::set_peers`]): a new member gets a link, a removed one's
 //! link ends (its queue is dropped). A peer that answers "you were
-//! removed" ([`REMOVED_PREFIX`]) sets [`Transport::evicted`], on which the
+//! removed" ([`signal::Kind::RemovedMember`]) sets [`Transport::evicted`], on which the
 //! server stops, as etcd does when it learns it was removed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -33,6 +33,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use flotilla_proto::raft::v1::raft_transport_client::RaftTransportClient;
 use flotilla_proto::raft::v1::{MessageBatch, SendSummary};
+use flotilla_proto::signal;
 use flotilla_raft::{Encode, Message, NodeId};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinError;
@@ -72,7 +73,8 @@ const STREAM_HEALTHY_AFTER: Duration = Duration::from_secs(1);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// How a peer's refusal of a removed member's messages begins.
+/// How a peer's refusal of a removed member's messages begins (for
+/// people: the refusal carries [`signal::Kind::RemovedMember`]).
 pub const REMOVED_PREFIX: &str = "flotilla: member removed";
 
 /// Sends Raft messages to peers. Cheap to clone.
@@ -313,7 +315,7 @@ impl PeerLink {
     /// The call ended: a peer that refuses this node as removed evicts it.
     fn ended(&self, ended: Result<Result<tonic::Response<SendSummary>, Status>, JoinError>) {
         match ended {
-            Ok(Err(status)) if status.message().starts_with(REMOVED_PREFIX) => {
+            Ok(Err(status)) if signal::kind(&status) == Some(signal::Kind::RemovedMember) => {
                 tracing::warn!(peer = %self.addr, "{}", status.message());
                 self.evicted.send_replace(true);
             }
