@@ -6,6 +6,7 @@
 //! Status answers from this node's own view (as etcd's does): its leader,
 //! commit and applied index, term, and the size of its Raft log.
 
+use crate::error::EtcdError;
 use flotilla_kv::{Command, Outcome, Reply, check_op};
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::cluster_server::Cluster;
@@ -240,7 +241,7 @@ impl Proposals for ClusterService {
             Err(
                 NodeError::Retry | NodeError::ConfChangePending | NodeError::InvalidConfChange(_),
             ) => return Ok(Response::new(not_leader(None))),
-            Err(NodeError::Stopped) => return Err(Status::unavailable("server stopped")),
+            Err(NodeError::Stopped) => return Err(EtcdError::Stopped.into()),
             Err(NodeError::Overloaded { .. }) => return Err(super::core::too_many_requests()),
         };
         let Some(a) = applied.output else {

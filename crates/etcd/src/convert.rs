@@ -10,6 +10,7 @@
 //! every key there (on none: as for an absent key), as in etcd. Sorting,
 //! revision filters and reads at a revision are in [`super::range`].
 
+use crate::error::EtcdError;
 use bytes::Bytes;
 use flotilla_kv::{CmpOp, Compare, CompareSpan, KeyValue, Op, Response, Target, Txn};
 use flotilla_proto::etcdserverpb as pb;
@@ -42,8 +43,8 @@ pub enum Shape {
     },
 }
 
-fn unsupported(what: &str) -> Status {
-    Status::unimplemented(format!("flotilla does not support {what} yet"))
+fn unsupported(what: &'static str) -> Status {
+    EtcdError::Unsupported(what).into()
 }
 
 /// The read op of a range request (its `revision` is checked by the
@@ -88,7 +89,7 @@ pub(crate) fn range_end(range_end: &Bytes) -> Option<Option<Bytes>> {
 /// it had before delete-ranges existed (a get, then a delete).
 pub fn delete_ops(r: &pb::DeleteRangeRequest) -> Result<(Vec<Op>, Shape), Status> {
     if r.key.is_empty() {
-        return Err(Status::invalid_argument("etcdserver: key is not provided"));
+        return Err(crate::validate::Invalid::EmptyKey.into());
     }
     match range_end(&r.range_end) {
         None => {

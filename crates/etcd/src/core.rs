@@ -12,6 +12,7 @@
 //! Every request has a deadline; on it the client gets etcd's
 //! "request timed out" (`DEADLINE_EXCEEDED`).
 
+use crate::error::EtcdError;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,7 +22,6 @@ use flotilla_kv::{Command, Op, Outcome, ReadConsistency, Refusal, Reply, Request
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::raft::v1::ProposeRequest;
 use flotilla_proto::raft::v1::proposals_client::ProposalsClient;
-use flotilla_proto::signal;
 use flotilla_raft::{NodeId, Term};
 use tokio::time::{Instant, timeout_at};
 use tonic::Status;
@@ -166,7 +166,7 @@ impl Core {
     /// (after a leader change) resends the same bytes.
     async fn write_command(&self, command: Bytes) -> Result<Written, Status> {
         if command.len() > self.max_request_bytes {
-            return Err(Status::invalid_argument("etcdserver: request is too large"));
+            return Err(EtcdError::RequestTooLarge.into());
         }
         let deadline = Instant::now() + self.timeout;
         loop {
@@ -179,7 +179,7 @@ impl Core {
                 }
             });
             let Ok(attempt) = attempt.await else {
-                return Err(Status::deadline_exceeded("etcdserver: request timed out"));
+                return Err(EtcdError::Timeout(None).into());
             };
             match attempt {
                 Ok(done) => return Ok(done),
@@ -192,9 +192,7 @@ impl Core {
     async fn propose_here(&self, command: &Bytes) -> Result<Written, Attempt> {
         match self.node.propose(command.clone()).await {
             Ok(applied) => outcome(applied.term, applied.output),
-            Err(NodeError::Stopped) => Err(Attempt::Fail(Status::unavailable(
-                "etcdserver: server stopped",
-            ))),
+            Err(NodeError::Stopped) => Err(Attempt::Fail(EtcdError::Stopped.into())),
             Err(NodeError::Overloaded { .. }) => Err(Attempt::Fail(too_many_requests())),
             Err(_) => Err(Attempt::Wait),
         }
@@ -233,7 +231,7 @@ impl Core {
     /// for a leader to be elected; fails at the deadline.
     pub(crate) async fn wait_for_change(&self, deadline: Instant) -> Result<(), Status> {
         if Instant::now() >= deadline {
-            return Err(Status::deadline_exceeded("etcdserver: request timed out"));
+            return Err(EtcdError::Timeout(None).into());
         }
         let mut watch = self.node.watch_status();
         let soon = (Instant::now() + Duration::from_millis(50)).min(deadline);
@@ -279,10 +277,10 @@ impl Core {
         let deadline = Instant::now() + self.timeout;
         loop {
             match timeout_at(deadline, self.node.read_index()).await {
-                Err(_) => return Err(Status::deadline_exceeded("etcdserver: request timed out")),
+                Err(_) => return Err(EtcdError::Timeout(None).into()),
                 Ok(Ok(_)) => return Ok(()),
                 Ok(Err(NodeError::Stopped)) => {
-                    return Err(Status::unavailable("etcdserver: server stopped"));
+                    return Err(EtcdError::Stopped.into());
                 }
                 Ok(Err(NodeError::Overloaded { .. })) => return Err(too_many_requests()),
                 Ok(Err(_)) => self.wait_for_change(deadline).await?,
@@ -301,12 +299,7 @@ enum Attempt {
 /// `FAILED_PRECONDITION`: the outcome is unknown and a retry in the same
 /// session cannot tell; the client must start a new session.
 fn session_expired() -> Status {
-    signal::status(
-        tonic::Code::FailedPrecondition,
-        "flotilla: the client session expired before the request was answered; \
-         its outcome is unknown: start a new session",
-        signal::Kind::SessionExpired,
-    )
+    EtcdError::SessionExpired.into()
 }
 
 /// A command the replicas refused when they applied it (the boundary's
@@ -317,7 +310,7 @@ fn refused(r: Refusal) -> Status {
 
 /// etcd's answer when too many requests wait at the server.
 pub(crate) fn too_many_requests() -> Status {
-    Status::resource_exhausted("etcdserver: too many requests")
+    EtcdError::TooManyRequests.into()
 }
 
 /// The outcome of a command applied here.

@@ -6,6 +6,7 @@
 //! Invariant: every successful answer carries etcd's header with the store
 //! revision the request saw or produced and the Raft term.
 
+use crate::error::EtcdError;
 use flotilla_kv::Response as KvResponse;
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::kv_server::Kv;
@@ -110,9 +111,7 @@ impl KvService {
             .read(&flotilla_kv::Op::get(bytes::Bytes::new()), false)
             .await?;
         if request.get_ref().revision > revision as i64 {
-            return Err(Status::out_of_range(
-                "etcdserver: mvcc: required revision is a future revision",
-            ));
+            return Err(EtcdError::FutureRevision.into());
         }
         Ok(Response::new(pb::CompactionResponse {
             header: self.core.header(revision, term),

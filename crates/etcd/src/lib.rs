@@ -13,6 +13,8 @@
 //!   range's sort, filters and limit, and reads at a revision;
 //!   [`validate`]: the checks of every client request before it is
 //!   proposed, stored or forwarded, with etcd's errors.
+//! - [`error`]: etcd's error set as one enum, and the one table that
+//!   turns it into gRPC statuses (with typed signals where members act).
 //! - [`core`]: the write path (propose or forward) and the read path
 //!   (ReadIndex or serializable).
 //! - [`kv_service`]: `etcdserverpb.KV`; [`cluster`]: `Maintenance.Status`,
@@ -26,6 +28,7 @@ pub mod cluster;
 pub mod conns;
 pub mod convert;
 pub mod core;
+pub mod error;
 pub mod join;
 pub mod kv_service;
 pub mod machine;
@@ -40,6 +43,7 @@ pub mod watch_service;
 
 pub use crate::core::Core;
 pub use cluster::ClusterService;
+pub use error::EtcdError;
 pub use kv_service::KvService;
 pub use machine::KvMachine;
 pub use session_service::SessionService;

@@ -18,6 +18,7 @@
 //! member which is in sync with leader", ...), so etcdctl prints what it
 //! would print against etcd.
 
+use crate::error::EtcdError;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -36,10 +37,6 @@ use flotilla_runtime::lock;
 
 /// The metadata key that marks a request forwarded by a follower.
 pub const FORWARDED: &str = "flotilla-forwarded";
-/// The message of a forwarded request that met a non-leader.
-const NOT_LEADER: &str = "flotilla: not the leader";
-/// etcd's refusal of a change while some voter is not answering.
-const UNHEALTHY: &str = "etcdserver: unhealthy cluster";
 /// etcd's default limit on learners.
 pub const MAX_LEARNERS: usize = 1;
 /// A learner is in sync when it has applied this share of the leader's
@@ -141,7 +138,7 @@ pub fn plan(
         MemberOp::Remove(id) => {
             let id = NodeId(id);
             if !members.is_member(id) {
-                return Err(Status::not_found("etcdserver: member not found"));
+                return Err(EtcdError::MemberNotFound.into());
             }
             if members.conf.voters == [id] {
                 return Err(Status::failed_precondition(
@@ -154,12 +151,10 @@ pub fn plan(
         MemberOp::Promote(id) => {
             let id = NodeId(id);
             if !members.is_member(id) {
-                return Err(Status::not_found("etcdserver: member not found"));
+                return Err(EtcdError::MemberNotFound.into());
             }
             if !members.conf.is_learner(id) {
-                return Err(Status::failed_precondition(
-                    "etcdserver: can only promote a learner member",
-                ));
+                return Err(EtcdError::NotLearner.into());
             }
             Ok((ConfChange::new(vec![ConfChangeOp::AddVoter(id)]), None))
         }
@@ -173,7 +168,7 @@ pub fn plan(
 /// etcd's answer for it is the one `plan` gives once the table catches up.
 fn conf_change_refused(e: &ConfChangeError) -> Status {
     match e {
-        ConfChangeError::NotMember(_) => Status::not_found("etcdserver: member not found"),
+        ConfChangeError::NotMember(_) => EtcdError::MemberNotFound.into(),
         e => Status::failed_precondition(format!("flotilla: {e}")),
     }
 }
@@ -194,7 +189,7 @@ pub fn check_quorum_safe(
     let voters = &members.conf.voters;
     let is_active = |id: &NodeId| active.contains(id);
     let live = voters.iter().filter(|v| is_active(v)).count();
-    let unhealthy = || signal::status(Code::Unavailable, UNHEALTHY, Kind::UnhealthyCluster);
+    let unhealthy = || Status::from(EtcdError::UnhealthyCluster);
     match *op {
         MemberOp::Add { .. } if live < voters.len() => Err(unhealthy()),
         MemberOp::Remove(id) => {
@@ -212,9 +207,7 @@ pub fn check_quorum_safe(
             let live = live + usize::from(is_active(&NodeId(id)));
             let after = voters.len() + 1;
             if live < after / 2 + 1 {
-                return Err(Status::failed_precondition(
-                    "etcdserver: re-configuration failed due to not enough started members",
-                ));
+                return Err(EtcdError::NotEnoughStartedMembers.into());
             }
             Ok(())
         }
@@ -228,13 +221,11 @@ fn plan_update(
     peer_urls: &[String],
 ) -> Result<(ConfChange, Option<MemberInfo>), Status> {
     if !members.is_member(id) {
-        return Err(Status::not_found("etcdserver: member not found"));
+        return Err(EtcdError::MemberNotFound.into());
     }
     let addr = one_url(peer_urls)?;
     if members.by_addr(&addr).is_some_and(|other| other != id) {
-        return Err(Status::failed_precondition(
-            "etcdserver: Peer URLs already exists",
-        ));
+        return Err(EtcdError::PeerUrlExists.into());
     }
     let op = if members.conf.is_learner(id) {
         ConfChangeOp::AddLearner(id)
@@ -267,25 +258,17 @@ fn plan_add(
 ) -> Result<(ConfChange, Option<MemberInfo>), Status> {
     let addr = one_url(peer_urls)?;
     if members.by_addr(&addr).is_some() {
-        return Err(Status::failed_precondition(
-            "etcdserver: Peer URLs already exists",
-        ));
+        return Err(EtcdError::PeerUrlExists.into());
     }
     let nid = NodeId(id);
     if id == 0 || members.is_member(nid) {
-        return Err(Status::failed_precondition(
-            "etcdserver: member ID already exist",
-        ));
+        return Err(EtcdError::MemberIdExists(None).into());
     }
     if members.removed.contains(&nid) {
-        return Err(Status::failed_precondition(format!(
-            "etcdserver: member ID already exist (member {id} was removed, and a removed ID is never reused)"
-        )));
+        return Err(EtcdError::MemberIdExists(Some(id)).into());
     }
     if learner && members.conf.learners.len() >= MAX_LEARNERS {
-        return Err(Status::failed_precondition(
-            "etcdserver: too many learner members in cluster",
-        ));
+        return Err(EtcdError::TooManyLearners.into());
     }
     let op = if learner {
         ConfChangeOp::AddLearner(nid)
@@ -360,19 +343,13 @@ impl Core {
             let attempt = timeout_at(deadline, async {
                 match leader {
                     Some(l) if l == self.me => self.change_here(&op).await,
-                    _ if forwarded => Err(Attempt::Fail(signal::status(
-                        Code::Unavailable,
-                        NOT_LEADER,
-                        Kind::NotLeader,
-                    ))),
+                    _ if forwarded => Err(Attempt::Fail(EtcdError::NotLeader.into())),
                     Some(l) => self.change_at(l, &op).await,
                     None => Err(Attempt::Wait),
                 }
             });
             let Ok(attempt) = attempt.await else {
-                return Err(Status::deadline_exceeded(format!(
-                    "etcdserver: request timed out ({last_wait})"
-                )));
+                return Err(EtcdError::Timeout(Some(last_wait)).into());
             };
             match attempt {
                 Ok(done) => return Ok(done),
@@ -402,9 +379,7 @@ impl Core {
                 member: added.as_ref().map(to_pb),
                 members: self.member_list(),
             }),
-            Err(NodeError::Stopped) => Err(Attempt::Fail(Status::unavailable(
-                "etcdserver: server stopped",
-            ))),
+            Err(NodeError::Stopped) => Err(Attempt::Fail(EtcdError::Stopped.into())),
             Err(NodeError::InvalidConfChange(e)) => Err(Attempt::Fail(conf_change_refused(&e))),
             // Pending, lost leadership: retry (a change that did commit
             // is then refused by `plan` as already made, which is what
@@ -432,11 +407,7 @@ impl Core {
 
     /// etcd promotes a learner only once it has caught up with the leader.
     async fn check_in_sync(&self, id: NodeId) -> Result<(), Attempt> {
-        let not_ready = || {
-            Attempt::Fail(Status::failed_precondition(
-                "etcdserver: can only promote a learner member which is in sync with leader",
-            ))
-        };
+        let not_ready = || Attempt::Fail(EtcdError::LearnerNotReady.into());
         let channel = self.channel(id).ok_or_else(not_ready)?;
         let asked = tokio::time::timeout(
             Duration::from_secs(1),

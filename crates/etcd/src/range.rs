@@ -16,6 +16,7 @@
 //! "required revision has been compacted", a newer one "required revision
 //! is a future revision" (both `OutOfRange`), see [`check_revision`].
 
+use crate::error::EtcdError;
 use flotilla_kv::KeyValue;
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
@@ -137,12 +138,8 @@ pub fn check_revision(requested: i64, served: u64) -> Result<(), Status> {
     match requested {
         0 => Ok(()),
         r if r == served => Ok(()),
-        r if r < served => Err(Status::out_of_range(
-            "etcdserver: mvcc: required revision has been compacted",
-        )),
-        _ => Err(Status::out_of_range(
-            "etcdserver: mvcc: required revision is a future revision",
-        )),
+        r if r < served => Err(EtcdError::Compacted.into()),
+        _ => Err(EtcdError::FutureRevision.into()),
     }
 }
 

@@ -1,0 +1,206 @@
+//! The errors the etcd services answer with, as one enum, and the one
+//! table that turns each into a gRPC status: etcd's own code and message
+//! (`etcdserver: ...`, which etcd's clients match on), or Flotilla's
+//! (`flotilla: ...`), with a typed [`signal`] where a member or
+//! Flotilla's client acts on the error.
+//!
+//! The request checks of [`crate::validate`] keep their own enum
+//! ([`Invalid`]), which has a table of its own and converts through
+//! [`EtcdError::Invalid`].
+
+use flotilla_proto::signal::{self, Kind};
+use tonic::{Code, Status};
+
+use crate::validate::Invalid;
+
+/// An error an etcd service answers with.
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    /// A request the boundary checks refuse.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// The command is over `--max-request-bytes`.
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    /// No outcome before the request's deadline (etcd's timeout); what
+    /// was waited for, if known.
+    #[error("etcdserver: request timed out{}", waited(.0))]
+    Timeout(Option<&'static str>),
+    /// The member is shutting down.
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    /// Too many requests wait for an outcome here.
+    #[error("etcdserver: too many requests")]
+    TooManyRequests,
+    /// A read at a compacted revision.
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    /// A read at a revision not yet written.
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRevision,
+    /// No member with that id.
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    /// Another member has that peer URL.
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExists,
+    /// A member with that id exists, or existed and was removed (a
+    /// removed id is never reused).
+    #[error("etcdserver: member ID already exist{}", removed(.0))]
+    MemberIdExists(Option<u64>),
+    /// Promote of a voter.
+    #[error("etcdserver: can only promote a learner member")]
+    NotLearner,
+    /// Promote of a learner that lags the leader.
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    /// Too many learners to add one.
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
+    /// A removal would leave too few started voters.
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    NotEnoughStartedMembers,
+    /// A change would leave the cluster without a live quorum.
+    #[error("etcdserver: unhealthy cluster")]
+    UnhealthyCluster,
+    /// A forwarded membership change reached a member that does not lead.
+    #[error("flotilla: not the leader")]
+    NotLeader,
+    /// The client session expired before the request was answered.
+    #[error(
+        "flotilla: the client session expired before the request was answered; \
+         its outcome is unknown: start a new session"
+    )]
+    SessionExpired,
+    /// A request Flotilla refuses where etcd would take it, with why (the
+    /// README's table of refusals names each).
+    #[error("flotilla: {0}")]
+    Refused(String),
+    /// A request for something Flotilla does not do.
+    #[error("flotilla does not support {0} yet")]
+    Unsupported(&'static str),
+    /// A broken promise inside this member (a bug), with what broke.
+    #[error("{0}")]
+    Internal(String),
+}
+
+fn waited(what: &Option<&'static str>) -> String {
+    what.map(|w| format!(" ({w})")).unwrap_or_default()
+}
+
+fn removed(id: &Option<u64>) -> String {
+    id.map(|id| format!(" (member {id} was removed, and a removed ID is never reused)"))
+        .unwrap_or_default()
+}
+
+impl EtcdError {
+    /// The gRPC code, and the signal a member or Flotilla's client acts
+    /// on: the one table.
+    fn code(&self) -> (Code, Option<Kind>) {
+        use EtcdError as E;
+        match self {
+            E::Invalid(i) => (i.code(), None),
+            E::RequestTooLarge => (Code::InvalidArgument, None),
+            E::Timeout(_) => (Code::DeadlineExceeded, None),
+            E::Stopped => (Code::Unavailable, None),
+            E::TooManyRequests => (Code::ResourceExhausted, None),
+            E::Compacted | E::FutureRevision => (Code::OutOfRange, None),
+            E::MemberNotFound => (Code::NotFound, None),
+            E::PeerUrlExists
+            | E::MemberIdExists(_)
+            | E::NotLearner
+            | E::LearnerNotReady
+            | E::TooManyLearners
+            | E::NotEnoughStartedMembers => (Code::FailedPrecondition, None),
+            E::UnhealthyCluster => (Code::Unavailable, Some(Kind::UnhealthyCluster)),
+            E::NotLeader => (Code::Unavailable, Some(Kind::NotLeader)),
+            E::SessionExpired => (Code::FailedPrecondition, Some(Kind::SessionExpired)),
+            E::Refused(_) => (Code::FailedPrecondition, None),
+            E::Unsupported(_) => (Code::Unimplemented, None),
+            E::Internal(_) => (Code::Internal, None),
+        }
+    }
+}
+
+impl From<EtcdError> for Status {
+    fn from(e: EtcdError) -> Status {
+        let (code, kind) = e.code();
+        match kind {
+            Some(kind) => signal::status(code, e.to_string(), kind),
+            None => Status::new(code, e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_gives_etcds_codes_and_messages() {
+        let cases = [
+            (
+                EtcdError::RequestTooLarge,
+                Code::InvalidArgument,
+                "etcdserver: request is too large",
+            ),
+            (
+                EtcdError::Timeout(None),
+                Code::DeadlineExceeded,
+                "etcdserver: request timed out",
+            ),
+            (
+                EtcdError::Timeout(Some("no leader")),
+                Code::DeadlineExceeded,
+                "etcdserver: request timed out (no leader)",
+            ),
+            (
+                EtcdError::Stopped,
+                Code::Unavailable,
+                "etcdserver: server stopped",
+            ),
+            (
+                EtcdError::TooManyRequests,
+                Code::ResourceExhausted,
+                "etcdserver: too many requests",
+            ),
+            (
+                EtcdError::Compacted,
+                Code::OutOfRange,
+                "etcdserver: mvcc: required revision has been compacted",
+            ),
+            (
+                EtcdError::MemberNotFound,
+                Code::NotFound,
+                "etcdserver: member not found",
+            ),
+            (
+                EtcdError::MemberIdExists(Some(7)),
+                Code::FailedPrecondition,
+                "etcdserver: member ID already exist (member 7 was removed, and a removed ID is never reused)",
+            ),
+            (
+                EtcdError::Unsupported("leases"),
+                Code::Unimplemented,
+                "flotilla does not support leases yet",
+            ),
+        ];
+        for (e, code, message) in cases {
+            let s = Status::from(e);
+            assert_eq!((s.code(), s.message()), (code, message));
+            assert_eq!(signal::kind(&s), None);
+        }
+    }
+
+    #[test]
+    fn signals_ride_with_the_errors_members_act_on() {
+        let signalled = [
+            (EtcdError::NotLeader, Kind::NotLeader),
+            (EtcdError::UnhealthyCluster, Kind::UnhealthyCluster),
+            (EtcdError::SessionExpired, Kind::SessionExpired),
+        ];
+        for (e, kind) in signalled {
+            assert_eq!(signal::kind(&Status::from(e)), Some(kind));
+        }
+    }
+}
