@@ -12,6 +12,7 @@ mod check;
 mod cluster;
 mod mr;
 mod sim;
+mod sim_hosted;
 mod sim_kv;
 mod units;
 

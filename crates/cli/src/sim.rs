@@ -1,6 +1,8 @@
 //! `flotilla sim ...`: run the deterministic simulator from the command
 //! line. `sim raft` runs random workloads under random faults over many
-//! seeds, in parallel, and prints the command that replays any failure.
+//! seeds, in parallel, and prints the command that replays any failure;
+//! `sim kv` does so for the KV service, `sim hosted` for the production
+//! replica host.
 
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -22,6 +24,10 @@ pub enum SimCommand {
     /// checked for linearizability, replicas must agree once faults stop.
     /// Exit code: 0 if every seed passed, 1 on any violation.
     Kv(crate::sim_kv::KvArgs),
+    /// The production replica host on virtual time, with the real WAL on
+    /// a crashing in-memory disk; every answer is checked as it leaves.
+    /// Exit code: 0 if every seed passed, 1 on any violation.
+    Hosted(crate::sim_hosted::HostedArgs),
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +112,7 @@ pub fn run(cmd: SimCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         SimCommand::Raft(args) => run_raft(&args),
         SimCommand::Kv(args) => crate::sim_kv::run_kv(&args),
+        SimCommand::Hosted(args) => crate::sim_hosted::run_hosted(&args),
     }
 }
 
