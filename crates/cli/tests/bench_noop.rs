@@ -8,12 +8,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Proc, Scratch, flotilla, run, wait_for};
+use common::{flotilla, run};
+use flotilla_testkit::{Proc, Scratch, free_port, wait_for};
 
 #[test]
 fn the_noop_server_answers_and_bench_kv_drives_it() {
     let s = Scratch::new("noop");
-    let port = common::free_port();
+    let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let mut server = Proc::spawn(
         "noop-server",

@@ -12,7 +12,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cluster_common;
-mod common;
 
 use std::time::Duration;
 

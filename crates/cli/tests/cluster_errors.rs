@@ -10,7 +10,8 @@ mod common;
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use common::{Proc, Scratch, flotilla, free_port, run, wait_for};
+use common::{flotilla, run};
+use flotilla_testkit::{Proc, Scratch, free_port, wait_for};
 
 fn assert_clean_failure(status: std::process::ExitStatus, stderr: &str, needle: &str) {
     assert_eq!(status.code(), Some(1), "stderr: {stderr}");

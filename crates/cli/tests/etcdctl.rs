@@ -18,10 +18,11 @@ use std::time::Duration;
 
 use cluster_common::Cluster;
 use cluster_common::workload;
-use common::{etcdctl, etcdctl_missing, etcdctl_ok, wait_for};
+use common::{etcdctl, etcdctl_missing, etcdctl_ok};
 use flotilla_client::Client;
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::kv_client::KvClient;
+use flotilla_testkit::wait_for;
 use pb::compare::{CompareResult, CompareTarget, TargetUnion};
 
 #[test]

@@ -134,7 +134,7 @@ fn outputs(all: &str) {
 
 #[test]
 fn a_write_to_no_reachable_member_fails_at_once_and_says_it_was_not_applied() {
-    let port = format!("127.0.0.1:{}", common::free_port());
+    let port = format!("127.0.0.1:{}", flotilla_testkit::free_port());
     for args in [&["kv", "put", "a", "1"][..], &["kv", "append", "a", "1"]] {
         let (status, _, err) = flotilla(&port, args, "");
         assert_eq!(status.code(), Some(1), "{args:?}: {err}");

@@ -23,10 +23,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cluster_common::Cluster;
-use common::{Proc, etcdctl, etcdctl_missing, etcdctl_ok, free_port, run, wait_for};
+use common::{etcdctl, etcdctl_missing, etcdctl_ok, run};
 use flotilla_client::Client;
 use flotilla_linearize::{KvInput, KvOutput, Recorder};
 use flotilla_proto::etcdserverpb as pb;
+use flotilla_testkit::{Proc, free_port, wait_for};
 
 type Rec = Recorder<KvInput, KvOutput>;
 

@@ -38,7 +38,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cluster_common;
-mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

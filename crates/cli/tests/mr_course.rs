@@ -10,6 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use flotilla_testkit::{Proc, Scratch, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(180);
 

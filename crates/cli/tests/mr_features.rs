@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
+use flotilla_testkit::{Scratch, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(180);
 

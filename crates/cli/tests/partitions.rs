@@ -1,6 +1,6 @@
 //! Network partitions between real `flotilla server` processes on
 //! loopback ports. Members reach each other only through fault proxies
-//! (`cluster_common::proxy`), one per directed link, which pass, delay,
+//! (`flotilla_testkit::proxy`), one per directed link, which pass, delay,
 //! stall (hold bytes as a packet-dropping network does) or cut traffic;
 //! clients talk to every member directly.
 //!
@@ -17,15 +17,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cluster_common;
-mod common;
 
 use std::time::Duration;
 
 use cluster_common::Cluster;
 use cluster_common::faults::{Fault, soak};
 use cluster_common::netns::{self, Netns, Where};
-use cluster_common::proxy::Mode;
 use cluster_common::workload::Workload;
+use flotilla_testkit::proxy::Mode;
 
 #[test]
 fn three_members_partitioned_lose_no_acknowledged_write() {
@@ -63,55 +62,6 @@ fn partitions(name: &str, n: usize, mode: Mode) {
     rt.block_on(w.check(&client));
     Fault::RestartAll.run(&mut cluster, &rt, &w);
     rt.block_on(w.check(&client));
-}
-
-/// The proxy itself, against an echo server: a stalled link holds bytes
-/// and delivers them in order when it heals; a delayed link delivers; a
-/// cut link closes its connection and closes new ones at once.
-#[test]
-fn proxy_stalls_without_loss_and_cuts_connections() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let echo = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let target = echo.local_addr().unwrap().to_string();
-    rt.spawn(async move {
-        while let Ok((mut s, _)) = echo.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    let net = cluster_common::proxy::Net::start(&["unused:1".to_string(), target]);
-    let addr = net.addr(0, 1);
-    let steps = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let mut buf = [0u8; 6];
-        s.write_all(b"ab").await.unwrap();
-        s.read_exact(&mut buf[..2]).await.unwrap();
-        // Both directions of a link's connections stall: the echo of
-        // "cd" comes back only after the link heals (here, to a delay).
-        net.set(0, 1, Mode::Stall);
-        s.write_all(b"cd").await.unwrap();
-        net.set(0, 1, Mode::Delay(Duration::from_millis(5)));
-        s.write_all(b"ef").await.unwrap();
-        s.read_exact(&mut buf[2..]).await.unwrap();
-        assert_eq!(&buf, b"abcdef", "nothing lost or reordered");
-        net.set(0, 1, Mode::Cut);
-        assert_eq!(s.read(&mut buf).await.unwrap_or(0), 0, "cut: closed");
-        let mut t = tokio::net::TcpStream::connect(addr).await.unwrap();
-        assert_eq!(t.read(&mut buf).await.unwrap_or(0), 0, "cut: new ones too");
-        net.heal();
-        let mut u = tokio::net::TcpStream::connect(addr).await.unwrap();
-        u.write_all(b"gh").await.unwrap();
-        u.read_exact(&mut buf[..2]).await.unwrap();
-        assert_eq!(&buf[..2], b"gh");
-    };
-    let limit = Duration::from_secs(30);
-    rt.block_on(async { tokio::time::timeout(limit, steps).await })
-        .expect("the proxy steps finish within 30 s");
 }
 
 /// The leader cut off by a network namespace's link going down (where the

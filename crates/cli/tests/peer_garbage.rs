@@ -9,20 +9,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cluster_common;
-mod common;
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use cluster_common::Cluster;
 use cluster_common::workload::put;
-use common::wait_for;
 use flotilla_proto::raft::v1::MessageBatch;
 use flotilla_proto::raft::v1::raft_transport_client::RaftTransportClient;
 use flotilla_raft::message::{Append, Message, MessageBody};
 use flotilla_raft::{
     ConfState, Encode, Entry, EntryKind, LogIndex, NodeId, SnapshotChunk, SnapshotMeta, Term,
 };
+use flotilla_testkit::wait_for;
 
 /// What a broken or hostile member `from` sends `to` in `term`.
 fn garbage(from: u64, to: u64, term: u64) -> Vec<Bytes> {

@@ -22,13 +22,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use cluster_common::Cluster;
-use common::{etcdctl, etcdctl_missing, wait_for};
+use common::{etcdctl, etcdctl_missing};
 use flotilla_kv::{Command, Op, ReadConsistency, Request};
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::kv_client::KvClient;
 use flotilla_proto::kv::v1 as kvpb;
 use flotilla_proto::raft::v1::ProposeRequest;
 use flotilla_proto::raft::v1::proposals_client::ProposalsClient;
+use flotilla_testkit::wait_for;
 use pb::request_op::Request as R;
 use tonic::Code;
 use tonic::transport::Channel;

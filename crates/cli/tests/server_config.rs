@@ -9,10 +9,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Proc, Scratch, flotilla, run, wait_for};
+use common::{flotilla, run};
+use flotilla_testkit::{Proc, Scratch, free_port, wait_for};
 
 fn free_addr() -> String {
-    format!("127.0.0.1:{}", common::free_port())
+    format!("127.0.0.1:{}", free_port())
 }
 
 fn write_config(s: &Scratch, text: &str) -> String {

@@ -16,7 +16,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cluster_common;
-mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,13 +24,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cluster_common::Cluster;
-use common::wait_for;
 use flotilla_client::Client;
 use flotilla_client::session::{Session, SessionError, SessionOptions};
 use flotilla_linearize::{KvInput, KvOutput, Recorder};
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::kv::v1 as kvpb;
 use flotilla_proto::kv::v1::kv_client::KvClient;
+use flotilla_testkit::wait_for;
 use tokio::sync::watch;
 
 type Rec = Recorder<KvInput, KvOutput>;

@@ -9,13 +9,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Proc, Scratch, free_ports, wait_for, wait_until};
+use flotilla_testkit::{Proc, Scratch, free_ports, wait_for, wait_until};
 
 const MEMBERS: usize = 3;
 

@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cluster_common::Cluster;
-use common::{Proc, etcdctl_missing, etcdctl_ok, wait_for};
+use common::{etcdctl_missing, etcdctl_ok};
+use flotilla_testkit::{Proc, wait_for};
 
 /// A running `etcdctl watch` and what it printed so far.
 struct Watcher {

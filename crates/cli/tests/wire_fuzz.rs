@@ -18,7 +18,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cluster_common;
-mod common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

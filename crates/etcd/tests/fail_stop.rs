@@ -20,7 +20,7 @@ use flotilla_runtime::{FatalError, NodeError};
 async fn an_undecodable_committed_command_stops_the_node() {
     let single = common::single_voter("fail-stop", |_| {}).await;
     let node = single.node;
-    let dir = single.dir;
+    let _scratch = single.scratch;
 
     // Bytes that are no KV command, proposed straight to the Raft task
     // (the Proposals service refuses them before that).
@@ -49,5 +49,4 @@ async fn an_undecodable_committed_command_stops_the_node() {
         why.contains("Recovery: if a newer Flotilla wrote it"),
         "{why}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

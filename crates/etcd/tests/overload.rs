@@ -48,5 +48,4 @@ async fn requests_beyond_the_pending_limits_are_refused_and_the_rest_answered() 
     h.propose(ids.command(Op::put("c", "3"))).await.unwrap();
     single.stop.send_replace(true);
     single.node.task.await.unwrap().unwrap();
-    let _ = std::fs::remove_dir_all(&single.dir);
 }

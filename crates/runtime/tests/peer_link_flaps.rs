@@ -1,5 +1,6 @@
 //! A peer link survives a network that keeps failing it. A node's
-//! outbound link to a peer goes through a loopback proxy that is
+//! outbound link to a peer goes through the test kit's loopback fault
+//! proxy, which is
 //!
 //! - cut (every connection closed, new ones closed at once, as a refused
 //!   connection is) and healed again and again, at random moments of the
@@ -28,7 +29,8 @@ use flotilla_raft::rng::SplitMix64;
 use flotilla_raft::{Message, MessageBody, NodeId, Term};
 use flotilla_runtime::transport::{BATCH_DECODE_MAX, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT};
 use flotilla_runtime::{InboundService, Transport};
-use tokio::net::{TcpListener, TcpStream};
+use flotilla_testkit::proxy::{Mode, Proxy};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 
@@ -37,66 +39,6 @@ const CUT_ROUNDS: u32 = 30;
 /// How long a healed link may take to reconnect and deliver again: the
 /// link's backoff is at most 1 s, so this is several reconnects.
 const RECONNECT_LIMIT: Duration = Duration::from_secs(5);
-
-/// What the proxy does with connections.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Mode {
-    Pass,
-    /// Close every connection, and new ones at once.
-    Cut,
-    /// Keep every connection open and pass nothing, ever (connections
-    /// made meanwhile too); connections made after it ends pass.
-    BlackHole,
-}
-
-/// A loopback TCP proxy to `target` whose mode can be switched.
-async fn start_proxy(target: SocketAddr) -> (SocketAddr, watch::Sender<Mode>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (mode_tx, mode) = watch::channel(Mode::Pass);
-    tokio::spawn(async move {
-        loop {
-            let inbound = match listener.accept().await {
-                Ok((inbound, _)) => inbound,
-                Err(_) => continue, // an aborted connection; accept on
-            };
-            match *mode.borrow() {
-                Mode::Cut => continue, // closed at once
-                Mode::BlackHole => {
-                    tokio::spawn(hold_forever(inbound, None));
-                    continue;
-                }
-                Mode::Pass => {}
-            }
-            tokio::spawn(forward(inbound, target, mode.clone()));
-        }
-    });
-    (addr, mode_tx)
-}
-
-/// Forwards one connection both ways until it closes or the proxy cuts
-/// it or turns it into a black hole.
-async fn forward(inbound: TcpStream, target: SocketAddr, mut mode: watch::Receiver<Mode>) {
-    let Ok(outbound) = TcpStream::connect(target).await else {
-        return;
-    };
-    let (mut ir, mut iw) = inbound.into_split();
-    let (mut or, mut ow) = outbound.into_split();
-    let m = tokio::select! {
-        biased;
-        m = mode.wait_for(|m| *m != Mode::Pass) => m.map_or(Mode::Cut, |m| *m),
-        _ = tokio::io::copy(&mut ir, &mut ow) => Mode::Cut,
-        _ = tokio::io::copy(&mut or, &mut iw) => Mode::Cut,
-    };
-    if m == Mode::BlackHole {
-        hold_forever(ir.reunite(iw).unwrap(), Some(or.reunite(ow).unwrap())).await;
-    }
-}
-
-/// Keeps connections open without reading or writing them.
-async fn hold_forever(_a: TcpStream, _b: Option<TcpStream>) {
-    std::future::pending::<()>().await;
-}
 
 /// The peer: a `RaftTransport` server whose node publishes the highest
 /// heartbeat sequence number it received.
@@ -163,7 +105,7 @@ fn heartbeat(seq: u64) -> Message {
 /// A node's link to a peer behind a proxy, with numbered messages being
 /// queued on it every millisecond.
 struct Link {
-    mode: watch::Sender<Mode>,
+    proxy: Proxy,
     seen: watch::Receiver<u64>,
     sent: watch::Receiver<u64>,
     transport: Transport,
@@ -174,11 +116,11 @@ struct Link {
 impl Link {
     async fn start() -> Link {
         let (peer, seen) = start_peer().await;
-        let (proxy, mode) = start_proxy(peer).await;
+        let proxy = Proxy::start(peer.to_string()).await;
         let (stop_tx, stop) = watch::channel(false);
         let peers = BTreeMap::from([
             (NodeId(1), "127.0.0.1:1".to_string()),
-            (NodeId(2), proxy.to_string()),
+            (NodeId(2), proxy.addr().to_string()),
         ]);
         let transport = Transport::start(CLUSTER, NodeId(1), &peers, stop);
         let (sent_tx, sent) = watch::channel(0u64);
@@ -194,7 +136,7 @@ impl Link {
             })
         };
         Link {
-            mode,
+            proxy,
             seen,
             sent,
             transport,
@@ -206,9 +148,9 @@ impl Link {
     /// Puts the proxy in `mode` for `d`, then lets traffic pass, and
     /// checks that a message sent after that reaches the peer in `limit`.
     async fn fail_then_heal(&mut self, mode: Mode, d: Duration, limit: Duration, round: u32) {
-        self.mode.send_replace(mode);
+        self.proxy.set(mode);
         tokio::time::sleep(d).await;
-        self.mode.send_replace(Mode::Pass);
+        self.proxy.set(Mode::Pass);
         let healed_at = *self.sent.borrow();
         let delivered = timeout(limit, self.seen.wait_for(|&s| s > healed_at))
             .await

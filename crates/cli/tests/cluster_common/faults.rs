@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use flotilla_client::Client;
 use flotilla_raft::rng::SplitMix64;
+use flotilla_testkit::proxy::Mode;
 use tokio::runtime::Runtime;
 
 use super::Cluster;
-use super::proxy::Mode;
 use super::workload::Workload;
 
 /// The most rounds a soak runs, however long it may take.

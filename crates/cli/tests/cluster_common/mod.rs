@@ -2,9 +2,9 @@
 //! loopback ports: start, kill -9 (by PID, only processes the test
 //! started), restart, and find the leader, polling with bounded deadlines.
 //! In a cluster started by [`Cluster::start_proxied`], members reach each
-//! other only through the fault proxies of [`proxy`], so a test can
-//! partition, stall and delay any directed link; clients talk to the
-//! members directly.
+//! other only through the fault proxies of [`flotilla_testkit::proxy`],
+//! one per directed link, so a test can partition, stall, delay and cut
+//! any directed link; clients talk to the members directly.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,15 +14,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use flotilla_client::Client;
-
-use crate::common::{Proc, Scratch, free_ports, wait_until};
+use flotilla_testkit::proxy::Net;
+use flotilla_testkit::{Proc, Scratch, free_ports, wait_until};
 
 pub mod faults;
 pub mod netns;
-pub mod proxy;
 pub mod workload;
-
-use proxy::Net;
 
 /// A cluster of server processes.
 pub struct Cluster {

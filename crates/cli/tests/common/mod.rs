@@ -1,15 +1,18 @@
-//! Helpers for the MapReduce tests that drive the built `flotilla` binary:
-//! scratch directories, the course's directory layout, starting and
-//! reaping processes, polling with deadlines (never sleeping to
-//! synchronize), and reading outputs the way the course's script does
-//! (`sort mr-out* | grep .`).
+//! Helpers for the tests that drive the built `flotilla` binary: the
+//! MapReduce course's directory layout, timings and reference outputs,
+//! starting coordinators and workers, running commands and `etcdctl`, and
+//! reading outputs the way the course's script does (`sort mr-out* |
+//! grep .`). What is not about `flotilla` (scratch directories, ports,
+//! polling with deadlines, processes) is in `flotilla_testkit`.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use flotilla_testkit::{Proc, Scratch, wait_for};
 
 /// sha256 of the C-locale-sorted outputs on the 8 texts (spec §1.4).
 pub const WC_SHA256: &str = "08d25f8329d8b7054a8330033736775249ffd98ca861f12e24e0cda079322c19";
@@ -80,112 +83,6 @@ pub fn timing() -> Timing {
             crash_speculate_after: "2s",
             jobcount_task_timeout: "4s",
             progress_interval: "100ms",
-        }
-    }
-}
-
-/// Loopback ports handed to servers start here.
-const TEST_PORTS_LOW: u32 = 10_000;
-
-/// A loopback port that was free a moment ago, for a server a test starts.
-pub fn free_port() -> u16 {
-    free_ports(1)[0]
-}
-
-/// `n` distinct loopback ports that were free a moment ago. They are
-/// taken below the kernel's ephemeral range, because a port that `bind`
-/// to port 0 handed out and that was then released can be handed out
-/// again at once — to a fault proxy's listener, or as the source port of
-/// one of the many connections a cluster under test opens — before the
-/// server that was meant to get it binds it (a CI run lost two members of
-/// a five-member cluster to "address already in use" that way). The
-/// walk starts at an offset from the process id, so test binaries run
-/// one after another do not retry the same ports.
-pub fn free_ports(n: usize) -> Vec<u16> {
-    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
-    let high = ephemeral_low().max(TEST_PORTS_LOW + 1000);
-    let span = high - TEST_PORTS_LOW;
-    let _ = NEXT.compare_exchange(
-        u32::MAX,
-        std::process::id().wrapping_mul(7919) % span,
-        Ordering::Relaxed,
-        Ordering::Relaxed,
-    );
-    let mut ports = Vec::with_capacity(n);
-    for _ in 0..span {
-        if ports.len() == n {
-            break;
-        }
-        let port = TEST_PORTS_LOW + NEXT.fetch_add(1, Ordering::Relaxed) % span;
-        let port = u16::try_from(port).expect("test ports fit in u16");
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            ports.push(port);
-        }
-    }
-    assert_eq!(ports.len(), n, "no {n} free loopback ports below {high}");
-    ports
-}
-
-/// The first port of the kernel's ephemeral range (Linux's default when
-/// it cannot be read).
-fn ephemeral_low() -> u32 {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32_768)
-}
-
-/// A directory removed when dropped.
-pub struct Scratch {
-    pub path: PathBuf,
-}
-
-impl Scratch {
-    pub fn new(name: &str) -> Scratch {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("flotilla-mr-{name}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        Scratch { path }
-    }
-}
-
-impl Drop for Scratch {
-    /// Kept when `FLOTILLA_KEEP_SCRATCH` is set (server logs, data dirs),
-    /// to look into a failure.
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            print_log_tails(&self.path);
-        }
-        if std::env::var_os("FLOTILLA_KEEP_SCRATCH").is_some() {
-            eprintln!("kept {}", self.path.display());
-            return;
-        }
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
-
-/// A failing test shows the last lines of every `*.log` in `dir` (the
-/// servers' and workers' logs), so a failure in CI can be read without
-/// rerunning it.
-fn print_log_tails(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut logs: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    logs.sort();
-    for log in logs {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = &lines[lines.len().saturating_sub(40)..];
-        eprintln!("--- last {} lines of {} ---", tail.len(), log.display());
-        for line in tail {
-            eprintln!("{line}");
         }
     }
 }
@@ -328,70 +225,6 @@ pub fn sequential(cwd: &Path, app: &str, params: &[String], inputs: &[String]) -
 pub fn sha256(data: &str) -> String {
     let (_, out, _) = run_with_input(&mut Command::new("sha256sum"), data);
     out.split_whitespace().next().unwrap_or("").to_string()
-}
-
-/// Polls `f` every 20 ms until it returns `Some`, failing after `limit`.
-pub fn wait_for<T>(what: &str, limit: Duration, f: impl FnMut() -> Option<T>) -> T {
-    match wait_until(limit, f) {
-        Some(v) => v,
-        None => panic!("timed out after {limit:?} waiting for {what}"),
-    }
-}
-
-/// Polls `f` every 20 ms until it returns `Some`; `None` after `limit`.
-pub fn wait_until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A process this test started; killed (by pid) if still running on drop.
-pub struct Proc {
-    pub name: String,
-    pub child: Child,
-}
-
-impl Proc {
-    pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-        Proc {
-            name: name.to_string(),
-            child,
-        }
-    }
-
-    /// The exit status, if it has exited.
-    pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().unwrap()
-    }
-
-    /// Waits (polling) for the process to exit.
-    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
-        let name = self.name.clone();
-        wait_for(&format!("{name} to exit"), limit, || self.exited())
-    }
-
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            self.kill();
-        }
-    }
 }
 
 /// Starts `flotilla mr coordinator` on a free loopback port in `cwd`, its

@@ -1,8 +1,9 @@
 //! A single-voter node on a WAL in a scratch directory, leading, for the
-//! driver's integration tests.
+//! driver's integration tests. The directory is the test kit's
+//! [`Scratch`]: removed when the test ends, unless `FLOTILLA_KEEP_SCRATCH`
+//! is set.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use flotilla_etcd::KvMachine;
 use flotilla_raft::{Config, NodeId, Role};
 use flotilla_runtime::metrics::Metrics;
 use flotilla_runtime::{NodeOptions, RaftNode, Transport};
+use flotilla_testkit::Scratch;
 use flotilla_wal::{GroupId, Options, Wal};
 use tokio::sync::{mpsc, watch};
 
@@ -18,8 +20,8 @@ pub struct Single {
     pub node: RaftNode<KvMachine>,
     /// Set to true to stop the node.
     pub stop: watch::Sender<bool>,
-    /// Its data (the test removes it when done).
-    pub dir: PathBuf,
+    /// Its data, removed when dropped (the tests stop the node first).
+    pub scratch: Scratch,
     /// Keeps the inbound queue open.
     _inbound: mpsc::Sender<flotilla_raft::Message>,
 }
@@ -27,10 +29,8 @@ pub struct Single {
 /// Starts node 1 alone with 1 ms ticks in a fresh directory named after
 /// `test`, `opts` adjusting the defaults, and waits until it leads.
 pub async fn single_voter(test: &str, opts: impl FnOnce(&mut NodeOptions)) -> Single {
-    let dir = std::env::temp_dir().join(format!("flotilla-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch directory");
-    let wal = Wal::open(&dir, Options::default()).expect("open the WAL");
+    let scratch = Scratch::new(test);
+    let wal = Wal::open(&scratch.path, Options::default()).expect("open the WAL");
     let storage = wal.group(GroupId(1)).expect("the group's storage");
     let me = NodeId(1);
     let (stop_tx, stop) = watch::channel(false);
@@ -61,7 +61,7 @@ pub async fn single_voter(test: &str, opts: impl FnOnce(&mut NodeOptions)) -> Si
     Single {
         node,
         stop: stop_tx,
-        dir,
+        scratch,
         _inbound: inbound_tx,
     }
 }
