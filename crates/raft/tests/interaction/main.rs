@@ -74,6 +74,7 @@ scripts!(
     election_split_vote,
     election_log_up_to_date,
     prevote_rejoin,
+    prevote_same_term,
     check_quorum_step_down,
     leader_stickiness,
     replication_basic,
