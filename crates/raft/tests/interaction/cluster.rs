@@ -10,8 +10,8 @@ use std::fmt::Write as _;
 
 use bytes::Bytes;
 use flotilla_raft::{
-    ConfChange, ConfChangeOp, Config, Decode, Entry, EntryKind, InitialState, MemStorage, Message,
-    NodeId, RawNode, Ready, Role, persist,
+    ConfChange, ConfChangeOp, Config, Decode, Entry, EntryKind, InitialState, LogIndex, MemStorage,
+    Message, NodeId, RawNode, ReadMode, Ready, Role, persist,
 };
 
 use crate::script::Command;
@@ -63,8 +63,15 @@ impl Cluster {
             "tick-election" => self.tick_election(cmd, out),
             "tick" => self.tick(cmd),
             "process-ready" => {
+                let quiet = cmd.flag("quiet", false)?;
                 for id in cmd.all_ids()? {
-                    self.process_ready(id, out)?;
+                    let mut text = String::new();
+                    self.process_ready(id, &mut text)?;
+                    if quiet {
+                        quieten(&text, out);
+                    } else {
+                        out.push_str(&text);
+                    }
                 }
                 Ok(())
             }
@@ -88,6 +95,25 @@ impl Cluster {
                 Ok(())
             }
             "raft-log" => self.raft_log(cmd, out),
+            "read-index" => {
+                let ctx = cmd.id(1)?;
+                self.node(cmd.id(0)?)?.raw.read_index(ctx);
+                Ok(())
+            }
+            "transfer-leader" => {
+                let to = NodeId(cmd.id(1)?);
+                if let Err(e) = self.node(cmd.id(0)?)?.raw.transfer_leader(to) {
+                    let _ = writeln!(out, "refused: {e}");
+                }
+                Ok(())
+            }
+            "compact" => self.compact(cmd, out),
+            "recently-active" => {
+                let active = self.node(cmd.id(0)?)?.raw.recently_active();
+                let _ = writeln!(out, "{active:?}");
+                Ok(())
+            }
+            "restart" => self.restart(cmd),
             other => Err(format!("unknown command `{other}`")),
         }
     }
@@ -124,6 +150,16 @@ impl Cluster {
             cfg.election_ticks = cmd.number("election", 10)? as u32;
             cfg.heartbeat_ticks = cmd.number("heartbeat", 1)? as u32;
             cfg.seed = cmd.number("seed", id)?;
+            cfg.snapshot_chunk_bytes = cmd.number("chunk", cfg.snapshot_chunk_bytes)?;
+            cfg.max_inflight_msgs = cmd.number("max-inflight", 256)? as usize;
+            cfg.max_msg_bytes = cmd.number("max-msg-bytes", cfg.max_msg_bytes)?;
+            cfg.max_inflight_bytes = cmd.number("max-inflight-bytes", cfg.max_inflight_bytes)?;
+            cfg.read_mode = match cmd.option("read-mode") {
+                None | Some("safe") => ReadMode::Safe,
+                Some("lease") => ReadMode::Lease,
+                Some(v) => return Err(format!("read-mode={v}: want safe or lease")),
+            };
+            cfg.lease_drift_ticks = cmd.number("drift", 1)? as u32;
             let raw = RawNode::new(cfg.clone(), InitialState::default())
                 .map_err(|e| format!("node {id}: {e}"))?;
             let storage = MemStorage::new();
@@ -311,6 +347,29 @@ impl Cluster {
         .map_err(|e| e.to_string())
     }
 
+    /// `compact ID INDEX [DATA]`: the application snapshots its state at
+    /// INDEX (its bytes are DATA) and the node drops the log it covers.
+    fn compact(&mut self, cmd: &Command, out: &mut String) -> Result<(), String> {
+        let index = LogIndex(cmd.id(1)?);
+        let data = Bytes::from(cmd.args.get(2).cloned().unwrap_or_default());
+        if let Err(e) = self.node(cmd.id(0)?)?.raw.compact(index, data) {
+            let _ = writeln!(out, "refused: {e}");
+        }
+        Ok(())
+    }
+
+    /// `restart ID`: the node crashes and starts again from what it
+    /// persisted (with a new seed, as every start gets). Messages in flight
+    /// to it stay queued, as in a network.
+    fn restart(&mut self, cmd: &Command) -> Result<(), String> {
+        let id = cmd.id(0)?;
+        let node = self.node(id)?;
+        node.cfg.seed = node.cfg.seed.wrapping_add(1000);
+        let init = node.storage.state().clone();
+        node.raw = RawNode::new(node.cfg.clone(), init).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
     /// Cuts every link of the given nodes.
     fn isolate(&mut self, cmd: &Command) -> Result<(), String> {
         let all: Vec<u64> = self.nodes.keys().copied().collect();
@@ -366,6 +425,22 @@ impl Cluster {
         }
         let _ = writeln!(out, "commit={} last={}", s.commit, s.last_index);
         Ok(())
+    }
+}
+
+/// A Ready's text with its messages counted instead of listed: long runs
+/// of heartbeats to cut-off nodes would drown the script.
+fn quieten(text: &str, out: &mut String) {
+    let mut sent = 0;
+    for line in text.lines() {
+        if line.contains("->") {
+            sent += 1;
+        } else if !line.trim_start().starts_with("Messages") {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    if sent > 0 {
+        let _ = writeln!(out, "  ({sent} messages)");
     }
 }
 

@@ -81,6 +81,13 @@ scripts!(
     replication_conflict_repair,
     membership_learner,
     membership_joint,
+    snapshot_transfer,
+    read_index,
+    read_lease,
+    transfer_leader,
+    restart,
+    single_voter_learner,
+    flow_control,
 );
 
 /// Every script has a test above, so none is skipped silently.
