@@ -249,14 +249,21 @@ impl Cluster {
         Ok(true)
     }
 
-    /// `deliver-msgs ID.. [from=N] [drop=true]`: steps each node's queued
-    /// messages into it (only those from N, if given), or drops them.
+    /// `deliver-msgs ID.. [from=N] [count=N] [drop=true]`: steps each
+    /// node's queued messages into it (only those from N, only the first
+    /// `count`, if given), or drops them.
     fn deliver_msgs(&mut self, cmd: &Command, out: &mut String) -> Result<(), String> {
         let from = cmd.option("from").map(str::parse::<u64>).transpose();
         let from = from.map_err(|e| e.to_string())?;
         let drop = cmd.flag("drop", false)?;
+        let count = cmd.number("count", u64::MAX)?;
         for id in cmd.all_ids()? {
+            // Held back beyond `count`, in order, for a later delivery.
+            let queue = self.queues.entry(id).or_default();
+            let keep = count.min(queue.len() as u64) as usize;
+            let later = queue.split_off(keep);
             self.deliver(id, from, drop, out)?;
+            self.queues.entry(id).or_default().extend(later);
         }
         Ok(())
     }
