@@ -183,3 +183,21 @@ fn a_follower_ignores_append_answers_without_error() {
     n.step(answer(5, None))
         .expect("a stray answer is not an error");
 }
+
+#[test]
+fn a_second_leader_in_the_leaders_own_term_is_refused() {
+    let mut node = leader();
+    // Node 2 claims to lead term 1, which node 1 leads: a broken peer.
+    // Following it would put two leaders' entries under one term.
+    for body in [
+        MessageBody::Heartbeat {
+            commit: LogIndex(0),
+            read_seq: 0,
+        },
+        append(1, (1, 1), vec![entry(1, 2)]).body,
+    ] {
+        let r = node.step(common::msg(2, 1, body));
+        assert!(matches!(r, Err(StepError::TwoLeaders { .. })), "{r:?}");
+        assert_eq!(node.status().role, flotilla_raft::Role::Leader);
+    }
+}
