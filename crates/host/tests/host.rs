@@ -105,11 +105,15 @@ impl Waiters<u64> for Slots {
 
 type TestHost = Host<Counter, Slots>;
 
-/// Node 1, the only voter, leading, with `opts` adjusting the defaults.
-fn leader(opts: impl FnOnce(&mut HostOptions)) -> (TestHost, Arc<Mutex<Counter>>) {
+/// Node 1 of `voters`, not yet ticked, with `opts` adjusting the
+/// defaults; and what it counts.
+fn member(
+    voters: u64,
+    opts: impl FnOnce(&mut HostOptions),
+) -> (TestHost, Arc<Mutex<Counter>>, Arc<Counters>) {
     let wal = Wal::open_with_fs("/wal", Options::default(), Arc::new(MemFs::new())).expect("wal");
     let storage = wal.group(GroupId(1)).expect("group");
-    let mut raft = Config::new(NodeId(1), vec![NodeId(1)]);
+    let mut raft = Config::new(NodeId(1), (1..=voters).map(NodeId).collect());
     raft.election_ticks = 10;
     raft.heartbeat_ticks = 1;
     let mut options = HostOptions {
@@ -121,10 +125,24 @@ fn leader(opts: impl FnOnce(&mut HostOptions)) -> (TestHost, Arc<Mutex<Counter>>
     opts(&mut options);
     let sm = Arc::new(Mutex::new(Counter::default()));
     let counters = Arc::new(Counters::default());
-    let mut host = Host::new(options, storage, Arc::clone(&sm), counters).expect("host");
+    let host = Host::new(options, storage, Arc::clone(&sm), Arc::clone(&counters)).expect("host");
+    (host, sm, counters)
+}
+
+/// Node 1, the only voter, leading, with `opts` adjusting the defaults.
+fn leader(opts: impl FnOnce(&mut HostOptions)) -> (TestHost, Arc<Mutex<Counter>>) {
+    let (host, sm, _) = leader_counting(opts);
+    (host, sm)
+}
+
+/// [`leader`], with what it counts.
+fn leader_counting(
+    opts: impl FnOnce(&mut HostOptions),
+) -> (TestHost, Arc<Mutex<Counter>>, Arc<Counters>) {
+    let (mut host, sm, counters) = member(1, opts);
     for _ in 0..100 {
         if host.status().role == Role::Leader {
-            return (host, sm);
+            return (host, sm, counters);
         }
         host.tick();
         run(&mut host);
@@ -237,18 +255,43 @@ fn a_membership_change_is_answered_with_its_index_once_applied() {
 }
 
 #[test]
-fn a_finished_snapshot_job_compacts_the_log() {
-    let (mut host, _) = leader(|o| o.snapshot_entries = 5);
+fn a_finished_snapshot_job_compacts_the_log_on_schedule() {
+    let (mut host, _, counters) = leader_counting(|o| o.snapshot_entries = 5);
     for _ in 0..12 {
         host.propose(Bytes::from_static(b"x"), Slot::default());
         run(&mut host);
     }
-    let snap = host
-        .raw()
-        .snapshot()
-        .expect("a snapshot after 12 entries, one every 5");
-    assert!(snap.meta.index >= LogIndex(5), "{:?}", snap.meta);
+    // Member 1's phase for one snapshot every 5 entries is 3 (its id
+    // times the golden ratio, modulo 5): it snapshots at 2, 7 and 12 of
+    // the 13 entries (the leader's no-op and 12 commands), no more.
+    let snap = host.raw().snapshot().expect("a snapshot after 13 entries");
+    assert_eq!(snap.meta.index, LogIndex(12));
+    let taken = counters
+        .snapshots
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(taken, 3);
     assert!(host.storage().first_index() > LogIndex(1));
+}
+
+#[test]
+fn membership_changes_are_refused_off_the_leader_and_while_one_is_pending() {
+    let (mut follower, _, _) = member(2, |_| {});
+    let slot = Slot::default();
+    let cc = ConfChange::new(vec![ConfChangeOp::AddLearner(NodeId(3))]);
+    follower.change_membership(&cc, slot.clone());
+    let refused = slot.take();
+    assert_eq!(
+        refused,
+        Some(Err(NodeError::NotLeader { leader_hint: None }))
+    );
+    let (mut host, _) = leader(|_| {});
+    let (first, second) = (Slot::default(), Slot::default());
+    host.change_membership(&cc, first.clone());
+    let cc4 = ConfChange::new(vec![ConfChangeOp::AddLearner(NodeId(4))]);
+    host.change_membership(&cc4, second.clone());
+    assert_eq!(second.take(), Some(Err(NodeError::ConfChangePending)));
+    run(&mut host);
+    assert!(matches!(first.take(), Some(Ok(_))));
 }
 
 #[test]
