@@ -49,13 +49,7 @@ pub fn run_hosted(args: &HostedArgs) -> anyhow::Result<ExitCode> {
         let mut t = totals.lock().unwrap_or_else(|e| e.into_inner());
         t.0 += 1;
         match result {
-            Ok(r) => {
-                t.2.commits += r.commits;
-                t.2.acked_writes += r.acked_writes;
-                t.2.reads += r.reads;
-                t.2.crashes += r.crashes;
-                t.2.snapshot_jobs += r.snapshot_jobs;
-            }
+            Ok(r) => t.2.add(&r),
             Err(f) => {
                 t.1 += 1;
                 println!("VIOLATION {f}");

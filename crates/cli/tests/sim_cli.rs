@@ -33,7 +33,11 @@ fn a_short_sim_run_passes_and_bad_seed_ranges_are_refused() {
 
 #[test]
 fn hosted_refuses_a_group_it_cannot_run() {
-    for bad in [&["--members", "0"][..], &["--clients", "0"], &["--secs", "0"]] {
+    for bad in [
+        &["--members", "0"][..],
+        &["--clients", "0"],
+        &["--secs", "0"],
+    ] {
         let out = flotilla(&[&["sim", "hosted"][..], bad].concat());
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(3), "{bad:?}: {stderr}");

@@ -13,13 +13,7 @@ fn hosted_sweep_from_a_random_start() {
     let mut total = hosted::HostedReport::default();
     for seed in sweep_seeds(test, "flotilla-sim", 40) {
         match hosted::run(seed, &cfg) {
-            Ok(r) => {
-                total.commits += r.commits;
-                total.acked_writes += r.acked_writes;
-                total.reads += r.reads;
-                total.crashes += r.crashes;
-                total.snapshot_jobs += r.snapshot_jobs;
-            }
+            Ok(r) => total.add(&r),
             Err(f) => panic!(
                 "{test} failed: {f}\nreplay: FLOTILLA_SEED={seed} cargo test -p flotilla-sim --test hosted"
             ),

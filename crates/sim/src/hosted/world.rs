@@ -67,6 +67,18 @@ pub struct HostedReport {
     pub acked_after_faults: u64,
 }
 
+impl HostedReport {
+    /// Adds another run's figures to these (a sweep's totals).
+    pub fn add(&mut self, other: &HostedReport) {
+        self.commits += other.commits;
+        self.acked_writes += other.acked_writes;
+        self.reads += other.reads;
+        self.crashes += other.crashes;
+        self.snapshot_jobs += other.snapshot_jobs;
+        self.acked_after_faults += other.acked_after_faults;
+    }
+}
+
 enum Event {
     Tick(u64, u64),
     Deliver(Message),
