@@ -181,6 +181,26 @@ fn run(host: &mut TestHost) -> Vec<Action> {
 }
 
 #[test]
+fn a_batch_is_answered_at_consecutive_indexes_and_the_election_counted() {
+    let (mut host, _, counters) = leader_counting(|_| {});
+    let changes = counters
+        .leader_changes
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(changes, 1, "no leader, then node 1");
+    let slots: Vec<Slot<_>> = (0..3).map(|_| Slot::default()).collect();
+    for s in &slots {
+        host.propose(Bytes::from_static(b"x"), s.clone());
+    }
+    run(&mut host);
+    let indexes: Vec<LogIndex> = slots
+        .iter()
+        .map(|s| s.take().expect("answered").expect("applied").index)
+        .collect();
+    let first = indexes[0];
+    assert_eq!(indexes, vec![first, first.next(), first.next().next()]);
+}
+
+#[test]
 fn proposals_past_the_bound_are_refused_with_the_count_waiting() {
     let (mut host, _) = leader(|o| o.proposals_pending_max = 2);
     let slots: Vec<Slot<_>> = (0..3).map(|_| Slot::default()).collect();
