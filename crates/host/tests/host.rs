@@ -294,6 +294,22 @@ fn a_finished_snapshot_job_compacts_the_log_on_schedule() {
 }
 
 #[test]
+fn a_change_of_voters_is_answered_only_once_the_joint_configuration_is_left() {
+    let (mut host, _) = leader(|_| {});
+    let slot = Slot::default();
+    // Voters {1} to {1, 2}: the joint configuration needs node 2 to
+    // leave it, and node 2 never answers here.
+    let cc = ConfChange::new(vec![ConfChangeOp::AddVoter(NodeId(2))]);
+    host.change_membership(&cc, slot.clone());
+    for _ in 0..5 {
+        host.tick();
+        run(&mut host);
+    }
+    assert_eq!(host.status().voters, vec![NodeId(1), NodeId(2)]);
+    assert_eq!(slot.take(), None, "answered while still joint");
+}
+
+#[test]
 fn membership_changes_are_refused_off_the_leader_and_while_one_is_pending() {
     let (mut follower, _, _) = member(2, |_| {});
     let slot = Slot::default();
