@@ -94,17 +94,19 @@ pub fn to_pb(m: &MemberInfo) -> pb::Member {
     }
 }
 
-/// `host:port` from a peer URL (`http://host:port`, or a bare
-/// `host:port`).
+/// `host:port` from a peer URL, which must be `http://host:port`.
 pub fn parse_peer_url(url: &str) -> Result<String, Status> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| (!url.contains("://")).then_some(url))
-        .ok_or_else(|| {
-            Status::invalid_argument(format!(
+    // A bare `host:port` is refused as etcd refuses it (Go's URL parser
+    // reads it as a path); `flotilla member` adds the scheme for its user.
+    let rest = match url.strip_prefix("http://") {
+        Some(rest) => rest,
+        None if url.contains("://") => {
+            return Err(Status::invalid_argument(format!(
                 "flotilla: peer URL {url:?}: only http:// URLs are served"
-            ))
-        })?;
+            )));
+        }
+        None => "",
+    };
     let hostport = rest.trim_end_matches('/');
     let port_ok = hostport
         .rsplit_once(':')
@@ -616,7 +618,7 @@ mod tests {
             parse_peer_url("http://127.0.0.1:5/").unwrap(),
             "127.0.0.1:5"
         );
-        assert_eq!(parse_peer_url("10.0.0.1:80").unwrap(), "10.0.0.1:80");
+        assert!(parse_peer_url("10.0.0.1:80").is_err());
         assert!(parse_peer_url("https://a:1").is_err());
         assert!(parse_peer_url("http://a:0").is_err());
         assert!(parse_peer_url("http://a:1/x").is_err());

@@ -157,6 +157,7 @@ pub fn main(args: MemberArgs) -> anyhow::Result<ExitCode> {
                 peer_url,
                 learner,
             } => {
+                let peer_url = with_scheme(&peer_url);
                 let r = client
                     .member_add(pb::MemberAddRequest {
                         peer_ur_ls: vec![peer_url.clone()],
@@ -194,6 +195,7 @@ pub fn main(args: MemberArgs) -> anyhow::Result<ExitCode> {
                 (r.header, r.members)
             }
             MemberCommand::Update { id, peer_url } => {
+                let peer_url = with_scheme(&peer_url);
                 let r = client
                     .member_update(id, &peer_url)
                     .await
@@ -207,6 +209,16 @@ pub fn main(args: MemberArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `url` as the server takes it: a bare `host:port` (as the README shows
+/// it) gets `http://`, as etcd's peer URLs have a scheme.
+fn with_scheme(url: &str) -> String {
+    if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +229,12 @@ mod tests {
         assert_eq!(parse_id("0x1f"), Ok(31));
         assert!(parse_id("0").is_err());
         assert!(parse_id("abc").unwrap_err().contains("\"abc\""));
+    }
+
+    #[test]
+    fn a_bare_peer_address_gets_the_http_scheme() {
+        assert_eq!(with_scheme("127.0.0.1:1"), "http://127.0.0.1:1");
+        assert_eq!(with_scheme("http://127.0.0.1:1"), "http://127.0.0.1:1");
+        assert_eq!(with_scheme("https://a:1"), "https://a:1");
     }
 }
