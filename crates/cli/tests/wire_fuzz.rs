@@ -1,6 +1,6 @@
 //! A wire fuzzer (issue 19, "no request and no load can hurt the
 //! cluster"): for `FLOTILLA_FUZZ_SECS` seconds (20 by default) and at most
-//! [`MAX_REQUESTS`] requests, sends a live 3-member cluster, member after
+//! [`REQUESTS_PER_SEC`] requests per second of that, sends a live 3-member cluster, member after
 //! member, the requests of [`wire`]: generated requests to every client
 //! method, valid and invalid, membership changes that must be refused,
 //! commands proposed on the peer service, and random bytes on every client
@@ -39,8 +39,9 @@ use tonic::transport::Channel;
 use wire::fence::Fence;
 use wire::{Fuzz, STREAMS, UNARY};
 
-/// The most requests one run sends, whatever its length.
-const MAX_REQUESTS: usize = 50_000;
+/// The most requests one run sends per second of its length (it sends
+/// them one at a time, about 500 to 1,000 a second on 2 cores).
+const REQUESTS_PER_SEC: u64 = 2_500;
 /// The most workload phases (25 operations per client) one run makes.
 const MAX_PHASES: u64 = 5_000;
 /// The longest a single request may take before it counts as an answer
@@ -217,7 +218,7 @@ fn run(rt: &tokio::runtime::Runtime, cluster: &Cluster, client: &flotilla_client
     let strategy = wire::fuzz(urls);
     let end = Instant::now() + Duration::from_secs(seconds());
     let mut tally = Tally::default();
-    for n in 0..MAX_REQUESTS {
+    for n in 0..seconds() * REQUESTS_PER_SEC {
         if Instant::now() >= end {
             break;
         }
@@ -234,7 +235,9 @@ fn run(rt: &tokio::runtime::Runtime, cluster: &Cluster, client: &flotilla_client
                 | Fuzz::MemberPromote(_)
                 | Fuzz::MemberUpdate(..)
         );
-        let ch = client.channel(n % cluster.endpoints.len()).unwrap();
+        let ch = client
+            .channel(n as usize % cluster.endpoints.len())
+            .unwrap();
         let sent = send(ch, f, fence.cluster_id);
         let answer = rt.block_on(async { tokio::time::timeout(REQUEST_TIMEOUT, sent).await });
         let (code, message, well_formed) = answer

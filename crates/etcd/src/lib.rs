@@ -5,9 +5,9 @@
 //! - [`server`]: a member's process: settings, WAL, Raft group, listeners;
 //!   [`join`]: joining a running cluster; [`conns`]: the client
 //!   connection limit.
-//! - [`machine`]: the KV replica and the member table as the Raft state
-//!   machine; session ids for plain etcd requests.
-//! - [`members`]: the replicated member table (addresses, removed ids).
+//! - [`machine`]: the KV state machine (`flotilla_host::kv_app`, the KV
+//!   replica and the member table) publishing to the watch hub; session
+//!   ids for plain etcd requests.
 //! - [`membership`]: member add, remove and promote (checks, forwarding).
 //! - [`convert`]: etcd messages to and from KV operations; [`range`]: a
 //!   range's sort, filters and limit, and reads at a revision;
@@ -32,7 +32,6 @@ pub mod error;
 pub mod join;
 pub mod kv_service;
 pub mod machine;
-pub mod members;
 pub mod membership;
 pub mod range;
 pub mod server;

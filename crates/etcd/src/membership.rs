@@ -31,7 +31,7 @@ use tokio::time::{Instant, timeout_at};
 use tonic::{Code, Status};
 
 use super::core::Core;
-use super::members::{MemberInfo, Members, encode_context};
+use flotilla_host::kv_app::members::{MemberInfo, Members, encode_context};
 use flotilla_runtime::NodeError;
 use flotilla_runtime::lock;
 

@@ -388,7 +388,7 @@ pub async fn run(
     let (inbound_tx, inbound_rx) = mpsc::channel(4096);
     let opts = node_options(&cfg, &initial);
     let metrics = Arc::clone(&opts.metrics);
-    let sm = Arc::new(Mutex::new(KvMachine::new(&initial)));
+    let sm = Arc::new(Mutex::new(KvMachine::new(&initial, Arc::default())));
     let node = RaftNode::start(
         opts,
         storage,

@@ -28,28 +28,12 @@ use flotilla_proto::mvccpb;
 use tokio::sync::broadcast;
 
 use super::convert::{self, key_value};
+pub use flotilla_host::kv_app::Batch;
+use flotilla_host::kv_app::Publish;
 use flotilla_runtime::owned::detach;
 
 /// How many batches a subscriber may be behind before it is canceled.
 pub const HUB_CAPACITY: usize = 4096;
-
-/// What the state machine publishes.
-#[derive(Debug)]
-pub enum Batch {
-    /// The changes of one applied entry, all at `revision`.
-    Events {
-        /// The store revision the entry wrote.
-        revision: u64,
-        /// Its changes, in order.
-        events: Vec<Event>,
-    },
-    /// A snapshot replaced the state; the store is now at `revision` and
-    /// the changes in between are unknown.
-    Reset {
-        /// The store revision after the restore.
-        revision: u64,
-    },
-}
 
 /// The fan-out point between the state machine and the watch streams.
 /// Bound: a batch (one applied entry's changes, at most the request
@@ -93,11 +77,6 @@ impl WatchHub {
         }
     }
 
-    /// Whether anyone subscribes (so events must be recorded).
-    pub fn active(&self) -> bool {
-        self.subscribers.load(Ordering::Relaxed) > 0
-    }
-
     /// Subscribes. The caller holds the state machine's lock (the hub
     /// lives in it), which is what makes the subscription start exactly
     /// after the store's current revision.
@@ -108,9 +87,16 @@ impl WatchHub {
             subscribers: Arc::clone(&self.subscribers),
         }
     }
+}
+
+impl Publish for WatchHub {
+    /// Whether anyone subscribes (so events must be recorded).
+    fn active(&self) -> bool {
+        self.subscribers.load(Ordering::Relaxed) > 0
+    }
 
     /// Publishes one batch (called by the state machine, under its lock).
-    pub fn publish(&self, batch: Batch) {
+    fn publish(&self, batch: Batch) {
         // No receiver: every subscription ended meanwhile; nothing to do.
         let _ = self.tx.send(Arc::new(batch));
     }

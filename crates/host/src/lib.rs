@@ -18,6 +18,8 @@
 //! - [`snapshot`]: when to compact, and the job that builds a snapshot.
 //! - [`app`]: the trait the replicated application implements.
 //! - [`reply`]: what callers get back, and the waiter types that carry it.
+//! - [`kv_app`]: the KV application etcd's API serves (the KV replica and
+//!   the member table as one machine, and where its changes are published).
 //!
 //! `docs/data-path.md` (at the repository's root) follows a write and a
 //! linearizable read through the host, from the gRPC call to the answer.
@@ -26,6 +28,7 @@ pub mod app;
 mod counters;
 mod error;
 pub mod host;
+pub mod kv_app;
 mod ready;
 pub mod reply;
 pub mod snapshot;

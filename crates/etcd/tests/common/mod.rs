@@ -47,7 +47,7 @@ pub async fn single_voter(test: &str, opts: impl FnOnce(&mut NodeOptions)) -> Si
         metrics: Arc::new(Metrics::default()),
     };
     opts(&mut options);
-    let sm = Arc::new(Mutex::new(KvMachine::new(&peers)));
+    let sm = Arc::new(Mutex::new(KvMachine::new(&peers, Arc::default())));
     let node = RaftNode::start(options, storage, sm, transport, inbound, stop).expect("start");
     // A single voter elects itself after an election timeout.
     let mut status = node.handle.watch_status();
