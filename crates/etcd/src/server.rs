@@ -35,7 +35,9 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::{ClusterService, Core, KvMachine, KvService, SessionService, WatchService};
 use flotilla_runtime::metrics::Metrics;
-use flotilla_runtime::{FatalError, InboundService, NodeOptions, RaftNode, StartError, Transport};
+use flotilla_runtime::{
+    FatalError, HostOptions, InboundService, NodeOptions, RaftNode, StartError, Transport,
+};
 
 /// What a server needs to know.
 #[derive(Clone, Debug)]
@@ -331,12 +333,14 @@ fn node_options(cfg: &ServerConfig, initial: &BTreeMap<NodeId, String>) -> NodeO
     let mut raft = Config::new(cfg.id, voters);
     raft.seed = start_seed();
     NodeOptions {
-        raft,
+        host: HostOptions {
+            raft,
+            snapshot_entries: cfg.snapshot_entries,
+            proposals_pending_max: flotilla_runtime::driver::PROPOSALS_PENDING_MAX,
+            reads_pending_max: flotilla_runtime::driver::READS_PENDING_MAX,
+        },
         tick: cfg.tick,
-        snapshot_entries: cfg.snapshot_entries,
         request_queue: 8192,
-        proposals_pending_max: flotilla_runtime::driver::PROPOSALS_PENDING_MAX,
-        reads_pending_max: flotilla_runtime::driver::READS_PENDING_MAX,
         metrics: Arc::new(Metrics::default()),
     }
 }

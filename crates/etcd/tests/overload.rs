@@ -19,8 +19,8 @@ use flotilla_runtime::NodeError;
 #[tokio::test]
 async fn requests_beyond_the_pending_limits_are_refused_and_the_rest_answered() {
     let single = common::single_voter("overload", |o| {
-        o.proposals_pending_max = 1;
-        o.reads_pending_max = 1;
+        o.host.proposals_pending_max = 1;
+        o.host.reads_pending_max = 1;
     })
     .await;
     let node = &single.node;

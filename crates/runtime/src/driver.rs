@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use flotilla_host::{Action, Host, HostOptions, Pump, SnapshotTask, StateMachine, Waiter, Waiters};
-use flotilla_raft::{Config, LogIndex, Message};
+use flotilla_raft::{LogIndex, Message};
 use flotilla_wal::{GroupHandle, Lsn, Wal, WalError};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -29,24 +29,18 @@ use super::handle::{NodeHandle, Request};
 use super::transport::Transport;
 use crate::metrics::Metrics;
 
-/// How a node runs.
+/// How a node runs: what the host decides with ([`HostOptions`]: the
+/// Raft configuration, snapshot interval, overload bounds; a server sets
+/// [`PROPOSALS_PENDING_MAX`] and [`READS_PENDING_MAX`]) and what only
+/// the executor needs.
 #[derive(Clone, Debug)]
 pub struct NodeOptions {
-    /// The Raft core's configuration (its ticks are `tick` long).
-    pub raft: Config,
+    /// The host's options (the Raft core's ticks are `tick` long).
+    pub host: HostOptions,
     /// The tick interval.
     pub tick: Duration,
-    /// Compact the log once this many entries are applied past the last
-    /// snapshot.
-    pub snapshot_entries: u64,
     /// Requests queued for the node beyond which callers wait.
     pub request_queue: usize,
-    /// Proposals waiting for their outcome beyond which more are refused
-    /// as [`NodeError::Overloaded`] ([`PROPOSALS_PENDING_MAX`] in a server).
-    pub proposals_pending_max: usize,
-    /// ReadIndex requests waiting beyond which more are refused as
-    /// [`NodeError::Overloaded`] ([`READS_PENDING_MAX`] in a server).
-    pub reads_pending_max: usize,
     /// Where the node records what it does.
     pub metrics: Arc<Metrics>,
 }
@@ -132,14 +126,8 @@ impl<SM: StateMachine> RaftNode<SM> {
         inbound: mpsc::Receiver<Message>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<RaftNode<SM>, StartError> {
-        let host_opts = HostOptions {
-            raft: opts.raft.clone(),
-            snapshot_entries: opts.snapshot_entries,
-            proposals_pending_max: opts.proposals_pending_max,
-            reads_pending_max: opts.reads_pending_max,
-        };
         let wal = storage.wal();
-        let host = Host::new(host_opts, storage, sm, opts.metrics.replica.clone())?;
+        let host = Host::new(opts.host, storage, sm, opts.metrics.replica.clone())?;
         let (status_tx, status_rx) = watch::channel(host.status().clone());
         let (req_tx, req_rx) = mpsc::channel(opts.request_queue);
         let (snap_tx, snap_rx) = mpsc::unbounded_channel();
@@ -166,6 +154,20 @@ impl<SM: StateMachine> RaftNode<SM> {
         };
         Ok(RaftNode { handle, task })
     }
+}
+
+/// Syncs `wal` up to `lsn` (everything written, for `None`) on the
+/// blocking pool, and waits for it.
+async fn sync_off_thread(wal: &Wal, lsn: Option<Lsn>) -> Result<(), FatalError> {
+    let wal = wal.clone();
+    let synced = tokio::task::spawn_blocking(move || match lsn {
+        Some(lsn) => wal.sync_to(lsn),
+        None => wal.sync(),
+    });
+    synced
+        .await
+        .map_err(|e| FatalError::SyncTask(e.to_string()))??;
+    Ok(())
 }
 
 impl<SM: StateMachine> Driver<SM> {
@@ -215,10 +217,7 @@ impl<SM: StateMachine> Driver<SM> {
                 // host goes on. Its messages so far leave meanwhile.
                 self.execute();
                 let started = Instant::now();
-                let wal = self.wal.clone();
-                tokio::task::spawn_blocking(move || wal.sync_to(lsn))
-                    .await
-                    .map_err(|e| FatalError::SyncTask(e.to_string()))??;
+                sync_off_thread(&self.wal, Some(lsn)).await?;
                 self.metrics.fsync.observe(started.elapsed());
                 self.host.resume()?;
             }
@@ -232,11 +231,7 @@ impl<SM: StateMachine> Driver<SM> {
             });
         }
         // Everything written so far becomes durable before the task ends.
-        let wal = self.wal.clone();
-        tokio::task::spawn_blocking(move || wal.sync())
-            .await
-            .map_err(|e| FatalError::SyncTask(e.to_string()))??;
-        Ok(())
+        sync_off_thread(&self.wal, None).await
     }
 
     fn step(&mut self, m: Message) {

@@ -21,7 +21,9 @@ pub mod owned;
 pub mod transport;
 
 pub use driver::{FatalError, NodeOptions, RaftNode, StartError};
-pub use flotilla_host::{ApplyError, PeerTable, RestoreError, SnapshotJob, StateMachine, lock};
+pub use flotilla_host::{
+    ApplyError, HostOptions, PeerTable, RestoreError, SnapshotJob, StateMachine, lock,
+};
 pub use handle::{Applied, NodeError, NodeHandle, NodeStatus};
 pub use inbound::InboundService;
 pub use transport::Transport;

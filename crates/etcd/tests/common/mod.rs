@@ -10,7 +10,7 @@ use std::time::Duration;
 use flotilla_etcd::KvMachine;
 use flotilla_raft::{Config, NodeId, Role};
 use flotilla_runtime::metrics::Metrics;
-use flotilla_runtime::{NodeOptions, RaftNode, Transport};
+use flotilla_runtime::{HostOptions, NodeOptions, RaftNode, Transport};
 use flotilla_testkit::Scratch;
 use flotilla_wal::{GroupId, Options, Wal};
 use tokio::sync::{mpsc, watch};
@@ -38,12 +38,14 @@ pub async fn single_voter(test: &str, opts: impl FnOnce(&mut NodeOptions)) -> Si
     let transport = Transport::start(7, me, &peers, stop.clone());
     let (inbound_tx, inbound) = mpsc::channel(16);
     let mut options = NodeOptions {
-        raft: Config::new(me, vec![me]),
+        host: HostOptions {
+            raft: Config::new(me, vec![me]),
+            snapshot_entries: 1000,
+            proposals_pending_max: 16,
+            reads_pending_max: 16,
+        },
         tick: Duration::from_millis(1),
-        snapshot_entries: 1000,
         request_queue: 16,
-        proposals_pending_max: 16,
-        reads_pending_max: 16,
         metrics: Arc::new(Metrics::default()),
     };
     opts(&mut options);
