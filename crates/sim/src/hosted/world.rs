@@ -174,6 +174,8 @@ pub fn run(seed: u64, cfg: &HostedConfig) -> Result<HostedReport, String> {
             cfg.duration_ns / MS
         ));
     }
+    w.final_configuration()
+        .map_err(|f| format!("seed {seed}: at the end: {f}"))?;
     Ok(w.report)
 }
 
@@ -469,6 +471,32 @@ impl World {
             let after = at.saturating_sub(self.now);
             self.schedule(after, Event::Deliver(msg.clone()));
         }
+    }
+
+    /// Liveness in the configuration the changes left: it is not joint
+    /// (the leader left it), and every member of it is up and has the
+    /// same configuration in its core.
+    fn final_configuration(&mut self) -> Result<(), String> {
+        let last = {
+            let ledger = machine::lock(&self.ledger);
+            let last = ledger.entries.keys().next_back().copied();
+            ledger.conf_at(last.unwrap_or_default()).clone()
+        };
+        if last.is_joint() {
+            return Err(format!("still in the joint configuration {last:?}"));
+        }
+        for id in last.members() {
+            let theirs = self
+                .member(id.get())
+                .host()
+                .map(|h| h.raw().status().conf_state);
+            if theirs.as_ref() != Some(&last) {
+                return Err(format!(
+                    "member {id} has configuration {theirs:?}, the log's last is {last:?}"
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn check_ledger(&mut self) {
