@@ -7,6 +7,7 @@
 //! snapshot job that was running at the crash) never reaches the next.
 
 use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
@@ -112,6 +113,9 @@ pub(crate) struct Member {
     /// started with (all of them: a joining server is told where the
     /// group is).
     pub(crate) table: Option<flotilla_host::PeerTable>,
+    /// Peers this incarnation heard from: the transport answers them even
+    /// when its table does not list them yet (see [`Member::reaches`]).
+    pub(crate) heard: BTreeSet<NodeId>,
 }
 
 /// Why a member could not start: the simulation's failure.
@@ -160,6 +164,28 @@ impl Member {
         }
     }
 
+    /// Whether this member's transport has a link to `to`: one its table
+    /// lists (before the first table, every member: a joining server is
+    /// told where the group is) or one that reached it, unless removed.
+    ///
+    /// The production transport (`flotilla_runtime::transport`) links
+    /// only to its table's members. A member whose table predates the
+    /// addition of the current leader (it was down or cut off meanwhile)
+    /// then cannot answer that leader, which therefore never learns what
+    /// to send it, and the member never applies the entry that would add
+    /// the leader to its table: it is stuck for good, and a group that
+    /// needs its vote stops (seeds 368 and 617 of the membership sweep).
+    /// The simulator's transport answers whoever reached it, as a
+    /// bidirectional stream would; the runtime lacks that (see the
+    /// report of the `hosted-members` branch).
+    pub(crate) fn reaches(&self, to: NodeId) -> bool {
+        let Some(table) = &self.table else {
+            return true;
+        };
+        let linked = table.addrs.contains_key(&to) || self.heard.contains(&to);
+        linked && !table.removed.contains(&to)
+    }
+
     /// The running host, if the member is up.
     pub(crate) fn host(&mut self) -> Option<&mut SimHost> {
         match &mut self.life {
@@ -193,6 +219,7 @@ impl Member {
         self.incarnation += 1;
         self.syncing = false;
         self.table = None;
+        self.heard.clear();
         Ok(())
     }
 
@@ -230,6 +257,8 @@ impl Member {
         let host = start_host(raft, snapshot_entries, storage, ledger)
             .map_err(|e| start_error(self.id, &e))?;
         self.life = Life::Up(Box::new(host));
+        // A fresh transport: what the down member "heard" reached no one.
+        self.heard.clear();
         Ok(())
     }
 }

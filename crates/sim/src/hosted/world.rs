@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
@@ -170,12 +170,13 @@ pub fn run(seed: u64, cfg: &HostedConfig) -> Result<HostedReport, String> {
     w.report.commits = machine::lock(&w.ledger).entries.len() as u64;
     if w.report.acked_after_faults == 0 {
         return Err(format!(
-            "seed {seed}: no write was acknowledged in the {} ms after the faults stopped",
-            cfg.duration_ns / MS
+            "seed {seed}: no write was acknowledged in the {} ms after the faults stopped; {}",
+            cfg.duration_ns / MS,
+            w.describe()
         ));
     }
     w.final_configuration()
-        .map_err(|f| format!("seed {seed}: at the end: {f}"))?;
+        .map_err(|f| format!("seed {seed}: at the end: {f}; {}", w.describe()))?;
     Ok(w.report)
 }
 
@@ -198,6 +199,7 @@ impl World {
                 incarnation: 0,
                 syncing: false,
                 table: None,
+                heard: BTreeSet::new(),
             });
         }
         let net = Network::new(NetConfig {
@@ -336,6 +338,7 @@ impl World {
         if refused.is_some_and(|t| t.removed.contains(&msg.from)) {
             return;
         }
+        self.member(to).heard.insert(msg.from);
         let Some(host) = self.member(to).host() else {
             return;
         };
@@ -460,10 +463,7 @@ impl World {
 
     fn send(&mut self, msg: Message) {
         let link = (msg.from.get(), msg.to.get());
-        // The transport has a link only to the members of its table (or,
-        // before the first, to every member it was started with).
-        let table = self.member(link.0).table.as_ref();
-        if table.is_some_and(|t| !t.addrs.contains_key(&msg.to) || t.removed.contains(&msg.to)) {
+        if !self.member(link.0).reaches(msg.to) {
             return;
         }
         let arrivals = self.net.route(&mut self.rng, self.now, link, true, 0);
@@ -497,6 +497,30 @@ impl World {
             }
         }
         Ok(())
+    }
+
+    /// Every member's state, for a liveness failure's message.
+    fn describe(&mut self) -> String {
+        let mut out = Vec::new();
+        for m in &self.members {
+            let state = match &m.life {
+                Life::Up(h) => {
+                    let s = h.raw().status();
+                    format!(
+                        "{:?} term {} leader {:?} commit {} applied {} last {} conf {:?}",
+                        s.role, s.term, s.leader, s.commit, s.applied, s.last_index, s.conf_state
+                    )
+                }
+                Life::Down(_) => "down".to_string(),
+                Life::Removed(_) => "removed".to_string(),
+            };
+            let table = m
+                .table
+                .as_ref()
+                .map(|t| (t.addrs.keys().collect::<Vec<_>>(), &t.removed));
+            out.push(format!("member {}: {state}, table {table:?}", m.id));
+        }
+        out.join("; ")
     }
 
     fn check_ledger(&mut self) {
