@@ -20,12 +20,12 @@
 //!   restored snapshot matches the log ([`machine`]).
 //!
 //! With `membership` on, some members start as spares outside the
-//! configuration and an operator ([`admin`]) adds, promotes, removes and
+//! configuration and an operator (`admin.rs`) adds, promotes, removes and
 //! replaces members through the host while the faults run. Then:
 //!
 //! - "a quorum" is the configuration's in force at that entry: a
 //!   majority of its voters, and of the outgoing voters too while joint
-//!   ([`quorum`] says which configurations may have decided an entry,
+//!   (`quorum.rs` says which configurations may have decided an entry,
 //!   given that the core puts a change in force when it commits it);
 //! - every member (its state machine as it applies, its core at its
 //!   commit index, a restored snapshot) has the configuration the one
@@ -33,7 +33,9 @@
 //! - a write is acknowledged only by a voter of the configuration that
 //!   decided it, and a member that applied its own removal answers no
 //!   read; it then shuts down for good, and the transports refuse its
-//!   messages;
+//!   messages (each member's transport links to the members of the table
+//!   its host last gave it, and answers any peer that reached it:
+//!   `Member::reaches` in `member.rs`);
 //! - a change is answered with the index of its own entry, and by a
 //!   leader only once the joint configuration is left.
 //!

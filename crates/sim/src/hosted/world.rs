@@ -28,7 +28,7 @@ pub struct HostedConfig {
     /// voters'), for the operator to add.
     pub spares: u64,
     /// An operator changes the membership while the faults run
-    /// ([`super::admin`]).
+    /// (`admin.rs`).
     pub membership: bool,
     /// Clients.
     pub clients: u64,
