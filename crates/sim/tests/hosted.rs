@@ -65,6 +65,19 @@ fn a_member_whose_table_predates_the_leader_still_answers_it() {
     assert!(r.membership_changes > 0, "{r:?}");
 }
 
+/// The production transport's gap, kept reproducible until the runtime
+/// closes it: with links to table members only, seed 368 strands member
+/// 3 as described above.
+#[test]
+fn table_only_links_strand_a_member_whose_table_predates_the_leader() {
+    let cfg = HostedConfig {
+        links_to_callers: false,
+        ..membership()
+    };
+    let f = hosted::run(368, &cfg).expect_err("member 3 is stranded");
+    assert!(f.contains("member 3 has configuration"), "{f}");
+}
+
 /// Seed 617: the same stale table, in the joint configuration that
 /// replaced member 2 by member 4: the leader 2 committed leaving it and
 /// shut down as removed, and members 1 and 4 still needed member 3 (its

@@ -166,7 +166,8 @@ impl Member {
 
     /// Whether this member's transport has a link to `to`: one its table
     /// lists (before the first table, every member: a joining server is
-    /// told where the group is) or one that reached it, unless removed.
+    /// told where the group is) or, with `callers`, one that reached it;
+    /// never one removed.
     ///
     /// The production transport (`flotilla_runtime::transport`) links
     /// only to its table's members. A member whose table predates the
@@ -177,12 +178,13 @@ impl Member {
     /// needs its vote stops (seeds 368 and 617 of the membership sweep).
     /// The simulator's transport answers whoever reached it, as a
     /// bidirectional stream would; the runtime lacks that (see the
-    /// report of the `hosted-members` branch).
-    pub(crate) fn reaches(&self, to: NodeId) -> bool {
+    /// report of the `hosted-members` branch, and
+    /// `HostedConfig::links_to_callers`).
+    pub(crate) fn reaches(&self, to: NodeId, callers: bool) -> bool {
         let Some(table) = &self.table else {
             return true;
         };
-        let linked = table.addrs.contains_key(&to) || self.heard.contains(&to);
+        let linked = table.addrs.contains_key(&to) || (callers && self.heard.contains(&to));
         linked && !table.removed.contains(&to)
     }
 

@@ -30,6 +30,10 @@ pub struct HostedConfig {
     /// An operator changes the membership while the faults run
     /// (`admin.rs`).
     pub membership: bool,
+    /// Each member's transport answers a peer that reached it even when
+    /// its member table does not list it yet; off, it links only to its
+    /// table's members, as `flotilla_runtime`'s transport does today.
+    pub links_to_callers: bool,
     /// Clients.
     pub clients: u64,
     /// Virtual time with faults, then as long again without.
@@ -50,6 +54,7 @@ impl Default for HostedConfig {
             members: 3,
             spares: 0,
             membership: false,
+            links_to_callers: true,
             clients: 3,
             duration_ns: 4_000 * MS,
             crashes: true,
@@ -463,7 +468,8 @@ impl World {
 
     fn send(&mut self, msg: Message) {
         let link = (msg.from.get(), msg.to.get());
-        if !self.member(link.0).reaches(msg.to) {
+        let callers = self.cfg.links_to_callers;
+        if !self.member(link.0).reaches(msg.to, callers) {
             return;
         }
         let arrivals = self.net.route(&mut self.rng, self.now, link, true, 0);
