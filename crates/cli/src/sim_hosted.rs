@@ -15,9 +15,17 @@ use flotilla_sim::hosted::{self, HostedConfig, HostedReport};
 
 #[derive(Debug, Args)]
 pub struct HostedArgs {
-    /// Members of the group.
+    /// Members of the group (its voters at bootstrap).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=9))]
     members: u64,
+    /// Change the membership while the faults run: an operator adds the
+    /// spares, promotes, removes and replaces members through the host.
+    #[arg(long)]
+    membership: bool,
+    /// Members started outside the configuration, for `--membership` to
+    /// add.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=6))]
+    spares: u64,
     /// Concurrent clients.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     clients: u64,
@@ -35,6 +43,8 @@ pub struct HostedArgs {
 pub fn run_hosted(args: &HostedArgs) -> anyhow::Result<ExitCode> {
     let cfg = HostedConfig {
         members: args.members,
+        spares: if args.membership { args.spares } else { 0 },
+        membership: args.membership,
         clients: args.clients,
         duration_ns: args.secs * 1000 * MS,
         snapshot_entries: args.snapshot_entries,
@@ -53,8 +63,13 @@ pub fn run_hosted(args: &HostedArgs) -> anyhow::Result<ExitCode> {
             Err(f) => {
                 t.1 += 1;
                 println!("VIOLATION {f}");
+                let membership = if args.membership {
+                    format!(" --membership --spares {}", args.spares)
+                } else {
+                    String::new()
+                };
                 println!(
-                    "  replay: flotilla sim hosted --members {} --clients {} --secs {} \
+                    "  replay: flotilla sim hosted --members {}{membership} --clients {} --secs {} \
                      --snapshot-entries {} --seed {seed}",
                     args.members, args.clients, args.secs, args.snapshot_entries
                 );
@@ -64,12 +79,14 @@ pub fn run_hosted(args: &HostedArgs) -> anyhow::Result<ExitCode> {
     let (seeds, violations, r) = totals.into_inner().unwrap_or_else(|e| e.into_inner());
     println!(
         "seeds={seeds} violations={violations} commits={} acked_writes={} reads={} crashes={} \
-         snapshot_jobs={} wall_s={:.1}",
+         snapshot_jobs={} membership_changes={} removals={} wall_s={:.1}",
         r.commits,
         r.acked_writes,
         r.reads,
         r.crashes,
         r.snapshot_jobs,
+        r.membership_changes,
+        r.removals,
         began.elapsed().as_secs_f64()
     );
     Ok(if violations == 0 {

@@ -25,6 +25,78 @@ fn hosted_sweep_from_a_random_start() {
     assert!(total.crashes > 0 && total.snapshot_jobs > 0, "{total:?}");
 }
 
+/// Half as many seeds again, with 2 spares and an operator changing the
+/// membership through the host under the same faults: quorums are
+/// judged against the configuration in force at each entry.
+#[test]
+fn hosted_membership_sweep_from_a_random_start() {
+    let test = "hosted_membership_sweep_from_a_random_start";
+    let cfg = membership();
+    let mut total = hosted::HostedReport::default();
+    let seeds = sweep_seeds(test, "flotilla-sim", 20);
+    let sweep = seeds.len() > 1;
+    for seed in seeds {
+        match hosted::run(seed, &cfg) {
+            Ok(r) => total.add(&r),
+            Err(f) => panic!(
+                "{test} failed: {f}\nreplay: FLOTILLA_SEED={seed} cargo test -p flotilla-sim --test hosted {test}"
+            ),
+        }
+    }
+    eprintln!("{test}: {total:?}");
+    assert!(total.acked_writes > 0 && total.crashes > 0, "{total:?}");
+    // A single seed (a replay) need not remove anyone.
+    assert!(
+        total.membership_changes > 0 && (total.removals > 0 || !sweep),
+        "{total:?}"
+    );
+}
+
+/// Seed 368: member 3 was cut off while member 4 was added and became
+/// leader; its member table, as of what it had applied, did not list 4,
+/// so its transport dropped every answer to 4, the leader never learned
+/// where its log stood, and 3 never applied the entry that would list
+/// 4: stuck for good, with every write after the faults stopped still
+/// acknowledged without it. The transport now answers a peer that
+/// reached it.
+#[test]
+fn a_member_whose_table_predates_the_leader_still_answers_it() {
+    let r = hosted::run(368, &membership()).expect("the lagging member catches up");
+    assert!(r.membership_changes > 0, "{r:?}");
+}
+
+/// The production transport's gap, kept reproducible until the runtime
+/// closes it: with links to table members only, seed 368 strands member
+/// 3 as described above.
+#[test]
+fn table_only_links_strand_a_member_whose_table_predates_the_leader() {
+    let cfg = HostedConfig {
+        links_to_callers: false,
+        ..membership()
+    };
+    let f = hosted::run(368, &cfg).expect_err("member 3 is stranded");
+    assert!(f.contains("member 3 has configuration"), "{f}");
+}
+
+/// Seed 617: the same stale table, in the joint configuration that
+/// replaced member 2 by member 4: the leader 2 committed leaving it and
+/// shut down as removed, and members 1 and 4 still needed member 3 (its
+/// table without 4) for a quorum of the outgoing voters: no leader could
+/// be elected again, and no write was acknowledged after the faults.
+#[test]
+fn a_replaced_voter_leaves_a_group_that_can_still_elect() {
+    let r = hosted::run(617, &membership()).expect("the group elects and serves");
+    assert!(r.acked_after_faults > 0, "{r:?}");
+}
+
+fn membership() -> HostedConfig {
+    HostedConfig {
+        spares: 2,
+        membership: true,
+        ..HostedConfig::default()
+    }
+}
+
 #[test]
 fn five_members_without_faults_serve_every_client() {
     let cfg = HostedConfig {

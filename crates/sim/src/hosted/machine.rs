@@ -1,35 +1,28 @@
 //! The replicated application the hosted simulation runs: a digest chain
-//! over the applied commands, which records every entry it applies in a
-//! ledger that all members share, so that any two members that apply
-//! different entries at one index, skip an index, or restore a snapshot
-//! that does not match the log are caught the moment they do.
+//! over the applied commands and conf changes, which records every entry
+//! it applies in a ledger that all members share ([`Ledger`]), so that
+//! any two members that apply different entries at one index, skip an
+//! index, compute different configurations, or restore a snapshot that
+//! does not match the log are caught the moment they do.
 //!
-//! A snapshot holds `(last applied index, digest)`; restoring one checks
-//! the digest against the ledger's at that index.
+//! Like a server's member table, the chain keeps the group's members
+//! (from the conf changes it applies) and the ids removed, and hands
+//! them to the host as its [`PeerTable`]: the host points the transport
+//! at it, and learns from it that its own member was removed.
+//!
+//! A snapshot holds the last applied index, the digest and the member
+//! table; restoring one checks the digest and the configuration against
+//! the ledger's at that index.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use flotilla_host::{ApplyError, RestoreError, StateMachine};
+use flotilla_host::{ApplyError, PeerTable, RestoreError, StateMachine};
 use flotilla_raft::codec::{Decoder, put_u64};
-use flotilla_raft::{Entry, EntryKind, LogIndex, Term};
+use flotilla_raft::{ConfState, Decode, DecodeError, Encode, Entry, EntryKind, LogIndex, NodeId};
 
-/// What every member applied, index by index, as the first to apply it
-/// recorded; and the first disagreement seen.
-#[derive(Debug, Default)]
-pub struct Ledger {
-    /// Per index: the term and data of the entry, and the digest after it.
-    pub entries: BTreeMap<LogIndex, (Term, Bytes, u64)>,
-    /// The first rule broken, if any.
-    pub violation: Option<String>,
-}
-
-impl Ledger {
-    fn violate(&mut self, what: String) {
-        self.violation.get_or_insert(what);
-    }
-}
+pub use super::ledger::Ledger;
 
 /// Locks the ledger (a poisoned lock is a test failure already reported).
 pub(crate) fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
@@ -42,17 +35,47 @@ pub struct Chain {
     member: u64,
     applied: LogIndex,
     digest: u64,
+    /// The configuration as of `applied`, from the conf changes applied.
+    conf: ConfState,
+    /// Members removed so far (an id is never used again).
+    removed: BTreeSet<NodeId>,
+    /// A conf change was applied or a snapshot restored: the machine
+    /// holds a member table (before that, the transport keeps the one
+    /// the member was started with, as a joining server's does).
+    table_known: bool,
     ledger: Arc<Mutex<Ledger>>,
 }
 
 impl Chain {
-    /// An empty chain of `member`, recording into `ledger`.
+    /// An empty chain of `member`, recording into `ledger`, whose
+    /// bootstrap configuration it starts from.
     pub fn new(member: u64, ledger: Arc<Mutex<Ledger>>) -> Chain {
+        let conf = lock(&ledger).initial.clone();
         Chain {
             member,
             applied: LogIndex(0),
             digest: 0,
+            conf,
+            removed: BTreeSet::new(),
+            table_known: false,
             ledger,
+        }
+    }
+
+    /// Applies the conf change `data` at `index` to the member table, and
+    /// records it in the ledger (which checks every member agrees).
+    fn apply_conf_change(&mut self, ledger: &mut Ledger, index: LogIndex, data: &Bytes) {
+        self.table_known = true;
+        let Some(next) = Ledger::next_conf(&self.conf, data) else {
+            return;
+        };
+        let gone = self.conf.members().into_iter();
+        let gone: Vec<NodeId> = gone.filter(|id| !next.members().contains(id)).collect();
+        self.removed.extend(gone);
+        self.conf = next;
+        ledger.record_conf(self.member, index, &self.conf);
+        if self.removed.contains(&NodeId(self.member)) {
+            ledger.removed_at.entry(self.member).or_insert(index);
         }
     }
 }
@@ -71,7 +94,8 @@ impl StateMachine for Chain {
     type Output = LogIndex;
 
     fn apply(&mut self, e: &Entry) -> Result<LogIndex, ApplyError> {
-        let mut ledger = lock(&self.ledger);
+        let ledger = Arc::clone(&self.ledger);
+        let mut ledger = lock(&ledger);
         if e.index != self.applied.next() {
             let what = format!(
                 "member {} applied index {} after {}",
@@ -79,10 +103,11 @@ impl StateMachine for Chain {
             );
             ledger.violate(what);
         }
-        let data: &[u8] = if e.kind == EntryKind::Command {
-            &e.data
-        } else {
-            &[]
+        // Conf changes are chained too: members that agree on the digest
+        // agree on the configuration at every index.
+        let data: &[u8] = match e.kind {
+            EntryKind::Command | EntryKind::ConfChange => &e.data,
+            _ => &[],
         };
         self.digest = chain(self.digest, e.index, data);
         self.applied = e.index;
@@ -101,35 +126,96 @@ impl StateMachine for Chain {
                 ledger.entries.insert(e.index, record);
             }
         }
+        if e.kind == EntryKind::ConfChange {
+            self.apply_conf_change(&mut ledger, e.index, &e.data);
+        }
         Ok(e.index)
     }
 
     fn snapshot(&self) -> Bytes {
-        let mut out = Vec::with_capacity(16);
+        let mut out = Vec::with_capacity(64);
         put_u64(&mut out, self.applied.get());
         put_u64(&mut out, self.digest);
+        put_u64(&mut out, u64::from(self.table_known));
+        self.conf.encode(&mut out);
+        put_u64(&mut out, self.removed.len() as u64);
+        for id in &self.removed {
+            put_u64(&mut out, id.get());
+        }
         Bytes::from(out)
     }
 
     fn restore(&mut self, data: &Bytes) -> Result<(), RestoreError> {
-        let mut d = Decoder::new(data.clone());
-        let decoded = d
-            .u64("snapshot index")
-            .and_then(|i| Ok((LogIndex(i), d.u64("snapshot digest")?)));
-        let (index, digest) = decoded.map_err(|e| RestoreError(Box::new(e)))?;
+        let snap = decode_snapshot(data).map_err(|e| RestoreError(Box::new(e)))?;
         let mut ledger = lock(&self.ledger);
-        match ledger.entries.get(&index) {
-            Some((_, _, g)) if *g != digest => {
-                let what = format!(
-                    "member {} restored a snapshot at {index} whose digest is not the log's",
-                    self.member
-                );
-                ledger.violate(what);
-            }
-            _ => {}
+        if ledger
+            .entries
+            .get(&snap.index)
+            .is_some_and(|(_, _, g)| *g != snap.digest)
+        {
+            let what = format!(
+                "member {} restored a snapshot at {} whose digest is not the log's",
+                self.member, snap.index
+            );
+            ledger.violate(what);
         }
-        self.applied = index;
-        self.digest = digest;
+        if ledger.conf_at(snap.index) != &snap.conf {
+            let what = format!(
+                "member {} restored a snapshot at {} with configuration {:?}, the log's is {:?}",
+                self.member,
+                snap.index,
+                snap.conf,
+                ledger.conf_at(snap.index)
+            );
+            ledger.violate(what);
+        }
+        drop(ledger);
+        self.applied = snap.index;
+        self.digest = snap.digest;
+        self.table_known = snap.table_known;
+        self.conf = snap.conf;
+        self.removed = snap.removed;
         Ok(())
     }
+
+    /// Every member of the configuration, at an address named after it.
+    fn peer_table(&self) -> Option<PeerTable> {
+        if !self.table_known {
+            return None;
+        }
+        let addrs = self.conf.members().into_iter();
+        Some(PeerTable {
+            addrs: addrs.map(|id| (id, format!("sim-{id}"))).collect(),
+            removed: self.removed.clone(),
+        })
+    }
+}
+
+/// A chain's snapshot, decoded.
+struct ChainSnapshot {
+    index: LogIndex,
+    digest: u64,
+    table_known: bool,
+    conf: ConfState,
+    removed: BTreeSet<NodeId>,
+}
+
+fn decode_snapshot(data: &Bytes) -> Result<ChainSnapshot, DecodeError> {
+    let mut d = Decoder::new(data.clone());
+    let index = LogIndex(d.u64("snapshot index")?);
+    let digest = d.u64("snapshot digest")?;
+    let table_known = d.u64("snapshot table flag")? != 0;
+    let conf = ConfState::decode(&mut d)?;
+    let n = d.count("removed members")?;
+    let removed = (0..n)
+        .map(|_| d.u64("removed member").map(NodeId))
+        .collect::<Result<_, _>>()?;
+    d.finish("chain snapshot")?;
+    Ok(ChainSnapshot {
+        index,
+        digest,
+        table_known,
+        conf,
+        removed,
+    })
 }

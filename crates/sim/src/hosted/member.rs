@@ -7,6 +7,7 @@
 //! snapshot job that was running at the crash) never reaches the next.
 
 use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
@@ -29,16 +30,20 @@ pub(crate) enum Answer {
     ),
     /// A read's outcome: the index to read at, or why not.
     Read(u64, Result<LogIndex, flotilla_host::NodeError>),
+    /// A membership change's outcome: the index of its entry, or why not.
+    Membership(u64, Result<LogIndex, flotilla_host::NodeError>),
 }
 
 /// Where answers collect until the simulation looks.
 pub(crate) type Inbox = Rc<RefCell<Vec<(u64, Answer)>>>;
 
 /// A waiter that files its answer, with the member that gave it, in the
-/// simulation's inbox. `kind` makes the answer a proposal's or a read's.
+/// simulation's inbox. The waiter's type makes the answer a proposal's;
+/// `membership` tells a membership change's index from a read's.
 pub(crate) struct SimWaiter {
     pub(crate) member: u64,
     pub(crate) request: u64,
+    pub(crate) membership: bool,
     pub(crate) inbox: Inbox,
     /// Set when the client gave up on the request.
     pub(crate) gave_up: Rc<RefCell<bool>>,
@@ -58,7 +63,11 @@ impl Waiter<Result<flotilla_host::Applied<LogIndex>, flotilla_host::NodeError>> 
 
 impl Waiter<Result<LogIndex, flotilla_host::NodeError>> for SimWaiter {
     fn answer(self, value: Result<LogIndex, flotilla_host::NodeError>) {
-        let answer = Answer::Read(self.request, value);
+        let answer = if self.membership {
+            Answer::Membership(self.request, value)
+        } else {
+            Answer::Read(self.request, value)
+        };
         self.inbox.borrow_mut().push((self.member, answer));
     }
 
@@ -85,6 +94,9 @@ pub(crate) enum Life {
     /// Crashed: the WAL recovered from what the crash left, read-only
     /// until the restart (it answers what is durable here).
     Down(GroupHandle),
+    /// Shut down for good once it applied its own removal, as a server
+    /// does; its disk stays for the checks (it no longer counts).
+    Removed(Box<SimHost>),
 }
 
 /// One member.
@@ -96,6 +108,14 @@ pub(crate) struct Member {
     pub(crate) incarnation: u64,
     /// A sync runs (the host asked for one and has not heard back).
     pub(crate) syncing: bool,
+    /// The member table the host last pointed the transport at; `None`
+    /// until it does, when the transport reaches every member it was
+    /// started with (all of them: a joining server is told where the
+    /// group is).
+    pub(crate) table: Option<flotilla_host::PeerTable>,
+    /// Peers this incarnation heard from: the transport answers them even
+    /// when its table does not list them yet (see [`Member::reaches`]).
+    pub(crate) heard: BTreeSet<NodeId>,
 }
 
 /// Why a member could not start: the simulation's failure.
@@ -139,16 +159,40 @@ impl Member {
     /// The member's WAL handle, up or down.
     pub(crate) fn storage(&self) -> &GroupHandle {
         match &self.life {
-            Life::Up(host) => host.storage(),
+            Life::Up(host) | Life::Removed(host) => host.storage(),
             Life::Down(storage) => storage,
         }
+    }
+
+    /// Whether this member's transport has a link to `to`: one its table
+    /// lists (before the first table, every member: a joining server is
+    /// told where the group is) or, with `callers`, one that reached it;
+    /// never one removed.
+    ///
+    /// The production transport (`flotilla_runtime::transport`) links
+    /// only to its table's members. A member whose table predates the
+    /// addition of the current leader (it was down or cut off meanwhile)
+    /// then cannot answer that leader, which therefore never learns what
+    /// to send it, and the member never applies the entry that would add
+    /// the leader to its table: it is stuck for good, and a group that
+    /// needs its vote stops (seeds 368 and 617 of the membership sweep).
+    /// The simulator's transport answers whoever reached it, as a
+    /// bidirectional stream would; the runtime lacks that (see the
+    /// report of the `hosted-members` branch, and
+    /// `HostedConfig::links_to_callers`).
+    pub(crate) fn reaches(&self, to: NodeId, callers: bool) -> bool {
+        let Some(table) = &self.table else {
+            return true;
+        };
+        let linked = table.addrs.contains_key(&to) || (callers && self.heard.contains(&to));
+        linked && !table.removed.contains(&to)
     }
 
     /// The running host, if the member is up.
     pub(crate) fn host(&mut self) -> Option<&mut SimHost> {
         match &mut self.life {
             Life::Up(host) => Some(host),
-            Life::Down(_) => None,
+            Life::Down(_) | Life::Removed(_) => None,
         }
     }
 
@@ -176,6 +220,8 @@ impl Member {
         self.life = Life::Down(storage);
         self.incarnation += 1;
         self.syncing = false;
+        self.table = None;
+        self.heard.clear();
         Ok(())
     }
 
@@ -184,7 +230,22 @@ impl Member {
         open_group(&MemFs::new()).map_err(|e| start_error(self.id, &e))
     }
 
-    /// Restarts a member that is down.
+    /// Shuts the member down for good if its host applied its removal;
+    /// returns whether it did now.
+    pub(crate) fn retire_if_removed(&mut self) -> Result<bool, String> {
+        if !matches!(&self.life, Life::Up(host) if host.status().removed) {
+            return Ok(false);
+        }
+        let placeholder = Life::Down(self.storage_placeholder()?);
+        if let Life::Up(host) = std::mem::replace(&mut self.life, placeholder) {
+            self.life = Life::Removed(host);
+        }
+        self.incarnation += 1;
+        self.syncing = false;
+        Ok(true)
+    }
+
+    /// Restarts a member that is down (never one removed).
     pub(crate) fn restart(
         &mut self,
         raft: Config,
@@ -198,6 +259,8 @@ impl Member {
         let host = start_host(raft, snapshot_entries, storage, ledger)
             .map_err(|e| start_error(self.id, &e))?;
         self.life = Life::Up(Box::new(host));
+        // A fresh transport: what the down member "heard" reached no one.
+        self.heard.clear();
         Ok(())
     }
 }

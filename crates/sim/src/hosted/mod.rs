@@ -11,18 +11,43 @@
 //! it leaves the host:
 //!
 //! - a proposal's `Ok` comes only once its entry is durable on a quorum
-//!   (synced in the WAL, or under a durable snapshot, of a majority, the
-//!   crashed members' disks as the crash left them included), and names
+//!   (synced in the WAL, or under a durable snapshot, of a majority of the
+//!   voters, the crashed members' disks as the crash left them included), and names
 //!   the index its own command was applied at;
 //! - a read's `Ok(index)` comes only once this member applied `index`,
 //!   and `index` covers every write acknowledged before the read began;
 //! - every member applies the same entry at each index, in order, and a
 //!   restored snapshot matches the log ([`machine`]).
 //!
-//! After the faults stop, the group must serve writes again (liveness).
+//! With `membership` on, some members start as spares outside the
+//! configuration and an operator (`admin.rs`) adds, promotes, removes and
+//! replaces members through the host while the faults run. Then:
+//!
+//! - "a quorum" is the configuration's in force at that entry: a
+//!   majority of its voters, and of the outgoing voters too while joint
+//!   (`quorum.rs` says which configurations may have decided an entry,
+//!   given that the core puts a change in force when it commits it);
+//! - every member (its state machine as it applies, its core at its
+//!   commit index, a restored snapshot) has the configuration the one
+//!   history gives at that index ([`ledger`]);
+//! - a write is acknowledged only by a voter of the configuration that
+//!   decided it, and a member that applied its own removal answers no
+//!   read; it then shuts down for good, and the transports refuse its
+//!   messages (each member's transport links to the members of the table
+//!   its host last gave it, and answers any peer that reached it:
+//!   `Member::reaches` in `member.rs`);
+//! - a change is answered with the index of its own entry, and by a
+//!   leader only once the joint configuration is left.
+//!
+//! After the faults stop, the group must serve writes again (liveness),
+//! in whatever configuration the changes left.
 
+mod admin;
+mod faults;
+pub mod ledger;
 pub mod machine;
 mod member;
+mod quorum;
 mod world;
 
 pub use world::{HostedConfig, HostedReport, run};

@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
@@ -13,15 +13,27 @@ use flotilla_host::{Action, Pump, SnapshotTask};
 use flotilla_raft::rng::SplitMix64;
 use flotilla_raft::{LogIndex, Message, NodeId, Term};
 
+use super::admin::Admin;
 use super::machine::{self, Ledger};
 use super::member::{Answer, Inbox, Life, Member, SimWaiter, open_group, raft_config, start_error};
+use super::quorum::{self, CommitWatch};
 use crate::net::{MS, NetConfig, Network};
 
 /// How a hosted run goes.
 #[derive(Clone, Debug)]
 pub struct HostedConfig {
-    /// Members of the group.
+    /// Voters of the group at bootstrap (ids `1..=members`).
     pub members: u64,
+    /// Members started outside the configuration (ids after the
+    /// voters'), for the operator to add.
+    pub spares: u64,
+    /// An operator changes the membership while the faults run
+    /// (`admin.rs`).
+    pub membership: bool,
+    /// Each member's transport answers a peer that reached it even when
+    /// its member table does not list it yet; off, it links only to its
+    /// table's members, as `flotilla_runtime`'s transport does today.
+    pub links_to_callers: bool,
     /// Clients.
     pub clients: u64,
     /// Virtual time with faults, then as long again without.
@@ -40,6 +52,9 @@ impl Default for HostedConfig {
     fn default() -> Self {
         HostedConfig {
             members: 3,
+            spares: 0,
+            membership: false,
+            links_to_callers: true,
             clients: 3,
             duration_ns: 4_000 * MS,
             crashes: true,
@@ -65,6 +80,10 @@ pub struct HostedReport {
     pub snapshot_jobs: u64,
     /// Writes acknowledged after the faults stopped.
     pub acked_after_faults: u64,
+    /// Membership changes answered `Ok`.
+    pub membership_changes: u64,
+    /// Members that applied their own removal and shut down.
+    pub removals: u64,
 }
 
 impl HostedReport {
@@ -76,10 +95,12 @@ impl HostedReport {
         self.crashes += other.crashes;
         self.snapshot_jobs += other.snapshot_jobs;
         self.acked_after_faults += other.acked_after_faults;
+        self.membership_changes += other.membership_changes;
+        self.removals += other.removals;
     }
 }
 
-enum Event {
+pub(crate) enum Event {
     Tick(u64, u64),
     Deliver(Message),
     SyncDone(u64, u64, flotilla_wal::Lsn),
@@ -88,16 +109,18 @@ enum Event {
     Client(u64, u64),
     Fault,
     Restart(u64),
+    /// The operator's turn; ignored unless the token is its latest.
+    Admin(u64),
 }
 
 /// A request a client has out.
-struct Out {
+pub(crate) struct Out {
     client: u64,
     /// The command, for a write; `None` for a read.
     command: Option<Bytes>,
     /// The highest index acknowledged to any client when it began.
     acked_floor: LogIndex,
-    gave_up: Rc<RefCell<bool>>,
+    pub(crate) gave_up: Rc<RefCell<bool>>,
 }
 
 struct Client {
@@ -109,23 +132,26 @@ struct Client {
     sent: u64,
 }
 
-struct World {
-    cfg: HostedConfig,
-    rng: SplitMix64,
-    now: u64,
+pub(crate) struct World {
+    pub(crate) cfg: HostedConfig,
+    pub(crate) rng: SplitMix64,
+    pub(crate) now: u64,
     next_seq: u64,
     queue: BinaryHeap<Reverse<(u64, u64)>>,
     events: BTreeMap<u64, Event>,
-    members: Vec<Member>,
-    net: Network,
-    ledger: Arc<Mutex<Ledger>>,
+    /// Member `id` at `id - 1`: the voters, then the spares.
+    pub(crate) members: Vec<Member>,
+    pub(crate) net: Network,
+    pub(crate) ledger: Arc<Mutex<Ledger>>,
     inbox: Inbox,
     clients: Vec<Client>,
-    out: BTreeMap<u64, Out>,
-    next_request: u64,
+    pub(crate) out: BTreeMap<u64, Out>,
+    pub(crate) next_request: u64,
     acked_max: LogIndex,
-    faults_end: u64,
-    report: HostedReport,
+    pub(crate) faults_end: u64,
+    pub(crate) commits: CommitWatch,
+    pub(crate) admin: Admin,
+    pub(crate) report: HostedReport,
     failure: Option<String>,
 }
 
@@ -149,19 +175,22 @@ pub fn run(seed: u64, cfg: &HostedConfig) -> Result<HostedReport, String> {
     w.report.commits = machine::lock(&w.ledger).entries.len() as u64;
     if w.report.acked_after_faults == 0 {
         return Err(format!(
-            "seed {seed}: no write was acknowledged in the {} ms after the faults stopped",
-            cfg.duration_ns / MS
+            "seed {seed}: no write was acknowledged in the {} ms after the faults stopped; {}",
+            cfg.duration_ns / MS,
+            w.describe()
         ));
     }
+    w.final_configuration()
+        .map_err(|f| format!("seed {seed}: at the end: {f}; {}", w.describe()))?;
     Ok(w.report)
 }
 
 impl World {
     fn new(seed: u64, cfg: HostedConfig) -> Result<World, String> {
         let mut rng = SplitMix64::new(seed);
-        let ledger = Arc::new(Mutex::new(Ledger::default()));
+        let ledger = Arc::new(Mutex::new(Ledger::new(cfg.members)));
         let mut members = Vec::new();
-        for id in 1..=cfg.members {
+        for id in 1..=cfg.members + cfg.spares {
             let fs = flotilla_wal::MemFs::new();
             let storage = open_group(&fs).map_err(|e| start_error(id, &e))?;
             let raft = raft_config(id, cfg.members, rng.next_u64());
@@ -174,6 +203,8 @@ impl World {
                 life,
                 incarnation: 0,
                 syncing: false,
+                table: None,
+                heard: BTreeSet::new(),
             });
         }
         let net = Network::new(NetConfig {
@@ -206,6 +237,11 @@ impl World {
             out: BTreeMap::new(),
             next_request: 1,
             acked_max: LogIndex(0),
+            commits: CommitWatch::default(),
+            admin: Admin {
+                target: 1,
+                ..Admin::default()
+            },
             report: HostedReport::default(),
             failure: None,
         };
@@ -214,7 +250,7 @@ impl World {
     }
 
     fn start(&mut self) {
-        for m in 1..=self.cfg.members {
+        for m in 1..=self.hosts() {
             let first = self.rng.range(0, 10 * MS);
             self.schedule(first, Event::Tick(m, 0));
             self.pump(m);
@@ -227,9 +263,18 @@ impl World {
             let first = self.rng.range(200 * MS, 600 * MS);
             self.schedule(first, Event::Fault);
         }
+        if self.cfg.membership {
+            let first = self.rng.range(100 * MS, 400 * MS);
+            self.admin_wake(first);
+        }
     }
 
-    fn schedule(&mut self, after: u64, event: Event) {
+    /// Every member, voters and spares.
+    pub(crate) fn hosts(&self) -> u64 {
+        self.cfg.members + self.cfg.spares
+    }
+
+    pub(crate) fn schedule(&mut self, after: u64, event: Event) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.events.insert(seq, event);
@@ -244,12 +289,12 @@ impl World {
         self.schedule(after, Event::Client(c, token));
     }
 
-    fn fail(&mut self, what: String) {
+    pub(crate) fn fail(&mut self, what: String) {
         let at = self.now / MS;
         self.failure.get_or_insert(format!("at {at} ms: {what}"));
     }
 
-    fn member(&mut self, id: u64) -> &mut Member {
+    pub(crate) fn member(&mut self, id: u64) -> &mut Member {
         &mut self.members[(id - 1) as usize]
     }
 
@@ -266,6 +311,11 @@ impl World {
             }
             Event::Fault => self.fault(),
             Event::Restart(m) => self.restart(m),
+            Event::Admin(token) => {
+                if self.admin.token == token {
+                    self.admin_step();
+                }
+            }
         }
     }
 
@@ -278,14 +328,22 @@ impl World {
             host.tick();
             self.pump(m);
         }
-        self.schedule(10 * MS, Event::Tick(m, inc));
+        if !matches!(self.member(m).life, Life::Removed(_)) {
+            self.schedule(10 * MS, Event::Tick(m, inc));
+        }
     }
 
     fn deliver(&mut self, msg: Message) {
         let (from, to) = (msg.from.get(), msg.to.get());
-        if !self.net.link_up(from, to) || to == 0 || to > self.cfg.members {
+        if !self.net.link_up(from, to) || to == 0 || to > self.hosts() {
             return;
         }
+        // The transport refuses a removed member's messages.
+        let refused = self.member(to).table.as_ref();
+        if refused.is_some_and(|t| t.removed.contains(&msg.from)) {
+            return;
+        }
+        self.member(to).heard.insert(msg.from);
         let Some(host) = self.member(to).host() else {
             return;
         };
@@ -326,7 +384,7 @@ impl World {
     }
 
     /// Runs member `m`'s host until quiet and carries out its actions.
-    fn pump(&mut self, m: u64) {
+    pub(crate) fn pump(&mut self, m: u64) {
         let Some(host) = self.member(m).host() else {
             return;
         };
@@ -345,7 +403,44 @@ impl World {
         for action in actions {
             self.execute(m, action);
         }
+        self.observe_commit(m);
         self.answers();
+        match self.member(m).retire_if_removed() {
+            Ok(true) => self.report.removals += 1,
+            Ok(false) => {}
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Notes member `m`'s commit index (see [`quorum`]), and checks that
+    /// its core's configuration is the ledger's at that index.
+    fn observe_commit(&mut self, m: u64) {
+        let Some(host) = self.member(m).host() else {
+            return;
+        };
+        let status = host.raw().status();
+        self.commits.observe(m, status.commit);
+        let ledger = machine::lock(&self.ledger);
+        let known = ledger
+            .entries
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or_default();
+        // The ledger knows the configuration up to the highest index any
+        // member applied.
+        if status.commit > known {
+            return;
+        }
+        let expected = ledger.conf_at(status.commit);
+        if &status.conf_state != expected {
+            let what = format!(
+                "member {m}'s core has configuration {:?} at commit {}, the log's is {expected:?}",
+                status.conf_state, status.commit
+            );
+            drop(ledger);
+            self.fail(what);
+        }
     }
 
     fn execute(&mut self, m: u64, action: Action) {
@@ -356,8 +451,7 @@ impl World {
                     self.send(msg);
                 }
             }
-            // The membership is fixed here; the transport has no table.
-            Action::SetPeers(_) => {}
+            Action::SetPeers(table) => self.member(m).table = Some(table),
             Action::Sync(lsn) => {
                 if std::mem::replace(&mut self.member(m).syncing, true) {
                     self.fail(format!("member {m}: a second sync while one runs"));
@@ -374,11 +468,65 @@ impl World {
 
     fn send(&mut self, msg: Message) {
         let link = (msg.from.get(), msg.to.get());
+        let callers = self.cfg.links_to_callers;
+        if !self.member(link.0).reaches(msg.to, callers) {
+            return;
+        }
         let arrivals = self.net.route(&mut self.rng, self.now, link, true, 0);
         for at in arrivals {
             let after = at.saturating_sub(self.now);
             self.schedule(after, Event::Deliver(msg.clone()));
         }
+    }
+
+    /// Liveness in the configuration the changes left: it is not joint
+    /// (the leader left it), and every member of it is up and has the
+    /// same configuration in its core.
+    fn final_configuration(&mut self) -> Result<(), String> {
+        let last = {
+            let ledger = machine::lock(&self.ledger);
+            let last = ledger.entries.keys().next_back().copied();
+            ledger.conf_at(last.unwrap_or_default()).clone()
+        };
+        if last.is_joint() {
+            return Err(format!("still in the joint configuration {last:?}"));
+        }
+        for id in last.members() {
+            let theirs = self
+                .member(id.get())
+                .host()
+                .map(|h| h.raw().status().conf_state);
+            if theirs.as_ref() != Some(&last) {
+                return Err(format!(
+                    "member {id} has configuration {theirs:?}, the log's last is {last:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every member's state, for a liveness failure's message.
+    fn describe(&mut self) -> String {
+        let mut out = Vec::new();
+        for m in &self.members {
+            let state = match &m.life {
+                Life::Up(h) => {
+                    let s = h.raw().status();
+                    format!(
+                        "{:?} term {} leader {:?} commit {} applied {} last {} conf {:?}",
+                        s.role, s.term, s.leader, s.commit, s.applied, s.last_index, s.conf_state
+                    )
+                }
+                Life::Down(_) => "down".to_string(),
+                Life::Removed(_) => "removed".to_string(),
+            };
+            let table = m
+                .table
+                .as_ref()
+                .map(|t| (t.addrs.keys().collect::<Vec<_>>(), &t.removed));
+            out.push(format!("member {}: {state}, table {table:?}", m.id));
+        }
+        out.join("; ")
     }
 
     fn check_ledger(&mut self) {
@@ -405,7 +553,7 @@ impl World {
     }
 
     fn next_target(&mut self, c: u64, hint: Option<NodeId>) {
-        let members = self.cfg.members;
+        let members = self.hosts();
         let client = &mut self.clients[c as usize];
         client.pending = None;
         client.target = match hint {
@@ -422,20 +570,11 @@ impl World {
         let sent = self.clients[c as usize].sent;
         self.clients[c as usize].sent += 1;
         let command = write.then(|| Bytes::from(format!("c{c}-{sent}")));
-        let gave_up = Rc::new(RefCell::new(false));
-        let waiter = SimWaiter {
-            member: target,
-            request,
-            inbox: Rc::clone(&self.inbox),
-            gave_up: Rc::clone(&gave_up),
-        };
-        let out = Out {
-            client: c,
-            command: command.clone(),
-            acked_floor: self.acked_max,
-            gave_up,
-        };
-        self.out.insert(request, out);
+        let waiter = self.waiter(target, request, false);
+        if let Some(out) = self.out.get_mut(&request) {
+            out.client = c;
+            out.command.clone_from(&command);
+        }
         let deadline = self.now + 500 * MS;
         self.clients[c as usize].pending = Some((request, deadline));
         self.wake(c, 500 * MS);
@@ -452,6 +591,26 @@ impl World {
         self.pump(target);
     }
 
+    /// A waiter for `request` at member `target`, and the request's entry
+    /// among those out (a client's, until the caller fills it in).
+    pub(crate) fn waiter(&mut self, target: u64, request: u64, membership: bool) -> SimWaiter {
+        let gave_up = Rc::new(RefCell::new(false));
+        let out = Out {
+            client: u64::MAX,
+            command: None,
+            acked_floor: self.acked_max,
+            gave_up: Rc::clone(&gave_up),
+        };
+        self.out.insert(request, out);
+        SimWaiter {
+            member: target,
+            request,
+            membership,
+            inbox: Rc::clone(&self.inbox),
+            gave_up,
+        }
+    }
+
     /// Checks and passes on every answer the hosts gave.
     fn answers(&mut self) {
         let answers = std::mem::take(&mut *self.inbox.borrow_mut());
@@ -462,6 +621,10 @@ impl World {
                 }
                 Answer::Read(r, Ok(index)) => (r, self.answered_read(member, r, index)),
                 Answer::Proposal(r, Err(e)) | Answer::Read(r, Err(e)) => (r, Err(e)),
+                Answer::Membership(r, result) => {
+                    self.admin_answer(member, r, result);
+                    continue;
+                }
             };
             self.settle(request, result);
         }
@@ -474,15 +637,18 @@ impl World {
         index: LogIndex,
         term: Term,
     ) -> Result<(), flotilla_host::NodeError> {
-        let durable = self
+        let holders: Vec<NodeId> = self
             .members
             .iter()
             .filter(|x| x.holds_durably(index, term))
-            .count();
-        if durable as u64 <= self.cfg.members / 2 {
+            .map(|x| NodeId(x.id))
+            .collect();
+        let ledger = machine::lock(&self.ledger);
+        let early = quorum::ack_violation(&ledger, &self.commits, index, &holders, NodeId(m));
+        drop(ledger);
+        if let Some(why) = early {
             self.fail(format!(
-                "member {m} acknowledged the write at {index} (term {term}) durable on {durable} of {} members",
-                self.cfg.members
+                "member {m} acknowledged the write at {index} (term {term}): {why}"
             ));
         }
         let expected = self.out.get(&request).and_then(|o| o.command.clone());
@@ -522,6 +688,12 @@ impl World {
                 "member {m} answered read {request} at {index}: writes up to {floor} were acknowledged before it began, and the member applied {applied}"
             ));
         }
+        let removed_at = machine::lock(&self.ledger).removed_at.get(&m).copied();
+        if let Some(r) = removed_at {
+            self.fail(format!(
+                "member {m} answered read {request} at {index} after applying its removal at {r}"
+            ));
+        }
         self.report.reads += 1;
         Ok(())
     }
@@ -544,87 +716,5 @@ impl World {
         }
         let think = self.rng.range(0, 5 * MS);
         self.wake(c, think);
-    }
-}
-
-impl World {
-    fn fault(&mut self) {
-        if self.now >= self.faults_end {
-            self.end_faults();
-            return;
-        }
-        let roll = self.rng.range(0, 10);
-        if self.cfg.crashes && roll < 4 {
-            self.crash_one();
-        } else if self.cfg.partitions && roll < 7 {
-            self.partition();
-        } else {
-            self.net.heal();
-        }
-        let next = self.rng.range(100 * MS, 700 * MS);
-        self.schedule(next, Event::Fault);
-    }
-
-    fn crash_one(&mut self) {
-        let down = self
-            .members
-            .iter()
-            .filter(|m| matches!(m.life, Life::Down(_)))
-            .count() as u64;
-        if down >= (self.cfg.members - 1) / 2 {
-            return;
-        }
-        let m = self.rng.range(1, self.cfg.members + 1);
-        if self.member(m).host().is_none() {
-            return;
-        }
-        let seed = self.rng.next_u64();
-        if let Err(e) = self.member(m).crash(seed) {
-            self.fail(e);
-            return;
-        }
-        self.report.crashes += 1;
-        let back = self.rng.range(50 * MS, 1500 * MS);
-        self.schedule(back, Event::Restart(m));
-    }
-
-    fn restart(&mut self, m: u64) {
-        let member = self.member(m);
-        if member.host().is_some() {
-            return;
-        }
-        let inc = member.incarnation;
-        let raft = raft_config(m, self.cfg.members, self.rng.next_u64());
-        let (every, ledger) = (self.cfg.snapshot_entries, Arc::clone(&self.ledger));
-        if let Err(e) = self.member(m).restart(raft, every, &ledger) {
-            self.fail(e);
-            return;
-        }
-        let first = self.rng.range(0, 10 * MS);
-        self.schedule(first, Event::Tick(m, inc));
-        self.pump(m);
-    }
-
-    fn partition(&mut self) {
-        let n = self.cfg.members;
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        for id in 1..=n {
-            if self.rng.range(0, 2) == 0 {
-                a.push(id)
-            } else {
-                b.push(id)
-            }
-        }
-        self.net.partition(&[a, b]);
-    }
-
-    /// The faults stop: the network heals and turns reliable, every member
-    /// comes back, and the clients must get writes through again.
-    fn end_faults(&mut self) {
-        self.net.heal();
-        self.net.cfg.reliable = true;
-        for m in 1..=self.cfg.members {
-            self.restart(m);
-        }
     }
 }

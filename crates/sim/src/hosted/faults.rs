@@ -1,0 +1,118 @@
+//! The hosted simulation's nemesis: crashes (power loss: the WAL loses
+//! what was not synced), partitions and heals, until the faults stop;
+//! then every member that was not removed comes back on a reliable
+//! network.
+//!
+//! Invariant: at most a minority of each half of the latest known
+//! configuration is down at once (so a quorum can still form once
+//! partitions heal); a removed member is never restarted.
+
+use std::sync::Arc;
+
+use flotilla_raft::{ConfState, NodeId};
+
+use super::machine;
+use super::member::{Life, raft_config};
+use super::world::{Event, World};
+use crate::net::MS;
+
+impl World {
+    pub(crate) fn fault(&mut self) {
+        if self.now >= self.faults_end {
+            self.end_faults();
+            return;
+        }
+        let roll = self.rng.range(0, 10);
+        if self.cfg.crashes && roll < 4 {
+            self.crash_one();
+        } else if self.cfg.partitions && roll < 7 {
+            self.partition();
+        } else {
+            self.net.heal();
+        }
+        let next = self.rng.range(100 * MS, 700 * MS);
+        self.schedule(next, Event::Fault);
+    }
+
+    /// Whether crashing `m` too leaves a majority of each half of `conf`
+    /// up.
+    fn crash_leaves_majority(&self, conf: &ConfState, m: u64) -> bool {
+        let down = |id: &&NodeId| {
+            id.get() == m || !matches!(self.members[(id.get() - 1) as usize].life, Life::Up(_))
+        };
+        let half_ok = |voters: &[NodeId]| {
+            let out = voters.iter().filter(down).count();
+            out <= (voters.len().saturating_sub(1)) / 2
+        };
+        half_ok(&conf.voters) && half_ok(&conf.outgoing)
+    }
+
+    fn crash_one(&mut self) {
+        let m = self.rng.range(1, self.hosts() + 1);
+        let conf = {
+            let ledger = machine::lock(&self.ledger);
+            let last = ledger
+                .entries
+                .keys()
+                .next_back()
+                .copied()
+                .unwrap_or_default();
+            ledger.conf_at(last).clone()
+        };
+        if !self.crash_leaves_majority(&conf, m) || self.member(m).host().is_none() {
+            return;
+        }
+        let seed = self.rng.next_u64();
+        if let Err(e) = self.member(m).crash(seed) {
+            self.fail(e);
+            return;
+        }
+        self.report.crashes += 1;
+        let back = self.rng.range(50 * MS, 1500 * MS);
+        self.schedule(back, Event::Restart(m));
+    }
+
+    pub(crate) fn restart(&mut self, m: u64) {
+        let member = self.member(m);
+        if !matches!(member.life, Life::Down(_)) {
+            return;
+        }
+        let inc = member.incarnation;
+        let raft = raft_config(m, self.cfg.members, self.rng.next_u64());
+        let (every, ledger) = (self.cfg.snapshot_entries, Arc::clone(&self.ledger));
+        if let Err(e) = self.member(m).restart(raft, every, &ledger) {
+            self.fail(e);
+            return;
+        }
+        if let Some(host) = self.member(m).host() {
+            let commit = host.raw().status().commit;
+            self.commits.started(m, commit);
+        }
+        let first = self.rng.range(0, 10 * MS);
+        self.schedule(first, Event::Tick(m, inc));
+        self.pump(m);
+    }
+
+    fn partition(&mut self) {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for id in 1..=self.hosts() {
+            if self.rng.range(0, 2) == 0 {
+                a.push(id)
+            } else {
+                b.push(id)
+            }
+        }
+        self.net.partition(&[a, b]);
+    }
+
+    /// The faults stop: the network heals and turns reliable, every member
+    /// not removed comes back, and the clients must get writes through
+    /// again.
+    fn end_faults(&mut self) {
+        self.net.heal();
+        self.net.cfg.reliable = true;
+        for m in 1..=self.hosts() {
+            self.restart(m);
+        }
+    }
+}
