@@ -50,6 +50,10 @@ pub enum Malformed {
     /// The block, or the header list it decodes to, is over the bounds.
     #[error("header block too large")]
     TooLarge,
+    /// The block has more Huffman-coded strings than the filter decodes
+    /// ([`super::scan::HUFFMAN_STRINGS_MAX`]).
+    #[error("header block with too many Huffman-coded strings")]
+    TooCostly,
 }
 
 /// A frame's 9-byte header (RFC 9113 §4.1).
@@ -153,6 +157,11 @@ impl Block {
         self.fragment.extend_from_slice(&frame[FrameHead::BYTES..]);
         self.complete = head.flags & FLAG_END_HEADERS != 0;
         Ok(())
+    }
+
+    /// The block's HPACK encoding.
+    pub fn fragment(&self) -> &[u8] {
+        &self.fragment
     }
 
     /// The block's header list, in order, decoded with the client's

@@ -5,8 +5,9 @@
 //! Stages: the 24-byte connection preface, then frames. A frame that is
 //! not part of a header block goes on as it arrives (its header once
 //! whole, its payload piece by piece); a header block is held until its
-//! last frame. The first block decides: if its `:authority` has no
-//! scheme, it and everything after go on unchanged and the filter stops
+//! last frame. The first block decides, from an outline that decodes at
+//! most its `:authority` value ([`super::scan`]): if that has no scheme,
+//! the block and everything after go on unchanged and the filter stops
 //! looking ([`Filter::is_through`]); if it has one, every block of the
 //! connection is decoded with the client's HPACK state and written again
 //! ([`super::block`]).
@@ -20,7 +21,8 @@
 
 use loona_hpack::Decoder;
 
-use super::block::{Block, FrameHead, Malformed, TYPE_CONTINUATION, TYPE_HEADERS};
+use super::block::{Block, FrameHead, Malformed, TYPE_CONTINUATION, TYPE_HEADERS, without_scheme};
+use super::scan;
 
 /// What an HTTP/2 client sends first (RFC 9113 §3.4).
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -216,23 +218,27 @@ impl Filter {
     /// A whole header block: decides the connection's stage if it is the
     /// first, writes it again when rewriting.
     fn block_done(&mut self, block: &Block, out: &mut Vec<u8>) -> Result<(), Malformed> {
-        let fields = match block.decode(&mut self.decoder) {
-            Ok(fields) => fields,
-            Err(why) => return self.give_up(&block.raw, out, why),
+        let Some(outline) = scan::outline(block.fragment()) else {
+            return self.give_up(&block.raw, out, Malformed::Framing("not HPACK"));
         };
+        if outline.huffman_strings > scan::HUFFMAN_STRINGS_MAX {
+            return self.give_up(&block.raw, out, Malformed::TooCostly);
+        }
         if !self.rewriting {
-            if !fields
-                .iter()
-                .any(|f| f.authority_without_scheme().is_some())
-            {
+            let authority = outline.authority.as_ref().and_then(|a| a.decoded());
+            let has_scheme = authority.is_some_and(|a| without_scheme(&a).is_some());
+            if !has_scheme {
                 out.extend_from_slice(&block.raw);
                 self.stage = Stage::Through;
-                self.decoder = Decoder::new();
                 return Ok(());
             }
             tracing::debug!("client sends a scheme in :authority; rewriting its header blocks");
             self.rewriting = true;
         }
+        let fields = match block.decode(&mut self.decoder) {
+            Ok(fields) => fields,
+            Err(why) => return self.give_up(&block.raw, out, why),
+        };
         block.write(&fields, out);
         Ok(())
     }

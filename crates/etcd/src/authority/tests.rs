@@ -40,6 +40,16 @@ const GRPC_GO_SECOND: &[u8] = &[
     0x1b, 0x47, 0x54, 0xc5, 0xc2, 0xc1, 0xc0, 0xbf,
 ];
 
+/// The first block as GRPC_GO_FIRST, with `:path /etcdserverpb.KV/Range`
+/// and `:authority 127.0.0.1:2379`: what etcd's Go clients send.
+const GRPC_GO_PLAIN: &[u8] = &[
+    0x83, 0x86, 0x44, 0x90, 0x60, 0xa9, 0x24, 0x88, 0x2d, 0x9d, 0xcb, 0x65, 0x71, 0xaf, 0x9b, 0x8b,
+    0x1b, 0x47, 0x54, 0xc5, 0x41, 0x8a, 0x08, 0x9d, 0x5c, 0x0b, 0x81, 0x70, 0xdc, 0x13, 0x2e, 0xbf,
+    0x5f, 0x8b, 0x1d, 0x75, 0xd0, 0x62, 0x0d, 0x26, 0x3d, 0x4c, 0x4d, 0x65, 0x64, 0x7a, 0x8a, 0x9a,
+    0xca, 0xc8, 0xb4, 0xc7, 0x60, 0x2b, 0x89, 0xc5, 0xc1, 0x40, 0x82, 0x49, 0x7f, 0x86, 0x4d, 0x83,
+    0x35, 0x05, 0xb1, 0x1f,
+];
+
 type Fields = Vec<(Vec<u8>, Vec<u8>)>;
 
 fn fields(list: &[(&str, &str)]) -> Fields {
@@ -206,6 +216,66 @@ fn an_ordinary_client_s_bytes_go_through_unchanged() {
     let mut out = Vec::new();
     filter.feed(&input, &mut out).unwrap();
     assert!(filter.is_through() && !filter.is_rewriting());
+}
+
+#[test]
+fn a_grpc_go_client_without_a_scheme_goes_through_unchanged() {
+    let input = connection(&[
+        frame(TYPE_HEADERS, END_HEADERS, 1, GRPC_GO_PLAIN),
+        frame(TYPE_DATA, END_STREAM, 1, &[0, 0, 0, 0, 0]),
+        frame(TYPE_HEADERS, END_HEADERS, 3, GRPC_GO_SECOND),
+    ]);
+    assert_eq!(filtered(&input, 3), input);
+    let want = request("/etcdserverpb.KV/Range", "127.0.0.1:2379");
+    assert_eq!(server_reads(&input)[0], (1, want));
+}
+
+#[test]
+fn the_outline_finds_the_authority_and_counts_huffman_strings() {
+    use super::scan::outline;
+    let found = outline(GRPC_GO_FIRST).unwrap();
+    assert_eq!(found.huffman_strings, 6);
+    let authority = found.authority.unwrap();
+    assert_eq!(&*authority.decoded().unwrap(), b"http://127.0.0.1:2379");
+    // A literal name, not Huffman coded, in a field without indexing.
+    let mut block = vec![0x00, 10];
+    block.extend(b":authority");
+    block.push(3);
+    block.extend(b"h:1");
+    let found = outline(&block).unwrap();
+    assert_eq!(
+        (
+            found.huffman_strings,
+            &*found.authority.unwrap().decoded().unwrap()
+        ),
+        (0, &b"h:1"[..])
+    );
+    assert!(
+        outline(GRPC_GO_SECOND).unwrap().authority.is_none(),
+        "by reference"
+    );
+    assert!(outline(&[0x41, 0x85, 1]).is_none(), "cut short");
+    assert!(
+        outline(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).is_none(),
+        "integer too long"
+    );
+}
+
+#[test]
+fn blocks_with_more_huffman_strings_than_a_grpc_request_are_not_decoded() {
+    // `te` with an empty Huffman-coded value, without indexing, many times.
+    let mut many = GRPC_GO_FIRST.to_vec();
+    for _ in 0..40 {
+        many.extend([0x00, 0x82, 0x49, 0x7f, 0x80]);
+    }
+    let first = connection(&[frame(TYPE_HEADERS, END_HEADERS, 1, &many)]);
+    assert_eq!(filtered(&first, 50), first, "the server judges it");
+    let later = connection(&[
+        frame(TYPE_HEADERS, END_HEADERS, 1, GRPC_GO_FIRST),
+        frame(TYPE_HEADERS, END_HEADERS, 3, &many),
+    ]);
+    let mut filter = Filter::default();
+    assert!(filter.feed(&later, &mut Vec::new()).is_err());
 }
 
 #[test]
