@@ -4,7 +4,8 @@
 //!
 //! - [`server`]: a member's process: settings, WAL, Raft group, listeners;
 //!   [`join`]: joining a running cluster; [`conns`]: the client
-//!   connection limit.
+//!   connection limit; [`authority`]: `:authority` with a scheme
+//!   (etcdctl's `--cluster` dials) accepted as etcd accepts it.
 //! - [`machine`]: the KV state machine (`flotilla_host::kv_app`, the KV
 //!   replica and the member table) publishing to the watch hub; session
 //!   ids for plain etcd requests.
@@ -24,6 +25,7 @@
 //! - [`watch`]: the hub that carries applied changes to watchers, and which
 //!   changes a watch selects; [`watch_service`]: `etcdserverpb.Watch`.
 
+pub mod authority;
 pub mod cluster;
 pub mod conns;
 pub mod convert;

@@ -31,6 +31,7 @@ use flotilla_raft::{Config, NodeId};
 use flotilla_wal::{GroupHandle, GroupId, Options, Wal, WalError};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::{ClusterService, Core, KvMachine, KvService, SessionService, WatchService};
@@ -194,7 +195,6 @@ fn claim_data_dir(dir: &Path, cluster: u64, member: NodeId) -> Result<(), Server
 pub fn incoming(
     listener: TcpListener,
 ) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt;
     TcpListenerStream::new(listener).map(|conn| {
         if let Ok(c) = &conn {
             let _ = c.set_nodelay(true);
@@ -433,7 +433,8 @@ pub async fn run(
     let inbound = InboundService::new(cluster, cfg.id, inbound_tx, closing.clone())
         .with_removed_from(transport)
         .with_metrics(metrics);
-    let conns = crate::conns::capped(incoming(listeners.grpc), CONNECTIONS_MAX);
+    let conns = crate::conns::capped(incoming(listeners.grpc), CONNECTIONS_MAX)
+        .map(|conn| conn.map(crate::authority::Normalized::new));
     let serve = router(core, inbound, closing).serve_with_incoming_shutdown(conns, shutdown);
     let mut task = node.task;
     tracing::info!(member = %cfg.id, cluster = %format!("{cluster:016x}"), "started");
