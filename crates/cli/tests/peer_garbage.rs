@@ -105,6 +105,7 @@ fn garbage_from_a_peer_is_dropped_logged_and_counted() {
             cluster_id: header.cluster_id,
             from,
             messages: garbage(from, to, term),
+            ..Default::default()
         };
         let mut peer = RaftTransportClient::new(client.channel(target).unwrap());
         let summary = rt

@@ -145,6 +145,11 @@ impl RaftTransport for InboundService {
                     signal::Kind::RemovedMember,
                 ));
             }
+            if let Some(t) = &self.transport
+                && !batch.from_addr.is_empty()
+            {
+                t.learn(NodeId(batch.from), &batch.from_addr);
+            }
             for raw in std::mem::take(&mut batch.messages) {
                 let Some(m) = self.decode(&batch, raw) else {
                     self.reject(batch.from);

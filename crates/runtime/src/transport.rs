@@ -21,7 +21,12 @@
 //!
 //! The peer set follows the group's replicated member table
 //! ([`Transport::set_peers`]): a new member gets a link, a removed one's
-//! link ends (its queue is dropped). A peer that answers "you were
+//! link ends (its queue is dropped). A peer the table does not list yet
+//! but that reached this node, naming its address, gets a link too
+//! ([`Transport::learn`], at most [`LEARNED_MAX`]): a member whose table
+//! predates the leader's addition (it was down meanwhile) must answer
+//! that leader to learn the entries that add it, or it stays behind for
+//! good (found by the hosted simulator's membership sweeps, seed 368). A peer that answers "you were
 //! removed" ([`signal::Kind::RemovedMember`]) sets [`Transport::evicted`], on which the
 //! server stops, as etcd does when it learns it was removed.
 
@@ -73,6 +78,13 @@ const STREAM_HEALTHY_AFTER: Duration = Duration::from_secs(1);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
+/// Most peers linked because they reached this node while its member
+/// table does not list them ([`Transport::learn`]); more are ignored
+/// until the table catches up.
+pub const LEARNED_MAX: usize = 8;
+/// The longest peer address taken from a peer's batch.
+const LEARNED_ADDR_MAX: usize = 256;
+
 /// How a peer's refusal of a removed member's messages begins (for
 /// people: the refusal carries [`signal::Kind::RemovedMember`]).
 pub const REMOVED_PREFIX: &str = "flotilla: member removed";
@@ -83,8 +95,17 @@ pub struct Transport {
     cluster_id: u64,
     me: NodeId,
     /// One link per other member of the replicated member table
-    /// ([`Transport::set_peers`]); a removed or moved member's ends.
+    /// ([`Transport::set_peers`]) and per learned peer; a removed or
+    /// moved member's ends.
     peers: Arc<Mutex<HashMap<NodeId, Peer>>>,
+    /// The member table last given to [`Transport::set_peers`].
+    table: Arc<Mutex<BTreeMap<NodeId, String>>>,
+    /// Peers not in `table` that reached this node, with the address
+    /// they named (bound: [`LEARNED_MAX`]); dropped once the table lists
+    /// them or removes them.
+    learned: Arc<Mutex<BTreeMap<NodeId, String>>>,
+    /// This node's own address in the table, sent with every batch.
+    my_addr: Arc<Mutex<String>>,
     /// The members removed from the group: the member table's list, one
     /// id per removal ever made (etcd keeps the same list).
     removed: Arc<Mutex<BTreeSet<NodeId>>>,
@@ -119,6 +140,9 @@ impl Transport {
             cluster_id,
             me,
             peers: Arc::new(Mutex::new(HashMap::new())),
+            table: Arc::new(Mutex::new(BTreeMap::new())),
+            learned: Arc::new(Mutex::new(BTreeMap::new())),
+            my_addr: Arc::new(Mutex::new(String::new())),
             removed: Arc::new(Mutex::new(BTreeSet::new())),
             dropped: Arc::new(AtomicU64::new(0)),
             evicted: Arc::new(watch::channel(false).0),
@@ -133,16 +157,55 @@ impl Transport {
     /// moved ones), ends links to those no longer listed, and remembers
     /// `removed` so that their messages are refused.
     pub fn set_peers(&self, peers: &BTreeMap<NodeId, String>, removed: &BTreeSet<NodeId>) {
-        let mut peers = peers.clone();
+        peers.clone_into(&mut crate::lock(&self.table));
+        removed.clone_into(&mut crate::lock(&self.removed));
+        if let Some(mine) = peers.get(&self.me) {
+            mine.clone_into(&mut crate::lock(&self.my_addr));
+        }
+        crate::lock(&self.learned).retain(|id, _| !peers.contains_key(id) && !removed.contains(id));
+        self.relink();
+    }
+
+    /// A peer that reached this node names its address: if the member
+    /// table does not list it (and it was not removed), it gets a link
+    /// there, so this node can answer it. False if nothing changed.
+    pub fn learn(&self, id: NodeId, addr: &str) -> bool {
+        if id == self.me
+            || !plausible_addr(addr)
+            || crate::lock(&self.table).contains_key(&id)
+            || crate::lock(&self.removed).contains(&id)
+        {
+            return false;
+        }
+        {
+            let mut learned = crate::lock(&self.learned);
+            if learned.get(&id).is_some_and(|a| a == addr)
+                || (learned.len() >= LEARNED_MAX && !learned.contains_key(&id))
+            {
+                return false;
+            }
+            learned.insert(id, addr.to_string());
+        }
+        tracing::info!(peer = %id, addr, "linked a peer that reached this node before its member table lists it");
+        self.relink();
+        true
+    }
+
+    /// Links exactly the table's members and the learned peers, at their
+    /// routed addresses where a route is set.
+    fn relink(&self) {
+        let mut peers = crate::lock(&self.table).clone();
+        for (id, addr) in crate::lock(&self.learned).iter() {
+            peers.entry(*id).or_insert_with(|| addr.clone());
+        }
         for (id, addr) in crate::lock(&self.routes).iter() {
             if let Some(a) = peers.get_mut(id) {
                 a.clone_from(addr);
             }
         }
-        let peers = &peers;
         let mut links = crate::lock(&self.peers);
         links.retain(|id, p| peers.get(id) == Some(&p.addr));
-        for (&id, addr) in peers {
+        for (&id, addr) in &peers {
             if id == self.me || links.contains_key(&id) {
                 continue;
             }
@@ -150,6 +213,7 @@ impl Transport {
             let link = PeerLink {
                 cluster_id: self.cluster_id,
                 me: self.me,
+                my_addr: Arc::clone(&self.my_addr),
                 addr: addr.clone(),
                 evicted: Arc::clone(&self.evicted),
             };
@@ -162,8 +226,6 @@ impl Transport {
                 },
             );
         }
-        drop(links);
-        removed.clone_into(&mut crate::lock(&self.removed));
     }
 
     /// Local routes: this node reaches each member in `routes` at the
@@ -175,13 +237,8 @@ impl Transport {
     /// table holds one address per member, which a snapshot from the
     /// leader would otherwise impose on every member.
     pub fn set_routes(&self, routes: BTreeMap<NodeId, String>) {
-        let links: BTreeMap<NodeId, String> = crate::lock(&self.peers)
-            .iter()
-            .map(|(id, p)| (*id, p.addr.clone()))
-            .collect();
         *crate::lock(&self.routes) = routes;
-        let removed = crate::lock(&self.removed).clone();
-        self.set_peers(&links, &removed);
+        self.relink();
     }
 
     /// The peers there are links to, sorted.
@@ -228,9 +285,20 @@ impl Transport {
     }
 }
 
+/// A peer address as a batch may name it: `host:port`, short, with a
+/// port that is a number.
+fn plausible_addr(addr: &str) -> bool {
+    addr.len() <= LEARNED_ADDR_MAX
+        && addr.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        })
+}
+
 struct PeerLink {
     cluster_id: u64,
     me: NodeId,
+    /// This node's address, named in every batch.
+    my_addr: Arc<Mutex<String>>,
     addr: String,
     evicted: Arc<watch::Sender<bool>>,
 }
@@ -342,6 +410,7 @@ impl PeerLink {
             cluster_id: self.cluster_id,
             from: self.me.get(),
             messages,
+            from_addr: crate::lock(&self.my_addr).clone(),
         }
     }
 }
@@ -384,6 +453,41 @@ mod tests {
         moved.insert(NodeId(4), "127.0.0.1:9".to_string());
         t.set_peers(&moved, &BTreeSet::new());
         assert_eq!(addr(&t, 4), "127.0.0.1:9");
+        stop_tx.send_replace(true);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_reached_this_node_is_answered_until_the_table_lists_it() {
+        let (stop_tx, stop) = watch::channel(false);
+        let t = Transport::start(7, NodeId(1), &table(&[1, 2, 3]), stop);
+        assert!(t.learn(NodeId(9), "127.0.0.1:9009"), "a new leader");
+        assert_eq!(t.peers(), [NodeId(2), NodeId(3), NodeId(9)]);
+        assert!(!t.learn(NodeId(9), "127.0.0.1:9009"), "already linked");
+        assert!(
+            !t.learn(NodeId(2), "127.0.0.1:1"),
+            "the table's address wins"
+        );
+        assert!(!t.learn(NodeId(1), "127.0.0.1:1"), "not itself");
+        for bad in ["", "nohost", ":1", "h:0", "h:x", &"h".repeat(300)] {
+            assert!(!t.learn(NodeId(10), bad), "{bad:?}");
+        }
+        // A table that removes it ends the link and refuses it again.
+        t.set_peers(&table(&[1, 2, 3]), &BTreeSet::from([NodeId(9)]));
+        assert_eq!(t.peers(), [NodeId(2), NodeId(3)]);
+        assert!(!t.learn(NodeId(9), "127.0.0.1:9009"));
+        // A table that lists it takes over, at the table's address.
+        assert!(t.learn(NodeId(8), "127.0.0.1:9008"));
+        let mut with_8 = table(&[1, 2, 3]);
+        with_8.insert(NodeId(8), "127.0.0.1:7008".to_string());
+        t.set_peers(&with_8, &BTreeSet::new());
+        assert_eq!(addr(&t, 8), "127.0.0.1:7008");
+        t.set_peers(&table(&[1, 2, 3]), &BTreeSet::new());
+        assert_eq!(t.peers(), [NodeId(2), NodeId(3)], "not learned any more");
+        // At most LEARNED_MAX at once.
+        let learned = (20..40)
+            .filter(|&i| t.learn(NodeId(i), &format!("h:{i}")))
+            .count();
+        assert_eq!(learned, LEARNED_MAX);
         stop_tx.send_replace(true);
     }
 

@@ -65,9 +65,8 @@ fn a_member_whose_table_predates_the_leader_still_answers_it() {
     assert!(r.membership_changes > 0, "{r:?}");
 }
 
-/// The production transport's gap, kept reproducible until the runtime
-/// closes it: with links to table members only, seed 368 strands member
-/// 3 as described above.
+/// The checker catches the transport the runtime had before: with links
+/// to table members only, seed 368 strands member 3 as described above.
 #[test]
 fn table_only_links_strand_a_member_whose_table_predates_the_leader() {
     let cfg = HostedConfig {

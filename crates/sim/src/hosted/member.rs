@@ -169,17 +169,16 @@ impl Member {
     /// told where the group is) or, with `callers`, one that reached it;
     /// never one removed.
     ///
-    /// The production transport (`flotilla_runtime::transport`) links
-    /// only to its table's members. A member whose table predates the
-    /// addition of the current leader (it was down or cut off meanwhile)
-    /// then cannot answer that leader, which therefore never learns what
-    /// to send it, and the member never applies the entry that would add
-    /// the leader to its table: it is stuck for good, and a group that
-    /// needs its vote stops (seeds 368 and 617 of the membership sweep).
-    /// The simulator's transport answers whoever reached it, as a
-    /// bidirectional stream would; the runtime lacks that (see the
-    /// report of the `hosted-members` branch, and
-    /// `HostedConfig::links_to_callers`).
+    /// With links to its table's members only, a member whose table
+    /// predates the addition of the current leader (it was down or cut
+    /// off meanwhile) cannot answer that leader, which therefore never
+    /// learns what to send it, and the member never applies the entry
+    /// that would add the leader to its table: it is stuck for good, and
+    /// a group that needs its vote stops (seeds 368 and 617 of the
+    /// membership sweep). So a transport answers whoever reached it, as
+    /// `flotilla_runtime`'s does since (`Transport::learn`, from the
+    /// address each batch names); `HostedConfig::links_to_callers` off
+    /// shows the checker catching the old behaviour.
     pub(crate) fn reaches(&self, to: NodeId, callers: bool) -> bool {
         let Some(table) = &self.table else {
             return true;

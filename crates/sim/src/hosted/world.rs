@@ -31,8 +31,9 @@ pub struct HostedConfig {
     /// (`admin.rs`).
     pub membership: bool,
     /// Each member's transport answers a peer that reached it even when
-    /// its member table does not list it yet; off, it links only to its
-    /// table's members, as `flotilla_runtime`'s transport does today.
+    /// its member table does not list it yet, as `flotilla_runtime`'s
+    /// does; off, it links only to its table's members, as the runtime's
+    /// did before seed 368 showed a member stranded by it.
     pub links_to_callers: bool,
     /// Clients.
     pub clients: u64,
