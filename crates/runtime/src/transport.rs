@@ -463,6 +463,8 @@ mod tests {
         assert!(t.learn(NodeId(9), "127.0.0.1:9009"), "a new leader");
         assert_eq!(t.peers(), [NodeId(2), NodeId(3), NodeId(9)]);
         assert!(!t.learn(NodeId(9), "127.0.0.1:9009"), "already linked");
+        t.set_peers(&table(&[1, 2, 3]), &BTreeSet::new());
+        assert_eq!(addr(&t, 9), "127.0.0.1:9009", "a table without it keeps it");
         assert!(
             !t.learn(NodeId(2), "127.0.0.1:1"),
             "the table's address wins"
