@@ -43,7 +43,7 @@ enum Stage {
 }
 
 /// One connection's scanner; see the module doc.
-pub(super) struct Filter {
+pub struct Filter {
     stage: Stage,
     /// The first block had a scheme in `:authority`: every block is
     /// written again.
@@ -86,7 +86,6 @@ impl Filter {
     }
 
     /// True once the connection's header blocks are written again.
-    #[cfg(test)]
     pub fn is_rewriting(&self) -> bool {
         self.rewriting
     }

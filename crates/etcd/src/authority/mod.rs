@@ -43,7 +43,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tonic::transport::server::Connected;
 
 pub use block::Malformed;
-use filter::Filter;
+/// The scanner alone, with no I/O: what [`Normalized`] reads through
+/// (public for `crates/etcd/fuzz`).
+pub use filter::Filter;
 
 /// How many bytes a read through the filter asks of the socket at once.
 const READ_CHUNK_BYTES: usize = 8192;
