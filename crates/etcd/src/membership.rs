@@ -618,8 +618,13 @@ mod tests {
             parse_peer_url("http://127.0.0.1:5/").unwrap(),
             "127.0.0.1:5"
         );
-        assert!(parse_peer_url("10.0.0.1:80").is_err());
-        assert!(parse_peer_url("https://a:1").is_err());
+        let bare = parse_peer_url("10.0.0.1:80").unwrap_err();
+        assert!(
+            bare.message().contains("is not http://HOST:PORT"),
+            "{bare:?}"
+        );
+        let https = parse_peer_url("https://a:1").unwrap_err();
+        assert!(https.message().contains("only http://"), "{https:?}");
         assert!(parse_peer_url("http://a:0").is_err());
         assert!(parse_peer_url("http://a:1/x").is_err());
     }
