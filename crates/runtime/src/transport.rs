@@ -23,7 +23,8 @@
 //! ([`Transport::set_peers`]): a new member gets a link, a removed one's
 //! link ends (its queue is dropped). A peer the table does not list yet
 //! but that reached this node, naming its address, gets a link too
-//! ([`Transport::learn`], at most [`LEARNED_MAX`]): a member whose table
+//! ([`Transport::learn`], at most [`LEARNED_MAX`], a slot idle for
+//! [`LEARNED_IDLE`] going to a newcomer): a member whose table
 //! predates the leader's addition (it was down meanwhile) must answer
 //! that leader to learn the entries that add it, or it stays behind for
 //! good (found by the hosted simulator's membership sweeps, seed 368). A peer that answers "you were
@@ -33,7 +34,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use flotilla_proto::raft::v1::raft_transport_client::RaftTransportClient;
@@ -82,6 +83,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// table does not list them ([`Transport::learn`]); more are ignored
 /// until the table catches up.
 pub const LEARNED_MAX: usize = 8;
+/// A learned peer that sent nothing for this long gives its slot up to a
+/// new one, so that whoever filled the slots must keep sending to hold
+/// them.
+pub const LEARNED_IDLE: Duration = Duration::from_secs(30);
 /// The longest peer address taken from a peer's batch.
 const LEARNED_ADDR_MAX: usize = 256;
 
@@ -101,9 +106,10 @@ pub struct Transport {
     /// The member table last given to [`Transport::set_peers`].
     table: Arc<Mutex<BTreeMap<NodeId, String>>>,
     /// Peers not in `table` that reached this node, with the address
-    /// they named (bound: [`LEARNED_MAX`]); dropped once the table lists
-    /// them or removes them.
-    learned: Arc<Mutex<BTreeMap<NodeId, String>>>,
+    /// they named and when they last sent (bound: [`LEARNED_MAX`]);
+    /// dropped once the table lists them or removes them, or when a new
+    /// one needs the slot of one idle for [`LEARNED_IDLE`].
+    learned: Arc<Mutex<BTreeMap<NodeId, (String, Instant)>>>,
     /// This node's own address in the table, sent with every batch.
     my_addr: Arc<Mutex<String>>,
     /// The members removed from the group: the member table's list, one
@@ -170,6 +176,11 @@ impl Transport {
     /// table does not list it (and it was not removed), it gets a link
     /// there, so this node can answer it. False if nothing changed.
     pub fn learn(&self, id: NodeId, addr: &str) -> bool {
+        self.learn_at(id, addr, Instant::now())
+    }
+
+    /// [`Transport::learn`] at `now`.
+    fn learn_at(&self, id: NodeId, addr: &str, now: Instant) -> bool {
         if id == self.me
             || !plausible_addr(addr)
             || crate::lock(&self.table).contains_key(&id)
@@ -179,12 +190,19 @@ impl Transport {
         }
         {
             let mut learned = crate::lock(&self.learned);
-            if learned.get(&id).is_some_and(|a| a == addr)
-                || (learned.len() >= LEARNED_MAX && !learned.contains_key(&id))
+            if let Some((known, heard)) = learned.get_mut(&id)
+                && known == addr
             {
+                *heard = now;
                 return false;
             }
-            learned.insert(id, addr.to_string());
+            if learned.len() >= LEARNED_MAX && !learned.contains_key(&id) {
+                learned.retain(|_, (_, heard)| now.duration_since(*heard) < LEARNED_IDLE);
+                if learned.len() >= LEARNED_MAX {
+                    return false;
+                }
+            }
+            learned.insert(id, (addr.to_string(), now));
         }
         tracing::info!(peer = %id, addr, "linked a peer that reached this node before its member table lists it");
         self.relink();
@@ -195,7 +213,7 @@ impl Transport {
     /// routed addresses where a route is set.
     fn relink(&self) {
         let mut peers = crate::lock(&self.table).clone();
-        for (id, addr) in crate::lock(&self.learned).iter() {
+        for (id, (addr, _)) in crate::lock(&self.learned).iter() {
             peers.entry(*id).or_insert_with(|| addr.clone());
         }
         for (id, addr) in crate::lock(&self.routes).iter() {
@@ -485,11 +503,27 @@ mod tests {
         assert_eq!(addr(&t, 8), "127.0.0.1:7008");
         t.set_peers(&table(&[1, 2, 3]), &BTreeSet::new());
         assert_eq!(t.peers(), [NodeId(2), NodeId(3)], "not learned any more");
-        // At most LEARNED_MAX at once.
+        // At most LEARNED_MAX at once, while they keep sending: a slot
+        // idle for LEARNED_IDLE goes to a newcomer.
         let learned = (20..40)
             .filter(|&i| t.learn(NodeId(i), &format!("h:{i}")))
             .count();
         assert_eq!(learned, LEARNED_MAX);
+        let later = Instant::now() + LEARNED_IDLE;
+        assert!(
+            !t.learn_at(NodeId(41), "h:41", later - LEARNED_IDLE / 2),
+            "all busy"
+        );
+        assert!(
+            !t.learn_at(NodeId(20), "h:20", later - LEARNED_IDLE / 2),
+            "20 sends again"
+        );
+        assert!(
+            t.learn_at(NodeId(41), "h:41", later),
+            "the idle ones give way"
+        );
+        let learned: Vec<NodeId> = crate::lock(&t.learned).keys().copied().collect();
+        assert_eq!(learned, [NodeId(20), NodeId(41)]);
         stop_tx.send_replace(true);
     }
 
