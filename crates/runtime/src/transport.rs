@@ -27,9 +27,10 @@
 //! [`LEARNED_IDLE`] going to a newcomer): a member whose table
 //! predates the leader's addition (it was down meanwhile) must answer
 //! that leader to learn the entries that add it, or it stays behind for
-//! good (found by the hosted simulator's membership sweeps, seed 368). A peer that answers "you were
-//! removed" ([`signal::Kind::RemovedMember`]) sets [`Transport::evicted`], on which the
-//! server stops, as etcd does when it learns it was removed.
+//! good (found by the hosted simulator's membership sweeps, seed 368).
+//! A peer that answers "you were removed"
+//! ([`signal::Kind::RemovedMember`]) sets [`Transport::evicted`], on
+//! which the server stops, as etcd does when it learns it was removed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
