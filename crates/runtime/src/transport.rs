@@ -529,6 +529,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_learned_slot_goes_to_a_newcomer_only_when_all_are_taken() {
+        let (stop_tx, stop) = watch::channel(false);
+        let t = Transport::start(7, NodeId(1), &table(&[1, 2, 3]), stop);
+        let learned =
+            || -> Vec<u64> { crate::lock(&t.learned).keys().map(|id| id.get()).collect() };
+        let base = Instant::now();
+        let idle = base + LEARNED_IDLE;
+        assert!(t.learn_at(NodeId(20), "h:20", base));
+        assert!(t.learn_at(NodeId(21), "h:21", idle));
+        assert_eq!(learned(), [20, 21], "with room left, an idle one stays");
+        for i in 22..20 + LEARNED_MAX as u64 {
+            assert!(t.learn_at(NodeId(i), &format!("h:{i}"), idle));
+        }
+        // Idle for exactly LEARNED_IDLE: its slot goes.
+        assert!(t.learn_at(NodeId(41), "h:41", idle));
+        let mut expected: Vec<u64> = (21..20 + LEARNED_MAX as u64).collect();
+        expected.push(41);
+        assert_eq!(learned(), expected);
+        stop_tx.send_replace(true);
+    }
+
+    #[tokio::test]
     async fn local_routes_beat_the_member_table() {
         let (stop_tx, stop) = watch::channel(false);
         let t = Transport::start(7, NodeId(1), &table(&[1, 2, 3]), stop);
