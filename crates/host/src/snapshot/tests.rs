@@ -59,3 +59,13 @@ fn a_tiny_interval_still_snapshots() {
     assert!(snapshot_due(NodeId(7), LogIndex(5), LogIndex(0), 0));
     assert!(!snapshot_due(NodeId(7), LogIndex(5), LogIndex(5), 3));
 }
+
+#[test]
+fn a_task_names_its_index_and_group_in_logs() {
+    let task = SnapshotTask::new(LogIndex(42), Box::new(Bytes::new), None, GroupId(7));
+    let shown = format!("{task:?}");
+    assert!(
+        shown.contains("index: 42") && shown.contains("group: "),
+        "{shown}"
+    );
+}
