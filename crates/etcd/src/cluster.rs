@@ -1,7 +1,8 @@
 //! etcd's `Maintenance.Status` and `Cluster` (member list, add, remove,
 //! promote, update: see [`super::membership`]), and Flotilla's `Proposals`
-//! service (write forwarding from followers, and the initial member list
-//! for a member that joins).
+//! service (the initial member list for a member that joins, and write
+//! forwarding from followers of earlier builds: this build's followers
+//! forward inside Raft's own messages, through the host).
 //!
 //! Status answers from this node's own view (as etcd's does): its leader,
 //! commit and applied index, term, and the size of its Raft log.

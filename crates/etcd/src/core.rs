@@ -1,10 +1,12 @@
 //! What every etcd service of a node shares: the Raft node's handle, the
 //! KV state machine, and the two paths of a request.
 //!
-//! - Writes become one log command, proposed here if this node leads and
-//!   otherwise forwarded to the leader over `flotilla.raft.v1.Proposals`.
-//!   Retries (after a leader change, or to a new leader) resend the *same*
-//!   command bytes, so the replica's session table applies it at most once.
+//! - Writes become one log command, proposed through the host: here if
+//!   this node leads, otherwise forwarded to the leader on the peer stream
+//!   (`flotilla_raft`'s `Propose`, batched with the others) and answered
+//!   here once applied here. Retries (after a leader change) resend the
+//!   *same* command bytes, so the replica's session table applies it at
+//!   most once.
 //! - Linearizable reads wait for a ReadIndex confirmed by the leader (a
 //!   follower's Raft core asks the leader) and for this node to apply up to
 //!   it, then read the local replica; serializable reads read it at once.
@@ -18,10 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use flotilla_kv::{Command, Op, Outcome, ReadConsistency, Refusal, Reply, Request, Response};
+use flotilla_kv::{Command, Op, Outcome, ReadConsistency, Refusal, Request, Response};
 use flotilla_proto::etcdserverpb as pb;
-use flotilla_proto::raft::v1::ProposeRequest;
-use flotilla_proto::raft::v1::proposals_client::ProposalsClient;
 use flotilla_raft::{NodeId, Term};
 use tokio::time::{Instant, timeout_at};
 use tonic::Status;
@@ -172,9 +172,10 @@ impl Core {
         loop {
             let leader = self.node.leader();
             let attempt = timeout_at(deadline, async {
+                // A follower's host forwards the command to the leader
+                // and answers once it has applied it here.
                 match leader {
-                    Some(l) if l == self.me => self.propose_here(&command).await,
-                    Some(l) => self.propose_at(l, &command).await,
+                    Some(_) => self.propose(&command).await,
                     None => Err(Attempt::Wait),
                 }
             });
@@ -189,41 +190,12 @@ impl Core {
         }
     }
 
-    async fn propose_here(&self, command: &Bytes) -> Result<Written, Attempt> {
+    async fn propose(&self, command: &Bytes) -> Result<Written, Attempt> {
         match self.node.propose(command.clone()).await {
             Ok(applied) => outcome(applied.term, applied.output),
             Err(NodeError::Stopped) => Err(Attempt::Fail(EtcdError::Stopped.into())),
             Err(NodeError::Overloaded { .. }) => Err(Attempt::Fail(too_many_requests())),
             Err(_) => Err(Attempt::Wait),
-        }
-    }
-
-    async fn propose_at(&self, leader: NodeId, command: &Bytes) -> Result<Written, Attempt> {
-        let channel = self.channel(leader).ok_or(Attempt::Wait)?;
-        let request = ProposeRequest {
-            cluster_id: self.cluster_id,
-            command: command.clone(),
-        };
-        let resp = match ProposalsClient::new(channel).propose(request).await {
-            Ok(resp) => resp,
-            // The leader is overloaded: pass its answer on rather than
-            // add to its load with retries.
-            Err(status) if status.code() == tonic::Code::ResourceExhausted => {
-                return Err(Attempt::Fail(status));
-            }
-            Err(_) => return Err(Attempt::Wait),
-        };
-        let resp = resp.into_inner();
-        if resp.not_leader {
-            return Err(Attempt::Wait);
-        }
-        let reply = Reply::decode(&resp.reply)
-            .map_err(|e| Attempt::Fail(Status::internal(format!("leader's reply: {e}"))))?;
-        match reply.outcome {
-            Outcome::Ok { revision, response } => Ok((Term(resp.term), revision, response)),
-            Outcome::WrongLeader { .. } => Err(Attempt::Wait),
-            Outcome::SessionExpired => Err(Attempt::Fail(session_expired())),
-            Outcome::Refused(r) => Err(Attempt::Fail(refused(r))),
         }
     }
 

@@ -8,10 +8,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// A host's counters.
 #[derive(Debug, Default)]
 pub struct Counters {
-    /// Commands proposed by this node as leader.
+    /// Commands this node's own clients proposed while it led (commands
+    /// forwarded by followers count there, as `proposals_forwarded`).
     pub proposals: AtomicU64,
     /// Proposals refused (not the leader, transfer in progress).
     pub proposals_refused: AtomicU64,
+    /// Commands this node, following, forwarded to the leader.
+    pub proposals_forwarded: AtomicU64,
     /// Committed entries applied to the state machine.
     pub applied_entries: AtomicU64,
     /// Times the known leader changed.

@@ -112,10 +112,18 @@ pub struct Host<SM: StateMachine, W: Waiters<SM::Output>> {
     pub(crate) counters: Arc<Counters>,
     /// Proposals taken since the last pump, proposed together.
     pub(crate) batch: Vec<(Bytes, W::Propose)>,
-    /// Commands proposed here, by index, until applied (answered) or
-    /// this node stops leading (failed with `Retry`). Bound:
+    /// Commands proposed here (or forwarded from here and placed by the
+    /// leader), by index, until applied (answered) or this node's role or
+    /// leader changes (failed with `Retry`). Bound, with `forwarded`:
     /// `proposals_pending_max`; more are refused as `Overloaded`.
     pub(crate) proposals: BTreeMap<LogIndex, (Term, W::Propose)>,
+    /// Batches forwarded to the leader, by context, until the core reports
+    /// where they were placed (then they join `proposals`) or that they
+    /// were not (failed with `Retry`); the core gives each up after an
+    /// election timeout at the latest.
+    pub(crate) forwarded: BTreeMap<u64, Vec<W::Propose>>,
+    /// The commands in `forwarded`.
+    pub(crate) forwarded_commands: usize,
     /// Membership changes proposed here, by index, until applied. Bound:
     /// one (the core refuses a change while one is pending).
     pub(crate) conf_proposals: BTreeMap<LogIndex, (Term, W::Index)>,
@@ -180,6 +188,8 @@ impl<SM: StateMachine, W: Waiters<SM::Output>> Host<SM, W> {
             counters,
             batch: Vec::new(),
             proposals: BTreeMap::new(),
+            forwarded: BTreeMap::new(),
+            forwarded_commands: 0,
             conf_proposals: BTreeMap::new(),
             conf_applied: Vec::new(),
             removed: false,
@@ -246,9 +256,10 @@ impl<SM: StateMachine, W: Waiters<SM::Output>> Host<SM, W> {
     }
 
     /// A client's command, proposed with the others taken before the
-    /// next [`Host::pump`].
+    /// next [`Host::pump`]: by this node if it leads, otherwise forwarded
+    /// to the leader it knows, and answered here once applied here.
     pub fn propose(&mut self, data: Bytes, reply: W::Propose) {
-        let pending = self.proposals.len() + self.batch.len();
+        let pending = self.proposals.len() + self.batch.len() + self.forwarded_commands;
         if pending >= self.opts.proposals_pending_max {
             reply.answer(Err(NodeError::Overloaded { pending }));
         } else {

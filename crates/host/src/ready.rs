@@ -67,7 +67,7 @@ impl<SM: StateMachine, W: Waiters<SM::Output>> Host<SM, W> {
         }
         let commands: Vec<bytes::Bytes> = self.batch.iter().map(|(d, _)| d.clone()).collect();
         let n = self.batch.len() as u64;
-        match self.raw.propose_batch(commands) {
+        match self.raw.propose_batch(commands.iter().cloned()) {
             Ok(first) => {
                 counters::add(&self.counters.proposals, n);
                 let term = self.raw.status().term;
@@ -76,6 +76,9 @@ impl<SM: StateMachine, W: Waiters<SM::Output>> Host<SM, W> {
                     self.proposals.insert(index, (term, w));
                 }
             }
+            Err(flotilla_raft::ProposeError::NotLeader {
+                leader_hint: Some(_),
+            }) => self.forward_batch(commands),
             Err(flotilla_raft::ProposeError::NotLeader { leader_hint }) => {
                 counters::add(&self.counters.proposals_refused, n);
                 for (_, w) in self.batch.drain(..) {
@@ -85,6 +88,55 @@ impl<SM: StateMachine, W: Waiters<SM::Output>> Host<SM, W> {
             Err(_) => {
                 for (_, w) in self.batch.drain(..) {
                     w.answer(Err(NodeError::Retry));
+                }
+            }
+        }
+    }
+
+    /// Forwards the batch to the leader (the core just said it follows
+    /// one, so it takes the batch).
+    fn forward_batch(&mut self, commands: Vec<bytes::Bytes>) {
+        let n = commands.len();
+        let ctx = self.next_ctx;
+        self.next_ctx += 1;
+        let waiters: Vec<W::Propose> = self.batch.drain(..).map(|(_, w)| w).collect();
+        if self.raw.forward_proposals(ctx, commands).is_err() {
+            for w in waiters {
+                w.answer(Err(NodeError::Retry));
+            }
+            return;
+        }
+        counters::add(&self.counters.proposals_forwarded, n as u64);
+        self.forwarded_commands += n;
+        self.forwarded.insert(ctx, waiters);
+    }
+
+    /// Where the leader placed batches this node forwarded: each command
+    /// waits for its index to be applied here with the leader's term.
+    /// One whose index is already applied (the answer came late) can no
+    /// longer learn its outcome, and is told to retry.
+    fn note_forwarded(&mut self, rd: &Ready) {
+        if rd.forwarded.is_empty() {
+            return;
+        }
+        let applied = self.raw.status().applied;
+        for outcome in &rd.forwarded {
+            let Some(waiters) = self.forwarded.remove(&outcome.ctx) else {
+                continue;
+            };
+            self.forwarded_commands -= waiters.len();
+            let Some((first, term)) = outcome.placed else {
+                for w in waiters {
+                    w.answer(Err(NodeError::Retry));
+                }
+                continue;
+            };
+            for (i, w) in waiters.into_iter().enumerate() {
+                let index = LogIndex(first.0 + i as u64);
+                if index <= applied {
+                    w.answer(Err(NodeError::Retry));
+                } else if let Some((_, earlier)) = self.proposals.insert(index, (term, w)) {
+                    earlier.answer(Err(NodeError::Retry));
                 }
             }
         }
@@ -100,6 +152,7 @@ impl<SM: StateMachine, W: Waiters<SM::Output>> Host<SM, W> {
         }
         let lsn = self.storage.write(rd.writes())?;
         self.note_soft_state(&rd);
+        self.note_forwarded(&rd);
         if rd.snapshot.is_some() {
             if !rd.restore_snapshot {
                 self.apply(&rd)?;

@@ -1,5 +1,7 @@
 //! The host in a group of three, driven by hand, for what a lone voter
-//! cannot show: a follower whose confirmed read waits for it to apply, a
+//! cannot show: writes through a follower (forwarded to the leader and
+//! answered where they were asked, or told to retry when the outcome is
+//! unknown), a follower whose confirmed read waits for it to apply, a
 //! leader that stops leading with proposals pending, a snapshot from the
 //! leader acknowledged as soon as it is durable, and a local snapshot in
 //! the same Ready as committed entries.
@@ -9,12 +11,15 @@
 
 mod common;
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use common::{Counter, Slot, TestHost, leader, node, run};
-use flotilla_host::{Action, HostOptions, NodeError, Pump};
+use flotilla_host::{Action, Counters, HostOptions, NodeError, Pump};
 use flotilla_raft::{LogIndex, Message, MessageBody, NodeId, Role};
 
 /// Whether a message is lost.
@@ -24,6 +29,7 @@ struct Group {
     /// Member `id` at `id - 1`.
     hosts: Vec<TestHost>,
     machines: Vec<Arc<Mutex<Counter>>>,
+    counters: Vec<Arc<Counters>>,
     net: VecDeque<Message>,
     drop: Filter,
 }
@@ -32,14 +38,17 @@ impl Group {
     /// Three members, none leading yet.
     fn new(opts: impl Fn(&mut HostOptions)) -> Group {
         let (mut hosts, mut machines) = (Vec::new(), Vec::new());
+        let mut counters = Vec::new();
         for id in 1..=3 {
-            let (host, sm, _) = node(id, 3, &opts);
+            let (host, sm, c) = node(id, 3, &opts);
             hosts.push(host);
             machines.push(sm);
+            counters.push(c);
         }
         Group {
             hosts,
             machines,
+            counters,
             net: VecDeque::new(),
             drop: Box::new(|_| false),
         }
@@ -103,6 +112,95 @@ impl Group {
 
     fn applied(&self, id: u64) -> u64 {
         self.machines[id as usize - 1].lock().expect("lock").applied
+    }
+}
+
+#[test]
+fn a_write_through_a_follower_is_answered_there_at_the_leaders_index() {
+    let mut g = Group::new(|_| {});
+    g.elect_1();
+    let slot = Slot::default();
+    g.host(3).propose(Bytes::from_static(b"x"), slot.clone());
+    g.run(3);
+    assert!(slot.take().is_none(), "answered before it was placed");
+    g.deliver();
+    // The next heartbeat tells member 3 the entry is committed.
+    g.tick(1);
+    let answer = slot.take().expect("answered").expect("applied");
+    assert_eq!(answer.index, g.host(1).status().last_index);
+    assert_eq!(answer.output, g.applied(3), "member 3's own apply answered");
+    assert!(g.host(3).status().applied >= answer.index);
+    let forwarded = g.counters[2].proposals_forwarded.load(Ordering::Relaxed);
+    assert_eq!(forwarded, 1);
+}
+
+#[test]
+fn a_write_placed_before_the_follower_applied_past_it_is_told_to_retry() {
+    let mut g = Group::new(|_| {});
+    g.elect_1();
+    // The leader's answer to member 3 is held back until member 3 has
+    // applied the entry it names: the outcome can no longer be told.
+    let held = Rc::new(RefCell::new(Vec::new()));
+    let hold = Rc::clone(&held);
+    g.drop = Box::new(move |m| {
+        let late = m.to == NodeId(3) && matches!(m.body, MessageBody::ProposeResp { .. });
+        if late {
+            hold.borrow_mut().push(m.clone());
+        }
+        late
+    });
+    let slot = Slot::default();
+    g.host(3).propose(Bytes::from_static(b"x"), slot.clone());
+    g.run(3);
+    g.deliver();
+    g.tick(1);
+    let entry = g.host(1).status().last_index;
+    assert!(g.host(3).status().applied >= entry, "member 3 applied it");
+    assert!(slot.take().is_none());
+    g.drop = Box::new(|_| false);
+    g.net.extend(held.borrow_mut().drain(..));
+    g.deliver();
+    assert!(matches!(slot.take(), Some(Err(NodeError::Retry))));
+}
+
+#[test]
+fn a_write_forwarded_to_a_leader_that_is_cut_off_is_told_to_retry() {
+    let mut g = Group::new(|_| {});
+    g.elect_1();
+    g.drop = Box::new(|m| m.from == NodeId(1) || m.to == NodeId(1));
+    let slot = Slot::default();
+    g.host(3).propose(Bytes::from_static(b"x"), slot.clone());
+    g.run(3);
+    g.deliver();
+    // Member 3 gives the batch up an election timeout later at most.
+    for _ in 0..30 {
+        if slot.answer.borrow().is_some() {
+            break;
+        }
+        g.tick(3);
+    }
+    assert!(matches!(slot.take(), Some(Err(NodeError::Retry))));
+}
+
+#[test]
+fn writes_through_a_follower_count_against_its_bound_while_in_flight() {
+    let mut g = Group::new(|o| o.proposals_pending_max = 2);
+    g.elect_1();
+    let slots: Vec<Slot<_>> = (0..2).map(|_| Slot::default()).collect();
+    for s in &slots {
+        g.host(3).propose(Bytes::from_static(b"x"), s.clone());
+    }
+    g.run(3);
+    let refused = Slot::default();
+    g.host(3).propose(Bytes::from_static(b"y"), refused.clone());
+    assert!(matches!(
+        refused.take(),
+        Some(Err(NodeError::Overloaded { pending: 2 }))
+    ));
+    g.deliver();
+    g.tick(1);
+    for s in &slots {
+        assert!(matches!(s.take(), Some(Ok(_))));
     }
 }
 

@@ -439,16 +439,41 @@ impl Encode for Message {
                 put_u64(out, *next_offset);
             }
             MessageBody::TimeoutNow => out.push(8),
-            MessageBody::ReadIndex { ctx } => {
-                out.push(9);
-                put_u64(out, *ctx);
-            }
-            MessageBody::ReadIndexResp { ctx, index } => {
-                out.push(10);
-                put_u64(out, *ctx);
-                put_opt_index(out, *index);
+            body @ (MessageBody::ReadIndex { .. }
+            | MessageBody::ReadIndexResp { .. }
+            | MessageBody::Propose { .. }
+            | MessageBody::ProposeResp { .. }) => encode_forwarded(body, out),
+        }
+    }
+}
+
+/// The bodies of reads and proposals a follower forwards to the leader,
+/// and of the leader's answers (tags 9 to 12).
+fn encode_forwarded(body: &MessageBody, out: &mut Vec<u8>) {
+    match body {
+        MessageBody::ReadIndex { ctx } => {
+            out.push(9);
+            put_u64(out, *ctx);
+        }
+        MessageBody::ReadIndexResp { ctx, index } => {
+            out.push(10);
+            put_u64(out, *ctx);
+            put_opt_index(out, *index);
+        }
+        MessageBody::Propose { ctx, commands } => {
+            out.push(11);
+            put_u64(out, *ctx);
+            put_u64(out, commands.len() as u64);
+            for c in commands {
+                put_bytes(out, c);
             }
         }
+        MessageBody::ProposeResp { ctx, first } => {
+            out.push(12);
+            put_u64(out, *ctx);
+            put_opt_index(out, *first);
+        }
+        _ => debug_assert!(false, "not a forwarded request or answer: {body:?}"),
     }
 }
 
@@ -525,6 +550,14 @@ fn decode_body(d: &mut Decoder) -> Result<MessageBody, DecodeError> {
             next_offset: d.u64("snapshot resp offset")?,
         },
         8 => MessageBody::TimeoutNow,
+        t @ 9..=12 => decode_forwarded(t, d)?,
+        t => return Err(d.tag_error("message kind", u64::from(t))),
+    })
+}
+
+/// The bodies of [`encode_forwarded`], by tag.
+fn decode_forwarded(tag: u8, d: &mut Decoder) -> Result<MessageBody, DecodeError> {
+    Ok(match tag {
         9 => MessageBody::ReadIndex {
             ctx: d.u64("read index ctx")?,
         },
@@ -536,6 +569,23 @@ fn decode_body(d: &mut Decoder) -> Result<MessageBody, DecodeError> {
                 t => return Err(d.tag_error("read index resp flag", u64::from(t))),
             };
             MessageBody::ReadIndexResp { ctx, index }
+        }
+        11 => {
+            let ctx = d.u64("propose ctx")?;
+            let n = d.count("propose commands")?;
+            let commands = (0..n)
+                .map(|_| d.bytes("propose command"))
+                .collect::<Result<_, _>>()?;
+            MessageBody::Propose { ctx, commands }
+        }
+        12 => {
+            let ctx = d.u64("propose resp ctx")?;
+            let first = match d.u8("propose resp flag")? {
+                0 => None,
+                1 => Some(LogIndex(d.u64("propose resp first index")?)),
+                t => return Err(d.tag_error("propose resp flag", u64::from(t))),
+            };
+            MessageBody::ProposeResp { ctx, first }
         }
         t => return Err(d.tag_error("message kind", u64::from(t))),
     })

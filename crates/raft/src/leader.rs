@@ -135,11 +135,15 @@ impl Raft {
         if self.needs_bcast {
             self.bcast_append();
         }
+        if self.commit_to_tell {
+            self.tell_commit();
+        }
         self.flush_read_round();
     }
 
     /// The commit index moved on a leader.
     pub(crate) fn leader_commit_advanced(&mut self) {
+        self.commit_to_tell = true;
         self.release_waiting_reads();
         // Auto-leave: once the joint configuration is committed, move to
         // the new one (§6: C_old,new then C_new).

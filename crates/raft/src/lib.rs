@@ -31,7 +31,8 @@
 //! 5. Apply `committed_entries` in order (skip [`EntryKind::Noop`]; conf
 //!    changes are applied by the core itself when committed).
 //! 6. Answer the reads in `read_states` once the state machine has applied
-//!    up to their index; retry those in `dropped_reads`.
+//!    up to their index; retry those in `dropped_reads`. Note where the
+//!    proposals in `forwarded` were placed, to answer them once applied.
 //!
 //! # Asynchronous writes
 //!
@@ -98,6 +99,7 @@ pub mod confchange;
 mod config;
 mod election;
 mod follower;
+mod forward;
 mod leader;
 mod log;
 pub mod message;
@@ -116,6 +118,7 @@ pub mod types;
 pub use codec::{Decode, DecodeError, Encode};
 pub use confchange::{ConfChange, ConfChangeError, ConfChangeOp};
 pub use config::{Config, ConfigError, ReadMode};
+pub use forward::ForwardOutcome;
 pub use leader::{ProposeError, TransferError};
 pub use message::{
     Append, AppendResp, Message, MessageBody, RejectHint, SnapshotChunk, VoteRequest,

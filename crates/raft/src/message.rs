@@ -79,6 +79,22 @@ pub enum MessageBody {
         /// The commit index at the time of the request, once confirmed.
         index: Option<LogIndex>,
     },
+    /// A follower hands its clients' commands to the leader (etcd's
+    /// `MsgProp`), under its own id for the batch.
+    Propose {
+        /// The follower's id for the batch, echoed in the answer.
+        ctx: u64,
+        /// The commands, in order.
+        commands: Vec<Bytes>,
+    },
+    /// The leader's answer: the index it appended the first command at,
+    /// in the message's term, or `None` if it did not (retry).
+    ProposeResp {
+        /// The follower's id for the batch.
+        ctx: u64,
+        /// Where the first command went.
+        first: Option<LogIndex>,
+    },
 }
 
 /// AppendEntries arguments.
@@ -160,6 +176,7 @@ impl MessageBody {
                 | MessageBody::Snapshot(_)
                 | MessageBody::TimeoutNow
                 | MessageBody::ReadIndex { .. }
+                | MessageBody::Propose { .. }
         )
     }
 
@@ -179,6 +196,8 @@ impl MessageBody {
             MessageBody::TimeoutNow => "TimeoutNow",
             MessageBody::ReadIndex { .. } => "ReadIndex",
             MessageBody::ReadIndexResp { .. } => "ReadIndexResp",
+            MessageBody::Propose { .. } => "Prop",
+            MessageBody::ProposeResp { .. } => "PropResp",
         }
     }
 }
@@ -242,6 +261,10 @@ impl fmt::Display for Message {
             MessageBody::TimeoutNow => Ok(()),
             MessageBody::ReadIndex { ctx } => write!(f, " ctx={ctx}"),
             MessageBody::ReadIndexResp { ctx, index } => write!(f, " ctx={ctx} index={index:?}"),
+            MessageBody::Propose { ctx, commands } => {
+                write!(f, " ctx={ctx} commands={}", commands.len())
+            }
+            MessageBody::ProposeResp { ctx, first } => write!(f, " ctx={ctx} first={first:?}"),
         }
     }
 }

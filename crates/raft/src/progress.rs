@@ -83,6 +83,11 @@ pub(crate) struct Progress {
     pub(crate) matched: LogIndex,
     /// The next index to send.
     pub(crate) next: LogIndex,
+    /// The commit index the last append sent to it carried.
+    pub(crate) commit_sent: LogIndex,
+    /// The highest index it waits to learn committed: the last of the
+    /// commands it forwarded, or a read index it was given.
+    pub(crate) awaits_commit: LogIndex,
     pub(crate) state: ProgressState,
     /// Probe: an append is in flight.
     pub(crate) probe_sent: bool,
@@ -118,6 +123,8 @@ impl Progress {
         Progress {
             matched: LogIndex(0),
             next,
+            commit_sent: LogIndex(0),
+            awaits_commit: LogIndex(0),
             state: ProgressState::Probe,
             probe_sent: false,
             inflights: Inflights::new(max_msgs, max_bytes),

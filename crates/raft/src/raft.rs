@@ -17,6 +17,7 @@ use thiserror::Error;
 use crate::codec::Decode;
 use crate::confchange::{self, ConfChange};
 use crate::config::Config;
+use crate::forward::Forwarding;
 use crate::log::RaftLog;
 use crate::message::{Message, MessageBody};
 use crate::progress::Progress;
@@ -154,10 +155,12 @@ fn check_numbers(m: &Message) -> Result<(), StepError> {
         MessageBody::Snapshot(c) => ([c.meta.index, none, none], c.meta.term),
         MessageBody::SnapshotResp { index, .. } => ([*index, none, none], Term(0)),
         MessageBody::ReadIndexResp { index, .. } => ([index.unwrap_or(none), none, none], Term(0)),
+        MessageBody::ProposeResp { first, .. } => ([first.unwrap_or(none), none, none], Term(0)),
         MessageBody::HeartbeatResp { .. }
         | MessageBody::VoteResp { .. }
         | MessageBody::TimeoutNow
-        | MessageBody::ReadIndex { .. } => ([none; 3], Term(0)),
+        | MessageBody::ReadIndex { .. }
+        | MessageBody::Propose { .. } => ([none; 3], Term(0)),
     };
     if let Some(index) = indices.into_iter().find(|i| i.get() > MAX_INDEX) {
         return Err(StepError::IndexOutOfRange {
@@ -251,6 +254,7 @@ pub(crate) struct Raft {
     pub(crate) read_only: ReadOnly,
     pub(crate) read_states: Vec<ReadState>,
     pub(crate) dropped_reads: Vec<u64>,
+    pub(crate) forwarding: Forwarding,
     pub(crate) incoming_snapshot: Option<IncomingSnapshot>,
     /// Ticks since the node started (for lease reads).
     pub(crate) ticks: u64,
@@ -259,6 +263,9 @@ pub(crate) struct Raft {
     pub(crate) durable_term: Term,
     /// Leader: entries were appended since appends were last sent.
     pub(crate) needs_bcast: bool,
+    /// Leader: a follower may wait for a commit index it was not told
+    /// (the commit index moved, or a follower started waiting).
+    pub(crate) commit_to_tell: bool,
 }
 
 impl Raft {
@@ -298,10 +305,12 @@ impl Raft {
             read_only: ReadOnly::new(cfg.seed),
             read_states: Vec::new(),
             dropped_reads: Vec::new(),
+            forwarding: Forwarding::new(cfg.seed),
             incoming_snapshot: None,
             ticks: 0,
             durable_term: init.hard_state.term,
             needs_bcast: false,
+            commit_to_tell: false,
             cfg,
         };
         raft.apply_committed_conf_changes();
@@ -376,7 +385,9 @@ impl Raft {
         self.progress.clear();
         self.lead_transferee = None;
         self.needs_bcast = false;
+        self.commit_to_tell = false;
         self.fail_pending_reads();
+        self.fail_forwarded_proposals();
     }
 
     pub(crate) fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
@@ -448,6 +459,7 @@ impl Raft {
     pub(crate) fn tick(&mut self) {
         self.ticks += 1;
         self.expire_forwarded_reads();
+        self.expire_forwarded_proposals();
         if self.role == Role::Leader {
             self.tick_leader()
         } else {
@@ -616,6 +628,7 @@ impl Raft {
 
     fn dispatch(&mut self, m: Message) -> Result<(), StepError> {
         let from = m.from;
+        let m_term = m.term;
         match m.body {
             MessageBody::Vote(req) => self.handle_vote_request(from, m.term, &req),
             MessageBody::VoteResp { pre, granted } => self.handle_vote_response(from, pre, granted),
@@ -659,6 +672,10 @@ impl Raft {
             MessageBody::ReadIndex { ctx } => self.handle_read_index_request(from, ctx),
             MessageBody::ReadIndexResp { ctx, index } => {
                 self.handle_read_index_resp(from, ctx, index)
+            }
+            MessageBody::Propose { ctx, commands } => self.handle_propose(from, ctx, commands),
+            MessageBody::ProposeResp { ctx, first } => {
+                self.handle_propose_resp(from, ctx, first, m_term)
             }
         }
         Ok(())

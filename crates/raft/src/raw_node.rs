@@ -7,6 +7,7 @@ use thiserror::Error;
 
 use crate::confchange::ConfChange;
 use crate::config::{Config, ConfigError};
+use crate::forward::ForwardOutcome;
 use crate::leader::{ProposeError, TransferError};
 use crate::message::Message;
 use crate::raft::{CampaignKind, Raft, StepError};
@@ -53,6 +54,8 @@ pub struct Ready {
     pub read_states: Vec<ReadState>,
     /// Reads that cannot complete (`ctx`s); the application should retry.
     pub dropped_reads: Vec<u64>,
+    /// Outcomes of proposals forwarded with [`RawNode::forward_proposals`].
+    pub forwarded: Vec<ForwardOutcome>,
 }
 
 /// What a Ready's writes make durable, for [`RawNode::on_persisted`].
@@ -188,6 +191,20 @@ impl RawNode {
         self.raft.propose(commands)
     }
 
+    /// Proposes `commands` through the leader, on behalf of the
+    /// application's `ctx`: at once on a leader, otherwise forwarded to the
+    /// leader this node knows (refused when it knows none). The outcome
+    /// comes in a later Ready's `forwarded`: the index of the first
+    /// command and its term once the leader appended them. Answer each
+    /// command once that index is applied with that term.
+    pub fn forward_proposals(
+        &mut self,
+        ctx: u64,
+        commands: Vec<Bytes>,
+    ) -> Result<(), ProposeError> {
+        self.raft.forward_proposals(ctx, commands)
+    }
+
     /// Proposes a membership change; returns its log index. It takes effect
     /// when committed.
     pub fn propose_conf_change(&mut self, cc: &ConfChange) -> Result<LogIndex, ProposeError> {
@@ -270,7 +287,9 @@ impl RawNode {
             || r.log.has_next_committed()
             || !r.read_states.is_empty()
             || !r.dropped_reads.is_empty()
-            || (r.role == Role::Leader && (r.needs_bcast || r.read_only.round_wanted))
+            || !r.forwarding.outcomes.is_empty()
+            || (r.role == Role::Leader
+                && (r.needs_bcast || r.commit_to_tell || r.read_only.round_wanted))
     }
 
     /// Collects the work to do. Do it, then call [`RawNode::advance`]
@@ -295,6 +314,7 @@ impl RawNode {
             committed_entries: self.raft.log.next_committed(self.raft.cfg.max_apply_bytes),
             read_states: std::mem::take(&mut self.raft.read_states),
             dropped_reads: std::mem::take(&mut self.raft.dropped_reads),
+            forwarded: std::mem::take(&mut self.raft.forwarding.outcomes),
         }
     }
 

@@ -226,6 +226,7 @@ impl Raft {
         if from == self.id {
             self.read_states.push(ReadState { ctx, index });
         } else {
+            self.awaits_commit(from, index);
             self.send(
                 from,
                 MessageBody::ReadIndexResp {

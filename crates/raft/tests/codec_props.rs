@@ -97,8 +97,18 @@ fn body() -> impl Strategy<Value = MessageBody> {
             .prop_map(|(index, next_offset)| MessageBody::SnapshotResp { index, next_offset }),
         Just(MessageBody::TimeoutNow),
         any::<u64>().prop_map(|ctx| MessageBody::ReadIndex { ctx }),
-        (any::<u64>(), prop::option::of(idx))
+        (any::<u64>(), prop::option::of(idx.clone()))
             .prop_map(|(ctx, index)| MessageBody::ReadIndexResp { ctx, index }),
+        (
+            any::<u64>(),
+            prop::collection::vec(prop::collection::vec(any::<u8>(), 0..20), 0..4)
+        )
+            .prop_map(|(ctx, cs)| MessageBody::Propose {
+                ctx,
+                commands: cs.into_iter().map(Bytes::from).collect(),
+            }),
+        (any::<u64>(), prop::option::of(idx))
+            .prop_map(|(ctx, first)| MessageBody::ProposeResp { ctx, first }),
     ]
 }
 

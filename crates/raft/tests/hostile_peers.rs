@@ -109,6 +109,14 @@ fn body() -> impl Strategy<Value = MessageBody> {
         num().prop_map(|ctx| MessageBody::ReadIndex { ctx }),
         (num(), prop::option::of(idx()))
             .prop_map(|(ctx, index)| MessageBody::ReadIndexResp { ctx, index }),
+        (num(), prop::collection::vec(any::<u8>(), 0..8)).prop_map(|(ctx, c)| {
+            MessageBody::Propose {
+                ctx,
+                commands: vec![Bytes::from(c)],
+            }
+        }),
+        (num(), prop::option::of(idx()))
+            .prop_map(|(ctx, first)| MessageBody::ProposeResp { ctx, first }),
     ]
 }
 

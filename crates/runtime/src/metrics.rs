@@ -116,13 +116,18 @@ impl Metrics {
         let counters = [
             (
                 "flotilla_proposals_total",
-                "Commands proposed as leader.",
+                "Commands proposed as leader by this member's clients.",
                 &self.replica.proposals,
             ),
             (
                 "flotilla_proposals_refused_total",
                 "Proposals refused.",
                 &self.replica.proposals_refused,
+            ),
+            (
+                "flotilla_proposals_forwarded_total",
+                "Commands forwarded to the leader.",
+                &self.replica.proposals_forwarded,
             ),
             (
                 "flotilla_applied_entries_total",

@@ -62,9 +62,12 @@ impl<P: Publish> StateMachine for KvMachine<P> {
     /// replica of this build can interpret: a command it cannot decode
     /// (a newer version's op, during a rolling upgrade: see
     /// [`UnreadableCommand`]), or an entry out of order (a driver bug).
-    /// Commands are encoded by servers of this cluster, and a forwarded
-    /// one is decoded before it is proposed, so no client can make a
-    /// member stop this way.
+    /// Commands are encoded by servers of this cluster from requests they
+    /// checked; a follower forwards its own encoding inside Raft's
+    /// messages (a leader takes those only from members), and one
+    /// forwarded over the `Proposals` RPC (by an earlier build) is
+    /// decoded before it is proposed, so no client can make a member
+    /// stop this way.
     fn apply(&mut self, entry: &Entry) -> Result<KvOutput, ApplyError> {
         if entry.kind == EntryKind::ConfChange {
             // One the Raft core cannot decode it skips, and so do we.

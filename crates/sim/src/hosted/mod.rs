@@ -5,9 +5,12 @@
 //! duplication, reordering, partitions), syncs that take a random while,
 //! and snapshot jobs that finish while new writes go on.
 //!
-//! Clients propose commands and ask for linearizable reads at the member
-//! they believe leads, follow `NotLeader` hints, and give up after a
-//! deadline (the host then forgets the read). Every answer is checked as
+//! Clients propose commands and ask for linearizable reads at any member
+//! (they start spread over the members and now and then move on); a
+//! follower forwards both to the leader it knows and answers itself, so
+//! writes cross leader changes on their way. Clients follow `NotLeader`
+//! hints and give up after a deadline (the host then forgets the read).
+//! Every answer is checked as
 //! it leaves the host:
 //!
 //! - a proposal's `Ok` comes only once its entry is durable on a quorum

@@ -19,8 +19,9 @@
 //! members whose WAL holds `i` durably make a quorum (a majority of the
 //! voters, and while joint a majority of the outgoing voters too) of
 //! some configuration in force between `i`'s floor and `i - 1`, as the
-//! ledger builds them from the applied conf changes, in which the member
-//! that acknowledges votes. Members removed or not yet added count in no
+//! ledger builds them from the applied conf changes, of which the member
+//! that acknowledges is a member (its leader, or a voter or learner that
+//! forwarded the write to the leader and answers once it applied it). Members removed or not yet added count in no
 //! such configuration; a member removed answers no write decided after
 //! its removal was in force. (A leader whose removal commits together
 //! with later entries applies the removal and then acknowledges them:
@@ -70,9 +71,9 @@ impl CommitWatch {
 
 /// Why the write at `index`, durable on `holders`, may not be
 /// acknowledged by member `acker`; `None` if a configuration that may
-/// have decided it has `holders` as a quorum and `acker` as a voter (the
-/// leader that decided it: a member removed before the decision no
-/// longer answers for the group).
+/// have decided it has `holders` as a quorum and `acker` as a member (the
+/// leader that decided it, or a member that forwarded the write to it; a
+/// member removed before the decision no longer answers for the group).
 pub(crate) fn ack_violation(
     ledger: &Ledger,
     watch: &CommitWatch,
@@ -85,7 +86,7 @@ pub(crate) fn ack_violation(
     };
     let last = LogIndex(index.get().saturating_sub(1));
     let confs = ledger.confs_between(floor.min(last), last);
-    let deciding = |cs: &&ConfState| cs.is_voter(acker) && is_quorum(cs, holders);
+    let deciding = |cs: &&ConfState| cs.members().contains(&acker) && is_quorum(cs, holders);
     if confs.iter().any(deciding) {
         return None;
     }

@@ -709,6 +709,15 @@ impl World {
             return;
         }
         match result {
+            // Now and then a client moves to another member, as clients
+            // behind a balancer do: writes and reads through followers
+            // are forwarded to the leader.
+            Ok(()) if self.rng.range(0, 8) == 0 => {
+                let members = self.hosts();
+                let client = &mut self.clients[c as usize];
+                client.pending = None;
+                client.target = 1 + self.rng.range(0, members);
+            }
             Ok(()) => self.clients[c as usize].pending = None,
             Err(flotilla_host::NodeError::NotLeader { leader_hint }) => {
                 self.next_target(c, leader_hint)
