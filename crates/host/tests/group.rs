@@ -202,6 +202,18 @@ fn writes_through_a_follower_count_against_its_bound_while_in_flight() {
     for s in &slots {
         assert!(matches!(s.take(), Some(Ok(_))));
     }
+    // Answered: room for two again, forwarded as two batches in flight at
+    // once, each answered.
+    let again: Vec<Slot<_>> = (0..2).map(|_| Slot::default()).collect();
+    for s in &again {
+        g.host(3).propose(Bytes::from_static(b"z"), s.clone());
+        g.run(3);
+    }
+    g.deliver();
+    g.tick(1);
+    for s in &again {
+        assert!(matches!(s.take(), Some(Ok(_))), "refused or lost");
+    }
 }
 
 fn is_append_to_3(m: &Message) -> bool {
