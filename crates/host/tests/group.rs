@@ -183,6 +183,37 @@ fn a_write_forwarded_to_a_leader_that_is_cut_off_is_told_to_retry() {
 }
 
 #[test]
+fn a_write_placed_at_an_index_a_leaders_snapshot_covers_is_told_to_retry() {
+    let mut g = Group::new(|o| o.snapshot_entries = 3);
+    g.elect_1();
+    // Member 3's write is placed, but the entries never reach member 3
+    // until the leader has compacted them away.
+    g.drop = Box::new(is_append_to_3);
+    let slot = Slot::default();
+    g.host(3).propose(Bytes::from_static(b"x"), slot.clone());
+    g.run(3);
+    g.deliver();
+    for _ in 0..10 {
+        g.host(1).propose(Bytes::from_static(b"y"), Slot::default());
+        g.run(1);
+        g.deliver();
+    }
+    assert!(slot.take().is_none(), "member 3 has not applied it");
+    g.drop = Box::new(|_| false);
+    for _ in 0..10 {
+        g.tick(1);
+    }
+    assert!(
+        g.host(3).raw().snapshot().is_some(),
+        "member 3 restored one"
+    );
+    assert!(
+        matches!(slot.take(), Some(Err(NodeError::Retry))),
+        "its outcome is unknown here: retry, not wait for ever"
+    );
+}
+
+#[test]
 fn writes_through_a_follower_count_against_its_bound_while_in_flight() {
     let mut g = Group::new(|o| o.proposals_pending_max = 2);
     g.elect_1();
