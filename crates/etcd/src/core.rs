@@ -64,9 +64,10 @@ pub struct Core {
     /// Request latencies go here.
     pub metrics: Arc<Metrics>,
     /// The peer links; their addresses (the member table's, or a local
-    /// route's) are where writes and membership requests are forwarded.
+    /// route's) are where membership requests are forwarded.
     transport: Transport,
-    /// Clients of the members writes are forwarded to, with the address
+    /// Clients of the members membership requests are forwarded to (writes
+    /// go inside Raft's own messages, through the host), with the address
     /// each dials. Bound: one per member the transport links to; a
     /// removed member's (or a moved one's) goes when the next channel is
     /// made.

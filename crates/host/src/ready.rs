@@ -65,9 +65,11 @@ impl<SM: StateMachine, W: Waiters<SM::Output>> Host<SM, W> {
         if self.batch.is_empty() {
             return;
         }
-        let commands: Vec<bytes::Bytes> = self.batch.iter().map(|(d, _)| d.clone()).collect();
         let n = self.batch.len() as u64;
-        match self.raw.propose_batch(commands.iter().cloned()) {
+        match self
+            .raw
+            .propose_batch(self.batch.iter().map(|(d, _)| d.clone()))
+        {
             Ok(first) => {
                 counters::add(&self.counters.proposals, n);
                 let term = self.raw.status().term;
@@ -78,7 +80,10 @@ impl<SM: StateMachine, W: Waiters<SM::Output>> Host<SM, W> {
             }
             Err(flotilla_raft::ProposeError::NotLeader {
                 leader_hint: Some(_),
-            }) => self.forward_batch(commands),
+            }) => {
+                let commands = self.batch.iter().map(|(d, _)| d.clone()).collect();
+                self.forward_batch(commands);
+            }
             Err(flotilla_raft::ProposeError::NotLeader { leader_hint }) => {
                 counters::add(&self.counters.proposals_refused, n);
                 for (_, w) in self.batch.drain(..) {
