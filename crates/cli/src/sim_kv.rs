@@ -38,6 +38,10 @@ pub struct KvArgs {
     /// every replica must refuse.
     #[arg(long, default_value_t = 20)]
     invalid_per_mille: u64,
+    /// Per mille of operations that compact the store's history or read
+    /// every key at an older revision (0: servers keep no history).
+    #[arg(long, default_value_t = 50)]
+    mvcc_per_mille: u64,
     /// Print a step-by-step trace on failure (use with --seed).
     #[arg(long)]
     trace: bool,
@@ -58,14 +62,15 @@ impl KvArgs {
     fn replay(&self, seed: u64) -> String {
         format!(
             "flotilla sim kv --nodes {} --clients {} --keys {} --seed {seed} --faults {} \
-             --safety-secs {} --liveness-secs {} --invalid-per-mille {} --trace",
+             --safety-secs {} --liveness-secs {} --invalid-per-mille {} --mvcc-per-mille {} --trace",
             self.nodes,
             self.clients,
             self.keys,
             self.faults,
             self.safety_secs,
             self.liveness_secs,
-            self.invalid_per_mille
+            self.invalid_per_mille,
+            self.mvcc_per_mille
         )
     }
 }
@@ -79,6 +84,7 @@ pub fn run_kv(args: &KvArgs) -> anyhow::Result<ExitCode> {
         safety_ns: args.safety_secs * 1000 * MS,
         liveness_ns: args.liveness_secs * 1000 * MS,
         invalid_per_mille: args.invalid_per_mille,
+        mvcc_per_mille: args.mvcc_per_mille,
         trace: args.trace,
     };
     let (first, count) = args.run.first_and_count();

@@ -101,19 +101,30 @@ fn cluster_wide_endpoint_commands(one: &str, members: &[String]) {
     for m in members {
         assert!(table.contains(&format!("| http://{m} |")), "{m}: {table}");
     }
-    // Flotilla does not implement Maintenance.HashKV: each member answers
-    // Unimplemented, where it used to reset the stream.
-    let (hashed, out, err) = etcdctl(one, &["endpoint", "hashkv", "--cluster"], "");
-    assert!(!err.contains("PROTOCOL_ERROR"), "{out}{err}");
-    if hashed {
-        for m in members {
-            assert!(out.contains(&format!("http://{m}, ")), "{m}: {out}");
-        }
-    } else {
-        for m in members {
-            let refused = format!("hash of endpoint http://{m} (rpc error: code = Unimplemented");
-            assert!(err.contains(&refused), "{m}: {out}{err}");
-        }
+    // HashKV: every member hashes its key history up to one revision
+    // alike. Each member first serves a linearizable read, so it has
+    // applied that revision.
+    let json = etcdctl_ok(one, &["get", "x", "-w", "json"]);
+    let rev: String = json
+        .split("\"revision\":")
+        .nth(1)
+        .map(|r| r.chars().take_while(char::is_ascii_digit).collect())
+        .unwrap_or_default();
+    for m in members {
+        etcdctl_ok(m, &["get", "x"]);
+    }
+    let out = etcdctl_ok(one, &["endpoint", "hashkv", "--cluster", "--rev", &rev]);
+    let hashes: Vec<&str> = out
+        .lines()
+        .map(|l| l.rsplit(", ").next().unwrap_or(""))
+        .collect();
+    assert_eq!(hashes.len(), members.len(), "{out}");
+    assert!(
+        hashes.iter().all(|h| *h == hashes[0] && !h.is_empty()),
+        "{out}"
+    );
+    for m in members {
+        assert!(out.contains(&format!("http://{m}, ")), "{m}: {out}");
     }
 }
 
@@ -241,8 +252,8 @@ async fn nested_txns(kv: &mut KvClient<tonic::transport::Channel>) {
 }
 
 /// `get --sort-by --order --limit` and `get --rev`: app/a was written
-/// last (by the txn, value "10"), app/b before it (value "2"). Flotilla
-/// keeps no history, so only the current revision can be read at.
+/// last (by the txn, value "10"), app/b before it (value "2"); then a
+/// key's history, and `compaction`.
 fn sorted_and_revision_reads(all: &str) {
     let by_mod = [
         "get",
@@ -262,21 +273,50 @@ fn sorted_and_revision_reads(all: &str) {
     assert_eq!(etcdctl_ok(all, &by_value), "app/b\n2\napp/a\n10\n");
     let newest = [&by_mod[..], &["--limit", "1"]].concat();
     assert_eq!(etcdctl_ok(all, &newest), "app/a\n10\n");
-    let json = etcdctl_ok(all, &["get", "app/a", "-w", "json"]);
-    let rev: u64 = json
-        .split("\"revision\":")
-        .nth(1)
-        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|r| r.parse().ok())
-        .unwrap_or_else(|| panic!("no header revision in {json}"));
-    let at = |r: u64| etcdctl(all, &["get", "app/a", "--rev", &r.to_string()], "");
-    assert_eq!(at(rev), (true, "app/a\n10\n".to_string(), String::new()));
-    let (success, _, err) = at(rev - 1);
+    // History: a key written twice reads at each revision, until a
+    // compaction forgets the older one; a second compaction at the same
+    // revision is refused, as etcd refuses it.
+    let header_rev = |json: &str| -> u64 {
+        json.split("\"revision\":")
+            .nth(1)
+            .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|r| r.parse().ok())
+            .unwrap_or_else(|| panic!("no header revision in {json}"))
+    };
+    etcdctl_ok(all, &["put", "hist/k", "one"]);
+    let first = header_rev(&etcdctl_ok(all, &["get", "hist/k", "-w", "json"]));
+    etcdctl_ok(all, &["put", "hist/k", "two"]);
+    let at = |r: u64| etcdctl(all, &["get", "hist/k", "--rev", &r.to_string()], "");
+    assert_eq!(
+        at(first),
+        (true, "hist/k\none\n".to_string(), String::new())
+    );
+    assert_eq!(
+        at(first + 1),
+        (true, "hist/k\ntwo\n".to_string(), String::new())
+    );
+    assert_eq!(
+        at(first - 1),
+        (true, String::new(), String::new()),
+        "not yet written"
+    );
+    let compacted = etcdctl_ok(all, &["compaction", &(first + 1).to_string()]);
+    assert_eq!(compacted, format!("compacted revision {}\n", first + 1));
+    let (success, _, err) = at(first);
     assert!(
         !success && err.contains("required revision has been compacted"),
         "{err}"
     );
-    let (success, _, err) = at(rev + 1);
+    assert_eq!(
+        at(first + 1),
+        (true, "hist/k\ntwo\n".to_string(), String::new())
+    );
+    let (success, _, err) = etcdctl(all, &["compaction", &(first + 1).to_string()], "");
+    assert!(
+        !success && err.contains("required revision has been compacted"),
+        "a second compaction at one revision: {err}"
+    );
+    let (success, _, err) = at(first + 2);
     assert!(!success && err.contains("future revision"), "{err}");
 }
 
@@ -305,7 +345,10 @@ fn range_deletes(all: &str) {
         "2\nr/c\nvr/c\nr/dz\nvr/dz\n"
     );
     let json = etcdctl_ok(all, &["del", "--prefix", "", "-w", "json"]);
-    assert!(json.contains("\"deleted\":2"), "app/a and app/b: {json}");
+    assert!(
+        json.contains("\"deleted\":3"),
+        "app/a, app/b and hist/k: {json}"
+    );
     assert_eq!(etcdctl_ok(all, &["get", "--prefix", ""]), "");
 }
 

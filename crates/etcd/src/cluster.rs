@@ -5,7 +5,12 @@
 //! forward inside Raft's own messages, through the host).
 //!
 //! Status answers from this node's own view (as etcd's does): its leader,
-//! commit and applied index, term, and the size of its Raft log.
+//! commit and applied index, term, and the size of its Raft log. HashKV
+//! hashes this member's key history up to a revision (every member that
+//! applied it answers the same hash, so `etcdctl endpoint hashkv
+//! --cluster` compares them); the store is cloned under the lock (a
+//! pointer per 512 keys) and hashed on the blocking pool, so applying
+//! does not wait for it.
 
 use crate::error::EtcdError;
 use flotilla_kv::{Command, Outcome, Reply, check_op};
@@ -79,6 +84,25 @@ impl Maintenance for ClusterService {
             db_size_in_use: size,
             is_learner: s.learners.contains(&s.id),
             flotilla_active_members: s.active.iter().map(|id| id.get()).collect(),
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: Request<pb::HashKvRequest>,
+    ) -> Result<Response<pb::HashKvResponse>, Status> {
+        let revision = u64::try_from(request.get_ref().revision)
+            .map_err(|_| Status::invalid_argument("negative revision"))?;
+        let store = lock(&self.core.sm).replica.store().clone();
+        let current = store.revision();
+        let hashed = tokio::task::spawn_blocking(move || store.hash_kv(revision))
+            .await
+            .map_err(|e| Status::internal(format!("hashing the key history: {e}")))?;
+        let (hash, compacted) = hashed.map_err(|r| Status::from(EtcdError::from(r)))?;
+        Ok(Response::new(pb::HashKvResponse {
+            header: self.core.header(current, self.core.node.term()),
+            hash,
+            compact_revision: i64::try_from(compacted).unwrap_or(i64::MAX),
         }))
     }
 }

@@ -5,8 +5,7 @@
 //! the write; a delete with `range_end` becomes one [`Op::DeleteRange`]),
 //! and each [`Response`] is mapped back. What Flotilla's store cannot do
 //! yet is refused with `InvalidArgument`/`Unimplemented` and a message
-//! saying so, never silently ignored: leases, reads at a revision inside
-//! a transaction. Compares over a range of keys hold when they hold on
+//! saying so, never silently ignored: leases. Compares over a range of keys hold when they hold on
 //! every key there (on none: as for an absent key), as in etcd. Sorting,
 //! revision filters and reads at a revision are in [`super::range`].
 
@@ -47,13 +46,27 @@ fn unsupported(what: &'static str) -> Status {
     EtcdError::Unsupported(what).into()
 }
 
-/// The read op of a range request (its `revision` is checked by the
-/// caller against the revision the read is served at).
+/// The read op of a range request, at its `revision` (which the replica
+/// checks against its compaction and its revision as it reads).
 pub fn range_op(r: &pb::RangeRequest) -> Result<(Op, Shape), Status> {
     let view = RangeView::of(r)?;
-    let op = match range_end(&r.range_end) {
-        None => Op::Get { key: r.key.clone() },
-        Some(end) => Op::range(r.key.clone(), end, view.fetch_limit()),
+    let revision =
+        u64::try_from(r.revision).map_err(|_| Status::invalid_argument("negative revision"))?;
+    let end = match range_end(&r.range_end) {
+        None if revision == 0 => return Ok((Op::get(r.key.clone()), Shape::Range(view))),
+        // One key at a revision: the range of that key alone.
+        None => {
+            let mut end = r.key.to_vec();
+            end.push(0);
+            Some(Bytes::from(end))
+        }
+        Some(end) => end,
+    };
+    let op = Op::Range {
+        start: r.key.clone(),
+        end,
+        limit: view.fetch_limit(),
+        revision,
     };
     Ok((op, Shape::Range(view)))
 }
@@ -143,9 +156,6 @@ fn branch(ops: &[pb::RequestOp]) -> Result<(Vec<Op>, Vec<Shape>), Status> {
     for op in ops {
         let (mut kv_ops, shape) = match &op.request {
             Some(pb::request_op::Request::RequestRange(r)) => {
-                if r.revision != 0 {
-                    return Err(unsupported("reads at a revision inside a transaction"));
-                }
                 let (op, shape) = range_op(r)?;
                 (vec![op], shape)
             }
@@ -342,6 +352,8 @@ mod tests {
 
     #[test]
     fn what_the_store_cannot_do_is_refused_not_ignored() {
+        // A read at a revision inside a transaction is the store's now:
+        // one key becomes the range of that key alone, at that revision.
         let past = pb::TxnRequest {
             success: vec![pb::RequestOp {
                 request: Some(pb::request_op::Request::RequestRange(pb::RangeRequest {
@@ -352,10 +364,16 @@ mod tests {
             }],
             ..Default::default()
         };
-        assert_eq!(
-            txn_op(&past).unwrap_err().code(),
-            tonic::Code::Unimplemented
-        );
+        let Op::Txn(t) = txn_op(&past).unwrap().0 else {
+            panic!("not a txn")
+        };
+        let at_3 = Op::Range {
+            start: b("k"),
+            end: Some(b("k\0")),
+            limit: 0,
+            revision: 3,
+        };
+        assert_eq!(t.success, vec![at_3]);
         let lease = pb::PutRequest {
             key: b("k"),
             lease: 7,

@@ -241,6 +241,7 @@ impl Core {
         let sm = lock(&self.sm);
         match sm.replica.read(op) {
             Outcome::Ok { revision, response } => Ok((term, revision, response)),
+            Outcome::Refused(r) => Err(refused(r)),
             _ => Err(Status::internal("the store refused a read")),
         }
     }
@@ -275,10 +276,11 @@ fn session_expired() -> Status {
     EtcdError::SessionExpired.into()
 }
 
-/// A command the replicas refused when they applied it (the boundary's
-/// checks should have stopped it first), with etcd's error.
+/// A command the replicas refused when they applied or read it, with
+/// etcd's error: a revision compacted or not reached yet, or a malformed
+/// command the boundary's checks should have stopped first.
 fn refused(r: Refusal) -> Status {
-    super::validate::Invalid::from(r).into()
+    EtcdError::from(r).into()
 }
 
 /// etcd's answer when too many requests wait at the server.

@@ -12,6 +12,7 @@ use flotilla_proto::signal::{self, Kind};
 use tonic::{Code, Status};
 
 use crate::validate::Invalid;
+use flotilla_kv::Refusal;
 
 /// An error an etcd service answers with.
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +129,18 @@ impl From<EtcdError> for Status {
         match kind {
             Some(kind) => signal::status(code, e.to_string(), kind),
             None => Status::new(code, e.to_string()),
+        }
+    }
+}
+
+/// A command the replicas refused as they applied or read it, as etcd
+/// answers it.
+impl From<Refusal> for EtcdError {
+    fn from(r: Refusal) -> EtcdError {
+        match r {
+            Refusal::EmptyKey { .. } => EtcdError::Invalid(Invalid::EmptyKey),
+            Refusal::Compacted { .. } => EtcdError::Compacted,
+            Refusal::FutureRevision { .. } => EtcdError::FutureRevision,
         }
     }
 }

@@ -6,7 +6,6 @@
 //! Invariant: every successful answer carries etcd's header with the store
 //! revision the request saw or produced and the Raft term.
 
-use crate::error::EtcdError;
 use flotilla_kv::Response as KvResponse;
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::kv_server::Kv;
@@ -49,7 +48,6 @@ impl KvService {
         validate::check_range(&r)?;
         let (op, shape) = convert::range_op(&r)?;
         let (term, revision, resp) = self.core.read(&op, r.serializable).await?;
-        super::range::check_revision(r.revision, revision)?;
         let Shape::Range(view) = shape else {
             return Err(Status::internal("a range became a write"));
         };
@@ -104,15 +102,14 @@ impl KvService {
         request: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
         validate::check_compact(request.get_ref())?;
-        // Flotilla keeps no history of old revisions, so there is nothing
-        // to compact; a future revision is refused as etcd refuses it.
-        let (term, revision, _) = self
-            .core
-            .read(&flotilla_kv::Op::get(bytes::Bytes::new()), false)
-            .await?;
-        if request.get_ref().revision > revision as i64 {
-            return Err(EtcdError::FutureRevision.into());
-        }
+        // Through the log, so every replica forgets the same history; the
+        // replicas refuse a revision already compacted or not reached, as
+        // etcd does. `physical` needs no wait: once applied, no read or
+        // watch can see what the compaction forgot.
+        let op = flotilla_kv::Op::Compact {
+            revision: request.get_ref().revision as u64,
+        };
+        let (term, revision, _) = self.core.write(op).await?;
         Ok(Response::new(pb::CompactionResponse {
             header: self.core.header(revision, term),
         }))

@@ -22,11 +22,14 @@
 //!   `Cluster.MemberList`, and Flotilla's write forwarding.
 //! - [`session_service`]: `flotilla.kv.v1.Kv`, exactly-once writes in
 //!   client sessions and the course's Append.
+//! - [`compactor`]: automatic compaction of the store's history
+//!   (etcd's `--auto-compaction-*`).
 //! - [`watch`]: the hub that carries applied changes to watchers, and which
 //!   changes a watch selects; [`watch_service`]: `etcdserverpb.Watch`.
 
 pub mod authority;
 pub mod cluster;
+pub mod compactor;
 pub mod conns;
 pub mod convert;
 pub mod core;

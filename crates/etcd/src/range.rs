@@ -10,13 +10,11 @@
 //! case. `count` is the number of keys in the range before filters, as in
 //! etcd.
 //!
-//! Reads at a revision: Flotilla keeps no history, which is etcd's
-//! behaviour after a compaction at the current revision. A read asking for
-//! the revision it is served at is answered; an older one gets etcd's
-//! "required revision has been compacted", a newer one "required revision
-//! is a future revision" (both `OutOfRange`), see [`check_revision`].
+//! Reads at a revision are the store's (its MVCC history): one below the
+//! last compaction gets etcd's "required revision has been compacted", one
+//! past the store's revision "required revision is a future revision"
+//! (both `OutOfRange`), from the replica itself.
 
-use crate::error::EtcdError;
 use flotilla_kv::KeyValue;
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
@@ -129,20 +127,6 @@ impl RangeView {
     }
 }
 
-/// Checks a read's requested `revision` (0: the latest) against the
-/// revision `served` it was answered at.
-pub fn check_revision(requested: i64, served: u64) -> Result<(), Status> {
-    let Ok(requested) = u64::try_from(requested) else {
-        return Err(Status::invalid_argument("negative revision"));
-    };
-    match requested {
-        0 => Ok(()),
-        r if r == served => Ok(()),
-        r if r < served => Err(EtcdError::Compacted.into()),
-        _ => Err(EtcdError::FutureRevision.into()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
@@ -229,21 +213,6 @@ mod tests {
         };
         assert_eq!(
             RangeView::of(&bad).unwrap_err().code(),
-            tonic::Code::InvalidArgument
-        );
-    }
-
-    #[test]
-    fn reads_at_a_revision_are_answered_only_at_the_served_one() {
-        assert!(check_revision(0, 9).is_ok());
-        assert!(check_revision(9, 9).is_ok());
-        let old = check_revision(4, 9).unwrap_err();
-        assert_eq!(old.code(), tonic::Code::OutOfRange);
-        assert!(old.message().contains("compacted"), "{}", old.message());
-        let future = check_revision(10, 9).unwrap_err();
-        assert!(future.message().contains("future"), "{}", future.message());
-        assert_eq!(
-            check_revision(-1, 9).unwrap_err().code(),
             tonic::Code::InvalidArgument
         );
     }

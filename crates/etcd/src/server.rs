@@ -75,6 +75,9 @@ pub struct ServerConfig {
     /// `--max-request-bytes`; at most
     /// [`crate::core::MAX_REQUEST_BYTES_LIMIT`]).
     pub max_request_bytes: usize,
+    /// How much of the store's history the leader keeps before it
+    /// compacts ([`crate::compactor`]).
+    pub auto_compaction: crate::compactor::Retention,
 }
 
 /// The sockets a server serves on, bound by the caller.
@@ -378,6 +381,19 @@ fn start_transport(
     transport
 }
 
+/// Serves `GET /metrics` on `listener`, if there is one, until `stop`.
+fn serve_metrics(
+    listener: Option<TcpListener>,
+    metrics: &Arc<Metrics>,
+    status: watch::Receiver<flotilla_runtime::NodeStatus>,
+    stop: watch::Receiver<bool>,
+) {
+    if let Some(l) = listener {
+        let metrics = Arc::clone(metrics);
+        tokio::spawn(flotilla_runtime::metrics::serve(l, metrics, status, stop));
+    }
+}
+
 /// Runs a server on `listeners` until `shutdown` resolves (or the member
 /// is removed from the cluster).
 pub async fn run(
@@ -402,15 +418,8 @@ pub async fn run(
         stop_rx.clone(),
     )?;
     let removed = removal(node.handle.watch_status(), transport.evicted());
-    if let Some(l) = listeners.metrics {
-        let status = node.handle.watch_status();
-        tokio::spawn(flotilla_runtime::metrics::serve(
-            l,
-            Arc::clone(&metrics),
-            status,
-            stop_rx,
-        ));
-    }
+    let status = node.handle.watch_status();
+    serve_metrics(listeners.metrics, &metrics, status, stop_rx);
     let core = Core::new(
         cluster,
         cfg.id,
@@ -433,6 +442,7 @@ pub async fn run(
     let inbound = InboundService::new(cluster, cfg.id, inbound_tx, closing.clone())
         .with_removed_from(transport)
         .with_metrics(metrics);
+    crate::compactor::spawn(core.clone(), cfg.auto_compaction, closing.clone());
     let conns = crate::conns::capped(incoming(listeners.grpc), CONNECTIONS_MAX)
         .map(|conn| conn.map(crate::authority::Normalized::new));
     let serve = router(core, inbound, closing).serve_with_incoming_shutdown(conns, shutdown);

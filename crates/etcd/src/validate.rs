@@ -10,9 +10,11 @@
 //!
 //! Invariants:
 //! - a request that passes becomes log commands the replicas apply
-//!   without refusing them: every [`flotilla_kv::Refusal`] is covered here
-//!   (an empty key), and is mapped to the same etcd error by
-//!   `From<Refusal> for Invalid`, should one still come back from apply;
+//!   without refusing them for their form: the [`flotilla_kv::Refusal`]
+//!   of a malformed command (an empty key) is covered here, and is mapped
+//!   to the same etcd error by `From<Refusal> for EtcdError`, should one
+//!   still come back from apply (the other refusals are about the store's
+//!   state, a compacted or future revision, which only apply can judge);
 //! - the checks bound their own work: the op count of each list is checked
 //!   before the ops, nesting before recursion, so a huge or deep request
 //!   costs no more than its size (etcd's note: "check for forbidden put/del
@@ -23,7 +25,7 @@
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
-use flotilla_kv::{MAX_TXN_DEPTH, Refusal};
+use flotilla_kv::MAX_TXN_DEPTH;
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::kv::v1 as kvpb;
 use pb::compare::{CompareResult, CompareTarget, TargetUnion};
@@ -111,14 +113,6 @@ impl Invalid {
 impl From<Invalid> for Status {
     fn from(e: Invalid) -> Status {
         Status::new(e.code(), e.to_string())
-    }
-}
-
-impl From<Refusal> for Invalid {
-    fn from(r: Refusal) -> Invalid {
-        match r {
-            Refusal::EmptyKey { .. } => Invalid::EmptyKey,
-        }
     }
 }
 

@@ -2,9 +2,9 @@
 //! etcd's `Watch` streams ([`super::watch_service`]), and which of them a
 //! watch wants.
 //!
-//! Flotilla keeps no history (its store is etcd's after compacting at the
-//! current revision), so a watch can only see revisions applied after it
-//! was registered. Invariants:
+//! The hub carries what is applied from now on; what was applied before a
+//! watch was registered it reads from the store's history
+//! ([`super::watch_service`] replays it). Invariants:
 //! - the state machine records events only while a subscription exists
 //!   ([`WatchHub::active`]); with none, the write path does no extra work;
 //! - [`KvMachine::apply`](super::KvMachine) publishes each entry's events
@@ -14,9 +14,10 @@
 //!   then receives every batch after `R` exactly once, and none before;
 //! - batches arrive in increasing revision order, one per revision;
 //! - the channel is bounded: a subscriber that falls behind learns it
-//!   (`Lagged`) and must cancel its watches, never skip events silently;
+//!   (`Lagged`) and must not skip events silently;
 //!   a snapshot restore that jumps the revision publishes
-//!   [`Batch::Reset`], which cancels every watch as compacted.
+//!   [`Batch::Reset`]; either way the stream reads what it missed from
+//!   the store's history.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -123,6 +124,20 @@ impl KeyRange {
             None => KeyRange::One(key),
             Some(None) => KeyRange::From(key),
             Some(Some(end)) => KeyRange::Between(key, detach(&end)),
+        }
+    }
+
+    /// The range as the store's `[start, end)` (`end: None`: to the last
+    /// key).
+    pub fn bounds(&self) -> (Bytes, Option<Bytes>) {
+        match self {
+            KeyRange::One(k) => {
+                let mut end = k.to_vec();
+                end.push(0);
+                (k.clone(), Some(Bytes::from(end)))
+            }
+            KeyRange::From(k) => (k.clone(), None),
+            KeyRange::Between(a, b) => (a.clone(), Some(b.clone())),
         }
     }
 

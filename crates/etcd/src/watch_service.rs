@@ -1,12 +1,15 @@
 //! etcd's `Watch` service: one bidirectional stream carries many watches,
 //! each a key range with filters, fed from the [`WatchHub`].
 //!
-//! Flotilla keeps no history, so a watch starts at the store's current
-//! revision `R` at best: start revision 0 or `R + 1` sees every change from
-//! `R + 1` on; a later one skips the revisions before it; an earlier one
-//! is answered `created` then `canceled` as compacted (`compact_revision`
-//! `R + 1`), exactly as etcd answers a revision it compacted away. Each
-//! member serves the changes it applied itself, as etcd's members do.
+//! A watch with start revision 0 sees every change after the store's
+//! revision `R` at its creation; a later start skips the revisions before
+//! it; an earlier one (etcd's unsynced watch) is first replayed from the
+//! store's history, a few hundred changes at a time between the stream's
+//! other work, and then joins the live changes with no gap and no
+//! duplicate. A start below the last compaction is answered `created`
+//! then `canceled` as compacted (`compact_revision` the compaction), as
+//! etcd answers. Each member serves the changes it applied itself, as
+//! etcd's members do.
 //!
 //! Invariants (per stream):
 //! - at most [`WATCHES_PER_STREAM_MAX`] watches, and [`OUT_BUFFER`]
@@ -19,9 +22,17 @@
 //!   they were applied (with `fragment`, in consecutive responses of at
 //!   most [`FRAGMENT_BYTES`] each, all but the last marked `fragment`);
 //!   every response carries etcd's header;
-//! - a progress response at revision `P` follows every change up to `P`;
-//! - a stream that falls behind the hub, and a snapshot restore, cancel
-//!   all its watches as compacted instead of skipping changes.
+//! - a watch is either live (fed from the hub, every revision from its
+//!   `from` on) or replaying (fed from the history, from its `from`
+//!   through `last`, the last revision the stream took from the hub); it
+//!   turns live once its replay passes `last`, so every revision reaches
+//!   it exactly once;
+//! - a progress response at revision `P` follows every change up to `P`,
+//!   and goes only to live watches;
+//! - a stream that falls behind the hub, and a snapshot restore, turn all
+//!   its watches to replaying from where each stood: nothing is skipped,
+//!   and a watch is canceled as compacted only if the history it needs
+//!   was compacted.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -55,6 +66,11 @@ const STREAM_PROGRESS_ID: i64 = -1;
 /// responses of about this many bytes (etcd splits at its
 /// `--max-request-bytes`, 1.5 MiB by default).
 pub const FRAGMENT_BYTES: usize = 3 << 19;
+
+/// About how many changes a replay step reads from the history, under
+/// the state machine's lock: small enough that applying waits little,
+/// large enough that a replay of a million changes takes few steps.
+const REPLAY_STEP: usize = 512;
 
 /// Responses buffered per stream before the stream waits for the client.
 /// Each may hold a whole revision's events (up to a few MiB with prev_kv),
@@ -126,6 +142,9 @@ struct OneWatch {
     fragment: bool,
     /// Nothing was sent for it since the last progress tick.
     quiet: bool,
+    /// Fed from the history, not the hub, until `from` passes the
+    /// stream's `last`.
+    replaying: bool,
 }
 
 /// The state of one `Watch` stream; see the module docs. It ends with
@@ -171,6 +190,7 @@ impl WatchStream {
                     Ok(None) | Err(_) => Err(Gone),
                 },
                 batch = next_batch(&mut self.sub) => self.on_batch(batch).await,
+                () = std::future::ready(()), if self.replaying() => self.replay_step().await,
                 _ = ticker.tick() => self.progress_tick().await,
                 _ = closed(&mut closing) => Err(Gone),
                 _ = self.out.closed() => Err(Gone),
@@ -197,6 +217,11 @@ impl WatchStream {
             }
             Some(RequestUnion::ProgressRequest(_)) => {
                 let rev = self.current_after_drain().await?;
+                // etcd answers only once every watch is synced: a
+                // progress at `rev` would claim changes not sent yet.
+                if self.replaying() {
+                    return Ok(());
+                }
                 self.send(self.response(rev, STREAM_PROGRESS_ID, |_| {}))
                     .await
             }
@@ -215,22 +240,16 @@ impl WatchStream {
                 }))
                 .await;
         }
-        let id = if c.watch_id != 0 {
-            c.watch_id
-        } else {
-            while self.watches.contains_key(&self.next_id) {
-                self.next_id += 1;
-            }
-            self.next_id
-        };
-        let current = {
+        let id = self.id_for(&c);
+        let (current, compacted) = {
             let sm = lock(&self.core.sm);
-            let current = sm.replica.store().revision();
+            let store = sm.replica.store();
+            let current = store.revision();
             if self.sub.is_none() && !self.watches.contains_key(&id) {
                 self.sub = Some(sm.watch.subscribe());
                 self.last = current;
             }
-            current
+            (current, store.compacted())
         };
         if self.watches.contains_key(&id) {
             return self
@@ -256,36 +275,48 @@ impl WatchStream {
         self.send(self.response(current, id, |r| r.created = true))
             .await?;
         let start = c.start_revision.max(0) as u64;
-        if start != 0 && start <= current {
+        if start != 0 && start < compacted {
             self.drop_idle_subscription();
             return self
-                .send(self.response(current, id, |r| compacted(r, current)))
+                .send(self.response(current, id, |r| compacted_at(r, compacted)))
                 .await;
         }
+        // Revisions up to `last` are behind the hub's position: read from
+        // the history. Later ones are still to come from the hub.
+        let replaying = start != 0 && start <= self.last;
         let watch = OneWatch {
             sel: Selector::new(&c),
-            from: start.max(current + 1),
+            from: if start == 0 { current + 1 } else { start },
             progress_notify: c.progress_notify,
             fragment: c.fragment,
             quiet: true,
+            replaying,
         };
         self.watches.insert(id, watch);
         Ok(())
+    }
+
+    /// The id a create asks for, else the next free one.
+    fn id_for(&mut self, c: &pb::WatchCreateRequest) -> i64 {
+        if c.watch_id != 0 {
+            return c.watch_id;
+        }
+        while self.watches.contains_key(&self.next_id) {
+            self.next_id += 1;
+        }
+        self.next_id
     }
 
     async fn on_batch(&mut self, batch: Result<Arc<Batch>, RecvError>) -> Result<(), Gone> {
         match batch {
             Ok(b) => self.deliver(&b).await,
             Err(RecvError::Lagged(missed)) => {
-                // The changes it missed are gone for it: that is a
-                // compaction from its point of view, and answering so makes
-                // etcd clients re-list and re-watch, as they must.
-                tracing::warn!(
-                    missed,
-                    "a watch stream fell behind; canceling its watches as compacted"
-                );
+                // What it missed is in the history: every watch reads it
+                // from there, and turns live again once caught up.
+                tracing::debug!(missed, "a watch stream fell behind; replaying");
                 let current = lock(&self.core.sm).replica.store().revision();
-                self.cancel_all(current, |r| compacted(r, current)).await
+                self.resync(current);
+                Ok(())
             }
             // The hub lives as long as the state machine, which outlives
             // the server; if it went, so did the node.
@@ -295,11 +326,13 @@ impl WatchStream {
 
     async fn deliver(&mut self, batch: &Batch) -> Result<(), Gone> {
         match batch {
+            // Already read from the history, after a resync.
+            Batch::Events { revision, .. } if *revision <= self.last => Ok(()),
             Batch::Events { revision, events } => {
                 self.last = *revision;
                 let mut out = Vec::new();
                 for (id, w) in &mut self.watches {
-                    if w.from > *revision {
+                    if w.replaying || w.from > *revision {
                         continue;
                     }
                     let events = w.sel.select(events);
@@ -320,28 +353,85 @@ impl WatchStream {
                 }
                 Ok(())
             }
+            // A restored snapshot: the revisions it jumped over are in its
+            // history (if not compacted).
             Batch::Reset { revision } => {
-                let revision = *revision;
-                self.cancel_all(revision, |r| compacted(r, revision)).await
+                self.resync(*revision);
+                Ok(())
             }
         }
     }
 
-    /// Cancels every watch of the stream, marking each answer with `mark`.
-    async fn cancel_all(
-        &mut self,
-        revision: u64,
-        mark: impl Fn(&mut pb::WatchResponse),
-    ) -> Result<(), Gone> {
-        let ids: Vec<i64> = self.watches.keys().copied().collect();
-        self.watches.clear();
-        self.sub = None;
-        for id in ids {
-            self.send(self.response(revision, id, |r| {
-                r.canceled = true;
-                mark(r);
-            }))
-            .await?;
+    /// Turns every watch to replaying from where it stood, and moves
+    /// `last` to `current`: the revisions between are read from the
+    /// history instead of the hub.
+    fn resync(&mut self, current: u64) {
+        for w in self.watches.values_mut() {
+            if !w.replaying {
+                w.from = w.from.max(self.last + 1);
+                w.replaying = true;
+            }
+        }
+        self.last = self.last.max(current);
+    }
+
+    fn replaying(&self) -> bool {
+        self.watches.values().any(|w| w.replaying)
+    }
+
+    /// Reads the next few hundred changes of the first replaying watch
+    /// from the history and sends them, one response per revision; the
+    /// watch turns live once it passes `last`, or is canceled as
+    /// compacted if the history it needs is gone.
+    async fn replay_step(&mut self) -> Result<(), Gone> {
+        let Some((&id, w)) = self.watches.iter().find(|(_, w)| w.replaying) else {
+            return Ok(());
+        };
+        let (start, end) = w.sel.keys.bounds();
+        let read = lock(&self.core.sm).replica.store().replay(
+            w.from,
+            self.last,
+            &start,
+            end.as_ref(),
+            REPLAY_STEP,
+        );
+        let replay = match read {
+            Ok(r) => r,
+            Err(refusal) => {
+                let compacted = match refusal {
+                    flotilla_kv::Refusal::Compacted { compacted, .. } => compacted,
+                    _ => self.last + 1,
+                };
+                self.watches.remove(&id);
+                self.drop_idle_subscription();
+                return self
+                    .send(self.response(self.last, id, |r| compacted_at(r, compacted)))
+                    .await;
+            }
+        };
+        let mut by_rev: BTreeMap<u64, Vec<flotilla_kv::Event>> = BTreeMap::new();
+        for e in replay.events {
+            by_rev.entry(e.kv.mod_rev).or_default().push(e);
+        }
+        let (sel, fragment) = (w.sel.clone(), w.fragment);
+        for (revision, events) in by_rev {
+            let events = sel.select(&events);
+            if events.is_empty() {
+                continue;
+            }
+            let r = self.response(revision, id, |r| r.events = events);
+            if fragment {
+                for part in fragments(r, FRAGMENT_BYTES) {
+                    self.send(part).await?;
+                }
+            } else {
+                self.send(r).await?;
+            }
+        }
+        if let Some(w) = self.watches.get_mut(&id) {
+            w.quiet = false;
+            w.from = replay.next;
+            w.replaying = w.from <= self.last;
         }
         Ok(())
     }
@@ -354,7 +444,7 @@ impl WatchStream {
         let quiet: Vec<i64> = self
             .watches
             .iter()
-            .filter(|(_, w)| w.progress_notify && w.quiet)
+            .filter(|(_, w)| w.progress_notify && w.quiet && !w.replaying)
             .map(|(id, _)| *id)
             .collect();
         for w in self.watches.values_mut() {
@@ -456,10 +546,11 @@ fn fragments(mut r: pb::WatchResponse, max_bytes: usize) -> Vec<pb::WatchRespons
     parts
 }
 
-/// Marks `r` as etcd's answer to a revision older than `current + 1`.
-fn compacted(r: &mut pb::WatchResponse, current: u64) {
+/// Marks `r` as etcd's answer to a start below the compaction at
+/// `compacted` (where a client may watch from again).
+fn compacted_at(r: &mut pb::WatchResponse, compacted: u64) {
     r.canceled = true;
-    r.compact_revision = current as i64 + 1;
+    r.compact_revision = i64::try_from(compacted).unwrap_or(i64::MAX);
     r.cancel_reason = COMPACTED.to_string();
 }
 

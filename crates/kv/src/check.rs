@@ -20,7 +20,10 @@
 //!   older build could apply (as here: an empty key stopped the old
 //!   decoder);
 //! - only what breaks the store's own invariants is checked here (a key
-//!   is a non-empty byte string). etcd's API rules that the store can
+//!   is a non-empty byte string). Revisions a read or a compaction names
+//!   are checked against the store's state as it is applied
+//!   ([`crate::Store::check_revisions`]), alike on every replica, and
+//!   refused with the same [`Refusal`] kind. etcd's API rules that the store can
 //!   apply consistently either way (at most 128 ops per list, no key
 //!   written twice in one transaction) are the boundary's alone, so that
 //!   histories the simulator's clients make stay valid;
@@ -66,6 +69,24 @@ pub enum Refusal {
         /// Which key.
         role: KeyRole,
     },
+    /// A read or a compaction at a revision the store has compacted
+    /// (etcd's `mvcc: required revision has been compacted`).
+    #[error("revision {requested} has been compacted (compacted at {compacted})")]
+    Compacted {
+        /// The revision asked for.
+        requested: u64,
+        /// The last compaction.
+        compacted: u64,
+    },
+    /// A read or a compaction at a revision the store has not reached
+    /// (etcd's `mvcc: required revision is a future revision`).
+    #[error("revision {requested} is a future revision (the store is at {current})")]
+    FutureRevision {
+        /// The revision asked for.
+        requested: u64,
+        /// The store revision.
+        current: u64,
+    },
 }
 
 /// Checks `op` (and every operation and compare nested in it) before it
@@ -84,7 +105,7 @@ pub fn check_op(op: &Op) -> Result<(), Refusal> {
         Op::Delete { key } => empty(key, KeyRole::Delete),
         // An empty start is "from the first key": the store's own form of
         // etcd's `"\0"` start, which reads and deletes well.
-        Op::Range { .. } | Op::DeleteRange { .. } => Ok(()),
+        Op::Range { .. } | Op::DeleteRange { .. } | Op::Compact { .. } => Ok(()),
         Op::Txn(t) => check_txn(t),
     }
 }
@@ -109,6 +130,7 @@ mod tests {
         match check_op(op) {
             Ok(()) => None,
             Err(Refusal::EmptyKey { role }) => Some(role),
+            Err(other) => panic!("not a key check: {other}"),
         }
     }
 

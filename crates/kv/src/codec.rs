@@ -125,11 +125,25 @@ fn put_op(out: &mut Vec<u8>, op: &Op) {
             out.push(3);
             put_bytes(out, key);
         }
-        Op::Range { start, end, limit } => {
-            out.push(4);
+        Op::Range {
+            start,
+            end,
+            limit,
+            revision,
+        } => {
+            // A read at the current revision keeps the encoding it had
+            // before history existed.
+            out.push(if *revision == 0 { 4 } else { 7 });
             put_bytes(out, start);
             put_opt(out, end.as_ref());
             put_u64(out, *limit);
+            if *revision != 0 {
+                put_u64(out, *revision);
+            }
+        }
+        Op::Compact { revision } => {
+            out.push(8);
+            put_u64(out, *revision);
         }
         Op::Txn(t) => {
             out.push(5);
@@ -167,10 +181,18 @@ fn op(d: &mut Decoder, depth: usize) -> R<Op> {
         3 => Op::Delete {
             key: key(d, "delete key")?,
         },
-        4 => Op::Range {
+        4 | 7 => Op::Range {
             start: d.bytes("range start")?,
             end: opt(d, "range end")?,
             limit: d.u64("range limit")?,
+            revision: if tag == 7 {
+                d.u64("range revision")?
+            } else {
+                0
+            },
+        },
+        8 => Op::Compact {
+            revision: d.u64("compaction revision")?,
         },
         5 if depth >= MAX_TXN_DEPTH => return Err(Inner::TxnTooDeep),
         5 => Op::Txn(txn(d, depth + 1)?),
@@ -370,6 +392,7 @@ pub(crate) fn put_response(out: &mut Vec<u8>, r: &Response) {
                 put_response(out, r);
             }
         }
+        Response::Compacted => out.push(9),
     }
 }
 
@@ -386,6 +409,7 @@ pub(crate) fn get_response(d: &mut Decoder, depth: usize) -> Result<Response, De
             let kvs = get_kvs(d, "range pairs")?;
             Response::Range { kvs, count }
         }
+        9 => Response::Compacted,
         8 => {
             let deleted = d.u64("delete-range count")?;
             let prev_kvs = get_kvs(d, "delete-range prev_kvs")?;
@@ -442,6 +466,19 @@ fn put_refusal(out: &mut Vec<u8>, r: &Refusal) {
                 KeyRole::Compare => 3,
             });
         }
+        Refusal::Compacted {
+            requested,
+            compacted,
+        } => {
+            out.push(1);
+            put_u64(out, *requested);
+            put_u64(out, *compacted);
+        }
+        Refusal::FutureRevision { requested, current } => {
+            out.push(2);
+            put_u64(out, *requested);
+            put_u64(out, *current);
+        }
     }
 }
 
@@ -457,6 +494,14 @@ fn refusal(d: &mut Decoder) -> R<Refusal> {
             };
             Ok(Refusal::EmptyKey { role })
         }
+        1 => Ok(Refusal::Compacted {
+            requested: d.u64("compacted requested revision")?,
+            compacted: d.u64("compacted revision")?,
+        }),
+        2 => Ok(Refusal::FutureRevision {
+            requested: d.u64("future requested revision")?,
+            current: d.u64("future current revision")?,
+        }),
         t => Err(bad_tag(d, "refusal", t)),
     }
 }

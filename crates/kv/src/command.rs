@@ -75,7 +75,8 @@ pub enum Op {
         key: Bytes,
     },
     /// Reads the keys in `[start, end)`, in key order, at most `limit` of
-    /// them (0: no limit).
+    /// them (0: no limit), as they were at store revision `revision` (0:
+    /// the current one).
     Range {
         /// The first key.
         start: Bytes,
@@ -83,6 +84,10 @@ pub enum Op {
         end: Option<Bytes>,
         /// The largest number of pairs returned (0: all).
         limit: u64,
+        /// The revision read at (0: the current one). A store that keeps
+        /// history serves any revision from its last compaction on; one
+        /// that keeps none serves only the current one.
+        revision: u64,
     },
     /// Removes the keys in `[start, end)` (the range of [`Op::Range`]),
     /// as etcd's DeleteRange: one store revision if at least one key was
@@ -97,6 +102,13 @@ pub enum Op {
     },
     /// If every comparison holds apply `success`, else `failure`; atomic.
     Txn(Txn),
+    /// Forgets the history before store revision `revision` (etcd's
+    /// `Compact`): reads and watches before it are refused from then on.
+    /// It changes no key and takes no revision.
+    Compact {
+        /// The revision compacted at.
+        revision: u64,
+    },
 }
 
 impl Op {
@@ -126,7 +138,12 @@ impl Op {
     pub fn prefix(prefix: impl Into<Bytes>, limit: u64) -> Op {
         let start: Bytes = prefix.into();
         let end = prefix_end(&start);
-        Op::Range { start, end, limit }
+        Op::Range {
+            start,
+            end,
+            limit,
+            revision: 0,
+        }
     }
     /// The keys in `[start, end)`, at most `limit` (0: all).
     pub fn range(start: impl Into<Bytes>, end: Option<Bytes>, limit: u64) -> Op {
@@ -134,6 +151,7 @@ impl Op {
             start: start.into(),
             end,
             limit,
+            revision: 0,
         }
     }
     /// Removes the keys in `[start, end)`; `prev_kv`: answer with them.
@@ -161,9 +179,11 @@ impl Op {
     pub fn is_read_only(&self) -> bool {
         match self {
             Op::Get { .. } | Op::Range { .. } => true,
-            Op::Put { .. } | Op::Append { .. } | Op::Delete { .. } | Op::DeleteRange { .. } => {
-                false
-            }
+            Op::Put { .. }
+            | Op::Append { .. }
+            | Op::Delete { .. }
+            | Op::DeleteRange { .. }
+            | Op::Compact { .. } => false,
             Op::Txn(t) => t.success.iter().chain(&t.failure).all(Op::is_read_only),
         }
     }
@@ -324,6 +344,8 @@ pub enum Response {
         /// The answers of the branch's operations, in order.
         responses: Vec<Response>,
     },
+    /// A compaction.
+    Compacted,
 }
 
 impl Response {

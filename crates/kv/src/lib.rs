@@ -16,6 +16,8 @@
 //!   before applying it, and the refusal it answers instead.
 //! - [`store`]: the key space with etcd's create/mod revisions and
 //!   versions, and a store revision that each write increments;
+//!   [`history`]: its MVCC history (reads at a revision, watch replays,
+//!   compaction), for a store that keeps one;
 //!   [`event`]: the changes a write made, for etcd's watch.
 //! - [`session`]: exactly-once: per client, the last request applied and its
 //!   answer, expired on the replicated clock carried by the log.
@@ -35,6 +37,7 @@ pub mod clerk;
 pub mod codec;
 pub mod command;
 pub mod event;
+pub mod history;
 pub mod replica;
 pub mod server;
 pub mod session;
@@ -49,6 +52,7 @@ pub use command::{
     Request, Response, Target, Txn, prefix_end,
 };
 pub use event::{Event, EventKind};
+pub use history::Replay;
 pub use replica::{Applied, ApplyError, Replica};
 pub use server::{KvServer, Outgoing, ServerConfig, ServerError};
 pub use session::{Admission, SessionLimits, Sessions};

@@ -80,6 +80,26 @@ impl Replica {
         }
     }
 
+    /// An empty replica whose store keeps its history (etcd's MVCC): reads
+    /// at older revisions and watch replays, until compacted.
+    pub fn with_history(limits: SessionLimits) -> Replica {
+        Replica {
+            store: Store::with_history(),
+            ..Replica::new(limits)
+        }
+    }
+
+    /// The store, to forget what a compaction made obsolete when idle
+    /// ([`Store::sweep`]); nothing a client sees changes.
+    pub fn sweep(&mut self, budget: usize) -> bool {
+        self.store.sweep(budget)
+    }
+
+    /// See [`Store::set_sweep_per_apply`].
+    pub fn set_sweep_per_apply(&mut self, budget: usize) {
+        self.store.set_sweep_per_apply(budget);
+    }
+
     /// The last index applied (or restored).
     pub fn applied(&self) -> LogIndex {
         self.applied
@@ -145,7 +165,8 @@ impl Replica {
             Admission::Apply => {
                 // A command that fails the checks is answered, not applied,
                 // alike on every replica (see `check.rs`).
-                let outcome = match check_op(&r.op) {
+                let checked = check_op(&r.op).and_then(|()| self.store.check_revisions(&r.op));
+                let outcome = match checked {
                     Err(refusal) => Outcome::Refused(refusal),
                     Ok(()) => {
                         let response = self.store.apply_recording(&r.op, events);
@@ -172,6 +193,9 @@ impl Replica {
     /// Answers a read-only operation from the current state (the caller
     /// decides whether that state is recent enough).
     pub fn read(&self, op: &Op) -> Outcome {
+        if let Err(refusal) = self.store.check_revisions(op) {
+            return Outcome::Refused(refusal);
+        }
         Outcome::Ok {
             revision: self.store.revision(),
             response: self.store.read(op),
@@ -203,11 +227,18 @@ impl Replica {
     }
 
     /// Replaces the state with the snapshot `data`; on error the replica is
-    /// left unchanged.
+    /// left unchanged. A replica that keeps history and restores a
+    /// snapshot without one starts it at the snapshot's revision.
     pub fn restore(&mut self, data: &Bytes) -> Result<(), crate::SnapshotError> {
         let limits = self.sessions.limits;
         let mut r = crate::snapshot::decode(data, limits)?;
         r.sessions.limits = limits;
+        // The replica's own kind decides whether history is kept.
+        if self.store.keeps_history() {
+            r.store.keep_history();
+        } else {
+            r.store.history = None;
+        }
         *self = r;
         Ok(())
     }

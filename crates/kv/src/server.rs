@@ -41,6 +41,9 @@ pub struct ServerConfig {
     pub max_raft_state: Option<u64>,
     /// Bounds of the session table.
     pub sessions: SessionLimits,
+    /// Keep the store's history (etcd's MVCC: reads at older revisions,
+    /// compaction); the course's KV keeps none.
+    pub history: bool,
 }
 
 impl Default for ServerConfig {
@@ -48,6 +51,7 @@ impl Default for ServerConfig {
         ServerConfig {
             max_raft_state: Some(1 << 20),
             sessions: SessionLimits::default(),
+            history: false,
         }
     }
 }
@@ -126,7 +130,11 @@ impl KvServer {
     /// A server for a node starting from `snapshot` (the one on its disk,
     /// if any); Raft then hands it the committed entries after it.
     pub fn new(cfg: ServerConfig, snapshot: Option<&Snapshot>) -> Result<KvServer, ServerError> {
-        let mut replica = Replica::new(cfg.sessions);
+        let mut replica = if cfg.history {
+            Replica::with_history(cfg.sessions)
+        } else {
+            Replica::new(cfg.sessions)
+        };
         let mut last_snapshot = LogIndex(0);
         if let Some(s) = snapshot {
             replica

@@ -3,10 +3,19 @@
 //!
 //! ```text
 //! "FKVS" | version: u8 | crc32c(body): u32 LE | body
-//! body = applied index, applied term, clock ms, revision,
-//!        #keys, (key, value, create rev, mod rev, version)*  in key order,
+//! body (version 2) = applied index, applied term, clock ms, revision,
+//!        keys,
 //!        #sessions, (client, last seq, last active ms, outcome)*  by client
+//! keys = 0, #keys, (key, value, create rev, mod rev, version)*  in key order
+//!      | 1, compacted revision, #changes, change*  in revision order
+//! change = revision, sub, key, 0                                a delete
+//!        | revision, sub, key, 1, value, create rev, version    a put
 //! ```
+//!
+//! A store that keeps history (MVCC) writes its changes not forgotten by
+//! its compaction (`history.rs`); its current pairs are each key's last
+//! change, so they are not written twice. Version 1 is version 2 without
+//! the `keys` tag (always the plain form); this build reads both.
 //!
 //! Integers in the body are varints (see `codec.rs`), so a small store makes
 //! a small snapshot (the course's 3B size test allows 500 bytes).
@@ -23,6 +32,7 @@ use flotilla_raft::{LogIndex, Term};
 use thiserror::Error;
 
 use crate::codec::{get_kv, get_outcome, put_outcome};
+use crate::history::{Change, History, Rev};
 use crate::replica::Replica;
 use crate::session::{Session, SessionLimits, Sessions};
 use crate::store::{Slot, Store};
@@ -30,7 +40,9 @@ use crate::store::{Slot, Store};
 /// The first bytes of every KV snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 4] = *b"FKVS";
 /// The snapshot format this build writes and reads.
-pub const SNAPSHOT_VERSION: u8 = 1;
+pub const SNAPSHOT_VERSION: u8 = 2;
+/// The oldest snapshot format this build reads.
+pub const SNAPSHOT_VERSION_MIN: u8 = 1;
 const HEADER_LEN: usize = 9;
 
 /// Why a snapshot was refused.
@@ -49,7 +61,9 @@ pub enum SnapshotError {
         found: [u8; 4],
     },
     /// Written by a format this build does not read.
-    #[error("KV snapshot format version {found}; this build reads version {SNAPSHOT_VERSION}")]
+    #[error(
+        "KV snapshot format version {found}; this build reads versions {SNAPSHOT_VERSION_MIN} to {SNAPSHOT_VERSION}"
+    )]
     Version {
         /// The version byte.
         found: u8,
@@ -86,13 +100,22 @@ pub(crate) fn encode(r: &Replica) -> Bytes {
     put_u64(&mut out, r.applied_term.get());
     put_u64(&mut out, r.clock_ms);
     put_u64(&mut out, r.store.revision);
-    put_u64(&mut out, r.store.kvs.len() as u64);
-    for (k, s) in r.store.kvs.iter() {
-        put_bytes(&mut out, k);
-        put_bytes(&mut out, &s.value);
-        put_u64(&mut out, s.create_rev);
-        put_u64(&mut out, s.mod_rev);
-        put_u64(&mut out, s.version);
+    match &r.store.history {
+        None => {
+            out.push(0);
+            put_u64(&mut out, r.store.kvs.len() as u64);
+            for (k, s) in r.store.kvs.iter() {
+                put_bytes(&mut out, k);
+                put_bytes(&mut out, &s.value);
+                put_u64(&mut out, s.create_rev);
+                put_u64(&mut out, s.mod_rev);
+                put_u64(&mut out, s.version);
+            }
+        }
+        Some(h) => {
+            out.push(1);
+            put_history(&mut out, h);
+        }
     }
     put_u64(&mut out, r.sessions.map.len() as u64);
     for (c, s) in r.sessions.map.iter() {
@@ -106,17 +129,44 @@ pub(crate) fn encode(r: &Replica) -> Bytes {
     Bytes::from(out)
 }
 
+fn put_history(out: &mut Vec<u8>, h: &History) {
+    put_u64(out, h.compacted);
+    let live: Vec<_> = h.live().collect();
+    put_u64(out, live.len() as u64);
+    for (rev, change) in live {
+        put_u64(out, rev.main);
+        put_u64(out, u64::from(rev.sub));
+        put_bytes(out, &change.key);
+        match &change.slot {
+            None => out.push(0),
+            Some(s) => {
+                out.push(1);
+                put_bytes(out, &s.value);
+                put_u64(out, s.create_rev);
+                put_u64(out, s.version);
+            }
+        }
+    }
+}
+
 /// About the size of `encode(r)`: exact for the keys and values, an upper
 /// bound for their numbers, a guess for the sessions' replies.
 fn encoded_len_estimate(r: &Replica) -> usize {
     const NUMBERS: usize = 5 * 10;
-    let kvs: usize = r
-        .store
-        .kvs
-        .iter()
-        .map(|(k, s)| k.len() + s.value.len() + NUMBERS)
-        .sum();
-    HEADER_LEN + 6 * 10 + kvs + r.sessions.map.len() * 64
+    let kvs: usize = match &r.store.history {
+        None => r
+            .store
+            .kvs
+            .iter()
+            .map(|(k, s)| k.len() + s.value.len() + NUMBERS)
+            .sum(),
+        Some(h) => h
+            .changes
+            .iter()
+            .map(|(_, c)| c.key.len() + c.slot.as_ref().map_or(0, |s| s.value.len()) + NUMBERS)
+            .sum(),
+    };
+    HEADER_LEN + 7 * 10 + kvs + r.sessions.map.len() * 64
 }
 
 fn check_header(data: &Bytes) -> Result<Bytes, SnapshotError> {
@@ -128,7 +178,7 @@ fn check_header(data: &Bytes) -> Result<Bytes, SnapshotError> {
     if found != SNAPSHOT_MAGIC {
         return Err(SnapshotError::BadMagic { found });
     }
-    if data[4] != SNAPSHOT_VERSION {
+    if !(SNAPSHOT_VERSION_MIN..=SNAPSHOT_VERSION).contains(&data[4]) {
         return Err(SnapshotError::Version { found: data[4] });
     }
     let mut crc = [0u8; 4];
@@ -182,6 +232,66 @@ fn decode_store(d: &mut Decoder, revision: u64) -> Result<Store, SnapshotError> 
     Ok(store)
 }
 
+fn decode_history(d: &mut Decoder, revision: u64) -> Result<Store, SnapshotError> {
+    let compacted = d.u64("snapshot compaction")?;
+    if compacted > revision {
+        return Err(SnapshotError::Inconsistent(format!(
+            "compacted at {compacted}, after the store revision {revision}"
+        )));
+    }
+    let n = d.count("snapshot changes")?;
+    let mut changes = Vec::with_capacity(n.min(1 << 20));
+    let mut last: Option<Rev> = None;
+    for _ in 0..n {
+        let main = d.u64("change revision")?;
+        let sub = d.u64("change sub-revision")?;
+        let rev = Rev {
+            main,
+            sub: u32::try_from(sub).map_err(|_| {
+                SnapshotError::Inconsistent(format!("change {main}.{sub}: sub-revision too large"))
+            })?,
+        };
+        let key = d.bytes("change key")?;
+        let slot = if d.bool("change kind")? {
+            let value = d.bytes("change value")?;
+            let create_rev = d.u64("change create revision")?;
+            let version = d.u64("change version")?;
+            if version == 0 || create_rev == 0 || create_rev > main {
+                return Err(SnapshotError::Inconsistent(format!(
+                    "key {key:?} at {main} has create {create_rev} version {version}"
+                )));
+            }
+            Some(Slot {
+                value,
+                create_rev,
+                mod_rev: main,
+                version,
+            })
+        } else {
+            None
+        };
+        if key.is_empty() || main > revision || main == 0 || last.is_some_and(|l| l >= rev) {
+            return Err(SnapshotError::Inconsistent(format!(
+                "change {main}.{sub} of key {key:?}: out of order, empty or after revision {revision}"
+            )));
+        }
+        last = Some(rev);
+        changes.push((rev, Change { key, slot }));
+    }
+    let mut kvs = std::collections::BTreeMap::new();
+    for (_, c) in &changes {
+        match &c.slot {
+            Some(s) => kvs.insert(c.key.clone(), s.clone()),
+            None => kvs.remove(&c.key),
+        };
+    }
+    Ok(Store {
+        kvs: kvs.into_iter().collect(),
+        revision,
+        history: Some(History::from_changes(compacted, changes)),
+    })
+}
+
 fn decode_sessions(d: &mut Decoder, limits: SessionLimits) -> Result<Sessions, SnapshotError> {
     let mut sessions = Sessions::new(limits);
     let n = d.count("snapshot sessions")?;
@@ -210,7 +320,12 @@ pub(crate) fn decode(data: &Bytes, limits: SessionLimits) -> Result<Replica, Sna
     let applied_term = Term(d.u64("snapshot applied term")?);
     let clock_ms = d.u64("snapshot clock")?;
     let revision = d.u64("snapshot revision")?;
-    let store = decode_store(&mut d, revision)?;
+    let with_history = data[4] >= 2 && d.bool("snapshot history flag")?;
+    let store = if with_history {
+        decode_history(&mut d, revision)?
+    } else {
+        decode_store(&mut d, revision)?
+    };
     let sessions = decode_sessions(&mut d, limits)?;
     d.finish("KV snapshot")?;
     Ok(Replica {
@@ -283,10 +398,10 @@ mod tests {
         assert!(err.to_string().contains("corrupt"), "{err}");
         assert_eq!(r, before, "a refused snapshot changes nothing");
         let mut v = snap.to_vec();
-        v[4] = 2;
+        v[4] = 3;
         assert_eq!(
             r.restore(&Bytes::from(v)),
-            Err(SnapshotError::Version { found: 2 })
+            Err(SnapshotError::Version { found: 3 })
         );
         assert!(matches!(
             r.restore(&Bytes::from_static(b"FKV")),
@@ -309,8 +424,9 @@ mod tests {
         for v in [1u64, 5, 1, 0] {
             put_u64(&mut body, v);
         }
+        // Version 1: no keys tag.
         let mut data = SNAPSHOT_MAGIC.to_vec();
-        data.push(SNAPSHOT_VERSION);
+        data.push(1);
         data.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
         data.extend_from_slice(&body);
         let err = Replica::default().restore(&Bytes::from(data)).unwrap_err();

@@ -1,6 +1,8 @@
 //! The key space: the current value of every key with etcd's revisions, and
-//! the operations on it. No history is kept (no MVCC): a read sees the
-//! latest state.
+//! the operations on it. A store made [`Store::with_history`] also keeps
+//! every change since its last compaction (etcd's MVCC, `history.rs`), so
+//! reads at older revisions and watch replays are served; a plain store
+//! (the course's KV) keeps none, as if compacted at every write.
 //!
 //! Invariants:
 //! - `revision` is the number of write operations (a transaction with
@@ -12,15 +14,20 @@
 //!   transaction that writes nothing, leave `revision` unchanged; a
 //!   delete-range that removes several keys is one write (one revision);
 //! - asking for the write's [`Event`]s ([`Store::apply_recording`]) changes
-//!   nothing in the store: it only copies pairs out.
+//!   nothing in the store: it only copies pairs out;
+//! - with history, every change is recorded at its write's revision, and
+//!   `compacted <= revision`; reads at a revision below `compacted` or
+//!   above `revision` are refused ([`Store::check_revisions`]).
 
 use std::ops::Bound;
 
 use bytes::Bytes;
 
+use crate::check::Refusal;
 use crate::chunked::ChunkMap;
 use crate::command::{CmpOp, Compare, CompareSpan, KeyValue, Op, Response, Target, Txn};
 use crate::event::Event;
+use crate::history::{History, Replay};
 
 /// Where a write's events go, when someone asked for them.
 type Sink<'a> = Option<&'a mut Vec<Event>>;
@@ -39,9 +46,10 @@ pub(crate) struct Slot {
 pub struct Store {
     pub(crate) kvs: ChunkMap<Bytes, Slot>,
     pub(crate) revision: u64,
+    pub(crate) history: Option<History>,
 }
 
-fn pair(key: &Bytes, s: &Slot) -> KeyValue {
+pub(crate) fn pair(key: &Bytes, s: &Slot) -> KeyValue {
     KeyValue {
         key: key.clone(),
         value: s.value.clone(),
@@ -57,9 +65,187 @@ impl Store {
         Store::default()
     }
 
+    /// An empty store at revision 0 that keeps its history (MVCC).
+    pub fn with_history() -> Store {
+        Store {
+            history: Some(History::default()),
+            ..Store::default()
+        }
+    }
+
+    /// Whether the store keeps history.
+    pub fn keeps_history(&self) -> bool {
+        self.history.is_some()
+    }
+
+    /// Starts keeping history from the current revision on (a store
+    /// restored from a snapshot without history): the current pairs are
+    /// the history, compacted at the current revision.
+    pub fn keep_history(&mut self) {
+        if self.history.is_some() {
+            return;
+        }
+        let mut subs: std::collections::BTreeMap<u64, u32> = Default::default();
+        let mut base: Vec<_> = self
+            .kvs
+            .iter()
+            .map(|(k, s)| {
+                let sub = subs.entry(s.mod_rev).or_default();
+                let rev = crate::history::Rev {
+                    main: s.mod_rev,
+                    sub: *sub,
+                };
+                *sub += 1;
+                let change = crate::history::Change {
+                    key: k.clone(),
+                    slot: Some(s.clone()),
+                };
+                (rev, change)
+            })
+            .collect();
+        base.sort_by_key(|(r, _)| *r);
+        self.history = Some(History::from_changes(self.revision, base));
+    }
+
     /// The store revision.
     pub fn revision(&self) -> u64 {
         self.revision
+    }
+
+    /// The revision of the last compaction: reads at revisions below it
+    /// are refused. A store without history is compacted at its current
+    /// revision.
+    pub fn compacted(&self) -> u64 {
+        self.history.as_ref().map_or(self.revision, |h| h.compacted)
+    }
+
+    /// Checks the revisions `op` names (a range's, nested in a
+    /// transaction too; a compaction's) against the store, as etcd does
+    /// before it reads or compacts.
+    pub fn check_revisions(&self, op: &Op) -> Result<(), Refusal> {
+        let compacted = self.compacted();
+        match op {
+            Op::Range { revision: 0, .. } => Ok(()),
+            Op::Range { revision, .. } if *revision > self.revision => {
+                Err(Refusal::FutureRevision {
+                    requested: *revision,
+                    current: self.revision,
+                })
+            }
+            Op::Range { revision, .. } if *revision < compacted => Err(Refusal::Compacted {
+                requested: *revision,
+                compacted,
+            }),
+            Op::Compact { revision } if *revision > self.revision => Err(Refusal::FutureRevision {
+                requested: *revision,
+                current: self.revision,
+            }),
+            // etcd refuses a compaction at or below the last one.
+            Op::Compact { revision } if *revision <= compacted || self.history.is_none() => {
+                Err(Refusal::Compacted {
+                    requested: *revision,
+                    compacted,
+                })
+            }
+            Op::Txn(t) => t
+                .success
+                .iter()
+                .chain(&t.failure)
+                .try_for_each(|op| self.check_revisions(op)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Forgets up to about `budget` changes that the last compaction made
+    /// obsolete; returns whether some remain. Writes do this a little at
+    /// a time; a host may call it when idle.
+    pub fn sweep(&mut self, budget: usize) -> bool {
+        self.history.as_mut().is_some_and(|h| h.sweep(budget))
+    }
+
+    /// Sets how many obsolete changes each applied operation forgets at
+    /// most (256 by default; 0: only [`Store::sweep`] forgets). Not part
+    /// of the replicated state: replicas may differ.
+    pub fn set_sweep_per_apply(&mut self, budget: usize) {
+        if let Some(h) = &mut self.history {
+            h.sweep_per_apply = budget;
+        }
+    }
+
+    /// A checksum of the key space's history up to `revision` (0: the
+    /// current one), and the compaction it starts from: etcd's HashKV,
+    /// equal on replicas that applied the same log. A store without
+    /// history hashes its current pairs (only at its revision).
+    pub fn hash_kv(&self, revision: u64) -> Result<(u32, u64), Refusal> {
+        let revision = if revision == 0 {
+            self.revision
+        } else {
+            revision
+        };
+        self.check_revisions(&Op::Range {
+            start: Bytes::new(),
+            end: None,
+            limit: 0,
+            revision,
+        })?;
+        let hash = match &self.history {
+            Some(h) => h.hash(revision),
+            None => self.kvs.iter().fold(0, |crc, (k, s)| {
+                let crc = crc32c::crc32c_append(crc, &s.mod_rev.to_le_bytes());
+                let crc = crc32c::crc32c_append(crc, &(k.len() as u64).to_le_bytes());
+                let crc = crc32c::crc32c_append(crc, k);
+                let crc = crc32c::crc32c_append(crc, &s.create_rev.to_le_bytes());
+                let crc = crc32c::crc32c_append(crc, &s.version.to_le_bytes());
+                let crc = crc32c::crc32c_append(crc, &(s.value.len() as u64).to_le_bytes());
+                crc32c::crc32c_append(crc, &s.value)
+            }),
+        };
+        Ok((hash, self.compacted()))
+    }
+
+    /// The number of changes the history holds (swept or not): what its
+    /// memory grows with.
+    pub fn history_len(&self) -> usize {
+        self.history.as_ref().map_or(0, |h| h.changes.len())
+    }
+
+    /// The watch events of the changes to keys in `[start, end)` (`end:
+    /// None`: to the last key) from revision `from` through `to`, whole
+    /// revisions at a time until about `budget` changes were read.
+    /// Refused if `from` is below the compaction (or the store keeps no
+    /// history and `from` is not after its revision).
+    pub fn replay(
+        &self,
+        from: u64,
+        to: u64,
+        start: &Bytes,
+        end: Option<&Bytes>,
+        budget: usize,
+    ) -> Result<Replay, Refusal> {
+        let compacted = self.compacted();
+        let to = to.min(self.revision);
+        if from > to {
+            return Ok(Replay {
+                events: Vec::new(),
+                next: from,
+            });
+        }
+        let history = match &self.history {
+            Some(h) if from >= compacted => h,
+            _ => {
+                return Err(Refusal::Compacted {
+                    requested: from,
+                    compacted,
+                });
+            }
+        };
+        let Some((lo, hi)) = bounds(start, end) else {
+            return Ok(Replay {
+                events: Vec::new(),
+                next: to + 1,
+            });
+        };
+        Ok(history.replay(from, to, lo.as_ref(), hi.as_ref(), budget))
     }
 
     /// The number of keys.
@@ -92,6 +278,9 @@ impl Store {
         let r = self.apply_at(op, rev, &mut wrote, events);
         if wrote {
             self.revision = rev;
+        }
+        if let Some(h) = &mut self.history {
+            h.sweep(h.sweep_per_apply);
         }
         r
     }
@@ -127,11 +316,21 @@ impl Store {
             Op::Delete { key } => {
                 let old = self.kvs.remove(key);
                 let existed = old.is_some();
+                if existed && let Some(h) = &mut self.history {
+                    h.record(key, rev, None);
+                }
                 if let (Some(ev), Some(old)) = (ev, old) {
                     ev.push(Event::deleted(key, rev, pair(key, &old)));
                 }
                 *wrote |= existed;
                 Response::Deleted(existed)
+            }
+            Op::Compact { revision } => {
+                // The caller checked the revision (`check_revisions`).
+                if let Some(h) = &mut self.history {
+                    h.compact(*revision);
+                }
+                Response::Compacted
             }
             Op::DeleteRange {
                 start,
@@ -169,6 +368,9 @@ impl Store {
             let Some(s) = self.kvs.remove(k) else {
                 continue;
             };
+            if let Some(h) = &mut self.history {
+                h.record(k, rev, None);
+            }
             if prev_kv {
                 prev_kvs.push(pair(k, &s));
             }
@@ -189,6 +391,9 @@ impl Store {
                 s.value = value(&s.value);
                 s.mod_rev = rev;
                 s.version += 1;
+                if let Some(h) = &mut self.history {
+                    h.record(key, rev, Some(s.clone()));
+                }
                 if let Some(ev) = ev {
                     ev.push(Event::put(pair(key, s), prev));
                 }
@@ -202,6 +407,9 @@ impl Store {
                 };
                 if let Some(ev) = ev {
                     ev.push(Event::put(pair(key, &slot), None));
+                }
+                if let Some(h) = &mut self.history {
+                    h.record(key, rev, Some(slot.clone()));
                 }
                 self.kvs.insert(key.clone(), slot);
             }
@@ -274,7 +482,12 @@ impl StoreView<'_> {
     fn read(&self, op: &Op) -> Response {
         match op {
             Op::Get { key } => Response::Get(self.0.get(key)),
-            Op::Range { start, end, limit } => self.range(start, end.as_ref(), *limit),
+            Op::Range {
+                start,
+                end,
+                limit,
+                revision,
+            } => self.range(start, end.as_ref(), *limit, *revision),
             Op::Txn(t) => {
                 let succeeded = t.compares.iter().all(|c| self.0.holds(c));
                 let branch = if succeeded { &t.success } else { &t.failure };
@@ -284,19 +497,30 @@ impl StoreView<'_> {
                     responses,
                 }
             }
-            Op::Put { .. } | Op::Append { .. } | Op::Delete { .. } | Op::DeleteRange { .. } => {
-                unreachable!("StoreView::read given a write")
-            }
+            Op::Put { .. }
+            | Op::Append { .. }
+            | Op::Delete { .. }
+            | Op::DeleteRange { .. }
+            | Op::Compact { .. } => unreachable!("StoreView::read given a write"),
         }
     }
 
-    fn range(&self, start: &Bytes, end: Option<&Bytes>, limit: u64) -> Response {
+    /// The pairs of `[start, end)` at `revision` (0: the current one),
+    /// which the caller checked ([`Store::check_revisions`]).
+    fn range(&self, start: &Bytes, end: Option<&Bytes>, limit: u64, revision: u64) -> Response {
         let Some(b) = bounds(start, end) else {
             return Response::Range {
                 kvs: Vec::new(),
                 count: 0,
             };
         };
+        if revision != 0
+            && revision < self.0.revision
+            && let Some(h) = &self.0.history
+        {
+            let (kvs, count) = h.range_at(b.0.as_ref(), b.1.as_ref(), revision, limit);
+            return Response::Range { kvs, count };
+        }
         let iter = self.0.kvs.range(b.0.as_ref(), b.1.as_ref());
         let mut kvs = Vec::new();
         let mut count = 0;

@@ -72,16 +72,27 @@ impl KvCluster {
     /// `nservers` KV servers, reliable or not (the course's
     /// `make_config(t, n, unreliable, maxraftstate)`).
     pub fn new(nservers: u64, seed: u64, unreliable: bool, maxraftstate: Option<u64>) -> KvCluster {
+        let server = ServerConfig {
+            max_raft_state: maxraftstate,
+            ..ServerConfig::default()
+        };
+        KvCluster::with_servers(nservers, seed, unreliable, server)
+    }
+
+    /// [`KvCluster::new`] with every server configured as `server`.
+    pub fn with_servers(
+        nservers: u64,
+        seed: u64,
+        unreliable: bool,
+        server: ServerConfig,
+    ) -> KvCluster {
+        let maxraftstate = server.max_raft_state;
         let mut cfg = ClusterConfig::new(nservers, seed);
         cfg.net.reliable = !unreliable;
         cfg.net.base_delay_ns = NET_LATENCY_NS;
         // Messages are still deep copies; skip re-encoding each one.
         cfg.serialize = false;
         cfg.trace = std::env::var_os("FLOTILLA_TRACE").is_some();
-        let server = ServerConfig {
-            max_raft_state: maxraftstate,
-            ..ServerConfig::default()
-        };
         let c = Cluster::with_service(cfg, crate::service::factory(server));
         KvCluster {
             c,

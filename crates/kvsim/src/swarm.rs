@@ -18,17 +18,29 @@
 //! ([`flotilla_kv::Outcome::Refused`]) and change nothing, so the checker's
 //! model leaves them out of the history, and the replicas, compared at the
 //! end, must agree on them too.
+//!
+//! With `mvcc_per_mille` the servers keep the store's history (etcd's
+//! MVCC) and clients also compact it and read the whole key space at
+//! older revisions: a read at a revision must be answered alike by every
+//! replica at every time until that revision is compacted (the first
+//! answer is kept and every later one compared with it, to the end of the
+//! run), a compaction or a read at a revision a client has seen is never
+//! refused as a future revision, and the replicas, histories included,
+//! must agree at the end.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use flotilla_kv::{ClerkError, Compare, Op, ReadConsistency, Response, Txn};
+use bytes::Bytes;
+use flotilla_kv::{ClerkError, Compare, Op, ReadConsistency, Refusal, Response, Txn};
 use flotilla_sim::swarm::Faults;
 use flotilla_sim::{Cluster, Failure, MS};
 
 use crate::client::{Next, OpResult, Workload};
 use crate::harness::{KvCluster, replica, server_partition};
+use flotilla_kv::ServerConfig;
 
 /// How to run one seed.
 #[derive(Clone, Debug)]
@@ -49,6 +61,10 @@ pub struct KvSwarmConfig {
     /// Per mille of operations that are invalid (0: none; the seeds
     /// found before they existed replay with 0).
     pub invalid_per_mille: u64,
+    /// Per mille of operations that compact the history or read at an
+    /// older revision (0: none, and the servers keep no history; the
+    /// seeds found before they existed replay with 0).
+    pub mvcc_per_mille: u64,
     /// Keep a step-by-step trace (printed on failure).
     pub trace: bool,
 }
@@ -63,6 +79,7 @@ impl Default for KvSwarmConfig {
             safety_ns: 10_000 * MS,
             liveness_ns: 30_000 * MS,
             invalid_per_mille: 20,
+            mvcc_per_mille: 50,
             trace: false,
         }
     }
@@ -92,11 +109,72 @@ struct RandomClient {
     seen: Vec<u64>,
     /// Per mille of operations that are invalid.
     invalid_per_mille: u64,
+    /// Per mille of compactions and reads at a revision.
+    mvcc_per_mille: u64,
+    /// The highest revision an answer carried.
+    seen_rev: u64,
+    /// The first answer of a whole read at each revision, shared by every
+    /// client.
+    reads_at: ReadsAt,
     stop: Rc<Cell<bool>>,
     finished: Rc<Cell<usize>>,
 }
 
+/// The first answer of a whole read at each revision.
+type ReadsAt = Rc<RefCell<BTreeMap<u64, Response>>>;
+
+/// A read of every key at `revision`.
+fn read_at(revision: u64) -> Op {
+    Op::Range {
+        start: Bytes::new(),
+        end: None,
+        limit: 0,
+        revision,
+    }
+}
+
 impl RandomClient {
+    /// A compaction or a whole read at a revision up to the last seen.
+    fn mvcc_op(&mut self, c: &mut Cluster) -> Op {
+        let rev = c.rng.range(self.seen_rev / 2, self.seen_rev + 1);
+        // Revision 0 reads the current state: nothing to compare.
+        if c.rng.range(0, 4) == 0 || rev == 0 {
+            Op::Compact { revision: rev }
+        } else {
+            read_at(rev)
+        }
+    }
+
+    /// Checks the answer of [`RandomClient::mvcc_op`].
+    fn mvcc_done(&mut self, c: &mut Cluster, op: &Op, r: &OpResult) -> Result<(), Failure> {
+        let requested = match op {
+            Op::Compact { revision } | Op::Range { revision, .. } => *revision,
+            _ => 0,
+        };
+        match (op, r) {
+            (_, Err(ClerkError::Refused { refusal, .. })) => match refusal {
+                Refusal::Compacted { compacted, .. } if *compacted >= requested => Ok(()),
+                other => Err(c.fail(format!(
+                    "client {}: {op:?} refused: {other} (seen revision {})",
+                    self.me, self.seen_rev
+                ))),
+            },
+            (Op::Compact { .. }, Ok((_, Response::Compacted))) => Ok(()),
+            (Op::Range { revision, .. }, Ok((_, resp @ Response::Range { .. }))) => {
+                let mut reads = self.reads_at.borrow_mut();
+                let first = reads.entry(*revision).or_insert_with(|| resp.clone());
+                if first != resp {
+                    return Err(c.fail(format!(
+                        "client {}: read at {revision} answered {resp:?}, earlier {first:?}",
+                        self.me
+                    )));
+                }
+                Ok(())
+            }
+            (_, other) => Err(c.fail(format!("client {}: {op:?} -> {other:?}", self.me))),
+        }
+    }
+
     fn cas(&mut self, c: &mut Cluster, key: String, k: usize, value: String) -> Op {
         let compare = match c.rng.range(0, 3) {
             0 => Compare::value_is(
@@ -127,6 +205,10 @@ impl Workload for RandomClient {
             let op = invalid_op(c, format!("c{}-{}", self.me, self.n));
             return Next::Op(op, ReadConsistency::Linearizable);
         }
+        if self.mvcc_per_mille > 0 && c.rng.range(0, 1000) < self.mvcc_per_mille {
+            self.n += 1;
+            return Next::Op(self.mvcc_op(c), ReadConsistency::Linearizable);
+        }
         let k = c.rng.range(0, self.keys) as usize;
         let key = format!("k{k}");
         self.n += 1;
@@ -153,6 +235,12 @@ impl Workload for RandomClient {
                     self.me
                 ))),
             };
+        }
+        if let Ok((rev, _)) = r {
+            self.seen_rev = self.seen_rev.max(*rev);
+        }
+        if matches!(op, Op::Compact { .. } | Op::Range { revision: 1.., .. }) {
+            return self.mvcc_done(c, op, r);
         }
         let (_, resp) = r
             .as_ref()
@@ -194,7 +282,12 @@ fn build(seed: u64, cfg: &KvSwarmConfig) -> KvCluster {
     };
     let f = cfg.faults;
     let maxraftstate = f.snapshot.then(|| rng.range(300, 3000));
-    let mut t = KvCluster::new(nodes, seed, false, maxraftstate);
+    let server = ServerConfig {
+        max_raft_state: maxraftstate,
+        history: cfg.mvcc_per_mille > 0,
+        ..ServerConfig::default()
+    };
+    let mut t = KvCluster::with_servers(nodes, seed, false, server);
     t.c.cfg.trace |= cfg.trace;
     let net = &mut t.c.net.cfg;
     if f.drop {
@@ -237,6 +330,26 @@ fn nemesis_step(t: &mut KvCluster, f: Faults) {
     }
 }
 
+/// Every read at a revision not compacted since is answered now, by
+/// every replica, as it was first.
+fn reads_at_still_agree(t: &KvCluster, reads_at: &ReadsAt) -> Result<(), Failure> {
+    for i in 0..t.c.n() {
+        let Some(r) = replica(&t.c, i) else { continue };
+        for (rev, first) in reads_at.borrow().range(r.store().compacted()..) {
+            let now = r.read(&read_at(*rev));
+            let same =
+                matches!(&now, flotilla_kv::Outcome::Ok { response, .. } if response == first);
+            if !same {
+                return Err(t.c.fail(format!(
+                    "replica {} reads at {rev} {now:?}, first answered {first:?}",
+                    i + 1
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Every replica applied the same prefix and holds the same state.
 fn replicas_agree(t: &mut KvCluster) -> Result<(), Failure> {
     let all: Vec<usize> = (0..t.c.n()).collect();
@@ -272,6 +385,7 @@ pub fn run(seed: u64, cfg: &KvSwarmConfig) -> Result<KvSwarmReport, Failure> {
     let mut t = build(seed, cfg);
     let stop = Rc::new(Cell::new(false));
     let finished = Rc::new(Cell::new(0));
+    let reads_at = ReadsAt::default();
     for me in 0..cfg.clients {
         t.spawn(Box::new(RandomClient {
             me,
@@ -279,6 +393,9 @@ pub fn run(seed: u64, cfg: &KvSwarmConfig) -> Result<KvSwarmReport, Failure> {
             n: 0,
             seen: vec![0; cfg.keys.max(1) as usize],
             invalid_per_mille: cfg.invalid_per_mille,
+            mvcc_per_mille: cfg.mvcc_per_mille,
+            seen_rev: 0,
+            reads_at: reads_at.clone(),
             stop: stop.clone(),
             finished: finished.clone(),
         }));
@@ -304,6 +421,7 @@ pub fn run(seed: u64, cfg: &KvSwarmConfig) -> Result<KvSwarmReport, Failure> {
         |_| finished.get() == clients,
     )?;
     replicas_agree(&mut t)?;
+    reads_at_still_agree(&t, &reads_at)?;
     let ops = t.stats.borrow().ops;
     let sim_wall = began.elapsed();
     let check = t.check_history()?;

@@ -12,6 +12,7 @@ use flotilla_sim::swarm::Faults;
 fn cli_defaults() -> KvSwarmConfig {
     let cfg = KvSwarmConfig::default();
     assert_eq!(cfg.invalid_per_mille, 20);
+    assert_eq!(cfg.mvcc_per_mille, 50);
     assert_eq!(
         cfg.faults.to_string(),
         "partition,crash,drop,reorder,snapshot,membership,transfer,reads"
@@ -21,15 +22,18 @@ fn cli_defaults() -> KvSwarmConfig {
     cfg
 }
 
-/// A seed found before the workload sent invalid operations, run as it
-/// was found (`--invalid-per-mille 0`).
+/// A seed found before the workload sent invalid operations and MVCC
+/// ones, run as it was found (`--invalid-per-mille 0 --mvcc-per-mille 0`).
 fn pinned(seed: u64) {
     let cfg = KvSwarmConfig {
         invalid_per_mille: 0,
+        mvcc_per_mille: 0,
         ..cli_defaults()
     };
     if let Err(f) = swarm::run(seed, &cfg) {
-        panic!("{f}\nreplay: flotilla sim kv --seed {seed} --invalid-per-mille 0 --trace");
+        panic!(
+            "{f}\nreplay: flotilla sim kv --seed {seed} --invalid-per-mille 0 --mvcc-per-mille 0 --trace"
+        );
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use flotilla_etcd::compactor::{DEFAULT_RETENTION, Retention};
 use flotilla_etcd::core::{DEFAULT_MAX_REQUEST_BYTES, MAX_REQUEST_BYTES_LIMIT};
 use flotilla_etcd::server::{Listeners, ServerConfig, run};
 use flotilla_raft::NodeId;
@@ -90,6 +91,17 @@ pub struct ServerArgs {
     /// large". At most 33554432 [default: 1572864].
     #[arg(long, env = "FLOTILLA_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
+    /// How automatic compaction of the key history counts its retention
+    /// (etcd's flag): `revision` or `periodic` [default: revision, with
+    /// retention 10000; with only a retention given, periodic, as etcd].
+    #[arg(long, env = "FLOTILLA_AUTO_COMPACTION_MODE")]
+    pub auto_compaction_mode: Option<String>,
+    /// How much key history to keep (etcd's flag): a number of revisions,
+    /// or for periodic mode a duration (`90s`, `30m`, `1h`) or a number of
+    /// hours; `0` keeps everything until `etcdctl compaction` [default:
+    /// 10000 revisions].
+    #[arg(long, env = "FLOTILLA_AUTO_COMPACTION_RETENTION")]
+    pub auto_compaction_retention: Option<String>,
     /// Stop, as on SIGTERM, when standard input closes: the supervisor
     /// that started this server holds its other end (`flotilla up`
     /// does), so the server dies with it, even when it is killed.
@@ -148,6 +160,11 @@ pub fn resolve(args: ServerArgs, file: ServerArgs) -> anyhow::Result<Settings> {
              {MAX_REQUEST_BYTES_LIMIT}"
         );
     }
+    let auto_compaction = auto_compaction(
+        args.auto_compaction_mode.or(file.auto_compaction_mode),
+        args.auto_compaction_retention
+            .or(file.auto_compaction_retention),
+    )?;
     let cfg = ServerConfig {
         id: NodeId(id),
         peers,
@@ -161,12 +178,29 @@ pub fn resolve(args: ServerArgs, file: ServerArgs) -> anyhow::Result<Settings> {
             .or(file.strict_reconfig_check)
             .unwrap_or(true),
         max_request_bytes,
+        auto_compaction,
     };
     Ok(Settings {
         cfg,
         listen,
         metrics_listen,
     })
+}
+
+/// The compaction policy of etcd's two flags: neither given is
+/// Flotilla's default; a retention alone is periodic, as in etcd; a mode
+/// alone is an error (etcd would take it as off, silently).
+fn auto_compaction(mode: Option<String>, retention: Option<String>) -> anyhow::Result<Retention> {
+    let parsed = match (mode, retention) {
+        (None, None) => return Ok(DEFAULT_RETENTION),
+        (Some(mode), None) => bail!(
+            "--auto-compaction-mode {mode} needs --auto-compaction-retention (0 turns it off)"
+        ),
+        (mode, Some(retention)) => {
+            Retention::parse(mode.as_deref().unwrap_or("periodic"), &retention)
+        }
+    };
+    parsed.map_err(anyhow::Error::msg)
 }
 
 /// The port of a `host:port` address (`[v6]:port` too), if it has one.
@@ -366,7 +400,33 @@ max-request-bytes = 2000000
         assert_eq!(s.cfg.tick, Duration::from_millis(10), "default");
         assert_eq!(s.cfg.snapshot_entries, 100_000, "default");
         assert_eq!(s.cfg.max_request_bytes, 1536 * 1024, "etcd's default");
+        assert_eq!(s.cfg.auto_compaction, DEFAULT_RETENTION);
         assert_eq!(s.metrics_listen, None);
+    }
+
+    #[test]
+    fn auto_compaction_takes_etcd_s_flags() {
+        let with = |mode: Option<&str>, retention: Option<&str>| {
+            let args = ServerArgs {
+                auto_compaction_mode: mode.map(String::from),
+                auto_compaction_retention: retention.map(String::from),
+                ..ServerArgs::default()
+            };
+            resolve(args, file(FULL)).map(|s| s.cfg.auto_compaction)
+        };
+        let r = with(Some("revision"), Some("5")).unwrap();
+        assert_eq!(r, Retention::Revisions(5));
+        let hours = with(None, Some("2")).unwrap();
+        assert_eq!(
+            hours,
+            Retention::Period(Duration::from_secs(7200)),
+            "etcd: periodic"
+        );
+        assert_eq!(with(Some("revision"), Some("0")).unwrap(), Retention::Off);
+        let e = with(Some("revision"), None).unwrap_err().to_string();
+        assert!(e.contains("needs --auto-compaction-retention"), "{e}");
+        let e = with(Some("yearly"), Some("1")).unwrap_err().to_string();
+        assert!(e.contains("periodic or revision"), "{e}");
     }
 
     #[test]

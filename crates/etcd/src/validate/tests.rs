@@ -73,10 +73,13 @@ fn every_refusal_is_invalid_argument_with_etcd_s_message() {
     let status = Status::from(Invalid::EmptyKey);
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(status.message(), "etcdserver: key is not provided");
-    let refusal = Refusal::EmptyKey {
+    let refusal = flotilla_kv::Refusal::EmptyKey {
         role: flotilla_kv::KeyRole::Write,
     };
-    assert_eq!(Invalid::from(refusal), Invalid::EmptyKey);
+    assert!(matches!(
+        crate::EtcdError::from(refusal),
+        crate::EtcdError::Invalid(Invalid::EmptyKey)
+    ));
     let messages = [
         (Invalid::EmptyOp, "etcdserver: key not found"),
         (Invalid::ValueProvided, "etcdserver: value is provided"),

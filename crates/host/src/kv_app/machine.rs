@@ -45,7 +45,8 @@ impl<P: Publish> KvMachine<P> {
     /// publishing to `watch`.
     pub fn new(initial: &BTreeMap<NodeId, String>, watch: Arc<P>) -> KvMachine<P> {
         KvMachine {
-            replica: Replica::default(),
+            // etcd's store: every revision until compacted.
+            replica: Replica::with_history(flotilla_kv::SessionLimits::default()),
             members: Members::bootstrap(initial),
             watch,
         }
