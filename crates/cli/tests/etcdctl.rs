@@ -359,6 +359,8 @@ fn flotilla(endpoints: &str, args: &[&str]) -> String {
     out
 }
 
+/// `flotilla kv del` in its forms, then reads at a revision and
+/// `compact`.
 #[test]
 fn flotilla_kv_del_deletes_ranges_and_prefixes() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -378,6 +380,21 @@ fn flotilla_kv_del_deletes_ranges_and_prefixes() {
     assert_eq!(flotilla(&all, &["del", "c"]), "1\n");
     assert_eq!(flotilla(&all, &["del", "", "--prefix"]), "1\n");
     assert_eq!(flotilla(&all, &["get", "", "--prefix"]), "");
+    // The history: revision 6 is before the first delete.
+    assert_eq!(flotilla(&all, &["get", "a", "--rev", "6"]), "a\nv\n");
+    assert_eq!(
+        flotilla(&all, &["range", "a", "c", "--rev", "6"]),
+        "a\nv\nb\nv\n"
+    );
+    assert_eq!(flotilla(&all, &["compact", "7"]), "compacted revision 7\n");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+    let args = ["kv", "--endpoints", &all, "get", "a", "--rev", "6"];
+    let (status, out, err) = common::run(cmd.args(args));
+    assert!(!status.success(), "{out}");
+    assert!(
+        err.contains("required revision has been compacted"),
+        "{err}"
+    );
 }
 
 /// Writes of 1 MiB replicate to every member, also to one that was down

@@ -156,6 +156,18 @@ impl Client {
         .await
     }
 
+    /// `Compact`: forgets the key history before `revision`.
+    pub async fn compact(&self, revision: i64) -> Result<pb::CompactionResponse, ClientError> {
+        self.call(true, |c| async move {
+            let req = pb::CompactionRequest {
+                revision,
+                physical: false,
+            };
+            kv(c).compact(req).await
+        })
+        .await
+    }
+
     /// `Txn`.
     pub async fn txn(&self, req: pb::TxnRequest) -> Result<pb::TxnResponse, ClientError> {
         self.call(true, |c| {

@@ -58,6 +58,10 @@ enum KvCommand {
         /// Print at most this many pairs (0: all).
         #[arg(long, default_value_t = 0)]
         limit: i64,
+        /// Read the keys as they were at this revision (0: the current
+        /// one); refused once compacted.
+        #[arg(long, default_value_t = 0)]
+        rev: i64,
     },
     /// Deletes KEY (or the keys in [KEY, END), or with the prefix KEY).
     Del {
@@ -85,6 +89,16 @@ enum KvCommand {
         /// Answer from the contacted member's state (may be stale).
         #[arg(long)]
         serializable: bool,
+        /// Read the keys as they were at this revision (0: the current
+        /// one); refused once compacted.
+        #[arg(long, default_value_t = 0)]
+        rev: i64,
+    },
+    /// Forgets the key history before REVISION (etcdctl's `compaction`):
+    /// reads and watches at older revisions are refused from then on.
+    Compact {
+        /// The revision to compact at.
+        revision: i64,
     },
     /// Appends VALUE to KEY's value (creating KEY if absent), exactly once
     /// (the course's Append; Flotilla only).
@@ -154,9 +168,15 @@ async fn run(command: KvCommand, w: &mut Writer<'_>) -> anyhow::Result<Answer> {
             prefix,
             serializable,
             limit,
+            rev,
         } => {
-            let req = get_request(Bytes::from(key), prefix, serializable, limit);
+            let mut req = get_request(Bytes::from(key), prefix, serializable, limit);
+            req.revision = rev;
             Answer::Range(w.client.range(req).await.context("get")?)
+        }
+        KvCommand::Compact { revision } => {
+            let r = w.client.compact(revision).await.context("compact")?;
+            Answer::Compact(r, revision)
         }
         KvCommand::Del {
             key,
@@ -173,12 +193,14 @@ async fn run(command: KvCommand, w: &mut Writer<'_>) -> anyhow::Result<Answer> {
             end,
             limit,
             serializable,
+            rev,
         } => {
             let req = pb::RangeRequest {
                 key: Bytes::from(start),
                 range_end: Bytes::from(end),
                 limit,
                 serializable,
+                revision: rev,
                 ..Default::default()
             };
             Answer::Range(w.client.range(req).await.context("range")?)

@@ -28,6 +28,8 @@ pub enum Answer {
     Txn(pb::TxnResponse),
     /// `append`.
     Append(AppendResponse),
+    /// `compact`, with the revision compacted at.
+    Compact(pb::CompactionResponse, i64),
 }
 
 /// Prints `answer` in `format` to stdout.
@@ -47,6 +49,7 @@ fn json_of(answer: &Answer) -> serde_json::Value {
         Answer::Delete(d) => delete_json(d),
         Answer::Txn(t) => txn_json(t),
         Answer::Append(a) => json!({ "header": header_json(a.header.as_ref()) }),
+        Answer::Compact(c, _) => json!({ "header": header_json(c.header.as_ref()) }),
     }
 }
 
@@ -62,6 +65,7 @@ fn simple(out: &mut impl Write, answer: &Answer) -> std::io::Result<()> {
             write_pairs(out, &d.prev_kvs)
         }
         Answer::Append(_) => writeln!(out, "OK"),
+        Answer::Compact(_, revision) => writeln!(out, "compacted revision {revision}"),
         Answer::Txn(t) => {
             writeln!(out, "{}", if t.succeeded { "SUCCESS" } else { "FAILURE" })?;
             for r in &t.responses {
@@ -115,6 +119,11 @@ fn table_of(answer: &Answer) -> Table {
             t.row(vec!["OK".into(), revision(a.header.as_ref())]);
             t
         }
+        Answer::Compact(_, at) => {
+            let mut t = Table::new(&["COMPACTED AT"]);
+            t.row(vec![at.to_string()]);
+            t
+        }
         Answer::Txn(txn) => txn_table(txn),
     }
 }
@@ -144,7 +153,9 @@ fn txn_table(txn: &pb::TxnResponse) -> Table {
             }
             Some(Answer::Put(_)) => ("put", "OK".to_string()),
             Some(Answer::Delete(d)) => ("del", d.deleted.to_string()),
-            Some(Answer::Txn(_) | Answer::Append(_)) | None => ("?", String::new()),
+            Some(Answer::Txn(_) | Answer::Append(_) | Answer::Compact(..)) | None => {
+                ("?", String::new())
+            }
         };
         t.row(vec![branch.into(), kind.into(), result]);
     }
