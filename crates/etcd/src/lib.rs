@@ -22,6 +22,8 @@
 //!   `Cluster.MemberList`, and Flotilla's write forwarding.
 //! - [`session_service`]: `flotilla.kv.v1.Kv`, exactly-once writes in
 //!   client sessions and the course's Append.
+//! - [`health`]: `grpc.health.v1.Health` (serving while a leader is
+//!   known).
 //! - [`compactor`]: automatic compaction of the store's history
 //!   (etcd's `--auto-compaction-*`).
 //! - [`watch`]: the hub that carries applied changes to watchers, and which
@@ -34,6 +36,7 @@ pub mod conns;
 pub mod convert;
 pub mod core;
 pub mod error;
+pub mod health;
 pub mod join;
 pub mod kv_service;
 pub mod machine;

@@ -24,6 +24,7 @@ use flotilla_proto::etcdserverpb::cluster_server::ClusterServer;
 use flotilla_proto::etcdserverpb::kv_server::KvServer;
 use flotilla_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use flotilla_proto::etcdserverpb::watch_server::WatchServer;
+use flotilla_proto::health::v1::health_server::HealthServer;
 use flotilla_proto::kv::v1::kv_server::KvServer as SessionServer;
 use flotilla_proto::raft::v1::proposals_server::ProposalsServer;
 use flotilla_proto::raft::v1::raft_transport_server::RaftTransportServer;
@@ -287,6 +288,7 @@ fn router(
     // `Core`; gRPC's own limit only stops what is far larger.
     let writes = core.max_request_bytes + crate::core::GRPC_OVERHEAD_BYTES;
     let cs = ClusterService::new(core.clone());
+    let health = crate::health::HealthService::new(core.clone(), closing.clone());
     let watches = WatchService::new(core.clone(), closing);
     tonic::transport::Server::builder()
         .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX)
@@ -297,6 +299,7 @@ fn router(
         )
         .add_service(KvServer::new(KvService::new(core)).max_decoding_message_size(writes))
         .add_service(WatchServer::new(watches))
+        .add_service(HealthServer::new(health))
         .add_service(MaintenanceServer::new(cs.clone()))
         .add_service(ClusterServer::new(cs.clone()))
         .add_service(ProposalsServer::new(cs).max_decoding_message_size(writes))

@@ -6,7 +6,7 @@
 //! [`mapreduce::v1`], `flotilla.raft.v1` (the peer transport) is
 //! [`raft::v1`], `flotilla.kv.v1` (exactly-once sessions, Append) is
 //! [`kv::v1`], `flotilla.signal.v1` (typed signals in gRPC errors) is
-//! [`signal::v1`]. etcd's v3 API keeps etcd's own packages, [`etcdserverpb`]
+//! [`signal::v1`]. gRPC's health protocol is [`health::v1`]. etcd's v3 API keeps etcd's own packages, [`etcdserverpb`]
 //! and [`mvccpb`], because the package is part of every gRPC method path
 //! (`/etcdserverpb.KV/Put`) that etcd's clients call. The `.proto` files are the contract: any language with a
 //! protobuf compiler can speak to Flotilla from them.
@@ -26,6 +26,7 @@ pub use generated::etcdserverpb;
 pub use generated::flotilla::kv;
 pub use generated::flotilla::mapreduce;
 pub use generated::flotilla::raft;
+pub use generated::grpc::health;
 pub use generated::mvccpb;
 
 pub mod signal;

@@ -1,0 +1,77 @@
+//! gRPC's health protocol on a 3-member cluster, as Kubernetes' gRPC
+//! probes call it: every member is SERVING once a leader is elected;
+//! an unknown service is NOT_FOUND (Check) or SERVICE_UNKNOWN (Watch);
+//! a member cut off from its quorum (the other two SIGKILLed) turns
+//! NOT_SERVING on its open Watch, without a new call.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cluster_common;
+
+use std::time::Duration;
+
+use cluster_common::Cluster;
+use flotilla_proto::health::v1::HealthCheckRequest;
+use flotilla_proto::health::v1::health_check_response::ServingStatus;
+use flotilla_proto::health::v1::health_client::HealthClient;
+use tonic::transport::Channel;
+
+async fn client(endpoint: &str) -> HealthClient<Channel> {
+    let ch = Channel::from_shared(format!("http://{endpoint}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    HealthClient::new(ch)
+}
+
+fn ask(service: &str) -> HealthCheckRequest {
+    HealthCheckRequest {
+        service: service.to_string(),
+    }
+}
+
+#[test]
+fn members_serve_while_they_know_a_leader() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut cluster = Cluster::start("health", 3);
+    let leader = cluster.wait_leader(&rt);
+    let survivor = (leader + 1) % 3;
+    let mut watch = rt.block_on(async {
+        for ep in &cluster.endpoints {
+            let mut h = client(ep).await;
+            for service in ["", "etcdserverpb.KV"] {
+                let r = h.check(ask(service)).await.unwrap().into_inner();
+                assert_eq!(r.status(), ServingStatus::Serving, "{ep} {service:?}");
+            }
+            let unknown = h.check(ask("no.such.Service")).await.unwrap_err();
+            assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
+        }
+        let mut h = client(&cluster.endpoints[survivor]).await;
+        let mut unknown = h.watch(ask("no.such.Service")).await.unwrap().into_inner();
+        let first = unknown.message().await.unwrap().unwrap();
+        assert_eq!(first.status(), ServingStatus::ServiceUnknown);
+        let mut watch = h.watch(ask("")).await.unwrap().into_inner();
+        let first = watch.message().await.unwrap().unwrap();
+        assert_eq!(first.status(), ServingStatus::Serving);
+        watch
+    });
+    for i in 0..3 {
+        if i != survivor {
+            cluster.kill(i);
+        }
+    }
+    // The survivor stops knowing a leader once its election timeout
+    // passes without one (it campaigns and cannot win).
+    rt.block_on(async {
+        let next = tokio::time::timeout(Duration::from_secs(20), watch.message()).await;
+        let next = next
+            .expect("no status change within 20 s")
+            .unwrap()
+            .unwrap();
+        assert_eq!(next.status(), ServingStatus::NotServing);
+        let mut h = client(&cluster.endpoints[survivor]).await;
+        let r = h.check(ask("")).await.unwrap().into_inner();
+        assert_eq!(r.status(), ServingStatus::NotServing);
+    });
+}
