@@ -59,6 +59,9 @@ enum Command {
     /// Run the deterministic simulator.
     #[command(subcommand)]
     Sim(sim::SimCommand),
+    /// Prints the changes to a key or a prefix, from now or from a past
+    /// revision (etcdctl's format), across member failures.
+    Watch(cluster::watch::WatchArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
     let result: anyhow::Result<ExitCode> = match command {
         Command::Bench(args) => bench::main(args),
         Command::Kv(args) => cluster::kv::main(args),
+        Command::Watch(args) => cluster::watch::main(args),
         Command::Member(args) => cluster::member::main(args),
         Command::Mr(args) => mr::main(*args),
         Command::Server(args) => cluster::server::main(args),

@@ -10,6 +10,7 @@
 //! progress requests, cancel) is driven with the generated gRPC client,
 //! which needs no etcdctl, and so is a stream that stops reading: it
 //! catches up from the history, with no change skipped or sent twice.
+//! `flotilla watch` replays, then follows, across a member's SIGKILL.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -52,10 +53,13 @@ impl Watcher {
         let mut cmd = Command::new("etcdctl");
         cmd.env("ETCDCTL_API", "3")
             .args(["--endpoints", endpoint, "watch"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut proc = Proc::spawn("etcdctl watch", &mut cmd);
+            .args(args);
+        Watcher::spawn("etcdctl watch", cmd)
+    }
+
+    fn spawn(name: &str, mut cmd: Command) -> Watcher {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut proc = Proc::spawn(name, &mut cmd);
         let out = Arc::new(Mutex::new(String::new()));
         let err = Arc::new(Mutex::new(String::new()));
         collect(proc.child.stdout.take().unwrap(), Arc::clone(&out));
@@ -169,6 +173,41 @@ fn etcdctl_watch_sees_changes_made_through_another_member() {
     let member = cluster.procs[0].as_mut().unwrap();
     let stopped = member.wait(Duration::from_secs(20));
     assert!(stopped.success(), "member 0 stopped with {stopped}");
+}
+
+/// `flotilla watch --rev 1` replays the history, then goes on live; when
+/// the member it reads from is SIGKILLed it goes on from the next
+/// member, from the revision after the last change it printed: every
+/// change once, in order.
+#[test]
+fn flotilla_watch_replays_and_survives_a_member_kill() {
+    use flotilla_proto::etcdserverpb::kv_client::KvClient;
+    use grpc::*;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut cluster = Cluster::start("watch-cli", 3);
+    cluster.wait_leader(&rt);
+    let rest = [cluster.endpoints[1].clone(), cluster.endpoints[2].clone()];
+    let put_rest = |key: &'static str, rt: &tokio::runtime::Runtime| {
+        rt.block_on(async {
+            let mut kv = KvClient::new(channel(&rest[0]).await);
+            put(&mut kv, key, "v").await
+        })
+    };
+    assert_eq!(put_rest("w/1", &rt), 1);
+    assert_eq!(put_rest("w/2", &rt), 2);
+    let all = cluster.endpoints.join(",");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+    cmd.args(["watch", "w/", "--prefix", "--rev", "1", "--count", "4"])
+        .args(["--endpoints", &all]);
+    let mut w = Watcher::spawn("flotilla watch", cmd);
+    w.wait_for_output("the replayed changes", "PUT\nw/1\nv\nPUT\nw/2\nv\n", false);
+    cluster.kill(0);
+    put_rest("w/3", &rt);
+    put_rest("w/4", &rt);
+    let status = w.proc.wait(Duration::from_secs(30));
+    assert!(status.success(), "{status}: {}", w.errors());
+    let want = "PUT\nw/1\nv\nPUT\nw/2\nv\nPUT\nw/3\nv\nPUT\nw/4\nv\n";
+    assert_eq!(w.output(), want);
 }
 
 mod grpc {

@@ -14,6 +14,7 @@ pub mod server;
 pub mod status;
 pub mod txn;
 pub mod up;
+pub mod watch;
 
 use std::path::Path;
 use std::time::Duration;
