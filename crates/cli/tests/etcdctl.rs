@@ -69,7 +69,9 @@ fn etcdctl_works_against_flotilla() {
         "10\n"
     );
 
-    sorted_and_revision_reads(&all);
+    sorted_reads(&all);
+    let first = history_reads(&all);
+    ignore_value_puts(&all, first);
     range_deletes(&all);
     rt.block_on(txns_etcdctl_cannot_express(follower));
 
@@ -251,10 +253,9 @@ async fn nested_txns(kv: &mut KvClient<tonic::transport::Channel>) {
     );
 }
 
-/// `get --sort-by --order --limit` and `get --rev`: app/a was written
-/// last (by the txn, value "10"), app/b before it (value "2"); then a
-/// key's history, and `compaction`.
-fn sorted_and_revision_reads(all: &str) {
+/// `get --sort-by --order --limit`: app/a was written last (by the txn,
+/// value "10"), app/b before it (value "2").
+fn sorted_reads(all: &str) {
     let by_mod = [
         "get",
         "app/",
@@ -273,6 +274,12 @@ fn sorted_and_revision_reads(all: &str) {
     assert_eq!(etcdctl_ok(all, &by_value), "app/b\n2\napp/a\n10\n");
     let newest = [&by_mod[..], &["--limit", "1"]].concat();
     assert_eq!(etcdctl_ok(all, &newest), "app/a\n10\n");
+}
+
+/// A key's history: reads at each revision, `compaction` (refused a
+/// second time at the same revision). Returns the revision of hist/k's
+/// first write.
+fn history_reads(all: &str) -> u64 {
     // History: a key written twice reads at each revision, until a
     // compaction forgets the older one; a second compaction at the same
     // revision is refused, as etcd refuses it.
@@ -318,6 +325,39 @@ fn sorted_and_revision_reads(all: &str) {
     );
     let (success, _, err) = at(first + 2);
     assert!(!success && err.contains("future revision"), "{err}");
+    first
+}
+
+/// `put --ignore-value` and `--ignore-lease` on hist/k, written twice at
+/// `first` and `first + 1` ("one", "two").
+fn ignore_value_puts(all: &str, first: u64) {
+    let at = |r: u64| etcdctl(all, &["get", "hist/k", "--rev", &r.to_string()], "");
+    // `put --ignore-value` writes the key again with its value (a new
+    // version); of an absent key it is refused, as etcd refuses it.
+    // `--ignore-lease` keeps the key's lease: none, with no leases yet.
+    assert_eq!(
+        etcdctl_ok(all, &["put", "hist/k", "--ignore-value"]),
+        "OK\n"
+    );
+    let json = etcdctl_ok(all, &["get", "hist/k", "-w", "json"]);
+    assert!(json.contains("\"version\":3"), "{json}");
+    assert_eq!(
+        at(first + 2),
+        (true, "hist/k\ntwo\n".to_string(), String::new())
+    );
+    let (success, _, err) = etcdctl(all, &["put", "hist/none", "--ignore-value"], "");
+    assert!(
+        !success && err.contains("etcdserver: key not found"),
+        "{err}"
+    );
+    assert_eq!(
+        etcdctl_ok(all, &["put", "hist/k", "three", "--ignore-lease"]),
+        "OK\n"
+    );
+    assert_eq!(
+        at(first + 3),
+        (true, "hist/k\nthree\n".to_string(), String::new())
+    );
 }
 
 /// `del KEY END`, `del --prefix`, `del --prev-kv`, `del "" --prefix`:

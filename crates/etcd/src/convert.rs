@@ -5,7 +5,8 @@
 //! the write; a delete with `range_end` becomes one [`Op::DeleteRange`]),
 //! and each [`Response`] is mapped back. What Flotilla's store cannot do
 //! yet is refused with `InvalidArgument`/`Unimplemented` and a message
-//! saying so, never silently ignored: leases. Compares over a range of keys hold when they hold on
+//! saying so, never silently ignored: leases. A put with `ignore_value`
+//! is the store's [`Op::Rewrite`]. Compares over a range of keys hold when they hold on
 //! every key there (on none: as for an absent key), as in etcd. Sorting,
 //! revision filters and reads at a revision are in [`super::range`].
 
@@ -73,13 +74,16 @@ pub fn range_op(r: &pb::RangeRequest) -> Result<(Op, Shape), Status> {
 
 /// The ops of a put request.
 pub fn put_ops(r: &pb::PutRequest) -> Result<(Vec<Op>, Shape), Status> {
-    if r.lease != 0 || r.ignore_lease {
+    // No key has a lease yet, so keeping a key's lease (`ignore_lease`)
+    // is keeping none.
+    if r.lease != 0 {
         return Err(unsupported("leases"));
     }
-    if r.ignore_value {
-        return Err(unsupported("ignore_value"));
-    }
-    let put = Op::put(r.key.clone(), r.value.clone());
+    let put = if r.ignore_value {
+        Op::Rewrite { key: r.key.clone() }
+    } else {
+        Op::put(r.key.clone(), r.value.clone())
+    };
     let ops = if r.prev_kv {
         vec![Op::get(r.key.clone()), put]
     } else {

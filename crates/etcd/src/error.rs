@@ -36,6 +36,10 @@ pub enum EtcdError {
     /// A read at a compacted revision.
     #[error("etcdserver: mvcc: required revision has been compacted")]
     Compacted,
+    /// A put keeping its value (`ignore_value`) of a key that does not
+    /// exist.
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
     /// A read at a revision not yet written.
     #[error("etcdserver: mvcc: required revision is a future revision")]
     FutureRevision,
@@ -101,7 +105,7 @@ impl EtcdError {
         use EtcdError as E;
         match self {
             E::Invalid(i) => (i.code(), None),
-            E::RequestTooLarge => (Code::InvalidArgument, None),
+            E::RequestTooLarge | E::KeyNotFound => (Code::InvalidArgument, None),
             E::Timeout(_) => (Code::DeadlineExceeded, None),
             E::Stopped => (Code::Unavailable, None),
             E::TooManyRequests => (Code::ResourceExhausted, None),
@@ -141,6 +145,7 @@ impl From<Refusal> for EtcdError {
             Refusal::EmptyKey { .. } => EtcdError::Invalid(Invalid::EmptyKey),
             Refusal::Compacted { .. } => EtcdError::Compacted,
             Refusal::FutureRevision { .. } => EtcdError::FutureRevision,
+            Refusal::KeyNotFound => EtcdError::KeyNotFound,
         }
     }
 }

@@ -22,7 +22,7 @@
 //! - only what breaks the store's own invariants is checked here (a key
 //!   is a non-empty byte string). Revisions a read or a compaction names
 //!   are checked against the store's state as it is applied
-//!   ([`crate::Store::check_revisions`]), alike on every replica, and
+//!   ([`crate::Store::check_state`]), alike on every replica, and
 //!   refused with the same [`Refusal`] kind. etcd's API rules that the store can
 //!   apply consistently either way (at most 128 ops per list, no key
 //!   written twice in one transaction) are the boundary's alone, so that
@@ -78,6 +78,10 @@ pub enum Refusal {
         /// The last compaction.
         compacted: u64,
     },
+    /// A put keeping its value (etcd's `ignore_value`) of a key that does
+    /// not exist (etcd's `etcdserver: key not found`).
+    #[error("the key of a put that keeps its value does not exist")]
+    KeyNotFound,
     /// A read or a compaction at a revision the store has not reached
     /// (etcd's `mvcc: required revision is a future revision`).
     #[error("revision {requested} is a future revision (the store is at {current})")]
@@ -101,7 +105,9 @@ pub fn check_op(op: &Op) -> Result<(), Refusal> {
     };
     match op {
         Op::Get { key } => empty(key, KeyRole::Get),
-        Op::Put { key, .. } | Op::Append { key, .. } => empty(key, KeyRole::Write),
+        Op::Put { key, .. } | Op::Append { key, .. } | Op::Rewrite { key } => {
+            empty(key, KeyRole::Write)
+        }
         Op::Delete { key } => empty(key, KeyRole::Delete),
         // An empty start is "from the first key": the store's own form of
         // etcd's `"\0"` start, which reads and deletes well.

@@ -145,6 +145,10 @@ fn put_op(out: &mut Vec<u8>, op: &Op) {
             out.push(8);
             put_u64(out, *revision);
         }
+        Op::Rewrite { key } => {
+            out.push(9);
+            put_bytes(out, key);
+        }
         Op::Txn(t) => {
             out.push(5);
             put_txn(out, t);
@@ -193,6 +197,9 @@ fn op(d: &mut Decoder, depth: usize) -> R<Op> {
         },
         8 => Op::Compact {
             revision: d.u64("compaction revision")?,
+        },
+        9 => Op::Rewrite {
+            key: key(d, "rewrite key")?,
         },
         5 if depth >= MAX_TXN_DEPTH => return Err(Inner::TxnTooDeep),
         5 => Op::Txn(txn(d, depth + 1)?),
@@ -479,6 +486,7 @@ fn put_refusal(out: &mut Vec<u8>, r: &Refusal) {
             put_u64(out, *requested);
             put_u64(out, *current);
         }
+        Refusal::KeyNotFound => out.push(3),
     }
 }
 
@@ -502,6 +510,7 @@ fn refusal(d: &mut Decoder) -> R<Refusal> {
             requested: d.u64("future requested revision")?,
             current: d.u64("future current revision")?,
         }),
+        3 => Ok(Refusal::KeyNotFound),
         t => Err(bad_tag(d, "refusal", t)),
     }
 }

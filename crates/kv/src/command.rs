@@ -102,6 +102,13 @@ pub enum Op {
     },
     /// If every comparison holds apply `success`, else `failure`; atomic.
     Txn(Txn),
+    /// Writes a key again with the value it has (etcd's put with
+    /// `ignore_value`): a new revision and version. Refused, with nothing
+    /// applied, if the key is absent.
+    Rewrite {
+        /// The key.
+        key: Bytes,
+    },
     /// Forgets the history before store revision `revision` (etcd's
     /// `Compact`): reads and watches before it are refused from then on.
     /// It changes no key and takes no revision.
@@ -183,6 +190,7 @@ impl Op {
             | Op::Append { .. }
             | Op::Delete { .. }
             | Op::DeleteRange { .. }
+            | Op::Rewrite { .. }
             | Op::Compact { .. } => false,
             Op::Txn(t) => t.success.iter().chain(&t.failure).all(Op::is_read_only),
         }

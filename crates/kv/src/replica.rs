@@ -165,7 +165,7 @@ impl Replica {
             Admission::Apply => {
                 // A command that fails the checks is answered, not applied,
                 // alike on every replica (see `check.rs`).
-                let checked = check_op(&r.op).and_then(|()| self.store.check_revisions(&r.op));
+                let checked = check_op(&r.op).and_then(|()| self.store.check_state(&r.op));
                 let outcome = match checked {
                     Err(refusal) => Outcome::Refused(refusal),
                     Ok(()) => {
@@ -193,7 +193,7 @@ impl Replica {
     /// Answers a read-only operation from the current state (the caller
     /// decides whether that state is recent enough).
     pub fn read(&self, op: &Op) -> Outcome {
-        if let Err(refusal) = self.store.check_revisions(op) {
+        if let Err(refusal) = self.store.check_state(op) {
             return Outcome::Refused(refusal);
         }
         Outcome::Ok {

@@ -138,7 +138,7 @@ impl Run {
                 },
                 _ => unreachable!(),
             };
-            assert_eq!(store.check_revisions(&read), Ok(()));
+            assert_eq!(store.check_state(&read), Ok(()));
             let want: Vec<KeyValue> = self.states[rev as usize].values().cloned().collect();
             let count = want.len() as u64;
             assert_eq!(
@@ -155,7 +155,7 @@ impl Run {
                 revision: lo - 1,
             };
             assert!(matches!(
-                store.check_revisions(&old),
+                store.check_state(&old),
                 Err(Refusal::Compacted { .. })
             ));
             assert!(store.replay(lo - 1, hi, &Bytes::new(), None, 10).is_err());

@@ -44,6 +44,16 @@ fn commands_round_trip() {
         Op::delete_range("a", Some(Bytes::from_static(b"c")), false),
         Op::delete_range(Bytes::from_static(b"\0"), None, true),
         sample_txn(),
+        Op::Range {
+            start: Bytes::from_static(b"a"),
+            end: Some(Bytes::from_static(b"b")),
+            limit: 2,
+            revision: 17,
+        },
+        Op::Compact { revision: 9 },
+        Op::Rewrite {
+            key: Bytes::from_static(b"k"),
+        },
     ];
     for op in ops {
         let c = Command {
@@ -60,6 +70,25 @@ fn commands_round_trip() {
         let m = ClientMsg::Request(c.request);
         assert_eq!(ClientMsg::decode(&m.encode()), Ok(m));
     }
+}
+
+/// A read at the current revision keeps the encoding it had before the
+/// history existed, so logs of earlier builds decode alike.
+#[test]
+fn a_range_at_the_current_revision_encodes_as_before_history() {
+    let mut now = Vec::new();
+    put_op(&mut now, &Op::range("a", None, 3));
+    assert_eq!(now[0], 4, "the tag ranges had before");
+    let mut at = Vec::new();
+    let past = Op::Range {
+        start: Bytes::from_static(b"a"),
+        end: None,
+        limit: 3,
+        revision: 2,
+    };
+    put_op(&mut at, &past);
+    assert_eq!(at[0], 7);
+    assert_eq!(&at[1..at.len() - 1], &now[1..], "then the revision");
 }
 
 /// Logs written before range compares existed still decode: a
@@ -124,6 +153,19 @@ fn replies_round_trip() {
         Outcome::Refused(Refusal::EmptyKey {
             role: KeyRole::Compare,
         }),
+        Outcome::Refused(Refusal::Compacted {
+            requested: 3,
+            compacted: 5,
+        }),
+        Outcome::Refused(Refusal::FutureRevision {
+            requested: 9,
+            current: 8,
+        }),
+        Outcome::Refused(Refusal::KeyNotFound),
+        Outcome::Ok {
+            revision: 4,
+            response: Response::Compacted,
+        },
     ];
     for outcome in outcomes {
         let r = Reply {
