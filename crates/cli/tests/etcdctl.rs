@@ -107,11 +107,7 @@ fn cluster_wide_endpoint_commands(one: &str, members: &[String]) {
     // alike. Each member first serves a linearizable read, so it has
     // applied that revision.
     let json = etcdctl_ok(one, &["get", "x", "-w", "json"]);
-    let rev: String = json
-        .split("\"revision\":")
-        .nth(1)
-        .map(|r| r.chars().take_while(char::is_ascii_digit).collect())
-        .unwrap_or_default();
+    let rev = common::header_revision(&json).to_string();
     for m in members {
         etcdctl_ok(m, &["get", "x"]);
     }
@@ -283,15 +279,8 @@ fn history_reads(all: &str) -> u64 {
     // History: a key written twice reads at each revision, until a
     // compaction forgets the older one; a second compaction at the same
     // revision is refused, as etcd refuses it.
-    let header_rev = |json: &str| -> u64 {
-        json.split("\"revision\":")
-            .nth(1)
-            .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-            .and_then(|r| r.parse().ok())
-            .unwrap_or_else(|| panic!("no header revision in {json}"))
-    };
     etcdctl_ok(all, &["put", "hist/k", "one"]);
-    let first = header_rev(&etcdctl_ok(all, &["get", "hist/k", "-w", "json"]));
+    let first = common::header_revision(&etcdctl_ok(all, &["get", "hist/k", "-w", "json"]));
     etcdctl_ok(all, &["put", "hist/k", "two"]);
     let at = |r: u64| etcdctl(all, &["get", "hist/k", "--rev", &r.to_string()], "");
     assert_eq!(

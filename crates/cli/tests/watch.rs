@@ -148,11 +148,7 @@ fn etcdctl_watch_sees_changes_made_through_another_member() {
     old.wait_for_output("foo1's history", history, false);
     old.proc.kill();
     let json = etcdctl_ok(put_at, &["get", "foo3", "-w", "json"]);
-    let rev: String = json
-        .split("\"revision\":")
-        .nth(1)
-        .map(|r| r.chars().take_while(char::is_ascii_digit).collect())
-        .unwrap_or_default();
+    let rev = common::header_revision(&json).to_string();
     etcdctl_ok(put_at, &["compaction", &rev]);
     // The watched member has applied the compaction once it serves a
     // linearizable read.

@@ -413,6 +413,88 @@ mod tests {
         ));
     }
 
+    /// (revision, sub, key, put as (create, version)), or a delete.
+    type TestChange<'a> = (u64, u64, &'a str, Option<(u64, u64)>);
+
+    /// A version 2 snapshot at revision 5 with history compacted at
+    /// `compacted` holding `changes`.
+    fn history_snapshot(compacted: u64, changes: &[TestChange<'_>]) -> Bytes {
+        let mut body = Vec::new();
+        for v in [1u64, 1, 0, 5] {
+            put_u64(&mut body, v);
+        }
+        body.push(1);
+        put_u64(&mut body, compacted);
+        put_u64(&mut body, changes.len() as u64);
+        for (main, sub, key, put) in changes {
+            put_u64(&mut body, *main);
+            put_u64(&mut body, *sub);
+            put_bytes(&mut body, key.as_bytes());
+            match put {
+                None => body.push(0),
+                Some((create, version)) => {
+                    body.push(1);
+                    put_bytes(&mut body, b"v");
+                    put_u64(&mut body, *create);
+                    put_u64(&mut body, *version);
+                }
+            }
+        }
+        put_u64(&mut body, 0);
+        let mut data = SNAPSHOT_MAGIC.to_vec();
+        data.push(2);
+        data.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+        data.extend_from_slice(&body);
+        Bytes::from(data)
+    }
+
+    #[test]
+    fn a_history_that_breaks_the_store_s_invariants_is_refused() {
+        let good = history_snapshot(2, &[(1, 0, "a", Some((1, 1))), (3, 0, "a", None)]);
+        let mut r = Replica::with_history(SessionLimits::default());
+        r.restore(&good).unwrap();
+        assert_eq!((r.store().revision(), r.store().compacted()), (5, 2));
+        assert!(r.store().get(b"a").is_none(), "deleted at 3");
+        let bad: [(&str, Bytes); 8] = [
+            ("compacted past the revision", history_snapshot(6, &[])),
+            (
+                "version 0",
+                history_snapshot(0, &[(1, 0, "a", Some((1, 0)))]),
+            ),
+            (
+                "created at 0",
+                history_snapshot(0, &[(1, 0, "a", Some((0, 1)))]),
+            ),
+            (
+                "created after the change",
+                history_snapshot(0, &[(1, 0, "a", Some((2, 1)))]),
+            ),
+            (
+                "an empty key",
+                history_snapshot(0, &[(1, 0, "", Some((1, 1)))]),
+            ),
+            (
+                "a change past the revision",
+                history_snapshot(0, &[(6, 0, "a", Some((6, 1)))]),
+            ),
+            (
+                "a change at revision 0",
+                history_snapshot(0, &[(0, 0, "a", None)]),
+            ),
+            (
+                "changes out of order",
+                history_snapshot(0, &[(2, 0, "a", Some((1, 2))), (1, 0, "a", Some((1, 1)))]),
+            ),
+        ];
+        for (what, data) in bad {
+            let err = r.clone().restore(&data).unwrap_err();
+            assert!(
+                matches!(err, SnapshotError::Inconsistent(_)),
+                "{what}: {err}"
+            );
+        }
+    }
+
     #[test]
     fn a_checksummed_but_inconsistent_body_is_refused() {
         let mut body = Vec::new();

@@ -125,28 +125,37 @@ impl Run {
     /// Every read and replay the store may serve, against the model.
     fn check(&self, store: &Store) {
         let (lo, hi) = (store.compacted(), store.revision());
+        let now = all_at(0, 0);
+        assert_eq!(store.check_state(&now), Ok(()), "0: the current revision");
         for rev in lo.max(1)..=hi {
-            let read = Op::range(Bytes::new(), None, 0);
-            let read = match read {
-                Op::Range {
-                    start, end, limit, ..
-                } => Op::Range {
-                    start,
-                    end,
-                    limit,
-                    revision: rev,
-                },
-                _ => unreachable!(),
-            };
+            let read = all_at(rev, 0);
             assert_eq!(store.check_state(&read), Ok(()));
             let want: Vec<KeyValue> = self.states[rev as usize].values().cloned().collect();
             let count = want.len() as u64;
+            let first: Vec<KeyValue> = want.iter().take(1).cloned().collect();
             assert_eq!(
                 store.read(&read),
                 Response::Range { kvs: want, count },
                 "range at {rev} (compacted {lo})"
             );
+            assert_eq!(
+                store.read(&all_at(rev, 1)),
+                Response::Range { kvs: first, count },
+                "range at {rev}, limit 1"
+            );
         }
+        let nothing = store.replay(
+            lo.max(1),
+            hi,
+            &Bytes::from_static(b"b"),
+            Some(&Bytes::from_static(b"a")),
+            10,
+        );
+        assert_eq!(
+            nothing.map(|r| (r.events.len(), r.next)),
+            Ok((0, hi + 1)),
+            "an empty range"
+        );
         if lo > 1 {
             let old = Op::Range {
                 start: Bytes::new(),
@@ -188,6 +197,16 @@ impl Run {
             next = r.next;
         }
         assert_eq!(got, want, "replay {from}..={to} (compacted {compacted})");
+    }
+}
+
+/// Every key at `revision` (0: the current one), at most `limit`.
+fn all_at(revision: u64, limit: u64) -> Op {
+    Op::Range {
+        start: Bytes::new(),
+        end: None,
+        limit,
+        revision,
     }
 }
 
@@ -320,6 +339,85 @@ fn a_snapshot_carries_the_history_and_its_compaction() {
     assert!(!plain.store().keeps_history());
 }
 
+/// A compaction's forgetting is done a bounded step at a time: each
+/// step says whether work remains, and once none does, only what a read
+/// at the compaction needs is left.
+#[test]
+fn sweeping_forgets_obsolete_changes_a_few_at_a_time() {
+    let mut s = Store::with_history();
+    s.set_sweep_per_apply(0);
+    for i in 0..100 {
+        s.apply(&Op::put("k", i.to_string()));
+    }
+    s.apply(&Op::put("other", "x"));
+    s.apply(&Op::Compact { revision: 101 });
+    assert_eq!(s.history_len(), 101, "nothing swept yet");
+    // A change examined and forgotten counts two: each step of 10 does
+    // five of k's 100 changes (the 99 obsolete ones, and its last put,
+    // which stays).
+    assert_eq!(steps_of(&mut s, 10), 19);
+    assert_eq!(s.history_len(), 2, "k's last put and other's");
+    assert!(!s.sweep(10), "nothing left");
+    // A change examined and kept counts one: 100 keys written once take
+    // ten steps of 10.
+    for i in 0..100 {
+        s.apply(&Op::put(format!("key{i:03}"), "x"));
+    }
+    s.apply(&Op::put("last", "x"));
+    s.apply(&Op::Compact { revision: 202 });
+    assert_eq!(steps_of(&mut s, 10), 10);
+    assert_eq!(s.history_len(), 103, "every key's only put");
+}
+
+/// How many calls of `sweep(budget)` said work remained.
+fn steps_of(s: &mut Store, budget: usize) -> usize {
+    let mut steps = 0;
+    while s.sweep(budget) {
+        steps += 1;
+        assert!(steps < 1000, "sweeping never ends");
+    }
+    steps
+}
+
+/// Stores equal in every key now but not in their history, or in their
+/// compaction, are not equal.
+#[test]
+fn equality_looks_at_the_history_and_the_compaction() {
+    let mut a = Store::with_history();
+    let mut b = Store::with_history();
+    a.apply(&Op::put("k", "1"));
+    b.apply(&Op::put("k", "other"));
+    for s in [&mut a, &mut b] {
+        s.apply(&Op::put("k", "2"));
+    }
+    assert_eq!(a.get(b"k"), b.get(b"k"));
+    assert_ne!(a, b, "k was 1 at revision 1 in a only");
+    let mut c = a.clone();
+    assert_eq!(a, c);
+    c.apply(&Op::Compact { revision: 1 });
+    assert_ne!(a, c, "the same changes, compacted in c only");
+}
+
+/// A replica's sweeping follows its setting: none on apply with 0, then
+/// step by step.
+#[test]
+fn a_replica_sweeps_as_set() {
+    let mut r = Replica::with_history(SessionLimits::default());
+    r.set_sweep_per_apply(0);
+    for i in 1..=50 {
+        r.apply(&entry(i, Op::put("k", i.to_string()))).unwrap();
+    }
+    r.apply(&entry(51, Op::Compact { revision: 50 })).unwrap();
+    assert_eq!(r.store().history_len(), 50, "nothing swept on apply");
+    let mut steps = 0;
+    while r.sweep(5) {
+        steps += 1;
+        assert!(steps < 100, "sweeping never ends");
+    }
+    assert!(steps > 0);
+    assert_eq!(r.store().history_len(), 1, "k's put at 50 alone");
+}
+
 /// HashKV tells replicas apart that differ in any change up to the
 /// revision, and only up to it.
 #[test]
@@ -348,12 +446,18 @@ fn hash_kv_covers_every_change_up_to_its_revision() {
 }
 
 /// A replica that keeps history restores a snapshot made without one
-/// (an older build's) as history compacted at its revision.
+/// (an older build's) as history compacted at its revision, every key
+/// kept, two written by one transaction too.
 #[test]
 fn a_plain_snapshot_starts_the_history_at_its_revision() {
     let mut plain = Replica::new(SessionLimits::default());
-    plain.apply(&entry(1, Op::put("a", "1"))).unwrap();
-    plain.apply(&entry(2, Op::put("b", "1"))).unwrap();
+    let both = Op::Txn(Txn {
+        compares: vec![],
+        success: vec![Op::put("a", "1"), Op::put("b", "1")],
+        failure: vec![],
+    });
+    plain.apply(&entry(1, both)).unwrap();
+    plain.apply(&entry(2, Op::put("c", "1"))).unwrap();
     let mut r = Replica::with_history(SessionLimits::default());
     r.restore(&plain.snapshot()).unwrap();
     assert_eq!(r.store().compacted(), 2);
@@ -370,6 +474,6 @@ fn a_plain_snapshot_starts_the_history_at_its_revision() {
     else {
         panic!("read at 2 refused")
     };
-    assert_eq!(kvs.len(), 2);
+    assert_eq!(kvs.len(), 3);
     assert_eq!(kvs[0].value.as_ref(), b"1");
 }

@@ -170,6 +170,16 @@ pub fn etcdctl(endpoints: &str, args: &[&str], stdin: &str) -> (bool, String, St
     (status.success(), out, err)
 }
 
+/// The store revision in the header of an etcdctl `-w json` answer
+/// (the first `"revision":` in it).
+pub fn header_revision(json: &str) -> u64 {
+    json.split("\"revision\":")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no header revision in {json}"))
+}
+
 /// `etcdctl`'s stdout, asserting it succeeded.
 pub fn etcdctl_ok(endpoints: &str, args: &[&str]) -> String {
     let (success, out, err) = etcdctl(endpoints, args, "");
