@@ -27,7 +27,7 @@ if ! command -v etcd >/dev/null; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq etcd-server
 fi
 cargo build --release -q -p flotilla-cli
-F="$PWD/target/release/flotilla"
+F="${CARGO_TARGET_DIR:-$PWD/target}/release/flotilla"
 WORK="$(mktemp -d /tmp/flotilla-mvcc.XXXXXX)"
 PIDS=()
 stop() {

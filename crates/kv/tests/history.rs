@@ -453,7 +453,7 @@ fn a_plain_snapshot_starts_the_history_at_its_revision() {
     let mut plain = Replica::new(SessionLimits::default());
     let both = Op::Txn(Txn {
         compares: vec![],
-        success: vec![Op::put("a", "1"), Op::put("b", "1")],
+        success: vec![Op::put("a", "1"), Op::put("b", "2")],
         failure: vec![],
     });
     plain.apply(&entry(1, both)).unwrap();
@@ -474,6 +474,6 @@ fn a_plain_snapshot_starts_the_history_at_its_revision() {
     else {
         panic!("read at 2 refused")
     };
-    assert_eq!(kvs.len(), 3);
-    assert_eq!(kvs[0].value.as_ref(), b"1");
+    let values: Vec<&[u8]> = kvs.iter().map(|kv| kv.value.as_ref()).collect();
+    assert_eq!(values, [&b"1"[..], b"2", b"1"], "a, b (one revision), c");
 }
