@@ -496,3 +496,44 @@ fn megabyte_writes_replicate_and_too_large_ones_are_refused() {
     };
     rt.block_on(client.put(small)).unwrap();
 }
+
+/// `etcdctl move-leader ID` hands leadership to that member (Raft's
+/// leader transfer); a non-member is refused as etcd refuses it, and so
+/// is MoveLeader sent to a follower.
+#[test]
+fn etcdctl_move_leader_hands_over_leadership() {
+    if etcdctl_missing() {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cluster = Cluster::start("move-leader", 3);
+    let leader = cluster.wait_leader(&rt);
+    let target = (leader + 1) % 3;
+    let all = cluster.endpoints.join(",");
+    // Member i has id i + 1; etcdctl takes ids in hex.
+    let out = etcdctl_ok(&all, &["move-leader", &format!("{:x}", target + 1)]);
+    let said = format!(
+        "Leadership transferred from {:x} to {:x}\n",
+        leader + 1,
+        target + 1
+    );
+    assert_eq!(out, said);
+    assert_eq!(cluster.wait_leader(&rt), target);
+    let (moved, _, err) = etcdctl(&all, &["move-leader", "63"], "");
+    assert!(!moved && err.contains("bad leader transferee"), "{err}");
+    let follower = &cluster.endpoints[(target + 1) % 3];
+    rt.block_on(async {
+        let ch = tonic::transport::Channel::from_shared(format!("http://{follower}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut m = pb::maintenance_client::MaintenanceClient::new(ch);
+        let req = pb::MoveLeaderRequest {
+            target_id: leader as u64 + 1,
+        };
+        let refused = m.move_leader(req).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+        assert_eq!(refused.message(), "etcdserver: not leader");
+    });
+}

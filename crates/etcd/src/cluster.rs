@@ -10,7 +10,8 @@
 //! applied it answers the same hash, so `etcdctl endpoint hashkv
 //! --cluster` compares them); the store is cloned under the lock (a
 //! pointer per 512 keys) and hashed on the blocking pool, so applying
-//! does not wait for it.
+//! does not wait for it. MoveLeader is Raft's leader transfer, taken by
+//! the leader only, as etcd.
 
 use crate::error::EtcdError;
 use flotilla_kv::{Command, Outcome, Reply, check_op};
@@ -85,6 +86,40 @@ impl Maintenance for ClusterService {
             is_learner: s.learners.contains(&s.id),
             flotilla_active_members: s.active.iter().map(|id| id.get()).collect(),
         }))
+    }
+
+    /// etcd's MoveLeader: only the leader takes it; it hands leadership
+    /// to a voter and answers once this member sees the new leader
+    /// (within the request timeout).
+    async fn move_leader(
+        &self,
+        request: Request<pb::MoveLeaderRequest>,
+    ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
+        let target = NodeId(request.get_ref().target_id);
+        if self.core.node.leader() != Some(self.core.me) {
+            return Err(EtcdError::NotLeaderForMove.into());
+        }
+        let mut status = self.core.node.watch_status();
+        self.core
+            .node
+            .transfer_leader(target)
+            .await
+            .map_err(|e| match e {
+                flotilla_raft::TransferError::NotVoter(_) => EtcdError::BadLeaderTransferee,
+                flotilla_raft::TransferError::NotLeader { .. } => EtcdError::NotLeaderForMove,
+            })?;
+        let moved = tokio::time::timeout(
+            self.core.timeout,
+            status.wait_for(|s| s.leader == Some(target)),
+        )
+        .await;
+        match moved {
+            Ok(Ok(_)) => Ok(Response::new(pb::MoveLeaderResponse {
+                header: self.header(),
+            })),
+            Ok(Err(_)) => Err(EtcdError::Stopped.into()),
+            Err(_) => Err(EtcdError::LeaderTransferTimeout.into()),
+        }
     }
 
     async fn hash_kv(

@@ -36,6 +36,15 @@ pub enum EtcdError {
     /// A read at a compacted revision.
     #[error("etcdserver: mvcc: required revision has been compacted")]
     Compacted,
+    /// MoveLeader sent to a member that does not lead.
+    #[error("etcdserver: not leader")]
+    NotLeaderForMove,
+    /// MoveLeader to a member that is not a voter (or not a member).
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    /// MoveLeader did not see the new leader in time.
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    LeaderTransferTimeout,
     /// A put keeping its value (`ignore_value`) of a key that does not
     /// exist.
     #[error("etcdserver: key not found")]
@@ -106,7 +115,9 @@ impl EtcdError {
         match self {
             E::Invalid(i) => (i.code(), None),
             E::RequestTooLarge | E::KeyNotFound => (Code::InvalidArgument, None),
-            E::Timeout(_) => (Code::DeadlineExceeded, None),
+            E::Timeout(_) | E::LeaderTransferTimeout => (Code::DeadlineExceeded, None),
+            E::NotLeaderForMove => (Code::Unavailable, None),
+            E::BadLeaderTransferee => (Code::FailedPrecondition, None),
             E::Stopped => (Code::Unavailable, None),
             E::TooManyRequests => (Code::ResourceExhausted, None),
             E::Compacted | E::FutureRevision => (Code::OutOfRange, None),

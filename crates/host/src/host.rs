@@ -44,7 +44,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use flotilla_raft::{Config, LogIndex, Message, RawNode, Ready, StepError, Storage, Term};
+use flotilla_raft::{
+    Config, LogIndex, Message, NodeId, RawNode, Ready, StepError, Storage, Term, TransferError,
+};
 use flotilla_wal::{GroupHandle, Lsn, Wal};
 
 use crate::app::{PeerTable, StateMachine};
@@ -279,6 +281,12 @@ impl<SM: StateMachine, W: Waiters<SM::Output>> Host<SM, W> {
         self.next_ctx += 1;
         self.reads.insert(ctx, reply);
         self.raw.read_index(ctx);
+    }
+
+    /// Starts handing leadership to `to` (this member must lead, `to`
+    /// must vote; Raft's leader transfer: proposals wait meanwhile).
+    pub fn transfer_leader(&mut self, to: NodeId) -> Result<(), TransferError> {
+        self.raw.transfer_leader(to)
     }
 
     /// A membership change (this member must lead).

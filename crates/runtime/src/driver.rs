@@ -250,6 +250,10 @@ impl<SM: StateMachine> Driver<SM> {
             Request::Propose(data, tx) => self.host.propose(data, Tx(tx)),
             Request::ReadIndex(tx) => self.host.read_index(Tx(tx)),
             Request::ConfChange(cc, tx) => self.host.change_membership(&cc, Tx(tx)),
+            Request::TransferLeader(to, tx) => {
+                // The caller may have gone; the transfer goes on.
+                let _ = tx.send(self.host.transfer_leader(to));
+            }
         }
     }
 

@@ -11,7 +11,7 @@
 
 use bytes::Bytes;
 pub use flotilla_host::{Applied, NodeError, NodeStatus};
-use flotilla_raft::{ConfChange, LogIndex, NodeId, Term};
+use flotilla_raft::{ConfChange, LogIndex, NodeId, Term, TransferError};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// Where a proposal's outcome goes.
@@ -27,6 +27,7 @@ pub(crate) enum Request<O> {
     Propose(Bytes, ProposeReply<O>),
     ReadIndex(ReadReply),
     ConfChange(ConfChange, ConfReply),
+    TransferLeader(NodeId, oneshot::Sender<Result<(), TransferError>>),
 }
 
 /// A cheap, cloneable handle on a running node.
@@ -66,6 +67,24 @@ impl<O: Send + 'static> NodeHandle<O> {
             .await
             .map_err(|_| NodeError::Stopped)?;
         rx.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// Starts handing leadership to `to` (this node must lead, and `to`
+    /// must vote): the leader catches `to` up and tells it to campaign.
+    /// Resolves once the transfer has started, not when it is done: watch
+    /// the status for the new leader.
+    pub async fn transfer_leader(&self, to: NodeId) -> Result<(), TransferError> {
+        let (tx, rx) = oneshot::channel();
+        let stopped = TransferError::NotLeader { leader_hint: None };
+        if self
+            .requests
+            .send(Request::TransferLeader(to, tx))
+            .await
+            .is_err()
+        {
+            return Err(stopped);
+        }
+        rx.await.unwrap_or(Err(stopped))
     }
 
     /// Waits until a linearizable read may be served from this node's
