@@ -238,20 +238,21 @@ mod tests {
         let period = Duration::from_secs(10);
         let mut c = Compactor::new(Retention::Period(period));
         assert_eq!(c.interval(), Some(Duration::from_secs(1)));
-        // One sample a second, ten revisions a second.
+        // One sample a second, ten revisions a second from revision 5.
         let mut got = Vec::new();
         for s in 0..=25u64 {
-            got.push(c.on_tick(s * 1000, s * 10, 0));
+            got.push(c.on_tick(s * 1000, s * 10 + 5, 0));
         }
+        // Nothing is a period old before 10 s.
         assert!(got[..10].iter().all(Option::is_none), "{got:?}");
-        // At 10 s the sample of 0 s (revision 0) is a period old: nothing
-        // to forget yet; at 11 s, revision 10.
-        assert_eq!(got[10], None);
-        assert_eq!(got[11], Some(10));
-        assert_eq!(got[25], Some(150));
+        // At 10 s the sample of 0 s (revision 5) is a period old; at 11 s,
+        // the one of 1 s.
+        assert_eq!(got[10], Some(5));
+        assert_eq!(got[11], Some(15));
+        assert_eq!(got[25], Some(155));
         assert!(c.samples.len() <= 12, "{} samples kept", c.samples.len());
         // Already compacted there: nothing.
-        assert_eq!(c.on_tick(26_000, 260, 160), None);
+        assert_eq!(c.on_tick(26_000, 265, 165), None);
         let long = Compactor::new(Retention::Period(Duration::from_secs(100 * 3600)));
         assert_eq!(long.interval(), Some(Duration::from_secs(3600)));
     }
