@@ -56,11 +56,7 @@ pub fn range_op(r: &pb::RangeRequest) -> Result<(Op, Shape), Status> {
     let end = match range_end(&r.range_end) {
         None if revision == 0 => return Ok((Op::get(r.key.clone()), Shape::Range(view))),
         // One key at a revision: the range of that key alone.
-        None => {
-            let mut end = r.key.to_vec();
-            end.push(0);
-            Some(Bytes::from(end))
-        }
+        None => Some(super::validate::successor(&r.key)),
         Some(end) => end,
     };
     let op = Op::Range {

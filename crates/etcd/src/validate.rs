@@ -336,7 +336,7 @@ fn writes(ops: &[pb::RequestOp]) -> Result<Writes, Invalid> {
 }
 
 /// The first key after `key` (the end of the range of `key` alone).
-fn successor(key: &Bytes) -> Bytes {
+pub(crate) fn successor(key: &Bytes) -> Bytes {
     let mut k = key.to_vec();
     k.push(0);
     Bytes::from(k)

@@ -131,11 +131,7 @@ impl KeyRange {
     /// key).
     pub fn bounds(&self) -> (Bytes, Option<Bytes>) {
         match self {
-            KeyRange::One(k) => {
-                let mut end = k.to_vec();
-                end.push(0);
-                (k.clone(), Some(Bytes::from(end)))
-            }
+            KeyRange::One(k) => (k.clone(), Some(super::validate::successor(k))),
             KeyRange::From(k) => (k.clone(), None),
             KeyRange::Between(a, b) => (a.clone(), Some(b.clone())),
         }

@@ -40,6 +40,7 @@ use std::time::Duration;
 
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::watch_server::Watch;
+use flotilla_proto::mvccpb;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -342,14 +343,7 @@ impl WatchStream {
                     }
                 }
                 for (id, fragment, events) in out {
-                    let r = self.response(*revision, id, |r| r.events = events);
-                    if fragment {
-                        for part in fragments(r, FRAGMENT_BYTES) {
-                            self.send(part).await?;
-                        }
-                    } else {
-                        self.send(r).await?;
-                    }
+                    self.send_events(*revision, id, fragment, events).await?;
                 }
                 Ok(())
             }
@@ -409,27 +403,19 @@ impl WatchStream {
                     .await;
             }
         };
-        let mut by_rev: BTreeMap<u64, Vec<flotilla_kv::Event>> = BTreeMap::new();
-        for e in replay.events {
-            by_rev.entry(e.kv.mod_rev).or_default().push(e);
-        }
         let (sel, fragment) = (w.sel.clone(), w.fragment);
-        for (revision, events) in by_rev {
-            let events = sel.select(&events);
-            if events.is_empty() {
-                continue;
-            }
-            let r = self.response(revision, id, |r| r.events = events);
-            if fragment {
-                for part in fragments(r, FRAGMENT_BYTES) {
-                    self.send(part).await?;
-                }
-            } else {
-                self.send(r).await?;
+        let mut sent = false;
+        // The replay lists events in revision order: one response each.
+        for same_rev in replay.events.chunk_by(|a, b| a.kv.mod_rev == b.kv.mod_rev) {
+            let events = sel.select(same_rev);
+            if !events.is_empty() {
+                sent = true;
+                let revision = same_rev[0].kv.mod_rev;
+                self.send_events(revision, id, fragment, events).await?;
             }
         }
         if let Some(w) = self.watches.get_mut(&id) {
-            w.quiet = false;
+            w.quiet &= !sent;
             w.from = replay.next;
             w.replaying = w.from <= self.last;
         }
@@ -495,6 +481,25 @@ impl WatchStream {
         };
         fill(&mut r);
         r
+    }
+
+    /// Sends one revision's `events` of watch `id`, split as etcd's
+    /// `fragment` asks if the watch wants it.
+    async fn send_events(
+        &self,
+        revision: u64,
+        id: i64,
+        fragment: bool,
+        events: Vec<mvccpb::Event>,
+    ) -> Result<(), Gone> {
+        let r = self.response(revision, id, |r| r.events = events);
+        if !fragment {
+            return self.send(r).await;
+        }
+        for part in fragments(r, FRAGMENT_BYTES) {
+            self.send(part).await?;
+        }
+        Ok(())
     }
 
     async fn send(&self, r: pb::WatchResponse) -> Result<(), Gone> {
