@@ -313,34 +313,33 @@ impl History {
             },
         }
     }
-}
 
-impl History {
     /// A checksum of every change not forgotten up to revision `main`
     /// (etcd's HashKV): equal on replicas that applied the same log,
     /// however much each has swept.
     pub(crate) fn hash(&self, main: u64) -> u32 {
-        let mut crc = 0;
-        let mut buf = Vec::new();
-        for (rev, change) in self.live() {
-            if rev.main > main {
-                break;
-            }
-            buf.clear();
-            buf.extend_from_slice(&rev.main.to_le_bytes());
-            buf.extend_from_slice(&rev.sub.to_le_bytes());
-            buf.extend_from_slice(&(change.key.len() as u64).to_le_bytes());
-            buf.extend_from_slice(&change.key);
-            if let Some(s) = &change.slot {
-                buf.extend_from_slice(&s.create_rev.to_le_bytes());
-                buf.extend_from_slice(&s.version.to_le_bytes());
-                buf.extend_from_slice(&(s.value.len() as u64).to_le_bytes());
-                buf.extend_from_slice(&s.value);
-            }
-            crc = crc32c::crc32c_append(crc, &buf);
-        }
-        crc
+        self.live()
+            .take_while(|(rev, _)| rev.main <= main)
+            .fold(0, |crc, (rev, c)| {
+                hash_change(crc, *rev, &c.key, c.slot.as_ref())
+            })
     }
+}
+
+/// `crc` extended with one change: its revision, key and, for a put, the
+/// key's state after it (every field length-prefixed or fixed).
+pub(crate) fn hash_change(crc: u32, rev: Rev, key: &[u8], slot: Option<&Slot>) -> u32 {
+    let mut crc = crc32c::crc32c_append(crc, &rev.main.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &rev.sub.to_le_bytes());
+    crc = crc32c::crc32c_append(crc, &(key.len() as u64).to_le_bytes());
+    crc = crc32c::crc32c_append(crc, key);
+    if let Some(s) = slot {
+        crc = crc32c::crc32c_append(crc, &s.create_rev.to_le_bytes());
+        crc = crc32c::crc32c_append(crc, &s.version.to_le_bytes());
+        crc = crc32c::crc32c_append(crc, &(s.value.len() as u64).to_le_bytes());
+        crc = crc32c::crc32c_append(crc, &s.value);
+    }
+    crc
 }
 
 /// Two histories are equal when they answer alike: the same compaction

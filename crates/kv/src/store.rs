@@ -85,26 +85,15 @@ impl Store {
         if self.history.is_some() {
             return;
         }
-        let mut subs: std::collections::BTreeMap<u64, u32> = Default::default();
-        let mut base: Vec<_> = self
-            .kvs
-            .iter()
-            .map(|(k, s)| {
-                let sub = subs.entry(s.mod_rev).or_default();
-                let rev = crate::history::Rev {
-                    main: s.mod_rev,
-                    sub: *sub,
-                };
-                *sub += 1;
-                let change = crate::history::Change {
-                    key: k.clone(),
-                    slot: Some(s.clone()),
-                };
-                (rev, change)
-            })
-            .collect();
-        base.sort_by_key(|(r, _)| *r);
-        self.history = Some(History::from_changes(self.revision, base));
+        let mut base: Vec<(&Bytes, &Slot)> = self.kvs.iter().collect();
+        // In revision order, as written (stable: keys of one write keep
+        // key order), so each write's keys get their sub-revisions.
+        base.sort_by_key(|(_, s)| s.mod_rev);
+        let mut h = History::from_changes(self.revision, []);
+        for (k, s) in base {
+            h.record(k, s.mod_rev, Some(s.clone()));
+        }
+        self.history = Some(h);
     }
 
     /// The store revision.
@@ -194,13 +183,11 @@ impl Store {
         let hash = match &self.history {
             Some(h) => h.hash(revision),
             None => self.kvs.iter().fold(0, |crc, (k, s)| {
-                let crc = crc32c::crc32c_append(crc, &s.mod_rev.to_le_bytes());
-                let crc = crc32c::crc32c_append(crc, &(k.len() as u64).to_le_bytes());
-                let crc = crc32c::crc32c_append(crc, k);
-                let crc = crc32c::crc32c_append(crc, &s.create_rev.to_le_bytes());
-                let crc = crc32c::crc32c_append(crc, &s.version.to_le_bytes());
-                let crc = crc32c::crc32c_append(crc, &(s.value.len() as u64).to_le_bytes());
-                crc32c::crc32c_append(crc, &s.value)
+                let rev = crate::history::Rev {
+                    main: s.mod_rev,
+                    sub: 0,
+                };
+                crate::history::hash_change(crc, rev, k, Some(s))
             }),
         };
         Ok((hash, self.compacted()))
