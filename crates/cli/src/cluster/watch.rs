@@ -25,7 +25,7 @@ use flotilla_proto::mvccpb;
 use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 
-use super::output::text;
+use super::output::write_pairs;
 use super::{EndpointArgs, runtime};
 
 /// `flotilla watch` arguments.
@@ -174,10 +174,8 @@ fn print(e: &mvccpb::Event, prev_kv: bool) -> std::io::Result<()> {
     };
     writeln!(out, "{kind}")?;
     if prev_kv && let Some(p) = &e.prev_kv {
-        writeln!(out, "{}\n{}", text(&p.key), text(&p.value))?;
+        write_pairs(&mut out, std::slice::from_ref(p))?;
     }
-    if let Some(kv) = &e.kv {
-        writeln!(out, "{}\n{}", text(&kv.key), text(&kv.value))?;
-    }
+    write_pairs(&mut out, e.kv.as_slice())?;
     out.flush()
 }
