@@ -59,12 +59,7 @@ pub fn range_op(r: &pb::RangeRequest) -> Result<(Op, Shape), Status> {
         None => Some(super::validate::successor(&r.key)),
         Some(end) => end,
     };
-    let op = Op::Range {
-        start: r.key.clone(),
-        end,
-        limit: view.fetch_limit(),
-        revision,
-    };
+    let op = Op::range_at(r.key.clone(), end, view.fetch_limit(), revision);
     Ok((op, Shape::Range(view)))
 }
 

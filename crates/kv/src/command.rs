@@ -154,11 +154,16 @@ impl Op {
     }
     /// The keys in `[start, end)`, at most `limit` (0: all).
     pub fn range(start: impl Into<Bytes>, end: Option<Bytes>, limit: u64) -> Op {
+        Op::range_at(start, end, limit, 0)
+    }
+    /// The keys in `[start, end)` as they were at `revision` (0: the
+    /// current one), at most `limit` (0: all).
+    pub fn range_at(start: impl Into<Bytes>, end: Option<Bytes>, limit: u64, revision: u64) -> Op {
         Op::Range {
             start: start.into(),
             end,
             limit,
-            revision: 0,
+            revision,
         }
     }
     /// Removes the keys in `[start, end)`; `prev_kv`: answer with them.

@@ -174,12 +174,7 @@ impl Store {
         } else {
             revision
         };
-        self.check_state(&Op::Range {
-            start: Bytes::new(),
-            end: None,
-            limit: 0,
-            revision,
-        })?;
+        self.check_state(&Op::range_at(Bytes::new(), None, 0, revision))?;
         let hash = match &self.history {
             Some(h) => h.hash(revision),
             None => self.kvs.iter().fold(0, |crc, (k, s)| {

@@ -157,12 +157,7 @@ impl Run {
             "an empty range"
         );
         if lo > 1 {
-            let old = Op::Range {
-                start: Bytes::new(),
-                end: None,
-                limit: 0,
-                revision: lo - 1,
-            };
+            let old = all_at(lo - 1, 0);
             assert!(matches!(
                 store.check_state(&old),
                 Err(Refusal::Compacted { .. })
@@ -202,12 +197,7 @@ impl Run {
 
 /// Every key at `revision` (0: the current one), at most `limit`.
 fn all_at(revision: u64, limit: u64) -> Op {
-    Op::Range {
-        start: Bytes::new(),
-        end: None,
-        limit,
-        revision,
-    }
+    Op::range_at(Bytes::new(), None, limit, revision)
 }
 
 fn entry(index: u64, op: Op) -> Entry {
@@ -288,12 +278,7 @@ fn a_snapshot_carries_the_history_and_its_compaction() {
     let mut back = Replica::with_history(SessionLimits::default());
     back.restore(&r.snapshot()).unwrap();
     assert_eq!(back, r);
-    let at = |rev| Op::Range {
-        start: Bytes::new(),
-        end: None,
-        limit: 0,
-        revision: rev,
-    };
+    let at = |rev| all_at(rev, 0);
     for rep in [&r, &back] {
         let Outcome::Ok {
             response: Response::Range { kvs, count },
@@ -465,12 +450,7 @@ fn a_plain_snapshot_starts_the_history_at_its_revision() {
     let Outcome::Ok {
         response: Response::Range { kvs, .. },
         ..
-    } = r.read(&Op::Range {
-        start: Bytes::new(),
-        end: None,
-        limit: 0,
-        revision: 2,
-    })
+    } = r.read(&all_at(2, 0))
     else {
         panic!("read at 2 refused")
     };

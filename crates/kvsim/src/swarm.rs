@@ -125,12 +125,7 @@ type ReadsAt = Rc<RefCell<BTreeMap<u64, Response>>>;
 
 /// A read of every key at `revision`.
 fn read_at(revision: u64) -> Op {
-    Op::Range {
-        start: Bytes::new(),
-        end: None,
-        limit: 0,
-        revision,
-    }
+    Op::range_at(Bytes::new(), None, 0, revision)
 }
 
 impl RandomClient {
