@@ -126,8 +126,8 @@ impl Maintenance for ClusterService {
         &self,
         request: Request<pb::HashKvRequest>,
     ) -> Result<Response<pb::HashKvResponse>, Status> {
-        let revision = u64::try_from(request.get_ref().revision)
-            .map_err(|_| Status::invalid_argument("negative revision"))?;
+        super::validate::check_hash_kv(request.get_ref())?;
+        let revision = request.get_ref().revision as u64;
         let store = lock(&self.core.sm).replica.store().clone();
         let current = store.revision();
         let hashed = tokio::task::spawn_blocking(move || store.hash_kv(revision))

@@ -169,6 +169,12 @@ pub fn check_compact(r: &pb::CompactionRequest) -> Result<(), Invalid> {
     non_negative("revision", r.revision)
 }
 
+/// A HashKV request: no negative revision (etcd takes one as the
+/// current revision).
+pub fn check_hash_kv(r: &pb::HashKvRequest) -> Result<(), Invalid> {
+    non_negative("revision", r.revision)
+}
+
 /// A watch creation: etcd refuses none (an empty key watches `"\0"`, a
 /// negative start revision is answered as compacted, an unknown filter is
 /// ignored); Flotilla refuses an unknown filter, which it cannot apply.

@@ -198,6 +198,12 @@ fn a_delete_needs_a_key_and_a_compaction_a_revision_not_below_zero() {
         check_compact(&compact(-1)),
         Err(Invalid::Negative { .. })
     ));
+    let hash = |revision| pb::HashKvRequest { revision };
+    check_hash_kv(&hash(0)).unwrap();
+    assert_eq!(
+        check_hash_kv(&hash(-3)).map_err(|e| e.to_string()),
+        Err("flotilla: negative revision: -3".to_string())
+    );
 }
 
 #[test]
