@@ -3,14 +3,12 @@
 //! Each etcd request becomes one [`Op`] (a put with `prev_kv` becomes a
 //! transaction "get, then put", so the old pair is read atomically with
 //! the write; a delete with `range_end` becomes one [`Op::DeleteRange`]),
-//! and each [`Response`] is mapped back. What Flotilla's store cannot do
-//! yet is refused with `InvalidArgument`/`Unimplemented` and a message
-//! saying so, never silently ignored: leases. A put with `ignore_value`
-//! is the store's [`Op::Rewrite`]. Compares over a range of keys hold when they hold on
+//! and each [`Response`] is mapped back. A put with `ignore_value` or
+//! `ignore_lease` is the store's [`Op::Rewrite`]; a put's lease must
+//! exist when it is applied. Compares over a range of keys hold when they hold on
 //! every key there (on none: as for an absent key), as in etcd. Sorting,
 //! revision filters and reads at a revision are in [`super::range`].
 
-use crate::error::EtcdError;
 use bytes::Bytes;
 use flotilla_kv::{CmpOp, Compare, CompareSpan, KeyValue, Op, Response, Target, Txn};
 use flotilla_proto::etcdserverpb as pb;
@@ -43,10 +41,6 @@ pub enum Shape {
     },
 }
 
-fn unsupported(what: &'static str) -> Status {
-    EtcdError::Unsupported(what).into()
-}
-
 /// The read op of a range request, at its `revision` (which the replica
 /// checks against its compaction and its revision as it reads).
 pub fn range_op(r: &pb::RangeRequest) -> Result<(Op, Shape), Status> {
@@ -65,15 +59,16 @@ pub fn range_op(r: &pb::RangeRequest) -> Result<(Op, Shape), Status> {
 
 /// The ops of a put request.
 pub fn put_ops(r: &pb::PutRequest) -> Result<(Vec<Op>, Shape), Status> {
-    // No key has a lease yet, so keeping a key's lease (`ignore_lease`)
-    // is keeping none.
-    if r.lease != 0 {
-        return Err(unsupported("leases"));
-    }
-    let put = if r.ignore_value {
-        Op::Rewrite { key: r.key.clone() }
+    // `validate::check_put` refused a value with `ignore_value` and a
+    // lease with `ignore_lease`.
+    let put = if r.ignore_value || r.ignore_lease {
+        Op::Rewrite {
+            key: r.key.clone(),
+            value: (!r.ignore_value).then(|| r.value.clone()),
+            lease: (!r.ignore_lease).then_some(r.lease),
+        }
     } else {
-        Op::put(r.key.clone(), r.value.clone())
+        Op::put_leased(r.key.clone(), r.value.clone(), r.lease)
     };
     let ops = if r.prev_kv {
         vec![Op::get(r.key.clone()), put]
@@ -183,7 +178,7 @@ fn compare(c: &pb::Compare) -> Result<Compare, Status> {
         Some(TargetUnion::CreateRevision(v)) => Target::CreateRev(rev(*v)?),
         Some(TargetUnion::ModRevision(v)) => Target::ModRev(rev(*v)?),
         Some(TargetUnion::Value(v)) => Target::Value(v.clone()),
-        Some(TargetUnion::Lease(_)) => return Err(unsupported("leases")),
+        Some(TargetUnion::Lease(v)) => Target::Lease(*v),
         None => return Err(Status::invalid_argument("compare without a target value")),
     };
     let span = match range_end(&c.range_end) {
@@ -210,7 +205,7 @@ pub fn key_value(kv: &KeyValue, keys_only: bool) -> mvccpb::KeyValue {
         } else {
             kv.value.clone()
         },
-        lease: 0,
+        lease: kv.lease,
     }
 }
 
@@ -371,13 +366,31 @@ mod tests {
         assert_eq!(t.success, vec![at_3]);
         let lease = pb::PutRequest {
             key: b("k"),
+            value: b("v"),
             lease: 7,
             ..Default::default()
         };
         assert_eq!(
-            put_ops(&lease).unwrap_err().code(),
-            tonic::Code::Unimplemented
+            put_ops(&lease).unwrap().0,
+            vec![Op::put_leased("k", "v", 7)]
         );
+        let keep_lease = pb::PutRequest {
+            ignore_lease: true,
+            lease: 0,
+            ..lease.clone()
+        };
+        let keep = Op::Rewrite {
+            key: b("k"),
+            value: Some(b("v")),
+            lease: None,
+        };
+        assert_eq!(put_ops(&keep_lease).unwrap().0, vec![keep]);
+        let keep_value = pb::PutRequest {
+            ignore_value: true,
+            value: Bytes::new(),
+            ..lease
+        };
+        assert_eq!(put_ops(&keep_value).unwrap().0, vec![Op::rewrite("k", 7)]);
         let no_key = pb::DeleteRangeRequest {
             range_end: b("b"),
             ..Default::default()
@@ -435,6 +448,7 @@ mod tests {
             create_rev: 2,
             mod_rev: 3,
             version: 2,
+            lease: 0,
         };
         let answers = vec![Response::DeletedRange {
             deleted: 2,
@@ -466,6 +480,7 @@ mod tests {
             create_rev: 2,
             mod_rev: 4,
             version: 3,
+            lease: 0,
         };
         let answers = vec![Response::Get(Some(old)), Response::Written];
         let r = response_op(shape, &mut answers.into_iter()).unwrap();

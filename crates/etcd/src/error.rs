@@ -49,6 +49,18 @@ pub enum EtcdError {
     /// exist.
     #[error("etcdserver: key not found")]
     KeyNotFound,
+    /// A lease that does not exist (or lease 0 granted).
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    /// A grant of a lease id in use.
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    /// A grant over etcd's largest TTL.
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
+    /// A request only the leader answers, while no leader is known.
+    #[error("etcdserver: no leader")]
+    NoLeader,
     /// A read at a revision not yet written.
     #[error("etcdserver: mvcc: required revision is a future revision")]
     FutureRevision,
@@ -121,7 +133,10 @@ impl EtcdError {
             E::Stopped => (Code::Unavailable, None),
             E::TooManyRequests => (Code::ResourceExhausted, None),
             E::Compacted | E::FutureRevision => (Code::OutOfRange, None),
-            E::MemberNotFound => (Code::NotFound, None),
+            E::MemberNotFound | E::LeaseNotFound => (Code::NotFound, None),
+            E::LeaseExists => (Code::FailedPrecondition, None),
+            E::LeaseTtlTooLarge => (Code::OutOfRange, None),
+            E::NoLeader => (Code::Unavailable, None),
             E::PeerUrlExists
             | E::MemberIdExists(_)
             | E::NotLearner
@@ -157,6 +172,8 @@ impl From<Refusal> for EtcdError {
             Refusal::Compacted { .. } => EtcdError::Compacted,
             Refusal::FutureRevision { .. } => EtcdError::FutureRevision,
             Refusal::KeyNotFound => EtcdError::KeyNotFound,
+            Refusal::LeaseNotFound { .. } => EtcdError::LeaseNotFound,
+            Refusal::LeaseExists { .. } => EtcdError::LeaseExists,
         }
     }
 }
@@ -209,9 +226,29 @@ mod tests {
                 "etcdserver: member ID already exist (member 7 was removed, and a removed ID is never reused)",
             ),
             (
-                EtcdError::Unsupported("leases"),
+                EtcdError::Unsupported("snapshots"),
                 Code::Unimplemented,
-                "flotilla does not support leases yet",
+                "flotilla does not support snapshots yet",
+            ),
+            (
+                EtcdError::LeaseNotFound,
+                Code::NotFound,
+                "etcdserver: requested lease not found",
+            ),
+            (
+                EtcdError::LeaseExists,
+                Code::FailedPrecondition,
+                "etcdserver: lease already exists",
+            ),
+            (
+                EtcdError::LeaseTtlTooLarge,
+                Code::OutOfRange,
+                "etcdserver: too large lease TTL",
+            ),
+            (
+                EtcdError::NoLeader,
+                Code::Unavailable,
+                "etcdserver: no leader",
             ),
         ];
         for (e, code, message) in cases {

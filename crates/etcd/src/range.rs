@@ -140,6 +140,7 @@ mod tests {
             create_rev: create,
             mod_rev: m,
             version,
+            lease: 0,
         }
     }
 

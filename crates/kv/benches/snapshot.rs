@@ -27,10 +27,7 @@ fn filled(keys: u64) -> Replica {
                 seq: 1,
                 read: ReadConsistency::Linearizable,
                 resumed: false,
-                op: Op::Put {
-                    key,
-                    value: value.clone(),
-                },
+                op: Op::put(key, value.clone()),
             },
         }
         .encode();

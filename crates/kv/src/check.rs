@@ -82,6 +82,20 @@ pub enum Refusal {
     /// not exist (etcd's `etcdserver: key not found`).
     #[error("the key of a put that keeps its value does not exist")]
     KeyNotFound,
+    /// A put with a lease, or a revoke of a lease, that does not exist; a
+    /// grant of lease 0 (etcd's `etcdserver: requested lease not found`).
+    #[error("lease {id:016x} not found")]
+    LeaseNotFound {
+        /// The lease.
+        id: i64,
+    },
+    /// A grant of a lease that exists (etcd's `etcdserver: lease already
+    /// exists`).
+    #[error("lease {id:016x} already exists")]
+    LeaseExists {
+        /// The lease.
+        id: i64,
+    },
     /// A read or a compaction at a revision the store has not reached
     /// (etcd's `mvcc: required revision is a future revision`).
     #[error("revision {requested} is a future revision (the store is at {current})")]
@@ -105,13 +119,20 @@ pub fn check_op(op: &Op) -> Result<(), Refusal> {
     };
     match op {
         Op::Get { key } => empty(key, KeyRole::Get),
-        Op::Put { key, .. } | Op::Append { key, .. } | Op::Rewrite { key } => {
+        Op::Put { key, .. } | Op::Append { key, .. } | Op::Rewrite { key, .. } => {
             empty(key, KeyRole::Write)
         }
+        // etcd's lessor: lease 0 is "no lease" and cannot be granted.
+        Op::LeaseGrant { id: 0, .. } => Err(Refusal::LeaseNotFound { id: 0 }),
         Op::Delete { key } => empty(key, KeyRole::Delete),
         // An empty start is "from the first key": the store's own form of
         // etcd's `"\0"` start, which reads and deletes well.
-        Op::Range { .. } | Op::DeleteRange { .. } | Op::Compact { .. } => Ok(()),
+        Op::Range { .. }
+        | Op::DeleteRange { .. }
+        | Op::Compact { .. }
+        | Op::LeaseGrant { .. }
+        | Op::LeaseRevoke { .. }
+        | Op::LeaseCheckpoint { .. } => Ok(()),
         Op::Txn(t) => check_txn(t),
     }
 }

@@ -24,8 +24,20 @@ use crate::command::{
     Request, Response, Target, Txn,
 };
 
-/// The format version this build writes and reads.
+/// The format version this build writes and reads for commands and
+/// client messages.
 pub const FORMAT_VERSION: u8 = 1;
+/// The format version of replies this build writes: version 2 gave every
+/// pair its lease. Version 1 replies (pairs without a lease) are still
+/// read.
+pub const REPLY_FORMAT_VERSION: u8 = 2;
+
+/// Whether encoded pairs carry their lease (replies from version 2 on,
+/// snapshots from version 3 on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PairFormat {
+    pub(crate) lease: bool,
+}
 
 /// Why bytes are not a valid KV value.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -39,12 +51,16 @@ pub enum CodecError {
         source: DecodeError,
     },
     /// The value was written by a format this build does not read.
-    #[error("{what} has format version {found}; this build reads version {FORMAT_VERSION}")]
+    #[error("{what} has format version {found}; this build reads versions {oldest} to {newest}")]
     Version {
         /// The value being decoded.
         what: &'static str,
         /// The version byte found.
         found: u8,
+        /// The oldest version this build reads of it.
+        oldest: u8,
+        /// The newest.
+        newest: u8,
     },
     /// Transactions are nested deeper than [`MAX_TXN_DEPTH`].
     #[error("{what} holds transactions nested more than {MAX_TXN_DEPTH} deep")]
@@ -116,8 +132,24 @@ fn put_op(out: &mut Vec<u8>, op: &Op) {
             out.push(0);
             put_bytes(out, key);
         }
-        Op::Put { key, value } | Op::Append { key, value } => {
-            out.push(if matches!(op, Op::Put { .. }) { 1 } else { 2 });
+        // A put without a lease keeps the encoding it had before leases.
+        Op::Put {
+            key,
+            value,
+            lease: 0,
+        } => {
+            out.push(1);
+            put_bytes(out, key);
+            put_bytes(out, value);
+        }
+        Op::Put { key, value, lease } => {
+            out.push(10);
+            put_bytes(out, key);
+            put_bytes(out, value);
+            put_u64(out, *lease as u64);
+        }
+        Op::Append { key, value } => {
+            out.push(2);
             put_bytes(out, key);
             put_bytes(out, value);
         }
@@ -145,9 +177,42 @@ fn put_op(out: &mut Vec<u8>, op: &Op) {
             out.push(8);
             put_u64(out, *revision);
         }
-        Op::Rewrite { key } => {
+        Op::Rewrite {
+            key,
+            value: None,
+            lease: Some(0),
+        } => {
             out.push(9);
             put_bytes(out, key);
+        }
+        Op::Rewrite { key, value, lease } => {
+            out.push(11);
+            put_bytes(out, key);
+            put_opt(out, value.as_ref());
+            match lease {
+                None => out.push(0),
+                Some(l) => {
+                    out.push(1);
+                    put_u64(out, *l as u64);
+                }
+            }
+        }
+        Op::LeaseGrant { id, ttl } => {
+            out.push(12);
+            put_u64(out, *id as u64);
+            put_u64(out, *ttl as u64);
+        }
+        Op::LeaseRevoke { id } => {
+            out.push(13);
+            put_u64(out, *id as u64);
+        }
+        Op::LeaseCheckpoint { checkpoints } => {
+            out.push(14);
+            put_u64(out, checkpoints.len() as u64);
+            for (id, remaining) in checkpoints {
+                put_u64(out, *id as u64);
+                put_u64(out, *remaining as u64);
+            }
         }
         Op::Txn(t) => {
             out.push(5);
@@ -173,13 +238,21 @@ fn op(d: &mut Decoder, depth: usize) -> R<Op> {
         0 => Op::Get {
             key: key(d, "get key")?,
         },
-        1 | 2 => {
+        1 | 2 | 10 => {
             let key = key(d, "write key")?;
             let value = d.bytes("write value")?;
-            if tag == 1 {
-                Op::Put { key, value }
-            } else {
-                Op::Append { key, value }
+            match tag {
+                1 => Op::Put {
+                    key,
+                    value,
+                    lease: 0,
+                },
+                10 => Op::Put {
+                    key,
+                    value,
+                    lease: d.u64("put lease")? as i64,
+                },
+                _ => Op::Append { key, value },
             }
         }
         3 => Op::Delete {
@@ -198,9 +271,30 @@ fn op(d: &mut Decoder, depth: usize) -> R<Op> {
         8 => Op::Compact {
             revision: d.u64("compaction revision")?,
         },
-        9 => Op::Rewrite {
+        9 => Op::rewrite(key(d, "rewrite key")?, 0),
+        11 => Op::Rewrite {
             key: key(d, "rewrite key")?,
+            value: opt(d, "rewrite value")?,
+            lease: if d.bool("rewrite lease flag")? {
+                Some(d.u64("rewrite lease")? as i64)
+            } else {
+                None
+            },
         },
+        12 => Op::LeaseGrant {
+            id: d.u64("lease id")? as i64,
+            ttl: d.u64("lease ttl")? as i64,
+        },
+        13 => Op::LeaseRevoke {
+            id: d.u64("lease id")? as i64,
+        },
+        14 => {
+            let n = d.count("lease checkpoints")?;
+            let checkpoints = (0..n)
+                .map(|_| Ok((d.u64("lease id")? as i64, d.u64("lease remaining")? as i64)))
+                .collect::<R<Vec<_>>>()?;
+            Op::LeaseCheckpoint { checkpoints }
+        }
         5 if depth >= MAX_TXN_DEPTH => return Err(Inner::TxnTooDeep),
         5 => Op::Txn(txn(d, depth + 1)?),
         6 => Op::DeleteRange {
@@ -230,6 +324,10 @@ fn put_txn(out: &mut Vec<u8>, t: &Txn) {
             Target::Value(v) => {
                 out.push(0);
                 put_bytes(out, v);
+            }
+            Target::Lease(l) => {
+                out.push(4);
+                put_u64(out, *l as u64);
             }
             Target::Version(n) | Target::CreateRev(n) | Target::ModRev(n) => {
                 out.push(match c.target {
@@ -275,6 +373,7 @@ fn compare(d: &mut Decoder) -> R<Compare> {
         1 => Target::Version(d.u64("compare version")?),
         2 => Target::CreateRev(d.u64("compare create revision")?),
         3 => Target::ModRev(d.u64("compare mod revision")?),
+        4 => Target::Lease(d.u64("compare lease")? as i64),
         t => return Err(bad_tag(d, "compare target", t)),
     };
     let span = if tag & RANGED_COMPARE != 0 {
@@ -342,16 +441,18 @@ pub(crate) fn put_kv(out: &mut Vec<u8>, kv: &KeyValue) {
     put_u64(out, kv.create_rev);
     put_u64(out, kv.mod_rev);
     put_u64(out, kv.version);
+    put_u64(out, kv.lease as u64);
 }
 
-/// Reads a key/value pair.
-pub(crate) fn get_kv(d: &mut Decoder) -> Result<KeyValue, DecodeError> {
+/// Reads a key/value pair written in format `f`.
+pub(crate) fn get_kv(d: &mut Decoder, f: PairFormat) -> Result<KeyValue, DecodeError> {
     Ok(KeyValue {
         key: d.bytes("key")?,
         value: d.bytes("value")?,
         create_rev: d.u64("create revision")?,
         mod_rev: d.u64("mod revision")?,
         version: d.u64("version")?,
+        lease: if f.lease { d.u64("lease")? as i64 } else { 0 },
     })
 }
 
@@ -364,9 +465,13 @@ fn put_kvs(out: &mut Vec<u8>, kvs: &[KeyValue]) {
 }
 
 /// Reads what [`put_kvs`] wrote (`what` names the list in errors).
-fn get_kvs(d: &mut Decoder, what: &'static str) -> Result<Vec<KeyValue>, DecodeError> {
+fn get_kvs(
+    d: &mut Decoder,
+    what: &'static str,
+    f: PairFormat,
+) -> Result<Vec<KeyValue>, DecodeError> {
     let n = d.count(what)?;
-    (0..n).map(|_| get_kv(d)).collect()
+    (0..n).map(|_| get_kv(d, f)).collect()
 }
 
 /// Appends a response.
@@ -400,32 +505,38 @@ pub(crate) fn put_response(out: &mut Vec<u8>, r: &Response) {
             }
         }
         Response::Compacted => out.push(9),
+        Response::Leased => out.push(10),
     }
 }
 
 /// Reads a response (`depth` bounds the nesting of transactions).
-pub(crate) fn get_response(d: &mut Decoder, depth: usize) -> Result<Response, DecodeError> {
+pub(crate) fn get_response(
+    d: &mut Decoder,
+    depth: usize,
+    f: PairFormat,
+) -> Result<Response, DecodeError> {
     let tag = d.u8("response tag")?;
     Ok(match tag {
         0 => Response::Get(None),
-        1 => Response::Get(Some(get_kv(d)?)),
+        1 => Response::Get(Some(get_kv(d, f)?)),
         2 => Response::Written,
         3 | 4 => Response::Deleted(tag == 4),
         5 => {
             let count = d.u64("range count")?;
-            let kvs = get_kvs(d, "range pairs")?;
+            let kvs = get_kvs(d, "range pairs", f)?;
             Response::Range { kvs, count }
         }
         9 => Response::Compacted,
+        10 => Response::Leased,
         8 => {
             let deleted = d.u64("delete-range count")?;
-            let prev_kvs = get_kvs(d, "delete-range prev_kvs")?;
+            let prev_kvs = get_kvs(d, "delete-range prev_kvs", f)?;
             Response::DeletedRange { deleted, prev_kvs }
         }
         6 | 7 if depth < MAX_TXN_DEPTH => {
             let n = d.count("txn responses")?;
             let responses = (0..n)
-                .map(|_| get_response(d, depth + 1))
+                .map(|_| get_response(d, depth + 1, f))
                 .collect::<Result<_, _>>()?;
             Response::Txn {
                 succeeded: tag == 7,
@@ -487,6 +598,14 @@ fn put_refusal(out: &mut Vec<u8>, r: &Refusal) {
             put_u64(out, *current);
         }
         Refusal::KeyNotFound => out.push(3),
+        Refusal::LeaseNotFound { id } => {
+            out.push(4);
+            put_u64(out, *id as u64);
+        }
+        Refusal::LeaseExists { id } => {
+            out.push(5);
+            put_u64(out, *id as u64);
+        }
     }
 }
 
@@ -511,15 +630,21 @@ fn refusal(d: &mut Decoder) -> R<Refusal> {
             current: d.u64("future current revision")?,
         }),
         3 => Ok(Refusal::KeyNotFound),
+        4 => Ok(Refusal::LeaseNotFound {
+            id: d.u64("lease id")? as i64,
+        }),
+        5 => Ok(Refusal::LeaseExists {
+            id: d.u64("lease id")? as i64,
+        }),
         t => Err(bad_tag(d, "refusal", t)),
     }
 }
 
-fn outcome(d: &mut Decoder) -> R<Outcome> {
+fn outcome(d: &mut Decoder, f: PairFormat) -> R<Outcome> {
     Ok(match d.u8("outcome tag")? {
         0 => Outcome::Ok {
             revision: d.u64("revision")?,
-            response: get_response(d, 0)?,
+            response: get_response(d, 0, f)?,
         },
         1 => Outcome::WrongLeader {
             leader: Some(d.u64("leader hint")?).filter(|&l| l != 0),
@@ -531,8 +656,8 @@ fn outcome(d: &mut Decoder) -> R<Outcome> {
 }
 
 /// Reads an outcome.
-pub(crate) fn get_outcome(d: &mut Decoder) -> Result<Outcome, DecodeError> {
-    outcome(d).map_err(|e| match e {
+pub(crate) fn get_outcome(d: &mut Decoder, f: PairFormat) -> Result<Outcome, DecodeError> {
+    outcome(d, f).map_err(|e| match e {
         Inner::Decode(e) => e,
         // Outcomes hold no transactions to nest.
         Inner::TxnTooDeep => DecodeError::BadTag {
@@ -546,19 +671,22 @@ pub(crate) fn get_outcome(d: &mut Decoder) -> Result<Outcome, DecodeError> {
 fn decode_top<T>(
     bytes: &Bytes,
     what: &'static str,
-    body: impl FnOnce(&mut Decoder) -> R<T>,
+    versions: std::ops::RangeInclusive<u8>,
+    body: impl FnOnce(&mut Decoder, u8) -> R<T>,
 ) -> Result<T, CodecError> {
     let mut d = Decoder::new(bytes.clone());
     let version = d
         .u8("format version")
         .map_err(|e| Inner::from(e).named(what))?;
-    if version != FORMAT_VERSION {
+    if !versions.contains(&version) {
         return Err(CodecError::Version {
             what,
             found: version,
+            oldest: *versions.start(),
+            newest: *versions.end(),
         });
     }
-    let v = body(&mut d).map_err(|e| e.named(what))?;
+    let v = body(&mut d, version).map_err(|e| e.named(what))?;
     d.finish(what).map_err(|e| Inner::from(e).named(what))?;
     Ok(v)
 }
@@ -574,12 +702,17 @@ impl Command {
 
     /// Reads a log entry's payload.
     pub fn decode(bytes: &Bytes) -> Result<Command, CodecError> {
-        decode_top(bytes, "log command", |d| {
-            Ok(Command {
-                stamp_ms: d.u64("stamp")?,
-                request: request(d)?,
-            })
-        })
+        decode_top(
+            bytes,
+            "log command",
+            FORMAT_VERSION..=FORMAT_VERSION,
+            |d, _| {
+                Ok(Command {
+                    stamp_ms: d.u64("stamp")?,
+                    request: request(d)?,
+                })
+            },
+        )
     }
 }
 
@@ -598,19 +731,22 @@ impl ClientMsg {
 
     /// Reads what a client sent.
     pub fn decode(bytes: &Bytes) -> Result<ClientMsg, CodecError> {
-        decode_top(bytes, "client message", |d| {
-            match d.u8("client message tag")? {
+        decode_top(
+            bytes,
+            "client message",
+            FORMAT_VERSION..=FORMAT_VERSION,
+            |d, _| match d.u8("client message tag")? {
                 0 => Ok(ClientMsg::Request(request(d)?)),
                 t => Err(bad_tag(d, "client message", t)),
-            }
-        })
+            },
+        )
     }
 }
 
 impl Reply {
     /// The encoding sent to a client.
     pub fn encode(&self) -> Bytes {
-        let mut out = vec![FORMAT_VERSION];
+        let mut out = vec![REPLY_FORMAT_VERSION];
         put_u64(&mut out, self.client);
         put_u64(&mut out, self.seq);
         put_outcome(&mut out, &self.outcome);
@@ -619,11 +755,16 @@ impl Reply {
 
     /// Reads what a server answered.
     pub fn decode(bytes: &Bytes) -> Result<Reply, CodecError> {
-        decode_top(bytes, "reply", |d| {
+        decode_top(bytes, "reply", 1..=REPLY_FORMAT_VERSION, |d, version| {
             Ok(Reply {
                 client: d.u64("client id")?,
                 seq: d.u64("request seq")?,
-                outcome: outcome(d)?,
+                outcome: outcome(
+                    d,
+                    PairFormat {
+                        lease: version >= 2,
+                    },
+                )?,
             })
         })
     }

@@ -31,6 +31,8 @@ pub struct KeyValue {
     pub mod_rev: u64,
     /// Changes since the key was created (1 after the creating write).
     pub version: u64,
+    /// The lease the key is attached to (0: none), as etcd's.
+    pub lease: i64,
 }
 
 /// The first key after every key that starts with `prefix`, or `None` if
@@ -61,6 +63,9 @@ pub enum Op {
         key: Bytes,
         /// Its new value.
         value: Bytes,
+        /// The lease the key is attached to from now on (0: none). A
+        /// lease that does not exist refuses the put.
+        lease: i64,
     },
     /// Appends to a key's value (creating the key if absent): the course's.
     Append {
@@ -102,12 +107,41 @@ pub enum Op {
     },
     /// If every comparison holds apply `success`, else `failure`; atomic.
     Txn(Txn),
-    /// Writes a key again with the value it has (etcd's put with
-    /// `ignore_value`): a new revision and version. Refused, with nothing
-    /// applied, if the key is absent.
+    /// Writes a key again keeping its value, its lease, or both (etcd's
+    /// put with `ignore_value` or `ignore_lease`): a new revision and
+    /// version. Refused, with nothing applied, if the key is absent.
     Rewrite {
         /// The key.
         key: Bytes,
+        /// Its new value; `None`: the one it has.
+        value: Option<Bytes>,
+        /// Its new lease (0: none); `None`: the one it has.
+        lease: Option<i64>,
+    },
+    /// Grants lease `id` with a time-to-live of `ttl` seconds (etcd's
+    /// LeaseGrant). Refused if the lease exists, or `id` is 0 (no lease).
+    /// It changes no key and takes no revision.
+    LeaseGrant {
+        /// The lease's id (never 0).
+        id: i64,
+        /// Its time-to-live, in seconds.
+        ttl: i64,
+    },
+    /// Revokes lease `id` and deletes every key attached to it, all in
+    /// one revision (none if it had no key): etcd's LeaseRevoke, and what
+    /// the leader proposes when a lease expires. Refused if the lease
+    /// does not exist.
+    LeaseRevoke {
+        /// The lease.
+        id: i64,
+    },
+    /// Records how long leases had left, so that a new leader resumes
+    /// their countdowns instead of restarting them (etcd's lease
+    /// checkpoints); a remaining 0 means the whole time-to-live. Leases
+    /// that no longer exist are skipped.
+    LeaseCheckpoint {
+        /// `(lease, remaining seconds)` pairs.
+        checkpoints: Vec<(i64, i64)>,
     },
     /// Forgets the history before store revision `revision` (etcd's
     /// `Compact`): reads and watches before it are refused from then on.
@@ -125,9 +159,23 @@ impl Op {
     }
     /// `put(key, value)`.
     pub fn put(key: impl Into<Bytes>, value: impl Into<Bytes>) -> Op {
+        Op::put_leased(key, value, 0)
+    }
+    /// `put(key, value)` attaching the key to `lease` (0: none).
+    pub fn put_leased(key: impl Into<Bytes>, value: impl Into<Bytes>, lease: i64) -> Op {
         Op::Put {
             key: key.into(),
             value: value.into(),
+            lease,
+        }
+    }
+    /// `key` written again with its value, attached to `lease` (etcd's
+    /// put with `ignore_value`).
+    pub fn rewrite(key: impl Into<Bytes>, lease: i64) -> Op {
+        Op::Rewrite {
+            key: key.into(),
+            value: None,
+            lease: Some(lease),
         }
     }
     /// `append(key, value)`.
@@ -196,7 +244,10 @@ impl Op {
             | Op::Delete { .. }
             | Op::DeleteRange { .. }
             | Op::Rewrite { .. }
-            | Op::Compact { .. } => false,
+            | Op::Compact { .. }
+            | Op::LeaseGrant { .. }
+            | Op::LeaseRevoke { .. }
+            | Op::LeaseCheckpoint { .. } => false,
             Op::Txn(t) => t.success.iter().chain(&t.failure).all(Op::is_read_only),
         }
     }
@@ -224,6 +275,8 @@ pub enum Target {
     CreateRev(u64),
     /// The modification revision (0: absent).
     ModRev(u64),
+    /// The lease (0: none or absent).
+    Lease(i64),
 }
 
 /// How a comparison compares the key's field with the target.
@@ -359,6 +412,8 @@ pub enum Response {
     },
     /// A compaction.
     Compacted,
+    /// A lease was granted, revoked or checkpointed.
+    Leased,
 }
 
 impl Response {

@@ -53,6 +53,7 @@ impl Event {
                 create_rev: 0,
                 mod_rev: rev,
                 version: 0,
+                lease: 0,
             },
             prev: Some(prev),
         }

@@ -338,6 +338,11 @@ pub(crate) fn hash_change(crc: u32, rev: Rev, key: &[u8], slot: Option<&Slot>) -
         crc = crc32c::crc32c_append(crc, &s.version.to_le_bytes());
         crc = crc32c::crc32c_append(crc, &(s.value.len() as u64).to_le_bytes());
         crc = crc32c::crc32c_append(crc, &s.value);
+        // Only a leased key hashes its lease, so hashes of stores without
+        // leases are those of earlier builds.
+        if s.lease != 0 {
+            crc = crc32c::crc32c_append(crc, &s.lease.to_le_bytes());
+        }
     }
     crc
 }

@@ -38,6 +38,7 @@ pub mod codec;
 pub mod command;
 pub mod event;
 pub mod history;
+pub mod lease;
 pub mod replica;
 pub mod server;
 pub mod session;
@@ -53,6 +54,7 @@ pub use command::{
 };
 pub use event::{Event, EventKind};
 pub use history::Replay;
+pub use lease::{Lease, Leases};
 pub use replica::{Applied, ApplyError, Replica};
 pub use server::{KvServer, Outgoing, ServerConfig, ServerError};
 pub use session::{Admission, SessionLimits, Sessions};

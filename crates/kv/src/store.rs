@@ -28,6 +28,7 @@ use crate::chunked::ChunkMap;
 use crate::command::{CmpOp, Compare, CompareSpan, KeyValue, Op, Response, Target, Txn};
 use crate::event::Event;
 use crate::history::{History, Replay};
+use crate::lease::Leases;
 
 /// Where a write's events go, when someone asked for them.
 type Sink<'a> = Option<&'a mut Vec<Event>>;
@@ -39,6 +40,7 @@ pub(crate) struct Slot {
     pub(crate) create_rev: u64,
     pub(crate) mod_rev: u64,
     pub(crate) version: u64,
+    pub(crate) lease: i64,
 }
 
 /// The store. See the module docs for its invariants.
@@ -47,6 +49,7 @@ pub struct Store {
     pub(crate) kvs: ChunkMap<Bytes, Slot>,
     pub(crate) revision: u64,
     pub(crate) history: Option<History>,
+    pub(crate) leases: Leases,
 }
 
 pub(crate) fn pair(key: &Bytes, s: &Slot) -> KeyValue {
@@ -56,6 +59,7 @@ pub(crate) fn pair(key: &Bytes, s: &Slot) -> KeyValue {
         create_rev: s.create_rev,
         mod_rev: s.mod_rev,
         version: s.version,
+        lease: s.lease,
     }
 }
 
@@ -114,6 +118,13 @@ impl Store {
     /// with its own value exists. A transaction is checked against the
     /// state before it, as a whole.
     pub fn check_state(&self, op: &Op) -> Result<(), Refusal> {
+        self.check_revisions(op)?;
+        self.check_leases(op)
+    }
+
+    /// The revision and key checks of [`Store::check_state`], on both
+    /// branches of a transaction.
+    fn check_revisions(&self, op: &Op) -> Result<(), Refusal> {
         let compacted = self.compacted();
         match op {
             Op::Range { revision: 0, .. } => Ok(()),
@@ -138,14 +149,50 @@ impl Store {
                     compacted,
                 })
             }
-            Op::Rewrite { key } if self.kvs.get(key).is_none() => Err(Refusal::KeyNotFound),
+            Op::Rewrite { key, .. } if self.kvs.get(key).is_none() => Err(Refusal::KeyNotFound),
             Op::Txn(t) => t
                 .success
                 .iter()
                 .chain(&t.failure)
-                .try_for_each(|op| self.check_state(op)),
+                .try_for_each(|op| self.check_revisions(op)),
             _ => Ok(()),
         }
+    }
+
+    /// The lease checks of [`Store::check_state`]: a put's lease exists,
+    /// a granted one does not yet, a revoked one does. In a transaction
+    /// only the branch that will run is checked, as etcd does.
+    fn check_leases(&self, op: &Op) -> Result<(), Refusal> {
+        let exists = |id: i64| {
+            if id == 0 || self.leases.contains(id) {
+                Ok(())
+            } else {
+                Err(Refusal::LeaseNotFound { id })
+            }
+        };
+        match op {
+            Op::Put { lease, .. }
+            | Op::Rewrite {
+                lease: Some(lease), ..
+            } => exists(*lease),
+            Op::LeaseGrant { id, .. } if self.leases.contains(*id) => {
+                Err(Refusal::LeaseExists { id: *id })
+            }
+            Op::LeaseRevoke { id } if !self.leases.contains(*id) => {
+                Err(Refusal::LeaseNotFound { id: *id })
+            }
+            Op::Txn(t) => {
+                let succeeded = t.compares.iter().all(|c| self.holds(c));
+                let branch = if succeeded { &t.success } else { &t.failure };
+                branch.iter().try_for_each(|op| self.check_leases(op))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The leases.
+    pub fn leases(&self) -> &Leases {
+        &self.leases
     }
 
     /// Forgets up to about `budget` changes that the last compaction made
@@ -283,13 +330,13 @@ impl Store {
     fn apply_at(&mut self, op: &Op, rev: u64, wrote: &mut bool, ev: Sink<'_>) -> Response {
         match op {
             Op::Get { .. } | Op::Range { .. } => StoreView(self).read(op),
-            Op::Put { key, value } => {
-                self.write(key, rev, ev, |_| value.clone());
+            Op::Put { key, value, lease } => {
+                self.write(key, rev, ev, Some(*lease), |_| value.clone());
                 *wrote = true;
                 Response::Written
             }
             Op::Append { key, value } => {
-                self.write(key, rev, ev, |old| {
+                self.write(key, rev, ev, None, |old| {
                     let mut v = Vec::with_capacity(old.len() + value.len());
                     v.extend_from_slice(old);
                     v.extend_from_slice(value);
@@ -299,22 +346,35 @@ impl Store {
                 Response::Written
             }
             Op::Delete { key } => {
-                let old = self.kvs.remove(key);
-                let existed = old.is_some();
-                if existed && let Some(h) = &mut self.history {
-                    h.record(key, rev, None);
-                }
-                if let (Some(ev), Some(old)) = (ev, old) {
-                    ev.push(Event::deleted(key, rev, pair(key, &old)));
-                }
+                let existed = self.remove(key, rev, ev).is_some();
                 *wrote |= existed;
                 Response::Deleted(existed)
             }
-            Op::Rewrite { key } => {
+            Op::Rewrite { key, value, lease } => {
                 // The caller checked that the key exists (`check_state`).
-                self.write(key, rev, ev, Bytes::clone);
+                self.write(key, rev, ev, *lease, |old| {
+                    value.clone().unwrap_or_else(|| old.clone())
+                });
                 *wrote = true;
                 Response::Written
+            }
+            Op::LeaseGrant { id, ttl } => {
+                // The caller checked that the lease is new (`check_state`).
+                self.leases.grant(*id, *ttl);
+                Response::Leased
+            }
+            Op::LeaseRevoke { id } => {
+                let keys = self.leases.remove(*id).map(|l| l.keys).unwrap_or_default();
+                let mut ev = ev;
+                for k in &keys {
+                    self.remove(k, rev, ev.as_deref_mut());
+                }
+                *wrote |= !keys.is_empty();
+                Response::Leased
+            }
+            Op::LeaseCheckpoint { checkpoints } => {
+                self.leases.checkpoint(checkpoints);
+                Response::Leased
             }
             Op::Compact { revision } => {
                 // The caller checked the revision (`check_state`).
@@ -356,17 +416,11 @@ impl Store {
         };
         let mut prev_kvs = Vec::new();
         for k in &keys {
-            let Some(s) = self.kvs.remove(k) else {
+            let Some(s) = self.remove(k, rev, ev.as_deref_mut()) else {
                 continue;
             };
-            if let Some(h) = &mut self.history {
-                h.record(k, rev, None);
-            }
             if prev_kv {
                 prev_kvs.push(pair(k, &s));
-            }
-            if let Some(ev) = ev.as_deref_mut() {
-                ev.push(Event::deleted(k, rev, pair(k, &s)));
             }
         }
         Response::DeletedRange {
@@ -375,13 +429,40 @@ impl Store {
         }
     }
 
-    fn write(&mut self, key: &Bytes, rev: u64, ev: Sink<'_>, value: impl FnOnce(&Bytes) -> Bytes) {
+    /// Removes `key` at revision `rev` (recording the change and its
+    /// event, taking it off its lease); returns its slot if it existed.
+    fn remove(&mut self, key: &Bytes, rev: u64, ev: Sink<'_>) -> Option<Slot> {
+        let old = self.kvs.remove(key)?;
+        self.leases.detach(key, old.lease);
+        if let Some(h) = &mut self.history {
+            h.record(key, rev, None);
+        }
+        if let Some(ev) = ev {
+            ev.push(Event::deleted(key, rev, pair(key, &old)));
+        }
+        Some(old)
+    }
+
+    /// Writes `key` at revision `rev` with the value `value` makes of its
+    /// old one (empty if new), attached to `lease` (`None`: the one it
+    /// has, none if new).
+    fn write(
+        &mut self,
+        key: &Bytes,
+        rev: u64,
+        ev: Sink<'_>,
+        lease: Option<i64>,
+        value: impl FnOnce(&Bytes) -> Bytes,
+    ) {
         match self.kvs.get_mut(key) {
             Some(s) => {
                 let prev = ev.is_some().then(|| pair(key, s));
                 s.value = value(&s.value);
                 s.mod_rev = rev;
                 s.version += 1;
+                let lease = lease.unwrap_or(s.lease);
+                self.leases.reattach(key, s.lease, lease);
+                s.lease = lease;
                 if let Some(h) = &mut self.history {
                     h.record(key, rev, Some(s.clone()));
                 }
@@ -395,7 +476,9 @@ impl Store {
                     create_rev: rev,
                     mod_rev: rev,
                     version: 1,
+                    lease: lease.unwrap_or(0),
                 };
+                self.leases.reattach(key, 0, slot.lease);
                 if let Some(ev) = ev {
                     ev.push(Event::put(pair(key, &slot), None));
                 }
@@ -445,6 +528,7 @@ impl Store {
             (Target::Version(n), s) => s.map_or(0, |s| s.version).cmp(n),
             (Target::CreateRev(n), s) => s.map_or(0, |s| s.create_rev).cmp(n),
             (Target::ModRev(n), s) => s.map_or(0, |s| s.mod_rev).cmp(n),
+            (Target::Lease(n), s) => s.map_or(0, |s| s.lease).cmp(n),
         };
         match c.op {
             CmpOp::Equal => ord.is_eq(),
@@ -493,7 +577,10 @@ impl StoreView<'_> {
             | Op::Delete { .. }
             | Op::DeleteRange { .. }
             | Op::Rewrite { .. }
-            | Op::Compact { .. } => unreachable!("StoreView::read given a write"),
+            | Op::Compact { .. }
+            | Op::LeaseGrant { .. }
+            | Op::LeaseRevoke { .. }
+            | Op::LeaseCheckpoint { .. } => unreachable!("StoreView::read given a write"),
         }
     }
 

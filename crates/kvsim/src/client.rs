@@ -65,11 +65,11 @@ pub fn model_input(op: &Op, read: ReadConsistency) -> Option<KvInput> {
     let s = |b: &Bytes| String::from_utf8_lossy(b).into_owned();
     Some(match op {
         Op::Get { key } if read == ReadConsistency::Linearizable => KvInput::get(s(key)),
-        Op::Put { key, value } => KvInput::put(s(key), s(value)),
+        Op::Put { key, value, .. } => KvInput::put(s(key), s(value)),
         Op::Append { key, value } => KvInput::append(s(key), s(value)),
         Op::Delete { key } => KvInput::delete(s(key)),
         Op::Txn(t) => {
-            let ([cmp], [Op::Put { key, value }], []) =
+            let ([cmp], [Op::Put { key, value, .. }], []) =
                 (&t.compares[..], &t.success[..], &t.failure[..])
             else {
                 return None;

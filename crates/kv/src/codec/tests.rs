@@ -51,9 +51,29 @@ fn commands_round_trip() {
             revision: 17,
         },
         Op::Compact { revision: 9 },
+        Op::rewrite("k", 0),
+        Op::rewrite("k", 7),
         Op::Rewrite {
             key: Bytes::from_static(b"k"),
+            value: Some(Bytes::from_static(b"v")),
+            lease: None,
         },
+        Op::put_leased("k", "v", 0x694d_7a2b_11c0_0001),
+        Op::LeaseGrant { id: 5, ttl: 60 },
+        Op::LeaseRevoke { id: -3 },
+        Op::LeaseCheckpoint {
+            checkpoints: vec![(5, 20), (6, 0)],
+        },
+        Op::Txn(Txn {
+            compares: vec![Compare {
+                key: Bytes::from_static(b"k"),
+                op: CmpOp::Equal,
+                target: Target::Lease(5),
+                span: CompareSpan::Key,
+            }],
+            success: vec![],
+            failure: vec![],
+        }),
     ];
     for op in ops {
         let c = Command {
@@ -121,6 +141,7 @@ fn replies_round_trip() {
         create_rev: 2,
         mod_rev: 5,
         version: 3,
+        lease: 77,
     };
     let outcomes = [
         Outcome::Ok {
@@ -199,7 +220,9 @@ fn bad_input_is_refused_with_what_was_wrong() {
         err,
         CodecError::Version {
             what: "log command",
-            found: 9
+            found: 9,
+            oldest: 1,
+            newest: 1,
         }
     );
     // An empty key decodes: the replicas refuse it when they apply it,

@@ -35,9 +35,7 @@ fn revisions_and_versions_follow_etcd() {
 fn a_rewrite_keeps_the_value_and_needs_the_key() {
     let mut s = Store::with_history();
     s.apply(&Op::put("k", "v"));
-    let rewrite = |k: &'static str| Op::Rewrite {
-        key: Bytes::from_static(k.as_bytes()),
-    };
+    let rewrite = |k: &'static str| Op::rewrite(k, 0);
     assert_eq!(s.check_state(&rewrite("k")), Ok(()));
     assert_eq!(s.apply(&rewrite("k")), Response::Written);
     let k = s.get(b"k").unwrap();
