@@ -24,9 +24,13 @@ use crate::command::{
     Request, Response, Target, Txn,
 };
 
-/// The format version this build writes and reads for commands and
-/// client messages.
+/// The format version this build writes and reads for client messages.
 pub const FORMAT_VERSION: u8 = 1;
+/// The format version of the commands (log entries) this build writes.
+/// Version 2 has version 1's layout; it marks a command written by a
+/// build whose etcd store numbers revisions as etcd does (see
+/// `Replica::etcd`). Both are read.
+pub const COMMAND_FORMAT_VERSION: u8 = 2;
 /// The format version of replies this build writes: version 2 gave every
 /// pair its lease. Version 1 replies (pairs without a lease) are still
 /// read.
@@ -173,47 +177,11 @@ fn put_op(out: &mut Vec<u8>, op: &Op) {
                 put_u64(out, *revision);
             }
         }
-        Op::Compact { revision } => {
-            out.push(8);
-            put_u64(out, *revision);
-        }
-        Op::Rewrite {
-            key,
-            value: None,
-            lease: Some(0),
-        } => {
-            out.push(9);
-            put_bytes(out, key);
-        }
-        Op::Rewrite { key, value, lease } => {
-            out.push(11);
-            put_bytes(out, key);
-            put_opt(out, value.as_ref());
-            match lease {
-                None => out.push(0),
-                Some(l) => {
-                    out.push(1);
-                    put_u64(out, *l as u64);
-                }
-            }
-        }
-        Op::LeaseGrant { id, ttl } => {
-            out.push(12);
-            put_u64(out, *id as u64);
-            put_u64(out, *ttl as u64);
-        }
-        Op::LeaseRevoke { id } => {
-            out.push(13);
-            put_u64(out, *id as u64);
-        }
-        Op::LeaseCheckpoint { checkpoints } => {
-            out.push(14);
-            put_u64(out, checkpoints.len() as u64);
-            for (id, remaining) in checkpoints {
-                put_u64(out, *id as u64);
-                put_u64(out, *remaining as u64);
-            }
-        }
+        Op::Compact { .. }
+        | Op::Rewrite { .. }
+        | Op::LeaseGrant { .. }
+        | Op::LeaseRevoke { .. }
+        | Op::LeaseCheckpoint { .. } => later::put_later_op(out, op),
         Op::Txn(t) => {
             out.push(5);
             put_txn(out, t);
@@ -272,29 +240,7 @@ fn op(d: &mut Decoder, depth: usize) -> R<Op> {
             revision: d.u64("compaction revision")?,
         },
         9 => Op::rewrite(key(d, "rewrite key")?, 0),
-        11 => Op::Rewrite {
-            key: key(d, "rewrite key")?,
-            value: opt(d, "rewrite value")?,
-            lease: if d.bool("rewrite lease flag")? {
-                Some(d.u64("rewrite lease")? as i64)
-            } else {
-                None
-            },
-        },
-        12 => Op::LeaseGrant {
-            id: d.u64("lease id")? as i64,
-            ttl: d.u64("lease ttl")? as i64,
-        },
-        13 => Op::LeaseRevoke {
-            id: d.u64("lease id")? as i64,
-        },
-        14 => {
-            let n = d.count("lease checkpoints")?;
-            let checkpoints = (0..n)
-                .map(|_| Ok((d.u64("lease id")? as i64, d.u64("lease remaining")? as i64)))
-                .collect::<R<Vec<_>>>()?;
-            Op::LeaseCheckpoint { checkpoints }
-        }
+        11..=14 => later::lease_op(d, tag)?,
         5 if depth >= MAX_TXN_DEPTH => return Err(Inner::TxnTooDeep),
         5 => Op::Txn(txn(d, depth + 1)?),
         6 => Op::DeleteRange {
@@ -694,7 +640,7 @@ fn decode_top<T>(
 impl Command {
     /// The encoding carried by a log entry.
     pub fn encode(&self) -> Bytes {
-        let mut out = vec![FORMAT_VERSION];
+        let mut out = vec![COMMAND_FORMAT_VERSION];
         put_u64(&mut out, self.stamp_ms);
         put_request(&mut out, &self.request);
         Bytes::from(out)
@@ -702,15 +648,22 @@ impl Command {
 
     /// Reads a log entry's payload.
     pub fn decode(bytes: &Bytes) -> Result<Command, CodecError> {
+        Command::decode_with_format(bytes).map(|(c, _)| c)
+    }
+
+    /// Reads a log entry's payload, and the format version it was written
+    /// in.
+    pub fn decode_with_format(bytes: &Bytes) -> Result<(Command, u8), CodecError> {
         decode_top(
             bytes,
             "log command",
-            FORMAT_VERSION..=FORMAT_VERSION,
-            |d, _| {
-                Ok(Command {
+            1..=COMMAND_FORMAT_VERSION,
+            |d, version| {
+                let command = Command {
                     stamp_ms: d.u64("stamp")?,
                     request: request(d)?,
-                })
+                };
+                Ok((command, version))
             },
         )
     }
@@ -769,6 +722,8 @@ impl Reply {
         })
     }
 }
+
+mod later;
 
 #[cfg(test)]
 mod tests;

@@ -47,7 +47,7 @@ pub mod store;
 
 pub use check::{KeyRole, Refusal, check_op};
 pub use clerk::{Clerk, ClerkConfig, ClerkError, ClerkStep, Send};
-pub use codec::{CodecError, FORMAT_VERSION, MAX_TXN_DEPTH};
+pub use codec::{COMMAND_FORMAT_VERSION, CodecError, FORMAT_VERSION, MAX_TXN_DEPTH};
 pub use command::{
     ClientMsg, CmpOp, Command, Compare, CompareSpan, KeyValue, Op, Outcome, ReadConsistency, Reply,
     Request, Response, Target, Txn, prefix_end,

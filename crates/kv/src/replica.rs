@@ -69,6 +69,9 @@ pub struct Replica {
     pub(crate) applied: LogIndex,
     pub(crate) applied_term: Term,
     pub(crate) clock_ms: u64,
+    /// See [`Replica::etcd`]: the numbering is not decided yet (no
+    /// command applied, nothing restored).
+    pub(crate) numbering_pending: bool,
 }
 
 impl Replica {
@@ -87,6 +90,24 @@ impl Replica {
             store: Store::with_history(),
             ..Replica::new(limits)
         }
+    }
+
+    /// A replica whose store keeps history and numbers revisions as etcd
+    /// does: revision 1 is the empty store, the first write is revision
+    /// 2. etcd's clients count on it: its election recipe waits for keys
+    /// created at or before "my revision - 1", where 0 means "no bound",
+    /// so a first write at revision 1 would wait for itself.
+    ///
+    /// The numbering comes from the log, so every replica agrees: a log
+    /// written by an earlier build numbered from 0, and its first command
+    /// (format 1) takes the store back to revision 0 before it applies,
+    /// so that log replays with the numbering it had. What this build
+    /// writes (format 2) keeps etcd's.
+    pub fn etcd(limits: SessionLimits) -> Replica {
+        let mut r = Replica::with_history(limits);
+        r.store.revision = 1;
+        r.numbering_pending = true;
+        r
     }
 
     /// The store, to forget what a compaction made obsolete when idle
@@ -152,10 +173,16 @@ impl Replica {
         if e.kind != EntryKind::Command {
             return Ok(None);
         }
-        let cmd = Command::decode(&e.data).map_err(|source| ApplyError::BadCommand {
-            index: e.index,
-            source,
-        })?;
+        let (cmd, format) =
+            Command::decode_with_format(&e.data).map_err(|source| ApplyError::BadCommand {
+                index: e.index,
+                source,
+            })?;
+        if std::mem::take(&mut self.numbering_pending) && format < 2 {
+            // The first command of an earlier build's log: nothing was
+            // applied yet, so only the starting revision changes.
+            self.store.revision = 0;
+        }
         self.clock_ms = self.clock_ms.max(cmd.stamp_ms);
         self.sessions.expire(self.clock_ms);
         let r = cmd.request;

@@ -399,6 +399,8 @@ pub(crate) fn decode(data: &Bytes, limits: SessionLimits) -> Result<Replica, Sna
         applied,
         applied_term,
         clock_ms,
+        // The snapshot's revision is the numbering (`Replica::etcd`).
+        numbering_pending: false,
     })
 }
 

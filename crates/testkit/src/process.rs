@@ -37,6 +37,15 @@ impl Proc {
         wait_for(&format!("{name} to exit"), limit, || self.exited())
     }
 
+    /// Sends `signal` (`TERM`, `INT`, `STOP`, `CONT`...) to it, by pid.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("kill -{signal} {}: {e}", self.name));
+        assert!(status.success(), "kill -{signal} {} failed", self.name);
+    }
+
     /// kill -9, then reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

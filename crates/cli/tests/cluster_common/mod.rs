@@ -19,6 +19,7 @@ use flotilla_testkit::{Proc, Scratch, free_ports, wait_until};
 
 pub mod faults;
 pub mod netns;
+pub mod watcher;
 pub mod workload;
 
 /// A cluster of server processes.
@@ -181,12 +182,10 @@ impl Cluster {
 
     /// Sends `signal` (`STOP`, `CONT`) to member `i`, by PID.
     pub fn signal(&self, i: usize, signal: &str) {
-        let p = self.procs[i].as_ref().expect("member is running");
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &p.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{signal} failed");
+        self.procs[i]
+            .as_ref()
+            .expect("member is running")
+            .signal(signal);
     }
 
     /// A client over every endpoint (call inside a runtime).

@@ -45,8 +45,8 @@ impl<P: Publish> KvMachine<P> {
     /// publishing to `watch`.
     pub fn new(initial: &BTreeMap<NodeId, String>, watch: Arc<P>) -> KvMachine<P> {
         KvMachine {
-            // etcd's store: every revision until compacted.
-            replica: Replica::with_history(flotilla_kv::SessionLimits::default()),
+            // etcd's store: every revision until compacted, from 1.
+            replica: Replica::etcd(flotilla_kv::SessionLimits::default()),
             members: Members::bootstrap(initial),
             watch,
         }
@@ -283,11 +283,11 @@ mod tests {
         let [Batch::Events { revision, events }] = batches.as_slice() else {
             panic!("{batches:?}")
         };
-        assert_eq!(*revision, 2, "the read published nothing");
+        assert_eq!(*revision, 3, "the read published nothing");
         assert_eq!(events[0].prev.as_ref().unwrap().value.as_ref(), b"1");
         m.restore(&snapshot).unwrap();
         let batches = hub.take();
-        assert!(matches!(batches.as_slice(), [Batch::Reset { revision: 1 }]));
+        assert!(matches!(batches.as_slice(), [Batch::Reset { revision: 2 }]));
         m.restore(&snapshot).unwrap();
         assert!(
             hub.take().is_empty(),
@@ -305,11 +305,11 @@ mod tests {
             role: flotilla_kv::KeyRole::Write,
         };
         assert_eq!(out.unwrap().outcome, Outcome::Refused(refused));
-        assert_eq!(m.replica.store().revision(), 0);
+        assert_eq!(m.replica.store().revision(), 1, "etcd's empty store");
         let next = m.apply(&entry_at((2, Op::put("k", "v")))).unwrap();
         assert!(matches!(
             next.unwrap().outcome,
-            Outcome::Ok { revision: 1, .. }
+            Outcome::Ok { revision: 2, .. }
         ));
     }
 

@@ -222,7 +222,7 @@ fn bad_input_is_refused_with_what_was_wrong() {
             what: "log command",
             found: 9,
             oldest: 1,
-            newest: 1,
+            newest: 2,
         }
     );
     // An empty key decodes: the replicas refuse it when they apply it,
