@@ -24,6 +24,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".flotilla.kv")
         .bytes(".etcdserverpb")
         .bytes(".mvccpb")
+        .bytes(".v3lockpb")
+        .bytes(".v3electionpb")
         .compile_fds(descriptors)?;
     Ok(())
 }

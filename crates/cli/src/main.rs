@@ -45,6 +45,9 @@ enum Command {
     Check(check::CheckCommand),
     /// Reads and writes keys of a running cluster (etcd's v3 API).
     Kv(cluster::kv::KvArgs),
+    /// Grants, revokes, inspects and keeps alive leases (etcd's): keys
+    /// attached to a lease are deleted when it ends.
+    Lease(cluster::lease::LeaseArgs),
     /// Lists, adds, removes and promotes the members of a running cluster.
     Member(cluster::member::MemberArgs),
     /// Run MapReduce jobs: embedded (`run`), or a coordinator and workers.
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::main(args),
         Command::Kv(args) => cluster::kv::main(args),
         Command::Watch(args) => cluster::watch::main(args),
+        Command::Lease(args) => cluster::lease::main(args),
         Command::Member(args) => cluster::member::main(args),
         Command::Mr(args) => mr::main(*args),
         Command::Server(args) => cluster::server::main(args),

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::cluster_client::ClusterClient;
 use flotilla_proto::etcdserverpb::kv_client::KvClient;
+use flotilla_proto::etcdserverpb::lease_client::LeaseClient;
 use flotilla_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
@@ -252,6 +253,74 @@ impl Client {
             }),
             Err(s) => Err(ClientError::Server(s)),
         }
+    }
+
+    /// `LeaseGrant` of `ttl` seconds, with lease id `id` (0: the server
+    /// chooses).
+    pub async fn lease_grant(
+        &self,
+        ttl: i64,
+        id: i64,
+    ) -> Result<pb::LeaseGrantResponse, ClientError> {
+        self.call(true, |c| async move {
+            LeaseClient::new(c)
+                .lease_grant(pb::LeaseGrantRequest { ttl, id })
+                .await
+        })
+        .await
+    }
+
+    /// `LeaseRevoke`: the lease and every key attached to it.
+    pub async fn lease_revoke(&self, id: i64) -> Result<pb::LeaseRevokeResponse, ClientError> {
+        self.call(true, |c| async move {
+            LeaseClient::new(c)
+                .lease_revoke(pb::LeaseRevokeRequest { id })
+                .await
+        })
+        .await
+    }
+
+    /// `LeaseTimeToLive` (TTL -1: no such lease), with the attached keys
+    /// if `keys`.
+    pub async fn lease_time_to_live(
+        &self,
+        id: i64,
+        keys: bool,
+    ) -> Result<pb::LeaseTimeToLiveResponse, ClientError> {
+        self.call(false, |c| async move {
+            LeaseClient::new(c)
+                .max_decoding_message_size(RESPONSE_BYTES_MAX)
+                .lease_time_to_live(pb::LeaseTimeToLiveRequest { id, keys })
+                .await
+        })
+        .await
+    }
+
+    /// `LeaseLeases`: every lease's id.
+    pub async fn lease_leases(&self) -> Result<pb::LeaseLeasesResponse, ClientError> {
+        self.call(false, |c| async move {
+            LeaseClient::new(c)
+                .max_decoding_message_size(RESPONSE_BYTES_MAX)
+                .lease_leases(pb::LeaseLeasesRequest {})
+                .await
+        })
+        .await
+    }
+
+    /// One keep-alive of lease `id`: its TTL (0: no such lease).
+    pub async fn lease_keep_alive_once(&self, id: i64) -> Result<i64, ClientError> {
+        self.call(false, |c| async move {
+            let once = tonic::codegen::tokio_stream::once(pb::LeaseKeepAliveRequest { id });
+            let mut replies = LeaseClient::new(c)
+                .lease_keep_alive(once)
+                .await?
+                .into_inner();
+            match replies.message().await? {
+                Some(r) => Ok(tonic::Response::new(r.ttl)),
+                None => Err(Status::unavailable("the keep-alive stream ended")),
+            }
+        })
+        .await
     }
 
     /// A simple get of `key`: its value, if present.

@@ -61,6 +61,18 @@ pub enum EtcdError {
     /// A request only the leader answers, while no leader is known.
     #[error("etcdserver: no leader")]
     NoLeader,
+    /// A lock or election contender's lease ended while it waited.
+    #[error("session expired")]
+    RecipeSessionExpired,
+    /// Proclaim or Resign without a leader key.
+    #[error("\"leader\" field must be provided")]
+    MissingLeaderKey,
+    /// Proclaim by a candidate that no longer leads.
+    #[error("election: not leader")]
+    ElectionNotLeader,
+    /// Leader of an election nobody leads.
+    #[error("election: no leader")]
+    ElectionNoLeader,
     /// A read at a revision not yet written.
     #[error("etcdserver: mvcc: required revision is a future revision")]
     FutureRevision,
@@ -137,6 +149,11 @@ impl EtcdError {
             E::LeaseExists => (Code::FailedPrecondition, None),
             E::LeaseTtlTooLarge => (Code::OutOfRange, None),
             E::NoLeader => (Code::Unavailable, None),
+            // etcd returns its recipes' errors as they are: gRPC's UNKNOWN.
+            E::RecipeSessionExpired | E::ElectionNotLeader | E::ElectionNoLeader => {
+                (Code::Unknown, None)
+            }
+            E::MissingLeaderKey => (Code::InvalidArgument, None),
             E::PeerUrlExists
             | E::MemberIdExists(_)
             | E::NotLearner
@@ -230,6 +247,17 @@ mod tests {
                 Code::Unimplemented,
                 "flotilla does not support snapshots yet",
             ),
+        ];
+        for (e, code, message) in cases {
+            let s = Status::from(e);
+            assert_eq!((s.code(), s.message()), (code, message));
+            assert_eq!(signal::kind(&s), None);
+        }
+    }
+
+    #[test]
+    fn lease_and_recipe_errors_are_etcd_s() {
+        let cases = [
             (
                 EtcdError::LeaseNotFound,
                 Code::NotFound,
@@ -250,11 +278,30 @@ mod tests {
                 Code::Unavailable,
                 "etcdserver: no leader",
             ),
+            (
+                EtcdError::ElectionNotLeader,
+                Code::Unknown,
+                "election: not leader",
+            ),
+            (
+                EtcdError::ElectionNoLeader,
+                Code::Unknown,
+                "election: no leader",
+            ),
+            (
+                EtcdError::RecipeSessionExpired,
+                Code::Unknown,
+                "session expired",
+            ),
+            (
+                EtcdError::MissingLeaderKey,
+                Code::InvalidArgument,
+                "\"leader\" field must be provided",
+            ),
         ];
         for (e, code, message) in cases {
             let s = Status::from(e);
             assert_eq!((s.code(), s.message()), (code, message));
-            assert_eq!(signal::kind(&s), None);
         }
     }
 

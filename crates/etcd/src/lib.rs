@@ -24,6 +24,13 @@
 //!   client sessions and the course's Append.
 //! - [`health`]: `grpc.health.v1.Health` (serving while a leader is
 //!   known).
+//! - [`lessor`]: when leases expire (the leader's countdowns, pure);
+//!   [`leases`]: the lessor on the server's clock, and the task that
+//!   revokes and checkpoints through the log; [`lease_service`]:
+//!   `etcdserverpb.Lease`.
+//! - [`recipes`]: etcd's lock and election recipes run in the server;
+//!   [`lock_service`]: `v3lockpb.Lock`; [`election_service`]:
+//!   `v3electionpb.Election`.
 //! - [`compactor`]: automatic compaction of the store's history
 //!   (etcd's `--auto-compaction-*`).
 //! - [`watch`]: the hub that carries applied changes to watchers, and which
@@ -35,13 +42,19 @@ pub mod compactor;
 pub mod conns;
 pub mod convert;
 pub mod core;
+pub mod election_service;
 pub mod error;
 pub mod health;
 pub mod join;
 pub mod kv_service;
+pub mod lease_service;
+pub mod leases;
+pub mod lessor;
+pub mod lock_service;
 pub mod machine;
 pub mod membership;
 pub mod range;
+pub mod recipes;
 pub mod server;
 pub mod session_service;
 pub mod validate;

@@ -22,12 +22,15 @@ use std::time::Duration;
 
 use flotilla_proto::etcdserverpb::cluster_server::ClusterServer;
 use flotilla_proto::etcdserverpb::kv_server::KvServer;
+use flotilla_proto::etcdserverpb::lease_server::LeaseServer;
 use flotilla_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use flotilla_proto::etcdserverpb::watch_server::WatchServer;
 use flotilla_proto::health::v1::health_server::HealthServer;
 use flotilla_proto::kv::v1::kv_server::KvServer as SessionServer;
 use flotilla_proto::raft::v1::proposals_server::ProposalsServer;
 use flotilla_proto::raft::v1::raft_transport_server::RaftTransportServer;
+use flotilla_proto::v3electionpb::election_server::ElectionServer;
+use flotilla_proto::v3lockpb::lock_server::LockServer;
 use flotilla_raft::{Config, NodeId};
 use flotilla_wal::{GroupHandle, GroupId, Options, Wal, WalError};
 use tokio::net::TcpListener;
@@ -277,10 +280,12 @@ pub const CLIENT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// call on it, is ended.
 pub const CLIENT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Every gRPC service of a node on one port: etcd's KV, Maintenance and
-/// Cluster, Watch, Flotilla's sessions and write forwarding, the peer transport.
+/// Every gRPC service of a node on one port: etcd's KV, Lease, Lock,
+/// Election, Maintenance and Cluster, Watch, Flotilla's sessions and write
+/// forwarding, the peer transport.
 fn router(
     core: Core,
+    keeper: Arc<crate::leases::Keeper>,
     inbound: InboundService,
     closing: watch::Receiver<bool>,
 ) -> tonic::transport::server::Router {
@@ -289,6 +294,9 @@ fn router(
     let writes = core.max_request_bytes + crate::core::GRPC_OVERHEAD_BYTES;
     let cs = ClusterService::new(core.clone());
     let health = crate::health::HealthService::new(core.clone(), closing.clone());
+    let leases = crate::lease_service::LeaseService::new(core.clone(), keeper, closing.clone());
+    let elections = crate::election_service::ElectionService::new(core.clone(), closing.clone());
+    let locks = crate::lock_service::LockService::new(core.clone());
     let watches = WatchService::new(core.clone(), closing);
     tonic::transport::Server::builder()
         .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX)
@@ -299,6 +307,9 @@ fn router(
         )
         .add_service(KvServer::new(KvService::new(core)).max_decoding_message_size(writes))
         .add_service(WatchServer::new(watches))
+        .add_service(LeaseServer::new(leases))
+        .add_service(LockServer::new(locks))
+        .add_service(ElectionServer::new(elections))
         .add_service(HealthServer::new(health))
         .add_service(MaintenanceServer::new(cs.clone()))
         .add_service(ClusterServer::new(cs.clone()))
@@ -411,6 +422,11 @@ pub async fn run(
     let (inbound_tx, inbound_rx) = mpsc::channel(4096);
     let opts = node_options(&cfg, &initial);
     let metrics = Arc::clone(&opts.metrics);
+    let election_ms = u64::from(opts.host.raft.election_ticks)
+        .saturating_mul(u64::try_from(cfg.tick.as_millis()).unwrap_or(u64::MAX));
+    let keeper = crate::leases::Keeper::new(crate::lessor::LessorConfig::for_election_timeout(
+        election_ms,
+    ));
     let sm = Arc::new(Mutex::new(KvMachine::new(&initial, Arc::default())));
     let node = RaftNode::start(
         opts,
@@ -446,9 +462,11 @@ pub async fn run(
         .with_removed_from(transport)
         .with_metrics(metrics);
     crate::compactor::spawn(core.clone(), cfg.auto_compaction, closing.clone());
+    crate::leases::spawn(core.clone(), Arc::clone(&keeper), closing.clone());
     let conns = crate::conns::capped(incoming(listeners.grpc), CONNECTIONS_MAX)
         .map(|conn| conn.map(crate::authority::Normalized::new));
-    let serve = router(core, inbound, closing).serve_with_incoming_shutdown(conns, shutdown);
+    let serve =
+        router(core, keeper, inbound, closing).serve_with_incoming_shutdown(conns, shutdown);
     let mut task = node.task;
     tracing::info!(member = %cfg.id, cluster = %format!("{cluster:016x}"), "started");
     tokio::select! {

@@ -159,6 +159,12 @@ pub fn check_put(r: &pb::PutRequest) -> Result<(), Invalid> {
     non_negative("lease", r.lease)
 }
 
+/// A lease grant: no negative id (a put names its lease with a
+/// non-negative id, so a negative one could never be used).
+pub fn check_lease_grant(r: &pb::LeaseGrantRequest) -> Result<(), Invalid> {
+    non_negative("lease id", r.id)
+}
+
 /// A delete request: etcd's `checkDeleteRequest`.
 pub fn check_delete(r: &pb::DeleteRangeRequest) -> Result<(), Invalid> {
     key(&r.key)

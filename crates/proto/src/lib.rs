@@ -7,7 +7,8 @@
 //! [`raft::v1`], `flotilla.kv.v1` (exactly-once sessions, Append) is
 //! [`kv::v1`], `flotilla.signal.v1` (typed signals in gRPC errors) is
 //! [`signal::v1`]. gRPC's health protocol is [`health::v1`]. etcd's v3 API keeps etcd's own packages, [`etcdserverpb`]
-//! and [`mvccpb`], because the package is part of every gRPC method path
+//! and [`mvccpb`], and its lock and election services [`v3lockpb`] and
+//! [`v3electionpb`], because the package is part of every gRPC method path
 //! (`/etcdserverpb.KV/Put`) that etcd's clients call. The `.proto` files are the contract: any language with a
 //! protobuf compiler can speak to Flotilla from them.
 
@@ -28,5 +29,7 @@ pub use generated::flotilla::mapreduce;
 pub use generated::flotilla::raft;
 pub use generated::grpc::health;
 pub use generated::mvccpb;
+pub use generated::v3electionpb;
+pub use generated::v3lockpb;
 
 pub mod signal;

@@ -44,6 +44,10 @@ enum KvCommand {
         /// Also print the previous value.
         #[arg(long)]
         prev_kv: bool,
+        /// Attach KEY to this lease (hexadecimal, as `flotilla lease
+        /// grant` prints it); it is deleted when the lease ends.
+        #[arg(long, value_parser = super::lease::parse_id, default_value = "0")]
+        lease: i64,
     },
     /// Reads KEY (or every key with the prefix KEY).
     Get {
@@ -154,11 +158,13 @@ async fn run(command: KvCommand, w: &mut Writer<'_>) -> anyhow::Result<Answer> {
             key,
             value,
             prev_kv,
+            lease,
         } => {
             let req = pb::PutRequest {
                 key: Bytes::from(key),
                 value: Bytes::from(value),
                 prev_kv,
+                lease,
                 ..Default::default()
             };
             Answer::Put(w.put(req).await.context("put")?)

@@ -1,0 +1,201 @@
+//! etcd's Lock (`v3lockpb`) and Election (`v3electionpb`) services on a
+//! 3-member cluster, driven with the generated gRPC clients as etcd's
+//! gateway and non-Go clients use them: locks are granted in queue order,
+//! released by Unlock or by the holder's lease; a waiter whose call is
+//! cancelled leaves the queue; an election's leader proclaims, resigns
+//! and is observed in order, with etcd's errors for a stale leader, no
+//! leader and a missing leader key.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cluster_common;
+mod common;
+
+use std::time::Duration;
+
+use cluster_common::Cluster;
+use flotilla_proto::etcdserverpb as pb;
+use flotilla_proto::etcdserverpb::kv_client::KvClient;
+use flotilla_proto::etcdserverpb::lease_client::LeaseClient;
+use flotilla_proto::v3electionpb as epb;
+use flotilla_proto::v3electionpb::election_client::ElectionClient;
+use flotilla_proto::v3lockpb as lpb;
+use flotilla_proto::v3lockpb::lock_client::LockClient;
+use tonic::transport::Channel;
+
+async fn channel(endpoint: &str) -> Channel {
+    Channel::from_shared(format!("http://{endpoint}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+async fn grant(ch: &Channel, ttl: i64) -> i64 {
+    let r = LeaseClient::new(ch.clone())
+        .lease_grant(pb::LeaseGrantRequest { ttl, id: 0 })
+        .await
+        .unwrap();
+    r.into_inner().id
+}
+
+/// How many keys start with `prefix`, read through `ch`.
+async fn queued(ch: &Channel, prefix: &str) -> i64 {
+    let mut end = prefix.as_bytes().to_vec();
+    *end.last_mut().unwrap() += 1;
+    let req = pb::RangeRequest {
+        key: prefix.as_bytes().to_vec().into(),
+        range_end: end.into(),
+        count_only: true,
+        ..Default::default()
+    };
+    KvClient::new(ch.clone())
+        .range(req)
+        .await
+        .unwrap()
+        .into_inner()
+        .count
+}
+
+/// Polls until `prefix` holds `n` keys.
+async fn until_queued(ch: &Channel, prefix: &str, n: i64) {
+    for _ in 0..200 {
+        if queued(ch, prefix).await == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{prefix} never held {n} keys");
+}
+
+#[test]
+fn locks_are_granted_in_queue_order_and_released() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cluster = Cluster::start("lock-grpc", 3);
+    let leader = cluster.wait_leader(&rt);
+    let follower = cluster.endpoints[(leader + 1) % 3].clone();
+    rt.block_on(async {
+        let ch = channel(&follower).await;
+        let (l1, l2, l3) = (
+            grant(&ch, 30).await,
+            grant(&ch, 30).await,
+            grant(&ch, 30).await,
+        );
+        let mut locks = LockClient::new(ch.clone());
+        let lock = |lease| lpb::LockRequest {
+            name: "job".into(),
+            lease,
+        };
+        let first = locks.lock(lock(l1)).await.unwrap().into_inner();
+        assert_eq!(first.key, format!("job/{l1:x}").into_bytes());
+        let mut waiter = LockClient::new(ch.clone());
+        let second = tokio::spawn(async move { waiter.lock(lock(l2)).await });
+        until_queued(&ch, "job/", 2).await;
+        assert!(!second.is_finished(), "two holders at once");
+        // A waiter that gives up leaves the queue.
+        let mut quitter = LockClient::new(ch.clone());
+        let third = tokio::spawn(async move { quitter.lock(lock(l3)).await });
+        until_queued(&ch, "job/", 3).await;
+        third.abort();
+        until_queued(&ch, "job/", 2).await;
+        let released = locks.unlock(lpb::UnlockRequest {
+            key: first.key.clone(),
+        });
+        let released = released.await.unwrap().into_inner();
+        let second = second.await.unwrap().unwrap().into_inner();
+        assert_eq!(second.key, format!("job/{l2:x}").into_bytes());
+        assert!(second.header.unwrap().revision > released.header.unwrap().revision - 1);
+        // The holder's lease ending releases the lock.
+        let mut leases = LeaseClient::new(ch.clone());
+        leases
+            .lease_revoke(pb::LeaseRevokeRequest { id: l2 })
+            .await
+            .unwrap();
+        until_queued(&ch, "job/", 0).await;
+        let err = locks.lock(lock(424_242)).await.unwrap_err();
+        assert_eq!(err.message(), "etcdserver: requested lease not found");
+        let empty = locks
+            .lock(lpb::LockRequest {
+                name: "".into(),
+                lease: l1,
+            })
+            .await;
+        assert_eq!(empty.unwrap_err().code(), tonic::Code::InvalidArgument);
+    });
+}
+
+fn value(r: &epb::LeaderResponse) -> String {
+    String::from_utf8(r.kv.as_ref().unwrap().value.to_vec()).unwrap()
+}
+
+#[test]
+fn an_election_is_led_proclaimed_observed_and_handed_over() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cluster = Cluster::start("elect-grpc", 3);
+    cluster.wait_leader(&rt);
+    let ep = cluster.endpoints.clone();
+    rt.block_on(async {
+        let ch = channel(&ep[0]).await;
+        let other = channel(&ep[2]).await;
+        let (l1, l2) = (grant(&ch, 30).await, grant(&ch, 30).await);
+        let mut e = ElectionClient::new(ch.clone());
+        fn name() -> bytes::Bytes {
+            bytes::Bytes::from_static(b"chief")
+        }
+        let no_leader = e
+            .leader(epb::LeaderRequest { name: name() })
+            .await
+            .unwrap_err();
+        assert_eq!(no_leader.message(), "election: no leader");
+        let campaign = move |lease, v: &str| epb::CampaignRequest {
+            name: name(),
+            lease,
+            value: v.as_bytes().to_vec().into(),
+        };
+        let one = e
+            .campaign(campaign(l1, "a"))
+            .await
+            .unwrap()
+            .into_inner()
+            .leader
+            .unwrap();
+        let mut observer = ElectionClient::new(other.clone())
+            .observe(epb::LeaderRequest { name: name() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(value(&observer.message().await.unwrap().unwrap()), "a");
+        let proclaim = |leader: &epb::LeaderKey, v: &str| epb::ProclaimRequest {
+            leader: Some(leader.clone()),
+            value: v.as_bytes().to_vec().into(),
+        };
+        e.proclaim(proclaim(&one, "b")).await.unwrap();
+        assert_eq!(value(&observer.message().await.unwrap().unwrap()), "b");
+        let led = e
+            .leader(epb::LeaderRequest { name: name() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(value(&led), "b");
+        let mut second = ElectionClient::new(other.clone());
+        let two = tokio::spawn(async move { second.campaign(campaign(l2, "c")).await });
+        until_queued(&ch, "chief/", 2).await;
+        assert!(!two.is_finished(), "two leaders at once");
+        e.resign(epb::ResignRequest {
+            leader: Some(one.clone()),
+        })
+        .await
+        .unwrap();
+        let two = two.await.unwrap().unwrap().into_inner().leader.unwrap();
+        assert!(two.rev > one.rev);
+        assert_eq!(value(&observer.message().await.unwrap().unwrap()), "c");
+        let stale = e.proclaim(proclaim(&one, "late")).await.unwrap_err();
+        assert_eq!(stale.message(), "election: not leader");
+        let missing = e
+            .resign(epb::ResignRequest { leader: None })
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::InvalidArgument);
+        assert_eq!(missing.message(), "\"leader\" field must be provided");
+    });
+}

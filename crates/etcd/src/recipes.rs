@@ -1,0 +1,163 @@
+//! What etcd's lock and election services share: etcd's client recipes
+//! (`clientv3/concurrency`), run inside the server.
+//!
+//! A contender for NAME writes `NAME/<lease in hex>`, attached to its
+//! lease, in a transaction that creates it only if absent; its create
+//! revision is its place in the queue (and, for a lock, the fencing
+//! token). It holds the lock, or leads the election, once every key of
+//! the queue created before it is gone ([`wait_deletes`]): deleted by its
+//! owner or by the expiry of the owner's lease. Waiting reads this
+//! member's applied state, never a stale picture of the queue: a deletion
+//! applied here is committed, and keys created later never block.
+//!
+//! A contender whose call ends before it gets through the queue (the
+//! client went away) leaves the queue: its key is deleted
+//! ([`LeaveOnDrop`]), as etcd's server does.
+
+use bytes::Bytes;
+use flotilla_kv::{CmpOp, Compare, CompareSpan, KeyValue, Op, Response, Target, Txn};
+use tonic::Status;
+
+use crate::core::Core;
+use crate::error::EtcdError;
+use flotilla_runtime::lock;
+
+/// The queue's prefix of `name`.
+pub fn prefix(name: &[u8]) -> Bytes {
+    let mut p = name.to_vec();
+    p.push(b'/');
+    Bytes::from(p)
+}
+
+/// A contender's key: the prefix, then its lease in lowercase hex
+/// (etcd's `%x`).
+pub fn contender_key(name: &[u8], lease: i64) -> Bytes {
+    let mut k = prefix(name).to_vec();
+    k.extend_from_slice(format!("{lease:x}").as_bytes());
+    Bytes::from(k)
+}
+
+/// The pairs under `prefix` in this member's applied state.
+fn queue(core: &Core, prefix: &Bytes) -> (u64, Vec<KeyValue>) {
+    let sm = lock(&core.sm);
+    let store = sm.replica.store();
+    match store.read(&Op::prefix(prefix.clone(), 0)) {
+        Response::Range { kvs, .. } => (store.revision(), kvs),
+        _ => (store.revision(), Vec::new()),
+    }
+}
+
+/// The first-created pair under `prefix` (the lock holder, the election
+/// leader), with the revision it was read at.
+pub fn first_created(core: &Core, prefix: &Bytes) -> (u64, Option<KeyValue>) {
+    let (rev, kvs) = queue(core, prefix);
+    (rev, kvs.into_iter().min_by_key(|kv| kv.create_rev))
+}
+
+/// Whether `key` exists here with create revision `rev`.
+pub fn holds(core: &Core, key: &Bytes, rev: u64) -> bool {
+    lock(&core.sm)
+        .replica
+        .store()
+        .get(key)
+        .is_some_and(|kv| kv.create_rev == rev)
+}
+
+/// Waits until no key under `prefix` created at or before `max_create`
+/// remains in this member's applied state.
+pub async fn wait_deletes(core: &Core, prefix: &Bytes, max_create: u64) -> Result<(), Status> {
+    loop {
+        // Subscribed under the machine's lock with the read: no change
+        // can fall between them.
+        let (mut sub, blocked) = {
+            let sm = lock(&core.sm);
+            let sub = sm.watch.subscribe();
+            let blocked = match sm.replica.store().read(&Op::prefix(prefix.clone(), 0)) {
+                Response::Range { kvs, .. } => kvs.iter().any(|kv| kv.create_rev <= max_create),
+                _ => false,
+            };
+            (sub, blocked)
+        };
+        if !blocked {
+            return Ok(());
+        }
+        // Any change (or a lag, or a restore) is a reason to look again.
+        if let Err(tokio::sync::broadcast::error::RecvError::Closed) = sub.rx.recv().await {
+            return Err(EtcdError::Stopped.into());
+        }
+    }
+}
+
+/// `if key absent { put key value (lease) } else { get key }`: joins the
+/// queue. The key's create revision (its place) and whether it was
+/// already there.
+pub async fn join(
+    core: &Core,
+    key: &Bytes,
+    value: &Bytes,
+    lease: i64,
+) -> Result<(u64, Option<KeyValue>), Status> {
+    let txn = Op::Txn(Txn {
+        compares: vec![create_rev_is(key, 0)],
+        success: vec![Op::put_leased(key.clone(), value.clone(), lease)],
+        failure: vec![Op::get(key.clone())],
+    });
+    let (_, revision, response) = core.write(txn).await?;
+    match response {
+        Response::Txn {
+            succeeded: true, ..
+        } => Ok((revision, None)),
+        Response::Txn { responses, .. } => match responses.into_iter().next() {
+            Some(Response::Get(Some(kv))) => Ok((kv.create_rev, Some(kv))),
+            // Deleted between the compare and now cannot happen (one
+            // transaction); answer as for a lost session.
+            _ => Err(EtcdError::RecipeSessionExpired.into()),
+        },
+        _ => Err(EtcdError::Internal("a transaction answered as something else".into()).into()),
+    }
+}
+
+/// The compare "`key`'s create revision is `rev`".
+pub fn create_rev_is(key: &Bytes, rev: u64) -> Compare {
+    Compare {
+        key: key.clone(),
+        op: CmpOp::Equal,
+        target: Target::CreateRev(rev),
+        span: CompareSpan::Key,
+    }
+}
+
+/// Deletes a contender's key when dropped, unless [`LeaveOnDrop::keep`]
+/// was called: the call that queued it ended before it got through.
+pub struct LeaveOnDrop {
+    core: Core,
+    key: Option<Bytes>,
+}
+
+impl LeaveOnDrop {
+    /// Guards `key`.
+    pub fn new(core: &Core, key: Bytes) -> LeaveOnDrop {
+        LeaveOnDrop {
+            core: core.clone(),
+            key: Some(key),
+        }
+    }
+
+    /// The call got through: the key stays.
+    pub fn keep(mut self) {
+        self.key = None;
+    }
+}
+
+impl Drop for LeaveOnDrop {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            let core = self.core.clone();
+            tokio::spawn(async move {
+                if let Err(e) = core.write(Op::delete(key)).await {
+                    tracing::debug!(error = %e, "leaving a lock or election queue");
+                }
+            });
+        }
+    }
+}
