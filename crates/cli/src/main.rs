@@ -43,11 +43,17 @@ enum Command {
     /// Checks recorded histories (linearizability).
     #[command(subcommand)]
     Check(check::CheckCommand),
+    /// Campaigns in an election (etcd's) and holds leadership until
+    /// interrupted, or (`--listen`) prints each leader's values.
+    Elect(cluster::recipes::ElectArgs),
     /// Reads and writes keys of a running cluster (etcd's v3 API).
     Kv(cluster::kv::KvArgs),
     /// Grants, revokes, inspects and keeps alive leases (etcd's): keys
     /// attached to a lease are deleted when it ends.
     Lease(cluster::lease::LeaseArgs),
+    /// Takes a lock (etcd's) and runs a command while holding it, or holds
+    /// it until interrupted.
+    Lock(cluster::recipes::LockArgs),
     /// Lists, adds, removes and promotes the members of a running cluster.
     Member(cluster::member::MemberArgs),
     /// Run MapReduce jobs: embedded (`run`), or a coordinator and workers.
@@ -86,6 +92,8 @@ fn main() -> ExitCode {
         Command::Kv(args) => cluster::kv::main(args),
         Command::Watch(args) => cluster::watch::main(args),
         Command::Lease(args) => cluster::lease::main(args),
+        Command::Lock(args) => cluster::recipes::lock_main(args),
+        Command::Elect(args) => cluster::recipes::elect_main(args),
         Command::Member(args) => cluster::member::main(args),
         Command::Mr(args) => mr::main(*args),
         Command::Server(args) => cluster::server::main(args),

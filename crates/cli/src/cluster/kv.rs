@@ -16,6 +16,7 @@ use clap::{Args, Subcommand};
 use flotilla_client::Client;
 use flotilla_client::session::{Session, SessionError, SessionOptions};
 use flotilla_proto::etcdserverpb as pb;
+use flotilla_proto::kv::v1::AppendResponse;
 
 use super::kv_print::{Answer, print};
 use super::output::OutputArgs;
@@ -48,6 +49,12 @@ enum KvCommand {
         /// grant` prints it); it is deleted when the lease ends.
         #[arg(long, value_parser = super::lease::parse_id, default_value = "0")]
         lease: i64,
+        /// Treat KEY as a prefix and create a new key under it, KEY and a
+        /// zero-padded number one past the last one created there
+        /// (ZooKeeper's sequential nodes; KEY itself holds the counter);
+        /// prints the key.
+        #[arg(long, conflicts_with = "prev_kv")]
+        sequential: bool,
     },
     /// Reads KEY (or every key with the prefix KEY).
     Get {
@@ -159,10 +166,18 @@ async fn run(command: KvCommand, w: &mut Writer<'_>) -> anyhow::Result<Answer> {
             value,
             prev_kv,
             lease,
+            sequential,
         } => {
+            let (key, value) = (Bytes::from(key), Bytes::from(value));
+            if sequential {
+                let (key, header) = put_sequential(w.client, key, value, lease)
+                    .await
+                    .context("put --sequential")?;
+                return Ok(Answer::Created(key, header));
+            }
             let req = pb::PutRequest {
-                key: Bytes::from(key),
-                value: Bytes::from(value),
+                key,
+                value,
                 prev_kv,
                 lease,
                 ..Default::default()
@@ -201,23 +216,12 @@ async fn run(command: KvCommand, w: &mut Writer<'_>) -> anyhow::Result<Answer> {
             serializable,
             rev,
         } => {
-            let req = pb::RangeRequest {
-                key: Bytes::from(start),
-                range_end: Bytes::from(end),
-                limit,
-                serializable,
-                revision: rev,
-                ..Default::default()
-            };
+            let mut req = get_request(Bytes::from(start), false, serializable, limit);
+            req.range_end = Bytes::from(end);
+            req.revision = rev;
             Answer::Range(w.client.range(req).await.context("range")?)
         }
-        KvCommand::Append { key, value } => {
-            let r = w.session.append(key, value).await;
-            if r.as_ref().is_err_and(SessionError::is_unimplemented) {
-                bail!("append: the server does not serve Flotilla's sessions (is it etcd?)");
-            }
-            Answer::Append(r.context("append")?)
-        }
+        KvCommand::Append { key, value } => Answer::Append(w.append(key, value).await?),
         KvCommand::Txn { .. } => bail!("txn is read from stdin before it runs"),
     })
 }
@@ -230,6 +234,15 @@ struct Writer<'c> {
 }
 
 impl Writer<'_> {
+    /// The course's Append, which only Flotilla's sessions serve.
+    async fn append(&mut self, key: String, value: String) -> anyhow::Result<AppendResponse> {
+        let r = self.session.append(key, value).await;
+        if r.as_ref().is_err_and(SessionError::is_unimplemented) {
+            bail!("append: the server does not serve Flotilla's sessions (is it etcd?)");
+        }
+        r.context("append")
+    }
+
     async fn put(&mut self, req: pb::PutRequest) -> anyhow::Result<pb::PutResponse> {
         match self.session.put(req.clone()).await {
             Err(e) if e.is_unimplemented() => Ok(self.client.put(req).await?),
@@ -328,4 +341,64 @@ pub(crate) fn prefix_key(key: Bytes, prefix: bool) -> Bytes {
 /// key, when no key is past them all).
 pub(crate) fn prefix_range_end(prefix: &[u8]) -> Bytes {
     flotilla_kv::prefix_end(prefix).unwrap_or(Bytes::from_static(b"\0"))
+}
+
+/// Creates `prefix` + the next number of its counter (kept in `prefix`
+/// itself) with `value`, in one transaction that holds only if the
+/// counter did not move meanwhile; retried until it holds. The number
+/// only grows, even when created keys are deleted.
+async fn put_sequential(
+    client: &Client,
+    prefix: Bytes,
+    value: Bytes,
+    lease: i64,
+) -> anyhow::Result<(String, Option<pb::ResponseHeader>)> {
+    use pb::compare::{CompareResult, CompareTarget, TargetUnion};
+    for _ in 0..100 {
+        let get = pb::RangeRequest {
+            key: prefix.clone(),
+            ..Default::default()
+        };
+        let counter = client.range(get).await?.kvs.into_iter().next();
+        let (last, version) = match &counter {
+            Some(kv) => {
+                let text = String::from_utf8_lossy(&kv.value);
+                let n = text.trim().parse::<u64>().with_context(|| {
+                    format!("{prefix:?} holds {text:?}, not a sequence counter")
+                })?;
+                (n, kv.version)
+            }
+            None => (0, 0),
+        };
+        let next = last + 1;
+        let mut key = prefix.to_vec();
+        key.extend_from_slice(format!("{next:020}").as_bytes());
+        let put = |key: Vec<u8>, value: Bytes, lease| pb::RequestOp {
+            request: Some(pb::request_op::Request::RequestPut(pb::PutRequest {
+                key: key.into(),
+                value,
+                lease,
+                ..Default::default()
+            })),
+        };
+        let txn = pb::TxnRequest {
+            compare: vec![pb::Compare {
+                result: CompareResult::Equal as i32,
+                target: CompareTarget::Version as i32,
+                key: prefix.clone(),
+                target_union: Some(TargetUnion::Version(version)),
+                range_end: Bytes::new(),
+            }],
+            success: vec![
+                put(prefix.to_vec(), Bytes::from(next.to_string()), 0),
+                put(key.clone(), value.clone(), lease),
+            ],
+            failure: Vec::new(),
+        };
+        let r = client.txn(txn).await?;
+        if r.succeeded {
+            return Ok((String::from_utf8_lossy(&key).into_owned(), r.header));
+        }
+    }
+    bail!("the counter of {prefix:?} kept moving: 100 attempts lost the race")
 }

@@ -30,6 +30,8 @@ pub enum Answer {
     Append(AppendResponse),
     /// `compact`, with the revision compacted at.
     Compact(pb::CompactionResponse, i64),
+    /// `put --sequential`: the key it created, at the header's revision.
+    Created(String, Option<pb::ResponseHeader>),
 }
 
 /// Prints `answer` in `format` to stdout.
@@ -50,6 +52,7 @@ fn json_of(answer: &Answer) -> serde_json::Value {
         Answer::Txn(t) => txn_json(t),
         Answer::Append(a) => json!({ "header": header_json(a.header.as_ref()) }),
         Answer::Compact(c, _) => json!({ "header": header_json(c.header.as_ref()) }),
+        Answer::Created(key, h) => json!({ "header": header_json(h.as_ref()), "key": key }),
     }
 }
 
@@ -66,6 +69,7 @@ fn simple(out: &mut impl Write, answer: &Answer) -> std::io::Result<()> {
         }
         Answer::Append(_) => writeln!(out, "OK"),
         Answer::Compact(_, revision) => writeln!(out, "compacted revision {revision}"),
+        Answer::Created(key, _) => writeln!(out, "{key}"),
         Answer::Txn(t) => {
             writeln!(out, "{}", if t.succeeded { "SUCCESS" } else { "FAILURE" })?;
             for r in &t.responses {
@@ -124,6 +128,11 @@ fn table_of(answer: &Answer) -> Table {
             t.row(vec![at.to_string()]);
             t
         }
+        Answer::Created(key, h) => {
+            let mut t = Table::new(&["KEY", "REVISION"]);
+            t.row(vec![key.clone(), revision(h.as_ref())]);
+            t
+        }
         Answer::Txn(txn) => txn_table(txn),
     }
 }
@@ -153,9 +162,10 @@ fn txn_table(txn: &pb::TxnResponse) -> Table {
             }
             Some(Answer::Put(_)) => ("put", "OK".to_string()),
             Some(Answer::Delete(d)) => ("del", d.deleted.to_string()),
-            Some(Answer::Txn(_) | Answer::Append(_) | Answer::Compact(..)) | None => {
-                ("?", String::new())
-            }
+            Some(
+                Answer::Txn(_) | Answer::Append(_) | Answer::Compact(..) | Answer::Created(..),
+            )
+            | None => ("?", String::new()),
         };
         t.row(vec![branch.into(), kind.into(), result]);
     }

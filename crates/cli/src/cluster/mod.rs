@@ -1,6 +1,6 @@
 //! The cluster commands: `flotilla server`, `flotilla up`, and the clients
-//! `flotilla kv`, `flotilla lease`, `flotilla watch`, `flotilla status`,
-//! `flotilla member`.
+//! `flotilla kv`, `flotilla lease`, `flotilla lock`, `flotilla elect`,
+//! `flotilla watch`, `flotilla status`, `flotilla member`.
 //!
 //! Client commands default to the cluster that `flotilla up` started in
 //! this directory: `up` writes its endpoints to `flotilla-data/endpoints`;
@@ -12,6 +12,7 @@ pub mod kv_print;
 pub mod lease;
 pub mod member;
 pub mod output;
+pub mod recipes;
 pub mod server;
 pub mod status;
 pub mod txn;
