@@ -2,7 +2,10 @@
 //! probes call it: every member is SERVING once a leader is elected;
 //! an unknown service is NOT_FOUND (Check) or SERVICE_UNKNOWN (Watch);
 //! a member cut off from its quorum (the other two SIGKILLed) turns
-//! NOT_SERVING on its open Watch, without a new call.
+//! NOT_SERVING on its open Watch, without a new call. And etcd's HTTP/1.1
+//! endpoints on the same port (`/health`, `/version`, `/metrics`, 404
+//! elsewhere), as curl and Kubernetes' HTTP probes call them: `/health`
+//! turns 503 on a member cut off from its quorum.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -73,5 +76,57 @@ fn members_serve_while_they_know_a_leader() {
         let mut h = client(&cluster.endpoints[survivor]).await;
         let r = h.check(ask("")).await.unwrap().into_inner();
         assert_eq!(r.status(), ServingStatus::NotServing);
+    });
+}
+
+/// `GET path` over HTTP/1.1 on a fresh connection: (status code, body).
+fn http_get(endpoint: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(endpoint).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {endpoint}\r\nConnection: close\r\n\r\n");
+    conn.write_all(request.as_bytes()).unwrap();
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).unwrap();
+    let code = reply.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = reply.split_once("\r\n\r\n").unwrap().1.to_string();
+    (code, body)
+}
+
+#[test]
+fn etcd_s_http_endpoints_share_the_client_port() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut cluster = Cluster::start("http", 3);
+    let leader = cluster.wait_leader(&rt);
+    let survivor = cluster.endpoints[(leader + 1) % 3].clone();
+    for ep in &cluster.endpoints {
+        assert_eq!(
+            http_get(ep, "/health"),
+            (200, r#"{"health":"true"}"#.to_string())
+        );
+    }
+    let (code, version) = http_get(&survivor, "/version");
+    assert_eq!(code, 200);
+    assert!(
+        version.starts_with(r#"{"etcdserver":"3.4.0-flotilla."#),
+        "{version}"
+    );
+    assert!(version.ends_with(r#","etcdcluster":"3.4.0"}"#), "{version}");
+    let (code, metrics) = http_get(&survivor, "/metrics");
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("# TYPE flotilla_proposals_total counter"),
+        "{metrics}"
+    );
+    assert_eq!(http_get(&survivor, "/v2/keys").0, 404);
+    for i in 0..3 {
+        if cluster.endpoints[i] != survivor {
+            cluster.kill(i);
+        }
+    }
+    flotilla_testkit::wait_for("/health to turn 503", Duration::from_secs(20), || {
+        let (code, body) = http_get(&survivor, "/health");
+        (code == 503 && body == r#"{"health":"false"}"#).then_some(())
     });
 }

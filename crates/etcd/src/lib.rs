@@ -23,7 +23,8 @@
 //! - [`session_service`]: `flotilla.kv.v1.Kv`, exactly-once writes in
 //!   client sessions and the course's Append.
 //! - [`health`]: `grpc.health.v1.Health` (serving while a leader is
-//!   known).
+//!   known); [`http`]: etcd's `/health`, `/version` and `/metrics` on
+//!   the client port.
 //! - [`lessor`]: when leases expire (the leader's countdowns, pure);
 //!   [`leases`]: the lessor on the server's clock, and the task that
 //!   revokes and checkpoints through the log; [`lease_service`]:
@@ -45,6 +46,7 @@ pub mod core;
 pub mod election_service;
 pub mod error;
 pub mod health;
+pub mod http;
 pub mod join;
 pub mod kv_service;
 pub mod lease_service;

@@ -280,9 +280,9 @@ pub const CLIENT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// call on it, is ended.
 pub const CLIENT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Every gRPC service of a node on one port: etcd's KV, Lease, Lock,
-/// Election, Maintenance and Cluster, Watch, Flotilla's sessions and write
-/// forwarding, the peer transport.
+/// Every service of a node on one port: etcd's KV, Lease, Lock, Election,
+/// Maintenance and Cluster, Watch, Flotilla's sessions and write
+/// forwarding, the peer transport (gRPC), and etcd's HTTP/1.1 endpoints.
 fn router(
     core: Core,
     keeper: Arc<crate::leases::Keeper>,
@@ -298,26 +298,37 @@ fn router(
     let elections = crate::election_service::ElectionService::new(core.clone(), closing.clone());
     let locks = crate::lock_service::LockService::new(core.clone());
     let watches = WatchService::new(core.clone(), closing);
+    let http = crate::http::routes(core.clone());
+    let mut grpc = tonic::service::RoutesBuilder::default();
+    grpc.add_service(
+        SessionServer::new(SessionService::new(core.clone())).max_decoding_message_size(writes),
+    )
+    .add_service(KvServer::new(KvService::new(core)).max_decoding_message_size(writes))
+    .add_service(WatchServer::new(watches))
+    .add_service(LeaseServer::new(leases))
+    .add_service(LockServer::new(locks))
+    .add_service(ElectionServer::new(elections))
+    .add_service(HealthServer::new(health))
+    .add_service(MaintenanceServer::new(cs.clone()))
+    .add_service(ClusterServer::new(cs.clone()))
+    .add_service(ProposalsServer::new(cs).max_decoding_message_size(writes))
+    .add_service(
+        RaftTransportServer::new(inbound)
+            .max_decoding_message_size(flotilla_runtime::transport::BATCH_DECODE_MAX),
+    );
+    // etcd's HTTP/1.1 endpoints share the port (`crate::http`).
+    let routes = grpc
+        .routes()
+        .into_axum_router()
+        .merge(http)
+        .fallback(crate::http::fallback);
+    let routes = tonic::service::Routes::from(routes);
     tonic::transport::Server::builder()
+        .accept_http1(true)
         .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX)
         .http2_keepalive_interval(Some(CLIENT_KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(CLIENT_KEEPALIVE_TIMEOUT))
-        .add_service(
-            SessionServer::new(SessionService::new(core.clone())).max_decoding_message_size(writes),
-        )
-        .add_service(KvServer::new(KvService::new(core)).max_decoding_message_size(writes))
-        .add_service(WatchServer::new(watches))
-        .add_service(LeaseServer::new(leases))
-        .add_service(LockServer::new(locks))
-        .add_service(ElectionServer::new(elections))
-        .add_service(HealthServer::new(health))
-        .add_service(MaintenanceServer::new(cs.clone()))
-        .add_service(ClusterServer::new(cs.clone()))
-        .add_service(ProposalsServer::new(cs).max_decoding_message_size(writes))
-        .add_service(
-            RaftTransportServer::new(inbound)
-                .max_decoding_message_size(flotilla_runtime::transport::BATCH_DECODE_MAX),
-        )
+        .add_routes(routes)
 }
 
 /// Resolves when this member learns it was removed: it applied its
