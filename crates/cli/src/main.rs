@@ -38,11 +38,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Lists or clears the alarms raised (etcd's: NOSPACE past the quota).
+    Alarm(cluster::maintenance::AlarmArgs),
     /// Benchmarks that print figures.
     Bench(bench::BenchArgs),
     /// Checks recorded histories (linearizability).
     #[command(subcommand)]
     Check(check::CheckCommand),
+    /// Makes each member forget at once what compactions made obsolete
+    /// (etcd's defragmentation), freeing room under the quota.
+    Defrag(cluster::maintenance::DefragArgs),
     /// Campaigns in an election (etcd's) and holds leadership until
     /// interrupted, or (`--listen`) prints each leader's values.
     Elect(cluster::recipes::ElectArgs),
@@ -92,6 +97,8 @@ fn main() -> ExitCode {
         Command::Kv(args) => cluster::kv::main(args),
         Command::Watch(args) => cluster::watch::main(args),
         Command::Lease(args) => cluster::lease::main(args),
+        Command::Alarm(args) => cluster::maintenance::alarm_main(args),
+        Command::Defrag(args) => cluster::maintenance::defrag_main(args),
         Command::Lock(args) => cluster::recipes::lock_main(args),
         Command::Elect(args) => cluster::recipes::elect_main(args),
         Command::Member(args) => cluster::member::main(args),

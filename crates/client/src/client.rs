@@ -323,6 +323,27 @@ impl Client {
         .await
     }
 
+    /// `Alarm` (GET lists; ACTIVATE and DEACTIVATE are writes).
+    pub async fn alarm(&self, req: pb::AlarmRequest) -> Result<pb::AlarmResponse, ClientError> {
+        let write = req.action != pb::alarm_request::AlarmAction::Get as i32;
+        self.call(write, |c| async move {
+            MaintenanceClient::new(c).alarm(req).await
+        })
+        .await
+    }
+
+    /// `Defragment` of endpoint `i` (one member, as etcd's).
+    pub async fn defragment_at(&self, i: usize) -> Result<pb::DefragmentResponse, ClientError> {
+        let Some(c) = self.channel(i) else {
+            return Err(ClientError::BadEndpoint(format!("endpoint #{i}")));
+        };
+        let r = MaintenanceClient::new(c)
+            .defragment(pb::DefragmentRequest {})
+            .await
+            .map_err(ClientError::Server)?;
+        Ok(r.into_inner())
+    }
+
     /// A simple get of `key`: its value, if present.
     pub async fn get(&self, key: impl Into<Bytes>) -> Result<Option<Bytes>, ClientError> {
         let r = self

@@ -144,7 +144,11 @@ fn classify(s: &Status) -> Next {
         | Code::Cancelled
         | Code::DeadlineExceeded
         | Code::Aborted
-        | Code::ResourceExhausted => Next::Retry,
+        | Code::ResourceExhausted
+            if signal::kind(s) != Some(signal::Kind::NoSpace) =>
+        {
+            Next::Retry
+        }
         Code::FailedPrecondition if signal::kind(s) == Some(signal::Kind::SessionExpired) => {
             Next::Expired
         }
@@ -411,5 +415,11 @@ mod tests {
         for code in [Code::InvalidArgument, Code::Unimplemented, Code::Internal] {
             assert!(matches!(classify(&Status::new(code, "x")), Next::Fail));
         }
+        // Overload is retried; a full store is final.
+        let busy = Status::resource_exhausted("etcdserver: too many requests");
+        assert!(matches!(classify(&busy), Next::Retry));
+        let text = "etcdserver: mvcc: database space exceeded";
+        let full = signal::status(Code::ResourceExhausted, text, signal::Kind::NoSpace);
+        assert!(matches!(classify(&full), Next::Fail));
     }
 }

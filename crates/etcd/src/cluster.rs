@@ -34,6 +34,38 @@ use flotilla_runtime::lock;
 /// speaks, and Flotilla's own.
 pub const VERSION: &str = concat!("3.4.0-flotilla.", env!("CARGO_PKG_VERSION"));
 
+/// How many changes a defragmentation forgets per step.
+const DEFRAG_STEP: usize = 4096;
+
+/// The store's alarm kind of etcd's `AlarmType` (`None` for NONE, which
+/// means "any" in a query).
+fn alarm_kind(t: i32) -> Option<flotilla_kv::AlarmKind> {
+    match pb::AlarmType::try_from(t) {
+        Ok(pb::AlarmType::Nospace) => Some(flotilla_kv::AlarmKind::NoSpace),
+        Ok(pb::AlarmType::Corrupt) => Some(flotilla_kv::AlarmKind::Corrupt),
+        _ => None,
+    }
+}
+
+fn alarm_type(k: flotilla_kv::AlarmKind) -> pb::AlarmType {
+    match k {
+        flotilla_kv::AlarmKind::NoSpace => pb::AlarmType::Nospace,
+        flotilla_kv::AlarmKind::Corrupt => pb::AlarmType::Corrupt,
+    }
+}
+
+fn alarm_member(member: u64, k: flotilla_kv::AlarmKind) -> pb::AlarmMember {
+    pb::AlarmMember {
+        member_id: member,
+        alarm: alarm_type(k) as i32,
+    }
+}
+
+/// An alarm as etcd's Status lists it in `errors`.
+fn alarm_text(member: u64, k: flotilla_kv::AlarmKind) -> String {
+    format!("memberID:{member} alarm:{} ", alarm_type(k).as_str_name())
+}
+
 /// `Maintenance`, `Cluster` and `Proposals` of one node.
 #[derive(Clone)]
 pub struct ClusterService {
@@ -72,7 +104,12 @@ impl Maintenance for ClusterService {
         _: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let s = self.core.node.status();
-        let size = s.log_bytes as i64;
+        let (size, errors) = {
+            let sm = lock(&self.core.sm);
+            let store = sm.replica.store();
+            let errors = store.alarms().map(|(m, k)| alarm_text(m, k)).collect();
+            (store.size_bytes() as i64, errors)
+        };
         Ok(Response::new(pb::StatusResponse {
             header: self.core.header(self.revision(), s.term),
             version: VERSION.to_string(),
@@ -81,7 +118,7 @@ impl Maintenance for ClusterService {
             raft_index: s.commit.0,
             raft_term: s.term.0,
             raft_applied_index: s.applied.0,
-            errors: Vec::new(),
+            errors,
             db_size_in_use: size,
             is_learner: s.learners.contains(&s.id),
             flotilla_active_members: s.active.iter().map(|id| id.get()).collect(),
@@ -120,6 +157,87 @@ impl Maintenance for ClusterService {
             Ok(Err(_)) => Err(EtcdError::Stopped.into()),
             Err(_) => Err(EtcdError::LeaderTransferTimeout.into()),
         }
+    }
+
+    /// etcd's Alarm: GET lists the alarms raised (of one member and kind,
+    /// or all); ACTIVATE and DEACTIVATE raise and clear one through the
+    /// log and answer with it.
+    async fn alarm(
+        &self,
+        request: Request<pb::AlarmRequest>,
+    ) -> Result<Response<pb::AlarmResponse>, Status> {
+        use pb::alarm_request::AlarmAction;
+        let r = request.into_inner();
+        let kind = alarm_kind(r.alarm);
+        let action = AlarmAction::try_from(r.action).map_err(|_| {
+            Status::invalid_argument(format!("flotilla: unknown alarm action {}", r.action))
+        })?;
+        let raise = match action {
+            AlarmAction::Get => {
+                self.core.read_barrier().await?;
+                let alarms = lock(&self.core.sm)
+                    .replica
+                    .store()
+                    .alarms()
+                    .filter(|(m, k)| {
+                        (r.member_id == 0 || *m == r.member_id)
+                            && kind.is_none_or(|want| *k == want)
+                    })
+                    .map(|(m, k)| alarm_member(m, k))
+                    .collect();
+                return Ok(Response::new(pb::AlarmResponse {
+                    header: self.header(),
+                    alarms,
+                }));
+            }
+            AlarmAction::Activate => true,
+            AlarmAction::Deactivate => false,
+        };
+        let Some(kind) = kind else {
+            return Err(Status::invalid_argument(
+                "flotilla: an alarm to raise or clear needs its type",
+            ));
+        };
+        let existed = lock(&self.core.sm)
+            .replica
+            .store()
+            .alarms()
+            .any(|a| a == (r.member_id, kind));
+        let op = flotilla_kv::Op::Alarm {
+            raise,
+            member: r.member_id,
+            kind,
+        };
+        let (term, revision, _) = self.core.write(op).await?;
+        // etcd answers with the alarm raised, or the one cleared if it was.
+        let alarms = if raise || existed {
+            vec![alarm_member(r.member_id, kind)]
+        } else {
+            Vec::new()
+        };
+        Ok(Response::new(pb::AlarmResponse {
+            header: self.core.header(revision, term),
+            alarms,
+        }))
+    }
+
+    /// etcd's Defragment, for a store in memory: forgets now, on this
+    /// member, every change a compaction made obsolete (which writes
+    /// otherwise forget a few at a time), a step at a time so that no
+    /// request waits long behind it. It first applies everything
+    /// committed before it, so a compaction acknowledged before it
+    /// counts.
+    async fn defragment(
+        &self,
+        _: Request<pb::DefragmentRequest>,
+    ) -> Result<Response<pb::DefragmentResponse>, Status> {
+        self.core.read_barrier().await?;
+        while lock(&self.core.sm).replica.sweep(DEFRAG_STEP) {
+            tokio::task::yield_now().await;
+        }
+        Ok(Response::new(pb::DefragmentResponse {
+            header: self.header(),
+        }))
     }
 
     async fn hash_kv(

@@ -76,7 +76,12 @@ pub struct Core {
     pub(crate) strict_reconfig: bool,
     /// See [`Core::with_max_request_bytes`].
     pub(crate) max_request_bytes: usize,
+    /// See [`Core::with_quota_bytes`].
+    pub(crate) quota_bytes: u64,
 }
+
+/// etcd's default `--quota-backend-bytes`: 2 GiB.
+pub const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;
 
 /// A write's result: the term it committed in, the store's revision after
 /// it, and the store's answer.
@@ -106,7 +111,50 @@ impl Core {
             channels: Arc::new(Mutex::new(HashMap::new())),
             strict_reconfig: true,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            quota_bytes: DEFAULT_QUOTA_BYTES,
         }
+    }
+
+    /// Refuses writes that add data once the store holds `bytes` (etcd's
+    /// `--quota-backend-bytes`), raising this member's NOSPACE alarm
+    /// through the log: from then on every member refuses them, with
+    /// etcd's `mvcc: database space exceeded`, until the alarm is
+    /// disarmed (after compaction and defragmentation freed room).
+    pub fn with_quota_bytes(mut self, bytes: u64) -> Core {
+        self.quota_bytes = bytes;
+        self
+    }
+
+    /// The quota check before a write that adds data, as etcd's quota
+    /// server makes it: over quota, this member's NOSPACE alarm is raised
+    /// (once) and the write refused.
+    fn check_quota(&self, op: &Op, command_bytes: usize) -> Result<(), Status> {
+        if !op.adds_data() {
+            return Ok(());
+        }
+        let (size, raised) = {
+            let sm = lock(&self.sm);
+            let store = sm.replica.store();
+            let mine = (self.me.get(), flotilla_kv::AlarmKind::NoSpace);
+            (store.size_bytes(), store.alarms().any(|a| a == mine))
+        };
+        if size.saturating_add(command_bytes as u64) <= self.quota_bytes {
+            return Ok(());
+        }
+        if !raised {
+            let core = self.clone();
+            tokio::spawn(async move {
+                let raise = Op::Alarm {
+                    raise: true,
+                    member: core.me.get(),
+                    kind: flotilla_kv::AlarmKind::NoSpace,
+                };
+                if let Err(e) = core.write(raise).await {
+                    tracing::warn!(error = %e, "raising the NOSPACE alarm");
+                }
+            });
+        }
+        Err(EtcdError::NoSpace.into())
     }
 
     /// Refuses writes whose command would exceed `bytes` in the log
@@ -137,7 +185,9 @@ impl Core {
     /// Proposes `op` (here or at the leader) and waits for its outcome:
     /// a plain etcd request, in a session of its own.
     pub async fn write(&self, op: Op) -> Result<Written, Status> {
-        self.write_command(self.ids.command(op)).await
+        let command = self.ids.command(op.clone());
+        self.check_quota(&op, command.len())?;
+        self.write_command(command).await
     }
 
     /// Proposes request `seq` of the client session `client` (see
@@ -150,6 +200,7 @@ impl Core {
         resumed: bool,
         op: Op,
     ) -> Result<Written, Status> {
+        self.check_quota(&op, 0)?;
         let command = Command {
             stamp_ms: now_ms(),
             request: Request {

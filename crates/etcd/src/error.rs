@@ -61,6 +61,10 @@ pub enum EtcdError {
     /// A request only the leader answers, while no leader is known.
     #[error("etcdserver: no leader")]
     NoLeader,
+    /// A write that adds data past the quota, or while a NOSPACE alarm
+    /// is raised.
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
     /// A lock or election contender's lease ended while it waited.
     #[error("session expired")]
     RecipeSessionExpired,
@@ -144,6 +148,7 @@ impl EtcdError {
             E::BadLeaderTransferee => (Code::FailedPrecondition, None),
             E::Stopped => (Code::Unavailable, None),
             E::TooManyRequests => (Code::ResourceExhausted, None),
+            E::NoSpace => (Code::ResourceExhausted, Some(Kind::NoSpace)),
             E::Compacted | E::FutureRevision => (Code::OutOfRange, None),
             E::MemberNotFound | E::LeaseNotFound => (Code::NotFound, None),
             E::LeaseExists => (Code::FailedPrecondition, None),
@@ -191,6 +196,7 @@ impl From<Refusal> for EtcdError {
             Refusal::KeyNotFound => EtcdError::KeyNotFound,
             Refusal::LeaseNotFound { .. } => EtcdError::LeaseNotFound,
             Refusal::LeaseExists { .. } => EtcdError::LeaseExists,
+            Refusal::NoSpace => EtcdError::NoSpace,
         }
     }
 }
@@ -311,6 +317,7 @@ mod tests {
             (EtcdError::NotLeader, Kind::NotLeader),
             (EtcdError::UnhealthyCluster, Kind::UnhealthyCluster),
             (EtcdError::SessionExpired, Kind::SessionExpired),
+            (EtcdError::NoSpace, Kind::NoSpace),
         ];
         for (e, kind) in signalled {
             assert_eq!(signal::kind(&Status::from(e)), Some(kind));

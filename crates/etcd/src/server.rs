@@ -82,6 +82,9 @@ pub struct ServerConfig {
     /// How much of the store's history the leader keeps before it
     /// compacts ([`crate::compactor`]).
     pub auto_compaction: crate::compactor::Retention,
+    /// How much data the store may hold (etcd's `--quota-backend-bytes`,
+    /// [`Core::with_quota_bytes`]).
+    pub quota_backend_bytes: u64,
 }
 
 /// The sockets a server serves on, bound by the caller.
@@ -419,6 +422,15 @@ fn serve_metrics(
     }
 }
 
+/// The lessor of a member whose elections take `election_ticks` ticks.
+fn keeper(cfg: &ServerConfig, opts: &NodeOptions) -> Arc<crate::leases::Keeper> {
+    let election_ms = u64::from(opts.host.raft.election_ticks)
+        .saturating_mul(u64::try_from(cfg.tick.as_millis()).unwrap_or(u64::MAX));
+    crate::leases::Keeper::new(crate::lessor::LessorConfig::for_election_timeout(
+        election_ms,
+    ))
+}
+
 /// Runs a server on `listeners` until `shutdown` resolves (or the member
 /// is removed from the cluster).
 pub async fn run(
@@ -433,11 +445,7 @@ pub async fn run(
     let (inbound_tx, inbound_rx) = mpsc::channel(4096);
     let opts = node_options(&cfg, &initial);
     let metrics = Arc::clone(&opts.metrics);
-    let election_ms = u64::from(opts.host.raft.election_ticks)
-        .saturating_mul(u64::try_from(cfg.tick.as_millis()).unwrap_or(u64::MAX));
-    let keeper = crate::leases::Keeper::new(crate::lessor::LessorConfig::for_election_timeout(
-        election_ms,
-    ));
+    let keeper = keeper(&cfg, &opts);
     let sm = Arc::new(Mutex::new(KvMachine::new(&initial, Arc::default())));
     let node = RaftNode::start(
         opts,
@@ -460,7 +468,8 @@ pub async fn run(
         transport.clone(),
     )
     .with_strict_reconfig(cfg.strict_reconfig_check)
-    .with_max_request_bytes(cfg.max_request_bytes);
+    .with_max_request_bytes(cfg.max_request_bytes)
+    .with_quota_bytes(cfg.quota_backend_bytes);
     let closing = closing_flag(async move {
         tokio::select! {
             _ = shutdown => {}

@@ -96,6 +96,10 @@ pub enum Refusal {
         /// The lease.
         id: i64,
     },
+    /// A write that adds data while a NOSPACE alarm is raised (etcd's
+    /// `etcdserver: mvcc: database space exceeded`).
+    #[error("the store is over its quota (a NOSPACE alarm is raised)")]
+    NoSpace,
     /// A read or a compaction at a revision the store has not reached
     /// (etcd's `mvcc: required revision is a future revision`).
     #[error("revision {requested} is a future revision (the store is at {current})")]
@@ -132,7 +136,8 @@ pub fn check_op(op: &Op) -> Result<(), Refusal> {
         | Op::Compact { .. }
         | Op::LeaseGrant { .. }
         | Op::LeaseRevoke { .. }
-        | Op::LeaseCheckpoint { .. } => Ok(()),
+        | Op::LeaseCheckpoint { .. }
+        | Op::Alarm { .. } => Ok(()),
         Op::Txn(t) => check_txn(t),
     }
 }

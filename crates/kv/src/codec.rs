@@ -181,7 +181,8 @@ fn put_op(out: &mut Vec<u8>, op: &Op) {
         | Op::Rewrite { .. }
         | Op::LeaseGrant { .. }
         | Op::LeaseRevoke { .. }
-        | Op::LeaseCheckpoint { .. } => later::put_later_op(out, op),
+        | Op::LeaseCheckpoint { .. }
+        | Op::Alarm { .. } => later::put_later_op(out, op),
         Op::Txn(t) => {
             out.push(5);
             put_txn(out, t);
@@ -240,7 +241,7 @@ fn op(d: &mut Decoder, depth: usize) -> R<Op> {
             revision: d.u64("compaction revision")?,
         },
         9 => Op::rewrite(key(d, "rewrite key")?, 0),
-        11..=14 => later::lease_op(d, tag)?,
+        11..=15 => later::lease_op(d, tag)?,
         5 if depth >= MAX_TXN_DEPTH => return Err(Inner::TxnTooDeep),
         5 => Op::Txn(txn(d, depth + 1)?),
         6 => Op::DeleteRange {
@@ -452,6 +453,7 @@ pub(crate) fn put_response(out: &mut Vec<u8>, r: &Response) {
         }
         Response::Compacted => out.push(9),
         Response::Leased => out.push(10),
+        Response::Alarmed => out.push(11),
     }
 }
 
@@ -474,6 +476,7 @@ pub(crate) fn get_response(
         }
         9 => Response::Compacted,
         10 => Response::Leased,
+        11 => Response::Alarmed,
         8 => {
             let deleted = d.u64("delete-range count")?;
             let prev_kvs = get_kvs(d, "delete-range prev_kvs", f)?;
@@ -552,6 +555,7 @@ fn put_refusal(out: &mut Vec<u8>, r: &Refusal) {
             out.push(5);
             put_u64(out, *id as u64);
         }
+        Refusal::NoSpace => out.push(6),
     }
 }
 
@@ -582,6 +586,7 @@ fn refusal(d: &mut Decoder) -> R<Refusal> {
         5 => Ok(Refusal::LeaseExists {
             id: d.u64("lease id")? as i64,
         }),
+        6 => Ok(Refusal::NoSpace),
         t => Err(bad_tag(d, "refusal", t)),
     }
 }
@@ -724,6 +729,8 @@ impl Reply {
 }
 
 mod later;
+
+pub(crate) use later::{alarm_kind, alarm_tag};
 
 #[cfg(test)]
 mod tests;

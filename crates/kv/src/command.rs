@@ -135,6 +135,18 @@ pub enum Op {
         /// The lease.
         id: i64,
     },
+    /// Raises or clears an alarm of a member (etcd's Alarm): while a
+    /// NOSPACE alarm is raised, writes that add data (puts, transactions
+    /// with puts, lease grants) are refused; deletes and compactions go
+    /// on, so that room can be freed.
+    Alarm {
+        /// Raise (true) or clear (false).
+        raise: bool,
+        /// The member the alarm is about.
+        member: u64,
+        /// Which alarm.
+        kind: AlarmKind,
+    },
     /// Records how long leases had left, so that a new leader resumes
     /// their countdowns instead of restarting them (etcd's lease
     /// checkpoints); a remaining 0 means the whole time-to-live. Leases
@@ -234,6 +246,17 @@ impl Op {
         }
     }
 
+    /// Whether the operation adds data: a put, an append, a rewrite, a
+    /// lease grant, or a transaction with one of those in either branch
+    /// (what a NOSPACE alarm refuses, as etcd's capped applier does).
+    pub fn adds_data(&self) -> bool {
+        match self {
+            Op::Put { .. } | Op::Append { .. } | Op::Rewrite { .. } | Op::LeaseGrant { .. } => true,
+            Op::Txn(t) => t.success.iter().chain(&t.failure).any(Op::adds_data),
+            _ => false,
+        }
+    }
+
     /// Whether the operation never changes the store (it may then be served
     /// by a read index instead of a log entry).
     pub fn is_read_only(&self) -> bool {
@@ -247,10 +270,20 @@ impl Op {
             | Op::Compact { .. }
             | Op::LeaseGrant { .. }
             | Op::LeaseRevoke { .. }
-            | Op::LeaseCheckpoint { .. } => false,
+            | Op::LeaseCheckpoint { .. }
+            | Op::Alarm { .. } => false,
             Op::Txn(t) => t.success.iter().chain(&t.failure).all(Op::is_read_only),
         }
     }
+}
+
+/// An alarm a member raises (etcd's `AlarmType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AlarmKind {
+    /// The store outgrew its quota (etcd's `NOSPACE`).
+    NoSpace,
+    /// A member's data differs from the others' (etcd's `CORRUPT`).
+    Corrupt,
 }
 
 /// An etcd-style transaction: `if compares { success } else { failure }`.
@@ -414,6 +447,8 @@ pub enum Response {
     Compacted,
     /// A lease was granted, revoked or checkpointed.
     Leased,
+    /// An alarm was raised or cleared.
+    Alarmed,
 }
 
 impl Response {

@@ -68,6 +68,16 @@ pub(crate) struct History {
     swept: Rev,
     /// How much each applied operation sweeps (no part of the state).
     pub(crate) sweep_per_apply: usize,
+    /// About how many bytes the changes held take ([`change_bytes`]),
+    /// swept or not: what a quota measures. Not part of the state.
+    pub(crate) bytes: u64,
+}
+
+/// What one change costs in memory, about: its key and value, and the
+/// entries of the two indexes that point at it.
+pub(crate) fn change_bytes(c: &Change) -> u64 {
+    let value = c.slot.as_ref().map_or(0, |s| s.value.len());
+    (c.key.len() + value) as u64 + 96
 }
 
 impl Default for History {
@@ -78,6 +88,7 @@ impl Default for History {
             compacted: 0,
             swept: Rev::default(),
             sweep_per_apply: SWEEP_PER_APPLY,
+            bytes: 0,
         }
     }
 }
@@ -121,6 +132,7 @@ impl History {
                 self.by_key.insert(change.key.clone(), vec![rev]);
             }
         }
+        self.bytes += change_bytes(&change);
         self.changes.insert(rev, change);
     }
 
@@ -213,7 +225,9 @@ impl History {
             self.by_key.remove(key);
         }
         for r in &gone {
-            self.changes.remove(r);
+            if let Some(c) = self.changes.remove(r) {
+                self.bytes = self.bytes.saturating_sub(change_bytes(&c));
+            }
         }
         gone.len()
     }

@@ -49,8 +49,8 @@ pub use check::{KeyRole, Refusal, check_op};
 pub use clerk::{Clerk, ClerkConfig, ClerkError, ClerkStep, Send};
 pub use codec::{COMMAND_FORMAT_VERSION, CodecError, FORMAT_VERSION, MAX_TXN_DEPTH};
 pub use command::{
-    ClientMsg, CmpOp, Command, Compare, CompareSpan, KeyValue, Op, Outcome, ReadConsistency, Reply,
-    Request, Response, Target, Txn, prefix_end,
+    AlarmKind, ClientMsg, CmpOp, Command, Compare, CompareSpan, KeyValue, Op, Outcome,
+    ReadConsistency, Reply, Request, Response, Target, Txn, prefix_end,
 };
 pub use event::{Event, EventKind};
 pub use history::Replay;

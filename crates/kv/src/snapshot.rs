@@ -6,6 +6,7 @@
 //! body (version 3) = applied index, applied term, clock ms, revision,
 //!        keys,
 //!        #leases, (id, ttl, remaining)*  by id
+//!        #alarms, (member, kind)*  in order
 //!        #sessions, (client, last seq, last active ms, outcome)*  by client
 //! keys = 0, #keys, (key, value, create rev, mod rev, version, lease)*  in key order
 //!      | 1, compacted revision, #changes, change*  in revision order
@@ -129,6 +130,11 @@ pub(crate) fn encode(r: &Replica) -> Bytes {
         put_u64(&mut out, id as u64);
         put_u64(&mut out, l.ttl as u64);
         put_u64(&mut out, l.remaining as u64);
+    }
+    put_u64(&mut out, r.store.alarms.len() as u64);
+    for (member, kind) in &r.store.alarms {
+        put_u64(&mut out, *member);
+        out.push(crate::codec::alarm_tag(*kind));
     }
     put_u64(&mut out, r.sessions.map.len() as u64);
     for (c, s) in r.sessions.map.iter() {
@@ -311,6 +317,7 @@ fn decode_history(d: &mut Decoder, revision: u64, f: PairFormat) -> Result<Store
         revision,
         history: Some(History::from_changes(compacted, changes)),
         leases: Leases::default(),
+        alarms: Default::default(),
     })
 }
 
@@ -390,6 +397,12 @@ pub(crate) fn decode(data: &Bytes, limits: SessionLimits) -> Result<Replica, Sna
     };
     if f.lease {
         decode_leases(&mut d, &mut store)?;
+        let n = d.count("snapshot alarms")?;
+        for _ in 0..n {
+            let member = d.u64("alarm member")?;
+            let kind = crate::codec::alarm_kind(&mut d)?;
+            store.alarms.insert((member, kind));
+        }
     }
     let sessions = decode_sessions(&mut d, limits, f)?;
     d.finish("KV snapshot")?;

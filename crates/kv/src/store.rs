@@ -19,13 +19,14 @@
 //!   `compacted <= revision`; reads at a revision below `compacted` or
 //!   above `revision` are refused ([`Store::check_state`]).
 
+use std::collections::BTreeSet;
 use std::ops::Bound;
 
 use bytes::Bytes;
 
 use crate::check::Refusal;
 use crate::chunked::ChunkMap;
-use crate::command::{CmpOp, Compare, CompareSpan, KeyValue, Op, Response, Target, Txn};
+use crate::command::{AlarmKind, CmpOp, Compare, CompareSpan, KeyValue, Op, Response, Target, Txn};
 use crate::event::Event;
 use crate::history::{History, Replay};
 use crate::lease::Leases;
@@ -50,6 +51,8 @@ pub struct Store {
     pub(crate) revision: u64,
     pub(crate) history: Option<History>,
     pub(crate) leases: Leases,
+    /// The alarms raised, by member.
+    pub(crate) alarms: BTreeSet<(u64, AlarmKind)>,
 }
 
 pub(crate) fn pair(key: &Bytes, s: &Slot) -> KeyValue {
@@ -119,7 +122,40 @@ impl Store {
     /// state before it, as a whole.
     pub fn check_state(&self, op: &Op) -> Result<(), Refusal> {
         self.check_revisions(op)?;
-        self.check_leases(op)
+        self.check_leases(op)?;
+        self.check_space(op)
+    }
+
+    /// While a NOSPACE alarm is raised, what adds data is refused, as
+    /// etcd's capped applier refuses it: a put, a transaction with a put
+    /// in either branch, a lease grant.
+    fn check_space(&self, op: &Op) -> Result<(), Refusal> {
+        let capped = self.alarms.iter().any(|(_, k)| *k == AlarmKind::NoSpace);
+        if capped && op.adds_data() {
+            Err(Refusal::NoSpace)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The alarms raised: each member's, by member.
+    pub fn alarms(&self) -> impl Iterator<Item = (u64, AlarmKind)> + '_ {
+        self.alarms.iter().copied()
+    }
+
+    /// About how many bytes the store's data takes: its history's changes
+    /// (swept or not: a sweep frees them) or, without history, its pairs.
+    /// What `--quota-backend-bytes` measures. Not part of the replicated
+    /// state: replicas that swept different amounts differ.
+    pub fn size_bytes(&self) -> u64 {
+        match &self.history {
+            Some(h) => h.bytes,
+            None => self
+                .kvs
+                .iter()
+                .map(|(k, s)| (k.len() + s.value.len()) as u64 + 64)
+                .sum(),
+        }
     }
 
     /// The revision and key checks of [`Store::check_state`], on both
@@ -358,6 +394,35 @@ impl Store {
                 *wrote = true;
                 Response::Written
             }
+            Op::Compact { .. }
+            | Op::LeaseGrant { .. }
+            | Op::LeaseRevoke { .. }
+            | Op::LeaseCheckpoint { .. }
+            | Op::Alarm { .. } => self.apply_meta(op, rev, wrote, ev),
+            Op::DeleteRange {
+                start,
+                end,
+                prev_kv,
+            } => {
+                let r = self.delete_range(start, end.as_ref(), *prev_kv, rev, ev);
+                *wrote |= matches!(r, Response::DeletedRange { deleted, .. } if deleted > 0);
+                r
+            }
+            Op::Txn(t) => self.txn(t, rev, wrote, ev),
+        }
+    }
+
+    /// Applies what is not a key's write: a compaction, the lease
+    /// operations (a revoke deletes the lease's keys, at `rev`), alarms.
+    fn apply_meta(&mut self, op: &Op, rev: u64, wrote: &mut bool, ev: Sink<'_>) -> Response {
+        match op {
+            Op::Compact { revision } => {
+                // The caller checked the revision (`check_state`).
+                if let Some(h) = &mut self.history {
+                    h.compact(*revision);
+                }
+                Response::Compacted
+            }
             Op::LeaseGrant { id, ttl } => {
                 // The caller checked that the lease is new (`check_state`).
                 self.leases.grant(*id, *ttl);
@@ -376,23 +441,19 @@ impl Store {
                 self.leases.checkpoint(checkpoints);
                 Response::Leased
             }
-            Op::Compact { revision } => {
-                // The caller checked the revision (`check_state`).
-                if let Some(h) = &mut self.history {
-                    h.compact(*revision);
-                }
-                Response::Compacted
-            }
-            Op::DeleteRange {
-                start,
-                end,
-                prev_kv,
+            Op::Alarm {
+                raise,
+                member,
+                kind,
             } => {
-                let r = self.delete_range(start, end.as_ref(), *prev_kv, rev, ev);
-                *wrote |= matches!(r, Response::DeletedRange { deleted, .. } if deleted > 0);
-                r
+                if *raise {
+                    self.alarms.insert((*member, *kind));
+                } else {
+                    self.alarms.remove(&(*member, *kind));
+                }
+                Response::Alarmed
             }
-            Op::Txn(t) => self.txn(t, rev, wrote, ev),
+            _ => unreachable!("apply_meta given {op:?}"),
         }
     }
 
@@ -580,7 +641,8 @@ impl StoreView<'_> {
             | Op::Compact { .. }
             | Op::LeaseGrant { .. }
             | Op::LeaseRevoke { .. }
-            | Op::LeaseCheckpoint { .. } => unreachable!("StoreView::read given a write"),
+            | Op::LeaseCheckpoint { .. }
+            | Op::Alarm { .. } => unreachable!("StoreView::read given a write"),
         }
     }
 

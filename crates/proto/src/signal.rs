@@ -38,6 +38,7 @@ mod tests {
             Kind::RemovedMember,
             Kind::SessionExpired,
             Kind::UnhealthyCluster,
+            Kind::NoSpace,
         ] {
             let s = status(Code::Unavailable, "text", k);
             assert_eq!(kind(&s), Some(k));

@@ -10,6 +10,7 @@ pub mod config;
 pub mod kv;
 pub mod kv_print;
 pub mod lease;
+pub mod maintenance;
 pub mod member;
 pub mod output;
 pub mod recipes;

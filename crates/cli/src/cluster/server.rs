@@ -91,6 +91,13 @@ pub struct ServerArgs {
     /// large". At most 33554432 [default: 1572864].
     #[arg(long, env = "FLOTILLA_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
+    /// How much data the store may hold, in bytes (etcd's flag): past it,
+    /// writes that add data get "etcdserver: mvcc: database space
+    /// exceeded" and a NOSPACE alarm is raised until compaction,
+    /// defragmentation and `alarm disarm` [default: 2147483648; 0: the
+    /// default, as etcd].
+    #[arg(long, env = "FLOTILLA_QUOTA_BACKEND_BYTES")]
+    pub quota_backend_bytes: Option<u64>,
     /// How automatic compaction of the key history counts its retention
     /// (etcd's flag): `revision` or `periodic` [default: revision, with
     /// retention 10000; with only a retention given, periodic, as etcd].
@@ -179,6 +186,10 @@ pub fn resolve(args: ServerArgs, file: ServerArgs) -> anyhow::Result<Settings> {
             .unwrap_or(true),
         max_request_bytes,
         auto_compaction,
+        quota_backend_bytes: match args.quota_backend_bytes.or(file.quota_backend_bytes) {
+            None | Some(0) => flotilla_etcd::core::DEFAULT_QUOTA_BYTES,
+            Some(bytes) => bytes,
+        },
     };
     Ok(Settings {
         cfg,

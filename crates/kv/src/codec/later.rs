@@ -1,12 +1,12 @@
 //! The encoding of the operations that came after the first release:
 //! compaction (tag 8), rewrites (9, and 11 with a value or a lease),
-//! and the lease operations (12 to 14). Lease ids and TTLs are `i64`s
-//! written as the `u64` of the same bits.
+//! the lease operations (12 to 14) and alarms (15). Lease ids and TTLs
+//! are `i64`s written as the `u64` of the same bits.
 
-use flotilla_raft::codec::{Decoder, put_bytes, put_u64};
+use flotilla_raft::codec::{DecodeError, Decoder, put_bytes, put_u64};
 
 use super::{R, bad_tag, key, opt, put_opt};
-use crate::command::Op;
+use crate::command::{AlarmKind, Op};
 
 /// Appends the ops that came after the first release (tags 8 to 14):
 /// compaction, rewrites, and the lease operations.
@@ -55,11 +55,21 @@ pub(super) fn put_later_op(out: &mut Vec<u8>, op: &Op) {
                 put_u64(out, *remaining as u64);
             }
         }
+        Op::Alarm {
+            raise,
+            member,
+            kind,
+        } => {
+            out.push(15);
+            out.push(u8::from(*raise));
+            put_u64(out, *member);
+            out.push(alarm_tag(*kind));
+        }
         _ => unreachable!("put_later_op given {op:?}"),
     }
 }
 
-/// Reads an op of tags 11 to 14 (see [`put_later_op`]).
+/// Reads an op of tags 11 to 15 (see [`put_later_op`]).
 pub(super) fn lease_op(d: &mut Decoder, tag: u8) -> R<Op> {
     Ok(match tag {
         11 => Op::Rewrite {
@@ -85,6 +95,32 @@ pub(super) fn lease_op(d: &mut Decoder, tag: u8) -> R<Op> {
                 .collect::<R<Vec<_>>>()?;
             Op::LeaseCheckpoint { checkpoints }
         }
+        15 => Op::Alarm {
+            raise: d.bool("alarm action")?,
+            member: d.u64("alarm member")?,
+            kind: alarm_kind(d)?,
+        },
         t => return Err(bad_tag(d, "op", t)),
     })
+}
+
+/// An alarm kind's tag (etcd's `AlarmType` numbers).
+pub(crate) fn alarm_tag(kind: AlarmKind) -> u8 {
+    match kind {
+        AlarmKind::NoSpace => 1,
+        AlarmKind::Corrupt => 2,
+    }
+}
+
+/// Reads what [`alarm_tag`] wrote.
+pub(crate) fn alarm_kind(d: &mut Decoder) -> Result<AlarmKind, DecodeError> {
+    match d.u8("alarm kind")? {
+        1 => Ok(AlarmKind::NoSpace),
+        2 => Ok(AlarmKind::Corrupt),
+        t => Err(DecodeError::BadTag {
+            what: "alarm kind",
+            tag: u64::from(t),
+            offset: d.offset() - 1,
+        }),
+    }
 }

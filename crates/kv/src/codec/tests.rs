@@ -64,6 +64,16 @@ fn commands_round_trip() {
         Op::LeaseCheckpoint {
             checkpoints: vec![(5, 20), (6, 0)],
         },
+        Op::Alarm {
+            raise: true,
+            member: 9,
+            kind: crate::command::AlarmKind::NoSpace,
+        },
+        Op::Alarm {
+            raise: false,
+            member: 2,
+            kind: crate::command::AlarmKind::Corrupt,
+        },
         Op::Txn(Txn {
             compares: vec![Compare {
                 key: Bytes::from_static(b"k"),
@@ -312,4 +322,29 @@ fn old_encodings_still_decode_and_unknown_tags_are_named() {
         ),
         "{err}"
     );
+}
+
+#[test]
+fn lease_and_alarm_outcomes_round_trip() {
+    let outcomes = [
+        Outcome::Refused(Refusal::NoSpace),
+        Outcome::Refused(Refusal::LeaseNotFound { id: -2 }),
+        Outcome::Refused(Refusal::LeaseExists { id: 3 }),
+        Outcome::Ok {
+            revision: 4,
+            response: Response::Alarmed,
+        },
+        Outcome::Ok {
+            revision: 4,
+            response: Response::Leased,
+        },
+    ];
+    for outcome in outcomes {
+        let r = Reply {
+            client: 1,
+            seq: 2,
+            outcome,
+        };
+        assert_eq!(Reply::decode(&r.encode()), Ok(r));
+    }
 }

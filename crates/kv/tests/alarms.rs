@@ -1,0 +1,121 @@
+//! etcd's NOSPACE alarm in the store: while one is raised, what adds data
+//! (puts, transactions with a put in either branch, lease grants) is
+//! refused and what frees room (deletes, compaction) goes on; alarms are
+//! per member and survive a snapshot; the size a quota measures grows with
+//! writes and shrinks once a compaction is swept.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use flotilla_kv::{
+    AlarmKind, Command, Compare, Op, Outcome, ReadConsistency, Refusal, Replica, Request,
+    SessionLimits, Store, Txn,
+};
+use flotilla_raft::{Entry, EntryKind, LogIndex, Term};
+
+fn alarm(raise: bool, member: u64) -> Op {
+    Op::Alarm {
+        raise,
+        member,
+        kind: AlarmKind::NoSpace,
+    }
+}
+
+#[test]
+fn a_raised_nospace_alarm_refuses_what_adds_data_only() {
+    let mut s = Store::with_history();
+    s.apply(&Op::put("k", "v"));
+    s.apply(&Op::LeaseGrant { id: 1, ttl: 10 });
+    s.apply(&alarm(true, 7));
+    s.apply(&alarm(true, 8));
+    assert_eq!(
+        s.alarms().collect::<Vec<_>>(),
+        vec![(7, AlarmKind::NoSpace), (8, AlarmKind::NoSpace)]
+    );
+    let put_in_failure = Op::Txn(Txn {
+        compares: vec![Compare::exists("k")],
+        success: vec![Op::get("k")],
+        failure: vec![Op::put("x", "1")],
+    });
+    for op in [
+        Op::put("k", "w"),
+        Op::append("k", "w"),
+        Op::rewrite("k", 0),
+        Op::LeaseGrant { id: 2, ttl: 10 },
+        put_in_failure,
+    ] {
+        assert_eq!(s.check_state(&op), Err(Refusal::NoSpace), "{op:?}");
+    }
+    for op in [
+        Op::delete("k"),
+        Op::delete_prefix("", false),
+        Op::Compact { revision: 1 },
+        Op::LeaseRevoke { id: 1 },
+        Op::get("k"),
+    ] {
+        assert_eq!(s.check_state(&op), Ok(()), "{op:?}");
+    }
+    s.apply(&alarm(false, 7));
+    assert_eq!(
+        s.check_state(&Op::put("k", "w")),
+        Err(Refusal::NoSpace),
+        "8's remains"
+    );
+    s.apply(&alarm(false, 8));
+    assert_eq!(s.check_state(&Op::put("k", "w")), Ok(()));
+    assert_eq!(
+        Refusal::NoSpace.to_string(),
+        "the store is over its quota (a NOSPACE alarm is raised)"
+    );
+}
+
+fn command(seq: u64, op: Op) -> Entry {
+    let c = Command {
+        stamp_ms: 1,
+        request: Request {
+            client: 1,
+            seq,
+            read: ReadConsistency::Linearizable,
+            resumed: false,
+            op,
+        },
+    };
+    Entry {
+        index: LogIndex(seq),
+        term: Term(1),
+        kind: EntryKind::Command,
+        data: c.encode(),
+    }
+}
+
+#[test]
+fn alarms_survive_a_snapshot_and_refuse_through_the_replica() {
+    let limits = SessionLimits::default();
+    let mut r = Replica::etcd(limits);
+    r.apply(&command(1, alarm(true, 3))).unwrap();
+    let refused = r.apply(&command(2, Op::put("k", "v"))).unwrap().unwrap();
+    assert_eq!(refused.outcome, Outcome::Refused(Refusal::NoSpace));
+    let mut back = Replica::etcd(limits);
+    back.restore(&r.snapshot()).unwrap();
+    assert_eq!(back, r);
+    assert_eq!(back.store().alarms().count(), 1);
+}
+
+#[test]
+fn the_size_grows_with_writes_and_shrinks_once_a_compaction_is_swept() {
+    let mut s = Store::with_history();
+    s.set_sweep_per_apply(0);
+    assert_eq!(s.size_bytes(), 0);
+    for i in 0..100 {
+        s.apply(&Op::put("k", vec![b'v'; 1000 + i]));
+    }
+    let full = s.size_bytes();
+    assert!(full >= 100 * 1000, "{full}");
+    s.apply(&Op::Compact { revision: 100 });
+    assert_eq!(s.size_bytes(), full, "nothing swept yet");
+    while s.sweep(1000) {}
+    let after = s.size_bytes();
+    assert!(after < 3_000, "{after}: one or two changes remain");
+    let mut plain = Store::new();
+    plain.apply(&Op::put("ab", "cd"));
+    assert_eq!(plain.size_bytes(), 4 + 64);
+}
