@@ -32,6 +32,7 @@ fn a_revoke_deletes_every_attached_key_in_one_revision() {
     let mut s = Store::with_history();
     s.apply(&Op::LeaseGrant { id: 7, ttl: 10 });
     assert_eq!(s.revision(), 0, "a grant takes no revision");
+    assert!(!s.leases().is_empty() && s.leases().len() == 1);
     s.apply(&Op::put_leased("a", "1", 7));
     s.apply(&Op::put_leased("b", "2", 7));
     s.apply(&Op::put("c", "3"));
@@ -204,6 +205,11 @@ fn hash_kv_covers_a_key_s_lease() {
     a.apply(&Op::put_leased("k", "v", 1));
     b.apply(&Op::put("k", "v"));
     assert_ne!(a.hash_kv(0).unwrap().0, b.hash_kv(0).unwrap().0);
+    // Which lease counts too.
+    let mut c = Store::with_history();
+    c.apply(&Op::LeaseGrant { id: 2, ttl: 60 });
+    c.apply(&Op::put_leased("k", "v", 2));
+    assert_ne!(a.hash_kv(0).unwrap().0, c.hash_kv(0).unwrap().0);
 }
 
 fn command(seq: u64, op: Op) -> Entry {

@@ -113,6 +113,17 @@ fn checkpoints_cover_long_leases_in_batches_once_per_interval() {
 }
 
 #[test]
+fn a_lease_as_long_as_the_interval_is_not_checkpointed() {
+    let s = store_with(&[(1, 300), (2, 301)]);
+    let config = LessorConfig::for_election_timeout(1_000);
+    assert_eq!(config.checkpoint_interval_ms, 300_000, "etcd's 5 minutes");
+    let mut l = Lessor::new(config);
+    l.sync(0, Some(1), s.leases());
+    let batches = l.checkpoints(300_000, s.leases());
+    assert_eq!(batches, vec![vec![(2, 2)]]);
+}
+
+#[test]
 fn the_smallest_ttl_outlives_an_election() {
     assert_eq!(LessorConfig::for_election_timeout(1_000).min_ttl(), 2);
     assert_eq!(LessorConfig::for_election_timeout(100).min_ttl(), 1);
