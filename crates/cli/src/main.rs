@@ -66,6 +66,9 @@ enum Command {
     /// Runs one member of a cluster in the foreground.
     #[command(after_help = cluster::server::PRECEDENCE)]
     Server(cluster::server::ServerArgs),
+    /// Saves a backup of a running cluster, checks one, or builds a new
+    /// cluster's data directories from one.
+    Snapshot(cluster::snapshot::SnapshotArgs),
     /// Shows each member's role, term, commit and applied index.
     Status(cluster::status::StatusArgs),
     /// Starts a local cluster on loopback (3 members by default).
@@ -105,6 +108,7 @@ fn main() -> ExitCode {
         Command::Mr(args) => mr::main(*args),
         Command::Server(args) => cluster::server::main(args),
         Command::Status(args) => cluster::status::main(args),
+        Command::Snapshot(args) => cluster::snapshot::main(args),
         Command::Up(args) => cluster::up::main(args),
         Command::Check(command) => check::run(command),
         Command::Sim(cmd) => sim::run(cmd),

@@ -34,6 +34,13 @@ use flotilla_runtime::lock;
 /// speaks, and Flotilla's own.
 pub const VERSION: &str = concat!("3.4.0-flotilla.", env!("CARGO_PKG_VERSION"));
 
+/// The size of a snapshot stream's chunks (etcd's).
+const SNAPSHOT_CHUNK: usize = 32 * 1024;
+
+type SnapshotStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<pb::SnapshotResponse, Status>> + Send + 'static>,
+>;
+
 /// How many changes a defragmentation forgets per step.
 const DEFRAG_STEP: usize = 4096;
 
@@ -238,6 +245,44 @@ impl Maintenance for ClusterService {
         Ok(Response::new(pb::DefragmentResponse {
             header: self.header(),
         }))
+    }
+
+    type SnapshotStream = SnapshotStream;
+
+    /// etcd's Snapshot: a backup file ([`crate::backup`]) of this
+    /// member's state once it has applied everything committed before the
+    /// request, streamed in 32 KiB chunks. The copy is taken under the
+    /// state machine's lock (a clone that shares the store's chunks) and
+    /// encoded off it.
+    async fn snapshot(
+        &self,
+        _: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        self.core.read_barrier().await?;
+        let (job, revision) = {
+            let sm = lock(&self.core.sm);
+            (
+                flotilla_host::StateMachine::snapshot_job(&*sm),
+                sm.replica.store().revision(),
+            )
+        };
+        let data = tokio::task::spawn_blocking(job)
+            .await
+            .map_err(|e| Status::internal(format!("taking the snapshot: {e}")))?;
+        let file = crate::backup::encode(&data);
+        let header = self.core.header(revision, self.core.node.term());
+        let chunks: Vec<Result<pb::SnapshotResponse, Status>> = (0..file.len())
+            .step_by(SNAPSHOT_CHUNK)
+            .map(|start| {
+                let end = (start + SNAPSHOT_CHUNK).min(file.len());
+                Ok(pb::SnapshotResponse {
+                    header,
+                    remaining_bytes: (file.len() - end) as u64,
+                    blob: file.slice(start..end),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
 
     async fn hash_kv(

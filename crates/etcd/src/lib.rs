@@ -29,6 +29,8 @@
 //!   [`leases`]: the lessor on the server's clock, and the task that
 //!   revokes and checkpoints through the log; [`lease_service`]:
 //!   `etcdserverpb.Lease`.
+//! - [`backup`]: backup files (Maintenance.Snapshot) and restoring a new
+//!   cluster's data directories from one.
 //! - [`recipes`]: etcd's lock and election recipes run in the server;
 //!   [`lock_service`]: `v3lockpb.Lock`; [`election_service`]:
 //!   `v3electionpb.Election`.
@@ -38,6 +40,7 @@
 //!   changes a watch selects; [`watch_service`]: `etcdserverpb.Watch`.
 
 pub mod authority;
+pub mod backup;
 pub mod cluster;
 pub mod compactor;
 pub mod conns;

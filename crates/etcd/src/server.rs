@@ -241,12 +241,23 @@ fn open_storage(
     cfg: &ServerConfig,
     initial: &BTreeMap<NodeId, String>,
 ) -> Result<(u64, GroupHandle), ServerError> {
-    let cluster = match &cfg.cluster_token {
+    open_storage_at(&cfg.data_dir, cfg.id, cfg.cluster_token.as_deref(), initial)
+}
+
+/// [`open_storage`] of member `id` in `data_dir`, for a cluster founded by
+/// `initial` (with `token`, if any): also what a restore writes into.
+pub(crate) fn open_storage_at(
+    data_dir: &Path,
+    id: NodeId,
+    token: Option<&str>,
+    initial: &BTreeMap<NodeId, String>,
+) -> Result<(u64, GroupHandle), ServerError> {
+    let cluster = match token {
         Some(token) => cluster_id_with_token(initial.keys().copied(), token),
         None => cluster_id(initial),
     };
-    claim_data_dir(&cfg.data_dir, cluster, cfg.id)?;
-    let wal_dir = cfg.data_dir.join("wal");
+    claim_data_dir(data_dir, cluster, id)?;
+    let wal_dir = data_dir.join("wal");
     let wal_err = |source| ServerError::Wal {
         dir: wal_dir.clone(),
         source,

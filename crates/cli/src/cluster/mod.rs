@@ -15,6 +15,7 @@ pub mod member;
 pub mod output;
 pub mod recipes;
 pub mod server;
+pub mod snapshot;
 pub mod status;
 pub mod txn;
 pub mod up;
