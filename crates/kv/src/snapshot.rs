@@ -596,6 +596,21 @@ mod tests {
     }
 
     #[test]
+    fn a_lease_with_a_zero_id_or_negative_times_is_refused() {
+        for (id, ttl, remaining) in [(0, 5, 0), (1, -1, 0), (1, 5, -1)] {
+            let mut r = Replica::default();
+            let lease = crate::lease::Lease {
+                ttl,
+                remaining,
+                ..Default::default()
+            };
+            r.store.leases.map.insert(id, lease);
+            let err = Replica::default().restore(&r.snapshot()).unwrap_err();
+            assert!(matches!(err, SnapshotError::Inconsistent(_)), "{err}");
+        }
+    }
+
+    #[test]
     fn a_key_on_a_lease_the_snapshot_lacks_is_refused() {
         for mut r in [
             Replica::default(),

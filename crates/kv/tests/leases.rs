@@ -116,6 +116,7 @@ fn what_etcd_refuses_is_refused_before_anything_changes() {
     assert_eq!(s.check_state(&Op::rewrite("k", 9)), Err(missing));
     assert_eq!(s.check_state(&Op::rewrite("k", 0)), Ok(()));
     s.apply(&Op::LeaseGrant { id: 9, ttl: 5 });
+    assert_eq!(s.check_state(&Op::LeaseRevoke { id: 9 }), Ok(()));
     assert_eq!(
         s.check_state(&Op::LeaseGrant { id: 9, ttl: 5 }),
         Err(Refusal::LeaseExists { id: 9 })

@@ -348,3 +348,28 @@ fn lease_and_alarm_outcomes_round_trip() {
         assert_eq!(Reply::decode(&r.encode()), Ok(r));
     }
 }
+
+/// A rewrite that keeps the value and drops the lease keeps the encoding
+/// it had before leases (tag 9, the key alone), which older builds read.
+#[test]
+fn a_plain_rewrite_keeps_its_first_encoding() {
+    let len = |op: Op| {
+        let c = Command {
+            stamp_ms: 1,
+            request: Request {
+                client: 1,
+                seq: 1,
+                read: ReadConsistency::Linearizable,
+                resumed: false,
+                op,
+            },
+        };
+        c.encode().len()
+    };
+    let general = Op::Rewrite {
+        key: Bytes::from_static(b"k"),
+        value: None,
+        lease: Some(1),
+    };
+    assert_eq!(len(Op::rewrite("k", 0)) + 3, len(general));
+}
