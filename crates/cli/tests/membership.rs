@@ -383,6 +383,13 @@ fn etcdctl_adds_promotes_and_removes_members() {
     let added = etcdctl_ok(&founders, &["member", "add", "newbie", &url, "--learner"]);
     let hex = added_id(&added);
     let id = u64::from_str_radix(&hex, 16).unwrap();
+    // etcd's form of a member not started yet: no name, no client URL
+    // (on every member once applied: etcdctl's list is not linearizable).
+    let unstarted = format!("{hex}, unstarted, , http://{addr}, , true");
+    wait_for("the added member listed", Duration::from_secs(30), || {
+        let list = etcdctl_ok(&founders, &["member", "list"]);
+        list.contains(&unstarted).then_some(())
+    });
     cluster.endpoints.push(addr.clone());
     cluster.procs.push(None);
     start_joiner(&mut cluster, 3, id, &founders, &[]);
@@ -394,6 +401,12 @@ fn etcdctl_adds_promotes_and_removes_members() {
             (ok && out == "m4\nv\n").then_some(())
         },
     );
+    // Once it runs, it records its start through the log.
+    wait_for("the new member to start", Duration::from_secs(30), || {
+        let list = etcdctl_ok(&founders, &["member", "list"]);
+        let started = format!("{hex}, started, node{id}, http://{addr}, http://{addr}, true");
+        list.contains(&started).then_some(())
+    });
     let (ok, _, err) = etcdctl(&founders, &["member", "promote", "1"], "");
     assert!(
         !ok && err.contains("can only promote a learner member"),

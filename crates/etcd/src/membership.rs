@@ -78,8 +78,11 @@ pub struct MemberChange {
     pub members: Vec<pb::Member>,
 }
 
-/// The etcd form of a member.
-pub fn to_pb(m: &MemberInfo) -> pb::Member {
+/// The etcd form of a member. One that has not `started` (added, but it
+/// has not recorded its start through the log yet) has no name and no
+/// client URLs, as etcd lists an unstarted member (etcdctl prints it
+/// "unstarted").
+pub fn to_pb(m: &MemberInfo, started: bool) -> pb::Member {
     let urls = if m.addr.is_empty() {
         Vec::new()
     } else {
@@ -87,9 +90,13 @@ pub fn to_pb(m: &MemberInfo) -> pb::Member {
     };
     pb::Member {
         id: m.id.get(),
-        name: format!("node{}", m.id),
+        name: if started {
+            format!("node{}", m.id)
+        } else {
+            String::new()
+        },
         peer_ur_ls: urls.clone(),
-        client_ur_ls: urls,
+        client_ur_ls: if started { urls } else { Vec::new() },
         is_learner: m.learner,
     }
 }
@@ -328,7 +335,52 @@ fn mark<T>(message: T) -> tonic::Request<T> {
 impl Core {
     /// The members as this node's state machine has them.
     pub fn member_list(&self) -> Vec<pb::Member> {
-        lock(&self.sm).members.list().iter().map(to_pb).collect()
+        let sm = lock(&self.sm);
+        let store = sm.replica.store();
+        let started =
+            |m: &MemberInfo| self.initial.contains_key(&m.id) || store.started(m.id.get());
+        sm.members
+            .list()
+            .iter()
+            .map(|m| to_pb(m, started(m)))
+            .collect()
+    }
+
+    /// Records this member's start through the log, if it joined a
+    /// running cluster (founders are started from the beginning): until
+    /// then member lists show it unstarted, as etcd's do until a member
+    /// publishes itself. Retried until it is recorded or the member
+    /// closes.
+    pub async fn publish_start(&self, mut closing: tokio::sync::watch::Receiver<bool>) {
+        if self.initial.contains_key(&self.me) {
+            return;
+        }
+        let mut ticker = tokio::time::interval(std::time::Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = closing.wait_for(|c| *c) => return,
+            }
+            let (member, started) = {
+                let sm = lock(&self.sm);
+                let me = self.me.get();
+                (
+                    sm.members.is_member(self.me),
+                    sm.replica.store().started(me),
+                )
+            };
+            if started {
+                return;
+            }
+            if member && self.node.leader().is_some() {
+                let op = flotilla_kv::Op::MemberStarted {
+                    member: self.me.get(),
+                };
+                if let Err(e) = self.write(op).await {
+                    tracing::debug!(error = %e, "recording this member's start");
+                }
+            }
+        }
     }
 
     /// Carries out `op` at the leader (here or forwarded); `forwarded`
@@ -378,7 +430,7 @@ impl Core {
         }
         match self.node.change_membership(cc).await {
             Ok(_) => Ok(MemberChange {
-                member: added.as_ref().map(to_pb),
+                member: added.as_ref().map(|m| to_pb(m, false)),
                 members: self.member_list(),
             }),
             Err(NodeError::Stopped) => Err(Attempt::Fail(EtcdError::Stopped.into())),

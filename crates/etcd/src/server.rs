@@ -433,6 +433,20 @@ fn serve_metrics(
     }
 }
 
+/// The member's background tasks: automatic compaction, the lessor,
+/// and recording its start if it joined.
+fn spawn_tasks(
+    core: &Core,
+    cfg: &ServerConfig,
+    keeper: &Arc<crate::leases::Keeper>,
+    closing: &watch::Receiver<bool>,
+) {
+    crate::compactor::spawn(core.clone(), cfg.auto_compaction, closing.clone());
+    crate::leases::spawn(core.clone(), Arc::clone(keeper), closing.clone());
+    let (core, closing) = (core.clone(), closing.clone());
+    tokio::spawn(async move { core.publish_start(closing).await });
+}
+
 /// The lessor of a member whose elections take `election_ticks` ticks.
 fn keeper(cfg: &ServerConfig, opts: &NodeOptions) -> Arc<crate::leases::Keeper> {
     let election_ms = u64::from(opts.host.raft.election_ticks)
@@ -492,8 +506,7 @@ pub async fn run(
     let inbound = InboundService::new(cluster, cfg.id, inbound_tx, closing.clone())
         .with_removed_from(transport)
         .with_metrics(metrics);
-    crate::compactor::spawn(core.clone(), cfg.auto_compaction, closing.clone());
-    crate::leases::spawn(core.clone(), Arc::clone(&keeper), closing.clone());
+    spawn_tasks(&core, &cfg, &keeper, &closing);
     let conns = crate::conns::capped(incoming(listeners.grpc), CONNECTIONS_MAX)
         .map(|conn| conn.map(crate::authority::Normalized::new));
     let serve =

@@ -137,7 +137,8 @@ pub fn check_op(op: &Op) -> Result<(), Refusal> {
         | Op::LeaseGrant { .. }
         | Op::LeaseRevoke { .. }
         | Op::LeaseCheckpoint { .. }
-        | Op::Alarm { .. } => Ok(()),
+        | Op::Alarm { .. }
+        | Op::MemberStarted { .. } => Ok(()),
         Op::Txn(t) => check_txn(t),
     }
 }

@@ -182,7 +182,8 @@ fn put_op(out: &mut Vec<u8>, op: &Op) {
         | Op::LeaseGrant { .. }
         | Op::LeaseRevoke { .. }
         | Op::LeaseCheckpoint { .. }
-        | Op::Alarm { .. } => later::put_later_op(out, op),
+        | Op::Alarm { .. }
+        | Op::MemberStarted { .. } => later::put_later_op(out, op),
         Op::Txn(t) => {
             out.push(5);
             put_txn(out, t);
@@ -241,7 +242,7 @@ fn op(d: &mut Decoder, depth: usize) -> R<Op> {
             revision: d.u64("compaction revision")?,
         },
         9 => Op::rewrite(key(d, "rewrite key")?, 0),
-        11..=15 => later::lease_op(d, tag)?,
+        11..=16 => later::lease_op(d, tag)?,
         5 if depth >= MAX_TXN_DEPTH => return Err(Inner::TxnTooDeep),
         5 => Op::Txn(txn(d, depth + 1)?),
         6 => Op::DeleteRange {
@@ -454,6 +455,7 @@ pub(crate) fn put_response(out: &mut Vec<u8>, r: &Response) {
         Response::Compacted => out.push(9),
         Response::Leased => out.push(10),
         Response::Alarmed => out.push(11),
+        Response::Started => out.push(12),
     }
 }
 
@@ -477,6 +479,7 @@ pub(crate) fn get_response(
         9 => Response::Compacted,
         10 => Response::Leased,
         11 => Response::Alarmed,
+        12 => Response::Started,
         8 => {
             let deleted = d.u64("delete-range count")?;
             let prev_kvs = get_kvs(d, "delete-range prev_kvs", f)?;

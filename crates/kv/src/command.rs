@@ -147,6 +147,13 @@ pub enum Op {
         /// Which alarm.
         kind: AlarmKind,
     },
+    /// Records that a member added to the cluster has started (etcd's
+    /// member attribute publication): member lists show it started from
+    /// then on.
+    MemberStarted {
+        /// The member.
+        member: u64,
+    },
     /// Records how long leases had left, so that a new leader resumes
     /// their countdowns instead of restarting them (etcd's lease
     /// checkpoints); a remaining 0 means the whole time-to-live. Leases
@@ -271,7 +278,8 @@ impl Op {
             | Op::LeaseGrant { .. }
             | Op::LeaseRevoke { .. }
             | Op::LeaseCheckpoint { .. }
-            | Op::Alarm { .. } => false,
+            | Op::Alarm { .. }
+            | Op::MemberStarted { .. } => false,
             Op::Txn(t) => t.success.iter().chain(&t.failure).all(Op::is_read_only),
         }
     }
@@ -449,6 +457,8 @@ pub enum Response {
     Leased,
     /// An alarm was raised or cleared.
     Alarmed,
+    /// A member's start was recorded.
+    Started,
 }
 
 impl Response {

@@ -7,6 +7,7 @@
 //!        keys,
 //!        #leases, (id, ttl, remaining)*  by id
 //!        #alarms, (member, kind)*  in order
+//!        #started, member*  in order
 //!        #sessions, (client, last seq, last active ms, outcome)*  by client
 //! keys = 0, #keys, (key, value, create rev, mod rev, version, lease)*  in key order
 //!      | 1, compacted revision, #changes, change*  in revision order
@@ -135,6 +136,10 @@ pub(crate) fn encode(r: &Replica) -> Bytes {
     for (member, kind) in &r.store.alarms {
         put_u64(&mut out, *member);
         out.push(crate::codec::alarm_tag(*kind));
+    }
+    put_u64(&mut out, r.store.started.len() as u64);
+    for member in &r.store.started {
+        put_u64(&mut out, *member);
     }
     put_u64(&mut out, r.sessions.map.len() as u64);
     for (c, s) in r.sessions.map.iter() {
@@ -318,6 +323,7 @@ fn decode_history(d: &mut Decoder, revision: u64, f: PairFormat) -> Result<Store
         history: Some(History::from_changes(compacted, changes)),
         leases: Leases::default(),
         alarms: Default::default(),
+        started: Default::default(),
     })
 }
 
@@ -402,6 +408,10 @@ pub(crate) fn decode(data: &Bytes, limits: SessionLimits) -> Result<Replica, Sna
             let member = d.u64("alarm member")?;
             let kind = crate::codec::alarm_kind(&mut d)?;
             store.alarms.insert((member, kind));
+        }
+        let n = d.count("snapshot started members")?;
+        for _ in 0..n {
+            store.started.insert(d.u64("started member")?);
         }
     }
     let sessions = decode_sessions(&mut d, limits, f)?;

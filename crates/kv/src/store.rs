@@ -53,6 +53,8 @@ pub struct Store {
     pub(crate) leases: Leases,
     /// The alarms raised, by member.
     pub(crate) alarms: BTreeSet<(u64, AlarmKind)>,
+    /// The added members that have started ([`Op::MemberStarted`]).
+    pub(crate) started: BTreeSet<u64>,
 }
 
 pub(crate) fn pair(key: &Bytes, s: &Slot) -> KeyValue {
@@ -136,6 +138,11 @@ impl Store {
         } else {
             Ok(())
         }
+    }
+
+    /// Whether member `member` recorded its start ([`Op::MemberStarted`]).
+    pub fn started(&self, member: u64) -> bool {
+        self.started.contains(&member)
     }
 
     /// The alarms raised: each member's, by member.
@@ -398,7 +405,8 @@ impl Store {
             | Op::LeaseGrant { .. }
             | Op::LeaseRevoke { .. }
             | Op::LeaseCheckpoint { .. }
-            | Op::Alarm { .. } => self.apply_meta(op, rev, wrote, ev),
+            | Op::Alarm { .. }
+            | Op::MemberStarted { .. } => self.apply_meta(op, rev, wrote, ev),
             Op::DeleteRange {
                 start,
                 end,
@@ -452,6 +460,10 @@ impl Store {
                     self.alarms.remove(&(*member, *kind));
                 }
                 Response::Alarmed
+            }
+            Op::MemberStarted { member } => {
+                self.started.insert(*member);
+                Response::Started
             }
             _ => unreachable!("apply_meta given {op:?}"),
         }
@@ -642,7 +654,8 @@ impl StoreView<'_> {
             | Op::LeaseGrant { .. }
             | Op::LeaseRevoke { .. }
             | Op::LeaseCheckpoint { .. }
-            | Op::Alarm { .. } => unreachable!("StoreView::read given a write"),
+            | Op::Alarm { .. }
+            | Op::MemberStarted { .. } => unreachable!("StoreView::read given a write"),
         }
     }
 

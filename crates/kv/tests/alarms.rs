@@ -1,7 +1,7 @@
 //! etcd's NOSPACE alarm in the store: while one is raised, what adds data
 //! (puts, transactions with a put in either branch, lease grants) is
 //! refused and what frees room (deletes, compaction) goes on; alarms are
-//! per member and survive a snapshot; the size a quota measures grows with
+//! per member and survive a snapshot (so do members' starts); the size a quota measures grows with
 //! writes and shrinks once a compaction is swept.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -93,11 +93,15 @@ fn alarms_survive_a_snapshot_and_refuse_through_the_replica() {
     let mut r = Replica::etcd(limits);
     r.apply(&command(1, alarm(true, 3))).unwrap();
     let refused = r.apply(&command(2, Op::put("k", "v"))).unwrap().unwrap();
+    assert!(!r.store().started(4));
+    r.apply(&command(3, Op::MemberStarted { member: 4 }))
+        .unwrap();
     assert_eq!(refused.outcome, Outcome::Refused(Refusal::NoSpace));
     let mut back = Replica::etcd(limits);
     back.restore(&r.snapshot()).unwrap();
     assert_eq!(back, r);
     assert_eq!(back.store().alarms().count(), 1);
+    assert!(back.store().started(4) && !back.store().started(3));
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The encoding of the operations that came after the first release:
 //! compaction (tag 8), rewrites (9, and 11 with a value or a lease),
-//! the lease operations (12 to 14) and alarms (15). Lease ids and TTLs
-//! are `i64`s written as the `u64` of the same bits.
+//! the lease operations (12 to 14), alarms (15) and member starts (16).
+//! Lease ids and TTLs are `i64`s written as the `u64` of the same bits.
 
 use flotilla_raft::codec::{DecodeError, Decoder, put_bytes, put_u64};
 
@@ -65,11 +65,15 @@ pub(super) fn put_later_op(out: &mut Vec<u8>, op: &Op) {
             put_u64(out, *member);
             out.push(alarm_tag(*kind));
         }
+        Op::MemberStarted { member } => {
+            out.push(16);
+            put_u64(out, *member);
+        }
         _ => unreachable!("put_later_op given {op:?}"),
     }
 }
 
-/// Reads an op of tags 11 to 15 (see [`put_later_op`]).
+/// Reads an op of tags 11 to 16 (see [`put_later_op`]).
 pub(super) fn lease_op(d: &mut Decoder, tag: u8) -> R<Op> {
     Ok(match tag {
         11 => Op::Rewrite {
@@ -99,6 +103,9 @@ pub(super) fn lease_op(d: &mut Decoder, tag: u8) -> R<Op> {
             raise: d.bool("alarm action")?,
             member: d.u64("alarm member")?,
             kind: alarm_kind(d)?,
+        },
+        16 => Op::MemberStarted {
+            member: d.u64("started member")?,
         },
         t => return Err(bad_tag(d, "op", t)),
     })

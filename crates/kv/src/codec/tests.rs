@@ -64,6 +64,7 @@ fn commands_round_trip() {
         Op::LeaseCheckpoint {
             checkpoints: vec![(5, 20), (6, 0)],
         },
+        Op::MemberStarted { member: 12 },
         Op::Alarm {
             raise: true,
             member: 9,
@@ -337,6 +338,10 @@ fn lease_and_alarm_outcomes_round_trip() {
         Outcome::Ok {
             revision: 4,
             response: Response::Leased,
+        },
+        Outcome::Ok {
+            revision: 4,
+            response: Response::Started,
         },
     ];
     for outcome in outcomes {
