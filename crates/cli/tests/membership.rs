@@ -361,6 +361,14 @@ fn added_id(added: &str) -> String {
         .to_string()
 }
 
+/// Waits until `etcdctl member list` at `endpoints` has `line`.
+fn until_listed(endpoints: &str, what: &str, line: &str) {
+    wait_for(what, Duration::from_secs(30), || {
+        let list = etcdctl_ok(endpoints, &["member", "list"]);
+        list.contains(line).then_some(())
+    });
+}
+
 /// etcdctl's own `member add --learner`, `member promote`, `member
 /// update` and `member remove` (with the ids the server picks, in etcdctl's hex), and its
 /// refusals. The new member has no snapshot to start from here: it
@@ -386,10 +394,7 @@ fn etcdctl_adds_promotes_and_removes_members() {
     // etcd's form of a member not started yet: no name, no client URL
     // (on every member once applied: etcdctl's list is not linearizable).
     let unstarted = format!("{hex}, unstarted, , http://{addr}, , true");
-    wait_for("the added member listed", Duration::from_secs(30), || {
-        let list = etcdctl_ok(&founders, &["member", "list"]);
-        list.contains(&unstarted).then_some(())
-    });
+    until_listed(&founders, "the added member listed", &unstarted);
     cluster.endpoints.push(addr.clone());
     cluster.procs.push(None);
     start_joiner(&mut cluster, 3, id, &founders, &[]);
@@ -402,11 +407,8 @@ fn etcdctl_adds_promotes_and_removes_members() {
         },
     );
     // Once it runs, it records its start through the log.
-    wait_for("the new member to start", Duration::from_secs(30), || {
-        let list = etcdctl_ok(&founders, &["member", "list"]);
-        let started = format!("{hex}, started, node{id}, http://{addr}, http://{addr}, true");
-        list.contains(&started).then_some(())
-    });
+    let started = format!("{hex}, started, node{id}, http://{addr}, http://{addr}, true");
+    until_listed(&founders, "the new member to start", &started);
     let (ok, _, err) = etcdctl(&founders, &["member", "promote", "1"], "");
     assert!(
         !ok && err.contains("can only promote a learner member"),
