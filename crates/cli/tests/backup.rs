@@ -14,31 +14,18 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use cluster_common::Cluster;
+use common::{flotilla_at, flotilla_ok};
 use flotilla_testkit::Scratch;
-
-/// `flotilla` with `args` against `endpoints`: (exit code, stdout, stderr).
-fn flotilla(endpoints: &str, args: &[&str]) -> (i32, String, String) {
-    let mut cmd = common::flotilla(&std::env::temp_dir());
-    cmd.args(args).env("FLOTILLA_ENDPOINTS", endpoints);
-    let (status, out, err) = common::run(&mut cmd);
-    (status.code().unwrap_or(-1), out, err)
-}
-
-fn ok(endpoints: &str, args: &[&str]) -> String {
-    let (code, out, err) = flotilla(endpoints, args);
-    assert_eq!(code, 0, "flotilla {args:?}: {err}");
-    out
-}
 
 /// Writes 20 keys, deletes one, and puts one on a new lease (its id).
 fn fill(all: &str) -> String {
     for i in 0..20 {
-        ok(all, &["kv", "put", &format!("k{i:02}"), &format!("v{i}")]);
+        flotilla_ok(all, &["kv", "put", &format!("k{i:02}"), &format!("v{i}")]);
     }
-    ok(all, &["kv", "del", "k07"]);
-    let lease = ok(all, &["lease", "grant", "600"]);
+    flotilla_ok(all, &["kv", "del", "k07"]);
+    let lease = flotilla_ok(all, &["lease", "grant", "600"]);
     let lease = lease.split_whitespace().nth(1).unwrap().to_string();
-    ok(all, &["kv", "put", "--lease", &lease, "leased", "x"]);
+    flotilla_ok(all, &["kv", "put", "--lease", &lease, "leased", "x"]);
     lease
 }
 
@@ -48,8 +35,8 @@ fn save(old: &Cluster, scratch: &Scratch) -> PathBuf {
     let all = old.endpoints.join(",");
     let file = scratch.path.join("backup.db");
     let file_s = file.to_str().unwrap();
-    assert!(ok(&all, &["snapshot", "save", file_s]).starts_with("Snapshot saved at"));
-    let status = ok(&all, &["snapshot", "status", file_s]);
+    assert!(flotilla_ok(&all, &["snapshot", "save", file_s]).starts_with("Snapshot saved at"));
+    let status = flotilla_ok(&all, &["snapshot", "status", file_s]);
     // revision 1 + 20 puts + a delete + a leased put; 19 + 1 keys.
     assert!(status.contains(", 23, 20, "), "{status}");
     if common::etcdctl_missing() {
@@ -58,7 +45,7 @@ fn save(old: &Cluster, scratch: &Scratch) -> PathBuf {
     let one = &old.endpoints[0];
     let by_etcdctl = scratch.path.join("etcdctl.db");
     common::etcdctl_ok(one, &["snapshot", "save", by_etcdctl.to_str().unwrap()]);
-    let theirs = ok(&all, &["snapshot", "status", by_etcdctl.to_str().unwrap()]);
+    let theirs = flotilla_ok(&all, &["snapshot", "status", by_etcdctl.to_str().unwrap()]);
     assert_eq!(theirs.split(',').next(), status.split(',').next());
     let hash = u32::from_str_radix(status.split(',').next().unwrap(), 16).unwrap();
     let hashkv = common::etcdctl_ok(one, &["endpoint", "hashkv"]);
@@ -89,7 +76,7 @@ fn restore(file: &Path, scratch: &Scratch) -> Vec<PathBuf> {
             "--peers",
             peers,
         ];
-        flotilla("", &[&args[..], &["--cluster-token", "restored"]].concat())
+        flotilla_at("", &[&args[..], &["--cluster-token", "restored"]].concat())
     };
     for (i, dir) in dirs.iter().enumerate() {
         let (code, _, err) = restore(dir, &(i + 1).to_string());
@@ -105,7 +92,7 @@ fn restore(file: &Path, scratch: &Scratch) -> Vec<PathBuf> {
     damaged[40] ^= 1;
     let bad = scratch.path.join("damaged.db");
     std::fs::write(&bad, damaged).unwrap();
-    let (code, _, err) = flotilla("", &["snapshot", "status", bad.to_str().unwrap()]);
+    let (code, _, err) = flotilla_at("", &["snapshot", "status", bad.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(err.contains("SHA-256 trailer does not match"), "{err}");
     dirs
@@ -124,10 +111,12 @@ fn a_backup_restores_into_a_new_cluster() {
     let new = Cluster::start_from("backup-new", &dirs, &["--cluster-token", "restored"]);
     new.wait_leader(&rt);
     let all = new.endpoints.join(",");
-    assert_eq!(ok(&all, &["kv", "get", "k19"]), "k19\nv19\n");
-    assert_eq!(ok(&all, &["kv", "get", "k07"]), "");
-    assert!(ok(&all, &["lease", "ttl", &lease, "--keys"]).contains("attached keys([leased])"));
-    ok(&all, &["kv", "put", "after", "restore"]);
-    let (_, json, _) = flotilla(&all, &["kv", "get", "after", "-w", "json"]);
+    assert_eq!(flotilla_ok(&all, &["kv", "get", "k19"]), "k19\nv19\n");
+    assert_eq!(flotilla_ok(&all, &["kv", "get", "k07"]), "");
+    assert!(
+        flotilla_ok(&all, &["lease", "ttl", &lease, "--keys"]).contains("attached keys([leased])")
+    );
+    flotilla_ok(&all, &["kv", "put", "after", "restore"]);
+    let (_, json, _) = flotilla_at(&all, &["kv", "get", "after", "-w", "json"]);
     assert_eq!(common::header_revision(&json), 24);
 }

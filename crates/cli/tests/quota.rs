@@ -11,14 +11,7 @@ mod cluster_common;
 mod common;
 
 use cluster_common::Cluster;
-
-/// `flotilla` with `args` against `endpoints`: (exit code, stdout, stderr).
-fn flotilla(endpoints: &str, args: &[&str]) -> (i32, String, String) {
-    let mut cmd = common::flotilla(&std::env::temp_dir());
-    cmd.args(args).env("FLOTILLA_ENDPOINTS", endpoints);
-    let (status, out, err) = common::run(&mut cmd);
-    (status.code().unwrap_or(-1), out, err)
-}
+use common::flotilla_at;
 
 #[test]
 fn past_the_quota_writes_are_refused_until_room_is_freed_and_the_alarm_disarmed() {
@@ -29,7 +22,7 @@ fn past_the_quota_writes_are_refused_until_room_is_freed_and_the_alarm_disarmed(
     let value = "x".repeat(20_000);
     let mut refused = None;
     for i in 0..40 {
-        let (code, _, err) = flotilla(&all, &["kv", "put", &format!("k{}", i % 3), &value]);
+        let (code, _, err) = flotilla_at(&all, &["kv", "put", &format!("k{}", i % 3), &value]);
         if code != 0 {
             refused = Some((i, err));
             break;
@@ -41,7 +34,7 @@ fn past_the_quota_writes_are_refused_until_room_is_freed_and_the_alarm_disarmed(
         err.contains("etcdserver: mvcc: database space exceeded"),
         "{err}"
     );
-    let (_, listed, _) = flotilla(&all, &["alarm", "list"]);
+    let (_, listed, _) = flotilla_at(&all, &["alarm", "list"]);
     assert!(listed.contains("alarm:NOSPACE"), "{listed}");
     if !common::etcdctl_missing() {
         let status = common::etcdctl_ok(&all, &["endpoint", "status"]);
@@ -53,17 +46,17 @@ fn past_the_quota_writes_are_refused_until_room_is_freed_and_the_alarm_disarmed(
         );
     }
     // Small or not, a write that adds data is refused; a delete is not.
-    let (code, _, _) = flotilla(&all, &["kv", "put", "small", "v"]);
+    let (code, _, _) = flotilla_at(&all, &["kv", "put", "small", "v"]);
     assert_ne!(code, 0, "a write while the alarm is raised");
-    assert_eq!(flotilla(&all, &["kv", "del", "k1"]).0, 0);
+    assert_eq!(flotilla_at(&all, &["kv", "del", "k1"]).0, 0);
     // Compact, defragment, disarm: room again.
-    let (_, json, _) = flotilla(&all, &["kv", "get", "k0", "-w", "json"]);
+    let (_, json, _) = flotilla_at(&all, &["kv", "get", "k0", "-w", "json"]);
     let rev = common::header_revision(&json).to_string();
-    assert_eq!(flotilla(&all, &["kv", "compact", &rev]).0, 0);
-    let (code, defragged, _) = flotilla(&all, &["defrag"]);
+    assert_eq!(flotilla_at(&all, &["kv", "compact", &rev]).0, 0);
+    let (code, defragged, _) = flotilla_at(&all, &["defrag"]);
     assert_eq!((code, defragged.lines().count()), (0, 3), "{defragged}");
-    let (_, disarmed, _) = flotilla(&all, &["alarm", "disarm"]);
+    let (_, disarmed, _) = flotilla_at(&all, &["alarm", "disarm"]);
     assert!(disarmed.contains("alarm:NOSPACE"), "{disarmed}");
-    assert_eq!(flotilla(&all, &["alarm", "list"]).1, "");
-    assert_eq!(flotilla(&all, &["kv", "put", "after", "v"]).0, 0);
+    assert_eq!(flotilla_at(&all, &["alarm", "list"]).1, "");
+    assert_eq!(flotilla_at(&all, &["kv", "put", "after", "v"]).0, 0);
 }

@@ -14,6 +14,7 @@ mod common;
 use std::time::Duration;
 
 use cluster_common::Cluster;
+use common::{flotilla_at, flotilla_ok};
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::kv_client::KvClient;
 use flotilla_proto::etcdserverpb::lease_client::LeaseClient;
@@ -200,51 +201,37 @@ fn an_election_is_led_proclaimed_observed_and_handed_over() {
     });
 }
 
-/// `flotilla` with `args` against `endpoints`: (exit code, stdout, stderr).
-fn flotilla(endpoints: &str, args: &[&str]) -> (i32, String, String) {
-    let dir = std::env::temp_dir();
-    let mut cmd = common::flotilla(&dir);
-    cmd.args(args).env("FLOTILLA_ENDPOINTS", endpoints);
-    let (status, out, err) = common::run(&mut cmd);
-    (status.code().unwrap_or(-1), out, err)
-}
-
 #[test]
 fn flotilla_lease_lock_and_elect() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cluster = Cluster::start("recipes-cli", 3);
     cluster.wait_leader(&rt);
     let all = cluster.endpoints.join(",");
-    let ok = |args: &[&str]| {
-        let (code, out, err) = flotilla(&all, args);
-        assert_eq!(code, 0, "flotilla {args:?}: {err}");
-        out
-    };
-    let granted = ok(&["lease", "grant", "60"]);
+    let granted = flotilla_ok(&all, &["lease", "grant", "60"]);
     let id = granted.split_whitespace().nth(1).unwrap().to_string();
-    ok(&["kv", "put", "--lease", &id, "leased", "v"]);
-    let ttl = ok(&["lease", "ttl", &id, "--keys"]);
+    flotilla_ok(&all, &["kv", "put", "--lease", &id, "leased", "v"]);
+    let ttl = flotilla_ok(&all, &["lease", "ttl", &id, "--keys"]);
     assert!(
         ttl.contains("granted with TTL(60s)") && ttl.contains("attached keys([leased])"),
         "{ttl}"
     );
     assert_eq!(
-        ok(&["lease", "keep-alive", "--once", &id]),
+        flotilla_ok(&all, &["lease", "keep-alive", "--once", &id]),
         format!("lease {id} keepalived with TTL(60)\n")
     );
-    assert!(ok(&["lease", "list"]).contains(&id));
-    ok(&["lease", "revoke", &id]);
-    assert_eq!(ok(&["kv", "get", "leased"]), "");
-    let (code, out, _) = flotilla(&all, &["lease", "ttl", &id]);
+    assert!(flotilla_ok(&all, &["lease", "list"]).contains(&id));
+    flotilla_ok(&all, &["lease", "revoke", &id]);
+    assert_eq!(flotilla_ok(&all, &["kv", "get", "leased"]), "");
+    let (code, out, _) = flotilla_at(&all, &["lease", "ttl", &id]);
     assert_eq!((code, out), (1, format!("lease {id} already expired\n")));
-    let (code, _, err) = flotilla(&all, &["lease", "revoke", "zz"]);
+    let (code, _, err) = flotilla_at(&all, &["lease", "revoke", "zz"]);
     assert_eq!(code, 3);
     assert!(err.contains("\"zz\" is not a lease id"), "{err}");
 
     // A command run under the lock sees its key and fencing token; its
     // exit status is the lock's, and the lock is released after it.
     let script = "echo \"$FLOTILLA_LOCK_KEY $FLOTILLA_LOCK_REV\"; exit 3";
-    let (code, out, err) = flotilla(&all, &["lock", "job", "--", "sh", "-c", script]);
+    let (code, out, err) = flotilla_at(&all, &["lock", "job", "--", "sh", "-c", script]);
     assert_eq!(code, 3, "{err}");
     assert!(
         out.starts_with("job/")
@@ -258,7 +245,7 @@ fn flotilla_lease_lock_and_elect() {
                 > 1,
         "{out}"
     );
-    let (code, _, _) = flotilla(&all, &["lock", "job", "--", "true"]);
+    let (code, _, _) = flotilla_at(&all, &["lock", "job", "--", "true"]);
     assert_eq!(code, 0, "the lock was released");
 
     // A candidate leads, is observed, and resigns on SIGINT.
@@ -272,7 +259,7 @@ fn flotilla_lease_lock_and_elect() {
     observer.wait_for_output("the leader's value", "alpha\n", false);
     candidate.proc.signal("INT");
     assert!(candidate.proc.wait(Duration::from_secs(20)).success());
-    let (_, left, _) = flotilla(&all, &["kv", "get", "boss/", "--prefix"]);
+    let (_, left, _) = flotilla_at(&all, &["kv", "get", "boss/", "--prefix"]);
     assert_eq!(left, "", "resigning deleted the key");
     observer.proc.kill();
 }
@@ -283,28 +270,23 @@ fn flotilla_sequential_keys_only_grow() {
     let cluster = Cluster::start("sequential-cli", 1);
     cluster.wait_leader(&rt);
     let all = cluster.endpoints.join(",");
-    let ok = |args: &[&str]| {
-        let (code, out, err) = flotilla(&all, args);
-        assert_eq!(code, 0, "flotilla {args:?}: {err}");
-        out
-    };
     // Past a deleted one too.
     assert_eq!(
-        ok(&["kv", "put", "--sequential", "q/", "a"]),
+        flotilla_ok(&all, &["kv", "put", "--sequential", "q/", "a"]),
         "q/00000000000000000001\n"
     );
     assert_eq!(
-        ok(&["kv", "put", "--sequential", "q/", "b"]),
+        flotilla_ok(&all, &["kv", "put", "--sequential", "q/", "b"]),
         "q/00000000000000000002\n"
     );
-    ok(&["kv", "del", "q/00000000000000000002"]);
+    flotilla_ok(&all, &["kv", "del", "q/00000000000000000002"]);
     assert_eq!(
-        ok(&["kv", "put", "--sequential", "q/", "c"]),
+        flotilla_ok(&all, &["kv", "put", "--sequential", "q/", "c"]),
         "q/00000000000000000003\n"
     );
 
-    ok(&["kv", "put", "plain", "text"]);
-    let (code, _, err) = flotilla(&all, &["kv", "put", "--sequential", "plain", "x"]);
+    flotilla_ok(&all, &["kv", "put", "plain", "text"]);
+    let (code, _, err) = flotilla_at(&all, &["kv", "put", "--sequential", "plain", "x"]);
     assert_eq!(code, 1);
     assert!(
         err.contains("holds \"text\", not a sequence counter"),

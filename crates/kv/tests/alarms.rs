@@ -6,11 +6,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use flotilla_kv::{
-    AlarmKind, Command, Compare, Op, Outcome, ReadConsistency, Refusal, Replica, Request,
-    SessionLimits, Store, Txn,
-};
-use flotilla_raft::{Entry, EntryKind, LogIndex, Term};
+mod common;
+
+use common::command;
+
+use flotilla_kv::{AlarmKind, Compare, Op, Outcome, Refusal, Replica, SessionLimits, Store, Txn};
 
 fn alarm(raise: bool, member: u64) -> Op {
     Op::Alarm {
@@ -66,25 +66,6 @@ fn a_raised_nospace_alarm_refuses_what_adds_data_only() {
         Refusal::NoSpace.to_string(),
         "the store is over its quota (a NOSPACE alarm is raised)"
     );
-}
-
-fn command(seq: u64, op: Op) -> Entry {
-    let c = Command {
-        stamp_ms: 1,
-        request: Request {
-            client: 1,
-            seq,
-            read: ReadConsistency::Linearizable,
-            resumed: false,
-            op,
-        },
-    };
-    Entry {
-        index: LogIndex(seq),
-        term: Term(1),
-        kind: EntryKind::Command,
-        data: c.encode(),
-    }
 }
 
 #[test]

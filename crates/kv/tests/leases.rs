@@ -6,14 +6,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::command;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use flotilla_kv::{
-    CmpOp, Command, Compare, CompareSpan, EventKind, Op, Outcome, ReadConsistency, Refusal,
-    Replica, Request, Response, SessionLimits, Store, Target, Txn, check_op,
+    CmpOp, Compare, CompareSpan, EventKind, Op, Outcome, Refusal, Replica, Response, SessionLimits,
+    Store, Target, Txn, check_op,
 };
-use flotilla_raft::{Entry, EntryKind, LogIndex, Term};
 use proptest::prelude::*;
 
 fn keys_of(s: &Store, id: i64) -> Vec<&[u8]> {
@@ -211,25 +214,6 @@ fn hash_kv_covers_a_key_s_lease() {
     c.apply(&Op::LeaseGrant { id: 2, ttl: 60 });
     c.apply(&Op::put_leased("k", "v", 2));
     assert_ne!(a.hash_kv(0).unwrap().0, c.hash_kv(0).unwrap().0);
-}
-
-fn command(seq: u64, op: Op) -> Entry {
-    let c = Command {
-        stamp_ms: 1,
-        request: Request {
-            client: 1,
-            seq,
-            read: ReadConsistency::Linearizable,
-            resumed: false,
-            op,
-        },
-    };
-    Entry {
-        index: LogIndex(seq),
-        term: Term(1),
-        kind: EntryKind::Command,
-        data: c.encode(),
-    }
 }
 
 #[test]

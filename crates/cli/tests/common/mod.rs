@@ -180,6 +180,22 @@ pub fn header_revision(json: &str) -> u64 {
         .unwrap_or_else(|| panic!("no header revision in {json}"))
 }
 
+/// `flotilla ARGS` against `endpoints` (through `FLOTILLA_ENDPOINTS`):
+/// its exit code, stdout and stderr.
+pub fn flotilla_at(endpoints: &str, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = flotilla(&std::env::temp_dir());
+    cmd.args(args).env("FLOTILLA_ENDPOINTS", endpoints);
+    let (status, out, err) = run(&mut cmd);
+    (status.code().unwrap_or(-1), out, err)
+}
+
+/// `flotilla ARGS`'s stdout, asserting it exited 0.
+pub fn flotilla_ok(endpoints: &str, args: &[&str]) -> String {
+    let (code, out, err) = flotilla_at(endpoints, args);
+    assert_eq!(code, 0, "flotilla {args:?} failed: {err}");
+    out
+}
+
 /// `etcdctl`'s stdout, asserting it succeeded.
 pub fn etcdctl_ok(endpoints: &str, args: &[&str]) -> String {
     let (success, out, err) = etcdctl(endpoints, args, "");
