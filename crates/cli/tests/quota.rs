@@ -59,4 +59,18 @@ fn past_the_quota_writes_are_refused_until_room_is_freed_and_the_alarm_disarmed(
     assert!(disarmed.contains("alarm:NOSPACE"), "{disarmed}");
     assert_eq!(flotilla_at(&all, &["alarm", "list"]).1, "");
     assert_eq!(flotilla_at(&all, &["kv", "put", "after", "v"]).0, 0);
+    // Nothing acts on CORRUPT yet: raising it is refused, not faked.
+    rt.block_on(async {
+        use flotilla_proto::etcdserverpb as pb;
+        let url = format!("http://{}", cluster.endpoints[0]);
+        let ch = tonic::transport::Channel::from_shared(url).unwrap();
+        let mut m = pb::maintenance_client::MaintenanceClient::new(ch.connect().await.unwrap());
+        let corrupt = pb::AlarmRequest {
+            action: pb::alarm_request::AlarmAction::Activate as i32,
+            member_id: 1,
+            alarm: pb::AlarmType::Corrupt as i32,
+        };
+        let err = m.alarm(corrupt).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unimplemented);
+    });
 }

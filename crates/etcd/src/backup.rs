@@ -261,6 +261,22 @@ mod tests {
         assert!(err.to_string().contains("crc32c"), "{err}");
         let other = Bytes::from_static(b"bolt db, say");
         assert!(matches!(decode(&other), Err(BackupError::NotABackup)));
+        let long = Bytes::from(vec![b'x'; 4096]);
+        assert!(matches!(decode(&long), Err(BackupError::NotABackup)));
+        let magic_only = Bytes::from_static(MAGIC);
+        assert!(matches!(decode(&magic_only), Err(BackupError::NotABackup)));
+        // A header and nothing else, and one whose length is absurd.
+        let mut bare = MAGIC.to_vec();
+        bare.resize(HEADER + TRAILER, 0);
+        assert!(matches!(
+            decode(&Bytes::from(bare.clone())),
+            Err(BackupError::Truncated { .. })
+        ));
+        bare[MAGIC.len()..MAGIC.len() + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(
+            decode(&Bytes::from(bare)),
+            Err(BackupError::Truncated { .. })
+        ));
         let mut m = crate::KvMachine::new(&BTreeMap::new(), std::sync::Arc::default());
         let err = m.restore(&decode(&encode(b"not a machine")).unwrap());
         assert!(err.is_err());

@@ -52,6 +52,13 @@ pub fn capped(
     })
 }
 
+impl Permitted {
+    /// The connection, to look at its first bytes ([`TcpStream::peek`]).
+    pub fn stream(&self) -> &TcpStream {
+        &self.io
+    }
+}
+
 impl Connected for Permitted {
     type ConnectInfo = TcpConnectInfo;
 

@@ -249,9 +249,9 @@ mod tests {
                 "etcdserver: member ID already exist (member 7 was removed, and a removed ID is never reused)",
             ),
             (
-                EtcdError::Unsupported("snapshots"),
+                EtcdError::Unsupported("raising the CORRUPT alarm"),
                 Code::Unimplemented,
-                "flotilla does not support snapshots yet",
+                "flotilla does not support raising the CORRUPT alarm yet",
             ),
         ];
         for (e, code, message) in cases {

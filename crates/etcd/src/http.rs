@@ -1,9 +1,15 @@
 //! What etcd serves over HTTP/1.1 on its client port, beside gRPC:
 //! `GET /health`, `GET /version` and `GET /metrics`, with etcd 3.4's
 //! bodies, so load balancers, Kubernetes probes and Prometheus scrape a
-//! Flotilla member as they scrape etcd. One port serves both: the server
-//! accepts HTTP/1.1 and HTTP/2, and requests for other paths go on to the
-//! gRPC services.
+//! Flotilla member as they scrape etcd; other paths get 404, other
+//! methods 405.
+//!
+//! One port serves both, split per connection before gRPC sees it
+//! ([`is_http1`]): a connection that opens with an HTTP/1.1 request line
+//! is answered here, one request per connection (`Connection: close`);
+//! every other goes to the gRPC server untouched, so the gRPC path is
+//! the same as without this module. The request head is read within
+//! [`HEAD_TIMEOUT`] and at most [`HEAD_MAX`] bytes.
 //!
 //! `/health` is healthy when this member knows a leader and a
 //! linearizable read barrier (a ReadIndex round) completes within a
@@ -12,68 +18,112 @@
 
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::core::Core;
 
 /// How long `/health` waits for the read barrier.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a client may take to send its request head.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest request head read.
+pub const HEAD_MAX: usize = 8192;
 
-/// The HTTP routes, over `core`.
-pub fn routes(core: Core) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/version", get(version))
-        .route("/metrics", get(metrics))
-        .with_state(core)
+/// Whether a connection's first bytes open an HTTP/1.1 request (a method
+/// and a space) rather than HTTP/2's preface (`PRI * HTTP/2.0`).
+pub fn is_http1(first: &[u8]) -> bool {
+    const METHODS: [&[u8]; 7] = [
+        b"GET ", b"HEAD", b"POST", b"PUT ", b"DELE", b"OPTI", b"PATC",
+    ];
+    METHODS.iter().any(|m| first.starts_with(m))
 }
 
-/// What answers a path no route serves: a gRPC call of an unknown method
-/// gets gRPC's `UNIMPLEMENTED` (as tonic's own fallback), anything else
-/// HTTP's 404, with Go's body, as etcd answers.
-pub async fn fallback(headers: axum::http::HeaderMap) -> axum::response::Response {
-    let grpc = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with("application/grpc"));
-    if grpc {
-        let status = tonic::Status::unimplemented("");
-        return status.into_http::<axum::body::Body>().into_response();
+/// Answers the one request of an HTTP/1.1 connection (which keeps its
+/// place under the connection cap while it is served).
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(core: Core, mut conn: S) {
+    let mut head = Vec::with_capacity(1024);
+    let read = tokio::time::timeout(HEAD_TIMEOUT, async {
+        let mut buf = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < HEAD_MAX {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        true
+    });
+    if !matches!(read.await, Ok(true)) {
+        return;
     }
-    (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
+    let line = String::from_utf8_lossy(head.split(|&b| b == b'\r').next().unwrap_or_default())
+        .into_owned();
+    let (code, content_type, body) = answer(&core, &line).await;
+    let reply = format!(
+        "HTTP/1.1 {code}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = conn.write_all(reply.as_bytes()).await;
+    let _ = conn.shutdown().await;
 }
 
-async fn health(State(core): State<Core>) -> impl IntoResponse {
-    let healthy = core.node.leader().is_some()
+/// The status line's code, the content type and the body for a request
+/// line (`GET /health HTTP/1.1`).
+async fn answer(core: &Core, line: &str) -> (&'static str, &'static str, String) {
+    let mut parts = line.split(' ');
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = path.split('?').next().unwrap_or("");
+    const TEXT: &str = "text/plain; charset=utf-8";
+    match (method, path) {
+        ("GET", "/health") => {
+            if healthy(core).await {
+                ("200 OK", TEXT, r#"{"health":"true"}"#.into())
+            } else {
+                (
+                    "503 Service Unavailable",
+                    TEXT,
+                    r#"{"health":"false"}"#.into(),
+                )
+            }
+        }
+        ("GET", "/version") => {
+            let body = format!(
+                r#"{{"etcdserver":"{}","etcdcluster":"3.4.0"}}"#,
+                crate::cluster::VERSION
+            );
+            ("200 OK", "application/json", body)
+        }
+        ("GET", "/metrics") => {
+            let body = core.metrics.render(&core.node.status());
+            ("200 OK", "text/plain; version=0.0.4", body)
+        }
+        ("GET", _) => ("404 Not Found", TEXT, "404 page not found\n".into()),
+        _ => (
+            "405 Method Not Allowed",
+            TEXT,
+            "Method Not Allowed\n".into(),
+        ),
+    }
+}
+
+/// A leader is known and a read barrier completes in time.
+async fn healthy(core: &Core) -> bool {
+    core.node.leader().is_some()
         && matches!(
             tokio::time::timeout(HEALTH_TIMEOUT, core.read_barrier()).await,
             Ok(Ok(()))
-        );
-    let (code, body) = if healthy {
-        (StatusCode::OK, r#"{"health":"true"}"#)
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, r#"{"health":"false"}"#)
-    };
-    (
-        code,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        body,
-    )
+        )
 }
 
-async fn version() -> impl IntoResponse {
-    let body = format!(
-        r#"{{"etcdserver":"{}","etcdcluster":"3.4.0"}}"#,
-        crate::cluster::VERSION
-    );
-    ([(header::CONTENT_TYPE, "application/json")], body)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-async fn metrics(State(core): State<Core>) -> impl IntoResponse {
-    let body = core.metrics.render(&core.node.status());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+    #[test]
+    fn http1_requests_are_told_from_http2_s_preface() {
+        assert!(is_http1(b"GET /health HTTP/1.1\r\n"));
+        assert!(is_http1(b"POST /v3/kv/range"));
+        assert!(!is_http1(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
+        assert!(!is_http1(b"GE"));
+        assert!(!is_http1(b""));
+    }
 }

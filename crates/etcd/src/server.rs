@@ -294,9 +294,9 @@ pub const CLIENT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// call on it, is ended.
 pub const CLIENT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Every service of a node on one port: etcd's KV, Lease, Lock, Election,
-/// Maintenance and Cluster, Watch, Flotilla's sessions and write
-/// forwarding, the peer transport (gRPC), and etcd's HTTP/1.1 endpoints.
+/// Every gRPC service of a node on one port: etcd's KV, Lease, Lock,
+/// Election, Maintenance and Cluster, Watch, Flotilla's sessions and write
+/// forwarding, the peer transport.
 fn router(
     core: Core,
     keeper: Arc<crate::leases::Keeper>,
@@ -312,37 +312,60 @@ fn router(
     let elections = crate::election_service::ElectionService::new(core.clone(), closing.clone());
     let locks = crate::lock_service::LockService::new(core.clone());
     let watches = WatchService::new(core.clone(), closing);
-    let http = crate::http::routes(core.clone());
-    let mut grpc = tonic::service::RoutesBuilder::default();
-    grpc.add_service(
-        SessionServer::new(SessionService::new(core.clone())).max_decoding_message_size(writes),
-    )
-    .add_service(KvServer::new(KvService::new(core)).max_decoding_message_size(writes))
-    .add_service(WatchServer::new(watches))
-    .add_service(LeaseServer::new(leases))
-    .add_service(LockServer::new(locks))
-    .add_service(ElectionServer::new(elections))
-    .add_service(HealthServer::new(health))
-    .add_service(MaintenanceServer::new(cs.clone()))
-    .add_service(ClusterServer::new(cs.clone()))
-    .add_service(ProposalsServer::new(cs).max_decoding_message_size(writes))
-    .add_service(
-        RaftTransportServer::new(inbound)
-            .max_decoding_message_size(flotilla_runtime::transport::BATCH_DECODE_MAX),
-    );
-    // etcd's HTTP/1.1 endpoints share the port (`crate::http`).
-    let routes = grpc
-        .routes()
-        .into_axum_router()
-        .merge(http)
-        .fallback(crate::http::fallback);
-    let routes = tonic::service::Routes::from(routes);
     tonic::transport::Server::builder()
-        .accept_http1(true)
         .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX)
         .http2_keepalive_interval(Some(CLIENT_KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(CLIENT_KEEPALIVE_TIMEOUT))
-        .add_routes(routes)
+        .add_service(
+            SessionServer::new(SessionService::new(core.clone())).max_decoding_message_size(writes),
+        )
+        .add_service(KvServer::new(KvService::new(core)).max_decoding_message_size(writes))
+        .add_service(WatchServer::new(watches))
+        .add_service(LeaseServer::new(leases))
+        .add_service(LockServer::new(locks))
+        .add_service(ElectionServer::new(elections))
+        .add_service(HealthServer::new(health))
+        .add_service(MaintenanceServer::new(cs.clone()))
+        .add_service(ClusterServer::new(cs.clone()))
+        .add_service(ProposalsServer::new(cs).max_decoding_message_size(writes))
+        .add_service(
+            RaftTransportServer::new(inbound)
+                .max_decoding_message_size(flotilla_runtime::transport::BATCH_DECODE_MAX),
+        )
+}
+
+/// The connections gRPC serves: every accepted one (within the cap)
+/// except those that open with an HTTP/1.1 request, which
+/// [`crate::http`] answers (etcd's `/health`, `/version`, `/metrics`).
+/// Each connection is looked at in a task of its own, so a client that
+/// sends nothing holds up no other.
+fn split_http1(
+    listener: TcpListener,
+    core: Core,
+) -> impl tokio_stream::Stream<Item = std::io::Result<crate::conns::Permitted>> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut conns = std::pin::pin!(crate::conns::capped(incoming(listener), CONNECTIONS_MAX));
+        while let Some(conn) = conns.next().await {
+            let (tx, core) = (tx.clone(), core.clone());
+            tokio::spawn(async move {
+                if let Ok(c) = &conn {
+                    let mut first = [0u8; 4];
+                    let peek = c.stream().peek(&mut first);
+                    let seen = tokio::time::timeout(crate::http::HEAD_TIMEOUT, peek).await;
+                    if let Ok(Ok(4)) = seen
+                        && crate::http::is_http1(&first)
+                        && let Ok(c) = conn
+                    {
+                        crate::http::serve(core, c).await;
+                        return;
+                    }
+                }
+                let _ = tx.send(conn).await;
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
 /// Resolves when this member learns it was removed: it applied its
@@ -507,7 +530,7 @@ pub async fn run(
         .with_removed_from(transport)
         .with_metrics(metrics);
     spawn_tasks(&core, &cfg, &keeper, &closing);
-    let conns = crate::conns::capped(incoming(listeners.grpc), CONNECTIONS_MAX)
+    let conns = split_http1(listeners.grpc, core.clone())
         .map(|conn| conn.map(crate::authority::Normalized::new));
     let serve =
         router(core, keeper, inbound, closing).serve_with_incoming_shutdown(conns, shutdown);

@@ -103,4 +103,7 @@ fn the_size_grows_with_writes_and_shrinks_once_a_compaction_is_swept() {
     let mut plain = Store::new();
     plain.apply(&Op::put("ab", "cd"));
     assert_eq!(plain.size_bytes(), 4 + 64);
+    let mut one = Store::with_history();
+    one.apply(&Op::put("abc", "defg"));
+    assert_eq!(one.size_bytes(), 3 + 4 + 96, "key, value and the indexes");
 }
