@@ -29,13 +29,32 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest request head read.
 pub const HEAD_MAX: usize = 8192;
 
+/// The first 4 bytes of the HTTP/1.1 methods.
+const METHODS: [&[u8]; 7] = [
+    b"GET ", b"HEAD", b"POST", b"PUT ", b"DELE", b"OPTI", b"PATC",
+];
+
 /// Whether a connection's first bytes open an HTTP/1.1 request (a method
 /// and a space) rather than HTTP/2's preface (`PRI * HTTP/2.0`).
 pub fn is_http1(first: &[u8]) -> bool {
-    const METHODS: [&[u8]; 7] = [
-        b"GET ", b"HEAD", b"POST", b"PUT ", b"DELE", b"OPTI", b"PATC",
-    ];
     METHODS.iter().any(|m| first.starts_with(m))
+}
+
+/// Whether a connection opens with an HTTP/1.1 request: its first bytes,
+/// waited for until 4 have come (a client may send fewer in its first
+/// segment) or they can no longer start a method. The caller bounds the
+/// wait.
+pub async fn opens_http1(conn: &tokio::net::TcpStream) -> bool {
+    let mut first = [0u8; 4];
+    loop {
+        let Ok(n) = conn.peek(&mut first).await else {
+            return false;
+        };
+        if n == 0 || n >= 4 || !METHODS.iter().any(|m| m.starts_with(&first[..n])) {
+            return is_http1(&first[..n]);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// Answers the one request of an HTTP/1.1 connection (which keeps its
@@ -125,5 +144,40 @@ mod tests {
         assert!(!is_http1(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
         assert!(!is_http1(b"GE"));
         assert!(!is_http1(b""));
+    }
+
+    /// What `opens_http1` decides for a client that sends `parts`, the
+    /// later ones after a pause.
+    async fn decided(parts: &[&'static [u8]]) -> bool {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let parts = parts.to_vec();
+        let client = tokio::spawn(async move {
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            for p in parts {
+                c.write_all(p).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+            // Done sending: a peek past what was sent sees the end.
+            c.shutdown().await.unwrap();
+            c
+        });
+        let (conn, _) = listener.accept().await.unwrap();
+        let decided = opens_http1(&conn).await;
+        drop(client.await.unwrap());
+        decided
+    }
+
+    #[tokio::test]
+    async fn a_request_line_split_across_segments_is_still_http1() {
+        assert!(decided(&[b"GE", b"T /health HTTP/1.1\r\n\r\n"]).await);
+        assert!(decided(&[b"G", b"E", b"T /"]).await);
+        assert!(!decided(&[b"PR", b"I * HTTP/2.0"]).await);
+        assert!(
+            !decided(&[b"GX"]).await,
+            "no method starts so: decided at once"
+        );
+        assert!(!decided(&[]).await, "closed without a byte");
     }
 }

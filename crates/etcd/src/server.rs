@@ -350,11 +350,9 @@ fn split_http1(
             let (tx, core) = (tx.clone(), core.clone());
             tokio::spawn(async move {
                 if let Ok(c) = &conn {
-                    let mut first = [0u8; 4];
-                    let peek = c.stream().peek(&mut first);
-                    let seen = tokio::time::timeout(crate::http::HEAD_TIMEOUT, peek).await;
-                    if let Ok(Ok(4)) = seen
-                        && crate::http::is_http1(&first)
+                    let look = crate::http::opens_http1(c.stream());
+                    let http1 = tokio::time::timeout(crate::http::HEAD_TIMEOUT, look).await;
+                    if let Ok(true) = http1
                         && let Ok(c) = conn
                     {
                         crate::http::serve(core, c).await;
