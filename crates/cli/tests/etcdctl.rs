@@ -523,11 +523,7 @@ fn etcdctl_move_leader_hands_over_leadership() {
     assert!(!moved && err.contains("bad leader transferee"), "{err}");
     let follower = &cluster.endpoints[(target + 1) % 3];
     rt.block_on(async {
-        let ch = tonic::transport::Channel::from_shared(format!("http://{follower}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
+        let ch = cluster_common::channel(follower).await;
         let mut m = pb::maintenance_client::MaintenanceClient::new(ch);
         let req = pb::MoveLeaderRequest {
             target_id: leader as u64 + 1,

@@ -20,12 +20,7 @@ use flotilla_proto::health::v1::health_client::HealthClient;
 use tonic::transport::Channel;
 
 async fn client(endpoint: &str) -> HealthClient<Channel> {
-    let ch = Channel::from_shared(format!("http://{endpoint}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    HealthClient::new(ch)
+    HealthClient::new(cluster_common::channel(endpoint).await)
 }
 
 fn ask(service: &str) -> HealthCheckRequest {

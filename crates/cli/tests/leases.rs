@@ -94,12 +94,7 @@ fn a_grant_is_refused_as_etcd_refuses_it() {
     let leader = cluster.wait_leader(&rt);
     let follower = &cluster.endpoints[(leader + 1) % 3];
     rt.block_on(async {
-        let channel = tonic::transport::Channel::from_shared(format!("http://{follower}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        let mut leases = LeaseClient::new(channel);
+        let mut leases = LeaseClient::new(cluster_common::channel(follower).await);
         let grant = |ttl, id| pb::LeaseGrantRequest { ttl, id };
         let r = leases
             .lease_grant(grant(30, 42))

@@ -62,9 +62,8 @@ fn past_the_quota_writes_are_refused_until_room_is_freed_and_the_alarm_disarmed(
     // Nothing acts on CORRUPT yet: raising it is refused, not faked.
     rt.block_on(async {
         use flotilla_proto::etcdserverpb as pb;
-        let url = format!("http://{}", cluster.endpoints[0]);
-        let ch = tonic::transport::Channel::from_shared(url).unwrap();
-        let mut m = pb::maintenance_client::MaintenanceClient::new(ch.connect().await.unwrap());
+        let ch = cluster_common::channel(&cluster.endpoints[0]).await;
+        let mut m = pb::maintenance_client::MaintenanceClient::new(ch);
         let corrupt = pb::AlarmRequest {
             action: pb::alarm_request::AlarmAction::Activate as i32,
             member_id: 1,

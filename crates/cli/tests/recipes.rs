@@ -13,7 +13,7 @@ mod common;
 
 use std::time::Duration;
 
-use cluster_common::Cluster;
+use cluster_common::{Cluster, channel};
 use common::{flotilla_at, flotilla_ok};
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::kv_client::KvClient;
@@ -23,14 +23,6 @@ use flotilla_proto::v3electionpb::election_client::ElectionClient;
 use flotilla_proto::v3lockpb as lpb;
 use flotilla_proto::v3lockpb::lock_client::LockClient;
 use tonic::transport::Channel;
-
-async fn channel(endpoint: &str) -> Channel {
-    Channel::from_shared(format!("http://{endpoint}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
 
 async fn grant(ch: &Channel, ttl: i64) -> i64 {
     let r = LeaseClient::new(ch.clone())

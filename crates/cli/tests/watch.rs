@@ -153,13 +153,7 @@ mod grpc {
     use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
     use tonic::transport::Channel;
 
-    pub async fn channel(endpoint: &str) -> Channel {
-        Channel::from_shared(format!("http://{endpoint}"))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
-    }
+    pub use crate::cluster_common::channel;
 
     pub async fn put(kv: &mut KvClient<Channel>, key: &str, value: &str) -> i64 {
         kv.put(crate::cluster_common::workload::put(key, value))

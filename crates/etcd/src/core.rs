@@ -125,11 +125,11 @@ impl Core {
         self
     }
 
-    /// The quota check before a write that adds data, as etcd's quota
-    /// server makes it: over quota, this member's NOSPACE alarm is raised
-    /// (once) and the write refused.
-    fn check_quota(&self, op: &Op, command_bytes: usize) -> Result<(), Status> {
-        if !op.adds_data() {
+    /// The quota check before a write of `command_bytes` that adds data
+    /// ([`Op::adds_data`]), as etcd's quota server makes it: over quota,
+    /// this member's NOSPACE alarm is raised (once) and the write refused.
+    fn check_quota(&self, adds_data: bool, command_bytes: usize) -> Result<(), Status> {
+        if !adds_data {
             return Ok(());
         }
         let (size, raised) = {
@@ -185,8 +185,9 @@ impl Core {
     /// Proposes `op` (here or at the leader) and waits for its outcome:
     /// a plain etcd request, in a session of its own.
     pub async fn write(&self, op: Op) -> Result<Written, Status> {
-        let command = self.ids.command(op.clone());
-        self.check_quota(&op, command.len())?;
+        let adds_data = op.adds_data();
+        let command = self.ids.command(op);
+        self.check_quota(adds_data, command.len())?;
         self.write_command(command).await
     }
 
@@ -200,7 +201,7 @@ impl Core {
         resumed: bool,
         op: Op,
     ) -> Result<Written, Status> {
-        self.check_quota(&op, 0)?;
+        let adds_data = op.adds_data();
         let command = Command {
             stamp_ms: now_ms(),
             request: Request {
@@ -210,8 +211,10 @@ impl Core {
                 resumed,
                 op,
             },
-        };
-        self.write_command(command.encode()).await
+        }
+        .encode();
+        self.check_quota(adds_data, command.len())?;
+        self.write_command(command).await
     }
 
     /// Proposes an encoded command and waits for its outcome; a retry

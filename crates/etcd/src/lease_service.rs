@@ -34,11 +34,8 @@ use crate::core::Core;
 use crate::error::EtcdError;
 use crate::leases::Keeper;
 use crate::lessor::{MAX_LEASE_TTL, RenewError};
+use crate::membership::{FORWARDED, mark};
 use flotilla_runtime::lock;
-
-/// The metadata key that marks a request a member forwarded to the
-/// leader: the leader answers it itself or fails, never forwards it on.
-const FORWARDED: &str = "flotilla-forwarded";
 
 /// Mints lease ids: positive, and unique across members and restarts
 /// (16 bits of member id, 24 of boot time in seconds, a 23-bit counter).
@@ -125,8 +122,7 @@ impl LeaseService {
                 Err(RenewError::NotFound) => return Ok(0),
                 Err(RenewError::NotPrimary) if !forwarded => {
                     if let Some(mut leader) = self.leader_client() {
-                        let req =
-                            forwarded_request(tokio_stream::once(pb::LeaseKeepAliveRequest { id }));
+                        let req = mark(tokio_stream::once(pb::LeaseKeepAliveRequest { id }));
                         let reply = async {
                             leader
                                 .lease_keep_alive(req)
@@ -154,14 +150,6 @@ impl LeaseService {
         }
         self.core.wait_for_change(deadline).await
     }
-}
-
-/// `message` marked as forwarded by a member.
-fn forwarded_request<T>(message: T) -> Request<T> {
-    let mut req = Request::new(message);
-    req.metadata_mut()
-        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
-    req
 }
 
 fn is_forwarded<T>(req: &Request<T>) -> bool {
@@ -264,7 +252,7 @@ impl Lease for LeaseService {
                 return Ok(Response::new(self.time_to_live(&r)));
             }
             if !forwarded && let Some(mut leader) = self.leader_client() {
-                let answer = timeout_at(deadline, leader.lease_time_to_live(forwarded_request(r)));
+                let answer = timeout_at(deadline, leader.lease_time_to_live(mark(r)));
                 if let Ok(Ok(answer)) = answer.await {
                     return Ok(answer);
                 }

@@ -324,8 +324,9 @@ enum Attempt {
     Fail(Status),
 }
 
-/// `message` as a request marked [`FORWARDED`].
-fn mark<T>(message: T) -> tonic::Request<T> {
+/// `message` as a request marked [`FORWARDED`]: the member it goes to
+/// answers it itself or fails, never forwards it on.
+pub(crate) fn mark<T>(message: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(message);
     r.metadata_mut()
         .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));

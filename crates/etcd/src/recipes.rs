@@ -15,7 +15,7 @@
 //! ([`LeaveOnDrop`]), as etcd's server does.
 
 use bytes::Bytes;
-use flotilla_kv::{CmpOp, Compare, CompareSpan, KeyValue, Op, Response, Target, Txn};
+use flotilla_kv::{CmpOp, Compare, CompareSpan, KeyValue, Op, Response, Store, Target, Txn};
 use tonic::Status;
 
 use crate::core::Core;
@@ -37,21 +37,24 @@ pub fn contender_key(name: &[u8], lease: i64) -> Bytes {
     Bytes::from(k)
 }
 
-/// The pairs under `prefix` in this member's applied state.
-fn queue(core: &Core, prefix: &Bytes) -> (u64, Vec<KeyValue>) {
-    let sm = lock(&core.sm);
-    let store = sm.replica.store();
+/// The pairs under `prefix` in `store`: a queue.
+fn queue(store: &Store, prefix: &Bytes) -> Vec<KeyValue> {
     match store.read(&Op::prefix(prefix.clone(), 0)) {
-        Response::Range { kvs, .. } => (store.revision(), kvs),
-        _ => (store.revision(), Vec::new()),
+        Response::Range { kvs, .. } => kvs,
+        _ => Vec::new(),
     }
 }
 
 /// The first-created pair under `prefix` (the lock holder, the election
-/// leader), with the revision it was read at.
+/// leader) in this member's applied state, with the revision it was read
+/// at.
 pub fn first_created(core: &Core, prefix: &Bytes) -> (u64, Option<KeyValue>) {
-    let (rev, kvs) = queue(core, prefix);
-    (rev, kvs.into_iter().min_by_key(|kv| kv.create_rev))
+    let sm = lock(&core.sm);
+    let store = sm.replica.store();
+    let first = queue(store, prefix)
+        .into_iter()
+        .min_by_key(|kv| kv.create_rev);
+    (store.revision(), first)
 }
 
 /// Whether `key` exists here with create revision `rev`.
@@ -72,10 +75,9 @@ pub async fn wait_deletes(core: &Core, prefix: &Bytes, max_create: u64) -> Resul
         let (mut sub, blocked) = {
             let sm = lock(&core.sm);
             let sub = sm.watch.subscribe();
-            let blocked = match sm.replica.store().read(&Op::prefix(prefix.clone(), 0)) {
-                Response::Range { kvs, .. } => kvs.iter().any(|kv| kv.create_rev <= max_create),
-                _ => false,
-            };
+            let blocked = queue(sm.replica.store(), prefix)
+                .iter()
+                .any(|kv| kv.create_rev <= max_create);
             (sub, blocked)
         };
         if !blocked {

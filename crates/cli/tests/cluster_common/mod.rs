@@ -22,6 +22,15 @@ pub mod netns;
 pub mod watcher;
 pub mod workload;
 
+/// A gRPC channel to the member at `endpoint` (`host:port`), connected.
+pub async fn channel(endpoint: &str) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(format!("http://{endpoint}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
 /// A cluster of server processes.
 pub struct Cluster {
     pub scratch: Scratch,
