@@ -72,7 +72,7 @@ pub(crate) fn choose_change(conf: &ConfState, spares: &[NodeId], roll: u64) -> O
     Some(ConfChange::new(ops))
 }
 
-impl World {
+impl<A: super::app::App> World<A> {
     /// The operator's turn: wait for the change out, or ask for another.
     pub(crate) fn admin_step(&mut self) {
         if let Some((request, deadline, _)) = &self.admin.pending {

@@ -16,7 +16,7 @@ use super::member::{Life, raft_config};
 use super::world::{Event, World};
 use crate::net::MS;
 
-impl World {
+impl<A: super::app::App> World<A> {
     pub(crate) fn fault(&mut self) {
         if self.now >= self.faults_end {
             self.end_faults();
@@ -80,7 +80,8 @@ impl World {
         let inc = member.incarnation;
         let raft = raft_config(m, self.cfg.members, self.rng.next_u64());
         let (every, ledger) = (self.cfg.snapshot_entries, Arc::clone(&self.ledger));
-        if let Err(e) = self.member(m).restart(raft, every, &ledger) {
+        let machine = self.app.machine(m, &super::world::voters(self.cfg.members));
+        if let Err(e) = self.member(m).restart(raft, every, &ledger, machine) {
             self.fail(e);
             return;
         }

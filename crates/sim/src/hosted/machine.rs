@@ -10,16 +10,20 @@
 //! them to the host as its [`PeerTable`]: the host points the transport
 //! at it, and learns from it that its own member was removed.
 //!
-//! A snapshot holds the last applied index, the digest and the member
-//! table; restoring one checks the digest and the configuration against
-//! the ledger's at that index.
+//! The chain wraps the application's own machine (an [`super::App`]'s),
+//! which applies every entry after the chain has checked it, and whose
+//! output is the host's answer.
+//!
+//! A snapshot holds the last applied index, the digest, the member
+//! table and the application's snapshot; restoring one checks the digest
+//! and the configuration against the ledger's at that index.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use flotilla_host::{ApplyError, PeerTable, RestoreError, StateMachine};
-use flotilla_raft::codec::{Decoder, put_u64};
+use flotilla_host::{ApplyError, PeerTable, RestoreError, SnapshotJob, StateMachine};
+use flotilla_raft::codec::{Decoder, put_bytes, put_u64};
 use flotilla_raft::{ConfState, Decode, DecodeError, Encode, Entry, EntryKind, LogIndex, NodeId};
 
 pub use super::ledger::Ledger;
@@ -29,9 +33,15 @@ pub(crate) fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> 
     ledger.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// One member's copy of the application.
+/// Locks a member's chain (a poisoned lock is a test failure already
+/// reported).
+pub(crate) fn lock_chain<M>(chain: &Mutex<Chain<M>>) -> std::sync::MutexGuard<'_, Chain<M>> {
+    chain.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One member's copy of the application, `M` the app's machine.
 #[derive(Debug)]
-pub struct Chain {
+pub struct Chain<M> {
     member: u64,
     applied: LogIndex,
     digest: u64,
@@ -44,14 +54,17 @@ pub struct Chain {
     /// the member was started with, as a joining server's does).
     table_known: bool,
     ledger: Arc<Mutex<Ledger>>,
+    /// The application's machine.
+    pub inner: M,
 }
 
-impl Chain {
-    /// An empty chain of `member`, recording into `ledger`, whose
-    /// bootstrap configuration it starts from.
-    pub fn new(member: u64, ledger: Arc<Mutex<Ledger>>) -> Chain {
+impl<M> Chain<M> {
+    /// An empty chain of `member` over `inner`, recording into `ledger`,
+    /// whose bootstrap configuration it starts from.
+    pub fn new(member: u64, ledger: Arc<Mutex<Ledger>>, inner: M) -> Chain<M> {
         let conf = lock(&ledger).initial.clone();
         Chain {
+            inner,
             member,
             applied: LogIndex(0),
             digest: 0,
@@ -89,11 +102,11 @@ fn chain(digest: u64, index: LogIndex, data: &[u8]) -> u64 {
     h
 }
 
-impl StateMachine for Chain {
-    /// The index the command was applied at.
-    type Output = LogIndex;
+impl<M: StateMachine> StateMachine for Chain<M> {
+    /// The application's answer.
+    type Output = M::Output;
 
-    fn apply(&mut self, e: &Entry) -> Result<LogIndex, ApplyError> {
+    fn apply(&mut self, e: &Entry) -> Result<M::Output, ApplyError> {
         let ledger = Arc::clone(&self.ledger);
         let mut ledger = lock(&ledger);
         if e.index != self.applied.next() {
@@ -129,20 +142,25 @@ impl StateMachine for Chain {
         if e.kind == EntryKind::ConfChange {
             self.apply_conf_change(&mut ledger, e.index, &e.data);
         }
-        Ok(e.index)
+        drop(ledger);
+        self.inner.apply(e)
     }
 
     fn snapshot(&self) -> Bytes {
-        let mut out = Vec::with_capacity(64);
-        put_u64(&mut out, self.applied.get());
-        put_u64(&mut out, self.digest);
-        put_u64(&mut out, u64::from(self.table_known));
-        self.conf.encode(&mut out);
-        put_u64(&mut out, self.removed.len() as u64);
-        for id in &self.removed {
-            put_u64(&mut out, id.get());
-        }
+        let mut out = self.header();
+        put_bytes(&mut out, &self.inner.snapshot());
         Bytes::from(out)
+    }
+
+    /// The chain's part now, the application's from its own job.
+    fn snapshot_job(&self) -> SnapshotJob {
+        let header = self.header();
+        let inner = self.inner.snapshot_job();
+        Box::new(move || {
+            let mut out = header;
+            put_bytes(&mut out, &inner());
+            Bytes::from(out)
+        })
     }
 
     fn restore(&mut self, data: &Bytes) -> Result<(), RestoreError> {
@@ -175,7 +193,7 @@ impl StateMachine for Chain {
         self.table_known = snap.table_known;
         self.conf = snap.conf;
         self.removed = snap.removed;
-        Ok(())
+        self.inner.restore(&snap.inner)
     }
 
     /// Every member of the configuration, at an address named after it.
@@ -191,8 +209,25 @@ impl StateMachine for Chain {
     }
 }
 
+impl<M> Chain<M> {
+    /// The chain's own part of a snapshot.
+    fn header(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        put_u64(&mut out, self.applied.get());
+        put_u64(&mut out, self.digest);
+        put_u64(&mut out, u64::from(self.table_known));
+        self.conf.encode(&mut out);
+        put_u64(&mut out, self.removed.len() as u64);
+        for id in &self.removed {
+            put_u64(&mut out, id.get());
+        }
+        out
+    }
+}
+
 /// A chain's snapshot, decoded.
 struct ChainSnapshot {
+    inner: Bytes,
     index: LogIndex,
     digest: u64,
     table_known: bool,
@@ -210,8 +245,10 @@ fn decode_snapshot(data: &Bytes) -> Result<ChainSnapshot, DecodeError> {
     let removed = (0..n)
         .map(|_| d.u64("removed member").map(NodeId))
         .collect::<Result<_, _>>()?;
+    let inner = d.bytes("application snapshot")?;
     d.finish("chain snapshot")?;
     Ok(ChainSnapshot {
+        inner,
         index,
         digest,
         table_known,

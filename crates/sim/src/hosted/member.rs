@@ -16,17 +16,20 @@ use flotilla_raft::{Config, LogIndex, NodeId};
 use flotilla_wal::{GroupHandle, GroupId, MemFs, Options, Wal, WalError};
 
 use super::machine::{Chain, Ledger};
+use flotilla_host::StateMachine;
 
 /// The group every member hosts.
 pub(crate) const GROUP: GroupId = GroupId(1);
 
-/// An answer the host gave, for the simulation to check and pass on.
+/// An answer the host gave, for the simulation to check and pass on;
+/// `O` is the machine's output.
 #[derive(Debug)]
-pub(crate) enum Answer {
-    /// A proposal's outcome: the index it applied at, or why not.
+pub(crate) enum Answer<O> {
+    /// A proposal's outcome: the index it applied at and the machine's
+    /// output, or why not.
     Proposal(
         u64,
-        Result<(LogIndex, flotilla_raft::Term), flotilla_host::NodeError>,
+        Result<(LogIndex, flotilla_raft::Term, O), flotilla_host::NodeError>,
     ),
     /// A read's outcome: the index to read at, or why not.
     Read(u64, Result<LogIndex, flotilla_host::NodeError>),
@@ -35,23 +38,23 @@ pub(crate) enum Answer {
 }
 
 /// Where answers collect until the simulation looks.
-pub(crate) type Inbox = Rc<RefCell<Vec<(u64, Answer)>>>;
+pub(crate) type Inbox<O> = Rc<RefCell<Vec<(u64, Answer<O>)>>>;
 
 /// A waiter that files its answer, with the member that gave it, in the
 /// simulation's inbox. The waiter's type makes the answer a proposal's;
 /// `membership` tells a membership change's index from a read's.
-pub(crate) struct SimWaiter {
+pub(crate) struct SimWaiter<O> {
     pub(crate) member: u64,
     pub(crate) request: u64,
     pub(crate) membership: bool,
-    pub(crate) inbox: Inbox,
+    pub(crate) inbox: Inbox<O>,
     /// Set when the client gave up on the request.
     pub(crate) gave_up: Rc<RefCell<bool>>,
 }
 
-impl Waiter<Result<flotilla_host::Applied<LogIndex>, flotilla_host::NodeError>> for SimWaiter {
-    fn answer(self, value: Result<flotilla_host::Applied<LogIndex>, flotilla_host::NodeError>) {
-        let value = value.map(|a| (a.index, a.term));
+impl<O> Waiter<Result<flotilla_host::Applied<O>, flotilla_host::NodeError>> for SimWaiter<O> {
+    fn answer(self, value: Result<flotilla_host::Applied<O>, flotilla_host::NodeError>) {
+        let value = value.map(|a| (a.index, a.term, a.output));
         let answer = Answer::Proposal(self.request, value);
         self.inbox.borrow_mut().push((self.member, answer));
     }
@@ -61,7 +64,7 @@ impl Waiter<Result<flotilla_host::Applied<LogIndex>, flotilla_host::NodeError>> 
     }
 }
 
-impl Waiter<Result<LogIndex, flotilla_host::NodeError>> for SimWaiter {
+impl<O> Waiter<Result<LogIndex, flotilla_host::NodeError>> for SimWaiter<O> {
     fn answer(self, value: Result<LogIndex, flotilla_host::NodeError>) {
         let answer = if self.membership {
             Answer::Membership(self.request, value)
@@ -79,31 +82,33 @@ impl Waiter<Result<LogIndex, flotilla_host::NodeError>> for SimWaiter {
 /// The simulator's waiter types.
 pub(crate) struct SimWaiters;
 
-impl Waiters<LogIndex> for SimWaiters {
-    type Propose = SimWaiter;
-    type Index = SimWaiter;
+impl<O> Waiters<O> for SimWaiters {
+    type Propose = SimWaiter<O>;
+    type Index = SimWaiter<O>;
 }
 
-/// The host the simulation runs.
-pub(crate) type SimHost = Host<Chain, SimWaiters>;
+/// The host the simulation runs, over the app's machine `M`.
+pub(crate) type SimHost<M> = Host<Chain<M>, SimWaiters>;
 
 /// A member's state.
-pub(crate) enum Life {
+pub(crate) enum Life<M: StateMachine> {
     /// Running.
-    Up(Box<SimHost>),
+    Up(Box<SimHost<M>>),
     /// Crashed: the WAL recovered from what the crash left, read-only
     /// until the restart (it answers what is durable here).
     Down(GroupHandle),
     /// Shut down for good once it applied its own removal, as a server
     /// does; its disk stays for the checks (it no longer counts).
-    Removed(Box<SimHost>),
+    Removed(Box<SimHost<M>>),
 }
 
 /// One member.
-pub(crate) struct Member {
+pub(crate) struct Member<M: StateMachine> {
     pub(crate) id: u64,
     pub(crate) fs: MemFs,
-    pub(crate) life: Life,
+    pub(crate) life: Life<M>,
+    /// The running host's machine (the host shares it), while up.
+    pub(crate) machine: Option<Arc<Mutex<Chain<M>>>>,
     /// Bumped at every crash.
     pub(crate) incarnation: u64,
     /// A sync runs (the host asked for one and has not heard back).
@@ -133,29 +138,29 @@ pub(crate) fn open_group(fs: &MemFs) -> Result<GroupHandle, WalError> {
     wal.group(GROUP)
 }
 
-/// Starts a host over `storage`.
-pub(crate) fn start_host(
+/// Starts a host over `storage`, running the app's `machine`; returns
+/// the host and the machine it shares.
+pub(crate) fn start_host<M: StateMachine>(
     raft: Config,
     snapshot_entries: u64,
     storage: GroupHandle,
     ledger: &Arc<Mutex<Ledger>>,
-) -> Result<SimHost, StartError> {
+    machine: M,
+) -> Result<(SimHost<M>, Arc<Mutex<Chain<M>>>), StartError> {
     let opts = HostOptions {
         snapshot_entries,
         proposals_pending_max: 1024,
         reads_pending_max: 1024,
         raft,
     };
-    let machine = Chain::new(opts.raft.id.get(), Arc::clone(ledger));
-    Host::new(
-        opts,
-        storage,
-        Arc::new(Mutex::new(machine)),
-        Arc::new(Counters::default()),
-    )
+    let chain = Chain::new(opts.raft.id.get(), Arc::clone(ledger), machine);
+    let chain = Arc::new(Mutex::new(chain));
+    let counters = Arc::new(Counters::default());
+    let host = Host::new(opts, storage, Arc::clone(&chain), counters)?;
+    Ok((host, chain))
 }
 
-impl Member {
+impl<M: StateMachine> Member<M> {
     /// The member's WAL handle, up or down.
     pub(crate) fn storage(&self) -> &GroupHandle {
         match &self.life {
@@ -188,7 +193,7 @@ impl Member {
     }
 
     /// The running host, if the member is up.
-    pub(crate) fn host(&mut self) -> Option<&mut SimHost> {
+    pub(crate) fn host(&mut self) -> Option<&mut SimHost<M>> {
         match &mut self.life {
             Life::Up(host) => Some(host),
             Life::Down(_) | Life::Removed(_) => None,
@@ -217,6 +222,7 @@ impl Member {
         self.fs = image.crash(seed);
         let storage = open_group(&self.fs).map_err(|e| start_error(self.id, &e))?;
         self.life = Life::Down(storage);
+        self.machine = None;
         self.incarnation += 1;
         self.syncing = false;
         self.table = None;
@@ -239,25 +245,29 @@ impl Member {
         if let Life::Up(host) = std::mem::replace(&mut self.life, placeholder) {
             self.life = Life::Removed(host);
         }
+        self.machine = None;
         self.incarnation += 1;
         self.syncing = false;
         Ok(true)
     }
 
-    /// Restarts a member that is down (never one removed).
+    /// Restarts a member that is down (never one removed), with a fresh
+    /// `machine` that the host restores from the disk.
     pub(crate) fn restart(
         &mut self,
         raft: Config,
         snapshot_entries: u64,
         ledger: &Arc<Mutex<Ledger>>,
+        machine: M,
     ) -> Result<(), String> {
         let placeholder = Life::Down(self.storage_placeholder()?);
         let Life::Down(storage) = std::mem::replace(&mut self.life, placeholder) else {
             return Ok(());
         };
-        let host = start_host(raft, snapshot_entries, storage, ledger)
+        let (host, chain) = start_host(raft, snapshot_entries, storage, ledger, machine)
             .map_err(|e| start_error(self.id, &e))?;
         self.life = Life::Up(Box::new(host));
+        self.machine = Some(chain);
         // A fresh transport: what the down member "heard" reached no one.
         self.heard.clear();
         Ok(())

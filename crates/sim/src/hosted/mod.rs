@@ -46,6 +46,7 @@
 //! in whatever configuration the changes left.
 
 mod admin;
+pub mod app;
 mod faults;
 pub mod ledger;
 pub mod machine;
@@ -53,4 +54,5 @@ mod member;
 mod quorum;
 mod world;
 
-pub use world::{HostedConfig, HostedReport, run};
+pub use app::{App, Bare, Request};
+pub use world::{HostedConfig, HostedReport, run, run_app};

@@ -14,6 +14,7 @@ use flotilla_raft::rng::SplitMix64;
 use flotilla_raft::{LogIndex, Message, NodeId, Term};
 
 use super::admin::Admin;
+use super::app::{App, Bare, Request};
 use super::machine::{self, Ledger};
 use super::member::{Answer, Inbox, Life, Member, SimWaiter, open_group, raft_config, start_error};
 use super::quorum::{self, CommitWatch};
@@ -133,7 +134,11 @@ struct Client {
     sent: u64,
 }
 
-pub(crate) struct World {
+/// The machine's output of app `A`.
+type Output<A> = <<A as App>::Machine as flotilla_host::StateMachine>::Output;
+
+pub(crate) struct World<A: App> {
+    pub(crate) app: A,
     pub(crate) cfg: HostedConfig,
     pub(crate) rng: SplitMix64,
     pub(crate) now: u64,
@@ -141,10 +146,10 @@ pub(crate) struct World {
     queue: BinaryHeap<Reverse<(u64, u64)>>,
     events: BTreeMap<u64, Event>,
     /// Member `id` at `id - 1`: the voters, then the spares.
-    pub(crate) members: Vec<Member>,
+    pub(crate) members: Vec<Member<A::Machine>>,
     pub(crate) net: Network,
     pub(crate) ledger: Arc<Mutex<Ledger>>,
-    inbox: Inbox,
+    inbox: Inbox<Output<A>>,
     clients: Vec<Client>,
     pub(crate) out: BTreeMap<u64, Out>,
     pub(crate) next_request: u64,
@@ -156,9 +161,16 @@ pub(crate) struct World {
     failure: Option<String>,
 }
 
-/// Runs one seed; `Err` names the first rule broken, with the time.
+/// Runs one seed of the [`Bare`] app; `Err` names the first rule broken,
+/// with the time.
 pub fn run(seed: u64, cfg: &HostedConfig) -> Result<HostedReport, String> {
-    let mut w = World::new(seed, cfg.clone())?;
+    run_app(seed, cfg, Bare::default()).map(|(report, _)| report)
+}
+
+/// Runs one seed of `app`; returns the app with the report, for its own
+/// figures. `Err` names the first rule broken, with the time.
+pub fn run_app<A: App>(seed: u64, cfg: &HostedConfig, app: A) -> Result<(HostedReport, A), String> {
+    let mut w = World::new(seed, cfg.clone(), app)?;
     let end = cfg.duration_ns * 2;
     while let Some(Reverse((at, seq))) = w.queue.pop() {
         if at > end || w.failure.is_some() {
@@ -169,6 +181,11 @@ pub fn run(seed: u64, cfg: &HostedConfig) -> Result<HostedReport, String> {
             w.handle(event);
         }
         w.check_ledger();
+    }
+    if w.failure.is_none()
+        && let Err(f) = w.app.finish()
+    {
+        w.fail(f);
     }
     if let Some(f) = w.failure {
         return Err(format!("seed {seed}: {f}"));
@@ -183,11 +200,11 @@ pub fn run(seed: u64, cfg: &HostedConfig) -> Result<HostedReport, String> {
     }
     w.final_configuration()
         .map_err(|f| format!("seed {seed}: at the end: {f}; {}", w.describe()))?;
-    Ok(w.report)
+    Ok((w.report, w.app))
 }
 
-impl World {
-    fn new(seed: u64, cfg: HostedConfig) -> Result<World, String> {
+impl<A: App> World<A> {
+    fn new(seed: u64, cfg: HostedConfig, mut app: A) -> Result<World<A>, String> {
         let mut rng = SplitMix64::new(seed);
         let ledger = Arc::new(Mutex::new(Ledger::new(cfg.members)));
         let mut members = Vec::new();
@@ -195,13 +212,17 @@ impl World {
             let fs = flotilla_wal::MemFs::new();
             let storage = open_group(&fs).map_err(|e| start_error(id, &e))?;
             let raft = raft_config(id, cfg.members, rng.next_u64());
-            let host = super::member::start_host(raft, cfg.snapshot_entries, storage, &ledger)
-                .map_err(|e| start_error(id, &e))?;
+            let app_machine = app.machine(id, &voters(cfg.members));
+            let every = cfg.snapshot_entries;
+            let (host, chain) =
+                super::member::start_host(raft, every, storage, &ledger, app_machine)
+                    .map_err(|e| start_error(id, &e))?;
             let life = Life::Up(Box::new(host));
             members.push(Member {
                 id,
                 fs,
                 life,
+                machine: Some(chain),
                 incarnation: 0,
                 syncing: false,
                 table: None,
@@ -223,6 +244,7 @@ impl World {
             })
             .collect();
         let mut w = World {
+            app,
             faults_end: cfg.duration_ns,
             cfg,
             rng,
@@ -295,7 +317,7 @@ impl World {
         self.failure.get_or_insert(format!("at {at} ms: {what}"));
     }
 
-    pub(crate) fn member(&mut self, id: u64) -> &mut Member {
+    pub(crate) fn member(&mut self, id: u64) -> &mut Member<A::Machine> {
         &mut self.members[(id - 1) as usize]
     }
 
@@ -532,13 +554,18 @@ impl World {
 
     fn check_ledger(&mut self) {
         let violation = machine::lock(&self.ledger).violation.take();
-        if let Some(v) = violation {
+        if let Some(v) = violation.or_else(|| self.app.violation()) {
             self.fail(v);
         }
     }
 }
 
-impl World {
+/// The bootstrap voters of a group of `members`.
+pub(crate) fn voters(members: u64) -> Vec<NodeId> {
+    (1..=members).map(NodeId).collect()
+}
+
+impl<A: App> World<A> {
     fn client_step(&mut self, c: u64) {
         if let Some((request, deadline)) = self.clients[c as usize].pending {
             if self.now < deadline {
@@ -548,6 +575,7 @@ impl World {
             if let Some(out) = self.out.get(&request) {
                 *out.gave_up.borrow_mut() = true;
             }
+            self.app.failed(c, self.now);
             self.next_target(c, None);
         }
         self.issue(c);
@@ -567,10 +595,11 @@ impl World {
         let request = self.next_request;
         self.next_request += 1;
         let target = self.clients[c as usize].target;
-        let write = self.rng.range(0, 10) < 7;
-        let sent = self.clients[c as usize].sent;
+        let command = match self.app.next(&mut self.rng, c, self.now) {
+            Request::Write(data) => Some(data),
+            Request::Read => None,
+        };
         self.clients[c as usize].sent += 1;
-        let command = write.then(|| Bytes::from(format!("c{c}-{sent}")));
         let waiter = self.waiter(target, request, false);
         if let Some(out) = self.out.get_mut(&request) {
             out.client = c;
@@ -581,6 +610,7 @@ impl World {
         self.wake(c, 500 * MS);
         let Some(host) = self.member(target).host() else {
             self.out.remove(&request);
+            self.app.failed(c, self.now);
             self.next_target(c, None);
             self.wake(c, 10 * MS);
             return;
@@ -594,7 +624,12 @@ impl World {
 
     /// A waiter for `request` at member `target`, and the request's entry
     /// among those out (a client's, until the caller fills it in).
-    pub(crate) fn waiter(&mut self, target: u64, request: u64, membership: bool) -> SimWaiter {
+    pub(crate) fn waiter(
+        &mut self,
+        target: u64,
+        request: u64,
+        membership: bool,
+    ) -> SimWaiter<Output<A>> {
         let gave_up = Rc::new(RefCell::new(false));
         let out = Out {
             client: u64::MAX,
@@ -617,17 +652,53 @@ impl World {
         let answers = std::mem::take(&mut *self.inbox.borrow_mut());
         for (member, answer) in answers {
             let (request, result) = match answer {
-                Answer::Proposal(r, Ok((index, term))) => {
-                    (r, self.acked_write(member, r, index, term))
+                Answer::Proposal(r, Ok((index, term, output))) => {
+                    let checked = self.acked_write(member, r, index, term);
+                    if let Some(c) = self.waiting(r)
+                        && let Err(f) = self.app.written(c, &output, self.now)
+                    {
+                        self.fail(f);
+                    }
+                    (r, checked)
                 }
-                Answer::Read(r, Ok(index)) => (r, self.answered_read(member, r, index)),
-                Answer::Proposal(r, Err(e)) | Answer::Read(r, Err(e)) => (r, Err(e)),
+                Answer::Read(r, Ok(index)) => {
+                    let checked = self.answered_read(member, r, index);
+                    if let Some(c) = self.waiting(r) {
+                        self.app_read(member, c);
+                    }
+                    (r, checked)
+                }
+                Answer::Proposal(r, Err(e)) | Answer::Read(r, Err(e)) => {
+                    if let Some(c) = self.waiting(r) {
+                        self.app.failed(c, self.now);
+                    }
+                    (r, Err(e))
+                }
                 Answer::Membership(r, result) => {
                     self.admin_answer(member, r, result);
                     continue;
                 }
             };
             self.settle(request, result);
+        }
+    }
+
+    /// The client whose request out is `request`, if it still waits for it.
+    fn waiting(&self, request: u64) -> Option<u64> {
+        let c = self.out.get(&request)?.client;
+        let client = self.clients.get(c as usize)?;
+        (client.pending.map(|(r, _)| r) == Some(request)).then_some(c)
+    }
+
+    /// Client `c` reads member `m`'s machine, which applied its index.
+    fn app_read(&mut self, m: u64, c: u64) {
+        let Some(chain) = self.member(m).machine.clone() else {
+            return self.fail(format!("member {m} answered a read while down"));
+        };
+        let chain = machine::lock_chain(&chain);
+        if let Err(f) = self.app.read(c, &chain.inner, self.now) {
+            drop(chain);
+            self.fail(f);
         }
     }
 

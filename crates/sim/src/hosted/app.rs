@@ -1,0 +1,133 @@
+//! What a hosted run replicates, and what its clients ask of it: the
+//! [`App`] trait. The world runs the production host over any
+//! [`StateMachine`], wrapped in the [`super::machine::Chain`] that checks
+//! every member applies the same log; the app makes each member's
+//! machine, chooses each client's next request, and checks the answers
+//! against what it asked (a history for a linearizability checker, say).
+//!
+//! [`Bare`] is the app with nothing to check beyond the chain: an empty
+//! machine, writes of unique bytes and reads that only check their index.
+//! `flotilla_kvsim::hosted` runs etcd's KV machine
+//! (`flotilla_host::kv_app::KvMachine`) the same way.
+//!
+//! Invariants the world keeps: a client has at most one request out;
+//! every request ends in exactly one of [`App::written`], [`App::read`]
+//! or [`App::failed`], or is still out when the run ends; the machine
+//! `App::read` is handed has applied at least the read's index.
+
+use bytes::Bytes;
+use flotilla_host::{ApplyError, RestoreError, StateMachine};
+use flotilla_raft::rng::SplitMix64;
+use flotilla_raft::{Entry, NodeId};
+
+/// A client's next request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Propose this command.
+    Write(Bytes),
+    /// A linearizable read: ask for a read index, then read the machine.
+    Read,
+}
+
+/// The application of a hosted run, and its clients' side.
+pub trait App: 'static {
+    /// Each member's state machine.
+    type Machine: StateMachine;
+
+    /// A fresh machine for member `member` (at its start and at every
+    /// restart), of a group whose bootstrap voters are `voters`.
+    fn machine(&mut self, member: u64, voters: &[NodeId]) -> Self::Machine;
+
+    /// Client `c`'s next request, at virtual time `now` (ns).
+    fn next(&mut self, rng: &mut SplitMix64, c: u64, now: u64) -> Request;
+
+    /// Client `c`'s write was acknowledged with the machine's output.
+    /// An `Err` fails the run.
+    fn written(
+        &mut self,
+        c: u64,
+        output: &<Self::Machine as StateMachine>::Output,
+        now: u64,
+    ) -> Result<(), String>;
+
+    /// Client `c`'s read index was confirmed and applied at `machine`:
+    /// the read happens now. An `Err` fails the run.
+    fn read(&mut self, c: u64, machine: &Self::Machine, now: u64) -> Result<(), String>;
+
+    /// Client `c`'s request got no answer it can use (an error, or it gave
+    /// up): a write's outcome is unknown until it is retried.
+    fn failed(&mut self, c: u64, now: u64);
+
+    /// A rule the machines broke since the last call (checked after every
+    /// event, so a failure names its time).
+    fn violation(&mut self) -> Option<String> {
+        None
+    }
+
+    /// The checks at the end of a run (the history, say).
+    fn finish(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Nothing but the chain's checks: writes of unique bytes (`c{c}-{n}`,
+/// `n` counting the client's requests), reads that check only their index.
+#[derive(Debug, Default)]
+pub struct Bare {
+    sent: Vec<u64>,
+}
+
+/// [`Bare`]'s machine: no state.
+#[derive(Debug, Default)]
+pub struct Empty;
+
+impl StateMachine for Empty {
+    type Output = ();
+
+    fn apply(&mut self, _entry: &Entry) -> Result<(), ApplyError> {
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Bytes {
+        Bytes::new()
+    }
+
+    fn restore(&mut self, data: &Bytes) -> Result<(), RestoreError> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let what = format!("an empty machine's snapshot holds {} bytes", data.len());
+        Err(RestoreError(what.into()))
+    }
+}
+
+impl App for Bare {
+    type Machine = Empty;
+
+    fn machine(&mut self, _member: u64, _voters: &[NodeId]) -> Empty {
+        Empty
+    }
+
+    fn next(&mut self, rng: &mut SplitMix64, c: u64, _now: u64) -> Request {
+        let c = c as usize;
+        if self.sent.len() <= c {
+            self.sent.resize(c + 1, 0);
+        }
+        let n = self.sent[c];
+        self.sent[c] += 1;
+        if rng.range(0, 10) >= 7 {
+            return Request::Read;
+        }
+        Request::Write(Bytes::from(format!("c{c}-{n}")))
+    }
+
+    fn written(&mut self, _c: u64, _output: &(), _now: u64) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn read(&mut self, _c: u64, _machine: &Empty, _now: u64) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn failed(&mut self, _c: u64, _now: u64) {}
+}
