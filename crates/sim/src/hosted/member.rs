@@ -90,6 +90,9 @@ impl<O> Waiters<O> for SimWaiters {
 /// The host the simulation runs, over the app's machine `M`.
 pub(crate) type SimHost<M> = Host<Chain<M>, SimWaiters>;
 
+/// A member's machine, which its host shares.
+pub(crate) type SharedChain<M> = Arc<Mutex<Chain<M>>>;
+
 /// A member's state.
 pub(crate) enum Life<M: StateMachine> {
     /// Running.
@@ -108,7 +111,7 @@ pub(crate) struct Member<M: StateMachine> {
     pub(crate) fs: MemFs,
     pub(crate) life: Life<M>,
     /// The running host's machine (the host shares it), while up.
-    pub(crate) machine: Option<Arc<Mutex<Chain<M>>>>,
+    pub(crate) machine: Option<SharedChain<M>>,
     /// Bumped at every crash.
     pub(crate) incarnation: u64,
     /// A sync runs (the host asked for one and has not heard back).
@@ -146,7 +149,7 @@ pub(crate) fn start_host<M: StateMachine>(
     storage: GroupHandle,
     ledger: &Arc<Mutex<Ledger>>,
     machine: M,
-) -> Result<(SimHost<M>, Arc<Mutex<Chain<M>>>), StartError> {
+) -> Result<(SimHost<M>, SharedChain<M>), StartError> {
     let opts = HostOptions {
         snapshot_entries,
         proposals_pending_max: 1024,
