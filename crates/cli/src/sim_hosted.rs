@@ -2,14 +2,17 @@
 //! on virtual time, over many seeds in parallel: the real WAL on an
 //! in-memory disk that crashes lose unsynced writes from, a faulty
 //! network, and every answer checked as it leaves the host
-//! (`flotilla_sim::hosted`). Prints the figures and, for any violation,
-//! the seed and the command that replays it.
+//! (`flotilla_sim::hosted`). With `--kv` the members run etcd's KV
+//! machine and the clients its session requests, with checked histories
+//! and watchers (`flotilla_kvsim::hosted`). Prints the figures and, for
+//! any violation, the seed and the command that replays it.
 
 use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::Instant;
 
 use clap::Args;
+use flotilla_kvsim::hosted::{KvHostedConfig, KvHostedReport};
 use flotilla_sim::MS;
 use flotilla_sim::hosted::{self, HostedConfig, HostedReport};
 
@@ -37,6 +40,24 @@ pub struct HostedArgs {
     /// Compact the log every this many applied entries.
     #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..))]
     snapshot_entries: u64,
+    /// Run etcd's KV machine, with sessions, linearizable gets, a checked
+    /// history and watchers across restarts (instead of the bare chain).
+    #[arg(long)]
+    kv: bool,
+}
+
+/// One seed: the KV app's figures too with `--kv`.
+fn run_seed(
+    seed: u64,
+    cfg: &HostedConfig,
+    kv: bool,
+) -> Result<(HostedReport, Option<KvHostedReport>), String> {
+    if kv {
+        let (r, k) = flotilla_kvsim::hosted::run(seed, cfg, &KvHostedConfig::default())?;
+        Ok((r, Some(k)))
+    } else {
+        hosted::run(seed, cfg).map(|r| (r, None))
+    }
 }
 
 /// Runs the seeds; exit code 1 on any violation.
@@ -52,22 +73,35 @@ pub fn run_hosted(args: &HostedArgs) -> anyhow::Result<ExitCode> {
     };
     let (first, count) = args.run.first_and_count();
     let last = first.saturating_add(count.max(1) - 1);
-    let totals = Mutex::new((0u64, 0u64, HostedReport::default()));
+    let totals = Mutex::new((
+        0u64,
+        0u64,
+        HostedReport::default(),
+        KvHostedReport::default(),
+    ));
     let began = Instant::now();
     crate::sim::for_each_seed(first, last, args.run.jobs, |seed| {
-        let result = hosted::run(seed, &cfg);
+        let result = run_seed(seed, &cfg, args.kv);
         let mut t = totals.lock().unwrap_or_else(|e| e.into_inner());
         t.0 += 1;
         match result {
-            Ok(r) => t.2.add(&r),
+            Ok((r, k)) => {
+                t.2.add(&r);
+                if let Some(k) = k {
+                    t.3.add(&k);
+                }
+            }
             Err(f) => {
                 t.1 += 1;
                 println!("VIOLATION {f}");
-                let membership = if args.membership {
+                let mut membership = if args.membership {
                     format!(" --membership --spares {}", args.spares)
                 } else {
                     String::new()
                 };
+                if args.kv {
+                    membership.push_str(" --kv");
+                }
                 println!(
                     "  replay: flotilla sim hosted --members {}{membership} --clients {} --secs {} \
                      --snapshot-entries {} --seed {seed}",
@@ -76,7 +110,7 @@ pub fn run_hosted(args: &HostedArgs) -> anyhow::Result<ExitCode> {
             }
         }
     });
-    let (seeds, violations, r) = totals.into_inner().unwrap_or_else(|e| e.into_inner());
+    let (seeds, violations, r, k) = totals.into_inner().unwrap_or_else(|e| e.into_inner());
     println!(
         "seeds={seeds} violations={violations} commits={} acked_writes={} reads={} crashes={} \
          snapshot_jobs={} membership_changes={} removals={} wall_s={:.1}",
@@ -89,6 +123,19 @@ pub fn run_hosted(args: &HostedArgs) -> anyhow::Result<ExitCode> {
         r.removals,
         began.elapsed().as_secs_f64()
     );
+    if args.kv {
+        println!(
+            "kv: writes={} gets={} sessions_expired={} history_ops={} published={} \
+             watched={} watch_resumes={}",
+            k.writes,
+            k.reads,
+            k.sessions_expired,
+            k.history_ops,
+            k.published,
+            k.watched,
+            k.watch_resumes
+        );
+    }
     Ok(if violations == 0 {
         ExitCode::SUCCESS
     } else {

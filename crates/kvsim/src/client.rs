@@ -88,7 +88,8 @@ pub fn model_input(op: &Op, read: ReadConsistency) -> Option<KvInput> {
     })
 }
 
-fn model_output(resp: &Response) -> KvOutput {
+/// What the checker's model makes of an answer.
+pub fn model_output(resp: &Response) -> KvOutput {
     match resp {
         Response::Get(kv) => KvOutput::Versioned {
             value: kv

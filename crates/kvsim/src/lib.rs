@@ -8,7 +8,9 @@
 //! - `client`: clerks as actors, workloads, history recording;
 //! - `harness`: the course's kvraft tester (`config.go`);
 //! - `generic`: the course's `GenericTest` and `GenericTestSpeed`;
-//! - `swarm`: random KV workloads under random faults (`flotilla sim kv`).
+//! - `swarm`: random KV workloads under random faults (`flotilla sim kv`);
+//! - `hosted`: etcd's KV machine on the production host (`flotilla sim
+//!   hosted --kv`), with checked histories, sessions and watches.
 //!
 //! This crate sits above `flotilla-kv` and `flotilla-sim` so that neither
 //! depends on the other, and so that the Lab 3 tests (`tests/`) and the
@@ -17,6 +19,7 @@
 pub mod client;
 pub mod generic;
 pub mod harness;
+pub mod hosted;
 pub mod service;
 pub mod swarm;
 

@@ -44,9 +44,19 @@ impl<P: Publish> KvMachine<P> {
     /// The machine of a cluster whose initial members are `initial`,
     /// publishing to `watch`.
     pub fn new(initial: &BTreeMap<NodeId, String>, watch: Arc<P>) -> KvMachine<P> {
+        Self::with_sessions(initial, watch, flotilla_kv::SessionLimits::default())
+    }
+
+    /// As [`KvMachine::new`], with sessions kept within `limits` (the
+    /// simulator expires them within its short runs).
+    pub fn with_sessions(
+        initial: &BTreeMap<NodeId, String>,
+        watch: Arc<P>,
+        limits: flotilla_kv::SessionLimits,
+    ) -> KvMachine<P> {
         KvMachine {
             // etcd's store: every revision until compacted, from 1.
-            replica: Replica::etcd(flotilla_kv::SessionLimits::default()),
+            replica: Replica::etcd(limits),
             members: Members::bootstrap(initial),
             watch,
         }

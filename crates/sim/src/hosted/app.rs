@@ -58,6 +58,13 @@ pub trait App: 'static {
     /// up): a write's outcome is unknown until it is retried.
     fn failed(&mut self, c: u64, now: u64);
 
+    /// Member `m`'s host ran and went quiet; `machine` is its state now
+    /// (a watcher following the member reads what it published, say). An
+    /// `Err` fails the run.
+    fn pumped(&mut self, _m: u64, _machine: &Self::Machine, _now: u64) -> Result<(), String> {
+        Ok(())
+    }
+
     /// A rule the machines broke since the last call (checked after every
     /// event, so a failure names its time).
     fn violation(&mut self) -> Option<String> {

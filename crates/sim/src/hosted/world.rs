@@ -428,6 +428,13 @@ impl<A: App> World<A> {
         }
         self.observe_commit(m);
         self.answers();
+        if let Some(chain) = self.member(m).machine.clone() {
+            let chain = machine::lock_chain(&chain);
+            if let Err(f) = self.app.pumped(m, &chain.inner, self.now) {
+                drop(chain);
+                self.fail(f);
+            }
+        }
         match self.member(m).retire_if_removed() {
             Ok(true) => self.report.removals += 1,
             Ok(false) => {}

@@ -1,0 +1,262 @@
+//! What the KV machines publish for etcd's watch, checked on the
+//! simulator: [`Published`] collects every member's publications
+//! ([`flotilla_host::kv_app::Publish`]), and [`Watcher`]s follow members
+//! the way a watch client does, across their crashes and restarts.
+//!
+//! Rules, each a violation when broken:
+//!
+//! - a machine publishes each store revision once, in order, with no
+//!   gap: the first batch after the machine's start or a restore
+//!   (a reset) continues from it, every later one is the last plus one;
+//! - every member publishes the same events at each revision (the
+//!   changes its entry made, in order);
+//! - a watcher that follows one member from revision 2 (the first
+//!   write) receives every revision exactly once, in order, with the
+//!   events the members published: live from the member's publications
+//!   while they continue, and after a crash, restart or reset of its
+//!   member from the store's history (`Store::replay`, what the watch
+//!   service reads to resume a watch at a revision), then live again;
+//!   revisions below the one it waits for (a member that restarted
+//!   behind it replays them) are skipped, as a watch from a later start
+//!   skips them.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use flotilla_host::kv_app::{Batch, KvMachine, Publish};
+use flotilla_kv::Event;
+
+/// The state all members' publications go to.
+#[derive(Debug, Default)]
+pub struct Published {
+    /// The events of each revision, as the first member published them.
+    revisions: BTreeMap<u64, Vec<Event>>,
+    /// Each member's publications since its watcher last read them, with
+    /// the start of its current machine (a restart: `true` first).
+    queues: BTreeMap<u64, Vec<Batch>>,
+    /// Rules broken, not yet reported.
+    violations: Vec<String>,
+    /// Batches of events published, all members.
+    pub batches: u64,
+}
+
+/// Locks the shared state (a poisoned lock is a failure already reported).
+pub(crate) fn lock(p: &Mutex<Published>) -> MutexGuard<'_, Published> {
+    p.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Published {
+    /// The first rule broken since the last call.
+    pub(crate) fn take_violation(&mut self) -> Option<String> {
+        let v = self.violations.drain(..).next();
+        self.violations.clear();
+        v
+    }
+
+    /// Records `events` of `revision` from `member`; checks that they are
+    /// the events every other member published at that revision.
+    fn record(&mut self, member: u64, revision: u64, events: &[Event]) {
+        self.batches += 1;
+        let known = self
+            .revisions
+            .entry(revision)
+            .or_insert_with(|| events.to_vec());
+        if known.as_slice() != events {
+            let what = format!(
+                "member {member} published at revision {revision} {events:?}, another member {known:?}"
+            );
+            self.violations.push(what);
+        }
+    }
+}
+
+/// One machine's publisher: checks its order, and files what it
+/// publishes for the member's watcher.
+#[derive(Debug)]
+pub struct Publisher {
+    member: u64,
+    /// The last revision this machine published or reset to.
+    last: Mutex<u64>,
+    shared: Arc<Mutex<Published>>,
+}
+
+impl Publisher {
+    /// The publisher of a fresh machine of `member` (its store at revision
+    /// 1, the empty store, until a snapshot is restored).
+    pub(crate) fn new(member: u64, shared: Arc<Mutex<Published>>) -> Publisher {
+        Publisher {
+            member,
+            last: Mutex::new(1),
+            shared,
+        }
+    }
+}
+
+impl Publish for Publisher {
+    fn active(&self) -> bool {
+        true
+    }
+
+    fn publish(&self, batch: Batch) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let mut shared = lock(&self.shared);
+        let m = self.member;
+        match &batch {
+            Batch::Events { revision, events } => {
+                if *revision != *last + 1 {
+                    let what =
+                        format!("member {m} published revision {revision} after revision {last}");
+                    shared.violations.push(what);
+                }
+                shared.record(m, *revision, events);
+                *last = *revision;
+            }
+            Batch::Reset { revision } => {
+                if *revision < *last {
+                    let what = format!("member {m} reset to revision {revision} from {last}");
+                    shared.violations.push(what);
+                }
+                *last = *revision;
+            }
+        }
+        shared.queues.entry(m).or_default().push(batch);
+    }
+}
+
+/// A watch client following one member from revision 2 on.
+#[derive(Debug)]
+pub struct Watcher {
+    /// The member it follows.
+    pub member: u64,
+    /// The next revision it expects.
+    next: u64,
+    /// It must resume from the history (its member restarted).
+    resume: bool,
+    /// Revisions received (live and replayed).
+    pub received: u64,
+    /// Times it resumed from the history.
+    pub resumed: u64,
+}
+
+impl Watcher {
+    /// A watcher of `member` from the first write on.
+    pub(crate) fn new(member: u64) -> Watcher {
+        Watcher {
+            member,
+            next: 2,
+            resume: true,
+            received: 0,
+            resumed: 0,
+        }
+    }
+
+    /// The member got a fresh machine (it restarted): what it publishes
+    /// next starts from its snapshot, so the watcher resumes from the
+    /// history.
+    pub(crate) fn restarted(&mut self) {
+        self.resume = true;
+    }
+
+    /// Reads what the member published since the last call, or resumes
+    /// from the member's history; checks each revision against the
+    /// members' publications.
+    pub(crate) fn follow<P: Publish>(
+        &mut self,
+        machine: &KvMachine<P>,
+        shared: &Mutex<Published>,
+    ) -> Result<(), String> {
+        let mut shared = lock(shared);
+        let batches = shared.queues.remove(&self.member).unwrap_or_default();
+        let reset = batches.iter().any(|b| matches!(b, Batch::Reset { .. }));
+        if self.resume || reset {
+            self.resume = false;
+            return self.replay(machine, &shared);
+        }
+        for batch in batches {
+            if let Batch::Events { revision, events } = batch {
+                self.receive(revision, &events, &shared)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Resumes at `next` from the store's history, up to its revision now
+    /// (the publications queued so far are all at or below it).
+    fn replay<P: Publish>(
+        &mut self,
+        machine: &KvMachine<P>,
+        shared: &Published,
+    ) -> Result<(), String> {
+        self.resumed += 1;
+        let store = machine.replica.store();
+        let (from, to) = (self.next, store.revision());
+        // From the first key to the last: every key.
+        let replay = store
+            .replay(from, to, &bytes::Bytes::new(), None, usize::MAX)
+            .map_err(|e| {
+                format!(
+                    "member {}: a watch from {from} cannot resume: {e}",
+                    self.member
+                )
+            })?;
+        let mut by_revision: BTreeMap<u64, Vec<Event>> = BTreeMap::new();
+        for e in replay.events {
+            by_revision.entry(e.kv.mod_rev).or_default().push(e);
+        }
+        for (revision, events) in by_revision {
+            self.receive(revision, &events, shared)?;
+        }
+        // A member that restarted behind the watcher has nothing to
+        // replay yet: the watch waits for its revision, as a watch from a
+        // future revision does.
+        if self.next != (to + 1).max(from) {
+            return Err(format!(
+                "member {}: a watch resumed at {from} read up to revision {}, the store is at {to}",
+                self.member,
+                self.next - 1
+            ));
+        }
+        Ok(())
+    }
+
+    /// One revision's events: the next expected, as the members published.
+    fn receive(
+        &mut self,
+        revision: u64,
+        events: &[Event],
+        shared: &Published,
+    ) -> Result<(), String> {
+        let m = self.member;
+        if revision < self.next {
+            // Already received (from a member that restarted behind the
+            // watcher): a resumed watch skips what precedes its start.
+            return Ok(());
+        }
+        if revision != self.next {
+            return Err(format!(
+                "a watcher of member {m} received revision {revision} when it expected {}",
+                self.next
+            ));
+        }
+        match shared.revisions.get(&revision) {
+            Some(known) if same_changes(known, events) => {}
+            known => {
+                return Err(format!(
+                    "a watcher of member {m} received at revision {revision} {events:?}, the members published {known:?}"
+                ));
+            }
+        }
+        self.next += 1;
+        self.received += 1;
+        Ok(())
+    }
+}
+
+/// Whether two lists of events make the same changes (a replay carries
+/// no previous pairs unless asked, so those are not compared).
+fn same_changes(a: &[Event], b: &[Event]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.kind == y.kind && x.kv == y.kv)
+}
