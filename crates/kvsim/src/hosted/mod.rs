@@ -25,6 +25,11 @@
 //!   end (`flotilla_linearize`, the KV model); the world's own checks
 //!   (durable on a quorum, same log everywhere) hold as for any app.
 //! - The watch publication and watchers across restarts: [`watch`].
+//! - Membership: the operator's changes carry the added members'
+//!   addresses as etcd's member add writes them, and the machine's member
+//!   table (`flotilla_host::kv_app::members`, what `MemberList` answers
+//!   and the transport dials) is checked against the configuration after
+//!   every change and restore (the chain's check).
 
 pub mod watch;
 
@@ -33,13 +38,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use flotilla_host::kv_app::members::encode_context;
 use flotilla_host::kv_app::{KvMachine, KvOutput};
 use flotilla_kv::{
     Command, Compare, Op, Outcome, ReadConsistency, Request as KvRequest, SessionLimits, Txn,
 };
 use flotilla_linearize::{Kv, KvInput, KvOutput as ModelOutput, Limits, OpId, Recorder, Verdict};
-use flotilla_raft::NodeId;
 use flotilla_raft::rng::SplitMix64;
+use flotilla_raft::{ConfChange, ConfChangeOp, NodeId};
 use flotilla_sim::MS;
 use flotilla_sim::hosted::{App, HostedConfig, HostedReport, Request};
 
@@ -286,6 +292,19 @@ impl App for KvApp {
             ..SessionLimits::default()
         };
         KvMachine::with_sessions(&addrs, Arc::new(publisher), limits)
+    }
+
+    /// An add carries the new member's address, as etcd's member add
+    /// and promote write it (`flotilla_etcd::membership`).
+    fn change_context(&self, cc: &mut ConfChange) {
+        let added = cc.ops.iter().filter_map(|op| match *op {
+            ConfChangeOp::AddVoter(id) | ConfChangeOp::AddLearner(id) => Some(id),
+            ConfChangeOp::Remove(_) => None,
+        });
+        let addrs: BTreeMap<NodeId, String> = added.map(|id| (id, format!("sim-{id}"))).collect();
+        if !addrs.is_empty() {
+            cc.context = encode_context(&addrs);
+        }
     }
 
     fn next(&mut self, rng: &mut SplitMix64, c: u64, now: u64) -> Request {

@@ -107,10 +107,11 @@ impl<A: super::app::App> World<A> {
             .map(NodeId)
             .filter(|id| !ever.contains(id) && !self.admin.asked_removed.contains(id))
             .collect();
-        let Some(cc) = choose_change(&conf, &spares, roll) else {
+        let Some(mut cc) = choose_change(&conf, &spares, roll) else {
             let later = self.rng.range(20 * MS, 100 * MS);
             return self.admin_wake(later);
         };
+        self.app.change_context(&mut cc);
         for op in &cc.ops {
             if let ConfChangeOp::Remove(id) = op {
                 self.admin.asked_removed.insert(*id);

@@ -10,6 +10,11 @@
 //! `flotilla_kvsim::hosted` runs etcd's KV machine
 //! (`flotilla_host::kv_app::KvMachine`) the same way.
 //!
+//! If the app's machine keeps a member table of its own
+//! ([`StateMachine::peer_table`]), the chain checks it against the
+//! configuration after every conf change and restore: the same members,
+//! each with an address, and the same removed ids.
+//!
 //! Invariants the world keeps: a client has at most one request out;
 //! every request ends in exactly one of [`App::written`], [`App::read`]
 //! or [`App::failed`], or is still out when the run ends; the machine
@@ -18,7 +23,7 @@
 use bytes::Bytes;
 use flotilla_host::{ApplyError, RestoreError, StateMachine};
 use flotilla_raft::rng::SplitMix64;
-use flotilla_raft::{Entry, NodeId};
+use flotilla_raft::{ConfChange, Entry, NodeId};
 
 /// A client's next request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,6 +62,12 @@ pub trait App: 'static {
     /// Client `c`'s request got no answer it can use (an error, or it gave
     /// up): a write's outcome is unknown until it is retried.
     fn failed(&mut self, c: u64, now: u64);
+
+    /// Fills in what the operator's membership change `cc` carries for
+    /// the application (etcd's member add puts the new member's address
+    /// in its context, as `flotilla_host::kv_app::members::encode_context`
+    /// writes it). The default carries nothing.
+    fn change_context(&self, _cc: &mut ConfChange) {}
 
     /// Member `m`'s host ran and went quiet; `machine` is its state now
     /// (a watcher following the member reads what it published, say). An

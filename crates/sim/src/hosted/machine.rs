@@ -143,7 +143,11 @@ impl<M: StateMachine> StateMachine for Chain<M> {
             self.apply_conf_change(&mut ledger, e.index, &e.data);
         }
         drop(ledger);
-        self.inner.apply(e)
+        let out = self.inner.apply(e)?;
+        if e.kind == EntryKind::ConfChange {
+            self.check_inner_table();
+        }
+        Ok(out)
     }
 
     fn snapshot(&self) -> Bytes {
@@ -193,7 +197,9 @@ impl<M: StateMachine> StateMachine for Chain<M> {
         self.table_known = snap.table_known;
         self.conf = snap.conf;
         self.removed = snap.removed;
-        self.inner.restore(&snap.inner)
+        self.inner.restore(&snap.inner)?;
+        self.check_inner_table();
+        Ok(())
     }
 
     /// Every member of the configuration, at an address named after it.
@@ -206,6 +212,35 @@ impl<M: StateMachine> StateMachine for Chain<M> {
             addrs: addrs.map(|id| (id, format!("sim-{id}"))).collect(),
             removed: self.removed.clone(),
         })
+    }
+}
+
+impl<M: StateMachine> Chain<M> {
+    /// Checks the application's own member table, if it keeps one,
+    /// against the configuration: its members (each with an address) are
+    /// the configuration's, outgoing voters of a joint configuration
+    /// included, and it names as removed the ids removed that are no
+    /// longer members.
+    fn check_inner_table(&self) {
+        let Some(table) = self.inner.peer_table() else {
+            return;
+        };
+        let members = self.conf.members();
+        let listed: Vec<NodeId> = table.addrs.keys().copied().collect();
+        let removed: BTreeSet<NodeId> = self
+            .removed
+            .iter()
+            .filter(|id| !members.contains(id))
+            .copied()
+            .collect();
+        if listed != members || table.removed != removed {
+            let what = format!(
+                "member {} at {}: the machine's member table lists {listed:?} (removed {:?}), \
+                 the configuration is {:?} (removed {removed:?})",
+                self.member, self.applied, table.removed, self.conf
+            );
+            lock(&self.ledger).violate(what);
+        }
     }
 }
 
