@@ -111,9 +111,26 @@ pub fn run_hosted(args: &HostedArgs) -> anyhow::Result<ExitCode> {
         }
     });
     let (seeds, violations, r, k) = totals.into_inner().unwrap_or_else(|e| e.into_inner());
+    let wall = began.elapsed().as_secs_f64();
+    print_totals(seeds, violations, &r, args.kv.then_some(&k), wall);
+    Ok(if violations == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The sweep's totals, as one line (and one more for `--kv`).
+fn print_totals(
+    seeds: u64,
+    violations: u64,
+    r: &HostedReport,
+    kv: Option<&KvHostedReport>,
+    wall: f64,
+) {
     println!(
         "seeds={seeds} violations={violations} commits={} acked_writes={} reads={} crashes={} \
-         snapshot_jobs={} membership_changes={} removals={} wall_s={:.1}",
+         snapshot_jobs={} membership_changes={} removals={} wall_s={wall:.1}",
         r.commits,
         r.acked_writes,
         r.reads,
@@ -121,9 +138,8 @@ pub fn run_hosted(args: &HostedArgs) -> anyhow::Result<ExitCode> {
         r.snapshot_jobs,
         r.membership_changes,
         r.removals,
-        began.elapsed().as_secs_f64()
     );
-    if args.kv {
+    if let Some(k) = kv {
         println!(
             "kv: writes={} gets={} sessions_expired={} history_ops={} published={} \
              watched={} watch_resumes={}",
@@ -136,9 +152,4 @@ pub fn run_hosted(args: &HostedArgs) -> anyhow::Result<ExitCode> {
             k.watch_resumes
         );
     }
-    Ok(if violations == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
 }

@@ -47,6 +47,7 @@
 
 mod admin;
 pub mod app;
+mod clients;
 mod faults;
 pub mod ledger;
 pub mod machine;
