@@ -1,15 +1,16 @@
 //! What etcd serves over HTTP/1.1 on its client port, beside gRPC:
 //! `GET /health`, `GET /version` and `GET /metrics`, with etcd 3.4's
 //! bodies, so load balancers, Kubernetes probes and Prometheus scrape a
-//! Flotilla member as they scrape etcd; other paths get 404, other
-//! methods 405.
+//! Flotilla member as they scrape etcd; other paths get 404. The JSON
+//! gateway (`POST /v3/...`) and the connection itself are
+//! [`crate::gateway`]'s.
 //!
 //! One port serves both, split per connection before gRPC sees it
 //! ([`is_http1`]): a connection that opens with an HTTP/1.1 request line
-//! is answered here, one request per connection (`Connection: close`);
-//! every other goes to the gRPC server untouched, so the gRPC path is
-//! the same as without this module. The request head is read within
-//! [`HEAD_TIMEOUT`] and at most [`HEAD_MAX`] bytes.
+//! is served over HTTP/1.1; every other goes to the gRPC server
+//! untouched, so the gRPC path is the same as without this module. A
+//! request head is read within [`HEAD_TIMEOUT`] and at most [`HEAD_MAX`]
+//! bytes.
 //!
 //! `/health` is healthy when this member knows a leader and a
 //! linearizable read barrier (a ReadIndex round) completes within a
@@ -18,7 +19,7 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use http::StatusCode;
 
 use crate::core::Core;
 
@@ -57,70 +58,33 @@ pub async fn opens_http1(conn: &tokio::net::TcpStream) -> bool {
     }
 }
 
-/// Answers the one request of an HTTP/1.1 connection (which keeps its
-/// place under the connection cap while it is served).
-pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(core: Core, mut conn: S) {
-    let mut head = Vec::with_capacity(1024);
-    let read = tokio::time::timeout(HEAD_TIMEOUT, async {
-        let mut buf = [0u8; 1024];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < HEAD_MAX {
-            match conn.read(&mut buf).await {
-                Ok(0) | Err(_) => return false,
-                Ok(n) => head.extend_from_slice(&buf[..n]),
-            }
-        }
-        true
-    });
-    if !matches!(read.await, Ok(true)) {
-        return;
-    }
-    let line = String::from_utf8_lossy(head.split(|&b| b == b'\r').next().unwrap_or_default())
-        .into_owned();
-    let (code, content_type, body) = answer(&core, &line).await;
-    let reply = format!(
-        "HTTP/1.1 {code}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = conn.write_all(reply.as_bytes()).await;
-    let _ = conn.shutdown().await;
-}
-
-/// The status line's code, the content type and the body for a request
-/// line (`GET /health HTTP/1.1`).
-async fn answer(core: &Core, line: &str) -> (&'static str, &'static str, String) {
-    let mut parts = line.split(' ');
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
+/// The status, the content type and the body of `GET path`.
+pub(crate) async fn answer(core: &Core, path: &str) -> (StatusCode, &'static str, String) {
     const TEXT: &str = "text/plain; charset=utf-8";
-    match (method, path) {
-        ("GET", "/health") => {
+    match path {
+        "/health" => {
             if healthy(core).await {
-                ("200 OK", TEXT, r#"{"health":"true"}"#.into())
+                (StatusCode::OK, TEXT, r#"{"health":"true"}"#.into())
             } else {
                 (
-                    "503 Service Unavailable",
+                    StatusCode::SERVICE_UNAVAILABLE,
                     TEXT,
                     r#"{"health":"false"}"#.into(),
                 )
             }
         }
-        ("GET", "/version") => {
+        "/version" => {
             let body = format!(
                 r#"{{"etcdserver":"{}","etcdcluster":"3.4.0"}}"#,
                 crate::cluster::VERSION
             );
-            ("200 OK", "application/json", body)
+            (StatusCode::OK, "application/json", body)
         }
-        ("GET", "/metrics") => {
+        "/metrics" => {
             let body = core.metrics.render(&core.node.status());
-            ("200 OK", "text/plain; version=0.0.4", body)
+            (StatusCode::OK, "text/plain; version=0.0.4", body)
         }
-        ("GET", _) => ("404 Not Found", TEXT, "404 page not found\n".into()),
-        _ => (
-            "405 Method Not Allowed",
-            TEXT,
-            "Method Not Allowed\n".into(),
-        ),
+        _ => (StatusCode::NOT_FOUND, TEXT, "404 page not found\n".into()),
     }
 }
 

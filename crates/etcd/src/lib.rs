@@ -48,6 +48,7 @@ pub mod convert;
 pub mod core;
 pub mod election_service;
 pub mod error;
+pub mod gateway;
 pub mod health;
 pub mod http;
 pub mod join;

@@ -37,6 +37,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
 
 use crate::{ClusterService, Core, KvMachine, KvService, SessionService, WatchService};
 use flotilla_runtime::metrics::Metrics;
@@ -296,13 +297,14 @@ pub const CLIENT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Every gRPC service of a node on one port: etcd's KV, Lease, Lock,
 /// Election, Maintenance and Cluster, Watch, Flotilla's sessions and write
-/// forwarding, the peer transport.
-fn router(
+/// forwarding, the peer transport. The JSON gateway calls the same routes
+/// ([`crate::gateway`]).
+fn routes(
     core: Core,
     keeper: Arc<crate::leases::Keeper>,
     inbound: InboundService,
     closing: watch::Receiver<bool>,
-) -> tonic::transport::server::Router {
+) -> Routes {
     // Writes larger than the limit get etcd's "request is too large" from
     // `Core`; gRPC's own limit only stops what is far larger.
     let writes = core.max_request_bytes + crate::core::GRPC_OVERHEAD_BYTES;
@@ -312,42 +314,49 @@ fn router(
     let elections = crate::election_service::ElectionService::new(core.clone(), closing.clone());
     let locks = crate::lock_service::LockService::new(core.clone());
     let watches = WatchService::new(core.clone(), closing);
+    Routes::new(
+        SessionServer::new(SessionService::new(core.clone())).max_decoding_message_size(writes),
+    )
+    .add_service(KvServer::new(KvService::new(core)).max_decoding_message_size(writes))
+    .add_service(WatchServer::new(watches))
+    .add_service(LeaseServer::new(leases))
+    .add_service(LockServer::new(locks))
+    .add_service(ElectionServer::new(elections))
+    .add_service(HealthServer::new(health))
+    .add_service(MaintenanceServer::new(cs.clone()))
+    .add_service(ClusterServer::new(cs.clone()))
+    .add_service(ProposalsServer::new(cs).max_decoding_message_size(writes))
+    .add_service(
+        RaftTransportServer::new(inbound)
+            .max_decoding_message_size(flotilla_runtime::transport::BATCH_DECODE_MAX),
+    )
+}
+
+/// The gRPC server of `routes`.
+fn grpc_server(routes: Routes) -> tonic::transport::server::Router {
     tonic::transport::Server::builder()
         .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX)
         .http2_keepalive_interval(Some(CLIENT_KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(CLIENT_KEEPALIVE_TIMEOUT))
-        .add_service(
-            SessionServer::new(SessionService::new(core.clone())).max_decoding_message_size(writes),
-        )
-        .add_service(KvServer::new(KvService::new(core)).max_decoding_message_size(writes))
-        .add_service(WatchServer::new(watches))
-        .add_service(LeaseServer::new(leases))
-        .add_service(LockServer::new(locks))
-        .add_service(ElectionServer::new(elections))
-        .add_service(HealthServer::new(health))
-        .add_service(MaintenanceServer::new(cs.clone()))
-        .add_service(ClusterServer::new(cs.clone()))
-        .add_service(ProposalsServer::new(cs).max_decoding_message_size(writes))
-        .add_service(
-            RaftTransportServer::new(inbound)
-                .max_decoding_message_size(flotilla_runtime::transport::BATCH_DECODE_MAX),
-        )
+        .add_routes(routes)
 }
 
 /// The connections gRPC serves: every accepted one (within the cap)
 /// except those that open with an HTTP/1.1 request, which
-/// [`crate::http`] answers (etcd's `/health`, `/version`, `/metrics`).
+/// [`crate::gateway`] serves (etcd's `/health`, `/version`, `/metrics`
+/// and JSON gateway).
 /// Each connection is looked at in a task of its own, so a client that
 /// sends nothing holds up no other.
 fn split_http1(
     listener: TcpListener,
     core: Core,
+    routes: Routes,
 ) -> impl tokio_stream::Stream<Item = std::io::Result<crate::conns::Permitted>> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         let mut conns = std::pin::pin!(crate::conns::capped(incoming(listener), CONNECTIONS_MAX));
         while let Some(conn) = conns.next().await {
-            let (tx, core) = (tx.clone(), core.clone());
+            let (tx, core, routes) = (tx.clone(), core.clone(), routes.clone());
             tokio::spawn(async move {
                 if let Ok(c) = &conn {
                     let look = crate::http::opens_http1(c.stream());
@@ -355,7 +364,7 @@ fn split_http1(
                     if let Ok(true) = http1
                         && let Ok(c) = conn
                     {
-                        crate::http::serve(core, c).await;
+                        crate::gateway::serve(core, routes, c).await;
                         return;
                     }
                 }
@@ -528,10 +537,10 @@ pub async fn run(
         .with_removed_from(transport)
         .with_metrics(metrics);
     spawn_tasks(&core, &cfg, &keeper, &closing);
-    let conns = split_http1(listeners.grpc, core.clone())
+    let routes = routes(core.clone(), keeper, inbound, closing);
+    let conns = split_http1(listeners.grpc, core, routes.clone())
         .map(|conn| conn.map(crate::authority::Normalized::new));
-    let serve =
-        router(core, keeper, inbound, closing).serve_with_incoming_shutdown(conns, shutdown);
+    let serve = grpc_server(routes).serve_with_incoming_shutdown(conns, shutdown);
     let mut task = node.task;
     tracing::info!(member = %cfg.id, cluster = %format!("{cluster:016x}"), "started");
     tokio::select! {
