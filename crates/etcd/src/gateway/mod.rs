@@ -20,7 +20,7 @@
 //!
 //! Bounds: a request head within [`crate::http::HEAD_TIMEOUT`] and
 //! [`crate::http::HEAD_MAX`] bytes; a body of at most [`body_max`]
-//! bytes; the connection keeps its place under the client connection cap
+//! bytes within [`BODY_TIMEOUT`]; the connection keeps its place under the client connection cap
 //! while it is served (keep-alive included).
 
 pub mod grpc;
@@ -45,6 +45,9 @@ use routes::{Route, Shape};
 
 /// A response body: whole, or streamed.
 type Body = BoxBody<Bytes, Infallible>;
+
+/// How long a client may take to send a request body.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The largest request body: a request at etcd's size limit, base64 and
 /// JSON making it up to 4/3 as large, and room for the rest.
@@ -100,7 +103,12 @@ async fn proxy(
     body: Incoming,
     limit: usize,
 ) -> Response<Body> {
-    let body = match Limited::new(body, limit).collect().await {
+    let read = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, limit).collect());
+    let Ok(read) = read.await else {
+        let what = format!("gateway: the request body did not arrive within {BODY_TIMEOUT:?}");
+        return error(&GrpcStatus::new(Code::DeadlineExceeded, what));
+    };
+    let body = match read {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             let what = format!(
