@@ -286,6 +286,63 @@ pub fn txn_response(
     })
 }
 
+/// Fills in the headers of a transaction's answers as etcd does, given
+/// the store revision after it (`revision`): a range's is the revision it
+/// read at (the one before the transaction, or its own once an earlier
+/// operation changed something), a put's the transaction's, a
+/// delete-range's the transaction's if anything changed by then (else the
+/// one before), and a nested transaction's is empty (etcd sets only the
+/// outer header's other fields).
+pub fn fill_txn_headers(t: &mut pb::TxnResponse, revision: i64) {
+    let before = if txn_changed(t) {
+        revision - 1
+    } else {
+        revision
+    };
+    let mut changed = false;
+    fill_nested(t, before, &mut changed);
+}
+
+/// Whether the answers of `t` changed the store (a put, or a delete that
+/// deleted), nested ones included.
+fn txn_changed(t: &pb::TxnResponse) -> bool {
+    use pb::response_op::Response as R;
+    t.responses.iter().any(|r| match &r.response {
+        Some(R::ResponsePut(_)) => true,
+        Some(R::ResponseDeleteRange(d)) => d.deleted > 0,
+        Some(R::ResponseTxn(inner)) => txn_changed(inner),
+        Some(R::ResponseRange(_)) | None => false,
+    })
+}
+
+fn fill_nested(t: &mut pb::TxnResponse, before: i64, changed: &mut bool) {
+    use pb::response_op::Response as R;
+    let header = |revision| {
+        Some(pb::ResponseHeader {
+            revision,
+            ..pb::ResponseHeader::default()
+        })
+    };
+    for r in &mut t.responses {
+        match &mut r.response {
+            Some(R::ResponseRange(x)) => x.header = header(before + i64::from(*changed)),
+            Some(R::ResponsePut(x)) => {
+                *changed = true;
+                x.header = header(before + 1);
+            }
+            Some(R::ResponseDeleteRange(x)) => {
+                *changed |= x.deleted > 0;
+                x.header = header(before + i64::from(*changed));
+            }
+            Some(R::ResponseTxn(x)) => {
+                x.header = Some(pb::ResponseHeader::default());
+                fill_nested(x, before, changed);
+            }
+            None => {}
+        }
+    }
+}
+
 fn got(r: Response) -> Option<KeyValue> {
     match r {
         Response::Get(kv) => kv,
@@ -313,6 +370,95 @@ mod tests {
 
     fn b(s: &str) -> Bytes {
         Bytes::from(s.to_string())
+    }
+
+    fn op(r: pb::response_op::Response) -> pb::ResponseOp {
+        pb::ResponseOp { response: Some(r) }
+    }
+
+    /// The headers etcd 3.4.23 gave the answers of this transaction at
+    /// revision 13 (a range, a put, a delete that deleted nothing, a
+    /// nested transaction with a range), and a read-only one's.
+    #[test]
+    fn nested_answers_get_etcd_s_headers() {
+        use pb::response_op::Response as R;
+        let rev = |h: &Option<pb::ResponseHeader>| h.as_ref().map(|h| h.revision);
+        let nested = pb::TxnResponse {
+            responses: vec![op(R::ResponseRange(pb::RangeResponse::default()))],
+            ..Default::default()
+        };
+        let mut t = pb::TxnResponse {
+            responses: vec![
+                op(R::ResponseRange(pb::RangeResponse::default())),
+                op(R::ResponsePut(pb::PutResponse::default())),
+                op(R::ResponseDeleteRange(pb::DeleteRangeResponse::default())),
+                op(R::ResponseTxn(nested)),
+            ],
+            ..Default::default()
+        };
+        fill_txn_headers(&mut t, 13);
+        let got = t
+            .responses
+            .iter()
+            .map(|r| match r.response.as_ref().unwrap() {
+                R::ResponseRange(x) => rev(&x.header),
+                R::ResponsePut(x) => rev(&x.header),
+                R::ResponseDeleteRange(x) => rev(&x.header),
+                R::ResponseTxn(x) => rev(&x.header),
+            });
+        let got: Vec<_> = got.collect();
+        assert_eq!(got, [Some(12), Some(13), Some(13), Some(0)]);
+        let Some(R::ResponseTxn(inner)) = &t.responses[3].response else {
+            panic!()
+        };
+        let Some(R::ResponseRange(inner)) = &inner.responses[0].response else {
+            panic!()
+        };
+        assert_eq!(
+            rev(&inner.header),
+            Some(13),
+            "after the put, a range reads the txn's revision"
+        );
+        // Nothing changed: every read is at the revision itself; a delete
+        // that deleted nothing too.
+        let mut read = pb::TxnResponse {
+            responses: vec![
+                op(R::ResponseRange(pb::RangeResponse::default())),
+                op(R::ResponseDeleteRange(pb::DeleteRangeResponse::default())),
+            ],
+            ..Default::default()
+        };
+        fill_txn_headers(&mut read, 7);
+        let Some(R::ResponseRange(r)) = &read.responses[0].response else {
+            panic!()
+        };
+        let Some(R::ResponseDeleteRange(d)) = &read.responses[1].response else {
+            panic!()
+        };
+        assert_eq!((rev(&r.header), rev(&d.header)), (Some(7), Some(7)));
+        // A delete that deleted: the revision moves from there on.
+        let mut del = pb::TxnResponse {
+            responses: vec![
+                op(R::ResponseRange(pb::RangeResponse::default())),
+                op(R::ResponseDeleteRange(pb::DeleteRangeResponse {
+                    deleted: 2,
+                    ..Default::default()
+                })),
+                op(R::ResponseRange(pb::RangeResponse::default())),
+            ],
+            ..Default::default()
+        };
+        fill_txn_headers(&mut del, 9);
+        let revs: Vec<_> = del
+            .responses
+            .iter()
+            .map(|r| match r.response.as_ref().unwrap() {
+                R::ResponseRange(x) => rev(&x.header),
+                R::ResponseDeleteRange(x) => rev(&x.header),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(revs, [Some(8), Some(9), Some(9)]);
     }
 
     #[test]

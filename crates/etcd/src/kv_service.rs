@@ -93,6 +93,7 @@ impl KvService {
         let (op, success, failure) = convert::txn_op(request.get_ref())?;
         let (term, revision, resp) = self.core.write(op).await?;
         let mut out = convert::txn_response(resp, success, failure)?;
+        convert::fill_txn_headers(&mut out, revision as i64);
         out.header = self.core.header(revision, term);
         Ok(Response::new(out))
     }
