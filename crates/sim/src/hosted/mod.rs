@@ -5,6 +5,11 @@
 //! duplication, reordering, partitions), syncs that take a random while,
 //! and snapshot jobs that finish while new writes go on.
 //!
+//! What the members replicate and what clients ask is an [`App`]'s
+//! ([`app`]): [`Bare`], an empty machine under the chain's checks, or
+//! etcd's KV machine with its session requests, checked histories and
+//! watchers (`flotilla_kvsim::hosted`, `flotilla sim hosted --kv`).
+//!
 //! Clients propose commands and ask for linearizable reads at any member
 //! (they start spread over the members and now and then move on); a
 //! follower forwards both to the leader it knows and answers itself, so
