@@ -3,7 +3,8 @@
 //! cluster: put, get (with a prefix, and as JSON through a follower), del
 //! (one key, a range, a prefix, with prev_kv), txn, get sorted and at a
 //! revision, endpoint status (also `--cluster`, which dials members with
-//! a scheme in `:authority`) and member list, checking the output. Skipped, with a message, where
+//! a scheme in `:authority`) and member list, `make-mirror` from one
+//! cluster into another, checking the output. Skipped, with a message, where
 //! etcdctl is not installed. Also `flotilla kv del` of ranges and
 //! prefixes, and writes near and over the request size limit, which need
 //! no etcdctl.
@@ -532,4 +533,61 @@ fn etcdctl_move_leader_hands_over_leadership() {
         assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
         assert_eq!(refused.message(), "etcdserver: not leader");
     });
+}
+
+/// Kills a child process when the test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `etcdctl make-mirror` copies one Flotilla cluster's keys under a
+/// prefix into another (a read at a revision), then follows the source's
+/// changes (a watch from the revision after it): puts and deletes
+/// arrive, keys outside the prefix stay out.
+#[test]
+fn etcdctl_make_mirror_copies_and_follows_a_prefix() {
+    if etcdctl_missing() {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (src, dst) = (
+        Cluster::start("mirror-src", 1),
+        Cluster::start("mirror-dst", 1),
+    );
+    src.wait_leader(&rt);
+    dst.wait_leader(&rt);
+    let (s, d) = (&src.endpoints[0], &dst.endpoints[0]);
+    for i in 0..20 {
+        etcdctl_ok(s, &["put", &format!("m/{i}"), &i.to_string()]);
+    }
+    etcdctl_ok(s, &["put", "other", "x"]);
+    let mirror = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", s, "make-mirror", "--prefix", "m/", d])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _mirror = KillOnDrop(mirror);
+    let count = |ep: &str| {
+        let keys = etcdctl_ok(ep, &["get", "m/", "--prefix", "--keys-only"]);
+        keys.lines().filter(|l| !l.is_empty()).count()
+    };
+    wait_for("the mirror's first copy", Duration::from_secs(30), || {
+        (count(d) == 20).then_some(())
+    });
+    etcdctl_ok(s, &["put", "m/new", "n"]);
+    etcdctl_ok(s, &["del", "m/0"]);
+    wait_for("the mirror to follow", Duration::from_secs(30), || {
+        let new = etcdctl_ok(d, &["get", "m/new"]);
+        let gone = etcdctl_ok(d, &["get", "m/0"]).is_empty();
+        (new == "m/new\nn\n" && gone).then_some(())
+    });
+    assert_eq!(etcdctl_ok(d, &["get", "other"]), "", "outside the prefix");
+    assert_eq!(count(d), 20, "one key new, one deleted");
 }
