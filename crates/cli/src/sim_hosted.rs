@@ -140,11 +140,15 @@ fn print_totals(
         r.removals,
     );
     if let Some(k) = kv {
+        let [puts, appends, deletes, cas_version, cas_value] = k.by_kind;
         println!(
-            "kv: writes={} gets={} sessions_expired={} history_ops={} published={} \
-             watched={} watch_resumes={}",
+            "kv: writes={} (puts={puts} appends={appends} deletes={deletes} \
+             cas_version={cas_version} cas_value={cas_value} swapped={:?}) gets={} sessions={} \
+             sessions_expired={} history_ops={} published={} watched={} watch_resumes={}",
             k.writes,
+            k.swapped,
             k.reads,
+            k.sessions,
             k.sessions_expired,
             k.history_ops,
             k.published,

@@ -79,8 +79,15 @@ impl Default for KvHostedConfig {
 /// What the KV side of a run did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KvHostedReport {
-    /// Writes answered `Ok` (registrations included).
+    /// Writes answered `Ok` (registrations apart).
     pub writes: u64,
+    /// Of those: puts, appends, deletes, compare-and-swaps on a version,
+    /// and on a value.
+    pub by_kind: [u64; 5],
+    /// Compare-and-swaps that swapped: on a version, on a value.
+    pub swapped: [u64; 2],
+    /// Sessions registered.
+    pub sessions: u64,
     /// Linearizable gets answered.
     pub reads: u64,
     /// Writes answered `SessionExpired`.
@@ -99,6 +106,13 @@ impl KvHostedReport {
     /// Adds another run's figures to these (a sweep's totals).
     pub fn add(&mut self, o: &KvHostedReport) {
         self.writes += o.writes;
+        for (a, b) in self.by_kind.iter_mut().zip(o.by_kind) {
+            *a += b;
+        }
+        for (a, b) in self.swapped.iter_mut().zip(o.swapped) {
+            *a += b;
+        }
+        self.sessions += o.sessions;
         self.reads += o.reads;
         self.sessions_expired += o.sessions_expired;
         self.history_ops += o.history_ops;
@@ -112,8 +126,13 @@ impl KvHostedReport {
 #[derive(Debug)]
 enum Pending {
     /// A write of the session: its number, its op, and its place in the
-    /// history (`None`: the session's registration).
-    Write { seq: u64, op: Op, id: Option<OpId> },
+    /// history (`None`: the session's registration) and kind (an index
+    /// of [`KvHostedReport::by_kind`]).
+    Write {
+        seq: u64,
+        op: Op,
+        id: Option<(OpId, usize)>,
+    },
     /// A linearizable get of `key`, begun at `call`.
     Read { key: String, call: u64 },
 }
@@ -179,11 +198,10 @@ impl KvApp {
         r
     }
 
+    /// Client `c` (with no session until it opens one).
     fn client(&mut self, c: u64) -> &mut Client {
         while self.clients.len() <= c as usize {
-            let session = self.next_session;
-            self.next_session += 1;
-            self.clients.push(Client::new(session));
+            self.clients.push(Client::new(0));
         }
         &mut self.clients[c as usize]
     }
@@ -210,33 +228,49 @@ impl KvApp {
         let client = self.client(c);
         client.made += 1;
         let value = format!("{c}.{}", client.made);
-        let op = match rng.range(0, 10) {
+        let (op, kind) = match rng.range(0, 10) {
             0..=3 => {
                 client.pending = Some(Pending::Read { key, call: now });
                 return Request::Read;
             }
-            4..=5 => Op::put(key, value),
-            6 => Op::append(key, value),
-            7 => Op::delete(key),
-            8 => cas(key, Compare::version_is, rng.range(0, 4), value),
-            _ => cas(
-                key,
-                |k, v| Compare::value_is(k, format!("{c}.{v}")),
-                client.made - 1,
-                value,
-            ),
+            4..=5 => (Op::put(key, value), 0),
+            6 => (Op::append(key, value), 1),
+            7 => (Op::delete(key), 2),
+            8 => (cas(key, Compare::version_is, rng.range(0, 4), value), 3),
+            // The client's own last value: it swaps unless someone wrote since.
+            _ => {
+                let last = client.made - 1;
+                let expect = |k, v| Compare::value_is(k, format!("{c}.{v}"));
+                (cas(key, expect, last, value), 4)
+            }
         };
         let session = client.session;
         client.seq += 1;
         let seq = client.seq;
         let id = model_input(&op, ReadConsistency::Linearizable)
-            .map(|input| self.history.invoke_at(session, input, now));
+            .map(|input| (self.history.invoke_at(session, input, now), kind));
         self.client(c).pending = Some(Pending::Write {
             seq,
             op: op.clone(),
             id,
         });
         Request::Write(self.command(c, seq, op, now))
+    }
+
+    /// Counts a write answered `Ok` (`kind`: `None` for a registration).
+    fn count(&mut self, kind: Option<usize>, response: &flotilla_kv::Response) {
+        let Some(kind) = kind else {
+            self.report.sessions += 1;
+            return;
+        };
+        self.report.writes += 1;
+        self.report.by_kind[kind] += 1;
+        if let flotilla_kv::Response::Txn {
+            succeeded: true, ..
+        } = response
+        {
+            self.report.swapped[kind - 3] += 1;
+        }
     }
 
     /// Client `c` opens a new session: its first write registers it.
@@ -284,9 +318,6 @@ impl App for KvApp {
         let addrs: BTreeMap<NodeId, String> =
             voters.iter().map(|&id| (id, format!("sim-{id}"))).collect();
         let publisher = Publisher::new(member, Arc::clone(&self.published));
-        for w in self.watchers.iter_mut().filter(|w| w.member == member) {
-            w.restarted();
-        }
         let limits = SessionLimits {
             ttl_ms: self.cfg.session_ttl_ms,
             ..SessionLimits::default()
@@ -340,10 +371,10 @@ impl App for KvApp {
         match &applied.outcome {
             Outcome::Ok { response, .. } => {
                 client.answered = true;
-                if let Some(id) = id {
+                self.count(id.map(|(_, kind)| kind), response);
+                if let Some((id, _)) = id {
                     self.history.ok_at(id, model_output(response), now);
                 }
-                self.report.writes += 1;
             }
             Outcome::SessionExpired => {
                 // The outcome stays unknown in the history; a new session.

@@ -36,6 +36,8 @@ pub struct Published {
     queues: BTreeMap<u64, Vec<Batch>>,
     /// Rules broken, not yet reported.
     violations: Vec<String>,
+    /// Machines started per member (each restart starts one).
+    starts: BTreeMap<u64, u64>,
     /// Batches of events published, all members.
     pub batches: u64,
 }
@@ -84,6 +86,7 @@ impl Publisher {
     /// The publisher of a fresh machine of `member` (its store at revision
     /// 1, the empty store, until a snapshot is restored).
     pub(crate) fn new(member: u64, shared: Arc<Mutex<Published>>) -> Publisher {
+        *lock(&shared).starts.entry(member).or_default() += 1;
         Publisher {
             member,
             last: Mutex::new(1),
@@ -130,8 +133,9 @@ pub struct Watcher {
     pub member: u64,
     /// The next revision it expects.
     next: u64,
-    /// It must resume from the history (its member restarted).
-    resume: bool,
+    /// The member's machine it follows (a count of its starts): another
+    /// one means the member restarted, and the watch resumes.
+    machine: u64,
     /// Revisions received (live and replayed).
     pub received: u64,
     /// Times it resumed from the history.
@@ -144,17 +148,10 @@ impl Watcher {
         Watcher {
             member,
             next: 2,
-            resume: true,
+            machine: 0,
             received: 0,
             resumed: 0,
         }
-    }
-
-    /// The member got a fresh machine (it restarted): what it publishes
-    /// next starts from its snapshot, so the watcher resumes from the
-    /// history.
-    pub(crate) fn restarted(&mut self) {
-        self.resume = true;
     }
 
     /// Reads what the member published since the last call, or resumes
@@ -168,8 +165,11 @@ impl Watcher {
         let mut shared = lock(shared);
         let batches = shared.queues.remove(&self.member).unwrap_or_default();
         let reset = batches.iter().any(|b| matches!(b, Batch::Reset { .. }));
-        if self.resume || reset {
-            self.resume = false;
+        // A fresh machine (the member restarted) publishes from its
+        // snapshot on: the watch resumes from the history.
+        let started = shared.starts.get(&self.member).copied().unwrap_or(0);
+        if started != self.machine || reset {
+            self.machine = started;
             return self.replay(machine, &shared);
         }
         for batch in batches {
