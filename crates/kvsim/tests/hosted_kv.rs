@@ -49,6 +49,10 @@ fn kv_machine_sweep_from_a_random_start() {
     assert_eq!(kv.writes, kv.by_kind.iter().sum::<u64>(), "{kv:?}");
     assert!(kv.reads > 0 && kv.history_ops > kv.writes, "{kv:?}");
     assert!(kv.watched > 0 && kv.watch_resumes > 0, "{kv:?}");
+    assert!(
+        kv.published > kv.watched / 2,
+        "every member publishes: {kv:?}"
+    );
     // Sessions expire on the replicated clock, now and then: a client
     // cut off past the TTL, not one that keeps writing.
     assert!(kv.sessions_expired > 0, "{kv:?}");

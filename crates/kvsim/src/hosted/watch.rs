@@ -260,3 +260,72 @@ fn same_changes(a: &[Event], b: &[Event]) -> bool {
             .zip(b)
             .all(|(x, y)| x.kind == y.kind && x.kv == y.kv)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_kv::{EventKind, KeyValue};
+
+    fn put(key: &str, rev: u64) -> Event {
+        Event {
+            kind: EventKind::Put,
+            kv: KeyValue {
+                key: bytes::Bytes::copy_from_slice(key.as_bytes()),
+                value: bytes::Bytes::from_static(b"v"),
+                create_rev: rev,
+                mod_rev: rev,
+                version: 1,
+                lease: 0,
+            },
+            prev: None,
+        }
+    }
+
+    fn events(revision: u64, key: &str) -> Batch {
+        Batch::Events {
+            revision,
+            events: vec![put(key, revision)],
+        }
+    }
+
+    #[test]
+    fn a_gap_a_repeat_or_a_step_back_is_a_violation() {
+        let shared = Arc::new(Mutex::new(Published::default()));
+        let p = Publisher::new(1, Arc::clone(&shared));
+        p.publish(events(2, "a"));
+        p.publish(events(3, "b"));
+        assert_eq!(lock(&shared).take_violation(), None);
+        p.publish(events(5, "c"));
+        let v = lock(&shared).take_violation().unwrap();
+        assert!(v.contains("published revision 5 after revision 3"), "{v}");
+        p.publish(events(5, "c"));
+        assert!(lock(&shared).take_violation().is_some(), "a repeat");
+        p.publish(Batch::Reset { revision: 9 });
+        p.publish(events(10, "d"));
+        assert_eq!(lock(&shared).take_violation(), None, "a reset moves on");
+        p.publish(Batch::Reset { revision: 4 });
+        assert!(
+            lock(&shared)
+                .take_violation()
+                .unwrap()
+                .contains("reset to revision 4")
+        );
+        assert_eq!(lock(&shared).batches, 5, "batches of events");
+    }
+
+    #[test]
+    fn members_must_publish_the_same_events_at_a_revision() {
+        let shared = Arc::new(Mutex::new(Published::default()));
+        let (one, two) = (
+            Publisher::new(1, Arc::clone(&shared)),
+            Publisher::new(2, Arc::clone(&shared)),
+        );
+        one.publish(events(2, "a"));
+        two.publish(events(2, "a"));
+        assert_eq!(lock(&shared).take_violation(), None);
+        one.publish(events(3, "b"));
+        two.publish(events(3, "x"));
+        let v = lock(&shared).take_violation().unwrap();
+        assert!(v.contains("member 2 published at revision 3"), "{v}");
+    }
+}
