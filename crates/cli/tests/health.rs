@@ -17,6 +17,7 @@ use cluster_common::Cluster;
 use flotilla_proto::health::v1::HealthCheckRequest;
 use flotilla_proto::health::v1::health_check_response::ServingStatus;
 use flotilla_proto::health::v1::health_client::HealthClient;
+use flotilla_testkit::http::get as http_get;
 use tonic::transport::Channel;
 
 async fn client(endpoint: &str) -> HealthClient<Channel> {
@@ -72,21 +73,6 @@ fn members_serve_while_they_know_a_leader() {
         let r = h.check(ask("")).await.unwrap().into_inner();
         assert_eq!(r.status(), ServingStatus::NotServing);
     });
-}
-
-/// `GET path` over HTTP/1.1 on a fresh connection: (status code, body).
-fn http_get(endpoint: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect(endpoint).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {endpoint}\r\nConnection: close\r\n\r\n");
-    conn.write_all(request.as_bytes()).unwrap();
-    let mut reply = String::new();
-    conn.read_to_string(&mut reply).unwrap();
-    let code = reply.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = reply.split_once("\r\n\r\n").unwrap().1.to_string();
-    (code, body)
 }
 
 #[test]

@@ -9,12 +9,15 @@
 //! - [`wait_for`], [`wait_until`]: polling with a deadline. Tests never
 //!   sleep to synchronize: they poll for the state they need, bounded.
 //! - [`Proc`]: a child process killed (by its own PID) when dropped.
+//! - [`http`]: a minimal HTTP/1.1 client over `std::net` for the client
+//!   port's HTTP endpoints (etcd's `/health`, the JSON gateway).
 //! - [`proxy`]: the one loopback TCP fault proxy (pass, delay, stall,
 //!   cut, black hole), per link or for every directed link of a cluster.
 //!
 //! Test code: a broken environment (no temporary directory, no loopback)
 //! panics with a message saying what failed.
 
+pub mod http;
 mod ports;
 mod process;
 pub mod proxy;

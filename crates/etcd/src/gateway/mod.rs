@@ -31,7 +31,7 @@ use std::convert::Infallible;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
@@ -45,6 +45,9 @@ use routes::{Route, Shape};
 
 /// A response body: whole, or streamed.
 type Body = BoxBody<Bytes, Infallible>;
+
+/// The most of an oversized body read (and dropped) before answering.
+pub const DRAIN_MAX: usize = 64 << 20;
 
 /// How long a client may take to send a request body.
 pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -103,20 +106,20 @@ async fn proxy(
     body: Incoming,
     limit: usize,
 ) -> Response<Body> {
-    let read = tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, limit).collect());
+    let read = tokio::time::timeout(BODY_TIMEOUT, read_body(body, limit));
     let Ok(read) = read.await else {
         let what = format!("gateway: the request body did not arrive within {BODY_TIMEOUT:?}");
         return error(&GrpcStatus::new(Code::DeadlineExceeded, what));
     };
     let body = match read {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+        Ok(Some(b)) => b,
+        Ok(None) => {
             let what = format!(
                 "etcdserver: request is too large (a gateway body holds at most {limit} bytes)"
             );
             return error(&GrpcStatus::new(Code::InvalidArgument, what));
         }
-        Err(e) => return error(&GrpcStatus::new(Code::InvalidArgument, e.to_string())),
+        Err(e) => return error(&GrpcStatus::new(Code::InvalidArgument, e)),
     };
     let parsed = (route.requests)(&body)
         .map_err(|e| format!("the body is not JSON of {}'s request: {e}", route.grpc));
@@ -150,6 +153,29 @@ async fn proxy(
         Shape::Unary => unary(route, answer).await,
         Shape::ServerStream | Shape::Bidi => streamed(route, answer, keep_open),
     }
+}
+
+/// The request body, if it holds at most `limit` bytes. A larger one is
+/// read to its end (up to [`DRAIN_MAX`] bytes, and within the caller's
+/// deadline) but not kept, so the client, still sending, gets the answer
+/// instead of a connection reset.
+async fn read_body(mut body: Incoming, limit: usize) -> Result<Option<Bytes>, String> {
+    let mut kept = bytes::BytesMut::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("gateway: reading the request body: {e}"))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total = total.saturating_add(data.len());
+        if total > DRAIN_MAX {
+            break;
+        }
+        if total <= limit {
+            kept.extend_from_slice(&data);
+        }
+    }
+    Ok((total <= limit).then(|| kept.freeze()))
 }
 
 /// A unary call's one message (and the status after it).
