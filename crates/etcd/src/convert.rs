@@ -419,8 +419,14 @@ mod tests {
             Some(13),
             "after the put, a range reads the txn's revision"
         );
-        // Nothing changed: every read is at the revision itself; a delete
-        // that deleted nothing too.
+    }
+
+    /// A transaction that changed nothing reads at its revision; one whose
+    /// delete deleted moves on from there.
+    #[test]
+    fn nested_headers_follow_what_changed() {
+        use pb::response_op::Response as R;
+        let rev = |h: &Option<pb::ResponseHeader>| h.as_ref().map(|h| h.revision);
         let mut read = pb::TxnResponse {
             responses: vec![
                 op(R::ResponseRange(pb::RangeResponse::default())),
