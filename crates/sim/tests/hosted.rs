@@ -120,3 +120,81 @@ fn five_members_without_faults_serve_every_client() {
     assert!(r.acked_writes > 500 && r.reads > 100, "{r:?}");
     assert_eq!(r.crashes, 0);
 }
+
+/// An app that breaks one rule on purpose: the world must fail the run,
+/// naming it (a check that never fires in a correct run is checked here).
+struct Failing {
+    bare: hosted::Bare,
+    /// Which hook fails, after how many calls.
+    hook: &'static str,
+    calls: u64,
+}
+
+impl hosted::App for Failing {
+    type Machine = <hosted::Bare as hosted::App>::Machine;
+
+    fn machine(&mut self, m: u64, voters: &[flotilla_raft::NodeId]) -> Self::Machine {
+        self.bare.machine(m, voters)
+    }
+
+    fn next(
+        &mut self,
+        rng: &mut flotilla_raft::rng::SplitMix64,
+        c: u64,
+        now: u64,
+    ) -> hosted::Request {
+        self.bare.next(rng, c, now)
+    }
+
+    fn written(&mut self, _c: u64, _o: &(), _now: u64) -> Result<(), String> {
+        self.fail_at("written")
+    }
+
+    fn read(&mut self, _c: u64, _m: &Self::Machine, _now: u64) -> Result<(), String> {
+        self.fail_at("read")
+    }
+
+    fn pumped(&mut self, _m: u64, _machine: &Self::Machine, _now: u64) -> Result<(), String> {
+        self.fail_at("pumped")
+    }
+
+    fn violation(&mut self) -> Option<String> {
+        self.fail_at("violation").err()
+    }
+
+    fn finish(&mut self) -> Result<(), String> {
+        self.fail_at("finish")
+    }
+}
+
+impl Failing {
+    fn fail_at(&mut self, hook: &'static str) -> Result<(), String> {
+        if hook != self.hook {
+            return Ok(());
+        }
+        self.calls += 1;
+        if self.calls < 5 && hook != "finish" {
+            return Ok(());
+        }
+        Err(format!("the app's {hook} said no"))
+    }
+}
+
+#[test]
+fn what_an_app_finds_fails_the_run() {
+    let cfg = HostedConfig::default();
+    for hook in ["written", "read", "pumped", "violation", "finish"] {
+        let app = Failing {
+            bare: hosted::Bare::default(),
+            hook,
+            calls: 0,
+        };
+        let f = hosted::run_app(7, &cfg, app)
+            .err()
+            .unwrap_or_else(|| panic!("{hook} passed"));
+        assert!(
+            f.contains(&format!("the app's {hook} said no")),
+            "{hook}: {f}"
+        );
+    }
+}

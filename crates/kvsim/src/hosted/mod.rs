@@ -340,8 +340,9 @@ impl App for KvApp {
 
     fn next(&mut self, rng: &mut SplitMix64, c: u64, now: u64) -> Request {
         let client = self.client(c);
+        // A write not answered (an error, or the client gave up) is sent
+        // again; a read not answered is dropped, and a new choice made.
         match &client.pending {
-            // A write not answered: the same write again.
             Some(Pending::Write { seq, op, .. }) => {
                 let (seq, op) = (*seq, op.clone());
                 Request::Write(self.command(c, seq, op, now))
@@ -406,14 +407,6 @@ impl App for KvApp {
         Ok(())
     }
 
-    fn failed(&mut self, c: u64, _now: u64) {
-        // A write is sent again; a read is simply dropped.
-        let client = self.client(c);
-        if matches!(client.pending, Some(Pending::Read { .. })) {
-            client.pending = None;
-        }
-    }
-
     fn pumped(&mut self, m: u64, machine: &Self::Machine, _now: u64) -> Result<(), String> {
         for w in self.watchers.iter_mut().filter(|w| w.member == m) {
             w.follow(machine, &self.published)?;
@@ -438,5 +431,28 @@ impl App for KvApp {
                 u.total
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flotilla_host::kv_app::{Batch, Publish};
+
+    #[test]
+    fn a_machine_s_bad_publication_is_the_app_s_violation() {
+        let mut app = KvApp::new(KvHostedConfig::default(), 3);
+        let voters = [NodeId(1), NodeId(2), NodeId(3)];
+        let machine = app.machine(1, &voters);
+        assert_eq!(app.violation(), None);
+        machine.watch.publish(Batch::Events {
+            revision: 5,
+            events: Vec::new(),
+        });
+        let v = app.violation().expect("a gap");
+        assert!(
+            v.contains("member 1 published revision 5 after revision 1"),
+            "{v}"
+        );
     }
 }

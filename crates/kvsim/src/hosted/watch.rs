@@ -303,6 +303,12 @@ mod tests {
         p.publish(Batch::Reset { revision: 9 });
         p.publish(events(10, "d"));
         assert_eq!(lock(&shared).take_violation(), None, "a reset moves on");
+        p.publish(Batch::Reset { revision: 10 });
+        assert_eq!(
+            lock(&shared).take_violation(),
+            None,
+            "a reset to where it is"
+        );
         p.publish(Batch::Reset { revision: 4 });
         assert!(
             lock(&shared)
@@ -327,5 +333,51 @@ mod tests {
         two.publish(events(3, "x"));
         let v = lock(&shared).take_violation().unwrap();
         assert!(v.contains("member 2 published at revision 3"), "{v}");
+    }
+
+    #[test]
+    fn a_watcher_takes_each_revision_once_as_the_members_published_it() {
+        let shared = Arc::new(Mutex::new(Published::default()));
+        let p = Publisher::new(1, Arc::clone(&shared));
+        p.publish(events(2, "a"));
+        p.publish(events(3, "b"));
+        let mut w = Watcher::new(1);
+        let published = lock(&shared);
+        assert_eq!(w.receive(2, &[put("a", 2)], &published), Ok(()));
+        assert_eq!(
+            w.receive(2, &[put("a", 2)], &published),
+            Ok(()),
+            "skipped: before its start"
+        );
+        let e = w.receive(3, &[put("x", 3)], &published).unwrap_err();
+        assert!(e.contains("received at revision 3"), "{e}");
+        let e = w.receive(4, &[put("c", 4)], &published).unwrap_err();
+        assert!(e.contains("received revision 4 when it expected 3"), "{e}");
+        assert_eq!(w.receive(3, &[put("b", 3)], &published), Ok(()));
+        assert_eq!(w.received, 2);
+    }
+
+    #[test]
+    fn changes_compare_kind_and_pair_but_not_the_previous_pair() {
+        let a = put("a", 2);
+        let with_prev = Event {
+            prev: Some(put("a", 1).kv),
+            ..a.clone()
+        };
+        assert!(same_changes(std::slice::from_ref(&a), &[with_prev]));
+        let deleted = Event {
+            kind: EventKind::Delete,
+            ..a.clone()
+        };
+        assert!(!same_changes(std::slice::from_ref(&a), &[deleted]));
+        assert!(!same_changes(std::slice::from_ref(&a), &[put("b", 2)]));
+        assert!(!same_changes(
+            std::slice::from_ref(&a),
+            &[a.clone(), a.clone()]
+        ));
+        assert!(!same_changes(
+            &[a.clone(), put("b", 2)],
+            &[a.clone(), put("c", 2)]
+        ));
     }
 }

@@ -16,9 +16,12 @@
 //! each with an address, and the same removed ids.
 //!
 //! Invariants the world keeps: a client has at most one request out;
-//! every request ends in exactly one of [`App::written`], [`App::read`]
-//! or [`App::failed`], or is still out when the run ends; the machine
-//! `App::read` is handed has applied at least the read's index.
+//! every request ends in [`App::written`] or [`App::read`], or in no
+//! answer the client can use (an error, or it gave up: the app learns so
+//! at the client's next [`App::next`], and a write's outcome stays
+//! unknown until it is sent again), or is still out when the run ends;
+//! the machine `App::read` is handed has applied at least the read's
+//! index.
 
 use bytes::Bytes;
 use flotilla_host::{ApplyError, RestoreError, StateMachine};
@@ -58,10 +61,6 @@ pub trait App: 'static {
     /// Client `c`'s read index was confirmed and applied at `machine`:
     /// the read happens now. An `Err` fails the run.
     fn read(&mut self, c: u64, machine: &Self::Machine, now: u64) -> Result<(), String>;
-
-    /// Client `c`'s request got no answer it can use (an error, or it gave
-    /// up): a write's outcome is unknown until it is retried.
-    fn failed(&mut self, c: u64, now: u64);
 
     /// Fills in what the operator's membership change `cc` carries for
     /// the application (etcd's member add puts the new member's address
@@ -146,6 +145,4 @@ impl App for Bare {
     fn read(&mut self, _c: u64, _machine: &Empty, _now: u64) -> Result<(), String> {
         Ok(())
     }
-
-    fn failed(&mut self, _c: u64, _now: u64) {}
 }

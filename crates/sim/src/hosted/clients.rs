@@ -27,7 +27,6 @@ impl<A: App> World<A> {
             if let Some(out) = self.out.get(&request) {
                 *out.gave_up.borrow_mut() = true;
             }
-            self.app.failed(c, self.now);
             self.next_target(c, None);
         }
         self.issue(c);
@@ -62,7 +61,6 @@ impl<A: App> World<A> {
         self.wake(c, 500 * MS);
         let Some(host) = self.member(target).host() else {
             self.out.remove(&request);
-            self.app.failed(c, self.now);
             self.next_target(c, None);
             self.wake(c, 10 * MS);
             return;
@@ -120,12 +118,7 @@ impl<A: App> World<A> {
                     }
                     (r, checked)
                 }
-                Answer::Proposal(r, Err(e)) | Answer::Read(r, Err(e)) => {
-                    if let Some(c) = self.waiting(r) {
-                        self.app.failed(c, self.now);
-                    }
-                    (r, Err(e))
-                }
+                Answer::Proposal(r, Err(e)) | Answer::Read(r, Err(e)) => (r, Err(e)),
                 Answer::Membership(r, result) => {
                     self.admin_answer(member, r, result);
                     continue;
