@@ -204,7 +204,13 @@ fn streamed<T: Send + 'static>(
     tokio::spawn(async move {
         let _keep_open = keep_open;
         loop {
-            let line = match answer.next().await {
+            // The client left (hyper dropped the body): dropping the
+            // answer ends the gRPC call, even one with nothing to send.
+            let next = tokio::select! {
+                next = answer.next() => next,
+                () = tx.closed() => break,
+            };
+            let line = match next {
                 Ok(Some(m)) => match (route.response)(&m) {
                     Ok(json) => format!("{{\"result\":{json}}}\n"),
                     Err(e) => stream_error(&GrpcStatus::new(Code::Internal, e)),
@@ -213,7 +219,6 @@ fn streamed<T: Send + 'static>(
                 Err(status) => stream_error(&status),
             };
             let last = line.starts_with("{\"error\"");
-            // The client left: dropping the answer ends the gRPC call.
             if tx
                 .send(Ok(http_body::Frame::data(Bytes::from(line))))
                 .await
