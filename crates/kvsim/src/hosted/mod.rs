@@ -407,7 +407,17 @@ impl App for KvApp {
         Ok(())
     }
 
-    fn pumped(&mut self, m: u64, machine: &Self::Machine, _now: u64) -> Result<(), String> {
+    /// Watchers follow their member; the replicated clock (the largest
+    /// stamp applied, which sessions expire on) is never ahead of the
+    /// proposers' clocks (virtual time here).
+    fn pumped(&mut self, m: u64, machine: &Self::Machine, now: u64) -> Result<(), String> {
+        let clock = machine.replica.clock_ms();
+        if clock > now / MS {
+            return Err(format!(
+                "member {m}'s replicated clock is at {clock} ms, ahead of the time ({} ms)",
+                now / MS
+            ));
+        }
         for w in self.watchers.iter_mut().filter(|w| w.member == m) {
             w.follow(machine, &self.published)?;
         }
