@@ -157,11 +157,17 @@ impl Watcher {
     /// Reads what the member published since the last call, or resumes
     /// from the member's history; checks each revision against the
     /// members' publications.
-    pub(crate) fn follow<P: Publish>(
+    pub(crate) fn follow(
         &mut self,
-        machine: &KvMachine<P>,
+        machine: &KvMachine<Publisher>,
         shared: &Mutex<Published>,
     ) -> Result<(), String> {
+        if machine.watch.member != self.member {
+            return Err(format!(
+                "a watcher of member {} was handed member {}'s machine",
+                self.member, machine.watch.member
+            ));
+        }
         let mut shared = lock(shared);
         let batches = shared.queues.remove(&self.member).unwrap_or_default();
         let reset = batches.iter().any(|b| matches!(b, Batch::Reset { .. }));
@@ -182,11 +188,7 @@ impl Watcher {
 
     /// Resumes at `next` from the store's history, up to its revision now
     /// (the publications queued so far are all at or below it).
-    fn replay<P: Publish>(
-        &mut self,
-        machine: &KvMachine<P>,
-        shared: &Published,
-    ) -> Result<(), String> {
+    fn replay(&mut self, machine: &KvMachine<Publisher>, shared: &Published) -> Result<(), String> {
         self.resumed += 1;
         let store = machine.replica.store();
         let (from, to) = (self.next, store.revision());
