@@ -113,6 +113,20 @@ fn unary_checks(ep: &str) {
         assert_eq!((status, &json(&e)["code"]), (400, &3.into()), "{bad}: {e}");
         assert!(e.contains("/etcdserverpb.KV/Range"), "names the call: {e}");
     }
+    // The body limit, to the byte (JSON may be padded with spaces).
+    let max = flotilla_etcd::gateway::body_max(flotilla_etcd::core::DEFAULT_MAX_REQUEST_BYTES);
+    let put = r#"{"key":"Zm9v","value":"YmFy"}"#;
+    let padded = |len: usize| format!("{put}{}", " ".repeat(len - put.len()));
+    assert_eq!(
+        post(ep, "/v3/kv/put", &padded(max)).0,
+        200,
+        "a body of {max} bytes"
+    );
+    let (status, e) = post(ep, "/v3/kv/put", &padded(max + 1));
+    assert!(
+        status == 400 && e.contains(&format!("holds at most {max} bytes")),
+        "{e}"
+    );
     let huge = format!(r#"{{"key":"Zm9v","value":"{}"}}"#, "A".repeat(4 << 20));
     let (status, e) = post(ep, "/v3/kv/put", &huge);
     assert!(

@@ -54,8 +54,8 @@ pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30)
 
 /// The largest request body: a request at etcd's size limit, base64 and
 /// JSON making it up to 4/3 as large, and room for the rest.
-pub fn body_max(core: &Core) -> usize {
-    core.max_request_bytes * 2 + (64 << 10)
+pub fn body_max(max_request_bytes: usize) -> usize {
+    max_request_bytes * 2 + (64 << 10)
 }
 
 /// Serves one HTTP/1.1 connection until the client closes it.
@@ -85,7 +85,7 @@ async fn handle(core: Core, routes: Routes, req: Request<Incoming>) -> Response<
     let method = req.method().clone();
     match (&method, routes::find(&path)) {
         (&Method::POST, Some(route)) => {
-            let limit = body_max(&core);
+            let limit = body_max(core.max_request_bytes);
             proxy(routes, route, req.into_body(), limit).await
         }
         (&Method::POST, None) if path.starts_with("/v3/") || path.starts_with("/v3beta/") => {
