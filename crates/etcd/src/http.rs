@@ -58,6 +58,11 @@ pub async fn opens_http1(conn: &tokio::net::TcpStream) -> bool {
     }
 }
 
+/// Whether `GET path` is one of these endpoints.
+pub(crate) fn serves(path: &str) -> bool {
+    matches!(path, "/health" | "/version" | "/metrics")
+}
+
 /// The status, the content type and the body of `GET path`.
 pub(crate) async fn answer(core: &Core, path: &str) -> (StatusCode, &'static str, String) {
     const TEXT: &str = "text/plain; charset=utf-8";

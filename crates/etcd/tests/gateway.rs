@@ -134,8 +134,18 @@ fn unary_checks(ep: &str) {
         "{status} {e}"
     );
     assert_eq!(post(ep, "/v3/kv/nope", "{}"), (404, "Not Found\n".into()));
+    // etcd's answers to paths and methods it does not serve.
     assert_eq!(get(ep, "/v3/kv/range").0, 405);
+    assert_eq!(get(ep, "/v3/nope"), (404, "Not Found\n".into()));
     assert_eq!(get(ep, "/nope"), (404, "404 page not found\n".into()));
+    assert_eq!(
+        post(ep, "/nope", "{}"),
+        (404, "404 page not found\n".into())
+    );
+    assert_eq!(
+        post(ep, "/health", "{}"),
+        (405, "Method Not Allowed\n".into())
+    );
     let mut conn = connect(ep);
     for _ in 0..3 {
         send(&mut conn, ep, "/v3/maintenance/status", b"{}", false);

@@ -83,19 +83,24 @@ where
 async fn handle(core: Core, routes: Routes, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
+    let gateway = path.starts_with("/v3/") || path.starts_with("/v3beta/");
+    // As etcd: a path it serves, asked with another method, is 405; a
+    // path it does not serve is 404, whatever the method.
     match (&method, routes::find(&path)) {
         (&Method::POST, Some(route)) => {
             let limit = body_max(core.max_request_bytes);
             proxy(routes, route, req.into_body(), limit).await
         }
-        (&Method::POST, None) if path.starts_with("/v3/") || path.starts_with("/v3beta/") => {
-            text(StatusCode::NOT_FOUND, "Not Found\n")
-        }
+        (_, Some(_)) => text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n"),
+        (_, None) if gateway => text(StatusCode::NOT_FOUND, "Not Found\n"),
         (&Method::GET, None) => {
             let (status, content_type, body) = crate::http::answer(&core, &path).await;
             whole(status, content_type, body)
         }
-        _ => text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n"),
+        (_, None) if crate::http::serves(&path) => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n")
+        }
+        (_, None) => text(StatusCode::NOT_FOUND, "404 page not found\n"),
     }
 }
 
