@@ -66,6 +66,14 @@ async fn unary_calls_answer_as_etcd_s_gateway_does() {
 }
 
 fn unary_checks(ep: &str) {
+    kv_answers(ep);
+    error_answers(ep);
+    body_limits(ep);
+    paths_and_connections(ep);
+}
+
+/// Answers and their JSON, as etcd writes it.
+fn kv_answers(ep: &str) {
     let (status, put) = post(ep, "/v3/kv/put", r#"{"key":"Zm9v","value":"YmFy"}"#);
     assert_eq!(status, 200, "{put}");
     assert_eq!(json(&put)["header"]["revision"], "2", "{put}");
@@ -87,7 +95,10 @@ fn unary_checks(ep: &str) {
         t["responses"][1]["response_put"]["header"]["revision"], "3",
         "{t}"
     );
-    // etcd's error bodies, field for field.
+}
+
+/// etcd's error bodies, field for field, and bad bodies.
+fn error_answers(ep: &str) {
     assert_eq!(
         post(ep, "/v3/kv/range", ""),
         (
@@ -113,7 +124,11 @@ fn unary_checks(ep: &str) {
         assert_eq!((status, &json(&e)["code"]), (400, &3.into()), "{bad}: {e}");
         assert!(e.contains("/etcdserverpb.KV/Range"), "names the call: {e}");
     }
-    // The body limit, to the byte (JSON may be padded with spaces).
+}
+
+/// The body limit, to the byte (JSON may be padded with spaces); a body
+/// that never ends.
+fn body_limits(ep: &str) {
     let max = flotilla_etcd::gateway::body_max(flotilla_etcd::core::DEFAULT_MAX_REQUEST_BYTES);
     let put = r#"{"key":"Zm9v","value":"YmFy"}"#;
     let padded = |len: usize| format!("{put}{}", " ".repeat(len - put.len()));
@@ -133,8 +148,28 @@ fn unary_checks(ep: &str) {
         status == 400 && e.contains("request is too large"),
         "{status} {e}"
     );
+    // A body that never ends is answered once DRAIN_MAX bytes are read.
+    let drain = flotilla_etcd::gateway::DRAIN_MAX;
+    let mut conn = connect(ep);
+    let head = format!(
+        "POST /v3/kv/put HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        2 * drain
+    );
+    std::io::Write::write_all(&mut conn, head.as_bytes()).unwrap();
+    let chunk = vec![b' '; 1 << 20];
+    for _ in 0..(drain >> 20) + 1 {
+        let _ = std::io::Write::write_all(&mut conn, &chunk);
+    }
+    let (status, e) = read_response(&mut conn);
+    assert!(
+        status == 400 && e.contains(&format!("holds at most {max}")),
+        "{e}"
+    );
+}
+
+/// etcd's answers to paths and methods it does not serve; keep-alive.
+fn paths_and_connections(ep: &str) {
     assert_eq!(post(ep, "/v3/kv/nope", "{}"), (404, "Not Found\n".into()));
-    // etcd's answers to paths and methods it does not serve.
     assert_eq!(get(ep, "/v3/kv/range").0, 405);
     assert_eq!(get(ep, "/v3/nope"), (404, "Not Found\n".into()));
     assert_eq!(get(ep, "/nope"), (404, "404 page not found\n".into()));

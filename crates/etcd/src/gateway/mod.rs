@@ -215,21 +215,17 @@ fn streamed<T: Send + 'static>(
                 next = answer.next() => next,
                 () = tx.closed() => break,
             };
-            let line = match next {
+            // A result line, or an error line that ends the stream.
+            let (line, last) = match next {
                 Ok(Some(m)) => match (route.response)(&m) {
-                    Ok(json) => format!("{{\"result\":{json}}}\n"),
-                    Err(e) => stream_error(&GrpcStatus::new(Code::Internal, e)),
+                    Ok(json) => (format!("{{\"result\":{json}}}\n"), false),
+                    Err(e) => (stream_error(&GrpcStatus::new(Code::Internal, e)), true),
                 },
                 Ok(None) => break,
-                Err(status) => stream_error(&status),
+                Err(status) => (stream_error(&status), true),
             };
-            let last = line.starts_with("{\"error\"");
-            if tx
-                .send(Ok(http_body::Frame::data(Bytes::from(line))))
-                .await
-                .is_err()
-                || last
-            {
+            let frame = Ok(http_body::Frame::data(Bytes::from(line)));
+            if tx.send(frame).await.is_err() || last {
                 break;
             }
         }
