@@ -223,4 +223,67 @@ mod tests {
             (Code::InvalidArgument, "key is not provided")
         );
     }
+
+    /// An answer whose body gives `frames`.
+    fn answer(frames: Vec<http_body::Frame<Bytes>>) -> Answer {
+        let stream = tokio_stream::iter(frames.into_iter().map(Ok::<_, Infallible>));
+        Answer {
+            body: tonic::body::Body::new(http_body_util::StreamBody::new(stream)),
+            buffer: BytesMut::new(),
+            ended: false,
+        }
+    }
+
+    fn data(b: &[u8]) -> http_body::Frame<Bytes> {
+        http_body::Frame::data(Bytes::copy_from_slice(b))
+    }
+
+    fn trailers(status: &str) -> http_body::Frame<Bytes> {
+        let mut h = http::HeaderMap::new();
+        h.insert("grpc-status", status.parse().unwrap());
+        http_body::Frame::trailers(h)
+    }
+
+    #[tokio::test]
+    async fn messages_are_read_whole_across_and_within_chunks() {
+        let (one, two, empty) = (frame(b"one"), frame(b"two!"), frame(b""));
+        let mut both = one.to_vec();
+        both.extend_from_slice(&two[..6]);
+        let mut a = answer(vec![
+            data(&both),
+            data(&two[6..]),
+            data(&empty),
+            trailers("0"),
+        ]);
+        assert_eq!(a.next().await, Ok(Some(Bytes::from_static(b"one"))));
+        assert_eq!(a.next().await, Ok(Some(Bytes::from_static(b"two!"))));
+        assert_eq!(a.next().await, Ok(Some(Bytes::new())), "an empty message");
+        assert_eq!(a.next().await, Ok(None));
+    }
+
+    #[tokio::test]
+    async fn a_status_in_the_trailers_ends_the_answer() {
+        let mut a = answer(vec![data(&frame(b"x")), trailers("5")]);
+        assert_eq!(a.next().await, Ok(Some(Bytes::from_static(b"x"))));
+        assert_eq!(a.next().await.unwrap_err().code, Code::NotFound);
+        assert_eq!(a.next().await, Ok(None), "and nothing comes after it");
+    }
+
+    #[tokio::test]
+    async fn a_cut_or_compressed_message_is_an_error() {
+        let cut = frame(b"abcdef");
+        let mut a = answer(vec![data(&cut[..7])]);
+        let e = a.next().await.unwrap_err();
+        assert!(e.message.contains("ended inside a message"), "{e:?}");
+        let mut a = answer(vec![data(&cut[..3])]);
+        assert_eq!(
+            a.next().await.unwrap_err().code,
+            Code::Internal,
+            "a cut prefix"
+        );
+        let mut compressed = cut.to_vec();
+        compressed[0] = 1;
+        let e = answer(vec![data(&compressed)]).next().await.unwrap_err();
+        assert!(e.message.contains("compressed"), "{e:?}");
+    }
 }
