@@ -212,6 +212,12 @@ impl<SM: StateMachine, W: Waiters<SM::Output>> Host<SM, W> {
         Ok(host)
     }
 
+    /// The state machine, shared with the executor (which reads it to
+    /// answer reads at an applied index).
+    pub fn machine(&self) -> &Arc<Mutex<SM>> {
+        &self.sm
+    }
+
     /// The WAL the group lives in (the executor syncs it).
     pub fn wal(&self) -> Wal {
         self.storage.wal()

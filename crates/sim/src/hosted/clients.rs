@@ -50,7 +50,6 @@ impl<A: App> World<A> {
             Request::Write(data) => Some(data),
             Request::Read => None,
         };
-        self.clients[c as usize].sent += 1;
         let waiter = self.waiter(target, request, false);
         if let Some(out) = self.out.get_mut(&request) {
             out.client = c;
@@ -137,7 +136,7 @@ impl<A: App> World<A> {
 
     /// Client `c` reads member `m`'s machine, which applied its index.
     fn app_read(&mut self, m: u64, c: u64) {
-        let Some(chain) = self.member(m).machine.clone() else {
+        let Some(chain) = self.member(m).machine() else {
             return self.fail(format!("member {m} answered a read while down"));
         };
         let chain = machine::lock_chain(&chain);

@@ -110,8 +110,6 @@ pub(crate) struct Member<M: StateMachine> {
     pub(crate) id: u64,
     pub(crate) fs: MemFs,
     pub(crate) life: Life<M>,
-    /// The running host's machine (the host shares it), while up.
-    pub(crate) machine: Option<SharedChain<M>>,
     /// Bumped at every crash.
     pub(crate) incarnation: u64,
     /// A sync runs (the host asked for one and has not heard back).
@@ -141,15 +139,14 @@ pub(crate) fn open_group(fs: &MemFs) -> Result<GroupHandle, WalError> {
     wal.group(GROUP)
 }
 
-/// Starts a host over `storage`, running the app's `machine`; returns
-/// the host and the machine it shares.
+/// Starts a host over `storage`, running the app's `machine`.
 pub(crate) fn start_host<M: StateMachine>(
     raft: Config,
     snapshot_entries: u64,
     storage: GroupHandle,
     ledger: &Arc<Mutex<Ledger>>,
     machine: M,
-) -> Result<(SimHost<M>, SharedChain<M>), StartError> {
+) -> Result<SimHost<M>, StartError> {
     let opts = HostOptions {
         snapshot_entries,
         proposals_pending_max: 1024,
@@ -157,10 +154,8 @@ pub(crate) fn start_host<M: StateMachine>(
         raft,
     };
     let chain = Chain::new(opts.raft.id.get(), Arc::clone(ledger), machine);
-    let chain = Arc::new(Mutex::new(chain));
     let counters = Arc::new(Counters::default());
-    let host = Host::new(opts, storage, Arc::clone(&chain), counters)?;
-    Ok((host, chain))
+    Host::new(opts, storage, Arc::new(Mutex::new(chain)), counters)
 }
 
 impl<M: StateMachine> Member<M> {
@@ -195,6 +190,11 @@ impl<M: StateMachine> Member<M> {
         linked && !table.removed.contains(&to)
     }
 
+    /// The running host's machine, if the member is up.
+    pub(crate) fn machine(&mut self) -> Option<SharedChain<M>> {
+        self.host().map(|h| Arc::clone(h.machine()))
+    }
+
     /// The running host, if the member is up.
     pub(crate) fn host(&mut self) -> Option<&mut SimHost<M>> {
         match &mut self.life {
@@ -225,7 +225,6 @@ impl<M: StateMachine> Member<M> {
         self.fs = image.crash(seed);
         let storage = open_group(&self.fs).map_err(|e| start_error(self.id, &e))?;
         self.life = Life::Down(storage);
-        self.machine = None;
         self.incarnation += 1;
         self.syncing = false;
         self.table = None;
@@ -248,7 +247,6 @@ impl<M: StateMachine> Member<M> {
         if let Life::Up(host) = std::mem::replace(&mut self.life, placeholder) {
             self.life = Life::Removed(host);
         }
-        self.machine = None;
         self.incarnation += 1;
         self.syncing = false;
         Ok(true)
@@ -267,10 +265,9 @@ impl<M: StateMachine> Member<M> {
         let Life::Down(storage) = std::mem::replace(&mut self.life, placeholder) else {
             return Ok(());
         };
-        let (host, chain) = start_host(raft, snapshot_entries, storage, ledger, machine)
+        let host = start_host(raft, snapshot_entries, storage, ledger, machine)
             .map_err(|e| start_error(self.id, &e))?;
         self.life = Life::Up(Box::new(host));
-        self.machine = Some(chain);
         // A fresh transport: what the down member "heard" reached no one.
         self.heard.clear();
         Ok(())

@@ -131,7 +131,6 @@ pub(crate) struct Client {
     pub(crate) token: u64,
     /// The request out, with its deadline.
     pub(crate) pending: Option<(u64, u64)>,
-    pub(crate) sent: u64,
 }
 
 /// The machine's output of app `A`.
@@ -214,15 +213,13 @@ impl<A: App> World<A> {
             let raft = raft_config(id, cfg.members, rng.next_u64());
             let app_machine = app.machine(id, &voters(cfg.members));
             let every = cfg.snapshot_entries;
-            let (host, chain) =
-                super::member::start_host(raft, every, storage, &ledger, app_machine)
-                    .map_err(|e| start_error(id, &e))?;
+            let host = super::member::start_host(raft, every, storage, &ledger, app_machine)
+                .map_err(|e| start_error(id, &e))?;
             let life = Life::Up(Box::new(host));
             members.push(Member {
                 id,
                 fs,
                 life,
-                machine: Some(chain),
                 incarnation: 0,
                 syncing: false,
                 table: None,
@@ -240,7 +237,6 @@ impl<A: App> World<A> {
                 target: 1 + c % cfg.members,
                 token: 0,
                 pending: None,
-                sent: 0,
             })
             .collect();
         let mut w = World {
@@ -428,7 +424,7 @@ impl<A: App> World<A> {
         }
         self.observe_commit(m);
         self.answers();
-        if let Some(chain) = self.member(m).machine.clone() {
+        if let Some(chain) = self.member(m).machine() {
             let chain = machine::lock_chain(&chain);
             if let Err(f) = self.app.pumped(m, &chain.inner, self.now) {
                 drop(chain);
