@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use flotilla_kv::{ClerkError, Op, ReadConsistency, Response, ServerConfig};
 use flotilla_linearize::{Kv, Limits, Recorder, Verdict, check};
 use flotilla_raft::NodeId;
-use flotilla_sim::{Cluster, ClusterConfig, Failure, MS};
+use flotilla_sim::{Cluster, ClusterConfig, Failure, MS, Tester};
 
 use crate::client::{ClerkActor, ClientStats, History, OpResult, Script, ScriptState, Workload};
 

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use flotilla_raft::LogIndex;
 
 use crate::cluster::{Cluster, ClusterConfig, Failure};
+use crate::lab::Tester;
 
 /// What a throughput run did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

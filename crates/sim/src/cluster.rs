@@ -183,10 +183,10 @@ pub(crate) enum Event {
     },
 }
 
-/// A concurrent client of the cluster (the course's goroutines).
-pub trait Actor {
+/// A concurrent client of a cluster `C` (the course's goroutines).
+pub trait Actor<C = Cluster> {
     /// Runs at its wake time; returns when to wake next, or `None` when done.
-    fn wake(&mut self, c: &mut Cluster) -> Result<Option<u64>, Failure>;
+    fn wake(&mut self, c: &mut C) -> Result<Option<u64>, Failure>;
 }
 
 /// A simulated cluster.

@@ -1,7 +1,11 @@
 //! The course's Raft tester (`raft/config.go`, spec §2.2) on virtual time:
 //! `one`, `check_one_leader`, `n_committed`, `wait` and friends, with the
 //! same polling intervals and time budgets, so the Lab 2 tests read like
-//! the originals.
+//! the originals. They are written once, over [`Tester`]: what a test
+//! needs of a cluster (its servers' state, the course's `Start`, faults,
+//! virtual time). [`crate::hosted::HostedCluster`] runs the production
+//! replica host, and the Lab 2 tests run there; [`Cluster`], the older
+//! driver, keeps the randomized `flotilla sim raft` runs until they move.
 //!
 //! Differences, kept on purpose: every leader appends a no-op at the start
 //! of its term (§8), so log indexes of commands are not consecutive across
@@ -9,6 +13,7 @@
 //! the course's absolute numbers.
 
 use bytes::Bytes;
+use flotilla_raft::rng::SplitMix64;
 use flotilla_raft::{LogIndex, NodeId, Term};
 
 use crate::cluster::{Actor, Cluster, ClusterConfig, Failure};
@@ -20,6 +25,174 @@ pub const ELECTION_TIMEOUT_NS: u64 = 1000 * MS;
 /// A command for tests: an integer, as the course's tests use.
 pub fn cmd(x: u64) -> Bytes {
     Bytes::copy_from_slice(&x.to_le_bytes())
+}
+
+/// What the course's tester needs of a cluster of `n()` servers, indexed
+/// `0..n()` (server `i` is member `i + 1`).
+pub trait Tester {
+    /// The number of servers.
+    fn n(&self) -> usize;
+    /// Virtual time, in ns.
+    fn now(&self) -> u64;
+    /// The test's PRNG.
+    fn test_rng(&mut self) -> &mut SplitMix64;
+    /// A failure at the current time.
+    fn fail(&self, what: impl Into<String>) -> Failure;
+    /// Runs every event up to virtual time `t`.
+    fn run_until(&mut self, t: u64) -> Result<(), Failure>;
+    /// Whether server `i` is connected.
+    fn connected(&self, i: usize) -> bool;
+    /// Cuts server `i` off from everyone.
+    fn disconnect(&mut self, i: usize);
+    /// Kills server `i`: it loses what it had not synced.
+    fn crash(&mut self, i: usize);
+    /// Server `i`'s term and whether it leads (the course's `GetState`),
+    /// or `None` while it is down.
+    fn get_state(&self, i: usize) -> Option<(Term, bool)>;
+    /// The last index server `i` applied (kept while it is down, as the
+    /// course's tester keeps its record of what a crashed server applied).
+    fn applied(&self, i: usize) -> LogIndex;
+    /// The command committed at `index`, if one was applied there (`None`
+    /// for a no-op or a membership change).
+    fn command_at(&self, index: LogIndex) -> Option<Bytes>;
+    /// Proposes `cmd` at server `i` if it leads: the course's `Start`.
+    /// Returns the index and term it will have if committed.
+    fn start(&mut self, i: usize, cmd: Bytes) -> Option<(LogIndex, Term)>;
+
+    /// Runs for `d` ns of virtual time.
+    fn run_for(&mut self, d: u64) -> Result<(), Failure> {
+        self.run_until(self.now() + d)
+    }
+
+    /// Indexes of servers that are running and connected.
+    fn live_connected(&self) -> Vec<usize> {
+        (0..self.n())
+            .filter(|&i| self.connected(i) && self.get_state(i).is_some())
+            .collect()
+    }
+
+    /// Waits for exactly one leader among the connected servers: up to 10
+    /// rounds of 450–549 ms; two leaders in one term fail at once.
+    fn check_one_leader(&mut self) -> Result<usize, Failure> {
+        for _ in 0..10 {
+            let ms = self.test_rng().range(450, 550);
+            self.run_for(ms * MS)?;
+            let mut leaders: std::collections::BTreeMap<Term, Vec<usize>> = Default::default();
+            for i in self.live_connected() {
+                if let Some((term, true)) = self.get_state(i) {
+                    leaders.entry(term).or_default().push(i);
+                }
+            }
+            for (term, ls) in &leaders {
+                if ls.len() > 1 {
+                    return Err(self.fail(format!("term {term} has {} (>1) leaders", ls.len())));
+                }
+            }
+            if let Some((_, ls)) = leaders.last_key_value() {
+                return Ok(ls[0]);
+            }
+        }
+        Err(self.fail("expected one leader, got none"))
+    }
+
+    /// All connected servers agree on the term; returns it.
+    fn check_terms(&self) -> Result<Term, Failure> {
+        let mut term = None;
+        for i in self.live_connected() {
+            let Some((t, _)) = self.get_state(i) else {
+                continue;
+            };
+            match term {
+                None => term = Some(t),
+                Some(x) if x != t => return Err(self.fail("servers disagree on term")),
+                _ => {}
+            }
+        }
+        term.ok_or_else(|| self.fail("no connected server to ask for its term"))
+    }
+
+    /// No connected server claims to lead.
+    fn check_no_leader(&self) -> Result<(), Failure> {
+        for i in self.live_connected() {
+            if let Some((_, true)) = self.get_state(i) {
+                return Err(self.fail(format!(
+                    "expected no leader among connected servers, but {} claims",
+                    i + 1
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// How many servers have applied `index`, and the command there.
+    fn n_committed(&self, index: LogIndex) -> (usize, Option<Bytes>) {
+        let count = (0..self.n()).filter(|&i| self.applied(i) >= index).count();
+        (count, self.command_at(index))
+    }
+
+    /// The course's `one`: submits `cmd` until a leader accepts it and at
+    /// least `expected` servers apply it, within 10 s.
+    fn one(&mut self, cmd: Bytes, expected: usize, retry: bool) -> Result<LogIndex, Failure>
+    where
+        Self: Sized,
+    {
+        let mut call = OneCall::new(self, cmd, expected, retry);
+        loop {
+            match call.poll(self)? {
+                OnePoll::Done(index) => return Ok(index),
+                OnePoll::WaitUntil(t) => self.run_until(t)?,
+            }
+        }
+    }
+
+    /// The course's `wait`: until `n` servers applied `index`, backing off
+    /// from 10 ms to 1 s for 30 rounds. Reports [`Waited::TermMoved`] if
+    /// some term passed `start_term` (the caller retries).
+    fn wait(
+        &mut self,
+        index: LogIndex,
+        n: usize,
+        start_term: Option<Term>,
+    ) -> Result<Waited, Failure> {
+        let mut to = 10 * MS;
+        for _ in 0..30 {
+            if self.n_committed(index).0 >= n {
+                break;
+            }
+            self.run_for(to)?;
+            if to < 1000 * MS {
+                to *= 2;
+            }
+            if let Some(start) = start_term {
+                let passed = (0..self.n())
+                    .filter_map(|i| self.get_state(i))
+                    .any(|(t, _)| t > start);
+                if passed {
+                    return Ok(Waited::TermMoved);
+                }
+            }
+        }
+        let (nd, cmd) = self.n_committed(index);
+        if nd < n {
+            return Err(self.fail(format!("only {nd} decided for index {index}; wanted {n}")));
+        }
+        Ok(Waited::Applied(cmd))
+    }
+
+    /// The course's `crash1`: cut server `i` off, then kill it.
+    fn crash1(&mut self, i: usize) {
+        self.disconnect(i);
+        self.crash(i);
+    }
+
+    /// A random string of `n` letters and digits (the course's `randstring`).
+    fn rand_string(&mut self, n: usize) -> Bytes {
+        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+        let rng = self.test_rng();
+        (0..n)
+            .map(|_| ALPHABET[rng.range(0, ALPHABET.len() as u64) as usize])
+            .collect()
+    }
 }
 
 impl Cluster {
@@ -42,165 +215,63 @@ impl Cluster {
         self.net.cfg.reliable = reliable;
     }
 
-    /// Turns the course's long reordering of responses on or off.
-    pub fn set_long_reordering(&mut self, on: bool) {
-        self.net.cfg.long_reordering = on;
-    }
-
-    /// Request messages sent so far (the course's RPC count).
-    pub fn rpc_total(&self) -> u64 {
-        self.net.counters.requests
-    }
-
-    /// Bytes sent so far.
-    pub fn bytes_total(&self) -> u64 {
-        self.net.counters.bytes
-    }
-
-    /// Indexes of nodes that are running and connected.
-    pub fn live_connected(&self) -> Vec<usize> {
-        (0..self.n())
-            .filter(|&i| self.connected(i) && self.nodes[i].alive())
-            .collect()
-    }
-
-    /// Waits for exactly one leader among the connected nodes: up to 10
-    /// rounds of 450–549 ms; two leaders in one term fail at once.
-    pub fn check_one_leader(&mut self) -> Result<usize, Failure> {
-        for _ in 0..10 {
-            let ms = self.rng.range(450, 550);
-            self.run_for(ms * MS)?;
-            let mut leaders: std::collections::BTreeMap<Term, Vec<usize>> = Default::default();
-            for i in self.live_connected() {
-                if let Some((term, true)) = self.nodes[i].state() {
-                    leaders.entry(term).or_default().push(i);
-                }
-            }
-            for (term, ls) in &leaders {
-                if ls.len() > 1 {
-                    return Err(self.fail(format!("term {term} has {} (>1) leaders", ls.len())));
-                }
-            }
-            if let Some((_, ls)) = leaders.last_key_value() {
-                return Ok(ls[0]);
-            }
-        }
-        Err(self.fail("expected one leader, got none"))
-    }
-
-    /// All connected nodes agree on the term; returns it.
-    pub fn check_terms(&self) -> Result<Term, Failure> {
-        let mut term = None;
-        for i in self.live_connected() {
-            let Some((t, _)) = self.nodes[i].state() else {
-                continue;
-            };
-            match term {
-                None => term = Some(t),
-                Some(x) if x != t => return Err(self.fail("servers disagree on term")),
-                _ => {}
-            }
-        }
-        term.ok_or_else(|| self.fail("no connected server to ask for its term"))
-    }
-
-    /// No connected node claims to lead.
-    pub fn check_no_leader(&self) -> Result<(), Failure> {
-        for i in self.live_connected() {
-            if let Some((_, true)) = self.nodes[i].state() {
-                return Err(self.fail(format!(
-                    "expected no leader among connected servers, but {} claims",
-                    i + 1
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// How many nodes have applied `index`, and the command there.
-    pub fn n_committed(&self, index: LogIndex) -> (usize, Option<Bytes>) {
-        let count = self
-            .nodes
-            .iter()
-            .filter(|n| n.app.last_applied >= index)
-            .count();
-        (count, self.committed.command(index).cloned())
-    }
-
-    /// The course's `one`: submits `cmd` until a leader accepts it and at
-    /// least `expected` nodes apply it, within 10 s.
-    pub fn one(&mut self, cmd: Bytes, expected: usize, retry: bool) -> Result<LogIndex, Failure> {
-        let mut call = OneCall::new(self, cmd, expected, retry);
-        loop {
-            match call.poll(self)? {
-                OnePoll::Done(index) => return Ok(index),
-                OnePoll::WaitUntil(t) => self.run_until(t)?,
-            }
-        }
-    }
-
-    /// The course's `wait`: until `n` nodes applied `index`, backing off
-    /// from 10 ms to 1 s for 30 rounds. Reports [`Waited::TermMoved`] if
-    /// some term passed `start_term` (the caller retries).
-    pub fn wait(
-        &mut self,
-        index: LogIndex,
-        n: usize,
-        start_term: Option<Term>,
-    ) -> Result<Waited, Failure> {
-        let mut to = 10 * MS;
-        for _ in 0..30 {
-            if self.n_committed(index).0 >= n {
-                break;
-            }
-            self.run_for(to)?;
-            if to < 1000 * MS {
-                to *= 2;
-            }
-            if let Some(start) = start_term {
-                let passed = self
-                    .nodes
-                    .iter()
-                    .filter_map(|x| x.state())
-                    .any(|(t, _)| t > start);
-                if passed {
-                    return Ok(Waited::TermMoved);
-                }
-            }
-        }
-        let (nd, cmd) = self.n_committed(index);
-        if nd < n {
-            return Err(self.fail(format!("only {nd} decided for index {index}; wanted {n}")));
-        }
-        Ok(Waited::Applied(cmd))
-    }
-
-    /// The course's `crash1`: cut node `idx` off, then kill it.
-    pub fn crash1(&mut self, idx: usize) {
-        self.disconnect(idx);
-        self.crash(idx);
-    }
-
-    /// A random string of `n` letters and digits (the course's `randstring`).
-    pub fn rand_string(&mut self, n: usize) -> Bytes {
-        const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-        (0..n)
-            .map(|_| ALPHABET[self.rng.range(0, ALPHABET.len() as u64) as usize])
-            .collect()
-    }
-
-    /// The state of node `idx` (term, leading) or `None` if it is down.
-    pub fn get_state(&self, idx: usize) -> Option<(Term, bool)> {
-        self.nodes[idx].state()
-    }
-
     /// Node index of `id`.
     pub fn idx(id: NodeId) -> usize {
         id.get() as usize - 1
     }
 }
 
-/// What [`Cluster::wait`] saw.
+impl Tester for Cluster {
+    fn n(&self) -> usize {
+        self.nodes.len()
+    }
+
+    fn now(&self) -> u64 {
+        self.now
+    }
+
+    fn test_rng(&mut self) -> &mut SplitMix64 {
+        &mut self.rng
+    }
+
+    fn fail(&self, what: impl Into<String>) -> Failure {
+        Cluster::fail(self, what)
+    }
+
+    fn run_until(&mut self, t: u64) -> Result<(), Failure> {
+        Cluster::run_until(self, t)
+    }
+
+    fn connected(&self, i: usize) -> bool {
+        Cluster::connected(self, i)
+    }
+
+    fn disconnect(&mut self, i: usize) {
+        Cluster::disconnect(self, i)
+    }
+
+    fn crash(&mut self, i: usize) {
+        Cluster::crash(self, i)
+    }
+
+    fn get_state(&self, i: usize) -> Option<(Term, bool)> {
+        self.nodes[i].state()
+    }
+
+    fn applied(&self, i: usize) -> LogIndex {
+        self.nodes[i].app.last_applied
+    }
+
+    fn command_at(&self, index: LogIndex) -> Option<Bytes> {
+        self.committed.command(index).cloned()
+    }
+
+    fn start(&mut self, i: usize, cmd: Bytes) -> Option<(LogIndex, Term)> {
+        Cluster::start(self, i, cmd)
+    }
+}
+
+/// What [`Tester::wait`] saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Waited {
     /// Enough nodes applied the index; the command there (`None` for a
@@ -233,23 +304,23 @@ pub struct OneCall {
 
 impl OneCall {
     /// Prepares a call.
-    pub fn new(c: &Cluster, cmd: Bytes, expected: usize, retry: bool) -> OneCall {
+    pub fn new<C: Tester>(c: &C, cmd: Bytes, expected: usize, retry: bool) -> OneCall {
         OneCall {
             cmd,
             expected,
             retry,
-            began: c.now,
+            began: c.now(),
             starts: 0,
             polling: None,
         }
     }
 
     /// Advances the call.
-    pub fn poll(&mut self, c: &mut Cluster) -> Result<OnePoll, Failure> {
-        let fail = |c: &Cluster, cmd: &Bytes| {
-            Err(c.fail(format!("one({cmd:?}) failed to reach agreement")))
-        };
-        if c.now - self.began >= 10_000 * MS {
+    pub fn poll<C: Tester>(&mut self, c: &mut C) -> Result<OnePoll, Failure> {
+        let fail =
+            |c: &C, cmd: &Bytes| Err(c.fail(format!("one({cmd:?}) failed to reach agreement")));
+        let now = c.now();
+        if now - self.began >= 10_000 * MS {
             return fail(c, &self.cmd);
         }
         if self.polling.is_none() {
@@ -259,26 +330,26 @@ impl OneCall {
                     continue;
                 }
                 if let Some((index, _)) = c.start(self.starts, self.cmd.clone()) {
-                    self.polling = Some((index, c.now));
+                    self.polling = Some((index, now));
                     break;
                 }
             }
         }
         let Some((index, since)) = self.polling else {
-            return Ok(OnePoll::WaitUntil(c.now + 50 * MS));
+            return Ok(OnePoll::WaitUntil(now + 50 * MS));
         };
         let (nd, got) = c.n_committed(index);
         if nd > 0 && nd >= self.expected && got.as_ref() == Some(&self.cmd) {
             return Ok(OnePoll::Done(index));
         }
-        if c.now - since < 2000 * MS {
-            return Ok(OnePoll::WaitUntil(c.now + 20 * MS));
+        if now - since < 2000 * MS {
+            return Ok(OnePoll::WaitUntil(now + 20 * MS));
         }
         if !self.retry {
             return fail(c, &self.cmd);
         }
         self.polling = None;
-        Ok(OnePoll::WaitUntil(c.now))
+        Ok(OnePoll::WaitUntil(now))
     }
 }
 
@@ -295,8 +366,8 @@ impl OneActor {
     }
 }
 
-impl Actor for OneActor {
-    fn wake(&mut self, c: &mut Cluster) -> Result<Option<u64>, Failure> {
+impl<C: Tester> Actor<C> for OneActor {
+    fn wake(&mut self, c: &mut C) -> Result<Option<u64>, Failure> {
         match self.call.poll(c)? {
             OnePoll::Done(index) => {
                 self.done.borrow_mut().push(index);

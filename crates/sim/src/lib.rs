@@ -26,7 +26,8 @@ pub mod swarm;
 pub mod sync;
 
 pub use cluster::{Actor, AppState, Cluster, ClusterConfig, Failure, SimNode};
-pub use lab::{ELECTION_TIMEOUT_NS, OneActor, OneCall, Waited, cmd};
+pub use hosted::{HostedActor, HostedCluster};
+pub use lab::{ELECTION_TIMEOUT_NS, OneActor, OneCall, Tester, Waited, cmd};
 pub use net::{MS, NetConfig, Network};
 pub use runner::run_seeds;
 pub use service::{CLIENT_ADDR_BASE, Outbox, Service, ServiceFactory};

@@ -17,6 +17,7 @@ use std::str::FromStr;
 use flotilla_raft::{ConfChange, ConfChangeOp, NodeId};
 
 use crate::cluster::{Actor, Cluster, ClusterConfig, Failure};
+use crate::lab::Tester;
 use crate::lab::cmd;
 use crate::net::MS;
 

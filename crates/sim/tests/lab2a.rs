@@ -2,7 +2,7 @@
 //! Scenarios and limits follow `spec/lab-tests.md` §2.3.
 
 use flotilla_raft::Term;
-use flotilla_sim::{Cluster, ELECTION_TIMEOUT_NS, MS, run_seeds};
+use flotilla_sim::{ELECTION_TIMEOUT_NS, HostedCluster, MS, Tester, run_seeds};
 
 const SEEDS: u64 = 20;
 
@@ -11,7 +11,7 @@ const SEEDS: u64 = 20;
 #[test]
 fn initial_election_2a() {
     run_seeds("initial_election_2a", SEEDS, |seed| {
-        let mut c = Cluster::lab(3, seed, true, false);
+        let mut c = HostedCluster::lab(3, seed, true, false);
         c.check_one_leader()?;
         c.run_for(50 * MS)?;
         let term1 = c.check_terms()?;
@@ -34,7 +34,7 @@ fn initial_election_2a() {
 #[test]
 fn re_election_2a() {
     run_seeds("re_election_2a", SEEDS, |seed| {
-        let mut c = Cluster::lab(3, seed, true, false);
+        let mut c = HostedCluster::lab(3, seed, true, false);
         let leader1 = c.check_one_leader()?;
         // A leader disconnects: a new one is elected.
         c.disconnect(leader1);
@@ -61,7 +61,7 @@ fn re_election_2a() {
 #[test]
 fn many_elections_2a() {
     run_seeds("many_elections_2a", SEEDS, |seed| {
-        let mut c = Cluster::lab(7, seed, true, false);
+        let mut c = HostedCluster::lab(7, seed, true, false);
         c.check_one_leader()?;
         for _ in 0..10 {
             let picks: Vec<usize> = (0..3).map(|_| c.rng.range(0, 7) as usize).collect();

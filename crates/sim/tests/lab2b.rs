@@ -7,7 +7,7 @@
 //! right after what they observed.
 
 use flotilla_raft::LogIndex;
-use flotilla_sim::{Cluster, ELECTION_TIMEOUT_NS, MS, Waited, cmd, run_seeds};
+use flotilla_sim::{ELECTION_TIMEOUT_NS, HostedCluster, MS, Tester, Waited, cmd, run_seeds};
 
 const SEEDS: u64 = 20;
 
@@ -16,7 +16,7 @@ const SEEDS: u64 = 20;
 #[test]
 fn basic_agree_2b() {
     run_seeds("basic_agree_2b", SEEDS, |seed| {
-        let mut c = Cluster::lab(3, seed, true, false);
+        let mut c = HostedCluster::lab(3, seed, true, false);
         c.check_one_leader()?;
         let mut expected = LogIndex(2);
         for k in 1..=3u64 {
@@ -38,7 +38,7 @@ fn basic_agree_2b() {
 #[test]
 fn rpc_bytes_2b() {
     run_seeds("rpc_bytes_2b", SEEDS, |seed| {
-        let mut c = Cluster::lab(3, seed, true, false);
+        let mut c = HostedCluster::lab(3, seed, true, false);
         let first = c.one(cmd(99), 3, false)?;
         let bytes0 = c.bytes_total();
         let mut sent = 0;
@@ -65,7 +65,7 @@ fn rpc_bytes_2b() {
 #[test]
 fn follower_failure_2b() {
     run_seeds("follower_failure_2b", SEEDS, |seed| {
-        let mut c = Cluster::lab(3, seed, true, false);
+        let mut c = HostedCluster::lab(3, seed, true, false);
         c.one(cmd(101), 3, false)?;
         let leader1 = c.check_one_leader()?;
         c.disconnect((leader1 + 1) % 3);
@@ -94,7 +94,7 @@ fn follower_failure_2b() {
 #[test]
 fn leader_failure_2b() {
     run_seeds("leader_failure_2b", SEEDS, |seed| {
-        let mut c = Cluster::lab(3, seed, true, false);
+        let mut c = HostedCluster::lab(3, seed, true, false);
         c.one(cmd(101), 3, false)?;
         let leader1 = c.check_one_leader()?;
         c.disconnect(leader1);
@@ -119,7 +119,7 @@ fn leader_failure_2b() {
 #[test]
 fn fail_agree_2b() {
     run_seeds("fail_agree_2b", SEEDS, |seed| {
-        let mut c = Cluster::lab(3, seed, true, false);
+        let mut c = HostedCluster::lab(3, seed, true, false);
         c.one(cmd(101), 3, false)?;
         let leader = c.check_one_leader()?;
         c.disconnect((leader + 1) % 3);
@@ -140,7 +140,7 @@ fn fail_agree_2b() {
 #[test]
 fn fail_no_agree_2b() {
     run_seeds("fail_no_agree_2b", SEEDS, |seed| {
-        let mut c = Cluster::lab(5, seed, true, false);
+        let mut c = HostedCluster::lab(5, seed, true, false);
         let first = c.one(cmd(10), 5, false)?;
         let leader = c.check_one_leader()?;
         for k in 1..=3 {
@@ -178,7 +178,7 @@ fn fail_no_agree_2b() {
 #[test]
 fn concurrent_starts_2b() {
     run_seeds("concurrent_starts_2b", SEEDS, |seed| {
-        let mut c = Cluster::lab(3, seed, true, false);
+        let mut c = HostedCluster::lab(3, seed, true, false);
         for attempt in 0..5 {
             if attempt > 0 {
                 c.run_for(3000 * MS)?;
@@ -220,7 +220,7 @@ fn concurrent_starts_2b() {
 #[test]
 fn rejoin_2b() {
     run_seeds("rejoin_2b", SEEDS, |seed| {
-        let mut c = Cluster::lab(3, seed, true, false);
+        let mut c = HostedCluster::lab(3, seed, true, false);
         c.one(cmd(101), 3, true)?;
         let leader1 = c.check_one_leader()?;
         c.disconnect(leader1);
@@ -242,7 +242,7 @@ fn rejoin_2b() {
 #[test]
 fn backup_2b() {
     run_seeds("backup_2b", SEEDS, |seed| {
-        let mut c = Cluster::lab(5, seed, true, false);
+        let mut c = HostedCluster::lab(5, seed, true, false);
         let x = c.rng.next_u64();
         c.one(cmd(x), 5, true)?;
         // Leader and one follower in a minority, fed uncommittable entries.
@@ -299,7 +299,7 @@ fn backup_2b() {
 #[test]
 fn count_2b() {
     run_seeds("count_2b", SEEDS, |seed| {
-        let mut c = Cluster::lab(3, seed, true, false);
+        let mut c = HostedCluster::lab(3, seed, true, false);
         c.check_one_leader()?;
         let total1 = c.rpc_total();
         if !(1..=30).contains(&total1) {

@@ -7,13 +7,14 @@ use std::rc::Rc;
 
 use flotilla_raft::LogIndex;
 use flotilla_sim::{
-    Actor, Cluster, ELECTION_TIMEOUT_NS, Failure, MS, OneActor, OneCall, Waited, cmd, run_seeds,
+    Actor, ELECTION_TIMEOUT_NS, Failure, HostedCluster, MS, OneActor, OneCall, Tester, Waited, cmd,
+    run_seeds,
 };
 
 const SEEDS: u64 = 20;
 
 /// The course's `start1` followed by `connect`.
-fn restart_connect(c: &mut Cluster, i: usize) {
+fn restart_connect(c: &mut HostedCluster, i: usize) {
     c.restart(i);
     c.connect(i);
 }
@@ -22,7 +23,7 @@ fn restart_connect(c: &mut Cluster, i: usize) {
 #[test]
 fn persist1_2c() {
     run_seeds("persist1_2c", SEEDS, |seed| {
-        let mut c = Cluster::lab(3, seed, true, false);
+        let mut c = HostedCluster::lab(3, seed, true, false);
         c.one(cmd(11), 3, true)?;
         for i in 0..3 {
             c.restart(i);
@@ -54,7 +55,7 @@ fn persist1_2c() {
 #[test]
 fn persist2_2c() {
     run_seeds("persist2_2c", SEEDS, |seed| {
-        let mut c = Cluster::lab(5, seed, true, false);
+        let mut c = HostedCluster::lab(5, seed, true, false);
         let mut x = 1;
         for _ in 0..5 {
             c.one(cmd(10 + x), 5, true)?;
@@ -85,7 +86,7 @@ fn persist2_2c() {
 #[test]
 fn persist3_2c() {
     run_seeds("persist3_2c", SEEDS, |seed| {
-        let mut c = Cluster::lab(3, seed, true, false);
+        let mut c = HostedCluster::lab(3, seed, true, false);
         c.one(cmd(101), 3, false)?;
         let l = c.check_one_leader()?;
         c.disconnect((l + 2) % 3);
@@ -103,7 +104,7 @@ fn persist3_2c() {
 
 /// The sleep of the Figure 8 tests: usually short, sometimes up to half an
 /// election timeout.
-fn figure8_sleep(c: &mut Cluster) -> Result<(), Failure> {
+fn figure8_sleep(c: &mut HostedCluster) -> Result<(), Failure> {
     let ms = if c.rng.range(0, 1000) < 100 {
         c.rng.range(0, 500)
     } else {
@@ -117,7 +118,7 @@ fn figure8_sleep(c: &mut Cluster) -> Result<(), Failure> {
 #[test]
 fn figure8_2c() {
     run_seeds("figure8_2c", SEEDS, |seed| {
-        let mut c = Cluster::lab(5, seed, true, false);
+        let mut c = HostedCluster::lab(5, seed, true, false);
         let x = c.rng.next_u64();
         c.one(cmd(x), 1, true)?;
         let mut nup = 5;
@@ -125,7 +126,7 @@ fn figure8_2c() {
             let mut leader = None;
             for i in 0..5 {
                 let x = c.rng.next_u64();
-                if c.nodes[i].alive() && c.start(i, cmd(x)).is_some() {
+                if c.alive(i) && c.start(i, cmd(x)).is_some() {
                     leader = Some(i);
                 }
             }
@@ -136,14 +137,14 @@ fn figure8_2c() {
             }
             if nup < 3 {
                 let s = c.rng.range(0, 5) as usize;
-                if !c.nodes[s].alive() {
+                if !c.alive(s) {
                     restart_connect(&mut c, s);
                     nup += 1;
                 }
             }
         }
         for i in 0..5 {
-            if !c.nodes[i].alive() {
+            if !c.alive(i) {
                 c.restart(i);
             }
             c.connect(i);
@@ -158,7 +159,7 @@ fn figure8_2c() {
 #[test]
 fn unreliable_agree_2c() {
     run_seeds("unreliable_agree_2c", SEEDS, |seed| {
-        let mut c = Cluster::lab(5, seed, false, false);
+        let mut c = HostedCluster::lab(5, seed, false, false);
         let done = Rc::new(RefCell::new(Vec::new()));
         for iters in 1..50u64 {
             for j in 0..4 {
@@ -171,7 +172,7 @@ fn unreliable_agree_2c() {
         c.run_until_cond(
             60_000 * MS,
             "concurrent one() calls did not finish",
-            Cluster::actors_done,
+            HostedCluster::actors_done,
         )?;
         if done.borrow().len() != 49 * 4 {
             return Err(c.fail(format!(
@@ -203,7 +204,7 @@ fn figure8_unreliable_2c_seed_139() {
 }
 
 fn figure8_unreliable(seed: u64) -> Result<(), Failure> {
-    let mut c = Cluster::lab(5, seed, false, false);
+    let mut c = HostedCluster::lab(5, seed, false, false);
     let x = c.rng.range(0, 10_000);
     c.one(cmd(x), 1, true)?;
     let mut nup = 5;
@@ -250,8 +251,8 @@ struct ChurnClient {
     pending: Option<(u64, LogIndex, usize)>,
 }
 
-impl Actor for ChurnClient {
-    fn wake(&mut self, c: &mut Cluster) -> Result<Option<u64>, Failure> {
+impl Actor<HostedCluster> for ChurnClient {
+    fn wake(&mut self, c: &mut HostedCluster) -> Result<Option<u64>, Failure> {
         const CHECK_SLEEPS_MS: [u64; 5] = [10, 20, 50, 100, 200];
         if let Some((x, index, attempt)) = self.pending {
             let (nd, value) = c.n_committed(index);
@@ -260,14 +261,14 @@ impl Actor for ChurnClient {
                     self.values.borrow_mut().push(x);
                 }
                 self.pending = None;
-                return Ok(Some(c.now));
+                return Ok(Some(c.now()));
             }
             if attempt + 1 < CHECK_SLEEPS_MS.len() {
                 self.pending = Some((x, index, attempt + 1));
             } else {
                 self.pending = None;
             }
-            return Ok(Some(c.now + CHECK_SLEEPS_MS[attempt] * MS));
+            return Ok(Some(c.now() + CHECK_SLEEPS_MS[attempt] * MS));
         }
         if self.stop.get() {
             return Ok(None);
@@ -282,15 +283,15 @@ impl Actor for ChurnClient {
         match accepted {
             Some(index) => {
                 self.pending = Some((x, index, 0));
-                Ok(Some(c.now))
+                Ok(Some(c.now()))
             }
-            None => Ok(Some(c.now + (79 + self.me * 17) * MS)),
+            None => Ok(Some(c.now() + (79 + self.me * 17) * MS)),
         }
     }
 }
 
 fn churn(seed: u64, reliable: bool) -> Result<(), Failure> {
-    let mut c = Cluster::lab(5, seed, reliable, false);
+    let mut c = HostedCluster::lab(5, seed, reliable, false);
     let stop = Rc::new(Cell::new(false));
     let values = Rc::new(RefCell::new(Vec::new()));
     for me in 0..3 {
@@ -309,14 +310,14 @@ fn churn(seed: u64, reliable: bool) -> Result<(), Failure> {
         }
         if c.rng.range(0, 1000) < 500 {
             let i = c.rng.range(0, 5) as usize;
-            if !c.nodes[i].alive() {
+            if !c.alive(i) {
                 c.restart(i);
             }
             c.connect(i);
         }
         if c.rng.range(0, 1000) < 200 {
             let i = c.rng.range(0, 5) as usize;
-            if c.nodes[i].alive() {
+            if c.alive(i) {
                 c.crash1(i);
             }
         }
@@ -325,7 +326,7 @@ fn churn(seed: u64, reliable: bool) -> Result<(), Failure> {
     c.run_for(ELECTION_TIMEOUT_NS)?;
     c.set_reliable(true);
     for i in 0..5 {
-        if !c.nodes[i].alive() {
+        if !c.alive(i) {
             c.restart(i);
         }
         c.connect(i);
@@ -334,7 +335,7 @@ fn churn(seed: u64, reliable: bool) -> Result<(), Failure> {
     c.run_until_cond(
         10_000 * MS,
         "churn clients did not stop",
-        Cluster::actors_done,
+        HostedCluster::actors_done,
     )?;
     c.run_for(ELECTION_TIMEOUT_NS)?;
     let x = c.rng.next_u64();

@@ -7,7 +7,7 @@
 //! transfers are chunked.
 
 use flotilla_raft::LogIndex;
-use flotilla_sim::{Cluster, Failure, cmd, run_seeds};
+use flotilla_sim::{Failure, HostedCluster, Tester, cmd, run_seeds};
 
 const SEEDS: u64 = 20;
 /// The course's MAXLOGSIZE: the largest persisted Raft state allowed.
@@ -20,7 +20,7 @@ enum Fault {
     Crash,
 }
 
-fn random_one(c: &mut Cluster, servers: usize) -> Result<LogIndex, Failure> {
+fn random_one(c: &mut HostedCluster, servers: usize) -> Result<LogIndex, Failure> {
     let x = c.rng.next_u64();
     c.one(cmd(x), servers, true)
 }
@@ -28,7 +28,7 @@ fn random_one(c: &mut Cluster, servers: usize) -> Result<LogIndex, Failure> {
 /// The course's `snapcommon`.
 fn snapcommon(seed: u64, fault: Fault, reliable: bool) -> Result<(), Failure> {
     let servers = 3;
-    let mut c = Cluster::lab(servers as u64, seed, reliable, true);
+    let mut c = HostedCluster::lab(servers as u64, seed, reliable, true);
     random_one(&mut c, servers)?;
     let mut leader1 = c.check_one_leader()?;
     for i in 0..30 {
@@ -131,7 +131,7 @@ fn snapshot_install_uncrash_2d() {
 #[test]
 fn snapshot_all_crash_2d() {
     run_seeds("snapshot_all_crash_2d", SEEDS, |seed| {
-        let mut c = Cluster::lab(3, seed, true, true);
+        let mut c = HostedCluster::lab(3, seed, true, true);
         random_one(&mut c, 3)?;
         for _ in 0..5 {
             let nn = 5 + c.rng.range(0, 10);
@@ -159,18 +159,23 @@ fn snapshot_all_crash_2d() {
 /// the install tests (a check that the scenario exercises what it claims).
 #[test]
 fn snapshot_install_sends_chunked_snapshots() {
-    let mut c = Cluster::lab(3, 7, true, true);
-    let before = c.net.counters.requests;
+    let mut c = HostedCluster::lab(3, 7, true, true);
     c.disconnect(2);
     for _ in 0..40 {
         random_one(&mut c, 2).unwrap();
     }
+    assert_eq!(
+        c.snapshot_chunks_to(2),
+        0,
+        "nothing reaches a cut-off server"
+    );
     c.connect(2);
     random_one(&mut c, 3).unwrap();
+    // 600 bytes of padding and the chain's header, in 256-byte chunks.
     assert!(
-        c.nodes[2].disk.snapshot_bytes() > 256,
-        "victim got a multi-chunk snapshot"
+        c.snapshot_chunks_to(2) >= 3,
+        "the victim got {} snapshot chunks",
+        c.snapshot_chunks_to(2)
     );
-    assert!(c.nodes[2].app.last_applied >= LogIndex(40));
-    assert!(c.net.counters.requests > before);
+    assert!(c.applied(2) >= LogIndex(40));
 }

@@ -6,7 +6,9 @@
 use flotilla_raft::{
     ConfChange, ConfChangeOp, NodeId, ProposeError, ReadMode, Role, TransferError,
 };
-use flotilla_sim::{Cluster, ClusterConfig, ELECTION_TIMEOUT_NS, Failure, MS, cmd, run_seeds};
+use flotilla_sim::{
+    Cluster, ClusterConfig, ELECTION_TIMEOUT_NS, Failure, MS, Tester, cmd, run_seeds,
+};
 
 const SEEDS: u64 = 20;
 

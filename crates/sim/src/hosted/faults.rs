@@ -12,7 +12,7 @@ use std::sync::Arc;
 use flotilla_raft::{ConfState, NodeId};
 
 use super::machine;
-use super::member::{Life, raft_config};
+use super::member::Life;
 use super::world::{Event, World};
 use crate::net::MS;
 
@@ -59,17 +59,25 @@ impl<A: super::app::App> World<A> {
                 .unwrap_or_default();
             ledger.conf_at(last).clone()
         };
-        if !self.crash_leaves_majority(&conf, m) || self.member(m).host().is_none() {
+        if !self.crash_leaves_majority(&conf, m) || !self.crash_member(m) {
             return;
+        }
+        let back = self.rng.range(50 * MS, 1500 * MS);
+        self.schedule(back, Event::Restart(m));
+    }
+
+    /// Power loss at member `m`, if it is up; returns whether it was.
+    pub(crate) fn crash_member(&mut self, m: u64) -> bool {
+        if self.member(m).host().is_none() {
+            return false;
         }
         let seed = self.rng.next_u64();
         if let Err(e) = self.member(m).crash(seed) {
             self.fail(e);
-            return;
+            return false;
         }
         self.report.crashes += 1;
-        let back = self.rng.range(50 * MS, 1500 * MS);
-        self.schedule(back, Event::Restart(m));
+        true
     }
 
     pub(crate) fn restart(&mut self, m: u64) {
@@ -78,7 +86,7 @@ impl<A: super::app::App> World<A> {
             return;
         }
         let inc = member.incarnation;
-        let raft = raft_config(m, self.cfg.members, self.rng.next_u64());
+        let raft = self.raft_config(m);
         let (every, ledger) = (self.cfg.snapshot_entries, Arc::clone(&self.ledger));
         let machine = self.app.machine(m, &super::world::voters(self.cfg.members));
         if let Err(e) = self.member(m).restart(raft, every, &ledger, machine) {

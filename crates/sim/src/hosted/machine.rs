@@ -75,6 +75,11 @@ impl<M> Chain<M> {
         }
     }
 
+    /// The last index applied (or restored from a snapshot).
+    pub fn applied(&self) -> LogIndex {
+        self.applied
+    }
+
     /// Applies the conf change `data` at `index` to the member table, and
     /// records it in the ledger (which checks every member agrees).
     fn apply_conf_change(&mut self, ledger: &mut Ledger, index: LogIndex, data: &Bytes) {

@@ -122,6 +122,9 @@ pub(crate) struct Member<M: StateMachine> {
     /// Peers this incarnation heard from: the transport answers them even
     /// when its table does not list them yet (see [`Member::reaches`]).
     pub(crate) heard: BTreeSet<NodeId>,
+    /// The last index its machine applied, as of its latest pump (kept
+    /// while it is down, for the course's tester).
+    pub(crate) applied: LogIndex,
 }
 
 /// Why a member could not start: the simulation's failure.
@@ -193,6 +196,14 @@ impl<M: StateMachine> Member<M> {
     /// The running host's machine, if the member is up.
     pub(crate) fn machine(&mut self) -> Option<SharedChain<M>> {
         self.host().map(|h| Arc::clone(h.machine()))
+    }
+
+    /// The running host, if the member is up, to look at.
+    pub(crate) fn running(&self) -> Option<&SimHost<M>> {
+        match &self.life {
+            Life::Up(host) => Some(host),
+            Life::Down(_) | Life::Removed(_) => None,
+        }
     }
 
     /// The running host, if the member is up.

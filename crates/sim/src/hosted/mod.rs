@@ -54,6 +54,7 @@ mod admin;
 pub mod app;
 mod clients;
 mod faults;
+mod lab;
 pub mod ledger;
 pub mod machine;
 mod member;
@@ -61,4 +62,5 @@ mod quorum;
 mod world;
 
 pub use app::{App, Bare, Request};
+pub use lab::{HostedActor, HostedCluster};
 pub use world::{HostedConfig, HostedReport, run, run_app};

@@ -10,14 +10,16 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use flotilla_host::{Action, Pump, SnapshotTask};
+use flotilla_raft::message::MessageBody;
 use flotilla_raft::rng::SplitMix64;
-use flotilla_raft::{LogIndex, Message, NodeId};
+use flotilla_raft::{Decode, Encode, LogIndex, Message, NodeId, Role};
 
 use super::admin::Admin;
 use super::app::{App, Bare};
 use super::machine::{self, Ledger};
 use super::member::{Inbox, Life, Member, open_group, raft_config, start_error};
 use super::quorum::CommitWatch;
+use crate::invariants::election_safety::ElectionSafety;
 use crate::net::{MS, NetConfig, Network};
 
 /// How a hosted run goes.
@@ -48,6 +50,12 @@ pub struct HostedConfig {
     pub unreliable: bool,
     /// Compact the log every this many applied entries.
     pub snapshot_entries: u64,
+    /// The Raft core's settings for every member (id, voters and seed
+    /// filled in); `None`: the randomized runs' own ([`raft_config`]).
+    pub raft: Option<flotilla_raft::Config>,
+    /// The network's faults; `None`: the randomized runs' own (the
+    /// course's loss and delays, 2 % duplicates, 0.5 ms latency).
+    pub net: Option<NetConfig>,
 }
 
 impl Default for HostedConfig {
@@ -63,6 +71,8 @@ impl Default for HostedConfig {
             partitions: true,
             unreliable: true,
             snapshot_entries: 25,
+            raft: None,
+            net: None,
         }
     }
 }
@@ -157,7 +167,11 @@ pub(crate) struct World<A: App> {
     pub(crate) commits: CommitWatch,
     pub(crate) admin: Admin,
     pub(crate) report: HostedReport,
-    failure: Option<String>,
+    /// One leader per term, over the run (§5.2).
+    election: ElectionSafety,
+    /// Snapshot chunks sent to each member.
+    pub(crate) snapshot_chunks_to: BTreeMap<u64, u64>,
+    pub(crate) failure: Option<String>,
 }
 
 /// Runs one seed of the [`Bare`] app; `Err` names the first rule broken,
@@ -171,15 +185,8 @@ pub fn run(seed: u64, cfg: &HostedConfig) -> Result<HostedReport, String> {
 pub fn run_app<A: App>(seed: u64, cfg: &HostedConfig, app: A) -> Result<(HostedReport, A), String> {
     let mut w = World::new(seed, cfg.clone(), app)?;
     let end = cfg.duration_ns * 2;
-    while let Some(Reverse((at, seq))) = w.queue.pop() {
-        if at > end || w.failure.is_some() {
-            break;
-        }
-        w.now = at;
-        if let Some(event) = w.events.remove(&seq) {
-            w.handle(event);
-        }
-        w.check_ledger();
+    while w.next_at().is_some_and(|at| at <= end) && w.failure.is_none() {
+        w.step_event();
     }
     if w.failure.is_none()
         && let Err(f) = w.app.finish()
@@ -203,14 +210,14 @@ pub fn run_app<A: App>(seed: u64, cfg: &HostedConfig, app: A) -> Result<(HostedR
 }
 
 impl<A: App> World<A> {
-    fn new(seed: u64, cfg: HostedConfig, mut app: A) -> Result<World<A>, String> {
+    pub(crate) fn new(seed: u64, cfg: HostedConfig, mut app: A) -> Result<World<A>, String> {
         let mut rng = SplitMix64::new(seed);
         let ledger = Arc::new(Mutex::new(Ledger::new(cfg.members)));
         let mut members = Vec::new();
         for id in 1..=cfg.members + cfg.spares {
             let fs = flotilla_wal::MemFs::new();
             let storage = open_group(&fs).map_err(|e| start_error(id, &e))?;
-            let raft = raft_config(id, cfg.members, rng.next_u64());
+            let raft = member_config(&cfg, id, rng.next_u64());
             let app_machine = app.machine(id, &voters(cfg.members));
             let every = cfg.snapshot_entries;
             let host = super::member::start_host(raft, every, storage, &ledger, app_machine)
@@ -224,14 +231,15 @@ impl<A: App> World<A> {
                 syncing: false,
                 table: None,
                 heard: BTreeSet::new(),
+                applied: LogIndex(0),
             });
         }
-        let net = Network::new(NetConfig {
+        let net = Network::new(cfg.net.clone().unwrap_or(NetConfig {
             reliable: !cfg.unreliable,
             duplicate_per_mille: 20,
             base_delay_ns: MS / 2,
             ..NetConfig::default()
-        });
+        }));
         let clients = (0..cfg.clients)
             .map(|c| Client {
                 target: 1 + c % cfg.members,
@@ -262,6 +270,8 @@ impl<A: App> World<A> {
                 ..Admin::default()
             },
             report: HostedReport::default(),
+            election: ElectionSafety::default(),
+            snapshot_chunks_to: BTreeMap::new(),
             failure: None,
         };
         w.start();
@@ -286,6 +296,30 @@ impl<A: App> World<A> {
             let first = self.rng.range(100 * MS, 400 * MS);
             self.admin_wake(first);
         }
+    }
+
+    /// When the next event is due, if one is.
+    pub(crate) fn next_at(&self) -> Option<u64> {
+        self.queue.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// Runs the next event (virtual time moves to it), then checks what
+    /// the machines recorded.
+    pub(crate) fn step_event(&mut self) {
+        let Some(Reverse((at, seq))) = self.queue.pop() else {
+            return;
+        };
+        self.now = at;
+        if let Some(event) = self.events.remove(&seq) {
+            self.handle(event);
+        }
+        self.check_ledger();
+    }
+
+    /// The core's settings for member `m`'s next incarnation.
+    pub(crate) fn raft_config(&mut self, m: u64) -> flotilla_raft::Config {
+        let seed = self.rng.next_u64();
+        member_config(&self.cfg, m, seed)
     }
 
     /// Every member, voters and spares.
@@ -426,6 +460,7 @@ impl<A: App> World<A> {
         self.answers();
         if let Some(chain) = self.member(m).machine() {
             let chain = machine::lock_chain(&chain);
+            self.members[(m - 1) as usize].applied = chain.applied();
             if let Err(f) = self.app.pumped(m, &chain.inner, self.now) {
                 drop(chain);
                 self.fail(f);
@@ -446,6 +481,11 @@ impl<A: App> World<A> {
         };
         let status = host.raw().status();
         self.commits.observe(m, status.commit);
+        if status.role == Role::Leader
+            && let Err(v) = self.election.observe_leader(status.term, status.id)
+        {
+            return self.fail(v.to_string());
+        }
         let ledger = machine::lock(&self.ledger);
         let known = ledger
             .entries
@@ -498,7 +538,17 @@ impl<A: App> World<A> {
         if !self.member(link.0).reaches(msg.to, callers) {
             return;
         }
-        let arrivals = self.net.route(&mut self.rng, self.now, link, true, 0);
+        // Every message crosses the wire codec, as the transport's do.
+        let bytes = msg.to_bytes();
+        match Message::from_bytes(&bytes) {
+            Ok(copy) if copy == msg => {}
+            other => return self.fail(format!("{msg} decoded as {other:?}")),
+        }
+        if matches!(msg.body, MessageBody::Snapshot(_)) {
+            *self.snapshot_chunks_to.entry(link.1).or_insert(0) += 1;
+        }
+        let (request, size) = (msg.body.is_request(), bytes.len() as u64);
+        let arrivals = self.net.route(&mut self.rng, self.now, link, request, size);
         for at in arrivals {
             let after = at.saturating_sub(self.now);
             self.schedule(after, Event::Deliver(msg.clone()));
@@ -561,6 +611,19 @@ impl<A: App> World<A> {
             self.fail(v);
         }
     }
+}
+
+/// The core's settings for member `id` of a run configured as `cfg`, with
+/// `seed` for its randomness.
+fn member_config(cfg: &HostedConfig, id: u64, seed: u64) -> flotilla_raft::Config {
+    let Some(template) = &cfg.raft else {
+        return raft_config(id, cfg.members, seed);
+    };
+    let mut raft = template.clone();
+    raft.id = NodeId(id);
+    raft.voters = voters(cfg.members);
+    raft.seed = seed;
+    raft
 }
 
 /// The bootstrap voters of a group of `members`.

@@ -1,0 +1,432 @@
+//! The course's Raft tests on the production replica host: a
+//! [`HostedCluster`] is the hosted world (every member a
+//! [`flotilla_host::Host`] over the real WAL on `MemFs`, syncs that take a
+//! random while, snapshot jobs racing new writes) with no random faults,
+//! clients or operator of its own; the test drives it, as the course's
+//! tester does, through [`Tester`]: the course's `Start` is a proposal
+//! through the host's request path at the member that leads, `crash`
+//! loses what the member had not synced, `restart` recovers from its WAL.
+//!
+//! What the hosted world checks still holds on every event: every member
+//! applies the same entry at each index, in order, and a restored
+//! snapshot matches the log; one leader per term; and a proposal is
+//! answered only once its entry is durable on a quorum.
+//!
+//! The members run the course's timing (the core's defaults: 10 ms
+//! ticks, heartbeats every 100 ms, elections after 1–2 s), and the
+//! network the course's faults (`NetConfig::default`). In snapshot mode
+//! the log is compacted every 10 applied entries and each snapshot is
+//! padded to span several 256-byte chunks, so InstallSnapshot transfers
+//! are chunked.
+//!
+//! Invariant: test actors and the world's events run in virtual-time
+//! order; at one instant, the world's events first.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use flotilla_host::{ApplyError, RestoreError, StateMachine};
+use flotilla_raft::codec::Encode;
+use flotilla_raft::rng::SplitMix64;
+use flotilla_raft::{Config, Entry, LogIndex, NodeId, Role, Term};
+
+use super::app::{App, Request};
+use super::machine;
+use super::world::{HostedConfig, World};
+use crate::cluster::{Actor, Failure};
+use crate::lab::Tester;
+use crate::net::NetConfig;
+
+/// Bytes of padding in each snapshot in snapshot mode.
+const SNAPSHOT_PADDING: usize = 600;
+
+/// A test actor of a hosted cluster.
+pub type HostedActor = Box<dyn Actor<HostedCluster>>;
+
+/// The course's tester over production hosts (see the module docs).
+pub struct HostedCluster {
+    world: World<LabApp>,
+    seed: u64,
+    /// The test's PRNG (the world draws from its own).
+    pub rng: SplitMix64,
+    actors: Vec<Option<HostedActor>>,
+    /// Each actor's wake generation: only its latest wake-up counts.
+    epochs: Vec<u64>,
+    /// Actor wake-ups: (time, sequence) to (actor, epoch).
+    wakes: BTreeMap<(u64, u64), (usize, u64)>,
+    seq: u64,
+}
+
+impl HostedCluster {
+    /// A cluster set up as the course's `make_config(t, n, unreliable,
+    /// snapshot)`.
+    pub fn lab(n: u64, seed: u64, reliable: bool, snapshot: bool) -> HostedCluster {
+        let mut raft = Config::new(NodeId(1), Vec::new());
+        raft.snapshot_chunk_bytes = 256;
+        let cfg = HostedConfig {
+            members: n,
+            clients: 0,
+            crashes: false,
+            partitions: false,
+            unreliable: !reliable,
+            snapshot_entries: if snapshot { 10 } else { u64::MAX },
+            raft: Some(raft),
+            net: Some(NetConfig {
+                reliable,
+                ..NetConfig::default()
+            }),
+            ..HostedConfig::default()
+        };
+        let padding = if snapshot { SNAPSHOT_PADDING } else { 0 };
+        let world = World::new(seed, cfg, LabApp { padding });
+        HostedCluster {
+            // The members' configurations are fixed and valid and their
+            // disks empty: a start that fails is a bug of the simulator's.
+            world: world.unwrap_or_else(|e| panic!("seed {seed}: {e}")),
+            seed,
+            rng: SplitMix64::new(seed ^ 0x6c61_6232),
+            actors: Vec::new(),
+            epochs: Vec::new(),
+            wakes: BTreeMap::new(),
+            seq: 0,
+        }
+    }
+
+    /// Makes the network (un)reliable.
+    pub fn set_reliable(&mut self, reliable: bool) {
+        self.world.net.cfg.reliable = reliable;
+    }
+
+    /// Turns the course's long reordering of responses on or off.
+    pub fn set_long_reordering(&mut self, on: bool) {
+        self.world.net.cfg.long_reordering = on;
+    }
+
+    /// Request messages sent so far (the course's RPC count).
+    pub fn rpc_total(&self) -> u64 {
+        self.world.net.counters.requests
+    }
+
+    /// Bytes sent so far, as the wire codec encodes the messages.
+    pub fn bytes_total(&self) -> u64 {
+        self.world.net.counters.bytes
+    }
+
+    /// Snapshot chunks sent to server `i` so far.
+    pub fn snapshot_chunks_to(&self, i: usize) -> u64 {
+        let id = i as u64 + 1;
+        self.world.snapshot_chunks_to.get(&id).copied().unwrap_or(0)
+    }
+
+    /// Reconnects server `i` to everyone.
+    pub fn connect(&mut self, i: usize) {
+        self.world.net.rejoin(i as u64 + 1);
+    }
+
+    /// Crashes server `i` (if it runs) and restarts it from its WAL. It
+    /// stays disconnected or connected as it was (the course's `start1`).
+    pub fn restart(&mut self, i: usize) {
+        let m = i as u64 + 1;
+        self.world.crash_member(m);
+        self.world.restart(m);
+    }
+
+    /// Whether server `i` is running.
+    pub fn alive(&mut self, i: usize) -> bool {
+        self.world.member(i as u64 + 1).host().is_some()
+    }
+
+    /// The largest persisted Raft state over all servers (the course's
+    /// `LogSize`): the hard state and the entries the WAL holds past the
+    /// snapshot, as the codec encodes them.
+    pub fn log_size(&self) -> u64 {
+        let sizes = self.world.members.iter().map(|m| {
+            let storage = m.storage();
+            let mut buf = Vec::new();
+            storage.hard_state().encode(&mut buf);
+            let (first, last) = (storage.first_index(), storage.last_index());
+            match storage.entries(first, last.next()) {
+                Ok(entries) => entries.iter().for_each(|e| e.encode(&mut buf)),
+                // The log it cannot read back counts as too large.
+                Err(_) => return u64::MAX,
+            }
+            buf.len() as u64
+        });
+        sizes.max().unwrap_or(0)
+    }
+
+    /// Starts an actor now; returns its id.
+    pub fn spawn(&mut self, actor: HostedActor) -> usize {
+        self.actors.push(Some(actor));
+        self.epochs.push(0);
+        let id = self.actors.len() - 1;
+        self.schedule_actor(id, self.world.now);
+        id
+    }
+
+    /// Whether every spawned actor has finished.
+    pub fn actors_done(&self) -> bool {
+        self.actors.iter().all(Option::is_none)
+    }
+
+    /// Runs until `done` holds (checked after every event), or fails with
+    /// `what` once `timeout_ns` passes.
+    pub fn run_until_cond(
+        &mut self,
+        timeout_ns: u64,
+        what: &str,
+        mut done: impl FnMut(&HostedCluster) -> bool,
+    ) -> Result<(), Failure> {
+        let deadline = self.world.now + timeout_ns;
+        while !done(self) {
+            match self.next_at() {
+                Some(at) if at <= deadline => self.run_until(at)?,
+                _ => {
+                    self.run_until(deadline)?;
+                    return if done(self) {
+                        Ok(())
+                    } else {
+                        Err(self.fail(what))
+                    };
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn schedule_actor(&mut self, id: usize, at: u64) {
+        self.epochs[id] += 1;
+        self.seq += 1;
+        self.wakes.insert((at, self.seq), (id, self.epochs[id]));
+    }
+
+    /// When the next world event or actor wake-up is due.
+    fn next_at(&self) -> Option<u64> {
+        let actor = self.wakes.first_key_value().map(|(&(at, _), _)| at);
+        match (self.world.next_at(), actor) {
+            (Some(w), Some(a)) => Some(w.min(a)),
+            (w, a) => w.or(a),
+        }
+    }
+
+    fn wake(&mut self) {
+        let Some((&(at, seq), &(id, epoch))) = self.wakes.first_key_value() else {
+            return;
+        };
+        self.wakes.remove(&(at, seq));
+        self.world.now = self.world.now.max(at);
+        if self.epochs[id] != epoch {
+            return;
+        }
+        let Some(mut actor) = self.actors[id].take() else {
+            return;
+        };
+        match actor.wake(self) {
+            Ok(Some(at)) => {
+                self.actors[id] = Some(actor);
+                let at = at.max(self.world.now);
+                self.schedule_actor(id, at);
+            }
+            Ok(None) => {}
+            Err(f) => {
+                let what = format!("actor {id}: {f}");
+                self.world.failure.get_or_insert(what);
+            }
+        }
+    }
+}
+
+impl Tester for HostedCluster {
+    fn n(&self) -> usize {
+        self.world.cfg.members as usize
+    }
+
+    fn now(&self) -> u64 {
+        self.world.now
+    }
+
+    fn test_rng(&mut self) -> &mut SplitMix64 {
+        &mut self.rng
+    }
+
+    fn fail(&self, what: impl Into<String>) -> Failure {
+        Failure {
+            seed: self.seed,
+            at_ns: self.world.now,
+            what: what.into(),
+        }
+    }
+
+    fn run_until(&mut self, t: u64) -> Result<(), Failure> {
+        loop {
+            if let Some(what) = self.world.failure.take() {
+                return Err(self.fail(what));
+            }
+            let actor = self.wakes.first_key_value().map(|(&(at, _), _)| at);
+            match (self.world.next_at().filter(|&w| w <= t), actor) {
+                (Some(w), a) if a.is_none_or(|a| w <= a) => self.world.step_event(),
+                (_, Some(a)) if a <= t => self.wake(),
+                _ => break,
+            }
+        }
+        self.world.now = self.world.now.max(t);
+        Ok(())
+    }
+
+    fn connected(&self, i: usize) -> bool {
+        !self.world.net.is_isolated(i as u64 + 1)
+    }
+
+    fn disconnect(&mut self, i: usize) {
+        self.world.net.isolate(i as u64 + 1);
+    }
+
+    fn crash(&mut self, i: usize) {
+        self.world.crash_member(i as u64 + 1);
+    }
+
+    fn get_state(&self, i: usize) -> Option<(Term, bool)> {
+        let host = self.world.members[i].running()?;
+        let status = host.raw().status();
+        Some((status.term, status.role == Role::Leader))
+    }
+
+    fn applied(&self, i: usize) -> LogIndex {
+        self.world.members[i].applied
+    }
+
+    /// The lab's commands are never empty; a no-op's data is.
+    fn command_at(&self, index: LogIndex) -> Option<Bytes> {
+        let ledger = machine::lock(&self.world.ledger);
+        let (_, data, _) = ledger.entries.get(&index)?;
+        (!data.is_empty()).then(|| data.clone())
+    }
+
+    /// Through the host's request path: the proposal is batched and
+    /// proposed at the host's next pump (now), so the leader's log grows
+    /// by exactly this entry; the host answers it once it is applied.
+    fn start(&mut self, i: usize, cmd: Bytes) -> Option<(LogIndex, Term)> {
+        let m = i as u64 + 1;
+        let (before, term) = {
+            let status = self.world.member(m).host()?.raw().status();
+            if status.role != Role::Leader {
+                return None;
+            }
+            (status.last_index, status.term)
+        };
+        let request = self.world.next_request;
+        self.world.next_request += 1;
+        let waiter = self.world.waiter(m, request, false);
+        if let Some(out) = self.world.out.get_mut(&request) {
+            out.command = Some(cmd.clone());
+        }
+        self.world.member(m).host()?.propose(cmd, waiter);
+        self.world.pump(m);
+        let status = self.world.member(m).host()?.raw().status();
+        let placed = status.role == Role::Leader && status.term == term;
+        if placed && status.last_index == before.next() {
+            return Some((status.last_index, term));
+        }
+        let what = format!(
+            "member {m} led term {term} with its log at {before}; after a proposal it is {:?} in term {} at {}",
+            status.role, status.term, status.last_index
+        );
+        self.world.failure.get_or_insert(what);
+        None
+    }
+}
+
+/// The lab's application: nothing but the chain's checks, and snapshots
+/// padded to `padding` bytes.
+struct LabApp {
+    padding: usize,
+}
+
+/// [`LabApp`]'s machine: no state but the padding of its snapshots.
+struct Padded {
+    padding: usize,
+}
+
+impl StateMachine for Padded {
+    type Output = ();
+
+    fn apply(&mut self, _entry: &Entry) -> Result<(), ApplyError> {
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Bytes {
+        Bytes::from(vec![0xa5; self.padding])
+    }
+
+    fn restore(&mut self, data: &Bytes) -> Result<(), RestoreError> {
+        if data.len() == self.padding && data.iter().all(|&b| b == 0xa5) {
+            return Ok(());
+        }
+        let what = format!(
+            "a snapshot of {} bytes, where this machine writes {} bytes of padding",
+            data.len(),
+            self.padding
+        );
+        Err(RestoreError(what.into()))
+    }
+}
+
+impl App for LabApp {
+    type Machine = Padded;
+
+    fn machine(&mut self, _member: u64, _voters: &[NodeId]) -> Padded {
+        Padded {
+            padding: self.padding,
+        }
+    }
+
+    /// The lab has no clients of the world's (the test proposes through
+    /// [`Tester::start`]); were one configured, it would write.
+    fn next(&mut self, _rng: &mut SplitMix64, c: u64, now: u64) -> Request {
+        Request::Write(Bytes::from(format!("c{c}-{now}")))
+    }
+
+    fn written(&mut self, _c: u64, _output: &(), _now: u64) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn read(&mut self, _c: u64, _machine: &Padded, _now: u64) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_round_trips_and_anything_else_is_refused() {
+        let mut m = Padded { padding: 600 };
+        let data = m.snapshot();
+        assert_eq!(data.len(), 600);
+        assert!(m.restore(&data).is_ok());
+        assert!(m.restore(&Bytes::from_static(b"x")).is_err());
+        assert!(m.restore(&Bytes::from(vec![0; 600])).is_err());
+    }
+
+    #[test]
+    fn a_leader_is_elected_and_a_command_is_applied_everywhere() {
+        let mut c = HostedCluster::lab(3, 1, true, false);
+        let leader = c.check_one_leader().unwrap();
+        let x = crate::lab::cmd(7);
+        let index = c.one(x.clone(), 3, false).unwrap();
+        assert_eq!(c.n_committed(index), (3, Some(x)));
+        assert!(c.get_state(leader).is_some());
+        assert!(c.rpc_total() > 0 && c.bytes_total() > 0);
+    }
+
+    #[test]
+    fn a_follower_does_not_start_a_command() {
+        let mut c = HostedCluster::lab(3, 2, true, false);
+        let leader = c.check_one_leader().unwrap();
+        let follower = (leader + 1) % 3;
+        assert_eq!(c.start(follower, crate::lab::cmd(1)), None);
+        let (index, _) = c.start(leader, crate::lab::cmd(1)).unwrap();
+        assert!(index > LogIndex(0));
+    }
+}
