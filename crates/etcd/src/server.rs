@@ -408,6 +408,7 @@ fn node_options(cfg: &ServerConfig, initial: &BTreeMap<NodeId, String>) -> NodeO
         host: HostOptions {
             raft,
             snapshot_entries: cfg.snapshot_entries,
+            snapshot_log_bytes: None,
             proposals_pending_max: flotilla_runtime::driver::PROPOSALS_PENDING_MAX,
             reads_pending_max: flotilla_runtime::driver::READS_PENDING_MAX,
         },

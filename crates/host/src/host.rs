@@ -63,6 +63,10 @@ pub struct HostOptions {
     /// Compact the log once this many entries are applied past the last
     /// snapshot.
     pub snapshot_entries: u64,
+    /// Compact the log also once the entries it holds past the last
+    /// snapshot take this many bytes (the course's `maxraftstate`;
+    /// `None`: entries decide alone).
+    pub snapshot_log_bytes: Option<u64>,
     /// Proposals waiting for their outcome beyond which more are refused
     /// as [`NodeError::Overloaded`].
     pub proposals_pending_max: usize,
@@ -359,7 +363,7 @@ impl<SM: StateMachine, W: Waiters<SM::Output>> Host<SM, W> {
     }
 
     /// Starts a snapshot job once enough entries are applied past the last
-    /// snapshot and none is running.
+    /// snapshot, or the log holds too many bytes, and none is running.
     pub(crate) fn maybe_compact(&mut self) {
         if self.snapshotting {
             return;
@@ -372,7 +376,11 @@ impl<SM: StateMachine, W: Waiters<SM::Output>> Host<SM, W> {
             snap_index,
             self.opts.snapshot_entries,
         );
-        if !due {
+        let too_big = self
+            .opts
+            .snapshot_log_bytes
+            .is_some_and(|max| status.log_bytes >= max && status.applied > snap_index);
+        if !due && !too_big {
             return;
         }
         // The machine has applied exactly `status.applied` (apply runs

@@ -126,6 +126,25 @@ fn a_finished_snapshot_job_compacts_the_log_on_schedule() {
 }
 
 #[test]
+fn a_log_that_holds_too_many_bytes_is_compacted_whatever_the_entry_count() {
+    let (mut host, _, counters) = leader_counting(|o| o.snapshot_log_bytes = Some(300));
+    let snapshots = || counters.snapshots.load(std::sync::atomic::Ordering::Relaxed);
+    let mut last = 0;
+    for i in 0..40 {
+        host.propose(Bytes::from(vec![b'x'; 50]), Slot::default());
+        run(&mut host);
+        let log = host.raw().status().log_bytes;
+        // A job runs and compacts as `run` finishes it: the log past the
+        // snapshot never holds much more than the bound.
+        assert!(log < 300 + 100, "entry {i}: {log} bytes in the log");
+        last = snapshots();
+    }
+    // 40 entries of over 50 bytes, a snapshot every 300 bytes or so.
+    assert!((5..=10).contains(&last), "{last} snapshots");
+    assert!(host.storage().first_index() > LogIndex(30));
+}
+
+#[test]
 fn a_change_of_voters_is_answered_only_once_the_joint_configuration_is_left() {
     let (mut host, _) = leader(|_| {});
     let slot = Slot::default();

@@ -41,6 +41,7 @@ pub async fn single_voter(test: &str, opts: impl FnOnce(&mut NodeOptions)) -> Si
         host: HostOptions {
             raft: Config::new(me, vec![me]),
             snapshot_entries: 1000,
+            snapshot_log_bytes: None,
             proposals_pending_max: 16,
             reads_pending_max: 16,
         },

@@ -114,6 +114,7 @@ pub fn options(id: u64, voters: u64) -> HostOptions {
     HostOptions {
         raft,
         snapshot_entries: 1_000_000,
+        snapshot_log_bytes: None,
         proposals_pending_max: 100,
         reads_pending_max: 100,
     }

@@ -150,6 +150,25 @@ impl<A: super::app::App> World<A> {
         self.admin_wake(next);
     }
 
+    /// A test's membership change was answered: checked as the
+    /// operator's are, and passed to the test.
+    pub(crate) fn test_change_answer(
+        &mut self,
+        m: u64,
+        request: u64,
+        r: Result<LogIndex, NodeError>,
+    ) {
+        self.out.remove(&request);
+        let Some(cc) = self.test_changes.remove(&request) else {
+            return;
+        };
+        if let Ok(index) = r {
+            self.check_change_answer(m, index, &cc);
+        }
+        let answer = r.map(super::world::Answered::Changed);
+        self.test_answers.push((request, m, answer));
+    }
+
     fn check_change_answer(&mut self, m: u64, index: LogIndex, cc: &ConfChange) {
         let held = machine::lock(&self.ledger).entries.get(&index).cloned();
         if held.as_ref().map(|(_, data, _)| data) != Some(&cc.to_bytes()) {

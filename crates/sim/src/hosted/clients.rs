@@ -14,7 +14,7 @@ use super::app::{App, Request};
 use super::machine;
 use super::member::{Answer, SimWaiter};
 use super::quorum;
-use super::world::{Out, Output, World};
+use super::world::{Answered, Out, Output, TEST, World};
 use crate::net::MS;
 
 impl<A: App> World<A> {
@@ -96,14 +96,20 @@ impl<A: App> World<A> {
         }
     }
 
-    /// Checks and passes on every answer the hosts gave.
+    /// Checks and passes on every answer the hosts gave: to the client
+    /// that waits for it, or to the test's answers if a test asked.
     pub(crate) fn answers(&mut self) {
         let answers = std::mem::take(&mut *self.inbox.borrow_mut());
         for (member, answer) in answers {
+            let request = answer.request();
+            let test = self.out.get(&request).is_some_and(|o| o.client == TEST);
             let (request, result) = match answer {
                 Answer::Proposal(r, Ok((index, term, output))) => {
                     let checked = self.acked_write(member, r, index, term);
-                    if let Some(c) = self.waiting(r)
+                    if test {
+                        let answered = Answered::Written(index, output);
+                        self.test_answers.push((r, member, Ok(answered)));
+                    } else if let Some(c) = self.waiting(r)
                         && let Err(f) = self.app.written(c, &output, self.now)
                     {
                         self.fail(f);
@@ -112,14 +118,25 @@ impl<A: App> World<A> {
                 }
                 Answer::Read(r, Ok(index)) => {
                     let checked = self.answered_read(member, r, index);
-                    if let Some(c) = self.waiting(r) {
+                    if test {
+                        self.test_answers.push((r, member, Ok(Answered::Read(index))));
+                    } else if let Some(c) = self.waiting(r) {
                         self.app_read(member, c);
                     }
                     (r, checked)
                 }
-                Answer::Proposal(r, Err(e)) | Answer::Read(r, Err(e)) => (r, Err(e)),
+                Answer::Proposal(r, Err(e)) | Answer::Read(r, Err(e)) => {
+                    if test {
+                        self.test_answers.push((r, member, Err(e.clone())));
+                    }
+                    (r, Err(e))
+                }
                 Answer::Membership(r, result) => {
-                    self.admin_answer(member, r, result);
+                    if test {
+                        self.test_change_answer(member, r, result);
+                    } else {
+                        self.admin_answer(member, r, result);
+                    }
                     continue;
                 }
             };

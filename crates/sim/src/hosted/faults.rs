@@ -87,9 +87,9 @@ impl<A: super::app::App> World<A> {
         }
         let inc = member.incarnation;
         let raft = self.raft_config(m);
-        let (every, ledger) = (self.cfg.snapshot_entries, Arc::clone(&self.ledger));
+        let (compaction, ledger) = (self.cfg.compaction(), Arc::clone(&self.ledger));
         let machine = self.app.machine(m, &super::world::voters(self.cfg.members));
-        if let Err(e) = self.member(m).restart(raft, every, &ledger, machine) {
+        if let Err(e) = self.member(m).restart(raft, compaction, &ledger, machine) {
             self.fail(e);
             return;
         }

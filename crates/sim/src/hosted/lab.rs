@@ -32,7 +32,7 @@ use flotilla_raft::{Config, Entry, LogIndex, NodeId, Role, Term};
 
 use super::app::{App, Request};
 use super::machine;
-use super::world::{HostedConfig, World};
+use super::world::{HostedConfig, Output, TEST, TestAnswer, World};
 use crate::cluster::{Actor, Failure};
 use crate::lab::Tester;
 use crate::net::NetConfig;
@@ -40,24 +40,29 @@ use crate::net::NetConfig;
 /// Bytes of padding in each snapshot in snapshot mode.
 const SNAPSHOT_PADDING: usize = 600;
 
-/// A test actor of a hosted cluster.
-pub type HostedActor = Box<dyn Actor<HostedCluster>>;
+/// A test actor of a hosted cluster of app `A`.
+pub type HostedActor<A = LabApp> = Box<dyn Actor<HostedCluster<A>>>;
 
-/// The course's tester over production hosts (see the module docs).
-pub struct HostedCluster {
-    world: World<LabApp>,
+/// The course's tester over production hosts (see the module docs), of
+/// app `A` ([`LabApp`] for the Raft tests).
+pub struct HostedCluster<A: App = LabApp> {
+    world: World<A>,
     seed: u64,
     /// The test's PRNG (the world draws from its own).
     pub rng: SplitMix64,
-    actors: Vec<Option<HostedActor>>,
+    actors: Vec<Option<HostedActor<A>>>,
     /// Each actor's wake generation: only its latest wake-up counts.
     epochs: Vec<u64>,
     /// Actor wake-ups: (time, sequence) to (actor, epoch).
     wakes: BTreeMap<(u64, u64), (usize, u64)>,
     seq: u64,
+    /// The actor each test request's answer goes to.
+    routes: BTreeMap<u64, usize>,
+    /// Answers waiting for their actor to take them.
+    mail: BTreeMap<usize, Vec<TestAnswer<Output<A>>>>,
 }
 
-impl HostedCluster {
+impl HostedCluster<LabApp> {
     /// A cluster set up as the course's `make_config(t, n, unreliable,
     /// snapshot)`.
     pub fn lab(n: u64, seed: u64, reliable: bool, snapshot: bool) -> HostedCluster {
@@ -69,7 +74,10 @@ impl HostedCluster {
             crashes: false,
             partitions: false,
             unreliable: !reliable,
-            snapshot_entries: if snapshot { 10 } else { u64::MAX },
+            // Without snapshots: never, in practice (the host staggers
+            // members' snapshots by a phase below this, which must not
+            // overflow when added to an index).
+            snapshot_entries: if snapshot { 10 } else { 1 << 62 },
             raft: Some(raft),
             net: Some(NetConfig {
                 reliable,
@@ -78,17 +86,167 @@ impl HostedCluster {
             ..HostedConfig::default()
         };
         let padding = if snapshot { SNAPSHOT_PADDING } else { 0 };
-        let world = World::new(seed, cfg, LabApp { padding });
-        HostedCluster {
-            // The members' configurations are fixed and valid and their
-            // disks empty: a start that fails is a bug of the simulator's.
-            world: world.unwrap_or_else(|e| panic!("seed {seed}: {e}")),
+        // The members' configurations are fixed and valid and their
+        // disks empty: a start that fails is a bug of the simulator's.
+        HostedCluster::new(seed, cfg, LabApp { padding }).unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+impl<A: App> HostedCluster<A> {
+    /// A cluster of app `A` as `cfg` describes it, with no clients, faults
+    /// or operator of the world's own (the test is all of them).
+    pub fn new(seed: u64, cfg: HostedConfig, app: A) -> Result<HostedCluster<A>, String> {
+        let cfg = HostedConfig {
+            clients: 0,
+            crashes: false,
+            partitions: false,
+            membership: false,
+            ..cfg
+        };
+        let world = World::new(seed, cfg, app).map_err(|e| format!("seed {seed}: {e}"))?;
+        Ok(HostedCluster {
+            world,
             seed,
             rng: SplitMix64::new(seed ^ 0x6c61_6232),
             actors: Vec::new(),
             epochs: Vec::new(),
             wakes: BTreeMap::new(),
             seq: 0,
+            routes: BTreeMap::new(),
+            mail: BTreeMap::new(),
+        })
+    }
+
+    /// The seed of the run.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The network (links, faults, counters).
+    pub fn network(&mut self) -> &mut crate::net::Network {
+        &mut self.world.net
+    }
+
+    /// The fate of a message from `from` to `to` sent now, on the
+    /// world's network with the test's PRNG: the times its copies arrive.
+    pub fn route(&mut self, (from, to): (u64, u64), request: bool, bytes: u64) -> Vec<u64> {
+        let now = self.world.now;
+        self.world
+            .net
+            .route(&mut self.rng, now, (from, to), request, bytes)
+    }
+
+    /// Proposes `data` at server `i` through the host's request path
+    /// (a follower forwards it to the leader it knows); the answer goes
+    /// to actor `to`, if any. `None` if the server is down.
+    pub fn propose(&mut self, i: usize, data: Bytes, to: Option<usize>) -> Option<u64> {
+        let m = i as u64 + 1;
+        self.world.member(m).host()?;
+        let request = self.test_request(to);
+        let waiter = self.world.waiter(m, request, false);
+        self.mark_test(request, Some(data.clone()));
+        self.world.member(m).host()?.propose(data, waiter);
+        self.world.pump(m);
+        Some(request)
+    }
+
+    /// Asks server `i` for a linearizable read index; the answer goes to
+    /// actor `to`, if any. `None` if the server is down.
+    pub fn read(&mut self, i: usize, to: Option<usize>) -> Option<u64> {
+        let m = i as u64 + 1;
+        self.world.member(m).host()?;
+        let request = self.test_request(to);
+        let waiter = self.world.waiter(m, request, false);
+        self.mark_test(request, None);
+        self.world.member(m).host()?.read_index(waiter);
+        self.world.pump(m);
+        Some(request)
+    }
+
+    /// Proposes the membership change `cc` at server `i`; the answer goes
+    /// to actor `to`, if any. `None` if the server is down.
+    pub fn change_membership(
+        &mut self,
+        i: usize,
+        cc: &flotilla_raft::ConfChange,
+        to: Option<usize>,
+    ) -> Option<u64> {
+        let m = i as u64 + 1;
+        self.world.member(m).host()?;
+        let request = self.test_request(to);
+        let waiter = self.world.waiter(m, request, true);
+        self.mark_test(request, None);
+        self.world.test_changes.insert(request, cc.clone());
+        self.world.member(m).host()?.change_membership(cc, waiter);
+        self.world.pump(m);
+        Some(request)
+    }
+
+    /// The answers that reached actor `actor` (see [`HostedCluster::propose`]).
+    pub fn take_mail(&mut self, actor: usize) -> Vec<TestAnswer<Output<A>>> {
+        self.mail.remove(&actor).unwrap_or_default()
+    }
+
+    /// Runs `f` on server `i`'s machine, if the server is up.
+    pub fn with_machine<R>(&mut self, i: usize, f: impl FnOnce(&A::Machine) -> R) -> Option<R> {
+        let chain = self.world.member(i as u64 + 1).machine()?;
+        let chain = machine::lock_chain(&chain);
+        Some(f(&chain.inner))
+    }
+
+    /// The size of the largest snapshot any server built.
+    pub fn snapshot_size(&self) -> u64 {
+        self.world.snapshot_bytes.values().copied().max().unwrap_or(0)
+    }
+
+    /// A server that believes it leads, if any (the highest term's).
+    pub fn leader(&self) -> Option<usize> {
+        (0..self.n())
+            .filter_map(|i| Some((self.get_state(i)?, i)))
+            .filter(|((_, leads), _)| *leads)
+            .max_by_key(|((term, _), _)| *term)
+            .map(|(_, i)| i)
+    }
+
+    /// The id the next [`HostedCluster::spawn`] returns.
+    pub fn next_actor(&self) -> usize {
+        self.actors.len()
+    }
+
+    /// Wakes actor `id` now (an answer reached it, say), replacing its
+    /// pending wake-up: the actor tells again when it wants the next one.
+    pub fn wake_actor(&mut self, id: usize) {
+        if self.actors.get(id).is_some_and(Option::is_some) {
+            self.schedule_actor(id, self.world.now);
+        }
+    }
+
+    /// A new request id, whose answer goes to actor `to`, if any.
+    fn test_request(&mut self, to: Option<usize>) -> u64 {
+        let request = self.world.next_request;
+        self.world.next_request += 1;
+        if let Some(actor) = to {
+            self.routes.insert(request, actor);
+        }
+        request
+    }
+
+    /// Marks `request` as the test's, proposing `command` if a write.
+    fn mark_test(&mut self, request: u64, command: Option<Bytes>) {
+        if let Some(out) = self.world.out.get_mut(&request) {
+            out.client = TEST;
+            out.command = command;
+        }
+    }
+
+    /// Hands the world's answers to the actors they go to.
+    fn deliver_answers(&mut self) {
+        for answer in std::mem::take(&mut self.world.test_answers) {
+            let Some(actor) = self.routes.remove(&answer.0) else {
+                continue;
+            };
+            self.mail.entry(actor).or_default().push(answer);
+            self.wake_actor(actor);
         }
     }
 
@@ -156,7 +314,7 @@ impl HostedCluster {
     }
 
     /// Starts an actor now; returns its id.
-    pub fn spawn(&mut self, actor: HostedActor) -> usize {
+    pub fn spawn(&mut self, actor: HostedActor<A>) -> usize {
         self.actors.push(Some(actor));
         self.epochs.push(0);
         let id = self.actors.len() - 1;
@@ -175,7 +333,7 @@ impl HostedCluster {
         &mut self,
         timeout_ns: u64,
         what: &str,
-        mut done: impl FnMut(&HostedCluster) -> bool,
+        mut done: impl FnMut(&HostedCluster<A>) -> bool,
     ) -> Result<(), Failure> {
         let deadline = self.world.now + timeout_ns;
         while !done(self) {
@@ -236,7 +394,7 @@ impl HostedCluster {
     }
 }
 
-impl Tester for HostedCluster {
+impl<A: App> Tester for HostedCluster<A> {
     fn n(&self) -> usize {
         self.world.cfg.members as usize
     }
@@ -259,6 +417,7 @@ impl Tester for HostedCluster {
 
     fn run_until(&mut self, t: u64) -> Result<(), Failure> {
         loop {
+            self.deliver_answers();
             if let Some(what) = self.world.failure.take() {
                 return Err(self.fail(what));
             }
@@ -314,12 +473,9 @@ impl Tester for HostedCluster {
             }
             (status.last_index, status.term)
         };
-        let request = self.world.next_request;
-        self.world.next_request += 1;
+        let request = self.test_request(None);
         let waiter = self.world.waiter(m, request, false);
-        if let Some(out) = self.world.out.get_mut(&request) {
-            out.command = Some(cmd.clone());
-        }
+        self.mark_test(request, Some(cmd.clone()));
         self.world.member(m).host()?.propose(cmd, waiter);
         self.world.pump(m);
         let status = self.world.member(m).host()?.raw().status();
@@ -336,14 +492,14 @@ impl Tester for HostedCluster {
     }
 }
 
-/// The lab's application: nothing but the chain's checks, and snapshots
-/// padded to `padding` bytes.
-struct LabApp {
+/// The Raft tests' application: nothing but the chain's checks, and
+/// snapshots padded to `padding` bytes.
+pub struct LabApp {
     padding: usize,
 }
 
 /// [`LabApp`]'s machine: no state but the padding of its snapshots.
-struct Padded {
+pub struct Padded {
     padding: usize,
 }
 

@@ -37,6 +37,15 @@ pub(crate) enum Answer<O> {
     Membership(u64, Result<LogIndex, flotilla_host::NodeError>),
 }
 
+impl<O> Answer<O> {
+    /// The request it answers.
+    pub(crate) fn request(&self) -> u64 {
+        match self {
+            Answer::Proposal(r, _) | Answer::Read(r, _) | Answer::Membership(r, _) => *r,
+        }
+    }
+}
+
 /// Where answers collect until the simulation looks.
 pub(crate) type Inbox<O> = Rc<RefCell<Vec<(u64, Answer<O>)>>>;
 
@@ -145,13 +154,14 @@ pub(crate) fn open_group(fs: &MemFs) -> Result<GroupHandle, WalError> {
 /// Starts a host over `storage`, running the app's `machine`.
 pub(crate) fn start_host<M: StateMachine>(
     raft: Config,
-    snapshot_entries: u64,
+    (snapshot_entries, snapshot_log_bytes): (u64, Option<u64>),
     storage: GroupHandle,
     ledger: &Arc<Mutex<Ledger>>,
     machine: M,
 ) -> Result<SimHost<M>, StartError> {
     let opts = HostOptions {
         snapshot_entries,
+        snapshot_log_bytes,
         proposals_pending_max: 1024,
         reads_pending_max: 1024,
         raft,
@@ -268,7 +278,7 @@ impl<M: StateMachine> Member<M> {
     pub(crate) fn restart(
         &mut self,
         raft: Config,
-        snapshot_entries: u64,
+        compaction: (u64, Option<u64>),
         ledger: &Arc<Mutex<Ledger>>,
         machine: M,
     ) -> Result<(), String> {
@@ -276,7 +286,7 @@ impl<M: StateMachine> Member<M> {
         let Life::Down(storage) = std::mem::replace(&mut self.life, placeholder) else {
             return Ok(());
         };
-        let host = start_host(raft, snapshot_entries, storage, ledger, machine)
+        let host = start_host(raft, compaction, storage, ledger, machine)
             .map_err(|e| start_error(self.id, &e))?;
         self.life = Life::Up(Box::new(host));
         // A fresh transport: what the down member "heard" reached no one.

@@ -62,5 +62,5 @@ mod quorum;
 mod world;
 
 pub use app::{App, Bare, Request};
-pub use lab::{HostedActor, HostedCluster};
-pub use world::{HostedConfig, HostedReport, run, run_app};
+pub use lab::{HostedActor, HostedCluster, LabApp, Padded};
+pub use world::{Answered, HostedConfig, HostedReport, Output, TestAnswer, run, run_app};

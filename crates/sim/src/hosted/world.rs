@@ -50,12 +50,23 @@ pub struct HostedConfig {
     pub unreliable: bool,
     /// Compact the log every this many applied entries.
     pub snapshot_entries: u64,
+    /// Compact the log also once it holds this many bytes past the
+    /// snapshot (the course's `maxraftstate`).
+    pub snapshot_log_bytes: Option<u64>,
     /// The Raft core's settings for every member (id, voters and seed
     /// filled in); `None`: the randomized runs' own ([`raft_config`]).
     pub raft: Option<flotilla_raft::Config>,
     /// The network's faults; `None`: the randomized runs' own (the
     /// course's loss and delays, 2 % duplicates, 0.5 ms latency).
     pub net: Option<NetConfig>,
+}
+
+impl HostedConfig {
+    /// When members compact their logs: every this many entries, and
+    /// once the log holds this many bytes.
+    pub(crate) fn compaction(&self) -> (u64, Option<u64>) {
+        (self.snapshot_entries, self.snapshot_log_bytes)
+    }
 }
 
 impl Default for HostedConfig {
@@ -71,6 +82,7 @@ impl Default for HostedConfig {
             partitions: true,
             unreliable: true,
             snapshot_entries: 25,
+            snapshot_log_bytes: None,
             raft: None,
             net: None,
         }
@@ -125,6 +137,25 @@ pub(crate) enum Event {
     Admin(u64),
 }
 
+/// The client of a request a test made itself (through
+/// [`super::HostedCluster`]): its answer goes to the test.
+pub(crate) const TEST: u64 = u64::MAX - 1;
+
+/// What a host answered a test's request, once the world checked it.
+#[derive(Debug)]
+pub enum Answered<O> {
+    /// A proposal was applied at this index, with the machine's output.
+    Written(LogIndex, O),
+    /// A read index, applied at the member that answered.
+    Read(LogIndex),
+    /// A membership change took effect at this index.
+    Changed(LogIndex),
+}
+
+/// A test's request answered: the request, the member that answered,
+/// and the answer.
+pub type TestAnswer<O> = (u64, u64, Result<Answered<O>, flotilla_host::NodeError>);
+
 /// A request a client has out.
 pub(crate) struct Out {
     pub(crate) client: u64,
@@ -144,7 +175,7 @@ pub(crate) struct Client {
 }
 
 /// The machine's output of app `A`.
-pub(crate) type Output<A> = <<A as App>::Machine as flotilla_host::StateMachine>::Output;
+pub type Output<A> = <<A as App>::Machine as flotilla_host::StateMachine>::Output;
 
 pub(crate) struct World<A: App> {
     pub(crate) app: A,
@@ -171,6 +202,12 @@ pub(crate) struct World<A: App> {
     election: ElectionSafety,
     /// Snapshot chunks sent to each member.
     pub(crate) snapshot_chunks_to: BTreeMap<u64, u64>,
+    /// The size of the last snapshot each member built.
+    pub(crate) snapshot_bytes: BTreeMap<u64, u64>,
+    /// Answers to the test's own requests, until it takes them.
+    pub(crate) test_answers: Vec<TestAnswer<Output<A>>>,
+    /// The test's membership changes out, by request.
+    pub(crate) test_changes: BTreeMap<u64, flotilla_raft::ConfChange>,
     pub(crate) failure: Option<String>,
 }
 
@@ -219,8 +256,8 @@ impl<A: App> World<A> {
             let storage = open_group(&fs).map_err(|e| start_error(id, &e))?;
             let raft = member_config(&cfg, id, rng.next_u64());
             let app_machine = app.machine(id, &voters(cfg.members));
-            let every = cfg.snapshot_entries;
-            let host = super::member::start_host(raft, every, storage, &ledger, app_machine)
+            let compaction = cfg.compaction();
+            let host = super::member::start_host(raft, compaction, storage, &ledger, app_machine)
                 .map_err(|e| start_error(id, &e))?;
             let life = Life::Up(Box::new(host));
             members.push(Member {
@@ -272,6 +309,9 @@ impl<A: App> World<A> {
             report: HostedReport::default(),
             election: ElectionSafety::default(),
             snapshot_chunks_to: BTreeMap::new(),
+            snapshot_bytes: BTreeMap::new(),
+            test_answers: Vec::new(),
+            test_changes: BTreeMap::new(),
             failure: None,
         };
         w.start();
@@ -431,6 +471,10 @@ impl<A: App> World<A> {
         let Some(host) = member.host() else { return };
         let index = task.index;
         let data = task.run(&host.wal());
+        self.snapshot_bytes.insert(m, data.len() as u64);
+        let Some(host) = self.member(m).host() else {
+            return;
+        };
         host.snapshot_built(index, Some(data));
         self.report.snapshot_jobs += 1;
         self.pump(m);
