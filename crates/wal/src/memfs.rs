@@ -176,13 +176,17 @@ impl MemFs {
         }
         let out = f(&mut s.disk)?;
         s.ops += 1;
-        let image = Image {
-            label: s.label,
-            op: s.ops,
-            disk: s.disk.clone(),
-        };
-        if let Some(images) = s.recording.as_mut() {
-            images.push(image);
+        // A copy of the whole disk: only when asked for (it made every
+        // write cost the disk's size).
+        if s.recording.is_some() {
+            let image = Image {
+                label: s.label,
+                op: s.ops,
+                disk: s.disk.clone(),
+            };
+            if let Some(images) = s.recording.as_mut() {
+                images.push(image);
+            }
         }
         Ok(out)
     }
