@@ -128,7 +128,11 @@ fn a_finished_snapshot_job_compacts_the_log_on_schedule() {
 #[test]
 fn a_log_that_holds_too_many_bytes_is_compacted_whatever_the_entry_count() {
     let (mut host, _, counters) = leader_counting(|o| o.snapshot_log_bytes = Some(300));
-    let snapshots = || counters.snapshots.load(std::sync::atomic::Ordering::Relaxed);
+    let snapshots = || {
+        counters
+            .snapshots
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
     let mut last = 0;
     for i in 0..40 {
         host.propose(Bytes::from(vec![b'x'; 50]), Slot::default());

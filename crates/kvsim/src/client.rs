@@ -19,7 +19,7 @@ use flotilla_kv::{
 };
 use flotilla_linearize::{KvInput, KvOutput, OpId, Recorder};
 use flotilla_raft::NodeId;
-use flotilla_sim::{Actor, Cluster, Failure, MS};
+use flotilla_sim::{Actor, Cluster, Failure, MS, Tester};
 
 /// The shared recorder of a run's history.
 pub type History = Rc<Recorder<KvInput, KvOutput>>;
@@ -38,12 +38,13 @@ pub enum Next {
     Stop,
 }
 
-/// Chooses a client's operations and checks their answers.
-pub trait Workload {
+/// Chooses the operations of a client of cluster `C` and checks their
+/// answers.
+pub trait Workload<C = Cluster> {
     /// The next thing to do (called when no operation is in flight).
-    fn next(&mut self, c: &mut Cluster) -> Next;
+    fn next(&mut self, c: &mut C) -> Next;
     /// An operation completed; an error fails the run.
-    fn done(&mut self, c: &mut Cluster, op: &Op, result: &OpResult) -> Result<(), Failure>;
+    fn done(&mut self, c: &mut C, op: &Op, result: &OpResult) -> Result<(), Failure>;
 }
 
 /// How long a clerk waits for an answer before trying another server, and
@@ -219,17 +220,17 @@ pub struct ScriptState {
 /// See [`ScriptState`].
 pub struct Script(pub Rc<RefCell<ScriptState>>);
 
-impl Workload for Script {
-    fn next(&mut self, c: &mut Cluster) -> Next {
+impl<C: Tester> Workload<C> for Script {
+    fn next(&mut self, c: &mut C) -> Next {
         let mut s = self.0.borrow_mut();
         match s.queue.pop_front() {
             Some((op, read)) => Next::Op(op, read),
             None if s.stop => Next::Stop,
-            None => Next::Sleep(c.now + 1000 * MS),
+            None => Next::Sleep(c.now() + 1000 * MS),
         }
     }
 
-    fn done(&mut self, _c: &mut Cluster, _op: &Op, result: &OpResult) -> Result<(), Failure> {
+    fn done(&mut self, _c: &mut C, _op: &Op, result: &OpResult) -> Result<(), Failure> {
         self.0.borrow_mut().results.push(result.clone());
         Ok(())
     }

@@ -4,10 +4,13 @@
 //! simulated network with its faults; every operation is recorded and the
 //! history is checked with `flotilla-linearize`.
 //!
-//! - `service`: the KV server as a simulator service;
-//! - `client`: clerks as actors, workloads, history recording;
-//! - `harness`: the course's kvraft tester (`config.go`);
-//! - `generic`: the course's `GenericTest` and `GenericTestSpeed`;
+//! - `lab`: the course's kvraft tester (`config.go`), its `GenericTest`
+//!   and `GenericTestSpeed`, on the production replica host, with clerks
+//!   that speak the session service's requests (the Lab 3 tests);
+//! - `client`: workloads, history recording, and the older driver's
+//!   clerks as actors;
+//! - `service`, `harness`: the KV server as a service of the older
+//!   simulator driver, and its tester, which `swarm` still runs on;
 //! - `swarm`: random KV workloads under random faults (`flotilla sim kv`);
 //! - `hosted`: etcd's KV machine on the production host (`flotilla sim
 //!   hosted --kv`), with checked histories, sessions and watches.
@@ -17,9 +20,9 @@
 //! `flotilla` CLI share one harness.
 
 pub mod client;
-pub mod generic;
 pub mod harness;
 pub mod hosted;
+pub mod lab;
 pub mod service;
 pub mod swarm;
 
@@ -28,8 +31,8 @@ use std::time::Duration;
 use flotilla_sim::Failure;
 use flotilla_sim::runner::seeds;
 
-pub use generic::{Generic, RunStats, generic_test, speed_test};
-pub use harness::{Ck, KvCluster};
+pub use lab::generic::{Generic, RunStats, generic_test, speed_test};
+pub use lab::{Ck, KvCluster};
 
 /// Figures over the seeds of one test.
 #[derive(Clone, Copy, Debug, Default)]

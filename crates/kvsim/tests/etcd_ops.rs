@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use flotilla_kv::{Compare, KeyValue, Op, ReadConsistency, Response, Txn};
-use flotilla_kvsim::generic::finish;
-use flotilla_kvsim::harness::{ELECTION_TIMEOUT_NS, replica};
+use flotilla_kvsim::lab::ELECTION_TIMEOUT_NS;
+use flotilla_kvsim::lab::generic::finish;
 use flotilla_kvsim::{KvCluster, RunStats, run_seeds};
-use flotilla_sim::Failure;
+use flotilla_sim::{Failure, Tester};
 
 const SEEDS: u64 = 10;
 
@@ -161,12 +161,14 @@ fn revisions(seed: u64) -> Result<RunStats, Failure> {
         kv.create_rev > rev,
     )?;
     // Every replica holds the same store once it applied the same prefix.
-    let target = replica(&t.c, 0).map(|r| r.applied());
+    let target = t.c.with_machine(0, |m| m.replica.applied());
     t.c.run_for(ELECTION_TIMEOUT_NS)?;
     let stores: Vec<_> = (0..3)
-        .filter_map(|i| replica(&t.c, i))
-        .filter(|r| Some(r.applied()) >= target)
-        .map(|r| r.store().clone())
+        .filter_map(|i| {
+            t.c.with_machine(i, |m| (m.replica.applied(), m.replica.store().clone()))
+        })
+        .filter(|(applied, _)| Some(*applied) >= target)
+        .map(|(_, store)| store)
         .collect();
     expect(
         &t,

@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use flotilla_kv::{Op, ReadConsistency};
 use flotilla_kvsim::client::{Next, OpResult, Workload};
-use flotilla_kvsim::generic::{check_clnt_appends, finish, stats};
-use flotilla_kvsim::harness::ELECTION_TIMEOUT_NS;
+use flotilla_kvsim::lab::ELECTION_TIMEOUT_NS;
+use flotilla_kvsim::lab::KvHosted;
+use flotilla_kvsim::lab::generic::{check_clnt_appends, finish, stats};
 use flotilla_kvsim::{Generic, KvCluster, RunStats, generic_test, run_seed, run_seeds, speed_test};
-use flotilla_sim::{Cluster, Failure, MS};
+use flotilla_sim::{Failure, MS, Tester};
 
 const SEEDS: u64 = 10;
 
@@ -126,8 +127,8 @@ struct Appender {
     done: Rc<Cell<usize>>,
 }
 
-impl Workload for Appender {
-    fn next(&mut self, _c: &mut Cluster) -> Next {
+impl Workload<KvHosted> for Appender {
+    fn next(&mut self, _c: &mut KvHosted) -> Next {
         if self.n == self.count {
             self.done.set(self.done.get() + 1);
             return Next::Stop;
@@ -136,7 +137,7 @@ impl Workload for Appender {
         Next::Op(Op::append("k", v), ReadConsistency::Linearizable)
     }
 
-    fn done(&mut self, c: &mut Cluster, _op: &Op, r: &OpResult) -> Result<(), Failure> {
+    fn done(&mut self, c: &mut KvHosted, _op: &Op, r: &OpResult) -> Result<(), Failure> {
         r.as_ref().map_err(|e| c.fail(e.to_string()))?;
         self.n += 1;
         Ok(())
@@ -197,13 +198,13 @@ fn one_partition(seed: u64) -> Result<RunStats, Failure> {
     t.put(&ckp1, "1", "14")?;
     t.check(&ckp1, "1", "14")?;
     // No progress in the minority.
-    let start = t.c.now;
+    let start = t.c.now();
     t.start_op(&ckp2a, Op::put("1", "15"));
     t.start_op(&ckp2b, Op::get("1"));
     t.check(&ckp1, "1", "14")?;
     t.put(&ckp1, "1", "16")?;
     t.check(&ckp1, "1", "16")?;
-    t.c.run_until(start.max(t.c.now).max(start + ELECTION_TIMEOUT_NS))?;
+    t.c.run_until(start.max(t.c.now()).max(start + ELECTION_TIMEOUT_NS))?;
     if ckp2a.completed() > 0 {
         return Err(t.c.fail("Put in minority completed"));
     }

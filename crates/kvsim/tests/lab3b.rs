@@ -5,10 +5,10 @@
 
 use std::time::Instant;
 
-use flotilla_kvsim::generic::finish;
-use flotilla_kvsim::harness::ELECTION_TIMEOUT_NS;
+use flotilla_kvsim::lab::ELECTION_TIMEOUT_NS;
+use flotilla_kvsim::lab::generic::finish;
 use flotilla_kvsim::{Generic, KvCluster, RunStats, generic_test, run_seeds, speed_test};
-use flotilla_sim::Failure;
+use flotilla_sim::{Failure, Tester};
 
 const SEEDS: u64 = 10;
 const MAXRAFTSTATE: u64 = 1000;
@@ -65,7 +65,7 @@ fn snapshot_rpc(seed: u64) -> Result<RunStats, Failure> {
     t.check(&ck1, "b", "B")?;
     t.check(&ck1, "1", "1")?;
     t.check(&ck1, "49", "49")?;
-    if t.c.nodes[2].disk.snapshot_bytes() == 0 {
+    if t.c.snapshot_chunks_to(2) == 0 {
         return Err(t.c.fail("server 2 caught up without installing a snapshot"));
     }
     // Now everybody.

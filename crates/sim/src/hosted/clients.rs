@@ -119,7 +119,8 @@ impl<A: App> World<A> {
                 Answer::Read(r, Ok(index)) => {
                     let checked = self.answered_read(member, r, index);
                     if test {
-                        self.test_answers.push((r, member, Ok(Answered::Read(index))));
+                        self.test_answers
+                            .push((r, member, Ok(Answered::Read(index))));
                     } else if let Some(c) = self.waiting(r) {
                         self.app_read(member, c);
                     }

@@ -196,7 +196,12 @@ impl<A: App> HostedCluster<A> {
 
     /// The size of the largest snapshot any server built.
     pub fn snapshot_size(&self) -> u64 {
-        self.world.snapshot_bytes.values().copied().max().unwrap_or(0)
+        self.world
+            .snapshot_bytes
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(0)
     }
 
     /// A server that believes it leads, if any (the highest term's).
