@@ -42,9 +42,6 @@ pub struct KvArgs {
     /// every key at an older revision (0: servers keep no history).
     #[arg(long, default_value_t = 50)]
     mvcc_per_mille: u64,
-    /// Print a step-by-step trace on failure (use with --seed).
-    #[arg(long)]
-    trace: bool,
 }
 
 #[derive(Default)]
@@ -62,7 +59,7 @@ impl KvArgs {
     fn replay(&self, seed: u64) -> String {
         format!(
             "flotilla sim kv --nodes {} --clients {} --keys {} --seed {seed} --faults {} \
-             --safety-secs {} --liveness-secs {} --invalid-per-mille {} --mvcc-per-mille {} --trace",
+             --safety-secs {} --liveness-secs {} --invalid-per-mille {} --mvcc-per-mille {}",
             self.nodes,
             self.clients,
             self.keys,
@@ -85,7 +82,6 @@ pub fn run_kv(args: &KvArgs) -> anyhow::Result<ExitCode> {
         liveness_ns: args.liveness_secs * 1000 * MS,
         invalid_per_mille: args.invalid_per_mille,
         mvcc_per_mille: args.mvcc_per_mille,
-        trace: args.trace,
     };
     let (first, count) = args.run.first_and_count();
     let last = first.saturating_add(count.max(1) - 1);

@@ -1,13 +1,9 @@
-//! A linearizable key/value service replicated with Raft (the course's
-//! Lab 3, with the key space of etcd's v3 API), as I/O-free state machines:
-//!
-//! ```text
-//!   Clerk ──ClientMsg──► KvServer ──propose / read_index──► RawNode
-//!     ▲                     │  ▲                               │
-//!     └────────Reply────────┘  └──── Ready (committed entries, ┘
-//!                                     read states, snapshots)
-//!                        Replica = Store + Sessions (applied in log order)
-//! ```
+//! The state machine of a linearizable key/value service replicated with
+//! Raft (the course's Lab 3, with the key space of etcd's v3 API), I/O-free:
+//! a [`Replica`] (a [`Store`] and its [`Sessions`]) applies committed
+//! commands in log order. The replica host (`flotilla-host`'s
+//! `kv_app::KvMachine`) runs it on every member, in production and in
+//! the simulator alike.
 //!
 //! - [`command`]: requests ([`Op`]: get, put, append, delete, range,
 //!   delete-range, compare-and-swap transactions), responses, and the
@@ -23,30 +19,23 @@
 //!   answer, expired on the replicated clock carried by the log.
 //! - [`replica`]: the state machine fed committed entries; `snapshot` and
 //!   `restore` with the versioned, checksummed format of [`snapshot`].
-//! - [`server`]: one node's server: requests in, proposals and read-index
-//!   requests out, Readies in, replies out.
-//! - [`clerk`]: the client: numbers requests, retries elsewhere on a
-//!   timeout or a wrong leader, follows leader hints.
 //!
 //! Nothing here reads a clock or touches the network or a disk: the
 //! simulator (`flotilla-kvsim`) and the runtime drive the same code.
 
 pub mod check;
 mod chunked;
-pub mod clerk;
 pub mod codec;
 pub mod command;
 pub mod event;
 pub mod history;
 pub mod lease;
 pub mod replica;
-pub mod server;
 pub mod session;
 pub mod snapshot;
 pub mod store;
 
 pub use check::{KeyRole, Refusal, check_op};
-pub use clerk::{Clerk, ClerkConfig, ClerkError, ClerkStep, Send};
 pub use codec::{COMMAND_FORMAT_VERSION, CodecError, FORMAT_VERSION, MAX_TXN_DEPTH};
 pub use command::{
     AlarmKind, ClientMsg, CmpOp, Command, Compare, CompareSpan, KeyValue, Op, Outcome,
@@ -56,7 +45,6 @@ pub use event::{Event, EventKind};
 pub use history::Replay;
 pub use lease::{Lease, Leases};
 pub use replica::{Applied, ApplyError, Replica};
-pub use server::{KvServer, Outgoing, ServerConfig, ServerError};
 pub use session::{Admission, SessionLimits, Sessions};
 pub use snapshot::SnapshotError;
 pub use store::Store;

@@ -1,6 +1,6 @@
-//! Clients on the simulator: a [`Clerk`] run as an [`Actor`], driven by a
-//! [`Workload`] that chooses each next operation, with every operation
-//! recorded in a shared linearizability [`History`] at virtual times.
+//! Clients on the simulator: a [`Workload`] chooses each next operation
+//! of a clerk (`crate::lab::HostedClerk`), and every operation is recorded
+//! in a shared linearizability [`History`] at virtual times.
 //!
 //! An operation is recorded when the clerk starts it (`invoke`) and when its
 //! answer arrives (`ok`); one still in flight when the run ends keeps an
@@ -14,18 +14,55 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 use bytes::Bytes;
-use flotilla_kv::{
-    Clerk, ClerkConfig, ClerkError, ClerkStep, CmpOp, Op, ReadConsistency, Response, Target,
-};
-use flotilla_linearize::{KvInput, KvOutput, OpId, Recorder};
-use flotilla_raft::NodeId;
-use flotilla_sim::{Actor, Cluster, Failure, MS, Tester};
+use flotilla_kv::{CmpOp, Op, ReadConsistency, Refusal, Response, Target};
+use flotilla_linearize::{KvInput, KvOutput, Recorder};
+use flotilla_sim::{Failure, MS, Tester};
 
 /// The shared recorder of a run's history.
 pub type History = Rc<Recorder<KvInput, KvOutput>>;
 
-/// The result of one operation.
-pub type OpResult = Result<(u64, Response), ClerkError>;
+/// The result of one operation: the store's revision after it and the
+/// answer, or why not.
+pub type OpResult = Result<(u64, Response), OpError>;
+
+/// Why an operation did not succeed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpError {
+    /// The servers no longer had the client's session: the write may or
+    /// may not have taken effect.
+    SessionExpired {
+        /// The session.
+        client: u64,
+        /// The write's number in it.
+        seq: u64,
+    },
+    /// The replicas (or the member, for a read) refused the operation as
+    /// invalid; it changed nothing.
+    Refused {
+        /// The session.
+        client: u64,
+        /// The write's number in it (0 for a read).
+        seq: u64,
+        /// Why.
+        refusal: Refusal,
+    },
+}
+
+impl std::fmt::Display for OpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpError::SessionExpired { client, seq } => write!(
+                f,
+                "client {client}: session expired; request {seq} may or may not have been applied"
+            ),
+            OpError::Refused {
+                client,
+                seq,
+                refusal,
+            } => write!(f, "client {client}: request {seq} was refused: {refusal}"),
+        }
+    }
+}
 
 /// What a workload wants next.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,19 +77,12 @@ pub enum Next {
 
 /// Chooses the operations of a client of cluster `C` and checks their
 /// answers.
-pub trait Workload<C = Cluster> {
+pub trait Workload<C> {
     /// The next thing to do (called when no operation is in flight).
     fn next(&mut self, c: &mut C) -> Next;
     /// An operation completed; an error fails the run.
     fn done(&mut self, c: &mut C, op: &Op, result: &OpResult) -> Result<(), Failure>;
 }
-
-/// How long a clerk waits for an answer before trying another server, and
-/// after a round of wrong-leader answers.
-pub const CLERK_TIMING: ClerkConfig = ClerkConfig {
-    retry_timeout: 100 * MS,
-    backoff: 20 * MS,
-};
 
 /// What the checker's model makes of an operation (`None`: not recorded).
 /// Besides get, put, append and delete, a transaction that is a
@@ -109,100 +139,6 @@ pub fn model_output(resp: &Response) -> KvOutput {
 pub struct ClientStats {
     /// Operations completed.
     pub ops: u64,
-}
-
-struct InFlight {
-    op: Op,
-    recorded: Option<OpId>,
-}
-
-/// A clerk as an actor. See the module docs.
-pub struct ClerkActor {
-    addr: u64,
-    clerk: Clerk,
-    workload: Box<dyn Workload>,
-    history: History,
-    stats: Rc<RefCell<ClientStats>>,
-    inflight: Option<InFlight>,
-}
-
-impl ClerkActor {
-    /// Spawns a client with id `client` talking to `servers`, running
-    /// `workload`; returns its address and actor id.
-    pub fn spawn(
-        c: &mut Cluster,
-        client: u64,
-        servers: &[NodeId],
-        workload: Box<dyn Workload>,
-        history: History,
-        stats: Rc<RefCell<ClientStats>>,
-    ) -> (u64, usize) {
-        let addr = c.new_client();
-        let mut order: Vec<u64> = servers.iter().map(|s| s.get()).collect();
-        // The course gives each clerk the servers in a random order.
-        for i in (1..order.len()).rev() {
-            let j = c.rng.range(0, i as u64 + 1) as usize;
-            order.swap(i, j);
-        }
-        let actor = ClerkActor {
-            addr,
-            clerk: Clerk::new(CLERK_TIMING, client, order),
-            workload,
-            history,
-            stats,
-            inflight: None,
-        };
-        let id = c.spawn_client(addr, Box::new(actor));
-        (addr, id)
-    }
-
-    fn complete(&mut self, c: &mut Cluster, result: OpResult) -> Result<(), Failure> {
-        let Some(f) = self.inflight.take() else {
-            return Ok(());
-        };
-        if let (Some(id), Ok((_, resp))) = (f.recorded, &result) {
-            self.history.ok_at(id, model_output(resp), c.now);
-        }
-        self.stats.borrow_mut().ops += 1;
-        self.workload.done(c, &f.op, &result)
-    }
-
-    fn handle_inbox(&mut self, c: &mut Cluster) -> Result<(), Failure> {
-        for (from, bytes) in c.take_inbox(self.addr) {
-            match self.clerk.on_reply(from, &bytes, c.now) {
-                ClerkStep::Send(s) => c.send_to_server(self.addr, NodeId(s.to), s.msg),
-                ClerkStep::Done(r) => self.complete(c, r)?,
-                ClerkStep::Nothing | ClerkStep::Wait => {}
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Actor for ClerkActor {
-    fn wake(&mut self, c: &mut Cluster) -> Result<Option<u64>, Failure> {
-        self.handle_inbox(c)?;
-        if let Some(s) = self.clerk.on_timer(c.now) {
-            c.send_to_server(self.addr, NodeId(s.to), s.msg);
-        }
-        while !self.clerk.busy() {
-            match self.workload.next(c) {
-                Next::Stop => return Ok(None),
-                Next::Sleep(t) => return Ok(Some(t.max(c.now + 1))),
-                Next::Op(op, read) => {
-                    let recorded = model_input(&op, read)
-                        .map(|i| self.history.invoke_at(self.clerk.id(), i, c.now));
-                    let s = self
-                        .clerk
-                        .start(op.clone(), read, c.now)
-                        .map_err(|e| c.fail(e.to_string()))?;
-                    self.inflight = Some(InFlight { op, recorded });
-                    c.send_to_server(self.addr, NodeId(s.to), s.msg);
-                }
-            }
-        }
-        Ok(self.clerk.deadline())
-    }
 }
 
 /// A workload fed by the test: operations queued by [`Script::push`] run

@@ -1,17 +1,16 @@
-//! The KV service on the deterministic simulator. Each simulated node runs
-//! a [`flotilla_kv::KvServer`] (plugged in through `flotilla_sim`'s
-//! service hook); clerks are actors whose requests and replies cross the
-//! simulated network with its faults; every operation is recorded and the
-//! history is checked with `flotilla-linearize`.
+//! The KV service on the deterministic simulator. Every simulated member
+//! is the production replica host (`flotilla_sim::hosted`) running the KV
+//! machine every server runs; clients speak the session service's
+//! requests across the simulated network with its faults; every
+//! operation is recorded and the history is checked with
+//! `flotilla-linearize`.
 //!
 //! - `lab`: the course's kvraft tester (`config.go`), its `GenericTest`
 //!   and `GenericTestSpeed`, on the production replica host, with clerks
 //!   that speak the session service's requests (the Lab 3 tests);
-//! - `client`: workloads, history recording, and the older driver's
-//!   clerks as actors;
-//! - `service`, `harness`: the KV server as a service of the older
-//!   simulator driver, and its tester, which `swarm` still runs on;
-//! - `swarm`: random KV workloads under random faults (`flotilla sim kv`);
+//! - `client`: workloads and what the history records of them;
+//! - `swarm`: random KV workloads under random faults (`flotilla sim kv`),
+//!   on the same hosted cluster;
 //! - `hosted`: etcd's KV machine on the production host (`flotilla sim
 //!   hosted --kv`), with checked histories, sessions and watches.
 //!
@@ -20,10 +19,8 @@
 //! `flotilla` CLI share one harness.
 
 pub mod client;
-pub mod harness;
 pub mod hosted;
 pub mod lab;
-pub mod service;
 pub mod swarm;
 
 use std::time::Duration;

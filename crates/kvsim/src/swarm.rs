@@ -34,13 +34,12 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use flotilla_kv::{ClerkError, Compare, Op, ReadConsistency, Refusal, Response, Txn};
+use flotilla_kv::{Compare, Op, ReadConsistency, Refusal, Response, Txn};
 use flotilla_sim::swarm::Faults;
-use flotilla_sim::{Cluster, Failure, MS};
+use flotilla_sim::{Failure, MS, Tester};
 
-use crate::client::{Next, OpResult, Workload};
-use crate::harness::{KvCluster, replica, server_partition};
-use flotilla_kv::ServerConfig;
+use crate::client::{Next, OpError, OpResult, Workload};
+use crate::lab::{KvCluster, KvHosted, KvLabApp, server_partition};
 
 /// How to run one seed.
 #[derive(Clone, Debug)]
@@ -65,8 +64,6 @@ pub struct KvSwarmConfig {
     /// older revision (0: none, and the servers keep no history; the
     /// seeds found before they existed replay with 0).
     pub mvcc_per_mille: u64,
-    /// Keep a step-by-step trace (printed on failure).
-    pub trace: bool,
 }
 
 impl Default for KvSwarmConfig {
@@ -80,7 +77,6 @@ impl Default for KvSwarmConfig {
             liveness_ns: 30_000 * MS,
             invalid_per_mille: 20,
             mvcc_per_mille: 50,
-            trace: false,
         }
     }
 }
@@ -130,7 +126,7 @@ fn read_at(revision: u64) -> Op {
 
 impl RandomClient {
     /// A compaction or a whole read at a revision up to the last seen.
-    fn mvcc_op(&mut self, c: &mut Cluster) -> Op {
+    fn mvcc_op(&mut self, c: &mut KvHosted) -> Op {
         let rev = c.rng.range(self.seen_rev / 2, self.seen_rev + 1);
         // Revision 0 reads the current state: nothing to compare.
         if c.rng.range(0, 4) == 0 || rev == 0 {
@@ -141,13 +137,13 @@ impl RandomClient {
     }
 
     /// Checks the answer of [`RandomClient::mvcc_op`].
-    fn mvcc_done(&mut self, c: &mut Cluster, op: &Op, r: &OpResult) -> Result<(), Failure> {
+    fn mvcc_done(&mut self, c: &mut KvHosted, op: &Op, r: &OpResult) -> Result<(), Failure> {
         let requested = match op {
             Op::Compact { revision } | Op::Range { revision, .. } => *revision,
             _ => 0,
         };
         match (op, r) {
-            (_, Err(ClerkError::Refused { refusal, .. })) => match refusal {
+            (_, Err(OpError::Refused { refusal, .. })) => match refusal {
                 Refusal::Compacted { compacted, .. } if *compacted >= requested => Ok(()),
                 other => Err(c.fail(format!(
                     "client {}: {op:?} refused: {other} (seen revision {})",
@@ -170,7 +166,7 @@ impl RandomClient {
         }
     }
 
-    fn cas(&mut self, c: &mut Cluster, key: String, k: usize, value: String) -> Op {
+    fn cas(&mut self, c: &mut KvHosted, key: String, k: usize, value: String) -> Op {
         let compare = match c.rng.range(0, 3) {
             0 => Compare::value_is(
                 key.clone(),
@@ -187,8 +183,8 @@ impl RandomClient {
     }
 }
 
-impl Workload for RandomClient {
-    fn next(&mut self, c: &mut Cluster) -> Next {
+impl Workload<KvHosted> for RandomClient {
+    fn next(&mut self, c: &mut KvHosted) -> Next {
         if self.stop.get() {
             self.finished.set(self.finished.get() + 1);
             return Next::Stop;
@@ -221,10 +217,10 @@ impl Workload for RandomClient {
         Next::Op(op, read)
     }
 
-    fn done(&mut self, c: &mut Cluster, op: &Op, r: &OpResult) -> Result<(), Failure> {
+    fn done(&mut self, c: &mut KvHosted, op: &Op, r: &OpResult) -> Result<(), Failure> {
         if let Err(refusal) = flotilla_kv::check_op(op) {
             return match r {
-                Err(ClerkError::Refused { refusal: got, .. }) if *got == refusal => Ok(()),
+                Err(OpError::Refused { refusal: got, .. }) if *got == refusal => Ok(()),
                 other => Err(c.fail(format!(
                     "client {}: invalid {op:?} ({refusal}) was answered {other:?}, not refused",
                     self.me
@@ -256,7 +252,7 @@ impl Workload for RandomClient {
 
 /// An operation every replica must refuse: an empty key where a key is
 /// needed.
-fn invalid_op(c: &mut Cluster, value: String) -> Op {
+fn invalid_op(c: &mut KvHosted, value: String) -> Op {
     match c.rng.range(0, 4) {
         0 => Op::get(""),
         1 => Op::put("", value),
@@ -277,14 +273,11 @@ fn build(seed: u64, cfg: &KvSwarmConfig) -> KvCluster {
     };
     let f = cfg.faults;
     let maxraftstate = f.snapshot.then(|| rng.range(300, 3000));
-    let server = ServerConfig {
-        max_raft_state: maxraftstate,
+    let app = KvLabApp {
         history: cfg.mvcc_per_mille > 0,
-        ..ServerConfig::default()
     };
-    let mut t = KvCluster::with_servers(nodes, seed, false, server);
-    t.c.cfg.trace |= cfg.trace;
-    let net = &mut t.c.net.cfg;
+    let mut t = KvCluster::with_app(nodes, seed, false, maxraftstate, app);
+    let net = &mut t.c.network().cfg;
     if f.drop {
         net.reliable = false;
         net.drop_request_per_mille = rng.range(0, 200);
@@ -295,11 +288,6 @@ fn build(seed: u64, cfg: &KvSwarmConfig) -> KvCluster {
         net.long_reordering = rng.range(0, 2) == 0;
         net.duplicate_per_mille = rng.range(0, 100);
     }
-    // Half the runs drive the nodes as production does: asynchronous
-    // writes.
-    if rng.range(0, 2) == 1 {
-        t.c.cfg.async_sync_ns = Some(flotilla_sim::sync::ASYNC_SYNC_NS);
-    }
     t
 }
 
@@ -307,8 +295,8 @@ fn nemesis_step(t: &mut KvCluster, f: Faults) {
     let n = t.c.n();
     let victim = t.c.rng.range(0, n as u64) as usize;
     match t.c.rng.range(0, 4) {
-        0 if f.crash && t.c.nodes[victim].alive() => t.c.crash(victim),
-        0 | 1 if f.crash && !t.c.nodes[victim].alive() => t.c.restart(victim),
+        0 if f.crash && t.c.alive(victim) => t.c.crash(victim),
+        0 | 1 if f.crash && !t.c.alive(victim) => t.c.restart(victim),
         2 if f.partition => {
             let (mut a, mut b) = (Vec::new(), Vec::new());
             for i in 0..n {
@@ -329,17 +317,19 @@ fn nemesis_step(t: &mut KvCluster, f: Faults) {
 /// every replica, as it was first.
 fn reads_at_still_agree(t: &KvCluster, reads_at: &ReadsAt) -> Result<(), Failure> {
     for i in 0..t.c.n() {
-        let Some(r) = replica(&t.c, i) else { continue };
-        for (rev, first) in reads_at.borrow().range(r.store().compacted()..) {
-            let now = r.read(&read_at(*rev));
-            let same =
-                matches!(&now, flotilla_kv::Outcome::Ok { response, .. } if response == first);
-            if !same {
-                return Err(t.c.fail(format!(
-                    "replica {} reads at {rev} {now:?}, first answered {first:?}",
-                    i + 1
-                )));
-            }
+        let differs = t.c.with_machine(i, |m| {
+            let r = &m.replica;
+            let reads = reads_at.borrow();
+            let mut reads = reads.range(r.store().compacted()..);
+            reads.find_map(|(rev, first)| {
+                let now = r.read(&read_at(*rev));
+                let same =
+                    matches!(&now, flotilla_kv::Outcome::Ok { response, .. } if response == first);
+                (!same).then(|| format!("reads at {rev} {now:?}, first answered {first:?}"))
+            })
+        });
+        if let Some(Some(what)) = differs {
+            return Err(t.c.fail(format!("replica {} {what}", i + 1)));
         }
     }
     Ok(())
@@ -350,19 +340,19 @@ fn replicas_agree(t: &mut KvCluster) -> Result<(), Failure> {
     let all: Vec<usize> = (0..t.c.n()).collect();
     let ck = t.make_client(&all);
     t.put(&ck, "final", "x")?;
-    let target =
-        t.c.nodes
-            .iter()
-            .filter_map(|n| n.raft.as_ref())
-            .map(|r| r.status().commit)
-            .max();
-    let target = target.unwrap_or_default();
+    let target = (0..t.c.n()).filter_map(|i| t.c.status(i)).map(|s| s.commit);
+    let target = target.max().unwrap_or_default();
     t.c.run_until_cond(10_000 * MS, "replicas did not catch up", |c| {
-        (0..c.n()).all(|i| replica(c, i).is_some_and(|r| r.applied() >= target))
+        (0..c.n()).all(|i| c.with_machine(i, |m| m.replica.applied() >= target) == Some(true))
     })?;
-    let first = replica(&t.c, 0).map(|r| (r.store().clone(), r.sessions().clone()));
+    let state = |i| {
+        t.c.with_machine(i, |m| {
+            (m.replica.store().clone(), m.replica.sessions().clone())
+        })
+    };
+    let first = state(0);
     for i in 1..t.c.n() {
-        let other = replica(&t.c, i).map(|r| (r.store().clone(), r.sessions().clone()));
+        let other = state(i);
         // No client writes any more, so every replica stops at the same
         // index.
         if other != first {
@@ -395,17 +385,17 @@ pub fn run(seed: u64, cfg: &KvSwarmConfig) -> Result<KvSwarmReport, Failure> {
             finished: finished.clone(),
         }));
     }
-    while t.c.now < cfg.safety_ns {
+    while t.c.now() < cfg.safety_ns {
         let pause = t.c.rng.range(50, 1000);
         t.c.run_for(pause * MS)?;
         nemesis_step(&mut t, cfg.faults);
     }
     stop.set(true);
-    t.c.net.cfg.reliable = true;
-    t.c.net.cfg.long_reordering = false;
+    t.c.network().cfg.reliable = true;
+    t.c.network().cfg.long_reordering = false;
     t.connect_all();
     for i in 0..t.c.n() {
-        if !t.c.nodes[i].alive() {
+        if !t.c.alive(i) {
             t.start_server(i);
         }
     }
@@ -417,12 +407,12 @@ pub fn run(seed: u64, cfg: &KvSwarmConfig) -> Result<KvSwarmReport, Failure> {
     )?;
     replicas_agree(&mut t)?;
     reads_at_still_agree(&t, &reads_at)?;
-    let ops = t.stats.borrow().ops;
+    let ops = t.shared.stats.borrow().ops;
     let sim_wall = began.elapsed();
     let check = t.check_history()?;
     Ok(KvSwarmReport {
         ops,
-        virtual_ns: t.c.now,
+        virtual_ns: t.c.now(),
         sim_wall,
         checked_ops: check.ops as u64,
         check_wall: check.wall,
@@ -441,7 +431,7 @@ mod tests {
         };
         for seed in 1..=4 {
             if let Err(f) = run(seed, &cfg) {
-                panic!("{f}\nreplay: flotilla sim kv --seed {seed} --faults all --trace");
+                panic!("{f}\nreplay: flotilla sim kv --seed {seed} --faults all");
             }
         }
     }

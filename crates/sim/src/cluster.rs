@@ -170,12 +170,6 @@ pub(crate) enum Event {
         actor: usize,
         epoch: u64,
     },
-    Client {
-        from: u64,
-        to: u64,
-        data: Bytes,
-        request: bool,
-    },
     Synced {
         node: usize,
         incarnation: u32,
@@ -210,7 +204,6 @@ pub struct Cluster {
     pub(crate) actors: Vec<Option<Box<dyn Actor>>>,
     /// Each actor's wake generation: only its latest wake-up counts.
     actor_epochs: Vec<u64>,
-    pub(crate) svc: crate::service::Services,
     pub(crate) trace: Vec<String>,
     pub(crate) failure: Option<Failure>,
     /// Events processed.
@@ -225,13 +218,6 @@ pub struct Cluster {
 impl Cluster {
     /// Builds and starts a cluster.
     pub fn new(cfg: ClusterConfig) -> Cluster {
-        Cluster::build(cfg, None)
-    }
-
-    pub(crate) fn build(
-        cfg: ClusterConfig,
-        factory: Option<crate::service::ServiceFactory>,
-    ) -> Cluster {
         let mut c = Cluster {
             now: 0,
             rng: SplitMix64::new(cfg.seed),
@@ -258,7 +244,6 @@ impl Cluster {
             committed: CommittedLog::default(),
             actors: Vec::new(),
             actor_epochs: Vec::new(),
-            svc: crate::service::Services::new(factory, cfg.nodes as usize),
             trace: Vec::new(),
             failure: None,
             steps: 0,
@@ -345,7 +330,6 @@ impl Cluster {
                 }
             }
         }
-        self.start_service(idx, init.snapshot.as_ref());
         let node = &mut self.nodes[idx];
         node.last_commit = LogIndex(0);
         node.raft = Some(RawNode::new(cfg, init).expect("simulator configs are valid"));
@@ -365,7 +349,6 @@ impl Cluster {
         let lose = self.cfg.lose_unsynced_on_crash;
         let node = &mut self.nodes[idx];
         if node.raft.take().is_some() {
-            self.svc.stop(idx);
             node.incarnation += 1;
             node.disk.crash(&mut self.rng, lose);
             node.syncs = Default::default();
@@ -506,12 +489,6 @@ impl Cluster {
                     self.wake(actor);
                 }
             }
-            Event::Client {
-                from,
-                to,
-                data,
-                request,
-            } => self.deliver_client(from, to, data, request),
             Event::Synced {
                 node,
                 incarnation,

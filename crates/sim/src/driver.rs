@@ -29,15 +29,6 @@ pub(crate) fn encode_app_snapshot(index: LogIndex, digest: u64, padding: usize) 
     Bytes::from(out)
 }
 
-/// The length of the model's header at the start of a snapshot.
-pub(crate) fn app_snapshot_header_len(data: &Bytes) -> usize {
-    let mut d = Decoder::new(data.clone());
-    let _ = d
-        .u64("snapshot index")
-        .and_then(|_| d.u64("snapshot digest"));
-    d.offset()
-}
-
 /// Decodes the model application's snapshot.
 pub(crate) fn decode_app_snapshot(data: &Bytes) -> Option<(LogIndex, u64)> {
     let mut d = Decoder::new(data.clone());
@@ -145,9 +136,6 @@ impl Cluster {
         let node = &mut self.nodes[idx];
         node.reads.extend_from_slice(&rd.read_states);
         node.dropped_reads.extend_from_slice(&rd.dropped_reads);
-        if self.svc.enabled() {
-            self.service_ready(idx, rd);
-        }
     }
 
     /// Linearizable reads (§6.4 of the thesis): a read index is at least
@@ -194,9 +182,6 @@ impl Cluster {
     /// The model application's snapshot policy: every `snapshot_every`
     /// applied entries. Returns whether it took one.
     fn maybe_snapshot(&mut self, idx: usize) -> bool {
-        if self.svc.enabled() {
-            return self.service_snapshot(idx);
-        }
         let Some(every) = self.cfg.snapshot_every else {
             return false;
         };

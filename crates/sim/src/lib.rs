@@ -4,13 +4,19 @@
 //! crashes that lose unsynced writes, and restarts from disk. The same seed
 //! gives the same run, event for event.
 //!
-//! After every step it checks Raft's safety properties (`invariants`):
-//! election safety, log matching, leader completeness, state-machine
-//! safety, in-order application, monotonic commit and term. The course's
-//! tester (`lab`) is rebuilt on top, so the 6.824 Lab 2 tests run on virtual
-//! time over many seeds (`tests/lab2_*.rs`); `swarm` runs random workloads
-//! under random faults for `flotilla sim raft`.
-
+//! Two drivers run the Raft core:
+//!
+//! - [`hosted`]: the production replica host (`flotilla_host::Host`) over
+//!   the real WAL on an in-memory disk; the randomized `flotilla sim
+//!   hosted` runs, and [`HostedCluster`], on which the course's tester
+//!   (`lab`) runs the 6.824 Lab 2 tests (`tests/lab2*.rs`) and
+//!   `flotilla-kvsim` the Lab 3 ones.
+//! - [`Cluster`], the older driver of the bare core, which checks Raft's
+//!   safety properties after every step (`invariants`: election safety,
+//!   log matching, leader completeness, state-machine safety, in-order
+//!   application, monotonic commit and term); `swarm` runs random
+//!   workloads under random faults on it for `flotilla sim raft`, and
+//!   `tests/production.rs` the core's production features.
 pub mod bench;
 pub mod cluster;
 pub mod disk;
@@ -21,13 +27,11 @@ pub mod lab;
 pub mod net;
 mod ops;
 pub mod runner;
-pub mod service;
 pub mod swarm;
 pub mod sync;
 
 pub use cluster::{Actor, AppState, Cluster, ClusterConfig, Failure, SimNode};
 pub use hosted::{HostedActor, HostedCluster};
 pub use lab::{ELECTION_TIMEOUT_NS, OneActor, OneCall, Tester, Waited, cmd};
-pub use net::{MS, NetConfig, Network};
+pub use net::{CLIENT_ADDR_BASE, MS, NetConfig, Network};
 pub use runner::run_seeds;
-pub use service::{CLIENT_ADDR_BASE, Outbox, Service, ServiceFactory};

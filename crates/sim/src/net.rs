@@ -5,7 +5,8 @@
 //! probability 10 %, and with long reordering 2/3 of the responses arrive
 //! 200–2200 ms late.
 //!
-//! Addresses are plain `u64`s (Raft node ids, and client ids for services).
+//! Addresses are plain `u64`s (Raft node ids, and clients' from
+//! [`CLIENT_ADDR_BASE`] on).
 //! A link from `a` to `b` is up unless either end is isolated or the pair
 //! is blocked. Links are checked both when a message leaves and when it
 //! would arrive, so a partition also drops what was in flight.
@@ -13,6 +14,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use flotilla_raft::rng::SplitMix64;
+
+/// Addresses from here on are clients (member ids are below).
+pub const CLIENT_ADDR_BASE: u64 = 1 << 32;
 
 /// One millisecond of virtual time, in nanoseconds.
 pub const MS: u64 = 1_000_000;

@@ -19,14 +19,14 @@
 
 use flotilla_host::NodeError;
 use flotilla_host::kv_app::KvOutput;
-use flotilla_kv::{ClerkError, Command, Op, Outcome, ReadConsistency, Request, Response};
+use flotilla_kv::{Command, Op, Outcome, ReadConsistency, Request, Response};
 use flotilla_linearize::OpId;
 use flotilla_raft::LogIndex;
 use flotilla_sim::hosted::Answered;
 use flotilla_sim::{Actor, Failure, MS, Tester};
 
 use super::{KvHosted, KvLabApp, Shared};
-use crate::client::{Next, OpResult, Workload, model_input, model_output};
+use crate::client::{Next, OpError, OpResult, Workload, model_input, model_output};
 
 /// How long a clerk waits for an answer before it tries the next server.
 pub const RETRY_NS: u64 = 100 * MS;
@@ -45,10 +45,11 @@ enum Transit {
 /// What a server's answer means to the clerk.
 #[derive(Clone)]
 enum Reply {
-    Done(Response),
+    /// Served: the store's revision after it, and the answer.
+    Done(u64, Response),
     NotLeader(Option<u64>),
     Retry,
-    Failed(ClerkError),
+    Failed(OpError),
 }
 
 /// The operation out.
@@ -224,13 +225,13 @@ impl HostedClerk {
             return Reply::Retry;
         }
         match applied.outcome {
-            Outcome::Ok { response, .. } => Reply::Done(response),
+            Outcome::Ok { revision, response } => Reply::Done(revision, response),
             Outcome::WrongLeader { leader } => Reply::NotLeader(leader),
-            Outcome::SessionExpired => Reply::Failed(ClerkError::SessionExpired {
+            Outcome::SessionExpired => Reply::Failed(OpError::SessionExpired {
                 client: self.session,
                 seq: f.seq,
             }),
-            Outcome::Refused(refusal) => Reply::Failed(ClerkError::Refused {
+            Outcome::Refused(refusal) => Reply::Failed(OpError::Refused {
                 client: self.session,
                 seq: f.seq,
                 refusal,
@@ -254,7 +255,7 @@ impl HostedClerk {
             return Ok(());
         }
         match reply {
-            Reply::Done(response) => self.complete(c, Ok((self.session, response))),
+            Reply::Done(revision, response) => self.complete(c, Ok((revision, response))),
             Reply::Failed(e) => self.complete(c, Err(e)),
             Reply::NotLeader(hint) => {
                 self.retarget(hint);
@@ -297,7 +298,8 @@ impl HostedClerk {
                 Ok(false)
             }
             Next::Op(op, read) => {
-                flotilla_kv::check_op(&op).map_err(|e| c.fail(format!("a bad operation: {e}")))?;
+                // An invalid operation goes out as it is, as a hostile
+                // client's would: the replicas must refuse it.
                 let recorded = model_input(&op, read)
                     .map(|input| self.shared.history.invoke_at(self.session, input, c.now()));
                 let seq = if is_read(&op) {
@@ -321,16 +323,11 @@ impl HostedClerk {
     }
 
     /// When to wake next: the first message to arrive, the deadline, or
-    /// the end of a sleep; `None` when done.
-    fn next_wake(&self, stopped: bool) -> Option<u64> {
+    /// the end of a sleep (one of them is set while the clerk runs).
+    fn next_wake(&self) -> Option<u64> {
         let arrivals = self.transit.iter().map(|(at, _, _)| *at);
         let deadline = self.inflight.as_ref().map(|f| f.deadline);
-        let first = arrivals.chain(deadline).chain(self.sleep).min();
-        match first {
-            Some(at) => Some(at),
-            None if stopped => None,
-            None => Some(u64::MAX),
-        }
+        arrivals.chain(deadline).chain(self.sleep).min()
     }
 }
 
@@ -340,11 +337,20 @@ fn is_read(op: &Op) -> bool {
     matches!(op, Op::Get { .. } | Op::Range { .. })
 }
 
-/// What the read `op` reads at `machine`.
+/// What the read `op` reads at `machine`; an invalid read is refused,
+/// as the member's request checks refuse it.
 fn read(machine: &<KvLabApp as flotilla_sim::hosted::App>::Machine, op: &Op) -> Reply {
+    if let Err(refusal) = flotilla_kv::check_op(op) {
+        let refused = OpError::Refused {
+            client: 0,
+            seq: 0,
+            refusal,
+        };
+        return Reply::Failed(refused);
+    }
     match machine.replica.read(op) {
-        Outcome::Ok { response, .. } => Reply::Done(response),
-        Outcome::Refused(refusal) => Reply::Failed(ClerkError::Refused {
+        Outcome::Ok { revision, response } => Reply::Done(revision, response),
+        Outcome::Refused(refusal) => Reply::Failed(OpError::Refused {
             client: 0,
             seq: 0,
             refusal,
@@ -394,13 +400,16 @@ impl Actor<KvHosted> for HostedClerk {
         // A sleep only bounds how long the workload waits to be asked
         // again: a wake-up (the test queued an operation, say) asks now.
         self.sleep = None;
-        let mut stopped = false;
         while self.inflight.is_none() && self.sleep.is_none() {
             if !self.next_op(c)? {
-                stopped = self.sleep.is_none();
+                if self.sleep.is_none() {
+                    // The workload is done: so is the clerk (what is
+                    // still on the wire is for no one).
+                    return Ok(None);
+                }
                 break;
             }
         }
-        Ok(self.next_wake(stopped))
+        Ok(self.next_wake())
     }
 }

@@ -26,14 +26,14 @@ use std::time::{Duration, Instant};
 
 use flotilla_host::kv_app::members::Members;
 use flotilla_host::kv_app::{KvMachine, NoWatch};
-use flotilla_kv::{ClerkError, Op, ReadConsistency, Replica, Response, SessionLimits};
+use flotilla_kv::{Op, ReadConsistency, Replica, Response, SessionLimits};
 use flotilla_linearize::{Kv, Limits, Recorder, Verdict, check};
 use flotilla_raft::rng::SplitMix64;
 use flotilla_raft::{Config, NodeId};
 use flotilla_sim::hosted::{App, HostedCluster, HostedConfig, Request};
 use flotilla_sim::{CLIENT_ADDR_BASE, Failure, MS, NetConfig, Tester};
 
-use crate::client::{ClientStats, History, OpResult, Script, ScriptState, Workload};
+use crate::client::{ClientStats, History, OpError, OpResult, Script, ScriptState, Workload};
 pub use clerk::HostedClerk;
 
 /// One-way latency of every message.
@@ -50,10 +50,14 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
 pub type KvHosted = HostedCluster<KvLabApp>;
 
 /// The course's KV service as a hosted app: every member runs
-/// [`KvMachine`] over the course's store. Its clients are the test's
+/// [`KvMachine`] over the course's store, or over etcd's with `history`
+/// (every revision kept until compacted). Its clients are the test's
 /// [`HostedClerk`]s, not the world's.
 #[derive(Debug, Default)]
-pub struct KvLabApp;
+pub struct KvLabApp {
+    /// Keep the store's history (etcd's MVCC).
+    pub history: bool,
+}
 
 impl App for KvLabApp {
     type Machine = KvMachine<NoWatch>;
@@ -61,8 +65,13 @@ impl App for KvLabApp {
     fn machine(&mut self, _member: u64, voters: &[NodeId]) -> KvMachine<NoWatch> {
         let addrs: BTreeMap<NodeId, String> =
             voters.iter().map(|&id| (id, format!("sim-{id}"))).collect();
+        let limits = SessionLimits::default();
         KvMachine {
-            replica: Replica::new(SessionLimits::default()),
+            replica: if self.history {
+                Replica::with_history(limits)
+            } else {
+                Replica::new(limits)
+            },
             members: Members::bootstrap(&addrs),
             watch: Arc::new(NoWatch),
         }
@@ -136,6 +145,23 @@ impl KvCluster {
     /// `nservers` KV servers, reliable or not (the course's
     /// `make_config(t, n, unreliable, maxraftstate)`).
     pub fn new(nservers: u64, seed: u64, unreliable: bool, maxraftstate: Option<u64>) -> KvCluster {
+        KvCluster::with_app(
+            nservers,
+            seed,
+            unreliable,
+            maxraftstate,
+            KvLabApp::default(),
+        )
+    }
+
+    /// [`KvCluster::new`] with the members running `app`.
+    pub fn with_app(
+        nservers: u64,
+        seed: u64,
+        unreliable: bool,
+        maxraftstate: Option<u64>,
+        app: KvLabApp,
+    ) -> KvCluster {
         let mut raft = Config::new(NodeId(1), Vec::new());
         raft.snapshot_chunk_bytes = 256;
         let cfg = HostedConfig {
@@ -159,7 +185,7 @@ impl KvCluster {
         };
         // Fixed, valid settings on empty disks: a failed start is the
         // simulator's bug.
-        let c = HostedCluster::new(seed, cfg, KvLabApp).unwrap_or_else(|e| panic!("{e}"));
+        let c = HostedCluster::new(seed, cfg, app).unwrap_or_else(|e| panic!("{e}"));
         KvCluster {
             c,
             shared: Shared {
@@ -243,7 +269,7 @@ impl KvCluster {
             })?;
         let r: OpResult = ck.script.borrow().results[before].clone();
         r.map(|(_, resp)| resp)
-            .map_err(|e: ClerkError| self.c.fail(e.to_string()))
+            .map_err(|e: OpError| self.c.fail(e.to_string()))
     }
 
     /// `Get(key)`: `""` for a missing key.

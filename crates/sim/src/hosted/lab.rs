@@ -188,10 +188,15 @@ impl<A: App> HostedCluster<A> {
     }
 
     /// Runs `f` on server `i`'s machine, if the server is up.
-    pub fn with_machine<R>(&mut self, i: usize, f: impl FnOnce(&A::Machine) -> R) -> Option<R> {
-        let chain = self.world.member(i as u64 + 1).machine()?;
-        let chain = machine::lock_chain(&chain);
+    pub fn with_machine<R>(&self, i: usize, f: impl FnOnce(&A::Machine) -> R) -> Option<R> {
+        let host = self.world.members.get(i)?.running()?;
+        let chain = machine::lock_chain(host.machine());
         Some(f(&chain.inner))
+    }
+
+    /// Server `i`'s Raft status, if the server is up.
+    pub fn status(&self, i: usize) -> Option<flotilla_raft::Status> {
+        Some(self.world.members.get(i)?.running()?.raw().status())
     }
 
     /// The size of the largest snapshot any server built.
