@@ -42,6 +42,8 @@ enum Command {
     Alarm(cluster::maintenance::AlarmArgs),
     /// Benchmarks that print figures.
     Bench(bench::BenchArgs),
+    /// Makes a CA and member and client certificates for a TLS cluster.
+    Certs(cluster::tls::CertsArgs),
     /// Checks recorded histories (linearizability).
     #[command(subcommand)]
     Check(check::CheckCommand),
@@ -97,6 +99,7 @@ fn main() -> ExitCode {
     };
     let result: anyhow::Result<ExitCode> = match command {
         Command::Bench(args) => bench::main(args),
+        Command::Certs(args) => cluster::tls::certs_main(args),
         Command::Kv(args) => cluster::kv::main(args),
         Command::Watch(args) => cluster::watch::main(args),
         Command::Lease(args) => cluster::lease::main(args),

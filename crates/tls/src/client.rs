@@ -50,18 +50,20 @@ struct Built {
 pub struct ClientTls {
     built: Reloading<Built>,
     peer: bool,
+    /// The CA file, named when a server's certificate is refused.
+    ca: PathBuf,
+    /// Whether a client certificate is configured.
+    has_cert: bool,
 }
 
 fn build(files: &ClientTlsFiles) -> Result<Built, TlsError> {
-    let verifier = WebPkiServerVerifier::builder_with_provider(
-        files::roots(&files.ca)?,
-        crate::provider(),
-    )
-    .build()
-    .map_err(|e| TlsError::Ca {
-        path: files.ca.clone(),
-        detail: e.to_string(),
-    })?;
+    let verifier =
+        WebPkiServerVerifier::builder_with_provider(files::roots(&files.ca)?, crate::provider())
+            .build()
+            .map_err(|e| TlsError::Ca {
+                path: files.ca.clone(),
+                detail: e.to_string(),
+            })?;
     let builder = ClientConfig::builder_with_provider(crate::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Flags(format!("TLS protocol versions: {e}")))?
@@ -110,15 +112,29 @@ impl ClientTls {
         watched.extend(files.cert.clone());
         watched.extend(files.key.clone());
         let files = files.clone();
+        let (ca, has_cert) = (files.ca.clone(), files.cert.is_some());
         let built = Reloading::new(watched, move || build(&files))?;
-        Ok(ClientTls { built, peer })
+        Ok(ClientTls {
+            built,
+            peer,
+            ca,
+            has_cert,
+        })
+    }
+
+    /// Whether this client presents a certificate.
+    pub fn has_cert(&self) -> bool {
+        self.has_cert
     }
 
     /// TLS over `tcp`, to `host` (a name or an IP address).
     pub async fn connect(&self, host: &str, tcp: TcpStream) -> io::Result<TlsStream<TcpStream>> {
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         let name = ServerName::try_from(bare.to_string()).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidInput, format!("TLS server name {host:?}: {e}"))
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("TLS server name {host:?}: {e}"),
+            )
         })?;
         let built = self.built.current();
         let (config, sent) = if self.peer {
@@ -137,7 +153,20 @@ impl ClientTls {
         tokio_rustls::TlsConnector::from(config)
             .connect(sent, tcp)
             .await
-            .map_err(|e| io::Error::new(e.kind(), format!("TLS handshake with {host}: {e}")))
+            .map_err(|e| {
+                let refused = e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                    .is_some_and(|r| matches!(r, rustls::Error::InvalidCertificate(_)));
+                let why = match refused {
+                    true => format!(
+                        "the server's certificate is not one that {} vouches for for {host}",
+                        self.ca.display()
+                    ),
+                    false => "failed".to_string(),
+                };
+                io::Error::new(e.kind(), format!("TLS handshake with {host}: {why}: {e}"))
+            })
     }
 
     /// A connector for tonic's `Endpoint::connect_with_connector*`.
@@ -168,13 +197,18 @@ impl tower_service::Service<Uri> for Connector {
     fn call(&mut self, uri: Uri) -> Connecting {
         let tls = Arc::clone(&self.tls);
         Box::pin(async move {
-            let bad = || io::Error::new(io::ErrorKind::InvalidInput, format!("no host:port in {uri}"));
+            let bad = || {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("no host:port in {uri}"),
+                )
+            };
             let host = uri.host().ok_or_else(bad)?.to_string();
             let port = uri.port_u16().ok_or_else(bad)?;
             let bare = host.trim_start_matches('[').trim_end_matches(']');
-            let tcp = TcpStream::connect((bare, port))
-                .await
-                .map_err(|e| io::Error::new(e.kind(), format!("connecting to {host}:{port}: {e}")))?;
+            let tcp = TcpStream::connect((bare, port)).await.map_err(|e| {
+                io::Error::new(e.kind(), format!("connecting to {host}:{port}: {e}"))
+            })?;
             tcp.set_nodelay(true)?;
             Ok(TokioIo::new(tls.connect(&host, tcp).await?))
         })

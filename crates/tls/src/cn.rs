@@ -79,7 +79,12 @@ mod tests {
 
     #[test]
     fn truncated_or_garbage_der_has_no_name() {
-        for bad in [&[][..], &[0x30], &[0x30, 0x85, 1, 1, 1, 1, 1], &[0x30, 0x05, 0x30]] {
+        for bad in [
+            &[][..],
+            &[0x30],
+            &[0x30, 0x85, 1, 1, 1, 1, 1],
+            &[0x30, 0x05, 0x30],
+        ] {
             assert_eq!(common_name(bad), None, "{bad:?}");
         }
     }

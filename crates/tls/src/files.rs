@@ -31,7 +31,10 @@ pub(crate) fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsErro
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| pem_error(path, format!("not a PEM certificate file: {e}")))?;
     if certs.is_empty() {
-        return Err(pem_error(path, "no PEM certificate (BEGIN CERTIFICATE) in it"));
+        return Err(pem_error(
+            path,
+            "no PEM certificate (BEGIN CERTIFICATE) in it",
+        ));
     }
     Ok(certs)
 }

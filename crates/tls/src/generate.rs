@@ -82,7 +82,9 @@ impl Authority {
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
-        let cert = params.signed_by(&key, &self.issuer).map_err(failed(&what))?;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(failed(&what))?;
         Ok(Issued {
             der: cert.der().to_vec(),
             pem: cert.pem(),
@@ -164,8 +166,18 @@ pub fn write_set(
     write_file(&ca_path, &ca.pem, false)?;
     let mut written = Vec::new();
     for name in members {
-        let mut sans = vec![name.clone(), "localhost".to_string(), "127.0.0.1".to_string()];
-        sans.extend(hosts.iter().filter(|h| !sans.contains(h)).cloned().collect::<Vec<_>>());
+        let mut sans = vec![
+            name.clone(),
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+        ];
+        sans.extend(
+            hosts
+                .iter()
+                .filter(|h| !sans.contains(h))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
         written.push((name.clone(), write_pair(dir, &ca, name, &sans)?));
     }
     let client = write_pair(dir, &ca, client_cn, &[])?;

@@ -194,7 +194,8 @@ impl ServerTls {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let acceptor = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
+        let acceptor =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
         let start = acceptor.await?;
         let side = match start.client_hello().server_name() {
             Some(name) if name == PEER_SERVER_NAME => Side::Peer,
@@ -205,7 +206,11 @@ impl ServerTls {
             Side::Peer => self.peer.current(),
         };
         let stream = start.into_stream(config).await?;
-        let certified = stream.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+        let certified = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .is_some_and(|c| !c.is_empty());
         let verified_peer = side == Side::Peer && (certified || !self.peer_cert_auth);
         Ok((stream, PeerIdentity { verified_peer }))
     }

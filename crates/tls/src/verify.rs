@@ -39,7 +39,9 @@ impl ClientCertVerifier for AllowedCn {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
         let cn = crate::common_name(end_entity);
         if cn.as_deref() == Some(self.allowed.as_str()) {
             return Ok(verified);
