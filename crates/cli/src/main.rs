@@ -67,7 +67,7 @@ enum Command {
     Mr(Box<mr::MrArgs>),
     /// Runs one member of a cluster in the foreground.
     #[command(after_help = cluster::server::PRECEDENCE)]
-    Server(cluster::server::ServerArgs),
+    Server(Box<cluster::server::ServerArgs>),
     /// Saves a backup of a running cluster, checks one, or builds a new
     /// cluster's data directories from one.
     Snapshot(cluster::snapshot::SnapshotArgs),
@@ -109,7 +109,7 @@ fn main() -> ExitCode {
         Command::Elect(args) => cluster::recipes::elect_main(args),
         Command::Member(args) => cluster::member::main(args),
         Command::Mr(args) => mr::main(*args),
-        Command::Server(args) => cluster::server::main(args),
+        Command::Server(args) => cluster::server::main(*args),
         Command::Status(args) => cluster::status::main(args),
         Command::Snapshot(args) => cluster::snapshot::main(args),
         Command::Up(args) => cluster::up::main(args),

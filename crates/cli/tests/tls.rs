@@ -93,6 +93,15 @@ fn a_tls_cluster_serves_clients_with_certificates_from_its_ca_only() {
     args.extend(tls);
     assert_eq!(cli(dir, &args).1, "k\nv\n");
 
+    refusals(dir, base);
+    etcdctl_checks(dir, &ep);
+    up.signal("TERM");
+    assert!(up.wait(Duration::from_secs(30)).success());
+}
+
+/// Clients without the right certificates are refused, and told why.
+fn refusals(dir: &Path, base: u16) {
+    let ep = format!("https://127.0.0.1:{base}");
     // A client that trusts another CA is told the server is not vouched for.
     assert!(cli(dir, &["certs", "--dir", "other"]).0);
     let (ok, _, err) = cli(
@@ -146,10 +155,6 @@ fn a_tls_cluster_serves_clients_with_certificates_from_its_ca_only() {
         ],
     );
     assert!(!ok);
-
-    etcdctl_checks(dir, &ep);
-    up.signal("TERM");
-    assert!(up.wait(Duration::from_secs(30)).success());
 }
 
 /// Debian's etcdctl (3.4) with etcdctl's TLS flags, where installed.
@@ -234,7 +239,14 @@ fn missing_or_garbage_certificate_files_stop_the_server_naming_the_file() {
     );
     let err = server("certs/node1.pem", "certs/node2-key.pem");
     assert!(err.contains("does not fit"), "{err}");
-    // Client flags: the same.
+}
+
+#[test]
+fn bad_client_tls_flags_are_errors_naming_the_file() {
+    let scratch = Scratch::new("cli-tls-bad-client-flags");
+    let dir = scratch.path.as_path();
+    std::fs::write(dir.join("garbage.pem"), "garbage\n").unwrap();
+    let listen = format!("127.0.0.1:{}", free_ports(1)[0]);
     let (ok, _, err) = cli(
         dir,
         &[

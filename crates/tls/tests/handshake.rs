@@ -320,6 +320,14 @@ fn missing_or_garbage_files_are_errors_that_name_the_file() {
         let text = names(e, file);
         assert!(text.contains(what), "{text}");
     }
+}
+
+#[test]
+fn a_client_s_missing_ca_and_a_server_s_missing_flags_are_errors() {
+    let scratch = Scratch::new("tls-bad-flags");
+    let w = set(&scratch.path);
+    let missing = scratch.path.join("missing.pem");
+    let good = mutual(&w);
     let e = ClientTls::new(&ClientTlsFiles {
         ca: missing.clone(),
         cert: None,

@@ -220,10 +220,7 @@ pub fn resolve(args: ServerArgs, file: ServerArgs) -> anyhow::Result<Settings> {
             .unwrap_or(true),
         max_request_bytes,
         auto_compaction,
-        quota_backend_bytes: match args.quota_backend_bytes.or(file.quota_backend_bytes) {
-            None | Some(0) => flotilla_etcd::core::DEFAULT_QUOTA_BYTES,
-            Some(bytes) => bytes,
-        },
+        quota_backend_bytes: quota(args.quota_backend_bytes.or(file.quota_backend_bytes)),
         tls,
     };
     Ok(Settings {
@@ -231,6 +228,14 @@ pub fn resolve(args: ServerArgs, file: ServerArgs) -> anyhow::Result<Settings> {
         listen,
         metrics_listen,
     })
+}
+
+/// `--quota-backend-bytes`: none or 0 is the default, as in etcd.
+fn quota(bytes: Option<u64>) -> u64 {
+    match bytes {
+        None | Some(0) => flotilla_etcd::core::DEFAULT_QUOTA_BYTES,
+        Some(bytes) => bytes,
+    }
 }
 
 /// The compaction policy of etcd's two flags: neither given is
