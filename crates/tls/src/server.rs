@@ -120,8 +120,11 @@ fn server_config(
             key: files.key.clone(),
             detail: e.to_string(),
         })?;
-    // gRPC speaks h2; etcd's /health and JSON gateway HTTP/1.1.
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // gRPC clients offer only h2 and get it; a client that offers both
+    // (curl, a browser, Go's HTTP client) gets HTTP/1.1, where etcd's
+    // /health and JSON gateway are served: rustls picks by the server's
+    // order.
+    config.alpn_protocols = vec![b"http/1.1".to_vec(), b"h2".to_vec()];
     Ok(config)
 }
 
