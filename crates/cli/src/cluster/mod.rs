@@ -72,11 +72,18 @@ impl EndpointArgs {
     pub fn client(&self, rt: &tokio::runtime::Runtime) -> anyhow::Result<Client> {
         let _guard = rt.enter();
         let endpoints = self.resolve();
-        let tls = self
-            .tls
-            .resolve(&endpoints, &Path::new(DEFAULT_DATA_DIR).join("tls"))?;
+        let tls = self.tls(&endpoints)?;
         Client::with_tls(&endpoints, Duration::from_secs(self.timeout_secs), tls)
             .context("creating the client")
+    }
+
+    /// The TLS toward `endpoints` (see [`tls::ClientTlsArgs::resolve`]).
+    pub fn tls(
+        &self,
+        endpoints: &[String],
+    ) -> anyhow::Result<Option<std::sync::Arc<flotilla_tls::ClientTls>>> {
+        self.tls
+            .resolve(endpoints, &Path::new(DEFAULT_DATA_DIR).join("tls"))
     }
 }
 
