@@ -42,6 +42,8 @@ enum Command {
     Alarm(cluster::maintenance::AlarmArgs),
     /// Benchmarks that print figures.
     Bench(bench::BenchArgs),
+    /// Makes a CA and member and client certificates for a TLS cluster.
+    Certs(cluster::tls::CertsArgs),
     /// Checks recorded histories (linearizability).
     #[command(subcommand)]
     Check(check::CheckCommand),
@@ -65,7 +67,7 @@ enum Command {
     Mr(Box<mr::MrArgs>),
     /// Runs one member of a cluster in the foreground.
     #[command(after_help = cluster::server::PRECEDENCE)]
-    Server(cluster::server::ServerArgs),
+    Server(Box<cluster::server::ServerArgs>),
     /// Saves a backup of a running cluster, checks one, or builds a new
     /// cluster's data directories from one.
     Snapshot(cluster::snapshot::SnapshotArgs),
@@ -97,6 +99,7 @@ fn main() -> ExitCode {
     };
     let result: anyhow::Result<ExitCode> = match command {
         Command::Bench(args) => bench::main(args),
+        Command::Certs(args) => cluster::tls::certs_main(args),
         Command::Kv(args) => cluster::kv::main(args),
         Command::Watch(args) => cluster::watch::main(args),
         Command::Lease(args) => cluster::lease::main(args),
@@ -106,7 +109,7 @@ fn main() -> ExitCode {
         Command::Elect(args) => cluster::recipes::elect_main(args),
         Command::Member(args) => cluster::member::main(args),
         Command::Mr(args) => mr::main(*args),
-        Command::Server(args) => cluster::server::main(args),
+        Command::Server(args) => cluster::server::main(*args),
         Command::Status(args) => cluster::status::main(args),
         Command::Snapshot(args) => cluster::snapshot::main(args),
         Command::Up(args) => cluster::up::main(args),

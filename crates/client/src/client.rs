@@ -7,7 +7,14 @@
 //! connection could not be made, so the request never left: a write whose
 //! outcome is unknown (the connection broke after it was sent) is reported
 //! as an error, never re-sent, so it is applied at most once.
+//!
+//! Over TLS ([`Client::with_tls`], etcdctl's `--cacert`, `--cert`,
+//! `--key`) every endpoint is dialed through [`flotilla_tls::ClientTls`],
+//! which checks each server's certificate against the host dialed; an
+//! `https://` endpoint without TLS settings is refused, never dialed in
+//! plaintext.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -17,6 +24,7 @@ use flotilla_proto::etcdserverpb::cluster_client::ClusterClient;
 use flotilla_proto::etcdserverpb::kv_client::KvClient;
 use flotilla_proto::etcdserverpb::lease_client::LeaseClient;
 use flotilla_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use flotilla_tls::ClientTls;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
@@ -26,6 +34,9 @@ pub enum ClientError {
     /// An endpoint is not a valid address.
     #[error("invalid endpoint {0:?}: expected host:port")]
     BadEndpoint(String),
+    /// An `https://` endpoint, and no CA to check its certificate with.
+    #[error("endpoint {0:?} is https: give the CA to trust (--cacert)")]
+    TlsNeeded(String),
     /// No endpoint could be reached.
     #[error("no endpoint reachable ({endpoints}): {last}")]
     Unreachable {
@@ -44,7 +55,15 @@ pub enum ClientError {
 pub struct Client {
     endpoints: Vec<(String, Channel)>,
     current: AtomicUsize,
+    /// Said when a connection breaks: a TLS client without a certificate
+    /// is cut off by a server that wants one, with no reason on the wire
+    /// that a gRPC client sees.
+    hint: &'static str,
 }
+
+/// What [`Client::hint`] says for a TLS client without a certificate.
+const NO_CERT_HINT: &str =
+    " (if the server requires client certificates (--client-cert-auth), give --cert and --key)";
 
 /// The largest response the client takes, as etcd's client (2 GiB): a
 /// range may return far more than gRPC's default of 4 MiB.
@@ -59,27 +78,45 @@ impl Client {
     /// A client for `endpoints` (`host:port`, optionally with `http://`).
     /// Connections are made on first use.
     pub fn new(endpoints: &[String], timeout: Duration) -> Result<Client, ClientError> {
+        Self::with_tls(endpoints, timeout, None)
+    }
+
+    /// A client for `endpoints` (`host:port`, optionally with `http://`
+    /// or `https://`), over TLS if `tls` is given.
+    pub fn with_tls(
+        endpoints: &[String],
+        timeout: Duration,
+        tls: Option<Arc<ClientTls>>,
+    ) -> Result<Client, ClientError> {
         let mut out = Vec::new();
         for e in endpoints {
-            let url = if e.starts_with("http://") {
-                e.clone()
-            } else {
-                format!("http://{e}")
-            };
-            let ep = Endpoint::from_shared(url).map_err(|_| ClientError::BadEndpoint(e.clone()))?;
-            let channel = ep
+            let bare = e
+                .strip_prefix("http://")
+                .or_else(|| e.strip_prefix("https://"))
+                .unwrap_or(e);
+            if e.starts_with("https://") && tls.is_none() {
+                return Err(ClientError::TlsNeeded(e.clone()));
+            }
+            // The connector speaks TLS itself: tonic sees plain HTTP/2.
+            let ep = Endpoint::from_shared(format!("http://{bare}"))
+                .map_err(|_| ClientError::BadEndpoint(e.clone()))?
                 .connect_timeout(Duration::from_secs(1))
                 .timeout(timeout)
-                .tcp_nodelay(true)
-                .connect_lazy();
+                .tcp_nodelay(true);
+            let channel = match &tls {
+                Some(tls) => flotilla_tls::lazy_channel(ep, tls),
+                None => ep.connect_lazy(),
+            };
             out.push((e.clone(), channel));
         }
         if out.is_empty() {
             return Err(ClientError::BadEndpoint(String::new()));
         }
+        let no_cert = tls.as_ref().is_some_and(|t| !t.has_cert());
         Ok(Client {
             endpoints: out,
             current: AtomicUsize::new(0),
+            hint: if no_cert { NO_CERT_HINT } else { "" },
         })
     }
 
@@ -109,7 +146,7 @@ impl Client {
                     return Ok(r.into_inner());
                 }
                 Err(s) if failover(&s) && (!write || never_sent(&s)) => {
-                    last = format!("{}: {}", self.endpoints[i].0, s.message());
+                    last = format!("{}: {}{}", self.endpoints[i].0, with_causes(&s), self.hint);
                 }
                 Err(s) => {
                     if failover(&s) {
@@ -249,7 +286,7 @@ impl Client {
             Ok(r) => Ok(r.into_inner()),
             Err(s) if failover(&s) => Err(ClientError::Unreachable {
                 endpoints: name.clone(),
-                last: s.message().to_string(),
+                last: with_causes(&s) + self.hint,
             }),
             Err(s) => Err(ClientError::Server(s)),
         }
@@ -354,6 +391,22 @@ impl Client {
             .await?;
         Ok(r.kvs.into_iter().next().map(|kv| kv.value))
     }
+}
+
+/// A status's message and the errors under it: a failed TLS handshake
+/// (an unknown CA, a refused certificate) is only said there.
+pub(crate) fn with_causes(s: &Status) -> String {
+    let mut out = s.message().to_string();
+    let mut cause = std::error::Error::source(s);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 /// Whether the request never reached the server (the connection could

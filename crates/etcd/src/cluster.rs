@@ -394,6 +394,7 @@ impl Cluster for ClusterService {
 #[tonic::async_trait]
 impl Proposals for ClusterService {
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        self.core.require_peer(&request)?;
         let id = NodeId(request.into_inner().id);
         {
             let sm = lock(&self.core.sm);
@@ -425,6 +426,7 @@ impl Proposals for ClusterService {
         &self,
         request: Request<ProposeRequest>,
     ) -> Result<Response<ProposeResponse>, Status> {
+        self.core.require_peer(&request)?;
         let r = request.into_inner();
         if r.cluster_id != self.core.cluster_id {
             return Err(Status::failed_precondition("proposal from another cluster"));

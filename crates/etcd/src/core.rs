@@ -278,12 +278,19 @@ impl Core {
         }
         channels.retain(|&other, _| other == id || self.transport.addr(other).is_some());
         let endpoint = Endpoint::from_shared(format!("http://{addr}")).ok()?;
-        let channel = endpoint
-            .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let channel = self.transport.lazy_channel(
+            endpoint
+                .connect_timeout(Duration::from_secs(1))
+                .tcp_nodelay(true),
+        );
         channels.insert(id, (addr, channel.clone()));
         Some(channel)
+    }
+
+    /// Refuses a peer call from a connection without a peer certificate,
+    /// when members must present one (`--peer-client-cert-auth`).
+    pub(crate) fn require_peer<T>(&self, request: &tonic::Request<T>) -> Result<(), Status> {
+        flotilla_runtime::inbound::require_peer(Some(&self.transport), request)
     }
 
     /// Serves a read-only `op`: linearizable unless `serializable`.

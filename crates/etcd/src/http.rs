@@ -41,6 +41,14 @@ pub fn is_http1(first: &[u8]) -> bool {
     METHODS.iter().any(|m| first.starts_with(m))
 }
 
+/// Whether bytes a connection opened with may still grow into an
+/// HTTP/1.1 method (an empty start may).
+pub fn may_open_http1(first: &[u8]) -> bool {
+    METHODS
+        .iter()
+        .any(|m| m.starts_with(first) || first.starts_with(m))
+}
+
 /// Whether a connection opens with an HTTP/1.1 request: its first bytes,
 /// waited for until 4 have come (a client may send fewer in its first
 /// segment) or they can no longer start a method. The caller bounds the

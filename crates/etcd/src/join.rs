@@ -113,11 +113,15 @@ pub fn save(dir: &Path, initial: &BTreeMap<NodeId, String>) -> Result<(), JoinEr
 
 /// Asks the members at `addrs` for the initial list on behalf of `id`;
 /// the first answer wins, a refusal is reported as such.
-pub async fn ask(id: NodeId, addrs: &[String]) -> Result<BTreeMap<NodeId, String>, JoinError> {
+pub async fn ask(
+    id: NodeId,
+    addrs: &[String],
+    tls: Option<&std::sync::Arc<flotilla_tls::ClientTls>>,
+) -> Result<BTreeMap<NodeId, String>, JoinError> {
     let mut failures = Vec::new();
     let mut refusal = None;
     for addr in addrs {
-        match ask_one(id, addr).await {
+        match ask_one(id, addr, tls).await {
             Ok(initial) if initial.contains_key(&id) => return Err(JoinError::Founder(id)),
             Ok(initial) => return Ok(initial),
             Err(status) if status.code() == tonic::Code::Unavailable => {
@@ -135,15 +139,21 @@ pub async fn ask(id: NodeId, addrs: &[String]) -> Result<BTreeMap<NodeId, String
     Err(refusal.unwrap_or_else(|| JoinError::Unreachable(failures.join("; "))))
 }
 
-async fn ask_one(id: NodeId, addr: &str) -> Result<BTreeMap<NodeId, String>, tonic::Status> {
+async fn ask_one(
+    id: NodeId,
+    addr: &str,
+    tls: Option<&std::sync::Arc<flotilla_tls::ClientTls>>,
+) -> Result<BTreeMap<NodeId, String>, tonic::Status> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| tonic::Status::unavailable(format!("bad address: {e}")))?
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(5));
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| tonic::Status::unavailable(format!("cannot connect: {e}")))?;
+    let connected = match tls {
+        Some(tls) => endpoint.connect_with_connector(tls.connector()).await,
+        None => endpoint.connect().await,
+    };
+    let channel =
+        connected.map_err(|e| tonic::Status::unavailable(format!("cannot connect: {e}")))?;
     let resp = ProposalsClient::new(channel)
         .join(JoinRequest { id: id.get() })
         .await?

@@ -39,6 +39,7 @@
 //! - [`watch`]: the hub that carries applied changes to watchers, and which
 //!   changes a watch selects; [`watch_service`]: `etcdserverpb.Watch`.
 
+pub mod accept;
 pub mod authority;
 pub mod backup;
 pub mod cluster;

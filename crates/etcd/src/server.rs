@@ -42,8 +42,9 @@ use tonic::service::Routes;
 use crate::{ClusterService, Core, KvMachine, KvService, SessionService, WatchService};
 use flotilla_runtime::metrics::Metrics;
 use flotilla_runtime::{
-    FatalError, HostOptions, InboundService, NodeOptions, RaftNode, StartError, Transport,
+    FatalError, HostOptions, InboundService, NodeOptions, PeerTls, RaftNode, StartError, Transport,
 };
+use flotilla_tls::ServerTls;
 
 /// What a server needs to know.
 #[derive(Clone, Debug)]
@@ -86,6 +87,9 @@ pub struct ServerConfig {
     /// How much data the store may hold (etcd's `--quota-backend-bytes`,
     /// [`Core::with_quota_bytes`]).
     pub quota_backend_bytes: u64,
+    /// TLS for clients and peers (etcd's `--cert-file` ... flags); none:
+    /// plaintext.
+    pub tls: Option<flotilla_tls::ServerTlsFiles>,
 }
 
 /// The sockets a server serves on, bound by the caller.
@@ -146,6 +150,9 @@ pub enum ServerError {
     /// The gRPC server failed.
     #[error("serving gRPC")]
     Serve(#[from] tonic::transport::Error),
+    /// The TLS files or flags cannot be used.
+    #[error("TLS")]
+    Tls(#[from] flotilla_tls::TlsError),
     /// The initial member list could not be had.
     #[error("finding the cluster's initial members")]
     Join(#[from] crate::join::JoinError),
@@ -218,7 +225,10 @@ pub fn incoming(
 /// `member` file then refuses another list, as it always did); for a
 /// joining member, the list saved in its data directory, else asked of
 /// the running cluster. Saved for later starts.
-async fn initial_members(cfg: &ServerConfig) -> Result<BTreeMap<NodeId, String>, ServerError> {
+async fn initial_members(
+    cfg: &ServerConfig,
+    tls: Option<&PeerTls>,
+) -> Result<BTreeMap<NodeId, String>, ServerError> {
     let saved = crate::join::read_saved(&cfg.data_dir)?;
     let initial = if !cfg.join {
         if !cfg.peers.contains_key(&cfg.id) {
@@ -229,7 +239,7 @@ async fn initial_members(cfg: &ServerConfig) -> Result<BTreeMap<NodeId, String>,
         saved
     } else {
         let addrs: Vec<String> = cfg.peers.values().cloned().collect();
-        crate::join::ask(cfg.id, &addrs).await?
+        crate::join::ask(cfg.id, &addrs, tls.map(|t| &t.dial)).await?
     };
     if saved.is_none() {
         crate::join::save(&cfg.data_dir, &initial)?;
@@ -341,40 +351,6 @@ fn grpc_server(routes: Routes) -> tonic::transport::server::Router {
         .add_routes(routes)
 }
 
-/// The connections gRPC serves: every accepted one (within the cap)
-/// except those that open with an HTTP/1.1 request, which
-/// [`crate::gateway`] serves (etcd's `/health`, `/version`, `/metrics`
-/// and JSON gateway).
-/// Each connection is looked at in a task of its own, so a client that
-/// sends nothing holds up no other.
-fn split_http1(
-    listener: TcpListener,
-    core: Core,
-    routes: Routes,
-) -> impl tokio_stream::Stream<Item = std::io::Result<crate::conns::Permitted>> {
-    let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(async move {
-        let mut conns = std::pin::pin!(crate::conns::capped(incoming(listener), CONNECTIONS_MAX));
-        while let Some(conn) = conns.next().await {
-            let (tx, core, routes) = (tx.clone(), core.clone(), routes.clone());
-            tokio::spawn(async move {
-                if let Ok(c) = &conn {
-                    let look = crate::http::opens_http1(c.stream());
-                    let http1 = tokio::time::timeout(crate::http::HEAD_TIMEOUT, look).await;
-                    if let Ok(true) = http1
-                        && let Ok(c) = conn
-                    {
-                        crate::gateway::serve(core, routes, c).await;
-                        return;
-                    }
-                }
-                let _ = tx.send(conn).await;
-            });
-        }
-    });
-    tokio_stream::wrappers::ReceiverStream::new(rx)
-}
-
 /// Resolves when this member learns it was removed: it applied its
 /// removal, or a peer refused its messages as a removed member's.
 async fn removal(
@@ -443,8 +419,9 @@ fn start_transport(
     cluster: u64,
     initial: &BTreeMap<NodeId, String>,
     stop: watch::Receiver<bool>,
+    tls: Option<PeerTls>,
 ) -> Transport {
-    let transport = Transport::start(cluster, cfg.id, initial, stop);
+    let transport = Transport::start_with_tls(cluster, cfg.id, initial, stop, tls);
     if cfg.cluster_token.is_some() && !cfg.join {
         transport.set_routes(initial.clone());
     }
@@ -487,6 +464,20 @@ fn keeper(cfg: &ServerConfig, opts: &NodeOptions) -> Arc<crate::leases::Keeper> 
     ))
 }
 
+/// The port's TLS and the peers' dialing TLS, from `cfg`'s files, read
+/// and checked now.
+fn tls(cfg: &ServerConfig) -> Result<Option<(Arc<ServerTls>, PeerTls)>, ServerError> {
+    let Some(files) = &cfg.tls else {
+        return Ok(None);
+    };
+    let server = Arc::new(ServerTls::new(files)?);
+    let peers = PeerTls {
+        dial: Arc::new(flotilla_tls::ClientTls::for_peers(&files.peer)?),
+        require_cert: server.peer_cert_auth(),
+    };
+    Ok(Some((server, peers)))
+}
+
 /// Runs a server on `listeners` until `shutdown` resolves (or the member
 /// is removed from the cluster).
 pub async fn run(
@@ -494,10 +485,11 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let initial = initial_members(&cfg).await?;
+    let (server_tls, peer_tls) = tls(&cfg)?.unzip();
+    let initial = initial_members(&cfg, peer_tls.as_ref()).await?;
     let (cluster, storage) = open_storage(&cfg, &initial)?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let transport = start_transport(&cfg, cluster, &initial, stop_rx.clone());
+    let transport = start_transport(&cfg, cluster, &initial, stop_rx.clone(), peer_tls);
     let (inbound_tx, inbound_rx) = mpsc::channel(4096);
     let opts = node_options(&cfg, &initial);
     let metrics = Arc::clone(&opts.metrics);
@@ -539,7 +531,7 @@ pub async fn run(
         .with_metrics(metrics);
     spawn_tasks(&core, &cfg, &keeper, &closing);
     let routes = routes(core.clone(), keeper, inbound, closing);
-    let conns = split_http1(listeners.grpc, core, routes.clone())
+    let conns = crate::accept::split(listeners.grpc, core, routes.clone(), server_tls)
         .map(|conn| conn.map(crate::authority::Normalized::new));
     let serve = grpc_server(routes).serve_with_incoming_shutdown(conns, shutdown);
     let mut task = node.task;

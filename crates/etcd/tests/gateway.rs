@@ -22,6 +22,7 @@ async fn member(test: &str) -> (String, Scratch, tokio::sync::oneshot::Sender<()
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = listener.local_addr().unwrap().to_string();
     let cfg = ServerConfig {
+        tls: None,
         id: NodeId(1),
         peers: BTreeMap::from([(NodeId(1), endpoint.clone())]),
         join: false,

@@ -6,6 +6,9 @@
 //! addressed to this node, or claims another sender than the batch is
 //! dropped and counted, never a panic. A member removed from the group is
 //! told so ([`super::transport::REMOVED_PREFIX`]), so that it stops.
+//! With `--peer-client-cert-auth` ([`Transport::peer_cert_auth`]) a
+//! connection that did not present a certificate from the peer CA is
+//! refused before any of its batches is read ([`require_peer`]).
 //! Backpressure: the node's inbound
 //! queue is bounded and this service awaits room in it, so a flooding peer
 //! is slowed by HTTP/2 flow control rather than growing memory.
@@ -16,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use flotilla_proto::raft::v1::raft_transport_server::RaftTransport;
 use flotilla_proto::raft::v1::{MessageBatch, SendSummary};
 use flotilla_raft::{Decode, Message, NodeId};
+use flotilla_tls::PeerIdentity;
 use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -104,12 +108,35 @@ impl InboundService {
     }
 }
 
+/// Refuses `request` unless it came on a connection accepted as a
+/// member's with a checked peer certificate, when `transport` requires
+/// one. The server's connection type puts the [`PeerIdentity`] in every
+/// request; a request without one (a test's in-process server) is not a
+/// TLS connection and is refused when certificates are required.
+pub fn require_peer<T>(transport: Option<&Transport>, request: &Request<T>) -> Result<(), Status> {
+    if !transport.is_some_and(Transport::peer_cert_auth) {
+        return Ok(());
+    }
+    let verified = request
+        .extensions()
+        .get::<PeerIdentity>()
+        .is_some_and(|p| p.verified_peer);
+    if verified {
+        return Ok(());
+    }
+    tracing::warn!("refused a peer call from a connection without a peer certificate");
+    Err(Status::unauthenticated(
+        "the peer service takes only members: connect with a certificate from the peer CA",
+    ))
+}
+
 #[tonic::async_trait]
 impl RaftTransport for InboundService {
     async fn send(
         &self,
         request: Request<Streaming<MessageBatch>>,
     ) -> Result<Response<SendSummary>, Status> {
+        require_peer(self.transport.as_ref(), &request)?;
         let mut stream = request.into_inner();
         let mut received = 0u64;
         let mut closing = self.closing.clone();

@@ -26,4 +26,4 @@ pub use flotilla_host::{
 };
 pub use handle::{Applied, NodeError, NodeHandle, NodeStatus};
 pub use inbound::InboundService;
-pub use transport::Transport;
+pub use transport::{PeerTls, Transport};

@@ -31,6 +31,12 @@
 //! A peer that answers "you were removed"
 //! ([`signal::Kind::RemovedMember`]) sets [`Transport::evicted`], on
 //! which the server stops, as etcd does when it learns it was removed.
+//!
+//! With [`PeerTls`] every link dials over TLS as a member
+//! ([`flotilla_tls::ClientTls::for_peers`]: the peer's certificate is
+//! checked against the address dialed), and the peer services take only
+//! connections that presented a peer certificate when it says so
+//! ([`Transport::peer_cert_auth`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,6 +101,16 @@ const LEARNED_ADDR_MAX: usize = 256;
 /// people: the refusal carries [`signal::Kind::RemovedMember`]).
 pub const REMOVED_PREFIX: &str = "flotilla: member removed";
 
+/// How members reach one another over TLS.
+#[derive(Clone, Debug)]
+pub struct PeerTls {
+    /// Dials peers with this member's peer certificate.
+    pub dial: Arc<flotilla_tls::ClientTls>,
+    /// Whether the peer services refuse connections without a checked
+    /// peer certificate (etcd's `--peer-client-cert-auth`).
+    pub require_cert: bool,
+}
+
 /// Sends Raft messages to peers. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Transport {
@@ -122,6 +138,8 @@ pub struct Transport {
     /// Local routes: members reached at these addresses whatever the
     /// member table says (see [`Transport::set_routes`]).
     routes: Arc<Mutex<BTreeMap<NodeId, String>>>,
+    /// TLS toward peers, if configured.
+    tls: Option<PeerTls>,
 }
 
 #[derive(Debug)]
@@ -143,6 +161,17 @@ impl Transport {
         peers: &BTreeMap<NodeId, String>,
         shutdown: watch::Receiver<bool>,
     ) -> Transport {
+        Self::start_with_tls(cluster_id, me, peers, shutdown, None)
+    }
+
+    /// [`Transport::start`], dialing peers over TLS if `tls` is given.
+    pub fn start_with_tls(
+        cluster_id: u64,
+        me: NodeId,
+        peers: &BTreeMap<NodeId, String>,
+        shutdown: watch::Receiver<bool>,
+        tls: Option<PeerTls>,
+    ) -> Transport {
         let t = Transport {
             cluster_id,
             me,
@@ -155,6 +184,7 @@ impl Transport {
             evicted: Arc::new(watch::channel(false).0),
             shutdown,
             routes: Arc::new(Mutex::new(BTreeMap::new())),
+            tls,
         };
         t.set_peers(peers, &BTreeSet::new());
         t
@@ -235,6 +265,7 @@ impl Transport {
                 my_addr: Arc::clone(&self.my_addr),
                 addr: addr.clone(),
                 evicted: Arc::clone(&self.evicted),
+                tls: self.tls.as_ref().map(|t| Arc::clone(&t.dial)),
             };
             tokio::spawn(link.run(rx, self.shutdown.clone()));
             links.insert(
@@ -258,6 +289,22 @@ impl Transport {
     pub fn set_routes(&self, routes: BTreeMap<NodeId, String>) {
         *crate::lock(&self.routes) = routes;
         self.relink();
+    }
+
+    /// A channel to a member at `addr` (`host:port`), over TLS if peers
+    /// speak it, connected on first use: what membership forwarding and
+    /// joining use besides the Raft links.
+    pub fn lazy_channel(&self, endpoint: Endpoint) -> tonic::transport::Channel {
+        match &self.tls {
+            Some(tls) => flotilla_tls::lazy_channel(endpoint, &tls.dial),
+            None => endpoint.connect_lazy(),
+        }
+    }
+
+    /// Whether the peer services must refuse a connection that did not
+    /// present a peer certificate.
+    pub fn peer_cert_auth(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.require_cert)
     }
 
     /// The peers there are links to, sorted.
@@ -320,6 +367,7 @@ struct PeerLink {
     my_addr: Arc<Mutex<String>>,
     addr: String,
     evicted: Arc<watch::Sender<bool>>,
+    tls: Option<Arc<flotilla_tls::ClientTls>>,
 }
 
 impl PeerLink {
@@ -362,7 +410,11 @@ impl PeerLink {
             .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true);
-        let channel = match endpoint.connect().await {
+        let connected = match &self.tls {
+            Some(tls) => endpoint.connect_with_connector(tls.connector()).await,
+            None => endpoint.connect().await,
+        };
+        let channel = match connected {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(peer = %self.addr, error = %e, "cannot connect to peer");

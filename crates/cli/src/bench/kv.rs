@@ -13,6 +13,7 @@
 //! to measure what exactly-once costs.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -21,6 +22,7 @@ use clap::Args;
 use flotilla_client::session::{Session, SessionOptions};
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::kv_client::KvClient;
+use flotilla_tls::ClientTls;
 use hdrhistogram::Histogram;
 use tonic::transport::{Channel, Endpoint};
 
@@ -85,26 +87,33 @@ pub fn main(args: KvBenchArgs) -> anyhow::Result<ExitCode> {
         bail!("--read-ratio must be between 0 and 1");
     }
     let endpoints = args.endpoints.resolve();
+    let tls = args.endpoints.tls(&endpoints)?;
     let rt = runtime()?;
     let cpu_before = cpu_secs();
-    let results = rt.block_on(run(&args, &endpoints))?;
+    let results = rt.block_on(run(&args, &endpoints, tls))?;
     let cpu = cpu_secs() - cpu_before;
     report(&args, &endpoints, results, cpu);
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run(args: &KvBenchArgs, endpoints: &[String]) -> anyhow::Result<Vec<ClientResult>> {
+async fn run(
+    args: &KvBenchArgs,
+    endpoints: &[String],
+    tls: Option<Arc<ClientTls>>,
+) -> anyhow::Result<Vec<ClientResult>> {
     let mut channels = Vec::new();
     for i in 0..args.conns {
         let e = &endpoints[i % endpoints.len()];
-        let channel = Endpoint::from_shared(format!("http://{e}"))
+        let bare = e.strip_prefix("https://").or(e.strip_prefix("http://"));
+        let endpoint = Endpoint::from_shared(format!("http://{}", bare.unwrap_or(e)))
             .with_context(|| format!("bad endpoint {e}"))?
             .tcp_nodelay(true)
-            .timeout(Duration::from_secs(10))
-            .connect()
-            .await
-            .with_context(|| format!("cannot reach {e}"))?;
-        channels.push(channel);
+            .timeout(Duration::from_secs(10));
+        let channel = match &tls {
+            Some(tls) => endpoint.connect_with_connector(tls.connector()).await,
+            None => endpoint.connect().await,
+        };
+        channels.push(channel.with_context(|| format!("cannot reach {e}"))?);
     }
     let start = Instant::now();
     let measure_from = start + args.warmup;

@@ -17,6 +17,7 @@ pub mod recipes;
 pub mod server;
 pub mod snapshot;
 pub mod status;
+pub mod tls;
 pub mod txn;
 pub mod up;
 pub mod watch;
@@ -44,6 +45,9 @@ pub struct EndpointArgs {
     /// Per-request timeout, in seconds.
     #[arg(long, global = true, default_value_t = 5)]
     pub timeout_secs: u64,
+    /// TLS toward the endpoints.
+    #[command(flatten)]
+    pub tls: tls::ClientTlsArgs,
 }
 
 impl EndpointArgs {
@@ -67,8 +71,19 @@ impl EndpointArgs {
     /// A client for the endpoints (its connections belong to `rt`).
     pub fn client(&self, rt: &tokio::runtime::Runtime) -> anyhow::Result<Client> {
         let _guard = rt.enter();
-        Client::new(&self.resolve(), Duration::from_secs(self.timeout_secs))
+        let endpoints = self.resolve();
+        let tls = self.tls(&endpoints)?;
+        Client::with_tls(&endpoints, Duration::from_secs(self.timeout_secs), tls)
             .context("creating the client")
+    }
+
+    /// The TLS toward `endpoints` (see [`tls::ClientTlsArgs::resolve`]).
+    pub fn tls(
+        &self,
+        endpoints: &[String],
+    ) -> anyhow::Result<Option<std::sync::Arc<flotilla_tls::ClientTls>>> {
+        self.tls
+            .resolve(endpoints, &Path::new(DEFAULT_DATA_DIR).join("tls"))
     }
 }
 

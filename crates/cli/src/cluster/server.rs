@@ -109,6 +109,39 @@ pub struct ServerArgs {
     /// 10000 revisions].
     #[arg(long, env = "FLOTILLA_AUTO_COMPACTION_RETENTION")]
     pub auto_compaction_retention: Option<String>,
+    /// This member's certificate for clients (etcd's flag; PEM). With it
+    /// the port speaks TLS only, to clients and peers alike.
+    #[arg(long, env = "FLOTILLA_CERT_FILE", help_heading = "TLS")]
+    pub cert_file: Option<PathBuf>,
+    /// The key of --cert-file (PEM).
+    #[arg(long, env = "FLOTILLA_KEY_FILE", help_heading = "TLS")]
+    pub key_file: Option<PathBuf>,
+    /// The CA that clients' certificates must chain to (PEM).
+    #[arg(long, env = "FLOTILLA_TRUSTED_CA_FILE", help_heading = "TLS")]
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Refuse clients without a certificate from --trusted-ca-file.
+    #[arg(long, env = "FLOTILLA_CLIENT_CERT_AUTH", help_heading = "TLS")]
+    #[serde(default)]
+    pub client_cert_auth: bool,
+    /// This member's certificate toward its peers, as server and as
+    /// client (PEM); the client port and the peer transport share one
+    /// port, so it goes with --cert-file (it may be the same file).
+    #[arg(long, env = "FLOTILLA_PEER_CERT_FILE", help_heading = "TLS")]
+    pub peer_cert_file: Option<PathBuf>,
+    /// The key of --peer-cert-file (PEM).
+    #[arg(long, env = "FLOTILLA_PEER_KEY_FILE", help_heading = "TLS")]
+    pub peer_key_file: Option<PathBuf>,
+    /// The CA that peers' certificates must chain to (PEM).
+    #[arg(long, env = "FLOTILLA_PEER_TRUSTED_CA_FILE", help_heading = "TLS")]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+    /// Refuse peers (Raft messages, forwarded writes, joins) without a
+    /// certificate from --peer-trusted-ca-file.
+    #[arg(long, env = "FLOTILLA_PEER_CLIENT_CERT_AUTH", help_heading = "TLS")]
+    #[serde(default)]
+    pub peer_client_cert_auth: bool,
+    /// Refuse peers whose certificate's common name is not this one.
+    #[arg(long, env = "FLOTILLA_PEER_CERT_ALLOWED_CN", help_heading = "TLS")]
+    pub peer_cert_allowed_cn: Option<String>,
     /// Stop, as on SIGTERM, when standard input closes: the supervisor
     /// that started this server holds its other end (`flotilla up`
     /// does), so the server dies with it, even when it is killed.
@@ -129,6 +162,7 @@ pub struct Settings {
 /// result. One line per setting: the flag's value, else the file's, else
 /// the default.
 pub fn resolve(args: ServerArgs, file: ServerArgs) -> anyhow::Result<Settings> {
+    let tls = super::tls::server_files(&args, &file)?;
     let id = required(args.id.or(file.id), "id", "FLOTILLA_ID")?;
     let listen = required(args.listen.or(file.listen), "listen", "FLOTILLA_LISTEN")?;
     let peers = required(args.peers.or(file.peers), "peers", "FLOTILLA_PEERS")?;
@@ -186,16 +220,22 @@ pub fn resolve(args: ServerArgs, file: ServerArgs) -> anyhow::Result<Settings> {
             .unwrap_or(true),
         max_request_bytes,
         auto_compaction,
-        quota_backend_bytes: match args.quota_backend_bytes.or(file.quota_backend_bytes) {
-            None | Some(0) => flotilla_etcd::core::DEFAULT_QUOTA_BYTES,
-            Some(bytes) => bytes,
-        },
+        quota_backend_bytes: quota(args.quota_backend_bytes.or(file.quota_backend_bytes)),
+        tls,
     };
     Ok(Settings {
         cfg,
         listen,
         metrics_listen,
     })
+}
+
+/// `--quota-backend-bytes`: none or 0 is the default, as in etcd.
+fn quota(bytes: Option<u64>) -> u64 {
+    match bytes {
+        None | Some(0) => flotilla_etcd::core::DEFAULT_QUOTA_BYTES,
+        Some(bytes) => bytes,
+    }
 }
 
 /// The compaction policy of etcd's two flags: neither given is

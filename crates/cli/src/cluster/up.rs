@@ -20,11 +20,13 @@
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
 use flotilla_client::Client;
+use flotilla_tls::{ClientTls, ClientTlsFiles};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::{DEFAULT_BASE_PORT, DEFAULT_DATA_DIR, runtime};
@@ -55,6 +57,12 @@ pub struct UpArgs {
     /// Seconds to wait for a leader before giving up [default: 30].
     #[arg(long)]
     pub wait_secs: Option<u64>,
+    /// Serve TLS with mutual authentication, clients and peers: a
+    /// throwaway CA, member and client certificates in <data-dir>/tls
+    /// (made on the first run, kept on the next).
+    #[arg(long)]
+    #[serde(default)]
+    pub tls: bool,
 }
 
 /// `up`'s settings, resolved.
@@ -64,6 +72,7 @@ pub struct UpSettings {
     pub data_dir: PathBuf,
     pub base_port: u16,
     pub wait_secs: u64,
+    pub tls: bool,
 }
 
 /// The flag's value, else the file's, else the default.
@@ -76,6 +85,7 @@ pub fn resolve(args: UpArgs, file: UpArgs) -> UpSettings {
             .or(file.base_port)
             .unwrap_or(DEFAULT_BASE_PORT),
         wait_secs: args.wait_secs.or(file.wait_secs).unwrap_or(30),
+        tls: args.tls || file.tls,
     }
 }
 
@@ -96,16 +106,21 @@ pub fn main(args: UpArgs) -> anyhow::Result<ExitCode> {
         .base_port
         .checked_add(args.nodes - 1)
         .context("--base-port too high")?;
-    let endpoints: Vec<String> = (args.base_port..=last)
+    let addrs: Vec<String> = (args.base_port..=last)
         .map(|p| format!("127.0.0.1:{p}"))
         .collect();
-    let metric_ports: Vec<String> = endpoints.iter().map(|e| metrics_addr(e)).collect();
-    for e in endpoints.iter().chain(&metric_ports) {
+    let metric_ports: Vec<String> = addrs.iter().map(|e| metrics_addr(e)).collect();
+    for e in addrs.iter().chain(&metric_ports) {
         std::net::TcpListener::bind(e)
             .with_context(|| format!("port {e} is not free (is a cluster already running?)"))?;
     }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let tls = up_tls(&args)?;
+    let endpoints: Vec<String> = match tls {
+        Some(_) => addrs.iter().map(|a| format!("https://{a}")).collect(),
+        None => addrs.clone(),
+    };
     let rt = runtime()?;
     // Before any member starts: from here a stop signal is only recorded,
     // and `supervise` answers it by stopping the members.
@@ -113,10 +128,10 @@ pub fn main(args: UpArgs) -> anyhow::Result<ExitCode> {
         let _in_runtime = rt.enter();
         StopSignals::take()?
     };
-    let mut members = spawn_all(&args, &endpoints)?;
+    let mut members = spawn_all(&args, &addrs)?;
     let outcome = std::fs::write(args.data_dir.join("endpoints"), endpoints.join("\n") + "\n")
         .context("writing the endpoints file")
-        .and_then(|()| rt.block_on(supervise(&args, &endpoints, &mut members, &mut stop)));
+        .and_then(|()| rt.block_on(supervise(&args, &endpoints, tls, &mut members, &mut stop)));
     stop_all(&mut members);
     outcome
 }
@@ -173,6 +188,10 @@ fn spawn_all(args: &UpSettings, endpoints: &[String]) -> anyhow::Result<Vec<Memb
             .args(["--metrics-listen", &metrics_addr(e)])
             .arg("--data-dir")
             .arg(args.data_dir.join(format!("node{id}")))
+            .args(match args.tls {
+                true => super::tls::member_flags(&tls_dir(args), &format!("node{id}")),
+                false => Vec::new(),
+            })
             // `up` holds the pipe's other end (close-on-exec, so no other
             // member inherits it): it closes when `up` dies, however.
             .arg("--exit-with-parent")
@@ -189,6 +208,41 @@ fn spawn_all(args: &UpSettings, endpoints: &[String]) -> anyhow::Result<Vec<Memb
         }
     }
     Ok(members)
+}
+
+/// Where `up --tls` keeps its certificates.
+fn tls_dir(args: &UpSettings) -> PathBuf {
+    args.data_dir.join("tls")
+}
+
+/// With `--tls`: the certificates (made unless a CA is there from an
+/// earlier run) and `up`'s own client TLS.
+fn up_tls(args: &UpSettings) -> anyhow::Result<Option<Arc<ClientTls>>> {
+    if !args.tls {
+        return Ok(None);
+    }
+    let dir = tls_dir(args);
+    if !dir.join("ca.pem").exists() {
+        let names: Vec<String> = (1..=args.nodes).map(|i| format!("node{i}")).collect();
+        flotilla_tls::generate::write_set(&dir, &names, &[], "client")?;
+    }
+    let files = ClientTlsFiles {
+        ca: dir.join("ca.pem"),
+        cert: Some(dir.join("client.pem")),
+        key: Some(dir.join("client-key.pem")),
+    };
+    Ok(Some(Arc::new(ClientTls::new(&files)?)))
+}
+
+/// What a client needs to reach a `--tls` cluster, as flags.
+fn client_flags(args: &UpSettings) -> String {
+    let dir = tls_dir(args);
+    format!(
+        "--cacert {} --cert {} --key {}",
+        dir.join("ca.pem").display(),
+        dir.join("client.pem").display(),
+        dir.join("client-key.pem").display()
+    )
 }
 
 /// A member's metrics address: its port plus 1000.
@@ -213,10 +267,11 @@ fn open_log(path: &Path) -> anyhow::Result<File> {
 async fn supervise(
     args: &UpSettings,
     endpoints: &[String],
+    tls: Option<Arc<ClientTls>>,
     members: &mut [Member],
     stop: &mut StopSignals,
 ) -> anyhow::Result<ExitCode> {
-    let client = Client::new(endpoints, Duration::from_secs(1))?;
+    let client = Client::with_tls(endpoints, Duration::from_secs(1), tls)?;
     let leader = tokio::select! {
         leader = wait_leader(args, &client, members) => leader?,
         () = stop.received() => {
@@ -235,6 +290,10 @@ async fn supervise(
         .collect();
     println!("metrics: {}", metrics.join(" "));
     println!("data and logs: {}", args.data_dir.display());
+    if args.tls {
+        println!("tls: clients use {}", client_flags(args));
+        println!("     (flotilla's commands find them here without flags; etcdctl needs them)");
+    }
     println!("try: flotilla kv put hello world; flotilla kv get hello; flotilla status");
     println!("press Ctrl-C to stop");
     let mut ticker = tokio::time::interval(Duration::from_millis(200));
@@ -340,6 +399,7 @@ mod tests {
                 data_dir: PathBuf::from(DEFAULT_DATA_DIR),
                 base_port: 22379,
                 wait_secs: 30,
+                tls: false,
             }
         );
     }

@@ -1,0 +1,276 @@
+//! TLS end to end with the real binary: `flotilla up --tls` (mutual TLS
+//! for clients and peers, certificates from its throwaway CA), the
+//! `flotilla` client commands with and without the right certificates,
+//! Debian's `etcdctl` with `--cacert/--cert/--key` where it is installed,
+//! and `flotilla server` refusing missing or garbage certificate files
+//! with an error that names the file.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{etcdctl, etcdctl_missing, flotilla, run};
+use flotilla_testkit::{Proc, Scratch, free_ports, wait_for};
+
+const MEMBERS: u16 = 3;
+
+/// A first port such that it, the next ones and their metrics ports
+/// (1000 above) are free.
+fn free_base() -> u16 {
+    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    wait_for("free ports for up", Duration::from_secs(10), || {
+        let base = free_ports(1)[0];
+        let all = (0..MEMBERS).all(|i| free(base + i) && free(base + 1000 + i));
+        (base < 60000 && all).then_some(base)
+    })
+}
+
+/// `flotilla up --tls` in `dir`, once it printed that it is up.
+fn up_tls(dir: &Path, base: u16) -> Proc {
+    let out = std::fs::File::create(dir.join("up.out")).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+    cmd.current_dir(dir)
+        .args(["up", "--tls", "--base-port", &base.to_string()])
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out);
+    let mut up = Proc::spawn("flotilla up --tls", &mut cmd);
+    wait_for(
+        "up --tls to elect a leader",
+        Duration::from_secs(60),
+        || {
+            if let Some(status) = up.exited() {
+                let out = std::fs::read_to_string(dir.join("up.out")).unwrap_or_default();
+                panic!("up exited ({status}): {out}");
+            }
+            let out = std::fs::read_to_string(dir.join("up.out")).unwrap_or_default();
+            out.contains("press Ctrl-C").then_some(())
+        },
+    );
+    up
+}
+
+/// Runs `flotilla args` in `dir`: success, stdout, stderr.
+fn cli(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let (status, out, err) = run(flotilla(dir).args(args));
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+    (status.success(), out, err)
+}
+
+#[test]
+fn a_tls_cluster_serves_clients_with_certificates_from_its_ca_only() {
+    let scratch = Scratch::new("cli-tls-up");
+    let dir = scratch.path.as_path();
+    let base = free_base();
+    let mut up = up_tls(dir, base);
+    let printed = std::fs::read_to_string(dir.join("up.out")).unwrap();
+    assert!(
+        printed.contains("endpoints: https://127.0.0.1:"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("--cacert flotilla-data/tls/ca.pem"),
+        "{printed}"
+    );
+
+    // In the same directory the client commands find the certificates.
+    assert_eq!(cli(dir, &["kv", "put", "k", "v"]).1.trim(), "OK");
+    assert_eq!(cli(dir, &["kv", "get", "k"]).1, "k\nv\n");
+    let ep = format!("https://127.0.0.1:{base}");
+    let tls = [
+        "--cacert",
+        "flotilla-data/tls/ca.pem",
+        "--cert",
+        "flotilla-data/tls/client.pem",
+        "--key",
+        "flotilla-data/tls/client-key.pem",
+    ];
+    let mut args = vec!["kv", "get", "k", "--endpoints", &ep];
+    args.extend(tls);
+    assert_eq!(cli(dir, &args).1, "k\nv\n");
+
+    refusals(dir, base);
+    etcdctl_checks(dir, &ep);
+    up.signal("TERM");
+    assert!(up.wait(Duration::from_secs(30)).success());
+}
+
+/// Clients without the right certificates are refused, and told why.
+fn refusals(dir: &Path, base: u16) {
+    let ep = format!("https://127.0.0.1:{base}");
+    // A client that trusts another CA is told the server is not vouched for.
+    assert!(cli(dir, &["certs", "--dir", "other"]).0);
+    let (ok, _, err) = cli(
+        dir,
+        &[
+            "kv",
+            "get",
+            "k",
+            "--endpoints",
+            &ep,
+            "--cacert",
+            "other/ca.pem",
+        ],
+    );
+    assert!(
+        !ok && err.contains("not one that other/ca.pem vouches for"),
+        "{err}"
+    );
+    // --client-cert-auth: no certificate, no entry, and a hint why.
+    let (ok, _, err) = cli(
+        dir,
+        &[
+            "kv",
+            "get",
+            "k",
+            "--endpoints",
+            &ep,
+            "--cacert",
+            "flotilla-data/tls/ca.pem",
+        ],
+    );
+    assert!(!ok && err.contains("--cert and --key"), "{err}");
+    // A plaintext client gets nothing from a TLS port.
+    let plain = format!("127.0.0.1:{base}");
+    assert!(!cli(dir, &["kv", "get", "k", "--endpoints", &plain]).0);
+    // Another CA's client certificate is refused too.
+    let (ok, _, _) = cli(
+        dir,
+        &[
+            "kv",
+            "get",
+            "k",
+            "--endpoints",
+            &ep,
+            "--cacert",
+            "flotilla-data/tls/ca.pem",
+            "--cert",
+            "other/client.pem",
+            "--key",
+            "other/client-key.pem",
+        ],
+    );
+    assert!(!ok);
+}
+
+/// Debian's etcdctl (3.4) with etcdctl's TLS flags, where installed.
+fn etcdctl_checks(dir: &Path, ep: &str) {
+    if etcdctl_missing() {
+        return;
+    }
+    let file = |f: &str| dir.join("flotilla-data/tls").join(f).display().to_string();
+    let (ca, cert, key) = (file("ca.pem"), file("client.pem"), file("client-key.pem"));
+    let tls = ["--cacert", &ca, "--cert", &cert, "--key", &key];
+    let with = |args: &[&str]| {
+        let mut all = tls.to_vec();
+        all.extend(args);
+        etcdctl(ep, &all, "")
+    };
+    let (ok, out, err) = with(&["put", "from-etcdctl", "yes"]);
+    assert!(ok && out.trim() == "OK", "{out}{err}");
+    let (ok, out, err) = with(&["get", "k"]);
+    assert!(ok && out == "k\nv\n", "{out}{err}");
+    let (ok, out, err) = with(&["endpoint", "status"]);
+    assert!(ok && out.contains(ep), "{out}{err}");
+    let (ok, out, err) = etcdctl(ep, &["--cacert", &ca, "get", "k"], "");
+    assert!(
+        !ok,
+        "etcdctl without a client certificate got in: {out}{err}"
+    );
+    assert_eq!(
+        cli(dir, &["kv", "get", "from-etcdctl"]).1,
+        "from-etcdctl\nyes\n"
+    );
+}
+
+#[test]
+fn missing_or_garbage_certificate_files_stop_the_server_naming_the_file() {
+    let scratch = Scratch::new("cli-tls-bad-files");
+    let dir = scratch.path.as_path();
+    assert!(cli(dir, &["certs", "--dir", "certs"]).0);
+    std::fs::write(dir.join("garbage.pem"), "garbage\n").unwrap();
+    let port = free_ports(1)[0].to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let peers = format!("1={listen}");
+    let server = |cert: &str, key: &str| {
+        let args = [
+            "server",
+            "--id",
+            "1",
+            "--listen",
+            &listen,
+            "--peers",
+            &peers,
+            "--data-dir",
+            "data",
+            "--cert-file",
+            cert,
+            "--key-file",
+            key,
+            "--peer-cert-file",
+            "certs/node1.pem",
+            "--peer-key-file",
+            "certs/node1-key.pem",
+            "--peer-trusted-ca-file",
+            "certs/ca.pem",
+        ];
+        let (ok, _, err) = cli(dir, &args);
+        assert!(!ok, "the server started with {cert} {key}");
+        err
+    };
+    let err = server("certs/missing.pem", "certs/node1-key.pem");
+    assert!(
+        err.contains("certs/missing.pem") && err.contains("No such file"),
+        "{err}"
+    );
+    let err = server("garbage.pem", "certs/node1-key.pem");
+    assert!(
+        err.contains("garbage.pem") && err.contains("no PEM certificate"),
+        "{err}"
+    );
+    let err = server("certs/node1.pem", "garbage.pem");
+    assert!(
+        err.contains("garbage.pem") && err.contains("private key"),
+        "{err}"
+    );
+    let err = server("certs/node1.pem", "certs/node2-key.pem");
+    assert!(err.contains("does not fit"), "{err}");
+}
+
+#[test]
+fn bad_client_tls_flags_are_errors_naming_the_file() {
+    let scratch = Scratch::new("cli-tls-bad-client-flags");
+    let dir = scratch.path.as_path();
+    std::fs::write(dir.join("garbage.pem"), "garbage\n").unwrap();
+    let listen = format!("127.0.0.1:{}", free_ports(1)[0]);
+    let (ok, _, err) = cli(
+        dir,
+        &[
+            "kv",
+            "get",
+            "k",
+            "--endpoints",
+            &listen,
+            "--cacert",
+            "garbage.pem",
+        ],
+    );
+    assert!(!ok && err.contains("garbage.pem"), "{err}");
+    let (ok, _, err) = cli(
+        dir,
+        &[
+            "kv",
+            "get",
+            "k",
+            "--endpoints",
+            &listen,
+            "--cert",
+            "certs/client.pem",
+        ],
+    );
+    assert!(!ok && err.contains("--cacert"), "{err}");
+}
