@@ -380,3 +380,39 @@ fn a_local_snapshot_ready_applies_the_entries_committed_with_it() {
     assert_eq!(sm.lock().expect("lock").applied, before + 1);
     assert_eq!(host.raw().snapshot().map(|s| s.meta.index), Some(applied));
 }
+
+#[test]
+fn uncommitted_bytes_past_the_last_snapshot_start_no_job_at_that_index_again() {
+    let mut g = Group::new(|o| o.snapshot_log_bytes = Some(200));
+    g.elect_1();
+    g.host(1)
+        .propose(Bytes::from(vec![b'x'; 50]), Slot::default());
+    g.run(1);
+    g.deliver();
+    // Compacted past every applied entry once the log held 200 bytes.
+    for _ in 0..5 {
+        g.host(1)
+            .propose(Bytes::from(vec![b'x'; 50]), Slot::default());
+        g.run(1);
+        g.deliver();
+    }
+    let snapshots = |g: &Group| {
+        g.counters[0]
+            .snapshots
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert!(snapshots(&g) >= 1, "the log's bytes started a snapshot");
+    // Followers hear nothing now: what the leader appends stays
+    // uncommitted, however many bytes it holds. Once what was applied
+    // is snapshotted, there is nothing new to snapshot.
+    g.drop = Box::new(|_| true);
+    let mut jobs = Vec::new();
+    for _ in 0..10 {
+        let host = g.host(1);
+        host.propose(Bytes::from(vec![b'y'; 100]), Slot::default());
+        common::run_noting_jobs(host, &mut jobs);
+    }
+    // At most one more job: for what was applied before the drop.
+    assert!(jobs.len() <= 1, "snapshot jobs at {jobs:?}");
+    assert!(g.host(1).raw().status().log_bytes >= 200);
+}

@@ -444,30 +444,9 @@ impl Cluster {
         self.run_until(self.now + d)
     }
 
-    /// Runs until `done` holds (checked after every event), or fails with
-    /// `what` once `timeout_ns` passes.
-    pub fn run_until_cond(
-        &mut self,
-        timeout_ns: u64,
-        what: &str,
-        mut done: impl FnMut(&Cluster) -> bool,
-    ) -> Result<(), Failure> {
-        let deadline = self.now + timeout_ns;
-        while !done(self) {
-            let next = self.events.first_key_value().map(|((at, _), _)| *at);
-            match next {
-                Some(at) if at <= deadline => self.run_until(at)?,
-                _ => {
-                    self.run_until(deadline)?;
-                    return if done(self) {
-                        Ok(())
-                    } else {
-                        Err(self.fail(what))
-                    };
-                }
-            }
-        }
-        Ok(())
+    /// When the next event is due, if one is.
+    pub fn next_event_at(&self) -> Option<u64> {
+        self.events.first_key_value().map(|((at, _), _)| *at)
     }
 
     fn process(&mut self, event: Event) {

@@ -40,6 +40,8 @@ pub trait Tester {
     fn fail(&self, what: impl Into<String>) -> Failure;
     /// Runs every event up to virtual time `t`.
     fn run_until(&mut self, t: u64) -> Result<(), Failure>;
+    /// When the next event is due, if one is.
+    fn next_event_at(&self) -> Option<u64>;
     /// Whether server `i` is connected.
     fn connected(&self, i: usize) -> bool;
     /// Cuts server `i` off from everyone.
@@ -62,6 +64,34 @@ pub trait Tester {
     /// Runs for `d` ns of virtual time.
     fn run_for(&mut self, d: u64) -> Result<(), Failure> {
         self.run_until(self.now() + d)
+    }
+
+    /// Runs until `done` holds (checked after every event), or fails with
+    /// `what` once `timeout_ns` passes.
+    fn run_until_cond(
+        &mut self,
+        timeout_ns: u64,
+        what: &str,
+        mut done: impl FnMut(&Self) -> bool,
+    ) -> Result<(), Failure>
+    where
+        Self: Sized,
+    {
+        let deadline = self.now() + timeout_ns;
+        while !done(self) {
+            match self.next_event_at() {
+                Some(at) if at <= deadline => self.run_until(at)?,
+                _ => {
+                    self.run_until(deadline)?;
+                    return if done(self) {
+                        Ok(())
+                    } else {
+                        Err(self.fail(what))
+                    };
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Indexes of servers that are running and connected.
@@ -240,6 +270,10 @@ impl Tester for Cluster {
 
     fn run_until(&mut self, t: u64) -> Result<(), Failure> {
         Cluster::run_until(self, t)
+    }
+
+    fn next_event_at(&self) -> Option<u64> {
+        Cluster::next_event_at(self)
     }
 
     fn connected(&self, i: usize) -> bool {

@@ -169,6 +169,11 @@ pub fn leader_counting(
 /// What an executor does until the host is quiet: syncs at once, builds
 /// snapshots at once. Returns the actions other than those.
 pub fn run(host: &mut TestHost) -> Vec<Action> {
+    run_noting_jobs(host, &mut Vec::new())
+}
+
+/// [`run`], noting the index of every snapshot job the host asks for.
+pub fn run_noting_jobs(host: &mut TestHost, jobs: &mut Vec<LogIndex>) -> Vec<Action> {
     let mut other = Vec::new();
     loop {
         while let Pump::SyncNow(lsn) = host.pump().expect("pump") {
@@ -187,6 +192,7 @@ pub fn run(host: &mut TestHost) -> Vec<Action> {
                 }
                 Action::Snapshot(task) => {
                     let index = task.index;
+                    jobs.push(index);
                     let data = task.run(&host.wal());
                     host.snapshot_built(index, Some(data));
                 }

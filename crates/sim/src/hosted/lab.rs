@@ -337,31 +337,6 @@ impl<A: App> HostedCluster<A> {
         self.actors.iter().all(Option::is_none)
     }
 
-    /// Runs until `done` holds (checked after every event), or fails with
-    /// `what` once `timeout_ns` passes.
-    pub fn run_until_cond(
-        &mut self,
-        timeout_ns: u64,
-        what: &str,
-        mut done: impl FnMut(&HostedCluster<A>) -> bool,
-    ) -> Result<(), Failure> {
-        let deadline = self.world.now + timeout_ns;
-        while !done(self) {
-            match self.next_at() {
-                Some(at) if at <= deadline => self.run_until(at)?,
-                _ => {
-                    self.run_until(deadline)?;
-                    return if done(self) {
-                        Ok(())
-                    } else {
-                        Err(self.fail(what))
-                    };
-                }
-            }
-        }
-        Ok(())
-    }
-
     fn schedule_actor(&mut self, id: usize, at: u64) {
         self.epochs[id] += 1;
         self.seq += 1;
@@ -369,7 +344,7 @@ impl<A: App> HostedCluster<A> {
     }
 
     /// When the next world event or actor wake-up is due.
-    fn next_at(&self) -> Option<u64> {
+    pub fn next_event_at(&self) -> Option<u64> {
         let actor = self.wakes.first_key_value().map(|(&(at, _), _)| at);
         match (self.world.next_at(), actor) {
             (Some(w), Some(a)) => Some(w.min(a)),
@@ -423,6 +398,10 @@ impl<A: App> Tester for HostedCluster<A> {
             at_ns: self.world.now,
             what: what.into(),
         }
+    }
+
+    fn next_event_at(&self) -> Option<u64> {
+        HostedCluster::next_event_at(self)
     }
 
     fn run_until(&mut self, t: u64) -> Result<(), Failure> {
