@@ -481,5 +481,21 @@ mod tests {
         assert_eq!(images.len(), 3);
         assert!(images.iter().all(|i| i.label == 7));
         assert_eq!(images[2].intact().file("a").unwrap(), b"x");
+        assert_eq!(images.iter().map(|i| i.op).collect::<Vec<_>>(), [1, 2, 3]);
+        fs.record(false);
+        f.write_all(b"y").unwrap();
+        assert!(fs.take_images().is_empty(), "no image once recording stops");
+    }
+
+    #[test]
+    fn a_failing_disk_fails_from_the_nth_mutation_on() {
+        let fs = MemFs::new();
+        let mut f = fs.create(Path::new("a")).unwrap();
+        fs.fail_after(2);
+        f.write_all(b"1").unwrap();
+        f.write_all(b"2").unwrap();
+        assert!(f.write_all(b"3").is_err(), "the third write from now fails");
+        assert!(f.sync_data().is_err(), "and every one after it");
+        assert_eq!(fs.file("a").unwrap(), b"12");
     }
 }
