@@ -565,6 +565,48 @@ mod tests {
         assert!(c.rpc_total() > 0 && c.bytes_total() > 0);
     }
 
+    /// An actor that only receives mail.
+    struct Mailbox;
+
+    impl Actor<HostedCluster> for Mailbox {
+        fn wake(&mut self, _c: &mut HostedCluster) -> Result<Option<u64>, Failure> {
+            Ok(None)
+        }
+    }
+
+    #[test]
+    fn a_test_s_requests_are_answered_to_the_actor_that_made_them() {
+        use super::super::world::Answered;
+        let mut c = HostedCluster::lab(3, 3, true, false);
+        let leader = c.check_one_leader().unwrap();
+        let mailbox = c.spawn(Box::new(Mailbox));
+        let follower = (leader + 1) % 3;
+        let wrote = c
+            .propose(follower, crate::lab::cmd(5), Some(mailbox))
+            .unwrap();
+        let read = c.read(follower, Some(mailbox)).unwrap();
+        let removed = (leader + 2) % 3;
+        let cc = flotilla_raft::ConfChange::new(vec![flotilla_raft::ConfChangeOp::Remove(NodeId(
+            removed as u64 + 1,
+        ))]);
+        let changed = c.change_membership(leader, &cc, Some(mailbox)).unwrap();
+        c.run_for(1000 * crate::net::MS).unwrap();
+        let mail = c.take_mail(mailbox);
+        let answer = |r| mail.iter().find(|(request, _, _)| *request == r);
+        let Some((_, m, Ok(Answered::Written(index, ())))) = answer(wrote) else {
+            panic!("the write through a follower: {mail:?}");
+        };
+        assert_eq!(*m as usize, follower + 1, "answered where it was asked");
+        assert_eq!(c.command_at(*index), Some(crate::lab::cmd(5)));
+        assert!(matches!(answer(read), Some((_, _, Ok(Answered::Read(_))))));
+        let Some((_, _, Ok(Answered::Changed(at)))) = answer(changed) else {
+            panic!("the membership change: {mail:?}");
+        };
+        let status = c.status(leader).unwrap();
+        assert!(status.conf_state.voters.len() == 2 && status.commit >= *at);
+        assert!(c.take_mail(mailbox).is_empty(), "each answer once");
+    }
+
     #[test]
     fn a_follower_does_not_start_a_command() {
         let mut c = HostedCluster::lab(3, 2, true, false);
