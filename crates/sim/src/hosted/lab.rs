@@ -68,12 +68,10 @@ impl HostedCluster<LabApp> {
     pub fn lab(n: u64, seed: u64, reliable: bool, snapshot: bool) -> HostedCluster {
         let mut raft = Config::new(NodeId(1), Vec::new());
         raft.snapshot_chunk_bytes = 256;
+        // No clients, faults or operator of the world's (`new` turns them
+        // off): the network's faults are the course's, in `net`.
         let cfg = HostedConfig {
             members: n,
-            clients: 0,
-            crashes: false,
-            partitions: false,
-            unreliable: !reliable,
             // Without snapshots: never, in practice (the host staggers
             // members' snapshots by a phase below this, which must not
             // overflow when added to an index).
@@ -605,6 +603,29 @@ mod tests {
         let status = c.status(leader).unwrap();
         assert!(status.conf_state.voters.len() == 2 && status.commit >= *at);
         assert!(c.take_mail(mailbox).is_empty(), "each answer once");
+    }
+
+    #[test]
+    fn the_lab_has_the_course_s_network_and_snapshots_only_when_asked() {
+        for reliable in [true, false] {
+            let mut c = HostedCluster::lab(3, 4, reliable, false);
+            assert_eq!(c.seed(), 4);
+            let net = &c.network().cfg;
+            assert_eq!((net.duplicate_per_mille, net.base_delay_ns), (0, 0));
+            assert!(!net.long_reordering);
+            for x in 0..30 {
+                c.one(crate::lab::cmd(x), 3, true).unwrap();
+            }
+            let dropped = c.network().counters.dropped;
+            assert_eq!(dropped == 0, reliable, "{dropped} messages lost");
+            assert_eq!(c.snapshot_size(), 0, "no snapshot without snapshot mode");
+        }
+        let mut c = HostedCluster::lab(3, 4, true, true);
+        for x in 0..30 {
+            c.one(crate::lab::cmd(x), 3, true).unwrap();
+        }
+        // The chain's header and the 600 bytes of padding.
+        assert!(c.snapshot_size() > 600, "{}", c.snapshot_size());
     }
 
     #[test]
