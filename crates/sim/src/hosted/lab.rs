@@ -32,6 +32,7 @@ use flotilla_raft::{Config, Entry, LogIndex, NodeId, Role, Term};
 
 use super::app::{App, Request};
 use super::machine;
+use super::member::{SimHost, SimWaiter};
 use super::world::{HostedConfig, Output, TEST, TestAnswer, World};
 use crate::cluster::{Actor, Failure};
 use crate::lab::Tester;
@@ -138,27 +139,16 @@ impl<A: App> HostedCluster<A> {
     /// (a follower forwards it to the leader it knows); the answer goes
     /// to actor `to`, if any. `None` if the server is down.
     pub fn propose(&mut self, i: usize, data: Bytes, to: Option<usize>) -> Option<u64> {
-        let m = i as u64 + 1;
-        self.world.member(m).host()?;
-        let request = self.test_request(to);
-        let waiter = self.world.waiter(m, request, false);
-        self.mark_test(request, Some(data.clone()));
-        self.world.member(m).host()?.propose(data, waiter);
-        self.world.pump(m);
-        Some(request)
+        let command = Some(data.clone());
+        self.ask(i, to, false, command, |host, waiter| {
+            host.propose(data, waiter)
+        })
     }
 
     /// Asks server `i` for a linearizable read index; the answer goes to
     /// actor `to`, if any. `None` if the server is down.
     pub fn read(&mut self, i: usize, to: Option<usize>) -> Option<u64> {
-        let m = i as u64 + 1;
-        self.world.member(m).host()?;
-        let request = self.test_request(to);
-        let waiter = self.world.waiter(m, request, false);
-        self.mark_test(request, None);
-        self.world.member(m).host()?.read_index(waiter);
-        self.world.pump(m);
-        Some(request)
+        self.ask(i, to, false, None, |host, waiter| host.read_index(waiter))
     }
 
     /// Proposes the membership change `cc` at server `i`; the answer goes
@@ -169,13 +159,38 @@ impl<A: App> HostedCluster<A> {
         cc: &flotilla_raft::ConfChange,
         to: Option<usize>,
     ) -> Option<u64> {
+        let request = self.ask(i, to, true, None, |host, waiter| {
+            host.change_membership(cc, waiter)
+        })?;
+        self.world.test_changes.insert(request, cc.clone());
+        Some(request)
+    }
+
+    /// Makes a request of the test's at server `i` (a write of `command`,
+    /// or a read or membership change): a waiter the world checks like a
+    /// client's, handed to `make`, then a pump. `None` if the server is
+    /// down.
+    fn ask(
+        &mut self,
+        i: usize,
+        to: Option<usize>,
+        membership: bool,
+        command: Option<Bytes>,
+        make: impl FnOnce(&mut SimHost<A::Machine>, SimWaiter<Output<A>>),
+    ) -> Option<u64> {
         let m = i as u64 + 1;
         self.world.member(m).host()?;
-        let request = self.test_request(to);
-        let waiter = self.world.waiter(m, request, true);
-        self.mark_test(request, None);
-        self.world.test_changes.insert(request, cc.clone());
-        self.world.member(m).host()?.change_membership(cc, waiter);
+        let request = self.world.next_request;
+        self.world.next_request += 1;
+        if let Some(actor) = to {
+            self.routes.insert(request, actor);
+        }
+        let waiter = self.world.waiter(m, request, membership);
+        if let Some(out) = self.world.out.get_mut(&request) {
+            out.client = TEST;
+            out.command = command;
+        }
+        make(self.world.member(m).host()?, waiter);
         self.world.pump(m);
         Some(request)
     }
@@ -226,24 +241,6 @@ impl<A: App> HostedCluster<A> {
     pub fn wake_actor(&mut self, id: usize) {
         if self.actors.get(id).is_some_and(Option::is_some) {
             self.schedule_actor(id, self.world.now);
-        }
-    }
-
-    /// A new request id, whose answer goes to actor `to`, if any.
-    fn test_request(&mut self, to: Option<usize>) -> u64 {
-        let request = self.world.next_request;
-        self.world.next_request += 1;
-        if let Some(actor) = to {
-            self.routes.insert(request, actor);
-        }
-        request
-    }
-
-    /// Marks `request` as the test's, proposing `command` if a write.
-    fn mark_test(&mut self, request: u64, command: Option<Bytes>) {
-        if let Some(out) = self.world.out.get_mut(&request) {
-            out.client = TEST;
-            out.command = command;
         }
     }
 
@@ -460,11 +457,7 @@ impl<A: App> Tester for HostedCluster<A> {
             }
             (status.last_index, status.term)
         };
-        let request = self.test_request(None);
-        let waiter = self.world.waiter(m, request, false);
-        self.mark_test(request, Some(cmd.clone()));
-        self.world.member(m).host()?.propose(cmd, waiter);
-        self.world.pump(m);
+        self.propose(i, cmd, None)?;
         let status = self.world.member(m).host()?.raw().status();
         let placed = status.role == Role::Leader && status.term == term;
         if placed && status.last_index == before.next() {
