@@ -9,13 +9,18 @@
 //! - [`command`]: the controller's requests and answers, and their
 //!   encoding in log entries;
 //! - [`ctrler`]: the shard controller's machine (every configuration kept,
-//!   exactly-once clients, checksummed snapshots).
+//!   exactly-once clients, checksummed snapshots);
+//! - [`group`]: a replica group's machine (the shards it holds, each with
+//!   its exactly-once table, and the handover of shards between groups
+//!   through each group's log).
 
 pub mod balance;
 pub mod command;
 pub mod config;
 pub mod ctrler;
+pub mod group;
 
 pub use command::{CtrlCommand, CtrlError, CtrlOp, CtrlReply};
 pub use config::{COURSE_SHARDS, Config, Gid, key2shard};
 pub use ctrler::{CtrlApplied, Ctrler};
+pub use group::{GroupApplied, GroupCommand, KvOp, KvReply, ShardData, ShardKv, ShardState};

@@ -1,0 +1,286 @@
+//! A group machine's rules, with two groups handing shards over by hand
+//! (what the movers do through the groups' logs).
+
+use super::*;
+use crate::balance::rebalance;
+use proptest::prelude::*;
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+/// Configuration `num` with groups `gids`, rebalanced from `from`.
+fn config(num: u64, from: &Config, gids: &[Gid]) -> Config {
+    let groups: BTreeMap<Gid, Vec<String>> =
+        gids.iter().map(|&g| (g, vec![format!("s{g}")])).collect();
+    let shards = rebalance(&from.shards, &groups.keys().copied().collect());
+    Config {
+        num,
+        shards,
+        groups,
+    }
+}
+
+fn op(kv: &mut ShardKv, client: u64, seq: u64, op: KvOp) -> KvReply {
+    match kv.execute(GroupCommand::Op { client, seq, op }) {
+        GroupApplied::Op { reply, .. } => reply,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn step(kv: &mut ShardKv, command: GroupCommand) -> bool {
+    match kv.execute(command) {
+        GroupApplied::Step { applied, .. } => applied,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Group 1 alone at configuration 1 with a key on every shard; the
+/// configurations 0, 1 and 2 (group 2 joins).
+fn started() -> (ShardKv, Vec<Config>) {
+    let c0 = Config::initial(10);
+    let c1 = config(1, &c0, &[1]);
+    let c2 = config(2, &c1, &[1, 2]);
+    let mut g1 = ShardKv::new(1, 10);
+    assert!(step(&mut g1, GroupCommand::Config(c1.clone())));
+    assert!(g1.settled(), "shards from no group serve at once");
+    for k in 0..10 {
+        let key = b(&k.to_string());
+        assert_eq!(op(&mut g1, 7, k + 1, KvOp::Put(key, b("v"))), KvReply::Done);
+    }
+    (g1, vec![c0, c1, c2])
+}
+
+#[test]
+fn a_shard_moves_with_its_data_and_exactly_once_table() {
+    let (mut g1, c) = started();
+    let mut g2 = ShardKv::new(2, 10);
+    assert!(step(&mut g2, GroupCommand::Config(c[1].clone())));
+    assert!(step(&mut g1, GroupCommand::Config(c[2].clone())));
+    assert!(step(&mut g2, GroupCommand::Config(c[2].clone())));
+    let moving = c[2].shards_of(2);
+    assert_eq!(g2.to_pull(), BTreeMap::from([(1, moving.clone())]));
+    // "2" is on shard 0, which stays: group 1 keeps serving it.
+    let stays = b("2");
+    assert_eq!(op(&mut g1, 8, 0, KvOp::Get(stays)), KvReply::Value(b("v")));
+    let key = b("9"); // shard 7, moving to group 2
+    assert!(moving.contains(&key2shard(&key, 10)));
+    assert_eq!(
+        op(&mut g1, 8, 0, KvOp::Get(key.clone())),
+        KvReply::WrongGroup
+    );
+    assert_eq!(
+        op(&mut g2, 8, 0, KvOp::Get(key.clone())),
+        KvReply::WrongGroup,
+        "still pulling"
+    );
+    assert!(!g1.settled() && !step(&mut g1, GroupCommand::Config(config(3, &c[2], &[1]))));
+    assert_eq!(
+        g1.export(1, &moving),
+        None,
+        "not for an older configuration"
+    );
+    let data = g1.export(2, &moving).unwrap();
+    assert!(step(
+        &mut g2,
+        GroupCommand::Insert {
+            num: 2,
+            shards: data.clone()
+        }
+    ));
+    assert!(
+        !step(
+            &mut g2,
+            GroupCommand::Insert {
+                num: 2,
+                shards: data
+            }
+        ),
+        "once"
+    );
+    assert_eq!(
+        op(&mut g2, 8, 0, KvOp::Get(key.clone())),
+        KvReply::Value(b("v"))
+    );
+    // Client 7's put of "9" was its 10th request: a repeat is not applied again.
+    assert_eq!(
+        op(&mut g2, 7, 10, KvOp::Append(key.clone(), b("x"))),
+        KvReply::Done
+    );
+    assert_eq!(
+        op(&mut g2, 8, 0, KvOp::Get(key.clone())),
+        KvReply::Value(b("v"))
+    );
+    assert_eq!(
+        op(&mut g2, 7, 11, KvOp::Append(key.clone(), b("x"))),
+        KvReply::Done
+    );
+    assert_eq!(
+        op(&mut g2, 8, 0, KvOp::Get(key.clone())),
+        KvReply::Value(b("vx"))
+    );
+    assert_eq!(g2.to_settle(), BTreeMap::from([(1, moving.clone())]));
+    let before = g1.data_bytes();
+    assert!(step(
+        &mut g1,
+        GroupCommand::Delete {
+            num: 2,
+            shards: moving.clone()
+        }
+    ));
+    assert!(
+        g1.data_bytes() < before && g1.settled(),
+        "the old owner dropped them"
+    );
+    assert_eq!(g1.export(2, &moving), None);
+    assert!(step(
+        &mut g2,
+        GroupCommand::Settle {
+            num: 2,
+            shards: moving.clone()
+        }
+    ));
+    assert!(g2.settled() && g2.to_settle().is_empty());
+    assert!(
+        !step(
+            &mut g2,
+            GroupCommand::Settle {
+                num: 1,
+                shards: moving
+            }
+        ),
+        "wrong number"
+    );
+}
+
+#[test]
+fn configurations_apply_in_order_and_only_valid_ones() {
+    let (mut g1, c) = started();
+    let skip = config(3, &c[2], &[1, 2]);
+    assert!(!step(&mut g1, GroupCommand::Config(skip)));
+    assert!(!step(&mut g1, GroupCommand::Config(c[1].clone())), "again");
+    let mut short = c[2].clone();
+    short.shards.pop();
+    assert!(!step(&mut g1, GroupCommand::Config(short)));
+    let mut stray = c[2].clone();
+    stray.shards[0] = 9;
+    assert!(!step(&mut g1, GroupCommand::Config(stray)));
+    assert_eq!(g1.config(), &c[1]);
+    assert_eq!(g1.prev(), &c[0]);
+    assert_eq!(g1.gid(), 1);
+    // When every group leaves, the shards go nowhere: kept as leaving.
+    let none = Config {
+        num: 2,
+        shards: vec![0; 10],
+        groups: BTreeMap::new(),
+    };
+    assert!(step(&mut g1, GroupCommand::Config(none)));
+    assert!(g1.states().values().all(|s| *s == ShardState::Leaving));
+}
+
+#[test]
+fn the_machine_answers_commands_and_skips_other_entries() {
+    let (mut g1, _) = started();
+    let entry = |index, kind, data| Entry {
+        term: flotilla_raft::Term(1),
+        index: LogIndex(index),
+        kind,
+        data,
+    };
+    assert_eq!(
+        g1.apply(&entry(5, EntryKind::Noop, Bytes::new())).unwrap(),
+        None
+    );
+    let get = GroupCommand::Op {
+        client: 3,
+        seq: 0,
+        op: KvOp::Get(b("1")),
+    };
+    let out = g1
+        .apply(&entry(6, EntryKind::Command, get.encode()))
+        .unwrap();
+    let want = GroupApplied::Op {
+        client: 3,
+        seq: 0,
+        reply: KvReply::Value(b("v")),
+    };
+    assert_eq!(out, Some(want));
+    let junk = g1
+        .apply(&entry(7, EntryKind::Command, b("\x01\x09")))
+        .unwrap();
+    assert!(matches!(junk, Some(GroupApplied::Malformed(w)) if w.contains("group command tag 9")));
+    assert_eq!(g1.applied, LogIndex(7));
+    // "none" is on shard 0 ('n' is 110), which group 1 serves.
+    assert_eq!(op(&mut g1, 3, 0, KvOp::Get(b("none"))), KvReply::NoKey);
+}
+
+#[test]
+fn snapshots_round_trip_and_damage_is_refused() {
+    let (mut g1, c) = started();
+    step(&mut g1, GroupCommand::Config(c[2].clone()));
+    let snap = g1.snapshot();
+    let mut back = ShardKv::new(1, 10);
+    back.restore(&snap).unwrap();
+    assert_eq!(back, g1);
+    let mut other_group = ShardKv::new(2, 10);
+    let e = other_group.restore(&snap).unwrap_err();
+    assert!(format!("{:?}", e.0).contains("restored in group 2"));
+    let mut wider = ShardKv::new(1, 12);
+    assert!(wider.restore(&snap).is_err());
+    let mut fresh = ShardKv::new(1, 10);
+    for len in 0..snap.len() {
+        assert!(fresh.restore(&snap.slice(..len)).is_err(), "{len} bytes");
+    }
+    for i in 0..snap.len() {
+        let mut bad = snap.to_vec();
+        bad[i] ^= 0x10;
+        assert!(fresh.restore(&Bytes::from(bad)).is_err(), "byte {i}");
+    }
+    assert_eq!(fresh, ShardKv::new(1, 10));
+}
+
+fn command() -> impl Strategy<Value = GroupCommand> {
+    let bytes = || prop::collection::vec(any::<u8>(), 0..8).prop_map(Bytes::from);
+    let op = prop_oneof![
+        bytes().prop_map(KvOp::Get),
+        (bytes(), bytes()).prop_map(|(k, v)| KvOp::Put(k, v)),
+        (bytes(), bytes()).prop_map(|(k, v)| KvOp::Append(k, v)),
+    ];
+    let data = (
+        prop::collection::btree_map(bytes(), bytes(), 0..3),
+        prop::collection::btree_map(any::<u64>(), any::<u64>(), 0..3),
+    )
+        .prop_map(|(data, dedup)| ShardData { data, dedup });
+    let list = prop::collection::vec(0..300usize, 0..4);
+    prop_oneof![
+        (any::<u64>(), any::<u64>(), op).prop_map(|(client, seq, op)| GroupCommand::Op {
+            client,
+            seq,
+            op
+        }),
+        (
+            any::<u64>(),
+            prop::collection::btree_map(0..300usize, data, 0..3)
+        )
+            .prop_map(|(num, shards)| GroupCommand::Insert { num, shards }),
+        (any::<u64>(), list.clone()).prop_map(|(num, shards)| GroupCommand::Delete { num, shards }),
+        (any::<u64>(), list).prop_map(|(num, shards)| GroupCommand::Settle { num, shards }),
+        Just(GroupCommand::Config(Config::initial(3))),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn commands_round_trip_and_truncations_are_refused(c in command()) {
+        let data = c.encode();
+        prop_assert_eq!(GroupCommand::decode(&data), Ok(c));
+        for len in 0..data.len() {
+            prop_assert!(GroupCommand::decode(&data.slice(..len)).is_err());
+        }
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic(data in prop::collection::vec(any::<u8>(), 0..64)) {
+        let _ = GroupCommand::decode(&Bytes::from(data));
+    }
+}
