@@ -51,106 +51,94 @@ fn started() -> (ShardKv, Vec<Config>) {
     (g1, vec![c0, c1, c2])
 }
 
-#[test]
-fn a_shard_moves_with_its_data_and_exactly_once_table() {
+/// Groups 1 and 2 at configuration 2 (2 joined): the shards moving to
+/// 2, and "9", a key on one of them (shard 7).
+fn handing_over() -> (ShardKv, ShardKv, Vec<Config>, Vec<usize>, Bytes) {
     let (mut g1, c) = started();
     let mut g2 = ShardKv::new(2, 10);
     assert!(step(&mut g2, GroupCommand::Config(c[1].clone())));
     assert!(step(&mut g1, GroupCommand::Config(c[2].clone())));
     assert!(step(&mut g2, GroupCommand::Config(c[2].clone())));
     let moving = c[2].shards_of(2);
+    let key = b("9");
+    assert!(moving.contains(&key2shard(&key, 10)));
+    (g1, g2, c, moving, key)
+}
+
+fn get(kv: &mut ShardKv, key: &Bytes) -> KvReply {
+    op(kv, 8, 0, KvOp::Get(key.clone()))
+}
+
+fn insert(num: u64, shards: BTreeMap<usize, ShardData>) -> GroupCommand {
+    GroupCommand::Insert { num, shards }
+}
+
+#[test]
+fn untouched_shards_serve_while_moving_ones_wait() {
+    let (mut g1, mut g2, c, moving, key) = handing_over();
     assert_eq!(g2.to_pull(), BTreeMap::from([(1, moving.clone())]));
     // "2" is on shard 0, which stays: group 1 keeps serving it.
-    let stays = b("2");
-    assert_eq!(op(&mut g1, 8, 0, KvOp::Get(stays)), KvReply::Value(b("v")));
-    let key = b("9"); // shard 7, moving to group 2
-    assert!(moving.contains(&key2shard(&key, 10)));
-    assert_eq!(
-        op(&mut g1, 8, 0, KvOp::Get(key.clone())),
-        KvReply::WrongGroup
+    assert_eq!(get(&mut g1, &b("2")), KvReply::Value(b("v")));
+    assert_eq!(get(&mut g1, &key), KvReply::WrongGroup);
+    assert_eq!(get(&mut g2, &key), KvReply::WrongGroup, "still pulling");
+    let next = GroupCommand::Config(config(3, &c[2], &[1]));
+    assert!(
+        !g1.settled() && !step(&mut g1, next),
+        "one change at a time"
     );
-    assert_eq!(
-        op(&mut g2, 8, 0, KvOp::Get(key.clone())),
-        KvReply::WrongGroup,
-        "still pulling"
-    );
-    assert!(!g1.settled() && !step(&mut g1, GroupCommand::Config(config(3, &c[2], &[1]))));
     assert_eq!(
         g1.export(1, &moving),
         None,
         "not for an older configuration"
     );
+    assert_eq!(g1.states()[&moving[0]], ShardState::Leaving);
+    assert_eq!(g2.states()[&moving[0]], ShardState::Pulling);
+}
+
+#[test]
+fn a_shard_moves_with_its_data_and_exactly_once_table() {
+    let (g1, mut g2, _, moving, key) = handing_over();
     let data = g1.export(2, &moving).unwrap();
-    assert!(step(
-        &mut g2,
-        GroupCommand::Insert {
-            num: 2,
-            shards: data.clone()
-        }
-    ));
+    assert!(step(&mut g2, insert(2, data.clone())));
+    assert!(!step(&mut g2, insert(2, data.clone())), "once");
     assert!(
-        !step(
-            &mut g2,
-            GroupCommand::Insert {
-                num: 2,
-                shards: data
-            }
-        ),
-        "once"
+        !step(&mut g2, insert(1, data)),
+        "for this configuration only"
     );
-    assert_eq!(
-        op(&mut g2, 8, 0, KvOp::Get(key.clone())),
-        KvReply::Value(b("v"))
-    );
-    // Client 7's put of "9" was its 10th request: a repeat is not applied again.
-    assert_eq!(
-        op(&mut g2, 7, 10, KvOp::Append(key.clone(), b("x"))),
-        KvReply::Done
-    );
-    assert_eq!(
-        op(&mut g2, 8, 0, KvOp::Get(key.clone())),
-        KvReply::Value(b("v"))
-    );
-    assert_eq!(
-        op(&mut g2, 7, 11, KvOp::Append(key.clone(), b("x"))),
-        KvReply::Done
-    );
-    assert_eq!(
-        op(&mut g2, 8, 0, KvOp::Get(key.clone())),
-        KvReply::Value(b("vx"))
-    );
+    assert_eq!(get(&mut g2, &key), KvReply::Value(b("v")));
+    // Client 7's put of "9" was its 10th request: a repeat is not
+    // applied again, the next one is.
+    let append = || KvOp::Append(key.clone(), b("x"));
+    assert_eq!(op(&mut g2, 7, 10, append()), KvReply::Done);
+    assert_eq!(get(&mut g2, &key), KvReply::Value(b("v")));
+    assert_eq!(op(&mut g2, 7, 11, append()), KvReply::Done);
+    assert_eq!(op(&mut g2, 7, 11, append()), KvReply::Done);
+    assert_eq!(get(&mut g2, &key), KvReply::Value(b("vx")));
+    assert_eq!(g2.states()[&moving[0]], ShardState::Arrived);
+}
+
+#[test]
+fn the_old_owner_deletes_and_the_new_owner_settles() {
+    let (mut g1, mut g2, _, moving, _) = handing_over();
+    let data = g1.export(2, &moving).unwrap();
+    assert!(step(&mut g2, insert(2, data)));
     assert_eq!(g2.to_settle(), BTreeMap::from([(1, moving.clone())]));
     let before = g1.data_bytes();
-    assert!(step(
-        &mut g1,
-        GroupCommand::Delete {
-            num: 2,
-            shards: moving.clone()
-        }
-    ));
-    assert!(
-        g1.data_bytes() < before && g1.settled(),
-        "the old owner dropped them"
-    );
+    let delete = |num| GroupCommand::Delete {
+        num,
+        shards: moving.clone(),
+    };
+    assert!(!step(&mut g1, delete(1)), "wrong number");
+    assert!(step(&mut g1, delete(2)));
+    assert!(g1.data_bytes() < before && g1.settled(), "dropped");
     assert_eq!(g1.export(2, &moving), None);
-    assert!(step(
-        &mut g2,
-        GroupCommand::Settle {
-            num: 2,
-            shards: moving.clone()
-        }
-    ));
+    let settle = |num| GroupCommand::Settle {
+        num,
+        shards: moving.clone(),
+    };
+    assert!(!step(&mut g2, settle(1)), "wrong number");
+    assert!(step(&mut g2, settle(2)));
     assert!(g2.settled() && g2.to_settle().is_empty());
-    assert!(
-        !step(
-            &mut g2,
-            GroupCommand::Settle {
-                num: 1,
-                shards: moving
-            }
-        ),
-        "wrong number"
-    );
 }
 
 #[test]
