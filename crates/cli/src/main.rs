@@ -14,6 +14,7 @@ mod mr;
 mod sim;
 mod sim_hosted;
 mod sim_kv;
+mod sim_shard;
 mod units;
 
 use std::process::ExitCode;

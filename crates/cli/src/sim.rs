@@ -28,6 +28,11 @@ pub enum SimCommand {
     /// a crashing in-memory disk; every answer is checked as it leaves.
     /// Exit code: 0 if every seed passed, 1 on any violation.
     Hosted(crate::sim_hosted::HostedArgs),
+    /// The sharded store (a controller and three replica groups) under
+    /// random joins, leaves, moves, crashes and partitions; random
+    /// clients' histories are checked for linearizability.
+    /// Exit code: 0 if every seed passed, 1 on any violation.
+    Shard(crate::sim_shard::ShardArgs),
 }
 
 #[derive(Debug, Args)]
@@ -113,6 +118,7 @@ pub fn run(cmd: SimCommand) -> anyhow::Result<ExitCode> {
         SimCommand::Raft(args) => run_raft(&args),
         SimCommand::Kv(args) => crate::sim_kv::run_kv(&args),
         SimCommand::Hosted(args) => crate::sim_hosted::run_hosted(&args),
+        SimCommand::Shard(args) => crate::sim_shard::run_shard(&args),
     }
 }
 

@@ -6,6 +6,7 @@
 //! - [`fleet`]: the controller and the replica groups, each a hosted
 //!   cluster, advanced together in virtual time, with actors spanning
 //!   them: each group's [`mover`] and the clients ([`clerk`]);
+//! - [`swarm`]: random schedules and workloads for `flotilla sim shard`;
 //! - [`tester`]: the course's sharded KV tester (Lab 4B) over a fleet,
 //!   and its clients' [`workloads`].
 
@@ -14,6 +15,7 @@ pub mod clerk;
 pub mod ctrl;
 pub mod fleet;
 pub mod mover;
+pub mod swarm;
 pub mod tester;
 pub mod workloads;
 
