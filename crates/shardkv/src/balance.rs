@@ -20,11 +20,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::Gid;
 
-/// `shards` (shard to gid) rebalanced over `groups`; every shard on 0
-/// when there are none.
+/// `shards` (shard to gid) rebalanced over `groups`. With no groups,
+/// every shard stays with the group that last had it: that group keeps
+/// its data (serving none) until a group joins and takes it over, so a
+/// fleet that every group left loses nothing.
 pub fn rebalance(shards: &[Gid], groups: &BTreeSet<Gid>) -> Vec<Gid> {
     if groups.is_empty() {
-        return vec![0; shards.len()];
+        return shards.to_vec();
     }
     let mut held: BTreeMap<Gid, Vec<usize>> = groups.iter().map(|&g| (g, Vec::new())).collect();
     let mut pool = Vec::new();
@@ -82,10 +84,12 @@ mod tests {
     }
 
     #[test]
-    fn the_first_group_takes_everything_and_the_last_leaves_nothing() {
+    fn the_first_group_takes_everything_and_the_last_keeps_it_until_another_joins() {
         let one = rebalance(&[0; 10], &set(&[7]));
         assert_eq!(one, vec![7; 10]);
-        assert_eq!(rebalance(&one, &set(&[])), vec![0; 10]);
+        let none = rebalance(&one, &set(&[]));
+        assert_eq!(none, vec![7; 10]);
+        assert_eq!(rebalance(&none, &set(&[8])), vec![8; 10]);
     }
 
     #[test]
@@ -117,6 +121,7 @@ mod tests {
     fn check_minimal(
         before: &[Gid],
         after: &[Gid],
+        listed: &BTreeSet<Gid>,
         joined: &BTreeSet<Gid>,
         left: &BTreeSet<Gid>,
     ) -> Result<(), TestCaseError> {
@@ -125,7 +130,8 @@ mod tests {
                 continue;
             }
             let onto_new = joined.contains(&after[s]);
-            let off_departed = left.contains(&before[s]) || before[s] == 0;
+            // Off a group that left now or earlier (or none, at first).
+            let off_departed = left.contains(&before[s]) || !listed.contains(&before[s]);
             prop_assert!(
                 onto_new || off_departed,
                 "shard {} moved from {} to {} (joined {:?}, left {:?})",
@@ -155,13 +161,14 @@ mod tests {
                 let gone = gids.iter().filter(|g| groups.contains(*g)).copied();
                 (BTreeSet::new(), gone.collect())
             };
+            let listed = groups.clone();
             groups.extend(joined.iter().copied());
             groups.retain(|g| !left.contains(g));
             let after = rebalance(&shards, &groups);
-            check_minimal(&shards, &after, &joined, &left)?;
+            check_minimal(&shards, &after, &listed, &joined, &left)?;
             let l = loads(&after);
             if groups.is_empty() {
-                prop_assert!(after.iter().all(|&g| g == 0));
+                prop_assert_eq!(&after, &shards, "kept by their last groups");
             } else {
                 prop_assert!(after.iter().all(|g| groups.contains(g)));
                 let max = l.values().max().copied().unwrap_or(0);

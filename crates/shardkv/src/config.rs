@@ -4,8 +4,10 @@
 //! every one, so any can be asked for by number.
 //!
 //! Invariants of a configuration the controller makes: every shard is on
-//! a group the configuration lists, or on group 0 when it lists none;
-//! group 0 is never listed; every listed group has at least one server.
+//! a group the configuration lists when it lists any (when it lists
+//! none, each shard stays with the group that last had it, or on 0 if
+//! none ever did); group 0 is never listed; every listed group has at
+//! least one server. A group serves only shards it is given while listed.
 
 use std::collections::BTreeMap;
 
@@ -48,6 +50,12 @@ impl Config {
         loads
     }
 
+    /// Whether this configuration gives shard `shard` to group `gid`, a
+    /// listed group.
+    pub fn owns(&self, gid: Gid, shard: usize) -> bool {
+        self.shards.get(shard) == Some(&gid) && self.groups.contains_key(&gid)
+    }
+
     /// The shards group `gid` serves, in order.
     pub fn shards_of(&self, gid: Gid) -> Vec<usize> {
         (0..self.shards.len())
@@ -76,14 +84,10 @@ impl Config {
                 self.num
             ));
         }
-        let stray = (0..self.shards.len()).find(|&s| {
-            let g = self.shards[s];
-            if self.groups.is_empty() {
-                g != 0
-            } else {
-                !self.groups.contains_key(&g)
-            }
-        });
+        if self.groups.is_empty() {
+            return None;
+        }
+        let stray = (0..self.shards.len()).find(|&s| !self.groups.contains_key(&self.shards[s]));
         stray.map(|s| {
             format!(
                 "configuration {}: shard {s} is on group {}, which it does not list",
@@ -123,6 +127,7 @@ mod tests {
         let mut c = Config::initial(4);
         assert!(c.balanced() && c.violation().is_none());
         assert!(c.loads().is_empty());
+        assert!(!c.owns(0, 0), "group 0 owns nothing");
         c.groups.insert(1, vec!["a".into()]);
         assert!(c.violation().unwrap().contains("shard 0 is on group 0"));
         c.groups.insert(2, vec!["b".into()]);
@@ -132,13 +137,15 @@ mod tests {
         assert!(!c.balanced());
         c.shards = vec![1, 2, 1, 2];
         assert!(c.balanced() && c.violation().is_none());
+        assert!(c.owns(2, 1) && !c.owns(1, 1) && !c.owns(2, 9));
         c.groups.insert(3, Vec::new());
         assert!(c.violation().unwrap().contains("group 3 has no servers"));
         c.groups.remove(&3);
         c.groups.insert(0, vec!["z".into()]);
         assert!(c.violation().unwrap().contains("lists group 0"));
-        let mut stray = Config::initial(2);
-        stray.shards[1] = 7;
-        assert!(stray.violation().unwrap().contains("shard 1 is on group 7"));
+        // With no groups listed, shards stay with their last groups.
+        let mut kept = Config::initial(2);
+        kept.shards[1] = 7;
+        assert!(kept.violation().is_none());
     }
 }

@@ -222,7 +222,7 @@ impl ShardKv {
 
     /// Whether this group serves `shard` now.
     pub fn serves(&self, shard: usize) -> bool {
-        self.config.shards.get(shard) == Some(&self.gid)
+        self.config.owns(self.gid, shard)
             && matches!(
                 self.shards.get(&shard),
                 Some((ShardState::Serving | ShardState::Arrived, _))
@@ -329,6 +329,9 @@ impl ShardKv {
             return false;
         }
         for s in 0..next.shards.len() {
+            // Held, not owned: a group keeps the shards it had when every
+            // group left (they stay on it, unlisted, serving none) and
+            // hands them over when another group joins.
             let (was, now) = (
                 self.config.shards[s] == self.gid,
                 next.shards[s] == self.gid,

@@ -1,6 +1,7 @@
 //! Random schedules for `flotilla sim shard`: the seed decides the
 //! fleet's snapshot bound, whether the network is unreliable, and a
-//! schedule of joins, leaves and moves at the controller, crashes and
+//! schedule of joins, leaves (now and then of the last group) and moves
+//! at the controller, crashes and
 //! restarts of servers and whole groups, and partitions inside groups,
 //! all while random clients read, put and append.
 //!
@@ -80,6 +81,9 @@ pub fn run(seed: u64, cfg: &SwarmConfig) -> Result<(SwarmReport, ShardTester), F
     }
     heal(&mut t);
     t.f.set_reliable(true);
+    if t.query()?.groups.is_empty() {
+        t.join(&[GIDS[0]])?;
+    }
     control.stop.set(true);
     let stopped = control.stopped.clone();
     let clients = cfg.clients;
@@ -127,13 +131,15 @@ fn step(t: &mut ShardTester, cfg: &SwarmConfig) -> Result<(), Failure> {
     }
 }
 
-/// Joins `gid` if it is out, or makes it leave if it is in with others.
+/// Joins `gid` if it is out, or makes it leave; the last group leaves
+/// only now and then (its shards then stay with it, unserved, until a
+/// group joins).
 fn membership(t: &mut ShardTester, gid: Gid) -> Result<(), Failure> {
     let latest = t.query()?;
     if !latest.groups.contains_key(&gid) {
         return t.join(&[gid]);
     }
-    if latest.groups.len() > 1 {
+    if latest.groups.len() > 1 || t.f.rng.range(0, 4) == 0 {
         return t.leave(&[gid]);
     }
     Ok(())

@@ -156,14 +156,38 @@ fn configurations_apply_in_order_and_only_valid_ones() {
     assert_eq!(g1.config(), &c[1]);
     assert_eq!(g1.prev(), &c[0]);
     assert_eq!(g1.gid(), 1);
-    // When every group leaves, the shards go nowhere: kept as leaving.
-    let none = Config {
-        num: 2,
-        shards: vec![0; 10],
-        groups: BTreeMap::new(),
-    };
+}
+
+#[test]
+fn shards_stay_with_the_last_group_until_another_joins() {
+    let (mut g1, c) = started();
+    // Every group leaves: the shards stay on group 1, which serves none
+    // of them but keeps their data, settled, so it can move on.
+    let none = config(2, &c[1], &[]);
+    assert_eq!(none.shards, c[1].shards);
+    assert!(step(&mut g1, GroupCommand::Config(none.clone())));
+    assert!(g1.settled() && g1.data_bytes() > 0);
+    assert_eq!(get(&mut g1, &b("9")), KvReply::WrongGroup);
+    // Group 2 joins: it pulls every shard from group 1, which has them.
+    let two = config(3, &none, &[2]);
+    let mut g2 = ShardKv::new(2, 10);
+    for next in [&c[1], &none, &two] {
+        assert!(step(&mut g2, GroupCommand::Config(next.clone())));
+    }
+    assert!(step(&mut g1, GroupCommand::Config(two.clone())));
+    let all: Vec<usize> = (0..10).collect();
+    assert_eq!(g2.to_pull(), BTreeMap::from([(1, all.clone())]));
+    let data = g1.export(3, &all).unwrap();
+    assert!(step(&mut g2, insert(3, data)));
+    assert_eq!(get(&mut g2, &b("9")), KvReply::Value(b("v")));
+    // Or group 1 itself comes back: it serves its data again.
+    let (mut g1, c) = started();
+    let none = config(2, &c[1], &[]);
+    let back = config(3, &none, &[1]);
     assert!(step(&mut g1, GroupCommand::Config(none)));
-    assert!(g1.states().values().all(|s| *s == ShardState::Leaving));
+    assert!(step(&mut g1, GroupCommand::Config(back)));
+    assert!(g1.settled() && g1.to_pull().is_empty());
+    assert_eq!(get(&mut g1, &b("9")), KvReply::Value(b("v")));
 }
 
 #[test]
