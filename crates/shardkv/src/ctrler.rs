@@ -28,6 +28,7 @@ use flotilla_raft::{Entry, EntryKind, LogIndex};
 use crate::balance::rebalance;
 use crate::command::{CtrlCommand, CtrlError, CtrlOp, CtrlReply, get_config, put_config};
 use crate::config::{Config, Gid};
+use crate::frame::{frame, unframe};
 
 const MAGIC: [u8; 4] = *b"FSCT";
 const VERSION: u8 = 1;
@@ -157,28 +158,11 @@ impl Ctrler {
             put_u64(&mut body, *seq);
             put_reply(&mut body, reply);
         }
-        let mut out = MAGIC.to_vec();
-        out.push(VERSION);
-        out.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
-        out.extend_from_slice(&body);
-        Bytes::from(out)
+        frame(MAGIC, VERSION, &body)
     }
 
     fn decode(data: &Bytes, nshards: usize) -> Result<Ctrler, String> {
-        if data.len() < 9 || data[..4] != MAGIC {
-            return Err(format!("not a controller snapshot ({} bytes)", data.len()));
-        }
-        if data[4] != VERSION {
-            return Err(format!(
-                "controller snapshot version {} (this build reads {VERSION})",
-                data[4]
-            ));
-        }
-        let crc = u32::from_le_bytes([data[5], data[6], data[7], data[8]]);
-        let body = data.slice(9..);
-        if crc32c::crc32c(&body) != crc {
-            return Err("controller snapshot checksum mismatch".into());
-        }
+        let body = unframe(data, MAGIC, VERSION, "controller")?;
         let mut d = Decoder::new(body);
         let e = |e: flotilla_raft::codec::DecodeError| e.to_string();
         let shards = d.u64("shard count").map_err(e)?;

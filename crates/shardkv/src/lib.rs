@@ -18,6 +18,7 @@ pub mod balance;
 pub mod command;
 pub mod config;
 pub mod ctrler;
+mod frame;
 pub mod group;
 
 pub use command::{CtrlCommand, CtrlError, CtrlOp, CtrlReply};

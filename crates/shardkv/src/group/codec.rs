@@ -21,6 +21,7 @@ use flotilla_raft::codec::{DecodeError, Decoder, put_bytes, put_u64};
 use super::{GroupCommand, KvOp, ShardData, ShardKv, ShardState};
 use crate::command::{get_config, put_config};
 use crate::config::Gid;
+use crate::frame::{frame, unframe};
 
 const VERSION: u8 = 1;
 const MAGIC: [u8; 4] = *b"FSKG";
@@ -186,28 +187,11 @@ impl ShardKv {
             body.push(state_tag(*st));
             put_data(&mut body, d);
         }
-        let mut out = MAGIC.to_vec();
-        out.push(VERSION);
-        out.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
-        out.extend_from_slice(&body);
-        Bytes::from(out)
+        frame(MAGIC, VERSION, &body)
     }
 
     pub(super) fn decode(data: &Bytes, gid: Gid, nshards: usize) -> Result<ShardKv, String> {
-        if data.len() < 9 || data[..4] != MAGIC {
-            return Err(format!("not a shard group snapshot ({} bytes)", data.len()));
-        }
-        if data[4] != VERSION {
-            return Err(format!(
-                "shard group snapshot version {} (this build reads {VERSION})",
-                data[4]
-            ));
-        }
-        let crc = u32::from_le_bytes([data[5], data[6], data[7], data[8]]);
-        let body = data.slice(9..);
-        if crc32c::crc32c(&body) != crc {
-            return Err("shard group snapshot checksum mismatch".into());
-        }
+        let body = unframe(data, MAGIC, VERSION, "shard group")?;
         let kv = Self::decode_body(body).map_err(|e| e.to_string())?;
         kv.check(gid, nshards)?;
         Ok(kv)
