@@ -78,6 +78,10 @@ fn a_request_is_applied_once_per_number() {
     c.execute(&cmd(2, 0, CtrlOp::Join(groups(&[3]))));
     let twice = c.execute(&cmd(2, 0, CtrlOp::Join(groups(&[3]))));
     assert_eq!(twice, CtrlReply::Refused(CtrlError::GroupExists(3)));
+    // A request without a number skips the session, even the session
+    // of a client that has one (its queries, say).
+    let query = c.execute(&cmd(1, 0, CtrlOp::Query(Some(1))));
+    assert!(matches!(query, CtrlReply::Config(ref q) if q.num == 1), "{query:?}");
     // A query does not replace the session's last answer.
     c.execute(&cmd(1, 4, CtrlOp::Query(None)));
     let repeat = c.execute(&cmd(1, 3, CtrlOp::Join(groups(&[2]))));
