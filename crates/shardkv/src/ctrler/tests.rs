@@ -82,6 +82,8 @@ fn a_request_is_applied_once_per_number() {
     // of a client that has one (its queries, say).
     let query = c.execute(&cmd(1, 0, CtrlOp::Query(Some(1))));
     assert!(matches!(query, CtrlReply::Config(ref q) if q.num == 1), "{query:?}");
+    // Nor does a change without a number replace it.
+    c.execute(&cmd(1, 0, CtrlOp::Join(groups(&[4]))));
     // A query does not replace the session's last answer.
     c.execute(&cmd(1, 4, CtrlOp::Query(None)));
     let repeat = c.execute(&cmd(1, 3, CtrlOp::Join(groups(&[2]))));
