@@ -53,6 +53,8 @@ mod tests {
             unframe(&framed, *b"TEST", 3, "test").unwrap(),
             Bytes::from_static(b"body")
         );
+        let empty = frame(*b"TEST", 3, b"");
+        assert_eq!(unframe(&empty, *b"TEST", 3, "test").unwrap(), Bytes::new());
         let short = unframe(&framed.slice(..8), *b"TEST", 3, "test").unwrap_err();
         assert!(short.contains("not a test snapshot (8 bytes)"), "{short}");
         let other = unframe(&framed, *b"ELSE", 3, "test").unwrap_err();
