@@ -49,31 +49,12 @@ elif ! command -v etcd >/dev/null; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq etcd-server
 fi
 cargo build --release -q -p flotilla-cli
-F="$PWD/target/release/flotilla"
+F="${CARGO_TARGET_DIR:-$PWD/target}/release/flotilla"
 WORK="$(mktemp -d /tmp/flotilla-compare.XXXXXX)"
 PIDS=()
-stop() {
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do
-        for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null || true
-    done
-    PIDS=()
-}
+# shellcheck source=bench/lib.sh
+. "$PWD/bench/lib.sh"
 trap 'stop; rm -rf "$WORK"' EXIT
-
-# leader ENDPOINTS...: prints the endpoint of the leader (waits up to 30 s).
-leader() {
-    for _ in $(seq 1 300); do
-        for e in "$@"; do
-            if ETCDCTL_API=3 etcdctl --endpoints "$e" --command-timeout 1s endpoint status 2>/dev/null | grep -q ', true, '; then
-                echo "$e"; return 0
-            fi
-        done
-        sleep 0.1
-    done
-    echo "no leader among $*" >&2; return 1
-}
 
 # workload NAME EP ARGS...: one bench run; appends "NAME throughput p50" to $WORK/NAME.
 # cpu_ticks: user + system CPU of every process started here, in clock ticks.
@@ -99,16 +80,6 @@ workload() {
     echo "$(echo "$line" | sed -E 's/.*throughput=([0-9]+).*p50=([0-9.]+)ms.*/\1 \2/') $cpu" > "$WORK/$sys-$name.$ROUND"
 }
 
-# rss: each member's resident set (VmRSS), the leader's marked with '*'.
-rss() {
-    local i=0 p kb
-    for p in "${PIDS[@]}"; do
-        i=$((i + 1))
-        kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
-        printf '%s:%dMiB%s ' "$i" $((kb / 1024)) "$([ "${EPS[$((i - 1))]}" = "$LEADER_EP" ] && echo '*')"
-    done
-}
-
 # run_suite SYS LEADER_EP: the workloads against the leader, then 64
 # clients writing through a follower (forwarded to the leader, the path
 # of issue 19's leak); each member's RSS after every workload.
@@ -127,33 +98,6 @@ run_suite() {
     workload "$sys" reads64 "$ep" --clients 64 --conns 8 --read-ratio 1
     workload "$sys" sreads64 "$ep" --clients 64 --conns 8 --read-ratio 1 --serializable
     echo "$sys RSS per member: $(rss)"
-}
-
-start_etcd() {
-    if [ -n "${REFERENCE:-}" ]; then
-        start_flotilla "$REFERENCE" ref
-        return
-    fi
-    local cl="e1=http://127.0.0.1:32380,e2=http://127.0.0.1:32480,e3=http://127.0.0.1:32580"
-    for i in 1 2 3; do
-        local cp=$((32279 + i * 100)) pp=$((32280 + i * 100))
-        etcd --name "e$i" --data-dir "$WORK/etcd$i" \
-            --listen-client-urls "http://127.0.0.1:$cp" --advertise-client-urls "http://127.0.0.1:$cp" \
-            --listen-peer-urls "http://127.0.0.1:$pp" --initial-advertise-peer-urls "http://127.0.0.1:$pp" \
-            --initial-cluster "$cl" --initial-cluster-state new >"$WORK/etcd$i.log" 2>&1 &
-        PIDS+=($!)
-    done
-}
-
-# start_flotilla [BIN] [DIR_PREFIX]: a 3-member cluster of BIN (this build).
-start_flotilla() {
-    local bin="${1:-$F}" prefix="${2:-flotilla}"
-    local peers="1=127.0.0.1:32379,2=127.0.0.1:32479,3=127.0.0.1:32579"
-    for i in 1 2 3; do
-        "$bin" server --id "$i" --listen "127.0.0.1:$((32279 + i * 100))" --peers "$peers" \
-            --data-dir "$WORK/$prefix$i" >"$WORK/$prefix$i.log" 2>&1 &
-        PIDS+=($!)
-    done
 }
 
 # Each measurement starts with the page cache flushed (`sync`): on ext4 an

@@ -6,6 +6,7 @@ mod kv;
 mod mr;
 mod noop;
 mod raft;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -34,6 +35,9 @@ enum BenchCommand {
     /// Committed entries per second of the Raft core in the simulator
     /// (one thread, no faults, no message encoding).
     Raft(raft::RaftBenchArgs),
+    /// What watchers cost (etcd's v3 API, Flotilla or etcd): write
+    /// throughput with and without them, and event delivery latency.
+    Watch(watch::WatchBenchArgs),
 }
 
 /// Runs `flotilla bench`.
@@ -44,5 +48,6 @@ pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchCommand::Mr(a) => mr::main(a),
         BenchCommand::NoopServer(a) => noop::main(a),
         BenchCommand::Raft(a) => raft::main(a),
+        BenchCommand::Watch(a) => watch::main(a),
     }
 }
