@@ -76,6 +76,7 @@ impl<A: super::app::App> World<A> {
             self.fail(e);
             return false;
         }
+        self.safety.crashed(m);
         self.report.crashes += 1;
         true
     }

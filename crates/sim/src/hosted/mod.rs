@@ -59,6 +59,7 @@ pub mod ledger;
 pub mod machine;
 mod member;
 mod quorum;
+mod safety;
 mod world;
 
 pub use app::{App, Bare, Request};

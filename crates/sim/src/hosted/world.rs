@@ -19,6 +19,7 @@ use super::app::{App, Bare};
 use super::machine::{self, Ledger};
 use super::member::{Inbox, Life, Member, open_group, raft_config, start_error};
 use super::quorum::CommitWatch;
+use super::safety::Safety;
 use crate::invariants::election_safety::ElectionSafety;
 use crate::net::{MS, NetConfig, Network};
 
@@ -108,6 +109,12 @@ pub struct HostedReport {
     pub membership_changes: u64,
     /// Members that applied their own removal and shut down.
     pub removals: u64,
+    /// Durable log entries checked for log matching.
+    pub entries_matched: u64,
+    /// New leaders checked for completeness.
+    pub leaders_checked: u64,
+    /// Commit decisions checked for durability on a quorum.
+    pub commits_checked: u64,
 }
 
 impl HostedReport {
@@ -121,6 +128,9 @@ impl HostedReport {
         self.acked_after_faults += other.acked_after_faults;
         self.membership_changes += other.membership_changes;
         self.removals += other.removals;
+        self.entries_matched += other.entries_matched;
+        self.leaders_checked += other.leaders_checked;
+        self.commits_checked += other.commits_checked;
     }
 }
 
@@ -200,6 +210,8 @@ pub(crate) struct World<A: App> {
     pub(crate) report: HostedReport,
     /// One leader per term, over the run (§5.2).
     election: ElectionSafety,
+    /// The other properties checked after every event (`safety.rs`).
+    pub(crate) safety: Safety,
     /// Snapshot chunks sent to each member.
     pub(crate) snapshot_chunks_to: BTreeMap<u64, u64>,
     /// The size of the last snapshot each member built.
@@ -271,12 +283,7 @@ impl<A: App> World<A> {
                 applied: LogIndex(0),
             });
         }
-        let net = Network::new(cfg.net.clone().unwrap_or(NetConfig {
-            reliable: !cfg.unreliable,
-            duplicate_per_mille: 20,
-            base_delay_ns: MS / 2,
-            ..NetConfig::default()
-        }));
+        let net = network(&cfg);
         let clients = (0..cfg.clients)
             .map(|c| Client {
                 target: 1 + c % cfg.members,
@@ -308,6 +315,7 @@ impl<A: App> World<A> {
             },
             report: HostedReport::default(),
             election: ElectionSafety::default(),
+            safety: Safety::default(),
             snapshot_chunks_to: BTreeMap::new(),
             snapshot_bytes: BTreeMap::new(),
             test_answers: Vec::new(),
@@ -500,7 +508,9 @@ impl<A: App> World<A> {
         for action in actions {
             self.execute(m, action);
         }
-        self.observe_commit(m);
+        if let Some(status) = self.observe_commit(m) {
+            self.check_member(m, &status);
+        }
         self.answers();
         if let Some(chain) = self.member(m).machine() {
             let chain = machine::lock_chain(&chain);
@@ -517,19 +527,40 @@ impl<A: App> World<A> {
         }
     }
 
-    /// Notes member `m`'s commit index (see [`quorum`]), and checks that
-    /// its core's configuration is the ledger's at that index.
-    fn observe_commit(&mut self, m: u64) {
-        let Some(host) = self.member(m).host() else {
-            return;
-        };
+    /// Notes member `m`'s commit index (see [`quorum`]): it never goes
+    /// back within an incarnation, and a leader that passes every commit
+    /// seen decided it (checked in `safety.rs`); checks that its core's
+    /// configuration is the ledger's at that index. Returns the core's
+    /// status, if the member is up.
+    fn observe_commit(&mut self, m: u64) -> Option<flotilla_raft::Status> {
+        let host = self.member(m).host()?;
         let status = host.raw().status();
+        let decided = host.raw().term_at(status.commit);
+        let (was, max) = (self.commits.seen(m), self.commits.max());
+        if status.commit < was {
+            let what = format!(
+                "monotonic commit violated: member {m} commit went from {was} to {}",
+                status.commit
+            );
+            self.fail(what);
+        }
         self.commits.observe(m, status.commit);
+        if let Some(term) = decided.filter(|_| status.role == Role::Leader && status.commit > max) {
+            self.decided(m, status.commit, term);
+        }
         if status.role == Role::Leader
             && let Err(v) = self.election.observe_leader(status.term, status.id)
         {
-            return self.fail(v.to_string());
+            self.fail(v.to_string());
+            return Some(status);
         }
+        self.check_core_conf(m, &status);
+        Some(status)
+    }
+
+    /// Member `m`'s core has the configuration the ledger gives at its
+    /// commit index (once the ledger knows it).
+    fn check_core_conf(&mut self, m: u64, status: &flotilla_raft::Status) {
         let ledger = machine::lock(&self.ledger);
         let known = ledger
             .entries
@@ -583,6 +614,7 @@ impl<A: App> World<A> {
             return;
         }
         // Every message crosses the wire codec, as the transport's do.
+        self.safety.sent(link.0, &msg);
         let bytes = msg.to_bytes();
         match Message::from_bytes(&bytes) {
             Ok(copy) if copy == msg => {}
@@ -650,11 +682,23 @@ impl<A: App> World<A> {
     }
 
     fn check_ledger(&mut self) {
+        self.check_decided();
         let violation = machine::lock(&self.ledger).violation.take();
         if let Some(v) = violation.or_else(|| self.app.violation()) {
             self.fail(v);
         }
     }
+}
+
+/// The network of a run configured as `cfg`: its own, or the randomized
+/// runs' (the course's loss and delays, 2 % duplicates, 0.5 ms latency).
+fn network(cfg: &HostedConfig) -> Network {
+    Network::new(cfg.net.clone().unwrap_or(NetConfig {
+        reliable: !cfg.unreliable,
+        duplicate_per_mille: 20,
+        base_delay_ns: MS / 2,
+        ..NetConfig::default()
+    }))
 }
 
 /// The core's settings for member `id` of a run configured as `cfg`, with
