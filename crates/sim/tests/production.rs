@@ -379,7 +379,7 @@ fn membership_changes_under_faults() {
         });
         c.check_one_leader()?;
         for _ in 0..60 {
-            flotilla_sim::swarm::random_membership_change(&mut c);
+            random_membership_change(&mut c);
             let victim = c.rng.range(0, 5) as usize;
             match c.rng.range(0, 5) {
                 0 => c.crash1(victim),
@@ -398,7 +398,7 @@ fn membership_changes_under_faults() {
             c.connect(victim);
         }
         c.set_reliable(true);
-        flotilla_sim::swarm::converge(&mut c)?;
+        converge(&mut c)?;
         Ok(())
     });
 }
@@ -536,4 +536,90 @@ fn a_lone_voter_sends_nothing_in_a_term_it_has_not_synced() {
             Ok(())
         },
     );
+}
+
+/// Asks the leader for a random, valid-looking membership change (it may
+/// still be refused, e.g. while another change is pending).
+fn random_membership_change(c: &mut Cluster) {
+    let Some(leader) = c.leader() else { return };
+    let Some(conf) = c.nodes[leader].raft.as_ref().map(|r| r.status().conf_state) else {
+        return;
+    };
+    let all: Vec<NodeId> = c.nodes.iter().map(|n| n.id).collect();
+    let outsiders: Vec<NodeId> = all
+        .iter()
+        .copied()
+        .filter(|id| !conf.members().contains(id))
+        .collect();
+    let pick = |c: &mut Cluster, v: &[NodeId]| {
+        v.get(c.rng.range(0, v.len().max(1) as u64) as usize)
+            .copied()
+    };
+    let op = match c.rng.range(0, 5) {
+        0 => pick(c, &outsiders).map(ConfChangeOp::AddLearner),
+        1 => pick(c, &conf.learners).map(ConfChangeOp::AddVoter),
+        2 => pick(c, &outsiders).map(ConfChangeOp::AddVoter),
+        3 if conf.voters.len() > 2 => pick(c, &conf.voters).map(ConfChangeOp::Remove),
+        4 => pick(c, &conf.learners).map(ConfChangeOp::Remove),
+        _ => None,
+    };
+    if let Some(op) = op {
+        let _ = c.propose_conf_change(leader, &ConfChange::new(vec![op]));
+    }
+}
+
+/// Ends every fault, then requires a leader and a fresh command applied by
+/// every member of its configuration, and all members to agree on the
+/// configuration.
+fn converge(c: &mut Cluster) -> Result<(), Failure> {
+    c.net.heal();
+    c.net.cfg.reliable = true;
+    c.net.cfg.long_reordering = false;
+    for i in 0..c.n() {
+        if !c.nodes[i].alive() {
+            c.restart(i);
+        }
+    }
+    c.run_until_cond(30_000 * MS, "no leader after the faults stopped", |c| {
+        c.leader().is_some_and(|l| {
+            c.nodes[l]
+                .raft
+                .as_ref()
+                .is_some_and(|r| !r.status().conf_state.is_joint())
+        })
+    })?;
+    // A change proposed before the faults stopped may still commit (and a
+    // joint configuration must be left): commit a fresh command anywhere,
+    // which commits everything before it, until the leader's configuration
+    // is final; then require every member to apply one more.
+    let leader_conf = |c: &Cluster| {
+        c.leader()
+            .and_then(|l| c.nodes[l].raft.as_ref())
+            .map(|r| r.status().conf_state)
+    };
+    let mut conf = leader_conf(c).unwrap_or_default();
+    for attempt in 0.. {
+        let x = c.rng.next_u64();
+        c.one(cmd(x), 1, true)?;
+        conf = leader_conf(c).unwrap_or_default();
+        if !conf.is_joint() {
+            break;
+        }
+        if attempt == 5 {
+            return Err(c.fail(format!("still in a joint configuration: {conf:?}")));
+        }
+    }
+    let x = c.rng.next_u64();
+    c.one(cmd(x), conf.members().len(), true)?;
+    let members = conf.members();
+    for id in members {
+        let idx = Cluster::idx(id);
+        let theirs = c.nodes[idx].raft.as_ref().map(|r| r.status().conf_state);
+        if theirs.as_ref() != Some(&conf) {
+            return Err(c.fail(format!(
+                "member {id} has configuration {theirs:?}, leader has {conf:?}"
+            )));
+        }
+    }
+    Ok(())
 }

@@ -483,6 +483,13 @@ pub struct Padded {
     padding: usize,
 }
 
+impl Padded {
+    /// A machine whose snapshots are `padding` bytes.
+    pub fn new(padding: usize) -> Padded {
+        Padded { padding }
+    }
+}
+
 impl StateMachine for Padded {
     type Output = ();
 

@@ -41,12 +41,17 @@ pub struct HostedConfig {
     pub links_to_callers: bool,
     /// Clients.
     pub clients: u64,
-    /// Virtual time with faults, then as long again without.
+    /// Virtual time with faults.
     pub duration_ns: u64,
+    /// Virtual time without faults after them, for the group to recover
+    /// in (`None`: as long as the faults ran).
+    pub liveness_ns: Option<u64>,
     /// Crash and restart members.
     pub crashes: bool,
     /// Partition the network now and then.
     pub partitions: bool,
+    /// Move the leadership to another voter now and then.
+    pub transfers: bool,
     /// Lose, delay, duplicate and reorder messages.
     pub unreliable: bool,
     /// Compact the log every this many applied entries.
@@ -79,8 +84,10 @@ impl Default for HostedConfig {
             links_to_callers: true,
             clients: 3,
             duration_ns: 4_000 * MS,
+            liveness_ns: None,
             crashes: true,
             partitions: true,
+            transfers: false,
             unreliable: true,
             snapshot_entries: 25,
             snapshot_log_bytes: None,
@@ -115,6 +122,12 @@ pub struct HostedReport {
     pub leaders_checked: u64,
     /// Commit decisions checked for durability on a quorum.
     pub commits_checked: u64,
+    /// Leadership transfers started.
+    pub transfers: u64,
+    /// Events processed.
+    pub events: u64,
+    /// Virtual time simulated, ns.
+    pub virtual_ns: u64,
 }
 
 impl HostedReport {
@@ -131,6 +144,9 @@ impl HostedReport {
         self.entries_matched += other.entries_matched;
         self.leaders_checked += other.leaders_checked;
         self.commits_checked += other.commits_checked;
+        self.transfers += other.transfers;
+        self.events += other.events;
+        self.virtual_ns += other.virtual_ns;
     }
 }
 
@@ -205,6 +221,10 @@ pub(crate) struct World<A: App> {
     pub(crate) next_request: u64,
     pub(crate) acked_max: LogIndex,
     pub(crate) faults_end: u64,
+    /// The highest index acknowledged to a client by halfway through the
+    /// time without faults: every member of the final configuration must
+    /// have applied it by the end.
+    pub(crate) settled: Option<LogIndex>,
     pub(crate) commits: CommitWatch,
     pub(crate) admin: Admin,
     pub(crate) report: HostedReport,
@@ -233,7 +253,7 @@ pub fn run(seed: u64, cfg: &HostedConfig) -> Result<HostedReport, String> {
 /// figures. `Err` names the first rule broken, with the time.
 pub fn run_app<A: App>(seed: u64, cfg: &HostedConfig, app: A) -> Result<(HostedReport, A), String> {
     let mut w = World::new(seed, cfg.clone(), app)?;
-    let end = cfg.duration_ns * 2;
+    let end = cfg.duration_ns + cfg.liveness_ns.unwrap_or(cfg.duration_ns);
     while w.next_at().is_some_and(|at| at <= end) && w.failure.is_none() {
         w.step_event();
     }
@@ -246,6 +266,7 @@ pub fn run_app<A: App>(seed: u64, cfg: &HostedConfig, app: A) -> Result<(HostedR
         return Err(format!("seed {seed}: {f}"));
     }
     w.report.commits = machine::lock(&w.ledger).entries.len() as u64;
+    w.report.virtual_ns = w.now;
     if w.report.acked_after_faults == 0 {
         return Err(format!(
             "seed {seed}: no write was acknowledged in the {} ms after the faults stopped; {}",
@@ -294,6 +315,7 @@ impl<A: App> World<A> {
         let mut w = World {
             app,
             faults_end: cfg.duration_ns,
+            settled: None,
             cfg,
             rng,
             now: 0,
@@ -336,7 +358,7 @@ impl<A: App> World<A> {
             let first = self.rng.range(50 * MS, 100 * MS);
             self.wake(c, first);
         }
-        if self.cfg.crashes || self.cfg.partitions {
+        if self.cfg.crashes || self.cfg.partitions || self.cfg.transfers {
             let first = self.rng.range(200 * MS, 600 * MS);
             self.schedule(first, Event::Fault);
         }
@@ -358,6 +380,8 @@ impl<A: App> World<A> {
             return;
         };
         self.now = at;
+        self.report.events += 1;
+        self.note_settled();
         if let Some(event) = self.events.remove(&seq) {
             self.handle(event);
         }
@@ -643,18 +667,32 @@ impl<A: App> World<A> {
         if last.is_joint() {
             return Err(format!("still in the joint configuration {last:?}"));
         }
+        let settled = self.settled.unwrap_or_default();
         for id in last.members() {
-            let theirs = self
-                .member(id.get())
-                .host()
-                .map(|h| h.raw().status().conf_state);
+            let member = self.member(id.get());
+            let applied = member.applied;
+            let theirs = member.host().map(|h| h.raw().status().conf_state);
             if theirs.as_ref() != Some(&last) {
                 return Err(format!(
                     "member {id} has configuration {theirs:?}, the log's last is {last:?}"
                 ));
             }
+            if applied < settled {
+                return Err(format!(
+                    "member {id} applied up to {applied}, not the write at {settled} acknowledged long before"
+                ));
+            }
         }
         Ok(())
+    }
+
+    /// Notes what was acknowledged halfway through the time without
+    /// faults (see `settled`).
+    fn note_settled(&mut self) {
+        let calm = self.cfg.liveness_ns.unwrap_or(self.cfg.duration_ns);
+        if self.settled.is_none() && self.now >= self.faults_end + calm / 2 {
+            self.settled = Some(self.acked_max);
+        }
     }
 
     /// Every member's state, for a liveness failure's message.
