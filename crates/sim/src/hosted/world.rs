@@ -187,7 +187,8 @@ pub(crate) struct Out {
     pub(crate) client: u64,
     /// The command, for a write; `None` for a read.
     pub(crate) command: Option<Bytes>,
-    /// The highest index acknowledged to any client when it began.
+    /// The highest index acknowledged to any client or applied anywhere
+    /// when it began: a read's index may not be below it.
     pub(crate) acked_floor: LogIndex,
     pub(crate) gave_up: Rc<RefCell<bool>>,
 }
