@@ -34,8 +34,8 @@ use super::app::{App, Request};
 use super::machine;
 use super::member::{SimHost, SimWaiter};
 use super::world::{HostedConfig, Output, TEST, TestAnswer, World};
-use crate::cluster::{Actor, Failure};
 use crate::lab::Tester;
+use crate::lab::{Actor, Failure};
 use crate::net::NetConfig;
 
 /// Bytes of padding in each snapshot in snapshot mode.

@@ -24,12 +24,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use flotilla_raft::message::{MessageBody, VoteRequest};
-use flotilla_raft::{EntryKind, LogIndex, Message, NodeId, Role, Status, Term};
+use flotilla_raft::{LogIndex, Message, NodeId, Role, Status, Term};
 
 use super::app::App;
 use super::machine;
 use super::quorum;
 use super::world::World;
+use crate::invariants::leader_completeness::{self, Committed};
 use crate::invariants::log_matching::LogMatching;
 use crate::invariants::{EntryId, Violation};
 
@@ -156,10 +157,8 @@ impl<A: App> World<A> {
         learned.resize((applied as usize).max(learned.len()), term);
     }
 
-    /// Leader completeness, once per term: the leader holds every entry
-    /// from its first in-memory index on that was applied anywhere before
-    /// its term (earlier ones are inside its snapshot, which only ever
-    /// covers committed entries).
+    /// Leader completeness, once per term
+    /// ([`crate::invariants::leader_completeness`]), against the ledger.
     fn check_new_leader(&mut self, m: u64, status: &Status) -> Result<(), Violation> {
         if status.role != Role::Leader || !self.safety.leaders_checked.insert(status.term) {
             return Ok(());
@@ -167,31 +166,27 @@ impl<A: App> World<A> {
         let Some(host) = self.members[(m - 1) as usize].running() else {
             return Ok(());
         };
-        let raw = host.raw();
         self.report.leaders_checked += 1;
         let ledger = machine::lock(&self.ledger);
         let from = status.first_index.max(LogIndex(1));
-        for (&i, (term, data, _)) in ledger.entries.range(from..) {
-            let bound = self.safety.learned_in.get(i.get() as usize - 1);
-            // §5.4 binds the leaders of terms after the commit only.
-            if bound.is_none_or(|b| *b >= status.term) {
-                continue;
-            }
-            let have = raw.entry(i).map(|e| match e.kind {
-                EntryKind::Command | EntryKind::ConfChange => (e.term, e.data.clone()),
-                EntryKind::Noop => (e.term, bytes::Bytes::new()),
-            });
-            if have.as_ref() != Some(&(*term, data.clone())) {
-                return Err(Violation {
-                    invariant: "leader completeness (§5.4)",
-                    detail: format!(
-                        "member {m} leads term {} but has {have:?} at {i}, where term {term} {data:?} is committed",
-                        status.term
-                    ),
-                });
-            }
-        }
-        Ok(())
+        let learned = &self.safety.learned_in;
+        let committed: Vec<(LogIndex, Committed)> = ledger
+            .entries
+            .range(from..)
+            .filter_map(|(&i, (term, data, _))| {
+                let learned_in = *learned.get(i.get() as usize - 1)?;
+                let data = data.clone();
+                Some((
+                    i,
+                    Committed {
+                        term: *term,
+                        data,
+                        learned_in,
+                    },
+                ))
+            })
+            .collect();
+        leader_completeness::check_new_leader(host.raw(), committed.iter().map(|(i, c)| (*i, c)))
     }
 
     /// Member `m`, leading, decided the commit of everything up to
