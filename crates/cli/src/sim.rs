@@ -54,6 +54,9 @@ pub struct RaftArgs {
     /// Virtual seconds allowed to recover once the faults stop.
     #[arg(long, default_value_t = 30)]
     liveness_secs: u64,
+    /// Print a trace of the events of a failing seed (use with --seed).
+    #[arg(long)]
+    trace: bool,
 }
 
 /// Which seeds to run, and on how many threads (shared by the `sim`
@@ -172,6 +175,7 @@ fn run_raft(args: &RaftArgs) -> anyhow::Result<ExitCode> {
         safety_ns: args.safety_secs * 1000 * MS,
         liveness_ns: args.liveness_secs * 1000 * MS,
         readers: args.readers,
+        trace: args.trace,
     };
     let (first, count) = args.run.first_and_count();
     let last = first.saturating_add(count - 1);
@@ -194,7 +198,7 @@ fn run_raft(args: &RaftArgs) -> anyhow::Result<ExitCode> {
                 t.violations += 1;
                 println!("VIOLATION {what}");
                 println!(
-                    "  replay: flotilla sim raft --nodes {} --seed {seed} --faults {} --readers {} --safety-secs {} --liveness-secs {}",
+                    "  replay: flotilla sim raft --nodes {} --seed {seed} --faults {} --readers {} --safety-secs {} --liveness-secs {} --trace",
                     args.nodes, args.faults, args.readers, args.safety_secs, args.liveness_secs
                 );
             }

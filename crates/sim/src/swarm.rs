@@ -146,6 +146,8 @@ pub struct SwarmConfig {
     /// Clients beyond the two every run has (each writes, and with
     /// `reads` also reads).
     pub readers: u32,
+    /// Keep a trace of the events, printed to stderr on failure.
+    pub trace: bool,
 }
 
 impl Default for SwarmConfig {
@@ -156,6 +158,7 @@ impl Default for SwarmConfig {
             safety_ns: 20_000 * MS,
             liveness_ns: 30_000 * MS,
             readers: 2,
+            trace: false,
         }
     }
 }
@@ -282,6 +285,7 @@ pub fn build(seed: u64, cfg: &SwarmConfig) -> (HostedConfig, SwarmApp) {
         crashes: f.crash,
         partitions: f.partition,
         transfers: f.transfer,
+        trace: cfg.trace,
         unreliable: !net.reliable,
         snapshot_entries,
         raft: Some(raft),
@@ -346,7 +350,9 @@ mod tests {
         };
         for seed in 1..=4 {
             if let Err(f) = run(seed, &cfg) {
-                panic!("{f}\nreplay: flotilla sim raft --seed {seed} --faults all --safety-secs 5");
+                panic!(
+                    "{f}\nreplay: flotilla sim raft --seed {seed} --faults all --safety-secs 5 --trace"
+                );
             }
         }
     }

@@ -23,7 +23,7 @@ fn swarm_sweep_from_a_random_start() {
             Ok(r) => total.add(&r.hosted),
             Err(f) => panic!(
                 "{test} failed: {f}\nreplay: flotilla sim raft --seed {seed} --safety-secs 5 \
-                 --liveness-secs 5 (or FLOTILLA_SEED={seed} cargo test -p flotilla-sim {test})"
+                 --liveness-secs 5 --trace (or FLOTILLA_SEED={seed} cargo test -p flotilla-sim {test})"
             ),
         }
     }

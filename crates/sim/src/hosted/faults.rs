@@ -35,6 +35,7 @@ impl<A: super::app::App> World<A> {
         } else if self.cfg.partitions && roll < 7 {
             self.partition();
         } else {
+            self.note(|| "heal".to_string());
             self.net.heal();
         }
         let next = self.rng.range(100 * MS, 700 * MS);
@@ -84,6 +85,7 @@ impl<A: super::app::App> World<A> {
             return false;
         }
         self.safety.crashed(m);
+        self.note(|| format!("n{m} CRASH"));
         self.report.crashes += 1;
         true
     }
@@ -131,6 +133,7 @@ impl<A: super::app::App> World<A> {
         if let Some(host) = self.member(leader).host()
             && host.transfer_leader(to).is_ok()
         {
+            self.note(|| format!("n{leader} hands the leadership to {to}"));
             self.report.transfers += 1;
             self.pump(leader);
         }
@@ -145,6 +148,7 @@ impl<A: super::app::App> World<A> {
                 b.push(id)
             }
         }
+        self.note(|| format!("partition {a:?} | {b:?}"));
         self.net.partition(&[a, b]);
     }
 

@@ -69,6 +69,7 @@ pub mod machine;
 mod member;
 mod quorum;
 mod safety;
+mod trace;
 mod world;
 
 pub use app::{App, Bare, Request};

@@ -52,6 +52,9 @@ pub struct HostedConfig {
     pub partitions: bool,
     /// Move the leadership to another voter now and then.
     pub transfers: bool,
+    /// Keep a trace of the events (all but ticks), printed to stderr if
+    /// the run fails (`trace.rs`).
+    pub trace: bool,
     /// Lose, delay, duplicate and reorder messages.
     pub unreliable: bool,
     /// Compact the log every this many applied entries.
@@ -88,6 +91,7 @@ impl Default for HostedConfig {
             crashes: true,
             partitions: true,
             transfers: false,
+            trace: false,
             unreliable: true,
             snapshot_entries: 25,
             snapshot_log_bytes: None,
@@ -242,6 +246,8 @@ pub(crate) struct World<A: App> {
     /// The test's membership changes out, by request.
     pub(crate) test_changes: BTreeMap<u64, flotilla_raft::ConfChange>,
     pub(crate) failure: Option<String>,
+    /// The trace, when the run keeps one.
+    pub(crate) trace: Option<Vec<String>>,
 }
 
 /// Runs one seed of the [`Bare`] app; `Err` names the first rule broken,
@@ -254,29 +260,10 @@ pub fn run(seed: u64, cfg: &HostedConfig) -> Result<HostedReport, String> {
 /// figures. `Err` names the first rule broken, with the time.
 pub fn run_app<A: App>(seed: u64, cfg: &HostedConfig, app: A) -> Result<(HostedReport, A), String> {
     let mut w = World::new(seed, cfg.clone(), app)?;
-    let end = cfg.duration_ns + cfg.liveness_ns.unwrap_or(cfg.duration_ns);
-    while w.next_at().is_some_and(|at| at <= end) && w.failure.is_none() {
-        w.step_event();
-    }
-    if w.failure.is_none()
-        && let Err(f) = w.app.finish()
-    {
-        w.fail(f);
-    }
-    if let Some(f) = w.failure {
+    if let Err(f) = w.run_to_end() {
+        w.print_trace();
         return Err(format!("seed {seed}: {f}"));
     }
-    w.report.commits = machine::lock(&w.ledger).entries.len() as u64;
-    w.report.virtual_ns = w.now;
-    if w.report.acked_after_faults == 0 {
-        return Err(format!(
-            "seed {seed}: no write was acknowledged in the {} ms after the faults stopped; {}",
-            cfg.duration_ns / MS,
-            w.describe()
-        ));
-    }
-    w.final_configuration()
-        .map_err(|f| format!("seed {seed}: at the end: {f}; {}", w.describe()))?;
     Ok((w.report, w.app))
 }
 
@@ -344,7 +331,9 @@ impl<A: App> World<A> {
             test_answers: Vec::new(),
             test_changes: BTreeMap::new(),
             failure: None,
+            trace: None,
         };
+        w.trace = w.cfg.trace.then(Vec::new);
         w.start();
         Ok(w)
     }
@@ -369,6 +358,35 @@ impl<A: App> World<A> {
         }
     }
 
+    /// Runs every event of the faults and the calm after them, then
+    /// checks that the group recovered.
+    fn run_to_end(&mut self) -> Result<(), String> {
+        let calm = self.cfg.liveness_ns.unwrap_or(self.cfg.duration_ns);
+        let end = self.cfg.duration_ns + calm;
+        while self.next_at().is_some_and(|at| at <= end) && self.failure.is_none() {
+            self.step_event();
+        }
+        if self.failure.is_none()
+            && let Err(f) = self.app.finish()
+        {
+            self.fail(f);
+        }
+        if let Some(f) = self.failure.take() {
+            return Err(f);
+        }
+        self.report.commits = machine::lock(&self.ledger).entries.len() as u64;
+        self.report.virtual_ns = self.now;
+        if self.report.acked_after_faults == 0 {
+            return Err(format!(
+                "no write was acknowledged in the {} ms after the faults stopped; {}",
+                calm / MS,
+                self.describe()
+            ));
+        }
+        self.final_configuration()
+            .map_err(|f| format!("at the end: {f}; {}", self.describe()))
+    }
+
     /// When the next event is due, if one is.
     pub(crate) fn next_at(&self) -> Option<u64> {
         self.queue.peek().map(|Reverse((at, _))| *at)
@@ -384,6 +402,7 @@ impl<A: App> World<A> {
         self.report.events += 1;
         self.note_settled();
         if let Some(event) = self.events.remove(&seq) {
+            self.trace_event(&event);
             self.handle(event);
         }
         self.check_ledger();
