@@ -1,8 +1,9 @@
 //! `flotilla sim ...`: run the deterministic simulator from the command
 //! line. `sim raft` runs random workloads under random faults over many
-//! seeds, in parallel, and prints the command that replays any failure;
-//! `sim kv` does so for the KV service, `sim hosted` for the production
-//! replica host.
+//! seeds, in parallel, on the production replica host (`flotilla_sim::
+//! swarm`), and prints the command that replays any failure; `sim kv`
+//! does so for the KV service, `sim hosted` for the host with its own
+//! fixed faults (and etcd's KV machine with `--kv`).
 
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -16,8 +17,9 @@ use flotilla_sim::swarm::{self, Faults, SwarmConfig, SwarmReport};
 /// Simulate a cluster on virtual time with injected faults.
 #[derive(Debug, Subcommand)]
 pub enum SimCommand {
-    /// A Raft group under random faults; checks every safety invariant
-    /// after every step, then that the group recovers once faults stop.
+    /// A Raft group of production hosts under random faults chosen by
+    /// the seed; checks every safety invariant after every event, then
+    /// that the group recovers once faults stop.
     /// Exit code: 0 if every seed passed, 1 on any violation.
     Raft(RaftArgs),
     /// The KV service under random faults: random clients' histories are
@@ -37,7 +39,8 @@ pub enum SimCommand {
 
 #[derive(Debug, Args)]
 pub struct RaftArgs {
-    /// Nodes in the group (0: the seed chooses 3 or 5).
+    /// Nodes in the group (0: the seed chooses 3 or 5); with membership
+    /// changes, more than 3 start as 3 voters and spares.
     #[arg(long, default_value_t = 5)]
     nodes: u64,
     #[command(flatten)]
@@ -46,7 +49,8 @@ pub struct RaftArgs {
     /// reorder, snapshot, membership, transfer, reads; or all, none.
     #[arg(long, default_value = "all", value_parser = parse_faults)]
     faults: Faults,
-    /// Concurrent readers checking linearizable reads.
+    /// Clients beyond the two every run has (each writes and, with the
+    /// `reads` fault, asks for linearizable reads).
     #[arg(long, default_value_t = 2)]
     readers: u32,
     /// Virtual seconds of faults per seed.
@@ -55,7 +59,7 @@ pub struct RaftArgs {
     /// Virtual seconds allowed to recover once the faults stop.
     #[arg(long, default_value_t = 30)]
     liveness_secs: u64,
-    /// Print a step-by-step trace (use with --seed).
+    /// Print a trace of the events of a failing seed (use with --seed).
     #[arg(long)]
     trace: bool,
 }
@@ -131,6 +135,8 @@ struct Tally {
     violations: u64,
     commits: u64,
     virtual_ns: u64,
+    /// The passing seeds' figures, summed.
+    hosted: flotilla_sim::hosted::HostedReport,
 }
 
 impl Tally {
@@ -185,13 +191,14 @@ fn run_raft(args: &RaftArgs) -> anyhow::Result<ExitCode> {
     });
     let began = Instant::now();
     for_each_seed(first, last, args.run.jobs, |seed| {
-        let result = swarm::run(seed, &cfg).map_err(|f| f.to_string());
+        let result = swarm::run(seed, &cfg);
         let mut t = tally.lock().unwrap_or_else(|e| e.into_inner());
         t.seeds += 1;
         match &result {
             Ok(r) => {
                 t.commits += r.commits;
                 t.virtual_ns += r.virtual_ns;
+                t.hosted.add(&r.hosted);
             }
             Err(what) => {
                 t.violations += 1;
@@ -212,6 +219,22 @@ fn run_raft(args: &RaftArgs) -> anyhow::Result<ExitCode> {
         t.commits,
         t.virtual_ns as f64 / 1e9,
         began.elapsed().as_secs_f64()
+    );
+    let h = &t.hosted;
+    println!(
+        "acked_writes={} reads={} crashes={} transfers={} membership_changes={} removals={} \
+         snapshot_jobs={} entries_matched={} leaders_checked={} commits_checked={} events={}",
+        h.acked_writes,
+        h.reads,
+        h.crashes,
+        h.transfers,
+        h.membership_changes,
+        h.removals,
+        h.snapshot_jobs,
+        h.entries_matched,
+        h.leaders_checked,
+        h.commits_checked,
+        h.events
     );
     Ok(if t.violations == 0 {
         ExitCode::SUCCESS

@@ -81,7 +81,7 @@ impl std::fmt::Display for Totals {
 pub fn run_seed(test: &str, seed: u64, scenario: impl Fn(u64) -> Result<RunStats, Failure>) {
     if let Err(f) = scenario(seed) {
         panic!(
-            "{test} failed: {f}\nreplay with a trace: FLOTILLA_TRACE=1 \
+            "{test} failed: {f}\nreplay: \
              cargo test -p flotilla-kvsim {test} -- --exact --nocapture"
         );
     }
@@ -100,7 +100,7 @@ pub fn run_seeds(
         match scenario(seed) {
             Ok(r) => t.add(&r),
             Err(f) => panic!(
-                "{test} failed: {f}\nreplay with a trace: FLOTILLA_SEED={seed} FLOTILLA_TRACE=1 \
+                "{test} failed: {f}\nreplay: FLOTILLA_SEED={seed} \
                  cargo test -p flotilla-kvsim {test} -- --exact --nocapture"
             ),
         }

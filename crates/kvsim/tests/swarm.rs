@@ -65,7 +65,7 @@ fn kv_swarm_sweep_from_a_random_start() {
         if let Err(f) = swarm::run(seed, &cfg) {
             panic!(
                 "{test} failed: {f}\nreplay: flotilla sim kv --seed {seed} --trace \
-                 (or FLOTILLA_SEED={seed} FLOTILLA_TRACE=1 cargo test -p flotilla-kvsim {test})"
+                 (or FLOTILLA_SEED={seed} cargo test -p flotilla-kvsim {test})"
             );
         }
     }

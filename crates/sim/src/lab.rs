@@ -3,21 +3,53 @@
 //! same polling intervals and time budgets, so the Lab 2 tests read like
 //! the originals. They are written once, over [`Tester`]: what a test
 //! needs of a cluster (its servers' state, the course's `Start`, faults,
-//! virtual time). [`crate::hosted::HostedCluster`] runs the production
-//! replica host, and the Lab 2 tests run there; [`Cluster`], the older
-//! driver, keeps the randomized `flotilla sim raft` runs until they move.
+//! virtual time), which [`crate::hosted::HostedCluster`] runs on the
+//! production replica host; test goroutines are [`Actor`]s, and a test
+//! or invariant that fails is a [`Failure`] naming the seed and the time.
 //!
 //! Differences, kept on purpose: every leader appends a no-op at the start
 //! of its term (§8), so log indexes of commands are not consecutive across
 //! terms; tests compare indexes relative to what they observed instead of
 //! the course's absolute numbers.
 
+use std::fmt;
+
 use bytes::Bytes;
 use flotilla_raft::rng::SplitMix64;
-use flotilla_raft::{LogIndex, NodeId, Term};
+use flotilla_raft::{LogIndex, Term};
 
-use crate::cluster::{Actor, Cluster, ClusterConfig, Failure};
 use crate::net::MS;
+
+/// A test or invariant failure, with where and when it happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The seed of the run.
+    pub seed: u64,
+    /// Virtual time of the failure, in ns.
+    pub at_ns: u64,
+    /// What went wrong.
+    pub what: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "seed {} at {:.3}s: {}",
+            self.seed,
+            self.at_ns as f64 / 1e9,
+            self.what
+        )
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// A concurrent client of a cluster `C` (the course's goroutines).
+pub trait Actor<C> {
+    /// Runs at its wake time; returns when to wake next, or `None` when done.
+    fn wake(&mut self, c: &mut C) -> Result<Option<u64>, Failure>;
+}
 
 /// The course's election timeout: tests allow this long for an election.
 pub const ELECTION_TIMEOUT_NS: u64 = 1000 * MS;
@@ -222,86 +254,6 @@ pub trait Tester {
         (0..n)
             .map(|_| ALPHABET[rng.range(0, ALPHABET.len() as u64) as usize])
             .collect()
-    }
-}
-
-impl Cluster {
-    /// A cluster set up as the course's `make_config(t, n, unreliable,
-    /// snapshot)`: snapshots every 10 applied entries in snapshot mode.
-    pub fn lab(n: u64, seed: u64, reliable: bool, snapshot: bool) -> Cluster {
-        let mut cfg = ClusterConfig::new(n, seed);
-        cfg.net.reliable = reliable;
-        cfg.trace = std::env::var_os("FLOTILLA_TRACE").is_some();
-        if snapshot {
-            cfg.snapshot_every = Some(10);
-            // Padding makes snapshots span several 256-byte chunks.
-            cfg.snapshot_padding = 600;
-        }
-        Cluster::new(cfg)
-    }
-
-    /// Makes the network (un)reliable.
-    pub fn set_reliable(&mut self, reliable: bool) {
-        self.net.cfg.reliable = reliable;
-    }
-
-    /// Node index of `id`.
-    pub fn idx(id: NodeId) -> usize {
-        id.get() as usize - 1
-    }
-}
-
-impl Tester for Cluster {
-    fn n(&self) -> usize {
-        self.nodes.len()
-    }
-
-    fn now(&self) -> u64 {
-        self.now
-    }
-
-    fn test_rng(&mut self) -> &mut SplitMix64 {
-        &mut self.rng
-    }
-
-    fn fail(&self, what: impl Into<String>) -> Failure {
-        Cluster::fail(self, what)
-    }
-
-    fn run_until(&mut self, t: u64) -> Result<(), Failure> {
-        Cluster::run_until(self, t)
-    }
-
-    fn next_event_at(&self) -> Option<u64> {
-        Cluster::next_event_at(self)
-    }
-
-    fn connected(&self, i: usize) -> bool {
-        Cluster::connected(self, i)
-    }
-
-    fn disconnect(&mut self, i: usize) {
-        Cluster::disconnect(self, i)
-    }
-
-    fn crash(&mut self, i: usize) {
-        Cluster::crash(self, i)
-    }
-
-    fn get_state(&self, i: usize) -> Option<(Term, bool)> {
-        self.nodes[i].state()
-    }
-
-    fn applied(&self, i: usize) -> LogIndex {
-        self.nodes[i].app.last_applied
-    }
-
-    fn command_at(&self, index: LogIndex) -> Option<Bytes> {
-        self.committed.command(index).cloned()
-    }
-
-    fn start(&mut self, i: usize, cmd: Bytes) -> Option<(LogIndex, Term)> {
-        Cluster::start(self, i, cmd)
     }
 }
 

@@ -1,37 +1,37 @@
-//! A deterministic simulator for Flotilla's consensus code: a whole cluster
-//! runs in one thread on virtual time, with a seeded PRNG deciding every
-//! message's fate (loss, delay, duplication, reordering), partitions,
-//! crashes that lose unsynced writes, and restarts from disk. The same seed
-//! gives the same run, event for event.
+//! A deterministic simulator for Flotilla's consensus code: a whole group
+//! of production replica hosts (`flotilla_host::Host`) runs in one thread
+//! on virtual time, each over the real WAL on an in-memory disk
+//! (`flotilla_wal::MemFs`: a crash loses what was not synced and may tear
+//! the tail), with a seeded PRNG deciding every message's fate (loss,
+//! delay, duplication, reordering), partitions, crashes, restarts from
+//! the WAL, membership changes and leadership transfers. The same seed
+//! gives the same run, event for event. One driver, one disk model:
 //!
-//! Two drivers run the Raft core:
+//! - [`hosted`]: the world, which checks Raft's safety properties after
+//!   every event ([`invariants`] and `hosted::safety`: election safety,
+//!   log matching over the durable logs, leader completeness,
+//!   state-machine safety and in-order application, durable commit,
+//!   monotonic commit and term, the core's own invariants) and every
+//!   answer as it leaves a host; `flotilla sim hosted` runs it, and
+//!   `flotilla-kvsim` with etcd's KV machine;
+//! - [`swarm`]: random workloads under random faults on it, the seed
+//!   choosing the faults, for `flotilla sim raft`;
+//! - [`HostedCluster`]: the world driven by a test, on which the course's
+//!   tester ([`lab`], [`Tester`]) runs the 6.824 Lab 2 tests
+//!   (`tests/lab2*.rs`), the core's production features
+//!   (`tests/production.rs`), and `flotilla-kvsim` the Lab 3 ones.
 //!
-//! - [`hosted`]: the production replica host (`flotilla_host::Host`) over
-//!   the real WAL on an in-memory disk; the randomized `flotilla sim
-//!   hosted` runs, and [`HostedCluster`], on which the course's tester
-//!   (`lab`) runs the 6.824 Lab 2 tests (`tests/lab2*.rs`) and
-//!   `flotilla-kvsim` the Lab 3 ones.
-//! - [`Cluster`], the older driver of the bare core, which checks Raft's
-//!   safety properties after every step (`invariants`: election safety,
-//!   log matching, leader completeness, state-machine safety, in-order
-//!   application, monotonic commit and term); `swarm` runs random
-//!   workloads under random faults on it for `flotilla sim raft`, and
-//!   `tests/production.rs` the core's production features.
+//! [`bench`] is not the simulator: it drives bare Raft cores as fast as
+//! they go, for `flotilla bench raft`.
 pub mod bench;
-pub mod cluster;
-pub mod disk;
-mod driver;
 pub mod hosted;
 pub mod invariants;
 pub mod lab;
 pub mod net;
-mod ops;
 pub mod runner;
 pub mod swarm;
-pub mod sync;
 
-pub use cluster::{Actor, AppState, Cluster, ClusterConfig, Failure, SimNode};
 pub use hosted::{HostedActor, HostedCluster};
-pub use lab::{ELECTION_TIMEOUT_NS, OneActor, OneCall, Tester, Waited, cmd};
+pub use lab::{Actor, ELECTION_TIMEOUT_NS, Failure, OneActor, OneCall, Tester, Waited, cmd};
 pub use net::{CLIENT_ADDR_BASE, MS, NetConfig, Network};
 pub use runner::run_seeds;

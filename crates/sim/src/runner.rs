@@ -3,15 +3,14 @@
 //!
 //! Environment: `FLOTILLA_SEEDS=N` runs seeds `1..=N` (default: the test's
 //! own count), `FLOTILLA_SEED_START=S` shifts them, `FLOTILLA_SEED=S` runs
-//! seed `S` alone, `FLOTILLA_TRACE=1` records a step-by-step trace that is
-//! printed when the run fails.
+//! seed `S` alone.
 //!
 //! A *sweep* ([`sweep_seeds`]) starts at a different seed on every run
 //! unless `FLOTILLA_SEED_START` is given, so that each run of the suite
 //! explores seeds no earlier run tried; it prints its start, and a failure
 //! names the seed, so every failure replays.
 
-use crate::cluster::Failure;
+use crate::lab::Failure;
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
@@ -59,7 +58,7 @@ fn random_start() -> u64 {
 pub fn run_seed(test: &str, seed: u64, scenario: impl Fn(u64) -> Result<(), Failure>) {
     if let Err(f) = scenario(seed) {
         panic!(
-            "{test} failed: {f}\nreplay with a trace: FLOTILLA_TRACE=1 cargo test -p flotilla-sim {test} -- --exact --nocapture"
+            "{test} failed: {f}\nreplay: cargo test -p flotilla-sim {test} -- --exact --nocapture"
         );
     }
 }
@@ -70,7 +69,7 @@ pub fn run_seeds(test: &str, default_count: u64, scenario: impl Fn(u64) -> Resul
     for seed in seeds(default_count) {
         if let Err(f) = scenario(seed) {
             panic!(
-                "{test} failed: {f}\nreplay with a trace: FLOTILLA_SEED={seed} FLOTILLA_TRACE=1 \
+                "{test} failed: {f}\nreplay: FLOTILLA_SEED={seed} \
                  cargo test -p flotilla-sim {test} -- --exact --nocapture"
             );
         }

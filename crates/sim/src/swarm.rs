@@ -1,25 +1,31 @@
 //! Random workloads under random faults, for `flotilla sim raft` (the
-//! swarm testing of TigerBeetle's VOPR and FoundationDB's simulator): the
-//! seed decides the cluster's size when not given, the fault rates and the
-//! schedule.
+//! swarm testing of TigerBeetle's VOPR and FoundationDB's simulator), on
+//! the hosted world ([`crate::hosted`]: the production replica host over
+//! the real WAL on a crashing in-memory disk): the seed decides the
+//! group's size when not given, the fault rates and the schedule.
 //!
-//! A run has two phases. The *safety* phase runs writers and readers while
-//! a nemesis crashes, restarts, partitions and heals nodes, changes
-//! membership and moves leadership, with every invariant checked after
-//! every step. The *liveness* phase stops the faults and requires the group
-//! to converge: a leader, and a fresh command applied by every member.
+//! A run has two phases. The *safety* phase runs clients (writes, and
+//! linearizable reads with `reads`) while a nemesis crashes, restarts,
+//! partitions and heals members, an operator changes the membership and
+//! leadership moves, with every invariant checked after every event
+//! (`hosted::safety`, `hosted::machine`, `hosted::quorum`, and every
+//! answer as it leaves a host). The *liveness* phase stops the faults and
+//! requires the group to converge within its budget: writes acknowledged
+//! again, the configuration left joint by no one and the same at every
+//! member of it, and every member of it caught up with what was
+//! acknowledged halfway through.
+//!
+//! [`Faults`] is also the fault vocabulary of `flotilla sim kv`.
 
-use std::cell::Cell;
 use std::fmt;
-use std::rc::Rc;
 use std::str::FromStr;
 
-use flotilla_raft::{ConfChange, ConfChangeOp, NodeId};
+use bytes::Bytes;
+use flotilla_raft::rng::SplitMix64;
+use flotilla_raft::{Config, NodeId, ReadMode};
 
-use crate::cluster::{Actor, Cluster, ClusterConfig, Failure};
-use crate::lab::Tester;
-use crate::lab::cmd;
-use crate::net::MS;
+use crate::hosted::{self, App, HostedConfig, HostedReport, Padded, Request};
+use crate::net::{MS, NetConfig};
 
 /// The faults a run may inject.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -127,17 +133,20 @@ impl fmt::Display for Faults {
 /// How to run one seed.
 #[derive(Clone, Debug)]
 pub struct SwarmConfig {
-    /// Cluster size; 0 lets the seed choose 3 or 5.
+    /// Group size (voters, and spares with `membership`); 0 lets the seed
+    /// choose 3 or 5.
     pub nodes: u64,
     /// Faults to inject.
     pub faults: Faults,
     /// Length of the safety phase, virtual ns.
     pub safety_ns: u64,
-    /// Time allowed to converge after the faults stop, virtual ns.
+    /// Length of the liveness phase, virtual ns: the group must have
+    /// converged by its end.
     pub liveness_ns: u64,
-    /// Concurrent readers (when `reads` is on, at least one).
+    /// Clients beyond the two every run has (each writes, and with
+    /// `reads` also reads).
     pub readers: u32,
-    /// Keep a step-by-step trace (printed on failure).
+    /// Keep a trace of the events, printed to stderr on failure.
     pub trace: bool,
 }
 
@@ -155,248 +164,167 @@ impl Default for SwarmConfig {
 }
 
 /// What a passing run did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SwarmReport {
     /// Entries committed (applied somewhere).
     pub commits: u64,
     /// Virtual time simulated, ns.
     pub virtual_ns: u64,
-    /// Reads confirmed and checked.
+    /// Reads answered and checked.
     pub reads: u64,
     /// Events processed.
     pub steps: u64,
+    /// Everything the hosted world counted.
+    pub hosted: HostedReport,
 }
 
-/// Proposes a command to the leader (or a random node) now and then.
-struct Writer {
-    stop: Rc<Cell<bool>>,
+/// The swarm's application: the chain's checks over an empty machine
+/// whose snapshots carry `padding` bytes (so that with small chunks a
+/// transfer takes several), and clients that write unique commands and,
+/// with `reads`, ask for linearizable reads three times in ten.
+#[derive(Debug, Default)]
+pub struct SwarmApp {
+    sent: Vec<u64>,
+    reads: bool,
+    padding: usize,
 }
 
-impl Actor for Writer {
-    fn wake(&mut self, c: &mut Cluster) -> Result<Option<u64>, Failure> {
-        if self.stop.get() {
-            return Ok(None);
+impl App for SwarmApp {
+    type Machine = Padded;
+
+    fn machine(&mut self, _member: u64, _voters: &[NodeId]) -> Padded {
+        Padded::new(self.padding)
+    }
+
+    fn next(&mut self, rng: &mut SplitMix64, c: u64, _now: u64) -> Request {
+        let c = c as usize;
+        if self.sent.len() <= c {
+            self.sent.resize(c + 1, 0);
         }
-        let target = c
-            .leader()
-            .unwrap_or_else(|| c.rng.range(0, c.n() as u64) as usize);
-        let x = c.rng.next_u64();
-        c.start(target, cmd(x));
-        let pause = c.rng.range(2, 40);
-        Ok(Some(c.now + pause * MS))
+        let n = self.sent[c];
+        self.sent[c] += 1;
+        if self.reads && rng.range(0, 10) >= 7 {
+            return Request::Read;
+        }
+        Request::Write(Bytes::from(format!("c{c}-{n}")))
+    }
+
+    fn written(&mut self, _c: u64, _output: &(), _now: u64) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn read(&mut self, _c: u64, _machine: &Padded, _now: u64) -> Result<(), String> {
+        Ok(())
     }
 }
 
-/// Issues linearizable reads at random nodes.
-struct Reader {
-    stop: Rc<Cell<bool>>,
-    next_ctx: u64,
-}
-
-impl Actor for Reader {
-    fn wake(&mut self, c: &mut Cluster) -> Result<Option<u64>, Failure> {
-        if self.stop.get() {
-            return Ok(None);
-        }
-        let node = c.rng.range(0, c.n() as u64) as usize;
-        self.next_ctx += 1;
-        c.read(node, self.next_ctx);
-        let pause = c.rng.range(5, 50);
-        Ok(Some(c.now + pause * MS))
-    }
-}
-
-/// Asks the leader for a random, valid-looking membership change (it may
-/// still be refused, e.g. while another change is pending).
-pub fn random_membership_change(c: &mut Cluster) {
-    let Some(leader) = c.leader() else { return };
-    let Some(conf) = c.nodes[leader].raft.as_ref().map(|r| r.status().conf_state) else {
-        return;
+/// The network's faults a seed draws for `f`.
+fn net_config(rng: &mut SplitMix64, f: Faults) -> NetConfig {
+    let mut net = NetConfig {
+        reliable: !(f.drop || f.reorder),
+        drop_request_per_mille: 0,
+        drop_response_per_mille: 0,
+        // Every message takes a little while, as on a real network.
+        base_delay_ns: MS / 2,
+        ..NetConfig::default()
     };
-    let all: Vec<NodeId> = c.nodes.iter().map(|n| n.id).collect();
-    let outsiders: Vec<NodeId> = all
-        .iter()
-        .copied()
-        .filter(|id| !conf.members().contains(id))
-        .collect();
-    let pick = |c: &mut Cluster, v: &[NodeId]| {
-        v.get(c.rng.range(0, v.len().max(1) as u64) as usize)
-            .copied()
-    };
-    let op = match c.rng.range(0, 5) {
-        0 => pick(c, &outsiders).map(ConfChangeOp::AddLearner),
-        1 => pick(c, &conf.learners).map(ConfChangeOp::AddVoter),
-        2 => pick(c, &outsiders).map(ConfChangeOp::AddVoter),
-        3 if conf.voters.len() > 2 => pick(c, &conf.voters).map(ConfChangeOp::Remove),
-        4 => pick(c, &conf.learners).map(ConfChangeOp::Remove),
-        _ => None,
-    };
-    if let Some(op) = op {
-        let _ = c.propose_conf_change(leader, &ConfChange::new(vec![op]));
-    }
-}
-
-/// Ends every fault, then requires a leader and a fresh command applied by
-/// every member of its configuration, and all members to agree on the
-/// configuration.
-pub fn converge(c: &mut Cluster) -> Result<(), Failure> {
-    c.net.heal();
-    c.net.cfg.reliable = true;
-    c.net.cfg.long_reordering = false;
-    for i in 0..c.n() {
-        if !c.nodes[i].alive() {
-            c.restart(i);
-        }
-    }
-    c.run_until_cond(30_000 * MS, "no leader after the faults stopped", |c| {
-        c.leader().is_some_and(|l| {
-            c.nodes[l]
-                .raft
-                .as_ref()
-                .is_some_and(|r| !r.status().conf_state.is_joint())
-        })
-    })?;
-    // A change proposed before the faults stopped may still commit (and a
-    // joint configuration must be left): commit a fresh command anywhere,
-    // which commits everything before it, until the leader's configuration
-    // is final; then require every member to apply one more.
-    let leader_conf = |c: &Cluster| {
-        c.leader()
-            .and_then(|l| c.nodes[l].raft.as_ref())
-            .map(|r| r.status().conf_state)
-    };
-    let mut conf = leader_conf(c).unwrap_or_default();
-    for attempt in 0.. {
-        let x = c.rng.next_u64();
-        c.one(cmd(x), 1, true)?;
-        conf = leader_conf(c).unwrap_or_default();
-        if !conf.is_joint() {
-            break;
-        }
-        if attempt == 5 {
-            return Err(c.fail(format!("still in a joint configuration: {conf:?}")));
-        }
-    }
-    let x = c.rng.next_u64();
-    c.one(cmd(x), conf.members().len(), true)?;
-    let members = conf.members();
-    for id in members {
-        let idx = Cluster::idx(id);
-        let theirs = c.nodes[idx].raft.as_ref().map(|r| r.status().conf_state);
-        if theirs.as_ref() != Some(&conf) {
-            return Err(c.fail(format!(
-                "member {id} has configuration {theirs:?}, leader has {conf:?}"
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn build(seed: u64, cfg: &SwarmConfig) -> Cluster {
-    let mut rng = flotilla_raft::rng::SplitMix64::new(seed ^ 0x5eed_5eed);
-    let nodes = if cfg.nodes == 0 {
-        [3, 5][rng.range(0, 2) as usize]
-    } else {
-        cfg.nodes
-    };
-    let mut cc = ClusterConfig::new(nodes, seed);
-    cc.trace = cfg.trace;
-    let f = cfg.faults;
     if f.drop {
-        cc.net.reliable = false;
-        cc.net.drop_request_per_mille = rng.range(0, 200);
-        cc.net.drop_response_per_mille = rng.range(0, 200);
+        net.drop_request_per_mille = rng.range(0, 200);
+        net.drop_response_per_mille = rng.range(0, 200);
     }
     if f.reorder {
-        cc.net.reliable = false;
-        cc.net.long_reordering = rng.range(0, 2) == 0;
-        cc.net.duplicate_per_mille = rng.range(0, 100);
+        net.long_reordering = rng.range(0, 2) == 0;
+        net.duplicate_per_mille = rng.range(0, 100);
     }
-    if f.snapshot {
-        cc.snapshot_every = Some(rng.range(3, 40));
-        cc.snapshot_padding = rng.range(0, 1000) as usize;
-    }
-    if f.membership && nodes > 3 {
-        cc.initial_voters = Some((1..=3).map(NodeId).collect());
-    }
-    // Half the runs drive the nodes as production does: asynchronous
-    // writes.
-    if rng.range(0, 2) == 1 {
-        cc.async_sync_ns = Some(crate::sync::ASYNC_SYNC_NS);
-    }
-    Cluster::new(cc)
+    net
 }
 
-/// One nemesis action among the enabled faults.
-fn nemesis_step(c: &mut Cluster, f: Faults) {
-    let n = c.n() as u64;
-    let victim = c.rng.range(0, n) as usize;
-    match c.rng.range(0, 6) {
-        0 if f.crash => {
-            if c.nodes[victim].alive() {
-                c.crash(victim);
-            } else {
-                c.restart(victim);
-            }
-        }
-        1 if f.partition => {
-            let mut groups = vec![Vec::new(), Vec::new()];
-            for id in 1..=n {
-                groups[c.rng.range(0, 2) as usize].push(id);
-            }
-            c.net.partition(&groups);
-        }
-        2 if f.partition => c.net.heal(),
-        3 if f.transfer => {
-            if let Some(l) = c.leader() {
-                let _ = c.transfer_leader(l, victim);
-            }
-        }
-        4 if f.membership => random_membership_change(c),
-        5 if f.crash && !c.nodes[victim].alive() => c.restart(victim),
-        _ => {}
+/// The core's settings a seed draws: the randomized runs' timing (10 ms
+/// ticks, elections after 200–400 ms), small snapshot chunks, committed
+/// entries handed over one at a time in half the runs (so applying lags
+/// committing), and lease reads in a quarter of them.
+fn raft_template(rng: &mut SplitMix64) -> Config {
+    let mut raft = Config::new(NodeId(1), Vec::new());
+    raft.election_ticks = 20;
+    raft.heartbeat_ticks = 2;
+    raft.snapshot_chunk_bytes = 256;
+    raft.max_apply_bytes = if rng.range(0, 2) == 0 { 1 } else { 8 << 20 };
+    if rng.range(0, 4) == 0 {
+        raft.read_mode = ReadMode::Lease;
     }
+    raft
 }
 
-/// Runs one seed: faults, then convergence.
-pub fn run(seed: u64, cfg: &SwarmConfig) -> Result<SwarmReport, Failure> {
-    let mut c = build(seed, cfg);
-    let stop = Rc::new(Cell::new(false));
-    c.spawn(Box::new(Writer { stop: stop.clone() }));
-    c.spawn(Box::new(Writer { stop: stop.clone() }));
-    let readers = if cfg.faults.reads {
-        cfg.readers.max(1)
-    } else {
-        cfg.readers
+/// The hosted world's settings and the app for `seed`.
+pub fn build(seed: u64, cfg: &SwarmConfig) -> (HostedConfig, SwarmApp) {
+    let mut rng = SplitMix64::new(seed ^ 0x5eed_5eed);
+    let nodes = match cfg.nodes {
+        0 => [3, 5][rng.range(0, 2) as usize],
+        n => n,
     };
-    for r in 0..readers {
-        // Disjoint request ids per reader.
-        let next_ctx = u64::from(r) << 40;
-        c.spawn(Box::new(Reader {
-            stop: stop.clone(),
-            next_ctx,
-        }));
-    }
-    while c.now < cfg.safety_ns {
-        let pause = c.rng.range(50, 1000);
-        c.run_for(pause * MS)?;
-        nemesis_step(&mut c, cfg.faults);
-    }
-    stop.set(true);
-    c.run_for(100 * MS)?;
-    let deadline = c.now + cfg.liveness_ns;
-    if let Err(mut f) = converge(&mut c) {
-        f.what.push_str(&c.status_dump());
-        return Err(f);
-    }
-    if c.now > deadline {
-        return Err(c.fail("converging took longer than the liveness budget"));
-    }
+    let f = cfg.faults;
+    // With membership changes, a group of more than 3 starts with 3
+    // voters, and the operator adds the others.
+    let members = if f.membership && nodes > 3 { 3 } else { nodes };
+    let net = net_config(&mut rng, f);
+    let raft = raft_template(&mut rng);
+    let (snapshot_entries, padding) = if f.snapshot {
+        (rng.range(3, 40), rng.range(0, 1000) as usize)
+    } else {
+        // Never, in practice (an index plus the host's phase must not
+        // overflow).
+        (1 << 62, 0)
+    };
+    let hosted = HostedConfig {
+        members,
+        spares: nodes - members,
+        membership: f.membership,
+        clients: 2 + u64::from(cfg.readers),
+        duration_ns: cfg.safety_ns,
+        liveness_ns: Some(cfg.liveness_ns),
+        crashes: f.crash,
+        partitions: f.partition,
+        transfers: f.transfer,
+        trace: cfg.trace,
+        unreliable: !net.reliable,
+        snapshot_entries,
+        raft: Some(raft),
+        net: Some(net),
+        ..HostedConfig::default()
+    };
+    let app = SwarmApp {
+        reads: f.reads,
+        padding,
+        ..SwarmApp::default()
+    };
+    (hosted, app)
+}
+
+/// Runs one seed: faults, then convergence. `Err` names the seed, the
+/// virtual time and the first rule broken (a panic of the core's own
+/// invariant checks included).
+pub fn run(seed: u64, cfg: &SwarmConfig) -> Result<SwarmReport, String> {
+    let (hosted, app) = build(seed, cfg);
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        hosted::run_app(seed, &hosted, app)
+    }));
+    let (r, _) = match ran {
+        Ok(result) => result?,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("a panic");
+            return Err(format!("seed {seed}: panicked: {what}"));
+        }
+    };
     Ok(SwarmReport {
-        commits: c.committed.len().get(),
-        virtual_ns: c.now,
-        reads: c.reads_checked,
-        steps: c.steps,
+        commits: r.commits,
+        virtual_ns: r.virtual_ns,
+        reads: r.reads,
+        steps: r.events,
+        hosted: r,
     })
 }
 
@@ -422,7 +350,9 @@ mod tests {
         };
         for seed in 1..=4 {
             if let Err(f) = run(seed, &cfg) {
-                panic!("{f}\nreplay: flotilla sim raft --seed {seed} --faults all --trace");
+                panic!(
+                    "{f}\nreplay: flotilla sim raft --seed {seed} --faults all --safety-secs 5 --trace"
+                );
             }
         }
     }

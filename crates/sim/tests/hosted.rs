@@ -23,6 +23,13 @@ fn hosted_sweep_from_a_random_start() {
     // The sweep must exercise what it claims to check.
     assert!(total.acked_writes > 0 && total.reads > 0, "{total:?}");
     assert!(total.crashes > 0 && total.snapshot_jobs > 0, "{total:?}");
+    // The per-step safety checks ran (log matching over the durable
+    // logs, leader completeness, durable commit).
+    assert!(
+        total.entries_matched > 0 && total.leaders_checked > 0,
+        "{total:?}"
+    );
+    assert!(total.commits_checked > 0, "{total:?}");
 }
 
 /// Half as many seeds again, with 2 spares and an operator changing the

@@ -122,6 +122,7 @@ impl<A: super::app::App> World<A> {
         let waiter = self.waiter(target, request, true);
         self.admin.pending = Some((request, self.now + 1000 * MS, cc.clone()));
         self.admin_wake(1000 * MS);
+        self.note(|| format!("the operator asks n{target} for {cc:?}"));
         if let Some(host) = self.member(target).host() {
             host.change_membership(&cc, waiter);
         }

@@ -80,10 +80,18 @@ impl<A: App> World<A> {
         membership: bool,
     ) -> SimWaiter<Output<A>> {
         let gave_up = Rc::new(RefCell::new(false));
+        // A read must cover every entry committed before it began: every
+        // write acknowledged, and every entry applied anywhere (§6.4 of
+        // the thesis).
+        let applied = machine::lock(&self.ledger)
+            .entries
+            .keys()
+            .next_back()
+            .copied();
         let out = Out {
             client: u64::MAX,
             command: None,
-            acked_floor: self.acked_max,
+            acked_floor: self.acked_max.max(applied.unwrap_or_default()),
             gave_up: Rc::clone(&gave_up),
         };
         self.out.insert(request, out);
@@ -219,7 +227,7 @@ impl<A: App> World<A> {
             .map_or(LogIndex(0), |h| h.raw().status().applied);
         if index < floor || applied < index {
             self.fail(format!(
-                "member {m} answered read {request} at {index}: writes up to {floor} were acknowledged before it began, and the member applied {applied}"
+                "member {m} answered read {request} at {index}: entries up to {floor} were committed before it began, and the member applied {applied}"
             ));
         }
         let removed_at = machine::lock(&self.ledger).removed_at.get(&m).copied();

@@ -1,5 +1,7 @@
 //! The hosted simulation's nemesis: crashes (power loss: the WAL loses
-//! what was not synced), partitions and heals, until the faults stop;
+//! what was not synced), partitions and heals, and leadership transfers
+//! (through `Host::transfer_leader`, to a random voter), until the faults
+//! stop;
 //! then every member that was not removed comes back on a reliable
 //! network.
 //!
@@ -22,12 +24,18 @@ impl<A: super::app::App> World<A> {
             self.end_faults();
             return;
         }
+        // Drawn only when transfers are on, so that a seed of any other
+        // configuration replays as before.
+        if self.cfg.transfers && self.rng.range(0, 3) == 0 {
+            self.transfer();
+        }
         let roll = self.rng.range(0, 10);
         if self.cfg.crashes && roll < 4 {
             self.crash_one();
         } else if self.cfg.partitions && roll < 7 {
             self.partition();
         } else {
+            self.note(|| "heal".to_string());
             self.net.heal();
         }
         let next = self.rng.range(100 * MS, 700 * MS);
@@ -76,6 +84,8 @@ impl<A: super::app::App> World<A> {
             self.fail(e);
             return false;
         }
+        self.safety.crashed(m);
+        self.note(|| format!("n{m} CRASH"));
         self.report.crashes += 1;
         true
     }
@@ -102,6 +112,33 @@ impl<A: super::app::App> World<A> {
         self.pump(m);
     }
 
+    /// The member that leads the highest term, if any, hands the
+    /// leadership to a random voter of its configuration (itself
+    /// included: the core refuses that, as it refuses a transfer while
+    /// another runs).
+    fn transfer(&mut self) {
+        let leads = |m: &super::member::Member<A::Machine>| {
+            let status = m.running()?.raw().status();
+            (status.role == flotilla_raft::Role::Leader).then_some((status.term, m.id, status))
+        };
+        let Some((_, leader, status)) = self.members.iter().filter_map(leads).max_by_key(|l| l.0)
+        else {
+            return;
+        };
+        let voters = &status.conf_state.voters;
+        if voters.is_empty() {
+            return;
+        }
+        let to = voters[self.rng.range(0, voters.len() as u64) as usize];
+        if let Some(host) = self.member(leader).host()
+            && host.transfer_leader(to).is_ok()
+        {
+            self.note(|| format!("n{leader} hands the leadership to {to}"));
+            self.report.transfers += 1;
+            self.pump(leader);
+        }
+    }
+
     fn partition(&mut self) {
         let (mut a, mut b) = (Vec::new(), Vec::new());
         for id in 1..=self.hosts() {
@@ -111,6 +148,7 @@ impl<A: super::app::App> World<A> {
                 b.push(id)
             }
         }
+        self.note(|| format!("partition {a:?} | {b:?}"));
         self.net.partition(&[a, b]);
     }
 

@@ -34,8 +34,8 @@ use super::app::{App, Request};
 use super::machine;
 use super::member::{SimHost, SimWaiter};
 use super::world::{HostedConfig, Output, TEST, TestAnswer, World};
-use crate::cluster::{Actor, Failure};
 use crate::lab::Tester;
+use crate::lab::{Actor, Failure};
 use crate::net::NetConfig;
 
 /// Bytes of padding in each snapshot in snapshot mode.
@@ -61,6 +61,8 @@ pub struct HostedCluster<A: App = LabApp> {
     routes: BTreeMap<u64, usize>,
     /// Answers waiting for their actor to take them.
     mail: BTreeMap<usize, Vec<TestAnswer<Output<A>>>>,
+    /// Requests are made without a pump (`read_burst` pumps once after).
+    hold_pump: bool,
 }
 
 impl HostedCluster<LabApp> {
@@ -113,6 +115,7 @@ impl<A: App> HostedCluster<A> {
             seq: 0,
             routes: BTreeMap::new(),
             mail: BTreeMap::new(),
+            hold_pump: false,
         })
     }
 
@@ -143,6 +146,18 @@ impl<A: App> HostedCluster<A> {
         self.ask(i, to, false, command, |host, waiter| {
             host.propose(data, waiter)
         })
+    }
+
+    /// Asks server `i` for `n` linearizable read indexes together, and
+    /// pumps its host once after them all, as the runtime does with the
+    /// requests it drained from its queue at once; the answers go to
+    /// actor `to`, if any. `None` if the server is down.
+    pub fn read_burst(&mut self, i: usize, n: usize, to: Option<usize>) -> Option<Vec<u64>> {
+        self.hold_pump = true;
+        let asked: Option<Vec<u64>> = (0..n).map(|_| self.read(i, to)).collect();
+        self.hold_pump = false;
+        self.world.pump(i as u64 + 1);
+        asked
     }
 
     /// Asks server `i` for a linearizable read index; the answer goes to
@@ -191,7 +206,9 @@ impl<A: App> HostedCluster<A> {
             out.command = command;
         }
         make(self.world.member(m).host()?, waiter);
-        self.world.pump(m);
+        if !self.hold_pump {
+            self.world.pump(m);
+        }
         Some(request)
     }
 
@@ -200,11 +217,58 @@ impl<A: App> HostedCluster<A> {
         self.mail.remove(&actor).unwrap_or_default()
     }
 
+    /// Whether answers wait for actor `actor` to take them.
+    pub fn has_mail(&self, actor: usize) -> bool {
+        self.mail.get(&actor).is_some_and(|m| !m.is_empty())
+    }
+
     /// Runs `f` on server `i`'s machine, if the server is up.
     pub fn with_machine<R>(&self, i: usize, f: impl FnOnce(&A::Machine) -> R) -> Option<R> {
         let host = self.world.members.get(i)?.running()?;
         let chain = machine::lock_chain(host.machine());
         Some(f(&chain.inner))
+    }
+
+    /// Starts handing the leadership from server `i` to member `to`
+    /// through the host (Raft's leader transfer: proposals wait
+    /// meanwhile). `None` if the server is down.
+    pub fn transfer_leader(
+        &mut self,
+        i: usize,
+        to: NodeId,
+    ) -> Option<Result<(), flotilla_raft::TransferError>> {
+        let m = i as u64 + 1;
+        let result = self.world.member(m).host()?.transfer_leader(to);
+        self.world.pump(m);
+        Some(result)
+    }
+
+    /// The members server `i` heard from within an election timeout, if it
+    /// is up and leads.
+    pub fn recently_active(&self, i: usize) -> Option<Vec<NodeId>> {
+        self.world
+            .members
+            .get(i)?
+            .running()?
+            .raw()
+            .recently_active()
+    }
+
+    /// What the world counted so far (reads answered and checked,
+    /// writes acknowledged, crashes, ...).
+    pub fn report(&self) -> &super::HostedReport {
+        &self.world.report
+    }
+
+    /// The highest index applied anywhere (the committed log's length).
+    pub fn committed(&self) -> LogIndex {
+        let ledger = machine::lock(&self.world.ledger);
+        ledger
+            .entries
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Server `i`'s Raft status, if the server is up.
@@ -373,8 +437,10 @@ impl<A: App> HostedCluster<A> {
 }
 
 impl<A: App> Tester for HostedCluster<A> {
+    /// Every member, the spares (started outside the configuration)
+    /// after the voters.
     fn n(&self) -> usize {
-        self.world.cfg.members as usize
+        self.world.hosts() as usize
     }
 
     fn now(&self) -> u64 {
@@ -491,9 +557,23 @@ pub struct LabApp {
     padding: usize,
 }
 
+impl LabApp {
+    /// The app whose snapshots carry `padding` bytes.
+    pub fn new(padding: usize) -> LabApp {
+        LabApp { padding }
+    }
+}
+
 /// [`LabApp`]'s machine: no state but the padding of its snapshots.
 pub struct Padded {
     padding: usize,
+}
+
+impl Padded {
+    /// A machine whose snapshots are `padding` bytes.
+    pub fn new(padding: usize) -> Padded {
+        Padded { padding }
+    }
 }
 
 impl StateMachine for Padded {

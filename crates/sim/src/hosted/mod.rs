@@ -23,7 +23,8 @@
 //!   voters, the crashed members' disks as the crash left them included), and names
 //!   the index its own command was applied at;
 //! - a read's `Ok(index)` comes only once this member applied `index`,
-//!   and `index` covers every write acknowledged before the read began;
+//!   and `index` covers every entry committed before the read began (every
+//!   write acknowledged, every entry applied anywhere);
 //! - every member applies the same entry at each index, in order, and a
 //!   restored snapshot matches the log ([`machine`]).
 //!
@@ -47,8 +48,16 @@
 //! - a change is answered with the index of its own entry, and by a
 //!   leader only once the joint configuration is left.
 //!
+//! After every event, Raft's safety properties are checked from what each
+//! member's core and WAL hold (`safety.rs`: log matching over the durable
+//! logs, leader completeness, durable commit at each commit decision,
+//! monotonic commit and term, the core's own invariants; election safety
+//! here). With `transfers` on, the nemesis (`faults.rs`) also moves the
+//! leadership through the host.
+//!
 //! After the faults stop, the group must serve writes again (liveness),
-//! in whatever configuration the changes left.
+//! in whatever configuration the changes left, every member of which has
+//! it and has applied what was acknowledged halfway through the calm.
 
 mod admin;
 pub mod app;
@@ -59,6 +68,8 @@ pub mod ledger;
 pub mod machine;
 mod member;
 mod quorum;
+mod safety;
+mod trace;
 mod world;
 
 pub use app::{App, Bare, Request};

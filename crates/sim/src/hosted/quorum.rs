@@ -58,6 +58,16 @@ impl CommitWatch {
         self.max = self.max.max(commit);
     }
 
+    /// Member `m`'s commit index as last seen.
+    pub(crate) fn seen(&self, m: u64) -> LogIndex {
+        self.seen.get(&m).copied().unwrap_or_default()
+    }
+
+    /// The highest commit index any member reached.
+    pub(crate) fn max(&self) -> LogIndex {
+        self.max
+    }
+
     /// Member `m` (re)started with the commit index its disk held.
     pub(crate) fn started(&mut self, m: u64, commit: LogIndex) {
         self.seen.insert(m, commit);

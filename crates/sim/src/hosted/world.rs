@@ -19,6 +19,7 @@ use super::app::{App, Bare};
 use super::machine::{self, Ledger};
 use super::member::{Inbox, Life, Member, open_group, raft_config, start_error};
 use super::quorum::CommitWatch;
+use super::safety::Safety;
 use crate::invariants::election_safety::ElectionSafety;
 use crate::net::{MS, NetConfig, Network};
 
@@ -40,12 +41,20 @@ pub struct HostedConfig {
     pub links_to_callers: bool,
     /// Clients.
     pub clients: u64,
-    /// Virtual time with faults, then as long again without.
+    /// Virtual time with faults.
     pub duration_ns: u64,
+    /// Virtual time without faults after them, for the group to recover
+    /// in (`None`: as long as the faults ran).
+    pub liveness_ns: Option<u64>,
     /// Crash and restart members.
     pub crashes: bool,
     /// Partition the network now and then.
     pub partitions: bool,
+    /// Move the leadership to another voter now and then.
+    pub transfers: bool,
+    /// Keep a trace of the events (all but ticks), printed to stderr if
+    /// the run fails (`trace.rs`).
+    pub trace: bool,
     /// Lose, delay, duplicate and reorder messages.
     pub unreliable: bool,
     /// Compact the log every this many applied entries.
@@ -78,8 +87,11 @@ impl Default for HostedConfig {
             links_to_callers: true,
             clients: 3,
             duration_ns: 4_000 * MS,
+            liveness_ns: None,
             crashes: true,
             partitions: true,
+            transfers: false,
+            trace: false,
             unreliable: true,
             snapshot_entries: 25,
             snapshot_log_bytes: None,
@@ -108,6 +120,18 @@ pub struct HostedReport {
     pub membership_changes: u64,
     /// Members that applied their own removal and shut down.
     pub removals: u64,
+    /// Durable log entries checked for log matching.
+    pub entries_matched: u64,
+    /// New leaders checked for completeness.
+    pub leaders_checked: u64,
+    /// Commit decisions checked for durability on a quorum.
+    pub commits_checked: u64,
+    /// Leadership transfers started.
+    pub transfers: u64,
+    /// Events processed.
+    pub events: u64,
+    /// Virtual time simulated, ns.
+    pub virtual_ns: u64,
 }
 
 impl HostedReport {
@@ -121,6 +145,12 @@ impl HostedReport {
         self.acked_after_faults += other.acked_after_faults;
         self.membership_changes += other.membership_changes;
         self.removals += other.removals;
+        self.entries_matched += other.entries_matched;
+        self.leaders_checked += other.leaders_checked;
+        self.commits_checked += other.commits_checked;
+        self.transfers += other.transfers;
+        self.events += other.events;
+        self.virtual_ns += other.virtual_ns;
     }
 }
 
@@ -161,7 +191,8 @@ pub(crate) struct Out {
     pub(crate) client: u64,
     /// The command, for a write; `None` for a read.
     pub(crate) command: Option<Bytes>,
-    /// The highest index acknowledged to any client when it began.
+    /// The highest index acknowledged to any client or applied anywhere
+    /// when it began: a read's index may not be below it.
     pub(crate) acked_floor: LogIndex,
     pub(crate) gave_up: Rc<RefCell<bool>>,
 }
@@ -195,11 +226,17 @@ pub(crate) struct World<A: App> {
     pub(crate) next_request: u64,
     pub(crate) acked_max: LogIndex,
     pub(crate) faults_end: u64,
+    /// The highest index acknowledged to a client by halfway through the
+    /// time without faults: every member of the final configuration must
+    /// have applied it by the end.
+    pub(crate) settled: Option<LogIndex>,
     pub(crate) commits: CommitWatch,
     pub(crate) admin: Admin,
     pub(crate) report: HostedReport,
     /// One leader per term, over the run (§5.2).
     election: ElectionSafety,
+    /// The other properties checked after every event (`safety.rs`).
+    pub(crate) safety: Safety,
     /// Snapshot chunks sent to each member.
     pub(crate) snapshot_chunks_to: BTreeMap<u64, u64>,
     /// The size of the last snapshot each member built.
@@ -209,6 +246,8 @@ pub(crate) struct World<A: App> {
     /// The test's membership changes out, by request.
     pub(crate) test_changes: BTreeMap<u64, flotilla_raft::ConfChange>,
     pub(crate) failure: Option<String>,
+    /// The trace, when the run keeps one.
+    pub(crate) trace: Option<Vec<String>>,
 }
 
 /// Runs one seed of the [`Bare`] app; `Err` names the first rule broken,
@@ -221,28 +260,10 @@ pub fn run(seed: u64, cfg: &HostedConfig) -> Result<HostedReport, String> {
 /// figures. `Err` names the first rule broken, with the time.
 pub fn run_app<A: App>(seed: u64, cfg: &HostedConfig, app: A) -> Result<(HostedReport, A), String> {
     let mut w = World::new(seed, cfg.clone(), app)?;
-    let end = cfg.duration_ns * 2;
-    while w.next_at().is_some_and(|at| at <= end) && w.failure.is_none() {
-        w.step_event();
-    }
-    if w.failure.is_none()
-        && let Err(f) = w.app.finish()
-    {
-        w.fail(f);
-    }
-    if let Some(f) = w.failure {
+    if let Err(f) = w.run_to_end() {
+        w.print_trace();
         return Err(format!("seed {seed}: {f}"));
     }
-    w.report.commits = machine::lock(&w.ledger).entries.len() as u64;
-    if w.report.acked_after_faults == 0 {
-        return Err(format!(
-            "seed {seed}: no write was acknowledged in the {} ms after the faults stopped; {}",
-            cfg.duration_ns / MS,
-            w.describe()
-        ));
-    }
-    w.final_configuration()
-        .map_err(|f| format!("seed {seed}: at the end: {f}; {}", w.describe()))?;
     Ok((w.report, w.app))
 }
 
@@ -271,12 +292,7 @@ impl<A: App> World<A> {
                 applied: LogIndex(0),
             });
         }
-        let net = Network::new(cfg.net.clone().unwrap_or(NetConfig {
-            reliable: !cfg.unreliable,
-            duplicate_per_mille: 20,
-            base_delay_ns: MS / 2,
-            ..NetConfig::default()
-        }));
+        let net = network(&cfg);
         let clients = (0..cfg.clients)
             .map(|c| Client {
                 target: 1 + c % cfg.members,
@@ -287,6 +303,7 @@ impl<A: App> World<A> {
         let mut w = World {
             app,
             faults_end: cfg.duration_ns,
+            settled: None,
             cfg,
             rng,
             now: 0,
@@ -308,12 +325,15 @@ impl<A: App> World<A> {
             },
             report: HostedReport::default(),
             election: ElectionSafety::default(),
+            safety: Safety::default(),
             snapshot_chunks_to: BTreeMap::new(),
             snapshot_bytes: BTreeMap::new(),
             test_answers: Vec::new(),
             test_changes: BTreeMap::new(),
             failure: None,
+            trace: None,
         };
+        w.trace = w.cfg.trace.then(Vec::new);
         w.start();
         Ok(w)
     }
@@ -328,7 +348,7 @@ impl<A: App> World<A> {
             let first = self.rng.range(50 * MS, 100 * MS);
             self.wake(c, first);
         }
-        if self.cfg.crashes || self.cfg.partitions {
+        if self.cfg.crashes || self.cfg.partitions || self.cfg.transfers {
             let first = self.rng.range(200 * MS, 600 * MS);
             self.schedule(first, Event::Fault);
         }
@@ -336,6 +356,35 @@ impl<A: App> World<A> {
             let first = self.rng.range(100 * MS, 400 * MS);
             self.admin_wake(first);
         }
+    }
+
+    /// Runs every event of the faults and the calm after them, then
+    /// checks that the group recovered.
+    fn run_to_end(&mut self) -> Result<(), String> {
+        let calm = self.cfg.liveness_ns.unwrap_or(self.cfg.duration_ns);
+        let end = self.cfg.duration_ns + calm;
+        while self.next_at().is_some_and(|at| at <= end) && self.failure.is_none() {
+            self.step_event();
+        }
+        if self.failure.is_none()
+            && let Err(f) = self.app.finish()
+        {
+            self.fail(f);
+        }
+        if let Some(f) = self.failure.take() {
+            return Err(f);
+        }
+        self.report.commits = machine::lock(&self.ledger).entries.len() as u64;
+        self.report.virtual_ns = self.now;
+        if self.report.acked_after_faults == 0 {
+            return Err(format!(
+                "no write was acknowledged in the {} ms after the faults stopped; {}",
+                calm / MS,
+                self.describe()
+            ));
+        }
+        self.final_configuration()
+            .map_err(|f| format!("at the end: {f}; {}", self.describe()))
     }
 
     /// When the next event is due, if one is.
@@ -350,7 +399,10 @@ impl<A: App> World<A> {
             return;
         };
         self.now = at;
+        self.report.events += 1;
+        self.note_settled();
         if let Some(event) = self.events.remove(&seq) {
+            self.trace_event(&event);
             self.handle(event);
         }
         self.check_ledger();
@@ -500,7 +552,9 @@ impl<A: App> World<A> {
         for action in actions {
             self.execute(m, action);
         }
-        self.observe_commit(m);
+        if let Some(status) = self.observe_commit(m) {
+            self.check_member(m, &status);
+        }
         self.answers();
         if let Some(chain) = self.member(m).machine() {
             let chain = machine::lock_chain(&chain);
@@ -517,19 +571,40 @@ impl<A: App> World<A> {
         }
     }
 
-    /// Notes member `m`'s commit index (see [`quorum`]), and checks that
-    /// its core's configuration is the ledger's at that index.
-    fn observe_commit(&mut self, m: u64) {
-        let Some(host) = self.member(m).host() else {
-            return;
-        };
+    /// Notes member `m`'s commit index (see [`quorum`]): it never goes
+    /// back within an incarnation, and a leader that passes every commit
+    /// seen decided it (checked in `safety.rs`); checks that its core's
+    /// configuration is the ledger's at that index. Returns the core's
+    /// status, if the member is up.
+    fn observe_commit(&mut self, m: u64) -> Option<flotilla_raft::Status> {
+        let host = self.member(m).host()?;
         let status = host.raw().status();
+        let decided = host.raw().term_at(status.commit);
+        let (was, max) = (self.commits.seen(m), self.commits.max());
+        if status.commit < was {
+            let what = format!(
+                "monotonic commit violated: member {m} commit went from {was} to {}",
+                status.commit
+            );
+            self.fail(what);
+        }
         self.commits.observe(m, status.commit);
+        if let Some(term) = decided.filter(|_| status.role == Role::Leader && status.commit > max) {
+            self.decided(m, status.commit, term);
+        }
         if status.role == Role::Leader
             && let Err(v) = self.election.observe_leader(status.term, status.id)
         {
-            return self.fail(v.to_string());
+            self.fail(v.to_string());
+            return Some(status);
         }
+        self.check_core_conf(m, &status);
+        Some(status)
+    }
+
+    /// Member `m`'s core has the configuration the ledger gives at its
+    /// commit index (once the ledger knows it).
+    fn check_core_conf(&mut self, m: u64, status: &flotilla_raft::Status) {
         let ledger = machine::lock(&self.ledger);
         let known = ledger
             .entries
@@ -583,6 +658,7 @@ impl<A: App> World<A> {
             return;
         }
         // Every message crosses the wire codec, as the transport's do.
+        self.safety.sent(link.0, &msg);
         let bytes = msg.to_bytes();
         match Message::from_bytes(&bytes) {
             Ok(copy) if copy == msg => {}
@@ -611,18 +687,32 @@ impl<A: App> World<A> {
         if last.is_joint() {
             return Err(format!("still in the joint configuration {last:?}"));
         }
+        let settled = self.settled.unwrap_or_default();
         for id in last.members() {
-            let theirs = self
-                .member(id.get())
-                .host()
-                .map(|h| h.raw().status().conf_state);
+            let member = self.member(id.get());
+            let applied = member.applied;
+            let theirs = member.host().map(|h| h.raw().status().conf_state);
             if theirs.as_ref() != Some(&last) {
                 return Err(format!(
                     "member {id} has configuration {theirs:?}, the log's last is {last:?}"
                 ));
             }
+            if applied < settled {
+                return Err(format!(
+                    "member {id} applied up to {applied}, not the write at {settled} acknowledged long before"
+                ));
+            }
         }
         Ok(())
+    }
+
+    /// Notes what was acknowledged halfway through the time without
+    /// faults (see `settled`).
+    fn note_settled(&mut self) {
+        let calm = self.cfg.liveness_ns.unwrap_or(self.cfg.duration_ns);
+        if self.settled.is_none() && self.now >= self.faults_end + calm / 2 {
+            self.settled = Some(self.acked_max);
+        }
     }
 
     /// Every member's state, for a liveness failure's message.
@@ -650,11 +740,23 @@ impl<A: App> World<A> {
     }
 
     fn check_ledger(&mut self) {
+        self.check_decided();
         let violation = machine::lock(&self.ledger).violation.take();
         if let Some(v) = violation.or_else(|| self.app.violation()) {
             self.fail(v);
         }
     }
+}
+
+/// The network of a run configured as `cfg`: its own, or the randomized
+/// runs' (the course's loss and delays, 2 % duplicates, 0.5 ms latency).
+fn network(cfg: &HostedConfig) -> Network {
+    Network::new(cfg.net.clone().unwrap_or(NetConfig {
+        reliable: !cfg.unreliable,
+        duplicate_per_mille: 20,
+        base_delay_ns: MS / 2,
+        ..NetConfig::default()
+    }))
 }
 
 /// The core's settings for member `id` of a run configured as `cfg`, with

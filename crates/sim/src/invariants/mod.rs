@@ -1,13 +1,18 @@
-//! Raft's safety properties as executable checks, one module per property
-//! (openraft's `invariants/` idea), run by the simulator after every step.
-//! A broken property becomes a [`Violation`] naming the property, the paper
+//! Raft's safety properties as executable checks (openraft's
+//! `invariants/` idea), run by the hosted world after every event. A
+//! broken property becomes a [`Violation`] naming the property, the paper
 //! section, the virtual time and what was seen.
+//!
+//! One module per property here; the properties whose checks need the
+//! hosted world's own records live beside them: state-machine safety and
+//! in-order application in `hosted::machine` (the ledger every member's
+//! chain records into), durable commit in `hosted::quorum`, monotonic
+//! term and commit in `hosted::safety`, linearizable reads in
+//! `hosted::clients`.
 
-pub mod durable_commit;
 pub mod election_safety;
 pub mod leader_completeness;
 pub mod log_matching;
-pub mod state_machine;
 
 use std::fmt;
 
@@ -55,21 +60,4 @@ impl EntryId {
             hash: fnv1a64(&e.data),
         }
     }
-
-    /// A number that changes when any field does (for digests).
-    pub fn fingerprint(&self) -> u64 {
-        let kind = match self.kind {
-            EntryKind::Noop => 1,
-            EntryKind::Command => 2,
-            EntryKind::ConfChange => 3,
-        };
-        self.hash ^ self.term.get().rotate_left(32) ^ kind
-    }
-}
-
-/// Extends a state-machine digest by one applied entry: the digest at index
-/// `k` fixes the whole sequence of entries `1..=k`.
-pub fn chain_digest(prev: u64, id: &EntryId) -> u64 {
-    let x = prev.rotate_left(5) ^ id.fingerprint();
-    x.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (x >> 29)
 }
