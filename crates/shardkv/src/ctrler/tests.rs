@@ -81,7 +81,10 @@ fn a_request_is_applied_once_per_number() {
     // A request without a number skips the session, even the session
     // of a client that has one (its queries, say).
     let query = c.execute(&cmd(1, 0, CtrlOp::Query(Some(1))));
-    assert!(matches!(query, CtrlReply::Config(ref q) if q.num == 1), "{query:?}");
+    assert!(
+        matches!(query, CtrlReply::Config(ref q) if q.num == 1),
+        "{query:?}"
+    );
     // Nor does a change without a number replace it.
     c.execute(&cmd(1, 0, CtrlOp::Join(groups(&[4]))));
     // A query does not replace the session's last answer.
