@@ -136,8 +136,12 @@ pub struct Host<SM: StateMachine, W: Waiters<SM::Output>> {
     /// Membership changes applied, waiting for the joint configuration
     /// they entered to be left. Bound: as `conf_proposals`.
     pub(crate) conf_applied: Vec<(LogIndex, W::Index)>,
-    /// The node applied its own removal.
+    /// The node applied its own removal, and the grace after it
+    /// ([`RETIRE_HEARTBEATS`]) is over: it may stop.
     pub(crate) removed: bool,
+    /// Ticks left of the grace a member that applied its own removal
+    /// keeps running for, so the rest learn that the change committed.
+    pub(crate) retire_in: Option<u32>,
     /// ReadIndex requests, by context, until the core confirms or drops
     /// them. Expiry: at the first tick after the caller gave up. Bound:
     /// with `confirmed`, at most `reads_pending_max`.
@@ -163,6 +167,10 @@ pub struct Host<SM: StateMachine, W: Waiters<SM::Output>> {
     /// The status as of the last Ready.
     pub(crate) status: NodeStatus,
 }
+
+/// Heartbeat intervals a member keeps running for after it applied its
+/// own removal (see [`Host::tick`]).
+pub const RETIRE_HEARTBEATS: u32 = 10;
 
 /// Locks the state machine. Nothing waits under this lock; a panic while
 /// holding it is a bug, so a poisoned lock is used as is.
@@ -199,6 +207,7 @@ impl<SM: StateMachine, W: Waiters<SM::Output>> Host<SM, W> {
             conf_proposals: BTreeMap::new(),
             conf_applied: Vec::new(),
             removed: false,
+            retire_in: None,
             reads: BTreeMap::new(),
             confirmed: Vec::new(),
             next_ctx: 1,
@@ -210,8 +219,11 @@ impl<SM: StateMachine, W: Waiters<SM::Output>> Host<SM, W> {
             actions: Vec::new(),
         };
         // A member that applied its own removal before a restart knows at
-        // once (a snapshot carries the table).
+        // once (a snapshot carries the table), and has had its grace.
         host.peers_changed();
+        if host.retire_in.take().is_some() {
+            host.removed = true;
+        }
         host.status = crate::ready::status_of(&host.raw, host.removed);
         Ok(host)
     }
@@ -250,6 +262,15 @@ impl<SM: StateMachine, W: Waiters<SM::Output>> Host<SM, W> {
     /// One tick of logical time.
     pub fn tick(&mut self) {
         self.raw.tick();
+        match self.retire_in {
+            Some(n) if n <= 1 => {
+                self.retire_in = None;
+                self.removed = true;
+                self.status = crate::ready::status_of(&self.raw, true);
+            }
+            Some(n) => self.retire_in = Some(n - 1),
+            None => {}
+        }
         // Forget reads whose caller gave up (its deadline passed): Raft
         // may never answer a read whose forwarded request was lost.
         self.reads.retain(|_, w| !w.gave_up());
@@ -272,7 +293,9 @@ impl<SM: StateMachine, W: Waiters<SM::Output>> Host<SM, W> {
     /// to the leader it knows, and answered here once applied here.
     pub fn propose(&mut self, data: Bytes, reply: W::Propose) {
         let pending = self.proposals.len() + self.batch.len() + self.forwarded_commands;
-        if pending >= self.opts.proposals_pending_max {
+        if self.leaving() {
+            reply.answer(Err(NodeError::NotLeader { leader_hint: None }));
+        } else if pending >= self.opts.proposals_pending_max {
             reply.answer(Err(NodeError::Overloaded { pending }));
         } else {
             self.batch.push((data, reply));
@@ -282,6 +305,10 @@ impl<SM: StateMachine, W: Waiters<SM::Output>> Host<SM, W> {
     /// A linearizable read: answered with the index to read at once this
     /// member has applied it.
     pub fn read_index(&mut self, reply: W::Index) {
+        if self.leaving() {
+            reply.answer(Err(NodeError::NotLeader { leader_hint: None }));
+            return;
+        }
         let pending = self.reads.len() + self.confirmed.len();
         if pending >= self.opts.reads_pending_max {
             reply.answer(Err(NodeError::Overloaded { pending }));
@@ -348,6 +375,12 @@ impl<SM: StateMachine, W: Waiters<SM::Output>> Host<SM, W> {
         }
     }
 
+    /// Whether this member applied its own removal (in its grace, or
+    /// after): it takes no new requests.
+    fn leaving(&self) -> bool {
+        self.removed || self.retire_in.is_some()
+    }
+
     /// The member table changed: point the transport at it, and note
     /// whether this node was removed.
     pub(crate) fn peers_changed(&mut self) {
@@ -355,11 +388,44 @@ impl<SM: StateMachine, W: Waiters<SM::Output>> Host<SM, W> {
             return;
         };
         let me = self.raw.status().id;
-        if table.removed.contains(&me) && !self.removed {
+        if table.removed.contains(&me) && !self.removed && self.retire_in.is_none() {
             tracing::warn!(member = %me, "this member was removed from the cluster");
-            self.removed = true;
+            self.start_retiring();
         }
         self.actions.push(Action::SetPeers(table));
+    }
+
+    /// This member applied its own removal: it answers what waits here
+    /// and takes nothing new, and says it was removed after a grace.
+    fn start_retiring(&mut self) {
+        // Not at once: a leader (or the last old voter the new ones
+        // hear from) that stops the moment it applies the entry that
+        // removes it may leave the new voters never learning that the
+        // entry committed; still joint, they need the old voters'
+        // majority to elect, which is gone. etcd's server stops after
+        // ten ticks for the same reason.
+        let grace = RETIRE_HEARTBEATS.saturating_mul(self.opts.raft.heartbeat_ticks.max(1));
+        self.retire_in = Some(grace);
+        // It serves no one meanwhile: its machine stops where its
+        // removal is, so reads go to the members that go on.
+        let not_leader = || Err(NodeError::NotLeader { leader_hint: None });
+        std::mem::take(&mut self.reads)
+            .into_values()
+            .for_each(|w| w.answer(not_leader()));
+        std::mem::take(&mut self.confirmed)
+            .into_iter()
+            .for_each(|(_, w)| w.answer(not_leader()));
+        // Its proposals past the removal may yet commit, decided by a
+        // configuration without it: their outcome is the group's to
+        // tell, so they are answered as unknown (retry).
+        std::mem::take(&mut self.proposals)
+            .into_values()
+            .for_each(|p| p.1.answer(Err(NodeError::Retry)));
+        std::mem::take(&mut self.forwarded)
+            .into_values()
+            .flatten()
+            .for_each(|w| w.answer(Err(NodeError::Retry)));
+        self.forwarded_commands = 0;
     }
 
     /// Starts a snapshot job once enough entries are applied past the last

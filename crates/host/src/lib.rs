@@ -36,6 +36,6 @@ pub mod snapshot;
 pub use app::{ApplyError, PeerTable, RestoreError, SnapshotJob, StateMachine};
 pub use counters::Counters;
 pub use error::{FatalError, StartError};
-pub use host::{Action, Host, HostOptions, Pump, lock};
+pub use host::{Action, Host, HostOptions, Pump, RETIRE_HEARTBEATS, lock};
 pub use reply::{Applied, NodeError, NodeStatus, Waiter, Waiters};
 pub use snapshot::SnapshotTask;

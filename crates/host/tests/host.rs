@@ -206,6 +206,17 @@ fn a_member_that_applies_its_removal_knows_and_repoints_the_transport() {
     let cc = ConfChange::new(vec![ConfChangeOp::Remove(NodeId(3))]);
     host.change_membership(&cc, Slot::default());
     run(&mut host);
+    // It says so only after its grace, so the rest can learn the change
+    // committed from it first.
+    // (The test members heartbeat every tick.)
+    let grace = flotilla_host::RETIRE_HEARTBEATS;
+    for _ in 1..grace {
+        host.tick();
+        run(&mut host);
+        assert!(!host.status().removed, "removed before its grace ended");
+    }
+    host.tick();
+    run(&mut host);
     assert!(
         host.status().removed,
         "the member table says this member was removed"

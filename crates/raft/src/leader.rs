@@ -61,6 +61,12 @@ impl Raft {
                 leader_hint: self.leader,
             });
         }
+        // A removed leader only tells the commit of its removal while it
+        // leads on; what it appended now no configuration it is in
+        // would decide.
+        if self.retiring_at.is_some() {
+            return Err(ProposeError::NotLeader { leader_hint: None });
+        }
         if let Some(to) = self.lead_transferee {
             return Err(ProposeError::TransferInProgress { to });
         }
@@ -155,7 +161,8 @@ impl Raft {
     }
 
     /// The membership changed on a leader: track new members, forget
-    /// removed ones, and step down if no longer a voter.
+    /// removed ones, and step down an election timeout after it is no
+    /// longer a voter.
     pub(crate) fn leader_conf_changed(&mut self) {
         let members = self.conf.members();
         self.progress.retain(|id, _| members.contains(id));
@@ -168,10 +175,19 @@ impl Raft {
                 .or_insert_with(|| Progress::new(next, msgs, bytes, learner))
                 .learner = learner;
         }
-        if !self.conf.is_voter(self.id) && !self.conf.is_joint() {
-            let term = self.term;
-            self.become_follower(term, None);
-            return;
+        if !self.conf.is_voter(self.id) && !self.conf.is_joint() && self.retiring_at.is_none() {
+            // Removed: lead on for one election timeout, heartbeating, and
+            // only then step down. The members learn from this leader
+            // alone that the configuration without it committed; a
+            // member that does not (the old voters that knew may be gone
+            // too) stays joint and needs the old voters to elect.
+            self.retiring_at = Some(self.ticks + u64::from(self.cfg.election_ticks));
+            // Tell everyone the commit now, not at the next heartbeat.
+            let committed = self.log.committed;
+            for pr in self.progress.values_mut() {
+                pr.awaits_commit = pr.awaits_commit.max(committed);
+            }
+            self.commit_to_tell = true;
         }
         self.needs_bcast = true;
         self.maybe_commit();

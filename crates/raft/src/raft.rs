@@ -251,6 +251,9 @@ pub(crate) struct Raft {
     pub(crate) msgs_after_persist: Vec<Message>,
     pub(crate) pending_conf_index: LogIndex,
     pub(crate) lead_transferee: Option<NodeId>,
+    /// Leader: the tick at which it steps down, having applied a
+    /// configuration without it (see `leader_conf_changed`).
+    pub(crate) retiring_at: Option<u64>,
     pub(crate) read_only: ReadOnly,
     pub(crate) read_states: Vec<ReadState>,
     pub(crate) dropped_reads: Vec<u64>,
@@ -302,6 +305,7 @@ impl Raft {
             msgs_after_persist: Vec::new(),
             pending_conf_index: LogIndex(0),
             lead_transferee: None,
+            retiring_at: None,
             read_only: ReadOnly::new(cfg.seed),
             read_states: Vec::new(),
             dropped_reads: Vec::new(),
@@ -384,6 +388,7 @@ impl Raft {
         self.votes.clear();
         self.progress.clear();
         self.lead_transferee = None;
+        self.retiring_at = None;
         self.needs_bcast = false;
         self.commit_to_tell = false;
         self.fail_pending_reads();
@@ -488,6 +493,11 @@ impl Raft {
     }
 
     fn tick_leader(&mut self) {
+        if self.retiring_at.is_some_and(|at| self.ticks >= at) {
+            let term = self.term;
+            self.become_follower(term, None);
+            return;
+        }
         self.heartbeat_elapsed += 1;
         self.election_elapsed += 1;
         if self.election_elapsed >= self.cfg.election_ticks {

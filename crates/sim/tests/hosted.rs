@@ -90,19 +90,16 @@ fn table_only_links_strand_a_member_whose_table_predates_the_leader() {
 /// stale table, in a joint configuration: the voters left needed a member
 /// whose table did not list the newcomer for a quorum of the outgoing
 /// voters, and with table-only links no leader could be elected again
-/// and no write was acknowledged after the faults.
+/// and no write was acknowledged after the faults. (Since a removed
+/// leader leads on to tell the rest its removal committed, seed 14's
+/// table-only run no longer loses its leader, and none of seeds 1-1500
+/// does; the stranding table-only links cause is pinned above.)
 #[test]
 fn a_replaced_voter_leaves_a_group_that_can_still_elect() {
     for seed in [14, 617] {
         let r = hosted::run(seed, &membership()).expect("the group elects and serves");
         assert!(r.acked_after_faults > 0, "seed {seed}: {r:?}");
     }
-    let cfg = HostedConfig {
-        links_to_callers: false,
-        ..membership()
-    };
-    let f = hosted::run(14, &cfg).expect_err("no leader with table-only links");
-    assert!(f.contains("no write was acknowledged"), "{f}");
 }
 
 fn membership() -> HostedConfig {

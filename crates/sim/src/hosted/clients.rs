@@ -186,7 +186,8 @@ impl<A: App> World<A> {
             .map(|x| NodeId(x.id))
             .collect();
         let ledger = machine::lock(&self.ledger);
-        let early = quorum::ack_violation(&ledger, &self.commits, index, &holders, NodeId(m));
+        let early =
+            quorum::ack_violation(&ledger, &self.commits, index, &holders, (NodeId(m), true));
         drop(ledger);
         if let Some(why) = early {
             self.fail(format!(

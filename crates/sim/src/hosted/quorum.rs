@@ -81,27 +81,37 @@ impl CommitWatch {
 
 /// Why the write at `index`, durable on `holders`, may not be
 /// acknowledged by member `acker`; `None` if a configuration that may
-/// have decided it has `holders` as a quorum and `acker` as a member (the
-/// leader that decided it, or a member that forwarded the write to it; a
-/// member removed before the decision no longer answers for the group).
+/// have decided it has `holders` as a quorum and, when `member` is set,
+/// `acker` as a member (the leader that decided it, or a member that
+/// forwarded the write to it; a member removed before the decision no
+/// longer answers for the group). A leader deciding a commit needs no
+/// membership: one that applied its own removal leads on for an election
+/// timeout (to tell the rest the removal committed) and may decide, by
+/// the new configuration's quorum, the entries it appended before.
 pub(crate) fn ack_violation(
     ledger: &Ledger,
     watch: &CommitWatch,
     index: LogIndex,
     holders: &[NodeId],
-    acker: NodeId,
+    (acker, member): (NodeId, bool),
 ) -> Option<String> {
     let Some(floor) = watch.floor(index) else {
         return Some(format!("no member was seen committing {index}"));
     };
     let last = LogIndex(index.get().saturating_sub(1));
     let confs = ledger.confs_between(floor.min(last), last);
-    let deciding = |cs: &&ConfState| cs.members().contains(&acker) && is_quorum(cs, holders);
+    let deciding =
+        |cs: &&ConfState| (!member || cs.members().contains(&acker)) && is_quorum(cs, holders);
     if confs.iter().any(deciding) {
         return None;
     }
     Some(format!(
-        "durable on {holders:?}, not a quorum with {acker} voting in any configuration in force from {floor} to {last}: {confs:?}"
+        "durable on {holders:?}, not a quorum{} in any configuration in force from {floor} to {last}: {confs:?}",
+        if member {
+            format!(" with {acker} a member")
+        } else {
+            String::new()
+        }
     ))
 }
 

@@ -228,7 +228,7 @@ impl<A: App> World<A> {
             self.report.commits_checked += 1;
             let leader = NodeId(d.leader);
             if let Some(why) =
-                quorum::ack_violation(&ledger, &self.commits, d.index, &d.holders, leader)
+                quorum::ack_violation(&ledger, &self.commits, d.index, &d.holders, (leader, false))
             {
                 broken.get_or_insert(Violation {
                     invariant: "durable commit (§5.4)",
