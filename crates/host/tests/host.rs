@@ -206,6 +206,22 @@ fn a_member_that_applies_its_removal_knows_and_repoints_the_transport() {
     let cc = ConfChange::new(vec![ConfChangeOp::Remove(NodeId(3))]);
     host.change_membership(&cc, Slot::default());
     run(&mut host);
+    // Meanwhile it takes no request: its machine stops at its removal.
+    let (read, write) = (Slot::default(), Slot::default());
+    host.read_index(read.clone());
+    host.propose(bytes::Bytes::from_static(b"x"), write.clone());
+    for answer in [
+        read.take().map(|r| r.map(drop)),
+        write.take().map(|r| r.map(drop)),
+    ] {
+        assert!(
+            matches!(
+                answer,
+                Some(Err(NodeError::NotLeader { leader_hint: None }))
+            ),
+            "{answer:?}"
+        );
+    }
     // It says so only after its grace, so the rest can learn the change
     // committed from it first.
     // (The test members heartbeat every tick.)
