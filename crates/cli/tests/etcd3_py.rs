@@ -14,7 +14,7 @@ mod cluster_common;
 use std::path::Path;
 use std::process::Command;
 
-use cluster_common::Cluster;
+use cluster_common::run_foreign_client;
 
 fn script() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/etcd3_client.py")
@@ -39,23 +39,9 @@ fn pypi_etcd3_works_against_flotilla() {
     if etcd3_missing() {
         return;
     }
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let cluster = Cluster::start("etcd3-py", 3);
-    let leader = cluster.wait_leader(&rt);
-    // The first client talks to a follower, the second to the leader.
-    let mut endpoints = cluster.endpoints.clone();
-    endpoints.rotate_left((leader + 1) % 3);
-    let out = Command::new("python3")
-        .arg(script())
-        .args(&endpoints)
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        out.status.success() && stdout.contains("ALL OK"),
-        "{stdout}\n{stderr}"
-    );
+    run_foreign_client("etcd3-py", |endpoints| {
+        let mut cmd = Command::new("python3");
+        cmd.arg(script()).args(endpoints);
+        cmd
+    });
 }

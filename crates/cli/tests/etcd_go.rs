@@ -16,7 +16,7 @@ mod cluster_common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cluster_common::Cluster;
+use cluster_common::run_foreign_client;
 
 /// Where Debian's Go packages put their sources.
 const GOPATH: &str = "/usr/share/gocode";
@@ -59,22 +59,9 @@ fn etcd_go_client_concurrency_works_against_flotilla() {
         Ok(None) => return,
         Err(e) => panic!("{e}"),
     };
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let cluster = Cluster::start("etcd-go", 3);
-    let leader = cluster.wait_leader(&rt);
-    // The first client talks to a follower, the second to the leader.
-    let mut endpoints = cluster.endpoints.clone();
-    endpoints.rotate_left((leader + 1) % 3);
-    let out = Command::new(&program)
-        .arg(endpoints.join(","))
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        out.status.success() && stdout.contains("ALL OK"),
-        "{stdout}\n{stderr}"
-    );
+    run_foreign_client("etcd-go", |endpoints| {
+        let mut cmd = Command::new(&program);
+        cmd.arg(endpoints.join(","));
+        cmd
+    });
 }

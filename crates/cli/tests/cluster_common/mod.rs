@@ -295,3 +295,25 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// Runs a client program no one here wrote against a fresh 3-member
+/// cluster named `name`: `program` gets the endpoints, a follower's
+/// first and the leader's last, and must exit well printing "ALL OK".
+pub fn run_foreign_client(name: &str, program: impl FnOnce(&[String]) -> std::process::Command) {
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    let cluster = Cluster::start(name, 3);
+    let leader = cluster.wait_leader(&rt);
+    let mut endpoints = cluster.endpoints.clone();
+    endpoints.rotate_left((leader + 1) % 3);
+    let out = program(&endpoints)
+        .output()
+        .expect("the client program starts");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.contains("ALL OK"),
+        "{stdout}\n{stderr}"
+    );
+}
