@@ -107,9 +107,12 @@ async fn run(args: &WatchBenchArgs, endpoints: &[String]) -> anyhow::Result<()> 
         let mine: Vec<u64> = (0..args.watchers)
             .filter(|w| w % args.conns as u64 == i as u64)
             .collect();
+        // Every watch starts right after the first phase's last put,
+        // whichever member it is on: one created on a follower that has
+        // not applied all of them yet would otherwise see some.
         let stream = watch_stream(
             ch.clone(),
-            args.keys,
+            (args.keys, alone.revision + 1),
             mine,
             epoch,
             received.clone(),
@@ -156,10 +159,11 @@ enum Event {
 }
 
 /// One Watch stream with watches for `watchers` (watcher `w` on key
-/// `w mod keys`), reporting creations and each event's latency.
+/// `w mod keys`) from `start_revision`, reporting creations and each
+/// event's latency.
 async fn watch_stream(
     channel: Channel,
-    keys: u64,
+    (keys, start_revision): (u64, i64),
     watchers: Vec<u64>,
     epoch: Instant,
     received: Arc<AtomicU64>,
@@ -169,6 +173,7 @@ async fn watch_stream(
     for w in watchers {
         let create = pb::watch_request::RequestUnion::CreateRequest(pb::WatchCreateRequest {
             key: key(w % keys),
+            start_revision,
             ..Default::default()
         });
         // The receiver lives in the stream below.
@@ -227,6 +232,8 @@ struct Phase {
     secs: f64,
     /// Events the puts make for the watchers (each put counts its key's).
     events: u64,
+    /// The store's revision after the last put acknowledged.
+    revision: i64,
 }
 
 /// Closed-loop puts for `duration`.
@@ -243,7 +250,7 @@ async fn write_phase(
         let mut kv = KvClient::new(channels[w % channels.len()].clone());
         let (keys, size, watchers) = (args.keys, args.value_size, args.watchers);
         tasks.push(tokio::spawn(async move {
-            let (mut n, mut events) = (0u64, 0u64);
+            let (mut n, mut events, mut revision) = (0u64, 0u64, 0i64);
             let mut x = (w as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
             while Instant::now() < end {
                 x ^= x << 13;
@@ -257,21 +264,29 @@ async fn write_phase(
                     value: value.into(),
                     ..Default::default()
                 };
-                kv.put(put).await.map_err(|e| anyhow::anyhow!("put: {e}"))?;
+                let resp = kv.put(put).await.map_err(|e| anyhow::anyhow!("put: {e}"))?;
+                let at = resp.into_inner().header.map_or(0, |h| h.revision);
+                revision = revision.max(at);
                 n += 1;
                 events += watchers_of(watchers, keys, x % keys);
             }
-            anyhow::Ok((n, events))
+            anyhow::Ok((n, events, revision))
         }));
     }
-    let (mut puts, mut events) = (0, 0);
+    let (mut puts, mut events, mut revision) = (0, 0, 0);
     for t in tasks {
-        let (n, e) = t.await.context("a writer panicked")??;
+        let (n, e, r) = t.await.context("a writer panicked")??;
         puts += n;
         events += e;
+        revision = revision.max(r);
     }
     let secs = began.elapsed().as_secs_f64();
-    Ok(Phase { puts, secs, events })
+    Ok(Phase {
+        puts,
+        secs,
+        events,
+        revision,
+    })
 }
 
 /// Puts per second of a phase.
