@@ -21,11 +21,11 @@ use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
 use flotilla_host::NodeError;
+use flotilla_raft::NodeId;
 use flotilla_raft::rng::SplitMix64;
-use flotilla_raft::{Config as RaftConfig, NodeId};
 use flotilla_shardkv::{Config, CtrlApplied, CtrlCommand, CtrlOp, CtrlReply, Ctrler, Gid};
 use flotilla_sim::hosted::{Answered, App, HostedConfig, Request};
-use flotilla_sim::{Actor, Failure, HostedCluster, MS, NetConfig, Tester};
+use flotilla_sim::{Actor, Failure, HostedCluster, MS, Tester};
 
 /// How long a clerk waits for an answer before it tries the next server.
 pub const RETRY_NS: u64 = 100 * MS;
@@ -215,18 +215,8 @@ pub struct CtrlTester {
 impl CtrlTester {
     /// `n` controller servers over `nshards` shards, for seed `seed`.
     pub fn new(n: u64, nshards: usize, seed: u64) -> CtrlTester {
-        let cfg = HostedConfig {
-            members: n,
-            // No snapshots: the course's controller keeps its whole log.
-            snapshot_entries: 1 << 62,
-            raft: Some(RaftConfig::new(NodeId(1), Vec::new())),
-            net: Some(NetConfig {
-                reliable: true,
-                base_delay_ns: NET_LATENCY_NS,
-                ..NetConfig::default()
-            }),
-            ..HostedConfig::default()
-        };
+        // No snapshots: the course's controller keeps its whole log.
+        let cfg = HostedConfig::course(n, false, NET_LATENCY_NS, None);
         // Fixed, valid settings on empty disks: a failed start is the
         // simulator's bug.
         let c =

@@ -20,11 +20,11 @@
 use std::collections::BTreeMap;
 
 use flotilla_host::NodeError;
+use flotilla_raft::NodeId;
 use flotilla_raft::rng::SplitMix64;
-use flotilla_raft::{Config as RaftConfig, NodeId};
 use flotilla_shardkv::{CtrlApplied, CtrlCommand, Gid, GroupApplied, GroupCommand, ShardKv};
 use flotilla_sim::hosted::{Answered, App, HostedConfig, Request};
-use flotilla_sim::{Actor, Failure, HostedCluster, MS, NetConfig, Tester};
+use flotilla_sim::{Actor, Failure, HostedCluster, MS, Tester};
 
 use crate::ctrl::{CtrlApp, CtrlHosted, NET_LATENCY_NS};
 
@@ -152,31 +152,13 @@ pub struct Fleet {
     mail: BTreeMap<usize, Vec<Mail>>,
 }
 
-fn hosted_config(n: u64, unreliable: bool, maxraftstate: Option<u64>) -> HostedConfig {
-    HostedConfig {
-        members: n,
-        unreliable,
-        // Entries never decide: bytes do (the course's maxraftstate, at
-        // half the bound, as in `flotilla_kvsim::lab`).
-        snapshot_entries: 1 << 62,
-        snapshot_log_bytes: maxraftstate.map(|max| max / 2),
-        raft: Some(RaftConfig::new(NodeId(1), Vec::new())),
-        net: Some(NetConfig {
-            reliable: !unreliable,
-            base_delay_ns: NET_LATENCY_NS,
-            ..NetConfig::default()
-        }),
-        ..HostedConfig::default()
-    }
-}
-
 impl Fleet {
     /// The fleet `cfg` describes, for seed `seed`.
     pub fn new(cfg: FleetConfig, seed: u64) -> Fleet {
         // Fixed, valid settings on empty disks: a failed start is the
         // simulator's bug.
         let start = |e: String| -> ! { panic!("{e}") };
-        let ctrl_cfg = hosted_config(cfg.n, cfg.unreliable, None);
+        let ctrl_cfg = HostedConfig::course(cfg.n, cfg.unreliable, NET_LATENCY_NS, None);
         let app = CtrlApp {
             nshards: cfg.nshards,
         };
@@ -184,7 +166,7 @@ impl Fleet {
         ctrl.spawn(Box::new(Mailbox));
         let mut groups = BTreeMap::new();
         for (i, &gid) in cfg.gids.iter().enumerate() {
-            let hc = hosted_config(cfg.n, cfg.unreliable, cfg.maxraftstate);
+            let hc = HostedConfig::course(cfg.n, cfg.unreliable, NET_LATENCY_NS, cfg.maxraftstate);
             let app = GroupApp {
                 gid,
                 nshards: cfg.nshards,

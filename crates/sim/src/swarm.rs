@@ -20,11 +20,10 @@
 use std::fmt;
 use std::str::FromStr;
 
-use bytes::Bytes;
 use flotilla_raft::rng::SplitMix64;
 use flotilla_raft::{Config, NodeId, ReadMode};
 
-use crate::hosted::{self, App, HostedConfig, HostedReport, Padded, Request};
+use crate::hosted::{self, Bare, HostedConfig, HostedReport};
 use crate::net::{MS, NetConfig};
 
 /// The faults a run may inject.
@@ -178,46 +177,6 @@ pub struct SwarmReport {
     pub hosted: HostedReport,
 }
 
-/// The swarm's application: the chain's checks over an empty machine
-/// whose snapshots carry `padding` bytes (so that with small chunks a
-/// transfer takes several), and clients that write unique commands and,
-/// with `reads`, ask for linearizable reads three times in ten.
-#[derive(Debug, Default)]
-pub struct SwarmApp {
-    sent: Vec<u64>,
-    reads: bool,
-    padding: usize,
-}
-
-impl App for SwarmApp {
-    type Machine = Padded;
-
-    fn machine(&mut self, _member: u64, _voters: &[NodeId]) -> Padded {
-        Padded::new(self.padding)
-    }
-
-    fn next(&mut self, rng: &mut SplitMix64, c: u64, _now: u64) -> Request {
-        let c = c as usize;
-        if self.sent.len() <= c {
-            self.sent.resize(c + 1, 0);
-        }
-        let n = self.sent[c];
-        self.sent[c] += 1;
-        if self.reads && rng.range(0, 10) >= 7 {
-            return Request::Read;
-        }
-        Request::Write(Bytes::from(format!("c{c}-{n}")))
-    }
-
-    fn written(&mut self, _c: u64, _output: &(), _now: u64) -> Result<(), String> {
-        Ok(())
-    }
-
-    fn read(&mut self, _c: u64, _machine: &Padded, _now: u64) -> Result<(), String> {
-        Ok(())
-    }
-}
-
 /// The network's faults a seed draws for `f`.
 fn net_config(rng: &mut SplitMix64, f: Faults) -> NetConfig {
     let mut net = NetConfig {
@@ -256,7 +215,7 @@ fn raft_template(rng: &mut SplitMix64) -> Config {
 }
 
 /// The hosted world's settings and the app for `seed`.
-pub fn build(seed: u64, cfg: &SwarmConfig) -> (HostedConfig, SwarmApp) {
+pub fn build(seed: u64, cfg: &SwarmConfig) -> (HostedConfig, Bare) {
     let mut rng = SplitMix64::new(seed ^ 0x5eed_5eed);
     let nodes = match cfg.nodes {
         0 => [3, 5][rng.range(0, 2) as usize],
@@ -292,11 +251,7 @@ pub fn build(seed: u64, cfg: &SwarmConfig) -> (HostedConfig, SwarmApp) {
         net: Some(net),
         ..HostedConfig::default()
     };
-    let app = SwarmApp {
-        reads: f.reads,
-        padding,
-        ..SwarmApp::default()
-    };
+    let app = Bare::new(f.reads, padding);
     (hosted, app)
 }
 

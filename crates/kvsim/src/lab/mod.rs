@@ -28,10 +28,10 @@ use flotilla_host::kv_app::members::Members;
 use flotilla_host::kv_app::{KvMachine, NoWatch};
 use flotilla_kv::{Op, ReadConsistency, Replica, Response, SessionLimits};
 use flotilla_linearize::{Kv, Limits, Recorder, Verdict, check};
+use flotilla_raft::NodeId;
 use flotilla_raft::rng::SplitMix64;
-use flotilla_raft::{Config, NodeId};
 use flotilla_sim::hosted::{App, HostedCluster, HostedConfig, Request};
-use flotilla_sim::{CLIENT_ADDR_BASE, Failure, MS, NetConfig, Tester};
+use flotilla_sim::{CLIENT_ADDR_BASE, Failure, MS, Tester};
 
 use crate::client::{ClientStats, History, OpError, OpResult, Script, ScriptState, Workload};
 pub use clerk::HostedClerk;
@@ -162,27 +162,8 @@ impl KvCluster {
         maxraftstate: Option<u64>,
         app: KvLabApp,
     ) -> KvCluster {
-        let mut raft = Config::new(NodeId(1), Vec::new());
-        raft.snapshot_chunk_bytes = 256;
-        let cfg = HostedConfig {
-            members: nservers,
-            unreliable,
-            // Entries never decide (see `HostedCluster::lab`): bytes do.
-            snapshot_entries: 1 << 62,
-            // At half the bound, as the course's servers usually do and
-            // `flotilla_kv::Replica::snapshot_due` does: our entries are
-            // compact (about 17 bytes for a small put, where the course's
-            // gob encoding takes several times that), so at the bound
-            // itself the course's 50 puts would not fill the log.
-            snapshot_log_bytes: maxraftstate.map(|max| max / 2),
-            raft: Some(raft),
-            net: Some(NetConfig {
-                reliable: !unreliable,
-                base_delay_ns: NET_LATENCY_NS,
-                ..NetConfig::default()
-            }),
-            ..HostedConfig::default()
-        };
+        let cfg = HostedConfig::course(nservers, unreliable, NET_LATENCY_NS, maxraftstate)
+            .with_snapshot_chunks(256);
         // Fixed, valid settings on empty disks: a failed start is the
         // simulator's bug.
         let c = HostedCluster::new(seed, cfg, app).unwrap_or_else(|e| panic!("{e}"));

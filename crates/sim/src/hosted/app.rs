@@ -5,8 +5,9 @@
 //! machine, chooses each client's next request, and checks the answers
 //! against what it asked (a history for a linearizability checker, say).
 //!
-//! [`Bare`] is the app with nothing to check beyond the chain: an empty
-//! machine, writes of unique bytes and reads that only check their index.
+//! [`Bare`] is the app with nothing to check beyond the chain: a machine
+//! with no state (its snapshots only padded), writes of unique bytes and
+//! reads that only check their index.
 //! `flotilla_kvsim::hosted` runs etcd's KV machine
 //! (`flotilla_host::kv_app::KvMachine`) the same way.
 //!
@@ -88,17 +89,51 @@ pub trait App: 'static {
 }
 
 /// Nothing but the chain's checks: writes of unique bytes (`c{c}-{n}`,
-/// `n` counting the client's requests), reads that check only their index.
-#[derive(Debug, Default)]
+/// `n` counting the client's requests) and, unless told otherwise, reads
+/// three times in ten that check only their index; the machine holds
+/// nothing but its snapshots' padding.
+#[derive(Debug)]
 pub struct Bare {
     sent: Vec<u64>,
+    reads: bool,
+    padding: usize,
 }
 
-/// [`Bare`]'s machine: no state.
-#[derive(Debug, Default)]
-pub struct Empty;
+impl Default for Bare {
+    /// Reads among the writes, and empty snapshots.
+    fn default() -> Bare {
+        Bare::new(true, 0)
+    }
+}
 
-impl StateMachine for Empty {
+impl Bare {
+    /// Clients that also read if `reads`, over machines whose snapshots
+    /// carry `padding` bytes (so that with small chunks a transfer takes
+    /// several).
+    pub fn new(reads: bool, padding: usize) -> Bare {
+        Bare {
+            sent: Vec::new(),
+            reads,
+            padding,
+        }
+    }
+}
+
+/// [`Bare`]'s machine: no state but the padding of its snapshots, which
+/// a restore checks byte for byte.
+#[derive(Debug)]
+pub struct Padded {
+    padding: usize,
+}
+
+impl Padded {
+    /// A machine whose snapshots are `padding` bytes.
+    pub fn new(padding: usize) -> Padded {
+        Padded { padding }
+    }
+}
+
+impl StateMachine for Padded {
     type Output = ();
 
     fn apply(&mut self, _entry: &Entry) -> Result<(), ApplyError> {
@@ -106,23 +141,27 @@ impl StateMachine for Empty {
     }
 
     fn snapshot(&self) -> Bytes {
-        Bytes::new()
+        Bytes::from(vec![0xa5; self.padding])
     }
 
     fn restore(&mut self, data: &Bytes) -> Result<(), RestoreError> {
-        if data.is_empty() {
+        if data.len() == self.padding && data.iter().all(|&b| b == 0xa5) {
             return Ok(());
         }
-        let what = format!("an empty machine's snapshot holds {} bytes", data.len());
+        let what = format!(
+            "a snapshot of {} bytes, where this machine writes {} bytes of padding",
+            data.len(),
+            self.padding
+        );
         Err(RestoreError(what.into()))
     }
 }
 
 impl App for Bare {
-    type Machine = Empty;
+    type Machine = Padded;
 
-    fn machine(&mut self, _member: u64, _voters: &[NodeId]) -> Empty {
-        Empty
+    fn machine(&mut self, _member: u64, _voters: &[NodeId]) -> Padded {
+        Padded::new(self.padding)
     }
 
     fn next(&mut self, rng: &mut SplitMix64, c: u64, _now: u64) -> Request {
@@ -132,7 +171,7 @@ impl App for Bare {
         }
         let n = self.sent[c];
         self.sent[c] += 1;
-        if rng.range(0, 10) >= 7 {
+        if self.reads && rng.range(0, 10) >= 7 {
             return Request::Read;
         }
         Request::Write(Bytes::from(format!("c{c}-{n}")))
@@ -142,7 +181,7 @@ impl App for Bare {
         Ok(())
     }
 
-    fn read(&mut self, _c: u64, _machine: &Empty, _now: u64) -> Result<(), String> {
+    fn read(&mut self, _c: u64, _machine: &Padded, _now: u64) -> Result<(), String> {
         Ok(())
     }
 }

@@ -25,18 +25,17 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use flotilla_host::{ApplyError, RestoreError, StateMachine};
+use flotilla_host::StateMachine;
 use flotilla_raft::codec::Encode;
 use flotilla_raft::rng::SplitMix64;
-use flotilla_raft::{Config, Entry, LogIndex, NodeId, Role, Term};
+use flotilla_raft::{LogIndex, NodeId, Role, Term};
 
-use super::app::{App, Request};
+use super::app::{App, Padded, Request};
 use super::machine;
 use super::member::{SimHost, SimWaiter};
 use super::world::{HostedConfig, Output, TEST, TestAnswer, World};
 use crate::lab::Tester;
 use crate::lab::{Actor, Failure};
-use crate::net::NetConfig;
 
 /// Bytes of padding in each snapshot in snapshot mode.
 const SNAPSHOT_PADDING: usize = 600;
@@ -69,22 +68,11 @@ impl HostedCluster<LabApp> {
     /// A cluster set up as the course's `make_config(t, n, unreliable,
     /// snapshot)`.
     pub fn lab(n: u64, seed: u64, reliable: bool, snapshot: bool) -> HostedCluster {
-        let mut raft = Config::new(NodeId(1), Vec::new());
-        raft.snapshot_chunk_bytes = 256;
-        // No clients, faults or operator of the world's (`new` turns them
-        // off): the network's faults are the course's, in `net`.
+        // The network's faults are the course's (no added latency); the
+        // course's snapshot mode compacts every 10 entries.
         let cfg = HostedConfig {
-            members: n,
-            // Without snapshots: never, in practice (the host staggers
-            // members' snapshots by a phase below this, which must not
-            // overflow when added to an index).
             snapshot_entries: if snapshot { 10 } else { 1 << 62 },
-            raft: Some(raft),
-            net: Some(NetConfig {
-                reliable,
-                ..NetConfig::default()
-            }),
-            ..HostedConfig::default()
+            ..HostedConfig::course(n, !reliable, 0, None).with_snapshot_chunks(256)
         };
         let padding = if snapshot { SNAPSHOT_PADDING } else { 0 };
         // The members' configurations are fixed and valid and their
@@ -564,49 +552,11 @@ impl LabApp {
     }
 }
 
-/// [`LabApp`]'s machine: no state but the padding of its snapshots.
-pub struct Padded {
-    padding: usize,
-}
-
-impl Padded {
-    /// A machine whose snapshots are `padding` bytes.
-    pub fn new(padding: usize) -> Padded {
-        Padded { padding }
-    }
-}
-
-impl StateMachine for Padded {
-    type Output = ();
-
-    fn apply(&mut self, _entry: &Entry) -> Result<(), ApplyError> {
-        Ok(())
-    }
-
-    fn snapshot(&self) -> Bytes {
-        Bytes::from(vec![0xa5; self.padding])
-    }
-
-    fn restore(&mut self, data: &Bytes) -> Result<(), RestoreError> {
-        if data.len() == self.padding && data.iter().all(|&b| b == 0xa5) {
-            return Ok(());
-        }
-        let what = format!(
-            "a snapshot of {} bytes, where this machine writes {} bytes of padding",
-            data.len(),
-            self.padding
-        );
-        Err(RestoreError(what.into()))
-    }
-}
-
 impl App for LabApp {
     type Machine = Padded;
 
     fn machine(&mut self, _member: u64, _voters: &[NodeId]) -> Padded {
-        Padded {
-            padding: self.padding,
-        }
+        Padded::new(self.padding)
     }
 
     /// The lab has no clients of the world's (the test proposes through
@@ -630,7 +580,7 @@ mod tests {
 
     #[test]
     fn padding_round_trips_and_anything_else_is_refused() {
-        let mut m = Padded { padding: 600 };
+        let mut m = Padded::new(600);
         let data = m.snapshot();
         assert_eq!(data.len(), 600);
         assert!(m.restore(&data).is_ok());

@@ -46,6 +46,12 @@ impl Ledger {
         self.violation.get_or_insert(what);
     }
 
+    /// The highest index any member applied: the ledger knows entries and
+    /// configurations up to it (0 before any).
+    pub fn last_known(&self) -> LogIndex {
+        self.entries.keys().next_back().copied().unwrap_or_default()
+    }
+
     /// The configuration in force once every entry up to `index` applied.
     pub fn conf_at(&self, index: LogIndex) -> &ConfState {
         self.confs

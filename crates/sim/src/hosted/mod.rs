@@ -72,6 +72,6 @@ mod safety;
 mod trace;
 mod world;
 
-pub use app::{App, Bare, Request};
-pub use lab::{HostedActor, HostedCluster, LabApp, Padded};
+pub use app::{App, Bare, Padded, Request};
+pub use lab::{HostedActor, HostedCluster, LabApp};
 pub use world::{Answered, HostedConfig, HostedReport, Output, TestAnswer, run, run_app};

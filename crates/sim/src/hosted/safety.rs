@@ -152,7 +152,7 @@ impl<A: App> World<A> {
     /// `term` or before.
     fn note_learned(&mut self, term: Term) {
         let ledger = machine::lock(&self.ledger);
-        let applied = ledger.entries.keys().next_back().map_or(0, |i| i.get());
+        let applied = ledger.last_known().get();
         let learned = &mut self.safety.learned_in;
         learned.resize((applied as usize).max(learned.len()), term);
     }

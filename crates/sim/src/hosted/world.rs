@@ -71,6 +71,49 @@ pub struct HostedConfig {
 }
 
 impl HostedConfig {
+    /// The course's `make_config`: `members` voters on the course's
+    /// network (loss only when `unreliable`, no duplicates), each message
+    /// `latency_ns` late, the core's default settings, and snapshots
+    /// decided by bytes alone: at half of `maxraftstate`, as the course's
+    /// servers usually do and `flotilla_kv::Replica::snapshot_due` does
+    /// (our entries are compact, about 17 bytes for a small put where the
+    /// course's gob encoding takes several times that, so at the bound
+    /// itself the course's 50 puts would not fill the log); never without
+    /// it. The course's tests are their own clients and faults, which
+    /// `HostedCluster::new` leaves to them.
+    pub fn course(
+        members: u64,
+        unreliable: bool,
+        latency_ns: u64,
+        maxraftstate: Option<u64>,
+    ) -> HostedConfig {
+        HostedConfig {
+            members,
+            unreliable,
+            // Never, in practice (the host staggers members' snapshots by
+            // a phase below this, which must not overflow when added to
+            // an index).
+            snapshot_entries: 1 << 62,
+            snapshot_log_bytes: maxraftstate.map(|max| max / 2),
+            raft: Some(flotilla_raft::Config::new(NodeId(1), Vec::new())),
+            net: Some(NetConfig {
+                reliable: !unreliable,
+                base_delay_ns: latency_ns,
+                ..NetConfig::default()
+            }),
+            ..HostedConfig::default()
+        }
+    }
+
+    /// These settings with snapshots sent in chunks of `bytes`, so the
+    /// course's small snapshots still cross the network in several.
+    pub fn with_snapshot_chunks(mut self, bytes: u64) -> HostedConfig {
+        if let Some(raft) = &mut self.raft {
+            raft.snapshot_chunk_bytes = bytes;
+        }
+        self
+    }
+
     /// When members compact their logs: every this many entries, and
     /// once the log holds this many bytes.
     pub(crate) fn compaction(&self) -> (u64, Option<u64>) {
@@ -606,15 +649,7 @@ impl<A: App> World<A> {
     /// commit index (once the ledger knows it).
     fn check_core_conf(&mut self, m: u64, status: &flotilla_raft::Status) {
         let ledger = machine::lock(&self.ledger);
-        let known = ledger
-            .entries
-            .keys()
-            .next_back()
-            .copied()
-            .unwrap_or_default();
-        // The ledger knows the configuration up to the highest index any
-        // member applied.
-        if status.commit > known {
+        if status.commit > ledger.last_known() {
             return;
         }
         let expected = ledger.conf_at(status.commit);
@@ -681,8 +716,7 @@ impl<A: App> World<A> {
     fn final_configuration(&mut self) -> Result<(), String> {
         let last = {
             let ledger = machine::lock(&self.ledger);
-            let last = ledger.entries.keys().next_back().copied();
-            ledger.conf_at(last.unwrap_or_default()).clone()
+            ledger.conf_at(ledger.last_known()).clone()
         };
         if last.is_joint() {
             return Err(format!("still in the joint configuration {last:?}"));
