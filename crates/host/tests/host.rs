@@ -9,7 +9,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{Slot, leader, leader_counting, member, run};
-use flotilla_host::{Action, Applied, NodeError};
+use flotilla_host::{Action, Applied, NodeError, Pump};
 use flotilla_raft::{ConfChange, ConfChangeOp, LogIndex, NodeId};
 
 #[test]
@@ -236,5 +236,84 @@ fn a_member_that_applies_its_removal_knows_and_repoints_the_transport() {
     assert!(
         host.status().removed,
         "the member table says this member was removed"
+    );
+}
+
+/// Runs the host's pending syncs (and only them), as an executor whose
+/// disk answers now; other actions are dropped (a lone voter sends none).
+fn sync_pending(host: &mut common::TestHost) {
+    for a in host.take_actions() {
+        if let Action::Sync(lsn) = a {
+            host.wal().sync_to(lsn).expect("sync");
+            host.synced();
+        }
+    }
+}
+
+#[test]
+fn reads_waiting_when_a_member_applies_its_removal_are_answered_not_leader() {
+    let (mut host, sm) = leader(|_| {});
+    // The member table the machine keeps will say this member was
+    // removed once the next membership change applies.
+    sm.lock().expect("lock").removed.insert(NodeId(1));
+    let cc = ConfChange::new(vec![ConfChangeOp::AddLearner(NodeId(3))]);
+    host.change_membership(&cc, Slot::default());
+    // The change is made durable, so this lone voter commits it, but not
+    // yet applied.
+    assert_eq!(host.pump().expect("pump"), Pump::Quiet);
+    sync_pending(&mut host);
+    // A read now is confirmed at the change's index, so it still waits
+    // when the change applies: its member stops there and will never
+    // serve it.
+    let read = Slot::default();
+    host.read_index(read.clone());
+    run(&mut host);
+    let answer = read.take().map(|r| r.map(drop));
+    assert!(
+        matches!(
+            answer,
+            Some(Err(NodeError::NotLeader { leader_hint: None }))
+        ),
+        "{answer:?}"
+    );
+}
+
+#[test]
+fn reads_confirmed_past_what_applied_when_a_member_applies_its_removal_are_answered_not_leader() {
+    // One committed entry applied per Ready, so a read can be confirmed
+    // in one and the removal applied in a later one.
+    let (mut host, sm) = leader(|o| o.raft.max_apply_bytes = 1);
+    sm.lock().expect("lock").removed.insert(NodeId(1));
+    // Entries w, x, then the change c: w is synced alone, then x and c
+    // together, so that x and c are committed and neither is applied.
+    host.propose(Bytes::from_static(b"w"), Slot::default());
+    assert_eq!(host.pump().expect("pump"), Pump::Quiet);
+    let first_sync = host.take_actions();
+    host.propose(Bytes::from_static(b"x"), Slot::default());
+    assert_eq!(host.pump().expect("pump"), Pump::Quiet);
+    let cc = ConfChange::new(vec![ConfChangeOp::AddLearner(NodeId(3))]);
+    host.change_membership(&cc, Slot::default());
+    assert_eq!(host.pump().expect("pump"), Pump::Quiet);
+    for a in first_sync {
+        if let Action::Sync(lsn) = a {
+            host.wal().sync_to(lsn).expect("sync");
+            host.synced();
+        }
+    }
+    assert_eq!(host.pump().expect("pump"), Pump::Quiet);
+    sync_pending(&mut host);
+    assert_eq!(host.status().applied, LogIndex(2), "w applied, x and c not");
+    // Confirmed at c's index with x applied alongside: it waits among the
+    // confirmed reads when c applies.
+    let read = Slot::default();
+    host.read_index(read.clone());
+    run(&mut host);
+    let answer = read.take().map(|r| r.map(drop));
+    assert!(
+        matches!(
+            answer,
+            Some(Err(NodeError::NotLeader { leader_hint: None }))
+        ),
+        "{answer:?}"
     );
 }
