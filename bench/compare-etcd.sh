@@ -43,18 +43,10 @@ REF_NAME=etcd
 if [ -n "${REFERENCE:-}" ]; then
     [ -x "$REFERENCE" ] || { echo "REFERENCE=$REFERENCE is not an executable" >&2; exit 2; }
     REF_NAME=reference
-elif ! command -v etcd >/dev/null; then
-    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq etcd-server
 fi
-cargo build --release -q -p flotilla-cli
-F="${CARGO_TARGET_DIR:-$PWD/target}/release/flotilla"
-WORK="$(mktemp -d /tmp/flotilla-compare.XXXXXX)"
-PIDS=()
 # shellcheck source=bench/lib.sh
 . "$PWD/bench/lib.sh"
-trap 'stop; rm -rf "$WORK"' EXIT
+bench_setup compare
 
 # workload NAME EP ARGS...: one bench run; appends "NAME throughput p50" to $WORK/NAME.
 # cpu_ticks: user + system CPU of every process started here, in clock ticks.

@@ -22,18 +22,9 @@ for n in "$SECS" "$WATCHERS" "$KEYS"; do
         exit 2
     fi
 done
-if ! command -v etcd >/dev/null; then
-    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq etcd-server
-fi
-cargo build --release -q -p flotilla-cli
-F="${CARGO_TARGET_DIR:-$PWD/target}/release/flotilla"
-WORK="$(mktemp -d /tmp/flotilla-watch.XXXXXX)"
-PIDS=()
 # shellcheck source=bench/lib.sh
 . "$PWD/bench/lib.sh"
-trap 'stop; rm -rf "$WORK"' EXIT
+bench_setup watch
 EPS=(127.0.0.1:32379 127.0.0.1:32479 127.0.0.1:32579)
 ALL="$(IFS=,; echo "${EPS[*]}")"
 

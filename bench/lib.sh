@@ -1,15 +1,35 @@
-# Shared by the side-by-side benchmarks (compare-etcd.sh, compare-watch.sh):
-# starting 3-member etcd and Flotilla clusters on loopback ports
-# 32379/32479/32579 (fsync on for both), finding the leader, each member's
-# RSS, and stopping only the processes started here, by PID.
-# The caller sets F (this build's flotilla), WORK (a scratch directory),
-# PIDS=() and EPS (the three client endpoints); REFERENCE=BIN makes
-# start_etcd start that build of Flotilla instead of etcd.
+# Shared by the side-by-side benchmarks (compare-etcd.sh, compare-watch.sh,
+# mvcc-history.sh): their setup, starting 3-member etcd and Flotilla
+# clusters on loopback ports 32379/32479/32579 (fsync on for both),
+# finding the leader, each member's RSS, and stopping only the processes
+# started here, by PID.
+# The caller sources this from the repository's root, calls bench_setup,
+# and sets EPS (the three client endpoints); REFERENCE=BIN makes
+# start_etcd start that build of Flotilla instead of etcd. STOP_WAIT_S
+# (default 10) is how long stop lets a member exit before killing it.
+
+# bench_setup NAME: installs Debian's etcd-server if etcd is missing (and
+# no REFERENCE build stands in for it), builds this release, and sets F
+# (its flotilla), WORK (a scratch directory /tmp/flotilla-NAME.*, removed
+# at exit), PIDS=() and the exit trap that stops what was started.
+bench_setup() {
+    if [ -z "${REFERENCE:-}" ] && ! command -v etcd >/dev/null; then
+        local sudo=""
+        [ "$(id -u)" -ne 0 ] && sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq etcd-server
+    fi
+    cargo build --release -q -p flotilla-cli
+    F="${CARGO_TARGET_DIR:-$PWD/target}/release/flotilla"
+    WORK="$(mktemp -d "/tmp/flotilla-$1.XXXXXX")"
+    PIDS=()
+    trap 'stop; rm -rf "$WORK"' EXIT
+}
 
 stop() {
     for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do
-        for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        for _ in $(seq 1 $((${STOP_WAIT_S:-10} * 10))); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$p" 2>/dev/null || true
     done
     PIDS=()
@@ -33,7 +53,7 @@ rss() {
     for p in "${PIDS[@]}"; do
         i=$((i + 1))
         kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
-        printf '%s:%dMiB%s ' "$i" $((kb / 1024)) "$([ "${EPS[$((i - 1))]}" = "$LEADER_EP" ] && echo '*')"
+        printf '%s:%dMiB%s ' "$i" $((kb / 1024)) "$([ "${EPS[$((i - 1))]}" = "${LEADER_EP:-}" ] && echo '*')"
     done
 }
 
@@ -48,19 +68,21 @@ start_etcd() {
         etcd --name "e$i" --data-dir "$WORK/etcd$i" \
             --listen-client-urls "http://127.0.0.1:$cp" --advertise-client-urls "http://127.0.0.1:$cp" \
             --listen-peer-urls "http://127.0.0.1:$pp" --initial-advertise-peer-urls "http://127.0.0.1:$pp" \
-            --initial-cluster "$cl" --initial-cluster-state new >"$WORK/etcd$i.log" 2>&1 &
+            --initial-cluster "$cl" --initial-cluster-state new >>"$WORK/etcd$i.log" 2>&1 &
         PIDS+=($!)
     done
 }
 
-# start_flotilla [BIN] [DIR_PREFIX]: a 3-member cluster of BIN (this build).
+# start_flotilla [BIN] [DIR_PREFIX] [FLAGS...]: a 3-member cluster of BIN
+# (default: this build), each member started with FLAGS too; logs append,
+# so a restart on the same data keeps the first run's.
 start_flotilla() {
     local bin="${1:-$F}" prefix="${2:-flotilla}"
+    shift $(($# < 2 ? $# : 2))
     local peers="1=127.0.0.1:32379,2=127.0.0.1:32479,3=127.0.0.1:32579"
     for i in 1 2 3; do
         "$bin" server --id "$i" --listen "127.0.0.1:$((32279 + i * 100))" --peers "$peers" \
-            --data-dir "$WORK/$prefix$i" >"$WORK/$prefix$i.log" 2>&1 &
+            --data-dir "$WORK/$prefix$i" "$@" >>"$WORK/$prefix$i.log" 2>&1 &
         PIDS+=($!)
     done
 }
-

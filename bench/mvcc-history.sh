@@ -22,45 +22,18 @@ if ! [[ "$SECS" =~ ^[1-9][0-9]*$ && "$KEYS" =~ ^[1-9][0-9]*$ ]]; then
     echo "usage: bench/mvcc-history.sh [SECONDS] [KEYS] (whole numbers from 1; got '$SECS' '$KEYS')" >&2
     exit 2
 fi
-if ! command -v etcd >/dev/null; then
-    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq etcd-server
-fi
-cargo build --release -q -p flotilla-cli
-F="${CARGO_TARGET_DIR:-$PWD/target}/release/flotilla"
-WORK="$(mktemp -d /tmp/flotilla-mvcc.XXXXXX)"
-PIDS=()
-stop() {
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do
-        for _ in $(seq 1 300); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$p" 2>/dev/null || true
-    done
-    PIDS=()
-}
-trap 'stop; rm -rf "$WORK"' EXIT
+# shellcheck source=bench/lib.sh
+. "$PWD/bench/lib.sh"
+# A member with a big store may take longer than usual to stop; one
+# killed would make the restart a crash recovery.
+STOP_WAIT_S=30
+bench_setup mvcc
 EPS=(127.0.0.1:32379 127.0.0.1:32479 127.0.0.1:32579)
 ALL="$(IFS=,; echo "${EPS[*]}")"
 ectl() { ETCDCTL_API=3 etcdctl --endpoints "$ALL" --command-timeout 60s "$@"; }
 
 start() {
-    local sys="$1" i
-    local cl="e1=http://127.0.0.1:32380,e2=http://127.0.0.1:32480,e3=http://127.0.0.1:32580"
-    local peers="1=127.0.0.1:32379,2=127.0.0.1:32479,3=127.0.0.1:32579"
-    for i in 1 2 3; do
-        local cp=$((32279 + i * 100)) pp=$((32280 + i * 100))
-        if [ "$sys" = etcd ]; then
-            etcd --name "e$i" --data-dir "$WORK/etcd$i" \
-                --listen-client-urls "http://127.0.0.1:$cp" --advertise-client-urls "http://127.0.0.1:$cp" \
-                --listen-peer-urls "http://127.0.0.1:$pp" --initial-advertise-peer-urls "http://127.0.0.1:$pp" \
-                --initial-cluster "$cl" --initial-cluster-state new >>"$WORK/etcd$i.log" 2>&1 &
-        else
-            "$F" server --id "$i" --listen "127.0.0.1:$cp" --peers "$peers" \
-                --auto-compaction-retention 0 --data-dir "$WORK/flotilla$i" >>"$WORK/flotilla$i.log" 2>&1 &
-        fi
-        PIDS+=($!)
-    done
+    if [ "$1" = etcd ]; then start_etcd; else start_flotilla "$F" flotilla --auto-compaction-retention 0; fi
 }
 
 # ready: waits (up to 5 min) until a linearizable read is answered.
@@ -81,14 +54,6 @@ revision() {
     else
         echo 0
     fi
-}
-rss() {
-    local p kb out=""
-    for p in "${PIDS[@]}"; do
-        kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
-        out+="$((kb / 1024))MiB "
-    done
-    echo "$out"
 }
 ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 

@@ -24,10 +24,10 @@ use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::kv_client::KvClient;
 use flotilla_tls::ClientTls;
 use hdrhistogram::Histogram;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
+use super::LoadArgs;
 use crate::cluster::{EndpointArgs, runtime};
-use crate::units::parse_duration;
 
 /// `flotilla bench kv` arguments.
 #[derive(Debug, Args)]
@@ -40,15 +40,8 @@ pub struct KvBenchArgs {
     /// gRPC connections the clients share.
     #[arg(long, default_value_t = 8)]
     conns: usize,
-    /// How long to measure (after the warm-up).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    duration: Duration,
-    /// How long to run before measuring.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    warmup: Duration,
-    /// Bytes per value written.
-    #[arg(long, default_value_t = 256)]
-    value_size: usize,
+    #[command(flatten)]
+    load: LoadArgs,
     /// Fraction of requests that are gets (0 to 1).
     #[arg(long, default_value_t = 0.0)]
     read_ratio: f64,
@@ -101,23 +94,11 @@ async fn run(
     endpoints: &[String],
     tls: Option<Arc<ClientTls>>,
 ) -> anyhow::Result<Vec<ClientResult>> {
-    let mut channels = Vec::new();
-    for i in 0..args.conns {
-        let e = &endpoints[i % endpoints.len()];
-        let bare = e.strip_prefix("https://").or(e.strip_prefix("http://"));
-        let endpoint = Endpoint::from_shared(format!("http://{}", bare.unwrap_or(e)))
-            .with_context(|| format!("bad endpoint {e}"))?
-            .tcp_nodelay(true)
-            .timeout(Duration::from_secs(10));
-        let channel = match &tls {
-            Some(tls) => endpoint.connect_with_connector(tls.connector()).await,
-            None => endpoint.connect().await,
-        };
-        channels.push(channel.with_context(|| format!("cannot reach {e}"))?);
-    }
+    let timeout = Some(Duration::from_secs(10));
+    let channels = super::connect(endpoints, args.conns, tls.as_ref(), timeout).await?;
     let start = Instant::now();
-    let measure_from = start + args.warmup;
-    let end = measure_from + args.duration;
+    let measure_from = start + args.load.warmup;
+    let end = measure_from + args.load.duration;
     let named: Vec<(String, Channel)> = channels
         .iter()
         .enumerate()
@@ -130,7 +111,7 @@ async fn run(
                 .session
                 .then(|| Session::over(named.clone(), SessionOptions::default()).starting_at(c));
             let load = Load {
-                value: Bytes::from(vec![b'v'; args.value_size]),
+                value: Bytes::from(vec![b'v'; args.load.value_size]),
                 read_ratio: args.read_ratio,
                 serializable: args.serializable,
                 keys: args.keys,
@@ -229,7 +210,7 @@ fn report(args: &KvBenchArgs, endpoints: &[String], results: Vec<ClientResult>, 
         errors += r.errors;
         first_error = first_error.or(r.first_error);
     }
-    let secs = args.duration.as_secs_f64();
+    let secs = args.load.duration.as_secs_f64();
     let ms = |us: u64| us as f64 / 1000.0;
     let pct = |q: f64| ms(all.value_at_quantile(q));
     println!(
@@ -237,7 +218,7 @@ fn report(args: &KvBenchArgs, endpoints: &[String], results: Vec<ClientResult>, 
         endpoints.join(","),
         args.clients,
         args.conns,
-        args.value_size,
+        args.load.value_size,
         args.read_ratio,
         args.serializable,
         args.session
@@ -251,7 +232,7 @@ fn report(args: &KvBenchArgs, endpoints: &[String], results: Vec<ClientResult>, 
         pct(0.99),
         pct(0.999),
         ms(all.max()),
-        cpu / (secs + args.warmup.as_secs_f64()) * 100.0
+        cpu / (secs + args.load.warmup.as_secs_f64()) * 100.0
     );
     if let Some(e) = first_error {
         println!("first error: {e}");

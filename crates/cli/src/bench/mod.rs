@@ -1,4 +1,7 @@
-//! `flotilla bench`: benchmarks that print figures.
+//! `flotilla bench`: benchmarks that print figures. The load generators
+//! over etcd's API (`kv`, `watch`) share their timing and value arguments
+//! ([`LoadArgs`]) and their connections ([`connect`]: spread over the
+//! endpoints, TLS when the endpoints ask for it).
 
 mod corpus;
 mod floor;
@@ -9,8 +12,60 @@ mod raft;
 mod watch;
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
+use flotilla_tls::ClientTls;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::units::parse_duration;
+
+/// The timing and values of a closed-loop load.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// How long each measured phase runs.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// How long the load runs, unmeasured, before measuring.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Bytes per value written.
+    #[arg(long, default_value_t = 256)]
+    pub value_size: usize,
+}
+
+/// `conns` gRPC connections, connection `i` to endpoint `i mod n`, over
+/// TLS when `tls` is given, each request cut off after `request_timeout`
+/// if one is given (a Watch stream lives longer than any); the error
+/// names the endpoint that failed.
+pub async fn connect(
+    endpoints: &[String],
+    conns: usize,
+    tls: Option<&Arc<ClientTls>>,
+    request_timeout: Option<Duration>,
+) -> anyhow::Result<Vec<Channel>> {
+    let mut channels = Vec::with_capacity(conns);
+    for i in 0..conns {
+        let e = &endpoints[i % endpoints.len()];
+        let bare = e.strip_prefix("https://").or(e.strip_prefix("http://"));
+        let endpoint = Endpoint::from_shared(format!("http://{}", bare.unwrap_or(e)))
+            .with_context(|| format!("bad endpoint {e}"))?
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(10));
+        let endpoint = match request_timeout {
+            Some(t) => endpoint.timeout(t),
+            None => endpoint,
+        };
+        let channel = match tls {
+            Some(tls) => endpoint.connect_with_connector(tls.connector()).await,
+            None => endpoint.connect().await,
+        };
+        channels.push(channel.with_context(|| format!("cannot reach {e}"))?);
+    }
+    Ok(channels)
+}
 
 /// `flotilla bench` arguments.
 #[derive(Debug, Args)]

@@ -22,13 +22,14 @@ use clap::Args;
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::kv_client::KvClient;
 use flotilla_proto::etcdserverpb::watch_client::WatchClient;
+use flotilla_tls::ClientTls;
 use hdrhistogram::Histogram;
 use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::transport::Channel;
 
+use super::LoadArgs;
 use crate::cluster::{EndpointArgs, runtime};
-use crate::units::parse_duration;
 
 /// `flotilla bench watch` arguments.
 #[derive(Debug, Args)]
@@ -47,15 +48,10 @@ pub struct WatchBenchArgs {
     /// gRPC connections (each one Watch stream and its share of writers).
     #[arg(long, default_value_t = 8)]
     conns: usize,
-    /// How long each phase measures.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    duration: Duration,
-    /// How long the writers run, unmeasured, before the first phase.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    warmup: Duration,
-    /// Bytes per value written (at least 8: the sending time).
-    #[arg(long, default_value_t = 256)]
-    value_size: usize,
+    /// How long the load runs and each value's size (at least 8 bytes:
+    /// the sending time).
+    #[command(flatten)]
+    load: LoadArgs,
 }
 
 /// The largest latency recorded, in µs; slower events count as this.
@@ -70,36 +66,25 @@ pub fn main(args: WatchBenchArgs) -> anyhow::Result<ExitCode> {
     if args.watchers == 0 || args.keys == 0 || args.writers == 0 || args.conns == 0 {
         bail!("--watchers, --keys, --writers and --conns must be at least 1");
     }
-    if args.value_size < 8 {
+    if args.load.value_size < 8 {
         bail!("--value-size must be at least 8 (the value carries its sending time)");
     }
     let endpoints = args.endpoints.resolve();
+    let tls = args.endpoints.tls(&endpoints)?;
     let rt = runtime()?;
-    rt.block_on(run(&args, &endpoints))?;
+    rt.block_on(run(&args, &endpoints, tls))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn connect(args: &WatchBenchArgs, endpoints: &[String]) -> anyhow::Result<Vec<Channel>> {
-    let mut channels = Vec::new();
-    for i in 0..args.conns {
-        let e = &endpoints[i % endpoints.len()];
-        let bare = e.strip_prefix("http://").unwrap_or(e);
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{bare}"))
-            .with_context(|| format!("bad endpoint {e}"))?
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .with_context(|| format!("cannot reach {e}"))?;
-        channels.push(channel);
-    }
-    Ok(channels)
-}
-
-async fn run(args: &WatchBenchArgs, endpoints: &[String]) -> anyhow::Result<()> {
-    let channels = connect(args, endpoints).await?;
+async fn run(
+    args: &WatchBenchArgs,
+    endpoints: &[String],
+    tls: Option<Arc<ClientTls>>,
+) -> anyhow::Result<()> {
+    let channels = super::connect(endpoints, args.conns, tls.as_ref(), None).await?;
     let epoch = Instant::now();
-    write_phase(args, &channels, epoch, args.warmup).await?;
-    let alone = write_phase(args, &channels, epoch, args.duration).await?;
+    write_phase(args, &channels, epoch, args.load.warmup).await?;
+    let alone = write_phase(args, &channels, epoch, args.load.duration).await?;
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
     let received = Arc::new(AtomicU64::new(0));
     let mut streams = Vec::new();
@@ -132,7 +117,7 @@ async fn run(args: &WatchBenchArgs, endpoints: &[String]) -> anyhow::Result<()> 
         }
     }
     let before = received.load(Ordering::Relaxed);
-    let with = write_phase(args, &channels, epoch, args.duration).await?;
+    let with = write_phase(args, &channels, epoch, args.load.duration).await?;
     // Let the last events arrive (or give up on them after 5 s: the
     // report then shows fewer than expected).
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -248,7 +233,7 @@ async fn write_phase(
     let mut tasks = Vec::new();
     for w in 0..args.writers {
         let mut kv = KvClient::new(channels[w % channels.len()].clone());
-        let (keys, size, watchers) = (args.keys, args.value_size, args.watchers);
+        let (keys, size, watchers) = (args.keys, args.load.value_size, args.watchers);
         tasks.push(tokio::spawn(async move {
             let (mut n, mut events, mut revision) = (0u64, 0u64, 0i64);
             let mut x = (w as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
