@@ -31,9 +31,10 @@ use flotilla_raft::rng::SplitMix64;
 use flotilla_raft::{LogIndex, NodeId, Role, Term};
 
 use super::app::{App, Padded, Request};
+use super::config::HostedConfig;
 use super::machine;
 use super::member::{SimHost, SimWaiter};
-use super::world::{HostedConfig, Output, TEST, TestAnswer, World};
+use super::world::{Output, TEST, TestAnswer, World};
 use crate::lab::Tester;
 use crate::lab::{Actor, Failure};
 

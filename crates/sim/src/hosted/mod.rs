@@ -62,6 +62,7 @@
 mod admin;
 pub mod app;
 mod clients;
+mod config;
 mod faults;
 mod lab;
 pub mod ledger;
@@ -73,5 +74,6 @@ mod trace;
 mod world;
 
 pub use app::{App, Bare, Padded, Request};
+pub use config::HostedConfig;
 pub use lab::{HostedActor, HostedCluster, LabApp};
-pub use world::{Answered, HostedConfig, HostedReport, Output, TestAnswer, run, run_app};
+pub use world::{Answered, HostedReport, Output, TestAnswer, run, run_app};

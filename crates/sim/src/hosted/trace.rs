@@ -47,7 +47,7 @@ impl<A: App> World<A> {
 #[cfg(test)]
 mod tests {
     use super::super::app::Bare;
-    use super::super::world::HostedConfig;
+    use super::super::config::HostedConfig;
     use super::*;
     use crate::net::MS;
 
