@@ -205,12 +205,6 @@ impl Maintenance for ClusterService {
                 "flotilla: an alarm to raise or clear needs its type",
             ));
         };
-        // Nothing here acts on CORRUPT yet (etcd's refuses every request
-        // while it is raised), so raising it is refused rather than
-        // recorded to no effect; clearing one is harmless.
-        if raise && kind == flotilla_kv::AlarmKind::Corrupt {
-            return Err(EtcdError::Unsupported("raising the CORRUPT alarm").into());
-        }
         let existed = lock(&self.core.sm)
             .replica
             .store()

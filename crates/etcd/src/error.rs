@@ -65,6 +65,9 @@ pub enum EtcdError {
     /// is raised.
     #[error("etcdserver: mvcc: database space exceeded")]
     NoSpace,
+    /// A write while a CORRUPT alarm is raised: members' data differed.
+    #[error("etcdserver: corrupt cluster")]
+    Corrupt,
     /// A lock or election contender's lease ended while it waited.
     #[error("session expired")]
     RecipeSessionExpired,
@@ -118,9 +121,6 @@ pub enum EtcdError {
     /// README's table of refusals names each).
     #[error("flotilla: {0}")]
     Refused(String),
-    /// A request for something Flotilla does not do.
-    #[error("flotilla does not support {0} yet")]
-    Unsupported(&'static str),
     /// A broken promise inside this member (a bug), with what broke.
     #[error("{0}")]
     Internal(String),
@@ -149,6 +149,7 @@ impl EtcdError {
             E::Stopped => (Code::Unavailable, None),
             E::TooManyRequests => (Code::ResourceExhausted, None),
             E::NoSpace => (Code::ResourceExhausted, Some(Kind::NoSpace)),
+            E::Corrupt => (Code::DataLoss, None),
             E::Compacted | E::FutureRevision => (Code::OutOfRange, None),
             E::MemberNotFound | E::LeaseNotFound => (Code::NotFound, None),
             E::LeaseExists => (Code::FailedPrecondition, None),
@@ -169,7 +170,6 @@ impl EtcdError {
             E::NotLeader => (Code::Unavailable, Some(Kind::NotLeader)),
             E::SessionExpired => (Code::FailedPrecondition, Some(Kind::SessionExpired)),
             E::Refused(_) => (Code::FailedPrecondition, None),
-            E::Unsupported(_) => (Code::Unimplemented, None),
             E::Internal(_) => (Code::Internal, None),
         }
     }
@@ -197,6 +197,7 @@ impl From<Refusal> for EtcdError {
             Refusal::LeaseNotFound { .. } => EtcdError::LeaseNotFound,
             Refusal::LeaseExists { .. } => EtcdError::LeaseExists,
             Refusal::NoSpace => EtcdError::NoSpace,
+            Refusal::Corrupt => EtcdError::Corrupt,
         }
     }
 }
@@ -248,11 +249,6 @@ mod tests {
                 Code::FailedPrecondition,
                 "etcdserver: member ID already exist (member 7 was removed, and a removed ID is never reused)",
             ),
-            (
-                EtcdError::Unsupported("raising the CORRUPT alarm"),
-                Code::Unimplemented,
-                "flotilla does not support raising the CORRUPT alarm yet",
-            ),
         ];
         for (e, code, message) in cases {
             let s = Status::from(e);
@@ -283,6 +279,11 @@ mod tests {
                 EtcdError::NoLeader,
                 Code::Unavailable,
                 "etcdserver: no leader",
+            ),
+            (
+                EtcdError::Corrupt,
+                Code::DataLoss,
+                "etcdserver: corrupt cluster",
             ),
             (
                 EtcdError::ElectionNotLeader,

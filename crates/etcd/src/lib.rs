@@ -36,6 +36,8 @@
 //!   `v3electionpb.Election`.
 //! - [`compactor`]: automatic compaction of the store's history
 //!   (etcd's `--auto-compaction-*`).
+//! - [`corrupt`]: members compare hashes of their history and a mismatch
+//!   raises the CORRUPT alarm (etcd's `--experimental-*-corrupt-check*`).
 //! - [`watch`]: the hub that carries applied changes to watchers, and which
 //!   changes a watch selects; [`watch_service`]: `etcdserverpb.Watch`.
 
@@ -47,6 +49,7 @@ pub mod compactor;
 pub mod conns;
 pub mod convert;
 pub mod core;
+pub mod corrupt;
 pub mod election_service;
 pub mod error;
 pub mod gateway;

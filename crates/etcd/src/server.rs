@@ -87,6 +87,14 @@ pub struct ServerConfig {
     /// How much data the store may hold (etcd's `--quota-backend-bytes`,
     /// [`Core::with_quota_bytes`]).
     pub quota_backend_bytes: u64,
+    /// How often the leader compares members' hashes of the key history
+    /// ([`crate::corrupt`], etcd's `--experimental-corrupt-check-time`);
+    /// none: never.
+    pub corrupt_check_every: Option<Duration>,
+    /// Compare this member's hash with its peers' before serving, and
+    /// refuse to start if one differs (etcd's
+    /// `--experimental-initial-corrupt-check`).
+    pub initial_corrupt_check: bool,
     /// TLS for clients and peers (etcd's `--cert-file` ... flags); none:
     /// plaintext.
     pub tls: Option<flotilla_tls::ServerTlsFiles>,
@@ -156,6 +164,10 @@ pub enum ServerError {
     /// The initial member list could not be had.
     #[error("finding the cluster's initial members")]
     Join(#[from] crate::join::JoinError),
+    /// The initial corruption check found this member's data differing
+    /// from a peer's.
+    #[error("{0}")]
+    Corrupt(String),
 }
 
 /// The cluster's id: a hash (FNV-1a) of its member list, so that nodes
@@ -451,8 +463,23 @@ fn spawn_tasks(
 ) {
     crate::compactor::spawn(core.clone(), cfg.auto_compaction, closing.clone());
     crate::leases::spawn(core.clone(), Arc::clone(keeper), closing.clone());
+    if let Some(every) = cfg.corrupt_check_every {
+        crate::corrupt::spawn(core.clone(), every, closing.clone());
+    }
     let (core, closing) = (core.clone(), closing.clone());
     tokio::spawn(async move { core.publish_start(closing).await });
+}
+
+/// With `--experimental-initial-corrupt-check`, compares this member's
+/// hash with its peers' before it serves, as etcd (peers not up yet are
+/// skipped).
+async fn initial_corrupt_check(cfg: &ServerConfig, core: &Core) -> Result<(), ServerError> {
+    if !cfg.initial_corrupt_check {
+        return Ok(());
+    }
+    crate::corrupt::initial_check(core)
+        .await
+        .map_err(ServerError::Corrupt)
 }
 
 /// The lessor of a member whose elections take `election_ticks` ticks.
@@ -518,6 +545,7 @@ pub async fn run(
     .with_strict_reconfig(cfg.strict_reconfig_check)
     .with_max_request_bytes(cfg.max_request_bytes)
     .with_quota_bytes(cfg.quota_backend_bytes);
+    initial_corrupt_check(&cfg, &core).await?;
     let closing = closing_flag(async move {
         tokio::select! {
             _ = shutdown => {}

@@ -34,6 +34,8 @@ async fn member(test: &str) -> (String, Scratch, tokio::sync::oneshot::Sender<()
         max_request_bytes: flotilla_etcd::core::DEFAULT_MAX_REQUEST_BYTES,
         auto_compaction: flotilla_etcd::compactor::Retention::Off,
         quota_backend_bytes: flotilla_etcd::core::DEFAULT_QUOTA_BYTES,
+        corrupt_check_every: None,
+        initial_corrupt_check: false,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let listeners = Listeners {

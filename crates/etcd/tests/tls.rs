@@ -48,6 +48,8 @@ async fn member(scratch: &Scratch, w: &Written) -> (String, tokio::sync::oneshot
         max_request_bytes: flotilla_etcd::core::DEFAULT_MAX_REQUEST_BYTES,
         auto_compaction: flotilla_etcd::compactor::Retention::Off,
         quota_backend_bytes: flotilla_etcd::core::DEFAULT_QUOTA_BYTES,
+        corrupt_check_every: None,
+        initial_corrupt_check: false,
         tls: Some(ServerTlsFiles {
             client: member_files(w, "node1"),
             client_cert_auth: true,

@@ -100,6 +100,11 @@ pub enum Refusal {
     /// `etcdserver: mvcc: database space exceeded`).
     #[error("the store is over its quota (a NOSPACE alarm is raised)")]
     NoSpace,
+    /// A write while a CORRUPT alarm is raised (etcd's `etcdserver:
+    /// corrupt cluster`): members' data differed, and until an operator
+    /// clears the alarm no write may build on it.
+    #[error("the cluster is marked corrupt (a CORRUPT alarm is raised)")]
+    Corrupt,
     /// A read or a compaction at a revision the store has not reached
     /// (etcd's `mvcc: required revision is a future revision`).
     #[error("revision {requested} is a future revision (the store is at {current})")]

@@ -559,6 +559,7 @@ fn put_refusal(out: &mut Vec<u8>, r: &Refusal) {
             put_u64(out, *id as u64);
         }
         Refusal::NoSpace => out.push(6),
+        Refusal::Corrupt => out.push(7),
     }
 }
 
@@ -590,6 +591,7 @@ fn refusal(d: &mut Decoder) -> R<Refusal> {
             id: d.u64("lease id")? as i64,
         }),
         6 => Ok(Refusal::NoSpace),
+        7 => Ok(Refusal::Corrupt),
         t => Err(bad_tag(d, "refusal", t)),
     }
 }

@@ -264,6 +264,30 @@ impl Op {
         }
     }
 
+    /// Whether a CORRUPT alarm refuses the operation, as etcd's corrupt
+    /// applier refuses it: every change of keys, a transaction that may
+    /// write, a compaction, a lease grant or revoke. Reads go on, and so
+    /// do what only records the cluster's own state (alarms, so that one
+    /// can be cleared; members' starts; lease checkpoints).
+    pub fn refused_when_corrupt(&self) -> bool {
+        match self {
+            Op::Put { .. }
+            | Op::Append { .. }
+            | Op::Rewrite { .. }
+            | Op::Delete { .. }
+            | Op::DeleteRange { .. }
+            | Op::Compact { .. }
+            | Op::LeaseGrant { .. }
+            | Op::LeaseRevoke { .. } => true,
+            Op::Txn(_) => !self.is_read_only(),
+            Op::Get { .. }
+            | Op::Range { .. }
+            | Op::LeaseCheckpoint { .. }
+            | Op::Alarm { .. }
+            | Op::MemberStarted { .. } => false,
+        }
+    }
+
     /// Whether the operation never changes the store (it may then be served
     /// by a read index instead of a log entry).
     pub fn is_read_only(&self) -> bool {

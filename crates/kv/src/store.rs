@@ -123,9 +123,23 @@ impl Store {
     /// with its own value exists. A transaction is checked against the
     /// state before it, as a whole.
     pub fn check_state(&self, op: &Op) -> Result<(), Refusal> {
+        // First: etcd's corrupt applier refuses a write whatever else
+        // is wrong with it.
+        self.check_corrupt(op)?;
         self.check_revisions(op)?;
         self.check_leases(op)?;
         self.check_space(op)
+    }
+
+    /// While a CORRUPT alarm is raised (by any member), writes are
+    /// refused ([`Op::refused_when_corrupt`]).
+    fn check_corrupt(&self, op: &Op) -> Result<(), Refusal> {
+        let corrupt = self.alarms.iter().any(|(_, k)| *k == AlarmKind::Corrupt);
+        if corrupt && op.refused_when_corrupt() {
+            Err(Refusal::Corrupt)
+        } else {
+            Ok(())
+        }
     }
 
     /// While a NOSPACE alarm is raised, what adds data is refused, as

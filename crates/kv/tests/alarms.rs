@@ -107,3 +107,62 @@ fn the_size_grows_with_writes_and_shrinks_once_a_compaction_is_swept() {
     one.apply(&Op::put("abc", "defg"));
     assert_eq!(one.size_bytes(), 3 + 4 + 96, "key, value and the indexes");
 }
+
+#[test]
+fn a_raised_corrupt_alarm_refuses_every_write_and_lets_reads_and_alarms_through() {
+    let mut s = Store::with_history();
+    s.apply(&Op::put("k", "v"));
+    s.apply(&Op::LeaseGrant { id: 1, ttl: 10 });
+    // etcd raises it for member 0: which member diverged is not known.
+    let corrupt = |raise| Op::Alarm {
+        raise,
+        member: 0,
+        kind: AlarmKind::Corrupt,
+    };
+    s.apply(&corrupt(true));
+    let read_only_txn = Op::Txn(Txn {
+        compares: vec![Compare::exists("k")],
+        success: vec![Op::get("k")],
+        failure: vec![],
+    });
+    let delete_in_failure = Op::Txn(Txn {
+        compares: vec![Compare::exists("k")],
+        success: vec![Op::get("k")],
+        failure: vec![Op::delete("k")],
+    });
+    for op in [
+        Op::put("k", "w"),
+        Op::append("k", "w"),
+        Op::rewrite("k", 0),
+        Op::delete("k"),
+        Op::delete_prefix("", false),
+        Op::Compact { revision: 1 },
+        // Refused as corrupt before anything else is checked, as etcd.
+        Op::Compact { revision: 99 },
+        Op::LeaseGrant { id: 2, ttl: 10 },
+        Op::LeaseRevoke { id: 1 },
+        Op::LeaseRevoke { id: 42 },
+        delete_in_failure,
+    ] {
+        assert_eq!(s.check_state(&op), Err(Refusal::Corrupt), "{op:?}");
+    }
+    for op in [
+        Op::get("k"),
+        Op::prefix("", 0),
+        read_only_txn,
+        Op::LeaseCheckpoint {
+            checkpoints: vec![(1, 5)],
+        },
+        Op::MemberStarted { member: 2 },
+        alarm(true, 3),
+        corrupt(false),
+    ] {
+        assert_eq!(s.check_state(&op), Ok(()), "{op:?}");
+    }
+    s.apply(&corrupt(false));
+    assert_eq!(s.check_state(&Op::put("k", "w")), Ok(()));
+    assert_eq!(
+        Refusal::Corrupt.to_string(),
+        "the cluster is marked corrupt (a CORRUPT alarm is raised)"
+    );
+}

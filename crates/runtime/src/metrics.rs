@@ -80,6 +80,9 @@ pub struct Metrics {
     /// Peer messages dropped undecoded: bytes that are no message, or a
     /// message not addressed to this node or not from the batch's sender.
     pub peer_messages_undecodable: AtomicU64,
+    /// Members' hashes of the key history compared with this member's
+    /// as leader (the etcd server's corruption checks).
+    pub corruption_checks: AtomicU64,
     /// WAL sync latency.
     pub fsync: Histogram,
     /// etcd request latency, per method of [`METHODS`].
@@ -153,6 +156,11 @@ impl Metrics {
                 "flotilla_peer_messages_undecodable_total",
                 "Peer messages dropped as undecodable or misaddressed.",
                 &self.peer_messages_undecodable,
+            ),
+            (
+                "flotilla_corruption_checks_total",
+                "Members' hashes of the key history compared with this leader's.",
+                &self.corruption_checks,
             ),
         ];
         for (name, help, v) in counters {

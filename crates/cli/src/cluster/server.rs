@@ -109,6 +109,18 @@ pub struct ServerArgs {
     /// 10000 revisions].
     #[arg(long, env = "FLOTILLA_AUTO_COMPACTION_RETENTION")]
     pub auto_compaction_retention: Option<String>,
+    /// How often the leader compares every member's hash of the key
+    /// history (etcd's flag: `500ms`, `30s`, `5m`); if they differ it
+    /// raises a CORRUPT alarm, which stops writes until `alarm disarm`
+    /// [default: 0s, never].
+    #[arg(long, env = "FLOTILLA_EXPERIMENTAL_CORRUPT_CHECK_TIME")]
+    pub experimental_corrupt_check_time: Option<String>,
+    /// Before serving, compare this member's hash of the key history with
+    /// its peers' and refuse to start if one with the same compaction
+    /// differs (etcd's flag).
+    #[arg(long, env = "FLOTILLA_EXPERIMENTAL_INITIAL_CORRUPT_CHECK")]
+    #[serde(default)]
+    pub experimental_initial_corrupt_check: bool,
     /// This member's certificate for clients (etcd's flag; PEM). With it
     /// the port speaks TLS only, to clients and peers alike.
     #[arg(long, env = "FLOTILLA_CERT_FILE", help_heading = "TLS")]
@@ -191,20 +203,15 @@ pub fn resolve(args: ServerArgs, file: ServerArgs) -> anyhow::Result<Settings> {
     if tick_ms == 0 {
         bail!("--tick-ms must be at least 1");
     }
-    let max_request_bytes = args
-        .max_request_bytes
-        .or(file.max_request_bytes)
-        .unwrap_or(DEFAULT_MAX_REQUEST_BYTES);
-    if !(1..=MAX_REQUEST_BYTES_LIMIT).contains(&max_request_bytes) {
-        bail!(
-            "--max-request-bytes {max_request_bytes} is out of range: it must be 1 to \
-             {MAX_REQUEST_BYTES_LIMIT}"
-        );
-    }
+    let max_request_bytes = max_request_bytes(args.max_request_bytes.or(file.max_request_bytes))?;
     let auto_compaction = auto_compaction(
         args.auto_compaction_mode.or(file.auto_compaction_mode),
         args.auto_compaction_retention
             .or(file.auto_compaction_retention),
+    )?;
+    let corrupt_check_every = corrupt_check_every(
+        args.experimental_corrupt_check_time
+            .or(file.experimental_corrupt_check_time),
     )?;
     let cfg = ServerConfig {
         id: NodeId(id),
@@ -221,6 +228,9 @@ pub fn resolve(args: ServerArgs, file: ServerArgs) -> anyhow::Result<Settings> {
         max_request_bytes,
         auto_compaction,
         quota_backend_bytes: quota(args.quota_backend_bytes.or(file.quota_backend_bytes)),
+        corrupt_check_every,
+        initial_corrupt_check: args.experimental_initial_corrupt_check
+            || file.experimental_initial_corrupt_check,
         tls,
     };
     Ok(Settings {
@@ -228,6 +238,28 @@ pub fn resolve(args: ServerArgs, file: ServerArgs) -> anyhow::Result<Settings> {
         listen,
         metrics_listen,
     })
+}
+
+/// `--max-request-bytes`, checked against etcd's bounds.
+fn max_request_bytes(bytes: Option<usize>) -> anyhow::Result<usize> {
+    let bytes = bytes.unwrap_or(DEFAULT_MAX_REQUEST_BYTES);
+    if !(1..=MAX_REQUEST_BYTES_LIMIT).contains(&bytes) {
+        bail!(
+            "--max-request-bytes {bytes} is out of range: it must be 1 to \
+             {MAX_REQUEST_BYTES_LIMIT}"
+        );
+    }
+    Ok(bytes)
+}
+
+/// `--experimental-corrupt-check-time`: none or zero is never, as in etcd.
+fn corrupt_check_every(every: Option<String>) -> anyhow::Result<Option<Duration>> {
+    let Some(every) = every else {
+        return Ok(None);
+    };
+    let every = crate::units::parse_duration(&every)
+        .map_err(|e| anyhow::anyhow!("--experimental-corrupt-check-time: {e}"))?;
+    Ok(Some(every).filter(|d| !d.is_zero()))
 }
 
 /// `--quota-backend-bytes`: none or 0 is the default, as in etcd.
@@ -478,6 +510,33 @@ max-request-bytes = 2000000
         assert!(e.contains("needs --auto-compaction-retention"), "{e}");
         let e = with(Some("yearly"), Some("1")).unwrap_err().to_string();
         assert!(e.contains("periodic or revision"), "{e}");
+    }
+
+    #[test]
+    fn corruption_checks_take_etcd_s_flags() {
+        let with = |every: Option<&str>, initial: bool| {
+            let args = ServerArgs {
+                experimental_corrupt_check_time: every.map(String::from),
+                experimental_initial_corrupt_check: initial,
+                ..ServerArgs::default()
+            };
+            resolve(args, file(FULL))
+                .map(|s| (s.cfg.corrupt_check_every, s.cfg.initial_corrupt_check))
+        };
+        assert_eq!(with(None, false).unwrap(), (None, false));
+        assert_eq!(with(Some("0s"), true).unwrap(), (None, true));
+        assert_eq!(
+            with(Some("250ms"), false).unwrap(),
+            (Some(Duration::from_millis(250)), false)
+        );
+        let e = with(Some("often"), false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--experimental-corrupt-check-time: `often` is not a duration (try 500ms, 10s or 2m)"
+        );
+        let in_file = format!("{FULL}experimental-corrupt-check-time = \"1m\"\n");
+        let s = resolve(ServerArgs::default(), file(&in_file)).unwrap();
+        assert_eq!(s.cfg.corrupt_check_every, Some(Duration::from_secs(60)));
     }
 
     #[test]

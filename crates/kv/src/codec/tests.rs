@@ -329,6 +329,7 @@ fn old_encodings_still_decode_and_unknown_tags_are_named() {
 fn lease_and_alarm_outcomes_round_trip() {
     let outcomes = [
         Outcome::Refused(Refusal::NoSpace),
+        Outcome::Refused(Refusal::Corrupt),
         Outcome::Refused(Refusal::LeaseNotFound { id: -2 }),
         Outcome::Refused(Refusal::LeaseExists { id: 3 }),
         Outcome::Ok {
