@@ -110,4 +110,14 @@ fn etcd_s_http_endpoints_share_the_client_port() {
         let (code, body) = http_get(&survivor, "/health");
         (code == 503 && body == r#"{"health":"false"}"#).then_some(())
     });
+    // Status lists the missing leader among its errors, as etcd's does,
+    // once the survivor stops knowing one.
+    flotilla_testkit::wait_for("status to say no leader", Duration::from_secs(20), || {
+        let (code, status) =
+            flotilla_testkit::http::post(&survivor, "/v3/maintenance/status", "{}");
+        assert_eq!(code, 200, "{status}");
+        status
+            .contains(r#""errors":["etcdserver: no leader"]"#)
+            .then_some(())
+    });
 }

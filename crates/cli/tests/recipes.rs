@@ -107,14 +107,87 @@ fn locks_are_granted_in_queue_order_and_released() {
         until_queued(&ch, "job/", 0).await;
         let err = locks.lock(lock(424_242)).await.unwrap_err();
         assert_eq!(err.message(), "etcdserver: requested lease not found");
-        let empty = locks
-            .lock(lpb::LockRequest {
-                name: "".into(),
-                lease: l1,
-            })
-            .await;
-        assert_eq!(empty.unwrap_err().code(), tonic::Code::InvalidArgument);
     });
+}
+
+/// What etcd's lock and election servers do that its recipes' clients
+/// lean on: a contender without a lease holds one of its own, of 60
+/// seconds that nothing renews (as etcd's orphaned session: a holder that
+/// went away does not hold the lock for ever); an empty name is a queue
+/// like any other; refusals come back as its in-process client's errors,
+/// UNKNOWN.
+#[test]
+fn contenders_without_a_lease_hold_one_of_their_own_and_refusals_are_unknown() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let cluster = Cluster::start("recipes-etcd", 3);
+    cluster.wait_leader(&rt);
+    rt.block_on(async {
+        let ch = channel(&cluster.endpoints[1]).await;
+        let mut locks = LockClient::new(ch.clone());
+        let mut leases = LeaseClient::new(ch.clone());
+        let lock = |name: &'static str, lease| lpb::LockRequest {
+            name: name.into(),
+            lease,
+        };
+        let err = locks.lock(lock("job", 424_242)).await.unwrap_err();
+        assert_eq!(
+            (err.code(), err.message()),
+            (
+                tonic::Code::Unknown,
+                "etcdserver: requested lease not found"
+            )
+        );
+        let unnamed = locks
+            .unlock(lpb::UnlockRequest { key: "".into() })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (unnamed.code(), unnamed.message()),
+            (tonic::Code::Unknown, "etcdserver: key is not provided")
+        );
+        let l1 = grant(&ch, 30).await;
+        let empty = locks.lock(lock("", l1)).await.unwrap().into_inner();
+        assert_eq!(empty.key, format!("/{l1:x}").into_bytes());
+        let own = locks.lock(lock("job", 0)).await.unwrap().into_inner();
+        assert_ne!(session_lease_of(&mut leases, &own.key, "job/").await, l1);
+        let mut e = ElectionClient::new(ch.clone());
+        let campaign = epb::CampaignRequest {
+            name: "chief".into(),
+            lease: 0,
+            value: "d".into(),
+        };
+        let led = e.campaign(campaign).await.unwrap().into_inner().leader;
+        let led = led.unwrap();
+        let own = session_lease_of(&mut leases, &led.key, "chief/").await;
+        assert_eq!(led.lease, own);
+        let missing = e
+            .proclaim(epb::ProclaimRequest {
+                leader: None,
+                value: "x".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::Unknown);
+    });
+}
+
+/// The lease a contender's key `key` (under `prefix`) names, checked to
+/// be a session lease granted for 60 seconds.
+async fn session_lease_of(leases: &mut LeaseClient<Channel>, key: &[u8], prefix: &str) -> i64 {
+    let hex = std::str::from_utf8(key)
+        .unwrap()
+        .strip_prefix(prefix)
+        .unwrap();
+    let id = i64::from_str_radix(hex, 16).unwrap();
+    assert_ne!(id, 0, "a lease of its own");
+    let ttl = leases
+        .lease_time_to_live(pb::LeaseTimeToLiveRequest { id, keys: true })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ttl.granted_ttl, 60);
+    assert_eq!(ttl.keys, vec![key.to_vec()]);
+    id
 }
 
 fn value(r: &epb::LeaderResponse) -> String {
@@ -188,7 +261,7 @@ fn an_election_is_led_proclaimed_observed_and_handed_over() {
             .resign(epb::ResignRequest { leader: None })
             .await
             .unwrap_err();
-        assert_eq!(missing.code(), tonic::Code::InvalidArgument);
+        assert_eq!(missing.code(), tonic::Code::Unknown);
         assert_eq!(missing.message(), "\"leader\" field must be provided");
     });
 }

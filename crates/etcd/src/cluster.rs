@@ -114,8 +114,13 @@ impl Maintenance for ClusterService {
         let (size, errors) = {
             let sm = lock(&self.core.sm);
             let store = sm.replica.store();
-            let errors = store.alarms().map(|(m, k)| alarm_text(m, k)).collect();
-            (store.size_bytes() as i64, errors)
+            let alarms = store.alarms().map(|(m, k)| alarm_text(m, k));
+            // etcd lists a missing leader first, then the alarms.
+            let no_leader = s.leader.is_none().then(|| EtcdError::NoLeader.to_string());
+            (
+                store.size_bytes() as i64,
+                no_leader.into_iter().chain(alarms).collect(),
+            )
         };
         Ok(Response::new(pb::StatusResponse {
             header: self.core.header(self.revision(), s.term),
@@ -158,9 +163,8 @@ impl Maintenance for ClusterService {
         )
         .await;
         match moved {
-            Ok(Ok(_)) => Ok(Response::new(pb::MoveLeaderResponse {
-                header: self.header(),
-            })),
+            // etcd answers without a header.
+            Ok(Ok(_)) => Ok(Response::new(pb::MoveLeaderResponse { header: None })),
             Ok(Err(_)) => Err(EtcdError::Stopped.into()),
             Err(_) => Err(EtcdError::LeaderTransferTimeout.into()),
         }
@@ -193,7 +197,7 @@ impl Maintenance for ClusterService {
                     .map(|(m, k)| alarm_member(m, k))
                     .collect();
                 return Ok(Response::new(pb::AlarmResponse {
-                    header: self.header(),
+                    header: None,
                     alarms,
                 }));
             }
@@ -215,7 +219,7 @@ impl Maintenance for ClusterService {
             member: r.member_id,
             kind,
         };
-        let (term, revision, _) = self.core.write(op).await?;
+        self.core.write(op).await?;
         // etcd answers with the alarm raised, or the one cleared if it was.
         let alarms = if raise || existed {
             vec![alarm_member(r.member_id, kind)]
@@ -223,7 +227,7 @@ impl Maintenance for ClusterService {
             Vec::new()
         };
         Ok(Response::new(pb::AlarmResponse {
-            header: self.core.header(revision, term),
+            header: None,
             alarms,
         }))
     }
@@ -242,9 +246,7 @@ impl Maintenance for ClusterService {
         while lock(&self.core.sm).replica.sweep(DEFRAG_STEP) {
             tokio::task::yield_now().await;
         }
-        Ok(Response::new(pb::DefragmentResponse {
-            header: self.header(),
-        }))
+        Ok(Response::new(pb::DefragmentResponse { header: None }))
     }
 
     type SnapshotStream = SnapshotStream;
@@ -270,13 +272,17 @@ impl Maintenance for ClusterService {
             .await
             .map_err(|e| Status::internal(format!("taking the snapshot: {e}")))?;
         let file = crate::backup::encode(&data);
-        let header = self.core.header(revision, self.core.node.term());
+        tracing::info!(
+            revision,
+            bytes = file.len(),
+            "sending a snapshot to a client"
+        );
         let chunks: Vec<Result<pb::SnapshotResponse, Status>> = (0..file.len())
             .step_by(SNAPSHOT_CHUNK)
             .map(|start| {
                 let end = (start + SNAPSHOT_CHUNK).min(file.len());
                 Ok(pb::SnapshotResponse {
-                    header,
+                    header: None,
                     remaining_bytes: (file.len() - end) as u64,
                     blob: file.slice(start..end),
                 })

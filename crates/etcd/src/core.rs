@@ -59,6 +59,9 @@ pub struct Core {
     pub initial: Arc<BTreeMap<NodeId, String>>,
     /// Session ids for plain etcd requests.
     pub ids: Arc<SessionIds>,
+    /// Lease ids minted on this member (the Lease service's grants and
+    /// the recipes' own sessions): one counter, so they never collide.
+    pub lease_ids: Arc<crate::lease_service::LeaseIds>,
     /// How long a request may take.
     pub timeout: Duration,
     /// Request latencies go here.
@@ -105,6 +108,7 @@ impl Core {
             sm,
             initial,
             ids: Arc::new(SessionIds::new(me.get())),
+            lease_ids: Arc::new(crate::lease_service::LeaseIds::new(me.get())),
             timeout: Duration::from_secs(5),
             metrics,
             transport,

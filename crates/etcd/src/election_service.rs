@@ -1,5 +1,6 @@
 //! `v3electionpb.Election`, as etcd serves it: Campaign queues the
-//! candidate under `NAME/<lease>` with its value and answers once it
+//! candidate under `NAME/<lease>` with its value (and a session lease of
+//! its own if it has none, see [`crate::recipes`]) and answers once it
 //! leads (every earlier key gone, see [`crate::recipes`]); Proclaim
 //! rewrites the leader's value while it still leads; Resign deletes its
 //! key; Leader reads the first-created key; Observe streams each new
@@ -86,22 +87,27 @@ impl Election for ElectionService {
         request: Request<pb::CampaignRequest>,
     ) -> Result<Response<pb::CampaignResponse>, Status> {
         let r = request.into_inner();
-        if r.name.is_empty() {
-            return Err(crate::validate::Invalid::EmptyKey.into());
-        }
-        let key = recipes::contender_key(&r.name, r.lease);
-        let (rev, existing) = recipes::join(&self.core, &key, &r.value, r.lease).await?;
+        let lease = recipes::session_lease(&self.core, r.lease)
+            .await
+            .map_err(recipes::client_error)?;
+        // An empty name is an election too ("/<lease>"), as in etcd.
+        let key = recipes::contender_key(&r.name, lease);
+        let (rev, existing) = recipes::join(&self.core, &key, &r.value, lease)
+            .await
+            .map_err(recipes::client_error)?;
         let leave = LeaveOnDrop::new(&self.core, key.clone());
         let leader = pb::LeaderKey {
             name: r.name.clone(),
             key: key.clone(),
             rev: rev as i64,
-            lease: r.lease,
+            lease,
         };
         // A candidate already queued campaigns again with a new value.
         if existing.is_some_and(|kv| kv.value != r.value) {
-            let put = Op::put_leased(key.clone(), r.value.clone(), r.lease);
-            self.if_leader(&leader, put).await?;
+            let put = Op::put_leased(key.clone(), r.value.clone(), lease);
+            self.if_leader(&leader, put)
+                .await
+                .map_err(recipes::client_error)?;
         }
         recipes::wait_deletes(&self.core, &recipes::prefix(&r.name), rev - 1).await?;
         if !recipes::holds(&self.core, &key, rev) {
@@ -121,7 +127,10 @@ impl Election for ElectionService {
         let r = request.into_inner();
         let leader = leader_of(r.leader)?;
         let put = Op::put_leased(leader.key.clone(), r.value, leader.lease);
-        let (led, revision) = self.if_leader(&leader, put).await?;
+        let (led, revision) = self
+            .if_leader(&leader, put)
+            .await
+            .map_err(recipes::client_error)?;
         if !led {
             return Err(EtcdError::ElectionNotLeader.into());
         }
@@ -165,7 +174,8 @@ impl Election for ElectionService {
         // Resigning what one no longer holds changes nothing, as in etcd.
         let (_, revision) = self
             .if_leader(&leader, Op::delete(leader.key.clone()))
-            .await?;
+            .await
+            .map_err(recipes::client_error)?;
         Ok(Response::new(pb::ResignResponse {
             header: self.core.header(revision, self.core.node.term()),
         }))

@@ -159,7 +159,8 @@ impl EtcdError {
             E::RecipeSessionExpired | E::ElectionNotLeader | E::ElectionNoLeader => {
                 (Code::Unknown, None)
             }
-            E::MissingLeaderKey => (Code::InvalidArgument, None),
+            // A plain error in etcd's election server: UNKNOWN.
+            E::MissingLeaderKey => (Code::Unknown, None),
             E::PeerUrlExists
             | E::MemberIdExists(_)
             | E::NotLearner
@@ -302,7 +303,7 @@ mod tests {
             ),
             (
                 EtcdError::MissingLeaderKey,
-                Code::InvalidArgument,
+                Code::Unknown,
                 "\"leader\" field must be provided",
             ),
         ];

@@ -24,6 +24,7 @@ use flotilla_kv::Op;
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::lease_client::LeaseClient;
 use flotilla_proto::etcdserverpb::lease_server::Lease;
+use flotilla_raft::Term;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, timeout_at};
 use tokio_stream::Stream;
@@ -71,18 +72,32 @@ impl LeaseIds {
 pub struct LeaseService {
     core: Core,
     keeper: Arc<Keeper>,
-    ids: Arc<LeaseIds>,
     closing: watch::Receiver<bool>,
+}
+
+/// Grants lease `id` (0: one minted here) for `ttl` seconds through the
+/// log; the term, revision and id granted. A minted id that happens to
+/// be taken is minted again.
+pub async fn grant(core: &Core, id: i64, ttl: i64) -> Result<(Term, u64, i64), Status> {
+    let mut tries = 0;
+    loop {
+        let minted = if id == 0 { core.lease_ids.next() } else { id };
+        match core.write(Op::LeaseGrant { id: minted, ttl }).await {
+            Ok((term, revision, _)) => return Ok((term, revision, minted)),
+            Err(e) if id == 0 && tries < 3 && e.code() == tonic::Code::FailedPrecondition => {
+                tries += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 impl LeaseService {
     /// The service over `core`, counting down with `keeper`.
     pub fn new(core: Core, keeper: Arc<Keeper>, closing: watch::Receiver<bool>) -> LeaseService {
-        let ids = Arc::new(LeaseIds::new(core.me.get()));
         LeaseService {
             core,
             keeper,
-            ids,
             closing,
         }
     }
@@ -171,26 +186,13 @@ impl Lease for LeaseService {
             return Err(EtcdError::LeaseTtlTooLarge.into());
         }
         let ttl = r.ttl.max(self.keeper.config().min_ttl());
-        // A minted id that happens to be taken is minted again.
-        let mut tries = 0;
-        loop {
-            let id = if r.id == 0 { self.ids.next() } else { r.id };
-            let granted = self.core.write(Op::LeaseGrant { id, ttl }).await;
-            match granted {
-                Ok((term, revision, _)) => {
-                    return Ok(Response::new(pb::LeaseGrantResponse {
-                        header: self.core.header(revision, term),
-                        id,
-                        ttl,
-                        error: String::new(),
-                    }));
-                }
-                Err(e) if r.id == 0 && tries < 3 && e.code() == tonic::Code::FailedPrecondition => {
-                    tries += 1;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let (term, revision, id) = grant(&self.core, r.id, ttl).await?;
+        Ok(Response::new(pb::LeaseGrantResponse {
+            header: self.core.header(revision, term),
+            id,
+            ttl,
+            error: String::new(),
+        }))
     }
 
     async fn lease_revoke(

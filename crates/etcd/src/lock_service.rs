@@ -1,5 +1,6 @@
 //! `v3lockpb.Lock`, as etcd serves it: Lock queues the caller under
-//! `NAME/<lease>` with its lease and answers once every earlier key is
+//! `NAME/<lease>` with its lease (or a session lease of its own, see
+//! [`crate::recipes`]) and answers once every earlier key is
 //! gone (see [`crate::recipes`]); the key's create revision, in the
 //! answer's header as etcd's, is the holder's fencing token. Unlock
 //! deletes the key. A holder whose lease ends loses the lock with it.
@@ -33,11 +34,14 @@ impl Lock for LockService {
         request: Request<pb::LockRequest>,
     ) -> Result<Response<pb::LockResponse>, Status> {
         let r = request.into_inner();
-        if r.name.is_empty() {
-            return Err(crate::validate::Invalid::EmptyKey.into());
-        }
-        let key = recipes::contender_key(&r.name, r.lease);
-        let (rev, _) = recipes::join(&self.core, &key, &bytes::Bytes::new(), r.lease).await?;
+        let lease = recipes::session_lease(&self.core, r.lease)
+            .await
+            .map_err(recipes::client_error)?;
+        // An empty name is a queue too ("/<lease>"), as in etcd.
+        let key = recipes::contender_key(&r.name, lease);
+        let (rev, _) = recipes::join(&self.core, &key, &bytes::Bytes::new(), lease)
+            .await
+            .map_err(recipes::client_error)?;
         let leave = LeaveOnDrop::new(&self.core, key.clone());
         recipes::wait_deletes(&self.core, &recipes::prefix(&r.name), rev - 1).await?;
         if !recipes::holds(&self.core, &key, rev) {
@@ -61,9 +65,14 @@ impl Lock for LockService {
     ) -> Result<Response<pb::UnlockResponse>, Status> {
         let key = request.into_inner().key;
         if key.is_empty() {
-            return Err(crate::validate::Invalid::EmptyKey.into());
+            let empty = Status::from(crate::validate::Invalid::EmptyKey);
+            return Err(recipes::client_error(empty));
         }
-        let (term, revision, _) = self.core.write(Op::delete(key)).await?;
+        let (term, revision, _) = self
+            .core
+            .write(Op::delete(key))
+            .await
+            .map_err(recipes::client_error)?;
         Ok(Response::new(pb::UnlockResponse {
             header: self.core.header(revision, term),
         }))

@@ -250,6 +250,12 @@ fn plan_update(
 
 /// The one peer URL a member has, as `host:port`.
 fn one_url(peer_urls: &[String]) -> Result<String, Status> {
+    if peer_urls.is_empty() {
+        // etcd's answer to a member without peer URLs.
+        return Err(Status::invalid_argument(
+            "etcdserver: given member URLs are invalid",
+        ));
+    }
     let [url] = peer_urls else {
         return Err(Status::invalid_argument(format!(
             "flotilla: a member has exactly one peer URL, got {}",

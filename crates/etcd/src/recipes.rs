@@ -13,6 +13,13 @@
 //! A contender whose call ends before it gets through the queue (the
 //! client went away) leaves the queue: its key is deleted
 //! ([`LeaveOnDrop`]), as etcd's server does.
+//!
+//! As in etcd, whose lock and election servers run the client recipes
+//! over an in-process client: a contender without a lease gets a session
+//! lease of its own ([`session_lease`]: 60 seconds, never kept alive, so
+//! what it holds ends with it), and the request-level refusals its
+//! writes meet reach the caller as the client's plain errors, gRPC code
+//! UNKNOWN with the server's message ([`client_error`]).
 
 use bytes::Bytes;
 use flotilla_kv::{CmpOp, Compare, CompareSpan, KeyValue, Op, Response, Store, Target, Txn};
@@ -21,6 +28,38 @@ use tonic::Status;
 use crate::core::Core;
 use crate::error::EtcdError;
 use flotilla_runtime::lock;
+
+/// The time-to-live of the lease a contender without one is given
+/// (etcd's `concurrency` session default).
+pub const SESSION_TTL_SECS: i64 = 60;
+
+/// The lease a contender's key is attached to: its own, or for 0 a new
+/// one of [`SESSION_TTL_SECS`] that nothing keeps alive, as etcd's
+/// orphaned session.
+pub async fn session_lease(core: &Core, lease: i64) -> Result<i64, Status> {
+    if lease != 0 {
+        return Ok(lease);
+    }
+    let (_, _, id) = crate::lease_service::grant(core, 0, SESSION_TTL_SECS).await?;
+    Ok(id)
+}
+
+/// A refusal as etcd's lock and election servers pass it on from their
+/// in-process client: code UNKNOWN, the message kept. Errors of
+/// availability (no leader, a timeout, a member stopping) keep their
+/// code, so that clients retry them elsewhere.
+pub fn client_error(status: Status) -> Status {
+    use tonic::Code;
+    match status.code() {
+        Code::InvalidArgument
+        | Code::NotFound
+        | Code::FailedPrecondition
+        | Code::OutOfRange
+        | Code::ResourceExhausted
+        | Code::DataLoss => Status::unknown(status.message()),
+        _ => status,
+    }
+}
 
 /// The queue's prefix of `name`.
 pub fn prefix(name: &[u8]) -> Bytes {
