@@ -239,15 +239,37 @@ fn a_member_that_applies_its_removal_knows_and_repoints_the_transport() {
     );
 }
 
-/// Runs the host's pending syncs (and only them), as an executor whose
+/// Runs the syncs among `actions` (and only them), as an executor whose
 /// disk answers now; other actions are dropped (a lone voter sends none).
-fn sync_pending(host: &mut common::TestHost) {
-    for a in host.take_actions() {
+fn sync(host: &mut common::TestHost, actions: Vec<Action>) {
+    for a in actions {
         if let Action::Sync(lsn) = a {
             host.wal().sync_to(lsn).expect("sync");
             host.synced();
         }
     }
+}
+
+/// [`sync`] of the actions the host has pending.
+fn sync_pending(host: &mut common::TestHost) {
+    let actions = host.take_actions();
+    sync(host, actions);
+}
+
+/// A read asked now (taken: the removal has not applied yet) and run to
+/// its answer is answered not-leader.
+fn assert_a_read_now_is_refused(host: &mut common::TestHost) {
+    let read = Slot::default();
+    host.read_index(read.clone());
+    run(host);
+    let answer = read.take().map(|r| r.map(drop));
+    assert!(
+        matches!(
+            answer,
+            Some(Err(NodeError::NotLeader { leader_hint: None }))
+        ),
+        "{answer:?}"
+    );
 }
 
 #[test]
@@ -265,17 +287,7 @@ fn reads_waiting_when_a_member_applies_its_removal_are_answered_not_leader() {
     // A read now is confirmed at the change's index, so it still waits
     // when the change applies: its member stops there and will never
     // serve it.
-    let read = Slot::default();
-    host.read_index(read.clone());
-    run(&mut host);
-    let answer = read.take().map(|r| r.map(drop));
-    assert!(
-        matches!(
-            answer,
-            Some(Err(NodeError::NotLeader { leader_hint: None }))
-        ),
-        "{answer:?}"
-    );
+    assert_a_read_now_is_refused(&mut host);
 }
 
 #[test]
@@ -294,26 +306,11 @@ fn reads_confirmed_past_what_applied_when_a_member_applies_its_removal_are_answe
     let cc = ConfChange::new(vec![ConfChangeOp::AddLearner(NodeId(3))]);
     host.change_membership(&cc, Slot::default());
     assert_eq!(host.pump().expect("pump"), Pump::Quiet);
-    for a in first_sync {
-        if let Action::Sync(lsn) = a {
-            host.wal().sync_to(lsn).expect("sync");
-            host.synced();
-        }
-    }
+    sync(&mut host, first_sync);
     assert_eq!(host.pump().expect("pump"), Pump::Quiet);
     sync_pending(&mut host);
     assert_eq!(host.status().applied, LogIndex(2), "w applied, x and c not");
     // Confirmed at c's index with x applied alongside: it waits among the
     // confirmed reads when c applies.
-    let read = Slot::default();
-    host.read_index(read.clone());
-    run(&mut host);
-    let answer = read.take().map(|r| r.map(drop));
-    assert!(
-        matches!(
-            answer,
-            Some(Err(NodeError::NotLeader { leader_hint: None }))
-        ),
-        "{answer:?}"
-    );
+    assert_a_read_now_is_refused(&mut host);
 }
