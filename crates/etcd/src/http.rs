@@ -1,7 +1,9 @@
 //! What etcd serves over HTTP/1.1 on its client port, beside gRPC:
 //! `GET /health`, `GET /version` and `GET /metrics`, with etcd 3.4's
 //! bodies, so load balancers, Kubernetes probes and Prometheus scrape a
-//! Flotilla member as they scrape etcd; other paths get 404. The JSON
+//! Flotilla member as they scrape etcd; the web console's page and JSON
+//! (`GET /`, `/api/status`, `/api/cluster`: [`crate::console`]); other
+//! paths get 404, and another method on a path served here 405. The JSON
 //! gateway (`POST /v3/...`) and the connection itself are
 //! [`crate::gateway`]'s.
 //!
@@ -12,6 +14,10 @@
 //! request head is read within [`HEAD_TIMEOUT`] and at most [`HEAD_MAX`]
 //! bytes.
 //!
+//! The metrics port (`--metrics-listen`) serves the same `GET` endpoints
+//! ([`serve_metrics_port`]), without the JSON gateway or gRPC, and at
+//! most [`METRICS_CONNS_MAX`] connections at a time.
+//!
 //! `/health` is healthy when this member knows a leader and a
 //! linearizable read barrier (a ReadIndex round) completes within a
 //! second, as etcd's checks a quorum read: 200 `{"health":"true"}`, else
@@ -19,7 +25,13 @@
 
 use std::time::Duration;
 
-use http::StatusCode;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
 
 use crate::core::Core;
 
@@ -68,7 +80,7 @@ pub async fn opens_http1(conn: &tokio::net::TcpStream) -> bool {
 
 /// Whether `GET path` is one of these endpoints.
 pub(crate) fn serves(path: &str) -> bool {
-    matches!(path, "/health" | "/version" | "/metrics")
+    matches!(path, "/health" | "/version" | "/metrics") || crate::console::serves(path)
 }
 
 /// The status, the content type and the body of `GET path`.
@@ -97,8 +109,74 @@ pub(crate) async fn answer(core: &Core, path: &str) -> (StatusCode, &'static str
             let body = core.metrics.render(&core.node.status());
             (StatusCode::OK, "text/plain; version=0.0.4", body)
         }
+        _ if crate::console::serves(path) => crate::console::answer(core, path).await,
         _ => (StatusCode::NOT_FOUND, TEXT, "404 page not found\n".into()),
     }
+}
+
+/// The most connections the metrics port serves at once; more wait in
+/// the listen queue.
+pub const METRICS_CONNS_MAX: usize = 64;
+
+/// Serves the `GET` endpoints of [`answer`] over HTTP/1.1 on the metrics
+/// port until `stop` turns true.
+pub async fn serve_metrics_port(
+    listener: TcpListener,
+    core: Core,
+    mut stop: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(METRICS_CONNS_MAX));
+    loop {
+        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
+            return;
+        };
+        let conn = tokio::select! {
+            c = listener.accept() => c,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let Ok((stream, _)) = conn else { continue };
+        let core = core.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let service = hyper::service::service_fn(move |req| {
+                let core = core.clone();
+                async move { Ok::<_, std::convert::Infallible>(get_only(&core, &req).await) }
+            });
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
+                .max_buf_size(HEAD_MAX)
+                .serve_connection(io, service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "a metrics-port connection ended with an error");
+            }
+        });
+    }
+}
+
+/// One request on the metrics port: `GET` of a path served here, else
+/// 405 (a path served here) or 404.
+async fn get_only<B>(core: &Core, req: &Request<B>) -> Response<Full<Bytes>> {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    let path = req.uri().path();
+    let (status, content_type, body) = match req.method() {
+        &Method::GET => answer(core, path).await,
+        _ if serves(path) => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            TEXT,
+            "Method Not Allowed\n".into(),
+        ),
+        _ => (StatusCode::NOT_FOUND, TEXT, "404 page not found\n".into()),
+    };
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    r
 }
 
 /// A leader is known and a read barrier completes in time.

@@ -47,6 +47,7 @@ pub mod backup;
 pub mod cluster;
 pub mod compactor;
 pub mod conns;
+pub mod console;
 pub mod convert;
 pub mod core;
 pub mod corrupt;

@@ -440,16 +440,12 @@ fn start_transport(
     transport
 }
 
-/// Serves `GET /metrics` on `listener`, if there is one, until `stop`.
-fn serve_metrics(
-    listener: Option<TcpListener>,
-    metrics: &Arc<Metrics>,
-    status: watch::Receiver<flotilla_runtime::NodeStatus>,
-    stop: watch::Receiver<bool>,
-) {
+/// Serves the metrics port's `GET` endpoints (`/metrics`, `/health`,
+/// `/version` and the console: [`crate::http::serve_metrics_port`]) on
+/// `listener`, if there is one, until `stop`.
+fn serve_metrics(listener: Option<TcpListener>, core: &Core, stop: watch::Receiver<bool>) {
     if let Some(l) = listener {
-        let metrics = Arc::clone(metrics);
-        tokio::spawn(flotilla_runtime::metrics::serve(l, metrics, status, stop));
+        tokio::spawn(crate::http::serve_metrics_port(l, core.clone(), stop));
     }
 }
 
@@ -531,8 +527,6 @@ pub async fn run(
         stop_rx.clone(),
     )?;
     let removed = removal(node.handle.watch_status(), transport.evicted());
-    let status = node.handle.watch_status();
-    serve_metrics(listeners.metrics, &metrics, status, stop_rx);
     let core = Core::new(
         cluster,
         cfg.id,
@@ -545,6 +539,7 @@ pub async fn run(
     .with_strict_reconfig(cfg.strict_reconfig_check)
     .with_max_request_bytes(cfg.max_request_bytes)
     .with_quota_bytes(cfg.quota_backend_bytes);
+    serve_metrics(listeners.metrics, &core, stop_rx);
     initial_corrupt_check(&cfg, &core).await?;
     let closing = closing_flag(async move {
         tokio::select! {
