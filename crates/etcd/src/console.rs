@@ -172,7 +172,7 @@ async fn peer_status(core: &Core, id: NodeId) -> Result<Value, String> {
 /// role: a member that names itself leader leads, a learner learns, any
 /// other member follows (or campaigns: the table shows its term move).
 fn from_status(id: NodeId, s: &pb::StatusResponse) -> Value {
-    let header = s.header.clone().unwrap_or_default();
+    let header = s.header.unwrap_or_default();
     let role = if s.leader == id.get() {
         "leader"
     } else if s.is_learner {
