@@ -76,6 +76,7 @@ fn a_tls_cluster_serves_clients_with_certificates_from_its_ca_only() {
         printed.contains("--cacert flotilla-data/tls/ca.pem"),
         "{printed}"
     );
+    console_over_tls(&printed, base);
 
     // In the same directory the client commands find the certificates.
     assert_eq!(cli(dir, &["kv", "put", "k", "v"]).1.trim(), "OK");
@@ -97,6 +98,25 @@ fn a_tls_cluster_serves_clients_with_certificates_from_its_ca_only() {
     etcdctl_checks(dir, &ep);
     up.signal("TERM");
     assert!(up.wait(Duration::from_secs(30)).success());
+}
+
+/// The console's URL is printed, and its `/api/cluster` (plain HTTP on
+/// the metrics port) has every member's status, asked over the members'
+/// mutual TLS.
+fn console_over_tls(printed: &str, base: u16) {
+    let metrics = format!("127.0.0.1:{}", base + 1000);
+    assert!(
+        printed.contains(&format!("console: http://{metrics}/")),
+        "{printed}"
+    );
+    wait_for("every member's status", Duration::from_secs(20), || {
+        let (status, body) = flotilla_testkit::http::get(&metrics, "/api/cluster");
+        let all: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let all = all.as_array()?;
+        let answered = all.iter().filter(|m| m.get("error").is_none()).count();
+        let leaders = all.iter().filter(|m| m["role"] == "leader").count();
+        (status == 200 && all.len() == 3 && answered == 3 && leaders == 1).then_some(())
+    });
 }
 
 /// Clients without the right certificates are refused, and told why.

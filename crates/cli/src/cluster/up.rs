@@ -289,6 +289,15 @@ async fn supervise(
         .map(|e| format!("http://{}/metrics", metrics_addr(e)))
         .collect();
     println!("metrics: {}", metrics.join(" "));
+    // Every member serves the console; the first one's is as good as any
+    // (it asks the others), and its metrics port is plain HTTP even with
+    // --tls, so a browser opens it without the cluster's CA.
+    if let Some(first) = endpoints.first() {
+        println!(
+            "console: http://{}/ (every member serves one, on its metrics port)",
+            metrics_addr(first)
+        );
+    }
     println!("data and logs: {}", args.data_dir.display());
     if args.tls {
         println!("tls: clients use {}", client_flags(args));
