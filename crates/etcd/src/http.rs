@@ -134,7 +134,11 @@ pub async fn serve_metrics_port(
             c = listener.accept() => c,
             _ = stop.wait_for(|s| *s) => return,
         };
-        let Ok((stream, _)) = conn else { continue };
+        let Ok((stream, _)) = conn else {
+            // Out of file descriptors, say: pause rather than spin.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
         let core = core.clone();
         tokio::spawn(async move {
             let _permit = permit;
