@@ -8,7 +8,7 @@
 //! - [`transport`] / [`inbound`]: peer messages out and in.
 //! - [`owned`]: wire bytes copied out of their receive buffer before
 //!   anything keeps them.
-//! - [`metrics`]: Prometheus counters and histograms, and their endpoint.
+//! - [`metrics`]: Prometheus counters and histograms, and their text.
 //!
 //! `docs/data-path.md` (at the repository's root) follows a write and a
 //! linearizable read through this runtime and the host.

@@ -1,11 +1,9 @@
-//! Prometheus metrics: counters and histograms kept in atomics, and a tiny
-//! HTTP endpoint (`GET /metrics`, text exposition format 0.0.4) on its own
-//! port, hand-written on tokio TCP rather than pulling in an HTTP stack.
+//! Prometheus metrics: counters and histograms kept in atomics, rendered
+//! in the text exposition format 0.0.4 (the etcd server serves them on
+//! its client and metrics ports, `flotilla_etcd::http`).
 //!
 //! Invariants: recording never blocks or allocates (atomics only);
-//! histogram buckets are cumulative when rendered, as Prometheus requires;
-//! the endpoint reads at most one request head of bounded size per
-//! connection and answers with `Connection: close`.
+//! histogram buckets are cumulative when rendered, as Prometheus requires.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -13,9 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use flotilla_host::Counters;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::NodeStatus;
 
@@ -206,36 +201,3 @@ fn render_gauges(out: &mut String, status: &NodeStatus) {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown` turns true.
-pub async fn serve(
-    listener: TcpListener,
-    metrics: std::sync::Arc<Metrics>,
-    status: watch::Receiver<NodeStatus>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let conn = tokio::select! {
-            c = listener.accept() => c,
-            _ = shutdown.wait_for(|s| *s) => return,
-        };
-        let Ok((mut stream, _)) = conn else { continue };
-        let metrics = std::sync::Arc::clone(&metrics);
-        let status = status.borrow().clone();
-        tokio::spawn(async move {
-            let mut head = [0u8; 1024];
-            let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut head)).await;
-            let Ok(Ok(n)) = read else { return };
-            let request = String::from_utf8_lossy(&head[..n]);
-            let (code, body) = if request.starts_with("GET /metrics ") {
-                ("200 OK", metrics.render(&status))
-            } else {
-                ("404 Not Found", "only GET /metrics is served\n".to_string())
-            };
-            let reply = format!(
-                "HTTP/1.1 {code}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(reply.as_bytes()).await;
-        });
-    }
-}
