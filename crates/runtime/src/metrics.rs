@@ -200,4 +200,3 @@ fn render_gauges(out: &mut String, status: &NodeStatus) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
     }
 }
-
