@@ -125,11 +125,24 @@ impl Raft {
             .get(&to)
             .is_some_and(|pr| pr.matched == self.log.last_index());
         if caught_up {
-            self.send(to, MessageBody::TimeoutNow);
+            self.send_timeout_now(to);
         } else {
             self.send_appends(to);
         }
         Ok(())
+    }
+
+    /// Tells `to` to campaign at once. From here to the end of the term
+    /// this leader serves no lease read: `to`'s campaign is a transfer,
+    /// which voters grant whatever lease they gave (a lease only stops
+    /// the votes check-quorum guards), and a TimeoutNow delayed in the
+    /// network may start it at any time in this term. Reads go through
+    /// ReadIndex rounds instead, which a quorum that moved on refuses.
+    /// (Seeds 5246 and 14058 of `flotilla sim raft` served a read from a
+    /// lease after the transferee had won and committed past it.)
+    pub(crate) fn send_timeout_now(&mut self, to: NodeId) {
+        self.read_only.lease_void = true;
+        self.send(to, MessageBody::TimeoutNow);
     }
 
     /// Sends what is waiting to be sent: appends for new proposals and a

@@ -14,7 +14,8 @@
 //! Lease reads ([`ReadMode::Lease`]) skip the round while the leader's lease
 //! holds: a quorum acknowledged a round sent at tick `t`, so none of them
 //! will vote for another leader before `t + election_ticks` (check-quorum),
-//! minus the clock-drift allowance.
+//! minus the clock-drift allowance. A leader that sent TimeoutNow has no
+//! lease for the rest of its term: a transfer's votes ignore leases.
 //!
 //! Followers forward reads to the leader and get the index back. A
 //! forwarded read travels under an id of the core's own, not the
@@ -83,6 +84,9 @@ pub(crate) struct ReadOnly {
     waiting: Vec<(u64, NodeId)>,
     /// Reads arrived that need a round not yet opened.
     pub(crate) round_wanted: bool,
+    /// Leader: it sent TimeoutNow in this term, so it holds no lease
+    /// (see `Raft::send_timeout_now`).
+    pub(crate) lease_void: bool,
     /// Reads forwarded to the leader, by the id they travel under.
     forwarded: BTreeMap<u64, ForwardedRead>,
     /// The id of the next forwarded read (starts at a per-start random
@@ -252,6 +256,9 @@ impl Raft {
     }
 
     fn lease_valid(&self) -> bool {
+        if self.read_only.lease_void {
+            return false;
+        }
         let lease = u64::from(self.cfg.election_ticks - self.cfg.lease_drift_ticks);
         self.read_only
             .sent_tick(self.quorum_read_seq())
@@ -304,6 +311,8 @@ impl Raft {
             .chain(self.read_only.waiting.drain(..))
             .collect();
         self.read_only.round_wanted = false;
+        // A new role, or a new term: no TimeoutNow of it was sent yet.
+        self.read_only.lease_void = false;
         for (ctx, from) in pending {
             if from == self.id {
                 self.dropped_reads.push(ctx);

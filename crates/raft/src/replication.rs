@@ -213,7 +213,7 @@ impl Raft {
         let caught_up = pr.matched == self.log.last_index();
         self.maybe_commit();
         if self.lead_transferee == Some(from) && caught_up {
-            self.send(from, MessageBody::TimeoutNow);
+            self.send_timeout_now(from);
         }
         self.send_appends(from);
     }

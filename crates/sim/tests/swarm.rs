@@ -36,3 +36,21 @@ fn swarm_sweep_from_a_random_start() {
         "{total:?}"
     );
 }
+
+/// Seeds 5246 and 14058 of `flotilla sim raft` (5 nodes, every fault):
+/// a lease-reading leader handed its leadership over, and after the
+/// transferee had won and committed past it, answered a read from its
+/// lease, at an index one short (`Raft::send_timeout_now` now voids the
+/// lease for the rest of the term).
+#[test]
+fn a_leader_that_hands_over_serves_no_read_from_its_lease() {
+    let cfg = SwarmConfig {
+        nodes: 5,
+        ..SwarmConfig::default()
+    };
+    for seed in [5246, 14058] {
+        if let Err(f) = swarm::run(seed, &cfg) {
+            panic!("seed {seed}: {f}\nreplay: flotilla sim raft --seed {seed} --trace");
+        }
+    }
+}

@@ -84,6 +84,7 @@ scripts!(
     snapshot_transfer,
     read_index,
     read_lease,
+    read_lease_transfer,
     transfer_leader,
     restart,
     single_voter_learner,
