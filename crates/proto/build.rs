@@ -20,7 +20,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // etcd's JSON gateway speaks the proto3 JSON mapping of etcd's
     // messages with the protos' field names (grpc-gateway's `OrigName`).
     let encoded = prost::Message::encode_to_vec(&descriptors);
-    let json = [".etcdserverpb", ".mvccpb", ".v3lockpb", ".v3electionpb"];
+    let json = [
+        ".etcdserverpb",
+        ".mvccpb",
+        ".authpb",
+        ".v3lockpb",
+        ".v3electionpb",
+    ];
     pbjson_build::Builder::new()
         .register_descriptors(&encoded)?
         .preserve_proto_field_names()
@@ -34,6 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".flotilla.kv")
         .bytes(".etcdserverpb")
         .bytes(".mvccpb")
+        .bytes(".authpb")
         .bytes(".v3lockpb")
         .bytes(".v3electionpb")
         .compile_fds(descriptors)?;

@@ -75,8 +75,9 @@ impl Connected for Conn {
         match self {
             Conn::Plain(_) => PeerIdentity {
                 verified_peer: false,
+                client_cn: None,
             },
-            Conn::Tls(_, identity) => *identity,
+            Conn::Tls(_, identity) => identity.clone(),
         }
     }
 }

@@ -144,6 +144,7 @@ impl Maintenance for ClusterService {
         &self,
         request: Request<pb::MoveLeaderRequest>,
     ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
+        self.core.require_admin(&request)?;
         let target = NodeId(request.get_ref().target_id);
         if self.core.node.leader() != Some(self.core.me) {
             return Err(EtcdError::NotLeaderForMove.into());
@@ -178,6 +179,10 @@ impl Maintenance for ClusterService {
         request: Request<pb::AlarmRequest>,
     ) -> Result<Response<pb::AlarmResponse>, Status> {
         use pb::alarm_request::AlarmAction;
+        // Listing is anyone's; raising or disarming is a root's.
+        if request.get_ref().action != AlarmAction::Get as i32 {
+            self.core.require_admin(&request)?;
+        }
         let r = request.into_inner();
         let kind = alarm_kind(r.alarm);
         let action = AlarmAction::try_from(r.action).map_err(|_| {
@@ -240,8 +245,9 @@ impl Maintenance for ClusterService {
     /// counts.
     async fn defragment(
         &self,
-        _: Request<pb::DefragmentRequest>,
+        request: Request<pb::DefragmentRequest>,
     ) -> Result<Response<pb::DefragmentResponse>, Status> {
+        self.core.require_admin(&request)?;
         self.core.read_barrier().await?;
         while lock(&self.core.sm).replica.sweep(DEFRAG_STEP) {
             tokio::task::yield_now().await;
@@ -258,8 +264,9 @@ impl Maintenance for ClusterService {
     /// encoded off it.
     async fn snapshot(
         &self,
-        _: Request<pb::SnapshotRequest>,
+        request: Request<pb::SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
+        self.core.require_admin(&request)?;
         self.core.read_barrier().await?;
         let (job, revision) = {
             let sm = lock(&self.core.sm);
@@ -295,6 +302,7 @@ impl Maintenance for ClusterService {
         &self,
         request: Request<pb::HashKvRequest>,
     ) -> Result<Response<pb::HashKvResponse>, Status> {
+        self.core.require_admin(&request)?;
         super::validate::check_hash_kv(request.get_ref())?;
         let revision = request.get_ref().revision as u64;
         let store = lock(&self.core.sm).replica.store().clone();
@@ -332,6 +340,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<pb::MemberAddRequest>,
     ) -> Result<Response<pb::MemberAddResponse>, Status> {
+        self.core.require_admin(&request)?;
         let forwarded = request.metadata().contains_key(FORWARDED);
         let r = request.into_inner();
         let op = MemberOp::Add {
@@ -351,6 +360,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<pb::MemberRemoveRequest>,
     ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
+        self.core.require_admin(&request)?;
         let forwarded = request.metadata().contains_key(FORWARDED);
         let op = MemberOp::Remove(request.into_inner().id);
         let done = self.core.change_members(op, forwarded).await?;
@@ -364,6 +374,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<pb::MemberUpdateRequest>,
     ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
+        self.core.require_admin(&request)?;
         let forwarded = request.metadata().contains_key(FORWARDED);
         let r = request.into_inner();
         let op = MemberOp::Update {
@@ -381,6 +392,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<pb::MemberPromoteRequest>,
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
+        self.core.require_admin(&request)?;
         let forwarded = request.metadata().contains_key(FORWARDED);
         let op = MemberOp::Promote(request.into_inner().id);
         let done = self.core.change_members(op, forwarded).await?;

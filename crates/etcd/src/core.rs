@@ -81,6 +81,8 @@ pub struct Core {
     pub(crate) max_request_bytes: usize,
     /// See [`Core::with_quota_bytes`].
     pub(crate) quota_bytes: u64,
+    /// See [`Core::with_auth_config`].
+    pub(crate) auth_config: crate::auth::AuthConfig,
 }
 
 /// etcd's default `--quota-backend-bytes`: 2 GiB.
@@ -116,7 +118,15 @@ impl Core {
             strict_reconfig: true,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             quota_bytes: DEFAULT_QUOTA_BYTES,
+            auth_config: crate::auth::AuthConfig::default(),
         }
+    }
+
+    /// How passwords are hashed and how long tokens last (etcd's
+    /// `--bcrypt-cost` and `--auth-token-ttl`).
+    pub fn with_auth_config(mut self, config: crate::auth::AuthConfig) -> Core {
+        self.auth_config = config;
+        self
     }
 
     /// Refuses writes that add data once the store holds `bytes` (etcd's

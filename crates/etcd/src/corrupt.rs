@@ -207,7 +207,7 @@ async fn peer_hash(core: &Core, member: NodeId, revision: u64) -> Result<HashAt,
     let request = pb::HashKvRequest {
         revision: i64::try_from(revision).unwrap_or(i64::MAX),
     };
-    let answer = tokio::time::timeout(core.timeout, client.hash_kv(request))
+    let answer = tokio::time::timeout(core.timeout, client.hash_kv(core.internal(request)))
         .await
         .map_err(|_| Status::deadline_exceeded("no answer within the request timeout"))??
         .into_inner();

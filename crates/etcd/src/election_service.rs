@@ -86,6 +86,7 @@ impl Election for ElectionService {
         &self,
         request: Request<pb::CampaignRequest>,
     ) -> Result<Response<pb::CampaignResponse>, Status> {
+        recipes::require_name(&self.core, &request, &request.get_ref().name, true)?;
         let r = request.into_inner();
         let lease = recipes::session_lease(&self.core, r.lease)
             .await
@@ -124,8 +125,11 @@ impl Election for ElectionService {
         &self,
         request: Request<pb::ProclaimRequest>,
     ) -> Result<Response<pb::ProclaimResponse>, Status> {
+        let caller = self.core.caller(&request)?;
         let r = request.into_inner();
         let leader = leader_of(r.leader)?;
+        self.core
+            .require_permitted(&caller, &Op::delete(leader.key.clone()))?;
         let put = Op::put_leased(leader.key.clone(), r.value, leader.lease);
         let (led, revision) = self
             .if_leader(&leader, put)
@@ -143,6 +147,7 @@ impl Election for ElectionService {
         &self,
         request: Request<pb::LeaderRequest>,
     ) -> Result<Response<pb::LeaderResponse>, Status> {
+        recipes::require_name(&self.core, &request, &request.get_ref().name, false)?;
         let name = request.into_inner().name;
         self.core.read_barrier().await?;
         let (revision, first) = recipes::first_created(&self.core, &recipes::prefix(&name));
@@ -159,6 +164,7 @@ impl Election for ElectionService {
         &self,
         request: Request<pb::LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
+        recipes::require_name(&self.core, &request, &request.get_ref().name, false)?;
         let prefix = recipes::prefix(&request.into_inner().name);
         let (tx, rx) = mpsc::channel(16);
         let svc = self.clone();
@@ -170,7 +176,10 @@ impl Election for ElectionService {
         &self,
         request: Request<pb::ResignRequest>,
     ) -> Result<Response<pb::ResignResponse>, Status> {
+        let caller = self.core.caller(&request)?;
         let leader = leader_of(request.into_inner().leader)?;
+        self.core
+            .require_permitted(&caller, &Op::delete(leader.key.clone()))?;
         // Resigning what one no longer holds changes nothing, as in etcd.
         let (_, revision) = self
             .if_leader(&leader, Op::delete(leader.key.clone()))

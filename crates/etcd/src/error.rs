@@ -124,6 +124,28 @@ pub enum EtcdError {
     /// A broken promise inside this member (a bug), with what broke.
     #[error("{0}")]
     Internal(String),
+    /// The auth store refused (etcd's auth errors, messages included).
+    #[error(transparent)]
+    Auth(flotilla_kv::AuthError),
+}
+
+/// etcd's gRPC code for each auth error (its `rpctypes`).
+fn auth_code(e: flotilla_kv::AuthError) -> Code {
+    use flotilla_kv::AuthError as A;
+    match e {
+        A::UserEmpty | A::RoleEmpty | A::AuthFailed | A::InvalidAuthMgmt => Code::InvalidArgument,
+        A::PermissionDenied => Code::PermissionDenied,
+        A::InvalidAuthToken => Code::Unauthenticated,
+        A::RootUserNotExist
+        | A::RootRoleNotExist
+        | A::UserAlreadyExist
+        | A::UserNotFound
+        | A::RoleAlreadyExist
+        | A::RoleNotFound
+        | A::RoleNotGranted
+        | A::PermissionNotGranted
+        | A::AuthNotEnabled => Code::FailedPrecondition,
+    }
 }
 
 fn waited(what: &Option<&'static str>) -> String {
@@ -172,6 +194,7 @@ impl EtcdError {
             E::SessionExpired => (Code::FailedPrecondition, Some(Kind::SessionExpired)),
             E::Refused(_) => (Code::FailedPrecondition, None),
             E::Internal(_) => (Code::Internal, None),
+            E::Auth(a) => (auth_code(*a), None),
         }
     }
 }
@@ -199,6 +222,7 @@ impl From<Refusal> for EtcdError {
             Refusal::LeaseExists { .. } => EtcdError::LeaseExists,
             Refusal::NoSpace => EtcdError::NoSpace,
             Refusal::Corrupt => EtcdError::Corrupt,
+            Refusal::Auth(a) => EtcdError::Auth(a),
         }
     }
 }

@@ -3,6 +3,9 @@
 //! what is refused). Every request passes [`super::validate`] first
 //! (a transaction's, inside [`convert::txn_op`]).
 //!
+//! While auth is on, each request runs as its caller
+//! ([`crate::auth`]): the replicas refuse what the caller may not do.
+//!
 //! Invariant: every successful answer carries etcd's header with the store
 //! revision the request saw or produced and the Raft term.
 
@@ -11,6 +14,7 @@ use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::kv_server::Kv;
 use tonic::{Request, Response, Status};
 
+use super::auth::as_user;
 use super::convert::{self, Shape};
 use super::core::Core;
 use super::validate;
@@ -44,9 +48,11 @@ impl KvService {
         &self,
         request: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
+        let caller = self.core.caller(&request)?;
         let r = request.into_inner();
         validate::check_range(&r)?;
         let (op, shape) = convert::range_op(&r)?;
+        let op = as_user(op, caller);
         let (term, revision, resp) = self.core.read(&op, r.serializable).await?;
         let Shape::Range(view) = shape else {
             return Err(Status::internal("a range became a write"));
@@ -61,8 +67,10 @@ impl KvService {
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
         validate::check_put(request.get_ref())?;
+        let caller = self.core.caller(&request)?;
         let (ops, shape) = convert::put_ops(request.get_ref())?;
-        let (term, revision, resp) = self.core.write(convert::one_op(ops)).await?;
+        let op = as_user(convert::one_op(ops), caller);
+        let (term, revision, resp) = self.core.write(op).await?;
         let mut out = match single(shape, resp)? {
             pb::response_op::Response::ResponsePut(p) => p,
             _ => return Err(Status::internal("a put answered as something else")),
@@ -76,8 +84,10 @@ impl KvService {
         request: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
         validate::check_delete(request.get_ref())?;
+        let caller = self.core.caller(&request)?;
         let (ops, shape) = convert::delete_ops(request.get_ref())?;
-        let (term, revision, resp) = self.core.write(convert::one_op(ops)).await?;
+        let op = as_user(convert::one_op(ops), caller);
+        let (term, revision, resp) = self.core.write(op).await?;
         let mut out = match single(shape, resp)? {
             pb::response_op::Response::ResponseDeleteRange(d) => d,
             _ => return Err(Status::internal("a delete answered as something else")),
@@ -91,7 +101,8 @@ impl KvService {
         request: Request<pb::TxnRequest>,
     ) -> Result<Response<pb::TxnResponse>, Status> {
         let (op, success, failure) = convert::txn_op(request.get_ref())?;
-        let (term, revision, resp) = self.core.write(op).await?;
+        let caller = self.core.caller(&request)?;
+        let (term, revision, resp) = self.core.write(as_user(op, caller)).await?;
         let mut out = convert::txn_response(resp, success, failure)?;
         convert::fill_txn_headers(&mut out, revision as i64);
         out.header = self.core.header(revision, term);
@@ -110,7 +121,8 @@ impl KvService {
         let op = flotilla_kv::Op::Compact {
             revision: request.get_ref().revision as u64,
         };
-        let (term, revision, _) = self.core.write(op).await?;
+        let caller = self.core.caller(&request)?;
+        let (term, revision, _) = self.core.write(as_user(op, caller)).await?;
         Ok(Response::new(pb::CompactionResponse {
             header: self.core.header(revision, term),
         }))

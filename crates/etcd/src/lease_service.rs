@@ -31,11 +31,12 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::Caller;
 use crate::core::Core;
 use crate::error::EtcdError;
 use crate::leases::Keeper;
 use crate::lessor::{MAX_LEASE_TTL, RenewError};
-use crate::membership::{FORWARDED, mark};
+use crate::membership::FORWARDED;
 use flotilla_runtime::lock;
 
 /// Mints lease ids: positive, and unique across members and restarts
@@ -137,7 +138,9 @@ impl LeaseService {
                 Err(RenewError::NotFound) => return Ok(0),
                 Err(RenewError::NotPrimary) if !forwarded => {
                     if let Some(mut leader) = self.leader_client() {
-                        let req = mark(tokio_stream::once(pb::LeaseKeepAliveRequest { id }));
+                        let req = self
+                            .core
+                            .forwarded(tokio_stream::once(pb::LeaseKeepAliveRequest { id }));
                         let reply = async {
                             leader
                                 .lease_keep_alive(req)
@@ -180,6 +183,7 @@ impl Lease for LeaseService {
         &self,
         request: Request<pb::LeaseGrantRequest>,
     ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
+        self.core.require_user(&request)?;
         let r = request.into_inner();
         crate::validate::check_lease_grant(&r)?;
         if r.ttl > MAX_LEASE_TTL {
@@ -199,8 +203,10 @@ impl Lease for LeaseService {
         &self,
         request: Request<pb::LeaseRevokeRequest>,
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
+        let caller = self.core.caller(&request)?;
         let id = request.into_inner().id;
-        let (term, revision, _) = self.core.write(Op::LeaseRevoke { id }).await?;
+        let revoke = crate::auth::as_user(Op::LeaseRevoke { id }, caller);
+        let (term, revision, _) = self.core.write(revoke).await?;
         Ok(Response::new(pb::LeaseRevokeResponse {
             header: self.core.header(revision, term),
         }))
@@ -212,6 +218,7 @@ impl Lease for LeaseService {
         &self,
         request: Request<Streaming<pb::LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        self.core.require_user(&request)?;
         let forwarded = is_forwarded(&request);
         let mut inbound = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
@@ -246,16 +253,22 @@ impl Lease for LeaseService {
         request: Request<pb::LeaseTimeToLiveRequest>,
     ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
         let forwarded = is_forwarded(&request);
+        let caller = self.core.caller(&request)?;
+        self.core.require_user_of(&caller)?;
         let r = request.into_inner();
         let deadline = Instant::now() + self.core.timeout;
         loop {
             if self.keeper.is_primary() {
                 self.core.read_barrier().await?;
-                return Ok(Response::new(self.time_to_live(&r)));
+                let answer = self.time_to_live(&r);
+                self.check_keys(&caller, &answer)?;
+                return Ok(Response::new(answer));
             }
             if !forwarded && let Some(mut leader) = self.leader_client() {
-                let answer = timeout_at(deadline, leader.lease_time_to_live(mark(r)));
+                let answer =
+                    timeout_at(deadline, leader.lease_time_to_live(self.core.forwarded(r)));
                 if let Ok(Ok(answer)) = answer.await {
+                    self.check_keys(&caller, answer.get_ref())?;
                     return Ok(answer);
                 }
             }
@@ -265,8 +278,9 @@ impl Lease for LeaseService {
 
     async fn lease_leases(
         &self,
-        _: Request<pb::LeaseLeasesRequest>,
+        request: Request<pb::LeaseLeasesRequest>,
     ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
+        self.core.require_user(&request)?;
         self.core.read_barrier().await?;
         let sm = lock(&self.core.sm);
         let store = sm.replica.store();
@@ -283,6 +297,20 @@ impl Lease for LeaseService {
 }
 
 impl LeaseService {
+    /// While auth is on, a TimeToLive answer that lists keys goes only to
+    /// a caller that may read every one of them (checked on the answer, so
+    /// a key attached while it was made counts).
+    fn check_keys(
+        &self,
+        caller: &Caller,
+        answer: &pb::LeaseTimeToLiveResponse,
+    ) -> Result<(), Status> {
+        answer
+            .keys
+            .iter()
+            .try_for_each(|k| self.core.require_permitted(caller, &Op::get(k.clone())))
+    }
+
     /// TimeToLive on the member that counts down.
     fn time_to_live(&self, r: &pb::LeaseTimeToLiveRequest) -> pb::LeaseTimeToLiveResponse {
         let sm = lock(&self.core.sm);

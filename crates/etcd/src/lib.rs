@@ -38,10 +38,15 @@
 //!   (etcd's `--auto-compaction-*`).
 //! - [`corrupt`]: members compare hashes of their history and a mismatch
 //!   raises the CORRUPT alarm (etcd's `--experimental-*-corrupt-check*`).
+//! - [`auth`]: who asks (tokens, TLS client certificates) and the checks
+//!   made before a request is proposed or read; [`auth_service`]:
+//!   `etcdserverpb.Auth` (users, roles, permissions, tokens).
 //! - [`watch`]: the hub that carries applied changes to watchers, and which
 //!   changes a watch selects; [`watch_service`]: `etcdserverpb.Watch`.
 
 pub mod accept;
+pub mod auth;
+pub mod auth_service;
 pub mod authority;
 pub mod backup;
 pub mod cluster;

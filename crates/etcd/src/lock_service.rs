@@ -33,6 +33,7 @@ impl Lock for LockService {
         &self,
         request: Request<pb::LockRequest>,
     ) -> Result<Response<pb::LockResponse>, Status> {
+        recipes::require_name(&self.core, &request, &request.get_ref().name, true)?;
         let r = request.into_inner();
         let lease = recipes::session_lease(&self.core, r.lease)
             .await
@@ -63,6 +64,7 @@ impl Lock for LockService {
         &self,
         request: Request<pb::UnlockRequest>,
     ) -> Result<Response<pb::UnlockResponse>, Status> {
+        recipes::require_key(&self.core, &request, &request.get_ref().key)?;
         let key = request.into_inner().key;
         if key.is_empty() {
             let empty = Status::from(crate::validate::Invalid::EmptyKey);

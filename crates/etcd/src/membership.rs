@@ -330,15 +330,6 @@ enum Attempt {
     Fail(Status),
 }
 
-/// `message` as a request marked [`FORWARDED`]: the member it goes to
-/// answers it itself or fails, never forwards it on.
-pub(crate) fn mark<T>(message: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(message);
-    r.metadata_mut()
-        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
-    r
-}
-
 impl Core {
     /// The members as this node's state machine has them.
     pub fn member_list(&self) -> Vec<pb::Member> {
@@ -496,7 +487,7 @@ impl Core {
                 learner,
                 id,
             } => client
-                .member_add(mark(pb::MemberAddRequest {
+                .member_add(self.forwarded(pb::MemberAddRequest {
                     peer_ur_ls: peer_urls,
                     is_learner: learner,
                     flotilla_member_id: id,
@@ -507,15 +498,15 @@ impl Core {
                     (r.member, r.members)
                 }),
             MemberOp::Remove(id) => client
-                .member_remove(mark(pb::MemberRemoveRequest { id }))
+                .member_remove(self.forwarded(pb::MemberRemoveRequest { id }))
                 .await
                 .map(|r| (None, r.into_inner().members)),
             MemberOp::Promote(id) => client
-                .member_promote(mark(pb::MemberPromoteRequest { id }))
+                .member_promote(self.forwarded(pb::MemberPromoteRequest { id }))
                 .await
                 .map(|r| (None, r.into_inner().members)),
             MemberOp::Update { id, peer_urls } => client
-                .member_update(mark(pb::MemberUpdateRequest {
+                .member_update(self.forwarded(pb::MemberUpdateRequest {
                     id,
                     peer_ur_ls: peer_urls,
                 }))

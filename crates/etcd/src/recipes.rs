@@ -68,6 +68,32 @@ pub fn prefix(name: &[u8]) -> Bytes {
     Bytes::from(p)
 }
 
+/// While auth is on, refuses a caller that may not read (and, with
+/// `write`, write) every key of lock or election `name`: the recipe reads
+/// and writes them for the caller, as etcd's runs them through a client
+/// with the caller's token.
+pub fn require_name<T>(
+    core: &Core,
+    request: &tonic::Request<T>,
+    name: &[u8],
+    write: bool,
+) -> Result<(), Status> {
+    let caller = core.caller(request)?;
+    let keys = prefix(name);
+    core.require_permitted(&caller, &Op::prefix(keys.clone(), 0))?;
+    if write {
+        core.require_permitted(&caller, &Op::delete_prefix(keys, false))?;
+    }
+    Ok(())
+}
+
+/// While auth is on, refuses a caller that may not write `key` (a lock's
+/// or a leader's key it releases or proclaims on).
+pub fn require_key<T>(core: &Core, request: &tonic::Request<T>, key: &Bytes) -> Result<(), Status> {
+    let caller = core.caller(request)?;
+    core.require_permitted(&caller, &Op::delete(key.clone()))
+}
+
 /// A contender's key: the prefix, then its lease in lowercase hex
 /// (etcd's `%x`).
 pub fn contender_key(name: &[u8], lease: i64) -> Bytes {

@@ -98,6 +98,9 @@ pub struct ServerConfig {
     /// TLS for clients and peers (etcd's `--cert-file` ... flags); none:
     /// plaintext.
     pub tls: Option<flotilla_tls::ServerTlsFiles>,
+    /// Password hashing and token lifetime (etcd's `--bcrypt-cost`,
+    /// `--auth-token-ttl`).
+    pub auth: crate::auth::AuthConfig,
 }
 
 /// The sockets a server serves on, bound by the caller.
@@ -336,6 +339,7 @@ fn routes(
     let elections = crate::election_service::ElectionService::new(core.clone(), closing.clone());
     let locks = crate::lock_service::LockService::new(core.clone());
     let watches = WatchService::new(core.clone(), closing);
+    let auth = crate::auth_service::AuthService::new(core.clone());
     Routes::new(
         SessionServer::new(SessionService::new(core.clone())).max_decoding_message_size(writes),
     )
@@ -343,6 +347,9 @@ fn routes(
     .add_service(WatchServer::new(watches))
     .add_service(LeaseServer::new(leases))
     .add_service(LockServer::new(locks))
+    .add_service(flotilla_proto::etcdserverpb::auth_server::AuthServer::new(
+        auth,
+    ))
     .add_service(ElectionServer::new(elections))
     .add_service(HealthServer::new(health))
     .add_service(MaintenanceServer::new(cs.clone()))
@@ -538,7 +545,8 @@ pub async fn run(
     )
     .with_strict_reconfig(cfg.strict_reconfig_check)
     .with_max_request_bytes(cfg.max_request_bytes)
-    .with_quota_bytes(cfg.quota_backend_bytes);
+    .with_quota_bytes(cfg.quota_backend_bytes)
+    .with_auth_config(cfg.auth);
     serve_metrics(listeners.metrics, &core, stop_rx);
     initial_corrupt_check(&cfg, &core).await?;
     let closing = closing_flag(async move {

@@ -109,9 +109,11 @@ impl Kv for SessionService {
         request: Request<kvpb::SessionWrite>,
     ) -> Result<Response<kvpb::SessionWriteResponse>, Status> {
         let started = std::time::Instant::now();
+        let caller = self.core.caller(&request);
         let w = request.into_inner();
         let out = async {
             let (op, kind) = parse(&w)?;
+            let op = crate::auth::as_user(op, caller?);
             let (term, revision, resp) = self
                 .core
                 .write_session(w.client_id, w.seq, w.resumed, op)

@@ -38,12 +38,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use flotilla_kv::Op;
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::watch_server::Watch;
 use flotilla_proto::mvccpb;
+use flotilla_tls::PeerIdentity;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::core::Core;
@@ -118,6 +121,9 @@ impl Watch for WatchService {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let (tx, rx) = mpsc::channel(OUT_BUFFER);
         let stream = WatchStream {
+            md: request.metadata().clone(),
+            peer: request.extensions().get::<PeerIdentity>().cloned(),
+            auth_revision: lock(&self.core.sm).replica.store().auth().revision(),
             core: self.core.clone(),
             out: tx,
             watches: BTreeMap::new(),
@@ -146,6 +152,8 @@ struct OneWatch {
     /// Fed from the history, not the hub, until `from` passes the
     /// stream's `last`.
     replaying: bool,
+    /// The read its caller must be allowed, while auth is on.
+    read: Op,
 }
 
 /// The state of one `Watch` stream; see the module docs. It ends with
@@ -153,6 +161,11 @@ struct OneWatch {
 /// ends a dead one) or the server.
 struct WatchStream {
     core: Core,
+    /// The stream's metadata and TLS identity: who asks ([`crate::auth`]).
+    md: MetadataMap,
+    peer: Option<PeerIdentity>,
+    /// The auth revision the watches' permissions were last checked at.
+    auth_revision: u64,
     /// Bound: [`OUT_BUFFER`] responses.
     out: mpsc::Sender<Result<pb::WatchResponse, Status>>,
     /// Bound: [`WATCHES_PER_STREAM_MAX`].
@@ -231,7 +244,8 @@ impl WatchStream {
     }
 
     async fn create(&mut self, c: pb::WatchCreateRequest) -> Result<(), Gone> {
-        if let Some(reason) = refusal(&c) {
+        let read = watched(&c);
+        if let Some(reason) = refusal(&c).or_else(|| self.denied(&read)) {
             let current = lock(&self.core.sm).replica.store().revision();
             return self
                 .send(self.response(current, STREAM_PROGRESS_ID, |r| {
@@ -292,8 +306,49 @@ impl WatchStream {
             fragment: c.fragment,
             quiet: true,
             replaying,
+            read,
         };
         self.watches.insert(id, watch);
+        Ok(())
+    }
+
+    /// Why the stream's caller may not read `read`, as the cancel reason
+    /// etcd gives, if it may not.
+    fn denied(&self, read: &Op) -> Option<String> {
+        let checked = self
+            .core
+            .caller_of(&self.md, self.peer.as_ref())
+            .and_then(|caller| self.core.require_permitted(&caller, read));
+        checked.err().map(|s| s.message().to_string())
+    }
+
+    /// After a change of the auth store, cancels the watches whose caller
+    /// may no longer read what they watch: a revoked permission holds
+    /// from the next event on.
+    async fn recheck_auth(&mut self) -> Result<(), Gone> {
+        let (now, current) = {
+            let sm = lock(&self.core.sm);
+            let store = sm.replica.store();
+            (store.auth().revision(), store.revision())
+        };
+        if now == self.auth_revision {
+            return Ok(());
+        }
+        self.auth_revision = now;
+        let denied: Vec<(i64, String)> = self
+            .watches
+            .iter()
+            .filter_map(|(id, w)| self.denied(&w.read).map(|why| (*id, why)))
+            .collect();
+        for (id, why) in denied {
+            self.watches.remove(&id);
+            self.send(self.response(current, id, |r| {
+                r.canceled = true;
+                r.cancel_reason = why;
+            }))
+            .await?;
+        }
+        self.drop_idle_subscription();
         Ok(())
     }
 
@@ -330,6 +385,7 @@ impl WatchStream {
             // Already read from the history, after a resync.
             Batch::Events { revision, .. } if *revision <= self.last => Ok(()),
             Batch::Events { revision, events } => {
+                self.recheck_auth().await?;
                 self.last = *revision;
                 let mut out = Vec::new();
                 for (id, w) in &mut self.watches {
@@ -520,6 +576,17 @@ fn refusal(c: &pb::WatchCreateRequest) -> Option<String> {
         Err(e) => Some(e.to_string()),
         Ok(()) if c.start_revision < 0 => Some(COMPACTED.to_string()),
         Ok(()) => None,
+    }
+}
+
+/// The read a watch makes, as an operation to check permissions on:
+/// its key, its range, or every key from its key on (`"\0"`).
+fn watched(c: &pb::WatchCreateRequest) -> Op {
+    let key = c.key.clone();
+    match c.range_end.as_ref() {
+        [] => Op::get(key),
+        [0] => Op::range(key, None, 0),
+        _ => Op::range(key, Some(c.range_end.clone()), 0),
     }
 }
 

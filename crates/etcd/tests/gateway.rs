@@ -36,6 +36,7 @@ async fn member(test: &str) -> (String, Scratch, tokio::sync::oneshot::Sender<()
         quota_backend_bytes: flotilla_etcd::core::DEFAULT_QUOTA_BYTES,
         corrupt_check_every: None,
         initial_corrupt_check: false,
+        auth: Default::default(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let listeners = Listeners {

@@ -50,6 +50,7 @@ async fn member(scratch: &Scratch, w: &Written) -> (String, tokio::sync::oneshot
         quota_backend_bytes: flotilla_etcd::core::DEFAULT_QUOTA_BYTES,
         corrupt_check_every: None,
         initial_corrupt_check: false,
+        auth: Default::default(),
         tls: Some(ServerTlsFiles {
             client: member_files(w, "node1"),
             client_cert_auth: true,

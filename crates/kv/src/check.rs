@@ -114,6 +114,10 @@ pub enum Refusal {
         /// The store revision.
         current: u64,
     },
+    /// The auth store refused: a user that may not run the operation, or
+    /// an auth change its state does not allow (etcd's auth errors).
+    #[error("{0}")]
+    Auth(crate::auth::AuthError),
 }
 
 /// Checks `op` (and every operation and compare nested in it) before it
@@ -143,8 +147,10 @@ pub fn check_op(op: &Op) -> Result<(), Refusal> {
         | Op::LeaseRevoke { .. }
         | Op::LeaseCheckpoint { .. }
         | Op::Alarm { .. }
+        | Op::Auth(_)
         | Op::MemberStarted { .. } => Ok(()),
         Op::Txn(t) => check_txn(t),
+        Op::AsUser { op, .. } => check_op(op),
     }
 }
 

@@ -16,6 +16,7 @@
 
 use bytes::Bytes;
 
+use crate::auth::AuthOp;
 use crate::check::Refusal;
 
 /// A key/value pair with its revisions, as etcd's `mvccpb.KeyValue`.
@@ -169,6 +170,18 @@ pub enum Op {
         /// The revision compacted at.
         revision: u64,
     },
+    /// Changes the auth store (etcd's Auth service): see [`AuthOp`].
+    /// It changes no key and takes no revision.
+    Auth(AuthOp),
+    /// `op` on behalf of `user`: with auth on, refused unless the user may
+    /// run it ([`crate::Auth::permits`]), checked as it is applied (or
+    /// read), so a permission change holds from the next request on.
+    AsUser {
+        /// The user.
+        user: String,
+        /// What it asks.
+        op: Box<Op>,
+    },
 }
 
 impl Op {
@@ -260,6 +273,7 @@ impl Op {
         match self {
             Op::Put { .. } | Op::Append { .. } | Op::Rewrite { .. } | Op::LeaseGrant { .. } => true,
             Op::Txn(t) => t.success.iter().chain(&t.failure).any(Op::adds_data),
+            Op::AsUser { op, .. } => op.adds_data(),
             _ => false,
         }
     }
@@ -280,7 +294,9 @@ impl Op {
             | Op::LeaseGrant { .. }
             | Op::LeaseRevoke { .. } => true,
             Op::Txn(_) => !self.is_read_only(),
+            Op::AsUser { op, .. } => op.refused_when_corrupt(),
             Op::Get { .. }
+            | Op::Auth(_)
             | Op::Range { .. }
             | Op::LeaseCheckpoint { .. }
             | Op::Alarm { .. }
@@ -303,8 +319,10 @@ impl Op {
             | Op::LeaseRevoke { .. }
             | Op::LeaseCheckpoint { .. }
             | Op::Alarm { .. }
+            | Op::Auth(_)
             | Op::MemberStarted { .. } => false,
             Op::Txn(t) => t.success.iter().chain(&t.failure).all(Op::is_read_only),
+            Op::AsUser { op, .. } => op.is_read_only(),
         }
     }
 }
@@ -483,6 +501,8 @@ pub enum Response {
     Alarmed,
     /// A member's start was recorded.
     Started,
+    /// The auth store changed.
+    Authed,
 }
 
 impl Response {

@@ -23,6 +23,7 @@
 //! Nothing here reads a clock or touches the network or a disk: the
 //! simulator (`flotilla-kvsim`) and the runtime drive the same code.
 
+pub mod auth;
 pub mod check;
 mod chunked;
 pub mod codec;
@@ -35,6 +36,7 @@ pub mod session;
 pub mod snapshot;
 pub mod store;
 
+pub use auth::{Auth, AuthError, AuthOp, PermKind, Permission, ROOT, Role, User};
 pub use check::{KeyRole, Refusal, check_op};
 pub use codec::{COMMAND_FORMAT_VERSION, CodecError, FORMAT_VERSION, MAX_TXN_DEPTH};
 pub use command::{

@@ -24,6 +24,7 @@ use std::ops::Bound;
 
 use bytes::Bytes;
 
+use crate::auth::Auth;
 use crate::check::Refusal;
 use crate::chunked::ChunkMap;
 use crate::command::{AlarmKind, CmpOp, Compare, CompareSpan, KeyValue, Op, Response, Target, Txn};
@@ -55,6 +56,8 @@ pub struct Store {
     pub(crate) alarms: BTreeSet<(u64, AlarmKind)>,
     /// The added members that have started ([`Op::MemberStarted`]).
     pub(crate) started: BTreeSet<u64>,
+    /// Users, roles and whether auth is on.
+    pub(crate) auth: Auth,
 }
 
 pub(crate) fn pair(key: &Bytes, s: &Slot) -> KeyValue {
@@ -126,9 +129,31 @@ impl Store {
         // First: etcd's corrupt applier refuses a write whatever else
         // is wrong with it.
         self.check_corrupt(op)?;
+        self.check_auth(op)?;
         self.check_revisions(op)?;
         self.check_leases(op)?;
         self.check_space(op)
+    }
+
+    /// A user's operation is refused unless it may run it; an auth change,
+    /// unless the auth store's state allows it.
+    fn check_auth(&self, op: &Op) -> Result<(), Refusal> {
+        match op {
+            Op::AsUser { user, op } => {
+                self.auth
+                    .permits(user, op, &self.leases)
+                    .map_err(Refusal::Auth)?;
+                // What the user asks must also suit the auth store's state.
+                self.check_auth(op)
+            }
+            Op::Auth(a) => self.auth.check(a).map_err(Refusal::Auth),
+            _ => Ok(()),
+        }
+    }
+
+    /// The auth store.
+    pub fn auth(&self) -> &Auth {
+        &self.auth
     }
 
     /// While a CORRUPT alarm is raised (by any member), writes are
@@ -207,6 +232,7 @@ impl Store {
                 })
             }
             Op::Rewrite { key, .. } if self.kvs.get(key).is_none() => Err(Refusal::KeyNotFound),
+            Op::AsUser { op, .. } => self.check_revisions(op),
             Op::Txn(t) => t
                 .success
                 .iter()
@@ -243,6 +269,7 @@ impl Store {
                 let branch = if succeeded { &t.success } else { &t.failure };
                 branch.iter().try_for_each(|op| self.check_leases(op))
             }
+            Op::AsUser { op, .. } => self.check_leases(op),
             _ => Ok(()),
         }
     }
@@ -431,6 +458,13 @@ impl Store {
                 r
             }
             Op::Txn(t) => self.txn(t, rev, wrote, ev),
+            // The caller checked the user's permission (`check_state`).
+            Op::AsUser { op, .. } => self.apply_at(op, rev, wrote, ev),
+            Op::Auth(a) => {
+                // The caller checked the change (`check_state`).
+                self.auth.apply(a);
+                Response::Authed
+            }
         }
     }
 
@@ -659,7 +693,9 @@ impl StoreView<'_> {
                     responses,
                 }
             }
+            Op::AsUser { op, .. } => self.read(op),
             Op::Put { .. }
+            | Op::Auth(_)
             | Op::Append { .. }
             | Op::Delete { .. }
             | Op::DeleteRange { .. }

@@ -7,7 +7,7 @@
 //! [`raft::v1`], `flotilla.kv.v1` (exactly-once sessions, Append) is
 //! [`kv::v1`], `flotilla.signal.v1` (typed signals in gRPC errors) is
 //! [`signal::v1`]. gRPC's health protocol is [`health::v1`]. etcd's v3 API keeps etcd's own packages, [`etcdserverpb`]
-//! and [`mvccpb`], and its lock and election services [`v3lockpb`] and
+//! and [`mvccpb`], its auth records [`authpb`], and its lock and election services [`v3lockpb`] and
 //! [`v3electionpb`], because the package is part of every gRPC method path
 //! (`/etcdserverpb.KV/Put`) that etcd's clients call. The `.proto` files are the contract: any language with a
 //! protobuf compiler can speak to Flotilla from them.
@@ -23,6 +23,7 @@ mod generated {
     include!(concat!(env!("OUT_DIR"), "/_includes.rs"));
 }
 
+pub use generated::authpb;
 pub use generated::etcdserverpb;
 pub use generated::flotilla::kv;
 pub use generated::flotilla::mapreduce;

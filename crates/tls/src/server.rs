@@ -59,11 +59,15 @@ pub enum Side {
 
 /// What the peer services know of a connection: put in each request's
 /// extensions by the server's connection type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerIdentity {
     /// Whether the connection was accepted on the peer side with a
     /// certificate checked against the peer CA.
     pub verified_peer: bool,
+    /// The common name of the certificate a client presented on the client
+    /// side (checked against the client CA): etcd authenticates it as
+    /// that user when a request carries no token.
+    pub client_cn: Option<String>,
 }
 
 /// TLS of a server's port. Cheap to share (`Arc`).
@@ -209,13 +213,22 @@ impl ServerTls {
             Side::Peer => self.peer.current(),
         };
         let stream = start.into_stream(config).await?;
-        let certified = stream
+        let leaf = stream
             .get_ref()
             .1
             .peer_certificates()
-            .is_some_and(|c| !c.is_empty());
+            .and_then(|c| c.first());
+        let certified = leaf.is_some();
         let verified_peer = side == Side::Peer && (certified || !self.peer_cert_auth);
-        Ok((stream, PeerIdentity { verified_peer }))
+        let client_cn = match side {
+            Side::Client => leaf.and_then(|c| crate::common_name(c)),
+            Side::Peer => None,
+        };
+        let identity = PeerIdentity {
+            verified_peer,
+            client_cn,
+        };
+        Ok((stream, identity))
     }
 }
 

@@ -122,7 +122,8 @@ async fn clients_and_peers_get_in_with_certificates_from_the_ca_and_are_told_apa
     assert_eq!(
         server_saw(&mut seen).await,
         Ok(PeerIdentity {
-            verified_peer: false
+            verified_peer: false,
+            client_cn: Some("client".into()),
         })
     );
 
@@ -131,7 +132,8 @@ async fn clients_and_peers_get_in_with_certificates_from_the_ca_and_are_told_apa
     assert_eq!(
         server_saw(&mut seen).await,
         Ok(PeerIdentity {
-            verified_peer: true
+            verified_peer: true,
+            client_cn: None,
         })
     );
 }
@@ -190,7 +192,8 @@ async fn a_peer_with_a_certificate_from_another_ca_is_refused() {
     assert_eq!(
         server_saw(&mut seen).await,
         Ok(PeerIdentity {
-            verified_peer: false
+            verified_peer: false,
+            client_cn: Some("client".into()),
         })
     );
 }
@@ -213,7 +216,8 @@ async fn peer_cert_allowed_cn_refuses_another_cn() {
     assert_eq!(
         server_saw(&mut seen).await,
         Ok(PeerIdentity {
-            verified_peer: true
+            verified_peer: true,
+            client_cn: None,
         })
     );
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use flotilla_etcd::auth::AuthConfig;
 use flotilla_etcd::compactor::{DEFAULT_RETENTION, Retention};
 use flotilla_etcd::core::{DEFAULT_MAX_REQUEST_BYTES, MAX_REQUEST_BYTES_LIMIT};
 use flotilla_etcd::server::{Listeners, ServerConfig, run};
@@ -151,6 +152,14 @@ pub struct ServerArgs {
     #[arg(long, env = "FLOTILLA_PEER_CLIENT_CERT_AUTH", help_heading = "TLS")]
     #[serde(default)]
     pub peer_client_cert_auth: bool,
+    /// bcrypt's cost for users' passwords (etcd's flag; 4 to 31)
+    /// [default: 10].
+    #[arg(long, env = "FLOTILLA_BCRYPT_COST", help_heading = "Auth")]
+    pub bcrypt_cost: Option<u32>,
+    /// How long a token from Authenticate is good for, in seconds (etcd's
+    /// flag) [default: 300].
+    #[arg(long, env = "FLOTILLA_AUTH_TOKEN_TTL", help_heading = "Auth")]
+    pub auth_token_ttl: Option<u64>,
     /// Refuse peers whose certificate's common name is not this one.
     #[arg(long, env = "FLOTILLA_PEER_CERT_ALLOWED_CN", help_heading = "TLS")]
     pub peer_cert_allowed_cn: Option<String>,
@@ -232,6 +241,10 @@ pub fn resolve(args: ServerArgs, file: ServerArgs) -> anyhow::Result<Settings> {
         initial_corrupt_check: args.experimental_initial_corrupt_check
             || file.experimental_initial_corrupt_check,
         tls,
+        auth: auth_config(
+            args.bcrypt_cost.or(file.bcrypt_cost),
+            args.auth_token_ttl.or(file.auth_token_ttl),
+        )?,
     };
     Ok(Settings {
         cfg,
@@ -241,6 +254,24 @@ pub fn resolve(args: ServerArgs, file: ServerArgs) -> anyhow::Result<Settings> {
 }
 
 /// `--max-request-bytes`, checked against etcd's bounds.
+/// `--bcrypt-cost` and `--auth-token-ttl`, checked.
+fn auth_config(cost: Option<u32>, ttl_s: Option<u64>) -> anyhow::Result<AuthConfig> {
+    let d = AuthConfig::default();
+    let bcrypt_cost = cost.unwrap_or(d.bcrypt_cost);
+    if !(4..=31).contains(&bcrypt_cost) {
+        bail!("--bcrypt-cost {bcrypt_cost} is outside bcrypt's 4 to 31");
+    }
+    let token_ttl = match ttl_s {
+        None => d.token_ttl,
+        Some(0) => bail!("--auth-token-ttl must be at least 1 second"),
+        Some(s) => Duration::from_secs(s),
+    };
+    Ok(AuthConfig {
+        bcrypt_cost,
+        token_ttl,
+    })
+}
+
 fn max_request_bytes(bytes: Option<usize>) -> anyhow::Result<usize> {
     let bytes = bytes.unwrap_or(DEFAULT_MAX_REQUEST_BYTES);
     if !(1..=MAX_REQUEST_BYTES_LIMIT).contains(&bytes) {
@@ -510,6 +541,27 @@ max-request-bytes = 2000000
         assert!(e.contains("needs --auto-compaction-retention"), "{e}");
         let e = with(Some("yearly"), Some("1")).unwrap_err().to_string();
         assert!(e.contains("periodic or revision"), "{e}");
+    }
+
+    #[test]
+    fn auth_flags_are_etcd_s_and_checked() {
+        let with = |cost: Option<u32>, ttl: Option<u64>| {
+            let args = ServerArgs {
+                bcrypt_cost: cost,
+                auth_token_ttl: ttl,
+                ..ServerArgs::default()
+            };
+            resolve(args, file(FULL)).map(|s| s.cfg.auth)
+        };
+        assert_eq!(with(None, None).unwrap(), AuthConfig::default());
+        let set = with(Some(4), Some(60)).unwrap();
+        assert_eq!((set.bcrypt_cost, set.token_ttl.as_secs()), (4, 60));
+        let e = with(Some(3), None).unwrap_err().to_string();
+        assert!(e.contains("--bcrypt-cost 3"), "{e}");
+        let e = with(Some(32), None).unwrap_err().to_string();
+        assert!(e.contains("--bcrypt-cost 32"), "{e}");
+        let e = with(None, Some(0)).unwrap_err().to_string();
+        assert!(e.contains("--auth-token-ttl"), "{e}");
     }
 
     #[test]

@@ -52,18 +52,24 @@ impl GrpcStatus {
 }
 
 /// Calls `path` (`/etcdserverpb.KV/Range`) on `routes` with a request
-/// body whose frames come from `body`.
+/// body whose frames come from `body`, and the caller's `token` (an HTTP
+/// `Authorization` value) as metadata `authorization`.
 pub async fn call(
     mut routes: Routes,
     path: &'static str,
     body: RequestBody,
+    token: Option<http::HeaderValue>,
 ) -> Result<Answer, GrpcStatus> {
-    let request = http::Request::builder()
+    let mut request = http::Request::builder()
         .method(http::Method::POST)
         .uri(path)
         .version(http::Version::HTTP_2)
         .header(http::header::CONTENT_TYPE, "application/grpc")
-        .header(http::header::TE, "trailers")
+        .header(http::header::TE, "trailers");
+    if let Some(t) = token {
+        request = request.header(http::header::AUTHORIZATION, t);
+    }
+    let request = request
         .body(body)
         .map_err(|e| GrpcStatus::new(Code::Internal, format!("gateway: {e}")))?;
     std::future::poll_fn(|cx| Service::<http::Request<RequestBody>>::poll_ready(&mut routes, cx))

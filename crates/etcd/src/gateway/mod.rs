@@ -89,7 +89,8 @@ async fn handle(core: Core, routes: Routes, req: Request<Incoming>) -> Response<
     match (&method, routes::find(&path)) {
         (&Method::POST, Some(route)) => {
             let limit = body_max(core.max_request_bytes);
-            proxy(routes, route, req.into_body(), limit).await
+            let token = req.headers().get(http::header::AUTHORIZATION).cloned();
+            proxy(routes, route, req.into_body(), limit, token).await
         }
         (_, Some(_)) => text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n"),
         (_, None) if gateway => text(StatusCode::NOT_FOUND, "Not Found\n"),
@@ -110,6 +111,7 @@ async fn proxy(
     route: &'static Route,
     body: Incoming,
     limit: usize,
+    token: Option<http::HeaderValue>,
 ) -> Response<Body> {
     let read = tokio::time::timeout(BODY_TIMEOUT, read_body(body, limit));
     let Ok(read) = read.await else {
@@ -150,7 +152,7 @@ async fn proxy(
     // A bidirectional call stays open while the HTTP client listens.
     let keep_open = (route.shape == Shape::Bidi).then_some(tx);
     let request = StreamBody::new(ReceiverStream::new(rx));
-    let answer = match grpc::call(routes, route.grpc, request).await {
+    let answer = match grpc::call(routes, route.grpc, request, token).await {
         Ok(a) => a,
         Err(status) => return error(&status),
     };

@@ -6,7 +6,9 @@
 //!
 //! etcd 3.4 also routes the lease methods under `/v3/kv/lease/`; so does
 //! this table. `HashKV` is served at `/v3/maintenance/hashkv`, as etcd
-//! 3.5 does. There is no Auth service yet, so no `/v3/auth/` path.
+//! 3.5 does, and `AuthStatus` at `/v3/auth/status`. A call carries the
+//! HTTP `Authorization` header's token to the gRPC method (etcd's
+//! gateway passes it as metadata `authorization`).
 
 use bytes::Bytes;
 use flotilla_proto::etcdserverpb as pb;
@@ -295,6 +297,125 @@ pub const ROUTES: &[Route] = &[
         Unary,
         epb::ResignRequest,
         epb::ResignResponse
+    ),
+    route!(
+        "/auth/enable",
+        "/etcdserverpb.Auth/AuthEnable",
+        Unary,
+        pb::AuthEnableRequest,
+        pb::AuthEnableResponse
+    ),
+    route!(
+        "/auth/disable",
+        "/etcdserverpb.Auth/AuthDisable",
+        Unary,
+        pb::AuthDisableRequest,
+        pb::AuthDisableResponse
+    ),
+    route!(
+        "/auth/status",
+        "/etcdserverpb.Auth/AuthStatus",
+        Unary,
+        pb::AuthStatusRequest,
+        pb::AuthStatusResponse
+    ),
+    route!(
+        "/auth/authenticate",
+        "/etcdserverpb.Auth/Authenticate",
+        Unary,
+        pb::AuthenticateRequest,
+        pb::AuthenticateResponse
+    ),
+    route!(
+        "/auth/user/add",
+        "/etcdserverpb.Auth/UserAdd",
+        Unary,
+        pb::AuthUserAddRequest,
+        pb::AuthUserAddResponse
+    ),
+    route!(
+        "/auth/user/get",
+        "/etcdserverpb.Auth/UserGet",
+        Unary,
+        pb::AuthUserGetRequest,
+        pb::AuthUserGetResponse
+    ),
+    route!(
+        "/auth/user/list",
+        "/etcdserverpb.Auth/UserList",
+        Unary,
+        pb::AuthUserListRequest,
+        pb::AuthUserListResponse
+    ),
+    route!(
+        "/auth/user/delete",
+        "/etcdserverpb.Auth/UserDelete",
+        Unary,
+        pb::AuthUserDeleteRequest,
+        pb::AuthUserDeleteResponse
+    ),
+    route!(
+        "/auth/user/changepw",
+        "/etcdserverpb.Auth/UserChangePassword",
+        Unary,
+        pb::AuthUserChangePasswordRequest,
+        pb::AuthUserChangePasswordResponse
+    ),
+    route!(
+        "/auth/user/grant",
+        "/etcdserverpb.Auth/UserGrantRole",
+        Unary,
+        pb::AuthUserGrantRoleRequest,
+        pb::AuthUserGrantRoleResponse
+    ),
+    route!(
+        "/auth/user/revoke",
+        "/etcdserverpb.Auth/UserRevokeRole",
+        Unary,
+        pb::AuthUserRevokeRoleRequest,
+        pb::AuthUserRevokeRoleResponse
+    ),
+    route!(
+        "/auth/role/add",
+        "/etcdserverpb.Auth/RoleAdd",
+        Unary,
+        pb::AuthRoleAddRequest,
+        pb::AuthRoleAddResponse
+    ),
+    route!(
+        "/auth/role/get",
+        "/etcdserverpb.Auth/RoleGet",
+        Unary,
+        pb::AuthRoleGetRequest,
+        pb::AuthRoleGetResponse
+    ),
+    route!(
+        "/auth/role/list",
+        "/etcdserverpb.Auth/RoleList",
+        Unary,
+        pb::AuthRoleListRequest,
+        pb::AuthRoleListResponse
+    ),
+    route!(
+        "/auth/role/delete",
+        "/etcdserverpb.Auth/RoleDelete",
+        Unary,
+        pb::AuthRoleDeleteRequest,
+        pb::AuthRoleDeleteResponse
+    ),
+    route!(
+        "/auth/role/grant",
+        "/etcdserverpb.Auth/RoleGrantPermission",
+        Unary,
+        pb::AuthRoleGrantPermissionRequest,
+        pb::AuthRoleGrantPermissionResponse
+    ),
+    route!(
+        "/auth/role/revoke",
+        "/etcdserverpb.Auth/RoleRevokePermission",
+        Unary,
+        pb::AuthRoleRevokePermissionRequest,
+        pb::AuthRoleRevokePermissionResponse
     ),
 ];
 
