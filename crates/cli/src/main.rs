@@ -62,6 +62,9 @@ enum Command {
     /// Takes a lock (etcd's) and runs a command while holding it, or holds
     /// it until interrupted.
     Lock(cluster::recipes::LockArgs),
+    /// Asks each member's `GET /health` (a container's health check):
+    /// exits 0 if every one is healthy, else 1.
+    Health(cluster::health::HealthArgs),
     /// Lists, adds, removes and promotes the members of a running cluster.
     Member(cluster::member::MemberArgs),
     /// Run MapReduce jobs: embedded (`run`), or a coordinator and workers.
@@ -108,6 +111,7 @@ fn main() -> ExitCode {
         Command::Defrag(args) => cluster::maintenance::defrag_main(args),
         Command::Lock(args) => cluster::recipes::lock_main(args),
         Command::Elect(args) => cluster::recipes::elect_main(args),
+        Command::Health(args) => cluster::health::main(args),
         Command::Member(args) => cluster::member::main(args),
         Command::Mr(args) => mr::main(*args),
         Command::Server(args) => cluster::server::main(*args),

@@ -5,7 +5,9 @@
 //! NOT_SERVING on its open Watch, without a new call. And etcd's HTTP/1.1
 //! endpoints on the same port (`/health`, `/version`, `/metrics`, 404
 //! elsewhere), as curl and Kubernetes' HTTP probes call them: `/health`
-//! turns 503 on a member cut off from its quorum.
+//! turns 503 on a member cut off from its quorum, and `flotilla health`
+//! (the images' health check) exits 0 while every member is healthy,
+//! else 1, naming what each unhealthy one answered.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -75,6 +77,20 @@ fn members_serve_while_they_know_a_leader() {
     });
 }
 
+/// `flotilla health --endpoints ...`, the containers' health check: its
+/// exit code, stdout and stderr.
+fn health_command(endpoints: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(["health", "--endpoints", &endpoints.join(",")])
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn etcd_s_http_endpoints_share_the_client_port() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -85,6 +101,15 @@ fn etcd_s_http_endpoints_share_the_client_port() {
         assert_eq!(
             http_get(ep, "/health"),
             (200, r#"{"health":"true"}"#.to_string())
+        );
+    }
+    let endpoints: Vec<&str> = cluster.endpoints.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = health_command(&endpoints);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    for ep in &endpoints {
+        assert!(
+            stdout.contains(&format!(r#"{ep} is healthy: {{"health":"true"}}"#)),
+            "{stdout}"
         );
     }
     let (code, version) = http_get(&survivor, "/version");
@@ -110,6 +135,19 @@ fn etcd_s_http_endpoints_share_the_client_port() {
         let (code, body) = http_get(&survivor, "/health");
         (code == 503 && body == r#"{"health":"false"}"#).then_some(())
     });
+    let (code, _, stderr) = health_command(&[&survivor, &cluster.endpoints[leader]]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            r#"{survivor} is unhealthy: HTTP 503: {{"health":"false"}}"#
+        )),
+        "{stderr}"
+    );
+    let killed = format!(
+        "{} is unhealthy: cannot connect to",
+        cluster.endpoints[leader]
+    );
+    assert!(stderr.contains(&killed), "{stderr}");
     // Status lists the missing leader among its errors, as etcd's does,
     // once the survivor stops knowing one.
     flotilla_testkit::wait_for("status to say no leader", Duration::from_secs(20), || {

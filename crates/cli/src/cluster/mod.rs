@@ -1,12 +1,13 @@
 //! The cluster commands: `flotilla server`, `flotilla up`, and the clients
 //! `flotilla kv`, `flotilla lease`, `flotilla lock`, `flotilla elect`,
-//! `flotilla watch`, `flotilla status`, `flotilla member`.
+//! `flotilla watch`, `flotilla status`, `flotilla member`, `flotilla health`.
 //!
 //! Client commands default to the cluster that `flotilla up` started in
 //! this directory: `up` writes its endpoints to `flotilla-data/endpoints`;
 //! without that file the default is `up`'s default ports.
 
 pub mod config;
+pub mod health;
 pub mod kv;
 pub mod kv_print;
 pub mod lease;
@@ -56,16 +57,7 @@ impl EndpointArgs {
         if !self.endpoints.is_empty() {
             return self.endpoints.clone();
         }
-        let file = Path::new(DEFAULT_DATA_DIR).join("endpoints");
-        if let Ok(s) = std::fs::read_to_string(file) {
-            let list: Vec<String> = s.split_whitespace().map(str::to_string).collect();
-            if !list.is_empty() {
-                return list;
-            }
-        }
-        (0..3)
-            .map(|i| format!("127.0.0.1:{}", DEFAULT_BASE_PORT + i))
-            .collect()
+        default_endpoints()
     }
 
     /// A client for the endpoints (its connections belong to `rt`).
@@ -85,6 +77,21 @@ impl EndpointArgs {
         self.tls
             .resolve(endpoints, &Path::new(DEFAULT_DATA_DIR).join("tls"))
     }
+}
+
+/// The endpoints of the cluster `flotilla up` started here (from
+/// `./flotilla-data/endpoints`), else `up`'s default ports.
+pub fn default_endpoints() -> Vec<String> {
+    let file = Path::new(DEFAULT_DATA_DIR).join("endpoints");
+    if let Ok(s) = std::fs::read_to_string(file) {
+        let list: Vec<String> = s.split_whitespace().map(str::to_string).collect();
+        if !list.is_empty() {
+            return list;
+        }
+    }
+    (0..3)
+        .map(|i| format!("127.0.0.1:{}", DEFAULT_BASE_PORT + i))
+        .collect()
 }
 
 /// A multi-threaded tokio runtime for one command.
