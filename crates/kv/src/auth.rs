@@ -288,13 +288,10 @@ impl Auth {
         }
     }
 
-    /// Whether `user` may read (or, with `write`, write) every key of
-    /// `[start, end)` (`None`: no end): auth is off, it is a root, or its
-    /// roles' permissions of that kind cover the whole range.
-    pub fn may(&self, user: &str, start: &Bytes, end: Option<&Bytes>, write: bool) -> bool {
-        if !self.enabled || self.is_root(user) {
-            return true;
-        }
+    /// Whether the roles of `user` (not a root: [`Auth::permits`] let
+    /// roots through first) grant read (or, with `write`, write) on every
+    /// key of `[start, end)` (`None`: no end).
+    fn may(&self, user: &str, start: &Bytes, end: Option<&Bytes>, write: bool) -> bool {
         let Some(u) = self.users.get(user) else {
             return false;
         };
@@ -394,7 +391,6 @@ impl Auth {
                 }
                 Ok(())
             }
-            AuthOp::Disable => Ok(()),
             AuthOp::UserAdd { name, .. } => {
                 if name.is_empty() {
                     Err(AuthError::UserEmpty)
@@ -424,7 +420,8 @@ impl Auth {
         }
     }
 
-    /// [`Auth::check`] of the role changes.
+    /// [`Auth::check`] of the role changes (and of `Disable`, which any
+    /// state allows).
     fn check_role(&self, op: &AuthOp) -> Result<(), AuthError> {
         let exists = |role: &str| self.roles.get(role).ok_or(AuthError::RoleNotFound);
         match op {

@@ -14,7 +14,9 @@
 //!   versions, and a store revision that each write increments;
 //!   [`history`]: its MVCC history (reads at a revision, watch replays,
 //!   compaction), for a store that keeps one;
-//!   [`event`]: the changes a write made, for etcd's watch.
+//!   [`event`]: the changes a write made, for etcd's watch;
+//!   [`auth`]: etcd's users, roles and permissions, and which user may
+//!   run which operation.
 //! - [`session`]: exactly-once: per client, the last request applied and its
 //!   answer, expired on the replicated clock carried by the log.
 //! - [`replica`]: the state machine fed committed entries; `snapshot` and

@@ -82,6 +82,7 @@ fn auth_is_turned_on_only_with_a_root_that_holds_role_root() {
         token_key: Bytes::from_static(b"k"),
     };
     let no_root = Err(Refusal::Auth(AuthError::RootUserNotExist));
+    assert!(!s.auth().enabled());
     assert_eq!(auth(&mut s, enable()), no_root);
     auth(&mut s, user_add(ROOT)).unwrap();
     let not_root = Err(Refusal::Auth(AuthError::RootRoleNotExist));
@@ -92,6 +93,18 @@ fn auth_is_turned_on_only_with_a_root_that_holds_role_root() {
     assert_eq!(s.auth().token_key().as_ref(), b"k");
     assert_eq!(s.auth().revision(), 3, "one revision per change");
     assert_eq!(s.revision(), 0, "auth changes take no store revision");
+}
+
+#[test]
+fn admin_calls_are_root_s_once_auth_is_on() {
+    let mut s = store_with_alice();
+    assert_eq!(s.auth().admin(ROOT), Ok(()));
+    assert_eq!(s.auth().admin("alice"), Err(AuthError::PermissionDenied));
+    assert_eq!(s.auth().admin(""), Err(AuthError::UserEmpty));
+    assert_eq!(s.auth().users().collect::<Vec<_>>(), ["alice", ROOT]);
+    assert_eq!(s.auth().roles().collect::<Vec<_>>(), ["a"]);
+    auth(&mut s, AuthOp::Disable).unwrap();
+    assert_eq!(s.auth().admin(""), Ok(()), "with auth off anyone may");
 }
 
 #[test]
@@ -155,6 +168,30 @@ fn names_are_checked_as_etcd_checks_them() {
         refused(AuthError::PermissionNotGranted),
         "a permission is revoked by its exact key and range end"
     );
+    let change = AuthOp::UserChangePassword {
+        name: "bob".into(),
+        password: None,
+    };
+    assert_eq!(auth(&mut s, change), refused(AuthError::UserNotFound));
+    assert_eq!(
+        auth(&mut s, perm("b", PermKind::Read, "x", "")),
+        refused(AuthError::RoleNotFound)
+    );
+}
+
+#[test]
+fn only_root_s_own_root_role_is_kept() {
+    let mut s = store_with_alice();
+    auth(&mut s, grant_role("alice", ROOT)).unwrap();
+    assert!(s.auth().is_root("alice"));
+    let revoke = |user: &str, role: &str| AuthOp::UserRevokeRole {
+        user: user.into(),
+        role: role.into(),
+    };
+    assert_eq!(auth(&mut s, revoke("alice", ROOT)), Ok(Response::Authed));
+    auth(&mut s, AuthOp::RoleAdd { name: "b".into() }).unwrap();
+    auth(&mut s, grant_role(ROOT, "b")).unwrap();
+    assert_eq!(auth(&mut s, revoke(ROOT, "b")), Ok(Response::Authed));
 }
 
 #[test]
