@@ -574,8 +574,7 @@ fn covered(spans: &[(Bytes, Option<Bytes>)], start: &Bytes, end: Option<&Bytes>)
         }
         match e {
             None => return true,
-            Some(e) if *e > reached => reached = e.clone(),
-            Some(_) => {}
+            Some(e) => reached = reached.max(e.clone()),
         }
         if end.is_some_and(|end| reached >= *end) {
             return true;

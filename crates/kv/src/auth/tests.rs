@@ -344,6 +344,20 @@ fn a_permission_change_holds_from_the_next_operation() {
 }
 
 #[test]
+fn a_revoked_permission_is_gone_and_the_others_stay() {
+    let mut s = store_with_alice();
+    let revoke = AuthOp::RoleRevokePermission {
+        role: "a".into(),
+        key: Bytes::from_static(b"a/"),
+        range_end: Bytes::from_static(b"a0"),
+    };
+    auth(&mut s, revoke).unwrap();
+    assert_eq!(run(&mut s, as_user("alice", Op::put("a/1", "x"))), denied());
+    assert!(run(&mut s, as_user("alice", Op::get("b"))).is_ok());
+    assert_eq!(s.auth().role("a").unwrap().perms.len(), 1);
+}
+
+#[test]
 fn a_new_password_moves_the_user_s_since() {
     let mut s = store_with_alice();
     let before = s.auth().user("alice").unwrap().since;

@@ -270,6 +270,37 @@ fn bad_input_is_refused_with_what_was_wrong() {
     );
 }
 
+/// An operation on behalf of a user counts as a level of nesting, so a
+/// chain of them cannot recurse without end either.
+#[test]
+fn users_nest_no_deeper_than_transactions() {
+    let nest = |depth: usize| {
+        (0..depth).fold(Op::get("k"), |op, _| Op::AsUser {
+            user: "u".into(),
+            op: Box::new(op),
+        })
+    };
+    let command = |op| Command {
+        stamp_ms: 1,
+        request: Request {
+            client: 1,
+            seq: 1,
+            read: ReadConsistency::Linearizable,
+            resumed: false,
+            op,
+        },
+    };
+    let deepest = command(nest(MAX_TXN_DEPTH));
+    assert_eq!(Command::decode(&deepest.encode()), Ok(deepest));
+    let too_deep = command(nest(MAX_TXN_DEPTH + 1));
+    assert_eq!(
+        Command::decode(&too_deep.encode()),
+        Err(CodecError::TxnTooDeep {
+            what: "log command"
+        })
+    );
+}
+
 #[test]
 fn old_encodings_still_decode_and_unknown_tags_are_named() {
     // A delete written by the first release: version 1, stamp 1,
