@@ -343,6 +343,20 @@ fn a_permission_change_holds_from_the_next_operation() {
     assert!(run(&mut s, write()).is_ok(), "with auth off anyone may");
 }
 
+/// A user's operation meets every other check of the store too.
+#[test]
+fn a_user_s_operation_is_checked_like_any_other() {
+    let mut s = store_with_alice();
+    let future = Op::range_at("a/", Some("a0".into()), 0, 99);
+    let refused = run(&mut s, as_user("alice", future));
+    assert!(
+        matches!(refused, Err(Refusal::FutureRevision { .. })),
+        "{refused:?}"
+    );
+    let no_lease = run(&mut s, as_user("alice", Op::put_leased("a/1", "x", 42)));
+    assert_eq!(no_lease, Err(Refusal::LeaseNotFound { id: 42 }));
+}
+
 #[test]
 fn a_revoked_permission_is_gone_and_the_others_stay() {
     let mut s = store_with_alice();

@@ -198,8 +198,19 @@ fn replies_round_trip() {
             revision: 4,
             response: Response::Compacted,
         },
+        Outcome::Ok {
+            revision: 4,
+            response: Response::Authed,
+        },
     ];
-    for outcome in outcomes {
+    let auth_refusals = [
+        crate::AuthError::RootUserNotExist,
+        crate::AuthError::UserNotFound,
+        crate::AuthError::PermissionDenied,
+        crate::AuthError::InvalidAuthToken,
+    ]
+    .map(|e| Outcome::Refused(Refusal::Auth(e)));
+    for outcome in outcomes.into_iter().chain(auth_refusals) {
         let r = Reply {
             client: 1,
             seq: 2,
