@@ -103,6 +103,32 @@ pub struct ServerConfig {
     pub auth: crate::auth::AuthConfig,
 }
 
+impl ServerConfig {
+    /// Member `id` founding a cluster of one at `endpoint`, its data in
+    /// `data_dir`, every other setting etcd's default (and `flotilla
+    /// server`'s): plaintext, 10 ms ticks, no automatic compaction, no
+    /// corruption checks.
+    pub fn founder(id: NodeId, endpoint: String, data_dir: PathBuf) -> ServerConfig {
+        ServerConfig {
+            id,
+            peers: BTreeMap::from([(id, endpoint)]),
+            join: false,
+            data_dir,
+            tick: Duration::from_millis(10),
+            snapshot_entries: 100_000,
+            cluster_token: None,
+            strict_reconfig_check: true,
+            max_request_bytes: crate::core::DEFAULT_MAX_REQUEST_BYTES,
+            auto_compaction: crate::compactor::Retention::Off,
+            quota_backend_bytes: crate::core::DEFAULT_QUOTA_BYTES,
+            corrupt_check_every: None,
+            initial_corrupt_check: false,
+            tls: None,
+            auth: crate::auth::AuthConfig::default(),
+        }
+    }
+}
+
 /// The sockets a server serves on, bound by the caller.
 #[derive(Debug)]
 pub struct Listeners {

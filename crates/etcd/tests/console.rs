@@ -8,7 +8,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use flotilla_etcd::server::{Listeners, ServerConfig, run};
@@ -25,23 +24,7 @@ async fn member(test: &str) -> (String, String, Scratch, tokio::sync::oneshot::S
     let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = listener.local_addr().unwrap().to_string();
     let metrics_ep = metrics.local_addr().unwrap().to_string();
-    let cfg = ServerConfig {
-        tls: None,
-        id: NodeId(1),
-        peers: BTreeMap::from([(NodeId(1), endpoint.clone())]),
-        join: false,
-        data_dir: scratch.path.join("data"),
-        tick: Duration::from_millis(10),
-        snapshot_entries: 100_000,
-        cluster_token: None,
-        strict_reconfig_check: true,
-        max_request_bytes: flotilla_etcd::core::DEFAULT_MAX_REQUEST_BYTES,
-        auto_compaction: flotilla_etcd::compactor::Retention::Off,
-        quota_backend_bytes: flotilla_etcd::core::DEFAULT_QUOTA_BYTES,
-        corrupt_check_every: None,
-        initial_corrupt_check: false,
-        auth: Default::default(),
-    };
+    let cfg = ServerConfig::founder(NodeId(1), endpoint.clone(), scratch.path.join("data"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let listeners = Listeners {
         grpc: listener,

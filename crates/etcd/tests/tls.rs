@@ -6,7 +6,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,20 +36,6 @@ async fn member(scratch: &Scratch, w: &Written) -> (String, tokio::sync::oneshot
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = listener.local_addr().unwrap().to_string();
     let cfg = ServerConfig {
-        id: NodeId(1),
-        peers: BTreeMap::from([(NodeId(1), endpoint.clone())]),
-        join: false,
-        data_dir: scratch.path.join("data"),
-        tick: Duration::from_millis(10),
-        snapshot_entries: 100_000,
-        cluster_token: None,
-        strict_reconfig_check: true,
-        max_request_bytes: flotilla_etcd::core::DEFAULT_MAX_REQUEST_BYTES,
-        auto_compaction: flotilla_etcd::compactor::Retention::Off,
-        quota_backend_bytes: flotilla_etcd::core::DEFAULT_QUOTA_BYTES,
-        corrupt_check_every: None,
-        initial_corrupt_check: false,
-        auth: Default::default(),
         tls: Some(ServerTlsFiles {
             client: member_files(w, "node1"),
             client_cert_auth: true,
@@ -58,6 +43,7 @@ async fn member(scratch: &Scratch, w: &Written) -> (String, tokio::sync::oneshot
             peer_client_cert_auth: true,
             peer_allowed_cn: None,
         }),
+        ..ServerConfig::founder(NodeId(1), endpoint.clone(), scratch.path.join("data"))
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let listeners = Listeners {
