@@ -360,6 +360,8 @@ fn a_user_s_operation_is_checked_like_any_other() {
 #[test]
 fn a_revoked_permission_is_gone_and_the_others_stay() {
     let mut s = store_with_alice();
+    // Same key, another range end: a permission of its own.
+    auth(&mut s, perm("a", PermKind::Read, "a/", "")).unwrap();
     let revoke = AuthOp::RoleRevokePermission {
         role: "a".into(),
         key: Bytes::from_static(b"a/"),
@@ -368,7 +370,8 @@ fn a_revoked_permission_is_gone_and_the_others_stay() {
     auth(&mut s, revoke).unwrap();
     assert_eq!(run(&mut s, as_user("alice", Op::put("a/1", "x"))), denied());
     assert!(run(&mut s, as_user("alice", Op::get("b"))).is_ok());
-    assert_eq!(s.auth().role("a").unwrap().perms.len(), 1);
+    assert!(run(&mut s, as_user("alice", Op::get("a/"))).is_ok());
+    assert_eq!(s.auth().role("a").unwrap().perms.len(), 2);
 }
 
 #[test]
