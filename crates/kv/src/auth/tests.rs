@@ -355,6 +355,22 @@ fn a_user_s_operation_is_checked_like_any_other() {
     );
     let no_lease = run(&mut s, as_user("alice", Op::put_leased("a/1", "x", 42)));
     assert_eq!(no_lease, Err(Refusal::LeaseNotFound { id: 42 }));
+    for (kind, refusal) in [
+        (crate::AlarmKind::NoSpace, Refusal::NoSpace),
+        (crate::AlarmKind::Corrupt, Refusal::Corrupt),
+    ] {
+        let alarm = |raise| Op::Alarm {
+            raise,
+            member: 1,
+            kind,
+        };
+        run(&mut s, alarm(true)).unwrap();
+        assert_eq!(
+            run(&mut s, as_user("alice", Op::put("a/1", "x"))),
+            Err(refusal)
+        );
+        run(&mut s, alarm(false)).unwrap();
+    }
 }
 
 #[test]
