@@ -750,4 +750,4 @@ pub(crate) use auth::{get_auth, put_auth};
 pub(crate) use later::{alarm_kind, alarm_tag};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::*;
 use crate::check::Refusal;
 use crate::store::Store;
-use crate::{Command, ReadConsistency, Request, Response};
+use crate::{Command, Response};
 
 fn run(s: &mut Store, op: Op) -> Result<Response, Refusal> {
     s.check_state(&op)?;
@@ -448,16 +448,7 @@ fn auth_operations_survive_the_log_s_encoding() {
         as_user("u", Op::put("k", "v")),
     ];
     for op in ops {
-        let c = Command {
-            stamp_ms: 1,
-            request: Request {
-                client: 1,
-                seq: 1,
-                read: ReadConsistency::Linearizable,
-                resumed: false,
-                op: op.clone(),
-            },
-        };
+        let c = crate::codec::tests::command(op.clone());
         assert_eq!(Command::decode(&c.encode()).unwrap().request.op, op);
     }
 }

@@ -36,6 +36,20 @@ fn sample_txn() -> Op {
     })
 }
 
+/// `op` as the first request of client 1, stamped 1: a log command.
+pub(crate) fn command(op: Op) -> Command {
+    Command {
+        stamp_ms: 1,
+        request: Request {
+            client: 1,
+            seq: 1,
+            read: ReadConsistency::Linearizable,
+            resumed: false,
+            op,
+        },
+    }
+}
+
 #[test]
 fn commands_round_trip() {
     let ops = [
@@ -222,16 +236,7 @@ fn replies_round_trip() {
 
 #[test]
 fn bad_input_is_refused_with_what_was_wrong() {
-    let c = Command {
-        stamp_ms: 1,
-        request: Request {
-            client: 1,
-            seq: 1,
-            read: ReadConsistency::Linearizable,
-            resumed: false,
-            op: Op::put("k", "v"),
-        },
-    };
+    let c = command(Op::put("k", "v"));
     let bytes = c.encode();
     let err = Command::decode(&bytes.slice(..bytes.len() - 1)).unwrap_err();
     assert!(err.to_string().contains("malformed log command"), "{err}");
@@ -290,16 +295,6 @@ fn users_nest_no_deeper_than_transactions() {
             user: "u".into(),
             op: Box::new(op),
         })
-    };
-    let command = |op| Command {
-        stamp_ms: 1,
-        request: Request {
-            client: 1,
-            seq: 1,
-            read: ReadConsistency::Linearizable,
-            resumed: false,
-            op,
-        },
     };
     let deepest = command(nest(MAX_TXN_DEPTH));
     assert_eq!(Command::decode(&deepest.encode()), Ok(deepest));
@@ -402,16 +397,7 @@ fn lease_and_alarm_outcomes_round_trip() {
 #[test]
 fn a_plain_rewrite_keeps_its_first_encoding() {
     let len = |op: Op| {
-        let c = Command {
-            stamp_ms: 1,
-            request: Request {
-                client: 1,
-                seq: 1,
-                read: ReadConsistency::Linearizable,
-                resumed: false,
-                op,
-            },
-        };
+        let c = command(op);
         c.encode().len()
     };
     let general = Op::Rewrite {
