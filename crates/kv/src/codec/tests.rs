@@ -212,19 +212,31 @@ fn replies_round_trip() {
             revision: 4,
             response: Response::Compacted,
         },
-        Outcome::Ok {
-            revision: 4,
-            response: Response::Authed,
-        },
     ];
-    let auth_refusals = [
+    for outcome in outcomes {
+        let r = Reply {
+            client: 1,
+            seq: 2,
+            outcome,
+        };
+        assert_eq!(Reply::decode(&r.encode()), Ok(r.clone()));
+    }
+}
+
+#[test]
+fn auth_replies_round_trip() {
+    let refusals = [
         crate::AuthError::RootUserNotExist,
         crate::AuthError::UserNotFound,
         crate::AuthError::PermissionDenied,
         crate::AuthError::InvalidAuthToken,
     ]
     .map(|e| Outcome::Refused(Refusal::Auth(e)));
-    for outcome in outcomes.into_iter().chain(auth_refusals) {
+    let authed = Outcome::Ok {
+        revision: 4,
+        response: Response::Authed,
+    };
+    for outcome in refusals.into_iter().chain([authed]) {
         let r = Reply {
             client: 1,
             seq: 2,
