@@ -8,15 +8,20 @@
 //! revoked before a request is applied refuses it, wherever it was
 //! checked first.
 //!
-//! Every client request goes as [`Op::AsUser`], whatever this member
+//! Once the cluster has used auth (its auth store changed at least once),
+//! every client request goes as [`Op::AsUser`], whatever this member
 //! thinks of auth: with no credentials (or a token this member cannot
-//! check yet, its auth store still off) as user `""`, which every replica
-//! refuses once auth is on. So a follower that has not yet applied `auth
-//! enable` cannot let a request through unchecked: the check that counts
-//! is made at the read index or the log index, as etcd refuses a request
-//! whose auth revision 0 predates auth. The checks made before (admin
-//! calls, watches, lease keys) use this member's auth store, as etcd's
-//! API layer does.
+//! check yet) as user `""`, which every replica refuses once auth is on.
+//! So the check that counts is made where the request is ordered, at the
+//! log index, as etcd refuses a request whose auth revision predates auth.
+//! A linearizable or serializable read decides after its read index
+//! ([`Core::read_as`]), so a follower behind `auth enable` cannot serve
+//! one unchecked. A cluster that never used auth sends plain operations,
+//! which every earlier build reads, so a rolling upgrade from one keeps
+//! working; the one window left is a write taken by a member that has
+//! applied no auth change at all while the cluster turns auth on. The
+//! checks made before (admin calls, watches, lease keys) use this
+//! member's auth store, as etcd's API layer does.
 
 pub mod token;
 
@@ -62,7 +67,8 @@ const MEMBER_TOKEN_TTL_S: u64 = 60;
 /// off).
 pub type Caller = String;
 
-/// `op` as `caller` asks it.
+/// `op` as `caller` asks it, always (auth changes, which only builds
+/// that know auth read anyway).
 pub fn as_user(op: Op, caller: Caller) -> Op {
     Op::AsUser {
         user: caller,
@@ -83,6 +89,17 @@ pub fn refused(e: AuthError) -> Status {
 }
 
 impl Core {
+    /// `op` as `caller` asks it, once the cluster has used auth or when
+    /// the caller named itself; else `op` as it is (see the module docs).
+    pub fn as_caller(&self, op: Op, caller: Caller) -> Op {
+        let used = lock(&self.sm).replica.store().auth().revision() > 0;
+        if used || !caller.is_empty() {
+            as_user(op, caller)
+        } else {
+            op
+        }
+    }
+
     /// The caller of `request` (see the module docs).
     pub fn caller<T>(&self, request: &tonic::Request<T>) -> Result<Caller, Status> {
         self.caller_of(

@@ -314,11 +314,29 @@ impl Core {
         }
         let term = self.node.term();
         let sm = lock(&self.sm);
-        match sm.replica.read(op) {
-            Outcome::Ok { revision, response } => Ok((term, revision, response)),
-            Outcome::Refused(r) => Err(refused(r)),
-            _ => Err(Status::internal("the store refused a read")),
+        read_outcome(term, sm.replica.read(op))
+    }
+
+    /// [`Core::read`] of a client's `op` as `caller`, wrapped or not by the
+    /// auth store as it stands at the read index (see [`crate::auth`]).
+    pub async fn read_as(
+        &self,
+        op: Op,
+        caller: crate::auth::Caller,
+        serializable: bool,
+    ) -> Result<(Term, u64, Response), Status> {
+        if !serializable {
+            self.read_barrier().await?;
         }
+        let term = self.node.term();
+        let sm = lock(&self.sm);
+        let used = sm.replica.store().auth().revision() > 0;
+        let op = if used || !caller.is_empty() {
+            crate::auth::as_user(op, caller)
+        } else {
+            op
+        };
+        read_outcome(term, sm.replica.read(&op))
     }
 
     /// Waits until a linearizable read may be served here.
@@ -361,6 +379,15 @@ fn refused(r: Refusal) -> Status {
 /// etcd's answer when too many requests wait at the server.
 pub(crate) fn too_many_requests() -> Status {
     EtcdError::TooManyRequests.into()
+}
+
+/// A read's answer, or the refusal the store gave it.
+fn read_outcome(term: Term, outcome: Outcome) -> Result<(Term, u64, Response), Status> {
+    match outcome {
+        Outcome::Ok { revision, response } => Ok((term, revision, response)),
+        Outcome::Refused(r) => Err(refused(r)),
+        _ => Err(Status::internal("the store refused a read")),
+    }
 }
 
 /// The outcome of a command applied here.

@@ -14,7 +14,6 @@ use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::kv_server::Kv;
 use tonic::{Request, Response, Status};
 
-use super::auth::as_user;
 use super::convert::{self, Shape};
 use super::core::Core;
 use super::validate;
@@ -52,8 +51,7 @@ impl KvService {
         let r = request.into_inner();
         validate::check_range(&r)?;
         let (op, shape) = convert::range_op(&r)?;
-        let op = as_user(op, caller);
-        let (term, revision, resp) = self.core.read(&op, r.serializable).await?;
+        let (term, revision, resp) = self.core.read_as(op, caller, r.serializable).await?;
         let Shape::Range(view) = shape else {
             return Err(Status::internal("a range became a write"));
         };
@@ -69,7 +67,7 @@ impl KvService {
         validate::check_put(request.get_ref())?;
         let caller = self.core.caller(&request)?;
         let (ops, shape) = convert::put_ops(request.get_ref())?;
-        let op = as_user(convert::one_op(ops), caller);
+        let op = self.core.as_caller(convert::one_op(ops), caller);
         let (term, revision, resp) = self.core.write(op).await?;
         let mut out = match single(shape, resp)? {
             pb::response_op::Response::ResponsePut(p) => p,
@@ -86,7 +84,7 @@ impl KvService {
         validate::check_delete(request.get_ref())?;
         let caller = self.core.caller(&request)?;
         let (ops, shape) = convert::delete_ops(request.get_ref())?;
-        let op = as_user(convert::one_op(ops), caller);
+        let op = self.core.as_caller(convert::one_op(ops), caller);
         let (term, revision, resp) = self.core.write(op).await?;
         let mut out = match single(shape, resp)? {
             pb::response_op::Response::ResponseDeleteRange(d) => d,
@@ -102,7 +100,7 @@ impl KvService {
     ) -> Result<Response<pb::TxnResponse>, Status> {
         let (op, success, failure) = convert::txn_op(request.get_ref())?;
         let caller = self.core.caller(&request)?;
-        let (term, revision, resp) = self.core.write(as_user(op, caller)).await?;
+        let (term, revision, resp) = self.core.write(self.core.as_caller(op, caller)).await?;
         let mut out = convert::txn_response(resp, success, failure)?;
         convert::fill_txn_headers(&mut out, revision as i64);
         out.header = self.core.header(revision, term);
@@ -122,7 +120,7 @@ impl KvService {
             revision: request.get_ref().revision as u64,
         };
         let caller = self.core.caller(&request)?;
-        let (term, revision, _) = self.core.write(as_user(op, caller)).await?;
+        let (term, revision, _) = self.core.write(self.core.as_caller(op, caller)).await?;
         Ok(Response::new(pb::CompactionResponse {
             header: self.core.header(revision, term),
         }))

@@ -205,7 +205,7 @@ impl Lease for LeaseService {
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
         let caller = self.core.caller(&request)?;
         let id = request.into_inner().id;
-        let revoke = crate::auth::as_user(Op::LeaseRevoke { id }, caller);
+        let revoke = self.core.as_caller(Op::LeaseRevoke { id }, caller);
         let (term, revision, _) = self.core.write(revoke).await?;
         Ok(Response::new(pb::LeaseRevokeResponse {
             header: self.core.header(revision, term),
