@@ -98,7 +98,12 @@ fn answer(
             t.header = header;
             WriteResponse::Txn(t)
         }
-        Kind::Append => WriteResponse::Append(kvpb::AppendResponse { header }),
+        Kind::Append => match resp {
+            flotilla_kv::Response::Written => {
+                WriteResponse::Append(kvpb::AppendResponse { header })
+            }
+            _ => return Err(Status::internal("an append answered as something else")),
+        },
     })
 }
 
@@ -113,7 +118,7 @@ impl Kv for SessionService {
         let w = request.into_inner();
         let out = async {
             let (op, kind) = parse(&w)?;
-            let op = crate::auth::as_user(op, caller?);
+            let op = self.core.as_caller(op, caller?);
             let (term, revision, resp) = self
                 .core
                 .write_session(w.client_id, w.seq, w.resumed, op)

@@ -187,7 +187,13 @@ impl Replica {
         self.sessions.expire(self.clock_ms);
         let r = cmd.request;
         let outcome = match self.sessions.admit(r.client, r.seq, r.resumed) {
-            Admission::Duplicate(o) => o,
+            // A recorded answer goes only to a caller that may make the
+            // request now: session ids are the clients' to choose, so
+            // another user may name one.
+            Admission::Duplicate(o) => match self.store.check_caller(&r.op) {
+                Ok(()) => o,
+                Err(refusal) => Outcome::Refused(refusal),
+            },
             Admission::Expired => Outcome::SessionExpired,
             Admission::Apply => {
                 // A command that fails the checks is answered, not applied,
@@ -305,6 +311,53 @@ mod tests {
         let old = r.apply(&entry(3, 5, 0, Op::append("k", "y"))).unwrap();
         assert_eq!(old.unwrap().outcome, Outcome::SessionExpired);
         assert_eq!(r.store().revision(), 1);
+    }
+
+    /// A session's recorded answer goes to no other user: with auth on,
+    /// a user that names another's session and seq is checked as if the
+    /// request were new.
+    #[test]
+    fn a_recorded_answer_goes_only_to_a_caller_that_may_ask() {
+        use crate::auth::{AuthOp, ROOT};
+        let mut r = Replica::new(SessionLimits::default());
+        let setup = [
+            AuthOp::UserAdd {
+                name: ROOT.into(),
+                password: None,
+            },
+            AuthOp::UserGrantRole {
+                user: ROOT.into(),
+                role: ROOT.into(),
+            },
+            AuthOp::UserAdd {
+                name: "eve".into(),
+                password: None,
+            },
+            AuthOp::Enable {
+                token_key: bytes::Bytes::from_static(b"k"),
+            },
+        ];
+        for (i, a) in setup.into_iter().enumerate() {
+            r.apply(&entry(i as u64 + 1, 9, i as u64 + 1, Op::Auth(a)))
+                .unwrap();
+        }
+        let as_user = |user: &str, op| Op::AsUser {
+            user: user.into(),
+            op: Box::new(op),
+        };
+        r.apply(&entry(5, 5, 1, as_user(ROOT, Op::put("secret", "s"))))
+            .unwrap();
+        let read = |user| as_user(user, Op::prefix("secret", 0));
+        let root = r.apply(&entry(6, 5, 2, read(ROOT))).unwrap().unwrap();
+        assert!(matches!(root.outcome, Outcome::Ok { .. }));
+        let eve = r.apply(&entry(7, 5, 2, read("eve"))).unwrap().unwrap();
+        let denied = crate::Refusal::Auth(crate::AuthError::PermissionDenied);
+        assert_eq!(eve.outcome, Outcome::Refused(denied));
+        let again = r.apply(&entry(8, 5, 2, read(ROOT))).unwrap().unwrap();
+        assert_eq!(
+            again.outcome, root.outcome,
+            "root's retry still gets its answer"
+        );
     }
 
     #[test]

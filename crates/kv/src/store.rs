@@ -151,6 +151,18 @@ impl Store {
         }
     }
 
+    /// The permission check alone of an operation on behalf of a user
+    /// (none for any other): what a retried request must still pass.
+    pub fn check_caller(&self, op: &Op) -> Result<(), Refusal> {
+        match op {
+            Op::AsUser { user, op } => self
+                .auth
+                .permits(user, op, &self.leases)
+                .map_err(Refusal::Auth),
+            _ => Ok(()),
+        }
+    }
+
     /// The auth store.
     pub fn auth(&self) -> &Auth {
         &self.auth
