@@ -125,11 +125,9 @@ impl Election for ElectionService {
         &self,
         request: Request<pb::ProclaimRequest>,
     ) -> Result<Response<pb::ProclaimResponse>, Status> {
-        let caller = self.core.caller(&request)?;
+        let leader = leader_of(request.get_ref().leader.clone())?;
+        recipes::require_key(&self.core, &request, &leader.key)?;
         let r = request.into_inner();
-        let leader = leader_of(r.leader)?;
-        self.core
-            .require_permitted(&caller, &Op::delete(leader.key.clone()))?;
         let put = Op::put_leased(leader.key.clone(), r.value, leader.lease);
         let (led, revision) = self
             .if_leader(&leader, put)
@@ -176,10 +174,8 @@ impl Election for ElectionService {
         &self,
         request: Request<pb::ResignRequest>,
     ) -> Result<Response<pb::ResignResponse>, Status> {
-        let caller = self.core.caller(&request)?;
-        let leader = leader_of(request.into_inner().leader)?;
-        self.core
-            .require_permitted(&caller, &Op::delete(leader.key.clone()))?;
+        let leader = leader_of(request.get_ref().leader.clone())?;
+        recipes::require_key(&self.core, &request, &leader.key)?;
         // Resigning what one no longer holds changes nothing, as in etcd.
         let (_, revision) = self
             .if_leader(&leader, Op::delete(leader.key.clone()))
