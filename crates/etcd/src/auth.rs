@@ -27,7 +27,7 @@ pub mod token;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use flotilla_kv::{AuthError, Op, ROOT};
+use flotilla_kv::{Auth, AuthError, Op, ROOT};
 use flotilla_runtime::lock;
 use flotilla_tls::PeerIdentity;
 use tonic::Status;
@@ -83,21 +83,48 @@ pub(crate) fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The caller named by `md` (or `peer`'s certificate) by `auth`.
+fn caller_in(auth: &Auth, md: &MetadataMap, peer: Option<&PeerIdentity>) -> Result<Caller, Status> {
+    if !auth.enabled() {
+        return Ok(Caller::new());
+    }
+    match md.get("token").or_else(|| md.get("authorization")) {
+        Some(v) => {
+            let t = v
+                .to_str()
+                .map_err(|_| refused(AuthError::InvalidAuthToken))?;
+            token::verify(auth, t, unix_now()).map_err(refused)
+        }
+        None => Ok(peer.and_then(|p| p.client_cn.clone()).unwrap_or_default()),
+    }
+}
+
 /// etcd's answer to an auth refusal.
 pub fn refused(e: AuthError) -> Status {
     EtcdError::Auth(e).into()
 }
 
+/// `op` as `caller` asks it once the cluster has used auth (`auth`'s
+/// revision moved), else as it is (see the module docs). A caller other
+/// than `""` implies auth was on when it was found, so the revision alone
+/// decides.
+pub fn as_user_if_used(auth: &Auth, op: Op, caller: Caller) -> Op {
+    if auth.revision() > 0 {
+        as_user(op, caller)
+    } else {
+        op
+    }
+}
+
 impl Core {
-    /// `op` as `caller` asks it, once the cluster has used auth or when
-    /// the caller named itself; else `op` as it is (see the module docs).
-    pub fn as_caller(&self, op: Op, caller: Caller) -> Op {
-        let used = lock(&self.sm).replica.store().auth().revision() > 0;
-        if used || !caller.is_empty() {
-            as_user(op, caller)
-        } else {
-            op
-        }
+    /// `op` as the caller of `request` asks it (see [`as_user_if_used`]):
+    /// the caller found and the operation wrapped under one lock of the
+    /// state machine, as every write does.
+    pub fn on_behalf<T>(&self, request: &tonic::Request<T>, op: Op) -> Result<Op, Status> {
+        let sm = lock(&self.sm);
+        let auth = sm.replica.store().auth();
+        let caller = caller_in(auth, request.metadata(), request.extensions().get())?;
+        Ok(as_user_if_used(auth, op, caller))
     }
 
     /// The caller of `request` (see the module docs).
@@ -115,20 +142,7 @@ impl Core {
         md: &MetadataMap,
         peer: Option<&PeerIdentity>,
     ) -> Result<Caller, Status> {
-        let sm = lock(&self.sm);
-        let auth = sm.replica.store().auth();
-        if !auth.enabled() {
-            return Ok(Caller::new());
-        }
-        match md.get("token").or_else(|| md.get("authorization")) {
-            Some(v) => {
-                let t = v
-                    .to_str()
-                    .map_err(|_| refused(AuthError::InvalidAuthToken))?;
-                token::verify(auth, t, unix_now()).map_err(refused)
-            }
-            None => Ok(peer.and_then(|p| p.client_cn.clone()).unwrap_or_default()),
-        }
+        caller_in(lock(&self.sm).replica.store().auth(), md, peer)
     }
 
     /// `message` as a member sends it to another (a forwarded request, a

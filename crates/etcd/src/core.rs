@@ -330,12 +330,7 @@ impl Core {
         }
         let term = self.node.term();
         let sm = lock(&self.sm);
-        let used = sm.replica.store().auth().revision() > 0;
-        let op = if used || !caller.is_empty() {
-            crate::auth::as_user(op, caller)
-        } else {
-            op
-        };
+        let op = crate::auth::as_user_if_used(sm.replica.store().auth(), op, caller);
         read_outcome(term, sm.replica.read(&op))
     }
 

@@ -65,9 +65,8 @@ impl KvService {
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
         validate::check_put(request.get_ref())?;
-        let caller = self.core.caller(&request)?;
         let (ops, shape) = convert::put_ops(request.get_ref())?;
-        let op = self.core.as_caller(convert::one_op(ops), caller);
+        let op = self.core.on_behalf(&request, convert::one_op(ops))?;
         let (term, revision, resp) = self.core.write(op).await?;
         let mut out = match single(shape, resp)? {
             pb::response_op::Response::ResponsePut(p) => p,
@@ -82,9 +81,8 @@ impl KvService {
         request: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
         validate::check_delete(request.get_ref())?;
-        let caller = self.core.caller(&request)?;
         let (ops, shape) = convert::delete_ops(request.get_ref())?;
-        let op = self.core.as_caller(convert::one_op(ops), caller);
+        let op = self.core.on_behalf(&request, convert::one_op(ops))?;
         let (term, revision, resp) = self.core.write(op).await?;
         let mut out = match single(shape, resp)? {
             pb::response_op::Response::ResponseDeleteRange(d) => d,
@@ -99,8 +97,8 @@ impl KvService {
         request: Request<pb::TxnRequest>,
     ) -> Result<Response<pb::TxnResponse>, Status> {
         let (op, success, failure) = convert::txn_op(request.get_ref())?;
-        let caller = self.core.caller(&request)?;
-        let (term, revision, resp) = self.core.write(self.core.as_caller(op, caller)).await?;
+        let op = self.core.on_behalf(&request, op)?;
+        let (term, revision, resp) = self.core.write(op).await?;
         let mut out = convert::txn_response(resp, success, failure)?;
         convert::fill_txn_headers(&mut out, revision as i64);
         out.header = self.core.header(revision, term);
@@ -119,8 +117,8 @@ impl KvService {
         let op = flotilla_kv::Op::Compact {
             revision: request.get_ref().revision as u64,
         };
-        let caller = self.core.caller(&request)?;
-        let (term, revision, _) = self.core.write(self.core.as_caller(op, caller)).await?;
+        let op = self.core.on_behalf(&request, op)?;
+        let (term, revision, _) = self.core.write(op).await?;
         Ok(Response::new(pb::CompactionResponse {
             header: self.core.header(revision, term),
         }))

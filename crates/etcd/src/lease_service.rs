@@ -203,9 +203,8 @@ impl Lease for LeaseService {
         &self,
         request: Request<pb::LeaseRevokeRequest>,
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
-        let caller = self.core.caller(&request)?;
-        let id = request.into_inner().id;
-        let revoke = self.core.as_caller(Op::LeaseRevoke { id }, caller);
+        let id = request.get_ref().id;
+        let revoke = self.core.on_behalf(&request, Op::LeaseRevoke { id })?;
         let (term, revision, _) = self.core.write(revoke).await?;
         Ok(Response::new(pb::LeaseRevokeResponse {
             header: self.core.header(revision, term),

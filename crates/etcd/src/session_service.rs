@@ -114,11 +114,10 @@ impl Kv for SessionService {
         request: Request<kvpb::SessionWrite>,
     ) -> Result<Response<kvpb::SessionWriteResponse>, Status> {
         let started = std::time::Instant::now();
-        let caller = self.core.caller(&request);
-        let w = request.into_inner();
         let out = async {
-            let (op, kind) = parse(&w)?;
-            let op = self.core.as_caller(op, caller?);
+            let (op, kind) = parse(request.get_ref())?;
+            let op = self.core.on_behalf(&request, op)?;
+            let w = request.into_inner();
             let (term, revision, resp) = self
                 .core
                 .write_session(w.client_id, w.seq, w.resumed, op)
