@@ -12,11 +12,13 @@
 //!
 //! Authenticate checks the password against the hash here and answers a
 //! signed token ([`crate::auth::token`]). A name that does not exist, or
-//! a user without a password, costs the same bcrypt comparison as a wrong
-//! password, so the answer's time tells nothing of which it was; a failure
-//! is logged with the user's name, never the password.
+//! a user without a password, costs the same bcrypt comparison (at the
+//! configured cost) as a wrong password, so the answer's time tells
+//! nothing of which it was; a failure is logged with the user's name,
+//! never the password.
 
-use std::sync::OnceLock;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use bytes::Bytes;
 use flotilla_kv::{Auth, AuthError, AuthOp, Op, PermKind, Permission};
@@ -107,12 +109,15 @@ impl AuthService {
             })
             .await?;
         let known = hash.is_some();
-        let hash = hash.unwrap_or_else(|| dummy_hash().to_owned());
         let password = r.password;
-        let matched = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
-            .await
-            .map_err(|e| Status::internal(format!("checking a password: {e}")))?
-            .unwrap_or(false);
+        let cost = self.core.auth_config.bcrypt_cost;
+        let matched = tokio::task::spawn_blocking(move || {
+            let hash = hash.unwrap_or_else(|| dummy_hash(cost));
+            bcrypt::verify(password, &hash)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("checking a password: {e}")))?
+        .unwrap_or(false);
         if !(known && matched) {
             tracing::warn!(user = %r.name, "authentication failed");
             return Err(refused(AuthError::AuthFailed));
@@ -139,17 +144,17 @@ fn check_hash(hashed: &str) -> Result<(), Status> {
         })
 }
 
-/// A hash to compare against when the user has none, so that a missing
-/// user costs what a wrong password costs.
-fn dummy_hash() -> &'static str {
-    static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| {
-        bcrypt::hash(
-            "no user has this password",
-            crate::auth::DEFAULT_BCRYPT_COST,
-        )
-        .unwrap_or_default()
-    })
+/// A hash at bcrypt cost `cost` to compare against when the user has
+/// none, so that a missing user costs what a wrong password costs (users'
+/// hashes are made at the configured cost too). Made once per cost, on
+/// the blocking thread that first needs it.
+fn dummy_hash(cost: u32) -> String {
+    static HASHES: Mutex<BTreeMap<u32, String>> = Mutex::new(BTreeMap::new());
+    let mut hashes = lock(&HASHES);
+    let hash = hashes
+        .entry(cost)
+        .or_insert_with(|| bcrypt::hash("no user has this password", cost).unwrap_or_default());
+    hash.clone()
 }
 
 /// A permission from etcd's message, with what was wrong with it.
