@@ -38,6 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Zero-copy `Bytes` for keys, values and Raft messages.
         .bytes(".flotilla.raft")
         .bytes(".flotilla.kv")
+        .bytes(".flotilla.shard")
         .bytes(".etcdserverpb")
         .bytes(".mvccpb")
         .bytes(".authpb")

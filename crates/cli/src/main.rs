@@ -72,6 +72,9 @@ enum Command {
     /// Runs one member of a cluster in the foreground.
     #[command(after_help = cluster::server::PRECEDENCE)]
     Server(Box<cluster::server::ServerArgs>),
+    /// The sharded store: runs a server, administers the shard
+    /// controller, reads and writes keys.
+    Shard(cluster::shard::ShardArgs),
     /// Saves a backup of a running cluster, checks one, or builds a new
     /// cluster's data directories from one.
     Snapshot(cluster::snapshot::SnapshotArgs),
@@ -116,6 +119,7 @@ fn main() -> ExitCode {
         Command::Mr(args) => mr::main(*args),
         Command::Server(args) => cluster::server::main(*args),
         Command::Status(args) => cluster::status::main(args),
+        Command::Shard(args) => cluster::shard::main(args),
         Command::Snapshot(args) => cluster::snapshot::main(args),
         Command::Up(args) => cluster::up::main(args),
         Command::Check(command) => check::run(command),

@@ -131,6 +131,7 @@ async fn clients_use_etcd_s_api_and_only_members_reach_the_peer_services() {
         from: 2,
         messages: Vec::new(),
         from_addr: String::new(),
+        groups: Vec::new(),
     };
     let refused = RaftTransportClient::new(client.clone())
         .send(tokio_stream::iter([batch]))

@@ -28,6 +28,7 @@ pub use generated::etcdserverpb;
 pub use generated::flotilla::kv;
 pub use generated::flotilla::mapreduce;
 pub use generated::flotilla::raft;
+pub use generated::flotilla::shard;
 pub use generated::grpc::health;
 pub use generated::mvccpb;
 pub use generated::v3electionpb;

@@ -1,10 +1,14 @@
 //! Inbound peer transport: the `RaftTransport` gRPC service. Each peer's
-//! stream of batches is decoded and stepped into the node's task.
+//! stream of batches is decoded and stepped into the node's task; on a
+//! server hosting several Raft groups, into the task of the group each
+//! message is tagged with ([`InboundService::with_group`]).
 //!
 //! Peers are untrusted input (STYLE.md practice 11): a batch from another
 //! cluster is refused, and a message that fails to decode, or is not
 //! addressed to this node, or claims another sender than the batch is
-//! dropped and counted, never a panic. A member removed from the group is
+//! dropped and counted, never a panic; so is a message for a group this
+//! server does not host, and a batch whose group tags do not match its
+//! messages one for one is refused whole. A member removed from the group is
 //! told so ([`super::transport::REMOVED_PREFIX`]), so that it stops.
 //! With `--peer-client-cert-auth` ([`Transport::peer_cert_auth`]) a
 //! connection that did not present a certificate from the peer CA is
@@ -13,6 +17,7 @@
 //! queue is bounded and this service awaits room in it, so a flooding peer
 //! is slowed by HTTP/2 flow control rather than growing memory.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -35,7 +40,9 @@ use flotilla_proto::signal;
 pub struct InboundService {
     cluster_id: u64,
     me: NodeId,
-    node: mpsc::Sender<Message>,
+    /// The node of each group this server hosts (group 0: a one-group
+    /// server's only node).
+    nodes: Arc<BTreeMap<u64, mpsc::Sender<Message>>>,
     rejected: Arc<AtomicU64>,
     closing: watch::Receiver<bool>,
     transport: Option<Transport>,
@@ -55,12 +62,19 @@ impl InboundService {
         InboundService {
             cluster_id,
             me,
-            node,
+            nodes: Arc::new(BTreeMap::from([(0, node)])),
             rejected: Arc::new(AtomicU64::new(0)),
             closing,
             transport: None,
             metrics: None,
         }
+    }
+
+    /// Steps the messages tagged with `group` into `node` too: one of the
+    /// groups of a server hosting several ([`Transport::for_group`]).
+    pub fn with_group(mut self, group: u64, node: mpsc::Sender<Message>) -> InboundService {
+        Arc::make_mut(&mut self.nodes).insert(group, node);
+        self
     }
 
     /// Refuses the messages of members that `transport`'s peer table lists
@@ -93,7 +107,8 @@ impl InboundService {
                 from,
                 dropped = n,
                 "dropped a peer message that does not decode, or is not addressed to this \
-                 node, or not from the batch's sender"
+                 node, or not from the batch's sender, or is for a group this server does \
+                 not host"
             );
         }
     }
@@ -177,13 +192,23 @@ impl RaftTransport for InboundService {
             {
                 t.learn(NodeId(batch.from), &batch.from_addr);
             }
-            for raw in std::mem::take(&mut batch.messages) {
-                let Some(m) = self.decode(&batch, raw) else {
+            let groups = std::mem::take(&mut batch.groups);
+            if !groups.is_empty() && groups.len() != batch.messages.len() {
+                return Err(Status::invalid_argument(format!(
+                    "a batch of {} messages has {} group tags; it needs one per message, or none",
+                    batch.messages.len(),
+                    groups.len()
+                )));
+            }
+            for (i, raw) in std::mem::take(&mut batch.messages).into_iter().enumerate() {
+                let group = groups.get(i).copied().unwrap_or(0);
+                let node = self.nodes.get(&group);
+                let Some((node, m)) = node.zip(self.decode(&batch, raw)) else {
                     self.reject(batch.from);
                     continue;
                 };
                 received += 1;
-                if self.node.send(m).await.is_err() {
+                if node.send(m).await.is_err() {
                     return Err(Status::unavailable("the node is shutting down"));
                 }
             }

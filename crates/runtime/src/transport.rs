@@ -112,10 +112,19 @@ pub struct PeerTls {
 }
 
 /// Sends Raft messages to peers. Cheap to clone.
+///
+/// Several Raft groups hosted by the same servers share one transport
+/// (one link per peer server, each batch carrying every group's
+/// messages, tagged): [`Transport::for_group`] gives each group its
+/// sender. Their member tables must then agree on the servers' ids and
+/// addresses (the sharded store's groups all span the same servers).
 #[derive(Clone, Debug)]
 pub struct Transport {
     cluster_id: u64,
     me: NodeId,
+    /// The group whose messages [`Transport::send`] tags (0 for a server
+    /// of one group).
+    group: u64,
     /// One link per other member of the replicated member table
     /// ([`Transport::set_peers`]) and per learned peer; a removed or
     /// moved member's ends.
@@ -148,8 +157,9 @@ struct Peer {
     /// Bound: [`PEER_QUEUE_MESSAGES`] encoded messages, each at most the
     /// Raft configuration's `max_msg_bytes` of entries (or one entry, or
     /// one snapshot chunk); the core's in-flight limit stops appends to
-    /// a peer that does not answer long before the queue fills.
-    queue: mpsc::Sender<Bytes>,
+    /// a peer that does not answer long before the queue fills. Each
+    /// message goes with its group.
+    queue: mpsc::Sender<(u64, Bytes)>,
 }
 
 impl Transport {
@@ -175,6 +185,7 @@ impl Transport {
         let t = Transport {
             cluster_id,
             me,
+            group: 0,
             peers: Arc::new(Mutex::new(HashMap::new())),
             table: Arc::new(Mutex::new(BTreeMap::new())),
             learned: Arc::new(Mutex::new(BTreeMap::new())),
@@ -188,6 +199,22 @@ impl Transport {
         };
         t.set_peers(peers, &BTreeSet::new());
         t
+    }
+
+    /// The same links, sending for Raft group `group`: its messages go on
+    /// the links this transport shares, tagged with the group, and the
+    /// receiving server's [`crate::InboundService`] steps them into its
+    /// node of that group.
+    pub fn for_group(&self, group: u64) -> Transport {
+        Transport {
+            group,
+            ..self.clone()
+        }
+    }
+
+    /// The group this transport sends for.
+    pub fn group(&self) -> u64 {
+        self.group
     }
 
     /// Points the transport at `peers`: starts links to new members (or
@@ -338,7 +365,7 @@ impl Transport {
         for m in msgs {
             let delivered = links
                 .get(&m.to)
-                .is_some_and(|p| p.queue.try_send(m.to_bytes()).is_ok());
+                .is_some_and(|p| p.queue.try_send((self.group, m.to_bytes())).is_ok());
             if !delivered {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -371,7 +398,11 @@ struct PeerLink {
 }
 
 impl PeerLink {
-    async fn run(self, mut queue: mpsc::Receiver<Bytes>, mut shutdown: watch::Receiver<bool>) {
+    async fn run(
+        self,
+        mut queue: mpsc::Receiver<(u64, Bytes)>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut backoff = BACKOFF_MIN;
         loop {
             let started = tokio::time::Instant::now();
@@ -400,7 +431,7 @@ impl PeerLink {
 
     /// Connects and streams batches until the stream breaks, hangs past
     /// the keepalive timeout, or the queue closes.
-    async fn stream(&self, queue: &mut mpsc::Receiver<Bytes>) {
+    async fn stream(&self, queue: &mut mpsc::Receiver<(u64, Bytes)>) {
         let Ok(endpoint) = Endpoint::from_shared(format!("http://{}", self.addr)) else {
             return;
         };
@@ -465,23 +496,30 @@ impl PeerLink {
         }
     }
 
-    fn batch(&self, first: Bytes, queue: &mut mpsc::Receiver<Bytes>) -> MessageBatch {
-        let mut bytes = first.len();
-        let mut messages = vec![first];
+    fn batch(&self, first: (u64, Bytes), queue: &mut mpsc::Receiver<(u64, Bytes)>) -> MessageBatch {
+        let mut bytes = first.1.len();
+        let mut groups = vec![first.0];
+        let mut messages = vec![first.1];
         while messages.len() < BATCH_MESSAGES_MAX && bytes < BATCH_BYTES_MAX {
             match queue.try_recv() {
-                Ok(m) => {
+                Ok((group, m)) => {
                     bytes += m.len();
+                    groups.push(group);
                     messages.push(m);
                 }
                 Err(_) => break,
             }
+        }
+        // A one-group server's batches stay as older builds sent them.
+        if groups.iter().all(|&g| g == 0) {
+            groups.clear();
         }
         MessageBatch {
             cluster_id: self.cluster_id,
             from: self.me.get(),
             messages,
             from_addr: crate::lock(&self.my_addr).clone(),
+            groups,
         }
     }
 }

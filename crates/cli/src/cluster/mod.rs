@@ -1,6 +1,7 @@
 //! The cluster commands: `flotilla server`, `flotilla up`, and the clients
 //! `flotilla kv`, `flotilla lease`, `flotilla lock`, `flotilla elect`,
-//! `flotilla watch`, `flotilla status`, `flotilla member`, `flotilla health`.
+//! `flotilla watch`, `flotilla status`, `flotilla member`, `flotilla health`;
+//! and the sharded store's `flotilla shard`.
 //!
 //! Client commands default to the cluster that `flotilla up` started in
 //! this directory: `up` writes its endpoints to `flotilla-data/endpoints`;
@@ -16,6 +17,8 @@ pub mod member;
 pub mod output;
 pub mod recipes;
 pub mod server;
+pub mod shard;
+pub mod shard_up;
 pub mod snapshot;
 pub mod status;
 pub mod tls;

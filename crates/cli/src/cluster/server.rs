@@ -391,7 +391,7 @@ fn parse_join_peers(items: &[String]) -> anyhow::Result<BTreeMap<NodeId, String>
 
 /// Logs to stderr with `tracing`; `RUST_LOG` picks the level (default
 /// `info`).
-fn init_logging() {
+pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -450,7 +450,7 @@ pub fn main(args: ServerArgs) -> anyhow::Result<ExitCode> {
 /// fails (the parent that held it is gone); otherwise never. The read
 /// blocks a thread of its own, not one of the runtime's blocking pool,
 /// which the runtime would wait for when it shuts down.
-async fn stdin_closed(enabled: bool) {
+pub async fn stdin_closed(enabled: bool) {
     if !enabled {
         return std::future::pending().await;
     }

@@ -63,6 +63,11 @@ pub struct UpArgs {
     #[arg(long)]
     #[serde(default)]
     pub tls: bool,
+    /// Start a sharded store instead (`flotilla shard`): every member
+    /// hosts the shard controller and this many data groups (1 to 64),
+    /// which join the controller once a leader is up.
+    #[arg(long)]
+    pub groups: Option<u64>,
 }
 
 /// `up`'s settings, resolved.
@@ -73,6 +78,7 @@ pub struct UpSettings {
     pub base_port: u16,
     pub wait_secs: u64,
     pub tls: bool,
+    pub groups: Option<u64>,
 }
 
 /// The flag's value, else the file's, else the default.
@@ -86,13 +92,14 @@ pub fn resolve(args: UpArgs, file: UpArgs) -> UpSettings {
             .unwrap_or(DEFAULT_BASE_PORT),
         wait_secs: args.wait_secs.or(file.wait_secs).unwrap_or(30),
         tls: args.tls || file.tls,
+        groups: args.groups.or(file.groups),
     }
 }
 
-struct Member {
-    id: u16,
-    child: Child,
-    log: PathBuf,
+pub(super) struct Member {
+    pub(super) id: u16,
+    pub(super) child: Child,
+    pub(super) log: PathBuf,
 }
 
 /// Runs `flotilla up`.
@@ -116,6 +123,9 @@ pub fn main(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    if let Some(groups) = args.groups {
+        return super::shard_up::main(&args, &addrs, groups);
+    }
     let tls = up_tls(&args)?;
     let endpoints: Vec<String> = match tls {
         Some(_) => addrs.iter().map(|a| format!("https://{a}")).collect(),
@@ -138,7 +148,7 @@ pub fn main(args: UpArgs) -> anyhow::Result<ExitCode> {
 
 /// The signals on which `up` stops its members and exits: SIGINT
 /// (Ctrl-C), SIGTERM and SIGHUP (its terminal closed).
-struct StopSignals {
+pub(super) struct StopSignals {
     int: Signal,
     term: Signal,
     hup: Signal,
@@ -148,7 +158,7 @@ impl StopSignals {
     /// Replaces the signals' default action (exit at once, leaving the
     /// members running) with a record that [`StopSignals::received`]
     /// reports, whenever it is polled.
-    fn take() -> anyhow::Result<StopSignals> {
+    pub(super) fn take() -> anyhow::Result<StopSignals> {
         let take = |kind: SignalKind| signal(kind).context("handling the stop signals");
         Ok(StopSignals {
             int: take(SignalKind::interrupt())?,
@@ -159,7 +169,7 @@ impl StopSignals {
 
     /// Resolves once one of the signals has arrived (at once if one
     /// arrived before).
-    async fn received(&mut self) {
+    pub(super) async fn received(&mut self) {
         tokio::select! {
             _ = self.int.recv() => {}
             _ = self.term.recv() => {}
@@ -254,7 +264,7 @@ fn metrics_addr(endpoint: &str) -> String {
     format!("127.0.0.1:{}", port.wrapping_add(1000))
 }
 
-fn open_log(path: &Path) -> anyhow::Result<File> {
+pub(super) fn open_log(path: &Path) -> anyhow::Result<File> {
     OpenOptions::new()
         .create(true)
         .append(true)
@@ -351,7 +361,7 @@ async fn find_leader(client: &Client, n: usize) -> Option<u64> {
     None
 }
 
-fn check_alive(members: &mut [Member]) -> anyhow::Result<()> {
+pub(super) fn check_alive(members: &mut [Member]) -> anyhow::Result<()> {
     for m in members.iter_mut() {
         if let Ok(Some(status)) = m.child.try_wait() {
             bail!(
@@ -365,7 +375,7 @@ fn check_alive(members: &mut [Member]) -> anyhow::Result<()> {
 }
 
 /// Stops the members: SIGTERM by PID, a grace period, then SIGKILL.
-fn stop_all(members: &mut [Member]) {
+pub(super) fn stop_all(members: &mut [Member]) {
     for m in members.iter() {
         let _ = Command::new("kill")
             .args(["-TERM", &m.child.id().to_string()])
@@ -393,9 +403,11 @@ mod tests {
 
     #[test]
     fn flags_beat_the_file_which_beats_the_defaults() {
-        let file: UpArgs =
-            super::super::config::parse(Path::new("up.toml"), "nodes = 5\nbase-port = 22379\n")
-                .unwrap();
+        let file: UpArgs = super::super::config::parse(
+            Path::new("up.toml"),
+            "nodes = 5\nbase-port = 22379\ngroups = 3\n",
+        )
+        .unwrap();
         let args = UpArgs {
             nodes: Some(1),
             ..UpArgs::default()
@@ -409,6 +421,7 @@ mod tests {
                 base_port: 22379,
                 wait_secs: 30,
                 tls: false,
+                groups: Some(3),
             }
         );
     }

@@ -1,0 +1,153 @@
+//! `flotilla up --groups G`: a sharded store on loopback in one command.
+//! It starts `--nodes` copies of this binary as `flotilla shard server`
+//! child processes, each hosting the shard controller and data groups
+//! 1..=G, with their data and logs under `--data-dir` as `up` keeps
+//! them; once the controller answers, it joins the groups that are not
+//! in its configuration yet (so running it again restarts the same store
+//! with its data), prints the endpoints and stays in the foreground,
+//! stopping its children as `up` does (see [`super::up`]).
+
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use super::runtime;
+use super::shard::{ShardCommand, Shards};
+use super::up::{Member, StopSignals, UpSettings, check_alive, open_log, stop_all};
+
+/// The most data groups `up` starts.
+pub const GROUPS_MAX: u64 = 64;
+
+/// Runs `flotilla up --groups`, the members at `addrs`.
+pub fn main(args: &UpSettings, addrs: &[String], groups: u64) -> anyhow::Result<ExitCode> {
+    if !(1..=GROUPS_MAX).contains(&groups) {
+        bail!("--groups must be between 1 and {GROUPS_MAX}");
+    }
+    if args.tls {
+        bail!("--tls is not available with --groups yet: the sharded store serves plaintext");
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let rt = runtime()?;
+    let mut stop = {
+        let _in_runtime = rt.enter();
+        StopSignals::take()?
+    };
+    let mut members = spawn_all(args, addrs, groups)?;
+    let outcome = std::fs::write(args.data_dir.join("endpoints"), addrs.join("\n") + "\n")
+        .context("writing the endpoints file")
+        .and_then(|()| rt.block_on(supervise(args, addrs, groups, &mut members, &mut stop)));
+    stop_all(&mut members);
+    outcome
+}
+
+fn spawn_all(args: &UpSettings, addrs: &[String], groups: u64) -> anyhow::Result<Vec<Member>> {
+    let exe = std::env::current_exe().context("finding the flotilla binary")?;
+    let peers: Vec<String> = (addrs.iter().enumerate())
+        .map(|(i, e)| format!("{}={e}", i + 1))
+        .collect();
+    let gids: Vec<String> = (1..=groups).map(|g| g.to_string()).collect();
+    let mut members = Vec::new();
+    for i in 0..addrs.len() {
+        let id = i as u16 + 1;
+        let log = args.data_dir.join(format!("node{id}.log"));
+        let out = open_log(&log)?;
+        let err = out.try_clone().context("opening the log")?;
+        let spawned = Command::new(&exe)
+            .args(["shard", "server", "--id", &id.to_string()])
+            .args(["--peers", &peers.join(",")])
+            .args(["--groups", &gids.join(",")])
+            .arg("--data-dir")
+            .arg(args.data_dir.join(format!("node{id}")))
+            .arg("--exit-with-parent")
+            .stdin(Stdio::piped())
+            .stdout(out)
+            .stderr(err)
+            .spawn();
+        match spawned {
+            Ok(child) => members.push(Member { id, child, log }),
+            Err(e) => {
+                stop_all(&mut members);
+                return Err(e).context("starting a member process");
+            }
+        }
+    }
+    Ok(members)
+}
+
+/// Joins the groups, reports the store, then watches the members until a
+/// stop signal (`Ok`) or a member's death (an error).
+async fn supervise(
+    args: &UpSettings,
+    addrs: &[String],
+    groups: u64,
+    members: &mut [Member],
+    stop: &mut StopSignals,
+) -> anyhow::Result<ExitCode> {
+    tokio::select! {
+        joined = join_all(args, addrs, groups, members) => joined?,
+        () = stop.received() => {
+            eprintln!("flotilla: stopping {} members before the groups joined", members.len());
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    println!(
+        "flotilla: sharded store up: {} members, each hosting the controller and groups 1-{groups}",
+        members.len()
+    );
+    println!("endpoints: {}", addrs.join(","));
+    println!("data and logs: {}", args.data_dir.display());
+    println!(
+        "try: flotilla shard put hello world; flotilla shard get hello; flotilla shard status"
+    );
+    println!("press Ctrl-C to stop");
+    let mut ticker = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            () = stop.received() => break,
+            _ = ticker.tick() => check_alive(members)?,
+        }
+    }
+    eprintln!("flotilla: stopping {} members", members.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Joins groups 1..=`groups` that the latest configuration lacks,
+/// retrying until `--wait-secs`; fails if a member exits meanwhile.
+async fn join_all(
+    args: &UpSettings,
+    addrs: &[String],
+    groups: u64,
+    members: &mut [Member],
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(args.wait_secs);
+    let client = Shards::new(addrs.to_vec(), Duration::from_secs(2));
+    loop {
+        check_alive(members)?;
+        let joined = async {
+            let latest = client.latest().await?;
+            let gids: Vec<u64> = (1..=groups)
+                .filter(|g| !latest.groups.contains_key(g))
+                .collect();
+            match gids.is_empty() {
+                true => Ok(()),
+                false => client.run(ShardCommand::Join { gids }).await,
+            }
+        };
+        let failed = match joined.await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if Instant::now() > deadline {
+            return Err(failed).with_context(|| {
+                format!(
+                    "the groups did not join within {}s; see the logs in {}",
+                    args.wait_secs,
+                    args.data_dir.display()
+                )
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

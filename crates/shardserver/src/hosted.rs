@@ -1,0 +1,137 @@
+//! The groups one server hosts: the shard controller's replica and a
+//! replica of every data group, each a running production host
+//! ([`RaftNode`]) with its state machine, and how requests reach them.
+//!
+//! A proposal or a read index at a replica that does not lead is carried
+//! to the leader by Raft itself (the host forwards proposals and read
+//! indexes inside the group's messages), so any server's replica takes
+//! any request; [`propose_until`] and [`read_index_until`] retry what
+//! a leader change interrupted, with the same command bytes (exactly-once
+//! sessions make a repeat harmless), until the deadline.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use flotilla_raft::{LogIndex, NodeId};
+use flotilla_runtime::{Applied, NodeError, NodeHandle, StateMachine, lock};
+use flotilla_shardkv::{Config, Ctrler, Gid, ShardKv};
+use tokio::time::Instant;
+
+/// One hosted group's replica here.
+pub struct Replica<SM: StateMachine> {
+    /// The running host.
+    pub node: NodeHandle<SM::Output>,
+    /// Its state machine (read under the lock; nothing awaits under it).
+    pub sm: Arc<Mutex<SM>>,
+}
+
+/// Everything this server hosts.
+pub struct Hosted {
+    /// This server's id (the same in every group).
+    pub me: NodeId,
+    /// Shards per configuration.
+    pub nshards: usize,
+    /// The controller's replica.
+    pub ctrl: Replica<Ctrler>,
+    /// Each data group's replica.
+    pub groups: BTreeMap<Gid, Replica<ShardKv>>,
+}
+
+/// Why a request to a group got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unanswered {
+    /// The deadline passed first; the outcome is unknown.
+    #[error("no answer before the deadline: the group has no leader, or is behind")]
+    Timeout,
+    /// The replica stopped (the server shuts down, or its WAL failed).
+    #[error("the group's replica here has stopped")]
+    Stopped,
+}
+
+/// The first wait between retries, doubled up to [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_millis(10);
+/// The longest wait between retries.
+const RETRY_MAX: Duration = Duration::from_millis(200);
+
+impl Hosted {
+    /// The latest configuration this server's controller replica has
+    /// applied (possibly behind the controller's leader).
+    pub fn latest(&self) -> Config {
+        lock(&self.ctrl.sm).query(None).clone()
+    }
+
+    /// The latest configuration, linearizable: read after a read index
+    /// at the controller.
+    pub async fn latest_linearizable(&self, deadline: Instant) -> Result<Config, Unanswered> {
+        read_index_until(&self.ctrl.node, deadline).await?;
+        Ok(self.latest())
+    }
+
+    /// Configuration `num` (the latest for `None`, or past the latest),
+    /// linearizable.
+    pub async fn query(&self, num: Option<u64>, deadline: Instant) -> Result<Config, Unanswered> {
+        read_index_until(&self.ctrl.node, deadline).await?;
+        Ok(lock(&self.ctrl.sm).query(num).clone())
+    }
+
+    /// The gids this server hosts, in order.
+    pub fn gids(&self) -> Vec<Gid> {
+        self.groups.keys().copied().collect()
+    }
+}
+
+/// Whether `e` may clear up on a retry.
+fn transient(e: &NodeError) -> bool {
+    matches!(
+        e,
+        NodeError::NotLeader { .. } | NodeError::Retry | NodeError::Overloaded { .. }
+    )
+}
+
+/// Waits `backoff` (doubling it for next time), unless that passes the
+/// deadline.
+async fn back_off(backoff: &mut Duration, deadline: Instant) -> Result<(), Unanswered> {
+    if Instant::now() + *backoff >= deadline {
+        return Err(Unanswered::Timeout);
+    }
+    tokio::time::sleep(*backoff).await;
+    *backoff = (*backoff * 2).min(RETRY_MAX);
+    Ok(())
+}
+
+/// Proposes `command` at `node` until it is applied here, retrying what
+/// a leader change or a full queue interrupted, until `deadline`.
+pub async fn propose_until<O: Send + 'static>(
+    node: &NodeHandle<O>,
+    command: Bytes,
+    deadline: Instant,
+) -> Result<Applied<O>, Unanswered> {
+    let mut backoff = RETRY_MIN;
+    loop {
+        match tokio::time::timeout_at(deadline, node.propose(command.clone())).await {
+            Err(_) => return Err(Unanswered::Timeout),
+            Ok(Ok(applied)) => return Ok(applied),
+            Ok(Err(e)) if transient(&e) => back_off(&mut backoff, deadline).await?,
+            Ok(Err(_)) => return Err(Unanswered::Stopped),
+        }
+    }
+}
+
+/// Waits until `node`'s replica may serve a linearizable read, retrying
+/// as [`propose_until`] does.
+pub async fn read_index_until<O: Send + 'static>(
+    node: &NodeHandle<O>,
+    deadline: Instant,
+) -> Result<LogIndex, Unanswered> {
+    let mut backoff = RETRY_MIN;
+    loop {
+        match tokio::time::timeout_at(deadline, node.read_index()).await {
+            Err(_) => return Err(Unanswered::Timeout),
+            Ok(Ok(index)) => return Ok(index),
+            Ok(Err(e)) if transient(&e) => back_off(&mut backoff, deadline).await?,
+            Ok(Err(_)) => return Err(Unanswered::Stopped),
+        }
+    }
+}

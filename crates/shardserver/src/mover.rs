@@ -1,0 +1,166 @@
+//! A data group's background work (the course's server goroutines that
+//! poll the controller and pull shards), run by every server for each
+//! group it hosts and acting only while its replica leads the group:
+//! - once every shard has settled, it reads the configuration after the
+//!   group's (a read index at the controller, then the local controller
+//!   replica) and proposes it to the group;
+//! - for each shard the group pulls, it takes a read index at the old
+//!   owner's replica here and, once that replica has applied it, the
+//!   shard's data and exactly-once table from it
+//!   ([`ShardKv::export`](flotilla_shardkv::ShardKv::export)), and
+//!   proposes them to its group (`Insert`);
+//! - for each shard that arrived, it proposes `Delete` to the old owner
+//!   and, once applied there, `Settle` to its own group.
+//!
+//! Every step is idempotent at the machines (a configuration applies only
+//! from the one before it, an insert only to a pulling shard, ...), so a
+//! step that a leader change cut short, or that two movers took at once
+//! (an old leader's and a new one's), is harmless: the next poll takes it
+//! again. Nothing here decides ownership; the groups' logs do.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_runtime::lock;
+use flotilla_shardkv::{Gid, GroupCommand};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::hosted::{Hosted, Unanswered, propose_until, read_index_until};
+
+/// How often a mover looks at its group.
+pub const POLL: Duration = Duration::from_millis(50);
+/// How long one look may wait for the groups it asks.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What a look at the group's replica found.
+struct Look {
+    num: u64,
+    settled: bool,
+    pull: BTreeMap<Gid, Vec<usize>>,
+    settle: BTreeMap<Gid, Vec<usize>>,
+}
+
+/// Starts group `gid`'s mover; it ends when `stop` turns true.
+pub fn spawn(hosted: Arc<Hosted>, gid: Gid, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = tick.tick() => {}
+            }
+            let Some(group) = hosted.groups.get(&gid) else {
+                return;
+            };
+            if group.node.leader() != Some(hosted.me) {
+                continue;
+            }
+            let step = tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                step = poll(&hosted, gid) => step,
+            };
+            if let Err(e) = step {
+                tracing::debug!(gid, "a mover's step got no answer: {e}");
+            }
+        }
+    })
+}
+
+/// One look at the group, and the steps it calls for.
+async fn poll(h: &Hosted, gid: Gid) -> Result<(), Unanswered> {
+    let Some(me) = h.groups.get(&gid) else {
+        return Ok(());
+    };
+    let look = {
+        let m = lock(&me.sm);
+        Look {
+            num: m.config().num,
+            settled: m.settled(),
+            pull: m.to_pull(),
+            settle: m.to_settle(),
+        }
+    };
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    if look.settled {
+        let next = h.query(Some(look.num + 1), deadline).await?;
+        if next.num == look.num + 1 {
+            tracing::info!(gid, num = next.num, "moving to the next configuration");
+            propose_until(&me.node, GroupCommand::Config(next).encode(), deadline).await?;
+        }
+        return Ok(());
+    }
+    for (from, shards) in look.pull {
+        pull(h, gid, from, look.num, shards, deadline).await?;
+    }
+    for (from, shards) in look.settle {
+        settle(h, gid, from, look.num, shards, deadline).await?;
+    }
+    Ok(())
+}
+
+/// Pulls `shards` of configuration `num` from group `from` into `gid`.
+async fn pull(
+    h: &Hosted,
+    gid: Gid,
+    from: Gid,
+    num: u64,
+    shards: Vec<usize>,
+    deadline: Instant,
+) -> Result<(), Unanswered> {
+    let (Some(me), Some(old)) = (h.groups.get(&gid), h.groups.get(&from)) else {
+        tracing::warn!(
+            gid,
+            from,
+            "cannot pull shards from a group this server does not host"
+        );
+        return Ok(());
+    };
+    read_index_until(&old.node, deadline).await?;
+    let data = lock(&old.sm).export(num, &shards);
+    let Some(data) = data else {
+        // The old owner has not reached `num` yet (or already deleted
+        // them, having seen them arrive): the next look tells.
+        return Ok(());
+    };
+    let bytes: usize = data.values().map(|d| d.bytes()).sum();
+    tracing::info!(gid, from, num, ?shards, bytes, "pulled shards");
+    let insert = GroupCommand::Insert { num, shards: data };
+    propose_until(&me.node, insert.encode(), deadline).await?;
+    Ok(())
+}
+
+/// Tells group `from` that `shards` arrived at `gid` (it deletes them),
+/// then settles them at `gid`.
+async fn settle(
+    h: &Hosted,
+    gid: Gid,
+    from: Gid,
+    num: u64,
+    shards: Vec<usize>,
+    deadline: Instant,
+) -> Result<(), Unanswered> {
+    let (Some(me), Some(old)) = (h.groups.get(&gid), h.groups.get(&from)) else {
+        tracing::warn!(
+            gid,
+            from,
+            "cannot settle shards with a group this server does not host"
+        );
+        return Ok(());
+    };
+    let delete = GroupCommand::Delete {
+        num,
+        shards: shards.clone(),
+    };
+    propose_until(&old.node, delete.encode(), deadline).await?;
+    propose_until(
+        &me.node,
+        GroupCommand::Settle { num, shards }.encode(),
+        deadline,
+    )
+    .await?;
+    Ok(())
+}
