@@ -397,3 +397,112 @@ fn incoming(
         conn
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(dir: PathBuf) -> ShardServerConfig {
+        ShardServerConfig {
+            id: NodeId(1),
+            peers: BTreeMap::from([(NodeId(1), "h1:1".into()), (NodeId(2), "h2:1".into())]),
+            groups: vec![1, 2],
+            shards: 10,
+            data_dir: dir,
+            tick: Duration::from_millis(10),
+            snapshot_entries: 100,
+        }
+    }
+
+    fn refused(c: &ShardServerConfig) -> String {
+        match c.check() {
+            Err(ServerError::Config(m)) => m,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_configuration_no_server_could_serve_is_refused_with_what_is_wrong() {
+        let good = cfg(PathBuf::from("d"));
+        assert!(good.check().is_ok());
+        let with = |f: &dyn Fn(&mut ShardServerConfig)| {
+            let mut c = good.clone();
+            f(&mut c);
+            refused(&c)
+        };
+        assert_eq!(
+            with(&|c| c.id = NodeId(3)),
+            "member 3 is not in the member list (--peers)"
+        );
+        assert!(with(&|c| c.groups.clear()).contains("at least one data group"));
+        assert_eq!(
+            with(&|c| c.groups = vec![1, 0]),
+            "group id 0 is out of range: 1 to 1000000"
+        );
+        assert_eq!(
+            with(&|c| c.groups = vec![GID_MAX + 1]),
+            "group id 1000001 is out of range: 1 to 1000000"
+        );
+        assert_eq!(
+            with(&|c| c.groups = vec![2, 1, 2]),
+            "--groups names a group twice: [2, 1, 2]"
+        );
+        assert_eq!(
+            with(&|c| c.shards = 0),
+            "--shards 0 is out of range: 1 to 4096"
+        );
+        assert_eq!(
+            with(&|c| c.shards = SHARDS_MAX + 1),
+            "--shards 4097 is out of range: 1 to 4096"
+        );
+        let mut edge = good.clone();
+        edge.groups = vec![GID_MAX];
+        edge.shards = SHARDS_MAX;
+        assert!(edge.check().is_ok(), "the bounds themselves are allowed");
+    }
+
+    #[test]
+    fn the_cluster_is_its_members_groups_and_shards_whatever_the_member() {
+        let a = cfg(PathBuf::from("d"));
+        let mut other_member = a.clone();
+        other_member.id = NodeId(2);
+        assert_eq!(a.cluster_id(), other_member.cluster_id());
+        let mut regrouped = a.clone();
+        regrouped.groups = vec![2, 1];
+        assert_eq!(
+            a.cluster_id(),
+            regrouped.cluster_id(),
+            "order does not matter"
+        );
+        for change in [
+            &(|c: &mut ShardServerConfig| c.groups = vec![1, 2, 3])
+                as &dyn Fn(&mut ShardServerConfig),
+            &|c| c.shards = 11,
+            &|c| drop(c.peers.insert(NodeId(2), "h2:2".into())),
+        ] {
+            let mut b = a.clone();
+            change(&mut b);
+            assert_ne!(a.cluster_id(), b.cluster_id(), "{:?}", b.identity());
+        }
+    }
+
+    #[test]
+    fn a_data_directory_serves_only_the_layout_it_was_made_for() {
+        let scratch =
+            std::env::temp_dir().join(format!("flotilla-shard-claim-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&scratch);
+        let a = cfg(scratch.clone());
+        claim_data_dir(&a).unwrap();
+        claim_data_dir(&a).unwrap();
+        assert!(scratch.join("wal").is_dir());
+        let mut b = a.clone();
+        b.groups = vec![1, 2, 3];
+        let e = claim_data_dir(&b).unwrap_err().to_string();
+        assert!(
+            e.contains("groups [1, 2] shards 10 member 1, not to"),
+            "{e}"
+        );
+        assert!(e.contains("groups [1, 2, 3]"), "{e}");
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+}
