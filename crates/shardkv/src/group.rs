@@ -11,7 +11,12 @@
 //!   [`ShardState::Leaving`] and keep their data for the new owner;
 //! - [`GroupCommand::Insert`] installs pulled shards (data and exactly-once
 //!   table) for the configuration they were pulled for; they serve at
-//!   once ([`ShardState::Arrived`]) while the old owner is told to delete;
+//!   once ([`ShardState::Arrived`]) while the old owner is told to delete.
+//!   A shard too large for one log entry comes first in
+//!   [`GroupCommand::Part`]s, merged into it while it still pulls; the
+//!   Insert then merges the rest. Merging is idempotent (every part is a
+//!   piece of the old owner's frozen copy), so parts repeated or sent
+//!   again by a new leader's mover change nothing;
 //! - [`GroupCommand::Delete`] (at the old owner) drops leaving shards once
 //!   the new owner has them, so storage stays bounded;
 //! - [`GroupCommand::Settle`] (at the new owner) records that the old
@@ -123,6 +128,17 @@ pub enum GroupCommand {
         num: u64,
         /// Shard to contents.
         shards: BTreeMap<usize, ShardData>,
+    },
+    /// A piece of a pulled shard too large for one entry, for
+    /// configuration `num`: merged into the shard, which keeps pulling
+    /// until the [`GroupCommand::Insert`] that ends it.
+    Part {
+        /// The configuration it was pulled for.
+        num: u64,
+        /// The shard.
+        shard: usize,
+        /// Some of its pairs (and, or, its exactly-once table).
+        part: ShardData,
     },
     /// At the old owner: the new owner of `shards` has them, as of
     /// configuration `num`.
@@ -278,7 +294,12 @@ impl ShardKv {
                 GroupApplied::Step { num, applied }
             }
             GroupCommand::Insert { num, shards } => {
-                let applied = self.insert(num, shards);
+                let applied = self.insert(num, shards, ShardState::Arrived);
+                GroupApplied::Step { num, applied }
+            }
+            GroupCommand::Part { num, shard, part } => {
+                let shards = BTreeMap::from([(shard, part)]);
+                let applied = self.insert(num, shards, ShardState::Pulling);
                 GroupApplied::Step { num, applied }
             }
             GroupCommand::Delete { num, shards } => {
@@ -354,7 +375,9 @@ impl ShardKv {
         true
     }
 
-    fn insert(&mut self, num: u64, shards: BTreeMap<usize, ShardData>) -> bool {
+    /// Merges pulled `shards` of configuration `num` into those that
+    /// still pull, which become `then`.
+    fn insert(&mut self, num: u64, shards: BTreeMap<usize, ShardData>, then: ShardState) -> bool {
         if num != self.config.num {
             return false;
         }
@@ -363,7 +386,12 @@ impl ShardKv {
             if let Some(slot) = self.shards.get_mut(&s)
                 && slot.0 == ShardState::Pulling
             {
-                *slot = (ShardState::Arrived, data);
+                slot.1.data.extend(data.data);
+                for (client, seq) in data.dedup {
+                    let last = slot.1.dedup.entry(client).or_insert(seq);
+                    *last = (*last).max(seq);
+                }
+                slot.0 = then;
                 any = true;
             }
         }

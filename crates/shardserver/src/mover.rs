@@ -8,7 +8,9 @@
 //!   owner's replica here and, once that replica has applied it, the
 //!   shard's data and exactly-once table from it
 //!   ([`ShardKv::export`](flotilla_shardkv::ShardKv::export)), and
-//!   proposes them to its group (`Insert`);
+//!   proposes them to its group (`Insert`); what exceeds [`PART_BYTES`]
+//!   goes first in `Part`s, so no entry outgrows what a peer batch may
+//!   carry, however large the shard;
 //! - for each shard that arrived, it proposes `Delete` to the old owner
 //!   and, once applied there, `Settle` to its own group.
 //!
@@ -22,8 +24,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flotilla_runtime::lock;
-use flotilla_shardkv::{Gid, GroupCommand};
+use flotilla_runtime::{NodeHandle, lock};
+use flotilla_shardkv::{Gid, GroupApplied, GroupCommand, ShardData};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -32,8 +34,11 @@ use crate::hosted::{Hosted, Unanswered, propose_until, read_index_until};
 
 /// How often a mover looks at its group.
 pub const POLL: Duration = Duration::from_millis(50);
-/// How long one look may wait for the groups it asks.
+/// How long one request of a look may wait for the group it asks.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(3);
+/// The most key and value bytes one entry of a pull carries (one pair
+/// may exceed it alone; a pair is at most a request's size).
+pub const PART_BYTES: usize = 4 << 20;
 
 /// What a look at the group's replica found.
 struct Look {
@@ -128,9 +133,53 @@ async fn pull(
     };
     let bytes: usize = data.values().map(|d| d.bytes()).sum();
     tracing::info!(gid, from, num, ?shards, bytes, "pulled shards");
-    let insert = GroupCommand::Insert { num, shards: data };
-    propose_until(&me.node, insert.encode(), deadline).await?;
+    let last = send_parts(&me.node, num, data).await?;
+    let insert = GroupCommand::Insert { num, shards: last };
+    propose_until(&me.node, insert.encode(), Instant::now() + STEP_TIMEOUT).await?;
     Ok(())
+}
+
+/// Proposes what of `data` does not fit in one entry beside the rest as
+/// `Part`s of at least [`PART_BYTES`] each; returns the rest, with every
+/// shard's exactly-once table, for the `Insert` that ends the pull.
+async fn send_parts(
+    node: &NodeHandle<Option<GroupApplied>>,
+    num: u64,
+    data: std::collections::BTreeMap<usize, ShardData>,
+) -> Result<BTreeMap<usize, ShardData>, Unanswered> {
+    let mut last = BTreeMap::new();
+    let mut last_bytes = 0;
+    let propose = |shard, data| {
+        let part = ShardData {
+            data,
+            dedup: BTreeMap::new(),
+        };
+        let command = GroupCommand::Part { num, shard, part }.encode();
+        propose_until(node, command, Instant::now() + STEP_TIMEOUT)
+    };
+    for (shard, d) in data {
+        let mut chunk = BTreeMap::new();
+        let mut bytes = 0;
+        for (k, v) in d.data {
+            bytes += k.len() + v.len();
+            chunk.insert(k, v);
+            if bytes >= PART_BYTES {
+                propose(shard, std::mem::take(&mut chunk)).await?;
+                bytes = 0;
+            }
+        }
+        if last_bytes + bytes > PART_BYTES {
+            propose(shard, std::mem::take(&mut chunk)).await?;
+            bytes = 0;
+        }
+        last_bytes += bytes;
+        let rest = ShardData {
+            data: chunk,
+            dedup: d.dedup,
+        };
+        last.insert(shard, rest);
+    }
+    Ok(last)
 }
 
 /// Tells group `from` that `shards` arrived at `gid` (it deletes them),

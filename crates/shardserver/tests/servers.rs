@@ -373,3 +373,40 @@ async fn a_stopped_server_catches_up_on_the_configurations_it_missed() {
     assert_eq!(get(&mut c3, "0x").await.value.len(), 12);
     s.shutdown().await;
 }
+
+/// A shard larger than one entry may carry (`PART_BYTES`) moves in
+/// parts, and arrives whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_larger_than_an_entry_moves_in_parts() {
+    let s = Servers::start("shard-large").await;
+    let mut c = s.client(0);
+    c.join(join(1, &[1])).await.unwrap();
+    let value = |i: u64| format!("{i:04}").repeat(256 * 1024);
+    let count = (flotilla_shardserver::mover::PART_BYTES / (1 << 20)) as u64 * 3 + 1;
+    for i in 0..count {
+        c.put(put(5, i + 1, &format!("L{i}"), &value(i), false))
+            .await
+            .unwrap();
+    }
+    let shard = u64::from(b'L') % 10;
+    c.join(join(2, &[2])).await.unwrap();
+    let mv = pb::MoveRequest {
+        session: session(99, 3),
+        shard,
+        gid: 2,
+    };
+    let latest = c.r#move(mv).await.unwrap().into_inner().config.unwrap();
+    assert_eq!(latest.shards[shard as usize], 2);
+    for i in 0..3 {
+        let st = settled(&s, i, latest.num).await;
+        let g2 = st.groups.iter().find(|g| g.gid == 2).unwrap();
+        assert_eq!(g2.shards.get(&shard).map(String::as_str), Some("serving"));
+        assert!(g2.data_bytes >= count << 20, "{g2:?}");
+    }
+    for i in 0..count {
+        let got = get(&mut s.client(i as usize % 3), &format!("L{i}")).await;
+        assert_eq!(got.gid, 2);
+        assert!(got.value == value(i).as_bytes(), "L{i} arrived whole");
+    }
+    s.shutdown().await;
+}

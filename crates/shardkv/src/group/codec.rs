@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! command  = version | 0 client seq op | 1 config | 2 num #shards (shard data)*
-//!          | 3 num #shards shard* | 4 num #shards shard*
+//!          | 3 num #shards shard* | 4 num #shards shard* | 5 num shard data
 //! op       = 0 key | 1 key value | 2 key value
 //! data     = #pairs (key value)* #clients (client seq)*
 //! snapshot = "FSKG" | version | crc32c(body) u32 LE | body
@@ -106,6 +106,12 @@ impl GroupCommand {
                     put_data(&mut out, d);
                 }
             }
+            GroupCommand::Part { num, shard, part } => {
+                out.push(5);
+                put_u64(&mut out, *num);
+                put_u64(&mut out, *shard as u64);
+                put_data(&mut out, part);
+            }
             GroupCommand::Delete { num, shards } | GroupCommand::Settle { num, shards } => {
                 out.push(if matches!(self, GroupCommand::Delete { .. }) {
                     3
@@ -157,6 +163,11 @@ impl GroupCommand {
             4 => GroupCommand::Settle {
                 num: d.u64("config number")?,
                 shards: get_list(&mut d)?,
+            },
+            5 => GroupCommand::Part {
+                num: d.u64("config number")?,
+                shard: get_shard(&mut d)?,
+                part: get_data(&mut d)?,
             },
             tag => return Err(bad_tag("group command", tag.into(), at)),
         };

@@ -275,9 +275,14 @@ fn command() -> impl Strategy<Value = GroupCommand> {
         }),
         (
             any::<u64>(),
-            prop::collection::btree_map(0..300usize, data, 0..3)
+            prop::collection::btree_map(0..300usize, data.clone(), 0..3)
         )
             .prop_map(|(num, shards)| GroupCommand::Insert { num, shards }),
+        (any::<u64>(), 0..300usize, data).prop_map(|(num, shard, part)| GroupCommand::Part {
+            num,
+            shard,
+            part
+        }),
         (any::<u64>(), list.clone()).prop_map(|(num, shards)| GroupCommand::Delete { num, shards }),
         (any::<u64>(), list).prop_map(|(num, shards)| GroupCommand::Settle { num, shards }),
         Just(GroupCommand::Config(Config::initial(3))),
@@ -298,4 +303,47 @@ proptest! {
     fn garbage_is_an_error_not_a_panic(data in prop::collection::vec(any::<u8>(), 0..64)) {
         let _ = GroupCommand::decode(&Bytes::from(data));
     }
+}
+
+#[test]
+fn a_shard_too_large_for_one_entry_arrives_in_parts() {
+    let (g1, mut g2, _c, moving, key) = handing_over();
+    let shard = key2shard(&key, 10);
+    let mut data = g1.export(2, &[shard]).unwrap().remove(&shard).unwrap();
+    data.data.insert(b("9b"), b("second"));
+    let dedup = std::mem::take(&mut data.dedup);
+    let (first, rest): (BTreeMap<_, _>, BTreeMap<_, _>) =
+        data.data.into_iter().partition(|(k, _)| *k == key);
+    let part = |num, data| GroupCommand::Part {
+        num,
+        shard,
+        part: ShardData {
+            data,
+            dedup: BTreeMap::new(),
+        },
+    };
+    assert!(
+        !step(&mut g2, part(3, first.clone())),
+        "another configuration's"
+    );
+    assert!(step(&mut g2, part(2, first.clone())));
+    assert!(
+        step(&mut g2, part(2, first)),
+        "a repeat merges the same pairs"
+    );
+    assert_eq!(get(&mut g2, &key), KvReply::WrongGroup, "it still pulls");
+    assert_eq!(g2.to_pull(), BTreeMap::from([(1, moving)]));
+    let last = ShardData { data: rest, dedup };
+    assert!(step(&mut g2, insert(2, BTreeMap::from([(shard, last)]))));
+    assert_eq!(get(&mut g2, &key), KvReply::Value(b("v")));
+    assert_eq!(get(&mut g2, &b("9b")), KvReply::Value(b("second")));
+    // The exactly-once table came with the last piece: client 7's put of
+    // "9" (its 10th write) is not applied again.
+    let again = KvOp::Put(key.clone(), b("again"));
+    assert_eq!(op(&mut g2, 7, 10, again), KvReply::Done);
+    assert_eq!(get(&mut g2, &key), KvReply::Value(b("v")));
+    assert!(
+        !step(&mut g2, part(2, BTreeMap::new())),
+        "it no longer pulls"
+    );
 }
