@@ -9,6 +9,7 @@ mod kv;
 mod mr;
 mod noop;
 mod raft;
+mod shard;
 mod watch;
 
 use std::process::ExitCode;
@@ -90,6 +91,9 @@ enum BenchCommand {
     /// Committed entries per second of the Raft core in the simulator
     /// (one thread, no faults, no message encoding).
     Raft(raft::RaftBenchArgs),
+    /// The sharded store as processes: moving a large shard, and what
+    /// idle groups cost a server.
+    Shard(shard::ShardBenchArgs),
     /// What watchers cost (etcd's v3 API, Flotilla or etcd): write
     /// throughput with and without them, and event delivery latency.
     Watch(watch::WatchBenchArgs),
@@ -103,6 +107,7 @@ pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchCommand::Mr(a) => mr::main(a),
         BenchCommand::NoopServer(a) => noop::main(a),
         BenchCommand::Raft(a) => raft::main(a),
+        BenchCommand::Shard(a) => shard::main(a),
         BenchCommand::Watch(a) => watch::main(a),
     }
 }

@@ -204,7 +204,7 @@ impl Shards {
 
     /// Calls `f` on each endpoint in turn until one answers, retrying
     /// what may clear up until the timeout.
-    async fn call<T, F, Fut>(&self, mut f: F) -> anyhow::Result<T>
+    pub(crate) async fn call<T, F, Fut>(&self, mut f: F) -> anyhow::Result<T>
     where
         F: FnMut(ShardClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
