@@ -6,6 +6,12 @@
 //!   then moves it to the other group and times the move from the
 //!   controller's answer until every server's replica of the new owner
 //!   serves it and the old owner's copy is deleted.
+//! - `load`: for each count in `--groups`, a fresh store with that many
+//!   groups joined, and `--clients` closed-loop writers (each one put of
+//!   a `--value-size` value in flight, on uniformly random keys, so
+//!   every shard gets its share; client `i` asks server `i mod 3`) for
+//!   `--duration`: puts per second and latency percentiles, and each
+//!   count's throughput against the first's.
 //! - `idle`: for each count in `--groups`, starts the servers hosting
 //!   that many idle groups (no client, no configuration), lets elections
 //!   settle, and reports one server's CPU (share of one core, from
@@ -42,6 +48,21 @@ enum ShardBench {
     Move {
         #[arg(long, default_value_t = 100)]
         mb: u64,
+    },
+    /// Write throughput with 1 and with several data groups.
+    Load {
+        /// Group counts to compare, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,3")]
+        groups: Vec<u64>,
+        /// Closed-loop writers.
+        #[arg(long, default_value_t = 32)]
+        clients: u64,
+        /// How long each count is measured.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Bytes per value.
+        #[arg(long, default_value_t = 256)]
+        value_size: usize,
     },
     /// CPU and memory of a server hosting idle groups.
     Idle {
@@ -119,6 +140,23 @@ pub fn main(args: ShardBenchArgs) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     match &args.command {
         ShardBench::Move { mb } => rt.block_on(bench_move(&args, *mb))?,
+        ShardBench::Load {
+            groups,
+            clients,
+            duration,
+            value_size,
+        } => {
+            let mut first = None;
+            for &g in groups {
+                let (rate, p50, p99) =
+                    rt.block_on(bench_load(&args, g, *clients, *duration, *value_size))?;
+                let base = *first.get_or_insert(rate);
+                println!(
+                    "{g} groups: {rate:.0} puts/s, p50 {p50:.2} ms, p99 {p99:.2} ms ({:.2}x the first)",
+                    rate / base
+                );
+            }
+        }
         ShardBench::Idle { groups, duration } => {
             println!("{:>7} {:>12} {:>10}", "groups", "cpu (1 core)", "rss MiB");
             for &g in groups {
@@ -305,4 +343,93 @@ fn rss_mib(pid: u32) -> anyhow::Result<f64> {
         .context("no VmRSS value")?
         .parse()?;
     Ok(kib / 1024.0)
+}
+
+/// Puts per second, p50 and p99 in ms, of `clients` writers for
+/// `duration` against a fresh store of `groups` joined groups.
+async fn bench_load(
+    args: &ShardBenchArgs,
+    groups: u64,
+    clients: u64,
+    duration: Duration,
+    value_size: usize,
+) -> anyhow::Result<(f64, f64, f64)> {
+    let fleet = Fleet::start(args, groups)?;
+    let join = pb::JoinRequest {
+        session: Some(pb::Session {
+            client_id: 7,
+            seq: 1,
+        }),
+        groups: (1..=groups).map(|g| (g, pb::Servers::default())).collect(),
+    };
+    let c = fleet.client();
+    c.call(|mut s| {
+        let r = join.clone();
+        async move { s.join(r).await }
+    })
+    .await?;
+    // Every shard served before the clock starts: one put each.
+    for b in 0..10u8 {
+        let r = pb::PutRequest {
+            session: Some(pb::Session {
+                client_id: 8,
+                seq: u64::from(b) + 1,
+            }),
+            key: vec![b'0' + b].into(),
+            value: vec![b'w'; value_size].into(),
+            append: false,
+        };
+        c.call(|mut s| {
+            let r = r.clone();
+            async move { s.put(r).await }
+        })
+        .await?;
+    }
+    let until = Instant::now() + duration;
+    let writers: Vec<_> = (0..clients)
+        .map(|i| {
+            let endpoint = fleet.endpoints[i as usize % fleet.endpoints.len()].clone();
+            tokio::spawn(writer(endpoint, 1000 + i, until, value_size))
+        })
+        .collect();
+    let mut all = hdrhistogram::Histogram::<u64>::new(3)?;
+    for w in writers {
+        all.add(w.await.context("a writer failed")??)?;
+    }
+    let rate = all.len() as f64 / duration.as_secs_f64();
+    let ms = |q| all.value_at_quantile(q) as f64 / 1000.0;
+    Ok((rate, ms(0.5), ms(0.99)))
+}
+
+/// One closed-loop writer until `until`: its latencies in µs.
+async fn writer(
+    endpoint: String,
+    client_id: u64,
+    until: Instant,
+    value_size: usize,
+) -> anyhow::Result<hdrhistogram::Histogram<u64>> {
+    let c = Shards::new(vec![endpoint], Duration::from_secs(30));
+    let mut latencies = hdrhistogram::Histogram::<u64>::new(3)?;
+    let mut rng = flotilla_raft::rng::SplitMix64::new(client_id);
+    let mut seq = 0;
+    while Instant::now() < until {
+        seq += 1;
+        // The first byte picks the shard: the ten shards alike.
+        let r = rng.next_u64();
+        let key = format!("{}{:x}", char::from(b'0' + (r % 10) as u8), r / 10);
+        let r = pb::PutRequest {
+            session: Some(pb::Session { client_id, seq }),
+            key: key.into(),
+            value: vec![b'v'; value_size].into(),
+            append: false,
+        };
+        let sent = Instant::now();
+        c.call(|mut s| {
+            let r = r.clone();
+            async move { s.put(r).await }
+        })
+        .await?;
+        latencies.record(sent.elapsed().as_micros() as u64)?;
+    }
+    Ok(latencies)
 }
