@@ -3,7 +3,9 @@
 //! addressed to another member, a term far in the future, an append past
 //! any log's reach, an append whose entries skip an index, and a snapshot
 //! chunk whose data runs past its stated length, sent to the leader and
-//! to a follower, is dropped with a log line and counted; every member
+//! to a follower, is dropped with a log line and counted (so is every
+//! message tagged for a group the server does not host, and a batch whose
+//! group tags do not match its messages is refused); every member
 //! keeps serving, and the cluster's term does not move.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -114,6 +116,26 @@ fn garbage_from_a_peer_is_dropped_logged_and_counted() {
             .into_inner();
         // Only the messages that decode, addressed to it, reach the node.
         assert_eq!(summary.received, 4, "member {to}");
+        // Tagged for a group this one-group server does not host, none
+        // does; tags that do not match the messages refuse the batch.
+        let messages = garbage(from, to, term);
+        let tagged = |groups: Vec<u64>| MessageBatch {
+            cluster_id: header.cluster_id,
+            from,
+            messages: messages.clone(),
+            groups,
+            ..Default::default()
+        };
+        let other_group = tagged(vec![7; messages.len()]);
+        let summary = rt
+            .block_on(peer.send(tokio_stream::iter([other_group])))
+            .expect("the peer service answers")
+            .into_inner();
+        assert_eq!(summary.received, 0, "member {to}");
+        let refused = rt
+            .block_on(peer.send(tokio_stream::iter([tagged(vec![0])])))
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused}");
         let log = cluster.log(target);
         wait_for("the refusals in the log", Duration::from_secs(10), || {
             let text = std::fs::read_to_string(&log).ok()?;
