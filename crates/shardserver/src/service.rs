@@ -7,9 +7,12 @@
 //! moved away, or has not arrived yet) answers wrong-group without
 //! applying anything; the request then waits for a newer configuration
 //! (a linearizable read of the controller) and for the shard to arrive,
-//! and goes again with the same session, until its deadline. So a client
-//! never sees the shard map, and a write is applied once wherever its
-//! shard lives (the shard's exactly-once table moves with it).
+//! and goes again with the same session, until its deadline; while the
+//! local replica of the owner shows the shard still arriving, the request
+//! waits for it there instead of adding wrong-group entries to the log.
+//! So a client never sees the shard map, and a write is applied once
+//! wherever its shard lives (the shard's exactly-once table moves with
+//! it).
 //!
 //! Every request is checked before anything is proposed: a session needs
 //! a nonzero client id and sequence number, a key must be nonempty, a
@@ -26,7 +29,7 @@ use flotilla_proto::shard::v1::shard_server::Shard;
 use flotilla_runtime::lock;
 use flotilla_shardkv::{
     Config, CtrlCommand, CtrlOp, CtrlReply, Gid, GroupApplied, GroupCommand, KvOp, KvReply,
-    ShardState, key2shard,
+    ShardKv, ShardState, key2shard,
 };
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
@@ -37,6 +40,8 @@ use crate::hosted::{Hosted, Unanswered, propose_until};
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest key taken.
 pub const KEY_MAX: usize = 64 * 1024;
+/// How often a request for a shard that is arriving looks again.
+const ARRIVAL_POLL: Duration = Duration::from_millis(5);
 /// The largest value taken (etcd's default request limit).
 pub const VALUE_MAX: usize = 1536 * 1024;
 
@@ -115,6 +120,15 @@ impl ShardService {
                         "shard {shard} is on group {gid}, which this server does not host"
                     ))
                 })?;
+                if arriving(&lock(&group.sm), gid, shard, config.num) {
+                    // Asking now would only add a wrong-group entry to
+                    // the log: wait here for the shard to arrive.
+                    if Instant::now() + ARRIVAL_POLL >= deadline {
+                        return Err(unanswered(Unanswered::Timeout));
+                    }
+                    tokio::time::sleep(ARRIVAL_POLL).await;
+                    continue;
+                }
                 let applied = propose_until(&group.node, command.clone(), deadline)
                     .await
                     .map_err(unanswered)?;
@@ -165,6 +179,13 @@ impl ShardService {
         }
         Ok(config)
     }
+}
+
+/// Whether group `gid`'s replica `m` is at configuration `num`, which
+/// gives it `shard`, and the shard has not arrived yet.
+fn arriving(m: &ShardKv, gid: Gid, shard: usize, num: u64) -> bool {
+    let c = m.config();
+    c.num == num && c.shards.get(shard) == Some(&gid) && !m.serves(shard)
 }
 
 /// A session's (client, seq), checked.
