@@ -150,69 +150,50 @@ async fn appender(
     acked
 }
 
-/// The controller's changes, each retried until applied.
-async fn reconfigure(endpoints: &[String], seq: u64, change: &str) {
+/// A change of the controller's.
+#[derive(Clone, Copy, Debug)]
+enum Change {
+    Join(&'static [u64]),
+    Leave(u64),
+    Move { shard: u64, gid: u64 },
+}
+
+/// Makes `change` with session seq `seq`, retried until applied.
+async fn reconfigure(endpoints: &[String], seq: u64, change: Change) {
     let session = Some(pb::Session {
         client_id: 1 << 40,
         seq,
     });
     for turn in 0..200 {
         let mut c = client(&endpoints[turn % endpoints.len()]);
-        let gids = |v: &[u64]| v.to_vec();
         let done = match change {
-            "join 2 3" => {
-                c.join(pb::JoinRequest {
-                    session,
-                    groups: [(2, pb::Servers::default()), (3, pb::Servers::default())].into(),
-                })
-                .await
+            Change::Join(gids) => {
+                let groups = gids.iter().map(|&g| (g, pb::Servers::default())).collect();
+                c.join(pb::JoinRequest { session, groups }).await
             }
-            "leave 1" => {
+            Change::Leave(gid) => {
                 c.leave(pb::LeaveRequest {
                     session,
-                    gids: gids(&[1]),
+                    gids: vec![gid],
                 })
                 .await
             }
-            "join 1" => {
-                c.join(pb::JoinRequest {
-                    session,
-                    groups: [(1, pb::Servers::default())].into(),
-                })
-                .await
-            }
-            "move 3 2" => {
+            Change::Move { shard, gid } => {
                 c.r#move(pb::MoveRequest {
                     session,
-                    shard: 3,
-                    gid: 2,
+                    shard,
+                    gid,
                 })
                 .await
             }
-            "leave 2" => {
-                c.leave(pb::LeaveRequest {
-                    session,
-                    gids: gids(&[2]),
-                })
-                .await
-            }
-            "move 0 3" => {
-                c.r#move(pb::MoveRequest {
-                    session,
-                    shard: 0,
-                    gid: 3,
-                })
-                .await
-            }
-            other => panic!("unknown change {other}"),
         };
         match done {
             Ok(_) => return,
-            Err(s) if s.code() == tonic::Code::InvalidArgument => panic!("{change}: {s}"),
+            Err(s) if s.code() == tonic::Code::InvalidArgument => panic!("{change:?}: {s}"),
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
-    panic!("{change} was never applied");
+    panic!("{change:?} was never applied");
 }
 
 /// A key's value, linearizable, asked of every server in turn.
@@ -289,19 +270,19 @@ fn shards_move_while_servers_die_and_no_acknowledged_write_is_lost() {
     let mut s = Servers::start("shard-cluster");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let endpoints = s.endpoints.clone();
-    rt.block_on(reconfigure(&endpoints, 1, "join 1"));
+    rt.block_on(reconfigure(&endpoints, 1, Change::Join(&[1])));
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (1..=CLIENTS)
         .map(|id| rt.spawn(appender(endpoints.clone(), id, Arc::clone(&stop))))
         .collect();
     // One server down at a time, while the controller changes.
     let plan = [
-        ("join 2 3", Some(0)),
-        ("move 3 2", None),
-        ("leave 1", Some(1)),
-        ("join 1", None),
-        ("move 0 3", Some(2)),
-        ("leave 2", None),
+        (Change::Join(&[2, 3]), Some(0)),
+        (Change::Move { shard: 3, gid: 2 }, None),
+        (Change::Leave(1), Some(1)),
+        (Change::Join(&[1]), None),
+        (Change::Move { shard: 0, gid: 3 }, Some(2)),
+        (Change::Leave(2), None),
     ];
     for (i, (change, victim)) in plan.into_iter().enumerate() {
         if let Some(v) = victim {

@@ -40,9 +40,8 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 
 use crate::{ClusterService, Core, KvMachine, KvService, SessionService, WatchService};
-use flotilla_runtime::metrics::Metrics;
 use flotilla_runtime::{
-    FatalError, HostOptions, InboundService, NodeOptions, PeerTls, RaftNode, StartError, Transport,
+    FatalError, InboundService, NodeOptions, PeerTls, RaftNode, StartError, Transport,
 };
 use flotilla_tls::ServerTls;
 
@@ -424,34 +423,8 @@ fn node_options(cfg: &ServerConfig, initial: &BTreeMap<NodeId, String>) -> NodeO
     // log makes it a voter.
     let voters: Vec<NodeId> = initial.keys().copied().collect();
     let mut raft = Config::new(cfg.id, voters);
-    raft.seed = start_seed();
-    NodeOptions {
-        host: HostOptions {
-            raft,
-            snapshot_entries: cfg.snapshot_entries,
-            snapshot_log_bytes: None,
-            proposals_pending_max: flotilla_runtime::driver::PROPOSALS_PENDING_MAX,
-            reads_pending_max: flotilla_runtime::driver::READS_PENDING_MAX,
-        },
-        tick: cfg.tick,
-        request_queue: 8192,
-        metrics: Arc::new(Metrics::default()),
-    }
-}
-
-/// A seed for the Raft core that differs on every start of the process
-/// ([`Config::seed`]: forwarded reads' ids derive from it, and must not
-/// repeat across restarts). std's `RandomState` is keyed from the OS's
-/// randomness once per process; the clock and pid are mixed in too.
-fn start_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    let since_epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    h.write_u128(since_epoch.as_nanos());
-    h.write_u32(std::process::id());
-    h.finish()
+    raft.seed = flotilla_runtime::start_seed();
+    NodeOptions::server(raft, cfg.snapshot_entries, cfg.tick)
 }
 
 /// The peer transport, linked to the initial members. With a cluster

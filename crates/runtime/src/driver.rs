@@ -45,6 +45,32 @@ pub struct NodeOptions {
     pub metrics: Arc<Metrics>,
 }
 
+impl NodeOptions {
+    /// A server's node: the Raft configuration `raft` (seeded by the
+    /// caller: [`crate::start_seed`]), a snapshot every
+    /// `snapshot_entries` applied entries, ticks of `tick`, at most
+    /// [`PROPOSALS_PENDING_MAX`] proposals and [`READS_PENDING_MAX`] reads
+    /// waiting, and its own metrics.
+    pub fn server(
+        raft: flotilla_raft::Config,
+        snapshot_entries: u64,
+        tick: Duration,
+    ) -> NodeOptions {
+        NodeOptions {
+            host: HostOptions {
+                raft,
+                snapshot_entries,
+                snapshot_log_bytes: None,
+                proposals_pending_max: PROPOSALS_PENDING_MAX,
+                reads_pending_max: READS_PENDING_MAX,
+            },
+            tick,
+            request_queue: 8192,
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
+}
+
 /// A running node: its handle and its task.
 pub struct RaftNode<SM: StateMachine> {
     /// Sends requests to the node.

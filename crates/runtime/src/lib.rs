@@ -27,3 +27,18 @@ pub use flotilla_host::{
 pub use handle::{Applied, NodeError, NodeHandle, NodeStatus};
 pub use inbound::InboundService;
 pub use transport::{PeerTls, Transport};
+
+/// A seed for the Raft core that differs on every start of the process
+/// ([`flotilla_raft::Config::seed`]: forwarded reads' ids derive from
+/// it, and must not repeat across restarts). std's `RandomState` is keyed from the OS's
+/// randomness once per process; the clock and pid are mixed in too.
+pub fn start_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    h.write_u128(since_epoch.as_nanos());
+    h.write_u32(std::process::id());
+    h.finish()
+}

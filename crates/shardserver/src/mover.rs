@@ -25,12 +25,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_runtime::{NodeHandle, lock};
-use flotilla_shardkv::{Gid, GroupApplied, GroupCommand, ShardData};
+use flotilla_shardkv::{Gid, GroupApplied, GroupCommand, ShardData, ShardKv};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::hosted::{Hosted, Unanswered, propose_until, read_index_until};
+use crate::hosted::{Hosted, Replica, Unanswered, propose_until, read_index_until};
 
 /// How often a mover looks at its group.
 pub const POLL: Duration = Duration::from_millis(50);
@@ -107,6 +107,21 @@ async fn poll(h: &Hosted, gid: Gid) -> Result<(), Unanswered> {
     Ok(())
 }
 
+/// The replicas here of group `gid` and of `from`, the old owner of the
+/// shards it takes; none (and a warning) if this server lacks one, which
+/// the layout rules out (every server hosts every group).
+fn replicas(h: &Hosted, gid: Gid, from: Gid) -> Option<(&Replica<ShardKv>, &Replica<ShardKv>)> {
+    let found = h.groups.get(&gid).zip(h.groups.get(&from));
+    if found.is_none() {
+        tracing::warn!(
+            gid,
+            from,
+            "a shard moves between groups this server does not both host"
+        );
+    }
+    found
+}
+
 /// Pulls `shards` of configuration `num` from group `from` into `gid`.
 async fn pull(
     h: &Hosted,
@@ -116,12 +131,7 @@ async fn pull(
     shards: Vec<usize>,
     deadline: Instant,
 ) -> Result<(), Unanswered> {
-    let (Some(me), Some(old)) = (h.groups.get(&gid), h.groups.get(&from)) else {
-        tracing::warn!(
-            gid,
-            from,
-            "cannot pull shards from a group this server does not host"
-        );
+    let Some((me, old)) = replicas(h, gid, from) else {
         return Ok(());
     };
     read_index_until(&old.node, deadline).await?;
@@ -192,12 +202,7 @@ async fn settle(
     shards: Vec<usize>,
     deadline: Instant,
 ) -> Result<(), Unanswered> {
-    let (Some(me), Some(old)) = (h.groups.get(&gid), h.groups.get(&from)) else {
-        tracing::warn!(
-            gid,
-            from,
-            "cannot settle shards with a group this server does not host"
-        );
+    let Some((me, old)) = replicas(h, gid, from) else {
         return Ok(());
     };
     let delete = GroupCommand::Delete {

@@ -21,8 +21,7 @@ use flotilla_proto::shard::v1::shard_server::ShardServer;
 use flotilla_raft::{Config, NodeId};
 use flotilla_runtime::metrics::Metrics;
 use flotilla_runtime::{
-    FatalError, HostOptions, InboundService, NodeOptions, RaftNode, StartError, StateMachine,
-    Transport,
+    FatalError, InboundService, NodeOptions, RaftNode, StartError, StateMachine, Transport,
 };
 use flotilla_shardkv::{Ctrler, Gid, ShardKv};
 use flotilla_wal::{GroupId, Options, Wal, WalError};
@@ -202,32 +201,11 @@ fn claim_data_dir(cfg: &ShardServerConfig) -> Result<(), ServerError> {
 
 fn node_options(cfg: &ShardServerConfig, tag: u64, metrics: &Arc<Metrics>) -> NodeOptions {
     let mut raft = Config::new(cfg.id, cfg.peers.keys().copied().collect());
-    raft.seed = start_seed() ^ tag.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    raft.seed = flotilla_runtime::start_seed() ^ tag.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     NodeOptions {
-        host: HostOptions {
-            raft,
-            snapshot_entries: cfg.snapshot_entries,
-            snapshot_log_bytes: None,
-            proposals_pending_max: flotilla_runtime::driver::PROPOSALS_PENDING_MAX,
-            reads_pending_max: flotilla_runtime::driver::READS_PENDING_MAX,
-        },
-        tick: cfg.tick,
-        request_queue: 8192,
         metrics: Arc::clone(metrics),
+        ..NodeOptions::server(raft, cfg.snapshot_entries, cfg.tick)
     }
-}
-
-/// A seed for the Raft cores that differs on every start of the process
-/// (forwarded reads' ids derive from it, and must not repeat).
-fn start_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    let since_epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    h.write_u128(since_epoch.as_nanos());
-    h.write_u32(std::process::id());
-    h.finish()
 }
 
 /// What starting the groups gives: the hosted replicas, their tasks, and

@@ -7,14 +7,16 @@
 //! with its data), prints the endpoints and stays in the foreground,
 //! stopping its children as `up` does (see [`super::up`]).
 
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
 use super::runtime;
 use super::shard::{ShardCommand, Shards};
-use super::up::{Member, StopSignals, UpSettings, check_alive, open_log, stop_all};
+use super::up::{
+    Member, StopSignals, UpSettings, check_alive, spawn_member, stop_all, watch_members,
+};
 
 /// The most data groups `up` starts.
 pub const GROUPS_MAX: u64 = 64;
@@ -51,27 +53,13 @@ fn spawn_all(args: &UpSettings, addrs: &[String], groups: u64) -> anyhow::Result
     let mut members = Vec::new();
     for i in 0..addrs.len() {
         let id = i as u16 + 1;
-        let log = args.data_dir.join(format!("node{id}.log"));
-        let out = open_log(&log)?;
-        let err = out.try_clone().context("opening the log")?;
-        let spawned = Command::new(&exe)
-            .args(["shard", "server", "--id", &id.to_string()])
+        let mut cmd = Command::new(&exe);
+        cmd.args(["shard", "server", "--id", &id.to_string()])
             .args(["--peers", &peers.join(",")])
             .args(["--groups", &gids.join(",")])
             .arg("--data-dir")
-            .arg(args.data_dir.join(format!("node{id}")))
-            .arg("--exit-with-parent")
-            .stdin(Stdio::piped())
-            .stdout(out)
-            .stderr(err)
-            .spawn();
-        match spawned {
-            Ok(child) => members.push(Member { id, child, log }),
-            Err(e) => {
-                stop_all(&mut members);
-                return Err(e).context("starting a member process");
-            }
-        }
+            .arg(args.data_dir.join(format!("node{id}")));
+        spawn_member(args, id, &mut cmd, &mut members)?;
     }
     Ok(members)
 }
@@ -102,15 +90,7 @@ async fn supervise(
         "try: flotilla shard put hello world; flotilla shard get hello; flotilla shard status"
     );
     println!("press Ctrl-C to stop");
-    let mut ticker = tokio::time::interval(Duration::from_millis(200));
-    loop {
-        tokio::select! {
-            () = stop.received() => break,
-            _ = ticker.tick() => check_alive(members)?,
-        }
-    }
-    eprintln!("flotilla: stopping {} members", members.len());
-    Ok(ExitCode::SUCCESS)
+    watch_members(members, stop).await
 }
 
 /// Joins groups 1..=`groups` that the latest configuration lacks,

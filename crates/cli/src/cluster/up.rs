@@ -188,11 +188,8 @@ fn spawn_all(args: &UpSettings, endpoints: &[String]) -> anyhow::Result<Vec<Memb
     let mut members = Vec::new();
     for (i, e) in endpoints.iter().enumerate() {
         let id = i as u16 + 1;
-        let log = args.data_dir.join(format!("node{id}.log"));
-        let out = open_log(&log)?;
-        let err = out.try_clone().context("opening the log")?;
-        let spawned = Command::new(&exe)
-            .arg("server")
+        let mut cmd = Command::new(&exe);
+        cmd.arg("server")
             .args(["--id", &id.to_string(), "--listen", e])
             .args(["--peers", &peers.join(",")])
             .args(["--metrics-listen", &metrics_addr(e)])
@@ -201,23 +198,43 @@ fn spawn_all(args: &UpSettings, endpoints: &[String]) -> anyhow::Result<Vec<Memb
             .args(match args.tls {
                 true => super::tls::member_flags(&tls_dir(args), &format!("node{id}")),
                 false => Vec::new(),
-            })
-            // `up` holds the pipe's other end (close-on-exec, so no other
-            // member inherits it): it closes when `up` dies, however.
-            .arg("--exit-with-parent")
+            });
+        spawn_member(args, id, &mut cmd, &mut members)?;
+    }
+    Ok(members)
+}
+
+/// Starts member `id` with `cmd`, logging to `<data-dir>/node<id>.log`
+/// and dying with `up` (`--exit-with-parent`); on a failure, stops the
+/// members started before it.
+pub(super) fn spawn_member(
+    args: &UpSettings,
+    id: u16,
+    cmd: &mut Command,
+    members: &mut Vec<Member>,
+) -> anyhow::Result<()> {
+    let log = args.data_dir.join(format!("node{id}.log"));
+    let spawned = open_log(&log).and_then(|out| {
+        let err = out.try_clone().context("opening the log")?;
+        // `up` holds the pipe's other end (close-on-exec, so no other
+        // member inherits it): it closes when `up` dies, however.
+        cmd.arg("--exit-with-parent")
             .stdin(Stdio::piped())
             .stdout(out)
             .stderr(err)
-            .spawn();
-        match spawned {
-            Ok(child) => members.push(Member { id, child, log }),
-            Err(e) => {
-                stop_all(&mut members);
-                return Err(e).context("starting a member process");
-            }
+            .spawn()
+            .context("starting a member process")
+    });
+    match spawned {
+        Ok(child) => {
+            members.push(Member { id, child, log });
+            Ok(())
+        }
+        Err(e) => {
+            stop_all(members);
+            Err(e)
         }
     }
-    Ok(members)
 }
 
 /// Where `up --tls` keeps its certificates.
@@ -315,6 +332,15 @@ async fn supervise(
     }
     println!("try: flotilla kv put hello world; flotilla kv get hello; flotilla status");
     println!("press Ctrl-C to stop");
+    watch_members(members, stop).await
+}
+
+/// Watches the members until a stop signal (`Ok`) or a member's death
+/// (an error).
+pub(super) async fn watch_members(
+    members: &mut [Member],
+    stop: &mut StopSignals,
+) -> anyhow::Result<ExitCode> {
     let mut ticker = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {
