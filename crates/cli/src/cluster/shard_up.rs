@@ -2,9 +2,10 @@
 //! It starts `--nodes` copies of this binary as `flotilla shard server`
 //! child processes, each hosting the shard controller and data groups
 //! 1..=G, with their data and logs under `--data-dir` as `up` keeps
-//! them; once the controller answers, it joins the groups that are not
-//! in its configuration yet (so running it again restarts the same store
-//! with its data), prints the endpoints and stays in the foreground,
+//! them; once the controller answers, it joins the groups if the store is
+//! new (running it again restarts the same store with its data and its
+//! configuration as the operator left it), prints the endpoints and
+//! stays in the foreground,
 //! stopping its children as `up` does (see [`super::up`]).
 
 use std::process::{Command, ExitCode};
@@ -93,7 +94,7 @@ async fn supervise(
     watch_members(members, stop).await
 }
 
-/// Joins groups 1..=`groups` that the latest configuration lacks,
+/// Joins groups 1..=`groups` to a new store (one at configuration 0),
 /// retrying until `--wait-secs`; fails if a member exits meanwhile.
 async fn join_all(
     args: &UpSettings,
@@ -106,13 +107,16 @@ async fn join_all(
     loop {
         check_alive(members)?;
         let joined = async {
+            // Only a new store's groups join: on a restart the
+            // configuration stays as the operator left it (a group that
+            // left is not brought back).
             let latest = client.latest().await?;
-            let gids: Vec<u64> = (1..=groups)
-                .filter(|g| !latest.groups.contains_key(g))
-                .collect();
-            match gids.is_empty() {
-                true => Ok(()),
-                false => client.run(ShardCommand::Join { gids }).await,
+            match latest.num {
+                0 => {
+                    let gids = (1..=groups).collect();
+                    client.run(ShardCommand::Join { gids }).await
+                }
+                _ => client.run(ShardCommand::Query { num: None }).await,
             }
         };
         let failed = match joined.await {

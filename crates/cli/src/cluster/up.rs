@@ -65,7 +65,7 @@ pub struct UpArgs {
     pub tls: bool,
     /// Start a sharded store instead (`flotilla shard`): every member
     /// hosts the shard controller and this many data groups (1 to 64),
-    /// which join the controller once a leader is up.
+    /// which join the controller on the store's first start.
     #[arg(long)]
     pub groups: Option<u64>,
 }

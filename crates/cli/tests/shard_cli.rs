@@ -1,0 +1,140 @@
+//! The README's sharded-store commands, as a user types them: `flotilla
+//! up --groups 2` in a scratch directory, then `flotilla shard put`,
+//! `append`, `get`, `query`, `move`, `leave`, `status` from the same
+//! directory without flags (they find `up`'s endpoints file); bad input
+//! gets an error naming what was wrong and exit 1; SIGTERM stops `up`
+//! and its servers, and a second `up` restarts the store with its data
+//! and joins nothing twice.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use flotilla_testkit::{Proc, Scratch, free_ports, wait_for};
+
+/// A first port such that it and the next two are free.
+fn free_base() -> u16 {
+    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    wait_for("free ports for up", Duration::from_secs(10), || {
+        let base = free_ports(1)[0];
+        (base < u16::MAX - 3 && (0..3).all(|i| free(base + i))).then_some(base)
+    })
+}
+
+fn flotilla(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Runs a command that must succeed; its standard output.
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = flotilla(dir, args);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "flotilla {args:?}: {text}{err}");
+    text
+}
+
+/// Runs a command that must fail with exit 1; its standard error.
+fn refused(dir: &Path, args: &[&str]) -> String {
+    let out = flotilla(dir, args);
+    assert_eq!(out.status.code(), Some(1), "flotilla {args:?}");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// Starts `flotilla up --groups 2` in `dir` and waits for its banner.
+fn up(dir: &Path, base: u16) -> Proc {
+    let log = std::fs::File::create(dir.join("up.out")).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+    cmd.current_dir(dir)
+        .args(["up", "--groups", "2", "--base-port", &base.to_string()])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    let p = Proc::spawn("up --groups 2", &mut cmd);
+    wait_for("up's banner", Duration::from_secs(60), || {
+        let text = std::fs::read_to_string(dir.join("up.out")).ok()?;
+        text.contains("press Ctrl-C to stop").then_some(())
+    });
+    p
+}
+
+fn stop(mut up: Proc) {
+    up.signal("TERM");
+    assert!(up.wait(Duration::from_secs(30)).success());
+}
+
+#[test]
+fn the_readme_commands_work_and_bad_input_is_named() {
+    let scratch = Scratch::new("shard-cli");
+    let dir = scratch.path.as_path();
+    let base = free_base();
+    let first = up(dir, base);
+    let banner = std::fs::read_to_string(dir.join("up.out")).unwrap();
+    assert!(
+        banner.contains("sharded store up: 3 members, each hosting the controller and groups 1-2"),
+        "{banner}"
+    );
+    assert_eq!(ok(dir, &["shard", "put", "hello", "world"]), "OK\n");
+    assert_eq!(ok(dir, &["shard", "append", "hello", "!"]), "OK\n");
+    assert_eq!(ok(dir, &["shard", "get", "hello"]), "world!\n");
+    assert_eq!(
+        ok(dir, &["shard", "get", "nothing"]),
+        "",
+        "a key without a value prints nothing"
+    );
+    let query = ok(dir, &["shard", "query"]);
+    assert!(
+        query.starts_with("configuration 1\n  group 1: shards [0, 1, 2, 3, 4]"),
+        "{query}"
+    );
+    let moved = ok(dir, &["shard", "move", "4", "2"]);
+    assert!(
+        moved.contains("group 2: shards [4, 5, 6, 7, 8, 9]"),
+        "{moved}"
+    );
+    let left = ok(dir, &["shard", "leave", "1"]);
+    assert!(
+        left.contains("configuration 3\n  group 2: shards [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"),
+        "{left}"
+    );
+    assert_eq!(
+        ok(dir, &["shard", "get", "hello"]),
+        "world!\n",
+        "after its shard moved"
+    );
+    let status = ok(dir, &["shard", "status"]);
+    assert_eq!(status.matches("(member ").count(), 3, "{status}");
+    for (args, want) in [
+        (
+            &["shard", "join", "9"][..],
+            "group 9 is not hosted by these servers (they host [1, 2])",
+        ),
+        (
+            &["shard", "move", "10", "2"],
+            "shard 10 does not exist (there are 10)",
+        ),
+        (&["shard", "put", "", "x"], "the key is empty"),
+        (
+            &["shard", "leave", "5"],
+            "group 5 is not in the configuration",
+        ),
+    ] {
+        let err = refused(dir, args);
+        assert!(err.contains(want), "flotilla {args:?}: {err}");
+    }
+    let err = refused(dir, &["shard", "--endpoints", "nohost", "get", "k"]);
+    assert!(err.contains("nohost"), "{err}");
+    stop(first);
+    // Again in the same directory: the same store, its data kept, and no
+    // group joined twice (configuration 3 stays the latest).
+    let second = up(dir, base);
+    assert_eq!(ok(dir, &["shard", "get", "hello"]), "world!\n");
+    assert!(ok(dir, &["shard", "query"]).starts_with("configuration 3\n"));
+    stop(second);
+}
