@@ -116,26 +116,7 @@ fn garbage_from_a_peer_is_dropped_logged_and_counted() {
             .into_inner();
         // Only the messages that decode, addressed to it, reach the node.
         assert_eq!(summary.received, 4, "member {to}");
-        // Tagged for a group this one-group server does not host, none
-        // does; tags that do not match the messages refuse the batch.
-        let messages = garbage(from, to, term);
-        let tagged = |groups: Vec<u64>| MessageBatch {
-            cluster_id: header.cluster_id,
-            from,
-            messages: messages.clone(),
-            groups,
-            ..Default::default()
-        };
-        let other_group = tagged(vec![7; messages.len()]);
-        let summary = rt
-            .block_on(peer.send(tokio_stream::iter([other_group])))
-            .expect("the peer service answers")
-            .into_inner();
-        assert_eq!(summary.received, 0, "member {to}");
-        let refused = rt
-            .block_on(peer.send(tokio_stream::iter([tagged(vec![0])])))
-            .unwrap_err();
-        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused}");
+        tagged_batches(&rt, &mut peer, header.cluster_id, from, to, term);
         let log = cluster.log(target);
         wait_for("the refusals in the log", Duration::from_secs(10), || {
             let text = std::fs::read_to_string(&log).ok()?;
@@ -152,4 +133,35 @@ fn garbage_from_a_peer_is_dropped_logged_and_counted() {
     rt.block_on(client.put(put("after", "2"))).unwrap();
     let got = rt.block_on(client.get("after")).unwrap();
     assert_eq!(got.as_deref(), Some(&b"2"[..]));
+}
+
+/// Tagged for a group this one-group server does not host, no message
+/// reaches member `to`; tags that do not match the messages refuse the
+/// batch.
+fn tagged_batches(
+    rt: &tokio::runtime::Runtime,
+    peer: &mut RaftTransportClient<tonic::transport::Channel>,
+    cluster_id: u64,
+    from: u64,
+    to: u64,
+    term: u64,
+) {
+    let messages = garbage(from, to, term);
+    let tagged = |groups: Vec<u64>| MessageBatch {
+        cluster_id,
+        from,
+        messages: messages.clone(),
+        groups,
+        ..Default::default()
+    };
+    let other_group = tagged(vec![7; messages.len()]);
+    let summary = rt
+        .block_on(peer.send(tokio_stream::iter([other_group])))
+        .expect("the peer service answers")
+        .into_inner();
+    assert_eq!(summary.received, 0, "member {to}");
+    let refused = rt
+        .block_on(peer.send(tokio_stream::iter([tagged(vec![0])])))
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused}");
 }
