@@ -6,7 +6,9 @@
 //! Checked afterwards, on linearizable reads: every acknowledged append
 //! is in its key's value exactly once, no append (acknowledged or not)
 //! is there twice, and each client's appends to a key are in the order
-//! it made them (the course's checkAppends). Then every server's replica
+//! it made them (the course's checkAppends); and the whole history (the
+//! appends, a get every fourth request, the final reads) is checked for
+//! linearizability, a checker that gives up failing the test. Then every server's replica
 //! of every group reaches the latest configuration with every shard
 //! settled: nothing left pulling, and no data kept for shards a group
 //! gave away (challenge 1).
@@ -19,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use flotilla_linearize::{Kv, KvInput, KvOutput, Limits, Recorder, check};
 use flotilla_proto::shard::v1 as pb;
 use flotilla_proto::shard::v1::shard_client::ShardClient;
 use flotilla_testkit::{Proc, Scratch, free_ports, wait_for};
@@ -124,11 +127,16 @@ async fn append(
     false
 }
 
-/// A client's appends until `stop`: the tokens acknowledged, by key.
+/// The history every client records.
+type History = Arc<Recorder<KvInput, KvOutput>>;
+
+/// A client's appends (and, every fourth request, a get) until `stop`:
+/// the tokens acknowledged, by key; each request in `history`.
 async fn appender(
     endpoints: Vec<String>,
     id: u64,
     stop: Arc<AtomicBool>,
+    history: History,
 ) -> BTreeMap<String, Vec<String>> {
     let mut acked: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for seq in 1..=APPENDS_MAX {
@@ -136,12 +144,21 @@ async fn appender(
             break;
         }
         let k = key(((seq * 7 + id * 3) as usize) % KEYS);
+        if seq % 4 == 0 {
+            let call = history.invoke(id, KvInput::get(k.as_str()));
+            if let Some(value) = try_get(&endpoints, &k).await {
+                history.ok(call, KvOutput::Value(value));
+            }
+            continue;
+        }
         let token = format!("c{id}.{seq};");
         let session = pb::Session { client_id: id, seq };
+        let call = history.invoke(id, KvInput::append(k.as_str(), token.as_str()));
         // A write whose outcome is unknown when the run ends is left
         // unacknowledged: it may or may not be there, but at most once.
         let until = Instant::now() + Duration::from_secs(30);
         if append(&endpoints, session, &k, &token, until).await {
+            history.ok(call, KvOutput::Ok);
             acked.entry(k).or_default().push(token);
         } else {
             break;
@@ -196,19 +213,20 @@ async fn reconfigure(endpoints: &[String], seq: u64, change: Change) {
     panic!("{change:?} was never applied");
 }
 
-/// A key's value, linearizable, asked of every server in turn.
-async fn get(endpoints: &[String], key: &str) -> String {
+/// A key's value, linearizable, asked of every server in turn; none if
+/// no server answered within 30 s.
+async fn try_get(endpoints: &[String], key: &str) -> Option<String> {
     for turn in 0..300 {
         let mut c = client(&endpoints[turn % endpoints.len()]);
         let r = pb::GetRequest {
             key: key.to_string().into(),
         };
         match c.get(r).await {
-            Ok(got) => return String::from_utf8(got.into_inner().value.to_vec()).unwrap(),
+            Ok(got) => return Some(String::from_utf8(got.into_inner().value.to_vec()).unwrap()),
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
-    panic!("no server answered a get of {key}");
+    None
 }
 
 /// The course's checkAppends on one key's final value.
@@ -272,8 +290,12 @@ fn shards_move_while_servers_die_and_no_acknowledged_write_is_lost() {
     let endpoints = s.endpoints.clone();
     rt.block_on(reconfigure(&endpoints, 1, Change::Join(&[1])));
     let stop = Arc::new(AtomicBool::new(false));
+    let history: History = Arc::new(Recorder::new());
     let clients: Vec<_> = (1..=CLIENTS)
-        .map(|id| rt.spawn(appender(endpoints.clone(), id, Arc::clone(&stop))))
+        .map(|id| {
+            let (stop, history) = (Arc::clone(&stop), Arc::clone(&history));
+            rt.spawn(appender(endpoints.clone(), id, stop, history))
+        })
         .collect();
     // One server down at a time, while the controller changes.
     let plan = [
@@ -304,9 +326,25 @@ fn shards_move_while_servers_die_and_no_acknowledged_write_is_lost() {
     let total: usize = acked.iter().flat_map(|a| a.values()).map(Vec::len).sum();
     assert!(total >= 30, "the clients made progress: {total} appends");
     for k in 0..KEYS {
-        let value = rt.block_on(get(&endpoints, &key(k)));
+        let call = history.invoke(0, KvInput::get(key(k).as_str()));
+        let value = rt
+            .block_on(try_get(&endpoints, &key(k)))
+            .expect("a final read");
+        history.ok(call, KvOutput::Value(value.clone()));
         check_appends(&key(k), &value, &acked);
     }
+    let limits = Limits {
+        timeout: Some(Duration::from_secs(120)),
+        ..Limits::default()
+    };
+    let verdict = check(&Kv, &history.history(), &limits);
+    if let Some(why) = verdict.counterexample() {
+        panic!("the history is not linearizable: {why}");
+    }
+    assert!(
+        verdict.is_linearizable(),
+        "the checker gave up: {verdict:?}"
+    );
     wait_for(
         "every group at the latest configuration, settled",
         Duration::from_secs(30),
