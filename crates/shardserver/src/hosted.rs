@@ -135,3 +135,100 @@ pub async fn read_index_until<O: Send + 'static>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use flotilla_runtime::{NodeOptions, RaftNode, Transport};
+    use flotilla_shardkv::{CtrlApplied, CtrlCommand, CtrlOp, CtrlReply};
+    use flotilla_testkit::Scratch;
+    use flotilla_wal::{GroupId, Options, Wal};
+    use tokio::sync::{mpsc, watch};
+
+    use super::*;
+
+    type Handle = NodeHandle<Option<CtrlApplied>>;
+
+    /// Member 1 of a group of `voters` over a fresh WAL in `dir`: alone,
+    /// it leads; with others, which never answer (nothing listens at
+    /// their addresses), no one does.
+    fn node(
+        dir: &std::path::Path,
+        voters: &[u64],
+    ) -> (
+        Handle,
+        watch::Sender<bool>,
+        tokio::task::JoinHandle<Result<(), flotilla_runtime::FatalError>>,
+    ) {
+        std::fs::create_dir_all(dir).unwrap();
+        let wal = Wal::open(dir, Options::default()).unwrap();
+        let storage = wal.group(GroupId(1)).unwrap();
+        let (stop_tx, stop) = watch::channel(false);
+        let peers = voters
+            .iter()
+            .map(|&v| (NodeId(v), format!("127.0.0.1:{v}")))
+            .collect();
+        let transport = Transport::start(1, NodeId(1), &peers, stop.clone());
+        let raft =
+            flotilla_raft::Config::new(NodeId(1), voters.iter().map(|&v| NodeId(v)).collect());
+        let opts = NodeOptions::server(raft, 1_000, Duration::from_millis(5));
+        let (_inbound, rx) = mpsc::channel(16);
+        let sm = Arc::new(Mutex::new(Ctrler::new(10)));
+        let node = RaftNode::start(opts, storage, sm, transport, rx, stop).unwrap();
+        (node.handle, stop_tx, node.task)
+    }
+
+    fn query() -> Bytes {
+        let op = CtrlOp::Query(None);
+        CtrlCommand {
+            client: 0,
+            seq: 0,
+            op,
+        }
+        .encode()
+    }
+
+    #[tokio::test]
+    async fn a_request_waits_for_a_leader_until_its_deadline() {
+        let scratch = Scratch::new("hosted-leader");
+        let (alone, stop, task) = node(&scratch.path.join("alone"), &[1]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let applied = propose_until(&alone, query(), deadline).await.unwrap();
+        let reply = applied.output.map(|a| a.reply);
+        assert!(
+            matches!(&reply, Some(CtrlReply::Config(c)) if c.num == 0),
+            "{reply:?}"
+        );
+        assert!(read_index_until(&alone, deadline).await.unwrap() >= applied.index);
+        stop.send_replace(true);
+        task.await.unwrap().unwrap();
+        let (leaderless, _stop, _task) = node(&scratch.path.join("three"), &[1, 2, 3]);
+        let soon = Instant::now() + Duration::from_millis(300);
+        assert_eq!(
+            read_index_until(&leaderless, soon).await,
+            Err(Unanswered::Timeout)
+        );
+        let soon = Instant::now() + Duration::from_millis(300);
+        let proposed = propose_until(&leaderless, query(), soon)
+            .await
+            .map(|a| a.index);
+        assert_eq!(proposed, Err(Unanswered::Timeout));
+    }
+
+    #[tokio::test]
+    async fn a_stopped_replica_is_not_waited_for() {
+        let scratch = Scratch::new("hosted-stopped");
+        let (node, stop, task) = node(&scratch.path, &[1]);
+        stop.send_replace(true);
+        task.await.unwrap().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let proposed = propose_until(&node, query(), deadline)
+            .await
+            .map(|a| a.index);
+        assert_eq!(proposed, Err(Unanswered::Stopped));
+        assert_eq!(
+            read_index_until(&node, deadline).await,
+            Err(Unanswered::Stopped)
+        );
+        assert!(Instant::now() < deadline, "at once, not at the deadline");
+    }
+}
