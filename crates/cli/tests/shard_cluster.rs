@@ -1,15 +1,19 @@
 //! The sharded store as real processes: three `flotilla shard server`s,
 //! each hosting the controller and data groups 1-3, while clients append
 //! to keys spread over every shard, the controller joins, moves and
-//! takes away groups, and servers are killed with SIGKILL and restarted.
+//! takes away groups, and servers are killed with SIGKILL and restarted
+//! (one test), or cut off from the others by the fault proxies every
+//! server reaches the others through, one server or a minority at a
+//! time, with the links stalled or cut (the other).
 //!
 //! Checked afterwards, on linearizable reads: every acknowledged append
 //! is in its key's value exactly once, no append (acknowledged or not)
 //! is there twice, and each client's appends to a key are in the order
 //! it made them (the course's checkAppends); and the whole history (the
 //! appends, a get every fourth request, the final reads) is checked for
-//! linearizability, a checker that gives up failing the test. Then every server's replica
-//! of every group reaches the latest configuration with every shard
+//! linearizability, a checker that gives up failing the test. Then every
+//! server's replica of every group reaches the latest configuration with
+//! every shard
 //! settled: nothing left pulling, and no data kept for shards a group
 //! gave away (challenge 1).
 
@@ -24,6 +28,7 @@ use std::time::Duration;
 use flotilla_linearize::{Kv, KvInput, KvOutput, Limits, Recorder, check};
 use flotilla_proto::shard::v1 as pb;
 use flotilla_proto::shard::v1::shard_client::ShardClient;
+use flotilla_testkit::proxy::{Mode, Net};
 use flotilla_testkit::{Proc, Scratch, free_ports, wait_for};
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
@@ -39,17 +44,21 @@ struct Servers {
     scratch: Scratch,
     endpoints: Vec<String>,
     procs: Vec<Option<Proc>>,
+    /// With proxies: server i reaches server j only through proxy i→j.
+    net: Option<Net>,
 }
 
 impl Servers {
-    fn start(name: &str) -> Servers {
+    fn start(name: &str, proxied: bool) -> Servers {
         let endpoints: Vec<String> = (free_ports(3).into_iter())
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
+        let net = proxied.then(|| Net::start(&endpoints));
         let mut s = Servers {
             scratch: Scratch::new(name),
             endpoints,
             procs: vec![None, None, None],
+            net,
         };
         for i in 0..3 {
             s.restart(i);
@@ -59,7 +68,10 @@ impl Servers {
 
     fn restart(&mut self, i: usize) {
         let peers: Vec<String> = (self.endpoints.iter().enumerate())
-            .map(|(j, e)| format!("{}={e}", j + 1))
+            .map(|(j, e)| match &self.net {
+                Some(net) if i != j => format!("{}={}", j + 1, net.addr(i, j)),
+                _ => format!("{}={e}", j + 1),
+            })
             .collect();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -71,6 +83,12 @@ impl Servers {
             .args(["--peers", &peers.join(","), "--groups", GROUPS])
             // Small, so that snapshots and log compaction happen too.
             .args(["--snapshot-entries", "300"])
+            // Servers list one another at different (proxy) addresses.
+            .args(
+                self.net
+                    .iter()
+                    .flat_map(|_| ["--cluster-token", "flotilla-test"]),
+            )
             .arg("--data-dir")
             .arg(self.scratch.path.join(format!("node{}", i + 1)))
             .stdin(Stdio::null())
@@ -82,6 +100,42 @@ impl Servers {
     fn kill(&mut self, i: usize) {
         if let Some(mut p) = self.procs[i].take() {
             p.kill();
+        }
+    }
+
+    fn net(&self) -> &Net {
+        self.net.as_ref().expect("started with proxies")
+    }
+}
+
+/// What befalls the servers while the controller makes a change.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    None,
+    /// SIGKILL, and a restart afterwards.
+    Kill(usize),
+    /// The server's links to and from the others in `Mode`, healed
+    /// afterwards.
+    Isolate(usize, Mode),
+}
+
+impl Fault {
+    fn begin(self, s: &mut Servers) {
+        match self {
+            Fault::None => {}
+            Fault::Kill(i) => s.kill(i),
+            Fault::Isolate(i, mode) => {
+                let others: Vec<usize> = (0..3).filter(|&j| j != i).collect();
+                s.net().partition(&[vec![i], others], mode);
+            }
+        }
+    }
+
+    fn end(self, s: &mut Servers) {
+        match self {
+            Fault::None => {}
+            Fault::Kill(i) => s.restart(i),
+            Fault::Isolate(..) => s.net().heal(),
         }
     }
 }
@@ -283,9 +337,9 @@ async fn settled(endpoints: &[String]) -> Option<()> {
     Some(())
 }
 
-#[test]
-fn shards_move_while_servers_die_and_no_acknowledged_write_is_lost() {
-    let mut s = Servers::start("shard-cluster");
+/// Runs the clients while the controller makes `plan`'s changes, each
+/// under its fault; then checks what the module docs say.
+fn run(s: &mut Servers, plan: &[(Change, Fault)]) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let endpoints = s.endpoints.clone();
     rt.block_on(reconfigure(&endpoints, 1, Change::Join(&[1])));
@@ -297,30 +351,16 @@ fn shards_move_while_servers_die_and_no_acknowledged_write_is_lost() {
             rt.spawn(appender(endpoints.clone(), id, stop, history))
         })
         .collect();
-    // One server down at a time, while the controller changes.
-    let plan = [
-        (Change::Join(&[2, 3]), Some(0)),
-        (Change::Move { shard: 3, gid: 2 }, None),
-        (Change::Leave(1), Some(1)),
-        (Change::Join(&[1]), None),
-        (Change::Move { shard: 0, gid: 3 }, Some(2)),
-        (Change::Leave(2), None),
-    ];
-    for (i, (change, victim)) in plan.into_iter().enumerate() {
-        if let Some(v) = victim {
-            s.kill(v);
-        }
+    for (i, &(change, fault)) in plan.iter().enumerate() {
+        fault.begin(s);
         rt.block_on(reconfigure(&endpoints, i as u64 + 2, change));
         // Pacing, not timing: the clients run a while in each state.
         std::thread::sleep(Duration::from_millis(700));
-        if let Some(v) = victim {
-            s.restart(v);
-        }
+        fault.end(s);
         std::thread::sleep(Duration::from_millis(300));
     }
     stop.store(true, Ordering::Relaxed);
-    let acked: Vec<_> = clients
-        .into_iter()
+    let acked: Vec<_> = (clients.into_iter())
         .map(|c| rt.block_on(c).unwrap())
         .collect();
     let total: usize = acked.iter().flat_map(|a| a.values()).map(Vec::len).sum();
@@ -333,6 +373,17 @@ fn shards_move_while_servers_die_and_no_acknowledged_write_is_lost() {
         history.ok(call, KvOutput::Value(value.clone()));
         check_appends(&key(k), &value, &acked);
     }
+    check_history(&history);
+    wait_for(
+        "every group at the latest configuration, settled",
+        Duration::from_secs(30),
+        || rt.block_on(settled(&endpoints)),
+    );
+    eprintln!("{total} appends acknowledged, every one found once and in order");
+}
+
+/// The history is linearizable; a checker that gives up fails too.
+fn check_history(history: &History) {
     let limits = Limits {
         timeout: Some(Duration::from_secs(120)),
         ..Limits::default()
@@ -345,10 +396,41 @@ fn shards_move_while_servers_die_and_no_acknowledged_write_is_lost() {
         verdict.is_linearizable(),
         "the checker gave up: {verdict:?}"
     );
-    wait_for(
-        "every group at the latest configuration, settled",
-        Duration::from_secs(30),
-        || rt.block_on(settled(&endpoints)),
-    );
-    eprintln!("{total} appends acknowledged, every one found once and in order");
+}
+
+#[test]
+fn shards_move_while_servers_die_and_no_acknowledged_write_is_lost() {
+    let mut s = Servers::start("shard-cluster", false);
+    // One server down at a time, while the controller changes.
+    let plan = [
+        (Change::Join(&[2, 3]), Fault::Kill(0)),
+        (Change::Move { shard: 3, gid: 2 }, Fault::None),
+        (Change::Leave(1), Fault::Kill(1)),
+        (Change::Join(&[1]), Fault::None),
+        (Change::Move { shard: 0, gid: 3 }, Fault::Kill(2)),
+        (Change::Leave(2), Fault::None),
+    ];
+    run(&mut s, &plan);
+}
+
+#[test]
+fn shards_move_across_partitions_and_no_acknowledged_write_is_lost() {
+    let mut s = Servers::start("shard-partitions", true);
+    // One server cut off at a time (its groups' leaders among them, at
+    // times), its links stalled (a network that drops packets) or cut.
+    let plan = [
+        (Change::Join(&[2, 3]), Fault::Isolate(0, Mode::Stall)),
+        (
+            Change::Move { shard: 3, gid: 2 },
+            Fault::Isolate(1, Mode::Cut),
+        ),
+        (Change::Leave(1), Fault::Isolate(2, Mode::Stall)),
+        (Change::Join(&[1]), Fault::None),
+        (
+            Change::Move { shard: 0, gid: 3 },
+            Fault::Isolate(0, Mode::Cut),
+        ),
+        (Change::Leave(2), Fault::Isolate(1, Mode::Stall)),
+    ];
+    run(&mut s, &plan);
 }

@@ -51,6 +51,11 @@ pub struct ShardServerConfig {
     /// Each group compacts its log once this many entries are applied
     /// past its last snapshot.
     pub snapshot_entries: u64,
+    /// With a token, the cluster is its member ids and the token rather
+    /// than the member list with its addresses, so that servers may reach
+    /// one another at different addresses (proxies, NAT, per-host names),
+    /// as the one-group server's `--cluster-token`.
+    pub cluster_token: Option<String>,
 }
 
 /// The most shards a configuration may have.
@@ -142,15 +147,21 @@ impl ShardServerConfig {
     }
 
     /// What the `member` file says of this server: the cluster is its
-    /// members, groups and shard count.
+    /// members (with their addresses, or with the cluster token), groups
+    /// and shard count.
     fn identity(&self) -> String {
         let mut groups = self.groups.clone();
         groups.sort_unstable();
-        let members: Vec<String> = self
-            .peers
-            .iter()
-            .map(|(id, a)| format!("{id}={a}"))
-            .collect();
+        let members: Vec<String> = match &self.cluster_token {
+            None => self
+                .peers
+                .iter()
+                .map(|(id, a)| format!("{id}={a}"))
+                .collect(),
+            Some(token) => (self.peers.keys().map(NodeId::to_string))
+                .chain([format!("token={token}")])
+                .collect(),
+        };
         format!(
             "flotilla shard data v1: members {} groups {groups:?} shards {} member {}\n",
             members.join(","),
@@ -389,6 +400,7 @@ mod tests {
             data_dir: dir,
             tick: Duration::from_millis(10),
             snapshot_entries: 100,
+            cluster_token: None,
         }
     }
 
@@ -457,11 +469,20 @@ mod tests {
                 as &dyn Fn(&mut ShardServerConfig),
             &|c| c.shards = 11,
             &|c| drop(c.peers.insert(NodeId(2), "h2:2".into())),
+            &|c| c.cluster_token = Some("t".into()),
         ] {
             let mut b = a.clone();
             change(&mut b);
             assert_ne!(a.cluster_id(), b.cluster_id(), "{:?}", b.identity());
         }
+        // With a token, members may see one another at other addresses.
+        let mut t1 = a.clone();
+        t1.cluster_token = Some("t".into());
+        let mut t2 = t1.clone();
+        t2.peers.insert(NodeId(2), "proxy:9".into());
+        assert_eq!(t1.cluster_id(), t2.cluster_id());
+        t2.cluster_token = Some("u".into());
+        assert_ne!(t1.cluster_id(), t2.cluster_id(), "another token");
     }
 
     #[test]

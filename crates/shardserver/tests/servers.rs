@@ -48,6 +48,7 @@ impl Servers {
                 data_dir: scratch.path.join(format!("node{}", i + 1)),
                 tick: Duration::from_millis(10),
                 snapshot_entries: 50,
+                cluster_token: None,
             })
             .collect();
         let mut s = Servers {

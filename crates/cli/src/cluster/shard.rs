@@ -103,6 +103,11 @@ pub struct ShardServerArgs {
     /// Entries after which each group snapshots and compacts its log.
     #[arg(long, default_value_t = 10_000)]
     pub snapshot_entries: u64,
+    /// The cluster is its member ids and this token, not their
+    /// addresses: servers may reach one another at different addresses
+    /// (proxies, NAT), each listing the others as it reaches them.
+    #[arg(long)]
+    pub cluster_token: Option<String>,
     /// Stop when standard input closes (`flotilla up` holds it).
     #[arg(long, hide = true)]
     pub exit_with_parent: bool,
@@ -143,6 +148,7 @@ fn serve(args: ShardServerArgs) -> anyhow::Result<ExitCode> {
         data_dir: args.data_dir,
         tick: Duration::from_millis(args.tick_ms.max(1)),
         snapshot_entries: args.snapshot_entries.max(1),
+        cluster_token: args.cluster_token,
     };
     cfg.check()?;
     let exit_with_parent = args.exit_with_parent;
