@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use flotilla_runtime::{NodeHandle, lock};
 use flotilla_shardkv::{Gid, GroupApplied, GroupCommand, ShardData, ShardKv};
 use tokio::sync::watch;
@@ -150,36 +151,53 @@ async fn pull(
 }
 
 /// Proposes what of `data` does not fit in one entry beside the rest as
-/// `Part`s of at least [`PART_BYTES`] each; returns the rest, with every
-/// shard's exactly-once table, for the `Insert` that ends the pull.
+/// `Part`s ([`split`]); returns the rest, with every shard's
+/// exactly-once table, for the `Insert` that ends the pull.
 async fn send_parts(
     node: &NodeHandle<Option<GroupApplied>>,
     num: u64,
-    data: std::collections::BTreeMap<usize, ShardData>,
+    data: BTreeMap<usize, ShardData>,
 ) -> Result<BTreeMap<usize, ShardData>, Unanswered> {
-    let mut last = BTreeMap::new();
-    let mut last_bytes = 0;
-    let propose = |shard, data| {
+    let (parts, last) = split(data, PART_BYTES);
+    for (shard, data) in parts {
         let part = ShardData {
             data,
             dedup: BTreeMap::new(),
         };
         let command = GroupCommand::Part { num, shard, part }.encode();
-        propose_until(node, command, Instant::now() + STEP_TIMEOUT)
-    };
+        propose_until(node, command, Instant::now() + STEP_TIMEOUT).await?;
+    }
+    Ok(last)
+}
+
+/// Pairs of one shard, by key.
+type Pairs = BTreeMap<Bytes, Bytes>;
+
+/// Cuts pulled `data` into parts and a rest: each part holds one
+/// shard's pairs, at most `limit` bytes of keys and values but for its
+/// last pair; the rest (every shard's remaining pairs and exactly-once
+/// table) holds at most `limit` bytes of pairs. Every pair is in exactly
+/// one of them.
+pub fn split(
+    data: BTreeMap<usize, ShardData>,
+    limit: usize,
+) -> (Vec<(usize, Pairs)>, BTreeMap<usize, ShardData>) {
+    let mut parts = Vec::new();
+    let mut last = BTreeMap::new();
+    let mut last_bytes = 0;
     for (shard, d) in data {
         let mut chunk = BTreeMap::new();
         let mut bytes = 0;
         for (k, v) in d.data {
             bytes += k.len() + v.len();
             chunk.insert(k, v);
-            if bytes >= PART_BYTES {
-                propose(shard, std::mem::take(&mut chunk)).await?;
+            if bytes >= limit {
+                parts.push((shard, std::mem::take(&mut chunk)));
                 bytes = 0;
             }
         }
-        if last_bytes + bytes > PART_BYTES {
-            propose(shard, std::mem::take(&mut chunk)).await?;
+        if last_bytes + bytes > limit {
+            parts.push((shard, std::mem::take(&mut chunk)));
             bytes = 0;
         }
         last_bytes += bytes;
@@ -189,7 +207,7 @@ async fn send_parts(
         };
         last.insert(shard, rest);
     }
-    Ok(last)
+    (parts, last)
 }
 
 /// Tells group `from` that `shards` arrived at `gid` (it deletes them),
@@ -217,4 +235,77 @@ async fn settle(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use flotilla_raft::rng::SplitMix64;
+
+    use super::*;
+
+    fn bytes_of(pairs: &Pairs) -> usize {
+        pairs.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
+
+    /// Random shards of random pairs (sizes 1 to 40 bytes), each with an
+    /// exactly-once table.
+    fn pulled(rng: &mut SplitMix64) -> BTreeMap<usize, ShardData> {
+        let mut data = BTreeMap::new();
+        for shard in 0..(rng.next_u64() % 4) as usize {
+            let mut d = ShardData::default();
+            for i in 0..rng.next_u64() % 30 {
+                let v = vec![b'v'; 1 + (rng.next_u64() % 40) as usize];
+                d.data
+                    .insert(Bytes::from(format!("{shard}-{i:03}")), Bytes::from(v));
+            }
+            d.dedup.insert(shard as u64, 7);
+            data.insert(shard * 3, d);
+        }
+        data
+    }
+
+    #[test]
+    fn a_pull_is_cut_into_parts_within_the_limit_and_loses_nothing() {
+        let mut rng = SplitMix64::new(21);
+        let mut cut = 0;
+        for round in 0..500 {
+            let data = pulled(&mut rng);
+            let limit = 1 + (rng.next_u64() % 200) as usize;
+            let (parts, last) = split(data.clone(), limit);
+            cut += parts.len();
+            let mut rebuilt: BTreeMap<usize, ShardData> = BTreeMap::new();
+            for (shard, pairs) in &parts {
+                let biggest = pairs
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .max()
+                    .unwrap_or(0);
+                assert!(!pairs.is_empty(), "round {round}: an empty part");
+                assert!(
+                    bytes_of(pairs) < limit + biggest,
+                    "round {round}: a part past the limit"
+                );
+                rebuilt
+                    .entry(*shard)
+                    .or_default()
+                    .data
+                    .extend(pairs.clone());
+            }
+            let rest: usize = last.values().map(|d| bytes_of(&d.data)).sum();
+            assert!(
+                rest <= limit,
+                "round {round}: the rest holds {rest} bytes, past {limit}"
+            );
+            for (shard, d) in &last {
+                let r = rebuilt.entry(*shard).or_default();
+                r.data.extend(d.data.clone());
+                r.dedup.clone_from(&d.dedup);
+            }
+            assert_eq!(rebuilt, data, "round {round}: every pair and table, once");
+        }
+        assert!(cut > 1_000, "the rounds cut shards into parts: {cut}");
+        let small = pulled(&mut SplitMix64::new(3));
+        let (parts, last) = split(small.clone(), usize::MAX);
+        assert!(parts.is_empty() && last == small, "what fits goes whole");
+    }
 }
