@@ -194,6 +194,16 @@ async fn requests_are_checked_before_anything_is_proposed() {
         assert_eq!(code, Code::InvalidArgument, "{msg}");
         assert!(msg.contains(want), "{msg} lacks {want}");
     }
+    // At the limits themselves, the request passes the checks (and meets
+    // the store with no group yet).
+    let largest_key = "a".repeat(65_536);
+    for r in [
+        put(1, 1, &largest_key, "x", false),
+        put(1, 1, "a", &"v".repeat(1_572_864), false),
+    ] {
+        let (code, msg) = code_and_message(c.put(r).await);
+        assert_eq!(code, Code::FailedPrecondition, "{msg}");
+    }
     s.shutdown().await;
 }
 
