@@ -116,7 +116,11 @@ pub fn main(args: UpArgs) -> anyhow::Result<ExitCode> {
     let addrs: Vec<String> = (args.base_port..=last)
         .map(|p| format!("127.0.0.1:{p}"))
         .collect();
-    let metric_ports: Vec<String> = addrs.iter().map(|e| metrics_addr(e)).collect();
+    // The sharded store's servers have no metrics port.
+    let metric_ports: Vec<String> = match args.groups {
+        Some(_) => Vec::new(),
+        None => addrs.iter().map(|e| metrics_addr(e)).collect(),
+    };
     for e in addrs.iter().chain(&metric_ports) {
         std::net::TcpListener::bind(e)
             .with_context(|| format!("port {e} is not free (is a cluster already running?)"))?;
