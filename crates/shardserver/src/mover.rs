@@ -291,6 +291,15 @@ mod tests {
                     .data
                     .extend(pairs.clone());
             }
+            // Parts cut inside a shard hold at least `limit` bytes; one
+            // more per shard may end it.
+            let total: usize = data.values().map(|d| bytes_of(&d.data)).sum();
+            let most = total / limit + data.len();
+            assert!(
+                parts.len() <= most,
+                "round {round}: {} parts, more than {most}",
+                parts.len()
+            );
             let rest: usize = last.values().map(|d| bytes_of(&d.data)).sum();
             assert!(
                 rest <= limit,
