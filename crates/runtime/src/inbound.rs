@@ -8,8 +8,8 @@
 //! addressed to this node, or claims another sender than the batch is
 //! dropped and counted, never a panic; so is a message for a group this
 //! server does not host, and a batch whose group tags do not match its
-//! messages one for one is refused whole. A member removed from the group is
-//! told so ([`super::transport::REMOVED_PREFIX`]), so that it stops.
+//! messages one for one is refused whole. A member removed from the group
+//! is told so ([`super::transport::REMOVED_PREFIX`]), so that it stops.
 //! With `--peer-client-cert-auth` ([`Transport::peer_cert_auth`]) a
 //! connection that did not present a certificate from the peer CA is
 //! refused before any of its batches is read ([`require_peer`]).

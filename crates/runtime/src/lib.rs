@@ -30,8 +30,9 @@ pub use transport::{PeerTls, Transport};
 
 /// A seed for the Raft core that differs on every start of the process
 /// ([`flotilla_raft::Config::seed`]: forwarded reads' ids derive from
-/// it, and must not repeat across restarts). std's `RandomState` is keyed from the OS's
-/// randomness once per process; the clock and pid are mixed in too.
+/// it, and must not repeat across restarts). std's `RandomState` is
+/// keyed from the OS's randomness once per process; the clock and pid
+/// are mixed in too.
 pub fn start_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
