@@ -6,7 +6,8 @@
 //! SIGHUP it stops its children (SIGTERM by PID, then SIGKILL after a
 //! grace period) and exits 0; if a child dies on its own, it stops the
 //! others and exits with 1. Running it again in the same directory
-//! restarts the same cluster with its data.
+//! restarts the same cluster with its data. With `--groups` it starts the
+//! sharded store's servers instead ([`super::shard_up`]).
 //!
 //! Invariant: no member outlives `up`. The signals are taken before the
 //! first member starts, so one that arrives at any moment (while members
