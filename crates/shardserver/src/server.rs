@@ -60,6 +60,15 @@ pub struct ShardServerConfig {
 
 /// The most shards a configuration may have.
 pub const SHARDS_MAX: usize = 4096;
+/// Most concurrent calls (HTTP/2 streams) per connection, as the
+/// one-group server: a client that wants more waits for one to end.
+pub const STREAMS_PER_CONNECTION_MAX: u32 = 1024;
+/// How often an idle connection is pinged, and how long a ping may go
+/// unanswered before the connection and its calls end: a client whose
+/// host died otherwise holds its calls until TCP gives up.
+pub const CLIENT_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// See [`CLIENT_KEEPALIVE_INTERVAL`].
+pub const CLIENT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Why a server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -341,6 +350,9 @@ pub async fn run(
     let service = ShardService::new(Arc::clone(&hosted), cfg.peers.values().cloned().collect());
     let mut closed = closing.clone();
     let serve = tonic::transport::Server::builder()
+        .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX)
+        .http2_keepalive_interval(Some(CLIENT_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(CLIENT_KEEPALIVE_TIMEOUT))
         .add_service(
             ShardServer::new(service)
                 .max_decoding_message_size(crate::service::VALUE_MAX + (512 << 10)),
