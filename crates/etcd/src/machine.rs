@@ -36,7 +36,9 @@ impl SessionIds {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         // 1 | 15 bits of node | 24 bits of boot time | 24-bit counter.
-        let base = (1 << 63) | ((node & 0x7fff) << 48) | ((nanos >> 20) & 0xff_ffff) << 24;
+        let base = flotilla_kv::SERVER_MINTED
+            | ((node & 0x7fff) << 48)
+            | ((nanos >> 20) & 0xff_ffff) << 24;
         SessionIds {
             base,
             next: AtomicU64::new(0),

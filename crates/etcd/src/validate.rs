@@ -201,7 +201,7 @@ pub fn check_watch(r: &pb::WatchCreateRequest) -> Result<(), Invalid> {
 /// request of its kind (an append as a put).
 pub fn check_session(w: &kvpb::SessionWrite) -> Result<(), Invalid> {
     use kvpb::session_write::Op;
-    if w.client_id == 0 || w.client_id >> 63 != 0 {
+    if w.client_id == 0 || flotilla_kv::minted_by_server(w.client_id) {
         return Err(Invalid::BadClientId(w.client_id));
     }
     if w.seq == 0 {

@@ -49,6 +49,6 @@ pub use event::{Event, EventKind};
 pub use history::Replay;
 pub use lease::{Lease, Leases};
 pub use replica::{Applied, ApplyError, Replica};
-pub use session::{Admission, SessionLimits, Sessions};
+pub use session::{Admission, SERVER_MINTED, SessionLimits, Sessions, minted_by_server};
 pub use snapshot::SnapshotError;
 pub use store::Store;

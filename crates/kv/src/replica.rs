@@ -187,8 +187,14 @@ impl Replica {
         self.sessions.expire(self.clock_ms);
         let r = cmd.request;
         let outcome = match self.sessions.admit(r.client, r.seq, r.resumed) {
+            // A server's resend of its own command (a forwarded proposal
+            // whose placement came back after the entry applied) gets the
+            // first answer: the caller was checked when it applied, and
+            // a re-check could refuse what took effect (an auth enable
+            // retried as its caller, who is no user, is then refused).
+            Admission::Duplicate(o) if crate::minted_by_server(r.client) => o,
             // A recorded answer goes only to a caller that may make the
-            // request now: session ids are the clients' to choose, so
+            // request now: a client's session id is its own to choose, so
             // another user may name one.
             Admission::Duplicate(o) => match self.store.check_caller(&r.op) {
                 Ok(()) => o,

@@ -22,6 +22,18 @@
 use crate::chunked::ChunkMap;
 use crate::command::Outcome;
 
+/// The bit a server sets in the session ids it mints for plain,
+/// session-less requests (one fresh id per request). Clients' ids keep it
+/// clear: the servers refuse a client's id with it set.
+pub const SERVER_MINTED: u64 = 1 << 63;
+
+/// Whether `client` is a session id a server minted for one plain
+/// request ([`SERVER_MINTED`]). A duplicate in such a session is that
+/// server's own resend of the same command bytes, never another caller's.
+pub fn minted_by_server(client: u64) -> bool {
+    client & SERVER_MINTED != 0
+}
+
 /// One client's session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Session {
