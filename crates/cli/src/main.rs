@@ -11,6 +11,7 @@ mod bench;
 mod check;
 mod cluster;
 mod mr;
+mod pipe;
 mod sim;
 mod sim_hosted;
 mod sim_kv;
@@ -91,6 +92,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    pipe::quiet_on_broken_pipe();
     let command = match Cli::try_parse() {
         Ok(Cli { command }) => command,
         Err(err) => {

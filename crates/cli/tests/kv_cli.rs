@@ -1,5 +1,6 @@
-//! `flotilla kv append|txn`, and `--output simple|json|table` of the
-//! client commands, against a real 3-member cluster on loopback ports.
+//! `flotilla kv append|txn`, `--output simple|json|table` of the client
+//! commands, and a command whose reader left, against a real 3-member
+//! cluster on loopback ports.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -38,6 +39,24 @@ fn append_txn_and_output_formats_against_a_cluster() {
     txn(all);
     outputs(all);
     same_txn_output_as_etcdctl(all);
+    a_reader_that_left_ends_it_quietly(all);
+}
+
+/// `flotilla kv get log | head -0`: the reader closes the pipe before
+/// anything is printed. The command ends with 141 (128 + SIGPIPE, as a
+/// C tool in a pipeline) and says nothing: no panic, no backtrace.
+fn a_reader_that_left_ends_it_quietly(all: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(["kv", "get", "log", "--endpoints", all])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{err}");
+    assert_eq!(err, "");
 }
 
 /// `etcdctl txn` with `stdin` (None where etcdctl is not installed).

@@ -1,6 +1,7 @@
 //! `flotilla sim raft|kv|hosted` end to end: a short run reports its seeds with no
 //! violation and exits 0; seed numbers out of range are usage errors
-//! (exit 3) naming the flag, never a panic.
+//! (exit 3) naming the flag, never a panic; a run whose reader left ends
+//! quietly.
 
 use std::process::{Command, Output};
 
@@ -43,4 +44,22 @@ fn hosted_refuses_a_group_it_cannot_run() {
         assert_eq!(out.status.code(), Some(3), "{bad:?}: {stderr}");
         assert!(stderr.contains(bad[0]), "{bad:?}: {stderr}");
     }
+}
+
+/// `flotilla sim raft ... | head -0`: the reader closed the pipe before
+/// the first `println!`. The run ends with 141 (128 + SIGPIPE, as a C
+/// tool in a pipeline) and prints no panic.
+#[test]
+fn a_reader_that_left_ends_a_run_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(["sim", "raft", "--seeds", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run flotilla");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait for flotilla");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

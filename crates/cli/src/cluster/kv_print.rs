@@ -34,14 +34,15 @@ pub enum Answer {
     Created(String, Option<pb::ResponseHeader>),
 }
 
-/// Prints `answer` in `format` to stdout.
+/// Prints `answer` in `format` to stdout (see [`crate::pipe`] for a
+/// reader that left).
 pub fn print(format: Format, answer: &Answer) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    match format {
+    crate::pipe::stdout_written(match format {
         Format::Simple => simple(&mut out, answer),
         Format::Json => writeln!(out, "{}", omit_empty(json_of(answer))),
         Format::Table => out.write_all(table_of(answer).render().as_bytes()),
-    }
+    })
 }
 
 fn json_of(answer: &Answer) -> serde_json::Value {

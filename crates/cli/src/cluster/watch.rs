@@ -164,9 +164,13 @@ async fn watch_one(client: &Client, i: usize, args: &WatchArgs, state: &mut Stat
     Ended::Lost
 }
 
-/// Prints one event as etcdctl does.
+/// Prints one event as etcdctl does (see [`crate::pipe`] for a reader
+/// that left).
 fn print(e: &mvccpb::Event, prev_kv: bool) -> std::io::Result<()> {
-    let mut out = std::io::stdout().lock();
+    crate::pipe::stdout_written(print_to(&mut std::io::stdout().lock(), e, prev_kv))
+}
+
+fn print_to(out: &mut impl Write, e: &mvccpb::Event, prev_kv: bool) -> std::io::Result<()> {
     let kind = if e.r#type == mvccpb::event::EventType::Delete as i32 {
         "DELETE"
     } else {
@@ -174,8 +178,8 @@ fn print(e: &mvccpb::Event, prev_kv: bool) -> std::io::Result<()> {
     };
     writeln!(out, "{kind}")?;
     if prev_kv && let Some(p) = &e.prev_kv {
-        write_pairs(&mut out, std::slice::from_ref(p))?;
+        write_pairs(out, std::slice::from_ref(p))?;
     }
-    write_pairs(&mut out, e.kv.as_slice())?;
+    write_pairs(out, e.kv.as_slice())?;
     out.flush()
 }
