@@ -5,7 +5,8 @@
 //! the permission, Txn compares and nested branches, DeleteRange with
 //! prev_kv, Watch, lease TimeToLive with keys, Lock), a user cannot grant
 //! itself a role, a revoked role holds from the next request (open
-//! watches included), and maintenance and membership are a root's.
+//! watches included), and maintenance and membership are a root's. The
+//! CLI's `--user` and the client's new token after one is voided.
 //! Debian's etcdctl drives the setup where it is installed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -146,8 +147,89 @@ fn with_auth_on_only_what_a_user_s_roles_allow_gets_through() {
         nobody_gets_in(&mut kv, &ch[1], &alice).await;
         alice_stays_in_her_prefix(&mut kv, &ch[1], &alice, &root).await;
         admin_is_root_s(&ch[0], &alice, &root).await;
+        the_cli_logs_in(&cluster.endpoints);
+        a_voided_token_is_replaced(&cluster.endpoints, &mut auth, &alice, &root).await;
+        // Alice's token died with her password change: a new one.
+        let alice = token(&mut auth, "alice", "alicepw").await;
         revoked_means_refused(&mut auth, &mut kv, &ch[1], &alice, &root).await;
     });
+}
+
+/// `flotilla ARGS --endpoints ENDPOINTS`: whether it succeeded, its
+/// stdout and stderr.
+fn flotilla(endpoints: &[String], args: &[&str]) -> (bool, String, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_flotilla"));
+    cmd.args(args).args(["--endpoints", &endpoints.join(",")]);
+    let (status, out, err) = common::run_with_input(&mut cmd, "");
+    (status.success(), out, err)
+}
+
+/// `flotilla kv --user` (etcdctl's flag): alice writes and reads her
+/// prefix and nothing else; a wrong password and no user are refused
+/// with the server's reason, and the password is never echoed.
+fn the_cli_logs_in(endpoints: &[String]) {
+    let alice = ["--user", "alice:alicepw"];
+    let put = flotilla(
+        endpoints,
+        &[&["kv", "put", "a/cli", "v"][..], &alice].concat(),
+    );
+    assert_eq!(put, (true, "OK\n".into(), String::new()));
+    let get = [
+        "kv",
+        "get",
+        "a/cli",
+        "--user",
+        "alice",
+        "--password",
+        "alicepw",
+    ];
+    assert_eq!(
+        flotilla(endpoints, &get),
+        (true, "a/cli\nv\n".into(), String::new())
+    );
+    let (ok, _, err) = flotilla(endpoints, &[&["kv", "get", "b/x"][..], &alice].concat());
+    assert!(
+        !ok && err.contains("etcdserver: permission denied"),
+        "{err}"
+    );
+    let wrong = ["kv", "get", "a/cli", "--user", "alice:wrongpw"];
+    let (ok, _, err) = flotilla(endpoints, &wrong);
+    assert!(!ok, "{err}");
+    assert!(err.contains("authenticating as \"alice\""), "{err}");
+    assert!(err.contains("authentication failed"), "{err}");
+    assert!(!err.contains("wrongpw"), "{err}");
+    let (ok, _, err) = flotilla(endpoints, &["kv", "get", "a/cli"]);
+    assert!(
+        !ok && err.contains("etcdserver: user name is empty"),
+        "{err}"
+    );
+}
+
+/// A long-lived client whose token the server voided (alice's password
+/// set again moves her `since`) authenticates again and goes on.
+async fn a_voided_token_is_replaced(
+    endpoints: &[String],
+    auth: &mut AuthClient<Channel>,
+    alice: &str,
+    root: &str,
+) {
+    let credentials = flotilla_client::Credentials::new("alice", "alicepw");
+    let client = flotilla_client::Client::new(endpoints, std::time::Duration::from_secs(5))
+        .unwrap()
+        .with_credentials(credentials);
+    assert_eq!(client.get("a/cli").await.unwrap().unwrap(), "v");
+    let again = pb::AuthUserChangePasswordRequest {
+        name: "alice".into(),
+        password: "alicepw".into(),
+        ..Default::default()
+    };
+    auth.user_change_password(req(again, Some(root)))
+        .await
+        .unwrap();
+    let mut kv = KvClient::new(channel(&endpoints[0]).await);
+    let old = kv.range(req(range("a/cli", ""), Some(alice))).await;
+    refused(old, Code::Unauthenticated, "etcdserver: invalid auth token");
+    assert_eq!(client.get("a/cli").await.unwrap().unwrap(), "v");
 }
 
 async fn connect_all(endpoints: &[String]) -> Vec<Channel> {

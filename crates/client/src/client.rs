@@ -13,6 +13,10 @@
 //! which checks each server's certificate against the host dialed; an
 //! `https://` endpoint without TLS settings is refused, never dialed in
 //! plaintext.
+//!
+//! With credentials ([`Client::with_credentials`], etcdctl's `--user`)
+//! it authenticates before its first call and its calls carry the token
+//! (see [`crate::auth`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,6 +24,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use flotilla_proto::etcdserverpb as pb;
+use flotilla_proto::etcdserverpb::auth_client::AuthClient;
 use flotilla_proto::etcdserverpb::cluster_client::ClusterClient;
 use flotilla_proto::etcdserverpb::kv_client::KvClient;
 use flotilla_proto::etcdserverpb::lease_client::LeaseClient;
@@ -27,6 +32,8 @@ use flotilla_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use flotilla_tls::ClientTls;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
+
+use crate::auth::{Conn, Credentials, Token, token_refused};
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +55,14 @@ pub enum ClientError {
     /// The server answered with an error.
     #[error("{}: {}", .0.code(), .0.message())]
     Server(Status),
+    /// The server refused the client's credentials.
+    #[error("authenticating as {user:?}: {}", .status.message())]
+    Login {
+        /// The user named.
+        user: String,
+        /// The server's answer.
+        status: Status,
+    },
 }
 
 /// A client over a list of endpoints.
@@ -55,6 +70,10 @@ pub enum ClientError {
 pub struct Client {
     endpoints: Vec<(String, Channel)>,
     current: AtomicUsize,
+    /// The token calls carry (see [`crate::auth`]).
+    token: Token,
+    /// Whom to authenticate as, if anyone.
+    credentials: Option<Credentials>,
     /// Said when a connection breaks: a TLS client without a certificate
     /// is cut off by a server that wants one, with no reason on the wire
     /// that a gRPC client sees.
@@ -70,7 +89,7 @@ const NO_CERT_HINT: &str =
 pub const RESPONSE_BYTES_MAX: usize = i32::MAX as usize;
 
 /// etcd's KV service over `c`.
-fn kv(c: Channel) -> KvClient<Channel> {
+fn kv(c: Conn) -> KvClient<Conn> {
     KvClient::new(c).max_decoding_message_size(RESPONSE_BYTES_MAX)
 }
 
@@ -116,6 +135,8 @@ impl Client {
         Ok(Client {
             endpoints: out,
             current: AtomicUsize::new(0),
+            token: Token::default(),
+            credentials: None,
             hint: if no_cert { NO_CERT_HINT } else { "" },
         })
     }
@@ -125,14 +146,106 @@ impl Client {
         self.endpoints.iter().map(|(e, _)| e.clone()).collect()
     }
 
-    /// The channel to endpoint `i`.
+    /// The client, authenticating as `credentials` before its first call
+    /// (etcdctl's `--user`).
+    pub fn with_credentials(mut self, credentials: Credentials) -> Client {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// The token this client's calls carry, shared: it follows the
+    /// client's later authentications.
+    pub fn token(&self) -> Token {
+        self.token.clone()
+    }
+
+    /// The channel to endpoint `i`, as it is: its requests carry no
+    /// token.
     pub fn channel(&self, i: usize) -> Option<Channel> {
         self.endpoints.get(i).map(|(_, c)| c.clone())
     }
 
+    /// A connection to endpoint `i` whose requests carry this client's
+    /// token (once it has authenticated, if it has credentials).
+    pub async fn conn(&self, i: usize) -> Result<Conn, ClientError> {
+        self.logged_in().await?;
+        self.conn_now(i)
+    }
+
+    /// [`Client::conn`] without authenticating first.
+    pub(crate) fn conn_now(&self, i: usize) -> Result<Conn, ClientError> {
+        let Some((_, c)) = self.endpoints.get(i) else {
+            return Err(ClientError::BadEndpoint(format!("endpoint #{i}")));
+        };
+        Ok(Conn::new(c.clone(), self.token.clone()))
+    }
+
+    /// Authenticates with the client's credentials (none: nothing to
+    /// do) and holds the token every later call carries.
+    pub async fn authenticate(&self) -> Result<(), ClientError> {
+        let Some(c) = &self.credentials else {
+            return Ok(());
+        };
+        // An old token on an Authenticate is no use to the server.
+        self.token.set(None);
+        let req = pb::AuthenticateRequest {
+            name: c.user.clone(),
+            password: c.password.clone(),
+        };
+        let answer = self
+            .call_once(false, &|ch| {
+                let req = req.clone();
+                async move { AuthClient::new(ch).authenticate(req).await }
+            })
+            .await;
+        let token = match answer {
+            Ok(r) => r.token,
+            Err(ClientError::Server(status)) => {
+                let user = c.user.clone();
+                return Err(ClientError::Login { user, status });
+            }
+            Err(e) => return Err(e),
+        };
+        let value = token.parse().map_err(|_| ClientError::Login {
+            user: c.user.clone(),
+            status: Status::internal("the server's token is not ASCII"),
+        })?;
+        self.token.set(Some(value));
+        Ok(())
+    }
+
+    /// Authenticates unless there is a token already or nobody to
+    /// authenticate as.
+    async fn logged_in(&self) -> Result<(), ClientError> {
+        if self.credentials.is_some() && !self.token.is_set() {
+            self.authenticate().await?;
+        }
+        Ok(())
+    }
+
+    /// `f` on the endpoints (see [`Client::call_once`]), authenticated;
+    /// once more with a new token if the server refused the one held (it
+    /// did nothing then, so even a write is safe to send again).
     async fn call<T, F, Fut>(&self, write: bool, f: F) -> Result<T, ClientError>
     where
-        F: Fn(Channel) -> Fut,
+        F: Fn(Conn) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.logged_in().await?;
+        match self.call_once(write, &f).await {
+            Err(ClientError::Server(s)) if self.credentials.is_some() && token_refused(&s) => {
+                self.authenticate().await?;
+                self.call_once(write, &f).await
+            }
+            other => other,
+        }
+    }
+
+    /// `f` on each endpoint in turn from the last that answered, until
+    /// one answers; a write moves on only if it was never sent.
+    async fn call_once<T, F, Fut>(&self, write: bool, f: &F) -> Result<T, ClientError>
+    where
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let n = self.endpoints.len();
@@ -140,7 +253,7 @@ impl Client {
         let mut last = String::new();
         for k in 0..n {
             let i = (start + k) % n;
-            match f(self.endpoints[i].1.clone()).await {
+            match f(Conn::new(self.endpoints[i].1.clone(), self.token.clone())).await {
                 Ok(r) => {
                     self.current.store(i, Ordering::Relaxed);
                     return Ok(r.into_inner());
@@ -276,10 +389,9 @@ impl Client {
 
     /// `Status` of endpoint `i` alone (no failover).
     pub async fn status_of(&self, i: usize) -> Result<pb::StatusResponse, ClientError> {
-        let Some((name, channel)) = self.endpoints.get(i) else {
-            return Err(ClientError::BadEndpoint(format!("#{i}")));
-        };
-        match MaintenanceClient::new(channel.clone())
+        let conn = self.conn(i).await?;
+        let name = &self.endpoints[i].0;
+        match MaintenanceClient::new(conn)
             .status(pb::StatusRequest {})
             .await
         {
@@ -371,10 +483,7 @@ impl Client {
 
     /// `Defragment` of endpoint `i` (one member, as etcd's).
     pub async fn defragment_at(&self, i: usize) -> Result<pb::DefragmentResponse, ClientError> {
-        let Some(c) = self.channel(i) else {
-            return Err(ClientError::BadEndpoint(format!("endpoint #{i}")));
-        };
-        let r = MaintenanceClient::new(c)
+        let r = MaintenanceClient::new(self.conn(i).await?)
             .defragment(pb::DefragmentRequest {})
             .await
             .map_err(ClientError::Server)?;

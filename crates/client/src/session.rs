@@ -41,6 +41,7 @@ use tokio::time::{Instant, sleep, timeout_at};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
+use crate::auth::{Conn, Token};
 use crate::client::{Client, never_sent};
 
 /// How a session retries.
@@ -175,7 +176,7 @@ pub fn random_client_id() -> u64 {
 /// One client session. See the module docs.
 #[derive(Debug)]
 pub struct Session {
-    endpoints: Vec<(String, Channel)>,
+    endpoints: Vec<(String, Conn)>,
     current: usize,
     id: u64,
     seq: u64,
@@ -185,15 +186,17 @@ pub struct Session {
 }
 
 impl Session {
-    /// A new session over `client`'s endpoints, with a random id.
+    /// A new session over `client`'s endpoints, with a random id. Its
+    /// writes carry the client's token: with credentials, authenticate
+    /// the client ([`Client::authenticate`]) before the first write.
     pub fn new(client: &Client, opts: SessionOptions) -> Session {
         let endpoints = client
             .endpoints()
             .into_iter()
             .enumerate()
-            .filter_map(|(i, e)| Some((e, client.channel(i)?)))
+            .filter_map(|(i, e)| Some((e, client.conn_now(i).ok()?)))
             .collect();
-        Session::over(endpoints, opts)
+        Session::over_conns(endpoints, opts)
     }
 
     /// A new session over these named channels, with a random id (the
@@ -202,6 +205,19 @@ impl Session {
     /// # Panics
     /// If `endpoints` is empty.
     pub fn over(endpoints: Vec<(String, Channel)>, opts: SessionOptions) -> Session {
+        let endpoints = endpoints
+            .into_iter()
+            .map(|(e, c)| (e, Conn::new(c, Token::default())))
+            .collect();
+        Session::over_conns(endpoints, opts)
+    }
+
+    /// [`Session::over`] connections that carry a token (see
+    /// [`crate::auth`]).
+    ///
+    /// # Panics
+    /// If `endpoints` is empty.
+    pub fn over_conns(endpoints: Vec<(String, Conn)>, opts: SessionOptions) -> Session {
         assert!(!endpoints.is_empty(), "a session needs an endpoint");
         let id = random_client_id();
         Session {

@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
+use flotilla_client::Conn;
 use flotilla_client::session::{Session, SessionOptions};
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::kv_client::KvClient;
 use flotilla_tls::ClientTls;
 use hdrhistogram::Histogram;
-use tonic::transport::Channel;
 
 use super::LoadArgs;
 use crate::cluster::{EndpointArgs, runtime};
@@ -95,11 +95,12 @@ async fn run(
     tls: Option<Arc<ClientTls>>,
 ) -> anyhow::Result<Vec<ClientResult>> {
     let timeout = Some(Duration::from_secs(10));
-    let channels = super::connect(endpoints, args.conns, tls.as_ref(), timeout).await?;
+    let token = super::token(&args.endpoints, endpoints, tls.as_ref()).await?;
+    let channels = super::connect(endpoints, args.conns, (tls.as_ref(), &token), timeout).await?;
     let start = Instant::now();
     let measure_from = start + args.load.warmup;
     let end = measure_from + args.load.duration;
-    let named: Vec<(String, Channel)> = channels
+    let named: Vec<(String, Conn)> = channels
         .iter()
         .enumerate()
         .map(|(i, c)| (endpoints[i % endpoints.len()].clone(), c.clone()))
@@ -107,9 +108,9 @@ async fn run(
     let tasks: Vec<_> = (0..args.clients)
         .map(|c| {
             let channel = channels[c % channels.len()].clone();
-            let session = args
-                .session
-                .then(|| Session::over(named.clone(), SessionOptions::default()).starting_at(c));
+            let session = args.session.then(|| {
+                Session::over_conns(named.clone(), SessionOptions::default()).starting_at(c)
+            });
             let load = Load {
                 value: Bytes::from(vec![b'v'; args.load.value_size]),
                 read_ratio: args.read_ratio,
@@ -142,7 +143,7 @@ struct Load {
 
 /// One closed-loop client, measuring from `window.0` until `window.1`.
 async fn client(
-    channel: Channel,
+    channel: Conn,
     mut session: Option<Session>,
     load: Load,
     seed: u64,

@@ -1,7 +1,8 @@
 //! `flotilla bench`: benchmarks that print figures. The load generators
 //! over etcd's API (`kv`, `watch`) share their timing and value arguments
 //! ([`LoadArgs`]) and their connections ([`connect`]: spread over the
-//! endpoints, TLS when the endpoints ask for it).
+//! endpoints, TLS when the endpoints ask for it, carrying `--user`'s
+//! token when one is given ([`token`])).
 
 mod corpus;
 mod floor;
@@ -18,9 +19,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use flotilla_client::auth::Token;
+use flotilla_client::{Client, Conn};
 use flotilla_tls::ClientTls;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
+use crate::cluster::EndpointArgs;
 use crate::units::parse_duration;
 
 /// The timing and values of a closed-loop load.
@@ -37,16 +41,33 @@ pub struct LoadArgs {
     pub value_size: usize,
 }
 
+/// The token the load's requests carry: none without `--user`, else the
+/// one `--user` authenticates for (once, before the load: a run longer
+/// than the server's token TTL sees its requests refused once it ends).
+pub async fn token(
+    args: &EndpointArgs,
+    endpoints: &[String],
+    tls: Option<&Arc<ClientTls>>,
+) -> anyhow::Result<Token> {
+    let Some(credentials) = args.credentials()? else {
+        return Ok(Token::default());
+    };
+    let timeout = Duration::from_secs(args.timeout_secs);
+    let client = Client::with_tls(endpoints, timeout, tls.cloned())?.with_credentials(credentials);
+    client.authenticate().await?;
+    Ok(client.token())
+}
+
 /// `conns` gRPC connections, connection `i` to endpoint `i mod n`, over
-/// TLS when `tls` is given, each request cut off after `request_timeout`
-/// if one is given (a Watch stream lives longer than any); the error
-/// names the endpoint that failed.
+/// TLS when `tls` is given, carrying `token`, each request cut off after
+/// `request_timeout` if one is given (a Watch stream lives longer than
+/// any); the error names the endpoint that failed.
 pub async fn connect(
     endpoints: &[String],
     conns: usize,
-    tls: Option<&Arc<ClientTls>>,
+    (tls, token): (Option<&Arc<ClientTls>>, &Token),
     request_timeout: Option<Duration>,
-) -> anyhow::Result<Vec<Channel>> {
+) -> anyhow::Result<Vec<Conn>> {
     let mut channels = Vec::with_capacity(conns);
     for i in 0..conns {
         let e = &endpoints[i % endpoints.len()];
@@ -63,7 +84,8 @@ pub async fn connect(
             Some(tls) => endpoint.connect_with_connector(tls.connector()).await,
             None => endpoint.connect().await,
         };
-        channels.push(channel.with_context(|| format!("cannot reach {e}"))?);
+        let channel = channel.with_context(|| format!("cannot reach {e}"))?;
+        channels.push(Conn::new(channel, token.clone()));
     }
     Ok(channels)
 }

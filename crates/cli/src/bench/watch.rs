@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use flotilla_client::Conn;
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::kv_client::KvClient;
 use flotilla_proto::etcdserverpb::watch_client::WatchClient;
@@ -26,7 +27,6 @@ use flotilla_tls::ClientTls;
 use hdrhistogram::Histogram;
 use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::wrappers::UnboundedReceiverStream;
-use tonic::transport::Channel;
 
 use super::LoadArgs;
 use crate::cluster::{EndpointArgs, runtime};
@@ -81,7 +81,8 @@ async fn run(
     endpoints: &[String],
     tls: Option<Arc<ClientTls>>,
 ) -> anyhow::Result<()> {
-    let channels = super::connect(endpoints, args.conns, tls.as_ref(), None).await?;
+    let token = super::token(&args.endpoints, endpoints, tls.as_ref()).await?;
+    let channels = super::connect(endpoints, args.conns, (tls.as_ref(), &token), None).await?;
     let epoch = Instant::now();
     write_phase(args, &channels, epoch, args.load.warmup).await?;
     let alone = write_phase(args, &channels, epoch, args.load.duration).await?;
@@ -147,7 +148,7 @@ enum Event {
 /// `w mod keys`) from `start_revision`, reporting creations and each
 /// event's latency.
 async fn watch_stream(
-    channel: Channel,
+    channel: Conn,
     (keys, start_revision): (u64, i64),
     watchers: Vec<u64>,
     epoch: Instant,
@@ -224,7 +225,7 @@ struct Phase {
 /// Closed-loop puts for `duration`.
 async fn write_phase(
     args: &WatchBenchArgs,
-    channels: &[Channel],
+    channels: &[Conn],
     epoch: Instant,
     duration: Duration,
 ) -> anyhow::Result<Phase> {

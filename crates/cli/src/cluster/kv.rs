@@ -145,6 +145,8 @@ pub fn main(args: KvArgs) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     rt.block_on(async move {
+        // The session's writes carry the client's token.
+        client.authenticate().await?;
         let mut w = Writer {
             session: Session::new(&client, opts),
             client: &client,

@@ -31,7 +31,30 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use flotilla_client::Client;
+use flotilla_client::{Client, Credentials};
+
+/// `--user NAME:PASSWORD`, or `--user NAME` with `--password` (then
+/// `NAME` is all of `--user`, colons too, as etcdctl reads it): the
+/// credentials, checked.
+fn credentials(user: Option<&str>, password: Option<&str>) -> anyhow::Result<Option<Credentials>> {
+    let Some(user) = user else {
+        if password.is_some() {
+            anyhow::bail!("--password needs --user NAME");
+        }
+        return Ok(None);
+    };
+    let (name, password) = match (password, user.split_once(':')) {
+        (Some(p), _) => (user, p),
+        (None, Some((name, p))) => (name, p),
+        (None, None) => anyhow::bail!(
+            "--user {user} has no password: give --user {user}:PASSWORD, --password or FLOTILLA_PASSWORD"
+        ),
+    };
+    if name.is_empty() {
+        anyhow::bail!("--user needs a name (NAME[:PASSWORD])");
+    }
+    Ok(Some(Credentials::new(name, password)))
+}
 
 /// `up`'s default data directory.
 pub const DEFAULT_DATA_DIR: &str = "flotilla-data";
@@ -52,6 +75,18 @@ pub struct EndpointArgs {
     /// TLS toward the endpoints.
     #[command(flatten)]
     pub tls: tls::ClientTlsArgs,
+    /// Authenticates as this user on a cluster with auth on (etcdctl's
+    /// `--user`): `NAME:PASSWORD`, or `NAME` with `--password`.
+    #[arg(
+        long,
+        global = true,
+        env = "FLOTILLA_USER",
+        value_name = "NAME[:PASSWORD]"
+    )]
+    pub user: Option<String>,
+    /// The password of `--user NAME` (etcdctl's `--password`).
+    #[arg(long, global = true, env = "FLOTILLA_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
 }
 
 impl EndpointArgs {
@@ -68,8 +103,17 @@ impl EndpointArgs {
         let _guard = rt.enter();
         let endpoints = self.resolve();
         let tls = self.tls(&endpoints)?;
-        Client::with_tls(&endpoints, Duration::from_secs(self.timeout_secs), tls)
-            .context("creating the client")
+        let client = Client::with_tls(&endpoints, Duration::from_secs(self.timeout_secs), tls)
+            .context("creating the client")?;
+        Ok(match self.credentials()? {
+            Some(c) => client.with_credentials(c),
+            None => client,
+        })
+    }
+
+    /// Whom `--user` and `--password` name, if anyone.
+    pub fn credentials(&self) -> anyhow::Result<Option<Credentials>> {
+        credentials(self.user.as_deref(), self.password.as_deref())
     }
 
     /// The TLS toward `endpoints` (see [`tls::ClientTlsArgs::resolve`]).
@@ -141,5 +185,35 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(user: Option<&str>, password: Option<&str>) -> Result<Option<String>, String> {
+        credentials(user, password)
+            .map(|c| c.map(|c| c.user))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn user_and_password_are_read_as_etcdctl_reads_them() {
+        assert_eq!(named(None, None), Ok(None));
+        assert_eq!(named(Some("alice:pw"), None), Ok(Some("alice".into())));
+        assert_eq!(named(Some("a:b:c"), None), Ok(Some("a".into())));
+        assert_eq!(named(Some("a:b"), Some("pw")), Ok(Some("a:b".into())));
+        assert_eq!(named(Some("alice"), Some("")), Ok(Some("alice".into())));
+        let no_password = named(Some("alice"), None).unwrap_err();
+        assert!(
+            no_password.contains("--user alice has no password"),
+            "{no_password}"
+        );
+        let no_name = named(Some(":pw"), None).unwrap_err();
+        assert!(no_name.contains("needs a name"), "{no_name}");
+        assert!(named(Some(""), Some("pw")).is_err());
+        let alone = named(None, Some("pw")).unwrap_err();
+        assert!(alone.contains("--password needs --user"), "{alone}");
     }
 }

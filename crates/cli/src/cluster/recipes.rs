@@ -23,13 +23,12 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
-use flotilla_client::Client;
+use flotilla_client::{Client, Conn};
 use flotilla_proto::v3electionpb as epb;
 use flotilla_proto::v3electionpb::election_client::ElectionClient;
 use flotilla_proto::v3lockpb as lpb;
 use flotilla_proto::v3lockpb::lock_client::LockClient;
 use tokio::sync::watch;
-use tonic::transport::Channel;
 
 use super::{EndpointArgs, runtime, shutdown_signal};
 
@@ -112,15 +111,12 @@ impl Session {
 /// call is safe to repeat: the same lease finds its own key again).
 async fn on_any<T, F, Fut>(client: &Client, f: F) -> anyhow::Result<T>
 where
-    F: Fn(Channel) -> Fut,
+    F: Fn(Conn) -> Fut,
     Fut: Future<Output = Result<T, tonic::Status>>,
 {
     let mut last = None;
     for i in 0..client.endpoints().len() {
-        let Some(ch) = client.channel(i) else {
-            continue;
-        };
-        match f(ch).await {
+        match f(client.conn(i).await?).await {
             Ok(t) => return Ok(t),
             Err(s) if s.code() == tonic::Code::Unavailable => last = Some(s),
             Err(s) => bail!("{}", s.message()),

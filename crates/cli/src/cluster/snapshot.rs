@@ -119,10 +119,7 @@ fn save(endpoints: &EndpointArgs, file: &PathBuf) -> anyhow::Result<ExitCode> {
     let data = rt.block_on(async {
         let mut last = String::new();
         for i in 0..client.endpoints().len() {
-            let Some(ch) = client.channel(i) else {
-                continue;
-            };
-            match fetch(ch).await {
+            match fetch(client.conn(i).await?).await {
                 Ok(data) => return Ok(data),
                 Err(e) => last = format!("{}: {e}", client.endpoints()[i]),
             }
@@ -141,7 +138,7 @@ fn save(endpoints: &EndpointArgs, file: &PathBuf) -> anyhow::Result<ExitCode> {
 }
 
 /// The whole snapshot stream of one member.
-async fn fetch(ch: tonic::transport::Channel) -> anyhow::Result<Bytes> {
+async fn fetch(ch: flotilla_client::Conn) -> anyhow::Result<Bytes> {
     let mut stream = MaintenanceClient::new(ch)
         .max_decoding_message_size(flotilla_client::client::RESPONSE_BYTES_MAX)
         .snapshot(pb::SnapshotRequest {})

@@ -19,6 +19,7 @@ use anyhow::bail;
 use bytes::Bytes;
 use clap::Args;
 use flotilla_client::Client;
+use flotilla_client::client::ClientError;
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::watch_client::WatchClient;
 use flotilla_proto::mvccpb;
@@ -69,6 +70,8 @@ pub fn main(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let client = args.endpoints.client(&rt)?;
     let n = client.endpoints().len();
     rt.block_on(async move {
+        // A wrong password is said now, not retried as a lost stream.
+        client.authenticate().await?;
         let mut state = State {
             next_rev: args.rev,
             printed: 0,
@@ -87,6 +90,13 @@ pub fn main(args: WatchArgs) -> anyhow::Result<ExitCode> {
                     // before the next round.
                     if failures % n == 0 {
                         tokio::time::sleep(Duration::from_secs(1)).await;
+                        // The token may have expired: the next round
+                        // carries a new one. Members still down are
+                        // waited for as before; refused credentials end
+                        // the watch.
+                        if let Err(e @ ClientError::Login { .. }) = client.authenticate().await {
+                            return Err(e.into());
+                        }
                     }
                 }
             }
@@ -124,7 +134,7 @@ fn create(args: &WatchArgs, start_revision: i64) -> pb::WatchRequest {
 
 /// One stream on member `i`, until it ends.
 async fn watch_one(client: &Client, i: usize, args: &WatchArgs, state: &mut State) -> Ended {
-    let Some(channel) = client.channel(i) else {
+    let Ok(channel) = client.conn(i).await else {
         return Ended::Lost;
     };
     let (tx, rx) = mpsc::channel(1);
