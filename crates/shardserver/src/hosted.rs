@@ -65,8 +65,7 @@ impl Hosted {
     /// The latest configuration, linearizable: read after a read index
     /// at the controller.
     pub async fn latest_linearizable(&self, deadline: Instant) -> Result<Config, Unanswered> {
-        read_index_until(&self.ctrl.node, deadline).await?;
-        Ok(self.latest())
+        self.query(None, deadline).await
     }
 
     /// Configuration `num` (the latest for `None`, or past the latest),
@@ -108,15 +107,7 @@ pub async fn propose_until<O: Send + 'static>(
     command: Bytes,
     deadline: Instant,
 ) -> Result<Applied<O>, Unanswered> {
-    let mut backoff = RETRY_MIN;
-    loop {
-        match tokio::time::timeout_at(deadline, node.propose(command.clone())).await {
-            Err(_) => return Err(Unanswered::Timeout),
-            Ok(Ok(applied)) => return Ok(applied),
-            Ok(Err(e)) if transient(&e) => back_off(&mut backoff, deadline).await?,
-            Ok(Err(_)) => return Err(Unanswered::Stopped),
-        }
-    }
+    until(deadline, || node.propose(command.clone())).await
 }
 
 /// Waits until `node`'s replica may serve a linearizable read, retrying
@@ -125,11 +116,22 @@ pub async fn read_index_until<O: Send + 'static>(
     node: &NodeHandle<O>,
     deadline: Instant,
 ) -> Result<LogIndex, Unanswered> {
+    until(deadline, || node.read_index()).await
+}
+
+/// `attempt` again, backing off, while it fails for a reason that passes
+/// ([`transient`]); `Stopped` on any other failure, `Timeout` at
+/// `deadline`.
+async fn until<T, F, Fut>(deadline: Instant, attempt: F) -> Result<T, Unanswered>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, NodeError>>,
+{
     let mut backoff = RETRY_MIN;
     loop {
-        match tokio::time::timeout_at(deadline, node.read_index()).await {
+        match tokio::time::timeout_at(deadline, attempt()).await {
             Err(_) => return Err(Unanswered::Timeout),
-            Ok(Ok(index)) => return Ok(index),
+            Ok(Ok(done)) => return Ok(done),
             Ok(Err(e)) if transient(&e) => back_off(&mut backoff, deadline).await?,
             Ok(Err(_)) => return Err(Unanswered::Stopped),
         }
