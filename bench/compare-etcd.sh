@@ -29,7 +29,11 @@
 # Flotilla instead of etcd (the same ports, flags and workloads): an old
 # build against this one, side by side ("etcd" in the table then reads
 # "reference").
-# Usage: [REFERENCE=BIN] bench/compare-etcd.sh [SECONDS] [ROUNDS]
+# With AUTH=1, both clusters run with auth on (user root with role root,
+# made and enabled with etcdctl after each start) and every bench request
+# carries root's token (`flotilla bench kv --user root:rootpw`); the no-op
+# server, which has no Auth service, runs without.
+# Usage: [REFERENCE=BIN] [AUTH=1] bench/compare-etcd.sh [SECONDS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SECS="${1:-10}"
@@ -40,6 +44,8 @@ if ! [[ "$SECS" =~ ^[1-9][0-9]*$ && "$ROUNDS" =~ ^[1-9][0-9]*$ ]]; then
     exit 2
 fi
 REF_NAME=etcd
+AUTH_ARGS=()
+[ "${AUTH:-0}" = 1 ] && AUTH_ARGS=(--user root:rootpw)
 if [ -n "${REFERENCE:-}" ]; then
     [ -x "$REFERENCE" ] || { echo "REFERENCE=$REFERENCE is not an executable" >&2; exit 2; }
     REF_NAME=reference
@@ -64,7 +70,7 @@ workload() {
     local sys="$1" name="$2" ep="$3"; shift 3
     local line before after tp cpu
     before=$(cpu_ticks)
-    line=$("$F" bench kv --endpoints "$ep" --duration "${SECS}s" --warmup 2s "$@" | grep 'throughput=')
+    line=$("$F" bench kv --endpoints "$ep" --duration "${SECS}s" --warmup 2s "${AUTH_ARGS[@]}" "$@" | grep 'throughput=')
     after=$(cpu_ticks)
     tp=$(echo "$line" | sed -E 's/.*throughput=([0-9]+).*/\1/')
     cpu=$(awk -v d=$((after - before)) -v hz="$HZ" -v tp="$tp" -v s="$SECS" 'BEGIN { printf "%.0f", d / hz * 1e6 / (tp * (s + 2)) }')
@@ -81,6 +87,7 @@ run_suite() {
     for e in "${EPS[@]}"; do [ "$e" != "$ep" ] && follower="$e" && break; done
     # The no-op server is alone: it is its own "follower".
     follower="${follower:-$ep}"
+    if [ "$sys" != noop ]; then enable_auth; fi
     echo "$sys RSS per member at start: $(rss)"
     workload "$sys" writes1 "$ep" --clients 1 --conns 1
     workload "$sys" writes64 "$ep" --clients 64 --conns 8
@@ -90,6 +97,16 @@ run_suite() {
     workload "$sys" reads64 "$ep" --clients 64 --conns 8 --read-ratio 1
     workload "$sys" sreads64 "$ep" --clients 64 --conns 8 --read-ratio 1 --serializable
     echo "$sys RSS per member: $(rss)"
+}
+
+# enable_auth: with AUTH=1, root (role root) and auth on, through etcdctl.
+enable_auth() {
+    [ "${AUTH:-0}" = 1 ] || return 0
+    local ec=(env ETCDCTL_API=3 etcdctl --endpoints "$(IFS=,; echo "${EPS[*]}")" --command-timeout 10s)
+    "${ec[@]}" user add root:rootpw >/dev/null
+    "${ec[@]}" user grant-role root root >/dev/null
+    "${ec[@]}" auth enable >/dev/null
+    echo "auth on: requests as root"
 }
 
 # Each measurement starts with the page cache flushed (`sync`): on ext4 an
@@ -122,6 +139,7 @@ for ROUND in $(seq 1 "$ROUNDS"); do
     sync
 done
 ROUND=1
+AUTH_ARGS=()
 "$F" bench noop-server --listen 127.0.0.1:32379 2>"$WORK/noop.log" &
 PIDS+=($!)
 for _ in $(seq 1 100); do grep -q "no-op etcd KV server" "$WORK/noop.log" && break; sleep 0.1; done
