@@ -46,13 +46,12 @@ fn append_txn_and_output_formats_against_a_cluster() {
 /// anything is printed. The command ends with 141 (128 + SIGPIPE, as a
 /// C tool in a pipeline) and says nothing: no panic, no backtrace.
 fn a_reader_that_left_ends_it_quietly(all: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+    let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
         .args(["kv", "get", "log", "--endpoints", all])
-        .stdout(std::process::Stdio::piped())
+        .stdout(closed_pipe())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(141), "{err}");
@@ -160,4 +159,12 @@ fn a_write_to_no_reachable_member_fails_at_once_and_says_it_was_not_applied() {
         assert!(err.contains("no endpoint reachable"), "{args:?}: {err}");
         assert!(err.contains("not applied"), "{args:?}: {err}");
     }
+}
+
+/// The writing end of a pipe whose reader is already gone: a child's
+/// first write to it fails with `BrokenPipe`, whenever it comes.
+fn closed_pipe() -> std::io::PipeWriter {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    writer
 }

@@ -51,15 +51,22 @@ fn hosted_refuses_a_group_it_cannot_run() {
 /// tool in a pipeline) and prints no panic.
 #[test]
 fn a_reader_that_left_ends_a_run_quietly() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+    let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
         .args(["sim", "raft", "--seeds", "1"])
-        .stdout(std::process::Stdio::piped())
+        .stdout(closed_pipe())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run flotilla");
-    drop(child.stdout.take());
     let out = child.wait_with_output().expect("wait for flotilla");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(141), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// The writing end of a pipe whose reader is already gone: a child's
+/// first write to it fails with `BrokenPipe`, whenever it comes.
+fn closed_pipe() -> std::io::PipeWriter {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    writer
 }
