@@ -366,6 +366,56 @@ mod tests {
         );
     }
 
+    /// A server's resend of its own plain request gets the first answer
+    /// even where the caller's check would now refuse it: an auth enable
+    /// asked by no user (auth was off) and resent once auth is on. A
+    /// client's session that repeats it is checked as new (see above).
+    #[test]
+    fn a_server_s_resend_gets_the_answer_it_first_had() {
+        use crate::auth::{AuthOp, ROOT};
+        let mut r = Replica::new(SessionLimits::default());
+        let setup = [
+            AuthOp::UserAdd {
+                name: ROOT.into(),
+                password: None,
+            },
+            AuthOp::UserGrantRole {
+                user: ROOT.into(),
+                role: ROOT.into(),
+            },
+        ];
+        for (i, a) in setup.into_iter().enumerate() {
+            r.apply(&entry(i as u64 + 1, 9, i as u64 + 1, Op::Auth(a)))
+                .unwrap();
+        }
+        let enable = Op::AsUser {
+            user: String::new(),
+            op: Box::new(Op::Auth(AuthOp::Enable {
+                token_key: bytes::Bytes::from_static(b"k"),
+            })),
+        };
+        let minted = crate::SERVER_MINTED | 7;
+        let first = r.apply(&entry(3, minted, 1, enable.clone())).unwrap();
+        let first = first.unwrap().outcome;
+        assert!(matches!(first, Outcome::Ok { .. }), "{first:?}");
+        assert!(r.store().auth().enabled());
+        let resent = r.apply(&entry(4, minted, 1, enable.clone())).unwrap();
+        assert_eq!(resent.unwrap().outcome, first);
+        // Session 9's seq 2 (the grant) named by a client as no user.
+        let client = r.apply(&entry(5, 9, 2, enable)).unwrap();
+        let empty = crate::Refusal::Auth(crate::AuthError::UserEmpty);
+        assert_eq!(client.unwrap().outcome, Outcome::Refused(empty));
+    }
+
+    #[test]
+    fn minted_ids_are_those_with_the_top_bit() {
+        assert!(crate::minted_by_server(1 << 63));
+        assert!(crate::minted_by_server(u64::MAX));
+        assert!(!crate::minted_by_server(1 << 62));
+        assert!(!crate::minted_by_server(1));
+        assert!(!crate::minted_by_server(0));
+    }
+
     #[test]
     fn idle_sessions_expire_on_the_clock_carried_by_the_log() {
         let limits = SessionLimits {
