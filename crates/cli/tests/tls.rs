@@ -2,8 +2,9 @@
 //! for clients and peers, certificates from its throwaway CA), the
 //! `flotilla` client commands with and without the right certificates,
 //! Debian's `etcdctl` with `--cacert/--cert/--key` where it is installed,
-//! and `flotilla server` refusing missing or garbage certificate files
-//! with an error that names the file.
+//! `flotilla server` refusing missing or garbage certificate files
+//! with an error that names the file, and a member with another CA's
+//! certificates refused by the cluster's members.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -95,6 +96,7 @@ fn a_tls_cluster_serves_clients_with_certificates_from_its_ca_only() {
     assert_eq!(cli(dir, &args).1, "k\nv\n");
 
     refusals(dir, base);
+    a_member_of_another_ca_gets_nowhere(dir, base);
     etcdctl_checks(dir, &ep);
     up.signal("TERM");
     assert!(up.wait(Duration::from_secs(30)).success());
@@ -175,6 +177,100 @@ fn refusals(dir: &Path, base: u16) {
         ],
     );
     assert!(!ok);
+}
+
+/// A counter of member `i`'s metrics (0 if absent).
+fn counter(base: u16, i: u16, name: &str) -> u64 {
+    let (_, body) =
+        flotilla_testkit::http::get(&format!("127.0.0.1:{}", base + 1000 + i), "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Each member's (term, leader) as `flotilla status --output json`
+/// prints them (one object per line).
+fn terms_and_leaders(dir: &Path) -> Vec<(u64, u64)> {
+    let (ok, out, err) = cli(dir, &["status", "--output", "json"]);
+    assert!(ok, "{err}");
+    let members: Vec<(u64, u64)> = out
+        .lines()
+        .map(|l| {
+            let m: serde_json::Value = serde_json::from_str(l).unwrap();
+            (m["term"].as_u64().unwrap(), m["leader"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(members.len(), usize::from(MEMBERS), "{out}");
+    members
+}
+
+/// A member started as member 2, with the same member list (so the same
+/// cluster id) but certificates from another CA (`other/`, made by
+/// `refusals`), is refused by members 1 and 3 at the TLS handshake: they
+/// count it, the cluster's terms and leader stay as they were, and the
+/// impostor never learns of a leader.
+fn a_member_of_another_ca_gets_nowhere(dir: &Path, base: u16) {
+    let before = terms_and_leaders(dir);
+    let failed = |i| counter(base, i, "flotilla_tls_handshakes_failed_total");
+    let (f1, f3) = (failed(0), failed(2));
+    let peers: Vec<String> = (0..MEMBERS)
+        .map(|i| format!("{}=127.0.0.1:{}", i + 1, base + i))
+        .collect();
+    // Member 2's port on another loopback address: the real member 2
+    // holds 127.0.0.1's.
+    let listen = format!("127.0.0.2:{}", base + 1);
+    let log = std::fs::File::create(dir.join("impostor.log")).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+    cmd.current_dir(dir)
+        .args(["server", "--id", "2", "--listen", &listen])
+        .args(["--peers", &peers.join(","), "--data-dir", "impostor"])
+        .args(flotilla_cli_member_flags("other", "node2"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    let mut impostor = Proc::spawn("the impostor", &mut cmd);
+    wait_for(
+        "members 1 and 3 to refuse the impostor's handshakes",
+        Duration::from_secs(30),
+        || {
+            assert!(impostor.exited().is_none(), "the impostor exited");
+            (failed(0) > f1 && failed(2) > f3).then_some(())
+        },
+    );
+    assert_eq!(terms_and_leaders(dir), before);
+    impostor.signal("TERM");
+    impostor.wait(Duration::from_secs(30));
+    let said = std::fs::read_to_string(dir.join("impostor.log")).unwrap();
+    assert!(!said.contains("leader=Some"), "{said}");
+    let member1 = std::fs::read_to_string(dir.join("flotilla-data/node1.log")).unwrap();
+    assert!(
+        member1.contains("refused a connection at its TLS handshake"),
+        "{member1}"
+    );
+}
+
+/// `flotilla up --tls`'s member flags (`crates/cli/src/cluster/tls.rs`)
+/// over the certificates `name` in `tls_dir`.
+fn flotilla_cli_member_flags(tls_dir: &str, name: &str) -> Vec<String> {
+    let file = |f: &str| format!("{tls_dir}/{f}");
+    let (cert, key, ca) = (
+        file(&format!("{name}.pem")),
+        file(&format!("{name}-key.pem")),
+        file("ca.pem"),
+    );
+    let mut flags = Vec::new();
+    for side in ["", "peer-"] {
+        flags.extend([
+            format!("--{side}cert-file"),
+            cert.clone(),
+            format!("--{side}key-file"),
+            key.clone(),
+            format!("--{side}trusted-ca-file"),
+            ca.clone(),
+            format!("--{side}client-cert-auth"),
+        ]);
+    }
+    flags
 }
 
 /// Debian's etcdctl (3.4) with etcdctl's TLS flags, where installed.

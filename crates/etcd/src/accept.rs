@@ -174,26 +174,43 @@ async fn accept_tls(tls: &ServerTls, conn: Permitted) -> io::Result<(Conn, bool)
     Ok((Conn::Tls(Box::new(rewound), identity), http1))
 }
 
-/// `conn` as served, and whether it speaks HTTP/1.1; `None` if it
-/// closed, stalled or failed its handshake.
-async fn classify(conn: Permitted, tls: Option<&ServerTls>) -> Option<(Conn, bool)> {
+/// `conn` as served, and whether it speaks HTTP/1.1; why not, if its
+/// TLS handshake failed or stalled.
+async fn classify(conn: Permitted, tls: Option<&ServerTls>) -> Result<(Conn, bool), String> {
     let within = crate::http::HEAD_TIMEOUT;
     match tls {
         None => {
             let http1 = tokio::time::timeout(within, crate::http::opens_http1(conn.stream())).await;
-            Some((Conn::Plain(conn), http1 == Ok(true)))
+            Ok((Conn::Plain(conn), http1 == Ok(true)))
         }
         Some(tls) => match tokio::time::timeout(within, accept_tls(tls, conn)).await {
-            Ok(Ok(accepted)) => Some(accepted),
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "a TLS handshake failed");
-                None
-            }
-            Err(_) => {
-                tracing::debug!("a TLS handshake took longer than {within:?}");
-                None
-            }
+            Ok(Ok(accepted)) => Ok(accepted),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no handshake within {within:?}")),
         },
+    }
+}
+
+/// Counts a connection refused at its TLS handshake, and says so at the
+/// first and every 100th: a member with another CA's certificate, or a
+/// client without one, is an operator's problem to see (etcd logs each
+/// "rejected connection"), but one per attempt would let a scanner fill
+/// the log.
+fn handshake_failed(core: &Core, peer: Option<std::net::SocketAddr>, why: &str) {
+    let n = core
+        .metrics
+        .tls_handshakes_failed
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        + 1;
+    tracing::debug!(from = ?peer, error = why, "a TLS handshake failed");
+    if n == 1 || n.is_multiple_of(100) {
+        tracing::warn!(
+            from = ?peer,
+            error = why,
+            refused_so_far = n,
+            "refused a connection at its TLS handshake \
+             (flotilla_tls_handshakes_failed_total counts them)"
+        );
     }
 }
 
@@ -222,10 +239,11 @@ pub fn split(
                         return;
                     }
                 };
+                let peer = conn.stream().peer_addr().ok();
                 match classify(conn, tls.as_deref()).await {
-                    Some((conn, true)) => crate::gateway::serve(core, routes, conn).await,
-                    Some((conn, false)) => drop(tx.send(Ok(conn)).await),
-                    None => {}
+                    Ok((conn, true)) => crate::gateway::serve(core, routes, conn).await,
+                    Ok((conn, false)) => drop(tx.send(Ok(conn)).await),
+                    Err(why) => handshake_failed(&core, peer, &why),
                 }
             });
         }

@@ -78,6 +78,9 @@ pub struct Metrics {
     /// Members' hashes of the key history compared with this member's
     /// as leader (the etcd server's corruption checks).
     pub corruption_checks: AtomicU64,
+    /// Connections whose TLS handshake failed or stalled (a certificate
+    /// from an untrusted CA, none where one is required, garbage).
+    pub tls_handshakes_failed: AtomicU64,
     /// WAL sync latency.
     pub fsync: Histogram,
     /// etcd request latency, per method of [`METHODS`].
@@ -156,6 +159,11 @@ impl Metrics {
                 "flotilla_corruption_checks_total",
                 "Members' hashes of the key history compared with this leader's.",
                 &self.corruption_checks,
+            ),
+            (
+                "flotilla_tls_handshakes_failed_total",
+                "Connections refused in or stalled at the TLS handshake.",
+                &self.tls_handshakes_failed,
             ),
         ];
         for (name, help, v) in counters {
