@@ -109,6 +109,7 @@ mod tests {
         assert_eq!(format!("{token:?}"), "Token(held)");
         let c = Credentials::new("alice", "hunter2");
         assert!(!format!("{c:?}").contains("hunter2"), "{c:?}");
+        assert!(format!("{c:?}").contains("\"alice\""), "{c:?}");
         token.set(None);
         assert_eq!(format!("{token:?}"), "Token(none)");
     }
