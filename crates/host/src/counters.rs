@@ -15,6 +15,11 @@ pub struct Counters {
     pub proposals_refused: AtomicU64,
     /// Commands this node, following, forwarded to the leader.
     pub proposals_forwarded: AtomicU64,
+    /// Forwarded commands whose placement came back after their entry
+    /// had applied here: the outcome is lost, the caller is told to
+    /// retry, and its resend is a second entry (answered from the
+    /// session table, not applied again).
+    pub proposals_forwarded_late: AtomicU64,
     /// Committed entries applied to the state machine.
     pub applied_entries: AtomicU64,
     /// Times the known leader changed.

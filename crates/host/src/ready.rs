@@ -139,6 +139,7 @@ impl<SM: StateMachine, W: Waiters<SM::Output>> Host<SM, W> {
             for (i, w) in waiters.into_iter().enumerate() {
                 let index = LogIndex(first.0 + i as u64);
                 if index <= applied {
+                    counters::add(&self.counters.proposals_forwarded_late, 1);
                     w.answer(Err(NodeError::Retry));
                 } else if let Some((_, earlier)) = self.proposals.insert(index, (term, w)) {
                     earlier.answer(Err(NodeError::Retry));

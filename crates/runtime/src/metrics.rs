@@ -131,6 +131,11 @@ impl Metrics {
                 &self.replica.proposals_forwarded,
             ),
             (
+                "flotilla_proposals_forwarded_late_total",
+                "Forwarded commands whose placement came back after they applied here: resent.",
+                &self.replica.proposals_forwarded_late,
+            ),
+            (
                 "flotilla_applied_entries_total",
                 "Committed entries applied.",
                 &self.replica.applied_entries,
