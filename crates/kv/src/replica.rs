@@ -322,11 +322,12 @@ mod tests {
     /// A session's recorded answer goes to no other user: with auth on,
     /// a user that names another's session and seq is checked as if the
     /// request were new.
-    #[test]
-    fn a_recorded_answer_goes_only_to_a_caller_that_may_ask() {
+    /// A replica whose entries 1 and 2 (session 9, seqs 1 and 2) made
+    /// user root with role root, then `more` as entries 3, 4, ...
+    fn with_root(more: Vec<crate::auth::AuthOp>) -> Replica {
         use crate::auth::{AuthOp, ROOT};
         let mut r = Replica::new(SessionLimits::default());
-        let setup = [
+        let root = [
             AuthOp::UserAdd {
                 name: ROOT.into(),
                 password: None,
@@ -335,6 +336,18 @@ mod tests {
                 user: ROOT.into(),
                 role: ROOT.into(),
             },
+        ];
+        for (i, a) in root.into_iter().chain(more).enumerate() {
+            r.apply(&entry(i as u64 + 1, 9, i as u64 + 1, Op::Auth(a)))
+                .unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn a_recorded_answer_goes_only_to_a_caller_that_may_ask() {
+        use crate::auth::{AuthOp, ROOT};
+        let mut r = with_root(vec![
             AuthOp::UserAdd {
                 name: "eve".into(),
                 password: None,
@@ -342,11 +355,7 @@ mod tests {
             AuthOp::Enable {
                 token_key: bytes::Bytes::from_static(b"k"),
             },
-        ];
-        for (i, a) in setup.into_iter().enumerate() {
-            r.apply(&entry(i as u64 + 1, 9, i as u64 + 1, Op::Auth(a)))
-                .unwrap();
-        }
+        ]);
         let as_user = |user: &str, op| Op::AsUser {
             user: user.into(),
             op: Box::new(op),
@@ -372,22 +381,8 @@ mod tests {
     /// client's session that repeats it is checked as new (see above).
     #[test]
     fn a_server_s_resend_gets_the_answer_it_first_had() {
-        use crate::auth::{AuthOp, ROOT};
-        let mut r = Replica::new(SessionLimits::default());
-        let setup = [
-            AuthOp::UserAdd {
-                name: ROOT.into(),
-                password: None,
-            },
-            AuthOp::UserGrantRole {
-                user: ROOT.into(),
-                role: ROOT.into(),
-            },
-        ];
-        for (i, a) in setup.into_iter().enumerate() {
-            r.apply(&entry(i as u64 + 1, 9, i as u64 + 1, Op::Auth(a)))
-                .unwrap();
-        }
+        use crate::auth::AuthOp;
+        let mut r = with_root(Vec::new());
         let enable = Op::AsUser {
             user: String::new(),
             op: Box::new(Op::Auth(AuthOp::Enable {
