@@ -203,6 +203,24 @@ fn the_cli_logs_in(endpoints: &[String]) {
         !ok && err.contains("etcdserver: user name is empty"),
         "{err}"
     );
+    // The load generator carries --user's token on every request.
+    let bench = [
+        "bench",
+        "kv",
+        "--clients",
+        "1",
+        "--conns",
+        "1",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+    ];
+    let as_root = [&bench[..], &["--user", "root:rootpw"]].concat();
+    let (ok, out, err) = flotilla(endpoints, &as_root);
+    assert!(ok && out.contains(" errors=0 "), "{out}{err}");
+    let (_, out, err) = flotilla(endpoints, &bench);
+    assert!(!out.contains(" errors=0 "), "without --user: {out}{err}");
 }
 
 /// A long-lived client whose token the server voided (alice's password
