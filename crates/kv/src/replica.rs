@@ -186,7 +186,20 @@ impl Replica {
         self.clock_ms = self.clock_ms.max(cmd.stamp_ms);
         self.sessions.expire(self.clock_ms);
         let r = cmd.request;
-        let outcome = match self.sessions.admit(r.client, r.seq, r.resumed) {
+        let outcome = self.answer(&r, events);
+        Ok(Some(Applied {
+            index: e.index,
+            term: e.term,
+            client: r.client,
+            seq: r.seq,
+            outcome,
+        }))
+    }
+
+    /// The outcome of request `r`: applied (recording its changes in
+    /// `events`, if given), refused, or answered from its session.
+    fn answer(&mut self, r: &crate::Request, events: Option<&mut Vec<Event>>) -> Outcome {
+        match self.sessions.admit(r.client, r.seq, r.resumed) {
             // A server's resend of its own command (a forwarded proposal
             // whose placement came back after the entry applied) gets the
             // first answer: the caller was checked when it applied, and
@@ -219,14 +232,7 @@ impl Replica {
                     .record(r.client, r.seq, outcome.clone(), self.clock_ms);
                 outcome
             }
-        };
-        Ok(Some(Applied {
-            index: e.index,
-            term: e.term,
-            client: r.client,
-            seq: r.seq,
-            outcome,
-        }))
+        }
     }
 
     /// Answers a read-only operation from the current state (the caller
