@@ -3,7 +3,8 @@
 //! token; a call the server refuses for its token alone is made once
 //! more after a new authentication (and only once); any other refusal is
 //! returned as it is, the call sent once; a refused password stops the
-//! client before any call.
+//! client before any call. And, with no credentials, a write moves past
+//! an endpoint that refuses connections (it was never sent there).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -126,9 +127,8 @@ fake_auth! {
     role_revoke_permission(AuthRoleRevokePermissionRequest) -> AuthRoleRevokePermissionResponse;
 }
 
-/// A scripted server answering Puts with `puts`, and a client of it as
-/// `credentials`.
-async fn server(puts: Vec<Option<Status>>, credentials: Option<(&str, &str)>) -> (Client, Log) {
+/// A scripted server answering Puts with `puts`; its endpoint and log.
+async fn serve(puts: Vec<Option<Status>>) -> (String, Log) {
     let log: Log = Arc::default();
     let fake = Fake {
         log: Arc::clone(&log),
@@ -142,6 +142,13 @@ async fn server(puts: Vec<Option<Status>>, credentials: Option<(&str, &str)>) ->
             .add_service(AuthServer::new(fake))
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
+    (endpoint, log)
+}
+
+/// A scripted server answering Puts with `puts`, and a client of it as
+/// `credentials`.
+async fn server(puts: Vec<Option<Status>>, credentials: Option<(&str, &str)>) -> (Client, Log) {
+    let (endpoint, log) = serve(puts).await;
     let mut client = Client::new(&[endpoint], Duration::from_secs(2)).unwrap();
     if let Some((user, password)) = credentials {
         client = client.with_credentials(Credentials::new(user, password));
@@ -229,4 +236,21 @@ async fn a_refused_password_stops_the_client_before_any_call() {
     assert!(e.to_string().contains("authentication failed"), "{e}");
     assert!(!e.to_string().contains("wrong"), "{e}");
     assert_eq!(seen(&log), ["auth 1"]);
+}
+
+/// A port nothing listens on: connections to it are refused.
+async fn dead_endpoint() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_write_moves_past_an_endpoint_that_refuses_connections() {
+    let (live, log) = serve(Vec::new()).await;
+    let endpoints = [dead_endpoint().await, live, dead_endpoint().await];
+    let client = Client::new(&endpoints, Duration::from_secs(2)).unwrap();
+    client.put(put()).await.unwrap();
+    // The next call starts where the last one was answered.
+    client.put(put()).await.unwrap();
+    assert_eq!(seen(&log), ["put -", "put -"]);
 }
