@@ -186,8 +186,9 @@ impl Client {
         let Some(c) = &self.credentials else {
             return Ok(());
         };
-        // An old token on an Authenticate is no use to the server.
-        self.token.set(None);
+        // The old token stays meanwhile: calls in flight on other tasks
+        // keep it (at worst refused for it, and retried) rather than
+        // going out with none. Authenticate does not look at it.
         let req = pb::AuthenticateRequest {
             name: c.user.clone(),
             password: c.password.clone(),
