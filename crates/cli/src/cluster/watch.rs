@@ -70,8 +70,11 @@ pub fn main(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let client = args.endpoints.client(&rt)?;
     let n = client.endpoints().len();
     rt.block_on(async move {
-        // A wrong password is said now, not retried as a lost stream.
-        client.authenticate().await?;
+        // A wrong password is said now, not retried as a lost stream;
+        // members not up yet are waited for below.
+        if let Err(e @ ClientError::Login { .. }) = client.authenticate().await {
+            return Err(e.into());
+        }
         let mut state = State {
             next_rev: args.rev,
             printed: 0,
