@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
-use flotilla_testkit::{Scratch, wait_for};
+use flotilla_testkit::{Proc, Scratch, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(180);
 
@@ -378,4 +378,101 @@ fn a_worker_that_never_reaches_its_coordinator_says_so() {
         err.contains("cannot reach the coordinator at 127.0.0.1:1 within 300ms"),
         "{err}"
     );
+}
+
+/// `--cert-file`, `--key-file`, `--trusted-ca-file` of member `name` of
+/// the CA in `dir`.
+fn tls_flags(dir: &str, name: &str) -> Vec<String> {
+    vec![
+        "--cert-file".into(),
+        format!("{dir}/{name}.pem"),
+        "--key-file".into(),
+        format!("{dir}/{name}-key.pem"),
+        "--trusted-ca-file".into(),
+        format!("{dir}/ca.pem"),
+    ]
+}
+
+// Issue 23: the coordinator and the workers speak mutual TLS with etcd's
+// flags, the shuffle included (no shared directory: reducers fetch map
+// outputs from the workers' shuffle services); a worker without TLS or
+// with another CA's certificate is refused and told why.
+#[test]
+fn coordinator_and_workers_speak_mutual_tls_and_refuse_strangers() {
+    let s = Scratch::new("mr-tls");
+    let inputs = link_texts(&s.path);
+    for dir in ["tls", "other"] {
+        let (status, _, err) = run(flotilla(&s.path).args(["certs", "--dir", dir]));
+        assert!(status.success(), "{err}");
+    }
+    let mut args: Vec<String> = ["--app", "wc", "--reduces", "3", "--out", "out"]
+        .map(String::from)
+        .to_vec();
+    args.extend(tls_flags("tls", "node1"));
+    args.push("--client-cert-auth".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (mut coord, addr) = start_coordinator(&s.path, &args, &inputs);
+
+    let refused = |extra: &[String]| {
+        let mut cmd = flotilla(&s.path);
+        cmd.args(["mr", "worker", "--coordinator", &addr])
+            .args(["--connect-timeout", "1s"])
+            .args(extra);
+        let (status, _, err) = run(&mut cmd);
+        assert_eq!(status.code(), Some(1), "{err}");
+        assert!(err.contains("cannot reach the coordinator"), "{err}");
+        err
+    };
+    let plain = refused(&[]);
+    assert!(plain.contains("is the coordinator serving TLS?"), "{plain}");
+    // Another CA's certificate, though it trusts the coordinator's CA.
+    let mut stranger = tls_flags("other", "node2");
+    stranger[5] = "tls/ca.pem".into();
+    refused(&stranger);
+    wait_for("the coordinator to log a refused handshake", LIMIT, || {
+        coordinator_log(&s.path)
+            .contains("refused a TLS handshake")
+            .then_some(())
+    });
+
+    let workers: Vec<Proc> = ["node2", "node3"]
+        .iter()
+        .map(|name| {
+            let flags = tls_flags("tls", name);
+            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+            start_worker(&s.path, &addr, &flags)
+        })
+        .collect();
+    assert!(coord.wait(LIMIT).success(), "{}", coordinator_log(&s.path));
+    assert_eq!(sha256(&sorted_output(&s.path.join("out"))), WC_SHA256);
+    for mut worker in workers {
+        assert!(worker.wait(LIMIT).success());
+    }
+}
+
+// `mr run --tls`: the embedded default with a throwaway CA, removed with
+// the intermediate directory.
+#[test]
+fn mr_run_tls_gives_the_same_output_and_leaves_no_keys() {
+    let s = Scratch::new("mr-run-tls");
+    let inputs = link_texts(&s.path);
+    let mut args = vec!["--tls", "--app", "wc", "--out", "out"];
+    args.extend(inputs.iter().map(String::as_str));
+    let (ok, _, err) = mr_run(&s.path, &args);
+    assert!(ok, "{err}");
+    assert_eq!(sha256(&sorted_output(&s.path.join("out"))), WC_SHA256);
+    assert!(!s.path.join("out/.mr-intermediate").exists());
+    let (ok, _, err) = mr_run(
+        &s.path,
+        &[
+            "--tls",
+            "--cert-file",
+            "x.pem",
+            "--app",
+            "wc",
+            "--out",
+            "o2",
+        ],
+    );
+    assert!(!ok && err.contains("cannot be used with"), "{err}");
 }

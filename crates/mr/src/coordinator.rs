@@ -17,6 +17,7 @@ use flotilla_mapreduce::coordinator::{Action, Coordinator, Event, Outcome, Progr
 use flotilla_mapreduce::task::{AttemptId, DoneReport, Reply, WorkerId};
 use flotilla_mapreduce::time::Millis;
 use flotilla_proto::mapreduce::v1 as pb;
+use flotilla_tls::ServerTls;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
@@ -46,6 +47,8 @@ pub struct ServeOptions {
     pub tick: Duration,
     /// How long to keep telling workers to exit after the job ends.
     pub linger: Duration,
+    /// TLS for workers' connections (`None`: plaintext).
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 impl Default for ServeOptions {
@@ -53,6 +56,7 @@ impl Default for ServeOptions {
         ServeOptions {
             tick: Duration::from_millis(100),
             linger: Duration::from_secs(1),
+            tls: None,
         }
     }
 }
@@ -275,7 +279,7 @@ pub async fn serve(
     let result = tonic::transport::Server::builder()
         .serve_with_incoming_shutdown(
             service,
-            tonic::transport::server::TcpIncoming::from(listener),
+            flotilla_tls::incoming(listener, options.tls),
             shutdown,
         )
         .await;

@@ -33,6 +33,8 @@ pub(crate) struct TaskEnv {
     pub(crate) map_dir: PathBuf,
     /// Local scratch space (spills, fetched inputs).
     pub(crate) scratch: PathBuf,
+    /// TLS toward other workers' shuffle services (`None`: plaintext).
+    pub(crate) dial: Option<std::sync::Arc<flotilla_tls::ClientTls>>,
 }
 
 /// A running attempt's progress counter and cancel flag.

@@ -84,6 +84,7 @@ pub async fn fetch_to_file(
     output: &MapOutput,
     partition: u32,
     dest: &Path,
+    tls: Option<&std::sync::Arc<flotilla_tls::ClientTls>>,
 ) -> Result<(), TaskError> {
     let fail = |why: String| TaskError::Fetch {
         map_index: output.map_index,
@@ -91,14 +92,16 @@ pub async fn fetch_to_file(
         from: output.host.clone(),
         why,
     };
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", output.host))
+    let endpoint = crate::worker::channel_to(&output.host, tls)
         .map_err(|e| fail(format!("bad address: {e}")))?
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(30));
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| fail(format!("connect: {e}")))?;
+    let connected = match tls {
+        Some(tls) => endpoint.connect_with_connector(tls.connector()).await,
+        None => endpoint.connect().await,
+    };
+    let channel =
+        connected.map_err(|e| fail(crate::error::with_causes(format!("connect: {e}"), &e)))?;
     let mut client = ShuffleClient::new(channel).max_decoding_message_size(8 << 20);
     let mut file = std::fs::File::create(dest).map_err(TaskError::io("create", dest))?;
     let mut offset = 0u64;

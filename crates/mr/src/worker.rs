@@ -22,6 +22,7 @@ use flotilla_mapreduce::worker::{
 };
 use flotilla_proto::mapreduce::v1 as pb;
 use flotilla_proto::mapreduce::v1::coordinator_client::CoordinatorClient;
+use flotilla_tls::{ClientTls, ServerTls};
 use tokio::net::TcpListener;
 use tonic::transport::Channel;
 
@@ -47,6 +48,20 @@ pub struct WorkerOptions {
     pub work_dir: Option<PathBuf>,
     /// Retry and give-up timing.
     pub config: WorkerConfig,
+    /// TLS toward the coordinator and other workers, and on the shuffle
+    /// service (`None`: plaintext).
+    pub tls: Option<WorkerTls>,
+}
+
+/// A worker's TLS: it serves its map outputs with one certificate and
+/// dials the coordinator and other workers' shuffle services with the
+/// same one, checking theirs against the same CA.
+#[derive(Debug, Clone)]
+pub struct WorkerTls {
+    /// The shuffle service's side.
+    pub serve: Arc<ServerTls>,
+    /// The dialing side.
+    pub dial: Arc<ClientTls>,
 }
 
 /// Why a worker could not run.
@@ -90,6 +105,7 @@ struct Session {
     job_id: Arc<AtomicU64>,
     shuffle_addr: String,
     work_dir: PathBuf,
+    dial: Option<Arc<ClientTls>>,
 }
 
 impl Session {
@@ -120,19 +136,25 @@ pub async fn run(options: WorkerOptions) -> Result<WorkerExit, WorkerError> {
     })?;
     let job_id = Arc::new(AtomicU64::new(0));
     let shuffle = ShuffleService::new(work_dir.join("out"), job_id.clone());
+    let (serve_tls, dial) = match options.tls {
+        Some(tls) => (Some(tls.serve), Some(tls.dial)),
+        None => (None, None),
+    };
     let server = tokio::spawn(tonic::transport::Server::builder().serve_with_incoming(
         pb::shuffle_server::ShuffleServer::new(shuffle),
-        tonic::transport::server::TcpIncoming::from(listener),
+        flotilla_tls::incoming(listener, serve_tls),
     ));
-    let channel =
-        tonic::transport::Endpoint::from_shared(format!("http://{}", options.coordinator))
-            .map_err(|e| WorkerError::Address {
-                addr: options.coordinator.clone(),
-                why: e.to_string(),
-            })?
-            .connect_timeout(Duration::from_secs(1))
-            .timeout(Duration::from_secs(20))
-            .connect_lazy();
+    let channel = channel_to(&options.coordinator, dial.as_ref())
+        .map_err(|why| WorkerError::Address {
+            addr: options.coordinator.clone(),
+            why,
+        })?
+        .connect_timeout(Duration::from_secs(1))
+        .timeout(Duration::from_secs(20));
+    let channel = match &dial {
+        Some(tls) => flotilla_tls::lazy_channel(channel, tls),
+        None => channel.connect_lazy(),
+    };
     let mut session = Session {
         client: CoordinatorClient::new(channel),
         worker_id: 0,
@@ -144,6 +166,7 @@ pub async fn run(options: WorkerOptions) -> Result<WorkerExit, WorkerError> {
             .clone()
             .unwrap_or_else(|| bound.to_string()),
         work_dir: work_dir.clone(),
+        dial,
     };
     let result = drive(&mut session, options.config).await;
     server.abort();
@@ -157,6 +180,16 @@ pub async fn run(options: WorkerOptions) -> Result<WorkerExit, WorkerError> {
         }
     }
     result
+}
+
+/// An endpoint for `addr` (`host:port`): `https` when the worker dials
+/// over TLS, so that the connector and the name checked agree.
+pub(crate) fn channel_to(
+    addr: &str,
+    tls: Option<&Arc<ClientTls>>,
+) -> Result<tonic::transport::Endpoint, String> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tonic::transport::Endpoint::from_shared(format!("{scheme}://{addr}")).map_err(|e| e.to_string())
 }
 
 fn temp_work_dir() -> PathBuf {
@@ -193,7 +226,10 @@ async fn drive(session: &mut Session, config: WorkerConfig) -> Result<WorkerExit
 
 fn rpc_failed(session: &Session, status: &tonic::Status) -> WorkerEvent {
     WorkerEvent::RpcFailed {
-        error: format!("{}: {}", status.code(), status.message()),
+        error: crate::error::with_causes(
+            format!("{}: {}", status.code(), status.message()),
+            status,
+        ),
         now: session.now(),
     }
 }
@@ -217,11 +253,19 @@ async fn register(session: &mut Session) -> Result<WorkerEvent, WorkerError> {
         .ok_or_else(|| WorkerError::Job("the coordinator sent no job".into()))?;
     session.worker_id = reply.worker_id;
     session.job_id.store(spec.job_id, Ordering::Relaxed);
-    session.env = Some(Arc::new(task_env(spec, &session.work_dir)?));
+    session.env = Some(Arc::new(task_env(
+        spec,
+        &session.work_dir,
+        session.dial.clone(),
+    )?));
     Ok(WorkerEvent::Registered { now: session.now() })
 }
 
-fn task_env(spec: JobSpec, work_dir: &Path) -> Result<TaskEnv, WorkerError> {
+fn task_env(
+    spec: JobSpec,
+    work_dir: &Path,
+    dial: Option<Arc<ClientTls>>,
+) -> Result<TaskEnv, WorkerError> {
     let app = match &spec.app {
         AppSpec::BuiltIn { name, params } => {
             Some(apps::build(name, params).map_err(|e| WorkerError::Job(e.to_string()))?)
@@ -237,6 +281,7 @@ fn task_env(spec: JobSpec, work_dir: &Path) -> Result<TaskEnv, WorkerError> {
         scratch: work_dir.join("scratch"),
         spec,
         app,
+        dial,
     })
 }
 
@@ -418,7 +463,7 @@ async fn gather_inputs(env: &TaskEnv, task: &ReduceTask) -> Result<Vec<PathBuf>,
             let dest = env
                 .scratch
                 .join(format!("fetch-a{}-{name}", task.attempt.0));
-            fetch_to_file(env.spec.job_id, input, task.index, &dest).await?;
+            fetch_to_file(env.spec.job_id, input, task.index, &dest, env.dial.as_ref()).await?;
             paths.push(dest);
         }
     }

@@ -13,6 +13,9 @@
 //!   dials members: the ClientHello names the peer side, and the server's
 //!   certificate is still checked against the address dialed, so a member
 //!   reaches the member it meant.
+//! - [`incoming`] accepts a port's connections for a tonic server with
+//!   one side only (MapReduce's coordinator and shuffle), plaintext or
+//!   TLS ([`ServerTls::single`]), each handshake on its own task.
 //! - Every configuration is rebuilt from its files when one of them
 //!   changes ([`reload`]): rotating certificates needs no restart. A
 //!   rebuild that fails (a file half written, a key that does not fit)
@@ -25,6 +28,7 @@ mod client;
 mod cn;
 mod error;
 mod files;
+mod incoming;
 pub mod reload;
 mod server;
 mod verify;
@@ -35,6 +39,7 @@ pub mod generate;
 pub use client::{ClientTls, ClientTlsFiles, Connector, lazy_channel};
 pub use cn::common_name;
 pub use error::TlsError;
+pub use incoming::{Accepted, AcceptedInfo, HANDSHAKE_LIMIT, Incoming, incoming};
 pub use server::{PeerIdentity, ServerTls, ServerTlsFiles, Side, TlsFiles, negotiated_h2};
 pub use tokio_rustls::server::TlsStream as ServerStream;
 

@@ -74,7 +74,9 @@ pub struct PeerIdentity {
 #[derive(Debug)]
 pub struct ServerTls {
     client: Reloading<ServerConfig>,
-    peer: Reloading<ServerConfig>,
+    /// `None` for a service with one side only ([`ServerTls::single`]):
+    /// every connection gets the client configuration.
+    peer: Option<Reloading<ServerConfig>>,
     peer_cert_auth: bool,
 }
 
@@ -180,12 +182,34 @@ impl ServerTls {
         }
         Ok(ServerTls {
             client: reloading(&files.client, files.client_cert_auth, None)?,
-            peer: reloading(
+            peer: Some(reloading(
                 &files.peer,
                 files.peer_client_cert_auth,
                 files.peer_allowed_cn.clone(),
-            )?,
+            )?),
             peer_cert_auth: files.peer_client_cert_auth,
+        })
+    }
+
+    /// TLS of a port with no peer side (MapReduce's coordinator and
+    /// shuffle): one certificate for every connection, and with
+    /// `client_cert_auth` every client must present a certificate that
+    /// `files.ca` vouches for. Every connection is [`Side::Client`].
+    pub fn single(files: &TlsFiles, client_cert_auth: bool) -> Result<ServerTls, TlsError> {
+        if files.cert.as_os_str().is_empty() || files.key.as_os_str().is_empty() {
+            return Err(TlsError::Flags(
+                "TLS needs --cert-file and --key-file (this server's certificate)".into(),
+            ));
+        }
+        if client_cert_auth && files.ca.is_none() {
+            return Err(TlsError::Flags(
+                "--client-cert-auth needs --trusted-ca-file to check clients' certificates".into(),
+            ));
+        }
+        Ok(ServerTls {
+            client: reloading(files, client_cert_auth, None)?,
+            peer: None,
+            peer_cert_auth: false,
         })
     }
 
@@ -204,13 +228,13 @@ impl ServerTls {
         let acceptor =
             tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
         let start = acceptor.await?;
-        let side = match start.client_hello().server_name() {
-            Some(name) if name == PEER_SERVER_NAME => Side::Peer,
-            _ => Side::Client,
+        let peer = match start.client_hello().server_name() {
+            Some(name) if name == PEER_SERVER_NAME => self.peer.as_ref(),
+            _ => None,
         };
-        let config = match side {
-            Side::Client => self.client.current(),
-            Side::Peer => self.peer.current(),
+        let (side, config) = match peer {
+            Some(peer) => (Side::Peer, peer.current()),
+            None => (Side::Client, self.client.current()),
         };
         let stream = start.into_stream(config).await?;
         let leaf = stream

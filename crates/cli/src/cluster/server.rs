@@ -392,8 +392,13 @@ fn parse_join_peers(items: &[String]) -> anyhow::Result<BTreeMap<NodeId, String>
 /// Logs to stderr with `tracing`; `RUST_LOG` picks the level (default
 /// `info`).
 pub fn init_logging() {
+    init_logging_at("info");
+}
+
+/// Logs to stderr with `tracing` at `RUST_LOG`'s level, else `default`.
+pub fn init_logging_at(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

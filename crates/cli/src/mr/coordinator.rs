@@ -16,6 +16,7 @@ use flotilla_mr::job::prepare;
 
 use super::JobArgs;
 use super::progress::{Display, summary};
+use super::tls::MrTlsArgs;
 use crate::units::parse_duration;
 
 /// `flotilla mr coordinator` arguments.
@@ -35,11 +36,17 @@ pub struct CoordinatorArgs {
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     linger: Duration,
     #[command(flatten)]
+    tls: MrTlsArgs,
+    #[command(flatten)]
     job: JobArgs,
 }
 
 /// Runs `flotilla mr coordinator`.
 pub fn main(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
+    // Warnings only: the progress lines are the coordinator's own output,
+    // and a refused TLS handshake is a warning an operator should see.
+    crate::cluster::server::init_logging_at("warn");
+    let tls = args.tls.server()?;
     let job = prepare(args.job.config(args.shared_dir.clone())?)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
@@ -47,13 +54,15 @@ pub fn main(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let addr = listener.local_addr().context("reading the bound address")?;
-        eprintln!("coordinator listening on {addr}");
+        let over = if tls.is_some() { " over TLS" } else { "" };
+        eprintln!("coordinator listening on {addr}{over}");
         if let Some(path) = &args.addr_file {
             write_atomically(path, addr.to_string().as_bytes())?;
         }
         let display = Arc::new(Display::new());
         let options = ServeOptions {
             linger: args.linger,
+            tls,
             ..ServeOptions::default()
         };
         let shared_dir = job.spec.shared_dir.clone();

@@ -14,6 +14,7 @@
 mod coordinator;
 mod progress;
 mod run;
+mod tls;
 mod worker;
 
 use std::collections::BTreeMap;

@@ -2,8 +2,13 @@
 //! process on a loopback port; N worker processes (this same binary, as
 //! `flotilla mr worker`) share an intermediate directory inside the output
 //! directory. A worker that dies while the job runs is restarted (up to
-//! `--max-restarts` times), unless it exited because the job failed. When the job ends: the summary on stdout, the
-//! intermediate directory removed, exit 0 (done) or 1 (failed).
+//! `--max-restarts` times), unless it exited because the job failed. When
+//! the job ends: the summary on stdout, the intermediate directory removed,
+//! exit 0 (done) or 1 (failed).
+//!
+//! With `--tls` the coordinator and the workers speak mutual TLS with a CA
+//! made for the job inside the intermediate directory (keys readable by
+//! their owner only), so it goes with it.
 
 use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -18,6 +23,7 @@ use flotilla_mr::job::prepare;
 
 use super::JobArgs;
 use super::progress::{Display, summary};
+use super::tls::MrTlsArgs;
 use super::worker::EXIT_NO_RESTART;
 
 /// The intermediate directory's name inside the output directory.
@@ -32,6 +38,13 @@ pub struct RunArgs {
     /// Restart dead workers at most this many times in all.
     #[arg(long, default_value_t = 100)]
     max_restarts: u32,
+    /// Mutual TLS between the coordinator and the workers, with a
+    /// throwaway CA made for this job (removed with the intermediate
+    /// directory when the job ends).
+    #[arg(long, conflicts_with_all = ["cert_file", "key_file", "trusted_ca_file"])]
+    tls: bool,
+    #[command(flatten)]
+    tls_files: MrTlsArgs,
     #[command(flatten)]
     job: JobArgs,
 }
@@ -41,8 +54,29 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.workers == 0 {
         anyhow::bail!("--workers must be at least 1");
     }
+    // Given files are checked before anything is written, as the
+    // workers will check them.
+    args.tls_files.worker()?;
     let shared = args.job.out.join(SHARED_DIR);
     let job = prepare(args.job.config(Some(shared.clone()))?)?;
+    let tls = match args.tls {
+        true => MrTlsArgs::generated(&shared.join("tls")),
+        false => Ok(args.tls_files.clone()),
+    };
+    let options = tls.and_then(|tls| {
+        let options = ServeOptions {
+            tls: tls.server()?,
+            ..ServeOptions::default()
+        };
+        Ok((tls, options))
+    });
+    let (tls, options) = match options {
+        Ok(both) => both,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&shared);
+            return Err(e);
+        }
+    };
     let exe = std::env::current_exe().context("finding the flotilla binary to start workers")?;
     let out_dir = job.spec.output_dir.clone();
     let work_root = shared.join("workers");
@@ -53,13 +87,8 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
             .context("listening on a loopback port")?;
         let addr = listener.local_addr().context("reading the bound address")?;
         let display = Arc::new(Display::new());
-        let server = tokio::spawn(serve(
-            listener,
-            job,
-            ServeOptions::default(),
-            display.clone(),
-        ));
-        let mut pool = Pool::start(&exe, &addr.to_string(), &work_root, args.workers)?;
+        let server = tokio::spawn(serve(listener, job, options, display.clone()));
+        let mut pool = Pool::start(&exe, &addr.to_string(), &work_root, &tls, args.workers)?;
         while !server.is_finished() {
             pool.restart_dead(args.max_restarts)?;
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -96,17 +125,25 @@ struct Pool {
     exe: std::path::PathBuf,
     addr: String,
     work_root: std::path::PathBuf,
+    tls_args: Vec<std::ffi::OsString>,
     spawned: u32,
     children: Vec<Child>,
     restarts: u32,
 }
 
 impl Pool {
-    fn start(exe: &Path, addr: &str, work_root: &Path, n: u32) -> anyhow::Result<Pool> {
+    fn start(
+        exe: &Path,
+        addr: &str,
+        work_root: &Path,
+        tls: &MrTlsArgs,
+        n: u32,
+    ) -> anyhow::Result<Pool> {
         let mut pool = Pool {
             exe: exe.to_path_buf(),
             addr: addr.to_string(),
             work_root: work_root.to_path_buf(),
+            tls_args: tls.to_args(),
             spawned: 0,
             children: Vec::new(),
             restarts: 0,
@@ -126,6 +163,7 @@ impl Pool {
         Command::new(&self.exe)
             .args(["mr", "worker", "--coordinator", &self.addr, "--work-dir"])
             .arg(work_dir)
+            .args(&self.tls_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()

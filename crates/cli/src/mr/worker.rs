@@ -16,6 +16,7 @@ use flotilla_mapreduce::worker::{WorkerConfig, WorkerExit};
 use flotilla_mr::worker::{WorkerOptions, run};
 
 use super::millis;
+use super::tls::MrTlsArgs;
 use crate::units::parse_duration;
 
 /// The exit code that tells `mr run` not to restart a worker.
@@ -42,10 +43,13 @@ pub struct WorkerArgs {
     /// Once connected, exit after the coordinator is unreachable this long.
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     gone_after: Duration,
+    #[command(flatten)]
+    tls: MrTlsArgs,
 }
 
 /// Runs `flotilla mr worker`.
 pub fn main(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    crate::cluster::server::init_logging_at("warn");
     let options = WorkerOptions {
         coordinator: args.coordinator.clone(),
         shuffle_listen: args.shuffle_listen,
@@ -56,7 +60,9 @@ pub fn main(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             gone_after: millis(args.gone_after),
             ..WorkerConfig::default()
         },
+        tls: args.tls.worker()?,
     };
+    let tls = options.tls.is_some();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let exit = runtime.block_on(run(options))?;
     Ok(match exit {
@@ -83,10 +89,47 @@ pub fn main(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             was_connected: false,
         } => {
             let (addr, limit) = (&args.coordinator, args.connect_timeout);
+            let hint = unreached_hint(&error, tls);
             eprintln!(
-                "flotilla: error: cannot reach the coordinator at {addr} within {limit:?}: {error}"
+                "flotilla: error: cannot reach the coordinator at {addr} within {limit:?}: {error}{hint}"
             );
             ExitCode::FAILURE
         }
     })
+}
+
+/// What a failure to reach the coordinator most likely means, when its
+/// error does not say: plaintext spoken to a TLS server reads as an HTTP/2
+/// framing error, and a certificate the server refused reads as a
+/// connection closed after the handshake.
+fn unreached_hint(error: &str, tls: bool) -> &'static str {
+    let closed = [
+        "broken pipe",
+        "connection reset",
+        "unexpected EOF",
+        "fatal alert",
+    ];
+    if !tls && error.contains("h2 protocol error") {
+        " (is the coordinator serving TLS? give --trusted-ca-file, --cert-file and --key-file)"
+    } else if tls && closed.iter().any(|c| error.contains(c)) {
+        " (the coordinator may have refused this worker's certificate; its log says why)"
+    } else {
+        ""
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unreached_hint;
+
+    #[test]
+    fn hints_name_the_likely_tls_mismatch() {
+        let h2 = "Internal error: h2 protocol error: frame with invalid size";
+        assert!(unreached_hint(h2, false).contains("serving TLS"));
+        assert_eq!(unreached_hint(h2, true), "");
+        let pipe = "Unknown error: transport error: stream closed because of a broken pipe";
+        assert!(unreached_hint(pipe, true).contains("refused this worker's certificate"));
+        assert_eq!(unreached_hint(pipe, false), "");
+        assert_eq!(unreached_hint("connection refused", false), "");
+    }
 }
