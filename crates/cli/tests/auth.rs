@@ -122,6 +122,67 @@ async fn set_up(endpoint: &str, auth: &mut AuthClient<Channel>) {
     auth.auth_enable(pb::AuthEnableRequest {}).await.unwrap();
 }
 
+// etcd's `--auth-token jwt,...`: a token one member signs is a standard
+// JWT that every other member accepts, for what its user may do only; a
+// token whose claims were changed is refused everywhere.
+#[test]
+fn jwt_tokens_from_one_member_hold_on_every_other() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/jwt");
+    let spec = format!(
+        "jwt,pub-key={},priv-key={},sign-method=RS256,ttl=2m",
+        keys.join("rsa.pub.pem").display(),
+        keys.join("rsa.pem").display()
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let args = ["--bcrypt-cost", "4", "--auth-token", spec.as_str()];
+    let cluster = Cluster::start_with("auth-jwt", 3, &args);
+    cluster.wait_leader(&rt);
+    rt.block_on(async {
+        let ch: Vec<Channel> = connect_all(&cluster.endpoints).await;
+        let mut auth = AuthClient::new(ch[0].clone());
+        set_up(&cluster.endpoints[0], &mut auth).await;
+        let alice = token(&mut auth, "alice", "alicepw").await;
+        let parts: Vec<&str> = alice.split('.').collect();
+        assert_eq!(parts.len(), 3, "{alice}");
+        let header = String::from_utf8(B64.decode(parts[0]).unwrap()).unwrap();
+        assert!(header.contains(r#""alg":"RS256""#), "{header}");
+        let claims: serde_json::Value =
+            serde_json::from_slice(&B64.decode(parts[1]).unwrap()).expect("the claims are JSON");
+        assert_eq!(claims["username"], "alice");
+        let exp = claims["exp"].as_u64().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(
+            (now + 100..=now + 121).contains(&exp),
+            "ttl=2m: {exp} at {now}"
+        );
+
+        for c in &ch[1..] {
+            let mut kv = KvClient::new(c.clone());
+            kv.put(req(put("a/jwt"), Some(&alice))).await.unwrap();
+            denied(kv.range(req(range("b/x", ""), Some(&alice))).await);
+        }
+        let mut as_root = claims.clone();
+        as_root["username"] = "root".into();
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            B64.encode(serde_json::to_vec(&as_root).unwrap()),
+            parts[2]
+        );
+        let mut kv = KvClient::new(ch[2].clone());
+        refused(
+            kv.range(req(range("b/x", ""), Some(&forged))).await,
+            Code::Unauthenticated,
+            "etcdserver: invalid auth token",
+        );
+    });
+}
+
 #[test]
 fn with_auth_on_only_what_a_user_s_roles_allow_gets_through() {
     let rt = tokio::runtime::Runtime::new().unwrap();

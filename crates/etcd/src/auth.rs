@@ -23,6 +23,7 @@
 //! checks made before (admin calls, watches, lease keys) use this
 //! member's auth store, as etcd's API layer does.
 
+pub mod jwt;
 pub mod token;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -41,13 +42,16 @@ pub const DEFAULT_BCRYPT_COST: u32 = 10;
 /// etcd's default simple-token time to live (`--auth-token-ttl`).
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(300);
 
-/// How users' passwords are hashed and how long tokens last.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How users' passwords are hashed, and how tokens are made and how long
+/// they last.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthConfig {
     /// bcrypt's cost (4 to 31), etcd's `--bcrypt-cost`.
     pub bcrypt_cost: u32,
     /// How long a token from Authenticate is good for.
     pub token_ttl: Duration,
+    /// etcd's `--auth-token`: simple (the default) or JWT.
+    pub tokens: token::Tokens,
 }
 
 impl Default for AuthConfig {
@@ -55,6 +59,7 @@ impl Default for AuthConfig {
         AuthConfig {
             bcrypt_cost: DEFAULT_BCRYPT_COST,
             token_ttl: DEFAULT_TOKEN_TTL,
+            tokens: token::Tokens::Simple,
         }
     }
 }
@@ -84,7 +89,12 @@ pub(crate) fn unix_now() -> u64 {
 }
 
 /// The caller named by `md` (or `peer`'s certificate) by `auth`.
-fn caller_in(auth: &Auth, md: &MetadataMap, peer: Option<&PeerIdentity>) -> Result<Caller, Status> {
+fn caller_in(
+    tokens: &token::Tokens,
+    auth: &Auth,
+    md: &MetadataMap,
+    peer: Option<&PeerIdentity>,
+) -> Result<Caller, Status> {
     if !auth.enabled() {
         return Ok(Caller::new());
     }
@@ -93,7 +103,7 @@ fn caller_in(auth: &Auth, md: &MetadataMap, peer: Option<&PeerIdentity>) -> Resu
             let t = v
                 .to_str()
                 .map_err(|_| refused(AuthError::InvalidAuthToken))?;
-            token::verify(auth, t, unix_now()).map_err(refused)
+            token::verify(tokens, auth, t, unix_now()).map_err(refused)
         }
         None => Ok(peer.and_then(|p| p.client_cn.clone()).unwrap_or_default()),
     }
@@ -123,7 +133,12 @@ impl Core {
     pub fn on_behalf<T>(&self, request: &tonic::Request<T>, op: Op) -> Result<Op, Status> {
         let sm = lock(&self.sm);
         let auth = sm.replica.store().auth();
-        let caller = caller_in(auth, request.metadata(), request.extensions().get())?;
+        let caller = caller_in(
+            &self.auth_config.tokens,
+            auth,
+            request.metadata(),
+            request.extensions().get(),
+        )?;
         Ok(as_user_if_used(auth, op, caller))
     }
 
@@ -142,7 +157,12 @@ impl Core {
         md: &MetadataMap,
         peer: Option<&PeerIdentity>,
     ) -> Result<Caller, Status> {
-        caller_in(lock(&self.sm).replica.store().auth(), md, peer)
+        caller_in(
+            &self.auth_config.tokens,
+            lock(&self.sm).replica.store().auth(),
+            md,
+            peer,
+        )
     }
 
     /// `message` as a member sends it to another (a forwarded request, a
@@ -157,7 +177,13 @@ impl Core {
             if !auth.enabled() {
                 return r;
             }
-            token::issue(auth, ROOT, unix_now(), MEMBER_TOKEN_TTL_S)
+            token::issue(
+                &self.auth_config.tokens,
+                auth,
+                ROOT,
+                unix_now(),
+                MEMBER_TOKEN_TTL_S,
+            )
         };
         if let Some(v) = token.ok().and_then(|t| t.parse().ok()) {
             r.metadata_mut().insert("token", v);

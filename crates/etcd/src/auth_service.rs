@@ -124,8 +124,14 @@ impl AuthService {
         }
         let ttl = self.core.auth_config.token_ttl.as_secs();
         let sm = lock(&self.core.sm);
-        let token =
-            token::issue(sm.replica.store().auth(), &r.name, unix_now(), ttl).map_err(refused)?;
+        let token = token::issue(
+            &self.core.auth_config.tokens,
+            sm.replica.store().auth(),
+            &r.name,
+            unix_now(),
+            ttl,
+        )
+        .map_err(refused)?;
         Ok((token, header))
     }
 }

@@ -545,7 +545,7 @@ pub async fn run(
     .with_strict_reconfig(cfg.strict_reconfig_check)
     .with_max_request_bytes(cfg.max_request_bytes)
     .with_quota_bytes(cfg.quota_backend_bytes)
-    .with_auth_config(cfg.auth);
+    .with_auth_config(cfg.auth.clone());
     serve_metrics(listeners.metrics, &core, stop_rx);
     initial_corrupt_check(&cfg, &core).await?;
     let closing = closing_flag(async move {

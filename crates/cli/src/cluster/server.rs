@@ -10,6 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use flotilla_etcd::auth::AuthConfig;
+use flotilla_etcd::auth::jwt::{JwtKey, TokenSpec};
+use flotilla_etcd::auth::token::Tokens;
 use flotilla_etcd::compactor::{DEFAULT_RETENTION, Retention};
 use flotilla_etcd::core::{DEFAULT_MAX_REQUEST_BYTES, MAX_REQUEST_BYTES_LIMIT};
 use flotilla_etcd::server::{Listeners, ServerConfig, run};
@@ -160,6 +162,11 @@ pub struct ServerArgs {
     /// flag) [default: 300].
     #[arg(long, env = "FLOTILLA_AUTH_TOKEN_TTL", help_heading = "Auth")]
     pub auth_token_ttl: Option<u64>,
+    /// How Authenticate's tokens are made (etcd's flag): `simple`, or
+    /// `jwt,pub-key=FILE,priv-key=FILE,sign-method=RS256[,ttl=5m]` with the
+    /// same key pair on every member [default: simple].
+    #[arg(long, env = "FLOTILLA_AUTH_TOKEN", help_heading = "Auth")]
+    pub auth_token: Option<String>,
     /// Refuse peers whose certificate's common name is not this one.
     #[arg(long, env = "FLOTILLA_PEER_CERT_ALLOWED_CN", help_heading = "TLS")]
     pub peer_cert_allowed_cn: Option<String>,
@@ -184,6 +191,7 @@ pub struct Settings {
 /// the default.
 pub fn resolve(args: ServerArgs, file: ServerArgs) -> anyhow::Result<Settings> {
     let tls = super::tls::server_files(&args, &file)?;
+    let auth = auth_config(&args, &file)?;
     let id = required(args.id.or(file.id), "id", "FLOTILLA_ID")?;
     let listen = required(args.listen.or(file.listen), "listen", "FLOTILLA_LISTEN")?;
     let peers = required(args.peers.or(file.peers), "peers", "FLOTILLA_PEERS")?;
@@ -241,10 +249,7 @@ pub fn resolve(args: ServerArgs, file: ServerArgs) -> anyhow::Result<Settings> {
         initial_corrupt_check: args.experimental_initial_corrupt_check
             || file.experimental_initial_corrupt_check,
         tls,
-        auth: auth_config(
-            args.bcrypt_cost.or(file.bcrypt_cost),
-            args.auth_token_ttl.or(file.auth_token_ttl),
-        )?,
+        auth,
     };
     Ok(Settings {
         cfg,
@@ -254,8 +259,13 @@ pub fn resolve(args: ServerArgs, file: ServerArgs) -> anyhow::Result<Settings> {
 }
 
 /// `--max-request-bytes`, checked against etcd's bounds.
-/// `--bcrypt-cost` and `--auth-token-ttl`, checked.
-fn auth_config(cost: Option<u32>, ttl_s: Option<u64>) -> anyhow::Result<AuthConfig> {
+/// `--bcrypt-cost`, `--auth-token-ttl` and `--auth-token`, checked (a JWT
+/// key's files read now, so a bad one stops the server naming it). A JWT
+/// `ttl=` wins over `--auth-token-ttl`, as etcd reads each for its kind.
+fn auth_config(args: &ServerArgs, file: &ServerArgs) -> anyhow::Result<AuthConfig> {
+    let cost = args.bcrypt_cost.or(file.bcrypt_cost);
+    let ttl_s = args.auth_token_ttl.or(file.auth_token_ttl);
+    let token = args.auth_token.as_deref().or(file.auth_token.as_deref());
     let d = AuthConfig::default();
     let bcrypt_cost = cost.unwrap_or(d.bcrypt_cost);
     if !(4..=31).contains(&bcrypt_cost) {
@@ -266,9 +276,30 @@ fn auth_config(cost: Option<u32>, ttl_s: Option<u64>) -> anyhow::Result<AuthConf
         Some(0) => bail!("--auth-token-ttl must be at least 1 second"),
         Some(s) => Duration::from_secs(s),
     };
+    let spec: TokenSpec = match token {
+        None => TokenSpec::Simple,
+        Some(text) => text.parse().map_err(anyhow::Error::msg)?,
+    };
+    let (tokens, token_ttl) = match spec {
+        TokenSpec::Simple => (Tokens::Simple, token_ttl),
+        TokenSpec::Jwt {
+            public,
+            private,
+            method,
+            ttl,
+        } => {
+            let key = JwtKey::load(&public, &private, &method)
+                .map_err(|e| anyhow::anyhow!("--auth-token: {e}"))?;
+            (
+                Tokens::Jwt(std::sync::Arc::new(key)),
+                ttl.unwrap_or(token_ttl),
+            )
+        }
+    };
     Ok(AuthConfig {
         bcrypt_cost,
         token_ttl,
+        tokens,
     })
 }
 
@@ -567,6 +598,37 @@ max-request-bytes = 2000000
         assert!(e.contains("--bcrypt-cost 32"), "{e}");
         let e = with(None, Some(0)).unwrap_err().to_string();
         assert!(e.contains("--auth-token-ttl"), "{e}");
+
+        let token = |spec: &str| {
+            let args = ServerArgs {
+                auth_token: Some(spec.to_string()),
+                auth_token_ttl: Some(60),
+                ..ServerArgs::default()
+            };
+            resolve(args, file(FULL)).map(|s| s.cfg.auth)
+        };
+        let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/jwt");
+        let (public, private) = (keys.join("ec256.pub.pem"), keys.join("ec256.pem"));
+        let jwt = format!(
+            "jwt,pub-key={},priv-key={},sign-method=ES256",
+            public.display(),
+            private.display()
+        );
+        let set = token(&jwt).unwrap();
+        assert!(matches!(set.tokens, Tokens::Jwt(_)));
+        assert_eq!(set.token_ttl, Duration::from_secs(60), "--auth-token-ttl");
+        let set = token(&format!("{jwt},ttl=10m")).unwrap();
+        assert_eq!(set.token_ttl, Duration::from_secs(600), "ttl= wins");
+        assert_eq!(token("simple").unwrap().tokens, Tokens::Simple);
+        let e = token(&jwt.replace("ES256", "RS256"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("--auth-token: ") && e.contains("not an RSA key"),
+            "{e}"
+        );
+        let e = token("jwt").unwrap_err().to_string();
+        assert!(e.contains("needs pub-key="), "{e}");
     }
 
     #[test]

@@ -10,27 +10,85 @@
 //! password, a deleted user or auth turned off and on again voids the
 //! tokens made before.
 //!
+//! With `--auth-token jwt,...` tokens are etcd's JWTs instead
+//! ([`super::jwt`]); the same user and `since` checks apply.
+//!
 //! Invariants: a token verifies only under the key it was made with, for
 //! a user that exists with the same `since`, before it expires; the MAC
 //! is compared in constant time.
+
+use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use flotilla_kv::{Auth, AuthError};
 
+use super::jwt::JwtKey;
+
 type HmacSha256 = Hmac<Sha256>;
 
+/// How tokens are made and checked: etcd's `--auth-token`.
+#[derive(Clone, Debug, Default)]
+pub enum Tokens {
+    /// Signed with the cluster's replicated key (the format above).
+    #[default]
+    Simple,
+    /// etcd's JWT, signed with a key pair every member holds.
+    Jwt(Arc<JwtKey>),
+}
+
+impl PartialEq for Tokens {
+    fn eq(&self, other: &Tokens) -> bool {
+        match (self, other) {
+            (Tokens::Simple, Tokens::Simple) => true,
+            (Tokens::Jwt(a), Tokens::Jwt(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Tokens {}
+
 /// A token for `user`, made at Unix second `now`, good for `ttl_s` seconds.
-pub fn issue(auth: &Auth, user: &str, now: u64, ttl_s: u64) -> Result<String, AuthError> {
+pub fn issue(
+    tokens: &Tokens,
+    auth: &Auth,
+    user: &str,
+    now: u64,
+    ttl_s: u64,
+) -> Result<String, AuthError> {
+    match tokens {
+        Tokens::Simple => issue_simple(auth, user, now, ttl_s),
+        Tokens::Jwt(key) => {
+            let since = auth.user(user).ok_or(AuthError::AuthFailed)?.since;
+            key.issue(user, since, now + ttl_s)
+        }
+    }
+}
+
+/// The user a token names, if it is valid at Unix second `now`.
+pub fn verify(tokens: &Tokens, auth: &Auth, token: &str, now: u64) -> Result<String, AuthError> {
+    match tokens {
+        Tokens::Simple => verify_simple(auth, token, now),
+        Tokens::Jwt(key) => {
+            let (user, since) = key.verify(token, now)?;
+            match auth.user(&user) {
+                Some(current) if current.since == since => Ok(user),
+                _ => Err(AuthError::InvalidAuthToken),
+            }
+        }
+    }
+}
+
+fn issue_simple(auth: &Auth, user: &str, now: u64, ttl_s: u64) -> Result<String, AuthError> {
     let since = auth.user(user).ok_or(AuthError::AuthFailed)?.since;
     let claims = format!("{}.{since}.{}", hex(user.as_bytes()), now + ttl_s);
     let mac = mac(auth, claims.as_bytes())?.finalize().into_bytes();
     Ok(format!("{claims}.{}", hex(&mac)))
 }
 
-/// The user a token names, if it is valid at Unix second `now`.
-pub fn verify(auth: &Auth, token: &str, now: u64) -> Result<String, AuthError> {
+fn verify_simple(auth: &Auth, token: &str, now: u64) -> Result<String, AuthError> {
     let bad = AuthError::InvalidAuthToken;
     let (claims, tag) = token.rsplit_once('.').ok_or(bad)?;
     let tag = unhex(tag).ok_or(bad)?;
@@ -106,29 +164,64 @@ mod tests {
     #[test]
     fn a_token_names_its_user_until_it_expires() {
         let s = store(b"k1");
-        let t = issue(s.auth(), "root", 100, 300).unwrap();
-        assert_eq!(verify(s.auth(), &t, 100).as_deref(), Ok("root"));
-        assert_eq!(verify(s.auth(), &t, 399).as_deref(), Ok("root"));
-        assert_eq!(verify(s.auth(), &t, 400), Err(AuthError::InvalidAuthToken));
+        let t = issue_simple(s.auth(), "root", 100, 300).unwrap();
+        assert_eq!(verify_simple(s.auth(), &t, 100).as_deref(), Ok("root"));
+        assert_eq!(verify_simple(s.auth(), &t, 399).as_deref(), Ok("root"));
+        assert_eq!(
+            verify_simple(s.auth(), &t, 400),
+            Err(AuthError::InvalidAuthToken)
+        );
     }
 
     #[test]
     fn forged_foreign_and_stale_tokens_are_refused() {
         let mut s = store(b"k1");
-        let t = issue(s.auth(), "root", 100, 300).unwrap();
+        let t = issue_simple(s.auth(), "root", 100, 300).unwrap();
         let other = store(b"k2");
-        assert!(verify(other.auth(), &t, 100).is_err(), "another key");
+        assert!(verify_simple(other.auth(), &t, 100).is_err(), "another key");
         let (claims, _) = t.rsplit_once('.').unwrap();
         let longer = claims.replace(".400", ".999999");
         let forged = format!("{longer}.{}", t.rsplit_once('.').unwrap().1);
-        assert!(verify(s.auth(), &forged, 100).is_err(), "a changed expiry");
+        assert!(
+            verify_simple(s.auth(), &forged, 100).is_err(),
+            "a changed expiry"
+        );
         for junk in ["", ".", "a.b.c.d", "zz.1.2.00", "726f6f74.1.999"] {
-            assert!(verify(s.auth(), junk, 100).is_err(), "{junk:?}");
+            assert!(verify_simple(s.auth(), junk, 100).is_err(), "{junk:?}");
         }
         s.apply(&flotilla_kv::Op::Auth(AuthOp::UserChangePassword {
             name: "root".into(),
             password: None,
         }));
-        assert!(verify(s.auth(), &t, 100).is_err(), "a new password");
+        assert!(verify_simple(s.auth(), &t, 100).is_err(), "a new password");
+    }
+
+    #[test]
+    fn jwt_tokens_name_their_user_until_a_new_password_or_removal() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/jwt");
+        let key =
+            JwtKey::load(&dir.join("ec256.pub.pem"), &dir.join("ec256.pem"), "ES256").unwrap();
+        let jwt = Tokens::Jwt(Arc::new(key));
+        let mut s = store(b"k1");
+        let t = issue(&jwt, s.auth(), "root", 100, 300).unwrap();
+        assert_eq!(verify(&jwt, s.auth(), &t, 100).as_deref(), Ok("root"));
+        assert!(
+            verify(&Tokens::Simple, s.auth(), &t, 100).is_err(),
+            "not a simple token"
+        );
+        let simple = issue(&Tokens::Simple, s.auth(), "root", 100, 300).unwrap();
+        assert!(verify(&jwt, s.auth(), &simple, 100).is_err(), "not a JWT");
+        assert!(issue(&jwt, s.auth(), "nobody", 100, 300).is_err());
+        s.apply(&flotilla_kv::Op::Auth(AuthOp::UserChangePassword {
+            name: "root".into(),
+            password: None,
+        }));
+        assert!(verify(&jwt, s.auth(), &t, 100).is_err(), "a new password");
+        let t = issue(&jwt, s.auth(), "root", 100, 300).unwrap();
+        assert!(verify(&jwt, s.auth(), &t, 100).is_ok());
+        s.apply(&flotilla_kv::Op::Auth(AuthOp::UserDelete {
+            name: "root".into(),
+        }));
+        assert!(verify(&jwt, s.auth(), &t, 100).is_err(), "a deleted user");
     }
 }
