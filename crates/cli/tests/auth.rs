@@ -6,7 +6,9 @@
 //! prev_kv, Watch, lease TimeToLive with keys, Lock), a user cannot grant
 //! itself a role, a revoked role holds from the next request (open
 //! watches included), and maintenance and membership are a root's. The
-//! CLI's `--user` and the client's new token after one is voided.
+//! CLI's `--user` (with the password asked on a terminal) and the
+//! client's new token after one is voided. etcd's JWT tokens on every
+//! member.
 //! Debian's etcdctl drives the setup where it is installed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -264,6 +266,7 @@ fn the_cli_logs_in(endpoints: &[String]) {
         !ok && err.contains("etcdserver: user name is empty"),
         "{err}"
     );
+    asked_on_a_terminal(endpoints);
     // The load generator carries --user's token on every request.
     let bench = [
         "bench",
@@ -282,6 +285,47 @@ fn the_cli_logs_in(endpoints: &[String]) {
     assert!(ok && out.contains(" errors=0 "), "{out}{err}");
     let (_, out, err) = flotilla(endpoints, &bench);
     assert!(!out.contains(" errors=0 "), "without --user: {out}{err}");
+}
+
+/// `--user alice` alone asks for the password on the terminal, as
+/// etcdctl: run under `script`, which gives it a terminal and types what
+/// the test writes; without a terminal it says how to give one.
+fn asked_on_a_terminal(endpoints: &[String]) {
+    let get = ["kv", "get", "a/cli", "--user", "alice"];
+    let (ok, _, err) = flotilla(endpoints, &get);
+    assert!(!ok && err.contains("--user alice has no password"), "{err}");
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped the prompt: util-linux's script is not installed");
+        return;
+    }
+    let command = format!(
+        "{} kv get a/cli --user alice --endpoints {}",
+        env!("CARGO_BIN_EXE_flotilla"),
+        endpoints.join(",")
+    );
+    let mut script = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    script
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"alicepw\n")
+        .unwrap();
+    let out = script.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("Password for alice: "), "{said}");
+    assert!(said.contains("a/cli\r\nv\r\n"), "{said}");
 }
 
 /// A long-lived client whose token the server voided (alice's password

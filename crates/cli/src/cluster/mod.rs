@@ -34,9 +34,14 @@ use clap::Args;
 use flotilla_client::{Client, Credentials};
 
 /// `--user NAME:PASSWORD`, or `--user NAME` with `--password` (then
-/// `NAME` is all of `--user`, colons too, as etcdctl reads it): the
-/// credentials, checked.
-fn credentials(user: Option<&str>, password: Option<&str>) -> anyhow::Result<Option<Credentials>> {
+/// `NAME` is all of `--user`, colons too, as etcdctl reads it), or `--user
+/// NAME` alone, when `ask` gets the password (the terminal's prompt, as
+/// etcdctl's): the credentials, checked.
+fn credentials(
+    user: Option<&str>,
+    password: Option<&str>,
+    ask: impl FnOnce(&str) -> std::io::Result<String>,
+) -> anyhow::Result<Option<Credentials>> {
     let Some(user) = user else {
         if password.is_some() {
             anyhow::bail!("--password needs --user NAME");
@@ -44,16 +49,26 @@ fn credentials(user: Option<&str>, password: Option<&str>) -> anyhow::Result<Opt
         return Ok(None);
     };
     let (name, password) = match (password, user.split_once(':')) {
-        (Some(p), _) => (user, p),
-        (None, Some((name, p))) => (name, p),
-        (None, None) => anyhow::bail!(
-            "--user {user} has no password: give --user {user}:PASSWORD, --password or FLOTILLA_PASSWORD"
-        ),
+        (Some(p), _) => (user, p.to_string()),
+        (None, Some((name, p))) => (name, p.to_string()),
+        (None, None) if !user.is_empty() => match ask(user) {
+            Ok(p) => (user, p),
+            Err(e) => anyhow::bail!(
+                "--user {user} has no password and none could be asked on a terminal ({e}): \
+                 give --user {user}:PASSWORD, --password or FLOTILLA_PASSWORD"
+            ),
+        },
+        (None, None) => ("", String::new()),
     };
     if name.is_empty() {
         anyhow::bail!("--user needs a name (NAME[:PASSWORD])");
     }
-    Ok(Some(Credentials::new(name, password)))
+    Ok(Some(Credentials::new(name, &password)))
+}
+
+/// Asks for `user`'s password on the terminal (`/dev/tty`), without echo.
+fn ask_on_terminal(user: &str) -> std::io::Result<String> {
+    rpassword::prompt_password(format!("Password for {user}: "))
 }
 
 /// `up`'s default data directory.
@@ -113,7 +128,11 @@ impl EndpointArgs {
 
     /// Whom `--user` and `--password` name, if anyone.
     pub fn credentials(&self) -> anyhow::Result<Option<Credentials>> {
-        credentials(self.user.as_deref(), self.password.as_deref())
+        credentials(
+            self.user.as_deref(),
+            self.password.as_deref(),
+            ask_on_terminal,
+        )
     }
 
     /// The TLS toward `endpoints` (see [`tls::ClientTlsArgs::resolve`]).
@@ -192,10 +211,32 @@ pub async fn shutdown_signal() {
 mod tests {
     use super::*;
 
+    fn no_terminal(_: &str) -> std::io::Result<String> {
+        Err(std::io::Error::other("No such device or address"))
+    }
+
     fn named(user: Option<&str>, password: Option<&str>) -> Result<Option<String>, String> {
-        credentials(user, password)
+        credentials(user, password, no_terminal)
             .map(|c| c.map(|c| c.user))
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_user_without_a_password_is_asked_for_one() {
+        let mut asked = None;
+        let c = credentials(Some("alice"), None, |user| {
+            asked = Some(user.to_string());
+            Ok("secret".to_string())
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(asked.as_deref(), Some("alice"));
+        assert_eq!(c.user, "alice");
+        assert!(!format!("{c:?}").contains("secret"));
+        let never = |_: &str| -> std::io::Result<String> { panic!("asked needlessly") };
+        credentials(Some("alice:pw"), None, never).unwrap();
+        credentials(Some("alice"), Some("pw"), never).unwrap();
+        credentials(Some(""), None, never).unwrap_err();
     }
 
     #[test]
@@ -207,7 +248,8 @@ mod tests {
         assert_eq!(named(Some("alice"), Some("")), Ok(Some("alice".into())));
         let no_password = named(Some("alice"), None).unwrap_err();
         assert!(
-            no_password.contains("--user alice has no password"),
+            no_password.contains("--user alice has no password")
+                && no_password.contains("No such device or address"),
             "{no_password}"
         );
         let no_name = named(Some(":pw"), None).unwrap_err();
