@@ -93,6 +93,21 @@ fn kv(c: Conn) -> KvClient<Conn> {
     KvClient::new(c).max_decoding_message_size(RESPONSE_BYTES_MAX)
 }
 
+/// A client over the same connections that shares this one's token, so
+/// an authentication by either reaches both (a [`crate::Session`] keeps
+/// one to authenticate again).
+impl Clone for Client {
+    fn clone(&self) -> Client {
+        Client {
+            endpoints: self.endpoints.clone(),
+            current: AtomicUsize::new(self.current.load(Ordering::Relaxed)),
+            token: self.token.clone(),
+            credentials: self.credentials.clone(),
+            hint: self.hint,
+        }
+    }
+}
+
 impl Client {
     /// A client for `endpoints` (`host:port`, optionally with `http://`).
     /// Connections are made on first use.
@@ -213,6 +228,11 @@ impl Client {
         })?;
         self.token.set(Some(value));
         Ok(())
+    }
+
+    /// Whether the client authenticates (it was given credentials).
+    pub(crate) fn has_credentials(&self) -> bool {
+        self.credentials.is_some()
     }
 
     /// Authenticates unless there is a token already or nobody to

@@ -23,6 +23,12 @@
 //! - after [`SessionError::SessionExpired`] the session continues under a
 //!   new client id, from seq 1.
 //!
+//! On a cluster with auth on, a session made by [`Session::new`] from a
+//! client with credentials shares the client's token; a write refused for
+//! its token alone (expired, or voided by a password change: refused before
+//! it was proposed) is sent again, with the same seq, after the client
+//! authenticates again, once per write.
+//!
 //! Reads need no session (etcd's `Range` is idempotent): use the
 //! [`Client`] the session came from.
 
@@ -41,6 +47,7 @@ use tokio::time::{Instant, sleep, timeout_at};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
+use crate::auth::token_refused;
 use crate::auth::{Conn, Token};
 use crate::client::{Client, never_sent};
 
@@ -177,6 +184,10 @@ pub fn random_client_id() -> u64 {
 #[derive(Debug)]
 pub struct Session {
     endpoints: Vec<(String, Conn)>,
+    /// The client the session came from, when it has credentials: it
+    /// authenticates again when a member refuses the token the session's
+    /// connections share with it.
+    login: Option<Client>,
     current: usize,
     id: u64,
     seq: u64,
@@ -196,7 +207,9 @@ impl Session {
             .enumerate()
             .filter_map(|(i, e)| Some((e, client.conn_now(i).ok()?)))
             .collect();
-        Session::over_conns(endpoints, opts)
+        let mut session = Session::over_conns(endpoints, opts);
+        session.login = client.has_credentials().then(|| client.clone());
+        session
     }
 
     /// A new session over these named channels, with a random id (the
@@ -225,6 +238,7 @@ impl Session {
             // member that last answered.
             current: (id % endpoints.len() as u64) as usize,
             endpoints,
+            login: None,
             id,
             seq: 0,
             resumed: false,
@@ -273,6 +287,8 @@ impl Session {
         // Whether an attempt may have reached a member (else the write was
         // certainly not applied).
         let mut reached = false;
+        // A token is renewed once per write: a second refusal is an answer.
+        let mut renewed = false;
         loop {
             for _ in 0..self.endpoints.len() {
                 let (name, channel) = &self.endpoints[self.current];
@@ -295,6 +311,17 @@ impl Session {
                 match classify(&status) {
                     Next::Retry => last = format!("{name}: {}", status.message()),
                     Next::Expired => return Err(self.expired()),
+                    // Refused before it was proposed: the same write, with
+                    // a new token, to the same member.
+                    Next::Fail if !renewed && token_refused(&status) && self.login.is_some() => {
+                        renewed = true;
+                        self.renew().await?;
+                        // A member answered: if this was the round's last
+                        // attempt, the next round (after the backoff) sends
+                        // it again rather than call the cluster unreachable.
+                        reached = true;
+                        continue;
+                    }
                     Next::Fail => return Err(SessionError::Server(status)),
                 }
                 reached |= !never_sent(&status);
@@ -309,6 +336,19 @@ impl Session {
             sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(1));
         }
+    }
+
+    /// Authenticates again (the token was refused), through the client the
+    /// session came from; its new token reaches the session's connections.
+    async fn renew(&self) -> Result<(), SessionError> {
+        let Some(client) = &self.login else {
+            return Ok(());
+        };
+        client.authenticate().await.map_err(|e| match e {
+            crate::client::ClientError::Login { status, .. }
+            | crate::client::ClientError::Server(status) => SessionError::Server(status),
+            other => SessionError::Server(Status::unavailable(other.to_string())),
+        })
     }
 
     fn unreachable(&self, last: String) -> SessionError {

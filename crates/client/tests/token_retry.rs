@@ -3,7 +3,8 @@
 //! token; a call the server refuses for its token alone is made once
 //! more after a new authentication (and only once); any other refusal is
 //! returned as it is, the call sent once; a refused password stops the
-//! client before any call. And, with no credentials, a write moves past
+//! client before any call. A session's write refused for its token is
+//! resent once with a new one. And, with no credentials, a write moves past
 //! an endpoint that refuses connections (it was never sent there).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -13,10 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flotilla_client::client::ClientError;
+use flotilla_client::session::{Session, SessionError, SessionOptions};
 use flotilla_client::{Client, Credentials};
 use flotilla_proto::etcdserverpb as pb;
 use flotilla_proto::etcdserverpb::auth_server::{Auth, AuthServer};
 use flotilla_proto::etcdserverpb::kv_server::{Kv, KvServer};
+use flotilla_proto::kv::v1 as kvpb;
+use flotilla_proto::kv::v1::kv_server::{Kv as SessionKv, KvServer as SessionKvServer};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Code, Request, Response, Status};
@@ -75,6 +79,31 @@ impl Kv for Fake {
         _: Request<pb::CompactionRequest>,
     ) -> Result<Response<pb::CompactionResponse>, Status> {
         unimplemented()
+    }
+}
+
+/// Flotilla's session service: each write logged as `write T seq`, answered
+/// from the same script as Puts.
+#[tonic::async_trait]
+impl SessionKv for Fake {
+    async fn write(
+        &self,
+        r: Request<kvpb::SessionWrite>,
+    ) -> Result<Response<kvpb::SessionWriteResponse>, Status> {
+        let token = r
+            .metadata()
+            .get("token")
+            .map(|t| t.to_str().unwrap().to_owned());
+        let seq = r.get_ref().seq;
+        self.note(format!("write {} {seq}", token.as_deref().unwrap_or("-")));
+        if let Some(refusal) = self.puts.lock().unwrap().pop_front().flatten() {
+            return Err(refusal);
+        }
+        Ok(Response::new(kvpb::SessionWriteResponse {
+            response: Some(kvpb::session_write_response::Response::Append(
+                kvpb::AppendResponse { header: None },
+            )),
+        }))
     }
 }
 
@@ -139,6 +168,7 @@ async fn serve(puts: Vec<Option<Status>>) -> (String, Log) {
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(KvServer::new(fake.clone()))
+            .add_service(SessionKvServer::new(fake.clone()))
             .add_service(AuthServer::new(fake))
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
@@ -223,6 +253,48 @@ async fn calls_carry_the_token_and_a_refused_token_is_replaced_once() {
         "put token-3", // refused twice: returned
     ];
     assert_eq!(seen(&log), expected);
+}
+
+// A session's writes carry the client's token; one refused for its token
+// alone is sent again, with the same seq, after the client authenticates
+// again (it was not applied), once per write.
+#[tokio::test]
+async fn a_session_write_refused_for_its_token_is_resent_once_with_a_new_one() {
+    let script = vec![
+        None,
+        invalid_token(),
+        None,
+        invalid_token(),
+        invalid_token(),
+    ];
+    let (client, log) = server(script, Some(("alice", "pw"))).await;
+    client.authenticate().await.unwrap();
+    let opts = SessionOptions {
+        deadline: Duration::from_secs(5),
+        backoff: Duration::from_millis(5),
+    };
+    let mut session = Session::new(&client, opts);
+    session.append("k", "x").await.unwrap();
+    session.append("k", "y").await.unwrap();
+    let e = session.append("k", "z").await.unwrap_err();
+    assert!(
+        matches!(&e, SessionError::Server(s) if s.code() == Code::Unauthenticated),
+        "{e}"
+    );
+    let expected = [
+        "auth 1",
+        "write token-1 1",
+        "write token-1 2",
+        "auth 2",
+        "write token-2 2", // the same write, the new token
+        "write token-2 3",
+        "auth 3",
+        "write token-3 3", // refused again: an answer
+    ];
+    assert_eq!(seen(&log), expected);
+    // The client shares the session's new token.
+    client.put(put()).await.unwrap();
+    assert_eq!(seen(&log).last().map(String::as_str), Some("put token-3"));
 }
 
 #[tokio::test]
