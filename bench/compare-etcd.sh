@@ -33,7 +33,14 @@
 # made and enabled with etcdctl after each start) and every bench request
 # carries root's token (`flotilla bench kv --user root:rootpw`); the no-op
 # server, which has no Auth service, runs without.
-# Usage: [REFERENCE=BIN] [AUTH=1] bench/compare-etcd.sh [SECONDS] [ROUNDS]
+# With TLS=1, both clusters serve mutual TLS to clients and peers (etcd's
+# flags, the same on both; certificates from `flotilla certs`), the bench
+# dials https with a client certificate, and each cluster's handshake cost
+# is measured: the median, over 200 new connections from curl to
+# /health, of the time from TCP connected to TLS established
+# (time_appconnect - time_connect), and of the whole request. The no-op
+# server runs without TLS.
+# Usage: [REFERENCE=BIN] [AUTH=1] [TLS=1] bench/compare-etcd.sh [SECONDS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SECS="${1:-10}"
@@ -53,6 +60,34 @@ fi
 # shellcheck source=bench/lib.sh
 . "$PWD/bench/lib.sh"
 bench_setup compare
+SCHEME=""
+CLIENT_TLS=()
+if [ "${TLS:-0}" = 1 ]; then
+    "$F" certs --dir "$WORK/tls" --members node1 >/dev/null
+    T="$WORK/tls"
+    SERVER_TLS=(--cert-file "$T/node1.pem" --key-file "$T/node1-key.pem" --trusted-ca-file "$T/ca.pem"
+        --client-cert-auth --peer-cert-file "$T/node1.pem" --peer-key-file "$T/node1-key.pem"
+        --peer-trusted-ca-file "$T/ca.pem" --peer-client-cert-auth)
+    ETCD_SCHEME=https
+    SCHEME=https://
+    CLIENT_TLS=(--cacert "$T/ca.pem" --cert "$T/client.pem" --key "$T/client-key.pem")
+    ETCDCTL_TLS=("${CLIENT_TLS[@]}")
+fi
+
+# median: the middle of the numbers on stdin (the mean of the middle two).
+median() { sort -g | awk '{ v[NR] = $1 } END { m = int((NR + 1) / 2); print (NR % 2 ? v[m] : (v[m] + v[m + 1]) / 2) }'; }
+
+# handshake_cost SYS EP: with TLS=1, 200 new connections to /health,
+# one after another; the medians of TLS set-up and of the whole request.
+handshake_cost() {
+    [ "${TLS:-0}" = 1 ] || return 0
+    local i
+    for i in $(seq 1 200); do
+        curl -s -o /dev/null --cacert "$T/ca.pem" --cert "$T/client.pem" --key "$T/client-key.pem" \
+            -w '%{time_connect} %{time_appconnect} %{time_total}\n' "https://$2/health"
+    done | awk '{ print ($2 - $1) * 1000, $3 * 1000 }' > "$WORK/hs-$1.$ROUND"
+    echo "$1 handshake: median TLS set-up $(cut -d' ' -f1 "$WORK/hs-$1.$ROUND" | median) ms, median /health request on a new connection $(cut -d' ' -f2 "$WORK/hs-$1.$ROUND" | median) ms (200 connections)"
+}
 
 # workload NAME EP ARGS...: one bench run; appends "NAME throughput p50" to $WORK/NAME.
 # cpu_ticks: user + system CPU of every process started here, in clock ticks.
@@ -70,7 +105,7 @@ workload() {
     local sys="$1" name="$2" ep="$3"; shift 3
     local line before after tp cpu
     before=$(cpu_ticks)
-    line=$("$F" bench kv --endpoints "$ep" --duration "${SECS}s" --warmup 2s "${AUTH_ARGS[@]}" "$@" | grep 'throughput=')
+    line=$("$F" bench kv --endpoints "$SCHEME$ep" --duration "${SECS}s" --warmup 2s "${CLIENT_TLS[@]}" "${AUTH_ARGS[@]}" "$@" | grep 'throughput=')
     after=$(cpu_ticks)
     tp=$(echo "$line" | sed -E 's/.*throughput=([0-9]+).*/\1/')
     cpu=$(awk -v d=$((after - before)) -v hz="$HZ" -v tp="$tp" -v s="$SECS" 'BEGIN { printf "%.0f", d / hz * 1e6 / (tp * (s + 2)) }')
@@ -87,7 +122,7 @@ run_suite() {
     for e in "${EPS[@]}"; do [ "$e" != "$ep" ] && follower="$e" && break; done
     # The no-op server is alone: it is its own "follower".
     follower="${follower:-$ep}"
-    if [ "$sys" != noop ]; then enable_auth; fi
+    if [ "$sys" != noop ]; then enable_auth; handshake_cost "$sys" "$ep"; fi
     echo "$sys RSS per member at start: $(rss)"
     workload "$sys" writes1 "$ep" --clients 1 --conns 1
     workload "$sys" writes64 "$ep" --clients 64 --conns 8
@@ -102,7 +137,7 @@ run_suite() {
 # enable_auth: with AUTH=1, root (role root) and auth on, through etcdctl.
 enable_auth() {
     [ "${AUTH:-0}" = 1 ] || return 0
-    local ec=(env ETCDCTL_API=3 etcdctl --endpoints "$(IFS=,; echo "${EPS[*]}")" --command-timeout 10s)
+    local ec=(env ETCDCTL_API=3 etcdctl --endpoints "$SCHEME$(IFS=,; echo "${EPS[*]}" | sed "s|,|,$SCHEME|g")" "${ETCDCTL_TLS[@]}" --command-timeout 10s)
     "${ec[@]}" user add root:rootpw >/dev/null
     "${ec[@]}" user grant-role root root >/dev/null
     "${ec[@]}" auth enable >/dev/null
@@ -140,6 +175,9 @@ for ROUND in $(seq 1 "$ROUNDS"); do
 done
 ROUND=1
 AUTH_ARGS=()
+SCHEME=""
+CLIENT_TLS=()
+ETCDCTL_TLS=()
 "$F" bench noop-server --listen 127.0.0.1:32379 2>"$WORK/noop.log" &
 PIDS+=($!)
 for _ in $(seq 1 100); do grep -q "no-op etcd KV server" "$WORK/noop.log" && break; sleep 0.1; done
@@ -149,8 +187,6 @@ run_suite noop 127.0.0.1:32379
 EPS=("${EPS_SAVED[@]}")
 stop
 
-# median: the middle of the numbers on stdin (the mean of the middle two).
-median() { sort -g | awk '{ v[NR] = $1 } END { m = int((NR + 1) / 2); print (NR % 2 ? v[m] : (v[m] + v[m + 1]) / 2) }'; }
 # col SYS NAME FIELD: the median of one field over the rounds.
 col() { for f in "$WORK/$1-$2".*; do cut -d' ' -f"$3" "$f"; done | median; }
 # ratio NAME: the median over the rounds of Flotilla's throughput over etcd's.

@@ -34,11 +34,13 @@ stop() {
     done
     PIDS=()
 }
-# leader ENDPOINTS...: prints the endpoint of the leader (waits up to 30 s).
+# leader ENDPOINTS...: prints the endpoint of the leader (waits up to 30 s),
+# asked with SCHEME (https:// for TLS) and ETCDCTL_TLS (etcdctl's TLS flags).
+ETCDCTL_TLS=()
 leader() {
     for _ in $(seq 1 300); do
         for e in "$@"; do
-            if ETCDCTL_API=3 etcdctl --endpoints "$e" --command-timeout 1s endpoint status 2>/dev/null | grep -q ', true, '; then
+            if ETCDCTL_API=3 etcdctl --endpoints "${SCHEME:-}$e" "${ETCDCTL_TLS[@]}" --command-timeout 1s endpoint status 2>/dev/null | grep -q ', true, '; then
                 echo "$e"; return 0
             fi
         done
@@ -57,18 +59,23 @@ rss() {
     done
 }
 
+# SERVER_TLS: etcd's server TLS flags, which etcd and Flotilla share (with
+# ETCD_SCHEME=https for etcd's URLs); empty for plaintext.
+SERVER_TLS=()
+
 start_etcd() {
     if [ -n "${REFERENCE:-}" ]; then
         start_flotilla "$REFERENCE" ref
         return
     fi
-    local cl="e1=http://127.0.0.1:32380,e2=http://127.0.0.1:32480,e3=http://127.0.0.1:32580"
+    local s="${ETCD_SCHEME:-http}"
+    local cl="e1=$s://127.0.0.1:32380,e2=$s://127.0.0.1:32480,e3=$s://127.0.0.1:32580"
     for i in 1 2 3; do
         local cp=$((32279 + i * 100)) pp=$((32280 + i * 100))
         etcd --name "e$i" --data-dir "$WORK/etcd$i" \
-            --listen-client-urls "http://127.0.0.1:$cp" --advertise-client-urls "http://127.0.0.1:$cp" \
-            --listen-peer-urls "http://127.0.0.1:$pp" --initial-advertise-peer-urls "http://127.0.0.1:$pp" \
-            --initial-cluster "$cl" --initial-cluster-state new >>"$WORK/etcd$i.log" 2>&1 &
+            --listen-client-urls "$s://127.0.0.1:$cp" --advertise-client-urls "$s://127.0.0.1:$cp" \
+            --listen-peer-urls "$s://127.0.0.1:$pp" --initial-advertise-peer-urls "$s://127.0.0.1:$pp" \
+            --initial-cluster "$cl" --initial-cluster-state new "${SERVER_TLS[@]}" >>"$WORK/etcd$i.log" 2>&1 &
         PIDS+=($!)
     done
 }
@@ -82,7 +89,7 @@ start_flotilla() {
     local peers="1=127.0.0.1:32379,2=127.0.0.1:32479,3=127.0.0.1:32579"
     for i in 1 2 3; do
         "$bin" server --id "$i" --listen "127.0.0.1:$((32279 + i * 100))" --peers "$peers" \
-            --data-dir "$WORK/$prefix$i" "$@" >>"$WORK/$prefix$i.log" 2>&1 &
+            --data-dir "$WORK/$prefix$i" "${SERVER_TLS[@]}" "$@" >>"$WORK/$prefix$i.log" 2>&1 &
         PIDS+=($!)
     done
 }

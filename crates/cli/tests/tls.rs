@@ -4,7 +4,8 @@
 //! Debian's `etcdctl` with `--cacert/--cert/--key` where it is installed,
 //! `flotilla server` refusing missing or garbage certificate files
 //! with an error that names the file, and a member with another CA's
-//! certificates refused by the cluster's members.
+//! certificates refused by the cluster's members, and a rotation to a new
+//! CA while a client writes, without a restart or a failed write.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -98,6 +99,7 @@ fn a_tls_cluster_serves_clients_with_certificates_from_its_ca_only() {
     refusals(dir, base);
     a_member_of_another_ca_gets_nowhere(dir, base);
     etcdctl_checks(dir, &ep);
+    rotation_while_a_client_writes(dir, &ep);
     up.signal("TERM");
     assert!(up.wait(Duration::from_secs(30)).success());
 }
@@ -246,6 +248,119 @@ fn a_member_of_another_ca_gets_nowhere(dir: &Path, base: u16) {
     assert!(
         member1.contains("refused a connection at its TLS handshake"),
         "{member1}"
+    );
+}
+
+/// Replaces `to` with `from`'s contents through a rename, as a careful
+/// operator (or cert-manager) does, so no reader sees half a file.
+fn replace(from: &Path, to: &Path) {
+    let tmp = to.with_extension("new");
+    std::fs::copy(from, &tmp).unwrap();
+    std::fs::rename(&tmp, to).unwrap();
+}
+
+/// Certificate rotation to a new CA while a long-lived client writes, with
+/// no restart: first every member and the client trust both CAs (one
+/// bundle), then every certificate is replaced by the new CA's. The
+/// client's writes never fail (its connections stay up; new ones get the
+/// new files), and afterwards a client knowing only the new CA gets in
+/// while one knowing only the old is refused.
+fn rotation_while_a_client_writes(dir: &Path, ep: &str) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let tls = dir.join("flotilla-data/tls");
+    std::fs::copy(tls.join("ca.pem"), dir.join("old-ca.pem")).unwrap();
+    for f in ["client.pem", "client-key.pem"] {
+        std::fs::copy(tls.join(f), dir.join(format!("old-{f}"))).unwrap();
+    }
+    let (ok, _, err) = cli(dir, &["certs", "--dir", "new"]);
+    assert!(ok, "{err}");
+    let new = dir.join("new");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (stop, written) = (Arc::clone(&stop), Arc::clone(&written));
+        let files = flotilla_tls::ClientTlsFiles {
+            ca: tls.join("ca.pem"),
+            cert: Some(tls.join("client.pem")),
+            key: Some(tls.join("client-key.pem")),
+        };
+        let ep = ep.to_string();
+        std::thread::spawn(move || -> Vec<String> {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            // Lazy channels spawn their connection task when made.
+            let _in_runtime = rt.enter();
+            let tls = Arc::new(flotilla_tls::ClientTls::new(&files).unwrap());
+            let client =
+                flotilla_client::Client::with_tls(&[ep], Duration::from_secs(5), Some(tls))
+                    .unwrap();
+            let mut errors = Vec::new();
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                let n = written.load(Ordering::Relaxed);
+                let put = flotilla_proto::etcdserverpb::PutRequest {
+                    key: format!("rot/{n}").into(),
+                    value: "v".into(),
+                    ..Default::default()
+                };
+                match rt.block_on(client.put(put)) {
+                    Ok(_) => drop(written.fetch_add(1, Ordering::Relaxed)),
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+            errors
+        })
+    };
+    let progress = |what: &str| {
+        let from = written.load(Ordering::Relaxed);
+        wait_for(what, Duration::from_secs(30), || {
+            (written.load(Ordering::Relaxed) >= from + 20).then_some(())
+        });
+    };
+    progress("the client to write before the rotation");
+    let bundle = [
+        std::fs::read_to_string(tls.join("ca.pem")).unwrap(),
+        std::fs::read_to_string(new.join("ca.pem")).unwrap(),
+    ]
+    .concat();
+    std::fs::write(dir.join("bundle.pem"), bundle).unwrap();
+    replace(&dir.join("bundle.pem"), &tls.join("ca.pem"));
+    progress("the client to write with both CAs trusted");
+    for name in ["node1", "node2", "node3", "client"] {
+        for f in [format!("{name}-key.pem"), format!("{name}.pem")] {
+            replace(&new.join(&f), &tls.join(&f));
+        }
+    }
+    progress("the client to write after the rotation");
+    let only = |ca: &str, cert: &str, key: &str| {
+        cli(
+            dir,
+            &[
+                "kv",
+                "get",
+                "rot/0",
+                "--endpoints",
+                ep,
+                "--cacert",
+                ca,
+                "--cert",
+                cert,
+                "--key",
+                key,
+            ],
+        )
+    };
+    let (ok, out, err) = only("new/ca.pem", "new/client.pem", "new/client-key.pem");
+    assert!(ok && out == "rot/0\nv\n", "the new CA alone: {out}{err}");
+    let (ok, _, err) = only("old-ca.pem", "old-client.pem", "old-client-key.pem");
+    assert!(!ok && err.contains("old-ca.pem"), "the old CA alone: {err}");
+    progress("the client to write after new connections came in");
+    stop.store(true, Ordering::Relaxed);
+    let errors = writer.join().unwrap();
+    assert!(
+        errors.is_empty(),
+        "writes failed during the rotation: {errors:?}"
     );
 }
 
