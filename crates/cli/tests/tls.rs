@@ -13,6 +13,8 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::{etcdctl, etcdctl_missing, flotilla, run};
@@ -259,6 +261,53 @@ fn replace(from: &Path, to: &Path) {
     std::fs::rename(&tmp, to).unwrap();
 }
 
+/// A long-lived client of `ep` with the TLS files in `tls` (re-read at
+/// each new connection), writing `rot/N` until `stop` (or two minutes);
+/// `written` counts its acknowledged writes. Returns its errors.
+fn writer(
+    tls: &Path,
+    ep: &str,
+    stop: Arc<AtomicBool>,
+    written: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<Vec<String>> {
+    let files = flotilla_tls::ClientTlsFiles {
+        ca: tls.join("ca.pem"),
+        cert: Some(tls.join("client.pem")),
+        key: Some(tls.join("client-key.pem")),
+    };
+    let ep = ep.to_string();
+    std::thread::spawn(move || -> Vec<String> {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        // Lazy channels spawn their connection task when made.
+        let _in_runtime = rt.enter();
+        let tls = Arc::new(flotilla_tls::ClientTls::new(&files).unwrap());
+        let client =
+            flotilla_client::Client::with_tls(&[ep], Duration::from_secs(5), Some(tls)).unwrap();
+        let mut errors = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+            let n = written.load(Ordering::Relaxed);
+            let put = flotilla_proto::etcdserverpb::PutRequest {
+                key: format!("rot/{n}").into(),
+                value: "v".into(),
+                ..Default::default()
+            };
+            match rt.block_on(client.put(put)) {
+                Ok(_) => drop(written.fetch_add(1, Ordering::Relaxed)),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        errors
+    })
+}
+
+/// `flotilla kv get rot/0` with only these TLS files.
+fn get_with(dir: &Path, ep: &str, [ca, cert, key]: [&str; 3]) -> (bool, String, String) {
+    let mut args = vec!["kv", "get", "rot/0", "--endpoints", ep];
+    args.extend(["--cacert", ca, "--cert", cert, "--key", key]);
+    cli(dir, &args)
+}
+
 /// Certificate rotation to a new CA while a long-lived client writes, with
 /// no restart: first every member and the client trust both CAs (one
 /// bundle), then every certificate is replaced by the new CA's. The
@@ -266,52 +315,16 @@ fn replace(from: &Path, to: &Path) {
 /// new files), and afterwards a client knowing only the new CA gets in
 /// while one knowing only the old is refused.
 fn rotation_while_a_client_writes(dir: &Path, ep: &str) {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     let tls = dir.join("flotilla-data/tls");
-    std::fs::copy(tls.join("ca.pem"), dir.join("old-ca.pem")).unwrap();
-    for f in ["client.pem", "client-key.pem"] {
+    for f in ["ca.pem", "client.pem", "client-key.pem"] {
         std::fs::copy(tls.join(f), dir.join(format!("old-{f}"))).unwrap();
     }
     let (ok, _, err) = cli(dir, &["certs", "--dir", "new"]);
     assert!(ok, "{err}");
     let new = dir.join("new");
-
     let stop = Arc::new(AtomicBool::new(false));
     let written = Arc::new(AtomicU64::new(0));
-    let writer = {
-        let (stop, written) = (Arc::clone(&stop), Arc::clone(&written));
-        let files = flotilla_tls::ClientTlsFiles {
-            ca: tls.join("ca.pem"),
-            cert: Some(tls.join("client.pem")),
-            key: Some(tls.join("client-key.pem")),
-        };
-        let ep = ep.to_string();
-        std::thread::spawn(move || -> Vec<String> {
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            // Lazy channels spawn their connection task when made.
-            let _in_runtime = rt.enter();
-            let tls = Arc::new(flotilla_tls::ClientTls::new(&files).unwrap());
-            let client =
-                flotilla_client::Client::with_tls(&[ep], Duration::from_secs(5), Some(tls))
-                    .unwrap();
-            let mut errors = Vec::new();
-            let deadline = std::time::Instant::now() + Duration::from_secs(120);
-            while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
-                let n = written.load(Ordering::Relaxed);
-                let put = flotilla_proto::etcdserverpb::PutRequest {
-                    key: format!("rot/{n}").into(),
-                    value: "v".into(),
-                    ..Default::default()
-                };
-                match rt.block_on(client.put(put)) {
-                    Ok(_) => drop(written.fetch_add(1, Ordering::Relaxed)),
-                    Err(e) => errors.push(e.to_string()),
-                }
-            }
-            errors
-        })
-    };
+    let writer = writer(&tls, ep, Arc::clone(&stop), Arc::clone(&written));
     let progress = |what: &str| {
         let from = written.load(Ordering::Relaxed);
         wait_for(what, Duration::from_secs(30), || {
@@ -333,34 +346,18 @@ fn rotation_while_a_client_writes(dir: &Path, ep: &str) {
         }
     }
     progress("the client to write after the rotation");
-    let only = |ca: &str, cert: &str, key: &str| {
-        cli(
-            dir,
-            &[
-                "kv",
-                "get",
-                "rot/0",
-                "--endpoints",
-                ep,
-                "--cacert",
-                ca,
-                "--cert",
-                cert,
-                "--key",
-                key,
-            ],
-        )
-    };
-    let (ok, out, err) = only("new/ca.pem", "new/client.pem", "new/client-key.pem");
+    let new_only = ["new/ca.pem", "new/client.pem", "new/client-key.pem"];
+    let (ok, out, err) = get_with(dir, ep, new_only);
     assert!(ok && out == "rot/0\nv\n", "the new CA alone: {out}{err}");
-    let (ok, _, err) = only("old-ca.pem", "old-client.pem", "old-client-key.pem");
+    let old_only = ["old-ca.pem", "old-client.pem", "old-client-key.pem"];
+    let (ok, _, err) = get_with(dir, ep, old_only);
     assert!(!ok && err.contains("old-ca.pem"), "the old CA alone: {err}");
     progress("the client to write after new connections came in");
     stop.store(true, Ordering::Relaxed);
     let errors = writer.join().unwrap();
     assert!(
         errors.is_empty(),
-        "writes failed during the rotation: {errors:?}"
+        "writes failed in the rotation: {errors:?}"
     );
 }
 
