@@ -15,6 +15,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cluster_common;
+mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -213,11 +214,80 @@ fn wait_for_chart_to_climb(profile: &Path, url: &str) -> String {
 
 /// Saves a screenshot of the page as a test artifact.
 fn screenshot(profile: &Path, url: &str) {
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console.png");
+    screenshot_as(profile, url, "console.png");
+}
+
+/// Saves a screenshot of the page as test artifact `name`.
+fn screenshot_as(profile: &Path, url: &str, name: &str) {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = std::fs::remove_file(&path);
     let shot = format!("--screenshot={}", path.display());
     chromium(profile, url, &[&shot, "--window-size=1200,800"]);
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     assert!(size > 0, "no screenshot at {}", path.display());
     eprintln!("screenshot: {} ({size} bytes)", path.display());
+}
+
+/// The task rows of the MapReduce console in a DOM dump: (kind, state).
+fn task_rows(dom: &str) -> Vec<(String, String)> {
+    dom.split("<tr class=\"task\"")
+        .skip(1)
+        .map(|rest| {
+            let tag = &rest[..rest.find('>').unwrap()];
+            (
+                attr(tag, "data-kind").into(),
+                attr(tag, "data-state").into(),
+            )
+        })
+        .collect()
+}
+
+// Issue 25: `flotilla mr run` prints its console's URL at the start, and
+// the page, in a real browser, shows every task of the running job (the
+// maps done while the slow reduces run) with no JavaScript error.
+#[test]
+fn the_mapreduce_console_shows_the_running_job_in_a_real_browser() {
+    if chromium_missing() {
+        return;
+    }
+    let s = flotilla_testkit::Scratch::new("mr-console");
+    let inputs = common::link_texts(&s.path);
+    let err = std::fs::File::create(s.path.join("run.err")).unwrap();
+    let mut cmd = common::flotilla(&s.path);
+    cmd.args(["mr", "run", "--app", "early_exit", "--reduces", "2"])
+        .args(["--app-param", "reduce_sleep_ms=8000", "--out", "out"])
+        .args(&inputs)
+        .stdout(Stdio::null())
+        .stderr(err);
+    let mut job = flotilla_testkit::Proc::spawn("mr run", &mut cmd);
+    let url = flotilla_testkit::wait_for("the console's URL", Duration::from_secs(30), || {
+        let said = std::fs::read_to_string(s.path.join("run.err")).unwrap_or_default();
+        let at = said.find("console: ")?;
+        Some(said[at + 9..].lines().next()?.to_string())
+    });
+    let profile = s.path.join("chromium");
+    let mut last = String::new();
+    let shown = flotilla_testkit::wait_until(Duration::from_secs(30), || {
+        let (dom, log) = chromium(&profile, &url, &["--dump-dom"]);
+        assert!(
+            !log.contains("Uncaught"),
+            "the page logged an error:\n{log}"
+        );
+        let rows = task_rows(&dom);
+        let maps_done = rows
+            .iter()
+            .filter(|(k, st)| k == "map" && st == "done")
+            .count();
+        let reduces = rows.iter().filter(|(k, _)| k == "reduce").count();
+        let ok = dom.contains("<pre id=\"errors\"></pre>")
+            && dom.contains("class=\"state-running\"")
+            && maps_done == inputs.len()
+            && reduces == 2;
+        last = dom;
+        ok.then_some(())
+    });
+    assert!(shown.is_some(), "the console never showed the job:\n{last}");
+    assert!(last.contains("lost map outputs: 0"), "{last}");
+    screenshot_as(&profile, &url, "mr-console.png");
+    assert!(job.wait(Duration::from_secs(120)).success());
 }

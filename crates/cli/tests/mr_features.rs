@@ -305,6 +305,35 @@ fn a_reducer_that_cannot_fetch_from_a_dead_worker_makes_the_map_run_again() {
             .contains("map phase done")
             .then_some(())
     });
+    // The coordinator's console (its URL printed at the start) has every
+    // map done on worker 1.
+    let log = coordinator_log(&s.path);
+    let console = log
+        .split("console: http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no console URL: {log}"))
+        .to_string();
+    let (status, body) = flotilla_testkit::http::get(&console, "/api/job");
+    let job: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (status, job["state"].as_str()),
+        (200, Some("running")),
+        "{body}"
+    );
+    assert_eq!(job["progress"]["maps_done"], 8, "{body}");
+    let maps = job["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["kind"] == "map");
+    for map in maps {
+        assert_eq!(
+            (map["state"].as_str(), map["attempts"][0]["worker"].as_u64()),
+            (Some("done"), Some(1)),
+            "{map}"
+        );
+    }
     // A is sleeping in the reduce (or about to ask for it); its shuffle
     // service dies with it. Either way B gets the reduce (at once, or after
     // A's attempt times out) and cannot fetch from A.

@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
+use super::console;
 use super::convert::{reply_to_pb, task_ref_from_pb};
 use super::files::remove_stale_temps;
 use super::job::PreparedJob;
@@ -244,18 +245,26 @@ impl pb::coordinator_server::Coordinator for Service {
 }
 
 /// Runs `job`'s coordinator on `listener` until the job ends (plus the
-/// linger period); returns its summary.
+/// linger period), and its web console on `console` ([`crate::console`])
+/// if given; returns its summary.
 pub async fn serve(
     listener: TcpListener,
     job: PreparedJob,
     options: ServeOptions,
     observer: Arc<dyn Observer>,
+    console: Option<TcpListener>,
 ) -> Result<JobSummary, ServeError> {
     let coord = Coordinator::new(job.core.clone(), job.splits.clone())?;
     let (ended_tx, ended_rx) = watch::channel(None);
+    let start = Instant::now();
+    let history = Arc::new(Mutex::new(console::History::new(start)));
+    let observer: Arc<dyn Observer> = Arc::new(console::Recorder {
+        history: Arc::clone(&history),
+        inner: observer,
+    });
     let shared = Arc::new(Shared {
         coord: Mutex::new(coord),
-        start: Instant::now(),
+        start,
         spec: job.spec.to_pb(),
         shared_mode: job.spec.shared_dir.is_some(),
         observer,
@@ -273,6 +282,7 @@ pub async fn serve(
             }
         })
     };
+    let console = console.map(|listener| serve_console(listener, &shared, history));
     let shutdown = wait_for_end(shared.clone(), ended_rx, options.linger);
     let service = pb::coordinator_server::CoordinatorServer::new(Service(shared.clone()));
     // One service per port: served directly, without tonic's router.
@@ -284,6 +294,9 @@ pub async fn serve(
         )
         .await;
     ticker.abort();
+    if let Some(console) = console {
+        console.abort();
+    }
     result?;
     remove_stale_temps(&job.spec.output_dir);
     let coord = shared.coord.lock().unwrap_or_else(|p| p.into_inner());
@@ -297,6 +310,22 @@ pub async fn serve(
         progress: coord.progress(),
         elapsed,
     })
+}
+
+/// Serves the console on `listener`, each `/api/job` made from the
+/// coordinator's state and `history` at the time of the request.
+fn serve_console(
+    listener: TcpListener,
+    shared: &Arc<Shared>,
+    history: Arc<Mutex<console::History>>,
+) -> tokio::task::JoinHandle<()> {
+    let shared = Arc::clone(shared);
+    let snapshot: console::Snapshot = Arc::new(move || {
+        let coord = shared.coord.lock().unwrap_or_else(|p| p.into_inner());
+        let history = history.lock().unwrap_or_else(|p| p.into_inner());
+        console::job_json(&history, coord.outcome(), &coord.progress(), coord.stats())
+    });
+    tokio::spawn(console::serve(listener, snapshot))
 }
 
 /// Resolves once the job has ended and every worker was told to exit, or the

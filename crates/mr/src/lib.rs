@@ -18,6 +18,7 @@
 //! Output files appear atomically: every file is written under a temporary
 //! name in the same directory and renamed into place ([`files`]).
 
+pub mod console;
 mod convert;
 pub mod coordinator;
 mod effects;

@@ -38,6 +38,8 @@ pub struct CoordinatorArgs {
     #[command(flatten)]
     tls: MrTlsArgs,
     #[command(flatten)]
+    console: super::ConsoleArgs,
+    #[command(flatten)]
     job: JobArgs,
 }
 
@@ -66,7 +68,8 @@ pub fn main(args: CoordinatorArgs) -> anyhow::Result<ExitCode> {
             ..ServeOptions::default()
         };
         let shared_dir = job.spec.shared_dir.clone();
-        let result = serve(listener, job, options, display.clone()).await?;
+        let console = args.console.listen().await?;
+        let result = serve(listener, job, options, display.clone(), console).await?;
         display.finish();
         if let Some(dir) = shared_dir {
             flotilla_mr::files::remove_map_outputs(&dir);

@@ -239,3 +239,35 @@ fn sequential(args: SequentialArgs) -> anyhow::Result<ExitCode> {
     std::fs::write(&args.out, out).with_context(|| format!("writing {}", args.out.display()))?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// Where the job's web console listens.
+#[derive(Debug, Args)]
+struct ConsoleArgs {
+    /// Serve the job's web console (progress, throughput, every task and
+    /// its attempts) on this address; its URL is printed at the start.
+    /// Port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    console_listen: std::net::SocketAddr,
+    /// Serve no console.
+    #[arg(long, conflicts_with = "console_listen")]
+    no_console: bool,
+}
+
+impl ConsoleArgs {
+    /// The console's listener, its URL printed on stderr; `None` with
+    /// `--no-console`.
+    async fn listen(&self) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+        if self.no_console {
+            return Ok(None);
+        }
+        let addr = self.console_listen;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("--console-listen {addr}"))?;
+        let bound = listener
+            .local_addr()
+            .context("reading the console's address")?;
+        eprintln!("console: http://{bound}/");
+        Ok(Some(listener))
+    }
+}

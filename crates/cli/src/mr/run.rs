@@ -46,6 +46,8 @@ pub struct RunArgs {
     #[command(flatten)]
     tls_files: MrTlsArgs,
     #[command(flatten)]
+    console: super::ConsoleArgs,
+    #[command(flatten)]
     job: JobArgs,
 }
 
@@ -87,7 +89,8 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
             .context("listening on a loopback port")?;
         let addr = listener.local_addr().context("reading the bound address")?;
         let display = Arc::new(Display::new());
-        let server = tokio::spawn(serve(listener, job, options, display.clone()));
+        let console = args.console.listen().await?;
+        let server = tokio::spawn(serve(listener, job, options, display.clone(), console));
         let mut pool = Pool::start(&exe, &addr.to_string(), &work_root, &tls, args.workers)?;
         while !server.is_finished() {
             pool.restart_dead(args.max_restarts)?;
