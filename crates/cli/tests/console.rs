@@ -7,7 +7,9 @@
 //! the leader marker on the new leader. The page must log no JavaScript
 //! error (neither in its own `#errors` element nor on Chromium's
 //! console). Under writes, the chart's commit index climbs within one
-//! page load; a screenshot is then saved to `target/tmp/console.png`.
+//! page load, and the page of the member taking the writes charts its own
+//! metrics (Puts and fsyncs); a screenshot is then saved to
+//! `target/tmp/console.png`.
 //!
 //! Skipped, with a message, where `chromium` is not installed (Debian
 //! package `chromium`; `.ci/run` installs it).
@@ -144,6 +146,7 @@ fn the_console_follows_the_leader_in_a_real_browser() {
     let dom = wait_for_chart_to_climb(&profile, &url);
     assert!(dom.contains("commits/s"), "{dom}");
     screenshot(&profile, &url);
+    metrics_move(&profile, &format!("http://{}/", cluster.endpoints[0]));
     writing.abort();
 
     cluster.kill(leader);
@@ -210,6 +213,39 @@ fn wait_for_chart_to_climb(profile: &Path, url: &str) -> String {
     });
     assert!(climbed.is_some(), "the chart never climbed:\n{last}");
     last
+}
+
+/// The number in the element with id `id` of a DOM dump (0 if absent).
+fn number(dom: &str, id: &str) -> f64 {
+    let Some(at) = dom.find(&format!("id=\"{id}\">")) else {
+        return 0.0;
+    };
+    let rest = &dom[at + id.len() + 6..];
+    rest[..rest.find('<').unwrap_or(0)].parse().unwrap_or(0.0)
+}
+
+/// The page of the member the writes go to charts its own metrics: its
+/// Put count and its fsyncs are above zero, with percentiles shown (it
+/// may be a follower, which proposes nothing itself).
+fn metrics_move(profile: &Path, url: &str) {
+    let mut last = String::new();
+    let moved = flotilla_testkit::wait_until(Duration::from_secs(60), || {
+        let (dom, log) = chromium(profile, url, &["--dump-dom"]);
+        assert!(
+            !log.contains("Uncaught"),
+            "the page logged an error:\n{log}"
+        );
+        let ok = number(&dom, "total-Put") > 0.0
+            && number(&dom, "fsync-count") > 0.0
+            && dom.contains("<pre id=\"errors\"></pre>")
+            && dom.contains("<polyline stroke=");
+        last = dom;
+        ok.then_some(())
+    });
+    assert!(
+        moved.is_some(),
+        "the metrics never showed the writes:\n{last}"
+    );
 }
 
 /// Saves a screenshot of the page as a test artifact.

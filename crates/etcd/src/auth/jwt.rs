@@ -467,6 +467,10 @@ mod tests {
     fn every_kind_of_key_signs_tokens_it_then_accepts_until_they_expire() {
         for (private, public, method) in PAIRS {
             let key = load(private, public, method).unwrap();
+            assert_eq!(
+                format!("{key:?}"),
+                format!("JwtKey {{ method: {method:?}, .. }}")
+            );
             let token = key.issue("alice", 7, 1_000).unwrap();
             assert_eq!(token.split('.').count(), 3, "{token}");
             let header = B64.decode(token.split('.').next().unwrap()).unwrap();
