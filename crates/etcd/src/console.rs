@@ -3,7 +3,9 @@
 //! HTML page with inline CSS and JavaScript ([`PAGE`], embedded in the
 //! binary: no external script, no build step, no network), which polls
 //! `GET /api/cluster` every second and draws the members' table and a
-//! chart of the commit index.
+//! chart of the commit index, and polls this member's `/metrics` and
+//! charts its request rates, request and fsync percentiles, proposals and
+//! leader changes (parsed in the page: no endpoint of its own).
 //!
 //! - `GET /api/status`: this member's own view, as JSON ([`status`]): its
 //!   Raft state (role, term, leader, commit, applied, log size), its store
