@@ -237,6 +237,7 @@ fn metrics_move(profile: &Path, url: &str) {
         );
         let ok = number(&dom, "total-Put") > 0.0
             && number(&dom, "fsync-count") > 0.0
+            && number(&dom, "sent-total") > 0.0
             && dom.contains("<pre id=\"errors\"></pre>")
             && dom.contains("<polyline stroke=");
         last = dom;

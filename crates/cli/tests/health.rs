@@ -125,6 +125,7 @@ fn etcd_s_http_endpoints_share_the_client_port() {
         metrics.contains("# TYPE flotilla_proposals_total counter"),
         "{metrics}"
     );
+    sent_to_peers(&metrics);
     assert_eq!(http_get(&survivor, "/v2/keys").0, 404);
     for i in 0..3 {
         if cluster.endpoints[i] != survivor {
@@ -158,4 +159,16 @@ fn etcd_s_http_endpoints_share_the_client_port() {
             .contains(r#""errors":["etcdserver: no leader"]"#)
             .then_some(())
     });
+}
+
+/// Bytes sent to each of the two other members: a series for each, and
+/// at least the answers to the leader's heartbeats by now (a follower
+/// sends the other follower nothing).
+fn sent_to_peers(metrics: &str) {
+    let sent: Vec<u64> = metrics
+        .lines()
+        .filter(|l| l.starts_with("flotilla_peer_sent_bytes_total{peer="))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(sent.len() == 2 && sent.iter().any(|&b| b > 0), "{metrics}");
 }

@@ -93,6 +93,11 @@ pub const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;
 pub type Written = (Term, u64, Response);
 
 impl Core {
+    /// Bytes of Raft messages sent to each peer since start.
+    pub fn peers_sent_bytes(&self) -> Vec<(NodeId, u64)> {
+        self.transport.sent_bytes()
+    }
+
     /// The shared state of node `me`.
     pub fn new(
         cluster_id: u64,

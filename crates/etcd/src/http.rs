@@ -106,7 +106,9 @@ pub(crate) async fn answer(core: &Core, path: &str) -> (StatusCode, &'static str
             (StatusCode::OK, "application/json", body)
         }
         "/metrics" => {
-            let body = core.metrics.render(&core.node.status());
+            let body = core
+                .metrics
+                .render(&core.node.status(), &core.peers_sent_bytes());
             (StatusCode::OK, "text/plain; version=0.0.4", body)
         }
         _ if crate::console::serves(path) => crate::console::answer(core, path).await,

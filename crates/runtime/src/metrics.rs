@@ -95,11 +95,20 @@ impl Metrics {
         }
     }
 
-    /// The exposition text, with gauges from `status`.
-    pub fn render(&self, status: &NodeStatus) -> String {
+    /// The exposition text, with gauges from `status` and the bytes sent
+    /// to each peer (`sent`, [`crate::Transport::sent_bytes`]).
+    pub fn render(&self, status: &NodeStatus, sent: &[(flotilla_raft::NodeId, u64)]) -> String {
         let mut out = String::new();
         self.render_counters(&mut out);
         render_gauges(&mut out, status);
+        let name = "flotilla_peer_sent_bytes_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Bytes of Raft messages sent to each peer.\n# TYPE {name} counter"
+        );
+        for (peer, bytes) in sent {
+            let _ = writeln!(out, "{name}{{peer=\"{}\"}} {bytes}", peer.get());
+        }
         let name = "flotilla_wal_fsync_seconds";
         let _ = writeln!(out, "# HELP {name} WAL sync latency.");
         let _ = writeln!(out, "# TYPE {name} histogram");

@@ -149,6 +149,10 @@ pub struct Transport {
     routes: Arc<Mutex<BTreeMap<NodeId, String>>>,
     /// TLS toward peers, if configured.
     tls: Option<PeerTls>,
+    /// Bytes of messages handed to each peer's stream since start (a
+    /// counter per peer ever linked: bound, the members and learned peers
+    /// this node ever had).
+    sent: Arc<Mutex<BTreeMap<NodeId, Arc<AtomicU64>>>>,
 }
 
 #[derive(Debug)]
@@ -196,6 +200,7 @@ impl Transport {
             shutdown,
             routes: Arc::new(Mutex::new(BTreeMap::new())),
             tls,
+            sent: Arc::new(Mutex::new(BTreeMap::new())),
         };
         t.set_peers(peers, &BTreeSet::new());
         t
@@ -293,6 +298,7 @@ impl Transport {
                 addr: addr.clone(),
                 evicted: Arc::clone(&self.evicted),
                 tls: self.tls.as_ref().map(|t| Arc::clone(&t.dial)),
+                sent: Arc::clone(crate::lock(&self.sent).entry(id).or_default()),
             };
             tokio::spawn(link.run(rx, self.shutdown.clone()));
             links.insert(
@@ -303,6 +309,15 @@ impl Transport {
                 },
             );
         }
+    }
+
+    /// Bytes of Raft messages handed to each peer's stream since this node
+    /// started, by peer (every group's messages on the shared links).
+    pub fn sent_bytes(&self) -> Vec<(NodeId, u64)> {
+        crate::lock(&self.sent)
+            .iter()
+            .map(|(id, n)| (*id, n.load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// Local routes: this node reaches each member in `routes` at the
@@ -395,6 +410,8 @@ struct PeerLink {
     addr: String,
     evicted: Arc<watch::Sender<bool>>,
     tls: Option<Arc<flotilla_tls::ClientTls>>,
+    /// Bytes handed to this peer's stream ([`Transport::sent_bytes`]).
+    sent: Arc<AtomicU64>,
 }
 
 impl PeerLink {
@@ -467,11 +484,14 @@ impl PeerLink {
             };
             let Some(first) = first else { return };
             let batch = self.batch(first, queue);
+            let bytes: usize = batch.messages.iter().map(Bytes::len).sum();
             tokio::select! {
                 ended = &mut call => return self.ended(ended),
                 sent = btx.send(batch) => if sent.is_err() {
                     call.abort();
                     return;
+                } else {
+                    self.sent.fetch_add(bytes as u64, Ordering::Relaxed);
                 },
                 () = tokio::time::sleep(STREAM_STALL_MAX) => {
                     tracing::warn!(peer = %self.addr, "the stream to peer took nothing for {STREAM_STALL_MAX:?}; reconnecting");

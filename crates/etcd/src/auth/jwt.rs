@@ -609,7 +609,11 @@ mod tests {
             assert!(e.contains(says), "{spec}: {e}");
         }
         assert_eq!(go_duration("300s"), Ok(std::time::Duration::from_secs(300)));
-        assert_eq!(go_duration("1000ms"), Ok(std::time::Duration::from_secs(1)), "the least");
+        assert_eq!(
+            go_duration("1000ms"),
+            Ok(std::time::Duration::from_secs(1)),
+            "the least"
+        );
         assert_eq!(
             go_duration("2m1500ms"),
             Ok(std::time::Duration::from_millis(121_500))
