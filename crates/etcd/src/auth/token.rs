@@ -202,6 +202,17 @@ mod tests {
         let key =
             JwtKey::load(&dir.join("ec256.pub.pem"), &dir.join("ec256.pem"), "ES256").unwrap();
         let jwt = Tokens::Jwt(Arc::new(key));
+        assert_eq!(jwt, jwt.clone());
+        assert_eq!(Tokens::Simple, Tokens::Simple);
+        assert_ne!(jwt, Tokens::Simple);
+        assert_ne!(Tokens::Simple, jwt);
+        let other =
+            JwtKey::load(&dir.join("ec256.pub.pem"), &dir.join("ec256.pem"), "ES256").unwrap();
+        assert_ne!(
+            jwt,
+            Tokens::Jwt(Arc::new(other)),
+            "another key, though the same files"
+        );
         let mut s = store(b"k1");
         let t = issue(&jwt, s.auth(), "root", 100, 300).unwrap();
         assert_eq!(verify(&jwt, s.auth(), &t, 100).as_deref(), Ok("root"));
