@@ -389,43 +389,6 @@ mod der {
         (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
     }
 
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn lengths_short_long_and_malformed() {
-            let body = [0xaau8; 300];
-            let with = |head: &[u8], n: usize| [head, &body[..n]].concat();
-            // Short form, up to 127.
-            let e = with(&[0x04, 0x7f], 127);
-            assert_eq!(
-                element(&e).map(|(t, c, r)| (t, c.len(), r.len())),
-                Some((4, 127, 0))
-            );
-            // 0x80 is no length (BER's indefinite form): refused.
-            assert_eq!(element(&with(&[0x04, 0x80], 128)), None);
-            // Long forms of one to four bytes; five is refused.
-            let e = with(&[0x04, 0x81, 0x80], 128);
-            assert_eq!(element(&e).map(|(_, c, _)| c.len()), Some(128));
-            let e = with(&[0x04, 0x82, 0x01, 0x2c], 300);
-            assert_eq!(element(&e).map(|(_, c, _)| c.len()), Some(300));
-            let e = with(&[0x04, 0x84, 0, 0, 0, 1], 1);
-            assert_eq!(element(&e).map(|(_, c, _)| c.len()), Some(1));
-            assert_eq!(element(&with(&[0x04, 0x85, 0, 0, 0, 0, 1], 1)), None);
-            // A long form cut short, or contents shorter than said.
-            assert_eq!(element(&[0x04, 0x82, 0x01]), None);
-            assert_eq!(
-                element(&[0x04, 0x81, 0x00]).map(|(_, c, r)| (c.len(), r.len())),
-                Some((0, 0))
-            );
-            assert_eq!(element(&with(&[0x04, 0x05], 4)), None);
-            assert_eq!(element(&[0x04]), None);
-            // (The fold's `|` and `^` agree: the shifted value's low byte
-            // is zero. cargo-mutants' `^` mutant is equivalent.)
-        }
-    }
-
     const SEQUENCE: u8 = 0x30;
     const BIT_STRING: u8 = 0x03;
     const OCTET_STRING: u8 = 0x04;
@@ -476,6 +439,43 @@ mod der {
             rest = next;
         }
         None
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn lengths_short_long_and_malformed() {
+            let body = [0xaau8; 300];
+            let with = |head: &[u8], n: usize| [head, &body[..n]].concat();
+            // Short form, up to 127.
+            let e = with(&[0x04, 0x7f], 127);
+            assert_eq!(
+                element(&e).map(|(t, c, r)| (t, c.len(), r.len())),
+                Some((4, 127, 0))
+            );
+            // 0x80 is no length (BER's indefinite form): refused.
+            assert_eq!(element(&with(&[0x04, 0x80], 128)), None);
+            // Long forms of one to four bytes; five is refused.
+            let e = with(&[0x04, 0x81, 0x80], 128);
+            assert_eq!(element(&e).map(|(_, c, _)| c.len()), Some(128));
+            let e = with(&[0x04, 0x82, 0x01, 0x2c], 300);
+            assert_eq!(element(&e).map(|(_, c, _)| c.len()), Some(300));
+            let e = with(&[0x04, 0x84, 0, 0, 0, 1], 1);
+            assert_eq!(element(&e).map(|(_, c, _)| c.len()), Some(1));
+            assert_eq!(element(&with(&[0x04, 0x85, 0, 0, 0, 0, 1], 1)), None);
+            // A long form cut short, or contents shorter than said.
+            assert_eq!(element(&[0x04, 0x82, 0x01]), None);
+            assert_eq!(
+                element(&[0x04, 0x81, 0x00]).map(|(_, c, r)| (c.len(), r.len())),
+                Some((0, 0))
+            );
+            assert_eq!(element(&with(&[0x04, 0x05], 4)), None);
+            assert_eq!(element(&[0x04]), None);
+            // (The fold's `|` and `^` agree: the shifted value's low byte
+            // is zero. cargo-mutants' `^` mutant is equivalent.)
+        }
     }
 }
 
