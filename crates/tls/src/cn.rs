@@ -7,6 +7,8 @@
 //! `None`, never a panic. The certificates it reads were verified by
 //! rustls first.
 
+use crate::der::{element, expect};
+
 /// DER tags this walk meets.
 const SEQUENCE: u8 = 0x30;
 const SET: u8 = 0x31;
@@ -15,34 +17,6 @@ const OID: u8 = 0x06;
 const VERSION: u8 = 0xa0;
 /// OID 2.5.4.3 (id-at-commonName), encoded.
 const CN_OID: [u8; 3] = [0x55, 0x04, 0x03];
-
-/// One DER element: its tag, its contents, and what follows it.
-fn element(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = der.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return None;
-    }
-    Some((tag, &rest[..len], &rest[len..]))
-}
-
-/// The contents of the element at the start of `der` if its tag is `tag`.
-fn expect(der: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
-    let (t, body, rest) = element(der)?;
-    (t == tag).then_some((body, rest))
-}
 
 /// The first CN in the subject of the DER certificate `der`, if it has one
 /// that is text.

@@ -26,6 +26,7 @@
 
 mod client;
 mod cn;
+pub mod der;
 mod error;
 mod files;
 mod incoming;

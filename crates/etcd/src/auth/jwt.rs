@@ -370,42 +370,21 @@ fn go_duration(text: &str) -> Result<std::time::Duration, String> {
 
 /// Just enough DER to take a key out of its wrapping.
 mod der {
-    /// The tag, contents and rest of the DER element at the start of `input`.
-    fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-        let (&tag, rest) = input.split_first()?;
-        let (&first, rest) = rest.split_first()?;
-        let (len, rest) = if first < 0x80 {
-            (usize::from(first), rest)
-        } else {
-            let n = usize::from(first & 0x7f);
-            if n == 0 || n > 4 || rest.len() < n {
-                return None;
-            }
-            let len = rest[..n]
-                .iter()
-                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-            (len, &rest[n..])
-        };
-        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
-    }
+    use flotilla_tls::der::{element, expect};
 
     const SEQUENCE: u8 = 0x30;
     const BIT_STRING: u8 = 0x03;
     const OCTET_STRING: u8 = 0x04;
     const INTEGER: u8 = 0x02;
+    /// SEC1's `[1] EXPLICIT` public key.
+    const PUBLIC_KEY: u8 = 0xa1;
 
     /// The key bits of a SubjectPublicKeyInfo: SEQUENCE { algorithm,
     /// BIT STRING (no unused bits) }.
     pub(super) fn spki_key(spki: &[u8]) -> Option<&[u8]> {
-        let (SEQUENCE, body, _) = element(spki)? else {
-            return None;
-        };
-        let (SEQUENCE, _, rest) = element(body)? else {
-            return None;
-        };
-        let (BIT_STRING, bits, _) = element(rest)? else {
-            return None;
-        };
+        let (body, _) = expect(spki, SEQUENCE)?;
+        let (_, rest) = expect(body, SEQUENCE)?;
+        let (bits, _) = expect(rest, BIT_STRING)?;
         match bits.split_first()? {
             (0, key) => Some(key),
             _ => None,
@@ -416,21 +395,13 @@ mod der {
     /// SEQUENCE { INTEGER 1, OCTET STRING key, [0] params OPTIONAL,
     /// [1] BIT STRING point OPTIONAL }.
     pub(super) fn sec1(key: &[u8]) -> Option<(&[u8], &[u8])> {
-        let (SEQUENCE, body, _) = element(key)? else {
-            return None;
-        };
-        let (INTEGER, _, rest) = element(body)? else {
-            return None;
-        };
-        let (OCTET_STRING, scalar, mut rest) = element(rest)? else {
-            return None;
-        };
+        let (body, _) = expect(key, SEQUENCE)?;
+        let (_, rest) = expect(body, INTEGER)?;
+        let (scalar, mut rest) = expect(rest, OCTET_STRING)?;
         while !rest.is_empty() {
             let (tag, inner, next) = element(rest)?;
-            if tag == 0xa1 {
-                let (BIT_STRING, bits, _) = element(inner)? else {
-                    return None;
-                };
+            if tag == PUBLIC_KEY {
+                let (bits, _) = expect(inner, BIT_STRING)?;
                 return match bits.split_first()? {
                     (0, point) => Some((scalar, point)),
                     _ => None,
@@ -439,43 +410,6 @@ mod der {
             rest = next;
         }
         None
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn lengths_short_long_and_malformed() {
-            let body = [0xaau8; 300];
-            let with = |head: &[u8], n: usize| [head, &body[..n]].concat();
-            // Short form, up to 127.
-            let e = with(&[0x04, 0x7f], 127);
-            assert_eq!(
-                element(&e).map(|(t, c, r)| (t, c.len(), r.len())),
-                Some((4, 127, 0))
-            );
-            // 0x80 is no length (BER's indefinite form): refused.
-            assert_eq!(element(&with(&[0x04, 0x80], 128)), None);
-            // Long forms of one to four bytes; five is refused.
-            let e = with(&[0x04, 0x81, 0x80], 128);
-            assert_eq!(element(&e).map(|(_, c, _)| c.len()), Some(128));
-            let e = with(&[0x04, 0x82, 0x01, 0x2c], 300);
-            assert_eq!(element(&e).map(|(_, c, _)| c.len()), Some(300));
-            let e = with(&[0x04, 0x84, 0, 0, 0, 1], 1);
-            assert_eq!(element(&e).map(|(_, c, _)| c.len()), Some(1));
-            assert_eq!(element(&with(&[0x04, 0x85, 0, 0, 0, 0, 1], 1)), None);
-            // A long form cut short, or contents shorter than said.
-            assert_eq!(element(&[0x04, 0x82, 0x01]), None);
-            assert_eq!(
-                element(&[0x04, 0x81, 0x00]).map(|(_, c, r)| (c.len(), r.len())),
-                Some((0, 0))
-            );
-            assert_eq!(element(&with(&[0x04, 0x05], 4)), None);
-            assert_eq!(element(&[0x04]), None);
-            // (The fold's `|` and `^` agree: the shifted value's low byte
-            // is zero. cargo-mutants' `^` mutant is equivalent.)
-        }
     }
 }
 
