@@ -526,17 +526,7 @@ impl Client {
 /// A status's message and the errors under it: a failed TLS handshake
 /// (an unknown CA, a refused certificate) is only said there.
 pub(crate) fn with_causes(s: &Status) -> String {
-    let mut out = s.message().to_string();
-    let mut cause = std::error::Error::source(s);
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cause = c.source();
-    }
-    out
+    flotilla_proto::signal::with_causes(s.message().to_string(), s)
 }
 
 /// Whether the request never reached the server (the connection could

@@ -66,20 +66,3 @@ impl TaskError {
         move |source| TaskError::Io { op, path, source }
     }
 }
-
-/// `head` and the errors under `e`, each once: tonic says only "transport
-/// error" or "Unavailable" on top, and a failed TLS handshake (an unknown
-/// CA, a refused certificate) is said underneath.
-pub fn with_causes(head: String, e: &dyn std::error::Error) -> String {
-    let mut out = head;
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cause = c.source();
-    }
-    out
-}

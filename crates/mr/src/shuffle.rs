@@ -100,8 +100,12 @@ pub async fn fetch_to_file(
         Some(tls) => endpoint.connect_with_connector(tls.connector()).await,
         None => endpoint.connect().await,
     };
-    let channel =
-        connected.map_err(|e| fail(crate::error::with_causes(format!("connect: {e}"), &e)))?;
+    let channel = connected.map_err(|e| {
+        fail(flotilla_proto::signal::with_causes(
+            format!("connect: {e}"),
+            &e,
+        ))
+    })?;
     let mut client = ShuffleClient::new(channel).max_decoding_message_size(8 << 20);
     let mut file = std::fs::File::create(dest).map_err(TaskError::io("create", dest))?;
     let mut offset = 0u64;

@@ -226,7 +226,7 @@ async fn drive(session: &mut Session, config: WorkerConfig) -> Result<WorkerExit
 
 fn rpc_failed(session: &Session, status: &tonic::Status) -> WorkerEvent {
     WorkerEvent::RpcFailed {
-        error: crate::error::with_causes(
+        error: flotilla_proto::signal::with_causes(
             format!("{}: {}", status.code(), status.message()),
             status,
         ),

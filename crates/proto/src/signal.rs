@@ -27,6 +27,23 @@ pub fn kind(status: &Status) -> Option<Kind> {
     }
 }
 
+/// `head` and the errors under `e`, each once: tonic says only "transport
+/// error" or the status's message on top, and a failed connection or TLS
+/// handshake (an unknown CA, a refused certificate) is said underneath.
+pub fn with_causes(head: String, e: &dyn std::error::Error) -> String {
+    let mut out = head;
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
