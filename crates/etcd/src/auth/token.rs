@@ -216,6 +216,8 @@ mod tests {
         let mut s = store(b"k1");
         let t = issue(&jwt, s.auth(), "root", 100, 300).unwrap();
         assert_eq!(verify(&jwt, s.auth(), &t, 100).as_deref(), Ok("root"));
+        assert_eq!(verify(&jwt, s.auth(), &t, 399).as_deref(), Ok("root"));
+        assert!(verify(&jwt, s.auth(), &t, 400).is_err(), "expired at now + ttl");
         assert!(
             verify(&Tokens::Simple, s.auth(), &t, 100).is_err(),
             "not a simple token"
