@@ -217,7 +217,10 @@ mod tests {
         let t = issue(&jwt, s.auth(), "root", 100, 300).unwrap();
         assert_eq!(verify(&jwt, s.auth(), &t, 100).as_deref(), Ok("root"));
         assert_eq!(verify(&jwt, s.auth(), &t, 399).as_deref(), Ok("root"));
-        assert!(verify(&jwt, s.auth(), &t, 400).is_err(), "expired at now + ttl");
+        assert!(
+            verify(&jwt, s.auth(), &t, 400).is_err(),
+            "expired at now + ttl"
+        );
         assert!(
             verify(&Tokens::Simple, s.auth(), &t, 100).is_err(),
             "not a simple token"
