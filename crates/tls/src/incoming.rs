@@ -193,9 +193,30 @@ pub fn incoming(listener: TcpListener, tls: Option<Arc<ServerTls>>) -> Incoming 
 /// log.
 fn note_refused(counter: &AtomicU64, from: SocketAddr, why: &str) {
     let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
-    if n == 1 || n.is_multiple_of(100) {
+    if loud(n) {
         tracing::warn!(%from, refused_so_far = n, "refused a TLS handshake: {why}");
     } else {
         tracing::debug!(%from, "refused a TLS handshake: {why}");
+    }
+}
+
+/// Whether the `n`-th refusal (from 1) is logged at warn.
+fn loud(n: u64) -> bool {
+    n == 1 || n.is_multiple_of(100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_refusal_and_every_hundredth_are_loud_and_all_are_counted() {
+        let loud_ones: Vec<u64> = (1..=300).filter(|&n| loud(n)).collect();
+        assert_eq!(loud_ones, [1, 100, 200, 300]);
+        let counter = AtomicU64::new(0);
+        let from = SocketAddr::from(([127, 0, 0, 1], 1));
+        note_refused(&counter, from, "test");
+        note_refused(&counter, from, "test");
+        assert_eq!(counter.load(Ordering::Relaxed), 2);
     }
 }

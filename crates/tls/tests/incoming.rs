@@ -170,3 +170,46 @@ fn single_refuses_flags_that_make_no_configuration() {
     .to_string();
     assert!(e.contains(&missing.display().to_string()), "{e}");
 }
+
+// The server's side ends the TLS session (close_notify, then FIN): the
+// client reads the end of the stream while the server still holds the
+// connection. And a dropped `Incoming` stops accepting.
+#[tokio::test]
+async fn a_shutdown_reaches_the_client_and_a_dropped_stream_closes_the_port() {
+    let scratch = Scratch::new("incoming-shutdown");
+    let w = set(&scratch.path);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let tls = Arc::new(ServerTls::single(&node1(&w), false).unwrap());
+    let mut conns = incoming(listener, Some(tls));
+    let dial = async {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let mut tls = client(&w, false).connect("127.0.0.1", tcp).await.unwrap();
+        tls.write_all(b"hi").await.unwrap();
+        let mut rest = Vec::new();
+        tls.read_to_end(&mut rest).await.unwrap();
+        rest
+    };
+    let serve = async {
+        let mut conn = conns.next().await.unwrap().unwrap();
+        let mut two = [0u8; 2];
+        conn.read_exact(&mut two).await.unwrap();
+        conn.write_all(b"bye").await.unwrap();
+        conn.shutdown().await.unwrap();
+        conn
+    };
+    let (rest, _held) =
+        tokio::time::timeout(Duration::from_secs(10), async { tokio::join!(dial, serve) })
+            .await
+            .expect("the client sees the end while the server holds the connection");
+    assert_eq!(rest, b"bye");
+    drop(conns);
+    let closed = async {
+        while TcpStream::connect(addr).await.is_ok() {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), closed)
+        .await
+        .expect("the port closes once the stream is dropped");
+}
