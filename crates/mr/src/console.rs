@@ -44,9 +44,10 @@ enum End {
     Running,
     /// Its result was accepted.
     Done,
-    /// Another attempt's result was accepted first.
+    /// Another attempt's result was accepted first (and this one has not
+    /// reported since).
     Superseded,
-    /// Its result came after another's and was dropped.
+    /// Superseded, and its result came later and was dropped.
     Duplicate,
     TimedOut,
     Failed,
@@ -149,7 +150,15 @@ impl History {
                         a.ended_ms = Some(now);
                     }
                 }
-                Action::Duplicate { task, .. } => self.log(task).end(task, End::Duplicate, now),
+                // A superseded copy that finished anyway: its result came
+                // too late and was dropped.
+                Action::Duplicate { task, .. } => {
+                    let log = self.log(task);
+                    if let Some(a) = log.attempt(task).filter(|a| a.end == End::Superseded) {
+                        a.end = End::Duplicate;
+                    }
+                    log.end(task, End::Duplicate, now);
+                }
                 Action::TimedOut { task, .. } => self.log(task).end(task, End::TimedOut, now),
                 Action::Retry { task, .. } => self.log(task).end(task, End::Failed, now),
                 Action::MapLost { map_index, .. } => {
@@ -389,8 +398,8 @@ mod tests {
         };
         assert_eq!(tasks[0]["state"], "done");
         // The first copy was superseded by the backup, then its late
-        // result was a duplicate: it stays superseded.
-        assert_eq!(ends(0), ["superseded", "done"]);
+        // result came in: a duplicate.
+        assert_eq!(ends(0), ["duplicate", "done"]);
         assert_eq!(tasks[0]["attempts"][1]["backup"], true);
         assert_eq!(
             (tasks[1]["state"].as_str(), ends(1)),
