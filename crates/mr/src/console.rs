@@ -428,39 +428,32 @@ mod tests {
     fn a_running_attempt_far_past_its_phase_s_median_is_a_straggler() {
         let start = Instant::now() - Duration::from_secs(10);
         let mut h = History::new(start);
-        // A map that took 100 ms, done.
-        h.tasks
-            .entry((0, 0))
-            .or_default()
-            .attempts
-            .push(AttemptLog {
-                attempt: 1,
-                worker: 1,
-                backup: false,
-                started_ms: 0,
-                ended_ms: Some(100),
-                end: End::Done,
-            });
-        h.tasks.entry((0, 0)).or_default().done = true;
-        // Started at 0 on the job's clock, still running 10 s in.
-        h.tasks
-            .entry((0, 1))
-            .or_default()
-            .attempts
-            .push(AttemptLog {
-                attempt: 2,
-                worker: 2,
-                backup: false,
-                started_ms: 0,
-                ended_ms: None,
-                end: End::Running,
-            });
-        let tasks = h.tasks_json(2, 0);
+        let log = |started_ms, ended_ms, end| AttemptLog {
+            attempt: 1,
+            worker: 1,
+            backup: false,
+            started_ms,
+            ended_ms,
+            end,
+        };
+        // A map that took 100 ms (from 9.0 s to 9.1 s), done.
+        let done = h.tasks.entry((0, 0)).or_default();
+        done.attempts.push(log(9_000, Some(9_100), End::Done));
+        done.done = true;
+        // Two still running, about 400 ms and 50 ms in (the job's clock
+        // reads about 10,000): past twice the median, and not.
+        for (index, started) in [(1, 9_600), (2, 9_950)] {
+            let task = h.tasks.entry((0, index)).or_default();
+            task.attempts.push(log(started, None, End::Running));
+        }
+        let tasks = h.tasks_json(3, 0);
+        assert_eq!(tasks[0]["attempts"][0]["duration_ms"], 100);
         assert_eq!(tasks[0]["straggler"], false);
         assert_eq!(
             (tasks[1]["state"].as_str(), tasks[1]["straggler"].as_bool()),
             (Some("running"), Some(true))
         );
+        assert_eq!(tasks[2]["straggler"], false);
     }
 
     #[test]
