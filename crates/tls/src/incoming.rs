@@ -175,8 +175,12 @@ pub fn incoming(listener: TcpListener, tls: Option<Arc<ServerTls>>) -> Incoming 
                     Ok(Ok((stream, identity))) => {
                         let _ = tx.send(Ok(Accepted::Tls(Box::new(stream), identity))).await;
                     }
-                    Ok(Err(e)) => note_refused(&counter, from, &e.to_string()),
-                    Err(_) => note_refused(&counter, from, "did not finish its handshake in time"),
+                    Ok(Err(e)) => {
+                        note_refused(&counter, from, &e.to_string());
+                    }
+                    Err(_) => {
+                        note_refused(&counter, from, "did not finish its handshake in time");
+                    }
                 }
             });
         }
@@ -191,13 +195,15 @@ pub fn incoming(listener: TcpListener, tls: Option<Arc<ServerTls>>) -> Incoming 
 /// Counts and logs a refused handshake: at warn the first and every 100th,
 /// so an operator sees a stranger knocking but a scanner cannot fill the
 /// log.
-fn note_refused(counter: &AtomicU64, from: SocketAddr, why: &str) {
+/// Returns how many were refused so far, this one included.
+fn note_refused(counter: &AtomicU64, from: SocketAddr, why: &str) -> u64 {
     let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
     if loud(n) {
         tracing::warn!(%from, refused_so_far = n, "refused a TLS handshake: {why}");
     } else {
         tracing::debug!(%from, "refused a TLS handshake: {why}");
     }
+    n
 }
 
 /// Whether the `n`-th refusal (from 1) is logged at warn.
@@ -215,8 +221,8 @@ mod tests {
         assert_eq!(loud_ones, [1, 100, 200, 300]);
         let counter = AtomicU64::new(0);
         let from = SocketAddr::from(([127, 0, 0, 1], 1));
-        note_refused(&counter, from, "test");
-        note_refused(&counter, from, "test");
+        assert_eq!(note_refused(&counter, from, "test"), 1);
+        assert_eq!(note_refused(&counter, from, "test"), 2);
         assert_eq!(counter.load(Ordering::Relaxed), 2);
     }
 }
