@@ -257,11 +257,7 @@ pub async fn serve(
     let coord = Coordinator::new(job.core.clone(), job.splits.clone())?;
     let (ended_tx, ended_rx) = watch::channel(None);
     let start = Instant::now();
-    let history = Arc::new(Mutex::new(console::History::new(start)));
-    let observer: Arc<dyn Observer> = Arc::new(console::Recorder {
-        history: Arc::clone(&history),
-        inner: observer,
-    });
+    let (history, observer) = recorded(console.is_some(), start, observer);
     let shared = Arc::new(Shared {
         coord: Mutex::new(coord),
         start,
@@ -282,7 +278,9 @@ pub async fn serve(
             }
         })
     };
-    let console = console.map(|listener| serve_console(listener, &shared, history));
+    let console = console
+        .zip(history)
+        .map(|(listener, history)| serve_console(listener, &shared, history));
     let shutdown = wait_for_end(shared.clone(), ended_rx, options.linger);
     let service = pb::coordinator_server::CoordinatorServer::new(Service(shared.clone()));
     // One service per port: served directly, without tonic's router.
@@ -310,6 +308,25 @@ pub async fn serve(
         progress: coord.progress(),
         elapsed,
     })
+}
+
+/// With a console, `observer` behind a [`console::Recorder`] whose history
+/// starts at `start`; without, `observer` alone (attempts are recorded only
+/// for a console to show).
+fn recorded(
+    console: bool,
+    start: Instant,
+    observer: Arc<dyn Observer>,
+) -> (Option<Arc<Mutex<console::History>>>, Arc<dyn Observer>) {
+    if !console {
+        return (None, observer);
+    }
+    let history = Arc::new(Mutex::new(console::History::new(start)));
+    let recorder = console::Recorder {
+        history: Arc::clone(&history),
+        inner: observer,
+    };
+    (Some(history), Arc::new(recorder))
 }
 
 /// Serves the console on `listener`, each `/api/job` made from the
