@@ -180,6 +180,11 @@ impl KvClerk {
                         fl.tried += 1;
                         self.send(f, me);
                     }
+                    // The outcome is unknown (a forwarded proposal whose
+                    // place came back after its entry applied, or a
+                    // leader change): send it again at once, with the
+                    // same number, as the production server resends.
+                    Err(NodeError::Retry) => self.send(f, me),
                     // Retry elsewhere at the deadline.
                     _ => {}
                 }

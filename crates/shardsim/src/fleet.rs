@@ -23,7 +23,7 @@ use flotilla_host::NodeError;
 use flotilla_raft::NodeId;
 use flotilla_raft::rng::SplitMix64;
 use flotilla_shardkv::{CtrlApplied, CtrlCommand, Gid, GroupApplied, GroupCommand, ShardKv};
-use flotilla_sim::hosted::{Answered, App, HostedConfig, Request};
+use flotilla_sim::hosted::{Answered, App, HostedConfig, Request, ServiceModel};
 use flotilla_sim::{Actor, Failure, HostedCluster, MS, Tester};
 
 use crate::ctrl::{CtrlApp, CtrlHosted, NET_LATENCY_NS};
@@ -113,6 +113,36 @@ pub struct FleetConfig {
     pub maxraftstate: Option<u64>,
     /// Lose and delay messages everywhere.
     pub unreliable: bool,
+    /// Every message's latency within a group and to the controller.
+    pub latency_ns: u64,
+    /// Each server's processor (`bench.rs`); `None` in every test.
+    pub service: Option<FleetService>,
+}
+
+/// A service-time model for a fleet's servers
+/// ([`flotilla_sim::hosted::ServiceModel`]: its costs and shared
+/// processors; the fleet assigns the slots).
+#[derive(Clone, Debug)]
+pub struct FleetService {
+    /// The costs and the processors.
+    pub model: ServiceModel,
+    /// Where groups run: every group on servers of its own (the course's
+    /// fleet), or every group's server `i` on one process `i` with the
+    /// controller's (`flotilla up --groups`).
+    pub colocated: bool,
+}
+
+impl FleetService {
+    /// The model for cluster `k` (0 the controller, then the groups in
+    /// order) of `n` servers each.
+    fn for_cluster(&self, k: usize, n: u64) -> ServiceModel {
+        let n = n as usize;
+        let first = if self.colocated { 0 } else { k * n };
+        ServiceModel {
+            slots: (first..first + n).collect(),
+            ..self.model.clone()
+        }
+    }
 }
 
 impl FleetConfig {
@@ -124,7 +154,17 @@ impl FleetConfig {
             nshards: flotilla_shardkv::COURSE_SHARDS,
             maxraftstate,
             unreliable,
+            latency_ns: NET_LATENCY_NS,
+            service: None,
         }
+    }
+
+    /// The course's settings for cluster `k` (0 the controller, then the
+    /// groups in order), with this fleet's processors.
+    fn hosted(&self, k: usize, maxraftstate: Option<u64>) -> HostedConfig {
+        let mut hc = HostedConfig::course(self.n, self.unreliable, self.latency_ns, maxraftstate);
+        hc.service = self.service.as_ref().map(|s| s.for_cluster(k, self.n));
+        hc
     }
 }
 
@@ -158,7 +198,7 @@ impl Fleet {
         // Fixed, valid settings on empty disks: a failed start is the
         // simulator's bug.
         let start = |e: String| -> ! { panic!("{e}") };
-        let ctrl_cfg = HostedConfig::course(cfg.n, cfg.unreliable, NET_LATENCY_NS, None);
+        let ctrl_cfg = cfg.hosted(0, None);
         let app = CtrlApp {
             nshards: cfg.nshards,
         };
@@ -166,7 +206,7 @@ impl Fleet {
         ctrl.spawn(Box::new(Mailbox));
         let mut groups = BTreeMap::new();
         for (i, &gid) in cfg.gids.iter().enumerate() {
-            let hc = HostedConfig::course(cfg.n, cfg.unreliable, NET_LATENCY_NS, cfg.maxraftstate);
+            let hc = cfg.hosted(i + 1, cfg.maxraftstate);
             let app = GroupApp {
                 gid,
                 nshards: cfg.nshards,

@@ -1,5 +1,7 @@
 //! The sharded store on the deterministic simulator, over production
 //! replica hosts:
+//! - [`bench`]: throughput and migration figures in virtual time, with a
+//!   per-server service-time model;
 //! - [`ctrl`]: the course's shard controller tester (Lab 4A);
 //! - [`check`]: what its tests check of a configuration (the course's
 //!   checks, and the minimal-movement rule the course meant to check);
@@ -10,6 +12,7 @@
 //! - [`tester`]: the course's sharded KV tester (Lab 4B) over a fleet,
 //!   and its clients' [`workloads`].
 
+pub mod bench;
 pub mod check;
 pub mod clerk;
 pub mod ctrl;

@@ -202,3 +202,54 @@ fn what_an_app_finds_fails_the_run() {
         );
     }
 }
+
+/// With a service-time model, every check still holds under the faults,
+/// and a costly processor lets fewer writes through in the same virtual
+/// time: messages wait for it.
+#[test]
+fn a_service_model_slows_the_group_and_breaks_nothing() {
+    use flotilla_sim::MS;
+    use flotilla_sim::hosted::{Cpus, ServiceModel};
+    let costly = |us: u64| {
+        let model = ServiceModel {
+            request_ns: us * 1_000,
+            message_ns: us * 1_000,
+            kib_ns: 0,
+            apply_ns: us * 1_000,
+            cpus: Cpus::new(),
+            slots: vec![0, 1, 2],
+        };
+        let cfg = HostedConfig {
+            clients: 20,
+            service: Some(model.clone()),
+            ..HostedConfig::default()
+        };
+        (cfg, model.cpus)
+    };
+    for seed in 1..=3 {
+        let plain = hosted::run(
+            seed,
+            &HostedConfig {
+                clients: 20,
+                ..HostedConfig::default()
+            },
+        )
+        .unwrap_or_else(|f| panic!("{f}"));
+        let (cfg, cpus) = costly(300);
+        let slow = hosted::run(seed, &cfg).unwrap_or_else(|f| panic!("{f}"));
+        assert!(
+            slow.acked_writes * 2 < plain.acked_writes,
+            "seed {seed}: {} writes at 0.3 ms a message, {} without",
+            slow.acked_writes,
+            plain.acked_writes
+        );
+        // Each processor worked, and never more than the run lasted.
+        for slot in 0..3 {
+            let worked = cpus.worked(slot);
+            assert!(
+                worked > 100 * MS && worked <= slow.virtual_ns + 50 * MS,
+                "{worked}"
+            );
+        }
+    }
+}

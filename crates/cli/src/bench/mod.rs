@@ -11,6 +11,7 @@ mod mr;
 mod noop;
 mod raft;
 mod shard;
+mod shard_sim;
 mod watch;
 
 use std::process::ExitCode;

@@ -16,6 +16,8 @@
 //!   that many idle groups (no client, no configuration), lets elections
 //!   settle, and reports one server's CPU (share of one core, from
 //!   `/proc/<pid>/stat`) over `--duration` and its resident memory.
+//! - `sim-load`, `sim-move`: the same figures in the simulator
+//!   (`shard_sim.rs`).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -64,6 +66,11 @@ enum ShardBench {
         #[arg(long, default_value_t = 256)]
         value_size: usize,
     },
+    /// Write throughput with 1 and several groups in the simulator, with
+    /// a per-server service-time model (virtual time).
+    SimLoad(super::shard_sim::SimLoadArgs),
+    /// Times moving a shard in the simulator (virtual time).
+    SimMove(super::shard_sim::SimMoveArgs),
     /// CPU and memory of a server hosting idle groups.
     Idle {
         /// Group counts to measure, comma-separated.
@@ -137,6 +144,11 @@ impl Drop for Fleet {
 
 /// Runs `flotilla bench shard`.
 pub fn main(args: ShardBenchArgs) -> anyhow::Result<ExitCode> {
+    match &args.command {
+        ShardBench::SimLoad(a) => return super::shard_sim::sim_load(a).map(|()| ExitCode::SUCCESS),
+        ShardBench::SimMove(a) => return super::shard_sim::sim_move(a).map(|()| ExitCode::SUCCESS),
+        _ => {}
+    }
     let rt = runtime()?;
     match &args.command {
         ShardBench::Move { mb } => rt.block_on(bench_move(&args, *mb))?,
@@ -157,6 +169,7 @@ pub fn main(args: ShardBenchArgs) -> anyhow::Result<ExitCode> {
                 );
             }
         }
+        ShardBench::SimLoad(_) | ShardBench::SimMove(_) => {}
         ShardBench::Idle { groups, duration } => {
             println!("{:>7} {:>12} {:>10}", "groups", "cpu (1 core)", "rss MiB");
             for &g in groups {

@@ -52,6 +52,9 @@ pub struct HostedConfig {
     /// The network's faults; `None`: the randomized runs' own (the
     /// course's loss and delays, 2 % duplicates, 0.5 ms latency).
     pub net: Option<NetConfig>,
+    /// Each server's processor, for throughput figures (`service.rs`);
+    /// `None`: processing takes no time, as in every test.
+    pub service: Option<super::ServiceModel>,
 }
 
 impl HostedConfig {
@@ -124,6 +127,7 @@ impl Default for HostedConfig {
             snapshot_log_bytes: None,
             raft: None,
             net: None,
+            service: None,
         }
     }
 }

@@ -70,10 +70,12 @@ pub mod machine;
 mod member;
 mod quorum;
 mod safety;
+mod service;
 mod trace;
 mod world;
 
 pub use app::{App, Bare, Padded, Request};
 pub use config::HostedConfig;
 pub use lab::{HostedActor, HostedCluster, LabApp};
+pub use service::{Cpus, ServiceModel};
 pub use world::{Answered, HostedReport, Output, TestAnswer, run, run_app};

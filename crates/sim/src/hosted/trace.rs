@@ -22,7 +22,7 @@ impl<A: App> World<A> {
             return;
         }
         let line = match event {
-            Event::Tick(..) => return,
+            Event::Tick(..) | Event::Arrive(..) => return,
             Event::Deliver(msg) => format!("recv {msg}"),
             Event::SyncDone(m, inc, lsn) => format!("n{m}.{inc} synced to {lsn:?}"),
             Event::SnapshotDone(m, inc, task) => {

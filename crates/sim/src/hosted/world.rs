@@ -80,6 +80,10 @@ impl HostedReport {
 pub(crate) enum Event {
     Tick(u64, u64),
     Deliver(Message),
+    /// A message of this many bytes reached its member, which handles it
+    /// once its processor has served it (`service.rs`; only with a
+    /// service model).
+    Arrive(Message, u64),
     SyncDone(u64, u64, flotilla_wal::Lsn),
     SnapshotDone(u64, u64, SnapshotTask),
     /// A client's turn; ignored unless the token is the client's latest.
@@ -370,6 +374,7 @@ impl<A: App> World<A> {
         match event {
             Event::Tick(m, inc) => self.tick(m, inc),
             Event::Deliver(msg) => self.deliver(msg),
+            Event::Arrive(msg, bytes) => self.arrive(msg, bytes),
             Event::SyncDone(m, inc, lsn) => self.sync_done(m, inc, lsn),
             Event::SnapshotDone(m, inc, task) => self.snapshot_done(m, inc, task),
             Event::Client(c, token) => {
@@ -421,6 +426,15 @@ impl<A: App> World<A> {
             return;
         }
         self.pump(to);
+    }
+
+    /// Queues `msg` at its member's processor (service model only).
+    fn arrive(&mut self, msg: Message, bytes: u64) {
+        let Some(service) = &self.cfg.service else {
+            return self.deliver(msg);
+        };
+        let handled = service.receive(msg.to.get(), self.now, bytes);
+        self.schedule(handled - self.now, Event::Deliver(msg));
     }
 
     fn sync_done(&mut self, m: u64, inc: u64, lsn: flotilla_wal::Lsn) {
@@ -481,7 +495,11 @@ impl<A: App> World<A> {
         self.answers();
         if let Some(chain) = self.member(m).machine() {
             let chain = machine::lock_chain(&chain);
-            self.members[(m - 1) as usize].applied = chain.applied();
+            let was =
+                std::mem::replace(&mut self.members[(m - 1) as usize].applied, chain.applied());
+            if let Some(service) = &self.cfg.service {
+                service.applied(m, self.now, chain.applied().0.saturating_sub(was.0));
+            }
             if let Err(f) = self.app.pumped(m, &chain.inner, self.now) {
                 drop(chain);
                 self.fail(f);
@@ -586,7 +604,11 @@ impl<A: App> World<A> {
         let arrivals = self.net.route(&mut self.rng, self.now, link, request, size);
         for at in arrivals {
             let after = at.saturating_sub(self.now);
-            self.schedule(after, Event::Deliver(msg.clone()));
+            let event = match self.cfg.service {
+                Some(_) => Event::Arrive(msg.clone(), size),
+                None => Event::Deliver(msg.clone()),
+            };
+            self.schedule(after, event);
         }
     }
 
