@@ -125,7 +125,7 @@ fn etcd_s_http_endpoints_share_the_client_port() {
         metrics.contains("# TYPE flotilla_proposals_total counter"),
         "{metrics}"
     );
-    sent_to_peers(&metrics);
+    console_series(&metrics);
     assert_eq!(http_get(&survivor, "/v2/keys").0, 404);
     for i in 0..3 {
         if cluster.endpoints[i] != survivor {
@@ -161,10 +161,13 @@ fn etcd_s_http_endpoints_share_the_client_port() {
     });
 }
 
-/// Bytes sent to each of the two other members: a series for each, and
-/// at least the answers to the leader's heartbeats by now (a follower
-/// sends the other follower nothing).
-fn sent_to_peers(metrics: &str) {
+/// The series the console charts beyond the counters: the proposals in
+/// flight, and bytes sent to each of the two other members (a series for
+/// each, and at least the answers to the leader's heartbeats by now: a
+/// follower sends the other follower nothing).
+fn console_series(metrics: &str) {
+    let gauge = "# TYPE flotilla_proposals_in_flight gauge\nflotilla_proposals_in_flight ";
+    assert!(metrics.contains(gauge), "{metrics}");
     let sent: Vec<u64> = metrics
         .lines()
         .filter(|l| l.starts_with("flotilla_peer_sent_bytes_total{peer="))

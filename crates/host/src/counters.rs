@@ -29,6 +29,10 @@ pub struct Counters {
     /// Peer messages the Raft core refused as malformed or impossible
     /// (`flotilla_raft::StepError`): a broken or hostile peer.
     pub peer_messages_refused: AtomicU64,
+    /// A gauge, not a counter: commands taken and not yet answered here
+    /// (proposed as leader, forwarded, or waiting for the next batch),
+    /// as of the latest Ready handled.
+    pub proposals_in_flight: AtomicU64,
 }
 
 /// Adds `n` to `counter`; returns the new total.

@@ -230,6 +230,9 @@ impl<SM: StateMachine, W: Waiters<SM::Output>> Host<SM, W> {
         self.finish_conf_changes();
         self.maybe_compact();
         self.status = status_of(&self.raw, self.removed);
+        let in_flight = self.proposals.len() + self.batch.len() + self.forwarded_commands;
+        (self.counters.proposals_in_flight)
+            .store(in_flight as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Starts a sync of every queued Ready, unless none needs one (then

@@ -121,17 +121,23 @@ fn a_write_through_a_follower_is_answered_there_at_the_leaders_index() {
     g.elect_1();
     let slot = Slot::default();
     g.host(3).propose(Bytes::from_static(b"x"), slot.clone());
+    g.host(3).propose(Bytes::from_static(b"y"), Slot::default());
     g.run(3);
     assert!(slot.take().is_none(), "answered before it was placed");
+    let in_flight = |g: &Group, i: usize| g.counters[i].proposals_in_flight.load(Ordering::Relaxed);
+    assert_eq!(in_flight(&g, 2), 2, "both forwarded, neither answered");
     g.deliver();
     // The next heartbeat tells member 3 the entry is committed.
     g.tick(1);
+    assert_eq!(in_flight(&g, 2), 0, "both answered");
     let answer = slot.take().expect("answered").expect("applied");
-    assert_eq!(answer.index, g.host(1).status().last_index);
-    assert_eq!(answer.output, g.applied(3), "member 3's own apply answered");
+    // x sits just before y, at the leader's index; member 3's own apply
+    // answered it, one entry before y's.
+    assert_eq!(answer.index.0 + 1, g.host(1).status().last_index.0);
+    assert_eq!(answer.output + 1, g.applied(3));
     assert!(g.host(3).status().applied >= answer.index);
     let forwarded = g.counters[2].proposals_forwarded.load(Ordering::Relaxed);
-    assert_eq!(forwarded, 1);
+    assert_eq!(forwarded, 2);
 }
 
 #[test]

@@ -101,6 +101,12 @@ impl Metrics {
         let mut out = String::new();
         self.render_counters(&mut out);
         render_gauges(&mut out, status);
+        let name = "flotilla_proposals_in_flight";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Commands taken and not yet answered here.\n# TYPE {name} gauge\n{name} {}",
+            self.replica.proposals_in_flight.load(Ordering::Relaxed)
+        );
         let name = "flotilla_peer_sent_bytes_total";
         let _ = writeln!(
             out,
