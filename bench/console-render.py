@@ -7,7 +7,8 @@ For each run a fresh headless Chromium (Debian's `chromium`) with an empty
 profile loads URL over the DevTools protocol and reports, in real time:
 first contentful paint (the page's own paint timing), the load event, and
 the moment the page first shows data (the members table filled for the
-etcd console, the task table for the MapReduce one), found by asking the
+etcd console, the task table for the MapReduce one, the groups table for
+the shard server's), found by asking the
 page every 5 ms. Prints each run and the medians, and the page's weight
 (bytes of HTML as served; the page loads nothing else but its JSON).
 
@@ -28,11 +29,10 @@ import time
 import urllib.request
 
 PORT = 9339
-# The page shows data: the etcd console's members rows, or the MapReduce
-# console's task rows.
+# The page shows data: the etcd console's members rows, the MapReduce
+# console's task rows, or the shard server's group rows.
 SHOWS_DATA = (
-    "document.querySelectorAll('#members tr').length > 0"
-    " || document.querySelectorAll('#tasks tr').length > 0"
+    "document.querySelectorAll('#members tr, #tasks tr, #groups tr').length > 0"
 )
 TIMING = (
     "JSON.stringify({fcp: (performance.getEntriesByName('first-contentful-paint')[0]"

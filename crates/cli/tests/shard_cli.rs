@@ -14,13 +14,35 @@ use std::time::Duration;
 
 use flotilla_testkit::{Proc, Scratch, free_ports, wait_for};
 
-/// A first port such that it and the next two are free.
+/// A first port such that it and the next two are free, and the three
+/// 1000 above (the servers' consoles).
 fn free_base() -> u16 {
     let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
     wait_for("free ports for up", Duration::from_secs(10), || {
         let base = free_ports(1)[0];
-        (base < u16::MAX - 3 && (0..3).all(|i| free(base + i))).then_some(base)
+        let all = [0, 1, 2, 1000, 1001, 1002];
+        (base < u16::MAX - 1003 && all.iter().all(|i| free(base + i))).then_some(base)
     })
+}
+
+/// The console of the first server (`up` gives each one on its port plus
+/// 1000) shows configuration `num` with `shard` on `gid`.
+fn console_shows(base: u16, num: u64, shard: usize, gid: u64) {
+    let addr = format!("127.0.0.1:{}", base + 1000);
+    let (code, page) = flotilla_testkit::http::get(&addr, "/");
+    assert!(
+        code == 200 && page.contains("Sharded store"),
+        "{code} {page}"
+    );
+    let (code, api) = flotilla_testkit::http::get(&addr, "/api/shards");
+    assert_eq!(code, 200, "{api}");
+    assert!(api.contains(&format!("\"num\":{num}")), "{api}");
+    let owners = api
+        .split("\"shards\":[")
+        .nth(1)
+        .and_then(|t| t.split(']').next());
+    let owner = owners.and_then(|o| o.split(',').nth(shard)).map(str::trim);
+    assert_eq!(owner, Some(gid.to_string().as_str()), "{api}");
 }
 
 fn flotilla(dir: &Path, args: &[&str]) -> Output {
@@ -77,7 +99,8 @@ fn the_readme_commands_work_and_bad_input_is_named() {
     let first = up(dir, base);
     let banner = std::fs::read_to_string(dir.join("up.out")).unwrap();
     assert!(
-        banner.contains("sharded store up: 3 members, each hosting the controller and groups 1-2"),
+        banner.contains("sharded store up: 3 members, each hosting the controller and groups 1-2")
+            && banner.contains(&format!("console: http://127.0.0.1:{}/", base + 1000)),
         "{banner}"
     );
     assert_eq!(ok(dir, &["shard", "put", "hello", "world"]), "OK\n");
@@ -98,6 +121,7 @@ fn the_readme_commands_work_and_bad_input_is_named() {
         moved.contains("group 2: shards [4, 5, 6, 7, 8, 9]"),
         "{moved}"
     );
+    console_shows(base, 2, 4, 2);
     let left = ok(dir, &["shard", "leave", "1"]);
     assert!(
         left.contains("configuration 3\n  group 2: shards [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"),

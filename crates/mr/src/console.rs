@@ -15,28 +15,19 @@
 //! `idle`, never guessed at.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::Bytes;
 use flotilla_mapreduce::coordinator::{Action, Outcome, Progress, Stats};
 use flotilla_mapreduce::task::{TaskKind, TaskRef};
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use flotilla_tls::pages::Pages;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::coordinator::Observer;
 
 /// The console page.
 pub const PAGE: &str = include_str!("console.html");
-
-/// Connections served at once; more wait to be accepted.
-const CONNS_MAX: usize = 32;
-/// How long a client has to send its request's head.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How an attempt ended (or that it has not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,64 +276,26 @@ impl Observer for Recorder {
 /// What `/api/job` answers: made fresh for each request.
 pub type Snapshot = Arc<dyn Fn() -> Value + Send + Sync>;
 
-/// Serves the console on `listener` until the task is aborted.
-pub async fn serve(listener: TcpListener, snapshot: Snapshot) {
-    let permits = Arc::new(Semaphore::new(CONNS_MAX));
-    loop {
-        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-            return;
-        };
-        let Ok((stream, _)) = listener.accept().await else {
-            // Out of file descriptors, say: pause rather than spin.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let snapshot = Arc::clone(&snapshot);
-        tokio::spawn(async move {
-            let _permit = permit;
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let service = hyper::service::service_fn(move |req| {
-                let answer = answer(&snapshot, &req);
-                async move { Ok::<_, Infallible>(answer) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEAD_TIMEOUT)
-                .serve_connection(io, service)
-                .await;
-        });
-    }
+/// The console's paths: the page, and the job as JSON.
+pub fn pages(snapshot: Snapshot) -> Pages {
+    Arc::new(move |path| match path {
+        "/" => Some(("text/html; charset=utf-8", PAGE.to_string())),
+        "/api/job" => Some(("application/json", snapshot().to_string())),
+        _ => None,
+    })
 }
 
-/// One request: `GET /` or `GET /api/job`; else 404, or 405 for another
-/// method on those paths.
-fn answer<B>(snapshot: &Snapshot, req: &Request<B>) -> Response<Full<Bytes>> {
-    let (status, kind, body) = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/") => (StatusCode::OK, "text/html; charset=utf-8", PAGE.to_string()),
-        (&Method::GET, "/api/job") => (StatusCode::OK, "application/json", snapshot().to_string()),
-        (_, "/" | "/api/job") => (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain; charset=utf-8",
-            "405 method not allowed\n".to_string(),
-        ),
-        _ => (
-            StatusCode::NOT_FOUND,
-            "text/plain; charset=utf-8",
-            "404 page not found\n".to_string(),
-        ),
-    };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    if let Ok(v) = http::HeaderValue::from_str(kind) {
-        response.headers_mut().insert(http::header::CONTENT_TYPE, v);
-    }
-    response
+/// Serves the console on `listener` until the task is aborted.
+pub async fn serve(listener: TcpListener, snapshot: Snapshot) {
+    flotilla_tls::pages::serve(listener, pages(snapshot)).await;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use flotilla_mapreduce::task::{AttemptId, WorkerId};
+    use http::{Method, Request, StatusCode};
+    use std::time::Duration;
 
     fn task(kind: TaskKind, index: u32, attempt: u64) -> TaskRef {
         TaskRef {
@@ -465,7 +418,7 @@ mod tests {
                 .uri(path)
                 .body(())
                 .unwrap();
-            answer(&snapshot, &req).status()
+            flotilla_tls::pages::answer(&pages(Arc::clone(&snapshot)), &req).status()
         };
         assert_eq!(get(Method::GET, "/"), StatusCode::OK);
         assert_eq!(get(Method::GET, "/api/job"), StatusCode::OK);

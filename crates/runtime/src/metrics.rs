@@ -128,6 +128,19 @@ impl Metrics {
         out
     }
 
+    /// What belongs to the process rather than to one Raft group, for a
+    /// server hosting many groups (the shard server): the host's counters,
+    /// summed over its groups, and the shared WAL's sync latency.
+    pub fn render_process(&self, out: &mut String) {
+        self.render_counters(out);
+        let name = "flotilla_wal_fsync_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} WAL sync latency.\n# TYPE {name} histogram"
+        );
+        self.fsync.render(out, name, "");
+    }
+
     fn render_counters(&self, out: &mut String) {
         let counters = [
             (

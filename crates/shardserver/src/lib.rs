@@ -21,6 +21,7 @@
 //! local replica of that group, and a delete a proposal to it; the Raft
 //! messages those cause travel between servers on the shared links.
 
+pub mod console;
 pub mod hosted;
 pub mod mover;
 pub mod server;

@@ -56,6 +56,9 @@ pub struct ShardServerConfig {
     /// one another at different addresses (proxies, NAT, per-host names),
     /// as the one-group server's `--cluster-token`.
     pub cluster_token: Option<String>,
+    /// Where to serve the console, `/api/shards` and `/metrics` over
+    /// HTTP (`console.rs`); `None`: not served.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// The most shards a configuration may have.
@@ -232,6 +235,7 @@ fn node_options(cfg: &ShardServerConfig, tag: u64, metrics: &Arc<Metrics>) -> No
 /// the peer service that steps each group's messages into its replica.
 struct Started {
     hosted: Hosted,
+    metrics: Arc<Metrics>,
     tasks: JoinSet<Result<(), FatalError>>,
     inbound: InboundService,
 }
@@ -297,11 +301,12 @@ fn start_groups(
         source,
     })?;
     let transport = Transport::start(cluster, cfg.id, &cfg.peers, stop.clone());
+    let metrics = Arc::new(Metrics::default());
     let mut starter = Starter {
         cfg,
         wal: &wal,
         transport: &transport,
-        metrics: Arc::new(Metrics::default()),
+        metrics: Arc::clone(&metrics),
         stop: stop.clone(),
         tasks: JoinSet::new(),
     };
@@ -321,6 +326,7 @@ fn start_groups(
     };
     Ok(Started {
         hosted,
+        metrics,
         tasks: starter.tasks,
         inbound: inbound.with_removed_from(transport),
     })
@@ -338,12 +344,20 @@ pub async fn run(
     let cluster = cfg.cluster_id();
     let (stop_tx, stop) = watch::channel(false);
     let (closing_tx, closing) = watch::channel(false);
+    let console = bind_console(&cfg).await?;
     let Started {
         hosted,
+        metrics,
         mut tasks,
         inbound,
     } = start_groups(&cfg, cluster, &stop, closing.clone())?;
     let hosted = Arc::new(hosted);
+    // Aborted when dropped, on every way out of here.
+    let mut console_task = JoinSet::new();
+    if let Some(l) = console {
+        let pages = crate::console::pages(Arc::clone(&hosted), metrics);
+        console_task.spawn(flotilla_tls::pages::serve(l, pages));
+    }
     let movers: Vec<_> = (cfg.groups.iter())
         .map(|&gid| crate::mover::spawn(Arc::clone(&hosted), gid, stop.clone()))
         .collect();
@@ -383,7 +397,19 @@ pub async fn run(
     for mover in movers {
         let _ = mover.await;
     }
+    drop(console_task);
     Ok(())
+}
+
+/// The console's listener, if one is asked for.
+async fn bind_console(cfg: &ShardServerConfig) -> Result<Option<TcpListener>, ServerError> {
+    let Some(addr) = cfg.metrics_listen else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        ServerError::Config(format!("--metrics-listen {addr}: cannot listen there: {e}"))
+    })?;
+    Ok(Some(listener))
 }
 
 /// Accepted connections, with Nagle's algorithm off.
@@ -413,6 +439,7 @@ mod tests {
             tick: Duration::from_millis(10),
             snapshot_entries: 100,
             cluster_token: None,
+            metrics_listen: None,
         }
     }
 

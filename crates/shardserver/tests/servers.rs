@@ -36,6 +36,7 @@ impl Servers {
         for _ in 0..3 {
             listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
         }
+        let consoles = flotilla_testkit::free_ports(3);
         let peers: BTreeMap<NodeId, String> = (listeners.iter().enumerate())
             .map(|(i, l)| (NodeId(i as u64 + 1), l.local_addr().unwrap().to_string()))
             .collect();
@@ -49,6 +50,7 @@ impl Servers {
                 tick: Duration::from_millis(10),
                 snapshot_entries: 50,
                 cluster_token: None,
+                metrics_listen: Some(([127, 0, 0, 1], consoles[i]).into()),
             })
             .collect();
         let mut s = Servers {
@@ -152,6 +154,53 @@ async fn settled(s: &Servers, i: usize, num: u64) -> pb::StatusResponse {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Server `i`'s console (`--metrics-listen`): the page, `/api/shards`
+/// at configuration `num` with `shard` owned and served by `gid`, and
+/// `/metrics` counting every shard served once, by some group.
+async fn console_shows(s: &Servers, i: usize, num: u64, shard: usize, gid: u64) {
+    use flotilla_testkit::http::get;
+    let addr = s.cfgs[i].metrics_listen.unwrap().to_string();
+    let (page, api, metrics, post) = tokio::task::spawn_blocking(move || {
+        let post = flotilla_testkit::http::post(&addr, "/api/shards", "");
+        (
+            get(&addr, "/"),
+            get(&addr, "/api/shards"),
+            get(&addr, "/metrics"),
+            post,
+        )
+    })
+    .await
+    .unwrap();
+    assert!(page.0 == 200 && page.1.contains("/api/shards"), "{page:?}");
+    assert_eq!(post.0, 405, "{post:?}");
+    let v: serde_json::Value = serde_json::from_str(&api.1).unwrap();
+    assert_eq!(
+        (v["member"].as_u64(), v["latest"]["num"].as_u64()),
+        (Some(i as u64 + 1), Some(num))
+    );
+    assert_eq!(v["latest"]["shards"][shard].as_u64(), Some(gid), "{v}");
+    let group = (v["groups"].as_array().unwrap().iter())
+        .find(|g| g["gid"].as_u64() == Some(gid))
+        .unwrap();
+    assert_eq!(group["shards"][shard.to_string()], "serving", "{group}");
+    assert_eq!(group["config_num"].as_u64(), Some(num));
+    assert_eq!(v["groups"][0]["gid"], 0, "the controller first");
+    let serving: u64 = (metrics.1.lines())
+        .filter(|l| l.starts_with("flotilla_shards{") && l.contains("state=\"serving\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(serving, 10, "{}", metrics.1);
+    let leaders = (metrics.1.lines())
+        .filter(|l| l.starts_with("flotilla_raft_is_leader{group="))
+        .count();
+    assert_eq!(leaders, 4, "the controller and three groups");
+    assert!(
+        metrics
+            .1
+            .contains("# TYPE flotilla_wal_fsync_seconds histogram")
+    );
 }
 
 fn code_and_message<T: std::fmt::Debug>(
@@ -317,6 +366,7 @@ async fn keys_follow_their_shards_and_a_repeated_write_applies_once() {
     for i in 0..3 {
         settled(&s, i, 3).await;
     }
+    console_shows(&s, 1, 3, shard as usize, 3).await;
     let mut c2 = s.client(1);
     let again = c2
         .put(put(2, 1, "3k", "x", true))

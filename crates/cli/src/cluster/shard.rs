@@ -108,6 +108,10 @@ pub struct ShardServerArgs {
     /// (proxies, NAT), each listing the others as it reaches them.
     #[arg(long)]
     pub cluster_token: Option<String>,
+    /// Serve the console (`GET /`), `/api/shards` and `/metrics` over
+    /// HTTP here (HOST:PORT).
+    #[arg(long)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Stop when standard input closes (`flotilla up` holds it).
     #[arg(long, hide = true)]
     pub exit_with_parent: bool,
@@ -149,6 +153,7 @@ fn serve(args: ShardServerArgs) -> anyhow::Result<ExitCode> {
         tick: Duration::from_millis(args.tick_ms.max(1)),
         snapshot_entries: args.snapshot_entries.max(1),
         cluster_token: args.cluster_token,
+        metrics_listen: args.metrics_listen,
     };
     cfg.check()?;
     let exit_with_parent = args.exit_with_parent;

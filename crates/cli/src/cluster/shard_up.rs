@@ -52,12 +52,13 @@ fn spawn_all(args: &UpSettings, addrs: &[String], groups: u64) -> anyhow::Result
         .collect();
     let gids: Vec<String> = (1..=groups).map(|g| g.to_string()).collect();
     let mut members = Vec::new();
-    for i in 0..addrs.len() {
+    for (i, addr) in addrs.iter().enumerate() {
         let id = i as u16 + 1;
         let mut cmd = Command::new(&exe);
         cmd.args(["shard", "server", "--id", &id.to_string()])
             .args(["--peers", &peers.join(",")])
             .args(["--groups", &gids.join(",")])
+            .args(["--metrics-listen", &super::up::metrics_addr(addr)])
             .arg("--data-dir")
             .arg(args.data_dir.join(format!("node{id}")));
         spawn_member(args, id, &mut cmd, &mut members)?;
@@ -86,6 +87,11 @@ async fn supervise(
         members.len()
     );
     println!("endpoints: {}", addrs.join(","));
+    let metrics: Vec<String> = addrs.iter().map(|a| super::up::metrics_addr(a)).collect();
+    println!(
+        "console: http://{}/ (every member serves one, with /api/shards and /metrics)",
+        metrics[0]
+    );
     println!("data and logs: {}", args.data_dir.display());
     println!(
         "try: flotilla shard put hello world; flotilla shard get hello; flotilla shard status"

@@ -278,7 +278,7 @@ fn client_flags(args: &UpSettings) -> String {
 }
 
 /// A member's metrics address: its port plus 1000.
-fn metrics_addr(endpoint: &str) -> String {
+pub(super) fn metrics_addr(endpoint: &str) -> String {
     let port: u16 = endpoint
         .rsplit_once(':')
         .and_then(|(_, p)| p.parse().ok())
