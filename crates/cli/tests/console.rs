@@ -226,7 +226,8 @@ fn number(dom: &str, id: &str) -> f64 {
 
 /// The page of the member the writes go to charts its own metrics: its
 /// Put count and its fsyncs are above zero, with percentiles shown (it
-/// may be a follower, which proposes nothing itself).
+/// may be a follower, which proposes nothing itself), and its Raft log
+/// lists the writes' command entries.
 fn metrics_move(profile: &Path, url: &str) {
     let mut last = String::new();
     let moved = flotilla_testkit::wait_until(Duration::from_secs(60), || {
@@ -238,6 +239,7 @@ fn metrics_move(profile: &Path, url: &str) {
         let ok = number(&dom, "total-Put") > 0.0
             && number(&dom, "fsync-count") > 0.0
             && number(&dom, "sent-total") > 0.0
+            && dom.contains("<tr data-kind=\"command\">")
             && dom.contains("<pre id=\"errors\"></pre>")
             && dom.contains("<polyline stroke=");
         last = dom;

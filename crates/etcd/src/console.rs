@@ -10,6 +10,8 @@
 //! - `GET /api/status`: this member's own view, as JSON ([`status`]): its
 //!   Raft state (role, term, leader, commit, applied, log size), its store
 //!   (revision, size, alarms), its version, and the member table.
+//! - `GET /api/log` (and `/api/log/values`, refused while authentication
+//!   is on): the last entries of this member's log ([`log`]).
 //! - `GET /api/cluster`: a JSON array with one object per member of the
 //!   member table, in id order ([`cluster`]). This member answers for
 //!   itself; every other member is asked server-side, over gRPC
@@ -42,8 +44,16 @@ pub const PEER_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Whether `GET path` is one of the console's paths.
 pub(crate) fn serves(path: &str) -> bool {
-    matches!(path, "/" | "/api/status" | "/api/cluster")
+    matches!(
+        path,
+        "/" | "/api/status" | "/api/cluster" | "/api/log" | "/api/log/values"
+    )
 }
+
+/// Entries `/api/log` shows.
+pub const LOG_ENTRIES: usize = 50;
+/// Bytes of each payload `/api/log/values` shows.
+pub const PREVIEW_BYTES: usize = 120;
 
 /// The status, content type and body of `GET path`, one of [`serves`]'s.
 pub(crate) async fn answer(core: &Core, path: &str) -> (StatusCode, &'static str, String) {
@@ -52,12 +62,71 @@ pub(crate) async fn answer(core: &Core, path: &str) -> (StatusCode, &'static str
         "/" => (StatusCode::OK, "text/html; charset=utf-8", PAGE.to_string()),
         "/api/status" => (StatusCode::OK, JSON, status(core).to_string()),
         "/api/cluster" => (StatusCode::OK, JSON, cluster(core).await.to_string()),
+        "/api/log" => log(core, false).await,
+        "/api/log/values" if auth_enabled(core) => (
+            StatusCode::FORBIDDEN,
+            "text/plain; charset=utf-8",
+            "403 the log's values are not shown while authentication is enabled\n".into(),
+        ),
+        "/api/log/values" => log(core, true).await,
         _ => (
             StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",
             "404 page not found\n".into(),
         ),
     }
+}
+
+fn auth_enabled(core: &Core) -> bool {
+    lock(&core.sm).replica.store().auth().enabled()
+}
+
+/// `/api/log`: the last [`LOG_ENTRIES`] entries this member's log holds,
+/// oldest first, each `index`, `term`, `kind` (`noop`, `command`,
+/// `conf-change`) and `bytes`; with `values`, also `preview`: the first
+/// [`PREVIEW_BYTES`] of its payload, bytes outside printable ASCII shown
+/// as `.` (a command is binary: keys and values show through).
+async fn log(core: &Core, values: bool) -> (StatusCode, &'static str, String) {
+    let entries = match core.node.log_tail(LOG_ENTRIES, values).await {
+        Ok(e) => e,
+        Err(e) => {
+            let body = format!("503 the log cannot be read: {e}\n");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                body,
+            );
+        }
+    };
+    let rows: Vec<Value> = (entries.iter())
+        .map(|e| {
+            let mut row = json!({
+                "index": e.index.0,
+                "term": e.term.0,
+                "kind": e.kind,
+                "bytes": e.bytes,
+            });
+            if let Some(data) = &e.data {
+                let shown = data.iter().take(PREVIEW_BYTES);
+                let preview: String = shown
+                    .map(|&b| {
+                        if (0x20..0x7f).contains(&b) {
+                            b as char
+                        } else {
+                            '.'
+                        }
+                    })
+                    .collect();
+                row["preview"] = preview.into();
+            }
+            row
+        })
+        .collect();
+    (
+        StatusCode::OK,
+        "application/json",
+        Value::from(rows).to_string(),
+    )
 }
 
 /// This member's own status.

@@ -64,6 +64,7 @@ async fn the_console_serves_the_member_s_own_numbers() {
         }
         status_checks(&ep, &metrics_ep);
         cluster_checks(&ep, &metrics_ep);
+        log_checks(&ep, &metrics_ep);
     })
     .await
     .unwrap();
@@ -122,6 +123,67 @@ fn status_checks(ep: &str, metrics_ep: &str) {
     assert_eq!(after["revision"], written, "{after}");
     assert!(after["revision"].as_u64() > before["revision"].as_u64());
     assert!(after["commit"].as_u64() >= after["applied"].as_u64());
+}
+
+/// `/api/log`: the last entries, oldest first, ending at the member's
+/// last index; payloads only at `/api/log/values`, which is refused once
+/// authentication is on.
+fn log_checks(ep: &str, metrics_ep: &str) {
+    // "logvalue-42" as the value of key "k".
+    let (status, put) = post(
+        ep,
+        "/v3/kv/put",
+        r#"{"key":"aw==","value":"bG9ndmFsdWUtNDI="}"#,
+    );
+    assert_eq!(status, 200, "{put}");
+    let log = wait_for("the put in the log", Duration::from_secs(10), || {
+        let log = get_json(metrics_ep, "/api/log");
+        let last = get_json(metrics_ep, "/api/status")["last_index"].as_u64();
+        let entries = log.as_array()?;
+        (entries.last()?["index"].as_u64() == last).then_some(entries.clone())
+    });
+    assert!(!log.is_empty() && log.len() <= 50, "{log:?}");
+    for pair in log.windows(2) {
+        assert_eq!(
+            pair[0]["index"].as_u64().unwrap() + 1,
+            pair[1]["index"].as_u64().unwrap()
+        );
+        assert!(pair[0]["term"].as_u64() <= pair[1]["term"].as_u64());
+    }
+    assert!(
+        log.iter().all(|e| e.get("preview").is_none()),
+        "values hidden: {log:?}"
+    );
+    assert!(
+        log.iter().any(|e| e["kind"] == "noop"),
+        "the leader's first entry: {log:?}"
+    );
+    let last = log.last().unwrap();
+    assert_eq!(last["kind"], "command", "{last}");
+    assert!(last["bytes"].as_u64().unwrap() > 11, "{last}");
+    let values = get_json(ep, "/api/log/values");
+    let last = values.as_array().unwrap().last().unwrap().clone();
+    let preview = last["preview"].as_str().unwrap();
+    assert!(preview.contains("logvalue-42"), "{preview}");
+    assert_eq!(post(ep, "/api/log", "{}").0, 405);
+    for (path, body) in [
+        ("/v3/auth/user/add", r#"{"name":"root","password":"pw"}"#),
+        ("/v3/auth/user/grant", r#"{"user":"root","role":"root"}"#),
+        ("/v3/auth/enable", "{}"),
+    ] {
+        let (status, answer) = post(ep, path, body);
+        assert_eq!(status, 200, "{path}: {answer}");
+    }
+    let (status, refused) = get(metrics_ep, "/api/log/values");
+    assert_eq!(status, 403, "{refused}");
+    assert!(
+        refused.contains("not shown while authentication is enabled"),
+        "{refused}"
+    );
+    assert!(
+        get_json(metrics_ep, "/api/log").is_array(),
+        "the entries without values still"
+    );
 }
 
 /// `/api/cluster`: one entry per member, this one answering for itself.

@@ -280,6 +280,9 @@ impl<SM: StateMachine> Driver<SM> {
                 // The caller may have gone; the transfer goes on.
                 let _ = tx.send(self.host.transfer_leader(to));
             }
+            Request::LogTail(n, with_data, tx) => {
+                let _ = tx.send(log_tail(self.host.raw(), n, with_data));
+            }
         }
     }
 
@@ -313,4 +316,29 @@ impl<SM: StateMachine> Driver<SM> {
             let _ = done.send((index, data));
         });
     }
+}
+
+/// The last `n` entries `raw` holds, oldest first.
+fn log_tail(
+    raw: &flotilla_raft::RawNode,
+    n: usize,
+    with_data: bool,
+) -> Vec<crate::handle::LogEntryInfo> {
+    use flotilla_raft::EntryKind;
+    let last = raw.status().last_index.0;
+    let first = last.saturating_sub(n as u64).saturating_add(1).max(1);
+    (first..=last)
+        .filter_map(|i| raw.entry(flotilla_raft::LogIndex(i)))
+        .map(|e| crate::handle::LogEntryInfo {
+            index: e.index,
+            term: e.term,
+            kind: match e.kind {
+                EntryKind::Noop => "noop",
+                EntryKind::Command => "command",
+                EntryKind::ConfChange => "conf-change",
+            },
+            bytes: e.data.len(),
+            data: with_data.then(|| e.data.clone()),
+        })
+        .collect()
 }

@@ -28,7 +28,27 @@ pub(crate) enum Request<O> {
     ReadIndex(ReadReply),
     ConfChange(ConfChange, ConfReply),
     TransferLeader(NodeId, oneshot::Sender<Result<(), TransferError>>),
+    /// The last `n` entries of the log, payloads included when asked.
+    LogTail(usize, bool, oneshot::Sender<Vec<LogEntryInfo>>),
 }
+
+/// One entry of the log as the console shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntryInfo {
+    /// Its index.
+    pub index: LogIndex,
+    /// The term it was made in.
+    pub term: flotilla_raft::Term,
+    /// `noop`, `command` or `conf-change`.
+    pub kind: &'static str,
+    /// Bytes of payload.
+    pub bytes: usize,
+    /// The payload, if asked for.
+    pub data: Option<Bytes>,
+}
+
+/// The most entries [`NodeHandle::log_tail`] returns.
+pub const LOG_TAIL_MAX: usize = 1000;
 
 /// A cheap, cloneable handle on a running node.
 pub struct NodeHandle<O> {
@@ -96,6 +116,23 @@ impl<O: Send + 'static> NodeHandle<O> {
             .await
             .map_err(|_| NodeError::Stopped)?;
         rx.await.map_err(|_| NodeError::Stopped)?
+    }
+
+    /// The last `n` (at most [`LOG_TAIL_MAX`]) entries the log holds
+    /// (compacted entries are gone), oldest first; their payloads only
+    /// `with_data`.
+    pub async fn log_tail(
+        &self,
+        n: usize,
+        with_data: bool,
+    ) -> Result<Vec<LogEntryInfo>, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        let n = n.min(LOG_TAIL_MAX);
+        self.requests
+            .send(Request::LogTail(n, with_data, tx))
+            .await
+            .map_err(|_| NodeError::Stopped)?;
+        rx.await.map_err(|_| NodeError::Stopped)
     }
 
     /// The node's latest status.

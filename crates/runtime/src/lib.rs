@@ -24,7 +24,7 @@ pub use driver::{FatalError, NodeOptions, RaftNode, StartError};
 pub use flotilla_host::{
     ApplyError, HostOptions, PeerTable, RestoreError, SnapshotJob, StateMachine, lock,
 };
-pub use handle::{Applied, NodeError, NodeHandle, NodeStatus};
+pub use handle::{Applied, LOG_TAIL_MAX, LogEntryInfo, NodeError, NodeHandle, NodeStatus};
 pub use inbound::InboundService;
 pub use transport::{PeerTls, Transport};
 
