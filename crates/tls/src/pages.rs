@@ -111,6 +111,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_server_answers_a_get_over_a_real_connection() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(serve(listener, pages()));
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = "GET /api/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        conn.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.ends_with("{\"n\":1}"), "{answer}");
+        server.abort();
+    }
+
+    #[tokio::test]
     async fn a_known_path_is_served_with_its_type_and_others_are_refused() {
         let (s, k, b) = ask(Method::GET, "/").await;
         assert_eq!(
