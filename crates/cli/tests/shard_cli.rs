@@ -19,7 +19,13 @@ use flotilla_testkit::{Proc, Scratch, free_ports, wait_for};
 fn free_base() -> u16 {
     let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
     wait_for("free ports for up", Duration::from_secs(10), || {
-        let base = free_ports(1)[0];
+        // Taken together, so that no other test of this binary is handed
+        // base + 1 or base + 2 by free_ports.
+        let three = free_ports(3);
+        let base = three[0];
+        if three != [base, base + 1, base + 2] {
+            return None;
+        }
         let all = [0, 1, 2, 1000, 1001, 1002];
         (base < u16::MAX - 1003 && all.iter().all(|i| free(base + i))).then_some(base)
     })
@@ -161,4 +167,97 @@ fn the_readme_commands_work_and_bad_input_is_named() {
     assert_eq!(ok(dir, &["shard", "get", "hello"]), "world!\n");
     assert!(ok(dir, &["shard", "query"]).starts_with("configuration 3\n"));
     stop(second);
+}
+
+/// Starts `flotilla shard server` `id` of three on `ports`, with its
+/// certificate from `certs/` (as `flotilla certs` names them) and client
+/// certificates checked.
+fn tls_server(dir: &Path, id: usize, ports: &[u16]) -> Proc {
+    let tls = [
+        "--cert-file".into(),
+        format!("certs/node{id}.pem"),
+        "--key-file".into(),
+        format!("certs/node{id}-key.pem"),
+        "--trusted-ca-file".into(),
+        "certs/ca.pem".into(),
+        "--client-cert-auth".into(),
+    ];
+    let peers: Vec<String> = (ports.iter().enumerate())
+        .map(|(i, p)| format!("{}=127.0.0.1:{p}", i + 1))
+        .collect();
+    let log = std::fs::File::create(dir.join(format!("node{id}.log"))).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+    cmd.current_dir(dir)
+        .args(["shard", "server", "--id", &id.to_string()])
+        .args(["--peers", &peers.join(","), "--groups", "1,2"])
+        .args(["--data-dir", &format!("node{id}")])
+        .args(&tls)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    Proc::spawn(&format!("shard server {id}"), &mut cmd)
+}
+
+// Issue 21/23: the shard servers speak mutual TLS with etcd's flags, to
+// clients and among themselves (a put commits only once a majority of a
+// group's replicas, on other servers, has it); a client without TLS, or
+// without a certificate, is refused.
+#[test]
+fn shard_servers_speak_mutual_tls_and_refuse_plaintext() {
+    let scratch = Scratch::new("shard-tls");
+    let dir = scratch.path.as_path();
+    assert!(flotilla(dir, &["certs", "--dir", "certs"]).status.success());
+    let ports = free_ports(3);
+    let servers: Vec<Proc> = (1..=3).map(|id| tls_server(dir, id, &ports)).collect();
+    let endpoints: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let endpoints = endpoints.join(",");
+    let with = |timeout: &str, extra: &[&str], args: &[&str]| {
+        let mut all = vec![
+            "shard",
+            "--endpoints",
+            &endpoints,
+            "--timeout-secs",
+            timeout,
+        ];
+        all.extend_from_slice(extra);
+        all.extend_from_slice(args);
+        flotilla(dir, &all)
+    };
+    let client = [
+        "--cacert",
+        "certs/ca.pem",
+        "--cert",
+        "certs/client.pem",
+        "--key",
+        "certs/client-key.pem",
+    ];
+    let ok_tls = |args: &[&str]| {
+        let out = with("30", &client, args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    ok_tls(&["join", "1", "2"]);
+    assert_eq!(ok_tls(&["put", "hello", "tls"]), "OK\n");
+    assert_eq!(ok_tls(&["get", "hello"]), "tls\n");
+    for (extra, what, hint) in [
+        (&[][..], "plaintext", "is the server serving TLS?"),
+        (
+            &["--cacert", "certs/ca.pem"],
+            "no client certificate",
+            "refused this client's certificate",
+        ),
+    ] {
+        let out = with("2", extra, &["get", "hello"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {err}");
+        assert!(
+            err.contains("127.0.0.1:") && err.contains(hint),
+            "{what}: {err}"
+        );
+    }
+    drop(servers);
 }

@@ -27,7 +27,7 @@ pub mod mover;
 pub mod server;
 pub mod service;
 
-pub use server::{ServerError, ShardServerConfig, run};
+pub use server::{ServerError, ShardServerConfig, ShardTls, run};
 
 /// The transport tag and WAL group of the controller's group. Data group
 /// `gid` uses tag `gid` and WAL group `gid + 1`.

@@ -59,6 +59,22 @@ pub struct ShardServerConfig {
     /// Where to serve the console, `/api/shards` and `/metrics` over
     /// HTTP (`console.rs`); `None`: not served.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// TLS on the port and on the links to the other servers; `None`:
+    /// plaintext.
+    pub tls: Option<ShardTls>,
+}
+
+/// A shard server's TLS. Servers are peers, as a MapReduce job's
+/// processes are: one certificate, served on the port (clients and other
+/// servers alike; with client certificate checks on, only holders of a
+/// certificate from the CA get in) and presented when dialing the other
+/// servers, whose certificates the same CA checks.
+#[derive(Clone, Debug)]
+pub struct ShardTls {
+    /// The port's side.
+    pub serve: Arc<flotilla_tls::ServerTls>,
+    /// The dialing side.
+    pub dial: Arc<flotilla_tls::ClientTls>,
 }
 
 /// The most shards a configuration may have.
@@ -300,7 +316,13 @@ fn start_groups(
         dir: wal_dir.clone(),
         source,
     })?;
-    let transport = Transport::start(cluster, cfg.id, &cfg.peers, stop.clone());
+    // The port's TLS, when on, checks every caller's certificate itself
+    // (with --client-cert-auth), so the peer service asks no more.
+    let peer_tls = cfg.tls.as_ref().map(|t| flotilla_runtime::PeerTls {
+        dial: Arc::clone(&t.dial),
+        require_cert: false,
+    });
+    let transport = Transport::start_with_tls(cluster, cfg.id, &cfg.peers, stop.clone(), peer_tls);
     let metrics = Arc::new(Metrics::default());
     let mut starter = Starter {
         cfg,
@@ -375,7 +397,7 @@ pub async fn run(
             RaftTransportServer::new(inbound)
                 .max_decoding_message_size(flotilla_runtime::transport::BATCH_DECODE_MAX),
         )
-        .serve_with_incoming_shutdown(incoming(listener), async move {
+        .serve_with_incoming_shutdown(incoming(listener, cfg.tls.as_ref()), async move {
             drop(closed.wait_for(|c| *c).await);
         });
     tokio::spawn(async move {
@@ -412,17 +434,10 @@ async fn bind_console(cfg: &ShardServerConfig) -> Result<Option<TcpListener>, Se
     Ok(Some(listener))
 }
 
-/// Accepted connections, with Nagle's algorithm off.
-fn incoming(
-    listener: TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt;
-    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
-        if let Ok(c) = &conn {
-            let _ = c.set_nodelay(true);
-        }
-        conn
-    })
+/// Accepted connections: over TLS with `tls` (each handshake on its own
+/// task, so a stalled client holds up no one), plaintext without.
+fn incoming(listener: TcpListener, tls: Option<&ShardTls>) -> flotilla_tls::Incoming {
+    flotilla_tls::incoming(listener, tls.map(|t| Arc::clone(&t.serve)))
 }
 
 #[cfg(test)]
@@ -440,6 +455,7 @@ mod tests {
             snapshot_entries: 100,
             cluster_token: None,
             metrics_listen: None,
+            tls: None,
         }
     }
 

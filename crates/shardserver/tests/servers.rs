@@ -51,6 +51,7 @@ impl Servers {
                 snapshot_entries: 50,
                 cluster_token: None,
                 metrics_listen: Some(([127, 0, 0, 1], consoles[i]).into()),
+                tls: None,
             })
             .collect();
         let mut s = Servers {

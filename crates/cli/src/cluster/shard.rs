@@ -43,6 +43,9 @@ pub struct ShardArgs {
     /// How long a command may take, retries included, in seconds.
     #[arg(long, global = true, default_value_t = 15)]
     pub timeout_secs: u64,
+    /// TLS toward the servers (`--cacert`, `--cert`, `--key`).
+    #[command(flatten)]
+    pub tls: super::tls::ClientTlsArgs,
 }
 
 /// What `flotilla shard` does.
@@ -112,6 +115,10 @@ pub struct ShardServerArgs {
     /// HTTP here (HOST:PORT).
     #[arg(long)]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// TLS on the port and toward the other servers: one certificate,
+    /// served and presented (etcd's flag names).
+    #[command(flatten)]
+    pub tls: crate::mr::tls::MrTlsArgs,
     /// Stop when standard input closes (`flotilla up` holds it).
     #[arg(long, hide = true)]
     pub exit_with_parent: bool,
@@ -127,7 +134,10 @@ pub fn main(args: ShardArgs) -> anyhow::Result<ExitCode> {
         true => default_endpoints(),
         false => args.endpoints,
     };
-    let client = Shards::new(endpoints, Duration::from_secs(args.timeout_secs));
+    let tls = args
+        .tls
+        .resolve(&endpoints, std::path::Path::new("flotilla-data/tls"))?;
+    let client = Shards::new(endpoints, Duration::from_secs(args.timeout_secs)).with_tls(tls);
     runtime()?.block_on(client.run(command))?;
     Ok(ExitCode::SUCCESS)
 }
@@ -154,6 +164,12 @@ fn serve(args: ShardServerArgs) -> anyhow::Result<ExitCode> {
         snapshot_entries: args.snapshot_entries.max(1),
         cluster_token: args.cluster_token,
         metrics_listen: args.metrics_listen,
+        tls: (args.tls)
+            .peer("a server checks the other servers' certificates")?
+            .map(|t| flotilla_shardserver::ShardTls {
+                serve: t.serve,
+                dial: t.dial,
+            }),
     };
     cfg.check()?;
     let exit_with_parent = args.exit_with_parent;
@@ -182,6 +198,30 @@ pub struct Shards {
     timeout: Duration,
     /// This client's session id: random, nonzero, top bit clear.
     client_id: u64,
+    /// Dial over TLS with this.
+    tls: Option<std::sync::Arc<flotilla_tls::ClientTls>>,
+}
+
+/// What a transport error most likely means, when it does not say:
+/// plaintext spoken to a TLS server reads as an HTTP/2 protocol error (or
+/// a connection closed under the preface); a client certificate the
+/// server refused, as a connection closed after the handshake.
+fn tls_hint(error: &str, tls: bool) -> &'static str {
+    let closed = [
+        "broken pipe",
+        "connection reset",
+        "connection closed",
+        "unexpected EOF",
+        "fatal alert",
+    ];
+    let closed = closed.iter().any(|c| error.contains(c));
+    if !tls && (error.contains("h2 protocol error") || closed) {
+        " (is the server serving TLS? give --cacert, and --cert and --key if it checks clients)"
+    } else if tls && closed {
+        " (the server may have refused this client's certificate: give --cert and --key)"
+    } else {
+        ""
+    }
 }
 
 /// Whether another server, or the same one later, may answer.
@@ -202,7 +242,14 @@ impl Shards {
             endpoints,
             timeout,
             client_id: (h.finish() >> 1).max(1),
+            tls: None,
         }
+    }
+
+    /// The same client, dialing over TLS when `tls` is given.
+    pub fn with_tls(mut self, tls: Option<std::sync::Arc<flotilla_tls::ClientTls>>) -> Shards {
+        self.tls = tls;
+        self
     }
 
     /// This command's session: one write per command, so seq 1.
@@ -230,11 +277,22 @@ impl Shards {
                 let endpoint = Endpoint::from_shared(format!("http://{e}"))
                     .with_context(|| format!("endpoint {e:?} is not host:port"))?
                     .connect_timeout(Duration::from_secs(1));
-                let answer = f(ShardClient::new(endpoint.connect_lazy())).await;
+                let channel = match &self.tls {
+                    Some(tls) => flotilla_tls::lazy_channel(endpoint, tls),
+                    None => endpoint.connect_lazy(),
+                };
+                let answer = f(ShardClient::new(channel)).await;
+                // The message with its causes (a refused handshake is said
+                // underneath tonic's own), and what it most likely means.
+                let said = |s: &Status| {
+                    let text = flotilla_proto::signal::with_causes(s.message().to_string(), s);
+                    let hint = tls_hint(&text, self.tls.is_some());
+                    format!("{e}: {text}{hint}")
+                };
                 match answer {
                     Ok(r) => return Ok(r.into_inner()),
-                    Err(s) if retryable(s.code()) => last = format!("{e}: {}", s.message()),
-                    Err(s) => bail!("{e}: {}", s.message()),
+                    Err(s) if retryable(s.code()) => last = said(&s),
+                    Err(s) => bail!("{}", said(&s)),
                 }
                 if Instant::now() >= deadline {
                     bail!("no server answered within {:?}; last: {last}", self.timeout);
@@ -348,6 +406,7 @@ impl Shards {
                 endpoints: vec![e.clone()],
                 timeout: Duration::from_secs(2).min(self.timeout),
                 client_id: self.client_id,
+                tls: self.tls.clone(),
             };
             match one
                 .call(|mut c| async move { c.status(pb::StatusRequest {}).await })
@@ -419,5 +478,22 @@ fn print_status(endpoint: &str, s: &pb::StatusResponse) {
             g.data_bytes,
             shards.join(" ")
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tls_hint;
+
+    #[test]
+    fn hints_name_the_likely_tls_mismatch() {
+        let h2 = "h2 protocol error: http2 error";
+        assert!(tls_hint(h2, false).contains("serving TLS"));
+        assert_eq!(tls_hint(h2, true), "");
+        let closed = "operation was canceled: transport error: connection closed";
+        assert!(tls_hint(closed, true).contains("refused this client's certificate"));
+        assert!(tls_hint(closed, false).contains("serving TLS"));
+        assert_eq!(tls_hint("connection refused", false), "");
+        assert_eq!(tls_hint("connection refused", true), "");
     }
 }

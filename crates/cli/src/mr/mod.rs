@@ -14,7 +14,7 @@
 mod coordinator;
 mod progress;
 mod run;
-mod tls;
+pub(crate) mod tls;
 mod worker;
 
 use std::collections::BTreeMap;

@@ -1,4 +1,5 @@
-//! TLS for MapReduce, with etcd's server flag names: `--cert-file`,
+//! TLS for MapReduce (and for the shard servers, which are peers the
+//! same way), with etcd's server flag names: `--cert-file`,
 //! `--key-file`, `--trusted-ca-file`, `--client-cert-auth`.
 //!
 //! Every process of a job is a server (the coordinator; each worker's
@@ -89,15 +90,18 @@ impl MrTlsArgs {
     /// A worker's TLS (`None` without flags): its shuffle's, and the
     /// dialing side's, which needs the CA to check servers with.
     pub fn worker(&self) -> anyhow::Result<Option<WorkerTls>> {
+        self.peer("a worker checks the coordinator's and other workers' certificates")
+    }
+
+    /// The TLS of a process that serves and dials its peers (`None`
+    /// without flags); `why` says why the CA is needed, when missing.
+    pub fn peer(&self, why: &str) -> anyhow::Result<Option<WorkerTls>> {
         let Some(serve) = self.server()? else {
             return Ok(None);
         };
         let files = self.files()?;
         let Some(ca) = files.ca else {
-            bail!(
-                "a worker checks the coordinator's and other workers' certificates: \
-                 --trusted-ca-file is needed"
-            );
+            bail!("{why}: --trusted-ca-file is needed");
         };
         let dial = ClientTls::new(&ClientTlsFiles {
             ca,
