@@ -30,6 +30,7 @@ pub mod der;
 mod error;
 mod files;
 mod incoming;
+pub mod mismatch;
 pub mod pages;
 pub mod reload;
 mod server;

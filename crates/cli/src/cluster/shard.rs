@@ -202,25 +202,18 @@ pub struct Shards {
     tls: Option<std::sync::Arc<flotilla_tls::ClientTls>>,
 }
 
-/// What a transport error most likely means, when it does not say:
-/// plaintext spoken to a TLS server reads as an HTTP/2 protocol error (or
-/// a connection closed under the preface); a client certificate the
-/// server refused, as a connection closed after the handshake.
+/// What a transport error most likely means about TLS, when it does not
+/// say ([`flotilla_tls::mismatch`]).
 fn tls_hint(error: &str, tls: bool) -> &'static str {
-    let closed = [
-        "broken pipe",
-        "connection reset",
-        "connection closed",
-        "unexpected EOF",
-        "fatal alert",
-    ];
-    let closed = closed.iter().any(|c| error.contains(c));
-    if !tls && (error.contains("h2 protocol error") || closed) {
-        " (is the server serving TLS? give --cacert, and --cert and --key if it checks clients)"
-    } else if tls && closed {
-        " (the server may have refused this client's certificate: give --cert and --key)"
-    } else {
-        ""
+    use flotilla_tls::mismatch::{Mismatch, mismatch};
+    match mismatch(error, tls) {
+        Some(Mismatch::PlaintextToTls) => {
+            " (is the server serving TLS? give --cacert, and --cert and --key if it checks clients)"
+        }
+        Some(Mismatch::CertificateRefused) => {
+            " (the server may have refused this client's certificate: give --cert and --key)"
+        }
+        None => "",
     }
 }
 

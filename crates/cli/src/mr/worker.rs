@@ -99,25 +99,17 @@ pub fn main(args: WorkerArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// What a failure to reach the coordinator most likely means, when its
-/// error does not say: plaintext spoken to a TLS server reads as an HTTP/2
-/// framing error, or as a connection closed under the client's preface
-/// when the server's refusal wins the race (2 of 4 runs of the TLS test
-/// here); a certificate the server refused reads as a
-/// connection closed after the handshake.
+/// error does not say ([`flotilla_tls::mismatch`]).
 fn unreached_hint(error: &str, tls: bool) -> &'static str {
-    let closed = [
-        "broken pipe",
-        "connection reset",
-        "unexpected EOF",
-        "fatal alert",
-    ];
-    let closed_early = closed.iter().any(|c| error.contains(c));
-    if !tls && (error.contains("h2 protocol error") || closed_early) {
-        " (is the coordinator serving TLS? give --trusted-ca-file, --cert-file and --key-file)"
-    } else if tls && closed_early {
-        " (the coordinator may have refused this worker's certificate; its log says why)"
-    } else {
-        ""
+    use flotilla_tls::mismatch::{Mismatch, mismatch};
+    match mismatch(error, tls) {
+        Some(Mismatch::PlaintextToTls) => {
+            " (is the coordinator serving TLS? give --trusted-ca-file, --cert-file and --key-file)"
+        }
+        Some(Mismatch::CertificateRefused) => {
+            " (the coordinator may have refused this worker's certificate; its log says why)"
+        }
+        None => "",
     }
 }
 
