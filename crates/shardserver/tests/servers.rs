@@ -202,6 +202,24 @@ async fn console_shows(s: &Servers, i: usize, num: u64, shard: usize, gid: u64) 
             .1
             .contains("# TYPE flotilla_wal_fsync_seconds histogram")
     );
+    roles_agree(&v, &metrics.1, i as u64 + 1);
+}
+
+/// Each group's role in `/api/shards` and its `flotilla_raft_is_leader`
+/// say the same as whom it names leader, on server `member`.
+fn roles_agree(v: &serde_json::Value, metrics: &str, member: u64) {
+    for g in v["groups"].as_array().unwrap() {
+        let leader = g["leader"].as_u64() == Some(member);
+        let role = g["role"].as_str().unwrap();
+        assert_eq!(role == "leader", leader, "{g}");
+        assert!(["leader", "follower", "candidate"].contains(&role), "{g}");
+        let line = format!(
+            "flotilla_raft_is_leader{{group=\"{}\"}} {}\n",
+            g["gid"],
+            u8::from(leader)
+        );
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
 }
 
 fn code_and_message<T: std::fmt::Debug>(
