@@ -77,10 +77,16 @@ fn refused(dir: &Path, args: &[&str]) -> String {
 
 /// Starts `flotilla up --groups 2` in `dir` and waits for its banner.
 fn up(dir: &Path, base: u16) -> Proc {
+    up_with(dir, base, &[])
+}
+
+/// [`up`] with `extra` flags.
+fn up_with(dir: &Path, base: u16, extra: &[&str]) -> Proc {
     let log = std::fs::File::create(dir.join("up.out")).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
     cmd.current_dir(dir)
         .args(["up", "--groups", "2", "--base-port", &base.to_string()])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log);
@@ -260,4 +266,40 @@ fn shard_servers_speak_mutual_tls_and_refuse_plaintext() {
         );
     }
     drop(servers);
+}
+
+// `up --groups --tls`: the servers get certificates from a CA `up` makes
+// and check clients'; the client commands in the same directory find
+// them (the endpoints file says `https://`), and a plaintext client is
+// refused with a hint.
+#[test]
+fn up_groups_with_tls_serves_the_same_commands() {
+    let scratch = Scratch::new("shard-up-tls");
+    let dir = scratch.path.as_path();
+    let base = free_base();
+    let cluster = up_with(dir, base, &["--tls"]);
+    let banner = std::fs::read_to_string(dir.join("up.out")).unwrap();
+    assert!(banner.contains("tls: clients use --cacert "), "{banner}");
+    let endpoints = std::fs::read_to_string(dir.join("flotilla-data/endpoints")).unwrap();
+    assert!(
+        endpoints.starts_with(&format!("https://127.0.0.1:{base}\n")),
+        "{endpoints}"
+    );
+    assert_eq!(ok(dir, &["shard", "put", "hello", "tls"]), "OK\n");
+    assert_eq!(ok(dir, &["shard", "get", "hello"]), "tls\n");
+    let plain = format!("127.0.0.1:{base}");
+    let err = refused(
+        dir,
+        &[
+            "shard",
+            "--endpoints",
+            &plain,
+            "--timeout-secs",
+            "2",
+            "get",
+            "hello",
+        ],
+    );
+    assert!(err.contains("is the server serving TLS?"), "{err}");
+    stop(cluster);
 }

@@ -267,7 +267,10 @@ impl Shards {
         let mut last: String;
         loop {
             for e in &self.endpoints {
-                let endpoint = Endpoint::from_shared(format!("http://{e}"))
+                // `https://` (as `up --tls` writes them) says TLS, which
+                // the connector speaks; tonic dials the address.
+                let address = e.strip_prefix("https://").or(e.strip_prefix("http://"));
+                let endpoint = Endpoint::from_shared(format!("http://{}", address.unwrap_or(e)))
                     .with_context(|| format!("endpoint {e:?} is not host:port"))?
                     .connect_timeout(Duration::from_secs(1));
                 let channel = match &self.tls {

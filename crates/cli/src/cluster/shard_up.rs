@@ -27,9 +27,6 @@ pub fn main(args: &UpSettings, addrs: &[String], groups: u64) -> anyhow::Result<
     if !(1..=GROUPS_MAX).contains(&groups) {
         bail!("--groups must be between 1 and {GROUPS_MAX}");
     }
-    if args.tls {
-        bail!("--tls is not available with --groups yet: the sharded store serves plaintext");
-    }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let rt = runtime()?;
@@ -37,10 +34,27 @@ pub fn main(args: &UpSettings, addrs: &[String], groups: u64) -> anyhow::Result<
         let _in_runtime = rt.enter();
         StopSignals::take()?
     };
+    let tls = super::up::up_tls(args)?;
+    // `https://` endpoints tell the client commands to use the
+    // certificates `up` made.
+    let endpoints: Vec<String> = match tls {
+        Some(_) => addrs.iter().map(|a| format!("https://{a}")).collect(),
+        None => addrs.to_vec(),
+    };
     let mut members = spawn_all(args, addrs, groups)?;
-    let outcome = std::fs::write(args.data_dir.join("endpoints"), addrs.join("\n") + "\n")
+    let client = Shards::new(endpoints.clone(), Duration::from_secs(2)).with_tls(tls);
+    let outcome = std::fs::write(args.data_dir.join("endpoints"), endpoints.join("\n") + "\n")
         .context("writing the endpoints file")
-        .and_then(|()| rt.block_on(supervise(args, addrs, groups, &mut members, &mut stop)));
+        .and_then(|()| {
+            rt.block_on(supervise(
+                args,
+                addrs,
+                &client,
+                groups,
+                &mut members,
+                &mut stop,
+            ))
+        });
     stop_all(&mut members);
     outcome
 }
@@ -59,6 +73,7 @@ fn spawn_all(args: &UpSettings, addrs: &[String], groups: u64) -> anyhow::Result
             .args(["--peers", &peers.join(",")])
             .args(["--groups", &gids.join(",")])
             .args(["--metrics-listen", &super::up::metrics_addr(addr)])
+            .args(tls_flags(args, id))
             .arg("--data-dir")
             .arg(args.data_dir.join(format!("node{id}")));
         spawn_member(args, id, &mut cmd, &mut members)?;
@@ -66,17 +81,37 @@ fn spawn_all(args: &UpSettings, addrs: &[String], groups: u64) -> anyhow::Result
     Ok(members)
 }
 
+/// With `--tls`, server `id`'s flags: its certificate from `up`'s CA,
+/// and clients' certificates checked.
+fn tls_flags(args: &UpSettings, id: u16) -> Vec<String> {
+    if !args.tls {
+        return Vec::new();
+    }
+    let dir = super::up::tls_dir(args);
+    let path = |f: String| dir.join(f).display().to_string();
+    vec![
+        "--cert-file".into(),
+        path(format!("node{id}.pem")),
+        "--key-file".into(),
+        path(format!("node{id}-key.pem")),
+        "--trusted-ca-file".into(),
+        path("ca.pem".into()),
+        "--client-cert-auth".into(),
+    ]
+}
+
 /// Joins the groups, reports the store, then watches the members until a
 /// stop signal (`Ok`) or a member's death (an error).
 async fn supervise(
     args: &UpSettings,
     addrs: &[String],
+    client: &Shards,
     groups: u64,
     members: &mut [Member],
     stop: &mut StopSignals,
 ) -> anyhow::Result<ExitCode> {
     tokio::select! {
-        joined = join_all(args, addrs, groups, members) => joined?,
+        joined = join_all(args, client, groups, members) => joined?,
         () = stop.received() => {
             eprintln!("flotilla: stopping {} members before the groups joined", members.len());
             return Ok(ExitCode::SUCCESS);
@@ -92,6 +127,9 @@ async fn supervise(
         "console: http://{}/ (every member serves one, with /api/shards and /metrics)",
         metrics[0]
     );
+    if args.tls {
+        println!("tls: clients use {}", super::up::client_flags(args));
+    }
     println!("data and logs: {}", args.data_dir.display());
     println!(
         "try: flotilla shard put hello world; flotilla shard get hello; flotilla shard status"
@@ -104,12 +142,11 @@ async fn supervise(
 /// retrying until `--wait-secs`; fails if a member exits meanwhile.
 async fn join_all(
     args: &UpSettings,
-    addrs: &[String],
+    client: &Shards,
     groups: u64,
     members: &mut [Member],
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(args.wait_secs);
-    let client = Shards::new(addrs.to_vec(), Duration::from_secs(2));
     loop {
         check_alive(members)?;
         let joined = async {

@@ -243,13 +243,13 @@ pub(super) fn spawn_member(
 }
 
 /// Where `up --tls` keeps its certificates.
-fn tls_dir(args: &UpSettings) -> PathBuf {
+pub(super) fn tls_dir(args: &UpSettings) -> PathBuf {
     args.data_dir.join("tls")
 }
 
 /// With `--tls`: the certificates (made unless a CA is there from an
 /// earlier run) and `up`'s own client TLS.
-fn up_tls(args: &UpSettings) -> anyhow::Result<Option<Arc<ClientTls>>> {
+pub(super) fn up_tls(args: &UpSettings) -> anyhow::Result<Option<Arc<ClientTls>>> {
     if !args.tls {
         return Ok(None);
     }
@@ -267,7 +267,7 @@ fn up_tls(args: &UpSettings) -> anyhow::Result<Option<Arc<ClientTls>>> {
 }
 
 /// What a client needs to reach a `--tls` cluster, as flags.
-fn client_flags(args: &UpSettings) -> String {
+pub(super) fn client_flags(args: &UpSettings) -> String {
     let dir = tls_dir(args);
     format!(
         "--cacert {} --cert {} --key {}",
