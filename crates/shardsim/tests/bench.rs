@@ -87,3 +87,19 @@ fn a_bigger_shard_takes_longer_to_move_and_its_bytes_cost_time() {
         "{big:?} against {big_free:?}"
     );
 }
+
+/// The rate counts only puts started and answered in the window: a
+/// window twice as long gives about the same rate (counting the warm-up's
+/// puts too would inflate the short window's rate by far more).
+#[test]
+fn the_rate_does_not_depend_on_the_window() {
+    let short = load(&cfg(1, false)).unwrap_or_else(|f| panic!("{f:?}"));
+    let long = load(&LoadConfig {
+        window_ns: 800 * MS,
+        ..cfg(1, false)
+    })
+    .unwrap_or_else(|f| panic!("{f:?}"));
+    let ratio = short.per_sec / long.per_sec;
+    assert!((0.85..1.15).contains(&ratio), "{short:?} against {long:?}");
+    assert!(long.puts > short.puts * 3 / 2, "{short:?} against {long:?}");
+}
