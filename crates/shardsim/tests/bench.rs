@@ -35,7 +35,13 @@ fn three_groups_on_their_own_processors_take_about_three_times_the_writes() {
     let three = load(&cfg(3, false)).unwrap_or_else(|f| panic!("{f:?}"));
     eprintln!("1 group: {one:?}\n3 groups: {three:?}");
     assert!(one.busiest > 0.9, "one group saturates its leader: {one:?}");
-    assert!(one.puts > 100 && one.p50_ms > 0.0 && one.p99_ms >= one.p50_ms);
+    assert!(three.busiest > 0.9, "and three groups theirs: {three:?}");
+    assert!(one.puts > 100 && one.p99_ms >= one.p50_ms);
+    // A put takes a sync (0.05 to 4 ms) and the queue before a saturated
+    // processor; it cannot take longer than the window.
+    for r in [&one, &three] {
+        assert!(r.p50_ms > 1.0 && r.p99_ms < 400.0, "{r:?}");
+    }
     let ratio = three.per_sec / one.per_sec;
     assert!(
         (2.6..=3.3).contains(&ratio),
