@@ -41,6 +41,11 @@ fn three_groups_on_their_own_processors_take_about_three_times_the_writes() {
     // processor; it cannot take longer than the window.
     for r in [&one, &three] {
         assert!(r.p50_ms > 1.0 && r.p99_ms < 400.0, "{r:?}");
+        assert!(r.p99_ms > r.p50_ms, "a spread of latencies: {r:?}");
+        // The rate is the window's puts over its 0.4 s; a processor works
+        // no longer than the window (plus work it queued before its end).
+        assert!((r.per_sec - r.puts as f64 / 0.4).abs() < 1e-6, "{r:?}");
+        assert!(r.busiest <= 1.1, "{r:?}");
     }
     let ratio = three.per_sec / one.per_sec;
     assert!(
