@@ -30,42 +30,20 @@ const FIRST_GID: Gid = 100;
 /// Clerks' ids start here (the tester's own start at 1).
 const BENCH_CLIENTS: u64 = 1 << 20;
 
-/// The costs of a server's work (see [`ServiceModel`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Costs {
-    /// A client request entering a server.
-    pub request_ns: u64,
-    /// A message a server receives, before its bytes.
-    pub message_ns: u64,
-    /// Each KiB received.
-    pub kib_ns: u64,
-    /// Each entry applied.
-    pub apply_ns: u64,
-}
-
-impl Default for Costs {
-    /// A server that takes 40 µs of processor per client request, 10 µs
-    /// per message, 1 µs per KiB (about 1 GB/s) and 5 µs per entry
-    /// applied: round figures of the order the real server shows.
-    fn default() -> Costs {
-        Costs {
-            request_ns: 40_000,
-            message_ns: 10_000,
-            kib_ns: 1_000,
-            apply_ns: 5_000,
-        }
-    }
-}
+/// The costs of a server's work, as the simulator prices them.
+pub use flotilla_sim::hosted::Costs;
 
 /// A fleet of `groups` groups of 3 servers over `nshards` shards on
-/// processors priced by `costs`.
-fn fleet_config(groups: usize, nshards: usize, costs: Costs, colocated: bool) -> FleetConfig {
+/// `cpus`, priced by `costs`.
+fn fleet_config(
+    groups: usize,
+    nshards: usize,
+    (costs, cpus): (Costs, Cpus),
+    colocated: bool,
+) -> FleetConfig {
     let model = ServiceModel {
-        request_ns: costs.request_ns,
-        message_ns: costs.message_ns,
-        kib_ns: costs.kib_ns,
-        apply_ns: costs.apply_ns,
-        cpus: Cpus::new(),
+        costs,
+        cpus,
         slots: Vec::new(),
     };
     FleetConfig {
@@ -123,7 +101,6 @@ pub struct LoadReport {
 }
 
 /// What the writers share: the window, and the latencies in it (ns).
-#[derive(Default)]
 struct Tally {
     from: u64,
     to: u64,
@@ -162,13 +139,13 @@ impl Workload for Writer {
 
 /// Runs [`LoadConfig`]: see the module docs.
 pub fn load(cfg: &LoadConfig) -> Result<LoadReport, Failure> {
-    let fc = fleet_config(cfg.groups, cfg.nshards, cfg.costs, cfg.colocated);
-    let cpus = fc.service.as_ref().map(|s| s.model.cpus.clone());
-    let slots = if cfg.colocated {
-        3
-    } else {
-        3 * (cfg.groups + 1)
-    };
+    let cpus = Cpus::new();
+    let fc = fleet_config(
+        cfg.groups,
+        cfg.nshards,
+        (cfg.costs, cpus.clone()),
+        cfg.colocated,
+    );
     let mut t = ShardTester::new(fc, cfg.seed);
     let gids = t.f.cfg.gids.clone();
     t.join(&gids)?;
@@ -182,14 +159,11 @@ pub fn load(cfg: &LoadConfig) -> Result<LoadReport, Failure> {
         to: start + cfg.window_ns,
         latencies: Vec::new(),
     }));
-    let worked = |cpus: &Option<Cpus>| -> Vec<u64> {
-        (0..slots)
-            .map(|s| cpus.as_ref().map_or(0, |c| c.worked(s)))
-            .collect()
-    };
+    // One value for every writer: each put shares its bytes.
+    let value = Bytes::from(vec![b'v'; cfg.value_bytes]);
     for c in 0..cfg.clerks_per_group * cfg.groups {
         let writer = Writer {
-            value: Bytes::from(vec![b'v'; cfg.value_bytes]),
+            value: value.clone(),
             started: 0,
             tally: tally.clone(),
         };
@@ -197,19 +171,15 @@ pub fn load(cfg: &LoadConfig) -> Result<LoadReport, Failure> {
         t.f.spawn(Box::new(clerk));
     }
     t.f.run_until(start)?;
-    let before = worked(&cpus);
+    let before = cpus.all_worked();
     t.f.run_until(start + cfg.window_ns)?;
+    let busiest = cpus.busiest_since(&before);
     let mut latencies = std::mem::take(&mut tally.borrow_mut().latencies);
     latencies.sort_unstable();
     let at = |q: f64| {
         let i = ((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1));
         latencies.get(i).map_or(0.0, |&ns| ns as f64 / MS as f64)
     };
-    let after = worked(&cpus);
-    let busiest = (after.iter().zip(&before))
-        .map(|(a, b)| a - b)
-        .max()
-        .unwrap_or(0);
     Ok(LoadReport {
         puts: latencies.len() as u64,
         per_sec: latencies.len() as f64 * 1e9 / cfg.window_ns as f64,
@@ -272,7 +242,7 @@ pub struct MigrateReport {
 /// Fills one shard of group 100 with `mib` values of 1 MiB, moves it to
 /// group 101, and times the move in virtual time.
 pub fn migrate(mib: u64, costs: Costs, seed: u64) -> Result<MigrateReport, Failure> {
-    let mut t = ShardTester::new(fleet_config(2, 10, costs, false), seed);
+    let mut t = ShardTester::new(fleet_config(2, 10, (costs, Cpus::new()), false), seed);
     t.join(&[FIRST_GID])?;
     settle(&mut t)?;
     t.join(&[FIRST_GID + 1])?;

@@ -115,7 +115,8 @@ pub struct FleetConfig {
     pub unreliable: bool,
     /// Every message's latency within a group and to the controller.
     pub latency_ns: u64,
-    /// Each server's processor (`bench.rs`); `None` in every test.
+    /// Each server's processor (`bench.rs`); `None`: processing takes no
+    /// time, as in the course's tests and `flotilla sim shard`.
     pub service: Option<FleetService>,
 }
 

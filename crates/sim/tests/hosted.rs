@@ -209,13 +209,16 @@ fn what_an_app_finds_fails_the_run() {
 #[test]
 fn a_service_model_slows_the_group_and_breaks_nothing() {
     use flotilla_sim::MS;
-    use flotilla_sim::hosted::{Cpus, ServiceModel};
+    use flotilla_sim::hosted::{Costs, Cpus, ServiceModel};
     let costly = |us: u64| {
-        let model = ServiceModel {
+        let costs = Costs {
             request_ns: us * 1_000,
             message_ns: us * 1_000,
             kib_ns: 0,
             apply_ns: us * 1_000,
+        };
+        let model = ServiceModel {
+            costs,
             cpus: Cpus::new(),
             slots: vec![0, 1, 2],
         };

@@ -58,10 +58,7 @@ impl<A: App> World<A> {
         let deadline = self.now + 500 * MS;
         self.clients[c as usize].pending = Some((request, deadline));
         self.wake(c, 500 * MS);
-        let up = self.members[(target - 1) as usize].running().is_some();
-        if let Some(service) = self.cfg.service.as_ref().filter(|_| up) {
-            service.request(target, self.now);
-        }
+        self.charge_request(target);
         let Some(host) = self.member(target).host() else {
             self.out.remove(&request);
             self.next_target(c, None);

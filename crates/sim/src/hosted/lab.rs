@@ -184,9 +184,7 @@ impl<A: App> HostedCluster<A> {
     ) -> Option<u64> {
         let m = i as u64 + 1;
         self.world.member(m).host()?;
-        if let Some(service) = &self.world.cfg.service {
-            service.request(m, self.world.now);
-        }
+        self.world.charge_request(m);
         let request = self.world.next_request;
         self.world.next_request += 1;
         if let Some(actor) = to {

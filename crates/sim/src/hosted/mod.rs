@@ -77,5 +77,5 @@ mod world;
 pub use app::{App, Bare, Padded, Request};
 pub use config::HostedConfig;
 pub use lab::{HostedActor, HostedCluster, LabApp};
-pub use service::{Cpus, ServiceModel};
+pub use service::{Costs, Cpus, ServiceModel};
 pub use world::{Answered, HostedReport, Output, TestAnswer, run, run_app};

@@ -5,8 +5,8 @@
 //!
 //! Each server is one queue before one processor ([`Cpus`], a slot per
 //! server). A message that reaches a member waits until the member's
-//! processor is free, takes it for [`ServiceModel::message_ns`] plus
-//! [`ServiceModel::kib_ns`] per KiB, and is handled by the host when that
+//! processor is free, takes it for [`Costs::message_ns`] plus
+//! [`Costs::kib_ns`] per KiB, and is handled by the host when that
 //! time has passed; a client request that enters a member and each entry
 //! a member applies take its processor for their cost too (the request
 //! itself is not delayed: the messages and answers after it are). Syncs
@@ -21,11 +21,12 @@
 //! as without the model; on, a slot's work never overlaps (each new piece
 //! starts when the one before it finished, or later).
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-/// The costs, and the processors members use. See the module docs.
-#[derive(Clone, Debug)]
-pub struct ServiceModel {
+/// What a server's processor spends on each piece of work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Costs {
     /// A client request entering a member.
     pub request_ns: u64,
     /// A message a member receives, before its bytes.
@@ -34,6 +35,27 @@ pub struct ServiceModel {
     pub kib_ns: u64,
     /// Each entry a member applies.
     pub apply_ns: u64,
+}
+
+impl Default for Costs {
+    /// A server that takes 40 µs of processor per client request, 10 µs
+    /// per message, 1 µs per KiB (about 1 GB/s) and 5 µs per entry
+    /// applied: round figures of the order the real server shows.
+    fn default() -> Costs {
+        Costs {
+            request_ns: 40_000,
+            message_ns: 10_000,
+            kib_ns: 1_000,
+            apply_ns: 5_000,
+        }
+    }
+}
+
+/// The costs, and the processors members use. See the module docs.
+#[derive(Clone, Debug)]
+pub struct ServiceModel {
+    /// What each piece of work costs.
+    pub costs: Costs,
     /// The processors.
     pub cpus: Cpus,
     /// Member `m`'s slot in `cpus`: `slots[m - 1]`.
@@ -51,19 +73,20 @@ impl ServiceModel {
     /// Takes member `m`'s processor for a message of `bytes`: when it
     /// will have been handled.
     pub(crate) fn receive(&self, m: u64, now: u64, bytes: u64) -> u64 {
-        let cost = self.message_ns + self.kib_ns * bytes / 1024;
+        let cost = self.costs.message_ns + self.costs.kib_ns * bytes / 1024;
         self.cpus.take(self.slot(m), now, cost)
     }
 
     /// Takes member `m`'s processor for a client request.
     pub(crate) fn request(&self, m: u64, now: u64) {
-        self.cpus.take(self.slot(m), now, self.request_ns);
+        self.cpus.take(self.slot(m), now, self.costs.request_ns);
     }
 
     /// Takes member `m`'s processor for `entries` applied.
     pub(crate) fn applied(&self, m: u64, now: u64, entries: u64) {
         if entries > 0 {
-            self.cpus.take(self.slot(m), now, self.apply_ns * entries);
+            self.cpus
+                .take(self.slot(m), now, self.costs.apply_ns * entries);
         }
     }
 }
@@ -71,7 +94,7 @@ impl ServiceModel {
 /// Processors shared by the clusters of one run: per slot, when it is
 /// next free and how long it has worked.
 #[derive(Clone, Debug, Default)]
-pub struct Cpus(Arc<Mutex<std::collections::BTreeMap<usize, (u64, u64)>>>);
+pub struct Cpus(Arc<Mutex<BTreeMap<usize, (u64, u64)>>>);
 
 impl Cpus {
     /// Processors that have done nothing yet.
@@ -92,8 +115,20 @@ impl Cpus {
 
     /// How long slot `slot` has worked, in ns.
     pub fn worked(&self, slot: usize) -> u64 {
+        self.all_worked().get(&slot).copied().unwrap_or(0)
+    }
+
+    /// How long each slot that has worked has, in ns.
+    pub fn all_worked(&self) -> BTreeMap<usize, u64> {
         let slots = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        slots.get(&slot).map_or(0, |&(_, worked)| worked)
+        slots.iter().map(|(&s, &(_, worked))| (s, worked)).collect()
+    }
+
+    /// The most any slot has worked since `before` (an earlier
+    /// [`Cpus::all_worked`]), in ns.
+    pub fn busiest_since(&self, before: &BTreeMap<usize, u64>) -> u64 {
+        let since = |(s, w): (&usize, &u64)| w - before.get(s).copied().unwrap_or(0);
+        self.all_worked().iter().map(since).max().unwrap_or(0)
     }
 }
 
@@ -102,14 +137,13 @@ mod tests {
     use super::*;
 
     fn model(slots: Vec<usize>, cpus: Cpus) -> ServiceModel {
-        ServiceModel {
+        let costs = Costs {
             request_ns: 7,
             message_ns: 100,
             kib_ns: 10,
             apply_ns: 3,
-            cpus,
-            slots,
-        }
+        };
+        ServiceModel { costs, cpus, slots }
     }
 
     #[test]
@@ -122,6 +156,12 @@ mod tests {
         assert_eq!(cpus.worked(0), 150);
         assert_eq!(cpus.worked(1), 50);
         assert_eq!(cpus.worked(2), 0);
+        let before = cpus.all_worked();
+        assert_eq!(before, BTreeMap::from([(0, 150), (1, 50)]));
+        cpus.take(1, 0, 30);
+        cpus.take(2, 0, 20);
+        assert_eq!(cpus.busiest_since(&before), 30, "slot 1's 30, not its 80");
+        assert_eq!(cpus.busiest_since(&cpus.all_worked()), 0);
     }
 
     #[test]

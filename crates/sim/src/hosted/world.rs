@@ -428,6 +428,15 @@ impl<A: App> World<A> {
         self.pump(to);
     }
 
+    /// Takes member `m`'s processor for a client request entering it, if
+    /// it is up (service model only).
+    pub(crate) fn charge_request(&self, m: u64) {
+        let up = self.members[(m - 1) as usize].running().is_some();
+        if let Some(service) = self.cfg.service.as_ref().filter(|_| up) {
+            service.request(m, self.now);
+        }
+    }
+
     /// Queues `msg` at its member's processor (service model only).
     fn arrive(&mut self, msg: Message, bytes: u64) {
         let Some(service) = &self.cfg.service else {
