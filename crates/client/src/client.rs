@@ -124,15 +124,10 @@ impl Client {
     ) -> Result<Client, ClientError> {
         let mut out = Vec::new();
         for e in endpoints {
-            let bare = e
-                .strip_prefix("http://")
-                .or_else(|| e.strip_prefix("https://"))
-                .unwrap_or(e);
             if e.starts_with("https://") && tls.is_none() {
                 return Err(ClientError::TlsNeeded(e.clone()));
             }
-            // The connector speaks TLS itself: tonic sees plain HTTP/2.
-            let ep = Endpoint::from_shared(format!("http://{bare}"))
+            let ep = Endpoint::from_shared(flotilla_tls::tonic_uri(e))
                 .map_err(|_| ClientError::BadEndpoint(e.clone()))?
                 .connect_timeout(Duration::from_secs(1))
                 .timeout(timeout)

@@ -215,10 +215,34 @@ impl tower_service::Service<Uri> for Connector {
     }
 }
 
+/// The URI tonic dials for endpoint `e` (`host:port`, or with an
+/// `http://` or `https://` scheme): always `http://host:port`, since the
+/// [`Connector`] speaks TLS itself and tonic sees plain HTTP/2.
+pub fn tonic_uri(e: &str) -> String {
+    let bare = e
+        .strip_prefix("http://")
+        .or_else(|| e.strip_prefix("https://"))
+        .unwrap_or(e);
+    format!("http://{bare}")
+}
+
 /// A channel to `addr` (`host:port`) over TLS, connected on first use.
 pub fn lazy_channel(
     endpoint: tonic::transport::Endpoint,
     tls: &Arc<ClientTls>,
 ) -> tonic::transport::Channel {
     endpoint.connect_with_connector_lazy(tls.connector())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tonic_uri;
+
+    #[test]
+    fn tonic_dials_plain_http_whatever_the_endpoint_s_scheme() {
+        assert_eq!(tonic_uri("127.0.0.1:2379"), "http://127.0.0.1:2379");
+        assert_eq!(tonic_uri("http://h:1"), "http://h:1");
+        assert_eq!(tonic_uri("https://h:1"), "http://h:1");
+        assert_eq!(tonic_uri("[::1]:2379"), "http://[::1]:2379");
+    }
 }

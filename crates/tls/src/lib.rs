@@ -39,7 +39,7 @@ mod verify;
 #[cfg(feature = "generate")]
 pub mod generate;
 
-pub use client::{ClientTls, ClientTlsFiles, Connector, lazy_channel};
+pub use client::{ClientTls, ClientTlsFiles, Connector, lazy_channel, tonic_uri};
 pub use cn::common_name;
 pub use error::TlsError;
 pub use incoming::{Accepted, AcceptedInfo, HANDSHAKE_LIMIT, Incoming, incoming};

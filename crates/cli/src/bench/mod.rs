@@ -72,8 +72,7 @@ pub async fn connect(
     let mut channels = Vec::with_capacity(conns);
     for i in 0..conns {
         let e = &endpoints[i % endpoints.len()];
-        let bare = e.strip_prefix("https://").or(e.strip_prefix("http://"));
-        let endpoint = Endpoint::from_shared(format!("http://{}", bare.unwrap_or(e)))
+        let endpoint = Endpoint::from_shared(flotilla_tls::tonic_uri(e))
             .with_context(|| format!("bad endpoint {e}"))?
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(10));

@@ -134,9 +134,8 @@ pub fn main(args: ShardArgs) -> anyhow::Result<ExitCode> {
         true => default_endpoints(),
         false => args.endpoints,
     };
-    let tls = args
-        .tls
-        .resolve(&endpoints, std::path::Path::new("flotilla-data/tls"))?;
+    let tls_dir = std::path::Path::new(super::DEFAULT_DATA_DIR).join("tls");
+    let tls = args.tls.resolve(&endpoints, &tls_dir)?;
     let client = Shards::new(endpoints, Duration::from_secs(args.timeout_secs)).with_tls(tls);
     runtime()?.block_on(client.run(command))?;
     Ok(ExitCode::SUCCESS)
@@ -267,10 +266,7 @@ impl Shards {
         let mut last: String;
         loop {
             for e in &self.endpoints {
-                // `https://` (as `up --tls` writes them) says TLS, which
-                // the connector speaks; tonic dials the address.
-                let address = e.strip_prefix("https://").or(e.strip_prefix("http://"));
-                let endpoint = Endpoint::from_shared(format!("http://{}", address.unwrap_or(e)))
+                let endpoint = Endpoint::from_shared(flotilla_tls::tonic_uri(e))
                     .with_context(|| format!("endpoint {e:?} is not host:port"))?
                     .connect_timeout(Duration::from_secs(1));
                 let channel = match &self.tls {

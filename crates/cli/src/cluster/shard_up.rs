@@ -73,31 +73,15 @@ fn spawn_all(args: &UpSettings, addrs: &[String], groups: u64) -> anyhow::Result
             .args(["--peers", &peers.join(",")])
             .args(["--groups", &gids.join(",")])
             .args(["--metrics-listen", &super::up::metrics_addr(addr)])
-            .args(tls_flags(args, id))
+            .args(match args.tls {
+                true => super::tls::port_flags(&super::up::tls_dir(args), &format!("node{id}")),
+                false => Vec::new(),
+            })
             .arg("--data-dir")
             .arg(args.data_dir.join(format!("node{id}")));
         spawn_member(args, id, &mut cmd, &mut members)?;
     }
     Ok(members)
-}
-
-/// With `--tls`, server `id`'s flags: its certificate from `up`'s CA,
-/// and clients' certificates checked.
-fn tls_flags(args: &UpSettings, id: u16) -> Vec<String> {
-    if !args.tls {
-        return Vec::new();
-    }
-    let dir = super::up::tls_dir(args);
-    let path = |f: String| dir.join(f).display().to_string();
-    vec![
-        "--cert-file".into(),
-        path(format!("node{id}.pem")),
-        "--key-file".into(),
-        path(format!("node{id}-key.pem")),
-        "--trusted-ca-file".into(),
-        path("ca.pem".into()),
-        "--client-cert-auth".into(),
-    ]
 }
 
 /// Joins the groups, reports the store, then watches the members until a
@@ -122,11 +106,12 @@ async fn supervise(
         members.len()
     );
     println!("endpoints: {}", addrs.join(","));
-    let metrics: Vec<String> = addrs.iter().map(|a| super::up::metrics_addr(a)).collect();
-    println!(
-        "console: http://{}/ (every member serves one, with /api/shards and /metrics)",
-        metrics[0]
-    );
+    if let Some(first) = addrs.first() {
+        println!(
+            "console: http://{}/ (every member serves one, with /api/shards and /metrics)",
+            super::up::metrics_addr(first)
+        );
+    }
     if args.tls {
         println!("tls: clients use {}", super::up::client_flags(args));
     }

@@ -175,20 +175,9 @@ pub fn certs_main(args: CertsArgs) -> anyhow::Result<ExitCode> {
 /// The `flotilla server` flags of member `name`'s certificates in `dir`
 /// (as `flotilla certs` names them): mutual TLS for clients and peers.
 pub fn member_flags(dir: &Path, name: &str) -> Vec<String> {
-    let path = |f: String| dir.join(f).display().to_string();
-    let (cert, key, ca) = (
-        path(format!("{name}.pem")),
-        path(format!("{name}-key.pem")),
-        path("ca.pem".into()),
-    );
-    vec![
-        "--cert-file".into(),
-        cert.clone(),
-        "--key-file".into(),
-        key.clone(),
-        "--trusted-ca-file".into(),
-        ca.clone(),
-        "--client-cert-auth".into(),
+    let (cert, key, ca) = member_files(dir, name);
+    let mut flags = port_flags(dir, name);
+    flags.extend([
         "--peer-cert-file".into(),
         cert,
         "--peer-key-file".into(),
@@ -196,5 +185,33 @@ pub fn member_flags(dir: &Path, name: &str) -> Vec<String> {
         "--peer-trusted-ca-file".into(),
         ca,
         "--peer-client-cert-auth".into(),
+    ]);
+    flags
+}
+
+/// The flags of one TLS port with member `name`'s certificate in `dir`,
+/// clients' certificates checked: the client side of [`member_flags`],
+/// and all a shard server takes (its servers are peers on one port).
+pub fn port_flags(dir: &Path, name: &str) -> Vec<String> {
+    let (cert, key, ca) = member_files(dir, name);
+    vec![
+        "--cert-file".into(),
+        cert,
+        "--key-file".into(),
+        key,
+        "--trusted-ca-file".into(),
+        ca,
+        "--client-cert-auth".into(),
     ]
+}
+
+/// Member `name`'s certificate, key and CA in `dir`, as `flotilla certs`
+/// names them.
+fn member_files(dir: &Path, name: &str) -> (String, String, String) {
+    let path = |f: String| dir.join(f).display().to_string();
+    (
+        path(format!("{name}.pem")),
+        path(format!("{name}-key.pem")),
+        path("ca.pem".into()),
+    )
 }
