@@ -4,8 +4,9 @@
 //! Debian's `etcdctl` with `--cacert/--cert/--key` where it is installed,
 //! `flotilla server` refusing missing or garbage certificate files
 //! with an error that names the file, and a member with another CA's
-//! certificates refused by the cluster's members, and a rotation to a new
-//! CA while a client writes, without a restart or a failed write.
+//! certificates refused by the cluster's members, a rotation to a new
+//! CA while a client writes, without a restart or a failed write, and a
+//! member serving plaintext and TLS clients on one port when asked.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -404,6 +405,14 @@ fn etcdctl_checks(dir: &Path, ep: &str) {
     assert!(ok && out == "k\nv\n", "{out}{err}");
     let (ok, out, err) = with(&["endpoint", "status"]);
     assert!(ok && out.contains(ep), "{out}{err}");
+    // Members are listed with https:// URLs, so etcdctl's --cluster
+    // reaches every member over TLS.
+    let (ok, out, err) = with(&["member", "list"]);
+    assert!(ok && out.matches("https://").count() == 6, "{out}{err}");
+    assert!(!out.contains("http://"), "{out}");
+    let (ok, out, err) = with(&["endpoint", "health", "--cluster"]);
+    let report = format!("{out}{err}");
+    assert!(ok && report.matches("is healthy").count() == 3, "{report}");
     let (ok, out, err) = etcdctl(ep, &["--cacert", &ca, "get", "k"], "");
     assert!(
         !ok,
@@ -501,4 +510,85 @@ fn bad_client_tls_flags_are_errors_naming_the_file() {
         ],
     );
     assert!(!ok && err.contains("--cacert"), "{err}");
+}
+
+/// `flotilla server` member 1 alone on `listen` with `certs`' node1
+/// certificates (mutual TLS for peers only).
+fn one_member(dir: &Path, listen: &str, port: u16) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+    cmd.current_dir(dir).args([
+        "server",
+        "--id",
+        "1",
+        "--listen",
+        listen,
+        "--peers",
+        &format!("1=127.0.0.1:{port}"),
+        "--data-dir",
+        "data",
+        "--cert-file",
+        "certs/node1.pem",
+        "--key-file",
+        "certs/node1-key.pem",
+        "--peer-cert-file",
+        "certs/node1.pem",
+        "--peer-key-file",
+        "certs/node1-key.pem",
+        "--peer-trusted-ca-file",
+        "certs/ca.pem",
+        "--peer-client-cert-auth",
+    ]);
+    cmd
+}
+
+#[test]
+fn one_port_serves_plaintext_and_tls_clients_when_asked() {
+    let scratch = Scratch::new("cli-tls-both");
+    let dir = scratch.path.as_path();
+    assert!(cli(dir, &["certs", "--dir", "certs"]).0);
+    let port = free_ports(1)[0];
+    let (plain, secure) = (
+        format!("http://127.0.0.1:{port}"),
+        format!("https://127.0.0.1:{port}"),
+    );
+    // Plaintext alone with certificates is a mistake, named at start.
+    let (status, _, err) = run(&mut one_member(dir, &plain, port));
+    assert!(
+        !status.success() && err.contains(&format!("list {secure} too")),
+        "{err}"
+    );
+
+    let both = format!("{plain},{secure}");
+    let log = std::fs::File::create(dir.join("server.out")).unwrap();
+    let mut cmd = one_member(dir, &both, port);
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    let mut server = Proc::spawn("flotilla server on both schemes", &mut cmd);
+    wait_for("a plaintext put", Duration::from_secs(60), || {
+        let (ok, out, _) = cli(dir, &["kv", "put", "k", "v", "--endpoints", &plain]);
+        (ok && out.trim() == "OK").then_some(())
+    });
+    let args = [
+        "kv",
+        "get",
+        "k",
+        "--endpoints",
+        &secure,
+        "--cacert",
+        "certs/ca.pem",
+    ];
+    assert_eq!(cli(dir, &args).1, "k\nv\n");
+    if !etcdctl_missing() {
+        let (ok, out, err) = etcdctl(&plain, &["member", "list"], "");
+        assert!(
+            ok && out.contains(&format!("{secure},{plain}")),
+            "{out}{err}"
+        );
+        let ca = dir.join("certs/ca.pem").display().to_string();
+        let (ok, out, err) = etcdctl(&secure, &["--cacert", &ca, "get", "k"], "");
+        assert!(ok && out == "k\nv\n", "{out}{err}");
+    }
+    server.signal("TERM");
+    assert!(server.wait(Duration::from_secs(30)).success());
 }

@@ -8,8 +8,16 @@
 //! the client offered none, by its first decrypted bytes, which are then
 //! handed back to whoever serves it ([`Rewound`]).
 //!
-//! Invariants: when TLS is configured no byte is served in plaintext (the
-//! port serves one scheme); each connection is looked at in a task of
+//! With TLS and `plaintext_too` (etcd's `--listen-client-urls` naming
+//! both schemes for one address) the port serves both: a connection
+//! whose first byte opens a TLS record (a ClientHello's handshake record,
+//! 0x16, which no HTTP/1.1 method and no HTTP/2 preface starts with) is
+//! handshaken, any other is served in plaintext.
+//!
+//! Invariants: when TLS is configured without `plaintext_too`, no byte is
+//! served in plaintext; a plaintext connection never carries a verified
+//! peer identity, so the peer service refuses it wherever a peer
+//! certificate is required; each connection is looked at in a task of
 //! its own and within [`crate::http::HEAD_TIMEOUT`], so a client that
 //! sends nothing, or stalls its handshake, holds up no other; a failed
 //! handshake closes only its own connection.
@@ -174,11 +182,43 @@ async fn accept_tls(tls: &ServerTls, conn: Permitted) -> io::Result<(Conn, bool)
     Ok((Conn::Tls(Box::new(rewound), identity), http1))
 }
 
+/// The first byte of a TLS record carrying a handshake message.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// Whether `conn` opens with a TLS handshake record (its first byte,
+/// peeked: it stays to be read). The caller bounds the wait.
+async fn opens_tls(conn: &tokio::net::TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    matches!(conn.peek(&mut first).await, Ok(1) if first[0] == TLS_HANDSHAKE_RECORD)
+}
+
+/// The TLS the connection `conn` gets: `tls`, unless the port serves
+/// plaintext too and `conn` does not open with a handshake.
+async fn tls_for<'a>(
+    conn: &Permitted,
+    tls: Option<&'a ServerTls>,
+    plaintext_too: bool,
+) -> Result<Option<&'a ServerTls>, String> {
+    if tls.is_none() || !plaintext_too {
+        return Ok(tls);
+    }
+    let within = crate::http::HEAD_TIMEOUT;
+    match tokio::time::timeout(within, opens_tls(conn.stream())).await {
+        Ok(true) => Ok(tls),
+        Ok(false) => Ok(None),
+        Err(_) => Err(format!("no first byte within {within:?}")),
+    }
+}
+
 /// `conn` as served, and whether it speaks HTTP/1.1; why not, if its
 /// TLS handshake failed or stalled.
-async fn classify(conn: Permitted, tls: Option<&ServerTls>) -> Result<(Conn, bool), String> {
+async fn classify(
+    conn: Permitted,
+    tls: Option<&ServerTls>,
+    plaintext_too: bool,
+) -> Result<(Conn, bool), String> {
     let within = crate::http::HEAD_TIMEOUT;
-    match tls {
+    match tls_for(&conn, tls, plaintext_too).await? {
         None => {
             let http1 = tokio::time::timeout(within, crate::http::opens_http1(conn.stream())).await;
             Ok((Conn::Plain(conn), http1 == Ok(true)))
@@ -215,7 +255,9 @@ fn handshake_failed(core: &Core, peer: Option<std::net::SocketAddr>, why: &str) 
 }
 
 /// The connections gRPC serves: every accepted one (within the cap)
-/// except those that speak HTTP/1.1, which [`crate::gateway`] serves.
+/// except those that speak HTTP/1.1, which [`crate::gateway`] serves;
+/// with `tls`, over TLS, and also in plaintext where `core`'s URL schemes
+/// include plaintext.
 pub fn split(
     listener: TcpListener,
     core: Core,
@@ -223,6 +265,7 @@ pub fn split(
     tls: Option<Arc<ServerTls>>,
 ) -> impl tokio_stream::Stream<Item = io::Result<Conn>> {
     let (tx, rx) = mpsc::channel(64);
+    let plaintext_too = core.url_schemes.plain;
     tokio::spawn(async move {
         let incoming = crate::server::incoming(listener);
         let mut conns = std::pin::pin!(crate::conns::capped(
@@ -240,7 +283,7 @@ pub fn split(
                     }
                 };
                 let peer = conn.stream().peer_addr().ok();
-                match classify(conn, tls.as_deref()).await {
+                match classify(conn, tls.as_deref(), plaintext_too).await {
                     Ok((conn, true)) => crate::gateway::serve(core, routes, conn).await,
                     Ok((conn, false)) => drop(tx.send(Ok(conn)).await),
                     Err(why) => handshake_failed(&core, peer, &why),

@@ -83,6 +83,8 @@ pub struct Core {
     pub(crate) quota_bytes: u64,
     /// See [`Core::with_auth_config`].
     pub(crate) auth_config: crate::auth::AuthConfig,
+    /// See [`Core::with_url_schemes`].
+    pub(crate) url_schemes: crate::membership::UrlSchemes,
 }
 
 /// etcd's default `--quota-backend-bytes`: 2 GiB.
@@ -124,7 +126,15 @@ impl Core {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             quota_bytes: DEFAULT_QUOTA_BYTES,
             auth_config: crate::auth::AuthConfig::default(),
+            url_schemes: crate::membership::UrlSchemes::default(),
         }
+    }
+
+    /// The schemes this member's port speaks, in which member lists give
+    /// every member's URLs (all members of a cluster are set up alike).
+    pub fn with_url_schemes(mut self, schemes: crate::membership::UrlSchemes) -> Core {
+        self.url_schemes = schemes;
+        self
     }
 
     /// How passwords are hashed and how long tokens last (etcd's

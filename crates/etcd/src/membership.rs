@@ -78,16 +78,57 @@ pub struct MemberChange {
     pub members: Vec<pb::Member>,
 }
 
-/// The etcd form of a member. One that has not `started` (added, but it
-/// has not recorded its start through the log yet) has no name and no
-/// client URLs, as etcd lists an unstarted member (etcdctl prints it
-/// "unstarted").
-pub fn to_pb(m: &MemberInfo, started: bool) -> pb::Member {
-    let urls = if m.addr.is_empty() {
-        Vec::new()
-    } else {
-        vec![format!("http://{}", m.addr)]
-    };
+/// The URL schemes a member's port speaks: plaintext, TLS, or both on
+/// one port (etcd's `--listen-client-urls` naming `http://` and
+/// `https://` for the same address). Member lists give each member's URLs
+/// in these, so a client that dials what `member list` answers (etcdctl's
+/// `--cluster`) dials what the port speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UrlSchemes {
+    /// Plaintext connections are served.
+    pub plain: bool,
+    /// TLS connections are served; members dial one another over TLS.
+    pub tls: bool,
+}
+
+impl Default for UrlSchemes {
+    /// Plaintext only, a server without certificates.
+    fn default() -> UrlSchemes {
+        UrlSchemes {
+            plain: true,
+            tls: false,
+        }
+    }
+}
+
+impl UrlSchemes {
+    /// A member's client URLs at `addr`: `https://` first when TLS is
+    /// served, which is what a client given only the first one dials.
+    fn client_urls(self, addr: &str) -> Vec<String> {
+        let mut urls = Vec::with_capacity(2);
+        if self.tls {
+            urls.push(format!("https://{addr}"));
+        }
+        if self.plain {
+            urls.push(format!("http://{addr}"));
+        }
+        urls
+    }
+
+    /// A member's peer URL at `addr`: members dial one another over TLS
+    /// whenever the port speaks it.
+    fn peer_url(self, addr: &str) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{addr}")
+    }
+}
+
+/// The etcd form of a member, its URLs in `schemes`. One that has not
+/// `started` (added, but it has not recorded its start through the log
+/// yet) has no name and no client URLs, as etcd lists an unstarted member
+/// (etcdctl prints it "unstarted").
+pub fn to_pb(m: &MemberInfo, started: bool, schemes: UrlSchemes) -> pb::Member {
+    let known = !m.addr.is_empty();
     pb::Member {
         id: m.id.get(),
         name: if started {
@@ -95,21 +136,33 @@ pub fn to_pb(m: &MemberInfo, started: bool) -> pb::Member {
         } else {
             String::new()
         },
-        peer_ur_ls: urls.clone(),
-        client_ur_ls: if started { urls } else { Vec::new() },
+        peer_ur_ls: if known {
+            vec![schemes.peer_url(&m.addr)]
+        } else {
+            Vec::new()
+        },
+        client_ur_ls: if started && known {
+            schemes.client_urls(&m.addr)
+        } else {
+            Vec::new()
+        },
         is_learner: m.learner,
     }
 }
 
-/// `host:port` from a peer URL, which must be `http://host:port`.
+/// `host:port` from a peer URL, `http://host:port` or `https://host:port`
+/// (the members dial it in the scheme their own port speaks).
 pub fn parse_peer_url(url: &str) -> Result<String, Status> {
     // A bare `host:port` is refused as etcd refuses it (Go's URL parser
     // reads it as a path); `flotilla member` adds the scheme for its user.
-    let rest = match url.strip_prefix("http://") {
+    let rest = match url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    {
         Some(rest) => rest,
         None if url.contains("://") => {
             return Err(Status::invalid_argument(format!(
-                "flotilla: peer URL {url:?}: only http:// URLs are served"
+                "flotilla: peer URL {url:?}: only http:// and https:// URLs are served"
             )));
         }
         None => "",
@@ -120,7 +173,7 @@ pub fn parse_peer_url(url: &str) -> Result<String, Status> {
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
     if !port_ok || hostport.contains('/') {
         return Err(Status::invalid_argument(format!(
-            "flotilla: peer URL {url:?} is not http://HOST:PORT"
+            "flotilla: peer URL {url:?} is not http://HOST:PORT or https://HOST:PORT"
         )));
     }
     Ok(hostport.to_string())
@@ -340,7 +393,7 @@ impl Core {
         sm.members
             .list()
             .iter()
-            .map(|m| to_pb(m, started(m)))
+            .map(|m| to_pb(m, started(m), self.url_schemes))
             .collect()
     }
 
@@ -428,7 +481,7 @@ impl Core {
         }
         match self.node.change_membership(cc).await {
             Ok(_) => Ok(MemberChange {
-                member: added.as_ref().map(|m| to_pb(m, false)),
+                member: added.as_ref().map(|m| to_pb(m, false, self.url_schemes)),
                 members: self.member_list(),
             }),
             Err(NodeError::Stopped) => Err(Attempt::Fail(EtcdError::Stopped.into())),
@@ -668,14 +721,56 @@ mod tests {
             parse_peer_url("http://127.0.0.1:5/").unwrap(),
             "127.0.0.1:5"
         );
+        assert_eq!(parse_peer_url("https://a:1").unwrap(), "a:1");
         let bare = parse_peer_url("10.0.0.1:80").unwrap_err();
         assert!(
             bare.message().contains("is not http://HOST:PORT"),
             "{bare:?}"
         );
-        let https = parse_peer_url("https://a:1").unwrap_err();
-        assert!(https.message().contains("only http://"), "{https:?}");
+        let ftp = parse_peer_url("ftp://a:1").unwrap_err();
+        assert!(
+            ftp.message().contains("only http:// and https://"),
+            "{ftp:?}"
+        );
         assert!(parse_peer_url("http://a:0").is_err());
-        assert!(parse_peer_url("http://a:1/x").is_err());
+        assert!(parse_peer_url("https://a:1/x").is_err());
+    }
+
+    #[test]
+    fn members_are_listed_in_the_schemes_the_port_speaks() {
+        let m = three();
+        let info = &m.list()[0];
+        let urls = |schemes| {
+            let pb = to_pb(info, true, schemes);
+            (pb.peer_ur_ls, pb.client_ur_ls)
+        };
+        let (plain, tls) = (true, true);
+        assert_eq!(
+            urls(UrlSchemes::default()),
+            (
+                vec!["http://127.0.0.1:9001".to_string()],
+                vec!["http://127.0.0.1:9001".to_string()]
+            )
+        );
+        let only_tls = UrlSchemes { plain: false, tls };
+        assert_eq!(
+            urls(only_tls),
+            (
+                vec!["https://127.0.0.1:9001".to_string()],
+                vec!["https://127.0.0.1:9001".to_string()]
+            )
+        );
+        let both = UrlSchemes { plain, tls };
+        assert_eq!(
+            urls(both).1,
+            vec![
+                "https://127.0.0.1:9001".to_string(),
+                "http://127.0.0.1:9001".to_string()
+            ]
+        );
+        assert_eq!(urls(both).0, vec!["https://127.0.0.1:9001".to_string()]);
+        // Unstarted: a peer URL, no name, no client URLs, in any scheme.
+        let pb = to_pb(info, false, both);
+        assert!(pb.name.is_empty() && pb.client_ur_ls.is_empty() && pb.peer_ur_ls.len() == 1);
     }
 }

@@ -97,6 +97,12 @@ pub struct ServerConfig {
     /// TLS for clients and peers (etcd's `--cert-file` ... flags); none:
     /// plaintext.
     pub tls: Option<flotilla_tls::ServerTlsFiles>,
+    /// With `tls`, serve plaintext connections on the same port too
+    /// (etcd's `--listen-client-urls` naming both `http://` and
+    /// `https://` for one address), told apart by their first byte. Peer
+    /// calls on a plaintext connection still need a peer certificate when
+    /// one is required, so only clients gain a plaintext way in.
+    pub plaintext_too: bool,
     /// Password hashing and token lifetime (etcd's `--bcrypt-cost`,
     /// `--auth-token-ttl`).
     pub auth: crate::auth::AuthConfig,
@@ -123,6 +129,7 @@ impl ServerConfig {
             corrupt_check_every: None,
             initial_corrupt_check: false,
             tls: None,
+            plaintext_too: false,
             auth: crate::auth::AuthConfig::default(),
         }
     }
@@ -507,6 +514,21 @@ fn tls(cfg: &ServerConfig) -> Result<Option<(Arc<ServerTls>, PeerTls)>, ServerEr
     Ok(Some((server, peers)))
 }
 
+impl Core {
+    /// This core with `cfg`'s limits, checks and auth settings, and the
+    /// URL schemes its port speaks (`tls`: certificates are configured).
+    fn configured(self, cfg: &ServerConfig, tls: bool) -> Core {
+        self.with_strict_reconfig(cfg.strict_reconfig_check)
+            .with_max_request_bytes(cfg.max_request_bytes)
+            .with_quota_bytes(cfg.quota_backend_bytes)
+            .with_auth_config(cfg.auth.clone())
+            .with_url_schemes(crate::membership::UrlSchemes {
+                plain: !tls || cfg.plaintext_too,
+                tls,
+            })
+    }
+}
+
 /// Runs a server on `listeners` until `shutdown` resolves (or the member
 /// is removed from the cluster).
 pub async fn run(
@@ -542,10 +564,7 @@ pub async fn run(
         Arc::clone(&metrics),
         transport.clone(),
     )
-    .with_strict_reconfig(cfg.strict_reconfig_check)
-    .with_max_request_bytes(cfg.max_request_bytes)
-    .with_quota_bytes(cfg.quota_backend_bytes)
-    .with_auth_config(cfg.auth.clone());
+    .configured(&cfg, server_tls.is_some());
     serve_metrics(listeners.metrics, &core, stop_rx);
     initial_corrupt_check(&cfg, &core).await?;
     let closing = closing_flag(async move {

@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_etcd::server::{Listeners, ServerConfig, run};
+use flotilla_proto::etcdserverpb::cluster_client::ClusterClient;
 use flotilla_proto::etcdserverpb::kv_client::KvClient;
-use flotilla_proto::etcdserverpb::{PutRequest, RangeRequest};
+use flotilla_proto::etcdserverpb::{MemberListRequest, PutRequest, RangeRequest};
 use flotilla_proto::raft::v1::proposals_client::ProposalsClient;
 use flotilla_proto::raft::v1::raft_transport_client::RaftTransportClient;
 use flotilla_proto::raft::v1::{JoinRequest, MessageBatch};
@@ -31,8 +32,13 @@ fn member_files(w: &Written, name: &str) -> TlsFiles {
     }
 }
 
-/// Member 1 serving mutual TLS with `w`'s node1 certificate; its address.
-async fn member(scratch: &Scratch, w: &Written) -> (String, tokio::sync::oneshot::Sender<()>) {
+/// Member 1 serving mutual TLS with `w`'s node1 certificate (and
+/// plaintext on the same port with `plaintext_too`); its address.
+async fn member(
+    scratch: &Scratch,
+    w: &Written,
+    plaintext_too: bool,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = listener.local_addr().unwrap().to_string();
     let cfg = ServerConfig {
@@ -43,6 +49,7 @@ async fn member(scratch: &Scratch, w: &Written) -> (String, tokio::sync::oneshot
             peer_client_cert_auth: true,
             peer_allowed_cn: None,
         }),
+        plaintext_too,
         ..ServerConfig::founder(NodeId(1), endpoint.clone(), scratch.path.join("data"))
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -119,7 +126,7 @@ async fn clients_use_etcd_s_api_and_only_members_reach_the_peer_services() {
         "client",
     )
     .unwrap();
-    let (addr, _stop) = member(&scratch, &w).await;
+    let (addr, _stop) = member(&scratch, &w, false).await;
 
     let client = channel(&addr, client_tls(&w));
     round_trip(&mut KvClient::new(client.clone())).await;
@@ -138,11 +145,7 @@ async fn clients_use_etcd_s_api_and_only_members_reach_the_peer_services() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
-    let join = ProposalsClient::new(client)
-        .join(JoinRequest { id: 5 })
-        .await
-        .unwrap_err();
-    assert_eq!(join.code(), Code::Unauthenticated, "{join:?}");
+    refuses_peer_calls(client).await;
 
     // A member's connection gets through to the service's own answer.
     let peer = ClientTls::for_peers(&member_files(&w, "node2")).unwrap();
@@ -172,4 +175,62 @@ async fn clients_use_etcd_s_api_and_only_members_reach_the_peer_services() {
         ),
         "{join:?}"
     );
+}
+
+/// Asserts that a join on `client`'s connection is refused as no
+/// member's.
+async fn refuses_peer_calls(client: Channel) {
+    let join = ProposalsClient::new(client)
+        .join(JoinRequest { id: 5 })
+        .await
+        .unwrap_err();
+    assert_eq!(join.code(), Code::Unauthenticated, "{join:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_schemes_on_one_port_serve_clients_and_only_tls_members() {
+    let scratch = Scratch::new("etcd-tls-both");
+    let w = write_set(
+        &scratch.path.join("certs"),
+        &["node1".into()],
+        &[],
+        "client",
+    )
+    .unwrap();
+    let (addr, _stop) = member(&scratch, &w, true).await;
+
+    let secure = channel(&addr, client_tls(&w));
+    round_trip(&mut KvClient::new(secure)).await;
+    let plain = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .timeout(Duration::from_secs(5))
+        .connect_lazy();
+    round_trip(&mut KvClient::new(plain.clone())).await;
+
+    // A plaintext connection is never a member's.
+    refuses_peer_calls(plain.clone()).await;
+
+    // Members are listed in both schemes, TLS first; peers speak TLS.
+    let list = ClusterClient::new(plain)
+        .member_list(MemberListRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let me = &list.members[0];
+    assert_eq!(
+        me.client_ur_ls,
+        vec![format!("https://{addr}"), format!("http://{addr}")]
+    );
+    assert_eq!(me.peer_ur_ls, vec![format!("https://{addr}")]);
+
+    // etcd's HTTP endpoints answer in plaintext too.
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    conn.write_all(b"GET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("etcdserver"), "{answer}");
 }

@@ -12,6 +12,7 @@ pub mod health;
 pub mod kv;
 pub mod kv_print;
 pub mod lease;
+pub mod listen;
 pub mod maintenance;
 pub mod member;
 pub mod output;

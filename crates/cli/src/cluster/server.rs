@@ -42,7 +42,11 @@ pub struct ServerArgs {
     /// --join, the id given to `flotilla member add`). Required.
     #[arg(long, env = "FLOTILLA_ID")]
     pub id: Option<u64>,
-    /// The address to serve clients and peers on (host:port). Required.
+    /// The address to serve clients and peers on: `HOST:PORT` (TLS with
+    /// --cert-file, else plaintext), or etcd-style URLs: `https://HOST:PORT`,
+    /// `http://HOST:PORT`, or both for the same port,
+    /// `http://HOST:PORT,https://HOST:PORT`, to serve plaintext clients
+    /// beside TLS ones. Required.
     #[arg(long, env = "FLOTILLA_LISTEN")]
     pub listen: Option<String>,
     /// Every founding member, this one included: `1=127.0.0.1:12379,2=...`.
@@ -194,6 +198,7 @@ pub fn resolve(args: ServerArgs, file: ServerArgs) -> anyhow::Result<Settings> {
     let auth = auth_config(&args, &file)?;
     let id = required(args.id.or(file.id), "id", "FLOTILLA_ID")?;
     let listen = required(args.listen.or(file.listen), "listen", "FLOTILLA_LISTEN")?;
+    let listen = super::listen::parse(&listen, tls.is_some())?;
     let peers = required(args.peers.or(file.peers), "peers", "FLOTILLA_PEERS")?;
     let data_dir = required(
         args.data_dir.or(file.data_dir),
@@ -201,7 +206,7 @@ pub fn resolve(args: ServerArgs, file: ServerArgs) -> anyhow::Result<Settings> {
         "FLOTILLA_DATA_DIR",
     )?;
     let metrics_listen = args.metrics_listen.or(file.metrics_listen);
-    let tick_ms = args.tick_ms.or(file.tick_ms).unwrap_or(10);
+    let tick_ms = tick_ms(args.tick_ms.or(file.tick_ms))?;
     let snapshot_entries = args.snapshot_entries.or(file.snapshot_entries);
     let cluster_token = args.cluster_token.or(file.cluster_token);
 
@@ -215,10 +220,7 @@ pub fn resolve(args: ServerArgs, file: ServerArgs) -> anyhow::Result<Settings> {
         bail!("--id {id} is not one of the members in --peers");
     }
     if !join {
-        check_listen_matches_peers(id, &listen, &peers, cluster_token.is_some())?;
-    }
-    if tick_ms == 0 {
-        bail!("--tick-ms must be at least 1");
+        check_listen_matches_peers(id, &listen.addr, &peers, cluster_token.is_some())?;
     }
     let max_request_bytes = max_request_bytes(args.max_request_bytes.or(file.max_request_bytes))?;
     let auto_compaction = auto_compaction(
@@ -249,13 +251,22 @@ pub fn resolve(args: ServerArgs, file: ServerArgs) -> anyhow::Result<Settings> {
         initial_corrupt_check: args.experimental_initial_corrupt_check
             || file.experimental_initial_corrupt_check,
         tls,
+        plaintext_too: listen.plaintext_too,
         auth,
     };
     Ok(Settings {
         cfg,
-        listen,
+        listen: listen.addr,
         metrics_listen,
     })
+}
+
+/// `--tick-ms`, at least 1 [default: 10].
+fn tick_ms(given: Option<u64>) -> anyhow::Result<u64> {
+    match given.unwrap_or(10) {
+        0 => bail!("--tick-ms must be at least 1"),
+        ms => Ok(ms),
+    }
 }
 
 /// `--max-request-bytes`, checked against etcd's bounds.
