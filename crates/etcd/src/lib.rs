@@ -76,6 +76,7 @@ pub mod session_service;
 pub mod validate;
 pub mod watch;
 pub mod watch_service;
+mod watch_set;
 
 pub use crate::core::Core;
 pub use cluster::ClusterService;

@@ -175,15 +175,16 @@ impl Selector {
 
     /// The events of `events` this watch wants, in etcd's form.
     pub fn select(&self, events: &[Event]) -> Vec<mvccpb::Event> {
-        events
-            .iter()
-            .filter(|e| self.keys.contains(&e.kv.key))
-            .filter(|e| match e.kind {
-                EventKind::Put => !self.no_put,
-                EventKind::Delete => !self.no_delete,
-            })
-            .map(|e| self.to_pb(e))
-            .collect()
+        events.iter().filter_map(|e| self.select_one(e)).collect()
+    }
+
+    /// `e` in etcd's form, if this watch wants it.
+    pub fn select_one(&self, e: &Event) -> Option<mvccpb::Event> {
+        let kind_wanted = match e.kind {
+            EventKind::Put => !self.no_put,
+            EventKind::Delete => !self.no_delete,
+        };
+        (kind_wanted && self.keys.contains(&e.kv.key)).then(|| self.to_pb(e))
     }
 
     fn to_pb(&self, e: &Event) -> mvccpb::Event {

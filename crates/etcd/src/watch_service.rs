@@ -34,7 +34,6 @@
 //!   and a watch is canceled as compacted only if the history it needs
 //!   was compacted.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +50,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::core::Core;
 use super::watch::{Batch, Selector, Subscription};
+use super::watch_set::{OneWatch, Watches};
 use flotilla_runtime::lock;
 
 /// How long a watch with `progress_notify` may stay silent before it gets
@@ -126,7 +126,7 @@ impl Watch for WatchService {
             auth_revision: lock(&self.core.sm).replica.store().auth().revision(),
             core: self.core.clone(),
             out: tx,
-            watches: BTreeMap::new(),
+            watches: Watches::default(),
             next_id: 0,
             sub: None,
             last: 0,
@@ -138,23 +138,6 @@ impl Watch for WatchService {
 
 /// The client went away: the stream ends.
 struct Gone;
-
-/// One watch of a stream.
-struct OneWatch {
-    sel: Selector,
-    /// The first revision it reports.
-    from: u64,
-    progress_notify: bool,
-    /// Large responses are split (etcd's `fragment`).
-    fragment: bool,
-    /// Nothing was sent for it since the last progress tick.
-    quiet: bool,
-    /// Fed from the history, not the hub, until `from` passes the
-    /// stream's `last`.
-    replaying: bool,
-    /// The read its caller must be allowed, while auth is on.
-    read: Op,
-}
 
 /// The state of one `Watch` stream; see the module docs. It ends with
 /// the client's stream (or connection: the server's HTTP/2 keepalive
@@ -169,7 +152,7 @@ struct WatchStream {
     /// Bound: [`OUT_BUFFER`] responses.
     out: mpsc::Sender<Result<pb::WatchResponse, Status>>,
     /// Bound: [`WATCHES_PER_STREAM_MAX`].
-    watches: BTreeMap<i64, OneWatch>,
+    watches: Watches,
     next_id: i64,
     sub: Option<Subscription>,
     /// The last revision received from the hub.
@@ -221,7 +204,7 @@ impl WatchStream {
             Some(RequestUnion::CreateRequest(c)) => self.create(c).await,
             Some(RequestUnion::CancelRequest(c)) => {
                 // etcd answers nothing for an id it does not know.
-                if self.watches.remove(&c.watch_id).is_some() {
+                if self.watches.remove(c.watch_id).is_some() {
                     self.drop_idle_subscription();
                     let rev = self.current_after_drain().await?;
                     self.send(self.response(rev, c.watch_id, |r| r.canceled = true))
@@ -341,7 +324,7 @@ impl WatchStream {
             .filter_map(|(id, w)| self.denied(&w.read).map(|why| (*id, why)))
             .collect();
         for (id, why) in denied {
-            self.watches.remove(&id);
+            self.watches.remove(id);
             self.send(self.response(current, id, |r| {
                 r.canceled = true;
                 r.cancel_reason = why;
@@ -387,17 +370,7 @@ impl WatchStream {
             Batch::Events { revision, events } => {
                 self.recheck_auth().await?;
                 self.last = *revision;
-                let mut out = Vec::new();
-                for (id, w) in &mut self.watches {
-                    if w.replaying || w.from > *revision {
-                        continue;
-                    }
-                    let events = w.sel.select(events);
-                    if !events.is_empty() {
-                        w.quiet = false;
-                        out.push((*id, w.fragment, events));
-                    }
-                }
+                let out = self.watches.deliveries(*revision, events);
                 for (id, fragment, events) in out {
                     self.send_events(*revision, id, fragment, events).await?;
                 }
@@ -452,7 +425,7 @@ impl WatchStream {
                     flotilla_kv::Refusal::Compacted { compacted, .. } => compacted,
                     _ => self.last + 1,
                 };
-                self.watches.remove(&id);
+                self.watches.remove(id);
                 self.drop_idle_subscription();
                 return self
                     .send(self.response(self.last, id, |r| compacted_at(r, compacted)))
@@ -470,7 +443,7 @@ impl WatchStream {
                 self.send_events(revision, id, fragment, events).await?;
             }
         }
-        if let Some(w) = self.watches.get_mut(&id) {
+        if let Some(w) = self.watches.get_mut(id) {
             w.quiet &= !sent;
             w.from = replay.next;
             w.replaying = w.from <= self.last;
