@@ -1,6 +1,7 @@
 # Shared by the side-by-side benchmarks (compare-etcd.sh, compare-watch.sh,
-# mvcc-history.sh): their setup, starting 3-member etcd and Flotilla
-# clusters on loopback ports 32379/32479/32579 (fsync on for both),
+# mvcc-history.sh): their setup, starting MEMBERS-member (default 3, at
+# most 3) etcd and Flotilla clusters on loopback ports 32379/32479/32579
+# (fsync on for both),
 # finding the leader, each member's RSS, and stopping only the processes
 # started here, by PID.
 # The caller sources this from the repository's root, calls bench_setup,
@@ -63,31 +64,37 @@ rss() {
 # ETCD_SCHEME=https for etcd's URLs); empty for plaintext.
 SERVER_TLS=()
 
+# members: the member numbers, 1 to MEMBERS.
+members() { seq 1 "${MEMBERS:-3}"; }
+
 start_etcd() {
     if [ -n "${REFERENCE:-}" ]; then
         start_flotilla "$REFERENCE" ref
         return
     fi
-    local s="${ETCD_SCHEME:-http}"
-    local cl="e1=$s://127.0.0.1:32380,e2=$s://127.0.0.1:32480,e3=$s://127.0.0.1:32580"
-    for i in 1 2 3; do
+    local s="${ETCD_SCHEME:-http}" cl="" i
+    for i in $(members); do cl="$cl${cl:+,}e$i=$s://127.0.0.1:$((32280 + i * 100))"; done
+    for i in $(members); do
         local cp=$((32279 + i * 100)) pp=$((32280 + i * 100))
         etcd --name "e$i" --data-dir "$WORK/etcd$i" \
             --listen-client-urls "$s://127.0.0.1:$cp" --advertise-client-urls "$s://127.0.0.1:$cp" \
             --listen-peer-urls "$s://127.0.0.1:$pp" --initial-advertise-peer-urls "$s://127.0.0.1:$pp" \
-            --initial-cluster "$cl" --initial-cluster-state new "${SERVER_TLS[@]}" >>"$WORK/etcd$i.log" 2>&1 &
+            --initial-cluster "$cl" --initial-cluster-state new "${SERVER_TLS[@]}" "${ETCD_FLAGS[@]}" >>"$WORK/etcd$i.log" 2>&1 &
         PIDS+=($!)
     done
 }
 
-# start_flotilla [BIN] [DIR_PREFIX] [FLAGS...]: a 3-member cluster of BIN
-# (default: this build), each member started with FLAGS too; logs append,
-# so a restart on the same data keeps the first run's.
+# ETCD_FLAGS: more flags for every etcd member (e.g. a quota).
+ETCD_FLAGS=()
+
+# start_flotilla [BIN] [DIR_PREFIX] [FLAGS...]: a MEMBERS-member cluster of
+# BIN (default: this build), each member started with FLAGS too; logs
+# append, so a restart on the same data keeps the first run's.
 start_flotilla() {
-    local bin="${1:-$F}" prefix="${2:-flotilla}"
+    local bin="${1:-$F}" prefix="${2:-flotilla}" peers="" i
     shift $(($# < 2 ? $# : 2))
-    local peers="1=127.0.0.1:32379,2=127.0.0.1:32479,3=127.0.0.1:32579"
-    for i in 1 2 3; do
+    for i in $(members); do peers="$peers${peers:+,}$i=127.0.0.1:$((32279 + i * 100))"; done
+    for i in $(members); do
         "$bin" server --id "$i" --listen "127.0.0.1:$((32279 + i * 100))" --peers "$peers" \
             --data-dir "$WORK/$prefix$i" "${SERVER_TLS[@]}" "$@" >>"$WORK/$prefix$i.log" 2>&1 &
         PIDS+=($!)

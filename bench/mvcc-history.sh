@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # What keeping every revision costs, etcd against Flotilla, in one run: a
-# fresh 3-member cluster of each on loopback (fsync on, no compaction:
-# etcd's default, and Flotilla with --auto-compaction-retention 0), 64
-# clients writing 256-byte values over KEYS random keys for SECONDS
-# (`flotilla bench kv`), then:
+# fresh MEMBERS-member cluster of each on loopback (default 3; fsync on,
+# no compaction: etcd's default, and Flotilla with
+# --auto-compaction-retention 0; both with an 8 GiB backend quota, etcd's
+# largest advised, so neither refuses writes at the 2 GiB default), 64
+# clients writing WRITES 256-byte values over KEYS random keys
+# (`flotilla bench kv --total`: both end in the same state), then:
 #   - the write throughput and p50;
 #   - revisions written, each member's RSS, and the data directories' size;
 #   - a read of every key at the revision halfway through the writes
@@ -11,29 +13,35 @@
 #     sent), timed;
 #   - restart time: every member SIGTERMed and started again on its data,
 #     until a linearizable read is answered.
+# 1M keys x 10 revisions: `MEMBERS=1 bench/mvcc-history.sh 10000000 1000000`
+# (three in-memory members of that size would not fit one 24 GiB machine).
 # Installs Debian's etcd-server if etcd is missing. Stops only the
 # processes it started, by PID.
-# Usage: bench/mvcc-history.sh [SECONDS] [KEYS]
+# Usage: [MEMBERS=1|2|3] bench/mvcc-history.sh [WRITES] [KEYS]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-SECS="${1:-30}"
+WRITES="${1:-400000}"
 KEYS="${2:-100000}"
-if ! [[ "$SECS" =~ ^[1-9][0-9]*$ && "$KEYS" =~ ^[1-9][0-9]*$ ]]; then
-    echo "usage: bench/mvcc-history.sh [SECONDS] [KEYS] (whole numbers from 1; got '$SECS' '$KEYS')" >&2
+MEMBERS="${MEMBERS:-3}"
+if ! [[ "$WRITES" =~ ^[1-9][0-9]*$ && "$KEYS" =~ ^[1-9][0-9]*$ && "$MEMBERS" =~ ^[123]$ ]]; then
+    echo "usage: [MEMBERS=1|2|3] bench/mvcc-history.sh [WRITES] [KEYS] (whole numbers from 1; got '$WRITES' '$KEYS', MEMBERS '$MEMBERS')" >&2
     exit 2
 fi
+QUOTA=$((8 * 1024 * 1024 * 1024))
 # shellcheck source=bench/lib.sh
 . "$PWD/bench/lib.sh"
 # A member with a big store may take longer than usual to stop; one
 # killed would make the restart a crash recovery.
 STOP_WAIT_S=30
 bench_setup mvcc
-EPS=(127.0.0.1:32379 127.0.0.1:32479 127.0.0.1:32579)
+EPS=()
+for i in $(members); do EPS+=("127.0.0.1:$((32279 + i * 100))"); done
 ALL="$(IFS=,; echo "${EPS[*]}")"
+ETCD_FLAGS=(--quota-backend-bytes "$QUOTA")
 ectl() { ETCDCTL_API=3 etcdctl --endpoints "$ALL" --command-timeout 60s "$@"; }
 
 start() {
-    if [ "$1" = etcd ]; then start_etcd; else start_flotilla "$F" flotilla --auto-compaction-retention 0; fi
+    if [ "$1" = etcd ]; then start_etcd; else start_flotilla "$F" flotilla --auto-compaction-retention 0 --quota-backend-bytes "$QUOTA"; fi
 }
 
 # ready: waits (up to 5 min) until a linearizable read is answered.
@@ -62,11 +70,12 @@ run() {
     start "$sys"
     ready
     start_rev=$(revision)
+    t0=$(date +%s%N)
     line=$("$F" bench kv --endpoints "$ALL" --clients 64 --conns 8 --keys "$KEYS" \
-        --duration "${SECS}s" --warmup 1s | grep 'throughput=')
+        --total "$WRITES" --duration 1440m --warmup 0s | grep 'throughput=')
     end_rev=$(revision)
     half=$(( (start_rev + end_rev) / 2 ))
-    echo "$sys writes: $line"
+    echo "$sys writes: $line (in $(ms_since "$t0") ms)"
     echo "$sys revisions written: $((end_rev - start_rev)); RSS per member: $(rss); data dirs: $(du -sh "$WORK/$sys"1 | cut -f1) each"
     t0=$(date +%s%N)
     # --limit 1: the answer's count is every key in the range all the same.

@@ -1,6 +1,6 @@
 //! `flotilla bench noop-server` answers etcd's KV API (so `bench kv` can
 //! measure the gRPC floor against it), and `bench kv` drives it without
-//! errors and reports its figures.
+//! errors and reports its figures, for a time or a number of requests.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -46,5 +46,31 @@ fn the_noop_server_answers_and_bench_kv_drives_it() {
     assert!(status.success(), "{err}");
     assert!(out.contains("errors=0"), "{out}");
     assert!(!out.contains("requests=0 "), "{out}");
+    // --total stops the load after exactly that many requests, long
+    // before --duration would.
+    let (status, out, err) = run(flotilla(&s.path).args([
+        "bench",
+        "kv",
+        "--endpoints",
+        &addr,
+        "--clients",
+        "8",
+        "--total",
+        "1000",
+        "--duration",
+        "60s",
+        "--warmup",
+        "0s",
+    ]));
+    assert!(status.success(), "{err}");
+    assert!(out.contains("requests=1000 errors=0"), "{out}");
+    let rate: f64 = out
+        .split("throughput=")
+        .nth(1)
+        .and_then(|r| r.split("/s").next())
+        .and_then(|r| r.parse().ok())
+        .unwrap();
+    // Over the time the 1,000 took, not the 60 s cap.
+    assert!(rate > 1000.0 / 30.0, "{out}");
     server.kill();
 }

@@ -14,6 +14,7 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -56,6 +57,11 @@ pub struct KvBenchArgs {
     /// rather than etcd's plain `Put` (Flotilla only).
     #[arg(long)]
     session: bool,
+    /// Stop once this many requests were sent in all (etcd's benchmark
+    /// `--total`), or at the end of `--duration`, whichever comes first;
+    /// the rate is then over the time it took. Warm-up requests count.
+    #[arg(long)]
+    total: Option<u64>,
 }
 
 /// The largest latency recorded, in µs; slower requests count as this.
@@ -65,6 +71,8 @@ struct ClientResult {
     latencies_us: Histogram<u64>,
     errors: u64,
     first_error: Option<String>,
+    /// When it sent no more.
+    ended: Instant,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -83,9 +91,9 @@ pub fn main(args: KvBenchArgs) -> anyhow::Result<ExitCode> {
     let tls = args.endpoints.tls(&endpoints)?;
     let rt = runtime()?;
     let cpu_before = cpu_secs();
-    let results = rt.block_on(run(&args, &endpoints, tls))?;
+    let (results, secs) = rt.block_on(run(&args, &endpoints, tls))?;
     let cpu = cpu_secs() - cpu_before;
-    report(&args, &endpoints, results, cpu);
+    report(&args, &endpoints, (results, secs), cpu);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -93,10 +101,11 @@ async fn run(
     args: &KvBenchArgs,
     endpoints: &[String],
     tls: Option<Arc<ClientTls>>,
-) -> anyhow::Result<Vec<ClientResult>> {
+) -> anyhow::Result<(Vec<ClientResult>, f64)> {
     let timeout = Some(Duration::from_secs(10));
     let token = super::token(&args.endpoints, endpoints, tls.as_ref()).await?;
     let channels = super::connect(endpoints, args.conns, (tls.as_ref(), &token), timeout).await?;
+    let budget = args.total.map(|n| Arc::new(AtomicU64::new(n)));
     let start = Instant::now();
     let measure_from = start + args.load.warmup;
     let end = measure_from + args.load.duration;
@@ -116,6 +125,7 @@ async fn run(
                 read_ratio: args.read_ratio,
                 serializable: args.serializable,
                 keys: args.keys,
+                budget: budget.clone(),
             };
             tokio::spawn(client(
                 channel,
@@ -130,7 +140,11 @@ async fn run(
     for t in tasks {
         results.push(t.await.context("a client task failed")?);
     }
-    Ok(results)
+    // Measured until the last client stopped: the end of the window, or
+    // earlier once `--total` requests were sent.
+    let ended = results.iter().map(|r| r.ended).max().unwrap_or(end);
+    let secs = ended.saturating_duration_since(measure_from).as_secs_f64();
+    Ok((results, secs))
 }
 
 #[derive(Clone)]
@@ -139,6 +153,18 @@ struct Load {
     read_ratio: f64,
     serializable: bool,
     keys: u64,
+    /// Requests left to send in all, with `--total`.
+    budget: Option<Arc<AtomicU64>>,
+}
+
+impl Load {
+    /// Takes one request from the budget: false once it is spent.
+    fn take_one(&self) -> bool {
+        self.budget.as_ref().is_none_or(|b| {
+            b.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+        })
+    }
 }
 
 /// One closed-loop client, measuring from `window.0` until `window.1`.
@@ -156,6 +182,7 @@ async fn client(
         latencies_us: histogram(),
         errors: 0,
         first_error: None,
+        ended: end,
     };
     loop {
         x ^= x << 13;
@@ -164,7 +191,8 @@ async fn client(
         let key = Bytes::copy_from_slice(&(x % load.keys).to_be_bytes());
         let read = ((x >> 11) as f64 / (1u64 << 53) as f64) < load.read_ratio;
         let t0 = Instant::now();
-        if t0 >= end {
+        if t0 >= end || !load.take_one() {
+            out.ended = t0;
             return out;
         }
         let result = if read {
@@ -201,7 +229,13 @@ async fn client(
     }
 }
 
-fn report(args: &KvBenchArgs, endpoints: &[String], results: Vec<ClientResult>, cpu: f64) {
+/// Prints the figures of `results`, measured over `secs`.
+fn report(
+    args: &KvBenchArgs,
+    endpoints: &[String],
+    (results, secs): (Vec<ClientResult>, f64),
+    cpu: f64,
+) {
     let mut all = histogram();
     let mut errors = 0;
     let mut first_error = None;
@@ -211,7 +245,6 @@ fn report(args: &KvBenchArgs, endpoints: &[String], results: Vec<ClientResult>, 
         errors += r.errors;
         first_error = first_error.or(r.first_error);
     }
-    let secs = args.load.duration.as_secs_f64();
     let ms = |us: u64| us as f64 / 1000.0;
     let pct = |q: f64| ms(all.value_at_quantile(q));
     println!(
@@ -228,7 +261,7 @@ fn report(args: &KvBenchArgs, endpoints: &[String], results: Vec<ClientResult>, 
         "requests={} errors={} throughput={:.0}/s p50={:.2}ms p99={:.2}ms p999={:.2}ms max={:.2}ms client_cpu={:.0}%",
         all.len(),
         errors,
-        all.len() as f64 / secs,
+        all.len() as f64 / secs.max(1e-9),
         pct(0.50),
         pct(0.99),
         pct(0.999),
