@@ -285,6 +285,33 @@ fn the_cli_logs_in(endpoints: &[String]) {
     assert!(ok && out.contains(" errors=0 "), "{out}{err}");
     let (_, out, err) = flotilla(endpoints, &bench);
     assert!(!out.contains(" errors=0 "), "without --user: {out}{err}");
+    authenticate_timings(endpoints);
+}
+
+/// `flotilla bench authenticate` checks each kind's verdict as it times
+/// it (the right password in, a wrong one and a missing user out) and
+/// prints the three kinds' times and their ratios.
+fn authenticate_timings(endpoints: &[String]) {
+    let bench = ["bench", "authenticate", "--rounds", "2"];
+    let (ok, out, err) = flotilla(
+        endpoints,
+        &[&bench[..], &["--user", "alice:alicepw"]].concat(),
+    );
+    assert!(ok, "{out}{err}");
+    for kind in [
+        "right password",
+        "wrong password",
+        "missing user",
+        "missing_over_wrong=",
+    ] {
+        assert!(out.contains(kind), "{kind}: {out}");
+    }
+    // A password that is not alice's is caught before any figure.
+    let (ok, _, err) = flotilla(endpoints, &[&bench[..], &["--user", "alice:nope"]].concat());
+    assert!(
+        !ok && err.contains("the known user's password was refused"),
+        "{err}"
+    );
 }
 
 /// `--user alice` alone asks for the password on the terminal, as

@@ -77,6 +77,12 @@ impl Credentials {
             password: password.into(),
         }
     }
+
+    /// The password, for a caller that sends it itself (`flotilla bench
+    /// authenticate` times Authenticate calls one by one).
+    pub fn password(&self) -> &str {
+        &self.password
+    }
 }
 
 impl fmt::Debug for Credentials {

@@ -4,6 +4,7 @@
 //! endpoints, TLS when the endpoints ask for it, carrying `--user`'s
 //! token when one is given ([`token`])).
 
+mod authn;
 mod corpus;
 mod floor;
 mod kv;
@@ -99,6 +100,9 @@ pub struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
+    /// Whether Authenticate's time tells which users exist: the right
+    /// password, a wrong one and a missing user, timed on one member.
+    Authenticate(authn::AuthnBenchArgs),
     /// The latency floor of a 1-client write: p50 of one fsync (append +
     /// fdatasync in --dir) plus one loopback round trip.
     Floor(floor::FloorBenchArgs),
@@ -124,6 +128,7 @@ enum BenchCommand {
 /// Runs `flotilla bench`.
 pub fn main(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.command {
+        BenchCommand::Authenticate(a) => authn::main(a),
         BenchCommand::Floor(a) => floor::main(a),
         BenchCommand::Kv(a) => kv::main(a),
         BenchCommand::Mr(a) => mr::main(a),
