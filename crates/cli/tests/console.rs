@@ -251,17 +251,20 @@ fn metrics_move(profile: &Path, url: &str) {
     );
 }
 
-/// Saves a screenshot of the page as a test artifact.
+/// Saves a screenshot of the whole member page (down to its Raft log) as
+/// a test artifact.
 fn screenshot(profile: &Path, url: &str) {
-    screenshot_as(profile, url, "console.png");
+    screenshot_as(profile, url, "console.png", 2200);
 }
 
-/// Saves a screenshot of the page as test artifact `name`.
-fn screenshot_as(profile: &Path, url: &str, name: &str) {
+/// Saves a screenshot of the page, `height` pixels tall, as test
+/// artifact `name`.
+fn screenshot_as(profile: &Path, url: &str, name: &str, height: u32) {
     let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let _ = std::fs::remove_file(&path);
     let shot = format!("--screenshot={}", path.display());
-    chromium(profile, url, &[&shot, "--window-size=1200,800"]);
+    let size = format!("--window-size=1200,{height}");
+    chromium(profile, url, &[&shot, &size]);
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     assert!(size > 0, "no screenshot at {}", path.display());
     eprintln!("screenshot: {} ({size} bytes)", path.display());
@@ -327,6 +330,6 @@ fn the_mapreduce_console_shows_the_running_job_in_a_real_browser() {
     });
     assert!(shown.is_some(), "the console never showed the job:\n{last}");
     assert!(last.contains("lost map outputs: 0"), "{last}");
-    screenshot_as(&profile, &url, "mr-console.png");
+    screenshot_as(&profile, &url, "mr-console.png", 800);
     assert!(job.wait(Duration::from_secs(120)).success());
 }
