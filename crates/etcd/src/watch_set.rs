@@ -198,6 +198,16 @@ mod tests {
     }
 
     #[test]
+    fn every_watch_can_be_turned_to_replaying() {
+        let mut ws = Watches::default();
+        ws.insert(1, watch("a", "", 0));
+        ws.insert(2, watch("a", "b", 0));
+        ws.values_mut().for_each(|w| w.replaying = true);
+        assert!(ws.values().all(|w| w.replaying));
+        assert!(ws.deliveries(1, &events(&["a"])).is_empty());
+    }
+
+    #[test]
     fn removal_keeps_the_index_exact() {
         let mut ws = Watches::default();
         ws.insert(1, watch("a", "", 0));
