@@ -430,31 +430,11 @@ fn missing_or_garbage_certificate_files_stop_the_server_naming_the_file() {
     let dir = scratch.path.as_path();
     assert!(cli(dir, &["certs", "--dir", "certs"]).0);
     std::fs::write(dir.join("garbage.pem"), "garbage\n").unwrap();
-    let port = free_ports(1)[0].to_string();
+    let port = free_ports(1)[0];
     let listen = format!("127.0.0.1:{port}");
-    let peers = format!("1={listen}");
     let server = |cert: &str, key: &str| {
-        let args = [
-            "server",
-            "--id",
-            "1",
-            "--listen",
-            &listen,
-            "--peers",
-            &peers,
-            "--data-dir",
-            "data",
-            "--cert-file",
-            cert,
-            "--key-file",
-            key,
-            "--peer-cert-file",
-            "certs/node1.pem",
-            "--peer-key-file",
-            "certs/node1-key.pem",
-            "--peer-trusted-ca-file",
-            "certs/ca.pem",
-        ];
+        let args = member_one(&listen, port, [cert, key]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (ok, _, err) = cli(dir, &args);
         assert!(!ok, "the server started with {cert} {key}");
         err
@@ -512,32 +492,44 @@ fn bad_client_tls_flags_are_errors_naming_the_file() {
     assert!(!ok && err.contains("--cacert"), "{err}");
 }
 
-/// `flotilla server` member 1 alone on `listen` with `certs`' node1
-/// certificates (mutual TLS for peers only).
-fn one_member(dir: &Path, listen: &str, port: u16) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
-    cmd.current_dir(dir).args([
+/// The arguments of `flotilla server` member 1 alone on `listen` (its
+/// port `port`), serving clients with `[cert, key]` and peers with
+/// `certs`' node1 certificate (mutual TLS).
+fn member_one(listen: &str, port: u16, [cert, key]: [&str; 2]) -> Vec<String> {
+    let peers = format!("1=127.0.0.1:{port}");
+    let node1 = ["certs/node1.pem", "certs/node1-key.pem", "certs/ca.pem"];
+    [
         "server",
         "--id",
         "1",
         "--listen",
         listen,
         "--peers",
-        &format!("1=127.0.0.1:{port}"),
+        &peers,
         "--data-dir",
         "data",
         "--cert-file",
-        "certs/node1.pem",
+        cert,
         "--key-file",
-        "certs/node1-key.pem",
+        key,
         "--peer-cert-file",
-        "certs/node1.pem",
+        node1[0],
         "--peer-key-file",
-        "certs/node1-key.pem",
+        node1[1],
         "--peer-trusted-ca-file",
-        "certs/ca.pem",
+        node1[2],
         "--peer-client-cert-auth",
-    ]);
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// `flotilla server` member 1 alone on `listen`, with `certs`' node1
+/// certificate for clients too.
+fn one_member(dir: &Path, listen: &str, port: u16) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+    let node1 = ["certs/node1.pem", "certs/node1-key.pem"];
+    cmd.current_dir(dir).args(member_one(listen, port, node1));
     cmd
 }
 
