@@ -130,6 +130,7 @@ async fn clients_use_etcd_s_api_and_only_members_reach_the_peer_services() {
 
     let client = channel(&addr, client_tls(&w));
     round_trip(&mut KvClient::new(client.clone())).await;
+    speaks_no_plaintext(&addr).await;
 
     // A client's connection, though its certificate is from the CA, is
     // no member's: every peer service refuses it.
@@ -233,4 +234,25 @@ async fn both_schemes_on_one_port_serve_clients_and_only_tls_members() {
     conn.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("etcdserver"), "{answer}");
+}
+
+/// Asserts that a plaintext client gets nothing from the TLS-only port
+/// at `addr`: its connection fails, whatever the transport calls it.
+async fn speaks_no_plaintext(addr: &str) {
+    let read = RangeRequest {
+        key: b"k".to_vec().into(),
+        ..Default::default()
+    };
+    let plain = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .timeout(Duration::from_secs(5))
+        .connect_lazy();
+    let refused = KvClient::new(plain).range(read).await.unwrap_err();
+    assert!(
+        matches!(
+            refused.code(),
+            Code::Unavailable | Code::Unknown | Code::Cancelled
+        ),
+        "{refused:?}"
+    );
 }
