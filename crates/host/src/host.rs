@@ -192,7 +192,10 @@ impl<SM: StateMachine, W: Waiters<SM::Output>> Host<SM, W> {
         if let Some(snap) = &init.snapshot {
             lock(&sm).restore(&snap.data)?;
         }
-        let raw = RawNode::new(opts.raft.clone(), init)?;
+        let mut cfg = opts.raft.clone();
+        // Chunks are read back from the WAL as they leave (`fill_chunks`).
+        cfg.snapshot_data_in_storage = true;
+        let raw = RawNode::new(cfg, init)?;
         let mut host = Host {
             status: crate::ready::status_of(&raw, false),
             raw,
@@ -368,10 +371,20 @@ impl<SM: StateMachine, W: Waiters<SM::Output>> Host<SM, W> {
     /// their messages leave and the core hears of each.
     pub(crate) fn persisted(&mut self, batch: Vec<Unsynced>) {
         for u in batch {
-            if !u.persisted_messages.is_empty() {
-                self.actions.push(Action::Send(u.persisted_messages));
-            }
+            self.send(u.persisted_messages);
             self.raw.on_persisted(u.mark);
+        }
+    }
+
+    /// Sends `messages`, their snapshot chunks filled from the WAL.
+    pub(crate) fn send(&mut self, mut messages: Vec<Message>) {
+        crate::snapshot::fill_chunks(
+            &self.storage,
+            self.opts.raft.snapshot_chunk_bytes,
+            &mut messages,
+        );
+        if !messages.is_empty() {
+            self.actions.push(Action::Send(messages));
         }
     }
 

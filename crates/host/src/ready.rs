@@ -153,9 +153,7 @@ impl<SM: StateMachine, W: Waiters<SM::Output>> Host<SM, W> {
     fn handle_ready(&mut self) -> Result<Option<flotilla_wal::Lsn>, FatalError> {
         let mut rd = self.raw.ready();
         let messages = std::mem::take(&mut rd.messages);
-        if !messages.is_empty() {
-            self.actions.push(Action::Send(messages));
-        }
+        self.send(messages);
         let lsn = self.storage.write(rd.writes())?;
         self.note_soft_state(&rd);
         self.note_forwarded(&rd);
@@ -194,9 +192,7 @@ impl<SM: StateMachine, W: Waiters<SM::Output>> Host<SM, W> {
             return Ok(());
         };
         let messages = std::mem::take(&mut rd.persisted_messages);
-        if !messages.is_empty() {
-            self.actions.push(Action::Send(messages));
-        }
+        self.send(messages);
         if let Some(snap) = rd.snapshot.as_ref().filter(|_| rd.restore_snapshot) {
             tracing::info!(index = %snap.meta.index, term = %snap.meta.term, "restoring a snapshot from the leader");
             lock(&self.sm).restore(&snap.data)?;

@@ -4,10 +4,15 @@
 //! Invariant: one job runs at a time; its result compacts the log at the
 //! index it was taken at, or is dropped if a snapshot from the leader
 //! covered it meanwhile.
+//!
+//! A durable snapshot's data is not kept in memory (the host runs its
+//! core with `snapshot_data_in_storage`): the chunks sent to followers
+//! behind are read back from the snapshot's file as they leave
+//! ([`fill_chunks`]).
 
 use bytes::Bytes;
-use flotilla_raft::{LogIndex, NodeId, Snapshot, SnapshotMeta};
-use flotilla_wal::{GroupId, Wal};
+use flotilla_raft::{LogIndex, Message, MessageBody, NodeId, Snapshot, SnapshotMeta};
+use flotilla_wal::{GroupHandle, GroupId, Wal};
 
 use crate::app::SnapshotJob;
 
@@ -85,6 +90,34 @@ impl SnapshotTask {
         }
         data
     }
+}
+
+/// Fills the data of the outgoing snapshot chunks whose snapshot the core
+/// no longer holds in memory (empty data short of the end) from the
+/// snapshot's file, at most `chunk_bytes` each. A chunk that cannot be
+/// read (its snapshot was replaced meanwhile, or the read failed) is not
+/// sent: the follower asks again, and the leader sends its current one.
+pub(crate) fn fill_chunks(storage: &GroupHandle, chunk_bytes: u64, messages: &mut Vec<Message>) {
+    messages.retain_mut(|m| {
+        let MessageBody::Snapshot(c) = &mut m.body else {
+            return true;
+        };
+        if !c.data.is_empty() || c.offset >= c.total_len {
+            return true;
+        }
+        let len = chunk_bytes.min(c.total_len - c.offset);
+        match storage.read_snapshot_data(&c.meta, c.offset, len) {
+            Ok(Some(data)) => {
+                c.data = data;
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(to = %m.to, index = %c.meta.index, error = %e, "reading a snapshot chunk back failed; not sent");
+                false
+            }
+        }
+    });
 }
 
 #[cfg(test)]

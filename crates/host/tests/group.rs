@@ -333,6 +333,12 @@ fn a_follower_acknowledges_a_leaders_snapshot_once_it_is_durable() {
         g.host(3).status().applied < first,
         "member 3 needs a snapshot"
     );
+    let held = g.host(1).raw().snapshot().map(|s| s.data.len());
+    assert_eq!(
+        held,
+        Some(0),
+        "a durable snapshot's data is not kept in memory"
+    );
 
     g.drop = Box::new(|_| false);
     let mut acked = None;
@@ -340,6 +346,10 @@ fn a_follower_acknowledges_a_leaders_snapshot_once_it_is_durable() {
         g.host(1).tick();
         g.run(1);
         while let Some((m, sent)) = g.step_one() {
+            if let MessageBody::Snapshot(c) = &m.body {
+                // Read back from the WAL as it left.
+                assert!(c.total_len > 0 && c.data.len() as u64 == c.total_len - c.offset);
+            }
             // The first one: Raft would resend a snapshot left unanswered.
             if m.to == NodeId(3) && matches!(m.body, MessageBody::Snapshot(_)) && acked.is_none() {
                 acked = Some(sent.iter().any(|r| r.to == NodeId(1)));

@@ -73,6 +73,15 @@ pub struct Config {
     pub max_apply_bytes: u64,
     /// Size of one snapshot chunk in transfer.
     pub snapshot_chunk_bytes: u64,
+    /// Whether the node drops a snapshot's data from memory once the
+    /// snapshot is durable (the application's state at millions of keys
+    /// makes a snapshot of gigabytes, which a member would otherwise hold
+    /// twice: as its state and as the snapshot kept for followers). The
+    /// driver then fills each outgoing [`crate::SnapshotChunk`] whose
+    /// `data` is empty while `offset < total_len` with the snapshot's
+    /// bytes from `offset` (at most `snapshot_chunk_bytes` of them) from
+    /// its storage, or drops the message if it cannot.
+    pub snapshot_data_in_storage: bool,
 }
 
 impl Config {
@@ -96,6 +105,7 @@ impl Config {
             max_inflight_bytes: 32 << 20,
             max_apply_bytes: 8 << 20,
             snapshot_chunk_bytes: 1 << 20,
+            snapshot_data_in_storage: false,
         }
     }
 

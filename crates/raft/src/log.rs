@@ -60,8 +60,11 @@ pub(crate) struct RaftLog {
     unstable: LogIndex,
     handed: LogIndex,
     entry_bytes: u64,
-    /// The latest snapshot, kept to send to followers that are behind.
+    /// The latest snapshot, kept to send to followers that are behind;
+    /// its data may have been released ([`RaftLog::release_snapshot_data`]).
     snapshot: Option<Snapshot>,
+    /// The length of the latest snapshot's data, released or not.
+    snapshot_len: u64,
     pub(crate) pending_snapshot: Option<PendingSnapshot>,
 }
 
@@ -88,6 +91,7 @@ impl RaftLog {
             handed: LogIndex(0),
             entry_bytes,
             snapshot: init.snapshot.clone(),
+            snapshot_len: init.snapshot.as_ref().map_or(0, |s| s.data.len() as u64),
             pending_snapshot: None,
         };
         log.unstable = log.last_index().next();
@@ -114,6 +118,20 @@ impl RaftLog {
 
     pub(crate) fn snapshot(&self) -> Option<&Snapshot> {
         self.snapshot.as_ref()
+    }
+
+    /// The length of the latest snapshot's data, even once released.
+    pub(crate) fn snapshot_len(&self) -> u64 {
+        self.snapshot_len
+    }
+
+    /// Drops the latest snapshot's data from memory if it is the snapshot
+    /// `meta` describes (durable by then: its bytes can be read back from
+    /// storage).
+    pub(crate) fn release_snapshot_data(&mut self, meta: &SnapshotMeta) {
+        if let Some(s) = self.snapshot.as_mut().filter(|s| s.meta == *meta) {
+            s.data = bytes::Bytes::new();
+        }
     }
 
     /// Bytes of the entries held, as storage would encode them.
@@ -295,6 +313,7 @@ impl RaftLog {
         self.committed = snapshot.meta.index;
         self.unstable = snapshot.meta.index.next();
         self.handed = self.unstable;
+        self.snapshot_len = snapshot.data.len() as u64;
         self.snapshot = Some(snapshot.clone());
         self.pending_snapshot = Some(PendingSnapshot {
             snapshot,
@@ -322,6 +341,7 @@ impl RaftLog {
             },
             data,
         };
+        self.snapshot_len = snapshot.data.len() as u64;
         self.snapshot = Some(snapshot.clone());
         self.pending_snapshot = Some(PendingSnapshot {
             snapshot,

@@ -150,7 +150,15 @@ impl RawNode {
     /// Creates a node from its configuration and what storage holds.
     pub fn new(config: Config, init: InitialState) -> Result<RawNode, ConfigError> {
         config.validate()?;
-        let raft = Raft::new(config, &init);
+        let mut raft = Raft::new(config, &init);
+        // The snapshot storage recovered is durable.
+        if let Some(snap) = init
+            .snapshot
+            .as_ref()
+            .filter(|_| raft.cfg.snapshot_data_in_storage)
+        {
+            raft.log.release_snapshot_data(&snap.meta);
+        }
         let prev_soft = SoftState {
             role: raft.role,
             leader: raft.leader,
@@ -350,6 +358,11 @@ impl RawNode {
             if same {
                 log.pending_snapshot = None;
             }
+            // `advance_handed` takes a snapshot's Ready only once it is
+            // durable (see above), so its bytes are in storage now.
+            if self.raft.cfg.snapshot_data_in_storage {
+                log.release_snapshot_data(&snap.meta);
+            }
             if rd.restore_snapshot {
                 log.applied = log.applied.max(snap.meta.index);
             }
@@ -433,7 +446,9 @@ impl RawNode {
         self.raft.log.entry(index)
     }
 
-    /// The latest snapshot (local or received), if any.
+    /// The latest snapshot (local or received), if any. With
+    /// [`Config::snapshot_data_in_storage`] its `data` is empty once it is
+    /// durable.
     pub fn snapshot(&self) -> Option<&Snapshot> {
         self.raft.log.snapshot()
     }

@@ -127,14 +127,21 @@ impl Raft {
         if pr.snapshot_index != snap.meta.index {
             pr.become_snapshot(snap.meta.index);
         }
-        let total = snap.data.len() as u64;
+        let total = self.log.snapshot_len();
         let offset = pr.snapshot_offset.min(total);
         let end = (offset + self.cfg.snapshot_chunk_bytes).min(total);
+        // Released data (`Config::snapshot_data_in_storage`): the driver
+        // fills the chunk from storage.
+        let data = if snap.data.len() as u64 == total {
+            snap.data.slice(offset as usize..end as usize)
+        } else {
+            bytes::Bytes::new()
+        };
         let chunk = SnapshotChunk {
             meta: snap.meta.clone(),
             offset,
             total_len: total,
-            data: snap.data.slice(offset as usize..end as usize),
+            data,
         };
         self.send(to, MessageBody::Snapshot(chunk));
     }
@@ -265,7 +272,7 @@ impl Raft {
             return;
         }
         pr.snapshot_offset = next_offset;
-        let total = self.log.snapshot().map_or(0, |s| s.data.len() as u64);
+        let total = self.log.snapshot_len();
         if next_offset < total || total == 0 {
             self.send_snapshot_chunk(from);
         }

@@ -179,3 +179,37 @@ fn malformed_chunks_are_refused() {
     // Ending exactly at the total length is the last chunk, not an error.
     node.step(chunk(5, 0, 3, b"abc")).expect("a whole snapshot");
 }
+
+#[test]
+fn a_durable_snapshot_s_data_is_dropped_when_storage_holds_it() {
+    for in_storage in [false, true] {
+        let mut cfg = Config::new(NodeId(1), (1..=3).map(NodeId).collect());
+        cfg.snapshot_data_in_storage = in_storage;
+        let mut node = RawNode::new(cfg.clone(), InitialState::default()).expect("valid config");
+        node.step(chunk(5, 0, 4, b"abcd")).expect("whole snapshot");
+        let rd = node.ready();
+        assert_eq!(rd.snapshot.as_ref().map(|s| s.data.len()), Some(4));
+        assert_eq!(
+            node.snapshot().map(|s| s.data.len()),
+            Some(4),
+            "kept until durable"
+        );
+        node.advance(&rd);
+        let held = if in_storage { 0 } else { 4 };
+        assert_eq!(node.snapshot().map(|s| s.data.len()), Some(held));
+        assert_eq!(node.snapshot().map(|s| s.meta.clone()), Some(meta(5)));
+
+        // What storage recovered is durable from the start.
+        let init = InitialState {
+            hard_state: HardState {
+                term: Term(1),
+                vote: None,
+                commit: LogIndex(5),
+            },
+            snapshot: rd.snapshot.clone(),
+            entries: Vec::new(),
+        };
+        let node = RawNode::new(cfg, init).expect("valid config");
+        assert_eq!(node.snapshot().map(|s| s.data.len()), Some(held));
+    }
+}

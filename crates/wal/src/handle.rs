@@ -187,6 +187,50 @@ impl GroupHandle {
         }
     }
 
+    /// `len` bytes of the current snapshot's data from `offset`, read back
+    /// from its file: what a member that keeps no snapshot data in memory
+    /// sends a follower. `None` if the current snapshot is no longer
+    /// `meta` (a newer one replaced it). A range past the data's end is
+    /// refused. The bytes are not checked against the file's checksum
+    /// (that covers the whole file, checked when it was read whole): the
+    /// receiver checks the state it assembles against the state's own.
+    pub fn read_snapshot_data(
+        &self,
+        meta: &SnapshotMeta,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Bytes>, WalError> {
+        let Some(snap) = self.read(|log| log.snapshot.clone()) else {
+            return Ok(None);
+        };
+        if snap.meta != *meta {
+            return Ok(None);
+        }
+        // Its file is written ahead, or by the flush that writes its record.
+        self.shared.flush_to(snap.file.plus(1))?;
+        let path = self
+            .shared
+            .path(&snapfile::file_name(self.group, snap.file));
+        let fs = &self.shared.fs;
+        let mut head = [0u8; snapfile::HEAD_LEN];
+        fs.read_at(&path, 0, &mut head)
+            .map_err(|e| WalError::io("read", &path, e))?;
+        let (start, data_len) =
+            snapfile::data_extent(&head).map_err(|e| crate::recover::file_error(&path, e))?;
+        let end = offset.checked_add(len).filter(|&end| end <= data_len);
+        let Some(end) = end else {
+            let what = Corruption::Truncated {
+                needed: offset.saturating_add(len),
+                available: data_len,
+            };
+            return Err(WalError::corrupt(&path, start, what));
+        };
+        let mut buf = vec![0u8; (end - offset) as usize];
+        fs.read_at(&path, start + offset, &mut buf)
+            .map_err(|e| WalError::io("read", &path, e))?;
+        Ok(Some(Bytes::from(buf)))
+    }
+
     fn read<T>(&self, f: impl FnOnce(&crate::group::GroupLog) -> T) -> T {
         let st = self.shared.state();
         match st.groups.get(&self.group) {

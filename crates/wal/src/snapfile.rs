@@ -20,7 +20,9 @@ use crate::ids::{GroupId, Lsn};
 
 /// The first 8 bytes of every snapshot file.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"FLOTSNP\0";
-const HEAD_LEN: usize = 40;
+/// The bytes before the encoded meta: magic, version, group, file LSN,
+/// meta length, data length.
+pub const HEAD_LEN: usize = 40;
 const CRC_LEN: usize = 4;
 
 /// The file name of a group's snapshot saved at `file`.
@@ -104,6 +106,22 @@ pub fn decode(bytes: &Bytes) -> Result<(GroupId, Lsn, Snapshot), HeaderError> {
     ))
 }
 
+/// Where a file's data lies, from its first [`HEAD_LEN`] bytes: the
+/// data's offset in the file and its length. Checks the magic and the
+/// version only (the checksum covers the whole file): what reading a
+/// range of a file already checked whole needs.
+pub fn data_extent(head: &[u8; HEAD_LEN]) -> Result<(u64, u64), HeaderError> {
+    if head[0..8] != SNAPSHOT_MAGIC {
+        return Err(HeaderError::Corrupt(0, Corruption::BadMagic));
+    }
+    let version = le_u32(&head[8..12]);
+    if version != FORMAT_VERSION {
+        return Err(HeaderError::Version(version));
+    }
+    let meta_len = u64::from(le_u32(&head[28..32]));
+    Ok((HEAD_LEN as u64 + meta_len, le_u64(&head[32..40])))
+}
+
 #[cfg(test)]
 mod tests {
     use flotilla_raft::{ConfState, LogIndex, NodeId, Term};
@@ -133,6 +151,21 @@ mod tests {
         let name = file_name(GroupId(3), Lsn(500));
         assert_eq!(parse_name(&name), Some((GroupId(3), Lsn(500))));
         assert_eq!(parse_name("snap-3-500.snap"), None);
+    }
+
+    #[test]
+    fn the_data_extent_points_at_the_data() {
+        let bytes = file_bytes();
+        let head: &[u8; HEAD_LEN] = bytes[..HEAD_LEN].try_into().unwrap();
+        let (at, len) = data_extent(head).unwrap();
+        let data = &bytes[at as usize..(at + len) as usize];
+        assert_eq!(data, &sample().data[..]);
+        let mut bad = *head;
+        bad[0] ^= 1;
+        assert!(matches!(data_extent(&bad), Err(HeaderError::Corrupt(0, _))));
+        let mut old = *head;
+        old[8] ^= 1;
+        assert!(matches!(data_extent(&old), Err(HeaderError::Version(_))));
     }
 
     #[test]

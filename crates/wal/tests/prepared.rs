@@ -112,3 +112,29 @@ fn a_stale_prepared_file_is_replaced_and_then_deleted() {
     assert_eq!(state.snapshot, Some(snapshot(12)));
     assert_eq!(state.entries.len(), 9, "entries 13..=21");
 }
+
+#[test]
+fn ranges_of_the_current_snapshot_s_data_read_back_from_its_file() {
+    for prepare in [false, true] {
+        let fs = MemFs::new();
+        let (wal, mut a) = twenty_entries(&fs);
+        let snap = snapshot(10);
+        if prepare {
+            wal.prepare_snapshot(A, &snap).expect("prepare");
+        }
+        a.save_snapshot(&snap).expect("save");
+        // Not synced yet: the read flushes the file first.
+        let len = snap.data.len() as u64;
+        let whole = a.read_snapshot_data(&snap.meta, 0, len).expect("read");
+        assert_eq!(whole, Some(snap.data.clone()), "prepared {prepare}");
+        let tail = a.read_snapshot_data(&snap.meta, 3, len - 3).expect("read");
+        assert_eq!(tail, Some(snap.data.slice(3..)));
+        let empty = a.read_snapshot_data(&snap.meta, len, 0).expect("read");
+        assert_eq!(empty, Some(bytes::Bytes::new()));
+        let past = a.read_snapshot_data(&snap.meta, 1, len);
+        let err = past.expect_err("a range past the data's end").to_string();
+        assert!(err.contains(".snap"), "names the file: {err}");
+        let other = snapshot(12).meta;
+        assert_eq!(a.read_snapshot_data(&other, 0, 1).expect("read"), None);
+    }
+}
