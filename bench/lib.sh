@@ -52,11 +52,12 @@ leader() {
 
 # rss: each member's resident set (VmRSS), the leader's marked with '*'.
 rss() {
-    local i=0 p kb
+    local i=0 p kb peak
     for p in "${PIDS[@]}"; do
         i=$((i + 1))
         kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
-        printf '%s:%dMiB%s ' "$i" $((kb / 1024)) "$([ "${EPS[$((i - 1))]}" = "${LEADER_EP:-}" ] && echo '*')"
+        peak=$(awk '/^VmHWM:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
+        printf '%s:%dMiB(peak %d)%s ' "$i" $((kb / 1024)) $((peak / 1024)) "$([ "${EPS[$((i - 1))]}" = "${LEADER_EP:-}" ] && echo '*')"
     done
 }
 

@@ -15,9 +15,11 @@
 #     until a linearizable read is answered.
 # 1M keys x 10 revisions: `MEMBERS=1 bench/mvcc-history.sh 10000000 1000000`
 # (three in-memory members of that size would not fit one 24 GiB machine).
-# Installs Debian's etcd-server if etcd is missing. Stops only the
-# processes it started, by PID.
-# Usage: [MEMBERS=1|2|3] bench/mvcc-history.sh [WRITES] [KEYS]
+# RSS is printed as now and (peak) since the member started. SYSTEMS
+# picks what runs (default "etcd flotilla"; "flotilla" alone compares two
+# builds of it). Installs Debian's etcd-server if etcd is missing. Stops
+# only the processes it started, by PID.
+# Usage: [MEMBERS=1|2|3] [SYSTEMS=...] bench/mvcc-history.sh [WRITES] [KEYS]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 WRITES="${1:-400000}"
@@ -89,7 +91,9 @@ run() {
     stop
 }
 
-sync
-run etcd
-sync
-run flotilla
+for sys in ${SYSTEMS:-etcd flotilla}; do
+    case "$sys" in
+    etcd | flotilla) sync; run "$sys" ;;
+    *) echo "SYSTEMS: '$sys' is neither etcd nor flotilla" >&2; exit 2 ;;
+    esac
+done

@@ -203,7 +203,7 @@ pub fn restore(
         reason,
     };
     let members = Members::bootstrap(peers);
-    let data = encode_snapshot(&members, &m.replica.snapshot());
+    let data = encode_snapshot(&members, &m.replica);
     let (_, mut group) = crate::server::open_storage_at(data_dir, id, token, peers)
         .map_err(|e| write(format!("{e:#}")))?;
     crate::join::save(data_dir, peers).map_err(|e| write(e.to_string()))?;

@@ -271,6 +271,11 @@ impl Replica {
         crate::snapshot::encode(self)
     }
 
+    /// `prefix` followed by [`Replica::snapshot`], encoded in one buffer.
+    pub fn snapshot_behind(&self, prefix: &[u8]) -> Bytes {
+        crate::snapshot::encode_behind(self, prefix)
+    }
+
     /// Replaces the state with the snapshot `data`; on error the replica is
     /// left unchanged. A replica that keeps history and restores a
     /// snapshot without one starts it at the snapshot's revision.

@@ -101,11 +101,21 @@ pub enum SnapshotError {
 
 /// Encodes `r` (see the module docs for the format).
 pub(crate) fn encode(r: &Replica) -> Bytes {
+    encode_behind(r, &[])
+}
+
+/// `prefix` followed by `encode(r)`, in one buffer: what a host that puts
+/// its own table before the state writes, without a second copy of a
+/// state of gigabytes (at 1M keys x 10 revisions that copy made the peak
+/// of a snapshot three times the state's size).
+pub(crate) fn encode_behind(r: &Replica, prefix: &[u8]) -> Bytes {
     // Sized up front and encoded in place behind the header, so a snapshot
     // of a large store is neither copied on every doubling of its buffer
     // nor once more behind the header: at 10^5 keys and more those copies
     // and their page faults were most of the encoding's cost.
-    let mut out = Vec::with_capacity(encoded_len_estimate(r));
+    let mut out = Vec::with_capacity(prefix.len() + encoded_len_estimate(r));
+    out.extend_from_slice(prefix);
+    let start = prefix.len();
     out.extend_from_slice(&SNAPSHOT_MAGIC);
     out.push(SNAPSHOT_VERSION);
     out.extend_from_slice(&[0; 4]);
@@ -154,16 +164,17 @@ pub(crate) fn encode(r: &Replica) -> Bytes {
         put_u64(&mut out, s.last_active_ms);
         put_outcome(&mut out, &s.reply);
     }
-    let crc = crc32c::crc32c(&out[HEADER_LEN..]);
-    out[HEADER_LEN - 4..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
+    let crc = crc32c::crc32c(&out[start + HEADER_LEN..]);
+    out[start + HEADER_LEN - 4..start + HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
     Bytes::from(out)
 }
 
 fn put_history(out: &mut Vec<u8>, h: &History) {
     put_u64(out, h.compacted);
-    let live: Vec<_> = h.live().collect();
-    put_u64(out, live.len() as u64);
-    for (rev, change) in live {
+    // Counted, then walked again: a list of the changes would cost 24
+    // bytes each for the length of the encoding.
+    put_u64(out, h.live().count() as u64);
+    for (rev, change) in h.live() {
         put_u64(out, rev.main);
         put_u64(out, u64::from(rev.sub));
         put_bytes(out, &change.key);
@@ -483,6 +494,17 @@ mod tests {
         assert_eq!(back, r);
         assert_eq!(back.store().revision(), 4);
         assert_eq!(back.applied(), LogIndex(4));
+    }
+
+    #[test]
+    fn a_snapshot_behind_a_prefix_is_the_prefix_then_the_snapshot() {
+        let r = replica_with_data();
+        let behind = r.snapshot_behind(b"table");
+        assert_eq!(&behind[..5], b"table");
+        assert_eq!(behind.slice(5..), r.snapshot());
+        let mut back = Replica::new(SessionLimits::default());
+        back.restore(&behind.slice(5..)).unwrap();
+        assert_eq!(back, r);
     }
 
     #[test]

@@ -120,7 +120,7 @@ impl<P: Publish> StateMachine for KvMachine<P> {
     }
 
     fn snapshot(&self) -> Bytes {
-        encode_snapshot(&self.members, &self.replica.snapshot())
+        encode_snapshot(&self.members, &self.replica)
     }
 
     /// A clone of the replica shares its chunks of keys (copy-on-write,
@@ -131,7 +131,7 @@ impl<P: Publish> StateMachine for KvMachine<P> {
     fn snapshot_job(&self) -> SnapshotJob {
         let copy = self.replica.clone();
         let members = self.members.clone();
-        Box::new(move || encode_snapshot(&members, &copy.snapshot()))
+        Box::new(move || encode_snapshot(&members, &copy))
     }
 
     fn restore(&mut self, data: &Bytes) -> Result<(), RestoreError> {
@@ -192,13 +192,13 @@ pub struct UnreadableCommand {
 }
 
 /// The machine's snapshot: `SNAPSHOT_MAGIC`, the member table, then the
-/// replica's own snapshot (`replica`). Whatever takes a snapshot of the
-/// machine must go through here, or the member table would be lost.
-pub fn encode_snapshot(members: &Members, replica: &[u8]) -> Bytes {
-    let mut out = SNAPSHOT_MAGIC.to_vec();
-    members.encode(&mut out);
-    out.extend_from_slice(replica);
-    Bytes::from(out)
+/// replica's own snapshot, encoded behind them in one buffer. Whatever
+/// takes a snapshot of the machine must go through here, or the member
+/// table would be lost.
+pub fn encode_snapshot(members: &Members, replica: &Replica) -> Bytes {
+    let mut prefix = SNAPSHOT_MAGIC.to_vec();
+    members.encode(&mut prefix);
+    replica.snapshot_behind(&prefix)
 }
 
 #[cfg(test)]
