@@ -57,7 +57,7 @@ rss() {
         i=$((i + 1))
         kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
         peak=$(awk '/^VmHWM:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
-        printf '%s:%dMiB(peak %d)%s ' "$i" $((kb / 1024)) $((peak / 1024)) "$([ "${EPS[$((i - 1))]}" = "${LEADER_EP:-}" ] && echo '*')"
+        printf '%s:%dMiB(peak %d)%s ' "$i" $((kb / 1024)) $((peak / 1024)) "$([ -n "${LEADER_EP:-}" ] && [ "${EPS[$((i - 1))]:-}" = "$LEADER_EP" ] && echo '*')"
     done
 }
 

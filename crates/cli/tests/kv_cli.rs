@@ -40,6 +40,38 @@ fn append_txn_and_output_formats_against_a_cluster() {
     outputs(all);
     same_txn_output_as_etcdctl(all);
     a_reader_that_left_ends_it_quietly(all);
+    bench_kv_sequential_writes_every_key_once(all);
+}
+
+/// `flotilla bench kv --sequential --total N --keys N`: the load phase of
+/// a benchmark at scale writes each of the N keys once (drawn at random,
+/// 40 draws over 40 keys would leave about 15 unwritten).
+fn bench_kv_sequential_writes_every_key_once(all: &str) {
+    let args = [
+        "bench",
+        "kv",
+        "--clients",
+        "4",
+        "--conns",
+        "2",
+        "--keys",
+        "40",
+        "--total",
+        "40",
+        "--sequential",
+        "--value-size",
+        "24",
+        "--duration",
+        "60s",
+        "--warmup",
+        "0s",
+    ];
+    let out = ok(all, &args, "");
+    assert!(out.contains("requests=40 errors=0"), "{out}");
+    let listed = ok(all, &["kv", "get", "", "--prefix"], "");
+    let value = "v".repeat(24);
+    let written = listed.lines().filter(|l| *l == value).count();
+    assert_eq!(written, 40, "every key once: {listed:?}");
 }
 
 /// `flotilla kv get log | head -0`: the reader closes the pipe before

@@ -223,7 +223,11 @@ impl<SM: StateMachine> Driver<SM> {
                 _ = ticker.tick() => self.host.tick(),
                 Some(m) = inbound.recv() => self.step(m),
                 Some(r) = requests.recv() => self.request(r),
-                Some((index, data)) = snapshots.recv() => self.host.snapshot_built(index, data),
+                Some((index, data)) = snapshots.recv() => {
+                    let started = Instant::now();
+                    self.host.snapshot_built(index, data);
+                    tracing::debug!(%index, ms = started.elapsed().as_millis() as u64, "compacted the log to a built snapshot");
+                }
                 _ = shutdown.wait_for(|stop| *stop) => break,
             }
             for _ in 0..DRAIN_MAX {
@@ -238,15 +242,7 @@ impl<SM: StateMachine> Driver<SM> {
                     Err(_) => break,
                 }
             }
-            while let Pump::SyncNow(lsn) = self.host.pump()? {
-                // A Ready with a snapshot: it must be durable before the
-                // host goes on. Its messages so far leave meanwhile.
-                self.execute();
-                let started = Instant::now();
-                sync_off_thread(&self.wal, Some(lsn)).await?;
-                self.metrics.fsync.observe(started.elapsed());
-                self.host.resume()?;
-            }
+            self.pump().await?;
             self.execute();
             self.status.send_if_modified(|s| {
                 let changed = s != self.host.status();
@@ -304,15 +300,43 @@ impl<SM: StateMachine> Driver<SM> {
         }
     }
 
+    /// Handles the host's Readys; one that carries a snapshot is synced
+    /// before the host goes on. A pass of 50 ms or more (the host's lock
+    /// on the machine held that long) is logged at debug level: that is
+    /// what a stall of the writes through this member looks like.
+    async fn pump(&mut self) -> Result<(), FatalError> {
+        let pumped = Instant::now();
+        while let Pump::SyncNow(lsn) = self.host.pump()? {
+            // A Ready with a snapshot: it must be durable before the
+            // host goes on. Its messages so far leave meanwhile.
+            self.execute();
+            let started = Instant::now();
+            sync_off_thread(&self.wal, Some(lsn)).await?;
+            self.metrics.fsync.observe(started.elapsed());
+            self.host.resume()?;
+            let ms = started.elapsed().as_millis() as u64;
+            tracing::debug!(ms, "a snapshot's Ready is durable");
+        }
+        let ms = pumped.elapsed().as_millis() as u64;
+        if ms >= 50 {
+            tracing::debug!(ms, "a slow pump");
+        }
+        Ok(())
+    }
+
     /// Builds a snapshot on the blocking pool; its result comes back
     /// through `snapshots`.
     fn spawn_snapshot(&self, task: SnapshotTask) {
         let (wal, done) = (self.wal.clone(), self.snapshots.clone());
         let index = task.index;
         tokio::spawn(async move {
+            let started = Instant::now();
             let data = tokio::task::spawn_blocking(move || task.run(&wal))
                 .await
                 .ok();
+            let ms = started.elapsed().as_millis() as u64;
+            let bytes = data.as_ref().map(bytes::Bytes::len);
+            tracing::debug!(%index, ?bytes, ms, "built a snapshot and wrote its file");
             let _ = done.send((index, data));
         });
     }

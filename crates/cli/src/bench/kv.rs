@@ -62,6 +62,11 @@ pub struct KvBenchArgs {
     /// the rate is then over the time it took. Warm-up requests count.
     #[arg(long)]
     total: Option<u64>,
+    /// Keys in turn (0, 1, 2, ... over all clients, from 0 again after
+    /// `--keys`) rather than at random: with `--total` equal to `--keys`,
+    /// every key written exactly once (etcd's benchmark `--sequential-keys`).
+    #[arg(long)]
+    sequential: bool,
 }
 
 /// The largest latency recorded, in µs; slower requests count as this.
@@ -106,6 +111,7 @@ async fn run(
     let token = super::token(&args.endpoints, endpoints, tls.as_ref()).await?;
     let channels = super::connect(endpoints, args.conns, (tls.as_ref(), &token), timeout).await?;
     let budget = args.total.map(|n| Arc::new(AtomicU64::new(n)));
+    let next_key = args.sequential.then(|| Arc::new(AtomicU64::new(0)));
     let start = Instant::now();
     let measure_from = start + args.load.warmup;
     let end = measure_from + args.load.duration;
@@ -126,6 +132,7 @@ async fn run(
                 serializable: args.serializable,
                 keys: args.keys,
                 budget: budget.clone(),
+                next_key: next_key.clone(),
             };
             tokio::spawn(client(
                 channel,
@@ -155,6 +162,8 @@ struct Load {
     keys: u64,
     /// Requests left to send in all, with `--total`.
     budget: Option<Arc<AtomicU64>>,
+    /// The next key, with `--sequential`.
+    next_key: Option<Arc<AtomicU64>>,
 }
 
 impl Load {
@@ -188,7 +197,11 @@ async fn client(
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let key = Bytes::copy_from_slice(&(x % load.keys).to_be_bytes());
+        let n = match &load.next_key {
+            Some(next) => next.fetch_add(1, Ordering::Relaxed),
+            None => x,
+        };
+        let key = Bytes::copy_from_slice(&(n % load.keys).to_be_bytes());
         let read = ((x >> 11) as f64 / (1u64 << 53) as f64) < load.read_ratio;
         let t0 = Instant::now();
         if t0 >= end || !load.take_one() {
