@@ -68,6 +68,27 @@ SERVER_TLS=()
 # members: the member numbers, 1 to MEMBERS.
 members() { seq 1 "${MEMBERS:-3}"; }
 
+# set_endpoints: EPS, the members' client endpoints, and ALL, the same
+# joined by commas.
+set_endpoints() {
+    local i
+    EPS=()
+    for i in $(members); do EPS+=("127.0.0.1:$((32279 + i * 100))"); done
+    ALL="$(IFS=,; echo "${EPS[*]}")"
+}
+
+# run_systems: the script's `run SYS` for each of SYSTEMS (default
+# "etcd flotilla"), the disks synced before each.
+run_systems() {
+    local sys
+    for sys in ${SYSTEMS:-etcd flotilla}; do
+        case "$sys" in
+        etcd | flotilla) sync; run "$sys" ;;
+        *) echo "SYSTEMS: '$sys' is neither etcd nor flotilla" >&2; exit 2 ;;
+        esac
+    done
+}
+
 start_etcd() {
     if [ -n "${REFERENCE:-}" ]; then
         start_flotilla "$REFERENCE" ref

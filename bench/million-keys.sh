@@ -33,9 +33,7 @@ QUOTA=$((8 * 1024 * 1024 * 1024))
 . "$PWD/bench/lib.sh"
 STOP_WAIT_S=30
 bench_setup million
-EPS=()
-for i in $(members); do EPS+=("127.0.0.1:$((32279 + i * 100))"); done
-ALL="$(IFS=,; echo "${EPS[*]}")"
+set_endpoints
 NEW_CLIENT=127.0.0.1:32679
 NEW_PEER=127.0.0.1:32680
 # SNAPSHOT_ENTRIES: entries between snapshots, for both (etcd's
@@ -100,20 +98,30 @@ add_member() {
     PIDS+=($!)
 }
 
+# bench_kv FLAGS...: 64 clients over all members on KEYS keys; prints the
+# figures line, or says what failed and stops the script.
+bench_kv() {
+    local out
+    if ! out=$("$F" bench kv --endpoints "$ALL" --clients 64 --conns 8 --keys "$KEYS" "$@" 2>&1) \
+        || ! grep -q 'throughput=' <<<"$out"; then
+        echo "flotilla bench kv $* failed: $out" >&2
+        exit 1
+    fi
+    grep 'throughput=' <<<"$out"
+}
+
 run() {
     local sys="$1" t0 line before size
     start "$sys"
     ready "$ALL"
     t0=$(date +%s%N)
-    line=$("$F" bench kv --endpoints "$ALL" --clients 64 --conns 8 --keys "$KEYS" \
-        --total "$KEYS" --sequential --duration 1440m --warmup 0s | grep 'throughput=')
+    line=$(bench_kv --total "$KEYS" --sequential --duration 1440m --warmup 0s)
     ectl put million-loaded yes >/dev/null
     echo "$sys load of $KEYS keys: $line (in $(ms_since "$t0") ms)"
     echo "$sys RSS per member after the load: $(rss); data dirs: $(du -sh "$WORK/$sys"1 | cut -f1) each"
     before=$(snapshots)
-    line=$("$F" bench kv --endpoints "$ALL" --clients 64 --conns 8 --keys "$KEYS" \
-        --duration 20s --warmup 2s | grep -E 'throughput=|p99')
-    echo "$sys overwrites for 20 s: $(echo "$line" | tr '\n' ' ')"
+    line=$(bench_kv --duration 20s --warmup 2s)
+    echo "$sys overwrites for 20 s: $line"
     if [ "$sys" = flotilla ]; then
         echo "$sys snapshots taken by the members meanwhile: $(( $(snapshots) - before ))"
     fi
@@ -146,9 +154,4 @@ run() {
     stop
 }
 
-for sys in ${SYSTEMS:-etcd flotilla}; do
-    case "$sys" in
-    etcd | flotilla) sync; run "$sys" ;;
-    *) echo "SYSTEMS: '$sys' is neither etcd nor flotilla" >&2; exit 2 ;;
-    esac
-done
+run_systems

@@ -36,9 +36,7 @@ QUOTA=$((8 * 1024 * 1024 * 1024))
 # killed would make the restart a crash recovery.
 STOP_WAIT_S=30
 bench_setup mvcc
-EPS=()
-for i in $(members); do EPS+=("127.0.0.1:$((32279 + i * 100))"); done
-ALL="$(IFS=,; echo "${EPS[*]}")"
+set_endpoints
 ETCD_FLAGS=(--quota-backend-bytes "$QUOTA")
 ectl() { ETCDCTL_API=3 etcdctl --endpoints "$ALL" --command-timeout 60s "$@"; }
 
@@ -91,9 +89,4 @@ run() {
     stop
 }
 
-for sys in ${SYSTEMS:-etcd flotilla}; do
-    case "$sys" in
-    etcd | flotilla) sync; run "$sys" ;;
-    *) echo "SYSTEMS: '$sys' is neither etcd nor flotilla" >&2; exit 2 ;;
-    esac
-done
+run_systems
